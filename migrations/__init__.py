@@ -1,0 +1,1 @@
+"""Alembic migrations for the polyledger ledger (installed as `polyledger.migrations`)."""

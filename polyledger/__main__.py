@@ -1,0 +1,3 @@
+from polyledger.cli import entry
+
+entry()

@@ -1,0 +1,106 @@
+"""Completeness, as ledger queries: what is done, what is missing, and why."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from polyledger.ledger import Ledger
+
+STATES = ("pending", "running", "done", "empty_confirmed", "failed")
+EXAMPLES_PER_CLASS = 3
+
+
+@dataclass
+class FailureClass:
+    error_class: str
+    units: int
+    examples: list[str]
+
+
+@dataclass
+class DatasetAudit:
+    dataset: str
+    units: int
+    rows: int
+    by_state: dict[str, int]
+    failures: list[FailureClass] = field(default_factory=list)
+    tickers: int = 0
+    tickers_without_data: list[str] = field(default_factory=list)
+    never_attempted: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.by_state["done"] + self.by_state["empty_confirmed"] == self.units
+
+
+@dataclass
+class AuditReport:
+    datasets: list[DatasetAudit]
+
+    @property
+    def complete(self) -> bool:
+        return all(d.complete for d in self.datasets)
+
+    def to_dict(self) -> dict:
+        return {
+            "complete": self.complete,
+            "datasets": [dict(asdict(d), complete=d.complete) for d in self.datasets],
+        }
+
+
+def status_counts(ledger: Ledger) -> list[dict]:
+    """Units and rows per dataset and state."""
+    rows = ledger.query(
+        "SELECT dataset, state, count(*) AS units, coalesce(sum(rows), 0) AS rows "
+        "FROM units GROUP BY dataset, state ORDER BY dataset, state"
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def audit(ledger: Ledger) -> AuditReport:
+    """Per dataset: units by state, rows, failures grouped by class with examples,
+    tickers that have no bars at all, units never attempted."""
+    report = AuditReport(datasets=[])
+    by_dataset: dict[str, DatasetAudit] = {}
+    for row in status_counts(ledger):
+        entry = by_dataset.setdefault(
+            row["dataset"],
+            DatasetAudit(row["dataset"], 0, 0, dict.fromkeys(STATES, 0)),
+        )
+        entry.units += row["units"]
+        entry.rows += row["rows"]
+        entry.by_state[row["state"]] = row["units"]
+    for name, entry in sorted(by_dataset.items()):
+        entry.failures = _failures(ledger, name)
+        entry.tickers, entry.tickers_without_data = _tickers_without_data(ledger, name)
+        entry.never_attempted = ledger.query(
+            "SELECT count(*) AS n FROM units WHERE dataset = :d AND attempts = 0", {"d": name}
+        )[0].n
+        report.datasets.append(entry)
+    return report
+
+
+def _failures(ledger: Ledger, dataset: str) -> list[FailureClass]:
+    rows = ledger.query(
+        "SELECT coalesce(error_class, 'unknown') AS error_class, ticker, period_start, last_error "
+        "FROM units WHERE dataset = :d AND state = 'failed' ORDER BY error_class, ticker, period_start",
+        {"d": dataset},
+    )
+    classes: dict[str, FailureClass] = {}
+    for row in rows:
+        entry = classes.setdefault(row.error_class, FailureClass(row.error_class, 0, []))
+        entry.units += 1
+        if len(entry.examples) < EXAMPLES_PER_CLASS:
+            entry.examples.append(f"{row.ticker} {row.period_start}: {row.last_error}")
+    return sorted(classes.values(), key=lambda f: -f.units)
+
+
+def _tickers_without_data(ledger: Ledger, dataset: str) -> tuple[int, list[str]]:
+    """Tickers whose every unit is settled and none holds a bar (e.g. a wrong symbol)."""
+    rows = ledger.query(
+        "SELECT ticker, sum(CASE WHEN state = 'done' THEN 1 ELSE 0 END) AS done, "
+        "sum(CASE WHEN state = 'empty_confirmed' THEN 1 ELSE 0 END) AS empty, count(*) AS units "
+        "FROM units WHERE dataset = :d GROUP BY ticker ORDER BY ticker",
+        {"d": dataset},
+    )
+    return len(rows), [row.ticker for row in rows if row.done == 0 and row.empty == row.units]

@@ -1,0 +1,354 @@
+"""The command line: parse, call the library, print. Nothing else lives here.
+
+Exit codes: 0 success; 1 the job is not complete (failed or unsettled units) or a run
+stopped itself (bad key, disk full); 2 bad input (nothing was changed); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from polyledger.errors import InputError, PolyledgerError
+from polyledger.secrets import RedactingFilter, api_key_from_env, redact
+
+app = typer.Typer(
+    name="polyledger",
+    help="Download Polygon.io / Massive bars into partitioned Parquet, tracked by a SQLite ledger.",
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+LedgerOpt = typer.Option(Path("ledger.db"), "--ledger", help="Ledger file (SQLite).")
+DataOpt = typer.Option(Path("data"), "--data", help="Data folder for the Parquet files.")
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _echo(text: str) -> None:
+    _console().print(text, markup=False, highlight=False)
+
+
+# --- plan -------------------------------------------------------------------------
+
+
+@app.command()
+def plan(
+    universe: Path = typer.Option(..., "--universe", help="CSV file with a 'ticker' column."),
+    dataset: str = typer.Option("minute", "--dataset", help="minute (units = months) or day (units = years)."),
+    start: str = typer.Option(..., "--from", help="First US/Eastern date, YYYY-MM-DD."),
+    end: Optional[str] = typer.Option(None, "--to", help="Last US/Eastern date, inclusive [default: yesterday]."),
+    ledger_path: Path = LedgerOpt,
+    data: Path = DataOpt,
+) -> None:
+    """Add the units for a universe and date range to the ledger (idempotent).
+
+    Example: polyledger plan --universe universe.csv --dataset minute --from 2004-01-01 --to 2025-10-21
+    """
+    from polyledger.ledger import Ledger
+    from polyledger.periods import et_today, parse_date
+    from polyledger.plan import check_range
+    from polyledger.plan import plan as plan_units
+    from polyledger.universe import read_universe
+
+    first = parse_date(start, "--from")
+    last = parse_date(end, "--to") if end else et_today() - dt.timedelta(days=1)
+    check_range(dataset, first, last)
+    tickers = read_universe(universe)  # validated before the ledger is touched
+    with Ledger(ledger_path) as ledger:
+        result = plan_units(ledger, tickers, dataset, first, last)
+    _echo(
+        f"planned {result.units_in_plan} {dataset} units for {result.tickers} tickers "
+        f"({first} to {last}): {result.added} new, {result.already_planned} already in {ledger_path}"
+    )
+
+
+# --- run --------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    workers: int = typer.Option(8, "--workers", min=1, max=256, help="Worker threads."),
+    rate: float = typer.Option(25.0, "--rate", min=0.01, help="Requests per second for the whole run (all workers)."),
+    base_url: Optional[str] = typer.Option(
+        None, "--base-url", envvar="POLYGON_BASE_URL", help="API base URL [default: https://api.massive.com]."
+    ),
+    unadjusted: bool = typer.Option(False, "--unadjusted", help="Request raw (split-unadjusted) bars."),
+    dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="Only units of this dataset (repeatable)."),
+    max_units: Optional[int] = typer.Option(None, "--max-units", min=1, help="Stop after claiming this many units."),
+    lease_seconds: float = typer.Option(60.0, "--lease-seconds", min=1.0, help="Lease on a claimed unit; renewed while working."),
+    log_file: Optional[Path] = typer.Option(None, "--log-file", help="Also write a log of failures here."),
+    ledger_path: Path = LedgerOpt,
+    data: Path = DataOpt,
+) -> None:
+    """Download every pending unit. Safe to start again after any stop, and to run in
+    several processes on one ledger.
+
+    Example: POLYGON_API_KEY=... polyledger run --workers 16
+    """
+    from polyledger.ledger import Ledger
+    from polyledger.periods import DATASETS
+    from polyledger.polygon.client import DEFAULT_BASE_URL
+    from polyledger.progress import RunDisplay, print_summary
+    from polyledger.runner import Run, RunOptions
+    from polyledger.storage import BarStore
+
+    for name in dataset or []:
+        if name not in DATASETS:
+            raise InputError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    api_key = api_key_from_env()
+    if not api_key:
+        raise InputError("no API key: set POLYGON_API_KEY (or MASSIVE_API_KEY)")
+    url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise InputError(f"--base-url must start with http:// or https://, got {url!r}")
+    store = BarStore(data)
+    store.ensure_writable()
+    _setup_logging(log_file)
+    with Ledger(ledger_path, create=False) as ledger:
+        _refuse_mixed_adjustment(ledger, adjusted=not unadjusted)
+        options = RunOptions(
+            workers=workers,
+            rate=rate,
+            adjusted=not unadjusted,
+            lease_seconds=lease_seconds,
+            datasets=tuple(dataset) if dataset else None,
+            max_units=max_units,
+        )
+        job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
+        console = _console()
+        with RunDisplay(console, lambda: job.client.requests_sent) as display:
+            report = job.execute(on_tick=display.tick)
+        print_summary(console, report)
+    if report.outcome == "interrupted":
+        raise typer.Exit(130)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _refuse_mixed_adjustment(ledger, adjusted: bool) -> None:  # type: ignore[no-untyped-def]
+    mixed = ledger.query(
+        "SELECT count(*) AS n FROM units WHERE state = 'done' AND adjusted IS NOT NULL AND adjusted != :a",
+        {"a": adjusted},
+    )[0].n
+    if mixed:
+        have = "unadjusted" if adjusted else "adjusted"
+        raise InputError(
+            f"{mixed} units in this ledger hold {have} bars; use a separate ledger and data folder "
+            f"for {'adjusted' if adjusted else 'unadjusted'} bars"
+        )
+
+
+def _setup_logging(log_file: Optional[Path]) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers[0].setLevel(logging.WARNING)
+    if log_file:
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setLevel(logging.INFO)
+        handlers.append(file_handler)
+    for handler in handlers:
+        handler.addFilter(RedactingFilter())
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
+
+
+# --- status / audit / sql ---------------------------------------------------------
+
+
+@app.command()
+def status(ledger_path: Path = LedgerOpt, data: Path = DataOpt) -> None:
+    """Units and rows per dataset and state."""
+    from polyledger.audit import status_counts
+    from polyledger.ledger import Ledger
+
+    with Ledger(ledger_path, create=False) as ledger:
+        rows = status_counts(ledger)
+    table = Table("dataset", "state", "units", "rows")
+    for row in rows:
+        table.add_row(row["dataset"], row["state"], f"{row['units']:,}", f"{row['rows']:,}")
+    _console().print(table)
+
+
+@app.command()
+def audit(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ledger_path: Path = LedgerOpt,
+    data: Path = DataOpt,
+) -> None:
+    """Completeness per dataset. Exits 1 unless every unit is done or empty_confirmed."""
+    from polyledger.audit import audit as audit_ledger
+    from polyledger.ledger import Ledger
+
+    with Ledger(ledger_path, create=False) as ledger:
+        report = audit_ledger(ledger)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        _print_audit(report)
+    if not report.complete:
+        raise typer.Exit(1)
+
+
+def _print_audit(report) -> None:  # type: ignore[no-untyped-def]
+    console = _console()
+    if not report.datasets:
+        console.print("the ledger has no units: run `polyledger plan` first")
+        return
+    for entry in report.datasets:
+        verdict = "COMPLETE" if entry.complete else "INCOMPLETE"
+        table = Table(title=f"{entry.dataset}: {verdict} - {entry.units:,} units, {entry.rows:,} bars")
+        table.add_column("state")
+        table.add_column("units", justify="right")
+        for state, count in entry.by_state.items():
+            table.add_row(state, f"{count:,}")
+        console.print(table)
+        for failure in entry.failures:
+            console.print(f"  failed [{failure.error_class}]: {failure.units} units, e.g.", markup=False)
+            for example in failure.examples:
+                console.print(f"    {example}", markup=False)
+        if entry.tickers_without_data:
+            names = ", ".join(entry.tickers_without_data[:20])
+            more = len(entry.tickers_without_data) - 20
+            console.print(
+                f"  tickers with no data at all ({len(entry.tickers_without_data)} of {entry.tickers}): "
+                f"{names}{f' and {more} more' if more > 0 else ''}",
+                markup=False,
+            )
+        if entry.never_attempted:
+            console.print(f"  never attempted: {entry.never_attempted:,} units", markup=False)
+
+
+@app.command()
+def sql(
+    query: str = typer.Argument(..., help="A read-only SQL query on the ledger."),
+    output: str = typer.Option("table", "--format", help="table, csv or json."),
+    ledger_path: Path = LedgerOpt,
+    data: Path = DataOpt,
+) -> None:
+    """Ad-hoc SQL on the ledger, opened read-only.
+
+    Example: polyledger sql "SELECT state, count(*), sum(rows) FROM units GROUP BY state"
+    """
+    import csv
+    import sqlite3
+
+    from polyledger.ledger.database import open_read_only
+
+    if output not in ("table", "csv", "json"):
+        raise InputError(f"unknown --format {output!r}: choose table, csv or json")
+    connection = open_read_only(ledger_path)
+    try:
+        cursor = connection.execute(query)
+        columns = [c[0] for c in cursor.description or []]
+        rows = cursor.fetchall()
+    except sqlite3.Error as exc:
+        raise InputError(f"SQL error: {exc} (the ledger is read-only here)") from None
+    finally:
+        connection.close()
+    if output == "json":
+        sys.stdout.write(json.dumps([dict(zip(columns, row)) for row in rows], indent=2) + "\n")
+    elif output == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*["" if v is None else str(v) for v in row])
+        _console().print(table)
+
+
+# --- demo / serve -------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    directory: Path = typer.Option(Path("polyledger-demo"), "--dir", help="Where the demo's ledger and data go."),
+    workers: int = typer.Option(8, "--workers", min=1, max=64),
+) -> None:
+    """Plan, run and audit a small universe against the bundled stand-in API: no key needed."""
+    from polyledger.demo import run_demo
+
+    code = run_demo(directory, workers=workers, console=_console())
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    port: int = typer.Option(8765, "--port"),
+    latency: float = typer.Option(0.0, "--latency", help="Seconds added to each response."),
+    rate_limit: Optional[float] = typer.Option(None, "--rate-limit", help="Server-side requests/second per key."),
+    fault_rate: float = typer.Option(0.0, "--fault-rate", help="Share of bar requests that get a fault."),
+) -> None:
+    """Serve the stand-in Polygon API on 127.0.0.1 (demo data; key: demo-key) until Ctrl-C."""
+    from polyledger.testing.server import main as serve_main
+
+    args = ["--port", str(port), "--latency", str(latency), "--fault-rate", str(fault_rate)]
+    if rate_limit is not None:
+        args += ["--rate-limit", str(rate_limit)]
+    serve_main(args)
+
+
+# --- entry point -------------------------------------------------------------------
+
+
+def _make_streams_safe() -> None:
+    """Never crash on a console that cannot encode a character (Windows cp1252)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="replace")
+            except (ValueError, OSError):
+                pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code. Errors are one line on stderr."""
+    _make_streams_safe()
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="polyledger", standalone_mode=False)
+        return 0
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except typer.TyperException as exc:  # usage errors: unknown option, bad value ...
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.format_message())
+            return 0
+        print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        return 2 if exc.exit_code == 1 else exc.exit_code
+    except InputError as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return 2
+    except PolyledgerError as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,96 @@
+"""The built-in demo: the stand-in API, a small universe, plan -> run -> audit. No key needed.
+
+It shows every outcome a real download meets: multi-page months, empty months (before a
+listing, after a delisting, an unknown ticker), months outside the plan's history (403,
+`failed` as not_entitled), and transient faults that are retried away.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from rich.console import Console
+
+from polyledger.audit import audit
+from polyledger.ledger import Ledger
+from polyledger.plan import plan
+from polyledger.progress import RunDisplay, print_summary
+from polyledger.runner import Run, RunOptions
+from polyledger.polygon.client import RetryPolicy
+from polyledger.storage import BarStore
+from polyledger.testing import FaultPlan, Listing, SyntheticMarket, StandInServer
+
+DEMO_KEY = "demo-key"
+DEMO_FROM = dt.date(2022, 7, 1)
+DEMO_TO = dt.date(2024, 6, 30)
+HISTORY_START = dt.date(2022, 10, 1)  # the demo "plan" is entitled from here on: earlier months get 403
+
+DEMO_LISTINGS = (
+    Listing("AAPL", bars_per_day=900),
+    Listing("BRK.B", bars_per_day=400),
+    Listing("SIRI", bars_per_day=300),
+    Listing("PLUG", bars_per_day=250),
+    Listing("AMC", list_date=dt.date(2023, 3, 15), bars_per_day=200),
+    Listing("BBBY", delist_date=dt.date(2023, 5, 2), bars_per_day=150),
+    Listing("TINY", bars_per_day=20),
+    Listing("BF-B", bars_per_day=60),
+)
+DEMO_UNIVERSE = [listing.ticker for listing in DEMO_LISTINGS] + ["NOSUCH"]
+
+
+def demo_market() -> SyntheticMarket:
+    return SyntheticMarket(DEMO_LISTINGS, seed=2004)
+
+
+def run_demo(directory: Path, *, workers: int = 8, console: Console | None = None) -> int:
+    """Run the whole demo in `directory` (ledger.db, data/, universe.csv). Returns the
+    audit's exit code: 1, because the months before the demo plan's history stay failed."""
+    console = console or Console(highlight=False)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    universe = directory / "universe.csv"
+    universe.write_text("ticker,name\n" + "".join(f"{t},demo\n" for t in DEMO_UNIVERSE), encoding="utf-8")
+    server = StandInServer(
+        demo_market(),
+        api_keys=(DEMO_KEY,),
+        latency=0.002,
+        page_cap=5_000,  # small pages, so dense months take several requests
+        history_start=HISTORY_START,
+        faults=FaultPlan(rate=0.03, seed=1, slow_seconds=3.0),
+    )
+    with server, Ledger(directory / "ledger.db") as ledger:
+        console.print(f"stand-in Polygon API at {server.url} (key: {DEMO_KEY})", markup=False)
+        for dataset in ("minute", "day"):
+            result = plan(ledger, DEMO_UNIVERSE, dataset, DEMO_FROM, DEMO_TO)
+            console.print(
+                f"planned {result.units_in_plan} {dataset} units for {result.tickers} tickers, "
+                f"{result.added} new",
+                markup=False,
+            )
+        options = RunOptions(
+            workers=workers,
+            rate=400.0,
+            retry=RetryPolicy(base_delay=0.05, max_delay=1.0),
+            timeout=(2.0, 1.5),
+        )
+        job = Run(ledger, BarStore(directory / "data"), api_key=DEMO_KEY, base_url=server.url, options=options)
+        with RunDisplay(console, lambda: job.client.requests_sent, plain_every=2.0) as display:
+            report = job.execute(on_tick=display.tick)
+        print_summary(console, report)
+        report_audit = audit(ledger)
+    from polyledger.cli import _print_audit  # the same rendering as `polyledger audit`
+
+    _print_audit(report_audit)
+    console.print(
+        f"\nThe demo's plan is entitled from {HISTORY_START} only, so earlier months are failed "
+        "(not_entitled), as on a real plan with shorter history. Look around:\n"
+        f"  polyledger status --ledger {directory / 'ledger.db'}\n"
+        f"  polyledger sql \"SELECT state, count(*), sum(rows) FROM units GROUP BY state\" "
+        f"--ledger {directory / 'ledger.db'}\n"
+        f"  python -c \"import polars as pl; print(pl.scan_parquet('{(directory / 'data' / 'minute').as_posix()}/**/*.parquet', "
+        "hive_partitioning=True).collect())\"",
+        markup=False,
+    )
+    return 0 if report.outcome == "finished" else 1

@@ -1,0 +1,32 @@
+"""The SQLite ledger: every unit of work, its state, and its history."""
+
+from polyledger.ledger.ledger import (
+    AttemptRecord,
+    ClaimedUnit,
+    Ledger,
+    PlannedUnit,
+    StoredFile,
+    iso,
+    new_owner_id,
+    utc_now,
+)
+from polyledger.ledger.models import Run, Unit, UnitAttempt
+from polyledger.ledger.states import SETTLED, TRANSITIONS, UnitState, check_transition
+
+__all__ = [
+    "AttemptRecord",
+    "ClaimedUnit",
+    "Ledger",
+    "PlannedUnit",
+    "Run",
+    "SETTLED",
+    "StoredFile",
+    "TRANSITIONS",
+    "Unit",
+    "UnitAttempt",
+    "UnitState",
+    "check_transition",
+    "iso",
+    "new_owner_id",
+    "utc_now",
+]

@@ -1,0 +1,411 @@
+"""The ledger: planning units, claiming them under a lease, settling them, and reading it back.
+
+Hot paths are single SQL statements over Core (never ORM objects): a claim is one
+UPDATE over a LIMIT-ed subquery that RETURNs the claimed rows, so two workers can never
+get the same unit, and a settle only lands while the worker still holds the lease.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, insert, text
+
+from polyledger.errors import LeaseLost
+from polyledger.ledger.database import open_engine
+from polyledger.ledger.models import Run, Unit, UnitAttempt
+from polyledger.ledger.states import UnitState, allowed_sources
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def iso(moment: dt.datetime) -> str:
+    """Fixed-width UTC timestamps, so string comparison in SQL is time comparison."""
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def new_owner_id() -> str:
+    """Who holds a lease: host, process and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class PlannedUnit:
+    dataset: str
+    ticker: str
+    period_start: dt.date
+    period_end: dt.date
+
+
+@dataclass(frozen=True)
+class ClaimedUnit:
+    id: int
+    dataset: str
+    ticker: str
+    period_start: dt.date
+    period_end: dt.date
+    attempts: int
+    lease_token: str
+    claimed_at: str
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """What one attempt did, stored in unit_attempts when the unit settles."""
+
+    requests: int = 0
+    bytes: int = 0
+    bars: int = 0
+    http_status: int | None = None
+    request_id: str | None = None
+    error_class: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: str  # relative to the data folder, forward slashes
+    rows: int
+    checksum: str
+    bytes: int
+
+
+_UNITS = Unit.__table__
+_ATTEMPTS = UnitAttempt.__table__
+_RUNS = Run.__table__
+
+
+class Ledger:
+    """A ledger file. Thread-safe: every method takes its own pooled connection."""
+
+    def __init__(self, path: Path | str, *, create: bool = True, clock: Clock = utc_now) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.engine: Engine = open_engine(self.path, create=create)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- planning -------------------------------------------------------------------
+
+    def add_units(self, units: Iterable[PlannedUnit], batch_size: int = 50_000) -> int:
+        """Insert units that are not in the ledger yet; existing ones are left untouched.
+        Returns how many were added."""
+        now = iso(self.clock())
+        added = 0
+        statement = insert(_UNITS).prefix_with("OR IGNORE")
+        with self.engine.begin() as connection:
+            before = connection.execute(text("SELECT count(*) FROM units")).scalar_one()
+            batch: list[dict] = []
+            for unit in units:
+                batch.append(
+                    {
+                        "dataset": unit.dataset,
+                        "ticker": unit.ticker,
+                        "period_start": unit.period_start.isoformat(),
+                        "period_end": unit.period_end.isoformat(),
+                        "state": UnitState.PENDING.value,
+                        "attempts": 0,
+                        "requests": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                if len(batch) >= batch_size:
+                    connection.execute(statement, batch)
+                    batch = []
+            if batch:
+                connection.execute(statement, batch)
+            added = connection.execute(text("SELECT count(*) FROM units")).scalar_one() - before
+        return added
+
+    # --- state changes: every one goes through _move --------------------------------
+
+    def _move(
+        self,
+        connection,  # type: ignore[no-untyped-def]
+        target: UnitState,
+        sources: set[UnitState],
+        where: str,
+        params: dict,
+        sets: str = "",
+        returning: str = "",
+    ):  # type: ignore[no-untyped-def]
+        """UPDATE units to `target` where `where` holds and the state is one of `sources`;
+        raises IllegalTransition if any source may not move to target."""
+        source_values = allowed_sources(target, sources)
+        placeholders = ", ".join(f":_src{i}" for i in range(len(source_values)))
+        params = dict(params, _target=target.value, _now=iso(self.clock()))
+        params.update({f"_src{i}": value for i, value in enumerate(source_values)})
+        sql = (
+            f"UPDATE units SET state = :_target, updated_at = :_now{', ' + sets if sets else ''} "
+            f"WHERE ({where}) AND state IN ({placeholders})"
+            f"{' RETURNING ' + returning if returning else ''}"
+        )
+        return connection.execute(text(sql), params)
+
+    def claim(
+        self,
+        owner: str,
+        lease_seconds: float,
+        limit: int = 1,
+        datasets: Sequence[str] | None = None,
+    ) -> list[ClaimedUnit]:
+        """Atomically take up to `limit` pending units under a lease held by `owner`."""
+        token = uuid.uuid4().hex
+        now = self.clock()
+        params: dict = {
+            "owner": owner,
+            "token": token,
+            "expires": iso(now + dt.timedelta(seconds=lease_seconds)),
+            "limit": limit,
+        }
+        dataset_filter = ""
+        if datasets:
+            names = {f"_ds{i}": name for i, name in enumerate(datasets)}
+            params.update(names)
+            dataset_filter = f" AND dataset IN ({', '.join(':' + key for key in names)})"
+        where = (
+            "id IN (SELECT id FROM units WHERE state = 'pending'"
+            f"{dataset_filter} ORDER BY id LIMIT :limit)"
+        )
+        with self.engine.begin() as connection:
+            rows = self._move(
+                connection,
+                UnitState.RUNNING,
+                {UnitState.PENDING},
+                where,
+                params,
+                sets="lease_owner = :owner, lease_token = :token, lease_expires_at = :expires, "
+                "attempts = attempts + 1",
+                returning="id, dataset, ticker, period_start, period_end, attempts",
+            ).all()
+        return [
+            ClaimedUnit(
+                id=row.id,
+                dataset=row.dataset,
+                ticker=row.ticker,
+                period_start=dt.date.fromisoformat(row.period_start),
+                period_end=dt.date.fromisoformat(row.period_end),
+                attempts=row.attempts,
+                lease_token=token,
+                claimed_at=iso(now),
+            )
+            for row in sorted(rows, key=lambda r: r.id)
+        ]
+
+    def heartbeat(self, owner: str, lease_seconds: float) -> int:
+        """Extend every lease `owner` holds. Returns how many units it still holds."""
+        expires = iso(self.clock() + dt.timedelta(seconds=lease_seconds))
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                text(
+                    "UPDATE units SET lease_expires_at = :expires "
+                    "WHERE lease_owner = :owner AND state = 'running'"
+                ),
+                {"expires": expires, "owner": owner},
+            )
+        return result.rowcount
+
+    def reclaim_expired(self) -> int:
+        """Put units whose lease ran out (their worker died) back to pending."""
+        with self.engine.begin() as connection:
+            result = self._move(
+                connection,
+                UnitState.PENDING,
+                {UnitState.RUNNING},
+                "lease_expires_at < :now_iso",
+                {"now_iso": iso(self.clock())},
+                sets="lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
+                "error_class = 'lease_expired', last_error = 'lease expired: its worker stopped'",
+            )
+        return result.rowcount
+
+    def _settle(
+        self,
+        unit: ClaimedUnit,
+        target: UnitState,
+        sets: str,
+        params: dict,
+        attempt: AttemptRecord,
+        run_id: str | None,
+    ) -> None:
+        with self.engine.begin() as connection:
+            result = self._move(
+                connection,
+                target,
+                {UnitState.RUNNING},
+                "id = :id AND lease_token = :token",
+                dict(params, id=unit.id, token=unit.lease_token, add_requests=attempt.requests),
+                sets="lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
+                "requests = requests + :add_requests, " + sets,
+            )
+            if result.rowcount != 1:
+                raise LeaseLost(f"unit {unit.id} ({unit.ticker} {unit.period_start}) is no longer ours")
+            connection.execute(
+                insert(_ATTEMPTS),
+                {
+                    "unit_id": unit.id,
+                    "run_id": run_id,
+                    "started_at": unit.claimed_at,
+                    "ended_at": iso(self.clock()),
+                    "outcome": target.value,
+                    "error_class": attempt.error_class,
+                    "error": attempt.error,
+                    "http_status": attempt.http_status,
+                    "request_id": attempt.request_id,
+                    "requests": attempt.requests,
+                    "bytes": attempt.bytes,
+                    "bars": attempt.bars,
+                },
+            )
+
+    def settle_done(
+        self,
+        unit: ClaimedUnit,
+        stored: StoredFile,
+        adjusted: bool,
+        attempt: AttemptRecord,
+        run_id: str | None = None,
+    ) -> None:
+        """The unit's file is in place: record it, its rows and checksum, in one step."""
+        self._settle(
+            unit,
+            UnitState.DONE,
+            "rows = :rows, file_path = :file_path, checksum = :checksum, bytes = :bytes, "
+            "adjusted = :adjusted, fetched_at = :_now, last_error = NULL, error_class = NULL",
+            {
+                "rows": stored.rows,
+                "file_path": stored.path,
+                "checksum": stored.checksum,
+                "bytes": stored.bytes,
+                "adjusted": adjusted,
+            },
+            attempt,
+            run_id,
+        )
+
+    def settle_empty(
+        self, unit: ClaimedUnit, adjusted: bool, attempt: AttemptRecord, run_id: str | None = None
+    ) -> None:
+        """A complete, successful answer with no bars."""
+        self._settle(
+            unit,
+            UnitState.EMPTY_CONFIRMED,
+            "rows = 0, file_path = NULL, checksum = NULL, bytes = NULL, adjusted = :adjusted, "
+            "fetched_at = :_now, last_error = NULL, error_class = NULL",
+            {"adjusted": adjusted},
+            attempt,
+            run_id,
+        )
+
+    def settle_failed(self, unit: ClaimedUnit, attempt: AttemptRecord, run_id: str | None = None) -> None:
+        self._settle(
+            unit,
+            UnitState.FAILED,
+            "last_error = :error, error_class = :error_class",
+            {"error": attempt.error, "error_class": attempt.error_class},
+            attempt,
+            run_id,
+        )
+
+    def release(self, unit: ClaimedUnit, *, undo_attempt: bool) -> bool:
+        """Give a claimed unit back (shutdown, bad key). `undo_attempt` keeps its attempt
+        count as if it had never been claimed. Returns False if it was no longer ours."""
+        with self.engine.begin() as connection:
+            result = self._move(
+                connection,
+                UnitState.PENDING,
+                {UnitState.RUNNING},
+                "id = :id AND lease_token = :token",
+                {"id": unit.id, "token": unit.lease_token, "undo": 1 if undo_attempt else 0},
+                sets="lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
+                "attempts = attempts - :undo",
+            )
+        return result.rowcount == 1
+
+    def reset_units(self, where: str, params: dict, sources: set[UnitState]) -> int:
+        """Put matching settled/failed units back to pending (retry, repair, re-plan)."""
+        with self.engine.begin() as connection:
+            return self._move(connection, UnitState.PENDING, sources, where, params).rowcount
+
+    # --- runs ------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, *, workers: int, rate: float, adjusted: bool, base_url: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(_RUNS),
+                {
+                    "id": run_id,
+                    "started_at": iso(self.clock()),
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "workers": workers,
+                    "rate": rate,
+                    "adjusted": adjusted,
+                    "base_url": base_url,
+                },
+            )
+
+    def end_run(self, run_id: str, outcome: str, units_settled: int, requests: int) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "UPDATE runs SET ended_at = :now, outcome = :outcome, "
+                    "units_settled = :settled, requests = :requests WHERE id = :id"
+                ),
+                {
+                    "now": iso(self.clock()),
+                    "outcome": outcome,
+                    "settled": units_settled,
+                    "requests": requests,
+                    "id": run_id,
+                },
+            )
+
+    # --- reading ---------------------------------------------------------------------
+
+    def query(self, sql: str, params: dict | None = None) -> list:
+        """Rows of a read query (named parameters), for audits and tests."""
+        with self.engine.connect() as connection:
+            return list(connection.execute(text(sql), params or {}).all())
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """{dataset: {state: units}}"""
+        result: dict[str, dict[str, int]] = {}
+        for row in self.query("SELECT dataset, state, count(*) AS n FROM units GROUP BY dataset, state"):
+            result.setdefault(row.dataset, {})[row.state] = row.n
+        return result
+
+    def open_work(self, owner: str, datasets: Sequence[str] | None = None) -> tuple[int, int]:
+        """(pending units, units running under someone else's live lease)."""
+        params: dict = {"owner": owner, "now": iso(self.clock())}
+        dataset_filter = ""
+        if datasets:
+            names = {f"_ds{i}": name for i, name in enumerate(datasets)}
+            params.update(names)
+            dataset_filter = f" AND dataset IN ({', '.join(':' + key for key in names)})"
+        row = self.query(
+            "SELECT "
+            f"(SELECT count(*) FROM units WHERE state = 'pending'{dataset_filter}) AS pending, "
+            "(SELECT count(*) FROM units WHERE state = 'running' AND lease_owner != :owner "
+            f"AND lease_expires_at >= :now{dataset_filter}) AS others",
+            params,
+        )[0]
+        return row.pending, row.others

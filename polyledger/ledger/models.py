@@ -1,0 +1,78 @@
+"""Ledger tables as SQLModel classes: readable from a notebook, used as Core tables on hot paths.
+
+The schema itself is created and evolved by the Alembic migrations in `migrations/`;
+these classes must match the latest migration (a test checks it).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from sqlmodel import Field, SQLModel
+
+
+class Unit(SQLModel, table=True):
+    """One work unit: a dataset x ticker x period, and everything known about fetching it."""
+
+    __tablename__ = "units"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    dataset: str
+    ticker: str
+    period_start: str  # ISO date, US/Eastern session date, inclusive
+    period_end: str  # ISO date, inclusive
+    state: str = "pending"
+    rows: Optional[int] = None  # bars in the unit's file; 0 for empty_confirmed
+    attempts: int = 0
+    last_error: Optional[str] = None
+    error_class: Optional[str] = None
+    adjusted: Optional[bool] = None  # how the stored bars were requested
+    fetched_at: Optional[str] = None
+    file_path: Optional[str] = None  # relative to the data folder, forward slashes
+    checksum: Optional[str] = None  # sha256 of the Parquet file
+    bytes: Optional[int] = None  # size of the Parquet file
+    requests: int = 0  # HTTP requests spent on this unit, all attempts
+    lease_owner: Optional[str] = None
+    lease_token: Optional[str] = None
+    lease_expires_at: Optional[str] = None
+    created_at: str
+    updated_at: str
+
+
+class UnitAttempt(SQLModel, table=True):
+    """One attempt at a unit: why did it fail is one query on this table."""
+
+    __tablename__ = "unit_attempts"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    unit_id: int = Field(foreign_key="units.id")
+    run_id: Optional[str] = None
+    started_at: str
+    ended_at: str
+    outcome: str  # the state the attempt left the unit in
+    error_class: Optional[str] = None
+    error: Optional[str] = None
+    http_status: Optional[int] = None
+    request_id: Optional[str] = None
+    requests: int = 0
+    bytes: int = 0
+    bars: int = 0
+
+
+class Run(SQLModel, table=True):
+    """One `polyledger run` invocation."""
+
+    __tablename__ = "runs"
+
+    id: str = Field(primary_key=True)
+    started_at: str
+    ended_at: Optional[str] = None
+    host: str
+    pid: int
+    workers: int
+    rate: float
+    adjusted: bool
+    base_url: str
+    outcome: Optional[str] = None  # finished | stopped:<reason> | interrupted
+    units_settled: int = 0
+    requests: int = 0

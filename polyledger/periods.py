@@ -1,0 +1,48 @@
+"""Calendar arithmetic for units: months for minute bars, years for daily bars.
+
+All dates are US/Eastern session dates, both ends inclusive, as the API reads them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo
+
+ET = ZoneInfo("America/New_York")
+
+# dataset name -> the API's timespan and the unit's calendar grain
+DATASETS: dict[str, tuple[str, str]] = {
+    "minute": ("minute", "month"),
+    "day": ("day", "year"),
+}
+
+
+def parse_date(text: str, option: str) -> dt.date:
+    """An ISO date, or an InputError naming the option."""
+    from polyledger.errors import InputError
+
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except (ValueError, AttributeError):
+        raise InputError(f"invalid date {text!r} for {option}: expected YYYY-MM-DD") from None
+
+
+def _month_end(day: dt.date) -> dt.date:
+    first_next = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return first_next - dt.timedelta(days=1)
+
+
+def unit_periods(grain: str, start: dt.date, end: dt.date) -> Iterator[tuple[dt.date, dt.date]]:
+    """Consecutive calendar months or years covering [start, end], the first and last clipped."""
+    if grain not in ("month", "year"):
+        raise ValueError(f"unknown grain {grain!r}")
+    cursor = start
+    while cursor <= end:
+        period_end = _month_end(cursor) if grain == "month" else dt.date(cursor.year, 12, 31)
+        yield cursor, min(period_end, end)
+        cursor = period_end + dt.timedelta(days=1)
+
+
+def et_today() -> dt.date:
+    return dt.datetime.now(ET).date()

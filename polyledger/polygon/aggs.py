@@ -1,0 +1,113 @@
+"""Decoding an aggregates page straight into columns, and the bar schema we store.
+
+polars reads the page with an explicit schema (no per-bar Python objects, GIL released);
+anything that is not the documented shape is a transient `bad_shape` error, never an
+empty result.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import polars as pl
+
+from polyledger.errors import TransientError
+
+RAW_BAR = pl.Struct(
+    {
+        "t": pl.Int64,
+        "o": pl.Float64,
+        "h": pl.Float64,
+        "l": pl.Float64,
+        "c": pl.Float64,
+        "v": pl.Float64,
+        "vw": pl.Float64,
+        "n": pl.Int64,
+        "otc": pl.Boolean,
+    }
+)
+PAGE_SCHEMA = {
+    "status": pl.String,
+    "request_id": pl.String,
+    "ticker": pl.String,
+    "adjusted": pl.Boolean,
+    "resultsCount": pl.Int64,
+    "next_url": pl.String,
+    "results": pl.List(RAW_BAR),
+}
+REQUIRED = ("t", "o", "h", "l", "c", "v")
+RENAME = {
+    "t": "timestamp",
+    "o": "open",
+    "h": "high",
+    "l": "low",
+    "c": "close",
+    "v": "volume",
+    "vw": "vwap",
+    "n": "transactions",
+}
+# the columns of every stored bar file, in order
+BAR_SCHEMA = {
+    "ticker": pl.String,
+    "timestamp": pl.Datetime("ms", "UTC"),
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "volume": pl.Float64,
+    "vwap": pl.Float64,
+    "transactions": pl.Int64,
+    "otc": pl.Boolean,
+}
+SUCCESS_STATUSES = ("OK", "DELAYED")
+
+
+@dataclass(frozen=True)
+class AggregatesPage:
+    bars: pl.DataFrame  # raw columns t o h l c v vw n otc, as sent
+    next_url: str | None
+    request_id: str | None
+    adjusted: bool | None
+
+
+def decode_aggregates(body: bytes) -> AggregatesPage:
+    """Parse one aggregates response body; raises TransientError(bad_shape/invalid_json)."""
+    try:
+        frame = pl.read_json(io.BytesIO(body), schema=PAGE_SCHEMA)
+    except Exception as exc:  # polars raises ComputeError and friends for any malformed input
+        detail = " ".join(str(exc).split())
+        kind = "bad_shape" if "deserializing" in detail else "invalid_json"
+        raise TransientError(f"undecodable aggregates body: {detail[:100]}", error_class=kind) from None
+    if frame.height != 1:
+        raise TransientError("aggregates body is not one JSON object", error_class="bad_shape")
+    envelope = frame.row(0, named=True)
+    status = envelope["status"]
+    if status not in SUCCESS_STATUSES:
+        raise TransientError(f"aggregates body has status {status!r}", error_class="bad_shape")
+    results = frame.get_column("results")
+    if results.null_count() or results.list.len()[0] == 0:
+        if envelope["resultsCount"]:
+            # says there are bars but sent none: never let that pass as an empty month
+            raise TransientError("resultsCount > 0 but no results", error_class="bad_shape")
+        bars = pl.DataFrame(schema=dict(RAW_BAR.to_schema()))
+    else:
+        bars = frame.select(pl.col("results").explode()).unnest("results")
+        missing = [name for name in REQUIRED if bars.get_column(name).null_count()]
+        if missing:
+            raise TransientError(f"bars without {', '.join(missing)}", error_class="bad_shape")
+    return AggregatesPage(
+        bars=bars,
+        next_url=envelope["next_url"] or None,
+        request_id=envelope["request_id"],
+        adjusted=envelope["adjusted"],
+    )
+
+
+def to_stored_bars(raw: pl.DataFrame, ticker: str) -> pl.DataFrame:
+    """Raw page columns -> the stored schema (UTC ms timestamps, float64 volume)."""
+    return raw.rename(RENAME).select(
+        pl.lit(ticker, dtype=pl.String).alias("ticker"),
+        pl.col("timestamp").cast(pl.Datetime("ms", "UTC")),
+        *[pl.col(name).cast(dtype) for name, dtype in BAR_SCHEMA.items() if name not in ("ticker", "timestamp")],
+    )

@@ -1,0 +1,205 @@
+"""HTTP to the Polygon / Massive REST API: pooled sessions, one shared rate limiter,
+retries with jittered exponential backoff, and every failure mapped to an error class."""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+import certifi
+import requests
+from requests.adapters import HTTPAdapter
+
+from polyledger import __version__
+from polyledger.errors import (
+    AuthError,
+    FetchError,
+    NotEntitled,
+    PermanentError,
+    ProtocolError,
+    TransientError,
+)
+from polyledger.polygon.ratelimit import RateLimiter
+from polyledger.secrets import redact
+
+DEFAULT_BASE_URL = "https://api.massive.com"
+# next_url may point at either name of the service; the key is never sent anywhere else
+KNOWN_API_HOSTS = frozenset({"api.massive.com", "api.polygon.io"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Per-request retries of transient failures."""
+
+    max_retries: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_retry_after: float = 120.0
+
+    def delay(self, retry: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        # "full jitter" between half and all of the exponential step
+        step = min(self.max_delay, self.base_delay * (2**retry))
+        return step * random.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class Response:
+    body: bytes
+    status: int
+    request_id: str | None
+
+
+class Stopped(Exception):
+    """The run is stopping; the request was not sent."""
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP-date: back off on our own instead
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        data = response.json()
+        text = data.get("error") or data.get("message") or data.get("status") or ""
+    except ValueError:
+        text = response.text[:80]
+    return " ".join(str(text).split())[:160]
+
+
+class PolygonClient:
+    """Thread-safe: each thread gets its own pooled session; all share one limiter."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        limiter: RateLimiter,
+        retry: RetryPolicy | None = None,
+        timeout: tuple[float, float] = (10.0, 60.0),
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.limiter = limiter
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.stop = stop or threading.Event()
+        self._local = threading.local()
+        self._allowed_hosts = KNOWN_API_HOSTS | {urlsplit(self.base_url).netloc}
+        self._stats_lock = threading.Lock()
+        self._sessions: list[requests.Session] = []
+        self.requests_sent = 0
+        self.errors_by_class: dict[str, int] = {}
+
+    def __repr__(self) -> str:  # never show the key
+        return f"PolygonClient(base_url={self.base_url!r})"
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.mount("http://", HTTPAdapter(pool_connections=2, pool_maxsize=4, max_retries=0))
+            session.mount("https://", HTTPAdapter(pool_connections=2, pool_maxsize=4, max_retries=0))
+            session.verify = certifi.where()
+            session.headers.update(
+                {
+                    "Authorization": f"Bearer {self._api_key}",
+                    "Accept-Encoding": "gzip",
+                    "User-Agent": f"polyledger/{__version__}",
+                }
+            )
+            self._local.session = session
+            with self._stats_lock:
+                self._sessions.append(session)
+        return session
+
+    def check_url(self, url: str) -> None:
+        """Only our API host may receive the key (a next_url elsewhere is a protocol error)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or parts.netloc not in self._allowed_hosts:
+            raise ProtocolError(f"refusing to follow a URL on another host: {parts.netloc!r}")
+
+    def _count(self, error_class: str | None) -> None:
+        with self._stats_lock:
+            self.requests_sent += 1
+            if error_class:
+                self.errors_by_class[error_class] = self.errors_by_class.get(error_class, 0) + 1
+
+    def get(self, url: str, params: dict[str, str] | None = None) -> Response:
+        """GET with retries. Returns a 200 response; raises FetchError subclasses otherwise."""
+        self.check_url(url)
+        retry = 0
+        while True:
+            try:
+                return self._get_once(url, params)
+            except TransientError as exc:
+                if retry >= self.retry.max_retries:
+                    raise
+                if self.stop.wait(self.retry.delay(retry, exc.retry_after)):
+                    raise Stopped() from None
+                retry += 1
+
+    def _get_once(self, url: str, params: dict[str, str] | None) -> Response:
+        if not self.limiter.acquire(self.stop):
+            raise Stopped()
+        try:
+            response = self._session().get(url, params=params, timeout=self.timeout)
+            body = response.content  # reads (and gunzips) the whole body: truncation raises here
+        except requests.exceptions.Timeout as exc:
+            self._fail("timeout", f"request timed out: {type(exc).__name__}")
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as exc:
+            self._fail("truncated", f"body cut short: {type(exc).__name__}")
+        except requests.exceptions.ConnectionError as exc:
+            self._fail("connection", f"connection failed: {type(exc).__name__}")
+        except requests.exceptions.RequestException as exc:
+            self._fail("connection", f"request failed: {type(exc).__name__}")
+        status = response.status_code
+        request_id = response.headers.get("X-Request-Id")
+        if status == 200:
+            self._count(None)
+            self.limiter.on_success()
+            return Response(body=body, status=status, request_id=request_id)
+        message = redact(_error_text(response))
+        if status == 429:
+            retry_after = _retry_after(response)
+            self.limiter.on_throttled(retry_after)
+            self._fail("http_429", f"rate limited: {message}", status, retry_after)
+        if status >= 500:
+            self._fail(f"http_{status}", f"server error {status}: {message}", status)
+        if status == 401 or (status == 400 and "api key" in message.lower()):
+            self._count("auth")
+            raise AuthError(f"the API key was refused ({status}: {message})", http_status=status)
+        cls = {403: NotEntitled}.get(status, PermanentError)
+        error_class = {403: "not_entitled", 404: "not_found", 400: "bad_request"}.get(status, f"http_{status}")
+        self._count(error_class)
+        raise cls(f"HTTP {status}: {message}", error_class=error_class, http_status=status)
+
+    def _fail(
+        self, error_class: str, message: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        self._count(error_class)
+        raise TransientError(
+            redact(message), error_class=error_class, http_status=status, retry_after=retry_after
+        )
+
+    def close(self) -> None:
+        with self._stats_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+
+__all__ = ["DEFAULT_BASE_URL", "FetchError", "PolygonClient", "Response", "RetryPolicy", "Stopped"]

@@ -1,0 +1,118 @@
+"""Fetching one unit's bars: the aggregates request and its pagination, as one object.
+
+`next_url` is followed exactly as given (the key travels in a header). A page that says
+there is more but does not advance, or points elsewhere, fails the unit as a protocol
+error: a unit can never loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from polyledger.errors import ProtocolError
+from polyledger.polygon.aggs import AggregatesPage, decode_aggregates
+from polyledger.polygon.client import PolygonClient
+
+PAGE_LIMIT = 50_000
+MAX_PAGES = 1_000  # a month of minute bars needs 1; this only stops a runaway server
+_FROM_IN_PATH = re.compile(r"/range/\d+/[a-z]+/([^/]+)/[^/?]+")
+
+
+@dataclass
+class FetchedBars:
+    """Everything one unit's fetch produced: its bars (raw columns) and what it cost."""
+
+    pages: list[pl.DataFrame] = field(default_factory=list)
+    requests: int = 0
+    bytes: int = 0
+    request_id: str | None = None
+
+    def bars(self) -> pl.DataFrame:
+        return pl.concat(self.pages, how="vertical") if self.pages else pl.DataFrame()
+
+    @property
+    def bar_count(self) -> int:
+        return sum(page.height for page in self.pages)
+
+
+def aggregates_url(base_url: str, ticker: str, timespan: str, start: dt.date, end: dt.date) -> str:
+    return f"{base_url}/v2/aggs/ticker/{ticker}/range/1/{timespan}/{start.isoformat()}/{end.isoformat()}"
+
+
+def _page_start(url: str) -> int | None:
+    """The `from` of an aggregates URL as epoch ms, or None when it is a date."""
+    match = _FROM_IN_PATH.search(url)
+    if not match:
+        return None
+    value = match.group(1)
+    return int(value) if value.isdigit() else None
+
+
+def fetch_unit_bars(
+    client: PolygonClient,
+    ticker: str,
+    timespan: str,
+    start: dt.date,
+    end: dt.date,
+    adjusted: bool,
+    out: FetchedBars | None = None,
+) -> FetchedBars:
+    """All pages of one unit's aggregates. `out` (optional) is filled as pages arrive, so a
+    caller still knows what was spent when this raises."""
+    fetched = out if out is not None else FetchedBars()
+    url = aggregates_url(client.base_url, ticker, timespan, start, end)
+    params: dict[str, str] | None = {
+        "adjusted": "true" if adjusted else "false",
+        "sort": "asc",
+        "limit": str(PAGE_LIMIT),
+    }
+    seen: set[str] = set()
+    while True:
+        page = _get_page(client, url, params, fetched)
+        if page.adjusted is not None and page.adjusted != adjusted and params is None:
+            # the cursor may not carry `adjusted`: ask once more, saying it explicitly
+            page = _get_page(client, url, {"adjusted": "true" if adjusted else "false"}, fetched)
+        if page.adjusted is not None and page.adjusted != adjusted:
+            raise ProtocolError(
+                f"asked for adjusted={adjusted} but got adjusted={page.adjusted}",
+                error_class="adjusted_mismatch",
+            )
+        if page.bars.height:
+            fetched.pages.append(page.bars)
+        if not page.next_url:
+            return fetched
+        _check_progress(url, page, seen, len(seen) + 1)
+        seen.add(url)
+        url, params = page.next_url, None
+
+
+def _get_page(
+    client: PolygonClient, url: str, params: dict[str, str] | None, fetched: FetchedBars
+) -> AggregatesPage:
+    response = client.get(url, params)
+    fetched.requests += 1
+    fetched.bytes += len(response.body)
+    page = decode_aggregates(response.body)
+    fetched.request_id = page.request_id or response.request_id
+    return page
+
+
+def _check_progress(url: str, page: AggregatesPage, seen: set[str], pages: int) -> None:
+    next_url = page.next_url or ""
+    if pages >= MAX_PAGES:
+        raise ProtocolError(f"more than {MAX_PAGES} pages for one unit", error_class="pagination")
+    if page.bars.height == 0:
+        raise ProtocolError("a page with no bars says there is more", error_class="pagination")
+    next_start = _page_start(next_url)
+    if next_start is None:
+        raise ProtocolError("next_url has no epoch-ms start to follow", error_class="pagination")
+    last_bar = int(page.bars.get_column("t").max())  # type: ignore[arg-type]
+    current_start = _page_start(url)
+    if next_url in seen or next_url == url or next_start <= last_bar or (
+        current_start is not None and next_start <= current_start
+    ):
+        raise ProtocolError("next_url does not advance", error_class="pagination")

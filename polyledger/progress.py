@@ -1,0 +1,102 @@
+"""What a run shows while it works: a live rich display on a terminal, plain lines otherwise.
+
+Only ASCII is printed, so a Windows cp1252 console can show all of it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from polyledger.runner import RunReport, RunStats
+
+
+def _rate(stats: RunStats, requests: int) -> float:
+    elapsed = max(time.monotonic() - stats.started, 1e-9)
+    return requests / elapsed
+
+
+def _errors(stats: RunStats) -> str:
+    if not stats.errors:
+        return "none"
+    return ", ".join(f"{name}={count}" for name, count in stats.errors.most_common(4))
+
+
+def status_line(stats: RunStats, requests: int) -> str:
+    elapsed = time.monotonic() - stats.started
+    settled = stats.settled
+    eta = ""
+    if settled and stats.total_units > settled:
+        remaining = elapsed / settled * (stats.total_units - settled)
+        eta = f", ETA {time.strftime('%H:%M:%S', time.gmtime(remaining))}"
+    return (
+        f"units {settled}/{stats.total_units} (done {stats.outcomes['done']}, "
+        f"empty {stats.outcomes['empty_confirmed']}, failed {stats.outcomes['failed']}), "
+        f"bars {stats.bars:,}, {_rate(stats, requests):.1f} req/s, errors: {_errors(stats)}{eta}"
+    )
+
+
+class RunDisplay:
+    """Context manager giving an `on_tick(stats)` callback for `Run.execute`."""
+
+    def __init__(self, console: Console, requests: Callable[[], int], plain_every: float = 10.0) -> None:
+        self.console = console
+        self.requests = requests
+        self.plain_every = plain_every
+        self._last_plain = 0.0
+        self._progress: Progress | None = None
+        self._task = None
+
+    def __enter__(self) -> RunDisplay:
+        if self.console.is_terminal:
+            self._progress = Progress(
+                TextColumn("[bold]units"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[detail]}"),
+                console=self.console,
+                transient=False,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("run", total=None, detail="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def tick(self, stats: RunStats) -> None:
+        requests = self.requests()
+        if self._progress is not None and self._task is not None:
+            detail = (
+                f"bars {stats.bars:,} | {_rate(stats, requests):.1f} req/s | "
+                f"failed {stats.outcomes['failed']} | errors {_errors(stats)}"
+            )
+            self._progress.update(self._task, total=stats.total_units, completed=stats.settled, detail=detail)
+            return
+        now = time.monotonic()
+        if now - self._last_plain >= self.plain_every:
+            self._last_plain = now
+            self.console.print(status_line(stats, requests), highlight=False, markup=False)
+
+
+def print_summary(console: Console, report: RunReport) -> None:
+    stats = report.stats
+    elapsed = time.monotonic() - stats.started
+    console.print(
+        f"run {report.run_id} {report.outcome} in {elapsed:.1f}s: "
+        f"{stats.outcomes['done']} done, {stats.outcomes['empty_confirmed']} empty_confirmed, "
+        f"{stats.outcomes['failed']} failed, {stats.outcomes['released']} given back; "
+        f"{stats.bars:,} bars, {report.requests_sent} requests, {report.throttled} throttled (429)",
+        highlight=False,
+        markup=False,
+    )
+    if stats.errors:
+        console.print(f"errors by class: {_errors(stats)}", highlight=False, markup=False)
+    if report.message:
+        console.print(f"stopped: {report.message}", highlight=False, markup=False)

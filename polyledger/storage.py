@@ -1,0 +1,134 @@
+"""The Parquet layout and atomic writes: one file per unit, never half-written.
+
+    data/minute/ticker=AAPL/year=2024/month=03/part.parquet
+    data/day/ticker=AAPL/year=2024/part.parquet
+
+Every file is written to a temporary name in its own folder, fsynced, then renamed over
+the final name, so a crash leaves either the old file or the new one, never a part.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import os
+import time
+import uuid
+from pathlib import Path
+
+import polars as pl
+
+from polyledger.errors import InputError, StorageError
+from polyledger.ledger import StoredFile
+from polyledger.periods import ET
+from polyledger.polygon.aggs import BAR_SCHEMA, to_stored_bars
+from polyledger.universe import validate_ticker
+
+TEMP_MARK = ".tmp-"
+PART_NAME = "part.parquet"
+
+
+def unit_relative_path(dataset: str, ticker: str, period_start: dt.date) -> str:
+    """Where a unit's file lives, relative to the data folder (forward slashes)."""
+    validate_ticker(ticker)  # a ticker can never climb out of the data folder
+    parts = [dataset, f"ticker={ticker}", f"year={period_start.year:04d}"]
+    if dataset == "minute":
+        parts.append(f"month={period_start.month:02d}")
+    return "/".join([*parts, PART_NAME])
+
+
+def bars_for_unit(raw: pl.DataFrame, ticker: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+    """The unit's bars: those whose US/Eastern session date is in [start, end], each
+    timestamp once (first seen wins), sorted by time, in the stored schema."""
+    if raw.height == 0:
+        return pl.DataFrame(schema=BAR_SCHEMA)
+    bars = to_stored_bars(raw, ticker)
+    session_date = pl.col("timestamp").dt.convert_time_zone(str(ET)).dt.date()
+    return (
+        bars.filter(session_date.is_between(start, end, closed="both"))
+        .unique(subset="timestamp", keep="first", maintain_order=True)
+        .sort("timestamp")
+    )
+
+
+class BarStore:
+    """The data folder."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def ensure_writable(self) -> None:
+        """Create the data folder, or raise an InputError saying why it cannot be used."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f"{TEMP_MARK}probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise InputError(f"data folder {self.root} is not writable: {exc.strerror or exc}") from None
+
+    def path_of(self, relative: str) -> Path:
+        return self.root.joinpath(*relative.split("/"))
+
+    def write_unit(self, dataset: str, ticker: str, period_start: dt.date, bars: pl.DataFrame) -> StoredFile:
+        """Write a unit's bars atomically; returns what the ledger records about the file."""
+        relative = unit_relative_path(dataset, ticker, period_start)
+        final = self.path_of(relative)
+        buffer = io.BytesIO()
+        bars.write_parquet(buffer, compression="zstd", statistics=True)
+        payload = buffer.getvalue()
+        temporary = final.with_name(f"{TEMP_MARK}{uuid.uuid4().hex}-{PART_NAME}")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with open(temporary, "xb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, final)
+            _fsync_folder(final.parent)
+        except OSError as exc:
+            try:
+                temporary.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise StorageError(f"cannot write {relative}: {exc.strerror or exc}") from None
+        return StoredFile(
+            path=relative,
+            rows=bars.height,
+            checksum="sha256:" + hashlib.sha256(payload).hexdigest(),
+            bytes=len(payload),
+        )
+
+    def temporaries(self) -> list[Path]:
+        """Leftovers of interrupted writes."""
+        if not self.root.exists():
+            return []
+        return [path for path in self.root.rglob(f"{TEMP_MARK}*") if path.is_file()]
+
+    def clean_temporaries(self, older_than: float = 0.0) -> int:
+        """Remove leftovers of interrupted writes (they never hold data the ledger counts).
+        With another process writing here, pass `older_than` seconds so its in-flight
+        files (renamed within a second of creation) are left alone."""
+        removed = 0
+        cutoff = time.time() - older_than
+        for path in self.temporaries():
+            try:
+                if older_than and path.stat().st_mtime > cutoff:
+                    continue
+                path.unlink()
+                removed += 1
+            except OSError:
+                pass
+        return removed
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); Windows cannot open folders for this."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

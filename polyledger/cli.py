@@ -74,6 +74,10 @@ def plan(
         f"planned {result.units_in_plan} {dataset} units for {result.tickers} tickers "
         f"({first} to {last}): {result.added} new, {result.already_planned} already in {ledger_path}"
     )
+    if result.widened:
+        _echo(f"{result.widened} partly planned periods were widened and queued to be fetched whole")
+    if result.busy:
+        _echo(f"{result.busy} partly planned periods are being fetched right now: plan again after the run")
 
 
 # --- run --------------------------------------------------------------------------

@@ -19,6 +19,8 @@ class PlanResult:
     tickers: int
     units_in_plan: int
     added: int
+    widened: int = 0  # clipped units extended by this wider plan
+    busy: int = 0  # clipped units that could not be widened while a worker holds them
 
     @property
     def already_planned(self) -> int:
@@ -47,5 +49,12 @@ def plan(ledger: Ledger, tickers: list[str], dataset: str, start: dt.date, end: 
     """Add the missing units for tickers x [start, end]; existing units keep their state."""
     check_range(dataset, start, end)
     units = list(plan_units(tickers, dataset, start, end))
-    added = ledger.add_units(units)
-    return PlanResult(dataset=dataset, tickers=len(tickers), units_in_plan=len(units), added=added)
+    result = ledger.add_units(units)
+    return PlanResult(
+        dataset=dataset,
+        tickers=len(tickers),
+        units_in_plan=len(units),
+        added=result.added,
+        widened=result.widened,
+        busy=result.busy,
+    )

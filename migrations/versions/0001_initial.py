@@ -19,6 +19,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("dataset", sa.String, nullable=False),
         sa.Column("ticker", sa.String, nullable=False),
+        sa.Column("period", sa.String, nullable=False),  # calendar month "2024-03" or year "2024"
         sa.Column("period_start", sa.String, nullable=False),
         sa.Column("period_end", sa.String, nullable=False),
         sa.Column("state", sa.String, nullable=False, server_default="pending"),
@@ -37,7 +38,7 @@ def upgrade() -> None:
         sa.Column("lease_expires_at", sa.String),
         sa.Column("created_at", sa.String, nullable=False),
         sa.Column("updated_at", sa.String, nullable=False),
-        sa.UniqueConstraint("dataset", "ticker", "period_start", name="uq_units_dataset_ticker_period"),
+        sa.UniqueConstraint("dataset", "ticker", "period", name="uq_units_dataset_ticker_period"),
     )
     # claims scan pending units in id order: without this index a claim costs a table scan
     op.create_index("ix_units_state_id", "units", ["state", "id"])

@@ -46,6 +46,22 @@ class PlannedUnit:
     period_start: dt.date
     period_end: dt.date
 
+    @property
+    def period(self) -> str:
+        """The calendar period that identifies the unit (a plan may clip its ends)."""
+        if self.period_start.year != self.period_end.year:
+            raise ValueError("a unit never spans two years")
+        if self.period_start.month == self.period_end.month and self.dataset != "day":
+            return f"{self.period_start:%Y-%m}"
+        return f"{self.period_start:%Y}"
+
+
+@dataclass(frozen=True)
+class AddedUnits:
+    added: int  # new units
+    widened: int  # clipped units that a wider plan extended (back to pending if settled)
+    busy: int  # clipped units left as they are because a worker holds them right now
+
 
 @dataclass(frozen=True)
 class ClaimedUnit:
@@ -104,20 +120,26 @@ class Ledger:
 
     # --- planning -------------------------------------------------------------------
 
-    def add_units(self, units: Iterable[PlannedUnit], batch_size: int = 50_000) -> int:
-        """Insert units that are not in the ledger yet; existing ones are left untouched.
-        Returns how many were added."""
+    def add_units(self, units: Iterable[PlannedUnit], batch_size: int = 50_000) -> AddedUnits:
+        """Insert units that are not in the ledger yet; existing ones keep their state.
+
+        The one exception: a unit an earlier plan clipped (part of a month) that this plan
+        covers further is widened, and, if it was settled, queued again so the month is
+        fetched whole; its file is then replaced by a superset of itself.
+        """
         now = iso(self.clock())
-        added = 0
         statement = insert(_UNITS).prefix_with("OR IGNORE")
+        planned: dict[tuple[str, str, str], PlannedUnit] = {}
         with self.engine.begin() as connection:
             before = connection.execute(text("SELECT count(*) FROM units")).scalar_one()
             batch: list[dict] = []
             for unit in units:
+                planned[(unit.dataset, unit.ticker, unit.period)] = unit
                 batch.append(
                     {
                         "dataset": unit.dataset,
                         "ticker": unit.ticker,
+                        "period": unit.period,
                         "period_start": unit.period_start.isoformat(),
                         "period_end": unit.period_end.isoformat(),
                         "state": UnitState.PENDING.value,
@@ -133,7 +155,38 @@ class Ledger:
             if batch:
                 connection.execute(statement, batch)
             added = connection.execute(text("SELECT count(*) FROM units")).scalar_one() - before
-        return added
+            widened, busy = self._widen_clipped(connection, planned)
+        return AddedUnits(added=added, widened=widened, busy=busy)
+
+    def _widen_clipped(self, connection, planned: dict[tuple[str, str, str], PlannedUnit]) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+        clipped = connection.execute(
+            text(
+                "SELECT id, dataset, ticker, period, period_start, period_end, state FROM units "
+                "WHERE (dataset = 'day' AND (period_start != period || '-01-01' OR period_end != period || '-12-31')) "
+                "OR (dataset != 'day' AND (period_start != period || '-01' "
+                "OR period_end != date(period_start, 'start of month', '+1 month', '-1 day')))"
+            )
+        ).all()
+        widened = busy = 0
+        for row in clipped:
+            unit = planned.get((row.dataset, row.ticker, row.period))
+            if unit is None:
+                continue
+            start = min(row.period_start, unit.period_start.isoformat())
+            end = max(row.period_end, unit.period_end.isoformat())
+            if (start, end) == (row.period_start, row.period_end):
+                continue
+            if row.state == UnitState.RUNNING.value:
+                busy += 1
+                continue
+            params = {"id": row.id, "start": start, "end": end}
+            widen = "period_start = :start, period_end = :end"
+            if row.state == UnitState.PENDING.value:
+                connection.execute(text(f"UPDATE units SET {widen} WHERE id = :id"), params)
+            else:
+                self._move(connection, UnitState.PENDING, {UnitState(row.state)}, "id = :id", params, sets=widen)
+            widened += 1
+        return widened, busy
 
     # --- state changes: every one goes through _move --------------------------------
 

@@ -19,6 +19,7 @@ class Unit(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
     dataset: str
     ticker: str
+    period: str  # the calendar month ("2024-03") or year ("2024") the unit belongs to
     period_start: str  # ISO date, US/Eastern session date, inclusive
     period_end: str  # ISO date, inclusive
     state: str = "pending"

@@ -1,0 +1,324 @@
+"""A deterministic synthetic market: "the truth" the stand-in server serves and tests compare to.
+
+Every minute bar is a pure function of (seed, ticker, listing, epoch minute): whether it
+exists and all of its values come from a stable integer hash of those inputs, never from
+the requested range. Any split of a range into pages, months or years therefore yields
+exactly the same bars, and no history has to be generated "from the beginning of time".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import polars as pl
+
+ET = ZoneInfo("America/New_York")
+
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+SESSION_OPEN_MIN = 4 * 60  # 04:00 ET: first minute that can carry a bar
+SESSION_MINUTES = 16 * 60  # 04:00 <= ET time < 20:00
+REGULAR = (330, 720)  # 09:30-16:00 ET as offsets from 04:00; denser than the extended hours
+REGULAR_WEIGHT = 3.0
+
+BAR_SCHEMA: dict[str, pl.DataType] = {
+    "t": pl.Int64(),
+    "o": pl.Float64(),
+    "h": pl.Float64(),
+    "l": pl.Float64(),
+    "c": pl.Float64(),
+    "v": pl.Float64(),
+    "vw": pl.Float64(),
+    "n": pl.Int64(),
+    "otc": pl.Boolean(),
+}
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+# one constant per independent random stream drawn from a minute's hash
+_STREAMS = [np.uint64((_GOLDEN * (k + 1) * 2 + 1) & _MASK64) for k in range(8)]
+
+
+@dataclass(frozen=True)
+class Listing:
+    ticker: str
+    list_date: dt.date | None = None  # no bars before (ET date)
+    delist_date: dt.date | None = None  # no bars after (ET date)
+    bars_per_day: int = 200  # average minute bars per weekday session
+
+
+def _splitmix64_int(x: int) -> int:
+    """Scalar splitmix64 in plain Python ints (numpy scalars would warn on overflow)."""
+    x = (x + _GOLDEN) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """Vectorised splitmix64 on uint64 arrays (array arithmetic wraps silently)."""
+    x = x + np.uint64(_GOLDEN)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _uniform(h: np.ndarray) -> np.ndarray:
+    """A uniform [0, 1) per element from 53 bits of a hash."""
+    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def _uniform_pair(h: np.ndarray, stream: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent uniforms [0, 1) (32 bits each) from a minute hash and a stream number.
+
+    One mix per pair halves the hashing cost, which dominates multi-year day-bar requests.
+    """
+    bits = _splitmix64(h ^ _STREAMS[stream])
+    scale = 1.0 / (1 << 32)
+    hi = (bits >> np.uint64(32)).astype(np.float64) * scale
+    lo = (bits & np.uint64(0xFFFFFFFF)).astype(np.float64) * scale
+    return hi, lo
+
+
+def _unit(key: int, salt: int) -> float:
+    """A per-ticker uniform [0, 1) for constants such as the base price."""
+    return (_splitmix64_int(key ^ salt) >> 11) / float(1 << 53)
+
+
+def _minute_probabilities(bars_per_day: int) -> np.ndarray:
+    """P(bar) for each of the 960 session minutes, regular hours denser, summing to bars_per_day."""
+    weights = np.ones(SESSION_MINUTES)
+    weights[REGULAR[0] : REGULAR[1]] = REGULAR_WEIGHT
+    target = float(min(max(bars_per_day, 0), SESSION_MINUTES))
+    p = weights * (target / weights.sum())
+    if p.max() > 1.0:  # regular hours saturate: fill them and spread the rest over the others
+        regular = REGULAR[1] - REGULAR[0]
+        p = np.full(SESSION_MINUTES, (target - regular) / (SESSION_MINUTES - regular))
+        p[REGULAR[0] : REGULAR[1]] = 1.0
+    return p
+
+
+def et_midnight_ms(day: dt.date) -> int:
+    """00:00 America/New_York of an ET date, in epoch ms: the `t` of that date's day bar."""
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=ET).timestamp()) * 1000
+
+
+def et_date(ms: int) -> dt.date:
+    """The ET calendar date containing an epoch-ms instant."""
+    return dt.datetime.fromtimestamp(ms / 1000, tz=ET).date()
+
+
+def empty_bars() -> pl.DataFrame:
+    return pl.DataFrame(schema=BAR_SCHEMA)
+
+
+class SyntheticMarket:
+    """Sparse minute bars (04:00-20:00 ET, Mon-Fri) and their daily aggregates, per listing."""
+
+    def __init__(self, listings: Iterable[Listing], seed: int = 0) -> None:
+        self.seed = seed
+        self._listings: dict[str, Listing] = {}
+        for listing in listings:
+            self._listings[listing.ticker] = listing
+        self._probs: dict[int, np.ndarray] = {}
+
+    # -- lookups -------------------------------------------------------------------------
+    def knows(self, ticker: str) -> bool:
+        return ticker in self._listings
+
+    def listing(self, ticker: str) -> Listing | None:
+        return self._listings.get(ticker)
+
+    @property
+    def tickers(self) -> list[str]:
+        return sorted(self._listings)
+
+    def ticker_key(self, ticker: str) -> int:
+        """Stable 64-bit key (crc32 is stable across processes, unlike hash())."""
+        return _splitmix64_int(zlib.crc32(ticker.encode("utf-8")) ^ _splitmix64_int(self.seed))
+
+    def base_price(self, ticker: str) -> float:
+        # log-uniform between $2 and $500: small caps and large caps alike
+        return math.exp(math.log(2.0) + _unit(self.ticker_key(ticker), 0xB45E) * math.log(250.0))
+
+    # -- bars ----------------------------------------------------------------------------
+    def minute_bars(self, ticker: str, start_ms: int, end_ms: int) -> pl.DataFrame:
+        """Minute bars with start_ms <= t < end_ms, sorted by t."""
+        cols = self._minute_columns(ticker, start_ms, end_ms)
+        return empty_bars() if cols is None else self._frame(cols)
+
+    def day_bars(self, ticker: str, start_ms: int, end_ms: int) -> pl.DataFrame:
+        """One bar per ET date that has minute bars; t = 00:00 ET, kept iff start_ms <= t < end_ms."""
+        listing = self._listings.get(ticker)
+        if listing is None or end_ms <= start_ms:
+            return empty_bars()
+        first = et_date(start_ms)
+        if et_midnight_ms(first) < start_ms:  # that date's bar starts before the window
+            first += dt.timedelta(days=1)
+        last = et_date(end_ms - 1)
+        cols = self._minute_columns(
+            ticker, et_midnight_ms(first), et_midnight_ms(last + dt.timedelta(days=1))
+        )
+        if cols is None:
+            return empty_bars()
+        minutes = self._frame(cols).with_columns(d=pl.Series(cols["day"]))
+        days = (
+            minutes.group_by("d", maintain_order=True)
+            .agg(
+                o=pl.col("o").first(),
+                h=pl.col("h").max(),
+                l=pl.col("l").min(),
+                c=pl.col("c").last(),
+                v=pl.col("v").sum(),
+                # volume-weighted, re-rounded to the price grid (stays within [l, h])
+                vw=((pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum()).round(4),
+                n=pl.col("n").sum(),
+            )
+        )
+        midnights = np.array([et_midnight_ms(d) for d in cols["dates"]], dtype=np.int64)
+        days = days.with_columns(
+            t=pl.Series(midnights[days["d"].to_numpy()]), otc=pl.lit(None, dtype=pl.Boolean)
+        )
+        return days.select(list(BAR_SCHEMA)).cast(BAR_SCHEMA)
+
+    def bars(
+        self, timespan: str, ticker: str, start_ms: int, end_ms: int, *,
+        limit: int | None = None, descending: bool = False,
+    ) -> pl.DataFrame:
+        """The first `limit` minute or day bars of [start_ms, end_ms) in the given order.
+
+        Walks the window in growing chunks, so a 50,000-bar page of a decade-wide range
+        generates little more than it returns; exact because bars never depend on the range.
+        """
+        listing = self._listings.get(ticker)
+        if listing is None:
+            return empty_bars()
+        if listing.list_date is not None:  # nothing to generate outside the listing
+            start_ms = max(start_ms, et_midnight_ms(listing.list_date))
+        if listing.delist_date is not None:
+            end_ms = min(end_ms, et_midnight_ms(listing.delist_date + dt.timedelta(days=1)))
+        fetch = {"minute": self.minute_bars, "day": self.day_bars}[timespan]
+        need = limit if limit is not None else 1 << 62
+        per_day = max(1, listing.bars_per_day) if timespan == "minute" else 1
+        cap_days = 120 if timespan == "minute" else 800  # bounds memory per chunk
+        days = min(cap_days, max(7.0, 1.6 * need * 7 / (5 * per_day)))
+        frames, got, lo, hi = [], 0, start_ms, end_ms
+        while lo < hi and got < need:
+            width = int(days * DAY_MS)
+            if descending:
+                frame, hi = fetch(ticker, max(lo, hi - width), hi), max(lo, hi - width)
+            else:
+                frame, lo = fetch(ticker, lo, min(hi, lo + width)), min(hi, lo + width)
+            frames.append(frame)
+            got += frame.height
+            days = min(cap_days, days * 2)
+        if not frames:
+            return empty_bars()
+        out = pl.concat(frames[::-1] if descending else frames)
+        return (out.reverse() if descending else out).head(need)
+
+    def reference(self, ticker: str) -> dict | None:
+        """Ticker details as /v3/reference/tickers/{T} reports them (None if unknown)."""
+        listing = self._listings.get(ticker)
+        if listing is None:
+            return None
+        key = self.ticker_key(ticker)
+        shares = 5_000_000 + key % 2_000_000_000
+        out: dict[str, object] = {
+            "ticker": ticker, "name": f"{ticker} Synthetic Holdings Inc.", "market": "stocks",
+            "locale": "us", "primary_exchange": "XNAS", "type": "CS",
+            "active": listing.delist_date is None, "currency_name": "usd",
+            "market_cap": round(shares * self.base_price(ticker), 2),
+            "share_class_shares_outstanding": shares,
+            "weighted_shares_outstanding": shares - key % 1000,
+        }
+        if listing.list_date is not None:
+            out["list_date"] = listing.list_date.isoformat()
+        if listing.delist_date is not None:  # the midnight after the last session
+            out["delisted_utc"] = f"{listing.delist_date + dt.timedelta(days=1)}T00:00:00Z"
+        return out
+
+    # -- generation ----------------------------------------------------------------------
+    def _session_dates(self, listing: Listing, start_ms: int, end_ms: int) -> list[dt.date]:
+        first, last = et_date(start_ms), et_date(end_ms - 1)
+        if listing.list_date is not None:
+            first = max(first, listing.list_date)
+        if listing.delist_date is not None:
+            last = min(last, listing.delist_date)
+        out = []
+        day = first
+        while day <= last:
+            if day.weekday() < 5:
+                out.append(day)
+            day += dt.timedelta(days=1)
+        return out
+
+    def _minute_columns(self, ticker: str, start_ms: int, end_ms: int) -> dict | None:
+        listing = self._listings.get(ticker)
+        if listing is None or end_ms <= start_ms:
+            return None
+        dates = self._session_dates(listing, start_ms, end_ms)
+        if not dates:
+            return None
+        # 04:00-20:00 ET never crosses a DST switch (02:00), so each session is 960 whole minutes
+        opens = np.array(
+            [et_midnight_ms(d) // MINUTE_MS + SESSION_OPEN_MIN for d in dates], dtype=np.int64
+        )
+        offsets = np.arange(SESSION_MINUTES, dtype=np.int64)
+        minute = (opens[:, None] + offsets[None, :]).ravel()
+        day_idx = np.repeat(np.arange(len(dates), dtype=np.int64), SESSION_MINUTES)
+        probs = self._probs.get(listing.bars_per_day)
+        if probs is None:
+            probs = self._probs.setdefault(
+                listing.bars_per_day, _minute_probabilities(listing.bars_per_day)
+            )
+        key = self.ticker_key(ticker)
+        h = _splitmix64(minute.astype(np.uint64) ^ np.uint64(key))
+        keep = _uniform(h) < np.tile(probs, len(dates))
+        keep &= (minute >= -(-start_ms // MINUTE_MS)) & (minute * MINUTE_MS < end_ms)
+        minute, h, day_idx = minute[keep], h[keep], day_idx[keep]
+        if minute.size == 0:
+            return None
+        cols = self._values(key, ticker, minute, h)
+        cols["day"] = day_idx
+        cols["dates"] = dates
+        return cols
+
+    def _values(self, key: int, ticker: str, minute: np.ndarray, h: np.ndarray) -> dict:
+        """Bar values for existing minutes; a slow deterministic walk of the price level."""
+        base = self.base_price(ticker)
+        phase1, phase2 = _unit(key, 1) * 2 * math.pi, _unit(key, 2) * 2 * math.pi
+        m = minute.astype(np.float64)
+        level = base * (1 + 0.2 * np.sin(m / (1440 * 37) + phase1)) * (
+            1 + 0.03 * np.sin(m / 390 + phase2)
+        )
+        u_o, u_c = _uniform_pair(h, 1)
+        u_h, u_l = _uniform_pair(h, 2)
+        u_vw, u_v = _uniform_pair(h, 3)
+        u_frac, u_n = _uniform_pair(h, 4)
+        u_otc, _ = _uniform_pair(h, 5)
+        o = np.round(level * (1 + 0.004 * (u_o - 0.5)), 4)
+        c = np.round(level * (1 + 0.004 * (u_c - 0.5)), 4)
+        # ceil/floor on the 1e-4 grid keep h >= max(o, c) and l <= min(o, c) exactly
+        hi = np.ceil(np.maximum(o, c) * (1 + 0.002 * u_h) * 1e4) / 1e4
+        lo = np.floor(np.minimum(o, c) * (1 - 0.002 * u_l) * 1e4) / 1e4
+        vw = np.round(lo + (hi - lo) * u_vw, 4)
+        v = np.maximum(1.0, np.round(20 * np.exp(5 * u_v)))
+        v = np.where(u_frac < 0.03, v + 0.5, v)  # fractional-share volume
+        n = np.maximum(1, np.round(v / (20 + 80 * u_n))).astype(np.int64)
+        otc = u_otc < 1 / 2000
+        return {"t": minute * MINUTE_MS, "o": o, "h": hi, "l": lo, "c": c, "v": v, "vw": vw,
+                "n": n, "otc": otc}
+
+    @staticmethod
+    def _frame(cols: dict) -> pl.DataFrame:
+        frame = pl.DataFrame({k: cols[k] for k in ("t", "o", "h", "l", "c", "v", "vw", "n")})
+        otc = pl.Series("otc", cols["otc"])
+        # otc is null except when True, as the API omits it unless true
+        return frame.with_columns(otc=pl.when(otc).then(pl.lit(True))).cast(BAR_SCHEMA)

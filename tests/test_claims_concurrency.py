@@ -1,0 +1,58 @@
+"""Two processes x 8 threads claiming from one ledger file never get the same unit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import threading
+from collections import Counter
+from pathlib import Path
+
+from polyledger.ledger import AttemptRecord, Ledger, new_owner_id
+from polyledger.plan import plan
+
+THREADS = 8
+
+
+def claim_until_empty(path: str, start: threading.Barrier | None = None) -> list[int]:
+    """One process: 8 threads claim and settle until nothing is pending; returns claimed ids."""
+    ledger = Ledger(Path(path), create=False)
+    claimed: list[int] = []
+    lock = threading.Lock()
+    owner = new_owner_id()
+
+    def worker() -> None:
+        while True:
+            units = ledger.claim(owner, 60, limit=3)
+            if not units:
+                return
+            for unit in units:
+                ledger.settle_empty(unit, True, AttemptRecord(requests=1))
+            with lock:
+                claimed.extend(u.id for u in units)
+
+    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ledger.close()
+    return claimed
+
+
+def test_no_double_claims_across_two_processes_and_16_threads(tmp_path):
+    path = tmp_path / "ledger.db"
+    with Ledger(path) as ledger:
+        tickers = [f"T{i:03d}" for i in range(100)]
+        plan(ledger, tickers, "minute", dt.date(2023, 1, 1), dt.date(2024, 8, 31))  # 2,000 units
+        total = ledger.query("SELECT count(*) FROM units")[0][0]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        results = pool.map(claim_until_empty, [str(path), str(path)])
+    every_claim = Counter(unit_id for ids in results for unit_id in ids)
+    assert all(len(ids) > 0 for ids in results), "both processes should have taken work"
+    assert max(every_claim.values()) == 1, "a unit was claimed twice"
+    assert len(every_claim) == total
+    with Ledger(path, create=False) as ledger:
+        assert ledger.counts() == {"minute": {"empty_confirmed": total}}
+        assert ledger.query("SELECT max(attempts) FROM units")[0][0] == 1

@@ -1,0 +1,184 @@
+"""plan -> run -> audit against the stand-in server, compared with the truth bar for bar."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from polars.testing import assert_frame_equal
+
+from conftest import (
+    API_KEY,
+    LISTINGS,
+    UNKNOWN,
+    read_dataset,
+    run_cli,
+    truth,
+    write_universe,
+)
+from polyledger.periods import unit_periods
+from polyledger.testing import StandInServer
+
+D = dt.date
+TICKERS = [listing.ticker for listing in LISTINGS] + [UNKNOWN]
+
+
+def expected_dataset(market, dataset, tickers, start, end) -> pl.DataFrame:
+    frames = [truth(market, dataset, t, start, end) for t in tickers]
+    return pl.concat(frames).sort("ticker", "timestamp")
+
+
+def unit_rows(ledger_path) -> dict[tuple[str, str, str], tuple[str, int]]:
+    with sqlite3.connect(ledger_path) as connection:
+        rows = connection.execute("SELECT dataset, ticker, period_start, state, rows FROM units").fetchall()
+    return {(d, t, p): (s, r) for d, t, p, s, r in rows}
+
+
+def everything_written(work) -> str:
+    """Every byte the run left behind, as text (ledger dump, logs, parquet metadata)."""
+    parts = []
+    with sqlite3.connect(work / "ledger.db") as connection:
+        parts.extend(connection.iterdump())
+    for path in work.rglob("*"):
+        if path.is_file() and path.suffix in (".log", ".csv", ".txt"):
+            parts.append(path.read_text(encoding="utf-8", errors="replace"))
+        if path.is_file() and path.suffix == ".parquet":
+            metadata = pq.read_metadata(path)
+            parts.append(repr(metadata.metadata))
+            parts.append(path.read_bytes().decode("latin-1"))
+    return "\n".join(parts)
+
+
+def test_full_run_equals_the_truth_bar_for_bar(work, market):
+    start, end = D(2023, 1, 1), D(2023, 12, 31)
+    with StandInServer(market, api_keys=(API_KEY,), page_cap=5_000) as server:
+        write_universe(work / "universe.csv", TICKERS)
+        assert run_cli("plan", "--universe", "universe.csv", "--from", start, "--to", end).code == 0
+        assert run_cli("plan", "--universe", "universe.csv", "--dataset", "day", "--from", "2022-03-01", "--to", end).code == 0
+        result = run_cli(
+            "run", "--base-url", server.url, "--workers", "8", "--rate", "2000", "--log-file", "run.log"
+        )
+        assert result.code == 0, result.err + result.out
+        bar_requests = server.stats.bars_requests
+
+    # every unit settled, and each unit's rows equal the truth for its own period
+    units = unit_rows(work / "ledger.db")
+    assert len(units) == len(TICKERS) * 12 + len(TICKERS) * 2
+    for (dataset, ticker, period_start), (state, rows) in units.items():
+        first = D.fromisoformat(period_start)
+        grain = "month" if dataset == "minute" else "year"
+        last = next(p_end for p_start, p_end in unit_periods(grain, first, end) if p_start == first)
+        expected = truth(market, dataset, ticker, first, last).height
+        assert rows == expected, (dataset, ticker, period_start)
+        assert state == ("done" if expected else "empty_confirmed"), (dataset, ticker, period_start)
+
+    # the files, read in one line, equal the truth exactly
+    assert_frame_equal(read_dataset(work / "data", "minute"), expected_dataset(market, "minute", TICKERS, start, end))
+    assert_frame_equal(read_dataset(work / "data", "day"), expected_dataset(market, "day", TICKERS, D(2022, 3, 1), end))
+
+    # pagination was followed, not repeated: requests = pages needed, no more
+    pages = 0
+    for ticker in TICKERS:
+        for p_start, p_end in unit_periods("month", start, end):
+            pages += max(1, -(-truth(market, "minute", ticker, p_start, p_end).height // 5_000))
+    pages += len(TICKERS) * 2
+    assert bar_requests == pages
+
+    # the empty months are the ones outside listings, and the unknown ticker has no data
+    assert units[("minute", "NEWCO", "2023-05-01")] == ("empty_confirmed", 0)
+    assert units[("minute", "GONE", "2023-05-01")] == ("empty_confirmed", 0)
+    audit = run_cli("audit", "--json")
+    assert audit.code == 0
+    report = json.loads(audit.out)
+    assert report["complete"] is True
+    minute = next(d for d in report["datasets"] if d["dataset"] == "minute")
+    assert minute["tickers_without_data"] == [UNKNOWN]
+
+    assert API_KEY not in everything_written(work)
+    assert API_KEY not in result.out + result.err + audit.out
+
+
+def test_twenty_tickers_by_36_months(work):
+    """The acceptance run: 20 tickers x 36 months of minute bars, every unit settled, data equal to the truth."""
+    from polyledger.testing import Listing, SyntheticMarket
+
+    listings = [Listing(f"S{i:02d}", bars_per_day=30 + 25 * i) for i in range(18)]
+    listings += [Listing("LATE", list_date=D(2023, 2, 1)), Listing("EARLY", delist_date=D(2022, 6, 30))]
+    market = SyntheticMarket(listings, seed=3)
+    tickers = [listing.ticker for listing in listings]
+    start, end = D(2021, 1, 1), D(2023, 12, 31)
+    with StandInServer(market, api_keys=(API_KEY,), page_cap=10_000) as server:
+        write_universe(work / "universe.csv", tickers)
+        assert run_cli("plan", "--universe", "universe.csv", "--from", start, "--to", end).code == 0
+        result = run_cli("run", "--base-url", server.url, "--workers", "16", "--rate", "5000")
+        assert result.code == 0, result.err
+    with sqlite3.connect(work / "ledger.db") as connection:
+        states = dict(connection.execute("SELECT state, count(*) FROM units GROUP BY state").fetchall())
+    assert set(states) <= {"done", "empty_confirmed"} and sum(states.values()) == 20 * 36
+    assert_frame_equal(read_dataset(work / "data", "minute"), expected_dataset(market, "minute", tickers, start, end))
+    assert run_cli("audit").code == 0
+
+
+def test_not_entitled_months_fail_without_retry(work, market):
+    with StandInServer(market, api_keys=(API_KEY,), history_start=D(2023, 3, 1)) as server:
+        write_universe(work / "universe.csv", ["SIRI"])
+        run_cli("plan", "--universe", "universe.csv", "--from", "2023-01-01", "--to", "2023-04-30")
+        result = run_cli("run", "--base-url", server.url)
+        requests = server.stats.bars_requests
+    assert result.code == 1  # the job is not complete
+    units = unit_rows(work / "ledger.db")
+    assert units[("minute", "SIRI", "2023-01-01")][0] == "failed"
+    assert units[("minute", "SIRI", "2023-02-01")][0] == "failed"
+    assert units[("minute", "SIRI", "2023-03-01")][0] == "done"
+    assert requests == 4  # one request per month: a 403 is not retried
+    with sqlite3.connect(work / "ledger.db") as connection:
+        classes = connection.execute("SELECT DISTINCT error_class FROM units WHERE state = 'failed'").fetchall()
+    assert classes == [("not_entitled",)]
+    audit = run_cli("audit", "--json")
+    assert audit.code == 1
+    failures = json.loads(audit.out)["datasets"][0]["failures"]
+    assert failures[0]["error_class"] == "not_entitled" and failures[0]["units"] == 2
+
+
+def test_bad_key_stops_at_once_and_leaves_every_unit_pending(work, market, monkeypatch):
+    monkeypatch.setenv("POLYGON_API_KEY", "pk_WRONG_key_123456")
+    with StandInServer(market, api_keys=(API_KEY,), latency=0.01) as server:
+        write_universe(work / "universe.csv", ["AAPL", "SIRI", "PLUG"])
+        run_cli("plan", "--universe", "universe.csv", "--from", "2022-01-01", "--to", "2023-12-31")
+        result = run_cli("run", "--base-url", server.url, "--workers", "8", "--rate", "1000")
+        requests = server.stats.bars_requests
+    assert result.code == 1
+    assert "API key was refused" in result.out + result.err
+    assert "pk_WRONG_key_123456" not in result.out + result.err
+    assert requests <= 8  # every worker stops after its first refusal, at most
+    with sqlite3.connect(work / "ledger.db") as connection:
+        rows = connection.execute("SELECT state, attempts, count(*) FROM units GROUP BY state, attempts").fetchall()
+    assert rows == [("pending", 0, 72)]
+
+
+def test_unadjusted_choice_is_recorded_and_mixing_is_refused(work, market):
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        write_universe(work / "universe.csv", ["TINY"])
+        run_cli("plan", "--universe", "universe.csv", "--from", "2023-01-01", "--to", "2023-02-28")
+        assert run_cli("run", "--base-url", server.url, "--unadjusted").code == 0
+        with sqlite3.connect(work / "ledger.db") as connection:
+            assert connection.execute("SELECT DISTINCT adjusted FROM units").fetchall() == [(0,)]
+        run_cli("plan", "--universe", "universe.csv", "--from", "2022-12-01", "--to", "2023-02-28")
+        refused = run_cli("run", "--base-url", server.url)
+    assert refused.code == 2
+    assert "unadjusted" in refused.err and refused.err.count("\n") == 1
+
+
+@pytest.mark.parametrize("env_name", ["POLYGON_API_KEY", "MASSIVE_API_KEY"])
+def test_either_key_variable_works(work, market, monkeypatch, env_name):
+    monkeypatch.delenv("POLYGON_API_KEY")
+    monkeypatch.setenv(env_name, API_KEY)
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        write_universe(work / "universe.csv", ["TINY"])
+        run_cli("plan", "--universe", "universe.csv", "--from", "2023-01-01", "--to", "2023-01-31")
+        monkeypatch.setenv("POLYGON_BASE_URL", server.url)
+        assert run_cli("run").code == 0

@@ -1,0 +1,220 @@
+"""The ledger on a real SQLite file: planning, the state machine, claims and leases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+import pytest
+from sqlalchemy import text
+
+from polyledger.errors import IllegalTransition, InputError, LeaseLost, SchemaTooNewError
+from polyledger.ledger import (
+    TRANSITIONS,
+    AttemptRecord,
+    Ledger,
+    PlannedUnit,
+    StoredFile,
+    UnitState,
+    check_transition,
+)
+from polyledger.ledger.database import open_read_only
+from polyledger.plan import plan
+
+D = dt.date
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def ledger(tmp_path, clock):
+    with Ledger(tmp_path / "ledger.db", clock=clock) as opened:
+        yield opened
+
+
+def states(ledger: Ledger) -> dict[tuple[str, str], str]:
+    return {(r.ticker, r.period_start): r.state for r in ledger.query("SELECT * FROM units")}
+
+
+def test_plan_is_idempotent_and_only_adds_missing_units(ledger):
+    first = plan(ledger, ["AAPL", "MSFT"], "minute", D(2024, 1, 10), D(2024, 3, 5))
+    assert (first.units_in_plan, first.added) == (6, 6)
+    for unit in ledger.claim("w", 60, limit=3):  # AAPL's three months
+        ledger.settle_empty(unit, True, AttemptRecord(requests=1))
+    again = plan(ledger, ["AAPL", "MSFT"], "minute", D(2024, 1, 10), D(2024, 3, 5))
+    assert (again.added, again.widened) == (0, 0)
+    wider = plan(ledger, ["AAPL", "MSFT", "IBM"], "minute", D(2023, 12, 1), D(2024, 3, 5))
+    assert wider.added == 2 + 4  # December for the old tickers, four months for IBM
+    assert wider.widened == 2  # both clipped Januaries now cover the whole month
+    assert states(ledger)[("AAPL", "2024-02-01")] == "empty_confirmed"  # never reset
+    assert states(ledger)[("AAPL", "2024-01-01")] == "pending"  # widened, fetched whole again
+    periods = ledger.query("SELECT period_start, period_end FROM units WHERE ticker = 'IBM' ORDER BY id")
+    assert [(r.period_start, r.period_end) for r in periods][-1] == ("2024-03-01", "2024-03-05")
+
+
+def test_day_units_are_years(ledger):
+    result = plan(ledger, ["AAPL"], "day", D(2004, 3, 1), D(2006, 6, 30))
+    assert result.units_in_plan == 3
+    rows = ledger.query("SELECT period_start, period_end FROM units WHERE dataset = 'day' ORDER BY id")
+    assert [(r.period_start, r.period_end) for r in rows] == [
+        ("2004-03-01", "2004-12-31"),
+        ("2005-01-01", "2005-12-31"),
+        ("2006-01-01", "2006-06-30"),
+    ]
+
+
+@pytest.mark.parametrize("source", list(UnitState))
+@pytest.mark.parametrize("target", list(UnitState))
+def test_state_machine_allows_exactly_the_documented_transitions(source, target):
+    if target in TRANSITIONS[source]:
+        check_transition(source, target)
+    else:
+        with pytest.raises(IllegalTransition):
+            check_transition(source, target)
+
+
+def test_bulk_changes_refuse_illegal_sources(ledger):
+    assert TRANSITIONS[UnitState.PENDING] == {UnitState.RUNNING}
+    ledger.add_units([PlannedUnit("minute", "AAPL", D(2024, 1, 1), D(2024, 1, 31))])
+    with pytest.raises(IllegalTransition):
+        ledger.reset_units("1 = 1", {}, {UnitState.RUNNING, UnitState.PENDING})
+
+
+def test_claims_take_each_unit_once_and_count_attempts(ledger):
+    plan(ledger, ["A", "B"], "minute", D(2024, 1, 1), D(2024, 6, 30))
+    first = ledger.claim("w1", 60, limit=5)
+    second = ledger.claim("w2", 60, limit=100)
+    assert len(first) == 5 and len(second) == 7
+    assert not {u.id for u in first} & {u.id for u in second}
+    assert ledger.claim("w3", 60) == []
+    assert {r.attempts for r in ledger.query("SELECT attempts FROM units")} == {1}
+
+
+def test_settle_records_rows_checksum_and_attempt_in_one_step(ledger):
+    plan(ledger, ["A"], "minute", D(2024, 1, 1), D(2024, 1, 31))
+    unit = ledger.claim("w", 60)[0]
+    ledger.settle_done(
+        unit,
+        StoredFile("minute/ticker=A/year=2024/month=01/part.parquet", 42, "sha256:ab", 999),
+        True,
+        AttemptRecord(requests=2, bytes=1234, bars=42, request_id="r1"),
+        run_id="run1",
+    )
+    row = ledger.query("SELECT * FROM units")[0]
+    assert (row.state, row.rows, row.checksum, row.bytes, row.requests, row.adjusted) == (
+        "done", 42, "sha256:ab", 999, 2, True,
+    )
+    assert row.lease_owner is None and row.fetched_at is not None
+    attempt = ledger.query("SELECT * FROM unit_attempts")[0]
+    assert (attempt.unit_id, attempt.outcome, attempt.requests, attempt.bars, attempt.run_id) == (
+        unit.id, "done", 2, 42, "run1",
+    )
+
+
+def test_expired_lease_returns_unit_and_late_worker_cannot_settle(ledger, clock):
+    plan(ledger, ["A"], "minute", D(2024, 1, 1), D(2024, 1, 31))
+    dead = ledger.claim("dead-worker", 30)[0]
+    clock.advance(10)
+    assert ledger.reclaim_expired() == 0  # still leased
+    clock.advance(25)
+    assert ledger.reclaim_expired() == 1
+    row = ledger.query("SELECT state, error_class FROM units")[0]
+    assert (row.state, row.error_class) == ("pending", "lease_expired")
+    alive = ledger.claim("new-worker", 30)[0]
+    assert alive.attempts == 2
+    with pytest.raises(LeaseLost):
+        ledger.settle_empty(dead, True, AttemptRecord())
+    ledger.settle_empty(alive, True, AttemptRecord())
+    assert states(ledger) == {("A", "2024-01-01"): "empty_confirmed"}
+
+
+def test_heartbeat_keeps_a_lease_alive(ledger, clock):
+    plan(ledger, ["A"], "minute", D(2024, 1, 1), D(2024, 1, 31))
+    ledger.claim("w", 30)
+    for _ in range(5):
+        clock.advance(20)
+        assert ledger.heartbeat("w", 30) == 1
+        assert ledger.reclaim_expired() == 0
+
+
+def test_release_gives_unit_back_without_counting_the_attempt(ledger):
+    plan(ledger, ["A"], "minute", D(2024, 1, 1), D(2024, 1, 31))
+    unit = ledger.claim("w", 30)[0]
+    assert ledger.release(unit, undo_attempt=True)
+    row = ledger.query("SELECT state, attempts, lease_owner FROM units")[0]
+    assert (row.state, row.attempts, row.lease_owner) == ("pending", 0, None)
+
+
+def test_ledger_uses_wal(ledger):
+    assert ledger.query("PRAGMA journal_mode")[0][0] == "wal"
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "ledger.db"
+    Ledger(path).close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    with pytest.raises(SchemaTooNewError, match="newer"):
+        Ledger(path)
+
+
+def test_opening_a_file_that_is_not_a_ledger_is_an_input_error(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("hello, this is not sqlite at all")
+    with pytest.raises(InputError, match="not a SQLite ledger"):
+        Ledger(path)
+    with pytest.raises(InputError, match="no ledger"):
+        Ledger(tmp_path / "missing.db", create=False)
+
+
+def test_read_only_connection_refuses_writes(ledger):
+    plan(ledger, ["A"], "minute", D(2024, 1, 1), D(2024, 1, 31))
+    connection = open_read_only(ledger.path)
+    assert connection.execute("SELECT count(*) FROM units").fetchone() == (1,)
+    for statement in (
+        "DELETE FROM units",
+        "UPDATE units SET state = 'done'",
+        "DROP TABLE units",
+        "ATTACH DATABASE 'other.db' AS other",
+        "PRAGMA journal_mode = DELETE",
+    ):
+        with pytest.raises(sqlite3.DatabaseError):
+            connection.execute(statement)
+    connection.close()
+    assert ledger.query("SELECT count(*) FROM units")[0][0] == 1
+
+
+def test_models_match_the_migrated_schema(ledger):
+    from polyledger.ledger.models import Run, Unit, UnitAttempt
+
+    with ledger.engine.connect() as connection:
+        for model in (Unit, UnitAttempt, Run):
+            columns = {r[1] for r in connection.execute(text(f"PRAGMA table_info({model.__tablename__})"))}
+            assert columns == set(model.__table__.columns.keys()), model.__tablename__
+
+
+def test_wider_plan_widens_clipped_units_and_requeues_settled_ones(ledger):
+    plan(ledger, ["A"], "minute", D(2024, 1, 10), D(2024, 2, 15))
+    for unit in ledger.claim("w", 60, limit=2):
+        ledger.settle_empty(unit, True, AttemptRecord())
+    result = plan(ledger, ["A"], "minute", D(2024, 1, 1), D(2024, 2, 10))
+    assert (result.added, result.widened) == (0, 1)
+    rows = ledger.query("SELECT period, period_start, period_end, state FROM units ORDER BY id")
+    assert [(r.period, r.period_start, r.period_end, r.state) for r in rows] == [
+        ("2024-01", "2024-01-01", "2024-01-31", "pending"),  # widened: fetched whole again
+        ("2024-02", "2024-02-01", "2024-02-15", "empty_confirmed"),  # already covers the new plan
+    ]

@@ -326,8 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     _make_streams_safe()
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="polyledger", standalone_mode=False)
-        return 0
+        # without standalone mode, click returns an Exit's code instead of raising it
+        result = command.main(args=argv, prog_name="polyledger", standalone_mode=False)
+        return result if isinstance(result, int) else 0
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:

@@ -181,7 +181,7 @@ class PolygonClient:
             self._fail(f"http_{status}", f"server error {status}: {message}", status)
         if status == 401 or (status == 400 and "api key" in message.lower()):
             self._count("auth")
-            raise AuthError(f"the API key was refused ({status}: {message})", http_status=status)
+            raise AuthError(f"the API key was refused ({status}: {message}); check POLYGON_API_KEY")
         cls = {403: NotEntitled}.get(status, PermanentError)
         error_class = {403: "not_entitled", 404: "not_found", 400: "bad_request"}.get(status, f"http_{status}")
         self._count(error_class)

@@ -1,0 +1,113 @@
+"""The command line as a user meets it: clear one-line errors, exit codes, read-only SQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from conftest import API_KEY, python_env, run_cli, write_universe
+from polyledger.testing import StandInServer
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["plan", "--universe", "missing.csv", "--from", "2024-01-01"], "universe file not found"),
+        (["plan", "--universe", "u.csv", "--from", "2024-02-30"], "invalid date '2024-02-30' for --from"),
+        (["plan", "--universe", "u.csv", "--from", "2024-03-01", "--to", "2024-01-01"], "is after --to"),
+        (["plan", "--universe", "u.csv", "--from", "2024-01-01", "--dataset", "hourly"], "unknown dataset"),
+        (["plan", "--universe", "bad.csv", "--from", "2024-01-01"], "not upper case"),
+        (["plan", "--universe", "u.csv"], "Missing option '--from'"),
+        (["plan", "--universe", "u.csv", "--from", "2024-01-01", "--bogus"], "No such option: --bogus"),
+        (["run", "--workers", "0"], "--workers"),
+        (["status"], "no ledger at ledger.db"),
+        (["audit"], "no ledger at ledger.db"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(work, args, message):
+    write_universe(work / "u.csv", ["AAPL"])
+    (work / "bad.csv").write_text("ticker\naapl\n", encoding="utf-8")
+    before = sorted(p.name for p in work.iterdir())
+    result = run_cli(*args)
+    assert result.code == 2
+    assert message in result.err
+    assert result.err.startswith("error: ") and result.err.count("\n") == 1
+    assert sorted(p.name for p in work.iterdir()) == before  # no ledger, no data folder
+
+
+def test_run_needs_a_key_and_a_plan(work, monkeypatch):
+    result = run_cli("run")
+    assert (result.code, result.err.strip()) == (2, "error: no ledger at ledger.db: run `polyledger plan` first")
+    monkeypatch.delenv("POLYGON_API_KEY")
+    write_universe(work / "u.csv", ["AAPL"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31")
+    result = run_cli("run")
+    assert result.code == 2 and "set POLYGON_API_KEY" in result.err
+
+
+def test_unwritable_data_folder_is_an_input_error(work):
+    write_universe(work / "u.csv", ["AAPL"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31")
+    (work / "data").write_text("a file where the data folder should be")
+    result = run_cli("run", "--base-url", "http://127.0.0.1:9")
+    assert result.code == 2 and "data folder data is not writable" in result.err
+    with sqlite3.connect(work / "ledger.db") as connection:
+        assert connection.execute("SELECT state, attempts FROM units").fetchall() == [("pending", 0)]
+
+
+def test_sql_is_read_only_and_prints_results(work):
+    write_universe(work / "u.csv", ["AAPL", "MSFT"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-03-31")
+    result = run_cli("sql", "SELECT ticker, count(*) AS n FROM units GROUP BY ticker ORDER BY ticker", "--format", "json")
+    assert result.code == 0
+    assert json.loads(result.out) == [{"ticker": "AAPL", "n": 3}, {"ticker": "MSFT", "n": 3}]
+    csv = run_cli("sql", "SELECT state, count(*) AS n FROM units GROUP BY state", "--format", "csv")
+    assert csv.out.splitlines() == ["state,n", "pending,6"]
+    denied = run_cli("sql", "DELETE FROM units")
+    assert denied.code == 2 and "SQL error" in denied.err
+    assert run_cli("sql", "SELECT count(*) AS n FROM units", "--format", "csv").out.splitlines()[1] == "6"
+
+
+def test_status_and_audit_show_what_is_left(work):
+    write_universe(work / "u.csv", ["AAPL"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-02-29")
+    status = run_cli("status")
+    assert status.code == 0 and "pending" in status.out and "minute" in status.out
+    audit = run_cli("audit", "--json")
+    assert audit.code == 1
+    report = json.loads(audit.out)
+    assert report["complete"] is False
+    assert report["datasets"][0]["by_state"]["pending"] == 2
+    assert report["datasets"][0]["never_attempted"] == 2
+
+
+def test_cp1252_console_does_not_crash(work, market):
+    """Everything a run prints survives a Windows cp1252 console."""
+    write_universe(work / "u.csv", ["BRK.B", "TINY"])
+    env = dict(python_env(), PYTHONIOENCODING="cp1252", POLYGON_API_KEY=API_KEY)
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        for args in (
+            ["plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-03-31"],
+            ["run", "--base-url", server.url],
+            ["status"],
+            ["audit"],
+            ["sql", "SELECT * FROM units LIMIT 3"],
+        ):
+            done = subprocess.run([sys.executable, "-m", "polyledger", *args], cwd=work, env=env,
+                                  capture_output=True, timeout=120)
+            assert done.returncode == 0, done.stderr.decode("cp1252", errors="replace")
+            done.stdout.decode("cp1252")  # valid cp1252 throughout
+            assert b"Traceback" not in done.stderr
+
+
+def test_help_lists_every_command_with_an_example():
+    result = run_cli("--help")
+    for command in ("plan", "run", "status", "audit", "sql", "demo", "serve"):
+        assert command in result.out
+    for command in ("plan", "run", "sql"):
+        assert "Example:" in run_cli(command, "--help").out

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -134,7 +133,7 @@ def run(
         )
         job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
         console = _console()
-        with RunDisplay(console, lambda: job.client.requests_sent) as display:
+        with RunDisplay(console, job.client) as display:
             report = job.execute(on_tick=display.tick)
         print_summary(console, report)
     if report.outcome == "interrupted":
@@ -195,44 +194,16 @@ def audit(
     """Completeness per dataset. Exits 1 unless every unit is done or empty_confirmed."""
     from polyledger.audit import audit as audit_ledger
     from polyledger.ledger import Ledger
+    from polyledger.render import print_audit
 
     with Ledger(ledger_path, create=False) as ledger:
         report = audit_ledger(ledger)
     if as_json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
-        _print_audit(report)
+        print_audit(_console(), report)
     if not report.complete:
         raise typer.Exit(1)
-
-
-def _print_audit(report) -> None:  # type: ignore[no-untyped-def]
-    console = _console()
-    if not report.datasets:
-        console.print("the ledger has no units: run `polyledger plan` first")
-        return
-    for entry in report.datasets:
-        verdict = "COMPLETE" if entry.complete else "INCOMPLETE"
-        table = Table(title=f"{entry.dataset}: {verdict} - {entry.units:,} units, {entry.rows:,} bars")
-        table.add_column("state")
-        table.add_column("units", justify="right")
-        for state, count in entry.by_state.items():
-            table.add_row(state, f"{count:,}")
-        console.print(table)
-        for failure in entry.failures:
-            console.print(f"  failed [{failure.error_class}]: {failure.units} units, e.g.", markup=False)
-            for example in failure.examples:
-                console.print(f"    {example}", markup=False)
-        if entry.tickers_without_data:
-            names = ", ".join(entry.tickers_without_data[:20])
-            more = len(entry.tickers_without_data) - 20
-            console.print(
-                f"  tickers with no data at all ({len(entry.tickers_without_data)} of {entry.tickers}): "
-                f"{names}{f' and {more} more' if more > 0 else ''}",
-                markup=False,
-            )
-        if entry.never_attempted:
-            console.print(f"  never attempted: {entry.never_attempted:,} units", markup=False)
 
 
 @app.command()
@@ -282,10 +253,14 @@ def sql(
 def demo(
     directory: Path = typer.Option(Path("polyledger-demo"), "--dir", help="Where the demo's ledger and data go."),
     workers: int = typer.Option(8, "--workers", min=1, max=64),
+    example_ledger: Optional[Path] = typer.Option(None, "--example-ledger", hidden=True),
 ) -> None:
     """Plan, run and audit a small universe against the bundled stand-in API: no key needed."""
-    from polyledger.demo import run_demo
+    from polyledger.demo import make_example_ledger, run_demo
 
+    if example_ledger is not None:  # how ledger.db.example is made
+        make_example_ledger(example_ledger)
+        return
     code = run_demo(directory, workers=workers, console=_console())
     if code:
         raise typer.Exit(code)

@@ -8,7 +8,6 @@ listing, after a delisting, an unknown ticker), months outside the plan's histor
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 from rich.console import Console
@@ -16,11 +15,12 @@ from rich.console import Console
 from polyledger.audit import audit
 from polyledger.ledger import Ledger
 from polyledger.plan import plan
-from polyledger.progress import RunDisplay, print_summary
-from polyledger.runner import Run, RunOptions
 from polyledger.polygon.client import RetryPolicy
+from polyledger.progress import RunDisplay, print_summary
+from polyledger.render import print_audit
+from polyledger.runner import Run, RunOptions
 from polyledger.storage import BarStore
-from polyledger.testing import FaultPlan, Listing, SyntheticMarket, StandInServer
+from polyledger.testing import FaultPlan, Listing, StandInServer, SyntheticMarket
 
 DEMO_KEY = "demo-key"
 DEMO_FROM = dt.date(2022, 7, 1)
@@ -44,9 +44,12 @@ def demo_market() -> SyntheticMarket:
     return SyntheticMarket(DEMO_LISTINGS, seed=2004)
 
 
-def run_demo(directory: Path, *, workers: int = 8, console: Console | None = None) -> int:
-    """Run the whole demo in `directory` (ledger.db, data/, universe.csv). Returns the
-    audit's exit code: 1, because the months before the demo plan's history stay failed."""
+def run_demo(
+    directory: Path, *, workers: int = 8, console: Console | None = None, max_units: int | None = None
+) -> int:
+    """Run the whole demo in `directory` (ledger.db, data/, universe.csv). Returns 0 when
+    the run finished (the months before the demo plan's history stay `failed`, on purpose).
+    `max_units` stops early, leaving units pending."""
     console = console or Console(highlight=False)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -74,15 +77,14 @@ def run_demo(directory: Path, *, workers: int = 8, console: Console | None = Non
             rate=400.0,
             retry=RetryPolicy(base_delay=0.05, max_delay=1.0),
             timeout=(2.0, 1.5),
+            max_units=max_units,
         )
         job = Run(ledger, BarStore(directory / "data"), api_key=DEMO_KEY, base_url=server.url, options=options)
-        with RunDisplay(console, lambda: job.client.requests_sent, plain_every=2.0) as display:
+        with RunDisplay(console, job.client, plain_every=2.0) as display:
             report = job.execute(on_tick=display.tick)
         print_summary(console, report)
         report_audit = audit(ledger)
-    from polyledger.cli import _print_audit  # the same rendering as `polyledger audit`
-
-    _print_audit(report_audit)
+    print_audit(console, report_audit)
     console.print(
         f"\nThe demo's plan is entitled from {HISTORY_START} only, so earlier months are failed "
         "(not_entitled), as on a real plan with shorter history. Look around:\n"
@@ -94,3 +96,20 @@ def run_demo(directory: Path, *, workers: int = 8, console: Console | None = Non
         markup=False,
     )
     return 0 if report.outcome == "finished" else 1
+
+
+def make_example_ledger(target: Path, console: Console | None = None) -> None:
+    """The shipped `ledger.db.example`: a demo ledger stopped part-way, so it shows every
+    state: a unit held by a crashed worker (running, lease long expired) and pending ones."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        run_demo(Path(scratch), workers=4, console=console or Console(quiet=True), max_units=200)
+        with Ledger(Path(scratch) / "ledger.db") as ledger:
+            ledger.clock = lambda: dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc)
+            ledger.claim("example-host:4242:crashed", lease_seconds=60, limit=1)
+            with ledger.engine.begin() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        target.unlink(missing_ok=True)
+        shutil.copyfile(Path(scratch) / "ledger.db", target)

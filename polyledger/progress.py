@@ -6,11 +6,11 @@ Only ASCII is printed, so a Windows cp1252 console can show all of it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from polyledger.polygon.client import PolygonClient
 from polyledger.runner import RunReport, RunStats
 
 
@@ -19,13 +19,18 @@ def _rate(stats: RunStats, requests: int) -> float:
     return requests / elapsed
 
 
-def _errors(stats: RunStats) -> str:
-    if not stats.errors:
+def _classes(counts: dict[str, int], top: int = 4) -> str:
+    if not counts:
         return "none"
-    return ", ".join(f"{name}={count}" for name, count in stats.errors.most_common(4))
+    ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
+    return ", ".join(f"{name}={count}" for name, count in ranked)
 
 
-def status_line(stats: RunStats, requests: int) -> str:
+def _errors(stats: RunStats) -> str:
+    return _classes(dict(stats.errors))
+
+
+def status_line(stats: RunStats, requests: int, retried: dict[str, int]) -> str:
     elapsed = time.monotonic() - stats.started
     settled = stats.settled
     eta = ""
@@ -35,16 +40,17 @@ def status_line(stats: RunStats, requests: int) -> str:
     return (
         f"units {settled}/{stats.total_units} (done {stats.outcomes['done']}, "
         f"empty {stats.outcomes['empty_confirmed']}, failed {stats.outcomes['failed']}), "
-        f"bars {stats.bars:,}, {_rate(stats, requests):.1f} req/s, errors: {_errors(stats)}{eta}"
+        f"bars {stats.bars:,}, {_rate(stats, requests):.1f} req/s, failed by class: {_errors(stats)}, "
+        f"request errors: {_classes(retried)}{eta}"
     )
 
 
 class RunDisplay:
     """Context manager giving an `on_tick(stats)` callback for `Run.execute`."""
 
-    def __init__(self, console: Console, requests: Callable[[], int], plain_every: float = 10.0) -> None:
+    def __init__(self, console: Console, client: PolygonClient, plain_every: float = 10.0) -> None:
         self.console = console
-        self.requests = requests
+        self.client = client
         self.plain_every = plain_every
         self._last_plain = 0.0
         self._progress: Progress | None = None
@@ -71,18 +77,19 @@ class RunDisplay:
             self._progress.stop()
 
     def tick(self, stats: RunStats) -> None:
-        requests = self.requests()
+        requests = self.client.requests_sent
+        retried = dict(self.client.errors_by_class)
         if self._progress is not None and self._task is not None:
             detail = (
                 f"bars {stats.bars:,} | {_rate(stats, requests):.1f} req/s | "
-                f"failed {stats.outcomes['failed']} | errors {_errors(stats)}"
+                f"failed {stats.outcomes['failed']} ({_errors(stats)}) | request errors {_classes(retried)}"
             )
             self._progress.update(self._task, total=stats.total_units, completed=stats.settled, detail=detail)
             return
         now = time.monotonic()
         if now - self._last_plain >= self.plain_every:
             self._last_plain = now
-            self.console.print(status_line(stats, requests), highlight=False, markup=False)
+            self.console.print(status_line(stats, requests, retried), highlight=False, markup=False)
 
 
 def print_summary(console: Console, report: RunReport) -> None:
@@ -97,6 +104,12 @@ def print_summary(console: Console, report: RunReport) -> None:
         markup=False,
     )
     if stats.errors:
-        console.print(f"errors by class: {_errors(stats)}", highlight=False, markup=False)
+        console.print(f"failed units by class: {_errors(stats)}", highlight=False, markup=False)
+    if report.request_errors:
+        console.print(
+            f"request errors (retried or final): {_classes(report.request_errors, top=10)}",
+            highlight=False,
+            markup=False,
+        )
     if report.message:
         console.print(f"stopped: {report.message}", highlight=False, markup=False)

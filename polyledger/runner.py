@@ -74,6 +74,7 @@ class RunReport:
     message: str = ""
     requests_sent: int = 0
     throttled: int = 0
+    request_errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -170,6 +171,7 @@ class Run:
             message=str(self._fatal) if self._fatal else "",
             requests_sent=self.client.requests_sent,
             throttled=self.limiter.throttled,
+            request_errors=dict(self.client.errors_by_class),
         )
 
     def request_stop(self) -> None:

@@ -1,39 +1,14 @@
-"""Shared fixtures: a stand-in Polygon server on 127.0.0.1, a work folder, the CLI, the truth."""
+"""Shared fixtures: a stand-in Polygon server on 127.0.0.1, and an isolated work folder."""
 
 from __future__ import annotations
 
-import datetime as dt
-import io
-import os
-import sys
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
 
-import polars as pl
 import pytest
+from support import API_KEY, LISTINGS
 
-from polyledger.cli import main as cli_main
-from polyledger.testing import Listing, StandInServer, SyntheticMarket
-from polyledger.testing.market import et_midnight_ms
-
-API_KEY = "pk_TEST_s3cr3t_9f8e7d6c5b4a"  # distinctive, so a leak is easy to grep for
-
-LISTINGS = (
-    Listing("AAPL", bars_per_day=950),  # dense: ~20k bars a month, several pages at page_cap
-    Listing("BRK.B", bars_per_day=400),
-    Listing("SIRI", bars_per_day=300),
-    Listing("PLUG", bars_per_day=250),
-    Listing("BF-B", bars_per_day=60),
-    Listing("TINY", bars_per_day=5),
-    Listing("NEWCO", list_date=dt.date(2023, 6, 14), bars_per_day=200),  # empty months before listing
-    Listing("GONE", delist_date=dt.date(2023, 4, 20), bars_per_day=150),  # empty months after delisting
-    Listing("MID1", bars_per_day=120),
-    Listing("MID2", bars_per_day=80),
-    Listing("MID3", bars_per_day=40),
-)
-UNKNOWN = "NOSUCH"
+from polyledger.testing import StandInServer, SyntheticMarket
 
 
 @pytest.fixture(scope="session")
@@ -55,57 +30,3 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MASSIVE_API_KEY", raising=False)
     monkeypatch.delenv("POLYGON_BASE_URL", raising=False)
     return tmp_path
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(*args: str) -> CliResult:
-    """Run the CLI in-process, capturing what it prints."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = cli_main([str(a) for a in args])
-    return CliResult(code, out.getvalue(), err.getvalue())
-
-
-def write_universe(path: Path, tickers: list[str]) -> Path:
-    path.write_text("ticker,name\n" + "".join(f"{t},x\n" for t in tickers), encoding="utf-8")
-    return path
-
-
-STORED_COLUMNS = ["ticker", "timestamp", "open", "high", "low", "close", "volume", "vwap", "transactions", "otc"]
-
-
-def truth(market: SyntheticMarket, dataset: str, ticker: str, start: dt.date, end: dt.date) -> pl.DataFrame:
-    """The bars the stand-in holds for [start, end] (US/Eastern dates), in the stored schema."""
-    start_ms, end_ms = et_midnight_ms(start), et_midnight_ms(end + dt.timedelta(days=1))
-    raw = (market.minute_bars if dataset == "minute" else market.day_bars)(ticker, start_ms, end_ms)
-    return raw.select(
-        pl.lit(ticker).alias("ticker"),
-        pl.col("t").cast(pl.Datetime("ms", "UTC")).alias("timestamp"),
-        pl.col("o").alias("open"),
-        pl.col("h").alias("high"),
-        pl.col("l").alias("low"),
-        pl.col("c").alias("close"),
-        pl.col("v").cast(pl.Float64).alias("volume"),
-        pl.col("vw").alias("vwap"),
-        pl.col("n").cast(pl.Int64).alias("transactions"),
-        pl.col("otc").cast(pl.Boolean).alias("otc"),
-    )
-
-
-def read_dataset(data: Path, dataset: str) -> pl.DataFrame:
-    """The whole downloaded dataset in one line, as a user would read it."""
-    frame = pl.scan_parquet(str(data / dataset / "**" / "*.parquet"), hive_partitioning=True).collect()
-    return frame.select(STORED_COLUMNS).sort("ticker", "timestamp")
-
-
-def python_env() -> dict[str, str]:
-    """Environment for subprocess CLI runs: the same interpreter and packages."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    return env

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
 
 import pytest
+from support import API_KEY, python_env, run_cli, write_universe
 
-from conftest import API_KEY, python_env, run_cli, write_universe
 from polyledger.testing import StandInServer
 
 

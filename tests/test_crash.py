@@ -8,9 +8,9 @@ import subprocess
 import sys
 import time
 
+from support import API_KEY, python_env, read_dataset, run_cli, truth, write_universe
 from polars.testing import assert_frame_equal
 
-from conftest import API_KEY, python_env, read_dataset, run_cli, truth, write_universe
 from polyledger.testing import StandInServer
 
 D = dt.date

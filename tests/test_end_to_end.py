@@ -9,9 +9,7 @@ import sqlite3
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from polars.testing import assert_frame_equal
-
-from conftest import (
+from support import (
     API_KEY,
     LISTINGS,
     UNKNOWN,
@@ -20,6 +18,8 @@ from conftest import (
     truth,
     write_universe,
 )
+from polars.testing import assert_frame_equal
+
 from polyledger.periods import unit_periods
 from polyledger.testing import StandInServer
 
@@ -182,3 +182,28 @@ def test_either_key_variable_works(work, market, monkeypatch, env_name):
         run_cli("plan", "--universe", "universe.csv", "--from", "2023-01-01", "--to", "2023-01-31")
         monkeypatch.setenv("POLYGON_BASE_URL", server.url)
         assert run_cli("run").code == 0
+
+
+def test_faults_on_any_page_are_retried_until_the_data_is_exact(work, market):
+    """8% of bar requests fail in every transient way (page 2+ included); 429s come with and
+    without Retry-After. The run still ends with the truth and no false empty months."""
+    from polyledger.testing import FaultPlan
+
+    tickers = ["AAPL", "BRK.B", "SIRI", "NEWCO", "TINY", UNKNOWN]
+    start, end = D(2023, 1, 1), D(2023, 9, 30)
+    kinds = ("429", "500", "502", "503", "reset", "truncated", "invalid_json", "bad_shape")
+    faults = FaultPlan(rate=0.08, kinds=kinds, seed=5, retry_after=False)
+    with StandInServer(market, api_keys=(API_KEY,), page_cap=4_000, faults=faults) as server:
+        write_universe(work / "universe.csv", tickers)
+        run_cli("plan", "--universe", "universe.csv", "--from", start, "--to", end)
+        result = run_cli("run", "--base-url", server.url, "--workers", "8", "--rate", "3000")
+        injected = server.stats.snapshot()
+    assert result.code == 0, result.out + result.err
+    assert "request errors (retried or final):" in result.out
+    assert sum(injected["faults"].values()) >= 10, injected  # the faults really happened
+    assert_frame_equal(read_dataset(work / "data", "minute"), expected_dataset(market, "minute", tickers, start, end))
+    for (dataset, ticker, period_start), (state, rows) in unit_rows(work / "ledger.db").items():
+        first = D.fromisoformat(period_start)
+        last = next(p_end for p_start, p_end in unit_periods("month", first, end) if p_start == first)
+        assert rows == truth(market, dataset, ticker, first, last).height
+        assert state in ("done", "empty_confirmed") and (state == "empty_confirmed") == (rows == 0)

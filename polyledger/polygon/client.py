@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Callable, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import certifi
@@ -25,6 +25,7 @@ from polyledger.errors import (
 from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.secrets import redact
 
+T = TypeVar("T")
 DEFAULT_BASE_URL = "https://api.massive.com"
 # next_url may point at either name of the service; the key is never sent anywhere else
 KNOWN_API_HOSTS = frozenset({"api.massive.com", "api.polygon.io"})
@@ -48,10 +49,12 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
-class Response:
+class Response(Generic[T]):
     body: bytes
     status: int
     request_id: str | None
+    decoded: T | None = None  # what `decode` made of the body, when given
+    tries: int = 1  # requests sent, retries included
 
 
 class Stopped(Exception):
@@ -129,19 +132,34 @@ class PolygonClient:
         if parts.scheme not in ("http", "https") or parts.netloc not in self._allowed_hosts:
             raise ProtocolError(f"refusing to follow a URL on another host: {parts.netloc!r}")
 
-    def _count(self, error_class: str | None) -> None:
+    def _count(self, error_class: str | None, sent: bool = True) -> None:
         with self._stats_lock:
-            self.requests_sent += 1
+            self.requests_sent += int(sent)
             if error_class:
                 self.errors_by_class[error_class] = self.errors_by_class.get(error_class, 0) + 1
 
-    def get(self, url: str, params: dict[str, str] | None = None) -> Response:
-        """GET with retries. Returns a 200 response; raises FetchError subclasses otherwise."""
+    def get(
+        self,
+        url: str,
+        params: dict[str, str] | None = None,
+        decode: Callable[[bytes], T] | None = None,
+    ) -> Response[T]:
+        """GET with retries. Returns a 200 response (with `decode(body)` when given: a body
+        that fails to decode is retried like any transient error); raises FetchError
+        subclasses otherwise."""
         self.check_url(url)
         retry = 0
         while True:
             try:
-                return self._get_once(url, params)
+                response = self._get_once(url, params)
+                if decode is None:
+                    return Response(response.body, response.status, response.request_id, None, retry + 1)
+                try:
+                    decoded = decode(response.body)
+                except TransientError as exc:
+                    self._count(exc.error_class, sent=False)
+                    raise
+                return Response(response.body, response.status, response.request_id, decoded, retry + 1)
             except TransientError as exc:
                 if retry >= self.retry.max_retries:
                     raise
@@ -149,7 +167,7 @@ class PolygonClient:
                     raise Stopped() from None
                 retry += 1
 
-    def _get_once(self, url: str, params: dict[str, str] | None) -> Response:
+    def _get_once(self, url: str, params: dict[str, str] | None) -> Response[None]:
         if not self.limiter.acquire(self.stop):
             raise Stopped()
         try:

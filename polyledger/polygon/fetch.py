@@ -93,10 +93,11 @@ def fetch_unit_bars(
 def _get_page(
     client: PolygonClient, url: str, params: dict[str, str] | None, fetched: FetchedBars
 ) -> AggregatesPage:
-    response = client.get(url, params)
-    fetched.requests += 1
+    response = client.get(url, params, decode=decode_aggregates)
+    page = response.decoded
+    assert page is not None
+    fetched.requests += response.tries
     fetched.bytes += len(response.body)
-    page = decode_aggregates(response.body)
     fetched.request_id = page.request_id or response.request_id
     return page
 

@@ -154,7 +154,11 @@ class SyntheticMarket:
         return empty_bars() if cols is None else self._frame(cols)
 
     def day_bars(self, ticker: str, start_ms: int, end_ms: int) -> pl.DataFrame:
-        """One bar per ET date that has minute bars; t = 00:00 ET, kept iff start_ms <= t < end_ms."""
+        """One bar per ET date that has minute bars, t = 00:00 ET; kept iff start_ms <= t < end_ms.
+
+        Aggregated from that date's minute bars: first o, max h, min l, last c, summed v and n,
+        volume-weighted vw (re-rounded to the 1e-4 price grid), otc null.
+        """
         listing = self._listings.get(ticker)
         if listing is None or end_ms <= start_ms:
             return empty_bars()
@@ -168,18 +172,15 @@ class SyntheticMarket:
         if cols is None:
             return empty_bars()
         minutes = self._frame(cols).with_columns(d=pl.Series(cols["day"]))
-        days = (
-            minutes.group_by("d", maintain_order=True)
-            .agg(
-                o=pl.col("o").first(),
-                h=pl.col("h").max(),
-                l=pl.col("l").min(),
-                c=pl.col("c").last(),
-                v=pl.col("v").sum(),
-                # volume-weighted, re-rounded to the price grid (stays within [l, h])
-                vw=((pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum()).round(4),
-                n=pl.col("n").sum(),
-            )
+        days = minutes.group_by("d", maintain_order=True).agg(
+            o=pl.col("o").first(),
+            h=pl.col("h").max(),
+            l=pl.col("l").min(),
+            c=pl.col("c").last(),
+            v=pl.col("v").sum(),
+            # volume-weighted, re-rounded to the price grid (stays within [l, h])
+            vw=((pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum()).round(4),
+            n=pl.col("n").sum(),
         )
         midnights = np.array([et_midnight_ms(d) for d in cols["dates"]], dtype=np.int64)
         days = days.with_columns(
@@ -188,8 +189,14 @@ class SyntheticMarket:
         return days.select(list(BAR_SCHEMA)).cast(BAR_SCHEMA)
 
     def bars(
-        self, timespan: str, ticker: str, start_ms: int, end_ms: int, *,
-        limit: int | None = None, descending: bool = False,
+        self,
+        timespan: str,
+        ticker: str,
+        start_ms: int,
+        end_ms: int,
+        *,
+        limit: int | None = None,
+        descending: bool = False,
     ) -> pl.DataFrame:
         """The first `limit` minute or day bars of [start_ms, end_ms) in the given order.
 
@@ -231,9 +238,14 @@ class SyntheticMarket:
         key = self.ticker_key(ticker)
         shares = 5_000_000 + key % 2_000_000_000
         out: dict[str, object] = {
-            "ticker": ticker, "name": f"{ticker} Synthetic Holdings Inc.", "market": "stocks",
-            "locale": "us", "primary_exchange": "XNAS", "type": "CS",
-            "active": listing.delist_date is None, "currency_name": "usd",
+            "ticker": ticker,
+            "name": f"{ticker} Synthetic Holdings Inc.",
+            "market": "stocks",
+            "locale": "us",
+            "primary_exchange": "XNAS",
+            "type": "CS",
+            "active": listing.delist_date is None,
+            "currency_name": "usd",
             "market_cap": round(shares * self.base_price(ticker), 2),
             "share_class_shares_outstanding": shares,
             "weighted_shares_outstanding": shares - key % 1000,
@@ -295,8 +307,10 @@ class SyntheticMarket:
         base = self.base_price(ticker)
         phase1, phase2 = _unit(key, 1) * 2 * math.pi, _unit(key, 2) * 2 * math.pi
         m = minute.astype(np.float64)
-        level = base * (1 + 0.2 * np.sin(m / (1440 * 37) + phase1)) * (
-            1 + 0.03 * np.sin(m / 390 + phase2)
+        level = (
+            base
+            * (1 + 0.2 * np.sin(m / (1440 * 37) + phase1))
+            * (1 + 0.03 * np.sin(m / 390 + phase2))
         )
         u_o, u_c = _uniform_pair(h, 1)
         u_h, u_l = _uniform_pair(h, 2)
@@ -313,8 +327,17 @@ class SyntheticMarket:
         v = np.where(u_frac < 0.03, v + 0.5, v)  # fractional-share volume
         n = np.maximum(1, np.round(v / (20 + 80 * u_n))).astype(np.int64)
         otc = u_otc < 1 / 2000
-        return {"t": minute * MINUTE_MS, "o": o, "h": hi, "l": lo, "c": c, "v": v, "vw": vw,
-                "n": n, "otc": otc}
+        return {
+            "t": minute * MINUTE_MS,
+            "o": o,
+            "h": hi,
+            "l": lo,
+            "c": c,
+            "v": v,
+            "vw": vw,
+            "n": n,
+            "otc": otc,
+        }
 
     @staticmethod
     def _frame(cols: dict) -> pl.DataFrame:

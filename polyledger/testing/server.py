@@ -79,14 +79,15 @@ class ServerStats:
         self.reset()
 
     def reset(self) -> None:
-        self.total = 0
-        self.bars_requests = 0
-        self.connections = 0
-        self.by_status: Counter[int] = Counter()
-        self.by_kind: Counter[str] = Counter()  # "aggs", "ticker", "other"
-        self.faults: Counter[str] = Counter()
-        self.requested: list[tuple[str, str, str]] = []  # (ticker, from, to) as in the path
-        self.targets: list[str] = []  # every request target, apiKey removed
+        with self._lock:
+            self.total = 0
+            self.bars_requests = 0
+            self.connections = 0
+            self.by_status: Counter[int] = Counter()
+            self.by_kind: Counter[str] = Counter()  # "aggs", "ticker", "other"
+            self.faults: Counter[str] = Counter()
+            self.requested: list[tuple[str, str, str]] = []  # (ticker, from, to) as in the path
+            self.targets: list[str] = []  # every request target, apiKey removed
 
     @property
     def requested_counts(self) -> Counter[tuple[str, str, str]]:
@@ -96,10 +97,14 @@ class ServerStats:
     def snapshot(self) -> dict:
         with self._lock:
             return {
-                "total": self.total, "bars_requests": self.bars_requests,
-                "connections": self.connections, "by_status": dict(self.by_status),
-                "by_kind": dict(self.by_kind), "faults": dict(self.faults),
-                "requested": list(self.requested), "targets": list(self.targets),
+                "total": self.total,
+                "bars_requests": self.bars_requests,
+                "connections": self.connections,
+                "by_status": dict(self.by_status),
+                "by_kind": dict(self.by_kind),
+                "faults": dict(self.faults),
+                "requested": list(self.requested),
+                "targets": list(self.targets),
             }
 
     # called by the handler threads
@@ -131,15 +136,15 @@ def _b64(text: str) -> str:
 
 def _parse_bound(text: str, *, end: bool) -> int:
     """`from`/`to` path segment -> epoch ms; the window is [from, to) after this."""
-    if ISO_DATE.match(text):
-        try:
+    try:
+        if ISO_DATE.match(text):
             day = dt.date.fromisoformat(text)
-        except ValueError:
-            raise _BadRequest(f"invalid date {text!r}") from None
-        # an ET calendar day, both ends inclusive
-        return et_midnight_ms(day + dt.timedelta(days=1) if end else day)
-    if text.isdigit() and len(text) <= 15:
-        return int(text) + 1 if end else int(text)  # `to` in ms is inclusive
+            # an ET calendar day, both ends inclusive
+            return et_midnight_ms(day + dt.timedelta(days=1) if end else day)
+        if text.isdigit() and len(text) <= 13:  # epoch ms up to the year 2286
+            return int(text) + 1 if end else int(text)  # `to` in ms is inclusive
+    except (ValueError, OverflowError):
+        pass
     raise _BadRequest(f"could not parse {text!r} as a date or a timestamp")
 
 
@@ -215,8 +220,10 @@ class StandInServer:
         self.port = self._httpd.server_address[1]
         self.url = f"http://{self.host}:{self.port}"
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"standin-{self.port}", daemon=True,
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"standin-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -238,7 +245,7 @@ class StandInServer:
             self._thread.join(timeout=5)
         self._httpd = self._thread = None
 
-    def __enter__(self) -> StandInServer:
+    def __enter__(self) -> StandInServer:  # noqa: PYI034 (Self needs Python 3.11)
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -298,11 +305,14 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "polyledger-standin/1.0"
     server: _HTTPServer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass  # silence the per-request stderr log
 
     def setup(self) -> None:
         super().setup()
+        # headers and body go out in separate writes: without NODELAY, Nagle plus the
+        # client's delayed ACK stalls every keep-alive response by ~40 ms
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.standin._track(self.connection, True)
         self.server.standin.stats._connection()
 
@@ -313,8 +323,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.standin._track(self.connection, False)
 
     # -- responses -----------------------------------------------------------------------
-    def _send(self, status: int, body: bytes, ctype: str = "application/json",
-              headers: dict[str, str] | None = None, truncate: bool = False) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        ctype: str = "application/json",
+        headers: dict[str, str] | None = None,
+        truncate: bool = False,
+    ) -> None:
         st = self.server.standin
         st._sleep(st.latency)
         if body and "gzip" in self.headers.get("Accept-Encoding", ""):
@@ -334,8 +350,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, payload: dict, **kw: object) -> None:
-        payload = {"status": payload.pop("status", "ERROR"),
-                   "request_id": uuid.uuid4().hex, **payload}
+        payload = {
+            "status": payload.pop("status", "ERROR"),
+            "request_id": uuid.uuid4().hex,
+            **payload,
+        }
         self._send(status, orjson.dumps(payload), **kw)  # type: ignore[arg-type]
 
     def _rate_limited(self, retry_after: str | None) -> None:
@@ -343,15 +362,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(429, {"error": RATE_LIMITED}, headers=headers)
 
     # -- dispatch ------------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         st = self.server.standin
         split = urlsplit(self.path)
         query = parse_qs(split.query, keep_blank_values=True)
         aggs, ticker = AGGS_PATH.match(split.path), TICKER_PATH.match(split.path)
         kind = "aggs" if aggs else "ticker" if ticker else "other"
         target = split.path + "".join(
-            ("?" if not i else "&") + part for i, part in enumerate(
-                p for p in split.query.split("&") if p and not p.startswith("apiKey="))
+            ("?" if not i else "&") + part
+            for i, part in enumerate(
+                p for p in split.query.split("&") if p and not p.startswith("apiKey=")
+            )
         )
         seg = tuple(unquote(g) for g in aggs.groups()) if aggs else None
         st.stats._request(kind, target, (seg[0], seg[3], seg[4]) if seg else None)
@@ -409,9 +430,13 @@ class _Handler(BaseHTTPRequestHandler):
         bars = st.market.bars(timespan, ticker, start, end, limit=limit + 1, descending=desc)
         page = bars.head(limit)
         head: dict[str, object] = {
-            "ticker": ticker, "queryCount": page.height, "resultsCount": page.height,
-            "adjusted": params["adjusted"], "status": "OK",
-            "request_id": uuid.uuid4().hex, "count": page.height,
+            "ticker": ticker,
+            "queryCount": page.height,
+            "resultsCount": page.height,
+            "adjusted": params["adjusted"],
+            "status": "OK",
+            "request_id": uuid.uuid4().hex,
+            "count": page.height,
         }
         if bars.height > limit:
             head["next_url"] = self._next_url(ticker, timespan, frm, to, page, limit, desc)
@@ -420,8 +445,16 @@ class _Handler(BaseHTTPRequestHandler):
             body = body[:-1] + b',"results":' + _results_json(page) + b"}"
         self._send(200, body, truncate=fault == "truncated")
 
-    def _next_url(self, ticker: str, timespan: str, frm: str, to: str, page: pl.DataFrame,
-                  limit: int, desc: bool) -> str:
+    def _next_url(
+        self,
+        ticker: str,
+        timespan: str,
+        frm: str,
+        to: str,
+        page: pl.DataFrame,
+        limit: int,
+        desc: bool,
+    ) -> str:
         st = self.server.standin
         span = MINUTE_MS if timespan == "minute" else DAY_MS
         last_t = int(page["t"][-1])
@@ -434,8 +467,10 @@ class _Handler(BaseHTTPRequestHandler):
         if ticker in st.broken_next_url:
             frm_out, to_out = frm, to  # deliberately does not advance
         cursor = _b64(f"limit={limit}&sort={'desc' if desc else 'asc'}")
-        return (f"{st.url}/v2/aggs/ticker/{quote(ticker, safe='')}/range/1/{timespan}/"
-                f"{frm_out}/{to_out}?cursor={cursor}")
+        return (
+            f"{st.url}/v2/aggs/ticker/{quote(ticker, safe='')}/range/1/{timespan}/"
+            f"{frm_out}/{to_out}?cursor={cursor}"
+        )
 
     def _fault(self, fault: str, variant: int, ticker: str) -> None:
         st = self.server.standin
@@ -452,12 +487,19 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, b"<html>gateway</html>", ctype="text/html")
         if fault == "bad_shape":
             shape = (
-                {"status": "OK", "resultsCount": 3, "results": "oops"} if variant == 0 else
-                {"ticker": ticker, "status": "OK", "resultsCount": 1, "queryCount": 1,
-                 "results": [{"o": 1.0, "h": 1.0, "l": 1.0, "c": 1.0, "v": 100.0}]}
+                {"status": "OK", "resultsCount": 3, "results": "oops"}
+                if variant == 0
+                else {
+                    "ticker": ticker,
+                    "status": "OK",
+                    "resultsCount": 1,
+                    "queryCount": 1,
+                    "results": [{"o": 1.0, "h": 1.0, "l": 1.0, "c": 1.0, "v": 100.0}],
+                }
             )
             return self._send(200, orjson.dumps(shape))
-        # "reset" (FaultPlan rejects unknown kinds): abort with a TCP RST (SO_LINGER 0) and no response at all
+        # "reset" (FaultPlan rejects unknown kinds): no response at all, and a TCP RST
+        # (SO_LINGER 0) rather than a polite FIN
         self.close_connection = True
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.connection.close()
@@ -469,10 +511,14 @@ def _agg_params(query: dict[str, list[str]]) -> dict:
     if "cursor" in query:
         raw = query["cursor"][0]
         try:
-            decoded = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        except (ValueError, UnicodeDecodeError):
+            padded = (raw + "=" * (-len(raw) % 4)).encode()
+            decoded = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
             raise _BadRequest("invalid cursor") from None
-        merged.update({k: v[0] for k, v in parse_qs(decoded).items()})
+        from_cursor = {k: v[0] for k, v in parse_qs(decoded).items()}
+        if not from_cursor:
+            raise _BadRequest("invalid cursor")
+        merged.update(from_cursor)
     merged.update({k: v[0] for k, v in query.items() if k in ("adjusted", "sort", "limit")})
     adjusted = merged.get("adjusted", "true").lower()
     sort = merged.get("sort", "asc").lower()
@@ -525,13 +571,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--page-cap", type=int, default=None)
     ap.add_argument("--history-start", type=dt.date.fromisoformat, default=None)
     args = ap.parse_args(argv)
-    listings = [Listing(t.strip(), bars_per_day=args.bars_per_day)
-                for t in args.tickers.split(",") if t.strip()]
+    listings = [
+        Listing(t.strip(), bars_per_day=args.bars_per_day)
+        for t in args.tickers.split(",")
+        if t.strip()
+    ]
     server = StandInServer(
-        SyntheticMarket(listings, seed=args.seed), api_keys=args.api_keys or ["demo-key"],
-        host=args.host, port=args.port, latency=args.latency, rate_limit=args.rate_limit,
+        SyntheticMarket(listings, seed=args.seed),
+        api_keys=args.api_keys or ["demo-key"],
+        host=args.host,
+        port=args.port,
+        latency=args.latency,
+        rate_limit=args.rate_limit,
         faults=FaultPlan(rate=args.fault_rate, seed=args.seed, slow_seconds=args.slow_seconds),
-        page_cap=args.page_cap, history_start=args.history_start,
+        page_cap=args.page_cap,
+        history_start=args.history_start,
     ).start()
     print(server.url, flush=True)
     try:

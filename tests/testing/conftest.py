@@ -53,4 +53,3 @@ def http() -> Iterator[requests.Session]:
     with requests.Session() as session:
         session.headers["Authorization"] = f"Bearer {KEY}"
         yield session
-

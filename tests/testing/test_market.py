@@ -4,6 +4,7 @@ deterministic, independent of how a range is split, sane, and fast."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 
 import polars as pl
@@ -20,7 +21,8 @@ MARCH = (et_midnight_ms(D(2024, 3, 1)), et_midnight_ms(D(2024, 4, 1)))
 
 def et_times(bars: pl.DataFrame) -> pl.DataFrame:
     return bars.with_columns(
-        et=pl.from_epoch("t", time_unit="ms").dt.replace_time_zone("UTC")
+        et=pl.from_epoch("t", time_unit="ms")
+        .dt.replace_time_zone("UTC")
         .dt.convert_time_zone("America/New_York")
     )
 
@@ -44,10 +46,14 @@ def test_deterministic_across_instances_and_other_listings(market: SyntheticMark
     other_seed = SyntheticMarket([Listing("DENSE", bars_per_day=900)], seed=8)
     assert not other_seed.minute_bars("DENSE", *MARCH).equals(market.minute_bars("DENSE", *MARCH))
     # different tickers with the same listing shape still get different bars
-    assert not market.minute_bars("SPARSE", *MARCH)["t"].equals(market.minute_bars("MID", *MARCH)["t"])
+    assert not market.minute_bars("SPARSE", *MARCH)["t"].equals(
+        market.minute_bars("MID", *MARCH)["t"]
+    )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     ticker=st.sampled_from(["DENSE", "SPARSE", "NEWCO"]),
     cuts=st.lists(st.integers(min_value=MARCH[0], max_value=MARCH[1]), max_size=6),
@@ -57,9 +63,9 @@ def test_any_split_of_a_range_gives_the_same_bars(
 ) -> None:
     # arbitrary ms cut points, including ones that fall inside a minute or a session
     edges = [MARCH[0], *sorted(cuts), MARCH[1]]
-    pieces = [market.minute_bars(ticker, a, b) for a, b in zip(edges, edges[1:])]
+    pieces = [market.minute_bars(ticker, a, b) for a, b in itertools.pairwise(edges)]
     assert pl.concat(pieces).equals(market.minute_bars(ticker, *MARCH))
-    day_pieces = [market.day_bars(ticker, a, b) for a, b in zip(edges, edges[1:])]
+    day_pieces = [market.day_bars(ticker, a, b) for a, b in itertools.pairwise(edges)]
     assert pl.concat(day_pieces).equals(market.day_bars(ticker, *MARCH))
 
 
@@ -70,14 +76,16 @@ def test_bars_helper_limit_and_order_match_the_window(market: SyntheticMarket) -
         whole.reverse().head(50)
     )
     days = market.day_bars("MID", et_midnight_ms(D(2020, 1, 1)), et_midnight_ms(D(2024, 1, 1)))
-    assert market.bars("day", "MID", et_midnight_ms(D(2020, 1, 1)),
-                       et_midnight_ms(D(2024, 1, 1))).equals(days)
+    assert market.bars(
+        "day", "MID", et_midnight_ms(D(2020, 1, 1)), et_midnight_ms(D(2024, 1, 1))
+    ).equals(days)
 
 
 @pytest.mark.parametrize("ticker", ["DENSE", "SPARSE", "MID", "NEWCO"])
 def test_bars_are_sane(market: SyntheticMarket, ticker: str) -> None:
-    bars = et_times(market.minute_bars(ticker, et_midnight_ms(D(2024, 1, 1)),
-                                       et_midnight_ms(D(2024, 7, 1))))
+    bars = et_times(
+        market.minute_bars(ticker, et_midnight_ms(D(2024, 1, 1)), et_midnight_ms(D(2024, 7, 1)))
+    )
     assert bars.height > 0
     assert bars["t"].is_sorted() and bars["t"].n_unique() == bars.height
     assert (bars["t"] % 60_000 == 0).all()
@@ -132,13 +140,14 @@ def test_bars_per_day_is_the_average(market: SyntheticMarket) -> None:
 
 def test_day_bars_aggregate_the_minute_bars(market: SyntheticMarket) -> None:
     minutes = et_times(market.minute_bars("MID", *MARCH))
-    expected = (
-        minutes.group_by(pl.col("et").dt.date().alias("date"), maintain_order=True)
-        .agg(
-            pl.col("o").first(), pl.col("h").max(), pl.col("l").min(), pl.col("c").last(),
-            pl.col("v").sum(), pl.col("n").sum(),
-            vw=(pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum(),
-        )
+    expected = minutes.group_by(pl.col("et").dt.date().alias("date"), maintain_order=True).agg(
+        pl.col("o").first(),
+        pl.col("h").max(),
+        pl.col("l").min(),
+        pl.col("c").last(),
+        pl.col("v").sum(),
+        pl.col("n").sum(),
+        vw=(pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum(),
     )
     days = market.day_bars("MID", *MARCH)
     assert days.height == expected.height == 21

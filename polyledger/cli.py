@@ -47,9 +47,13 @@ def _echo(text: str) -> None:
 @app.command()
 def plan(
     universe: Path = typer.Option(..., "--universe", help="CSV file with a 'ticker' column."),
-    dataset: str = typer.Option("minute", "--dataset", help="minute (units = months) or day (units = years)."),
+    dataset: str = typer.Option(
+        "minute", "--dataset", help="minute (units = months) or day (units = years)."
+    ),
     start: str = typer.Option(..., "--from", help="First US/Eastern date, YYYY-MM-DD."),
-    end: Optional[str] = typer.Option(None, "--to", help="Last US/Eastern date, inclusive [default: yesterday]."),
+    end: Optional[str] = typer.Option(
+        None, "--to", help="Last US/Eastern date, inclusive [default: yesterday]."
+    ),
     ledger_path: Path = LedgerOpt,
     data: Path = DataOpt,
 ) -> None:
@@ -85,14 +89,22 @@ def plan(
 @app.command()
 def run(
     workers: int = typer.Option(8, "--workers", min=1, max=256, help="Worker threads."),
-    rate: float = typer.Option(25.0, "--rate", min=0.01, help="Requests per second for the whole run (all workers)."),
+    rate: float = typer.Option(
+        25.0, "--rate", min=0.01, help="Requests per second for the whole run (all workers)."
+    ),
     base_url: Optional[str] = typer.Option(
         None, "--base-url", envvar="POLYGON_BASE_URL", help="API base URL [default: https://api.massive.com]."
     ),
     unadjusted: bool = typer.Option(False, "--unadjusted", help="Request raw (split-unadjusted) bars."),
-    dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="Only units of this dataset (repeatable)."),
-    max_units: Optional[int] = typer.Option(None, "--max-units", min=1, help="Stop after claiming this many units."),
-    lease_seconds: float = typer.Option(60.0, "--lease-seconds", min=1.0, help="Lease on a claimed unit; renewed while working."),
+    dataset: Optional[list[str]] = typer.Option(
+        None, "--dataset", help="Only units of this dataset (repeatable)."
+    ),
+    max_units: Optional[int] = typer.Option(
+        None, "--max-units", min=1, help="Stop after claiming this many units."
+    ),
+    lease_seconds: float = typer.Option(
+        60.0, "--lease-seconds", min=1.0, help="Lease on a claimed unit; renewed while working."
+    ),
     log_file: Optional[Path] = typer.Option(None, "--log-file", help="Also write a log of failures here."),
     ledger_path: Path = LedgerOpt,
     data: Path = DataOpt,
@@ -234,7 +246,7 @@ def sql(
     finally:
         connection.close()
     if output == "json":
-        sys.stdout.write(json.dumps([dict(zip(columns, row)) for row in rows], indent=2) + "\n")
+        sys.stdout.write(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], indent=2) + "\n")
     elif output == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
@@ -251,7 +263,9 @@ def sql(
 
 @app.command()
 def demo(
-    directory: Path = typer.Option(Path("polyledger-demo"), "--dir", help="Where the demo's ledger and data go."),
+    directory: Path = typer.Option(
+        Path("polyledger-demo"), "--dir", help="Where the demo's ledger and data go."
+    ),
     workers: int = typer.Option(8, "--workers", min=1, max=64),
     example_ledger: Optional[Path] = typer.Option(None, "--example-ledger", hidden=True),
 ) -> None:
@@ -270,7 +284,9 @@ def demo(
 def serve(
     port: int = typer.Option(8765, "--port"),
     latency: float = typer.Option(0.0, "--latency", help="Seconds added to each response."),
-    rate_limit: Optional[float] = typer.Option(None, "--rate-limit", help="Server-side requests/second per key."),
+    rate_limit: Optional[float] = typer.Option(
+        None, "--rate-limit", help="Server-side requests/second per key."
+    ),
     fault_rate: float = typer.Option(0.0, "--fault-rate", help="Share of bar requests that get a fault."),
 ) -> None:
     """Serve the stand-in Polygon API on 127.0.0.1 (demo data; key: demo-key) until Ctrl-C."""

@@ -79,7 +79,9 @@ def run_demo(
             timeout=(2.0, 1.5),
             max_units=max_units,
         )
-        job = Run(ledger, BarStore(directory / "data"), api_key=DEMO_KEY, base_url=server.url, options=options)
+        job = Run(
+            ledger, BarStore(directory / "data"), api_key=DEMO_KEY, base_url=server.url, options=options
+        )
         with RunDisplay(console, job.client, plain_every=2.0) as display:
             report = job.execute(on_tick=display.tick)
         print_summary(console, report)
@@ -89,10 +91,10 @@ def run_demo(
         f"\nThe demo's plan is entitled from {HISTORY_START} only, so earlier months are failed "
         "(not_entitled), as on a real plan with shorter history. Look around:\n"
         f"  polyledger status --ledger {directory / 'ledger.db'}\n"
-        f"  polyledger sql \"SELECT state, count(*), sum(rows) FROM units GROUP BY state\" "
+        f'  polyledger sql "SELECT state, count(*), sum(rows) FROM units GROUP BY state" '
         f"--ledger {directory / 'ledger.db'}\n"
-        f"  python -c \"import polars as pl; print(pl.scan_parquet('{(directory / 'data' / 'minute').as_posix()}/**/*.parquet', "
-        "hive_partitioning=True).collect())\"",
+        f'  python -c "import polars as pl; print(pl.scan_parquet('
+        f"'{(directory / 'data' / 'minute').as_posix()}/**/*.parquet', hive_partitioning=True).collect())\"",
         markup=False,
     )
     return 0 if report.outcome == "finished" else 1

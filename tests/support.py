@@ -54,7 +54,18 @@ def write_universe(path: Path, tickers: list[str]) -> Path:
     return path
 
 
-STORED_COLUMNS = ["ticker", "timestamp", "open", "high", "low", "close", "volume", "vwap", "transactions", "otc"]
+STORED_COLUMNS = [
+    "ticker",
+    "timestamp",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "transactions",
+    "otc",
+]
 
 
 def truth(market: SyntheticMarket, dataset: str, ticker: str, start: dt.date, end: dt.date) -> pl.DataFrame:

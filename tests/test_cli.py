@@ -41,7 +41,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(work, args, message):
 
 def test_run_needs_a_key_and_a_plan(work, monkeypatch):
     result = run_cli("run")
-    assert (result.code, result.err.strip()) == (2, "error: no ledger at ledger.db: run `polyledger plan` first")
+    assert (result.code, result.err.strip()) == (
+        2,
+        "error: no ledger at ledger.db: run `polyledger plan` first",
+    )
     monkeypatch.delenv("POLYGON_API_KEY")
     write_universe(work / "u.csv", ["AAPL"])
     run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31")
@@ -62,7 +65,9 @@ def test_unwritable_data_folder_is_an_input_error(work):
 def test_sql_is_read_only_and_prints_results(work):
     write_universe(work / "u.csv", ["AAPL", "MSFT"])
     run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-03-31")
-    result = run_cli("sql", "SELECT ticker, count(*) AS n FROM units GROUP BY ticker ORDER BY ticker", "--format", "json")
+    result = run_cli(
+        "sql", "SELECT ticker, count(*) AS n FROM units GROUP BY ticker ORDER BY ticker", "--format", "json"
+    )
     assert result.code == 0
     assert json.loads(result.out) == [{"ticker": "AAPL", "n": 3}, {"ticker": "MSFT", "n": 3}]
     csv = run_cli("sql", "SELECT state, count(*) AS n FROM units GROUP BY state", "--format", "csv")
@@ -97,8 +102,13 @@ def test_cp1252_console_does_not_crash(work, market):
             ["audit"],
             ["sql", "SELECT * FROM units LIMIT 3"],
         ):
-            done = subprocess.run([sys.executable, "-m", "polyledger", *args], cwd=work, env=env,
-                                  capture_output=True, timeout=120)
+            done = subprocess.run(
+                [sys.executable, "-m", "polyledger", *args],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                timeout=120,
+            )
             assert done.returncode == 0, done.stderr.decode("cp1252", errors="replace")
             done.stdout.decode("cp1252")  # valid cp1252 throughout
             assert b"Traceback" not in done.stderr

@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-from support import API_KEY, python_env, read_dataset, run_cli, truth, write_universe
 from polars.testing import assert_frame_equal
+from support import API_KEY, python_env, read_dataset, run_cli, truth, write_universe
 
 from polyledger.testing import StandInServer
 
@@ -42,10 +42,23 @@ def test_kill_9_mid_run_then_next_run_completes(work, market):
     assert run_cli("plan", "--universe", "universe.csv", "--from", start, "--to", end).code == 0
     ledger = work / "ledger.db"
     with StandInServer(market, api_keys=(API_KEY,), latency=0.1, page_cap=4_000) as server:
-        command = [sys.executable, "-m", "polyledger", "run", "--base-url", server.url,
-                   "--workers", "4", "--rate", "500", "--lease-seconds", "2"]
-        victim = subprocess.Popen(command, cwd=work, env=python_env(),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        command = [
+            sys.executable,
+            "-m",
+            "polyledger",
+            "run",
+            "--base-url",
+            server.url,
+            "--workers",
+            "4",
+            "--rate",
+            "500",
+            "--lease-seconds",
+            "2",
+        ]
+        victim = subprocess.Popen(
+            command, cwd=work, env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             assert wait_for(lambda: ledger_counts(ledger).get("done", 0) >= 8, timeout=60)
             victim.kill()  # SIGKILL on POSIX, TerminateProcess on Windows: no cleanup runs
@@ -57,7 +70,9 @@ def test_kill_9_mid_run_then_next_run_completes(work, market):
         assert after_kill.get("running", 0) >= 1, after_kill  # units orphaned mid-flight
         assert after_kill.get("pending", 0) >= 1
 
-        result = run_cli("run", "--base-url", server.url, "--workers", "4", "--rate", "500", "--lease-seconds", "2")
+        result = run_cli(
+            "run", "--base-url", server.url, "--workers", "4", "--rate", "500", "--lease-seconds", "2"
+        )
         assert result.code == 0, result.err + result.out
 
     assert set(ledger_counts(ledger)) <= {"done", "empty_confirmed"}

@@ -9,6 +9,7 @@ import sqlite3
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from polars.testing import assert_frame_equal
 from support import (
     API_KEY,
     LISTINGS,
@@ -18,7 +19,6 @@ from support import (
     truth,
     write_universe,
 )
-from polars.testing import assert_frame_equal
 
 from polyledger.periods import unit_periods
 from polyledger.testing import StandInServer
@@ -58,7 +58,12 @@ def test_full_run_equals_the_truth_bar_for_bar(work, market):
     with StandInServer(market, api_keys=(API_KEY,), page_cap=5_000) as server:
         write_universe(work / "universe.csv", TICKERS)
         assert run_cli("plan", "--universe", "universe.csv", "--from", start, "--to", end).code == 0
-        assert run_cli("plan", "--universe", "universe.csv", "--dataset", "day", "--from", "2022-03-01", "--to", end).code == 0
+        assert (
+            run_cli(
+                "plan", "--universe", "universe.csv", "--dataset", "day", "--from", "2022-03-01", "--to", end
+            ).code
+            == 0
+        )
         result = run_cli(
             "run", "--base-url", server.url, "--workers", "8", "--rate", "2000", "--log-file", "run.log"
         )
@@ -77,8 +82,12 @@ def test_full_run_equals_the_truth_bar_for_bar(work, market):
         assert state == ("done" if expected else "empty_confirmed"), (dataset, ticker, period_start)
 
     # the files, read in one line, equal the truth exactly
-    assert_frame_equal(read_dataset(work / "data", "minute"), expected_dataset(market, "minute", TICKERS, start, end))
-    assert_frame_equal(read_dataset(work / "data", "day"), expected_dataset(market, "day", TICKERS, D(2022, 3, 1), end))
+    assert_frame_equal(
+        read_dataset(work / "data", "minute"), expected_dataset(market, "minute", TICKERS, start, end)
+    )
+    assert_frame_equal(
+        read_dataset(work / "data", "day"), expected_dataset(market, "day", TICKERS, D(2022, 3, 1), end)
+    )
 
     # pagination was followed, not repeated: requests = pages needed, no more
     pages = 0
@@ -119,7 +128,9 @@ def test_twenty_tickers_by_36_months(work):
     with sqlite3.connect(work / "ledger.db") as connection:
         states = dict(connection.execute("SELECT state, count(*) FROM units GROUP BY state").fetchall())
     assert set(states) <= {"done", "empty_confirmed"} and sum(states.values()) == 20 * 36
-    assert_frame_equal(read_dataset(work / "data", "minute"), expected_dataset(market, "minute", tickers, start, end))
+    assert_frame_equal(
+        read_dataset(work / "data", "minute"), expected_dataset(market, "minute", tickers, start, end)
+    )
     assert run_cli("audit").code == 0
 
 
@@ -136,7 +147,9 @@ def test_not_entitled_months_fail_without_retry(work, market):
     assert units[("minute", "SIRI", "2023-03-01")][0] == "done"
     assert requests == 4  # one request per month: a 403 is not retried
     with sqlite3.connect(work / "ledger.db") as connection:
-        classes = connection.execute("SELECT DISTINCT error_class FROM units WHERE state = 'failed'").fetchall()
+        classes = connection.execute(
+            "SELECT DISTINCT error_class FROM units WHERE state = 'failed'"
+        ).fetchall()
     assert classes == [("not_entitled",)]
     audit = run_cli("audit", "--json")
     assert audit.code == 1
@@ -156,7 +169,9 @@ def test_bad_key_stops_at_once_and_leaves_every_unit_pending(work, market, monke
     assert "pk_WRONG_key_123456" not in result.out + result.err
     assert requests <= 8  # every worker stops after its first refusal, at most
     with sqlite3.connect(work / "ledger.db") as connection:
-        rows = connection.execute("SELECT state, attempts, count(*) FROM units GROUP BY state, attempts").fetchall()
+        rows = connection.execute(
+            "SELECT state, attempts, count(*) FROM units GROUP BY state, attempts"
+        ).fetchall()
     assert rows == [("pending", 0, 72)]
 
 
@@ -201,7 +216,9 @@ def test_faults_on_any_page_are_retried_until_the_data_is_exact(work, market):
     assert result.code == 0, result.out + result.err
     assert "request errors (retried or final):" in result.out
     assert sum(injected["faults"].values()) >= 10, injected  # the faults really happened
-    assert_frame_equal(read_dataset(work / "data", "minute"), expected_dataset(market, "minute", tickers, start, end))
+    assert_frame_equal(
+        read_dataset(work / "data", "minute"), expected_dataset(market, "minute", tickers, start, end)
+    )
     for (dataset, ticker, period_start), (state, rows) in unit_rows(work / "ledger.db").items():
         first = D.fromisoformat(period_start)
         last = next(p_end for p_start, p_end in unit_periods("month", first, end) if p_start == first)

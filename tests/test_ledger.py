@@ -116,12 +116,21 @@ def test_settle_records_rows_checksum_and_attempt_in_one_step(ledger):
     )
     row = ledger.query("SELECT * FROM units")[0]
     assert (row.state, row.rows, row.checksum, row.bytes, row.requests, row.adjusted) == (
-        "done", 42, "sha256:ab", 999, 2, True,
+        "done",
+        42,
+        "sha256:ab",
+        999,
+        2,
+        True,
     )
     assert row.lease_owner is None and row.fetched_at is not None
     attempt = ledger.query("SELECT * FROM unit_attempts")[0]
     assert (attempt.unit_id, attempt.outcome, attempt.requests, attempt.bars, attempt.run_id) == (
-        unit.id, "done", 2, 42, "run1",
+        unit.id,
+        "done",
+        2,
+        42,
+        "run1",
     )
 
 

@@ -36,7 +36,7 @@ def test_periods_tile_the_range_exactly(start, days, grain):
     end = start + dt.timedelta(days=days)
     periods = list(unit_periods(grain, start, end))
     assert periods[0][0] == start and periods[-1][1] == end
-    for (a_start, a_end), (b_start, _b_end) in zip(periods, periods[1:]):
+    for (_a_start, a_end), (b_start, _b_end) in zip(periods, periods[1:], strict=False):
         assert b_start == a_end + dt.timedelta(days=1)
     for p_start, p_end in periods:
         assert p_start <= p_end

@@ -48,7 +48,9 @@ def client() -> PolygonClient:
 
 
 def first_page_uri(ticker: str, timespan: str, start: str, end: str) -> str:
-    return f"{BASE}/v2/aggs/ticker/{ticker}/range/1/{timespan}/{start}/{end}?adjusted=true&sort=asc&limit=50000"
+    return (
+        f"{BASE}/v2/aggs/ticker/{ticker}/range/1/{timespan}/{start}/{end}?adjusted=true&sort=asc&limit=50000"
+    )
 
 
 def test_recorded_daily_aggregates_download_and_keep_et_dates(tmp_path):
@@ -65,7 +67,18 @@ def test_recorded_daily_aggregates_download_and_keep_et_dates(tmp_path):
     ]
     assert bars["volume"].dtype == pl.Float64 and bars["volume"].to_list() == [642646396.0, 578172308.0]
     assert bars["transactions"].to_list() == [82132, 65543]
-    assert bars.columns == ["ticker", "timestamp", "open", "high", "low", "close", "volume", "vwap", "transactions", "otc"]
+    assert bars.columns == [
+        "ticker",
+        "timestamp",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "vwap",
+        "transactions",
+        "otc",
+    ]
 
 
 def test_recorded_paginated_response_is_followed_exactly_as_given(tmp_path):
@@ -73,8 +86,15 @@ def test_recorded_paginated_response_is_followed_exactly_as_given(tmp_path):
     first = json.loads((FIXTURES / "spec-examples/v2_aggs_ticker_range.example.json").read_text())
     next_url = first["next_url"]
     assert "cursor=" in next_url and "/1578114000000/" in next_url
-    last = {"ticker": "AAPL", "queryCount": 1, "resultsCount": 1, "adjusted": True, "status": "OK",
-            "request_id": "b2", "results": [dict(first["results"][1], t=1578286800000)]}
+    last = {
+        "ticker": "AAPL",
+        "queryCount": 1,
+        "resultsCount": 1,
+        "adjusted": True,
+        "status": "OK",
+        "request_id": "b2",
+        "results": [dict(first["results"][1], t=1578286800000)],
+    }
     uri = first_page_uri("AAPL", "day", "2020-01-01", "2020-01-10")
     interactions = [interaction(uri, json.dumps(first)), interaction(next_url, json.dumps(last))]
     with vcr.use_cassette(cassette(tmp_path, interactions), record_mode="none") as tape:
@@ -96,7 +116,9 @@ def test_next_url_on_a_foreign_host_is_refused_before_the_key_is_sent(tmp_path):
     first = json.loads((FIXTURES / "spec-examples/v2_aggs_ticker_range.example.json").read_text())
     first["next_url"] = "https://evil.example.com/v2/aggs/ticker/AAPL/range/1/day/1578114000000/2020-01-10"
     uri = first_page_uri("AAPL", "day", "2020-01-01", "2020-01-10")
-    with vcr.use_cassette(cassette(tmp_path, [interaction(uri, json.dumps(first))]), record_mode="none") as tape:
+    with vcr.use_cassette(
+        cassette(tmp_path, [interaction(uri, json.dumps(first))]), record_mode="none"
+    ) as tape:
         with pytest.raises(ProtocolError, match="another host"):
             fetch_unit_bars(client(), "AAPL", "day", dt.date(2020, 1, 1), dt.date(2020, 1, 10), True)
         assert tape.play_count == 1

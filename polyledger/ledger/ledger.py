@@ -162,7 +162,8 @@ class Ledger:
         clipped = connection.execute(
             text(
                 "SELECT id, dataset, ticker, period, period_start, period_end, state FROM units "
-                "WHERE (dataset = 'day' AND (period_start != period || '-01-01' OR period_end != period || '-12-31')) "
+                "WHERE (dataset = 'day' "
+                "AND (period_start != period || '-01-01' OR period_end != period || '-12-31')) "
                 "OR (dataset != 'day' AND (period_start != period || '-01' "
                 "OR period_end != date(period_start, 'start of month', '+1 month', '-1 day')))"
             )
@@ -184,7 +185,9 @@ class Ledger:
             if row.state == UnitState.PENDING.value:
                 connection.execute(text(f"UPDATE units SET {widen} WHERE id = :id"), params)
             else:
-                self._move(connection, UnitState.PENDING, {UnitState(row.state)}, "id = :id", params, sets=widen)
+                self._move(
+                    connection, UnitState.PENDING, {UnitState(row.state)}, "id = :id", params, sets=widen
+                )
             widened += 1
         return widened, busy
 
@@ -235,8 +238,7 @@ class Ledger:
             params.update(names)
             dataset_filter = f" AND dataset IN ({', '.join(':' + key for key in names)})"
         where = (
-            "id IN (SELECT id FROM units WHERE state = 'pending'"
-            f"{dataset_filter} ORDER BY id LIMIT :limit)"
+            f"id IN (SELECT id FROM units WHERE state = 'pending'{dataset_filter} ORDER BY id LIMIT :limit)"
         )
         with self.engine.begin() as connection:
             rows = self._move(

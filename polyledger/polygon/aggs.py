@@ -109,5 +109,9 @@ def to_stored_bars(raw: pl.DataFrame, ticker: str) -> pl.DataFrame:
     return raw.rename(RENAME).select(
         pl.lit(ticker, dtype=pl.String).alias("ticker"),
         pl.col("timestamp").cast(pl.Datetime("ms", "UTC")),
-        *[pl.col(name).cast(dtype) for name, dtype in BAR_SCHEMA.items() if name not in ("ticker", "timestamp")],
+        *[
+            pl.col(name).cast(dtype)
+            for name, dtype in BAR_SCHEMA.items()
+            if name not in ("ticker", "timestamp")
+        ],
     )

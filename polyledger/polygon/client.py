@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
 import certifi
@@ -201,7 +202,9 @@ class PolygonClient:
             self._count("auth")
             raise AuthError(f"the API key was refused ({status}: {message}); check POLYGON_API_KEY")
         cls = {403: NotEntitled}.get(status, PermanentError)
-        error_class = {403: "not_entitled", 404: "not_found", 400: "bad_request"}.get(status, f"http_{status}")
+        error_class = {403: "not_entitled", 404: "not_found", 400: "bad_request"}.get(
+            status, f"http_{status}"
+        )
         self._count(error_class)
         raise cls(f"HTTP {status}: {message}", error_class=error_class, http_status=status)
 

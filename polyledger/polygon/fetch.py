@@ -113,7 +113,10 @@ def _check_progress(url: str, page: AggregatesPage, seen: set[str], pages: int) 
         raise ProtocolError("next_url has no epoch-ms start to follow", error_class="pagination")
     last_bar = int(page.bars.get_column("t").max())  # type: ignore[arg-type]
     current_start = _page_start(url)
-    if next_url in seen or next_url == url or next_start <= last_bar or (
-        current_start is not None and next_start <= current_start
+    if (
+        next_url in seen
+        or next_url == url
+        or next_start <= last_bar
+        or (current_start is not None and next_start <= current_start)
     ):
         raise ProtocolError("next_url does not advance", error_class="pagination")

@@ -279,17 +279,13 @@ class SyntheticMarket:
         if not dates:
             return None
         # 04:00-20:00 ET never crosses a DST switch (02:00), so each session is 960 whole minutes
-        opens = np.array(
-            [et_midnight_ms(d) // MINUTE_MS + SESSION_OPEN_MIN for d in dates], dtype=np.int64
-        )
+        opens = np.array([et_midnight_ms(d) // MINUTE_MS + SESSION_OPEN_MIN for d in dates], dtype=np.int64)
         offsets = np.arange(SESSION_MINUTES, dtype=np.int64)
         minute = (opens[:, None] + offsets[None, :]).ravel()
         day_idx = np.repeat(np.arange(len(dates), dtype=np.int64), SESSION_MINUTES)
         probs = self._probs.get(listing.bars_per_day)
         if probs is None:
-            probs = self._probs.setdefault(
-                listing.bars_per_day, _minute_probabilities(listing.bars_per_day)
-            )
+            probs = self._probs.setdefault(listing.bars_per_day, _minute_probabilities(listing.bars_per_day))
         key = self.ticker_key(ticker)
         h = _splitmix64(minute.astype(np.uint64) ^ np.uint64(key))
         keep = _uniform(h) < np.tile(probs, len(dates))
@@ -307,11 +303,7 @@ class SyntheticMarket:
         base = self.base_price(ticker)
         phase1, phase2 = _unit(key, 1) * 2 * math.pi, _unit(key, 2) * 2 * math.pi
         m = minute.astype(np.float64)
-        level = (
-            base
-            * (1 + 0.2 * np.sin(m / (1440 * 37) + phase1))
-            * (1 + 0.03 * np.sin(m / 390 + phase2))
-        )
+        level = base * (1 + 0.2 * np.sin(m / (1440 * 37) + phase1)) * (1 + 0.03 * np.sin(m / 390 + phase2))
         u_o, u_c = _uniform_pair(h, 1)
         u_h, u_l = _uniform_pair(h, 2)
         u_vw, u_v = _uniform_pair(h, 3)

@@ -51,8 +51,7 @@ RATE_LIMITED = (
     "subscription to continue. https://polygon.io/pricing"
 )
 NOT_ENTITLED = (
-    "Your plan doesn't include this data timeframe. Please upgrade your plan at "
-    "https://polygon.io/pricing"
+    "Your plan doesn't include this data timeframe. Please upgrade your plan at https://polygon.io/pricing"
 )
 ALL_FAULTS = ("429", "500", "502", "503", "reset", "truncated", "invalid_json", "bad_shape", "slow")
 
@@ -370,9 +369,7 @@ class _Handler(BaseHTTPRequestHandler):
         kind = "aggs" if aggs else "ticker" if ticker else "other"
         target = split.path + "".join(
             ("?" if not i else "&") + part
-            for i, part in enumerate(
-                p for p in split.query.split("&") if p and not p.startswith("apiKey=")
-            )
+            for i, part in enumerate(p for p in split.query.split("&") if p and not p.startswith("apiKey="))
         )
         seg = tuple(unquote(g) for g in aggs.groups()) if aggs else None
         st.stats._request(kind, target, (seg[0], seg[3], seg[4]) if seg else None)
@@ -572,9 +569,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--history-start", type=dt.date.fromisoformat, default=None)
     args = ap.parse_args(argv)
     listings = [
-        Listing(t.strip(), bars_per_day=args.bars_per_day)
-        for t in args.tickers.split(",")
-        if t.strip()
+        Listing(t.strip(), bars_per_day=args.bars_per_day) for t in args.tickers.split(",") if t.strip()
     ]
     server = StandInServer(
         SyntheticMarket(listings, seed=args.seed),

@@ -46,14 +46,10 @@ def test_deterministic_across_instances_and_other_listings(market: SyntheticMark
     other_seed = SyntheticMarket([Listing("DENSE", bars_per_day=900)], seed=8)
     assert not other_seed.minute_bars("DENSE", *MARCH).equals(market.minute_bars("DENSE", *MARCH))
     # different tickers with the same listing shape still get different bars
-    assert not market.minute_bars("SPARSE", *MARCH)["t"].equals(
-        market.minute_bars("MID", *MARCH)["t"]
-    )
+    assert not market.minute_bars("SPARSE", *MARCH)["t"].equals(market.minute_bars("MID", *MARCH)["t"])
 
 
-@settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     ticker=st.sampled_from(["DENSE", "SPARSE", "NEWCO"]),
     cuts=st.lists(st.integers(min_value=MARCH[0], max_value=MARCH[1]), max_size=6),
@@ -72,20 +68,16 @@ def test_any_split_of_a_range_gives_the_same_bars(
 def test_bars_helper_limit_and_order_match_the_window(market: SyntheticMarket) -> None:
     whole = market.minute_bars("MID", *MARCH)
     assert market.bars("minute", "MID", *MARCH, limit=777).equals(whole.head(777))
-    assert market.bars("minute", "MID", *MARCH, limit=50, descending=True).equals(
-        whole.reverse().head(50)
-    )
+    assert market.bars("minute", "MID", *MARCH, limit=50, descending=True).equals(whole.reverse().head(50))
     days = market.day_bars("MID", et_midnight_ms(D(2020, 1, 1)), et_midnight_ms(D(2024, 1, 1)))
-    assert market.bars(
-        "day", "MID", et_midnight_ms(D(2020, 1, 1)), et_midnight_ms(D(2024, 1, 1))
-    ).equals(days)
+    assert market.bars("day", "MID", et_midnight_ms(D(2020, 1, 1)), et_midnight_ms(D(2024, 1, 1))).equals(
+        days
+    )
 
 
 @pytest.mark.parametrize("ticker", ["DENSE", "SPARSE", "MID", "NEWCO"])
 def test_bars_are_sane(market: SyntheticMarket, ticker: str) -> None:
-    bars = et_times(
-        market.minute_bars(ticker, et_midnight_ms(D(2024, 1, 1)), et_midnight_ms(D(2024, 7, 1)))
-    )
+    bars = et_times(market.minute_bars(ticker, et_midnight_ms(D(2024, 1, 1)), et_midnight_ms(D(2024, 7, 1))))
     assert bars.height > 0
     assert bars["t"].is_sorted() and bars["t"].n_unique() == bars.height
     assert (bars["t"] % 60_000 == 0).all()

@@ -60,9 +60,7 @@ def test_one_date_is_the_whole_et_session(server, http, market: SyntheticMarket)
         aggs_url(server, "DENSE", "minute", "2024-03-08", "2024-03-08"), params={"limit": 50000}
     ).json()
     bars = to_frame(body["results"])
-    expected = market.minute_bars(
-        "DENSE", et_midnight_ms(D(2024, 3, 8)), et_midnight_ms(D(2024, 3, 9))
-    )
+    expected = market.minute_bars("DENSE", et_midnight_ms(D(2024, 3, 8)), et_midnight_ms(D(2024, 3, 9)))
     assert bars.equals(expected)
     assert body["resultsCount"] == body["queryCount"] == body["count"] == expected.height
     assert "next_url" not in body
@@ -81,9 +79,7 @@ def test_one_date_is_the_whole_et_session(server, http, market: SyntheticMarket)
 
 
 def test_epoch_ms_bounds_from_exact_to_inclusive(server, http, market) -> None:
-    bars = market.minute_bars(
-        "DENSE", *(et_midnight_ms(D(2024, 3, 8)), et_midnight_ms(D(2024, 3, 9)))
-    )
+    bars = market.minute_bars("DENSE", *(et_midnight_ms(D(2024, 3, 8)), et_midnight_ms(D(2024, 3, 9))))
     t0, t9 = int(bars["t"][0]), int(bars["t"][9])
     body = http.get(aggs_url(server, "DENSE", "minute", t0, t9)).json()
     assert to_frame(body["results"]).equals(bars.head(10))  # `to` in ms is inclusive
@@ -126,9 +122,7 @@ def test_following_next_url_returns_every_bar_once(make_server: MakeServer, http
     url = aggs_url(server, "DENSE", "minute", "2024-03-01", "2024-03-31")
     pages = follow(http, url, adjusted="true", sort="asc", limit=50000)
     bars = pl.concat([to_frame(p["results"]) for p in pages])
-    expected = market.minute_bars(
-        "DENSE", et_midnight_ms(D(2024, 3, 1)), et_midnight_ms(D(2024, 4, 1))
-    )
+    expected = market.minute_bars("DENSE", et_midnight_ms(D(2024, 3, 1)), et_midnight_ms(D(2024, 4, 1)))
     assert bars.equals(expected)
     assert len(pages) == math.ceil(expected.height / 500) == server.stats.bars_requests
     # each next_url is the same path with `from` = one minute after the page's last bar
@@ -153,9 +147,7 @@ def test_explicit_limit_below_cap_is_carried_in_the_cursor(make_server: MakeServ
     assert body["next_url"].endswith("?cursor=" + b64("limit=120&sort=asc"))
 
 
-def test_resending_original_url_with_cursor_is_page_one_again(
-    make_server: MakeServer, http
-) -> None:
+def test_resending_original_url_with_cursor_is_page_one_again(make_server: MakeServer, http) -> None:
     server = make_server(page_cap=200)
     url = aggs_url(server, "DENSE", "minute", "2024-03-01", "2024-03-31")
     first = http.get(url, params={"limit": 50000}).json()
@@ -193,14 +185,10 @@ def test_day_pagination_and_descending_order(make_server: MakeServer, http, mark
     server = make_server(page_cap=7)
     window = (et_midnight_ms(D(2024, 1, 1)), et_midnight_ms(D(2024, 4, 1)))
     pages = follow(http, aggs_url(server, "MID", "day", "2024-01-01", "2024-03-31"))
-    assert pl.concat([to_frame(p["results"]) for p in pages]).equals(
-        market.day_bars("MID", *window)
-    )
+    assert pl.concat([to_frame(p["results"]) for p in pages]).equals(market.day_bars("MID", *window))
     desc = follow(http, aggs_url(server, "MID", "minute", "2024-03-04", "2024-03-05"), sort="desc")
     bars = pl.concat([to_frame(p["results"]) for p in desc])
-    expected = market.minute_bars(
-        "MID", et_midnight_ms(D(2024, 3, 4)), et_midnight_ms(D(2024, 3, 6))
-    )
+    expected = market.minute_bars("MID", et_midnight_ms(D(2024, 3, 4)), et_midnight_ms(D(2024, 3, 6)))
     assert bars.equals(expected.reverse())
 
 
@@ -224,9 +212,7 @@ def test_auth_missing_unknown_header_query_and_rotation(server) -> None:
     unknown = requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=10)
     assert unknown.status_code == 401 and unknown.json()["error"] == "Unknown API Key"
     assert requests.get(url, params={"apiKey": KEY}, timeout=10).status_code == 200
-    assert (
-        requests.get(url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10).status_code == 200
-    )
+    assert requests.get(url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10).status_code == 200
     server.set_api_keys(["rotated"])
     assert requests.get(url, params={"apiKey": KEY}, timeout=10).status_code == 401
     assert requests.get(url, params={"apiKey": "rotated"}, timeout=10).status_code == 200
@@ -240,9 +226,7 @@ def test_history_before_plan_start_is_403(make_server: MakeServer, http) -> None
     assert r.json()["message"].startswith("Your plan doesn't include this data timeframe")
     before_ms = et_midnight_ms(D(2019, 12, 31))
     assert http.get(aggs_url(server, "MID", "minute", before_ms, "2020-01-31")).status_code == 403
-    assert (
-        http.get(aggs_url(server, "MID", "minute", "2020-01-02", "2020-01-31")).status_code == 200
-    )
+    assert http.get(aggs_url(server, "MID", "minute", "2020-01-02", "2020-01-31")).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 No shards and no per-worker quotas: every worker takes the next pending unit. Units held
 by another live process are waited for; units whose lease expired (their process died)
-are taken back. A fatal error (bad key, unwritable disk) stops everyone at once and
-every unit in flight goes back to pending.
+are taken back. A fatal error (bad key, unwritable disk, an API that stays down) stops
+everyone at once and every unit in flight goes back to pending.
 """
 
 from __future__ import annotations
@@ -12,21 +12,32 @@ import logging
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from polyledger.errors import FatalRunError
+from polyledger.errors import FatalRunError, LedgerError
 from polyledger.ledger import Ledger, new_owner_id
+from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.polygon.client import PolygonClient, RetryPolicy
 from polyledger.polygon.ratelimit import RateLimiter
+from polyledger.secrets import redact
 from polyledger.storage import BarStore
-from polyledger.worker import UnitOutcome, process_unit
+from polyledger.worker import UnitJob, UnitOutcome, process_unit
 
 log = logging.getLogger("polyledger.run")
 
 DEFAULT_WORKERS = 8
 DEFAULT_RATE = 25.0  # requests/second; paid plans are asked to stay under 100
 DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_GIVE_UP_AFTER = 300.0  # seconds an API may stay down before the run stops
+SETTLED_OUTCOMES = ("done", "empty_confirmed", "failed")
+
+
+class SystematicFailure(FatalRunError):
+    """Most units fail the same internal way: a bug, not bad luck. Stop and say so."""
+
+    error_class = "systematic"
 
 
 @dataclass
@@ -37,6 +48,8 @@ class RunOptions:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     datasets: tuple[str, ...] | None = None
     max_units: int | None = None  # stop claiming after this many units (sampling, tests)
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    give_up_after: float = DEFAULT_GIVE_UP_AFTER
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: tuple[float, float] = (10.0, 60.0)
 
@@ -51,6 +64,7 @@ class RunStats:
     errors: Counter = field(default_factory=Counter)
     bars: int = 0
     requests: int = 0
+    recent: deque = field(default_factory=lambda: deque(maxlen=20))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, outcome: UnitOutcome) -> None:
@@ -58,12 +72,24 @@ class RunStats:
             self.outcomes[outcome.state] += 1
             self.bars += outcome.bars
             self.requests += outcome.requests
-            if outcome.error_class:
+            if outcome.state == "failed" and outcome.error_class:
                 self.errors[outcome.error_class] += 1
+            if outcome.state in SETTLED_OUTCOMES:
+                self.recent.append(outcome.error_class or "")
 
     @property
     def settled(self) -> int:
-        return sum(self.outcomes[s] for s in ("done", "empty_confirmed", "failed"))
+        return sum(self.outcomes[s] for s in SETTLED_OUTCOMES)
+
+    def systematic_internal_error(self) -> str | None:
+        """The internal error class behind most recent outcomes, if there is one."""
+        with self._lock:
+            internal = Counter(c for c in self.recent if c.startswith("internal:"))
+            if len(self.recent) >= 10 and internal:
+                name, count = internal.most_common(1)[0]
+                if count >= 0.8 * len(self.recent):
+                    return name
+        return None
 
 
 @dataclass
@@ -108,8 +134,17 @@ class Run:
             retry=self.options.retry,
             timeout=self.options.timeout,
             stop=self.stop,
+            breaker=CircuitBreaker(give_up_after=self.options.give_up_after),
         )
-        self._fatal: FatalRunError | None = None
+        self.job = UnitJob(
+            client=self.client,
+            ledger=ledger,
+            store=store,
+            adjusted=self.options.adjusted,
+            run_id=self.run_id,
+            max_attempts=self.options.max_attempts,
+        )
+        self._fatal: BaseException | None = None
         self._claimed = 0
         self._claim_lock = threading.Lock()
 
@@ -117,10 +152,12 @@ class Run:
 
     def execute(self, on_tick=None, tick_seconds: float = 0.5) -> RunReport:  # type: ignore[no-untyped-def]
         """Run until no unit is left, a fatal error, or `request_stop()`.
-        `on_tick(stats)` is called from this thread while workers run."""
+        `on_tick(stats)` is called from this thread while workers run. A KeyboardInterrupt
+        stops gracefully; a second one while stopping propagates at once (still safe:
+        files are atomic and leases expire)."""
         opts = self.options
         self.ledger.reclaim_expired()
-        pending, others = self.ledger.open_work(self.owner, opts.datasets)
+        _pending, others = self.ledger.open_work(self.owner, opts.datasets)
         # nobody else is writing: every temporary is a crash leftover
         self.store.clean_temporaries(older_than=0 if others == 0 else 3600)
         self.stats.total_units = self._units_in_scope()
@@ -139,15 +176,7 @@ class Run:
             thread.start()
         outcome = "finished"
         try:
-            last_beat = time.monotonic()
-            while any(thread.is_alive() for thread in threads):
-                for thread in threads:
-                    thread.join(timeout=tick_seconds / len(threads))
-                if on_tick:
-                    on_tick(self.stats)
-                if time.monotonic() - last_beat > opts.lease_seconds / 4:
-                    self.ledger.heartbeat(self.owner, opts.lease_seconds)
-                    last_beat = time.monotonic()
+            self._supervise(threads, on_tick, tick_seconds)
         except KeyboardInterrupt:
             outcome = "interrupted"
             self.request_stop()
@@ -155,7 +184,7 @@ class Run:
                 thread.join()
         if self._fatal is not None:
             outcome = "stopped"
-        elif self.stop.is_set() and outcome == "finished":
+        elif self.stop.is_set():
             outcome = "interrupted"
         self.client.close()
         _, others = self.ledger.open_work(self.owner, opts.datasets)
@@ -168,14 +197,38 @@ class Run:
             run_id=self.run_id,
             outcome=outcome,
             stats=self.stats,
-            message=str(self._fatal) if self._fatal else "",
+            message=redact(str(self._fatal)) if self._fatal else "",
             requests_sent=self.client.requests_sent,
             throttled=self.limiter.throttled,
             request_errors=dict(self.client.errors_by_class),
         )
 
+    def _supervise(self, threads: list[threading.Thread], on_tick, tick_seconds: float) -> None:  # type: ignore[no-untyped-def]
+        last_beat = time.monotonic()
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(timeout=tick_seconds / len(threads))
+            if on_tick:
+                on_tick(self.stats)
+            if time.monotonic() - last_beat > self.options.lease_seconds / 4:
+                self.ledger.heartbeat(self.owner, self.options.lease_seconds)
+                last_beat = time.monotonic()
+            systematic = self.stats.systematic_internal_error()
+            if systematic and self._fatal is None:
+                self._fail_run(
+                    SystematicFailure(
+                        f"most recent units failed with {systematic}: this is a bug in polyledger, "
+                        "not in the data; stopping (see `polyledger audit` for examples)"
+                    )
+                )
+
     def request_stop(self) -> None:
-        """Stop claiming; units in flight go back to pending at their next request."""
+        """Stop claiming; units in flight finish or go back to pending at their next request."""
+        self.stop.set()
+
+    def _fail_run(self, error: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = error
         self.stop.set()
 
     def _units_in_scope(self) -> int:
@@ -197,6 +250,15 @@ class Run:
             return True
 
     def _worker(self) -> None:
+        try:
+            self._work()
+        except FatalRunError as exc:
+            self._fail_run(exc)
+        except Exception as exc:  # the ledger itself failed (disk, locks): nothing is safe to do
+            log.exception("worker stopped")
+            self._fail_run(LedgerError(f"the ledger could not be updated: {type(exc).__name__}: {exc}"))
+
+    def _work(self) -> None:
         opts = self.options
         while not self.stop.is_set():
             if not self._take():
@@ -208,21 +270,15 @@ class Run:
                 if not self._wait_for_others():
                     return
                 continue
-            unit = units[0]
-            try:
-                outcome = process_unit(
-                    unit,
-                    client=self.client,
-                    ledger=self.ledger,
-                    store=self.store,
-                    adjusted=opts.adjusted,
-                    run_id=self.run_id,
+            outcome = process_unit(units[0], self.job)
+            if outcome.state == "failed":
+                log.info(
+                    "unit failed: %s %s %s (%s)",
+                    units[0].dataset,
+                    units[0].ticker,
+                    units[0].period_start,
+                    outcome.error_class,
                 )
-            except FatalRunError as exc:
-                if self._fatal is None:
-                    self._fatal = exc
-                self.stop.set()
-                return
             self.stats.add(outcome)
 
     def _wait_for_others(self) -> bool:

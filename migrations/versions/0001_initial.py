@@ -40,8 +40,9 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.String, nullable=False),
         sa.UniqueConstraint("dataset", "ticker", "period", name="uq_units_dataset_ticker_period"),
     )
-    # claims scan pending units in id order: without this index a claim costs a table scan
-    op.create_index("ix_units_state_id", "units", ["state", "id"])
+    # claims take pending units, least-tried first, in id order: without this index a
+    # claim costs a table scan
+    op.create_index("ix_units_state_attempts_id", "units", ["state", "attempts", "id"])
     op.create_table(
         "unit_attempts",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -80,5 +81,5 @@ def downgrade() -> None:
     op.drop_table("runs")
     op.drop_index("ix_unit_attempts_unit_id", "unit_attempts")
     op.drop_table("unit_attempts")
-    op.drop_index("ix_units_state_id", "units")
+    op.drop_index("ix_units_state_attempts_id", "units")
     op.drop_table("units")

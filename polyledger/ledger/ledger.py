@@ -380,6 +380,18 @@ class Ledger:
             run_id,
         )
 
+    def requeue(self, unit: ClaimedUnit, attempt: AttemptRecord, run_id: str | None = None) -> None:
+        """A transient failure with attempts left: back to pending (behind untried units),
+        the error kept on the unit and in its attempt history."""
+        self._settle(
+            unit,
+            UnitState.PENDING,
+            "last_error = :error, error_class = :error_class",
+            {"error": attempt.error, "error_class": attempt.error_class},
+            attempt,
+            run_id,
+        )
+
     def release(self, unit: ClaimedUnit, *, undo_attempt: bool) -> bool:
         """Give a claimed unit back (shutdown, bad key). `undo_attempt` keeps its attempt
         count as if it had never been claimed. Returns False if it was no longer ours."""

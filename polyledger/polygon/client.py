@@ -23,6 +23,7 @@ from polyledger.errors import (
     ProtocolError,
     TransientError,
 )
+from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.secrets import redact
 
@@ -91,6 +92,7 @@ class PolygonClient:
         retry: RetryPolicy | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
         stop: threading.Event | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
@@ -98,6 +100,7 @@ class PolygonClient:
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
         self.stop = stop or threading.Event()
+        self.breaker = breaker or CircuitBreaker()
         self._local = threading.local()
         self._allowed_hosts = KNOWN_API_HOSTS | {urlsplit(self.base_url).netloc}
         self._stats_lock = threading.Lock()
@@ -153,13 +156,15 @@ class PolygonClient:
         while True:
             try:
                 response = self._get_once(url, params)
-                if decode is None:
-                    return Response(response.body, response.status, response.request_id, None, retry + 1)
-                try:
-                    decoded = decode(response.body)
-                except TransientError as exc:
-                    self._count(exc.error_class, sent=False)
-                    raise
+                decoded = None
+                if decode is not None:
+                    try:
+                        decoded = decode(response.body)
+                    except TransientError as exc:
+                        self._count(exc.error_class, sent=False)
+                        self.breaker.record(False)
+                        raise
+                self.breaker.record(True)
                 return Response(response.body, response.status, response.request_id, decoded, retry + 1)
             except TransientError as exc:
                 if retry >= self.retry.max_retries:
@@ -169,6 +174,25 @@ class PolygonClient:
                 retry += 1
 
     def _get_once(self, url: str, params: dict[str, str] | None) -> Response[None]:
+        """One request. A 200 is returned undecided for the breaker (the body may still be
+        garbage); every other outcome tells the breaker itself."""
+        self.breaker.before_request(self.stop)
+        try:
+            return self._send(url, params)
+        except TransientError as exc:
+            if exc.error_class == "http_429":
+                self.breaker.abandon()
+            else:
+                self.breaker.record(False)
+            raise
+        except FetchError:
+            self.breaker.record(True)  # a 4xx answer: the API is up
+            raise
+        except BaseException:
+            self.breaker.abandon()
+            raise
+
+    def _send(self, url: str, params: dict[str, str] | None) -> Response[None]:
         if not self.limiter.acquire(self.stop):
             raise Stopped()
         try:

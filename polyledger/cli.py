@@ -6,10 +6,14 @@ stopped itself (bad key, disk full); 2 bad input (nothing was changed); 130 inte
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+import signal
 import sys
+import threading
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -105,6 +109,12 @@ def run(
     lease_seconds: float = typer.Option(
         60.0, "--lease-seconds", min=1.0, help="Lease on a claimed unit; renewed while working."
     ),
+    max_attempts: int = typer.Option(
+        3, "--max-attempts", min=1, help="Tries per unit for transient failures before it is failed."
+    ),
+    give_up_after: float = typer.Option(
+        300.0, "--give-up-after", min=1.0, help="Seconds the API may keep failing before the run stops."
+    ),
     log_file: Optional[Path] = typer.Option(None, "--log-file", help="Also write a log of failures here."),
     ledger_path: Path = LedgerOpt,
     data: Path = DataOpt,
@@ -142,16 +152,35 @@ def run(
             lease_seconds=lease_seconds,
             datasets=tuple(dataset) if dataset else None,
             max_units=max_units,
+            max_attempts=max_attempts,
+            give_up_after=give_up_after,
         )
         job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
         console = _console()
-        with RunDisplay(console, job.client) as display:
+        with RunDisplay(console, job.client) as display, _sigterm_as_interrupt():
             report = job.execute(on_tick=display.tick)
         print_summary(console, report)
     if report.outcome == "interrupted":
         raise typer.Exit(130)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():  # type: ignore[no-untyped-def]
+    """SIGTERM stops a run as gracefully as Ctrl-C does."""
+
+    def interrupt(_signum, _frame):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _refuse_mixed_adjustment(ledger, adjusted: bool) -> None:  # type: ignore[no-untyped-def]
@@ -200,22 +229,97 @@ def status(ledger_path: Path = LedgerOpt, data: Path = DataOpt) -> None:
 @app.command()
 def audit(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    deep: bool = typer.Option(
+        False, "--deep", help="Also compare the files on disk with the ledger (rows, checksums, strays)."
+    ),
     ledger_path: Path = LedgerOpt,
     data: Path = DataOpt,
 ) -> None:
-    """Completeness per dataset. Exits 1 unless every unit is done or empty_confirmed."""
+    """Completeness per dataset. Exits 1 unless every unit is done or empty_confirmed
+    (and, with --deep, files and ledger agree).
+
+    Example: polyledger audit --deep --json
+    """
     from polyledger.audit import audit as audit_ledger
+    from polyledger.consistency import deep_check
     from polyledger.ledger import Ledger
-    from polyledger.render import print_audit
+    from polyledger.render import print_audit, print_findings
+    from polyledger.storage import BarStore
 
     with Ledger(ledger_path, create=False) as ledger:
         report = audit_ledger(ledger)
+        findings = deep_check(ledger, BarStore(data)) if deep else []
+    problems = [f for f in findings if f.kind != "stale_file"]
     if as_json:
-        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        payload = report.to_dict()
+        if deep:
+            payload["deep"] = {"consistent": not problems, "findings": [asdict(f) for f in findings]}
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
         print_audit(_console(), report)
-    if not report.complete:
+        if deep:
+            print_findings(_console(), findings)
+    if not report.complete or problems:
         raise typer.Exit(1)
+
+
+@app.command()
+def repair(ledger_path: Path = LedgerOpt, data: Path = DataOpt) -> None:
+    """Make files and ledger agree: queue again every done unit whose file is missing or
+    damaged (damaged files are kept in <data>/.quarantine/), remove stray temporaries.
+    Files the ledger does not know are reported, never deleted.
+
+    Example: polyledger repair && polyledger run
+    """
+    from polyledger.consistency import deep_check
+    from polyledger.consistency import repair as repair_units
+    from polyledger.ledger import Ledger
+    from polyledger.render import print_findings
+    from polyledger.storage import BarStore
+
+    store = BarStore(data)
+    with Ledger(ledger_path, create=False) as ledger:
+        _refuse_while_running(ledger, "repair")
+        findings = deep_check(ledger, store)
+        result = repair_units(ledger, store, findings)
+    print_findings(_console(), findings)
+    _echo(
+        f"repair: {result.requeued} units queued again, {len(result.quarantined)} files quarantined, "
+        f"{result.temporaries_removed} stray temporaries removed"
+    )
+
+
+@app.command()
+def retry(
+    error_class: str = typer.Option(
+        "transient", "--class", help="transient, all, or one error class (e.g. not_entitled)."
+    ),
+    ticker: Optional[list[str]] = typer.Option(None, "--ticker", help="Only this ticker (repeatable)."),
+    dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="Only this dataset (repeatable)."),
+    ledger_path: Path = LedgerOpt,
+    data: Path = DataOpt,
+) -> None:
+    """Move failed units back to pending, with a fresh attempt budget.
+
+    Example: polyledger retry --class not_entitled --ticker AAPL
+    """
+    from polyledger.ledger import Ledger
+    from polyledger.retry import retry_failed
+
+    with Ledger(ledger_path, create=False) as ledger:
+        count = retry_failed(ledger, error_class, ticker or (), dataset or ())
+    _echo(f"{count} failed units are pending again: run `polyledger run` to fetch them")
+
+
+def _refuse_while_running(ledger, action: str) -> None:  # type: ignore[no-untyped-def]
+    from polyledger.ledger import iso, utc_now
+
+    live = ledger.query(
+        "SELECT count(*) AS n FROM units WHERE state = 'running' AND lease_expires_at >= :now",
+        {"now": iso(utc_now())},
+    )[0].n
+    if live:
+        raise InputError(f"a run holds {live} units right now: {action} after it ends")
 
 
 @app.command()

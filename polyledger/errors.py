@@ -91,3 +91,28 @@ class StorageError(FatalRunError):
     """The data folder cannot be written (disk full, read-only, permissions)."""
 
     error_class = "storage"
+
+
+# --- the taxonomy of error classes stored in the ledger --------------------------------
+
+# Worth another try later: the server or the network misbehaved, not the request.
+TRANSIENT_CLASSES = frozenset(
+    {"http_429", "timeout", "connection", "truncated", "invalid_json", "bad_shape", "lease_expired"}
+)
+# Retrying will not change the answer: fix the plan, the key's entitlements or the code.
+PERMANENT_CLASSES = frozenset(
+    {
+        "not_entitled",
+        "not_found",
+        "bad_request",
+        "protocol",
+        "pagination",
+        "adjusted_mismatch",
+        "invalid_ticker",
+    }
+)
+
+
+def is_transient_class(error_class: str) -> bool:
+    """True for the error classes a retry may cure (any 5xx included)."""
+    return error_class in TRANSIENT_CLASSES or (error_class.startswith("http_5") and len(error_class) == 8)

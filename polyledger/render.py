@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from polyledger.audit import AuditReport
+from polyledger.consistency import Finding
 
 
 def print_audit(console: Console, report: AuditReport) -> None:
@@ -35,3 +36,19 @@ def print_audit(console: Console, report: AuditReport) -> None:
             )
         if entry.never_attempted:
             console.print(f"  never attempted: {entry.never_attempted:,} units", markup=False)
+
+
+def print_findings(console: Console, findings: list[Finding], limit: int = 20) -> None:
+    """What `audit --deep` found, grouped by kind."""
+    if not findings:
+        console.print("files and ledger agree", markup=False)
+        return
+    by_kind: dict[str, list[Finding]] = {}
+    for finding in findings:
+        by_kind.setdefault(finding.kind, []).append(finding)
+    for kind, items in sorted(by_kind.items()):
+        console.print(f"{kind}: {len(items)}", markup=False)
+        for item in items[:limit]:
+            console.print(f"  {item.path}: {item.detail}", markup=False)
+        if len(items) > limit:
+            console.print(f"  ... and {len(items) - limit} more", markup=False)

@@ -81,7 +81,9 @@ def _attempt(unit: ClaimedUnit, job: UnitJob, fetched: FetchedBars) -> UnitOutco
         raise
     except Exception as exc:  # a bug must fail the unit visibly, never leave it running
         error_class = "invalid_ticker" if isinstance(exc, InputError) else f"internal:{type(exc).__name__}"
-        attempt = AttemptRecord(requests=fetched.requests, error_class=error_class, error=redact(str(exc))[:500])
+        attempt = AttemptRecord(
+            requests=fetched.requests, error_class=error_class, error=redact(str(exc))[:500]
+        )
         job.ledger.settle_failed(unit, attempt, job.run_id)
         return UnitOutcome("failed", 0, fetched.requests, error_class)
 

@@ -408,9 +408,19 @@ class Ledger:
         return result.rowcount == 1
 
     def reset_units(self, where: str, params: dict, sources: set[UnitState]) -> int:
-        """Put matching settled/failed units back to pending (retry, repair, re-plan)."""
+        """Put matching settled/failed units back to pending (retry, repair, re-plan), with a
+        fresh attempt budget; their history stays in unit_attempts."""
         with self.engine.begin() as connection:
-            return self._move(connection, UnitState.PENDING, sources, where, params).rowcount
+            return self._move(
+                connection, UnitState.PENDING, sources, where, params, sets="attempts = 0"
+            ).rowcount
+
+    def failed_classes(self) -> dict[str, int]:
+        rows = self.query(
+            "SELECT coalesce(error_class, 'unknown') AS c, count(*) AS n FROM units "
+            "WHERE state = 'failed' GROUP BY 1"
+        )
+        return {row.c: row.n for row in rows}
 
     # --- runs ------------------------------------------------------------------------
 

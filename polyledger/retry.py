@@ -1,0 +1,43 @@
+"""Putting failed units back in the queue, chosen by error class, ticker and dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from polyledger.errors import InputError, is_transient_class
+from polyledger.ledger import Ledger, UnitState
+
+GROUPS = ("transient", "all")
+
+
+def retry_failed(
+    ledger: Ledger,
+    error_class: str = "transient",
+    tickers: Sequence[str] = (),
+    datasets: Sequence[str] = (),
+) -> int:
+    """Move failed units back to pending. `error_class` is `transient` (every class a retry
+    may cure), `all`, or one class name as stored in the ledger (e.g. `not_entitled`)."""
+    present = ledger.failed_classes()
+    if error_class == "all":
+        classes = list(present)
+    elif error_class == "transient":
+        classes = [name for name in present if is_transient_class(name)]
+    elif error_class in present:
+        classes = [error_class]
+    else:
+        known = ", ".join(sorted(present)) or "none"
+        raise InputError(f"no failed units of class {error_class!r} (failed classes now: {known})")
+    if not classes:
+        return 0
+    params: dict = {f"c{i}": name for i, name in enumerate(classes)}
+    where = [f"coalesce(error_class, 'unknown') IN ({', '.join(':' + k for k in params)})"]
+    if tickers:
+        names = {f"t{i}": ticker for i, ticker in enumerate(tickers)}
+        params.update(names)
+        where.append(f"ticker IN ({', '.join(':' + k for k in names)})")
+    if datasets:
+        names = {f"d{i}": dataset for i, dataset in enumerate(datasets)}
+        params.update(names)
+        where.append(f"dataset IN ({', '.join(':' + k for k in names)})")
+    return ledger.reset_units(" AND ".join(where), params, {UnitState.FAILED})

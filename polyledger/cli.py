@@ -115,6 +115,9 @@ def run(
     give_up_after: float = typer.Option(
         300.0, "--give-up-after", min=1.0, help="Seconds the API may keep failing before the run stops."
     ),
+    timeout: float = typer.Option(
+        60.0, "--timeout", min=0.1, help="Seconds to wait for a response before retrying it."
+    ),
     log_file: Optional[Path] = typer.Option(None, "--log-file", help="Also write a log of failures here."),
     ledger_path: Path = LedgerOpt,
     data: Path = DataOpt,
@@ -154,6 +157,7 @@ def run(
             max_units=max_units,
             max_attempts=max_attempts,
             give_up_after=give_up_after,
+            timeout=(min(10.0, timeout), timeout),
         )
         job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
         console = _console()

@@ -113,3 +113,10 @@ def print_summary(console: Console, report: RunReport) -> None:
         )
     if report.message:
         console.print(f"stopped: {report.message}", highlight=False, markup=False)
+    if report.unsettled:
+        left = ", ".join(f"{count} {state}" for state, count in sorted(report.unsettled.items()))
+        console.print(
+            f"not complete yet: {left} (see `polyledger audit`; `polyledger retry` requeues failed units)",
+            highlight=False,
+            markup=False,
+        )

@@ -101,10 +101,12 @@ class RunReport:
     requests_sent: int = 0
     throttled: int = 0
     request_errors: dict[str, int] = field(default_factory=dict)
+    unsettled: dict[str, int] = field(default_factory=dict)  # units in scope not done/empty at the end
 
     @property
     def ok(self) -> bool:
-        return self.outcome == "finished" and not self.stats.outcomes["failed"]
+        """The run finished and every unit in its scope is settled (earlier failures count)."""
+        return self.outcome == "finished" and not self.unsettled
 
 
 class Run:
@@ -201,6 +203,7 @@ class Run:
             requests_sent=self.client.requests_sent,
             throttled=self.limiter.throttled,
             request_errors=dict(self.client.errors_by_class),
+            unsettled=self._unsettled(),
         )
 
     def _supervise(self, threads: list[threading.Thread], on_tick, tick_seconds: float) -> None:  # type: ignore[no-untyped-def]
@@ -230,6 +233,15 @@ class Run:
         if self._fatal is None:
             self._fatal = error
         self.stop.set()
+
+    def _unsettled(self) -> dict[str, int]:
+        counts = self.ledger.counts()
+        unsettled: Counter = Counter()
+        for dataset in self.options.datasets or tuple(counts):
+            for state, count in counts.get(dataset, {}).items():
+                if state not in ("done", "empty_confirmed"):
+                    unsettled[state] += count
+        return dict(unsettled)
 
     def _units_in_scope(self) -> int:
         counts = self.ledger.counts()

@@ -16,6 +16,7 @@ import os
 import time
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -78,20 +79,9 @@ class BarStore:
         buffer = io.BytesIO()
         bars.write_parquet(buffer, compression="zstd", statistics=True)
         payload = buffer.getvalue()
-        temporary = final.with_name(f"{TEMP_MARK}{uuid.uuid4().hex}-{PART_NAME}")
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            with open(temporary, "xb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, final)
-            _fsync_folder(final.parent)
+            self._write_atomically(final, payload)
         except OSError as exc:
-            try:
-                temporary.unlink(missing_ok=True)
-            except OSError:
-                pass
             raise StorageError(f"cannot write {relative}: {exc.strerror or exc}") from None
         return StoredFile(
             path=relative,
@@ -99,6 +89,27 @@ class BarStore:
             checksum="sha256:" + hashlib.sha256(payload).hexdigest(),
             bytes=len(payload),
         )
+
+    def _write_atomically(self, final: Path, payload: bytes) -> None:
+        """Temporary name in the same folder, fsync, rename; the temporary never outlives a failure."""
+        temporary = final.with_name(f"{TEMP_MARK}{uuid.uuid4().hex}-{PART_NAME}")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(temporary, "xb") as handle:
+                self._write_bytes(handle, payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, final)
+        except BaseException:
+            try:
+                temporary.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise
+        _fsync_folder(final.parent)
+
+    def _write_bytes(self, handle: BinaryIO, payload: bytes) -> None:
+        handle.write(payload)
 
     def temporaries(self) -> list[Path]:
         """Leftovers of interrupted writes."""

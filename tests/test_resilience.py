@@ -1,0 +1,334 @@
+"""Nothing lost, ever: an API that stays down, a full disk, broken pagination, edited
+ledgers, damaged files, Ctrl-C and repeated kill -9."""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from support import API_KEY, python_env, read_dataset, run_cli, truth, write_universe
+
+from polyledger.consistency import deep_check
+from polyledger.errors import StorageError
+from polyledger.ledger import Ledger
+from polyledger.runner import Run, RunOptions
+from polyledger.storage import BarStore
+from polyledger.testing import StandInServer
+
+D = dt.date
+
+
+def states(ledger_path) -> dict[str, int]:
+    connection = sqlite3.connect(f"{ledger_path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return dict(connection.execute("SELECT state, count(*) FROM units GROUP BY state").fetchall())
+    finally:
+        connection.close()
+
+
+def expected(market, tickers, start, end) -> pl.DataFrame:
+    return pl.concat([truth(market, "minute", t, start, end) for t in tickers]).sort("ticker", "timestamp")
+
+
+def wait_for(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_api_down_stops_within_bounded_time_and_units_stay_retryable(work, market):
+    write_universe(work / "u.csv", ["AAPL", "SIRI", "PLUG", "TINY"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-12-31")
+    with StandInServer(market, api_keys=(API_KEY,), always_status=500) as server:
+        started = time.monotonic()
+        result = run_cli("run", "--base-url", server.url, "--rate", "200", "--give-up-after", "3")
+        elapsed = time.monotonic() - started
+        assert result.code == 1
+        assert "did not recover" in result.out + result.err
+        assert elapsed < 30, elapsed
+        assert states(work / "ledger.db") == {"pending": 48}  # nothing burnt into failed
+
+        server.always_status = None  # the API is back
+        assert run_cli("run", "--base-url", server.url, "--rate", "500").code == 0
+    assert set(states(work / "ledger.db")) <= {"done", "empty_confirmed"}
+
+
+class DiskFullStore(BarStore):
+    """Writes half of the Nth file, then the disk is full."""
+
+    def __init__(self, root, fail_on: int) -> None:
+        super().__init__(root)
+        self.fail_on = fail_on
+        self.writes = 0
+
+    def _write_bytes(self, handle, payload: bytes) -> None:
+        self.writes += 1
+        if self.writes >= self.fail_on:
+            handle.write(payload[: len(payload) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        handle.write(payload)
+
+
+def test_disk_full_stops_the_run_with_nothing_half_written(work, market):
+    tickers = ["AAPL", "SIRI", "PLUG"]
+    write_universe(work / "u.csv", tickers)
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-12-31")
+    with StandInServer(market, api_keys=(API_KEY,)) as server, Ledger(work / "ledger.db") as ledger:
+        store = DiskFullStore(work / "data", fail_on=6)
+        run = Run(
+            ledger, store, api_key=API_KEY, base_url=server.url, options=RunOptions(workers=4, rate=500)
+        )
+        report = run.execute()
+        assert report.outcome == "stopped" and "No space left" in report.message
+        counts = states(work / "ledger.db")
+        assert counts.get("running", 0) == 0 and counts.get("failed", 0) == 0
+        assert 5 <= counts.get("done", 0) < 36
+        assert store.temporaries() == []
+        assert [f for f in deep_check(ledger, store) if f.kind != "stale_file"] == []
+
+        resumed = Run(
+            ledger,
+            BarStore(work / "data"),
+            api_key=API_KEY,
+            base_url=server.url,
+            options=RunOptions(workers=4, rate=500),
+        ).execute()
+        assert resumed.outcome == "finished"
+    assert_frame_equal(
+        read_dataset(work / "data", "minute"), expected(market, tickers, D(2023, 1, 1), D(2023, 12, 31))
+    )
+
+
+def test_disk_full_error_class_is_fatal():
+    assert issubclass(StorageError, Exception) and StorageError.error_class == "storage"
+
+
+def test_pagination_that_does_not_advance_fails_the_unit_without_looping(work, market):
+    write_universe(work / "u.csv", ["AAPL", "TINY"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-03-31")
+    with StandInServer(market, api_keys=(API_KEY,), page_cap=2_000, broken_next_url={"AAPL"}) as server:
+        result = run_cli("run", "--base-url", server.url, "--rate", "500")
+        requested = server.stats.snapshot()["requested"]
+    assert result.code == 1
+    with sqlite3.connect(work / "ledger.db") as connection:
+        rows = connection.execute(
+            "SELECT ticker, state, error_class FROM units ORDER BY ticker, period"
+        ).fetchall()
+    assert {(t, s, c) for t, s, c in rows if t == "AAPL"} == {("AAPL", "failed", "pagination")}
+    assert all(s == "done" for t, s, c in rows if t == "TINY")
+    assert sum(1 for r in requested if r[0] == "AAPL") <= 3 * 2  # two pages per month, then it stops
+
+
+def test_a_ticker_edited_into_the_ledger_cannot_escape_the_data_folder(work, market):
+    write_universe(work / "u.csv", ["TINY"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31")
+    with sqlite3.connect(work / "ledger.db") as connection:
+        connection.execute("UPDATE units SET ticker = '../../escaped'")
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        result = run_cli("run", "--base-url", server.url)
+        assert server.stats.bars_requests == 0
+    assert result.code == 1
+    with sqlite3.connect(work / "ledger.db") as connection:
+        assert connection.execute("SELECT state, error_class FROM units").fetchall() == [
+            ("failed", "invalid_ticker")
+        ]
+    assert not list(work.parent.glob("escaped*")) and not (work / "escaped").exists()
+
+
+def test_retry_requeues_failed_units_by_class_and_ticker(work, market):
+    write_universe(work / "u.csv", ["SIRI", "TINY"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-04-30")
+    with StandInServer(market, api_keys=(API_KEY,), history_start=D(2023, 3, 1)) as server:
+        assert run_cli("run", "--base-url", server.url).code == 1
+        none = run_cli("retry")  # default: transient only, and there are none
+        assert none.code == 0 and none.out.startswith("0 failed units")
+        unknown = run_cli("retry", "--class", "http_503")
+        assert unknown.code == 2 and "failed classes now: not_entitled" in unknown.err
+        assert run_cli("retry", "--class", "not_entitled", "--ticker", "SIRI").out.startswith("2 failed")
+        with sqlite3.connect(work / "ledger.db") as connection:
+            rows = connection.execute(
+                "SELECT ticker, state, attempts FROM units WHERE period < '2023-03' ORDER BY 1, 2"
+            ).fetchall()
+        assert rows == [
+            ("SIRI", "pending", 0),
+            ("SIRI", "pending", 0),
+            ("TINY", "failed", 1),
+            ("TINY", "failed", 1),
+        ]
+        server.history_start = None  # the plan was upgraded
+        assert run_cli("run", "--base-url", server.url).code == 1  # TINY's months are still failed
+        assert run_cli("retry", "--class", "all").out.startswith("2 failed")
+        assert run_cli("run", "--base-url", server.url).code == 0
+    with sqlite3.connect(work / "ledger.db") as connection:
+        history = connection.execute(
+            "SELECT a.outcome, a.error_class FROM unit_attempts a JOIN units u ON u.id = a.unit_id "
+            "WHERE u.ticker = 'SIRI' AND u.period = '2023-01' ORDER BY a.id"
+        ).fetchall()
+    assert history == [("failed", "not_entitled"), ("done", None)]
+
+
+def test_transient_failures_requeue_until_max_attempts(work, market):
+    write_universe(work / "u.csv", ["TINY"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31")
+    with (
+        StandInServer(market, api_keys=(API_KEY,), always_status=503) as server,
+        Ledger(work / "ledger.db") as ledger,
+    ):
+        from polyledger.polygon.client import RetryPolicy
+
+        options = RunOptions(
+            workers=1, rate=1000, max_attempts=3, retry=RetryPolicy(max_retries=1, base_delay=0.001)
+        )
+        report = Run(
+            ledger, BarStore(work / "data"), api_key=API_KEY, base_url=server.url, options=options
+        ).execute()
+        assert report.stats.outcomes["requeued"] == 2 and report.stats.outcomes["failed"] == 1
+        row = ledger.query("SELECT state, attempts, error_class FROM units")[0]
+        assert (row.state, row.attempts, row.error_class) == ("failed", 3, "http_503")
+        assert server.stats.bars_requests == 3 * 2  # 3 attempts x (1 try + 1 retry)
+
+
+def test_audit_deep_finds_every_mismatch_and_repair_restores_consistency(work, market):
+    tickers = ["SIRI", "PLUG", "TINY"]
+    write_universe(work / "u.csv", tickers)
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-06-30")
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        assert run_cli("run", "--base-url", server.url).code == 0
+        assert run_cli("audit", "--deep").code == 0
+        data = work / "data" / "minute"
+        (data / "ticker=SIRI/year=2023/month=01/part.parquet").unlink()  # missing
+        damaged = data / "ticker=SIRI/year=2023/month=02/part.parquet"
+        content = bytearray(damaged.read_bytes())
+        content[len(content) // 3] ^= 0xFF  # one flipped byte inside the data: metadata still reads
+        damaged.write_bytes(bytes(content))
+        cut = data / "ticker=PLUG/year=2023/month=01/part.parquet"
+        cut.write_bytes(cut.read_bytes()[:-100])  # truncated: unreadable
+        other = data / "ticker=PLUG/year=2023/month=03/part.parquet"
+        stray = data / "ticker=NOBODY/year=2023/month=03"
+        stray.mkdir(parents=True)
+        (stray / "part.parquet").write_bytes(other.read_bytes())  # extra
+        (data / "ticker=TINY/year=2023/month=01/.tmp-deadbeef-part.parquet").write_bytes(b"half")  # temporary
+
+        result = run_cli("audit", "--deep", "--json")
+        assert result.code == 1
+        found = {(f["kind"], f["path"].split("/")[1]) for f in json.loads(result.out)["deep"]["findings"]}
+        assert found == {
+            ("missing_file", "ticker=SIRI"),
+            ("checksum_mismatch", "ticker=SIRI"),
+            ("unreadable_file", "ticker=PLUG"),
+            ("extra_file", "ticker=NOBODY"),
+            ("stray_temporary", "ticker=TINY"),
+        }
+        fixed = run_cli("repair")
+        assert "3 units queued again, 2 files quarantined, 1 stray temporaries removed" in fixed.out
+        assert list((work / "data" / ".quarantine").rglob("part.parquet"))  # the damaged file is kept
+        assert run_cli("run", "--base-url", server.url).code == 0
+    deep = json.loads(run_cli("audit", "--deep", "--json").out)["deep"]["findings"]
+    assert [f["kind"] for f in deep] == ["extra_file"]  # reported, never deleted
+    assert (stray / "part.parquet").exists()
+
+
+def test_repair_refuses_while_a_run_holds_units(work):
+    write_universe(work / "u.csv", ["TINY"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31")
+    with Ledger(work / "ledger.db") as ledger:
+        ledger.claim("someone-else", 60)
+    result = run_cli("repair")
+    assert result.code == 2 and "a run holds 1 units right now" in result.err
+
+
+def test_ledger_from_a_newer_polyledger_is_refused_by_every_command(work):
+    write_universe(work / "u.csv", ["TINY"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31")
+    with sqlite3.connect(work / "ledger.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0999'")
+    for args in (["status"], ["audit"], ["run"], ["plan", "--universe", "u.csv", "--from", "2023-01-01"]):
+        result = run_cli(*args)
+        assert result.code == 2 and "newer than this polyledger knows" in result.err, args
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals; Windows gets CTRL_C_EVENT, tested by hand")
+def test_ctrl_c_stops_gracefully_and_nothing_stays_running(work, market):
+    write_universe(work / "u.csv", ["AAPL", "SIRI", "PLUG", "MID1"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2022-01-01", "--to", "2023-12-31")
+    with StandInServer(market, api_keys=(API_KEY,), latency=0.2, page_cap=5_000) as server:
+        command = [sys.executable, "-m", "polyledger", "run", "--base-url", server.url, "--workers", "4"]
+        process = subprocess.Popen(
+            command,
+            cwd=work,
+            env=dict(python_env(), POLYGON_API_KEY=API_KEY),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert wait_for(lambda: states(work / "ledger.db").get("done", 0) >= 3, timeout=60)
+        asked = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+        took = time.monotonic() - asked
+    assert process.returncode == 130, err.decode()
+    assert took < 5, took
+    assert b"Traceback" not in err
+    counts = states(work / "ledger.db")
+    assert counts.get("running", 0) == 0 and counts.get("pending", 0) > 0
+    assert not [p for p in (work / "data").rglob("*") if p.name.startswith(".tmp-")]
+
+
+def test_chaos_kill_9_five_times_then_finish(work, market):
+    tickers = ["AAPL", "BRK.B", "SIRI", "PLUG", "MID1", "MID2", "NEWCO", "TINY"]
+    start, end = D(2022, 7, 1), D(2023, 12, 31)
+    write_universe(work / "u.csv", tickers)
+    run_cli("plan", "--universe", "u.csv", "--from", start, "--to", end)
+    chance = random.Random(20261123)
+    env = dict(python_env(), POLYGON_API_KEY=API_KEY)
+    with StandInServer(market, api_keys=(API_KEY,), latency=0.02, page_cap=3_000) as server:
+        command = [
+            sys.executable,
+            "-m",
+            "polyledger",
+            "run",
+            "--base-url",
+            server.url,
+            "--workers",
+            "6",
+            "--rate",
+            "1000",
+            "--lease-seconds",
+            "1",
+        ]
+        kills = 0
+        for _ in range(5):
+            done_before = states(work / "ledger.db").get("done", 0)
+            victim = subprocess.Popen(
+                command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            # let it make some progress, then kill it at a random moment
+            wait_for(lambda: states(work / "ledger.db").get("done", 0) > done_before, timeout=60)
+            time.sleep(chance.uniform(0.0, 0.4))  # the random instant of the crash, not a synchronisation
+            if victim.poll() is None:
+                victim.kill()
+                kills += 1
+            victim.wait(timeout=10)
+        assert kills >= 5
+        assert states(work / "ledger.db").get("pending", 0) > 0, "the chaos left nothing to finish"
+        final = run_cli(
+            "run", "--base-url", server.url, "--workers", "6", "--rate", "1000", "--lease-seconds", "1"
+        )
+        assert final.code == 0, final.out + final.err
+    assert set(states(work / "ledger.db")) <= {"done", "empty_confirmed"}
+    assert_frame_equal(read_dataset(work / "data", "minute"), expected(market, tickers, start, end))
+    deep = run_cli("audit", "--deep")
+    assert deep.code == 0, deep.out

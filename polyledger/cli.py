@@ -390,20 +390,65 @@ def demo(
 
 @app.command()
 def serve(
-    port: int = typer.Option(8765, "--port"),
-    latency: float = typer.Option(0.0, "--latency", help="Seconds added to each response."),
+    port: int = typer.Option(8765, "--port", help="0 picks a free port; the URL is printed first."),
+    tickers: Optional[str] = typer.Option(
+        None, "--tickers", help="Comma-separated tickers [default: the demo's universe]."
+    ),
+    bars_per_day: int = typer.Option(200, "--bars-per-day", min=1, help="Density of --tickers' minute bars."),
+    seed: int = typer.Option(0, "--seed"),
+    api_key: Optional[list[str]] = typer.Option(
+        None, "--api-key", help="Accepted key (repeatable) [default: demo-key]."
+    ),
+    latency: float = typer.Option(0.0, "--latency", min=0.0, help="Seconds added to each response."),
     rate_limit: Optional[float] = typer.Option(
         None, "--rate-limit", help="Server-side requests/second per key."
     ),
-    fault_rate: float = typer.Option(0.0, "--fault-rate", help="Share of bar requests that get a fault."),
+    fault_rate: float = typer.Option(
+        0.0, "--fault-rate", min=0.0, max=1.0, help="Share of bar requests that fail."
+    ),
+    page_cap: Optional[int] = typer.Option(None, "--page-cap", min=1, help="Largest page the server sends."),
+    history_start: Optional[str] = typer.Option(
+        None, "--history-start", help="403 before this date (YYYY-MM-DD)."
+    ),
 ) -> None:
-    """Serve the stand-in Polygon API on 127.0.0.1 (demo data; key: demo-key) until Ctrl-C."""
-    from polyledger.testing.server import main as serve_main
+    """Serve the stand-in Polygon API on 127.0.0.1 until Ctrl-C, to try polyledger by hand.
 
-    args = ["--port", str(port), "--latency", str(latency), "--fault-rate", str(fault_rate)]
-    if rate_limit is not None:
-        args += ["--rate-limit", str(rate_limit)]
-    serve_main(args)
+    Example: polyledger serve --port 8765 --latency 0.05 --fault-rate 0.05
+    """
+    import time
+
+    from polyledger.demo import DEMO_KEY, demo_market
+    from polyledger.periods import parse_date
+    from polyledger.testing import FaultPlan, Listing, StandInServer, SyntheticMarket
+    from polyledger.universe import validate_ticker
+
+    if tickers:
+        names = [validate_ticker(t.strip(), "--tickers") for t in tickers.split(",") if t.strip()]
+        market = SyntheticMarket([Listing(t, bars_per_day=bars_per_day) for t in names], seed=seed)
+    else:
+        market = demo_market()
+    server = StandInServer(
+        market,
+        api_keys=api_key or [DEMO_KEY],
+        port=port,
+        latency=latency,
+        rate_limit=rate_limit,
+        faults=FaultPlan(rate=fault_rate, seed=seed),
+        page_cap=page_cap,
+        history_start=parse_date(history_start, "--history-start") if history_start else None,
+    )
+    try:
+        server.start()
+    except OSError as exc:
+        raise InputError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+    print(server.url, flush=True)
+    try:
+        while True:
+            time.sleep(0.5)  # the server runs in its own threads
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 # --- entry point -------------------------------------------------------------------

@@ -316,7 +316,9 @@ def test_chaos_kill_9_five_times_then_finish(work, market):
                 command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
             # let it make some progress, then kill it at a random moment
-            wait_for(lambda before=done_before: states(work / "ledger.db").get("done", 0) > before, timeout=60)
+            wait_for(
+                lambda before=done_before: states(work / "ledger.db").get("done", 0) > before, timeout=60
+            )
             time.sleep(chance.uniform(0.0, 0.4))  # the random instant of the crash, not a synchronisation
             if victim.poll() is None:
                 victim.kill()

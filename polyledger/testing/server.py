@@ -10,7 +10,6 @@ downloader's retry, pacing and pagination guards can be tested against real sock
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime as dt
 import gzip
@@ -35,7 +34,6 @@ import polars as pl
 from polyledger.testing.market import (
     DAY_MS,
     MINUTE_MS,
-    Listing,
     SyntheticMarket,
     et_date,
     et_midnight_ms,
@@ -550,47 +548,3 @@ def _results_json(page: pl.DataFrame) -> bytes:
             pieces.append(pl.concat_str(label, col))
     rows = page.select(pl.concat_str(*pieces, pl.lit("}")).str.join(",")).item()
     return b"[" + rows.encode() + b"]"
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Serve a synthetic market until Ctrl-C; prints the base URL on the first line."""
-    ap = argparse.ArgumentParser(prog="python -m polyledger.testing.server")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8765)
-    ap.add_argument("--tickers", default="AAPL,MSFT")
-    ap.add_argument("--bars-per-day", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--api-key", action="append", dest="api_keys")
-    ap.add_argument("--latency", type=float, default=0.0)
-    ap.add_argument("--rate-limit", type=float, default=None)
-    ap.add_argument("--fault-rate", type=float, default=0.0)
-    ap.add_argument("--slow-seconds", type=float, default=5.0)
-    ap.add_argument("--page-cap", type=int, default=None)
-    ap.add_argument("--history-start", type=dt.date.fromisoformat, default=None)
-    args = ap.parse_args(argv)
-    listings = [
-        Listing(t.strip(), bars_per_day=args.bars_per_day) for t in args.tickers.split(",") if t.strip()
-    ]
-    server = StandInServer(
-        SyntheticMarket(listings, seed=args.seed),
-        api_keys=args.api_keys or ["demo-key"],
-        host=args.host,
-        port=args.port,
-        latency=args.latency,
-        rate_limit=args.rate_limit,
-        faults=FaultPlan(rate=args.fault_rate, seed=args.seed, slow_seconds=args.slow_seconds),
-        page_cap=args.page_cap,
-        history_start=args.history_start,
-    ).start()
-    print(server.url, flush=True)
-    try:
-        while True:
-            time.sleep(0.5)  # the server runs in its own thread; just wait for Ctrl-C
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-
-
-if __name__ == "__main__":
-    main()

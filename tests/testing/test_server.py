@@ -426,7 +426,10 @@ def test_main_serves_until_interrupted() -> None:
         [
             sys.executable,
             "-m",
-            "polyledger.testing.server",
+            "polyledger",
+            "serve",
+            "--api-key",
+            KEY,
             "--port",
             "0",
             "--tickers",

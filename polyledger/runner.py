@@ -22,7 +22,7 @@ from polyledger.polygon.client import PolygonClient, RetryPolicy
 from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.secrets import redact
 from polyledger.storage import BarStore
-from polyledger.worker import UnitJob, UnitOutcome, process_unit
+from polyledger.worker import UnitJob, UnitOutcome, process_units
 
 log = logging.getLogger("polyledger.run")
 
@@ -31,6 +31,11 @@ DEFAULT_RATE = 25.0  # requests/second; paid plans are asked to stay under 100
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_GIVE_UP_AFTER = 300.0  # seconds an API may stay down before the run stops
+PAGE_BARS = 50_000
+# how many consecutive units one request may serve: bounded so a worker never holds more
+# than about one page of bars, and a failure costs at most a year of one ticker
+MAX_GROUP = {"minute": 12, "day": 10}
+GROUP_FILL = 0.8  # aim a little under a page, so a busier month does not need a second request
 SETTLED_OUTCOMES = ("done", "empty_confirmed", "failed")
 
 
@@ -253,13 +258,19 @@ class Run:
 
     # --- workers -----------------------------------------------------------------
 
-    def _take(self) -> bool:
-        """Count one claim against --max-units; False when the budget is spent."""
+    def _take(self, wanted: int) -> int:
+        """Reserve up to `wanted` units of the --max-units budget; returns how many."""
         with self._claim_lock:
-            if self.options.max_units is not None and self._claimed >= self.options.max_units:
-                return False
-            self._claimed += 1
-            return True
+            if self.options.max_units is None:
+                granted = wanted
+            else:
+                granted = max(0, min(wanted, self.options.max_units - self._claimed))
+            self._claimed += granted
+            return granted
+
+    def _give_back(self, count: int) -> None:
+        with self._claim_lock:
+            self._claimed -= count
 
     def _worker(self) -> None:
         try:
@@ -273,25 +284,42 @@ class Run:
     def _work(self) -> None:
         opts = self.options
         while not self.stop.is_set():
-            if not self._take():
+            if not self._take(1):
                 return
             units = self.ledger.claim(self.owner, opts.lease_seconds, 1, opts.datasets)
             if not units:
-                with self._claim_lock:
-                    self._claimed -= 1
+                self._give_back(1)
                 if not self._wait_for_others():
                     return
                 continue
-            outcome = process_unit(units[0], self.job)
-            if outcome.state == "failed":
-                log.info(
-                    "unit failed: %s %s %s (%s)",
-                    units[0].dataset,
-                    units[0].ticker,
-                    units[0].period_start,
-                    outcome.error_class,
-                )
-            self.stats.add(outcome)
+            group = units + self._extend(units[0])
+            for unit, outcome in zip(group, process_units(group, self.job), strict=True):
+                if outcome.state == "failed":
+                    log.info(
+                        "unit failed: %s %s %s (%s)",
+                        unit.dataset,
+                        unit.ticker,
+                        unit.period_start,
+                        outcome.error_class,
+                    )
+                self.stats.add(outcome)
+
+    def _extend(self, head) -> list:  # type: ignore[no-untyped-def]
+        """Claim the units that directly follow `head`, as many as one page should hold."""
+        size = self._group_size(head.dataset, head.ticker)
+        extra = self._take(size - 1) if size > 1 else 0
+        if not extra:
+            return []
+        following = self.ledger.claim_following(self.owner, self.options.lease_seconds, head, extra)
+        self._give_back(extra - len(following))
+        return following
+
+    def _group_size(self, dataset: str, ticker: str) -> int:
+        cap = MAX_GROUP.get(dataset, 1)
+        average = self.ledger.rows_per_unit(dataset, ticker)
+        if average is None or average <= 0:
+            return cap  # optimistic: sparse until the ticker's own months say otherwise
+        return max(1, min(cap, int(PAGE_BARS * GROUP_FILL // average)))
 
     def _wait_for_others(self) -> bool:
         """No pending unit: if other live processes hold units, wait for them to finish or

@@ -1,10 +1,23 @@
-"""One unit, start to finish: fetch every page, keep the unit's bars, write, settle."""
+"""One group of units, start to finish: fetch every page of their range once, split the
+bars by unit, write each unit's file, settle each unit.
+
+A group is consecutive months (or years) of one ticker that a single request range can
+serve: the ledger's bookkeeping grain is the unit, not the request.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from polyledger.errors import FatalRunError, FetchError, InputError, LeaseLost, TransientError
+from polyledger.errors import (
+    FatalRunError,
+    FetchError,
+    InputError,
+    LeaseLost,
+    PermanentError,
+    TransientError,
+)
 from polyledger.ledger import AttemptRecord, ClaimedUnit, Ledger
 from polyledger.periods import DATASETS
 from polyledger.polygon.client import PolygonClient, Stopped
@@ -34,66 +47,110 @@ class UnitJob:
     max_attempts: int = 3
 
 
-def process_unit(unit: ClaimedUnit, job: UnitJob) -> UnitOutcome:
-    """Fetch, write and settle one claimed unit.
+def process_units(units: Sequence[ClaimedUnit], job: UnitJob) -> list[UnitOutcome]:
+    """Fetch, write and settle a group of claimed units (same dataset and ticker,
+    consecutive periods; one unit is a group too).
 
-    Fetch errors settle the unit as `failed` with their class, except a transient one
+    Fetch errors settle every unit as `failed` with their class, except a transient one
     with attempts left, which puts the unit back in the queue. A stop request gives the
-    unit back as pending; so does a fatal error (bad key, unwritable disk), which is then
-    re-raised so the run stops. If the unit's lease was lost meanwhile, nothing is settled.
+    units back as pending; so does a fatal error (bad key, unwritable disk), which is
+    then re-raised so the run stops. A unit whose lease was lost meanwhile is left alone.
+    The group's requests are counted on its first unit.
     """
     fetched = FetchedBars()
+    outcomes: list[UnitOutcome] = []
     try:
-        return _attempt(unit, job, fetched)
-    except LeaseLost:
-        return UnitOutcome("lost", 0, fetched.requests)
+        bars = _fetch(units, job, fetched)
+        if isinstance(bars, list):
+            return bars  # the fetch failed: every unit is settled already
+        if isinstance(bars, PermanentError):
+            # e.g. 403 for the range's early months only: ask unit by unit, so one
+            # unentitled month does not fail the months that are fine
+            return [outcome for unit in units for outcome in process_units([unit], job)]
+        for index, unit in enumerate(units):
+            outcomes.append(_store(unit, bars, job, fetched if index == 0 else None))
+        return outcomes
     except Stopped:
-        job.ledger.release(unit, undo_attempt=fetched.requests == 0)
-        return UnitOutcome("released", 0, fetched.requests)
+        return outcomes + _release(units[len(outcomes) :], job, undo=fetched.requests == 0, state="released")
     except FatalRunError:
-        job.ledger.release(unit, undo_attempt=True)
+        _release(units[len(outcomes) :], job, undo=True, state="released")
         raise
 
 
-def _attempt(unit: ClaimedUnit, job: UnitJob, fetched: FetchedBars) -> UnitOutcome:
-    timespan, _grain = DATASETS[unit.dataset]
+def _fetch(units: Sequence[ClaimedUnit], job: UnitJob, fetched: FetchedBars):  # type: ignore[no-untyped-def]
+    """The group's raw bars; or, when the fetch failed, the list of settled outcomes (or
+    the permanent error of a group, which is better asked unit by unit)."""
+    head, last = units[0], units[-1]
+    timespan, _grain = DATASETS[head.dataset]
     try:
-        validate_ticker(unit.ticker)  # a hand-edited ledger must not steer a path or a URL
+        validate_ticker(head.ticker)  # a hand-edited ledger must not steer a path or a URL
         fetch_unit_bars(
-            job.client, unit.ticker, timespan, unit.period_start, unit.period_end, job.adjusted, out=fetched
+            job.client, head.ticker, timespan, head.period_start, last.period_end, job.adjusted, out=fetched
         )
-        bars = bars_for_unit(fetched.bars(), unit.ticker, unit.period_start, unit.period_end)
+        return fetched.bars()
+    except PermanentError as exc:
+        if len(units) > 1:
+            return exc
+        return [_settle_failure(head, job, fetched, exc, True)]
     except FetchError as exc:
-        attempt = AttemptRecord(
-            requests=fetched.requests,
-            bytes=fetched.bytes,
-            http_status=exc.http_status,
-            request_id=exc.request_id or fetched.request_id,
-            error_class=exc.error_class,
-            error=redact(str(exc))[:500],
-        )
-        if isinstance(exc, TransientError) and unit.attempts < job.max_attempts:
-            job.ledger.requeue(unit, attempt, job.run_id)
-            return UnitOutcome("requeued", 0, fetched.requests, exc.error_class)
-        job.ledger.settle_failed(unit, attempt, job.run_id)
-        return UnitOutcome("failed", 0, fetched.requests, exc.error_class)
+        return [_settle_failure(unit, job, fetched, exc, index == 0) for index, unit in enumerate(units)]
     except (Stopped, FatalRunError):
         raise
-    except Exception as exc:  # a bug must fail the unit visibly, never leave it running
-        error_class = "invalid_ticker" if isinstance(exc, InputError) else f"internal:{type(exc).__name__}"
-        attempt = AttemptRecord(
-            requests=fetched.requests, error_class=error_class, error=redact(str(exc))[:500]
-        )
-        job.ledger.settle_failed(unit, attempt, job.run_id)
-        return UnitOutcome("failed", 0, fetched.requests, error_class)
+    except Exception as exc:  # a bug must fail the units visibly, never leave them running
+        return [_settle_failure(unit, job, fetched, exc, index == 0) for index, unit in enumerate(units)]
 
+
+def _settle_failure(
+    unit: ClaimedUnit, job: UnitJob, fetched: FetchedBars, exc: Exception, first: bool
+) -> UnitOutcome:
+    if isinstance(exc, FetchError):
+        error_class = exc.error_class
+        http_status, request_id = exc.http_status, exc.request_id or fetched.request_id
+    else:
+        error_class = "invalid_ticker" if isinstance(exc, InputError) else f"internal:{type(exc).__name__}"
+        http_status, request_id = None, None
+    requests = fetched.requests if first else 0
     attempt = AttemptRecord(
-        requests=fetched.requests, bytes=fetched.bytes, bars=bars.height, request_id=fetched.request_id
+        requests=requests,
+        bytes=fetched.bytes if first else 0,
+        http_status=http_status,
+        request_id=request_id,
+        error_class=error_class,
+        error=redact(str(exc))[:500],
     )
-    if bars.height == 0:
-        job.ledger.settle_empty(unit, job.adjusted, attempt, job.run_id)
-        return UnitOutcome("empty_confirmed", 0, fetched.requests)
-    # the file is in place before the ledger says done: never a done unit without its file
-    stored = job.store.write_unit(unit.dataset, unit.ticker, unit.period_start, bars)
-    job.ledger.settle_done(unit, stored, job.adjusted, attempt, job.run_id)
-    return UnitOutcome("done", bars.height, fetched.requests)
+    try:
+        if isinstance(exc, TransientError) and unit.attempts < job.max_attempts:
+            job.ledger.requeue(unit, attempt, job.run_id)
+            return UnitOutcome("requeued", 0, requests, error_class)
+        job.ledger.settle_failed(unit, attempt, job.run_id)
+        return UnitOutcome("failed", 0, requests, error_class)
+    except LeaseLost:
+        return UnitOutcome("lost", 0, requests)
+
+
+def _store(unit: ClaimedUnit, raw, job: UnitJob, fetched: FetchedBars | None) -> UnitOutcome:  # type: ignore[no-untyped-def]
+    """Keep the unit's own bars, write its file, settle it. The file is in place before
+    the ledger says done: never a done unit without its file."""
+    bars = bars_for_unit(raw, unit.ticker, unit.period_start, unit.period_end)
+    requests = fetched.requests if fetched else 0
+    attempt = AttemptRecord(
+        requests=requests,
+        bytes=fetched.bytes if fetched else 0,
+        bars=bars.height,
+        request_id=fetched.request_id if fetched else None,
+    )
+    try:
+        if bars.height == 0:
+            job.ledger.settle_empty(unit, job.adjusted, attempt, job.run_id)
+            return UnitOutcome("empty_confirmed", 0, requests)
+        stored = job.store.write_unit(unit.dataset, unit.ticker, unit.period_start, bars)
+        job.ledger.settle_done(unit, stored, job.adjusted, attempt, job.run_id)
+        return UnitOutcome("done", bars.height, requests)
+    except LeaseLost:
+        return UnitOutcome("lost", 0, requests)
+
+
+def _release(units: Sequence[ClaimedUnit], job: UnitJob, *, undo: bool, state: str) -> list[UnitOutcome]:
+    for unit in units:
+        job.ledger.release(unit, undo_attempt=undo)
+    return [UnitOutcome(state) for _ in units]

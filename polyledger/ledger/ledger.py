@@ -223,29 +223,63 @@ class Ledger:
         limit: int = 1,
         datasets: Sequence[str] | None = None,
     ) -> list[ClaimedUnit]:
-        """Atomically take up to `limit` pending units under a lease held by `owner`."""
-        token = uuid.uuid4().hex
-        now = self.clock()
-        params: dict = {
-            "owner": owner,
-            "token": token,
-            "expires": iso(now + dt.timedelta(seconds=lease_seconds)),
-            "limit": limit,
-        }
+        """Atomically take up to `limit` pending units under a lease held by `owner`:
+        least-tried first (a unit that keeps failing waits behind the others), then id order."""
+        params: dict = {}
         dataset_filter = ""
         if datasets:
             names = {f"_ds{i}": name for i, name in enumerate(datasets)}
             params.update(names)
             dataset_filter = f" AND dataset IN ({', '.join(':' + key for key in names)})"
-        where = (
-            f"id IN (SELECT id FROM units WHERE state = 'pending'{dataset_filter} ORDER BY id LIMIT :limit)"
+        return self._claim_where(
+            owner, lease_seconds, f"state = 'pending'{dataset_filter} ORDER BY attempts, id", limit, params
+        )
+
+    def claim_following(
+        self, owner: str, lease_seconds: float, head: ClaimedUnit, limit: int
+    ) -> list[ClaimedUnit]:
+        """Take up to `limit` pending units of the same dataset and ticker that directly
+        follow `head` in time (no gap), so one request can serve them all."""
+        if limit <= 0:
+            return []
+        claimed = self._claim_where(
+            owner,
+            lease_seconds,
+            "state = 'pending' AND dataset = :_d AND ticker = :_t AND period_start > :_after "
+            "ORDER BY period_start",
+            limit,
+            {"_d": head.dataset, "_t": head.ticker, "_after": head.period_start.isoformat()},
+        )
+        claimed.sort(key=lambda unit: unit.period_start)
+        contiguous: list[ClaimedUnit] = []
+        previous_end = head.period_end
+        for unit in claimed:
+            if unit.period_start != previous_end + dt.timedelta(days=1):
+                break
+            contiguous.append(unit)
+            previous_end = unit.period_end
+        for unit in claimed[len(contiguous) :]:
+            self.release(unit, undo_attempt=True)
+        return contiguous
+
+    def _claim_where(
+        self, owner: str, lease_seconds: float, selection: str, limit: int, params: dict
+    ) -> list[ClaimedUnit]:
+        token = uuid.uuid4().hex
+        now = self.clock()
+        params = dict(
+            params,
+            owner=owner,
+            token=token,
+            expires=iso(now + dt.timedelta(seconds=lease_seconds)),
+            limit=limit,
         )
         with self.engine.begin() as connection:
             rows = self._move(
                 connection,
                 UnitState.RUNNING,
                 {UnitState.PENDING},
-                where,
+                f"id IN (SELECT id FROM units WHERE {selection} LIMIT :limit)",
                 params,
                 sets="lease_owner = :owner, lease_token = :token, lease_expires_at = :expires, "
                 "attempts = attempts + 1",
@@ -264,6 +298,15 @@ class Ledger:
             )
             for row in sorted(rows, key=lambda r: r.id)
         ]
+
+    def rows_per_unit(self, dataset: str, ticker: str) -> float | None:
+        """Average bars per settled unit of this ticker so far (None before the first)."""
+        row = self.query(
+            "SELECT avg(rows) AS average FROM units WHERE dataset = :d AND ticker = :t "
+            "AND state IN ('done', 'empty_confirmed')",
+            {"d": dataset, "t": ticker},
+        )[0]
+        return None if row.average is None else float(row.average)
 
     def heartbeat(self, owner: str, lease_seconds: float) -> int:
         """Extend every lease `owner` holds. Returns how many units it still holds."""

@@ -82,7 +82,7 @@ def audit(ledger: Ledger) -> AuditReport:
 
 def _failures(ledger: Ledger, dataset: str) -> list[FailureClass]:
     rows = ledger.query(
-        "SELECT coalesce(error_class, 'unknown') AS error_class, ticker, period_start, last_error "
+        "SELECT coalesce(error_class, 'unknown') AS error_class, ticker, period, last_error "
         "FROM units WHERE dataset = :d AND state = 'failed' ORDER BY error_class, ticker, period_start",
         {"d": dataset},
     )
@@ -91,7 +91,7 @@ def _failures(ledger: Ledger, dataset: str) -> list[FailureClass]:
         entry = classes.setdefault(row.error_class, FailureClass(row.error_class, 0, []))
         entry.units += 1
         if len(entry.examples) < EXAMPLES_PER_CLASS:
-            entry.examples.append(f"{row.ticker} {row.period_start}: {row.last_error}")
+            entry.examples.append(f"{row.ticker} {row.period}: {row.last_error}")
     return sorted(classes.values(), key=lambda f: -f.units)
 
 

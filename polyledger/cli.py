@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
+import sqlalchemy.exc
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -59,7 +60,6 @@ def plan(
         None, "--to", help="Last US/Eastern date, inclusive [default: yesterday]."
     ),
     ledger_path: Path = LedgerOpt,
-    data: Path = DataOpt,
 ) -> None:
     """Add the units for a universe and date range to the ledger (idempotent).
 
@@ -72,8 +72,14 @@ def plan(
     from polyledger.universe import read_universe
 
     first = parse_date(start, "--from")
-    last = parse_date(end, "--to") if end else et_today() - dt.timedelta(days=1)
+    yesterday = et_today() - dt.timedelta(days=1)
+    last = parse_date(end, "--to") if end else yesterday
     check_range(dataset, first, last)
+    if last > yesterday:
+        raise InputError(
+            f"--to {last} has not ended yet (US/Eastern): its bars would be incomplete; use --to {yesterday} "
+            "or earlier, and plan again later to extend"
+        )
     tickers = read_universe(universe)  # validated before the ledger is touched
     with Ledger(ledger_path) as ledger:
         result = plan_units(ledger, tickers, dataset, first, last)
@@ -140,18 +146,24 @@ def run(
     api_key = api_key_from_env()
     if not api_key:
         raise InputError("no API key: set POLYGON_API_KEY (or MASSIVE_API_KEY)")
-    url = (base_url or DEFAULT_BASE_URL).rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise InputError(f"--base-url must start with http:// or https://, got {url!r}")
-    store = BarStore(data)
-    store.ensure_writable()
-    _setup_logging(log_file)
+    url = _check_base_url(base_url or DEFAULT_BASE_URL)
+    if log_file is not None and not log_file.parent.is_dir():
+        raise InputError(f"folder for --log-file does not exist: {log_file.parent}")
     with Ledger(ledger_path, create=False) as ledger:
-        _refuse_mixed_adjustment(ledger, adjusted=not unadjusted)
+        store = BarStore(data)
+        store.ensure_writable()
+        adjusted = not unadjusted
+        chosen = ledger.claim_setting("adjusted", "true" if adjusted else "false")
+        if chosen != ("true" if adjusted else "false"):
+            have, want = ("adjusted", "unadjusted") if chosen == "true" else ("unadjusted", "adjusted")
+            raise InputError(
+                f"this ledger holds {have} bars; use a separate ledger and data folder for {want} bars"
+            )
+        _setup_logging(log_file)
         options = RunOptions(
             workers=workers,
             rate=rate,
-            adjusted=not unadjusted,
+            adjusted=adjusted,
             lease_seconds=lease_seconds,
             datasets=tuple(dataset) if dataset else None,
             max_units=max_units,
@@ -161,7 +173,7 @@ def run(
         )
         job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
         console = _console()
-        with RunDisplay(console, job.client) as display, _sigterm_as_interrupt():
+        with RunDisplay(console, job.client) as display, _signals_stop(job, console):
             report = job.execute(on_tick=display.tick)
         print_summary(console, report)
     if report.outcome == "interrupted":
@@ -170,34 +182,40 @@ def run(
         raise typer.Exit(1)
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():  # type: ignore[no-untyped-def]
-    """SIGTERM stops a run as gracefully as Ctrl-C does."""
+def _check_base_url(url: str) -> str:
+    from urllib.parse import urlsplit
 
-    def interrupt(_signum, _frame):  # type: ignore[no-untyped-def]
-        raise KeyboardInterrupt
+    url = url.rstrip("/")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise InputError(f"invalid --base-url {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"--base-url must look like https://host[:port], got {url!r}")
+    return url
+
+
+@contextlib.contextmanager
+def _signals_stop(job, console: Console):  # type: ignore[no-untyped-def]
+    """The first Ctrl-C (or SIGTERM) asks the run to stop gracefully: no new units, units
+    in flight finish or go back to pending. A second one quits at once (still safe)."""
+
+    def handler(_signum, _frame):  # type: ignore[no-untyped-def]
+        if job.stop.is_set():
+            raise KeyboardInterrupt
+        console.print("stopping: finishing units in flight (Ctrl-C again to quit at once)", markup=False)
+        job.request_stop()
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _refuse_mixed_adjustment(ledger, adjusted: bool) -> None:  # type: ignore[no-untyped-def]
-    mixed = ledger.query(
-        "SELECT count(*) AS n FROM units WHERE state = 'done' AND adjusted IS NOT NULL AND adjusted != :a",
-        {"a": adjusted},
-    )[0].n
-    if mixed:
-        have = "unadjusted" if adjusted else "adjusted"
-        raise InputError(
-            f"{mixed} units in this ledger hold {have} bars; use a separate ledger and data folder "
-            f"for {'adjusted' if adjusted else 'unadjusted'} bars"
-        )
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _setup_logging(log_file: Optional[Path]) -> None:
@@ -217,7 +235,7 @@ def _setup_logging(log_file: Optional[Path]) -> None:
 
 
 @app.command()
-def status(ledger_path: Path = LedgerOpt, data: Path = DataOpt) -> None:
+def status(ledger_path: Path = LedgerOpt) -> None:
     """Units and rows per dataset and state."""
     from polyledger.audit import status_counts
     from polyledger.ledger import Ledger
@@ -301,7 +319,6 @@ def retry(
     ticker: Optional[list[str]] = typer.Option(None, "--ticker", help="Only this ticker (repeatable)."),
     dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="Only this dataset (repeatable)."),
     ledger_path: Path = LedgerOpt,
-    data: Path = DataOpt,
 ) -> None:
     """Move failed units back to pending, with a fresh attempt budget.
 
@@ -331,7 +348,6 @@ def sql(
     query: str = typer.Argument(..., help="A read-only SQL query on the ledger."),
     output: str = typer.Option("table", "--format", help="table, csv or json."),
     ledger_path: Path = LedgerOpt,
-    data: Path = DataOpt,
 ) -> None:
     """Ad-hoc SQL on the ledger, opened read-only.
 
@@ -354,16 +370,23 @@ def sql(
     finally:
         connection.close()
     if output == "json":
-        sys.stdout.write(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], indent=2) + "\n")
+        records = [dict(zip(columns, row, strict=True)) for row in rows]
+        sys.stdout.write(json.dumps(records, indent=2, default=_json_value) + "\n")
     elif output == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(rows)
     else:
         table = Table(*columns)
+        for column in table.columns:
+            column.overflow = "fold"  # never cut a value short
         for row in rows:
             table.add_row(*["" if v is None else str(v) for v in row])
         _console().print(table)
+
+
+def _json_value(value: object) -> object:
+    return value.hex() if isinstance(value, (bytes, bytearray, memoryview)) else str(value)
 
 
 # --- demo / serve -------------------------------------------------------------------
@@ -487,6 +510,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
+    except sqlalchemy.exc.OperationalError as exc:
+        detail = " ".join(str(exc.orig).split())
+        print(f"error: the ledger refused the operation: {detail}", file=sys.stderr)
+        return 2 if "readonly" in detail or "unable to open" in detail else 1
     except PolyledgerError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 1

@@ -48,13 +48,15 @@ def plan_units(tickers: Iterable[str], dataset: str, start: dt.date, end: dt.dat
 def plan(ledger: Ledger, tickers: list[str], dataset: str, start: dt.date, end: dt.date) -> PlanResult:
     """Add the missing units for tickers x [start, end]; existing units keep their state."""
     check_range(dataset, start, end)
-    units = list(plan_units(tickers, dataset, start, end))
-    result = ledger.add_units(units)
+    _timespan, grain = DATASETS[dataset]
+    per_ticker = sum(1 for _ in unit_periods(grain, start, end))
+    added = ledger.add_units(plan_units(tickers, dataset, start, end))
+    widened, busy = ledger.widen_clipped(dataset, tickers, start, end)
     return PlanResult(
         dataset=dataset,
         tickers=len(tickers),
-        units_in_plan=len(units),
-        added=result.added,
-        widened=result.widened,
-        busy=result.busy,
+        units_in_plan=per_ticker * len(tickers),
+        added=added,
+        widened=widened,
+        busy=busy,
     )

@@ -30,13 +30,21 @@ def _errors(stats: RunStats) -> str:
     return _classes(dict(stats.errors))
 
 
+def duration(seconds: float) -> str:
+    """12:34:56, or 2d 04:06:40 past a day (a full history runs for days on a small plan)."""
+    whole = int(seconds)
+    days, rest = divmod(whole, 86_400)
+    clock = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {clock}" if days else clock
+
+
 def status_line(stats: RunStats, requests: int, retried: dict[str, int]) -> str:
     elapsed = time.monotonic() - stats.started
     settled = stats.settled
     eta = ""
     if settled and stats.total_units > settled:
         remaining = elapsed / settled * (stats.total_units - settled)
-        eta = f", ETA {time.strftime('%H:%M:%S', time.gmtime(remaining))}"
+        eta = f", ETA {duration(remaining)}"
     return (
         f"units {settled}/{stats.total_units} (done {stats.outcomes['done']}, "
         f"empty {stats.outcomes['empty_confirmed']}, failed {stats.outcomes['failed']}), "

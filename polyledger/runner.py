@@ -164,8 +164,8 @@ class Run:
         files are atomic and leases expire)."""
         opts = self.options
         self.ledger.reclaim_expired()
-        _pending, others = self.ledger.open_work(self.owner, opts.datasets)
-        # nobody else is writing: every temporary is a crash leftover
+        # nobody else is writing (in any dataset): every temporary is a crash leftover
+        _pending, others = self.ledger.open_work(self.owner)
         self.store.clean_temporaries(older_than=0 if others == 0 else 3600)
         self.stats.total_units = self._units_in_scope()
         self.ledger.start_run(
@@ -179,6 +179,11 @@ class Run:
             threading.Thread(target=self._worker, name=f"polyledger-worker-{i}", daemon=True)
             for i in range(opts.workers)
         ]
+        beating = threading.Event()
+        heart = threading.Thread(
+            target=self._heartbeat, args=(beating,), name="polyledger-heartbeat", daemon=True
+        )
+        heart.start()
         for thread in threads:
             thread.start()
         outcome = "finished"
@@ -189,12 +194,14 @@ class Run:
             self.request_stop()
             for thread in threads:
                 thread.join()
+        finally:
+            beating.set()
         if self._fatal is not None:
             outcome = "stopped"
         elif self.stop.is_set():
             outcome = "interrupted"
         self.client.close()
-        _, others = self.ledger.open_work(self.owner, opts.datasets)
+        _, others = self.ledger.open_work(self.owner)
         if others == 0:
             self.store.clean_temporaries()
         self.ledger.end_run(self.run_id, outcome, self.stats.settled, self.client.requests_sent)
@@ -211,16 +218,21 @@ class Run:
             unsettled=self._unsettled(),
         )
 
+    def _heartbeat(self, finished: threading.Event) -> None:
+        """Renew this process's leases on its own thread, so a slow console or a busy main
+        thread never lets them lapse. A locked ledger only delays a beat."""
+        while not finished.wait(self.options.lease_seconds / 4):
+            try:
+                self.ledger.heartbeat(self.owner, self.options.lease_seconds)
+            except Exception:  # noqa: BLE001 - try again at the next beat; leases have slack
+                log.warning("could not renew leases (ledger busy); trying again")
+
     def _supervise(self, threads: list[threading.Thread], on_tick, tick_seconds: float) -> None:  # type: ignore[no-untyped-def]
-        last_beat = time.monotonic()
         while any(thread.is_alive() for thread in threads):
             for thread in threads:
                 thread.join(timeout=tick_seconds / len(threads))
             if on_tick:
                 on_tick(self.stats)
-            if time.monotonic() - last_beat > self.options.lease_seconds / 4:
-                self.ledger.heartbeat(self.owner, self.options.lease_seconds)
-                last_beat = time.monotonic()
             systematic = self.stats.systematic_internal_error()
             if systematic and self._fatal is None:
                 self._fail_run(
@@ -277,6 +289,8 @@ class Run:
             self._work()
         except FatalRunError as exc:
             self._fail_run(exc)
+        except KeyboardInterrupt:  # libraries may raise it on any thread: treat as a stop request
+            self.request_stop()
         except Exception as exc:  # the ledger itself failed (disk, locks): nothing is safe to do
             log.exception("worker stopped")
             self._fail_run(LedgerError(f"the ledger could not be updated: {type(exc).__name__}: {exc}"))

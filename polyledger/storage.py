@@ -27,6 +27,7 @@ from polyledger.polygon.aggs import BAR_SCHEMA, to_stored_bars
 from polyledger.universe import validate_ticker
 
 TEMP_MARK = ".tmp-"
+TEMP_SUFFIX = ".partial"  # not ".parquet": a `**/*.parquet` reader never sees a half file
 PART_NAME = "part.parquet"
 
 
@@ -51,6 +52,15 @@ def bars_for_unit(raw: pl.DataFrame, ticker: str, start: dt.date, end: dt.date) 
         .unique(subset="timestamp", keep="first", maintain_order=True)
         .sort("timestamp")
     )
+
+
+def bars_outside(raw: pl.DataFrame, start: dt.date, end: dt.date) -> int:
+    """How many raw bars fall outside the US/Eastern dates [start, end] that were asked for."""
+    if raw.height == 0:
+        return 0
+    session_date = pl.from_epoch(raw.get_column("t"), time_unit="ms").dt.replace_time_zone("UTC")
+    dates = session_date.dt.convert_time_zone(str(ET)).dt.date()
+    return int((~dates.is_between(start, end, closed="both")).sum())
 
 
 class BarStore:
@@ -92,7 +102,7 @@ class BarStore:
 
     def _write_atomically(self, final: Path, payload: bytes) -> None:
         """Temporary name in the same folder, fsync, rename; the temporary never outlives a failure."""
-        temporary = final.with_name(f"{TEMP_MARK}{uuid.uuid4().hex}-{PART_NAME}")
+        temporary = final.with_name(f"{TEMP_MARK}{uuid.uuid4().hex}-{PART_NAME}{TEMP_SUFFIX}")
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             with open(temporary, "xb") as handle:

@@ -16,6 +16,7 @@ from polyledger.errors import (
     InputError,
     LeaseLost,
     PermanentError,
+    ProtocolError,
     TransientError,
 )
 from polyledger.ledger import AttemptRecord, ClaimedUnit, Ledger
@@ -23,7 +24,7 @@ from polyledger.periods import DATASETS
 from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchedBars, fetch_unit_bars
 from polyledger.secrets import redact
-from polyledger.storage import BarStore, bars_for_unit
+from polyledger.storage import BarStore, bars_for_unit, bars_outside
 from polyledger.universe import validate_ticker
 
 
@@ -72,7 +73,7 @@ def process_units(units: Sequence[ClaimedUnit], job: UnitJob) -> list[UnitOutcom
         return outcomes
     except Stopped:
         return outcomes + _release(units[len(outcomes) :], job, undo=fetched.requests == 0, state="released")
-    except FatalRunError:
+    except (FatalRunError, KeyboardInterrupt):
         _release(units[len(outcomes) :], job, undo=True, state="released")
         raise
 
@@ -87,7 +88,11 @@ def _fetch(units: Sequence[ClaimedUnit], job: UnitJob, fetched: FetchedBars):  #
         fetch_unit_bars(
             job.client, head.ticker, timespan, head.period_start, last.period_end, job.adjusted, out=fetched
         )
-        return fetched.bars()
+        raw = fetched.bars()
+        stray = bars_outside(raw, head.period_start, last.period_end)
+        if stray:  # never let a mislabelled answer pass as an empty month
+            raise ProtocolError(f"{stray} bars outside the requested dates", error_class="out_of_range")
+        return raw
     except PermanentError as exc:
         if len(units) > 1:
             return exc

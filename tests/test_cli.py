@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 import subprocess
@@ -120,3 +121,61 @@ def test_help_lists_every_command_with_an_example():
         assert command in result.out
     for command in ("plan", "run", "sql"):
         assert "Example:" in run_cli(command, "--help").out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--base-url", "http://127.0.0.1:99999"], "invalid --base-url"),
+        (["--base-url", "http://[::1"], "invalid --base-url"),
+        (["--base-url", "ftp://example.com"], "must look like https://host"),
+        (["--log-file", "no/such/folder/run.log"], "folder for --log-file does not exist"),
+    ],
+)
+def test_bad_run_options_are_one_line_errors(work, args, message):
+    write_universe(work / "u.csv", ["AAPL"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31")
+    result = run_cli("run", *args)
+    assert result.code == 2 and message in result.err and result.err.count("\n") == 1
+    assert not (work / "data").exists()
+
+
+def test_a_period_that_has_not_ended_cannot_be_planned(work):
+    write_universe(work / "u.csv", ["AAPL"])
+    for to in ("9999-12-31", (dt.date.today() + dt.timedelta(days=2)).isoformat()):
+        result = run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", to)
+        assert result.code == 2 and "has not ended yet" in result.err
+    assert not (work / "ledger.db").exists()
+
+
+def test_run_without_a_ledger_creates_nothing(work):
+    result = run_cli("run", "--base-url", "http://127.0.0.1:9")
+    assert result.code == 2 and not (work / "data").exists() and not (work / "ledger.db").exists()
+
+
+def test_sql_json_output_handles_blobs(work):
+    write_universe(work / "u.csv", ["AAPL"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31")
+    result = run_cli("sql", "SELECT x'00ff' AS blob, 1.5 AS number", "--format", "json")
+    assert result.code == 0 and json.loads(result.out) == [{"blob": "00ff", "number": 1.5}]
+
+
+def test_status_and_audit_do_not_wait_for_a_writer(work):
+    """A reader never needs the write lock, even while another process holds it."""
+    write_universe(work / "u.csv", ["AAPL"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-03-31")
+    writer = sqlite3.connect(work / "ledger.db", timeout=0)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        assert run_cli("status").code == 0
+        assert run_cli("audit").code == 1  # incomplete, but answered at once
+    finally:
+        writer.rollback()
+        writer.close()
+
+
+def test_long_etas_show_days():
+    from polyledger.progress import duration
+
+    assert duration(59) == "00:00:59"
+    assert duration(28 * 3600 + 400) == "1d 04:06:40"

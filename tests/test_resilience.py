@@ -334,3 +334,49 @@ def test_chaos_kill_9_five_times_then_finish(work, market):
     assert_frame_equal(read_dataset(work / "data", "minute"), expected(market, tickers, start, end))
     deep = run_cli("audit", "--deep")
     assert deep.code == 0, deep.out
+
+
+def test_a_wrong_base_url_path_stops_the_run_instead_of_failing_every_unit(work, market):
+    write_universe(work / "u.csv", ["SIRI", "TINY"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-12-31")
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        result = run_cli("run", "--base-url", server.url + "/typo")
+    assert result.code == 1 and "check --base-url" in result.out + result.err
+    assert states(work / "ledger.db") == {"pending": 24}
+
+
+def test_plan_while_a_run_is_writing(work, market):
+    write_universe(work / "u.csv", ["AAPL", "SIRI", "PLUG"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2022-01-01", "--to", "2023-12-31")
+    with StandInServer(market, api_keys=(API_KEY,), latency=0.05) as server:
+        command = [sys.executable, "-m", "polyledger", "run", "--base-url", server.url, "--workers", "8"]
+        process = subprocess.Popen(
+            command,
+            cwd=work,
+            env=dict(python_env(), POLYGON_API_KEY=API_KEY),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert wait_for(lambda: states(work / "ledger.db").get("done", 0) >= 2, timeout=60)
+            for first in ("2021-01-01", "2020-01-01", "2019-01-01"):
+                result = run_cli("plan", "--universe", "u.csv", "--from", first, "--to", "2023-12-31")
+                assert result.code == 0, result.err
+        finally:
+            process.wait(timeout=120)
+    assert process.returncode == 0, process.stderr.read().decode()
+
+
+def test_one_ledger_never_mixes_adjusted_and_raw_bars(tmp_path):
+    with Ledger(tmp_path / "ledger.db") as first, Ledger(tmp_path / "ledger.db") as second:
+        assert first.claim_setting("adjusted", "false") == "false"
+        assert second.claim_setting("adjusted", "true") == "false"  # the first choice stands
+
+
+def test_bars_outside_the_asked_dates_are_counted():
+    from polyledger.storage import bars_outside
+
+    raw = pl.DataFrame({"t": [1112331600000, 1112587200000]})  # 2005-04-01 and 2005-04-04, 00:00 ET
+    assert bars_outside(raw, D(2005, 4, 1), D(2005, 4, 4)) == 0
+    assert bars_outside(raw, D(2005, 4, 2), D(2005, 4, 4)) == 1
+    assert bars_outside(raw, D(2005, 4, 2), D(2005, 4, 3)) == 2

@@ -1,4 +1,4 @@
-"""Initial ledger: units, unit_attempts, runs.
+"""Initial ledger: units, unit_attempts, settings, runs.
 
 Revision ID: 0001
 Revises:
@@ -60,6 +60,12 @@ def upgrade() -> None:
         sa.Column("bars", sa.Integer, nullable=False, server_default="0"),
     )
     op.create_index("ix_unit_attempts_unit_id", "unit_attempts", ["unit_id"])
+    # ledger-wide choices, e.g. whether its bars are split-adjusted (one ledger never mixes)
+    op.create_table(
+        "settings",
+        sa.Column("key", sa.String, primary_key=True),
+        sa.Column("value", sa.String, nullable=False),
+    )
     op.create_table(
         "runs",
         sa.Column("id", sa.String, primary_key=True),
@@ -79,6 +85,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("runs")
+    op.drop_table("settings")
     op.drop_index("ix_unit_attempts_unit_id", "unit_attempts")
     op.drop_table("unit_attempts")
     op.drop_index("ix_units_state_attempts_id", "units")

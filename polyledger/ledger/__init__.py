@@ -10,7 +10,7 @@ from polyledger.ledger.ledger import (
     new_owner_id,
     utc_now,
 )
-from polyledger.ledger.models import Run, Unit, UnitAttempt
+from polyledger.ledger.models import Run, Setting, Unit, UnitAttempt
 from polyledger.ledger.states import SETTLED, TRANSITIONS, UnitState, check_transition
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Ledger",
     "PlannedUnit",
     "Run",
+    "Setting",
     "SETTLED",
     "StoredFile",
     "TRANSITIONS",

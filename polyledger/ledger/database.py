@@ -46,7 +46,10 @@ def create_sqlite_engine(path: Path) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            pass  # a read-only ledger: reading still works, writing fails with a clear error
         # NORMAL may lose the last commits on power loss; those units are simply fetched again
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -65,6 +68,11 @@ def migrate(engine: Engine) -> str:
     config = _migrations_config()
     scripts = ScriptDirectory.from_config(config)
     head = scripts.get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        connection.rollback()
+    if current == head:
+        return head  # the usual case: no write lock needed, so readers never wait for a run
     with engine.connect().execution_options(immediate=True) as connection:
         with connection.begin():
             current = MigrationContext.configure(connection).get_current_revision()

@@ -56,11 +56,14 @@ class PlannedUnit:
         return f"{self.period_start:%Y}"
 
 
-@dataclass(frozen=True)
-class AddedUnits:
-    added: int  # new units
-    widened: int  # clipped units that a wider plan extended (back to pending if settled)
-    busy: int  # clipped units left as they are because a worker holds them right now
+def _period_bounds(period: str) -> tuple[dt.date, dt.date]:
+    """First and last day of "2024-03" or "2024"."""
+    if len(period) == 4:
+        year = int(period)
+        return dt.date(year, 1, 1), dt.date(year, 12, 31)
+    year, month = int(period[:4]), int(period[5:7])
+    following = dt.date(year + month // 12, month % 12 + 1, 1)
+    return dt.date(year, month, 1), following - dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -120,75 +123,89 @@ class Ledger:
 
     # --- planning -------------------------------------------------------------------
 
-    def add_units(self, units: Iterable[PlannedUnit], batch_size: int = 50_000) -> AddedUnits:
-        """Insert units that are not in the ledger yet; existing ones keep their state.
-
-        The one exception: a unit an earlier plan clipped (part of a month) that this plan
-        covers further is widened, and, if it was settled, queued again so the month is
-        fetched whole; its file is then replaced by a superset of itself.
-        """
+    def add_units(self, units: Iterable[PlannedUnit], batch_size: int = 20_000) -> int:
+        """Insert the units that are not in the ledger yet; existing ones keep their state.
+        Streams in batches, each its own short write transaction, so a huge plan neither
+        holds the ledger's lock for long nor all its units in memory. Returns how many
+        were added."""
         now = iso(self.clock())
-        statement = insert(_UNITS).prefix_with("OR IGNORE")
-        planned: dict[tuple[str, str, str], PlannedUnit] = {}
-        with self.engine.begin() as connection:
-            before = connection.execute(text("SELECT count(*) FROM units")).scalar_one()
-            batch: list[dict] = []
-            for unit in units:
-                planned[(unit.dataset, unit.ticker, unit.period)] = unit
-                batch.append(
-                    {
-                        "dataset": unit.dataset,
-                        "ticker": unit.ticker,
-                        "period": unit.period,
-                        "period_start": unit.period_start.isoformat(),
-                        "period_end": unit.period_end.isoformat(),
-                        "state": UnitState.PENDING.value,
-                        "attempts": 0,
-                        "requests": 0,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                )
-                if len(batch) >= batch_size:
-                    connection.execute(statement, batch)
-                    batch = []
-            if batch:
-                connection.execute(statement, batch)
-            added = connection.execute(text("SELECT count(*) FROM units")).scalar_one() - before
-            widened, busy = self._widen_clipped(connection, planned)
-        return AddedUnits(added=added, widened=widened, busy=busy)
+        sql = (
+            "INSERT INTO units (dataset, ticker, period, period_start, period_end, state, attempts, "
+            "requests, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, ?, ?) "
+            "ON CONFLICT (dataset, ticker, period) DO NOTHING"
+        )
+        added = 0
+        batch: list[tuple] = []
 
-    def _widen_clipped(self, connection, planned: dict[tuple[str, str, str], PlannedUnit]) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-        clipped = connection.execute(
-            text(
-                "SELECT id, dataset, ticker, period, period_start, period_end, state FROM units "
-                "WHERE (dataset = 'day' "
-                "AND (period_start != period || '-01-01' OR period_end != period || '-12-31')) "
-                "OR (dataset != 'day' AND (period_start != period || '-01' "
-                "OR period_end != date(period_start, 'start of month', '+1 month', '-1 day')))"
-            )
-        ).all()
-        widened = busy = 0
-        for row in clipped:
-            unit = planned.get((row.dataset, row.ticker, row.period))
-            if unit is None:
-                continue
-            start = min(row.period_start, unit.period_start.isoformat())
-            end = max(row.period_end, unit.period_end.isoformat())
-            if (start, end) == (row.period_start, row.period_end):
-                continue
-            if row.state == UnitState.RUNNING.value:
-                busy += 1
-                continue
-            params = {"id": row.id, "start": start, "end": end}
-            widen = "period_start = :start, period_end = :end"
-            if row.state == UnitState.PENDING.value:
-                connection.execute(text(f"UPDATE units SET {widen} WHERE id = :id"), params)
-            else:
-                self._move(
-                    connection, UnitState.PENDING, {UnitState(row.state)}, "id = :id", params, sets=widen
+        def flush() -> int:
+            with self.engine.connect().execution_options(immediate=True) as connection:
+                with connection.begin():
+                    cursor = connection.connection.driver_connection.cursor()
+                    cursor.executemany(sql, batch)
+                    return cursor.rowcount
+
+        for unit in units:
+            batch.append(
+                (
+                    unit.dataset,
+                    unit.ticker,
+                    unit.period,
+                    unit.period_start.isoformat(),
+                    unit.period_end.isoformat(),
+                    now,
+                    now,
                 )
-            widened += 1
+            )
+            if len(batch) >= batch_size:
+                added += flush()
+                batch = []
+        if batch:
+            added += flush()
+        return added
+
+    def widen_clipped(
+        self, dataset: str, tickers: Iterable[str], start: dt.date, end: dt.date
+    ) -> tuple[int, int]:
+        """Units an earlier plan clipped (part of a month or year) that a plan of `tickers` x
+        [start, end] covers further are widened, and, if settled, queued again so the
+        period is fetched whole (its file is then replaced by a superset of itself).
+        Returns (widened, busy): busy units are being fetched right now and left alone."""
+        wanted = set(tickers)
+        with self.engine.connect().execution_options(immediate=True) as connection, connection.begin():
+            clipped = connection.execute(
+                text(
+                    "SELECT id, ticker, period, period_start, period_end, state FROM units "
+                    "WHERE dataset = :d AND ("
+                    "(dataset = 'day' AND (period_start != period || '-01-01' "
+                    "OR period_end != period || '-12-31')) "
+                    "OR (dataset != 'day' AND (period_start != period || '-01' "
+                    "OR period_end != date(period_start, 'start of month', '+1 month', '-1 day'))))"
+                ),
+                {"d": dataset},
+            ).all()
+            widened = busy = 0
+            for row in clipped:
+                if row.ticker not in wanted:
+                    continue
+                first, last = _period_bounds(row.period)
+                if start > last or end < first:
+                    continue
+                new_start = min(row.period_start, max(start, first).isoformat())
+                new_end = max(row.period_end, min(end, last).isoformat())
+                if (new_start, new_end) == (row.period_start, row.period_end):
+                    continue
+                if row.state == UnitState.RUNNING.value:
+                    busy += 1
+                    continue
+                params = {"id": row.id, "start": new_start, "end": new_end}
+                widen = "period_start = :start, period_end = :end"
+                if row.state == UnitState.PENDING.value:
+                    connection.execute(text(f"UPDATE units SET {widen} WHERE id = :id"), params)
+                else:
+                    self._move(
+                        connection, UnitState.PENDING, {UnitState(row.state)}, "id = :id", params, sets=widen
+                    )
+                widened += 1
         return widened, busy
 
     # --- state changes: every one goes through _move --------------------------------
@@ -202,16 +219,21 @@ class Ledger:
         params: dict,
         sets: str = "",
         returning: str = "",
+        by_id: bool = False,
     ):  # type: ignore[no-untyped-def]
         """UPDATE units to `target` where `where` holds and the state is one of `sources`;
-        raises IllegalTransition if any source may not move to target."""
+        raises IllegalTransition if any source may not move to target.
+
+        `by_id`: `where` already picks rows by id, so keep the planner off the state index
+        (`state || ''`), which would otherwise scan every row in that state."""
         source_values = allowed_sources(target, sources)
         placeholders = ", ".join(f":_src{i}" for i in range(len(source_values)))
+        state_column = "(state || '')" if by_id else "state"
         params = dict(params, _target=target.value, _now=iso(self.clock()))
         params.update({f"_src{i}": value for i, value in enumerate(source_values)})
         sql = (
             f"UPDATE units SET state = :_target, updated_at = :_now{', ' + sets if sets else ''} "
-            f"WHERE ({where}) AND state IN ({placeholders})"
+            f"WHERE ({where}) AND {state_column} IN ({placeholders})"
             f"{' RETURNING ' + returning if returning else ''}"
         )
         return connection.execute(text(sql), params)
@@ -281,6 +303,7 @@ class Ledger:
                 {UnitState.PENDING},
                 f"id IN (SELECT id FROM units WHERE {selection} LIMIT :limit)",
                 params,
+                by_id=True,
                 sets="lease_owner = :owner, lease_token = :token, lease_expires_at = :expires, "
                 "attempts = attempts + 1",
                 returning="id, dataset, ticker, period_start, period_end, attempts",
@@ -464,6 +487,18 @@ class Ledger:
             "WHERE state = 'failed' GROUP BY 1"
         )
         return {row.c: row.n for row in rows}
+
+    def claim_setting(self, key: str, value: str) -> str:
+        """Record `value` for `key` unless the ledger has one already; returns the stored
+        value. Atomic, so two processes starting together agree on the first one."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO settings (key, value) VALUES (:k, :v) ON CONFLICT (key) DO NOTHING"),
+                {"k": key, "v": value},
+            )
+            return connection.execute(
+                text("SELECT value FROM settings WHERE key = :k"), {"k": key}
+            ).scalar_one()
 
     # --- runs ------------------------------------------------------------------------
 

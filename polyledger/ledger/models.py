@@ -77,3 +77,12 @@ class Run(SQLModel, table=True):
     outcome: Optional[str] = None  # finished | stopped:<reason> | interrupted
     units_settled: int = 0
     requests: int = 0
+
+
+class Setting(SQLModel, table=True):
+    """A ledger-wide choice, e.g. `adjusted`: one ledger never mixes adjusted and raw bars."""
+
+    __tablename__ = "settings"
+
+    key: str = Field(primary_key=True)
+    value: str

@@ -102,7 +102,6 @@ class PolygonClient:
         self.stop = stop or threading.Event()
         self.breaker = breaker or CircuitBreaker()
         self._local = threading.local()
-        self._allowed_hosts = KNOWN_API_HOSTS | {urlsplit(self.base_url).netloc}
         self._stats_lock = threading.Lock()
         self._sessions: list[requests.Session] = []
         self.requests_sent = 0
@@ -131,10 +130,16 @@ class PolygonClient:
         return session
 
     def check_url(self, url: str) -> None:
-        """Only our API host may receive the key (a next_url elsewhere is a protocol error)."""
+        """Only our API host may receive the key (a next_url elsewhere is a protocol error),
+        and the real API only over https."""
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or parts.netloc not in self._allowed_hosts:
-            raise ProtocolError(f"refusing to follow a URL on another host: {parts.netloc!r}")
+        base = urlsplit(self.base_url)
+        same_origin = (parts.scheme, parts.netloc) == (base.scheme, base.netloc)
+        known_api = parts.scheme == "https" and parts.netloc in KNOWN_API_HOSTS
+        if not (same_origin or known_api):
+            raise ProtocolError(
+                f"refusing to follow a URL on another host or scheme: {parts.scheme}://{parts.netloc}"
+            )
 
     def _count(self, error_class: str | None, sent: bool = True) -> None:
         with self._stats_lock:

@@ -13,13 +13,17 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from polyledger.errors import ProtocolError
+from polyledger.errors import FatalRunError, PermanentError, ProtocolError
 from polyledger.polygon.aggs import AggregatesPage, decode_aggregates
 from polyledger.polygon.client import PolygonClient
 
 PAGE_LIMIT = 50_000
 MAX_PAGES = 1_000  # a month of minute bars needs 1; this only stops a runaway server
 _FROM_IN_PATH = re.compile(r"/range/\d+/[a-z]+/([^/]+)/[^/?]+")
+
+
+class EndpointNotFound(FatalRunError):
+    error_class = "endpoint_not_found"
 
 
 @dataclass
@@ -93,7 +97,16 @@ def fetch_unit_bars(
 def _get_page(
     client: PolygonClient, url: str, params: dict[str, str] | None, fetched: FetchedBars
 ) -> AggregatesPage:
-    response = client.get(url, params, decode=decode_aggregates)
+    try:
+        response = client.get(url, params, decode=decode_aggregates)
+    except PermanentError as exc:
+        if exc.error_class == "not_found":
+            # the aggregates endpoint answers an unknown ticker with an empty 200: a 404
+            # means the URL itself is wrong, for every unit alike
+            raise EndpointNotFound(
+                f"the API has no aggregates endpoint at {client.base_url} (404): check --base-url"
+            ) from None
+        raise
     page = response.decoded
     assert page is not None
     fetched.requests += response.tries

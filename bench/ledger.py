@@ -87,7 +87,7 @@ def main() -> None:
         orm = bench_orm(Path(scratch) / "orm.db", units[: args.orm_sample])
         with Ledger(Path(scratch) / "ledger.db") as ledger:
             began = time.perf_counter()
-            added = ledger.add_units(units).added
+            added = ledger.add_units(units)
             planning = time.perf_counter() - began
             sample = time.perf_counter()
             ledger.add_units(units[: args.orm_sample])  # all present: measures the idempotent path
@@ -97,10 +97,12 @@ def main() -> None:
     print(f"plan {added:,} units: {planning:.1f} s ({args.units / planning:,.0f} units/s)")
     print(f"re-plan {args.orm_sample:,} existing units: {replan:.2f} s")
     print(
-        f"ORM add_all baseline, {args.orm_sample:,} units: {orm:.2f} s -> bulk is {orm / bulk_sample:.1f}x faster"
+        f"ORM add_all baseline, {args.orm_sample:,} units: {orm:.2f} s "
+        f"-> bulk is {orm / bulk_sample:.1f}x faster"
     )
     print(
-        f"claim + complete, {args.threads} threads, {args.claims:,} units on a {args.units:,}-unit ledger: {rate:,.0f} units/s"
+        f"claim + complete, {args.threads} threads, {args.claims:,} units "
+        f"on a {args.units:,}-unit ledger: {rate:,.0f} units/s"
     )
 
 

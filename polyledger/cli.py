@@ -153,12 +153,6 @@ def run(
         store = BarStore(data)
         store.ensure_writable()
         adjusted = not unadjusted
-        chosen = ledger.claim_setting("adjusted", "true" if adjusted else "false")
-        if chosen != ("true" if adjusted else "false"):
-            have, want = ("adjusted", "unadjusted") if chosen == "true" else ("unadjusted", "adjusted")
-            raise InputError(
-                f"this ledger holds {have} bars; use a separate ledger and data folder for {want} bars"
-            )
         _setup_logging(log_file)
         options = RunOptions(
             workers=workers,

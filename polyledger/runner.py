@@ -15,7 +15,7 @@ import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from polyledger.errors import FatalRunError, LedgerError
+from polyledger.errors import FatalRunError, InputError, LedgerError
 from polyledger.ledger import Ledger, new_owner_id
 from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.polygon.client import PolygonClient, RetryPolicy
@@ -163,6 +163,7 @@ class Run:
         stops gracefully; a second one while stopping propagates at once (still safe:
         files are atomic and leases expire)."""
         opts = self.options
+        self._check_adjustment()
         self.ledger.reclaim_expired()
         # nobody else is writing (in any dataset): every temporary is a crash leftover
         _pending, others = self.ledger.open_work(self.owner)
@@ -217,6 +218,15 @@ class Run:
             request_errors=dict(self.client.errors_by_class),
             unsettled=self._unsettled(),
         )
+
+    def _check_adjustment(self) -> None:
+        """One ledger, one choice: adjusted and raw bars never end up side by side."""
+        wanted = "true" if self.options.adjusted else "false"
+        if self.ledger.claim_setting("adjusted", wanted) != wanted:
+            have, want = ("adjusted", "unadjusted") if wanted == "false" else ("unadjusted", "adjusted")
+            raise InputError(
+                f"this ledger holds {have} bars; use a separate ledger and data folder for {want} bars"
+            )
 
     def _heartbeat(self, finished: threading.Event) -> None:
         """Renew this process's leases on its own thread, so a slow console or a busy main

@@ -46,3 +46,13 @@ def unit_periods(grain: str, start: dt.date, end: dt.date) -> Iterator[tuple[dt.
 
 def et_today() -> dt.date:
     return dt.datetime.now(ET).date()
+
+
+def et_date_of_ms(epoch_ms: int) -> dt.date:
+    """The US/Eastern session date of an epoch-ms instant."""
+    return dt.datetime.fromtimestamp(epoch_ms / 1000, tz=ET).date()
+
+
+def et_midnight_ms(day: dt.date) -> int:
+    """Epoch ms of 00:00 US/Eastern on `day`."""
+    return int(dt.datetime.combine(day, dt.time(), tzinfo=ET).timestamp() * 1000)

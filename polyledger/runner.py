@@ -31,11 +31,11 @@ DEFAULT_RATE = 25.0  # requests/second; paid plans are asked to stay under 100
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_GIVE_UP_AFTER = 300.0  # seconds an API may stay down before the run stops
-PAGE_BARS = 50_000
-# how many consecutive units one request may serve: bounded so a worker never holds more
-# than about one page of bars, and a failure costs at most a year of one ticker
-MAX_GROUP = {"minute": 12, "day": 10}
-GROUP_FILL = 0.8  # aim a little under a page, so a busier month does not need a second request
+# How many consecutive units of a ticker one request range serves. Pages stream and each
+# unit is settled as soon as a page passes its end, so a long range costs no memory, and
+# its requests are ceil(bars / 50,000): never more than asking unit by unit. The cap only
+# bounds what one failure can touch.
+GROUP_SIZE = {"minute": 24, "day": 30}
 SETTLED_OUTCOMES = ("done", "empty_confirmed", "failed")
 
 
@@ -329,21 +329,13 @@ class Run:
                 self.stats.add(outcome)
 
     def _extend(self, head) -> list:  # type: ignore[no-untyped-def]
-        """Claim the units that directly follow `head`, as many as one page should hold."""
-        size = self._group_size(head.dataset, head.ticker)
-        extra = self._take(size - 1) if size > 1 else 0
+        """Claim the pending units that directly follow `head`, up to the group size."""
+        extra = self._take(GROUP_SIZE.get(head.dataset, 1) - 1)
         if not extra:
             return []
         following = self.ledger.claim_following(self.owner, self.options.lease_seconds, head, extra)
         self._give_back(extra - len(following))
         return following
-
-    def _group_size(self, dataset: str, ticker: str) -> int:
-        cap = MAX_GROUP.get(dataset, 1)
-        average = self.ledger.rows_per_unit(dataset, ticker)
-        if average is None or average <= 0:
-            return cap  # optimistic: sparse until the ticker's own months say otherwise
-        return max(1, min(cap, int(PAGE_BARS * GROUP_FILL // average)))
 
     def _wait_for_others(self) -> bool:
         """No pending unit: if other live processes hold units, wait for them to finish or

@@ -7,8 +7,11 @@ serve: the ledger's bookkeeping grain is the unit, not the request.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import polars as pl
 
 from polyledger.errors import (
     FatalRunError,
@@ -20,9 +23,9 @@ from polyledger.errors import (
     TransientError,
 )
 from polyledger.ledger import AttemptRecord, ClaimedUnit, Ledger
-from polyledger.periods import DATASETS
+from polyledger.periods import DATASETS, et_date_of_ms, et_midnight_ms
 from polyledger.polygon.client import PolygonClient, Stopped
-from polyledger.polygon.fetch import FetchedBars, fetch_unit_bars
+from polyledger.polygon.fetch import FetchedBars, iter_pages
 from polyledger.secrets import redact
 from polyledger.storage import BarStore, bars_for_unit, bars_outside
 from polyledger.universe import validate_ticker
@@ -50,74 +53,104 @@ class UnitJob:
 
 def process_units(units: Sequence[ClaimedUnit], job: UnitJob) -> list[UnitOutcome]:
     """Fetch, write and settle a group of claimed units (same dataset and ticker,
-    consecutive periods; one unit is a group too).
+    consecutive periods; one unit is a group too), in time order.
 
-    Fetch errors settle every unit as `failed` with their class, except a transient one
-    with attempts left, which puts the unit back in the queue. A stop request gives the
-    units back as pending; so does a fatal error (bad key, unwritable disk), which is
-    then re-raised so the run stops. A unit whose lease was lost meanwhile is left alone.
-    The group's requests are counted on its first unit.
+    Pages arrive in time order, so a unit is complete as soon as a page goes past its last
+    day: it is written and settled at once and its bars dropped. Memory stays about one
+    page plus one unit however long the group. If the fetch then fails, the units not
+    yet settled are `failed` with the error's class, or back in the queue for a transient
+    error with attempts left; a permanent error on several units is asked again unit by
+    unit (e.g. a 403 for the early months only). A stop request gives them back as
+    pending; so does a fatal error (bad key, unwritable disk), which is then re-raised.
+    Each settled unit is charged the requests made since the previous one settled.
     """
-    fetched = FetchedBars()
-    outcomes: list[UnitOutcome] = []
-    try:
-        bars = _fetch(units, job, fetched)
-        if isinstance(bars, list):
-            return bars  # the fetch failed: every unit is settled already
-        if isinstance(bars, PermanentError):
-            # e.g. 403 for the range's early months only: ask unit by unit, so one
-            # unentitled month does not fail the months that are fine
-            return [outcome for unit in units for outcome in process_units([unit], job)]
-        for index, unit in enumerate(units):
-            outcomes.append(_store(unit, bars, job, fetched if index == 0 else None))
-        return outcomes
-    except Stopped:
-        return outcomes + _release(units[len(outcomes) :], job, undo=fetched.requests == 0, state="released")
-    except (FatalRunError, KeyboardInterrupt):
-        _release(units[len(outcomes) :], job, undo=True, state="released")
-        raise
-
-
-def _fetch(units: Sequence[ClaimedUnit], job: UnitJob, fetched: FetchedBars):  # type: ignore[no-untyped-def]
-    """The group's raw bars; or, when the fetch failed, the list of settled outcomes (or
-    the permanent error of a group, which is better asked unit by unit)."""
     head, last = units[0], units[-1]
     timespan, _grain = DATASETS[head.dataset]
+    spent = FetchedBars()
+    progress = _Progress(units, job, spent)
     try:
         validate_ticker(head.ticker)  # a hand-edited ledger must not steer a path or a URL
-        fetch_unit_bars(
-            job.client, head.ticker, timespan, head.period_start, last.period_end, job.adjusted, out=fetched
-        )
-        raw = fetched.bars()
-        stray = bars_outside(raw, head.period_start, last.period_end)
-        if stray:  # never let a mislabelled answer pass as an empty month
-            raise ProtocolError(f"{stray} bars outside the requested dates", error_class="out_of_range")
-        return raw
+        for page in iter_pages(
+            job.client, head.ticker, timespan, head.period_start, last.period_end, job.adjusted, spent
+        ):
+            stray = bars_outside(page, head.period_start, last.period_end)
+            if stray:  # never let a mislabelled answer pass as an empty month
+                raise ProtocolError(f"{stray} bars outside the requested dates", error_class="out_of_range")
+            progress.add_page(page)
+        progress.finish()
+        return progress.outcomes
     except PermanentError as exc:
-        if len(units) > 1:
-            return exc
-        return [_settle_failure(head, job, fetched, exc, True)]
+        if len(progress.waiting) > 1:
+            return progress.outcomes + [o for u in progress.waiting for o in process_units([u], job)]
+        return progress.outcomes + progress.fail(exc)
     except FetchError as exc:
-        return [_settle_failure(unit, job, fetched, exc, index == 0) for index, unit in enumerate(units)]
-    except (Stopped, FatalRunError):
+        return progress.outcomes + progress.fail(exc)
+    except Stopped:
+        return progress.outcomes + _release(progress.waiting, job, undo=spent.requests == 0)
+    except (FatalRunError, KeyboardInterrupt):
+        _release(progress.waiting, job, undo=True)
         raise
     except Exception as exc:  # a bug must fail the units visibly, never leave them running
-        return [_settle_failure(unit, job, fetched, exc, index == 0) for index, unit in enumerate(units)]
+        return progress.outcomes + progress.fail(exc)
 
 
-def _settle_failure(
-    unit: ClaimedUnit, job: UnitJob, fetched: FetchedBars, exc: Exception, first: bool
-) -> UnitOutcome:
+class _Progress:
+    """The units of a group still waiting for their bars, and the bars not yet written."""
+
+    def __init__(self, units: Sequence[ClaimedUnit], job: UnitJob, spent: FetchedBars) -> None:
+        self.waiting = list(units)
+        self.job = job
+        self.spent = spent
+        self.outcomes: list[UnitOutcome] = []
+        self._buffer: list[pl.DataFrame] = []
+        self._charged = (0, 0)  # requests and bytes already charged to settled units
+
+    def add_page(self, page: pl.DataFrame) -> None:
+        self._buffer.append(page)
+        last_day = et_date_of_ms(int(page.get_column("t").max()))  # type: ignore[arg-type]
+        complete = [unit for unit in self.waiting if unit.period_end < last_day]
+        if complete:
+            self._settle(complete)
+
+    def finish(self) -> None:
+        self._settle(list(self.waiting))
+
+    def _settle(self, units: list[ClaimedUnit]) -> None:
+        raw = pl.concat(self._buffer) if self._buffer else pl.DataFrame()
+        for unit in units:
+            self.outcomes.append(_store(unit, raw, self.job, self._charge()))
+            self.waiting.remove(unit)
+        if raw.height and self.waiting:
+            after = et_midnight_ms(units[-1].period_end + dt.timedelta(days=1))
+            self._buffer = [raw.filter(pl.col("t") >= after)]
+        else:
+            self._buffer = []
+
+    def _charge(self) -> AttemptRecord:
+        requests, size = self.spent.requests - self._charged[0], self.spent.bytes - self._charged[1]
+        self._charged = (self.spent.requests, self.spent.bytes)
+        return AttemptRecord(requests=requests, bytes=size, request_id=self.spent.request_id)
+
+    def fail(self, exc: Exception) -> list[UnitOutcome]:
+        charge = self._charge()
+        outcomes = [
+            _settle_failure(unit, self.job, charge if index == 0 else AttemptRecord(), exc)
+            for index, unit in enumerate(self.waiting)
+        ]
+        self.waiting = []
+        return outcomes
+
+
+def _settle_failure(unit: ClaimedUnit, job: UnitJob, charge: AttemptRecord, exc: Exception) -> UnitOutcome:
     if isinstance(exc, FetchError):
         error_class = exc.error_class
-        http_status, request_id = exc.http_status, exc.request_id or fetched.request_id
+        http_status, request_id = exc.http_status, exc.request_id or charge.request_id
     else:
         error_class = "invalid_ticker" if isinstance(exc, InputError) else f"internal:{type(exc).__name__}"
-        http_status, request_id = None, None
-    requests = fetched.requests if first else 0
+        http_status, request_id = None, charge.request_id
     attempt = AttemptRecord(
-        requests=requests,
-        bytes=fetched.bytes if first else 0,
+        requests=charge.requests,
+        bytes=charge.bytes,
         http_status=http_status,
         request_id=request_id,
         error_class=error_class,
@@ -126,36 +159,32 @@ def _settle_failure(
     try:
         if isinstance(exc, TransientError) and unit.attempts < job.max_attempts:
             job.ledger.requeue(unit, attempt, job.run_id)
-            return UnitOutcome("requeued", 0, requests, error_class)
+            return UnitOutcome("requeued", 0, charge.requests, error_class)
         job.ledger.settle_failed(unit, attempt, job.run_id)
-        return UnitOutcome("failed", 0, requests, error_class)
+        return UnitOutcome("failed", 0, charge.requests, error_class)
     except LeaseLost:
-        return UnitOutcome("lost", 0, requests)
+        return UnitOutcome("lost", 0, charge.requests)
 
 
-def _store(unit: ClaimedUnit, raw, job: UnitJob, fetched: FetchedBars | None) -> UnitOutcome:  # type: ignore[no-untyped-def]
+def _store(unit: ClaimedUnit, raw: pl.DataFrame, job: UnitJob, charge: AttemptRecord) -> UnitOutcome:
     """Keep the unit's own bars, write its file, settle it. The file is in place before
     the ledger says done: never a done unit without its file."""
     bars = bars_for_unit(raw, unit.ticker, unit.period_start, unit.period_end)
-    requests = fetched.requests if fetched else 0
     attempt = AttemptRecord(
-        requests=requests,
-        bytes=fetched.bytes if fetched else 0,
-        bars=bars.height,
-        request_id=fetched.request_id if fetched else None,
+        requests=charge.requests, bytes=charge.bytes, bars=bars.height, request_id=charge.request_id
     )
     try:
         if bars.height == 0:
             job.ledger.settle_empty(unit, job.adjusted, attempt, job.run_id)
-            return UnitOutcome("empty_confirmed", 0, requests)
+            return UnitOutcome("empty_confirmed", 0, charge.requests)
         stored = job.store.write_unit(unit.dataset, unit.ticker, unit.period_start, bars)
         job.ledger.settle_done(unit, stored, job.adjusted, attempt, job.run_id)
-        return UnitOutcome("done", bars.height, requests)
+        return UnitOutcome("done", bars.height, charge.requests)
     except LeaseLost:
-        return UnitOutcome("lost", 0, requests)
+        return UnitOutcome("lost", 0, charge.requests)
 
 
-def _release(units: Sequence[ClaimedUnit], job: UnitJob, *, undo: bool, state: str) -> list[UnitOutcome]:
+def _release(units: Sequence[ClaimedUnit], job: UnitJob, *, undo: bool) -> list[UnitOutcome]:
     for unit in units:
         job.ledger.release(unit, undo_attempt=undo)
-    return [UnitOutcome(state) for _ in units]
+    return [UnitOutcome("released") for _ in units]

@@ -322,15 +322,6 @@ class Ledger:
             for row in sorted(rows, key=lambda r: r.id)
         ]
 
-    def rows_per_unit(self, dataset: str, ticker: str) -> float | None:
-        """Average bars per settled unit of this ticker so far (None before the first)."""
-        row = self.query(
-            "SELECT avg(rows) AS average FROM units WHERE dataset = :d AND ticker = :t "
-            "AND state IN ('done', 'empty_confirmed')",
-            {"d": dataset, "t": ticker},
-        )[0]
-        return None if row.average is None else float(row.average)
-
     def heartbeat(self, owner: str, lease_seconds: float) -> int:
         """Extend every lease `owner` holds. Returns how many units it still holds."""
         expires = iso(self.clock() + dt.timedelta(seconds=lease_seconds))

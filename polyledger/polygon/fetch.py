@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -65,9 +66,25 @@ def fetch_unit_bars(
     adjusted: bool,
     out: FetchedBars | None = None,
 ) -> FetchedBars:
-    """All pages of one unit's aggregates. `out` (optional) is filled as pages arrive, so a
-    caller still knows what was spent when this raises."""
+    """All pages of a range's aggregates, kept in `out` (optional: filled as pages arrive,
+    so a caller still knows what was spent when this raises)."""
     fetched = out if out is not None else FetchedBars()
+    for page in iter_pages(client, ticker, timespan, start, end, adjusted, fetched):
+        fetched.pages.append(page)
+    return fetched
+
+
+def iter_pages(
+    client: PolygonClient,
+    ticker: str,
+    timespan: str,
+    start: dt.date,
+    end: dt.date,
+    adjusted: bool,
+    spent: FetchedBars,
+) -> Iterator[pl.DataFrame]:
+    """The bars of [start, end], page by page in time order (raw columns, never empty);
+    requests and bytes are counted in `spent` as they go."""
     url = aggregates_url(client.base_url, ticker, timespan, start, end)
     params: dict[str, str] | None = {
         "adjusted": "true" if adjusted else "false",
@@ -76,19 +93,19 @@ def fetch_unit_bars(
     }
     seen: set[str] = set()
     while True:
-        page = _get_page(client, url, params, fetched)
+        page = _get_page(client, url, params, spent)
         if page.adjusted is not None and page.adjusted != adjusted and params is None:
             # the cursor may not carry `adjusted`: ask once more, saying it explicitly
-            page = _get_page(client, url, {"adjusted": "true" if adjusted else "false"}, fetched)
+            page = _get_page(client, url, {"adjusted": "true" if adjusted else "false"}, spent)
         if page.adjusted is not None and page.adjusted != adjusted:
             raise ProtocolError(
                 f"asked for adjusted={adjusted} but got adjusted={page.adjusted}",
                 error_class="adjusted_mismatch",
             )
         if page.bars.height:
-            fetched.pages.append(page.bars)
+            yield page.bars
         if not page.next_url:
-            return fetched
+            return
         _check_progress(url, page, seen, len(seen) + 1)
         seen.add(url)
         url, params = page.next_url, None

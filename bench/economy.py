@@ -85,11 +85,13 @@ def main() -> None:
     assert stored == sum(bars.values()), "the download is not the truth"
     used = report.requests_sent
     print(
-        f"{args.tickers} tickers x {args.years} years, {sum(bars.values()):,} bars, {planned.units_in_plan:,} units"
+        f"{args.tickers} tickers x {args.years} years, {sum(bars.values()):,} bars, "
+        f"{planned.units_in_plan:,} units"
     )
     print(f"requests used: {used:,}; lower bound: {lower_bound:,}; one per month: {planned.units_in_plan:,}")
     print(
-        f"used / lower bound: {used / lower_bound:.2f} (one request per month: {planned.units_in_plan / lower_bound:.1f})"
+        f"used / lower bound: {used / lower_bound:.2f} "
+        f"(one request per month: {planned.units_in_plan / lower_bound:.1f})"
     )
     print(f"wall time {elapsed:.1f} s, {report.stats.settled / elapsed:.0f} units/s")
 

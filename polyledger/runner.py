@@ -35,7 +35,7 @@ DEFAULT_GIVE_UP_AFTER = 300.0  # seconds an API may stay down before the run sto
 # unit is settled as soon as a page passes its end, so a long range costs no memory, and
 # its requests are ceil(bars / 50,000): never more than asking unit by unit. The cap only
 # bounds what one failure can touch.
-GROUP_SIZE = {"minute": 24, "day": 30}
+GROUP_SIZE = {"minute": 60, "day": 30}
 SETTLED_OUTCOMES = ("done", "empty_confirmed", "failed")
 
 

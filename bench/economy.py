@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from standin import standin
 
 from polyledger.ledger import Ledger
 from polyledger.plan import plan
@@ -44,28 +44,7 @@ def main() -> None:
     bars = {t: market.minute_bars(t, *span).height for t in tickers}
     lower_bound = sum(max(1, math.ceil(n / 50_000)) for n in bars.values())
 
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "polyledger",
-            "serve",
-            "--port",
-            "0",
-            "--api-key",
-            KEY,
-            "--seed",
-            str(SEED),
-            "--tickers",
-            ",".join(tickers),
-            "--bars-per-day",
-            str(args.bars_per_day),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    url = server.stdout.readline().strip()
-    try:
+    with standin(tickers, key=KEY, bars_per_day=args.bars_per_day, seed=SEED) as url:
         with tempfile.TemporaryDirectory() as scratch, Ledger(Path(scratch) / "ledger.db") as ledger:
             planned = plan(ledger, tickers, "minute", start, end)
             run = Run(
@@ -79,9 +58,6 @@ def main() -> None:
             report = run.execute()
             elapsed = time.perf_counter() - began
             stored = ledger.query("SELECT sum(rows) AS n FROM units")[0].n
-    finally:
-        server.terminate()
-        server.wait()
     assert stored == sum(bars.values()), "the download is not the truth"
     used = report.requests_sent
     print(

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psutil
+from standin import standin
 
 from polyledger.ledger import Ledger
 from polyledger.plan import plan
@@ -37,29 +36,10 @@ def main() -> None:
     args = parser.parse_args()
 
     tickers = [f"S{i:04d}" for i in range(args.tickers)]
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "polyledger",
-            "serve",
-            "--port",
-            "0",
-            "--api-key",
-            KEY,
-            "--tickers",
-            ",".join(tickers),
-            "--bars-per-day",
-            str(args.bars_per_day),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    url = server.stdout.readline().strip()
     me = psutil.Process()
     samples: list[tuple[int, int]] = []  # (units settled, rss)
     peak = 0
-    try:
+    with standin(tickers, key=KEY, bars_per_day=args.bars_per_day) as url:
         with tempfile.TemporaryDirectory() as scratch, Ledger(Path(scratch) / "ledger.db") as ledger:
             start = dt.date(2017, 1, 1)
             end = (start + dt.timedelta(days=31 * args.months)).replace(day=1) - dt.timedelta(days=1)
@@ -87,9 +67,6 @@ def main() -> None:
             elapsed = time.perf_counter() - began
             stop.set()
             sampler.join()
-    finally:
-        server.terminate()
-        server.wait()
 
     total = planned.units_in_plan
 

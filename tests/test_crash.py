@@ -6,34 +6,14 @@ import datetime as dt
 import sqlite3
 import subprocess
 import sys
-import time
 
 from polars.testing import assert_frame_equal
-from support import API_KEY, python_env, read_dataset, run_cli, truth, write_universe
+from support import API_KEY, ledger_states, python_env, read_dataset, run_cli, truth, wait_for, write_universe
 
 from polyledger.testing import StandInServer
 
 D = dt.date
 TICKERS = ["AAPL", "BRK.B", "SIRI", "PLUG", "MID1", "MID2"]
-
-
-def ledger_counts(path) -> dict[str, int]:
-    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return dict(connection.execute("SELECT state, count(*) FROM units GROUP BY state").fetchall())
-    except sqlite3.OperationalError:
-        return {}
-    finally:
-        connection.close()
-
-
-def wait_for(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_kill_9_mid_run_then_next_run_completes(work, market):
@@ -60,13 +40,13 @@ def test_kill_9_mid_run_then_next_run_completes(work, market):
             command, cwd=work, env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
-            assert wait_for(lambda: ledger_counts(ledger).get("done", 0) >= 8, timeout=60)
+            assert wait_for(lambda: ledger_states(ledger).get("done", 0) >= 8, timeout=60)
             victim.kill()  # SIGKILL on POSIX, TerminateProcess on Windows: no cleanup runs
             victim.wait(timeout=10)
         finally:
             if victim.poll() is None:
                 victim.kill()
-        after_kill = ledger_counts(ledger)
+        after_kill = ledger_states(ledger)
         assert after_kill.get("running", 0) >= 1, after_kill  # units orphaned mid-flight
         assert after_kill.get("pending", 0) >= 1
 
@@ -75,7 +55,7 @@ def test_kill_9_mid_run_then_next_run_completes(work, market):
         )
         assert result.code == 0, result.err + result.out
 
-    assert set(ledger_counts(ledger)) <= {"done", "empty_confirmed"}
+    assert set(ledger_states(ledger)) <= {"done", "empty_confirmed"}
     assert not [p for p in (work / "data").rglob("*") if ".tmp-" in p.name]
     expected = [truth(market, "minute", t, start, end) for t in TICKERS]
     import polars as pl

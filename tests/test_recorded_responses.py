@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 import vcr
 import yaml
+from support import STORED_COLUMNS
 
 from polyledger.errors import ProtocolError
 from polyledger.polygon.aggs import decode_aggregates
@@ -67,18 +68,7 @@ def test_recorded_daily_aggregates_download_and_keep_et_dates(tmp_path):
     ]
     assert bars["volume"].dtype == pl.Float64 and bars["volume"].to_list() == [642646396.0, 578172308.0]
     assert bars["transactions"].to_list() == [82132, 65543]
-    assert bars.columns == [
-        "ticker",
-        "timestamp",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "vwap",
-        "transactions",
-        "otc",
-    ]
+    assert bars.columns == STORED_COLUMNS
 
 
 def test_recorded_paginated_response_is_followed_exactly_as_given(tmp_path):

@@ -17,7 +17,16 @@ import time
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from support import API_KEY, python_env, read_dataset, run_cli, truth, write_universe
+from support import (
+    API_KEY,
+    ledger_states,
+    python_env,
+    read_dataset,
+    run_cli,
+    truth,
+    wait_for,
+    write_universe,
+)
 
 from polyledger.consistency import deep_check
 from polyledger.errors import StorageError
@@ -29,25 +38,8 @@ from polyledger.testing import StandInServer
 D = dt.date
 
 
-def states(ledger_path) -> dict[str, int]:
-    connection = sqlite3.connect(f"{ledger_path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return dict(connection.execute("SELECT state, count(*) FROM units GROUP BY state").fetchall())
-    finally:
-        connection.close()
-
-
 def expected(market, tickers, start, end) -> pl.DataFrame:
     return pl.concat([truth(market, "minute", t, start, end) for t in tickers]).sort("ticker", "timestamp")
-
-
-def wait_for(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_api_down_stops_within_bounded_time_and_units_stay_retryable(work, market):
@@ -60,11 +52,11 @@ def test_api_down_stops_within_bounded_time_and_units_stay_retryable(work, marke
         assert result.code == 1
         assert "did not recover" in result.out + result.err
         assert elapsed < 30, elapsed
-        assert states(work / "ledger.db") == {"pending": 48}  # nothing burnt into failed
+        assert ledger_states(work / "ledger.db") == {"pending": 48}  # nothing burnt into failed
 
         server.always_status = None  # the API is back
         assert run_cli("run", "--base-url", server.url, "--rate", "500").code == 0
-    assert set(states(work / "ledger.db")) <= {"done", "empty_confirmed"}
+    assert set(ledger_states(work / "ledger.db")) <= {"done", "empty_confirmed"}
 
 
 class DiskFullStore(BarStore):
@@ -94,7 +86,7 @@ def test_disk_full_stops_the_run_with_nothing_half_written(work, market):
         )
         report = run.execute()
         assert report.outcome == "stopped" and "No space left" in report.message
-        counts = states(work / "ledger.db")
+        counts = ledger_states(work / "ledger.db")
         assert counts.get("running", 0) == 0 and counts.get("failed", 0) == 0
         assert 5 <= counts.get("done", 0) < 36
         assert store.temporaries() == []
@@ -274,7 +266,7 @@ def test_ctrl_c_stops_gracefully_and_nothing_stays_running(work, market):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        assert wait_for(lambda: states(work / "ledger.db").get("done", 0) >= 3, timeout=60)
+        assert wait_for(lambda: ledger_states(work / "ledger.db").get("done", 0) >= 3, timeout=60)
         asked = time.monotonic()
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
@@ -282,7 +274,7 @@ def test_ctrl_c_stops_gracefully_and_nothing_stays_running(work, market):
     assert process.returncode == 130, err.decode()
     assert took < 5, took
     assert b"Traceback" not in err
-    counts = states(work / "ledger.db")
+    counts = ledger_states(work / "ledger.db")
     assert counts.get("running", 0) == 0 and counts.get("pending", 0) > 0
     assert not [p for p in (work / "data").rglob("*") if p.name.startswith(".tmp-")]
 
@@ -311,13 +303,14 @@ def test_chaos_kill_9_five_times_then_finish(work, market):
         ]
         kills = 0
         for _ in range(5):
-            done_before = states(work / "ledger.db").get("done", 0)
+            done_before = ledger_states(work / "ledger.db").get("done", 0)
             victim = subprocess.Popen(
                 command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
             # let it make some progress, then kill it at a random moment
             wait_for(
-                lambda before=done_before: states(work / "ledger.db").get("done", 0) > before, timeout=60
+                lambda before=done_before: ledger_states(work / "ledger.db").get("done", 0) > before,
+                timeout=60,
             )
             time.sleep(chance.uniform(0.0, 0.4))  # the random instant of the crash, not a synchronisation
             if victim.poll() is None:
@@ -325,13 +318,13 @@ def test_chaos_kill_9_five_times_then_finish(work, market):
                 kills += 1
             victim.wait(timeout=10)
         assert kills >= 5
-        left = states(work / "ledger.db")
+        left = ledger_states(work / "ledger.db")
         assert left.get("pending", 0) + left.get("running", 0) > 0, "the chaos left nothing to finish"
         final = run_cli(
             "run", "--base-url", server.url, "--workers", "6", "--rate", "1000", "--lease-seconds", "1"
         )
         assert final.code == 0, final.out + final.err
-    assert set(states(work / "ledger.db")) <= {"done", "empty_confirmed"}
+    assert set(ledger_states(work / "ledger.db")) <= {"done", "empty_confirmed"}
     assert_frame_equal(read_dataset(work / "data", "minute"), expected(market, tickers, start, end))
     deep = run_cli("audit", "--deep")
     assert deep.code == 0, deep.out
@@ -343,7 +336,7 @@ def test_a_wrong_base_url_path_stops_the_run_instead_of_failing_every_unit(work,
     with StandInServer(market, api_keys=(API_KEY,)) as server:
         result = run_cli("run", "--base-url", server.url + "/typo")
     assert result.code == 1 and "check --base-url" in result.out + result.err
-    assert states(work / "ledger.db") == {"pending": 24}
+    assert ledger_states(work / "ledger.db") == {"pending": 24}
 
 
 def test_plan_while_a_run_is_writing(work, market):
@@ -359,7 +352,7 @@ def test_plan_while_a_run_is_writing(work, market):
             stderr=subprocess.PIPE,
         )
         try:
-            assert wait_for(lambda: states(work / "ledger.db").get("done", 0) >= 2, timeout=60)
+            assert wait_for(lambda: ledger_states(work / "ledger.db").get("done", 0) >= 2, timeout=60)
             for first in ("2021-01-01", "2020-01-01", "2019-01-01"):
                 result = run_cli("plan", "--universe", "u.csv", "--from", first, "--to", "2023-12-31")
                 assert result.code == 0, result.err

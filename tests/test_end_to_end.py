@@ -206,22 +206,36 @@ def test_either_key_variable_works(work, market, monkeypatch, env_name):
 
 
 def test_faults_on_any_page_are_retried_until_the_data_is_exact(work, market):
-    """12% of bar requests fail in every transient way (page 2+ included). The run still
-    ends with the truth and no false empty months."""
+    """12% of bar requests fail in every transient way, slow answers included. With
+    4,000-bar pages most requests are page 2 or later. The run still ends with the truth,
+    no false empty month, and the key nowhere in what it left."""
     from polyledger.testing import FaultPlan
 
     tickers = ["AAPL", "BRK.B", "SIRI", "NEWCO", "TINY", UNKNOWN]
     start, end = D(2022, 1, 1), D(2023, 9, 30)
-    kinds = ("429", "500", "502", "503", "reset", "truncated", "invalid_json", "bad_shape")
-    faults = FaultPlan(rate=0.12, kinds=kinds, seed=5, retry_after=False)
-    with StandInServer(market, api_keys=(API_KEY,), page_cap=4_000, faults=faults) as server:
+    kinds = ("429", "500", "502", "503", "reset", "truncated", "invalid_json", "bad_shape", "slow")
+    faults = FaultPlan(rate=0.12, kinds=kinds, seed=5, retry_after=False, slow_seconds=1.5)
+    with StandInServer(market, api_keys=(API_KEY,), page_cap=4_000, faults=faults, rate_limit=150) as server:
         write_universe(work / "universe.csv", tickers)
         run_cli("plan", "--universe", "universe.csv", "--from", start, "--to", end)
-        result = run_cli("run", "--base-url", server.url, "--workers", "8", "--rate", "3000")
+        result = run_cli(
+            "run",
+            "--base-url",
+            server.url,
+            "--workers",
+            "8",
+            "--rate",
+            "300",
+            "--timeout",
+            "0.5",
+            "--log-file",
+            "run.log",
+        )
         injected = server.stats.snapshot()
     assert result.code == 0, result.out + result.err
     assert "request errors (retried or final):" in result.out
-    assert sum(injected["faults"].values()) >= 15 and len(injected["faults"]) >= 6, injected["faults"]
+    assert sum(injected["faults"].values()) >= 15 and len(injected["faults"]) >= 7, injected["faults"]
+    assert API_KEY not in everything_written(work) + result.out + result.err
     assert_frame_equal(
         read_dataset(work / "data", "minute"), expected_dataset(market, "minute", tickers, start, end)
     )
@@ -230,3 +244,20 @@ def test_faults_on_any_page_are_retried_until_the_data_is_exact(work, market):
         last = next(p_end for p_start, p_end in unit_periods("month", first, end) if p_start == first)
         assert rows == truth(market, dataset, ticker, first, last).height
         assert state in ("done", "empty_confirmed") and (state == "empty_confirmed") == (rows == 0)
+
+
+def test_a_server_side_rate_limit_slows_the_whole_run_down(work, market):
+    """The server allows 10 requests/s; the client starts at 40/s, is told 429 with
+    Retry-After, slows every worker down, and still gets every bar."""
+    with StandInServer(market, api_keys=(API_KEY,), page_cap=2_000, rate_limit=10) as server:
+        write_universe(work / "universe.csv", ["AAPL"])
+        run_cli("plan", "--universe", "universe.csv", "--from", "2023-01-01", "--to", "2023-03-31")
+        result = run_cli("run", "--base-url", server.url, "--workers", "8", "--rate", "40")
+        statuses = server.stats.snapshot()["by_status"]
+    assert result.code == 0, result.out + result.err
+    assert statuses.get(429, 0) >= 1  # the limit was hit...
+    assert statuses.get(429, 0) <= 0.5 * statuses[200]  # ...and the run backed off instead of hammering
+    assert_frame_equal(
+        read_dataset(work / "data", "minute"),
+        expected_dataset(market, "minute", ["AAPL"], D(2023, 1, 1), D(2023, 3, 31)),
+    )

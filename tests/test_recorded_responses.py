@@ -144,3 +144,28 @@ def test_every_recorded_aggregates_shape_decodes(sample):
 )
 def test_documented_empty_shapes_are_empty(body):
     assert decode_aggregates(body).bars.height == 0
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        "api-mocks/v2/aggs/ticker/AAPL/range/1/day/2005-04-01/2005-04-04.json",
+        "spec-examples/v2_aggs_ticker_range.example.json",
+    ],
+)
+def test_fast_and_general_decoders_agree_on_recorded_and_compact_bodies(sample):
+    from polars.testing import assert_frame_equal
+
+    from polyledger.polygon.aggs import _decode_fast, _decode_general
+
+    pretty = (FIXTURES / sample).read_bytes()
+    compact = json.dumps(json.loads(pretty), separators=(",", ":")).encode()
+    for body in (pretty, compact):
+        fast, general = _decode_fast(body), _decode_general(body)
+        assert fast is not None, "the fast path should take the documented shape"
+        assert_frame_equal(fast.bars, general.bars)
+        assert (fast.next_url, fast.request_id, fast.adjusted) == (
+            general.next_url,
+            general.request_id,
+            general.adjusted,
+        )

@@ -167,7 +167,7 @@ def run(
         )
         job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
         console = _console()
-        with RunDisplay(console, job.client) as display, _signals_stop(job, console):
+        with RunDisplay(console, job.client) as display, _signals_stop(job):
             report = job.execute(on_tick=display.tick)
         print_summary(console, report)
     if report.outcome == "interrupted":
@@ -191,15 +191,14 @@ def _check_base_url(url: str) -> str:
 
 
 @contextlib.contextmanager
-def _signals_stop(job, console: Console):  # type: ignore[no-untyped-def]
+def _signals_stop(job):  # type: ignore[no-untyped-def]
     """The first Ctrl-C (or SIGTERM) asks the run to stop gracefully: no new units, units
     in flight finish or go back to pending. A second one quits at once (still safe)."""
 
     def handler(_signum, _frame):  # type: ignore[no-untyped-def]
         if job.stop.is_set():
             raise KeyboardInterrupt
-        console.print("stopping: finishing units in flight (Ctrl-C again to quit at once)", markup=False)
-        job.request_stop()
+        job.request_stop()  # no printing here: the main thread may be mid-write (reentrant I/O)
 
     if threading.current_thread() is not threading.main_thread():
         yield

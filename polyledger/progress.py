@@ -61,6 +61,7 @@ class RunDisplay:
         self.client = client
         self.plain_every = plain_every
         self._last_plain = 0.0
+        self._told_stopping = False
         self._progress: Progress | None = None
         self._task = None
 
@@ -85,6 +86,13 @@ class RunDisplay:
             self._progress.stop()
 
     def tick(self, stats: RunStats) -> None:
+        if self.client.stop.is_set() and not self._told_stopping:
+            self._told_stopping = True
+            self.console.print(
+                "stopping: finishing units in flight (Ctrl-C again to quit at once)",
+                highlight=False,
+                markup=False,
+            )
         requests = self.client.requests_sent
         retried = dict(self.client.errors_by_class)
         if self._progress is not None and self._task is not None:

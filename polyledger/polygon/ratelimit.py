@@ -1,15 +1,21 @@
 """One rate limiter for the whole run, shared by every worker thread.
 
-Requests are spaced on a schedule (a token bucket with a small burst). A 429 halves the
-rate and pauses everyone until its Retry-After; each success adds a little back, never
-above the configured ceiling: additive increase, multiplicative decrease.
+Requests are spaced on a schedule (a token bucket with a small burst). On a 429 the rate
+drops to just under what the server has actually been accepting (successes over the
+last seconds), at most once a second however many 429s arrive together, and everyone
+pauses for Retry-After when sent. Each success then adds a little back, never above the
+configured ceiling: it converges just under the server's real limit without tuning.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+
+WINDOW_SECONDS = 3.0  # successes counted to estimate what the server accepts
+BELOW_ACCEPTED = 0.95  # settle a little under it
 
 
 class RateLimiter:
@@ -19,6 +25,7 @@ class RateLimiter:
         *,
         burst: float = 1.0,
         min_rate: float = 0.05,
+        increase_per_success: float = 0.005,  # requests/second won back per success
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if rate <= 0:
@@ -27,10 +34,13 @@ class RateLimiter:
         self.rate = rate
         self.min_rate = min(min_rate, rate)
         self.burst = max(1.0, burst)
+        self.increase_per_success = increase_per_success
         self._clock = clock
         self._lock = threading.Lock()
         self._next_slot = clock()
         self._paused_until = 0.0
+        self._last_decrease = float("-inf")
+        self._successes: deque[float] = deque()
         self.throttled = 0  # 429s seen
 
     def reserve(self) -> float:
@@ -53,16 +63,28 @@ class RateLimiter:
 
     def on_success(self) -> None:
         with self._lock:
+            now = self._clock()
+            self._successes.append(now)
+            while self._successes and self._successes[0] < now - WINDOW_SECONDS:
+                self._successes.popleft()
             if self.rate < self.ceiling:
-                # additive: about +1 request/s for every `rate` successes
-                self.rate = min(self.ceiling, self.rate + 1.0 / max(self.rate, 1.0))
+                # additive: slow enough that several processes on one key do not overshoot together
+                self.rate = min(self.ceiling, self.rate + self.increase_per_success)
 
     def on_throttled(self, retry_after: float | None) -> None:
         """The server said 429: slow everyone down, and pause for Retry-After if given."""
         with self._lock:
             self.throttled += 1
-            self.rate = max(self.min_rate, self.rate / 2)
             now = self._clock()
+            if now - self._last_decrease >= 1.0:  # one decision per burst of 429s
+                self._last_decrease = now
+                span = min(WINDOW_SECONDS, now - self._successes[0]) if self._successes else 0.0
+                accepted = len(self._successes) / span if span >= 0.5 else None
+                # just under what the server accepted; without that evidence, 30% off
+                lowered = (
+                    self.rate * 0.7 if accepted is None else min(self.rate * 0.9, BELOW_ACCEPTED * accepted)
+                )
+                self.rate = max(self.min_rate, lowered)
             pause = retry_after if retry_after is not None else 1.0 / self.rate
             self._paused_until = max(self._paused_until, now + min(pause, 300.0))
             self._next_slot = max(self._next_slot, self._paused_until)

@@ -1,0 +1,90 @@
+"""Rate control against a server-side limit: share of 429 answers, and productive
+requests per second as a share of the limit R, for one process and for two processes
+sharing one key.
+
+    python bench/ratelimit.py [--limit 20] [--tickers 200]
+
+Each process starts at twice R (`--rate 2R`) and must find the limit itself. Targets
+(issue #4): 429 share <= 2%, productive rate / R >= 0.9.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from standin import standin
+
+from polyledger.ledger import Ledger
+from polyledger.plan import plan
+from polyledger.runner import Run, RunOptions
+from polyledger.storage import BarStore
+
+KEY = "ratelimit-key"
+
+
+def child(url: str, tickers: list[str], rate: float) -> dict:
+    """One process: plan one month per ticker (one request each) and run."""
+    with tempfile.TemporaryDirectory() as scratch, Ledger(Path(scratch) / "ledger.db") as ledger:
+        plan(ledger, tickers, "minute", dt.date(2023, 3, 1), dt.date(2023, 3, 31))
+        run = Run(
+            ledger,
+            BarStore(Path(scratch) / "data"),
+            api_key=KEY,
+            base_url=url,
+            options=RunOptions(workers=8, rate=rate),
+        )
+        began = time.perf_counter()
+        report = run.execute()
+        elapsed = time.perf_counter() - began
+    return {
+        "requests": report.requests_sent,
+        "throttled": report.throttled,
+        "ok": report.requests_sent - report.throttled,
+        "elapsed": elapsed,
+        "outcome": report.outcome,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--limit", type=float, default=20.0)
+    parser.add_argument("--tickers", type=int, default=200)
+    parser.add_argument("--child", nargs=2, metavar=("URL", "TICKERS"))
+    args = parser.parse_args()
+    if args.child:
+        url, names = args.child
+        print(json.dumps(child(url, names.split(","), 2 * args.limit)))
+        return
+    tickers = [f"R{i:04d}" for i in range(2 * args.tickers)]
+    with standin(tickers, key=KEY, bars_per_day=2, extra=("--rate-limit", str(args.limit))) as url:
+        for processes in (1, 2):
+            share = args.tickers // processes
+            command = [sys.executable, __file__, "--limit", str(args.limit), "--child", url]
+            started = [
+                subprocess.Popen(
+                    [*command, ",".join(tickers[i * share : (i + 1) * share])],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for i in range(processes)
+            ]
+            results = [json.loads(p.communicate()[0]) for p in started]
+            requests = sum(r["requests"] for r in results)
+            throttled = sum(r["throttled"] for r in results)
+            productive = sum(r["ok"] for r in results) / max(r["elapsed"] for r in results)
+            print(
+                f"{processes} process(es), R = {args.limit:g}/s, start at {2 * args.limit:g}/s each: "
+                f"{requests} requests, 429 share {throttled / requests:.1%}, "
+                f"productive {productive:.1f}/s = {productive / args.limit:.2f} R"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -120,3 +120,8 @@ def wait_for(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
             return True
         time.sleep(0.05)
     return False
+
+
+def cli_command(*args: object) -> list[str]:
+    """`polyledger ARGS...` as a child process runs it (same interpreter)."""
+    return [sys.executable, "-m", "polyledger", *(str(a) for a in args)]

@@ -5,10 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import subprocess
-import sys
 
 from polars.testing import assert_frame_equal
-from support import API_KEY, ledger_states, python_env, read_dataset, run_cli, truth, wait_for, write_universe
+from support import (
+    API_KEY,
+    cli_command,
+    ledger_states,
+    python_env,
+    read_dataset,
+    run_cli,
+    truth,
+    wait_for,
+    write_universe,
+)
 
 from polyledger.testing import StandInServer
 
@@ -22,20 +31,9 @@ def test_kill_9_mid_run_then_next_run_completes(work, market):
     assert run_cli("plan", "--universe", "universe.csv", "--from", start, "--to", end).code == 0
     ledger = work / "ledger.db"
     with StandInServer(market, api_keys=(API_KEY,), latency=0.1, page_cap=4_000) as server:
-        command = [
-            sys.executable,
-            "-m",
-            "polyledger",
-            "run",
-            "--base-url",
-            server.url,
-            "--workers",
-            "4",
-            "--rate",
-            "500",
-            "--lease-seconds",
-            "2",
-        ]
+        command = cli_command(
+            "run", "--base-url", server.url, "--workers", "4", "--rate", "500", "--lease-seconds", "2"
+        )
         victim = subprocess.Popen(
             command, cwd=work, env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

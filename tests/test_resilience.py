@@ -19,6 +19,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from support import (
     API_KEY,
+    cli_command,
     ledger_states,
     python_env,
     read_dataset,
@@ -287,20 +288,9 @@ def test_chaos_kill_9_five_times_then_finish(work, market):
     chance = random.Random(20261123)
     env = dict(python_env(), POLYGON_API_KEY=API_KEY)
     with StandInServer(market, api_keys=(API_KEY,), latency=0.02, page_cap=3_000) as server:
-        command = [
-            sys.executable,
-            "-m",
-            "polyledger",
-            "run",
-            "--base-url",
-            server.url,
-            "--workers",
-            "6",
-            "--rate",
-            "1000",
-            "--lease-seconds",
-            "1",
-        ]
+        command = cli_command(
+            "run", "--base-url", server.url, "--workers", "6", "--rate", "1000", "--lease-seconds", "1"
+        )
         kills = 0
         for _ in range(5):
             done_before = ledger_states(work / "ledger.db").get("done", 0)

@@ -22,6 +22,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from polyledger.defaults import (
+    DEFAULT_GIVE_UP_AFTER,
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RATE,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_WORKERS,
+)
 from polyledger.errors import InputError, PolyledgerError
 from polyledger.secrets import RedactingFilter, api_key_from_env, redact
 
@@ -98,9 +106,9 @@ def plan(
 
 @app.command()
 def run(
-    workers: int = typer.Option(8, "--workers", min=1, max=256, help="Worker threads."),
+    workers: int = typer.Option(DEFAULT_WORKERS, "--workers", min=1, max=256, help="Worker threads."),
     rate: float = typer.Option(
-        25.0, "--rate", min=0.01, help="Requests per second for the whole run (all workers)."
+        DEFAULT_RATE, "--rate", min=0.01, help="Requests per second for the whole run (all workers)."
     ),
     base_url: Optional[str] = typer.Option(
         None, "--base-url", envvar="POLYGON_BASE_URL", help="API base URL [default: https://api.massive.com]."
@@ -113,16 +121,25 @@ def run(
         None, "--max-units", min=1, help="Stop after claiming this many units."
     ),
     lease_seconds: float = typer.Option(
-        60.0, "--lease-seconds", min=1.0, help="Lease on a claimed unit; renewed while working."
+        DEFAULT_LEASE_SECONDS,
+        "--lease-seconds",
+        min=1.0,
+        help="Lease on a claimed unit; renewed while working.",
     ),
     max_attempts: int = typer.Option(
-        3, "--max-attempts", min=1, help="Tries per unit for transient failures before it is failed."
+        DEFAULT_MAX_ATTEMPTS,
+        "--max-attempts",
+        min=1,
+        help="Tries per unit for transient failures before it is failed.",
     ),
     give_up_after: float = typer.Option(
-        300.0, "--give-up-after", min=1.0, help="Seconds the API may keep failing before the run stops."
+        DEFAULT_GIVE_UP_AFTER,
+        "--give-up-after",
+        min=1.0,
+        help="Seconds the API may keep failing before the run stops.",
     ),
     timeout: float = typer.Option(
-        60.0, "--timeout", min=0.1, help="Seconds to wait for a response before retrying it."
+        DEFAULT_READ_TIMEOUT, "--timeout", min=0.1, help="Seconds to wait for a response before retrying it."
     ),
     log_file: Optional[Path] = typer.Option(None, "--log-file", help="Also write a log of failures here."),
     ledger_path: Path = LedgerOpt,

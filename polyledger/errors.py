@@ -95,23 +95,12 @@ class StorageError(FatalRunError):
 
 # --- the taxonomy of error classes stored in the ledger --------------------------------
 
-# Worth another try later: the server or the network misbehaved, not the request.
+# Worth another try later: the server or the network misbehaved, not the request. Every
+# other class (not_entitled, not_found, bad_request, pagination, adjusted_mismatch,
+# out_of_range, invalid_ticker, internal:*) is permanent: retrying will not change it.
 TRANSIENT_CLASSES = frozenset(
     {"http_429", "timeout", "connection", "truncated", "invalid_json", "bad_shape", "lease_expired"}
 )
-# Retrying will not change the answer: fix the plan, the key's entitlements or the code.
-PERMANENT_CLASSES = frozenset(
-    {
-        "not_entitled",
-        "not_found",
-        "bad_request",
-        "protocol",
-        "pagination",
-        "adjusted_mismatch",
-        "invalid_ticker",
-    }
-)
-
 
 def is_transient_class(error_class: str) -> bool:
     """True for the error classes a retry may cure (any 5xx included)."""

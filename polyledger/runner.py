@@ -15,6 +15,14 @@ import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from polyledger.defaults import (
+    DEFAULT_GIVE_UP_AFTER,
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RATE,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_WORKERS,
+)
 from polyledger.errors import FatalRunError, InputError, LedgerError
 from polyledger.ledger import Ledger, new_owner_id
 from polyledger.polygon.breaker import CircuitBreaker
@@ -26,11 +34,6 @@ from polyledger.worker import UnitJob, UnitOutcome, process_units
 
 log = logging.getLogger("polyledger.run")
 
-DEFAULT_WORKERS = 8
-DEFAULT_RATE = 25.0  # requests/second; paid plans are asked to stay under 100
-DEFAULT_LEASE_SECONDS = 60.0
-DEFAULT_MAX_ATTEMPTS = 3
-DEFAULT_GIVE_UP_AFTER = 300.0  # seconds an API may stay down before the run stops
 # How many consecutive units of a ticker one request range serves. Pages stream and each
 # unit is settled as soon as a page passes its end, so a long range costs no memory, and
 # its requests are ceil(bars / 50,000): never more than asking unit by unit. The cap only
@@ -56,7 +59,7 @@ class RunOptions:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     give_up_after: float = DEFAULT_GIVE_UP_AFTER
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    timeout: tuple[float, float] = (10.0, 60.0)
+    timeout: tuple[float, float] = (10.0, DEFAULT_READ_TIMEOUT)
 
 
 @dataclass

@@ -254,7 +254,7 @@ def test_ledger_from_a_newer_polyledger_is_refused_by_every_command(work):
         assert result.code == 2 and "newer than this polyledger knows" in result.err, args
 
 
-@pytest.mark.skipif(os.name == "nt", reason="POSIX signals; Windows gets CTRL_C_EVENT, tested by hand")
+@pytest.mark.skipif(os.name == "nt", reason="POSIX only: Windows cannot send SIGINT to a child process")
 def test_ctrl_c_stops_gracefully_and_nothing_stays_running(work, market):
     write_universe(work / "u.csv", ["AAPL", "SIRI", "PLUG", "MID1"])
     run_cli("plan", "--universe", "u.csv", "--from", "2022-01-01", "--to", "2023-12-31")

@@ -102,6 +102,7 @@ TRANSIENT_CLASSES = frozenset(
     {"http_429", "timeout", "connection", "truncated", "invalid_json", "bad_shape", "lease_expired"}
 )
 
+
 def is_transient_class(error_class: str) -> bool:
     """True for the error classes a retry may cure (any 5xx included)."""
     return error_class in TRANSIENT_CLASSES or (error_class.startswith("http_5") and len(error_class) == 8)

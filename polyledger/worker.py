@@ -27,7 +27,7 @@ from polyledger.periods import DATASETS, et_date_of_ms, et_midnight_ms
 from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchedBars, iter_pages
 from polyledger.secrets import redact
-from polyledger.storage import BarStore, bars_for_unit, bars_outside
+from polyledger.storage import BarStore, bars_outside, split_by_unit
 from polyledger.universe import validate_ticker
 
 
@@ -117,8 +117,10 @@ class _Progress:
 
     def _settle(self, units: list[ClaimedUnit]) -> None:
         raw = pl.concat(self._buffer) if self._buffer else pl.DataFrame()
-        for unit in units:
-            self.outcomes.append(_store(unit, raw, self.job, self._charge()))
+        ticker = units[0].ticker
+        unit_bars = split_by_unit(raw, ticker, [(unit.period_start, unit.period_end) for unit in units])
+        for unit, bars in zip(units, unit_bars, strict=True):
+            self.outcomes.append(_store(unit, bars, self.job, self._charge()))
             self.waiting.remove(unit)
         if raw.height and self.waiting:
             after = et_midnight_ms(units[-1].period_end + dt.timedelta(days=1))
@@ -166,10 +168,9 @@ def _settle_failure(unit: ClaimedUnit, job: UnitJob, charge: AttemptRecord, exc:
         return UnitOutcome("lost", 0, charge.requests)
 
 
-def _store(unit: ClaimedUnit, raw: pl.DataFrame, job: UnitJob, charge: AttemptRecord) -> UnitOutcome:
-    """Keep the unit's own bars, write its file, settle it. The file is in place before
-    the ledger says done: never a done unit without its file."""
-    bars = bars_for_unit(raw, unit.ticker, unit.period_start, unit.period_end)
+def _store(unit: ClaimedUnit, bars: pl.DataFrame, job: UnitJob, charge: AttemptRecord) -> UnitOutcome:
+    """Write the unit's bars, settle it. The file is in place before the ledger says
+    done: never a done unit without its file."""
     attempt = AttemptRecord(
         requests=charge.requests, bytes=charge.bytes, bars=bars.height, request_id=charge.request_id
     )

@@ -28,6 +28,33 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(_migrations_config()).get_current_head()
 
 
+def configure_connection(connection: sqlite3.Connection) -> None:
+    """Pragmas every ledger connection uses; transactions are begun explicitly."""
+    connection.isolation_level = None
+    cursor = connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError:
+        pass  # a read-only ledger: reading still works, writing fails with a clear error
+    # NORMAL may lose the last commits on power loss; those units are simply fetched again
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    # checkpoint (the only fsync under NORMAL) every ~40 MB of WAL instead of every 4 MB:
+    # claim + complete with 8 threads went from ~3,500 to ~4,300 units/s
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def connect_sqlite(path: Path) -> sqlite3.Connection:
+    """A plain DBAPI connection to a ledger that `open_engine` has already migrated."""
+    connection = sqlite3.connect(
+        Path(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+    )
+    configure_connection(connection)
+    return connection
+
+
 def create_sqlite_engine(path: Path) -> Engine:
     """An engine whose connections use WAL, NORMAL sync and a generous busy timeout.
 
@@ -43,17 +70,7 @@ def create_sqlite_engine(path: Path) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.OperationalError:
-            pass  # a read-only ledger: reading still works, writing fails with a clear error
-        # NORMAL may lose the last commits on power loss; those units are simply fetched again
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        configure_connection(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]

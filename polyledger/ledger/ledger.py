@@ -1,8 +1,12 @@
 """The ledger: planning units, claiming them under a lease, settling them, and reading it back.
 
-Hot paths are single SQL statements over Core (never ORM objects): a claim is one
-UPDATE over a LIMIT-ed subquery that RETURNs the claimed rows, so two workers can never
-get the same unit, and a settle only lands while the worker still holds the lease.
+Hot paths are single SQL statements (never ORM objects): a claim is one UPDATE over a
+LIMIT-ed subquery that RETURNs the claimed rows, so two workers can never get the same
+unit, and a settle only lands while the worker still holds the lease.
+
+Writes go straight to one sqlite3 connection per thread: through SQLAlchemy `text()`,
+compiling and pooling cost three times the SQL itself (claim + complete at ~1,100
+units/s with 8 threads; ~5,000 raw). Reads and migrations go through the engine.
 """
 
 from __future__ import annotations
@@ -10,16 +14,19 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import sqlite3
+import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, insert, text
 
 from polyledger.errors import LeaseLost
-from polyledger.ledger.database import open_engine
-from polyledger.ledger.models import Run, Unit, UnitAttempt
+from polyledger.ledger.database import connect_sqlite, open_engine
+from polyledger.ledger.models import Run
 from polyledger.ledger.states import UnitState, allowed_sources
 
 Clock = Callable[[], dt.datetime]
@@ -31,7 +38,8 @@ def utc_now() -> dt.datetime:
 
 def iso(moment: dt.datetime) -> str:
     """Fixed-width UTC timestamps, so string comparison in SQL is time comparison."""
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    # isoformat is ~8x cheaper than strftime, and this runs on every claim and settle
+    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def new_owner_id() -> str:
@@ -99,9 +107,12 @@ class StoredFile:
     bytes: int
 
 
-_UNITS = Unit.__table__
-_ATTEMPTS = UnitAttempt.__table__
 _RUNS = Run.__table__
+_INSERT_ATTEMPT = (
+    "INSERT INTO unit_attempts (unit_id, run_id, started_at, ended_at, outcome, error_class, error, "
+    "http_status, request_id, requests, bytes, bars) VALUES (:unit_id, :run_id, :started_at, "
+    ":ended_at, :outcome, :error_class, :error, :http_status, :request_id, :requests, :bytes, :bars)"
+)
 
 
 class Ledger:
@@ -111,8 +122,15 @@ class Ledger:
         self.path = Path(path)
         self.clock = clock
         self.engine: Engine = open_engine(self.path, create=create)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
 
     def close(self) -> None:
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
         self.engine.dispose()
 
     def __enter__(self) -> Ledger:
@@ -120,6 +138,35 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = connect_sqlite(self.path)
+            connection.row_factory = sqlite3.Row
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
+
+    def _statement(self) -> sqlite3.Cursor:
+        """A cursor for one write statement, its own transaction: an UPDATE takes the write
+        lock before it reads, so it waits on the busy timeout like BEGIN IMMEDIATE, and
+        costs one round trip instead of three."""
+        return self._connection().cursor()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction: BEGIN IMMEDIATE takes the write lock up front (a deferred
+        BEGIN that reads, then writes, can fail with "database is locked")."""
+        cursor = self._connection().cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            yield cursor
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
 
     # --- planning -------------------------------------------------------------------
 
@@ -138,11 +185,9 @@ class Ledger:
         batch: list[tuple] = []
 
         def flush() -> int:
-            with self.engine.connect().execution_options(immediate=True) as connection:
-                with connection.begin():
-                    cursor = connection.connection.driver_connection.cursor()
-                    cursor.executemany(sql, batch)
-                    return cursor.rowcount
+            with self._write() as cursor:
+                cursor.executemany(sql, batch)
+                return cursor.rowcount
 
         for unit in units:
             batch.append(
@@ -171,9 +216,9 @@ class Ledger:
         period is fetched whole (its file is then replaced by a superset of itself).
         Returns (widened, busy): busy units are being fetched right now and left alone."""
         wanted = set(tickers)
-        with self.engine.connect().execution_options(immediate=True) as connection, connection.begin():
-            clipped = connection.execute(
-                text(
+        with self._write() as cursor:
+            clipped = cursor.execute(
+                (
                     "SELECT id, ticker, period, period_start, period_end, state FROM units "
                     "WHERE dataset = :d AND ("
                     "(dataset = 'day' AND (period_start != period || '-01-01' "
@@ -182,28 +227,28 @@ class Ledger:
                     "OR period_end != date(period_start, 'start of month', '+1 month', '-1 day'))))"
                 ),
                 {"d": dataset},
-            ).all()
+            ).fetchall()
             widened = busy = 0
             for row in clipped:
-                if row.ticker not in wanted:
+                if row["ticker"] not in wanted:
                     continue
-                first, last = _period_bounds(row.period)
+                first, last = _period_bounds(row["period"])
                 if start > last or end < first:
                     continue
-                new_start = min(row.period_start, max(start, first).isoformat())
-                new_end = max(row.period_end, min(end, last).isoformat())
-                if (new_start, new_end) == (row.period_start, row.period_end):
+                new_start = min(row["period_start"], max(start, first).isoformat())
+                new_end = max(row["period_end"], min(end, last).isoformat())
+                if (new_start, new_end) == (row["period_start"], row["period_end"]):
                     continue
-                if row.state == UnitState.RUNNING.value:
+                if row["state"] == UnitState.RUNNING.value:
                     busy += 1
                     continue
-                params = {"id": row.id, "start": new_start, "end": new_end}
+                params = {"id": row["id"], "start": new_start, "end": new_end}
                 widen = "period_start = :start, period_end = :end"
-                if row.state == UnitState.PENDING.value:
-                    connection.execute(text(f"UPDATE units SET {widen} WHERE id = :id"), params)
+                if row["state"] == UnitState.PENDING.value:
+                    cursor.execute(f"UPDATE units SET {widen} WHERE id = :id", params)
                 else:
                     self._move(
-                        connection, UnitState.PENDING, {UnitState(row.state)}, "id = :id", params, sets=widen
+                        cursor, UnitState.PENDING, {UnitState(row["state"])}, "id = :id", params, sets=widen
                     )
                 widened += 1
         return widened, busy
@@ -212,7 +257,7 @@ class Ledger:
 
     def _move(
         self,
-        connection,  # type: ignore[no-untyped-def]
+        cursor: sqlite3.Cursor,
         target: UnitState,
         sources: set[UnitState],
         where: str,
@@ -220,23 +265,26 @@ class Ledger:
         sets: str = "",
         returning: str = "",
         by_id: bool = False,
-    ):  # type: ignore[no-untyped-def]
+    ) -> sqlite3.Cursor:
         """UPDATE units to `target` where `where` holds and the state is one of `sources`;
         raises IllegalTransition if any source may not move to target.
 
         `by_id`: `where` already picks rows by id, so keep the planner off the state index
         (`state || ''`), which would otherwise scan every row in that state."""
         source_values = allowed_sources(target, sources)
-        placeholders = ", ".join(f":_src{i}" for i in range(len(source_values)))
         state_column = "(state || '')" if by_id else "state"
+        # states are literals (our own enum values): SQLite uses a partial index only when
+        # the query names its state as a constant, and `IN (one)` as `= one`
+        literals = ", ".join(f"'{value}'" for value in source_values)
+        state_test = (
+            f"{state_column} = {literals}" if len(source_values) == 1 else f"{state_column} IN ({literals})"
+        )
         params = dict(params, _target=target.value, _now=iso(self.clock()))
-        params.update({f"_src{i}": value for i, value in enumerate(source_values)})
         sql = (
             f"UPDATE units SET state = :_target, updated_at = :_now{', ' + sets if sets else ''} "
-            f"WHERE ({where}) AND {state_column} IN ({placeholders})"
-            f"{' RETURNING ' + returning if returning else ''}"
+            f"WHERE ({where}) AND {state_test}{' RETURNING ' + returning if returning else ''}"
         )
-        return connection.execute(text(sql), params)
+        return cursor.execute(sql, params)
 
     def claim(
         self,
@@ -252,7 +300,8 @@ class Ledger:
         if datasets:
             names = {f"_ds{i}": name for i, name in enumerate(datasets)}
             params.update(names)
-            dataset_filter = f" AND dataset IN ({', '.join(':' + key for key in names)})"
+            # `+dataset`: filter rows found through the pending index, do not search by dataset
+            dataset_filter = f" AND +dataset IN ({', '.join(':' + key for key in names)})"
         return self._claim_where(
             owner, lease_seconds, f"state = 'pending'{dataset_filter} ORDER BY attempts, id", limit, params
         )
@@ -296,58 +345,54 @@ class Ledger:
             expires=iso(now + dt.timedelta(seconds=lease_seconds)),
             limit=limit,
         )
-        with self.engine.begin() as connection:
-            rows = self._move(
-                connection,
-                UnitState.RUNNING,
-                {UnitState.PENDING},
-                f"id IN (SELECT id FROM units WHERE {selection} LIMIT :limit)",
-                params,
-                by_id=True,
-                sets="lease_owner = :owner, lease_token = :token, lease_expires_at = :expires, "
-                "attempts = attempts + 1",
-                returning="id, dataset, ticker, period_start, period_end, attempts",
-            ).all()
+        rows = self._move(
+            self._statement(),
+            UnitState.RUNNING,
+            {UnitState.PENDING},
+            f"id IN (SELECT id FROM units WHERE {selection} LIMIT :limit)",
+            params,
+            by_id=True,
+            sets="lease_owner = :owner, lease_token = :token, lease_expires_at = :expires, "
+            "attempts = attempts + 1",
+            returning="id, dataset, ticker, period_start, period_end, attempts",
+        ).fetchall()
+        claimed_at = iso(now)
         return [
             ClaimedUnit(
-                id=row.id,
-                dataset=row.dataset,
-                ticker=row.ticker,
-                period_start=dt.date.fromisoformat(row.period_start),
-                period_end=dt.date.fromisoformat(row.period_end),
-                attempts=row.attempts,
+                id=row["id"],
+                dataset=row["dataset"],
+                ticker=row["ticker"],
+                period_start=dt.date.fromisoformat(row["period_start"]),
+                period_end=dt.date.fromisoformat(row["period_end"]),
+                attempts=row["attempts"],
                 lease_token=token,
-                claimed_at=iso(now),
+                claimed_at=claimed_at,
             )
-            for row in sorted(rows, key=lambda r: r.id)
+            for row in sorted(rows, key=lambda r: r["id"])
         ]
 
     def heartbeat(self, owner: str, lease_seconds: float) -> int:
         """Extend every lease `owner` holds. Returns how many units it still holds."""
         expires = iso(self.clock() + dt.timedelta(seconds=lease_seconds))
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                text(
-                    "UPDATE units SET lease_expires_at = :expires "
-                    "WHERE lease_owner = :owner AND state = 'running'"
-                ),
+        with self._write() as cursor:
+            return cursor.execute(
+                "UPDATE units SET lease_expires_at = :expires "
+                "WHERE lease_owner = :owner AND state = 'running'",
                 {"expires": expires, "owner": owner},
-            )
-        return result.rowcount
+            ).rowcount
 
     def reclaim_expired(self) -> int:
         """Put units whose lease ran out (their worker died) back to pending."""
-        with self.engine.begin() as connection:
-            result = self._move(
-                connection,
+        with self._write() as cursor:
+            return self._move(
+                cursor,
                 UnitState.PENDING,
                 {UnitState.RUNNING},
                 "lease_expires_at < :now_iso",
                 {"now_iso": iso(self.clock())},
                 sets="lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
                 "error_class = 'lease_expired', last_error = 'lease expired: its worker stopped'",
-            )
-        return result.rowcount
+            ).rowcount
 
     def _settle(
         self,
@@ -358,9 +403,9 @@ class Ledger:
         attempt: AttemptRecord,
         run_id: str | None,
     ) -> None:
-        with self.engine.begin() as connection:
+        with self._write() as cursor:
             result = self._move(
-                connection,
+                cursor,
                 target,
                 {UnitState.RUNNING},
                 "id = :id AND lease_token = :token",
@@ -370,8 +415,8 @@ class Ledger:
             )
             if result.rowcount != 1:
                 raise LeaseLost(f"unit {unit.id} ({unit.ticker} {unit.period_start}) is no longer ours")
-            connection.execute(
-                insert(_ATTEMPTS),
+            cursor.execute(
+                _INSERT_ATTEMPT,
                 {
                     "unit_id": unit.id,
                     "run_id": run_id,
@@ -452,25 +497,22 @@ class Ledger:
     def release(self, unit: ClaimedUnit, *, undo_attempt: bool) -> bool:
         """Give a claimed unit back (shutdown, bad key). `undo_attempt` keeps its attempt
         count as if it had never been claimed. Returns False if it was no longer ours."""
-        with self.engine.begin() as connection:
-            result = self._move(
-                connection,
-                UnitState.PENDING,
-                {UnitState.RUNNING},
-                "id = :id AND lease_token = :token",
-                {"id": unit.id, "token": unit.lease_token, "undo": 1 if undo_attempt else 0},
-                sets="lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
-                "attempts = attempts - :undo",
-            )
-        return result.rowcount == 1
+        released = self._move(
+            self._statement(),
+            UnitState.PENDING,
+            {UnitState.RUNNING},
+            "id = :id AND lease_token = :token",
+            {"id": unit.id, "token": unit.lease_token, "undo": 1 if undo_attempt else 0},
+            sets="lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
+            "attempts = attempts - :undo",
+        ).rowcount
+        return released == 1
 
     def reset_units(self, where: str, params: dict, sources: set[UnitState]) -> int:
         """Put matching settled/failed units back to pending (retry, repair, re-plan), with a
         fresh attempt budget; their history stays in unit_attempts."""
-        with self.engine.begin() as connection:
-            return self._move(
-                connection, UnitState.PENDING, sources, where, params, sets="attempts = 0"
-            ).rowcount
+        with self._write() as cursor:
+            return self._move(cursor, UnitState.PENDING, sources, where, params, sets="attempts = 0").rowcount
 
     def failed_classes(self) -> dict[str, int]:
         rows = self.query(
@@ -482,14 +524,12 @@ class Ledger:
     def claim_setting(self, key: str, value: str) -> str:
         """Record `value` for `key` unless the ledger has one already; returns the stored
         value. Atomic, so two processes starting together agree on the first one."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                text("INSERT INTO settings (key, value) VALUES (:k, :v) ON CONFLICT (key) DO NOTHING"),
+        with self._write() as cursor:
+            cursor.execute(
+                "INSERT INTO settings (key, value) VALUES (:k, :v) ON CONFLICT (key) DO NOTHING",
                 {"k": key, "v": value},
             )
-            return connection.execute(
-                text("SELECT value FROM settings WHERE key = :k"), {"k": key}
-            ).scalar_one()
+            return cursor.execute("SELECT value FROM settings WHERE key = :k", {"k": key}).fetchone()[0]
 
     # --- runs ------------------------------------------------------------------------
 
@@ -546,7 +586,8 @@ class Ledger:
         if datasets:
             names = {f"_ds{i}": name for i, name in enumerate(datasets)}
             params.update(names)
-            dataset_filter = f" AND dataset IN ({', '.join(':' + key for key in names)})"
+            # `+dataset`: filter rows found through the pending index, do not search by dataset
+            dataset_filter = f" AND +dataset IN ({', '.join(':' + key for key in names)})"
         row = self.query(
             "SELECT "
             f"(SELECT count(*) FROM units WHERE state = 'pending'{dataset_filter}) AS pending, "

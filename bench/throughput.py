@@ -66,7 +66,10 @@ def main() -> None:
     settled = report.stats.settled
     print(f"units: {settled:,} of {planned.units_in_plan:,} ({report.outcome}), workers {args.workers}")
     print(f"latency per response: {args.latency * 1000:.0f} ms, requests: {report.requests_sent:,}")
-    print(f"time: {elapsed:.1f} s -> {settled / elapsed:,.0f} units/s, {report.requests_sent / elapsed:,.1f} req/s")
+    print(
+        f"time: {elapsed:.1f} s -> {settled / elapsed:,.0f} units/s, "
+        f"{report.requests_sent / elapsed:,.1f} req/s"
+    )
     print(
         f"CPU: client {client_cpu:.1f} s ({client_cpu / settled * 1000:.2f} ms/unit), "
         f"stand-in {server_cpu:.1f} s, of {elapsed * psutil.cpu_count():.0f} core-seconds available"

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from polyledger.errors import InputError
 from polyledger.ledger import Ledger, UnitState
-from polyledger.storage import PART_NAME, TEMP_MARK, BarStore
+from polyledger.storage import PART_NAME, TEMP_MARK, BarStore, unit_relative_path
 
 QUARANTINE = ".quarantine"
 # kinds that mean a done unit is not what the ledger says: repair queues it again
@@ -42,14 +43,15 @@ def file_checksum(path: Path) -> str:
 def deep_check(ledger: Ledger, store: BarStore, checksums: bool = True) -> list[Finding]:
     """Compare every `done` unit with its file, and every file with the ledger."""
     findings: list[Finding] = []
-    known: dict[str, str] = {}  # relative path -> state of its unit
+    known: dict[str, str] = {}  # relative path -> state of the unit that owns it
     for row in ledger.query(
-        "SELECT id, dataset, state, rows, file_path, checksum FROM units WHERE file_path IS NOT NULL"
+        "SELECT id, dataset, ticker, period_start, state, rows, file_path, checksum FROM units"
     ):
-        known[row.file_path] = row.state
-        if row.state != UnitState.DONE.value:
-            continue
-        findings.extend(_check_unit_file(store, row, checksums))
+        owned = row.file_path or _expected_path(row.dataset, row.ticker, row.period_start)
+        if owned:
+            known[owned] = row.state
+        if row.state == UnitState.DONE.value and row.file_path:
+            findings.extend(_check_unit_file(store, row, checksums))
     for dataset_dir in _dataset_dirs(store):
         for path in dataset_dir.rglob("*"):
             if not path.is_file() or QUARANTINE in path.parts:
@@ -66,6 +68,15 @@ def deep_check(ledger: Ledger, store: BarStore, checksums: bool = True) -> list[
                     )
                 )
     return findings
+
+
+def _expected_path(dataset: str, ticker: str, period_start: str) -> str | None:
+    """Where a unit not yet done would write its file (a file written just before a crash
+    or a failed batch settle is its, not a stranger's)."""
+    try:
+        return unit_relative_path(dataset, ticker, dt.date.fromisoformat(period_start))
+    except (InputError, ValueError):
+        return None
 
 
 def _dataset_dirs(store: BarStore) -> list[Path]:

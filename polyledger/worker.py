@@ -22,7 +22,7 @@ from polyledger.errors import (
     ProtocolError,
     TransientError,
 )
-from polyledger.ledger import AttemptRecord, ClaimedUnit, Ledger
+from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit, Ledger
 from polyledger.periods import DATASETS, et_date_of_ms, et_midnight_ms
 from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchedBars, iter_pages
@@ -119,8 +119,8 @@ class _Progress:
         raw = pl.concat(self._buffer) if self._buffer else pl.DataFrame()
         ticker = units[0].ticker
         unit_bars = split_by_unit(raw, ticker, [(unit.period_start, unit.period_end) for unit in units])
-        for unit, bars in zip(units, unit_bars, strict=True):
-            self.outcomes.append(_store(unit, bars, self.job, self._charge()))
+        self.outcomes.extend(_store(units, unit_bars, self.job, [self._charge() for _ in units]))
+        for unit in units:
             self.waiting.remove(unit)
         if raw.height and self.waiting:
             after = et_midnight_ms(units[-1].period_end + dt.timedelta(days=1))
@@ -168,21 +168,32 @@ def _settle_failure(unit: ClaimedUnit, job: UnitJob, charge: AttemptRecord, exc:
         return UnitOutcome("lost", 0, charge.requests)
 
 
-def _store(unit: ClaimedUnit, bars: pl.DataFrame, job: UnitJob, charge: AttemptRecord) -> UnitOutcome:
-    """Write the unit's bars, settle it. The file is in place before the ledger says
-    done: never a done unit without its file."""
-    attempt = AttemptRecord(
-        requests=charge.requests, bytes=charge.bytes, bars=bars.height, request_id=charge.request_id
-    )
-    try:
-        if bars.height == 0:
-            job.ledger.settle_empty(unit, job.adjusted, attempt, job.run_id)
-            return UnitOutcome("empty_confirmed", 0, charge.requests)
-        stored = job.store.write_unit(unit.dataset, unit.ticker, unit.period_start, bars)
-        job.ledger.settle_done(unit, stored, job.adjusted, attempt, job.run_id)
-        return UnitOutcome("done", bars.height, charge.requests)
-    except LeaseLost:
-        return UnitOutcome("lost", 0, charge.requests)
+def _store(
+    units: Sequence[ClaimedUnit],
+    unit_bars: Sequence[pl.DataFrame],
+    job: UnitJob,
+    charges: Sequence[AttemptRecord],
+) -> list[UnitOutcome]:
+    """Write each unit's file, then settle them all in one ledger transaction. Files are
+    in place before the ledger says done: never a done unit without its file."""
+    fetched = []
+    for unit, bars, charge in zip(units, unit_bars, charges, strict=True):
+        attempt = AttemptRecord(
+            requests=charge.requests, bytes=charge.bytes, bars=bars.height, request_id=charge.request_id
+        )
+        stored = (
+            job.store.write_unit(unit.dataset, unit.ticker, unit.period_start, bars) if bars.height else None
+        )
+        fetched.append(FetchedUnit(unit, attempt, stored))
+    still_ours = job.ledger.settle_fetched(fetched, job.adjusted, job.run_id)
+    return [
+        UnitOutcome(
+            ("done" if item.stored else "empty_confirmed") if ours else "lost",
+            item.attempt.bars if ours else 0,
+            item.attempt.requests,
+        )
+        for item, ours in zip(fetched, still_ours, strict=True)
+    ]
 
 
 def _release(units: Sequence[ClaimedUnit], job: UnitJob, *, undo: bool) -> list[UnitOutcome]:

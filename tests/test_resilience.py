@@ -89,7 +89,8 @@ def test_disk_full_stops_the_run_with_nothing_half_written(work, market):
         assert report.outcome == "stopped" and "No space left" in report.message
         counts = ledger_states(work / "ledger.db")
         assert counts.get("running", 0) == 0 and counts.get("failed", 0) == 0
-        assert 5 <= counts.get("done", 0) < 36
+        # five files were written whole; only those whose page's batch settled count as done
+        assert counts.get("done", 0) <= 5 and counts.get("pending", 0) >= 31
         assert store.temporaries() == []
         assert [f for f in deep_check(ledger, store) if f.kind != "stale_file"] == []
 

@@ -3,6 +3,7 @@
 from polyledger.ledger.ledger import (
     AttemptRecord,
     ClaimedUnit,
+    FetchedUnit,
     Ledger,
     PlannedUnit,
     StoredFile,
@@ -16,6 +17,7 @@ from polyledger.ledger.states import SETTLED, TRANSITIONS, UnitState, check_tran
 __all__ = [
     "AttemptRecord",
     "ClaimedUnit",
+    "FetchedUnit",
     "Ledger",
     "PlannedUnit",
     "Run",

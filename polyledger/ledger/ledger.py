@@ -59,9 +59,10 @@ class PlannedUnit:
         """The calendar period that identifies the unit (a plan may clip its ends)."""
         if self.period_start.year != self.period_end.year:
             raise ValueError("a unit never spans two years")
+        # integer formatting: strftime here was a third of planning's time
         if self.period_start.month == self.period_end.month and self.dataset != "day":
-            return f"{self.period_start:%Y-%m}"
-        return f"{self.period_start:%Y}"
+            return f"{self.period_start.year:04d}-{self.period_start.month:02d}"
+        return f"{self.period_start.year:04d}"
 
 
 def _period_bounds(period: str) -> tuple[dt.date, dt.date]:
@@ -108,6 +109,40 @@ class StoredFile:
 
 
 _RUNS = Run.__table__
+
+
+@dataclass(frozen=True)
+class FetchedUnit:
+    """A unit whose answer is complete: its file, or None when it has no bars."""
+
+    unit: ClaimedUnit
+    attempt: AttemptRecord
+    stored: StoredFile | None
+
+
+def _fetched_change(item: FetchedUnit, adjusted: bool) -> tuple[UnitState, str, dict]:
+    """The state and columns a complete answer sets (for `Ledger._settle`)."""
+    fetched = "adjusted = :adjusted, fetched_at = :_now, last_error = NULL, error_class = NULL"
+    if item.stored is None:
+        return (
+            UnitState.EMPTY_CONFIRMED,
+            f"rows = 0, file_path = NULL, checksum = NULL, bytes = NULL, {fetched}",
+            {"adjusted": adjusted},
+        )
+    stored = item.stored
+    return (
+        UnitState.DONE,
+        f"rows = :rows, file_path = :file_path, checksum = :checksum, bytes = :bytes, {fetched}",
+        {
+            "rows": stored.rows,
+            "file_path": stored.path,
+            "checksum": stored.checksum,
+            "bytes": stored.bytes,
+            "adjusted": adjusted,
+        },
+    )
+
+
 _INSERT_ATTEMPT = (
     "INSERT INTO unit_attempts (unit_id, run_id, started_at, ended_at, outcome, error_class, error, "
     "http_status, request_id, requests, bytes, bars) VALUES (:unit_id, :run_id, :started_at, "
@@ -396,6 +431,48 @@ class Ledger:
 
     def _settle(
         self,
+        cursor: sqlite3.Cursor,
+        unit: ClaimedUnit,
+        target: UnitState,
+        sets: str,
+        params: dict,
+        attempt: AttemptRecord,
+        run_id: str | None,
+    ) -> bool:
+        """Move a claimed unit out of running and record the attempt; False (and nothing
+        written) if its lease was lost to another worker."""
+        moved = self._move(
+            cursor,
+            target,
+            {UnitState.RUNNING},
+            "id = :id AND lease_token = :token",
+            dict(params, id=unit.id, token=unit.lease_token, add_requests=attempt.requests),
+            sets="lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
+            "requests = requests + :add_requests, " + sets,
+        ).rowcount
+        if moved != 1:
+            return False
+        cursor.execute(
+            _INSERT_ATTEMPT,
+            {
+                "unit_id": unit.id,
+                "run_id": run_id,
+                "started_at": unit.claimed_at,
+                "ended_at": iso(self.clock()),
+                "outcome": target.value,
+                "error_class": attempt.error_class,
+                "error": attempt.error,
+                "http_status": attempt.http_status,
+                "request_id": attempt.request_id,
+                "requests": attempt.requests,
+                "bytes": attempt.bytes,
+                "bars": attempt.bars,
+            },
+        )
+        return True
+
+    def _settle_one(
+        self,
         unit: ClaimedUnit,
         target: UnitState,
         sets: str,
@@ -404,34 +481,21 @@ class Ledger:
         run_id: str | None,
     ) -> None:
         with self._write() as cursor:
-            result = self._move(
-                cursor,
-                target,
-                {UnitState.RUNNING},
-                "id = :id AND lease_token = :token",
-                dict(params, id=unit.id, token=unit.lease_token, add_requests=attempt.requests),
-                sets="lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
-                "requests = requests + :add_requests, " + sets,
-            )
-            if result.rowcount != 1:
+            if not self._settle(cursor, unit, target, sets, params, attempt, run_id):
                 raise LeaseLost(f"unit {unit.id} ({unit.ticker} {unit.period_start}) is no longer ours")
-            cursor.execute(
-                _INSERT_ATTEMPT,
-                {
-                    "unit_id": unit.id,
-                    "run_id": run_id,
-                    "started_at": unit.claimed_at,
-                    "ended_at": iso(self.clock()),
-                    "outcome": target.value,
-                    "error_class": attempt.error_class,
-                    "error": attempt.error,
-                    "http_status": attempt.http_status,
-                    "request_id": attempt.request_id,
-                    "requests": attempt.requests,
-                    "bytes": attempt.bytes,
-                    "bars": attempt.bars,
-                },
-            )
+
+    def settle_fetched(
+        self, fetched: Sequence[FetchedUnit], adjusted: bool, run_id: str | None = None
+    ) -> list[bool]:
+        """Settle units whose answer is complete, in one transaction: `done` with their
+        file (already in place), or `empty_confirmed` when they have no bars. Returns, per
+        unit, whether it was still ours (a lost lease leaves that unit to its new owner).
+        One commit per page's worth of units instead of one per unit."""
+        with self._write() as cursor:
+            return [
+                self._settle(cursor, item.unit, *_fetched_change(item, adjusted), item.attempt, run_id)
+                for item in fetched
+            ]
 
     def settle_done(
         self,
@@ -442,38 +506,18 @@ class Ledger:
         run_id: str | None = None,
     ) -> None:
         """The unit's file is in place: record it, its rows and checksum, in one step."""
-        self._settle(
-            unit,
-            UnitState.DONE,
-            "rows = :rows, file_path = :file_path, checksum = :checksum, bytes = :bytes, "
-            "adjusted = :adjusted, fetched_at = :_now, last_error = NULL, error_class = NULL",
-            {
-                "rows": stored.rows,
-                "file_path": stored.path,
-                "checksum": stored.checksum,
-                "bytes": stored.bytes,
-                "adjusted": adjusted,
-            },
-            attempt,
-            run_id,
+        self._settle_one(
+            unit, *_fetched_change(FetchedUnit(unit, attempt, stored), adjusted), attempt, run_id
         )
 
     def settle_empty(
         self, unit: ClaimedUnit, adjusted: bool, attempt: AttemptRecord, run_id: str | None = None
     ) -> None:
         """A complete, successful answer with no bars."""
-        self._settle(
-            unit,
-            UnitState.EMPTY_CONFIRMED,
-            "rows = 0, file_path = NULL, checksum = NULL, bytes = NULL, adjusted = :adjusted, "
-            "fetched_at = :_now, last_error = NULL, error_class = NULL",
-            {"adjusted": adjusted},
-            attempt,
-            run_id,
-        )
+        self._settle_one(unit, *_fetched_change(FetchedUnit(unit, attempt, None), adjusted), attempt, run_id)
 
     def settle_failed(self, unit: ClaimedUnit, attempt: AttemptRecord, run_id: str | None = None) -> None:
-        self._settle(
+        self._settle_one(
             unit,
             UnitState.FAILED,
             "last_error = :error, error_class = :error_class",
@@ -485,7 +529,7 @@ class Ledger:
     def requeue(self, unit: ClaimedUnit, attempt: AttemptRecord, run_id: str | None = None) -> None:
         """A transient failure with attempts left: back to pending (behind untried units),
         the error kept on the unit and in its attempt history."""
-        self._settle(
+        self._settle_one(
             unit,
             UnitState.PENDING,
             "last_error = :error, error_class = :error_class",

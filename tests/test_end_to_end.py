@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import subprocess
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -14,6 +15,9 @@ from support import (
     API_KEY,
     LISTINGS,
     UNKNOWN,
+    cli_command,
+    ledger_states,
+    python_env,
     read_dataset,
     run_cli,
     truth,
@@ -21,7 +25,7 @@ from support import (
 )
 
 from polyledger.periods import unit_periods
-from polyledger.testing import StandInServer
+from polyledger.testing import Listing, StandInServer, SyntheticMarket
 
 D = dt.date
 TICKERS = [listing.ticker for listing in LISTINGS] + [UNKNOWN]
@@ -260,4 +264,32 @@ def test_a_server_side_rate_limit_slows_the_whole_run_down(work, market):
     assert_frame_equal(
         read_dataset(work / "data", "minute"),
         expected_dataset(market, "minute", ["AAPL"], D(2023, 1, 1), D(2023, 3, 31)),
+    )
+
+
+def test_two_processes_on_one_key_both_adapt_to_the_server_limit(work):
+    """Two `run` processes share one key (and one ledger) against a server allowing 8
+    requests/s; each starts at 16/s, so together they send 4x the limit until they adapt.
+    Without adapting, three requests in four would be refused; they must settle near the
+    limit, refuse little, and still get every bar."""
+    tickers = [f"T{i:03d}" for i in range(40)]  # one month each: one request per unit
+    market = SyntheticMarket([Listing(t, bars_per_day=5) for t in tickers], seed=3)
+    write_universe(work / "universe.csv", tickers)
+    run_cli("plan", "--universe", "universe.csv", "--from", "2023-03-01", "--to", "2023-03-31")
+    with StandInServer(market, api_keys=(API_KEY,), rate_limit=8) as server:
+        command = cli_command("run", "--base-url", server.url, "--workers", "4", "--rate", "16")
+        env = dict(python_env(), POLYGON_API_KEY=API_KEY)
+        children = [
+            subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(2)
+        ]
+        outputs = [child.communicate(timeout=120) for child in children]
+        statuses = server.stats.snapshot()["by_status"]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    assert statuses.get(429, 0) >= 1  # the limit was reached...
+    assert statuses.get(429, 0) <= 0.25 * statuses[200]  # ...and both processes backed off
+    assert ledger_states(work / "ledger.db") == {"done": 40}
+    assert_frame_equal(
+        read_dataset(work / "data", "minute"),
+        expected_dataset(market, "minute", tickers, D(2023, 3, 1), D(2023, 3, 31)),
     )

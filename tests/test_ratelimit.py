@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from polyledger.polygon.ratelimit import RateLimiter
+from polyledger.polygon.ratelimit import BELOW_ACCEPTED, RateLimiter
 
 
 class Clock:
@@ -30,7 +30,7 @@ def test_a_429_drops_to_just_under_what_the_server_accepted_once_per_burst():
         limiter.on_success()
     for _ in range(5):  # a burst of 429s from requests already in flight
         limiter.on_throttled(retry_after=1.0)
-    assert limiter.rate == pytest.approx(0.95 * 20, rel=0.05)
+    assert limiter.rate == pytest.approx(BELOW_ACCEPTED * 20, rel=0.05)
     assert limiter.throttled == 5
     assert limiter.reserve() == pytest.approx(1.0)  # everyone waits for Retry-After
 

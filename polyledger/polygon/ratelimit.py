@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 
 WINDOW_SECONDS = 3.0  # successes counted to estimate what the server accepts
-BELOW_ACCEPTED = 0.95  # settle a little under it
+BELOW_ACCEPTED = 0.90  # settle a little under it
 
 
 class RateLimiter:
@@ -78,8 +78,10 @@ class RateLimiter:
             now = self._clock()
             if now - self._last_decrease >= 1.0:  # one decision per burst of 429s
                 self._last_decrease = now
+                # successes per second over the window, counted over at least a second: early
+                # in a run the server's burst lets a fraction of a second look like a high rate
                 span = min(WINDOW_SECONDS, now - self._successes[0]) if self._successes else 0.0
-                accepted = len(self._successes) / span if span >= 0.5 else None
+                accepted = len(self._successes) / max(span, 1.0) if self._successes else None
                 # just under what the server accepted; without that evidence, 30% off
                 lowered = (
                     self.rate * 0.7 if accepted is None else min(self.rate * 0.9, BELOW_ACCEPTED * accepted)

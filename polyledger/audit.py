@@ -7,6 +7,18 @@ from dataclasses import asdict, dataclass, field
 from polyledger.ledger import Ledger
 
 STATES = ("pending", "running", "done", "empty_confirmed", "failed")
+
+# Adjusted bar units whose prices predate a split that took effect after they were fetched:
+# the API has since rebased those prices, so they no longer join newer units. (Split
+# dates are ET session dates; fetched_at is UTC: a fetch on the execution date counts as
+# after it.) Raw (--unadjusted) units never go stale.
+STALE_ADJUSTED = (
+    "SELECT u.id, u.dataset, u.ticker, u.period, max(s.execution_date) AS execution_date "
+    "FROM units u JOIN splits s ON s.ticker = u.ticker "
+    "WHERE u.state = 'done' AND u.adjusted = 1 AND u.dataset IN ('minute', 'day') "
+    "AND u.period_start < s.execution_date AND substr(u.fetched_at, 1, 10) < s.execution_date "
+    "GROUP BY u.id"
+)
 EXAMPLES_PER_CLASS = 3
 
 
@@ -27,10 +39,14 @@ class DatasetAudit:
     tickers: int = 0
     tickers_without_data: list[str] = field(default_factory=list)
     never_attempted: int = 0
+    stale_adjusted: int = 0  # adjusted units fetched before a later split of their ticker
+    stale_examples: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
-        return self.by_state["done"] + self.by_state["empty_confirmed"] == self.units
+        return (
+            self.by_state["done"] + self.by_state["empty_confirmed"] == self.units and not self.stale_adjusted
+        )
 
 
 @dataclass

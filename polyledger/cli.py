@@ -59,7 +59,12 @@ def _echo(text: str) -> None:
 
 @app.command()
 def plan(
-    universe: Path = typer.Option(..., "--universe", help="CSV file with a 'ticker' column."),
+    universe: Path = typer.Option(
+        ...,
+        "--universe",
+        help="CSV or .parquet file with a 'ticker' column; optional 'list_date' and 'delisted_utc' "
+        "columns skip the periods outside each ticker's listing.",
+    ),
     dataset: str = typer.Option(
         "minute", "--dataset", help="minute (units = months) or day (units = years)."
     ),
@@ -77,7 +82,7 @@ def plan(
     from polyledger.periods import et_today, parse_date
     from polyledger.plan import check_range
     from polyledger.plan import plan as plan_units
-    from polyledger.universe import read_universe
+    from polyledger.universe import read_members
 
     first = parse_date(start, "--from")
     yesterday = et_today() - dt.timedelta(days=1)
@@ -88,12 +93,15 @@ def plan(
             f"--to {last} has not ended yet (US/Eastern): its bars would be incomplete; use --to {yesterday} "
             "or earlier, and plan again later to extend"
         )
-    tickers = read_universe(universe)  # validated before the ledger is touched
+    members = read_members(universe)  # validated before the ledger is touched
     with Ledger(ledger_path) as ledger:
-        result = plan_units(ledger, tickers, dataset, first, last)
+        result = plan_units(ledger, members, dataset, first, last)
+    outside = (
+        f"; {result.outside_listing} outside listing windows, not planned" if result.outside_listing else ""
+    )
     _echo(
         f"planned {result.units_in_plan} {dataset} units for {result.tickers} tickers "
-        f"({first} to {last}): {result.added} new, {result.already_planned} already in {ledger_path}"
+        f"({first} to {last}): {result.added} new, {result.already_planned} already in {ledger_path}{outside}"
     )
     if result.widened:
         _echo(f"{result.widened} partly planned periods were widened and queued to be fetched whole")
@@ -151,15 +159,17 @@ def run(
     Example: POLYGON_API_KEY=... polyledger run --workers 16
     """
     from polyledger.ledger import Ledger
-    from polyledger.periods import DATASETS
+    from polyledger.periods import DATASETS, REFERENCE_DATASETS
     from polyledger.polygon.client import DEFAULT_BASE_URL
     from polyledger.progress import RunDisplay, print_summary
     from polyledger.runner import Run, RunOptions
     from polyledger.storage import BarStore
 
     for name in dataset or []:
-        if name not in DATASETS:
-            raise InputError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+        if name not in (*DATASETS, *REFERENCE_DATASETS):
+            raise InputError(
+                f"unknown dataset {name!r}: choose one of {', '.join((*DATASETS, *REFERENCE_DATASETS))}"
+            )
     api_key = api_key_from_env()
     if not api_key:
         raise InputError("no API key: set POLYGON_API_KEY (or MASSIVE_API_KEY)")
@@ -328,6 +338,9 @@ def retry(
     ),
     ticker: Optional[list[str]] = typer.Option(None, "--ticker", help="Only this ticker (repeatable)."),
     dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="Only this dataset (repeatable)."),
+    stale: bool = typer.Option(
+        False, "--stale", help="Instead: queue adjusted units that a later split made stale (see audit)."
+    ),
     ledger_path: Path = LedgerOpt,
 ) -> None:
     """Move failed units back to pending, with a fresh attempt budget.
@@ -335,11 +348,71 @@ def retry(
     Example: polyledger retry --class not_entitled --ticker AAPL
     """
     from polyledger.ledger import Ledger
-    from polyledger.retry import retry_failed
+    from polyledger.retry import retry_failed, retry_stale
 
     with Ledger(ledger_path, create=False) as ledger:
+        if stale:
+            count = retry_stale(ledger, ticker or ())
+            _echo(f"{count} stale adjusted units are pending again: run `polyledger run` to fetch them")
+            return
         count = retry_failed(ledger, error_class, ticker or (), dataset or ())
     _echo(f"{count} failed units are pending again: run `polyledger run` to fetch them")
+
+
+@app.command()
+def universe(
+    out: Path = typer.Option(..., "--out", help="CSV to write (a .parquet copy goes beside it)."),
+    types: str = typer.Option("CS", "--type", help="Ticker types, comma-separated (CS = common stock)."),
+    exchanges: str = typer.Option("XNAS,XNYS", "--exchange", help="Primary exchange MICs, comma-separated."),
+    cap_max: Optional[float] = typer.Option(None, "--cap-max", min=0.0, help="Keep market cap below this."),
+    as_of: Optional[str] = typer.Option(None, "--date", help="Point in time, YYYY-MM-DD [default: today]."),
+    workers: int = typer.Option(DEFAULT_WORKERS, "--workers", min=1, max=256, help="Worker threads."),
+    rate: float = typer.Option(DEFAULT_RATE, "--rate", min=0.01, help="Requests per second."),
+    base_url: Optional[str] = typer.Option(
+        None, "--base-url", envvar="POLYGON_BASE_URL", help="API base URL [default: https://api.massive.com]."
+    ),
+    ledger_path: Path = LedgerOpt,
+    data: Path = DataOpt,
+) -> None:
+    """Build a universe of active AND delisted tickers, with list dates and market caps.
+
+    Details requests are ledger units: an interrupted build resumes where it stopped.
+
+    Example: polyledger universe --type CS --exchange XNAS,XNYS --cap-max 2e9 --out universe.csv
+    """
+    from polyledger.ledger import Ledger
+    from polyledger.periods import parse_date
+    from polyledger.polygon.client import DEFAULT_BASE_URL
+    from polyledger.runner import Run, RunOptions
+    from polyledger.storage import BarStore
+    from polyledger.universe_build import build_universe
+
+    day = parse_date(as_of, "--date") if as_of else None
+    type_list = [t.strip().upper() for t in types.split(",") if t.strip()]
+    exchange_list = [e.strip().upper() for e in exchanges.split(",") if e.strip()]
+    if not type_list or not exchange_list:
+        raise InputError("--type and --exchange each need at least one value")
+    api_key = api_key_from_env()
+    if not api_key:
+        raise InputError("no API key: set POLYGON_API_KEY (or MASSIVE_API_KEY)")
+    url = _check_base_url(base_url or DEFAULT_BASE_URL)
+    with Ledger(ledger_path) as ledger:
+        store = BarStore(data)
+        store.ensure_writable()
+        options = RunOptions(workers=workers, rate=rate, datasets=("details",))
+        job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
+        with _signals_stop(job):
+            report = build_universe(
+                job, types=type_list, exchanges=exchange_list, cap_max=cap_max, as_of=day, out=out
+            )
+    _echo(report.funnel_text())
+    for ticker, reason in report.failed_details[:20]:
+        _echo(f"details failed: {ticker}: {reason}")
+    if len(report.failed_details) > 20:
+        _echo(f"... and {len(report.failed_details) - 20} more (polyledger audit)")
+    _echo(f"wrote {', '.join(str(p) for p in report.written)}")
+    if report.run is not None and not report.run.ok:
+        raise typer.Exit(1)
 
 
 def _refuse_while_running(ledger, action: str) -> None:  # type: ignore[no-untyped-def]

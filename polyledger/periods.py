@@ -16,6 +16,9 @@ DATASETS: dict[str, tuple[str, str]] = {
     "minute": ("minute", "month"),
     "day": ("day", "year"),
 }
+# reference datasets: one unit per ticker (period "all"), fetched whole from one endpoint
+REFERENCE_DATASETS = ("splits", "dividends", "details")
+PERIOD_ALL = "all"
 
 
 def parse_date(text: str, option: str) -> dt.date:

@@ -36,6 +36,14 @@ def print_audit(console: Console, report: AuditReport) -> None:
             )
         if entry.never_attempted:
             console.print(f"  never attempted: {entry.never_attempted:,} units", markup=False)
+        if entry.stale_adjusted:
+            console.print(
+                f"  stale adjusted: {entry.stale_adjusted:,} units fetched before a later split "
+                "(`polyledger retry --stale` queues them again)",
+                markup=False,
+            )
+            for example in entry.stale_examples:
+                console.print(f"    {example}", markup=False)
 
 
 def print_findings(console: Console, findings: list[Finding], limit: int = 20) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from polyledger.audit import STALE_ADJUSTED
 from polyledger.errors import InputError, is_transient_class
 from polyledger.ledger import Ledger, UnitState
 
@@ -41,3 +42,15 @@ def retry_failed(
         params.update(names)
         where.append(f"dataset IN ({', '.join(':' + k for k in names)})")
     return ledger.reset_units(" AND ".join(where), params, {UnitState.FAILED})
+
+
+def retry_stale(ledger: Ledger, tickers: Sequence[str] = ()) -> int:
+    """Queue again the adjusted bar units that a later split made stale (see audit); their
+    files are replaced when fetched. Returns how many were queued."""
+    params: dict = {}
+    where = f"id IN (SELECT id FROM ({STALE_ADJUSTED}))"
+    if tickers:
+        names = {f"t{i}": ticker for i, ticker in enumerate(tickers)}
+        params.update(names)
+        where += f" AND ticker IN ({', '.join(':' + k for k in names)})"
+    return ledger.reset_units(where, params, {UnitState.DONE})

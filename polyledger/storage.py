@@ -23,7 +23,7 @@ import polars as pl
 
 from polyledger.errors import InputError, StorageError
 from polyledger.ledger import StoredFile
-from polyledger.periods import ET
+from polyledger.periods import ET, REFERENCE_DATASETS
 from polyledger.polygon.aggs import BAR_SCHEMA, to_stored_bars
 from polyledger.universe import validate_ticker
 
@@ -35,6 +35,8 @@ PART_NAME = "part.parquet"
 def unit_relative_path(dataset: str, ticker: str, period_start: dt.date) -> str:
     """Where a unit's file lives, relative to the data folder (forward slashes)."""
     validate_ticker(ticker)  # a ticker can never climb out of the data folder
+    if dataset in REFERENCE_DATASETS:
+        return f"{dataset}/ticker={ticker}/{PART_NAME}"
     parts = [dataset, f"ticker={ticker}", f"year={period_start.year:04d}"]
     if dataset == "minute":
         parts.append(f"month={period_start.month:02d}")

@@ -26,6 +26,7 @@ from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit, Ledger
 from polyledger.periods import DATASETS, et_date_of_ms, et_midnight_ms
 from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchedBars, iter_pages
+from polyledger.reference import REFERENCE, SPLITS, fetch_reference, split_rows
 from polyledger.secrets import redact
 from polyledger.storage import BarStore, bars_outside, split_by_unit
 from polyledger.universe import validate_ticker
@@ -65,6 +66,8 @@ def process_units(units: Sequence[ClaimedUnit], job: UnitJob) -> list[UnitOutcom
     Each settled unit is charged the requests made since the previous one settled.
     """
     head, last = units[0], units[-1]
+    if head.dataset in REFERENCE:
+        return [_process_reference_unit(unit, job) for unit in units]
     timespan, _grain = DATASETS[head.dataset]
     spent = FetchedBars()
     progress = _Progress(units, job, spent)
@@ -194,6 +197,37 @@ def _store(
         )
         for item, ours in zip(fetched, still_ours, strict=True)
     ]
+
+
+def _process_reference_unit(unit: ClaimedUnit, job: UnitJob) -> UnitOutcome:
+    """Fetch, write and settle one reference unit (splits, dividends, details), under the
+    bars' rules: transient failures go back in the queue while attempts remain, permanent
+    ones fail the unit with their class, fatal ones give it back and stop the run."""
+    spent = FetchedBars()
+    try:
+        validate_ticker(unit.ticker)
+        frame = fetch_reference(job.client, unit, spent)
+        if unit.dataset == SPLITS.name:
+            job.ledger.replace_splits(unit.ticker, split_rows(frame))
+        stored = (
+            job.store.write_unit(unit.dataset, unit.ticker, unit.period_start, frame)
+            if frame.height
+            else None
+        )
+        attempt = AttemptRecord(
+            requests=spent.requests, bytes=spent.bytes, bars=frame.height, request_id=spent.request_id
+        )
+        (ours,) = job.ledger.settle_fetched([FetchedUnit(unit, attempt, stored)], None, job.run_id)
+        state = ("done" if stored else "empty_confirmed") if ours else "lost"
+        return UnitOutcome(state, frame.height if ours else 0, spent.requests)
+    except Stopped:
+        return _release([unit], job, undo=spent.requests == 0)[0]
+    except (FatalRunError, KeyboardInterrupt):
+        _release([unit], job, undo=True)
+        raise
+    except (FetchError, InputError) as exc:
+        charge = AttemptRecord(requests=spent.requests, bytes=spent.bytes, request_id=spent.request_id)
+        return _settle_failure(unit, job, charge, exc)
 
 
 def _release(units: Sequence[ClaimedUnit], job: UnitJob, *, undo: bool) -> list[UnitOutcome]:

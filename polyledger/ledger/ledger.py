@@ -53,10 +53,13 @@ class PlannedUnit:
     ticker: str
     period_start: dt.date
     period_end: dt.date
+    period_name: str | None = None  # set for units that are not a calendar period ("all")
 
     @property
     def period(self) -> str:
         """The calendar period that identifies the unit (a plan may clip its ends)."""
+        if self.period_name is not None:
+            return self.period_name
         if self.period_start.year != self.period_end.year:
             raise ValueError("a unit never spans two years")
         # integer formatting: strftime here was a third of planning's time
@@ -120,7 +123,7 @@ class FetchedUnit:
     stored: StoredFile | None
 
 
-def _fetched_change(item: FetchedUnit, adjusted: bool) -> tuple[UnitState, str, dict]:
+def _fetched_change(item: FetchedUnit, adjusted: bool | None) -> tuple[UnitState, str, dict]:
     """The state and columns a complete answer sets (for `Ledger._settle`)."""
     fetched = "adjusted = :adjusted, fetched_at = :_now, last_error = NULL, error_class = NULL"
     if item.stored is None:
@@ -485,7 +488,7 @@ class Ledger:
                 raise LeaseLost(f"unit {unit.id} ({unit.ticker} {unit.period_start}) is no longer ours")
 
     def settle_fetched(
-        self, fetched: Sequence[FetchedUnit], adjusted: bool, run_id: str | None = None
+        self, fetched: Sequence[FetchedUnit], adjusted: bool | None, run_id: str | None = None
     ) -> list[bool]:
         """Settle units whose answer is complete, in one transaction: `done` with their
         file (already in place), or `empty_confirmed` when they have no bars. Returns, per
@@ -564,6 +567,17 @@ class Ledger:
             "WHERE state = 'failed' GROUP BY 1"
         )
         return {row.c: row.n for row in rows}
+
+    def replace_splits(self, ticker: str, splits: Sequence[tuple[str, float, float]]) -> None:
+        """The ticker's known splits, (execution_date, split_from, split_to), replaced whole."""
+        now = iso(self.clock())
+        with self._write() as cursor:
+            cursor.execute("DELETE FROM splits WHERE ticker = ?", (ticker,))
+            cursor.executemany(
+                "INSERT INTO splits (ticker, execution_date, split_from, split_to, recorded_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ticker, execution_date) DO NOTHING",
+                [(ticker, day, split_from, split_to, now) for day, split_from, split_to in splits],
+            )
 
     def claim_setting(self, key: str, value: str) -> str:
         """Record `value` for `key` unless the ledger has one already; returns the stored

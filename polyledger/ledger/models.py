@@ -86,3 +86,15 @@ class Setting(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     value: str
+
+
+class Split(SQLModel, table=True):
+    """A split known for a ticker (from the splits dataset): what the stale-adjustment audit reads."""
+
+    __tablename__ = "splits"
+
+    ticker: str = Field(primary_key=True)
+    execution_date: str = Field(primary_key=True)  # ISO date
+    split_from: float
+    split_to: float
+    recorded_at: str

@@ -1,0 +1,174 @@
+"""Building a survivorship-bias-free universe: active and delisted tickers, their details,
+filters, and a funnel saying what each filter kept.
+
+The tickers list is a handful of pages (1,000 names each) and is read again each time;
+the details, one request per ticker, are `details` units in the ledger, so an interrupted
+build resumes where it stopped and a failed request is reported with its reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from polyledger.errors import InputError
+from polyledger.ledger import Ledger, PlannedUnit
+from polyledger.periods import PERIOD_ALL
+from polyledger.polygon.client import PolygonClient
+from polyledger.polygon.fetch import FetchedBars
+from polyledger.polygon.reference import iter_results
+from polyledger.reference import DETAILS, FIRST_DAY
+from polyledger.runner import Run, RunReport
+from polyledger.storage import BarStore
+
+COLUMNS = (
+    "ticker",
+    "name",
+    "primary_exchange",
+    "type",
+    "active",
+    "cik",
+    "composite_figi",
+    "list_date",
+    "delisted_utc",
+    "market_cap",
+)
+LIST_SCHEMA = {
+    "ticker": pl.String(),
+    "name": pl.String(),
+    "primary_exchange": pl.String(),
+    "type": pl.String(),
+    "active": pl.Boolean(),
+    "cik": pl.String(),
+    "composite_figi": pl.String(),
+    "delisted_utc": pl.String(),
+}
+
+
+@dataclass
+class UniverseReport:
+    funnel: list[tuple[str, int]] = field(default_factory=list)  # (step, names left)
+    failed_details: list[tuple[str, str]] = field(default_factory=list)  # (ticker, reason)
+    run: RunReport | None = None
+    written: list[Path] = field(default_factory=list)
+
+    def funnel_text(self) -> str:
+        return " -> ".join(f"{step} {count:,}" for step, count in self.funnel)
+
+
+def list_tickers(client: PolygonClient, as_of: dt.date | None) -> pl.DataFrame:
+    """Every stock ticker, active and delisted (two passes: the API defaults to active)."""
+    frames = []
+    for active in ("true", "false"):
+        params = {"market": "stocks", "active": active, "limit": "1000"}
+        if as_of is not None:
+            params["date"] = as_of.isoformat()
+        rows = [
+            row
+            for page in iter_results(client, "/v3/reference/tickers", params, FetchedBars())
+            for row in page
+        ]
+        frames.append(
+            pl.DataFrame(
+                [{k: row.get(k) for k in LIST_SCHEMA} for row in rows], schema=LIST_SCHEMA, strict=False
+            )
+        )
+    # a symbol reused after a delisting appears in both passes: keep the active listing
+    return pl.concat(frames).unique(subset="ticker", keep="first", maintain_order=True)
+
+
+def build_universe(
+    run: Run,
+    *,
+    types: Sequence[str],
+    exchanges: Sequence[str],
+    cap_max: float | None,
+    as_of: dt.date | None,
+    out: Path,
+) -> UniverseReport:
+    """List, filter by type and exchange, fetch details (ledger units), filter by market
+    cap, write `out` (CSV) and the same table as Parquet beside it."""
+    if out.suffix.lower() != ".csv":
+        raise InputError(f"--out must be a .csv file (a .parquet copy is written beside it): {out}")
+    if not out.parent.is_dir():
+        raise InputError(f"folder for --out does not exist: {out.parent}")
+    report = UniverseReport()
+    listed = list_tickers(run.client, as_of)
+    report.funnel.append(("listed", listed.height))
+    kept = listed.filter(
+        pl.col("type").is_in(list(types)) & pl.col("primary_exchange").is_in(list(exchanges))
+    )
+    report.funnel.append((f"{'+'.join(types)} on {'/'.join(exchanges)}", kept.height))
+
+    period = as_of.isoformat() if as_of else PERIOD_ALL
+    day = as_of or dt.date.today()
+    run.ledger.add_units(_details_units(kept, day, period))
+    report.run = run.execute()
+    details = _details(run.ledger, run.store, period)
+    report.failed_details = _failed_details(run.ledger, period)
+
+    table = kept.join(details, on="ticker", how="left", suffix="_details").select(
+        "ticker",
+        "name",
+        "primary_exchange",
+        "type",
+        "active",
+        "cik",
+        "composite_figi",
+        "list_date",
+        pl.coalesce("delisted_utc", "delisted_utc_details").alias("delisted_utc"),
+        "market_cap",
+    )
+    if cap_max is not None:
+        # a delisted name often has no market cap: dropping it would bring survivorship bias back
+        table = table.filter(pl.col("market_cap").is_null() | (pl.col("market_cap") < cap_max))
+        report.funnel.append((f"cap < {cap_max:,.0f} (or unknown)", table.height))
+    table = table.sort("ticker")
+    table.write_csv(out)
+    parquet = out.with_suffix(".parquet")
+    table.write_parquet(parquet)
+    report.written = [out, parquet]
+    return report
+
+
+def _details_units(kept: pl.DataFrame, day: dt.date, period: str) -> list[PlannedUnit]:
+    """A details unit per ticker, asked as of `day`, or as of its last listed day if it
+    was delisted before (a symbol's details after delisting may be gone or reused)."""
+    units = []
+    for ticker, delisted in kept.select("ticker", "delisted_utc").iter_rows():
+        last = day
+        if delisted:
+            try:
+                last = min(day, dt.date.fromisoformat(delisted[:10]) - dt.timedelta(days=1))
+            except ValueError:
+                pass  # an unreadable date: ask as of `day`
+        units.append(PlannedUnit(DETAILS.name, ticker, FIRST_DAY, last, period_name=period))
+    return units
+
+
+def _details(ledger: Ledger, store: BarStore, period: str) -> pl.DataFrame:
+    rows = ledger.query(
+        "SELECT file_path FROM units WHERE dataset = 'details' AND period = :p AND state = 'done'",
+        {"p": period},
+    )
+    schema = {
+        "ticker": pl.String(),
+        "list_date": pl.Date(),
+        "market_cap": pl.Float64(),
+        "delisted_utc": pl.String(),
+    }
+    frames = [pl.read_parquet(store.path_of(row.file_path)).select(list(schema)) for row in rows]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+def _failed_details(ledger: Ledger, period: str) -> list[tuple[str, str]]:
+    rows = ledger.query(
+        "SELECT ticker, coalesce(error_class, 'unknown') AS c, last_error FROM units "
+        "WHERE dataset = 'details' AND period = :p AND state = 'failed' ORDER BY ticker",
+        {"p": period},
+    )
+    return [(row.ticker, f"{row.c}: {row.last_error}") for row in rows]

@@ -92,6 +92,15 @@ def audit(ledger: Ledger) -> AuditReport:
         entry.never_attempted = ledger.query(
             "SELECT count(*) AS n FROM units WHERE dataset = :d AND attempts = 0", {"d": name}
         )[0].n
+        stale = ledger.query(
+            f"SELECT ticker, period, execution_date FROM ({STALE_ADJUSTED}) WHERE dataset = :d "
+            "ORDER BY ticker, period",
+            {"d": name},
+        )
+        entry.stale_adjusted = len(stale)
+        entry.stale_examples = [
+            f"{row.ticker} {row.period}: split on {row.execution_date}" for row in stale[:EXAMPLES_PER_CLASS]
+        ]
         report.datasets.append(entry)
     return report
 

@@ -70,10 +70,20 @@ STORED_COLUMNS = [
 ]
 
 
-def truth(market: SyntheticMarket, dataset: str, ticker: str, start: dt.date, end: dt.date) -> pl.DataFrame:
-    """The bars the stand-in holds for [start, end] (US/Eastern dates), in the stored schema."""
+def truth(
+    market: SyntheticMarket,
+    dataset: str,
+    ticker: str,
+    start: dt.date,
+    end: dt.date,
+    *,
+    adjusted: bool = False,
+) -> pl.DataFrame:
+    """The bars the stand-in holds for [start, end] (US/Eastern dates), in the stored schema
+    (raw, or split-adjusted as of the market's splits)."""
     start_ms, end_ms = et_midnight_ms(start), et_midnight_ms(end + dt.timedelta(days=1))
-    raw = (market.minute_bars if dataset == "minute" else market.day_bars)(ticker, start_ms, end_ms)
+    fetch = market.minute_bars if dataset == "minute" else market.day_bars
+    raw = fetch(ticker, start_ms, end_ms, adjusted=adjusted)
     return raw.select(
         pl.lit(ticker).alias("ticker"),
         pl.col("t").cast(pl.Datetime("ms", "UTC")).alias("timestamp"),

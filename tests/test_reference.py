@@ -6,11 +6,21 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
+from support import read_dataset, truth
 
+from polyledger.audit import audit
 from polyledger.errors import TransientError
+from polyledger.ledger import Ledger
+from polyledger.plan import plan
 from polyledger.polygon.reference import decode_results
-from polyledger.reference import DETAILS, DIVIDENDS, SPLITS, results_frame
+from polyledger.reference import DETAILS, DIVIDENDS, SPLITS, plan_reference, results_frame
+from polyledger.retry import retry_stale
+from polyledger.runner import Run, RunOptions
+from polyledger.storage import BarStore
+from polyledger.testing import Dividend, Listing, Split, StandInServer, SyntheticMarket
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -67,3 +77,120 @@ def test_recorded_tickers_list_pages_carry_their_next_url():
 def test_undecodable_reference_bodies_are_transient(body):
     with pytest.raises(TransientError):
         decode_results(body)
+
+
+KEY = "reference-key"
+SPLIT_DAY = dt.date(2024, 6, 10)
+
+
+def _run(ledger: Ledger, data: Path, url: str, *datasets: str) -> None:
+    options = RunOptions(workers=2, rate=500, datasets=datasets or None)
+    report = Run(ledger, BarStore(data), api_key=KEY, base_url=url, options=options).execute()
+    assert report.ok, report.message
+
+
+def test_a_later_split_makes_adjusted_units_stale_and_retry_stale_fetches_them_again(tmp_path):
+    """Minute bars of Jan-Jul 2024 fetched (adjusted) on 2024-04-02 and 2024-08-01; a 1:4
+    split on 2024-06-10 then rebases every price before it. The audit flags exactly the
+    units fetched before the split whose bars predate it; `retry --stale` refetches them
+    and the dataset then equals the API's adjusted bars."""
+    plain = Listing("SPLT", bars_per_day=30)
+    before = SyntheticMarket([plain], seed=5)
+    after = SyntheticMarket([Listing("SPLT", bars_per_day=30, splits=(Split(SPLIT_DAY, 1, 4),))], seed=5)
+    path, data = tmp_path / "ledger.db", tmp_path / "data"
+
+    def clock_at(day: dt.date):  # the ledger records fetched_at from its clock
+        return lambda: dt.datetime.combine(day, dt.time(12), tzinfo=dt.timezone.utc)
+
+    with (
+        Ledger(path, clock=clock_at(dt.date(2024, 4, 2))) as ledger,
+        StandInServer(before, api_keys=(KEY,)) as api,
+    ):
+        plan(ledger, ["SPLT"], "minute", dt.date(2024, 1, 1), dt.date(2024, 3, 31))
+        _run(ledger, data, api.url)
+    with (
+        Ledger(path, clock=clock_at(dt.date(2024, 8, 1))) as ledger,
+        StandInServer(after, api_keys=(KEY,)) as api,
+    ):
+        plan(ledger, ["SPLT"], "minute", dt.date(2024, 4, 1), dt.date(2024, 7, 31))  # after the split
+        plan_reference(ledger, ["SPLT"], "splits", dt.date(2024, 8, 1))
+        _run(ledger, data, api.url)
+        assert ledger.query("SELECT execution_date, split_from, split_to FROM splits")[0] == (
+            "2024-06-10",
+            1.0,
+            4.0,
+        )
+        minute = next(d for d in audit(ledger).datasets if d.dataset == "minute")
+        assert minute.stale_adjusted == 3 and not minute.complete  # Jan, Feb, Mar; not Apr-Jul
+        assert minute.stale_examples[0] == "SPLT 2024-01: split on 2024-06-10"
+        assert (
+            read_dataset(data, "minute")
+            .filter(pl.col("timestamp") < dt.datetime(2024, 4, 1, tzinfo=dt.timezone.utc))
+            .get_column("close")
+            .to_list()
+            == truth(before, "minute", "SPLT", dt.date(2024, 1, 1), dt.date(2024, 3, 31))
+            .get_column("close")
+            .to_list()
+        )  # the old basis, until refetched
+
+        assert retry_stale(ledger) == 3
+        _run(ledger, data, api.url)
+        assert next(d for d in audit(ledger).datasets if d.dataset == "minute").stale_adjusted == 0
+    expected = truth(after, "minute", "SPLT", dt.date(2024, 1, 1), dt.date(2024, 7, 31), adjusted=True)
+    assert_frame_equal(read_dataset(data, "minute"), expected)
+    assert truth(after, "minute", "SPLT", dt.date(2024, 1, 2), dt.date(2024, 1, 2), adjusted=True)["close"][
+        0
+    ] * 4 == (
+        pytest.approx(
+            truth(before, "minute", "SPLT", dt.date(2024, 1, 2), dt.date(2024, 1, 2))["close"][0], rel=1e-3
+        )
+    )
+
+
+def test_raw_units_never_go_stale(tmp_path):
+    market = SyntheticMarket([Listing("SPLT", bars_per_day=10, splits=(Split(SPLIT_DAY, 1, 4),))], seed=5)
+    path = tmp_path / "ledger.db"
+    with Ledger(path, clock=lambda: dt.datetime(2024, 4, 2, tzinfo=dt.timezone.utc)) as ledger:
+        with StandInServer(market, api_keys=(KEY,)) as api:
+            plan(ledger, ["SPLT"], "minute", dt.date(2024, 1, 1), dt.date(2024, 2, 29))
+            plan_reference(ledger, ["SPLT"], "splits", dt.date(2024, 8, 1))
+            options = RunOptions(workers=2, rate=500, adjusted=False)
+            assert (
+                Run(ledger, BarStore(tmp_path / "data"), api_key=KEY, base_url=api.url, options=options)
+                .execute()
+                .ok
+            )
+        assert next(d for d in audit(ledger).datasets if d.dataset == "minute").stale_adjusted == 0
+        assert retry_stale(ledger) == 0
+    assert_frame_equal(
+        read_dataset(tmp_path / "data", "minute"),
+        truth(market, "minute", "SPLT", dt.date(2024, 1, 1), dt.date(2024, 2, 29), adjusted=False),
+    )
+
+
+def test_splits_and_dividends_datasets_download_per_ticker_with_empty_confirmed_for_none(tmp_path):
+    listings = [
+        Listing("SPLT", bars_per_day=5, splits=(Split(SPLIT_DAY, 1, 4), Split(dt.date(2021, 3, 1), 3, 1))),
+        Listing("DIVY", bars_per_day=5, dividends=(Dividend(dt.date(2023, 5, 5), 0.25),)),
+    ]
+    market = SyntheticMarket(listings, seed=2)
+    with Ledger(tmp_path / "ledger.db") as ledger, StandInServer(market, api_keys=(KEY,)) as api:
+        for dataset in ("splits", "dividends"):
+            assert plan_reference(ledger, ["SPLT", "DIVY"], dataset, dt.date(2024, 8, 1)) == 2
+        _run(ledger, tmp_path / "data", api.url)
+        states = {(r.dataset, r.ticker): (r.state, r.rows) for r in ledger.query("SELECT * FROM units")}
+    assert states == {
+        ("splits", "SPLT"): ("done", 2),
+        ("splits", "DIVY"): ("empty_confirmed", 0),
+        ("dividends", "SPLT"): ("empty_confirmed", 0),
+        ("dividends", "DIVY"): ("done", 1),
+    }
+    splits = pl.read_parquet(tmp_path / "data" / "splits" / "ticker=SPLT" / "part.parquet").sort(
+        "execution_date"
+    )
+    assert splits.select("execution_date", "split_from", "split_to").rows() == [
+        (dt.date(2021, 3, 1), 3.0, 1.0),
+        (dt.date(2024, 6, 10), 1.0, 4.0),
+    ]
+    dividends = pl.read_parquet(tmp_path / "data" / "dividends" / "ticker=DIVY" / "part.parquet")
+    assert dividends.select("ex_dividend_date", "cash_amount").rows() == [(dt.date(2023, 5, 5), 0.25)]

@@ -9,6 +9,7 @@ exactly the same bars, and no history has to be generated "from the beginning of
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import zlib
 from collections.abc import Iterable
@@ -45,12 +46,67 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _STREAMS = [np.uint64((_GOLDEN * (k + 1) * 2 + 1) & _MASK64) for k in range(8)]
 
 
+# reference data carries no wall-clock time: "now" for last_updated_utc when no date is asked
+REFERENCE_AS_OF = dt.date(2025, 1, 2)
+# T+1 settlement (2024-05-28 on): record date = ex-dividend date; before it, one session later
+T_PLUS_1 = dt.date(2024, 5, 28)
+_FIGI_ALPHABET = "BCDFGHJKLMNPQRSTVWXYZ0123456789"  # FIGIs never use vowels
+
+
+@dataclass(frozen=True)
+class Split:
+    """A split effective at the open of execution_date: split_from old shares become split_to."""
+
+    execution_date: dt.date
+    split_from: float
+    split_to: float
+
+    def __post_init__(self) -> None:
+        if not (self.split_from > 0 and self.split_to > 0):
+            raise ValueError(f"split ratio must be positive: {self.split_from}:{self.split_to}")
+
+
+@dataclass(frozen=True)
+class Dividend:
+    """A cash dividend per share, in the share basis of its ex-dividend date."""
+
+    ex_dividend_date: dt.date
+    cash_amount: float
+    pay_date: dt.date | None = None  # None: a deterministic date after the record date
+    frequency: int = 4  # payments per year; 0 = special
+
+
 @dataclass(frozen=True)
 class Listing:
     ticker: str
     list_date: dt.date | None = None  # no bars before (ET date)
-    delist_date: dt.date | None = None  # no bars after (ET date)
+    delist_date: dt.date | None = None  # no bars after (ET date); its last session
     bars_per_day: int = 200  # average minute bars per weekday session
+    name: str | None = None  # None: "<TICKER> Synthetic Holdings Inc."
+    primary_exchange: str = "XNAS"
+    type: str = "CS"
+    splits: tuple[Split, ...] = ()
+    dividends: tuple[Dividend, ...] = ()
+
+    def __post_init__(self) -> None:
+        # accept lists too, but keep the dataclass hashable
+        object.__setattr__(self, "splits", tuple(self.splits))
+        object.__setattr__(self, "dividends", tuple(self.dividends))
+
+    @property
+    def display_name(self) -> str:
+        return self.name if self.name is not None else f"{self.ticker} Synthetic Holdings Inc."
+
+    def active_on(self, day: dt.date) -> bool:
+        """Listed on or before `day` and still trading on it (the delist date is its last session)."""
+        listed = self.list_date is None or self.list_date <= day
+        return listed and (self.delist_date is None or day <= self.delist_date)
+
+    def delisted_by(self, day: dt.date | None) -> bool:
+        """Delisted before `day` (None: at all, whatever the date)."""
+        if self.delist_date is None:
+            return False
+        return day is None or self.delist_date < day
 
 
 def _splitmix64_int(x: int) -> int:
@@ -118,6 +174,53 @@ def empty_bars() -> pl.DataFrame:
     return pl.DataFrame(schema=BAR_SCHEMA)
 
 
+def split_factors(splits: Iterable[Split], dates: list[dt.date]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(price, volume) multipliers per session date: every split executed after a date
+    scales its prices by split_from/split_to and its volume by the inverse. None if no
+    split touches the dates, so unsplit bars stay bit-for-bit the raw series."""
+    ordinals = np.array([d.toordinal() for d in dates], dtype=np.int64)
+    price, volume = np.ones(len(dates)), np.ones(len(dates))
+    touched = False
+    for split in splits:
+        before = ordinals < split.execution_date.toordinal()
+        if before.any():
+            touched = True
+            price[before] *= split.split_from / split.split_to
+            volume[before] *= split.split_to / split.split_from
+    return (price, volume) if touched else None
+
+
+def _number(x: float) -> float | int:
+    """1.0 -> 1: the API writes whole split ratios as integers."""
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def _weekday(day: dt.date, step: int) -> dt.date:
+    """`day` if it is a weekday, else the nearest weekday in the direction of `step` (+1/-1)."""
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=step)
+    return day
+
+
+def _figi(key: int, salt: int) -> str:
+    """A well-formed FIGI: BBG + 8 consonant/digit characters + the standard check digit."""
+    body = "BBG"
+    x = _splitmix64_int(key ^ salt)
+    for _ in range(8):
+        body += _FIGI_ALPHABET[x % len(_FIGI_ALPHABET)]
+        x //= len(_FIGI_ALPHABET)
+    total = 0
+    for i, ch in enumerate(body):
+        value = int(ch) if ch.isdigit() else ord(ch) - 55  # A=10 ... Z=35
+        total += sum(int(d) for d in str(value * 2 if i % 2 else value))
+    return body + str((10 - total % 10) % 10)
+
+
+def _event_id(*parts: object) -> str:
+    """An id like the API's split and dividend ids ("E" + 64 hex), stable across processes."""
+    return "E" + hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
+
+
 class SyntheticMarket:
     """Sparse minute bars (04:00-20:00 ET, Mon-Fri) and their daily aggregates, per listing."""
 
@@ -148,16 +251,17 @@ class SyntheticMarket:
         return math.exp(math.log(2.0) + _unit(self.ticker_key(ticker), 0xB45E) * math.log(250.0))
 
     # -- bars ----------------------------------------------------------------------------
-    def minute_bars(self, ticker: str, start_ms: int, end_ms: int) -> pl.DataFrame:
-        """Minute bars with start_ms <= t < end_ms, sorted by t."""
-        cols = self._minute_columns(ticker, start_ms, end_ms)
+    def minute_bars(self, ticker: str, start_ms: int, end_ms: int, *, adjusted: bool = False) -> pl.DataFrame:
+        """Minute bars with start_ms <= t < end_ms, sorted by t; raw, or split-adjusted if asked."""
+        cols = self._minute_columns(ticker, start_ms, end_ms, adjusted)
         return empty_bars() if cols is None else self._frame(cols)
 
-    def day_bars(self, ticker: str, start_ms: int, end_ms: int) -> pl.DataFrame:
+    def day_bars(self, ticker: str, start_ms: int, end_ms: int, *, adjusted: bool = False) -> pl.DataFrame:
         """One bar per ET date that has minute bars, t = 00:00 ET; kept iff start_ms <= t < end_ms.
 
         Aggregated from that date's minute bars: first o, max h, min l, last c, summed v and n,
-        volume-weighted vw (re-rounded to the 1e-4 price grid), otc null.
+        volume-weighted vw (re-rounded to the 1e-4 price grid), otc null. Adjusted day bars
+        aggregate the adjusted minute bars, so the two always agree.
         """
         listing = self._listings.get(ticker)
         if listing is None or end_ms <= start_ms:
@@ -167,7 +271,7 @@ class SyntheticMarket:
             first += dt.timedelta(days=1)
         last = et_date(end_ms - 1)
         cols = self._minute_columns(
-            ticker, et_midnight_ms(first), et_midnight_ms(last + dt.timedelta(days=1))
+            ticker, et_midnight_ms(first), et_midnight_ms(last + dt.timedelta(days=1)), adjusted
         )
         if cols is None:
             return empty_bars()
@@ -197,6 +301,7 @@ class SyntheticMarket:
         *,
         limit: int | None = None,
         descending: bool = False,
+        adjusted: bool = False,
     ) -> pl.DataFrame:
         """The first `limit` minute or day bars of [start_ms, end_ms) in the given order.
 
@@ -219,9 +324,11 @@ class SyntheticMarket:
         while lo < hi and got < need:
             width = int(days * DAY_MS)
             if descending:
-                frame, hi = fetch(ticker, max(lo, hi - width), hi), max(lo, hi - width)
+                frame = fetch(ticker, max(lo, hi - width), hi, adjusted=adjusted)
+                hi = max(lo, hi - width)
             else:
-                frame, lo = fetch(ticker, lo, min(hi, lo + width)), min(hi, lo + width)
+                frame = fetch(ticker, lo, min(hi, lo + width), adjusted=adjusted)
+                lo = min(hi, lo + width)
             frames.append(frame)
             got += frame.height
             days = min(cap_days, days * 2)
@@ -230,31 +337,156 @@ class SyntheticMarket:
         out = pl.concat(frames[::-1] if descending else frames)
         return (out.reverse() if descending else out).head(need)
 
-    def reference(self, ticker: str) -> dict | None:
-        """Ticker details as /v3/reference/tickers/{T} reports them (None if unknown)."""
+    # -- reference data ------------------------------------------------------------------
+    def list_date(self, ticker: str) -> dt.date | None:
+        """The list date details report: the listing's, else a stable weekday in 1985-2003
+        (reported only; bars of such a listing stay unbounded)."""
+        listing = self._listings.get(ticker)
+        if listing is None:
+            return None
+        if listing.list_date is not None:
+            return listing.list_date
+        span = (dt.date(2003, 12, 26) - dt.date(1985, 1, 1)).days
+        return _weekday(dt.date(1985, 1, 1) + dt.timedelta(days=self.ticker_key(ticker) % span), 1)
+
+    def ticker_summary(self, ticker: str, date: dt.date | None = None) -> dict | None:
+        """One /v3/reference/tickers result as of `date` (None: now); None if unknown."""
         listing = self._listings.get(ticker)
         if listing is None:
             return None
         key = self.ticker_key(ticker)
-        shares = 5_000_000 + key % 2_000_000_000
+        delisted = listing.delisted_by(date)
         out: dict[str, object] = {
             "ticker": ticker,
-            "name": f"{ticker} Synthetic Holdings Inc.",
+            "name": listing.display_name,
             "market": "stocks",
             "locale": "us",
-            "primary_exchange": "XNAS",
-            "type": "CS",
-            "active": listing.delist_date is None,
+            "primary_exchange": listing.primary_exchange,
+            "type": listing.type,
+            "active": listing.active_on(date) if date is not None else not delisted,
             "currency_name": "usd",
-            "market_cap": round(shares * self.base_price(ticker), 2),
-            "share_class_shares_outstanding": shares,
-            "weighted_shares_outstanding": shares - key % 1000,
+            "cik": f"{1_000_000 + key % 1_000_000:010d}",
+            "composite_figi": _figi(key, 0xC0F1),
+            "share_class_figi": _figi(key, 0x5C1A),
+            "last_updated_utc": f"{date or REFERENCE_AS_OF}T00:00:00Z",
         }
-        if listing.list_date is not None:
-            out["list_date"] = listing.list_date.isoformat()
-        if listing.delist_date is not None:  # the midnight after the last session
+        if delisted:  # the midnight after the last session
             out["delisted_utc"] = f"{listing.delist_date + dt.timedelta(days=1)}T00:00:00Z"
         return out
+
+    def ticker_list(self, *, active: bool = True, date: dt.date | None = None) -> list[dict]:
+        """/v3/reference/tickers results before filters, by ticker: the names trading at
+        `date` (None: now), or with active=False those delisted before it. A name not yet
+        listed at `date` is in neither."""
+        out = []
+        for ticker in self.tickers:
+            listing = self._listings[ticker]
+            if active:
+                keep = listing.active_on(date) if date is not None else not listing.delisted_by(None)
+            else:
+                keep = listing.delisted_by(date)
+            if keep:
+                out.append(self.ticker_summary(ticker, date))
+        return out
+
+    def reference(self, ticker: str, date: dt.date | None = None) -> dict | None:
+        """Ticker details as /v3/reference/tickers/{T} reports them (None if unknown)."""
+        summary = self.ticker_summary(ticker, date)
+        if summary is None:
+            return None
+        key = self.ticker_key(ticker)
+        shares = 5_000_000 + key % 2_000_000_000
+        out = {k: v for k, v in summary.items() if k not in ("last_updated_utc", "delisted_utc")}
+        out["market_cap"] = round(shares * self.base_price(ticker), 2)
+        out["list_date"] = self.list_date(ticker).isoformat()  # type: ignore[union-attr]
+        out["share_class_shares_outstanding"] = shares
+        out["weighted_shares_outstanding"] = shares - key % 1000
+        if "delisted_utc" in summary:
+            out["delisted_utc"] = summary["delisted_utc"]
+        return out
+
+    def split_records(self, ticker: str | None = None) -> list[dict]:
+        """/stocks/v1/splits results of one ticker (None: all), by ticker, newest first.
+
+        historical_adjustment_factor is the product of split_from/split_to over this split
+        and every later one: what a price from before this split, and after the previous
+        one, is multiplied by to be adjusted (the spec's definition).
+        """
+        out = []
+        for symbol in [ticker] if ticker is not None else self.tickers:
+            listing = self._listings.get(symbol)
+            factor = 1.0
+            for split in sorted(listing.splits if listing else (), key=lambda x: x.execution_date)[::-1]:
+                factor *= split.split_from / split.split_to
+                out.append(self._split_record(symbol, split, factor))
+        return out
+
+    def dividend_records(self, ticker: str | None = None) -> list[dict]:
+        """/stocks/v1/dividends results of one ticker (None: all), by ticker, newest first.
+
+        historical_adjustment_factor is the product of (1 - cash / previous close) over this
+        dividend and every later one, both split-adjusted to today's share basis.
+        """
+        out = []
+        for symbol in [ticker] if ticker is not None else self.tickers:
+            listing = self._listings.get(symbol)
+            factor = 1.0
+            for div in sorted(listing.dividends if listing else (), key=lambda x: x.ex_dividend_date)[::-1]:
+                cash = div.cash_amount * self._later_split_factor(listing, div.ex_dividend_date)  # type: ignore[arg-type]
+                close = self._close_before(symbol, div.ex_dividend_date)
+                if close:
+                    factor *= max(0.0, 1.0 - cash / close)
+                out.append(self._dividend_record(symbol, div, cash, factor))
+        return out
+
+    def _split_record(self, ticker: str, split: Split, factor: float) -> dict:
+        return {
+            "adjustment_type": "reverse_split" if split.split_to < split.split_from else "forward_split",
+            "execution_date": split.execution_date.isoformat(),
+            "historical_adjustment_factor": round(factor, 6),
+            "id": _event_id(
+                self.seed, "split", ticker, split.execution_date, split.split_from, split.split_to
+            ),
+            "split_from": _number(split.split_from),
+            "split_to": _number(split.split_to),
+            "ticker": ticker,
+        }
+
+    def _dividend_record(self, ticker: str, div: Dividend, adjusted_cash: float, factor: float) -> dict:
+        ex = div.ex_dividend_date
+        h = _splitmix64_int(self.ticker_key(ticker) ^ ex.toordinal())
+        declared = _weekday(ex - dt.timedelta(days=14 + h % 21), -1)
+        record = ex if ex >= T_PLUS_1 else _weekday(ex + dt.timedelta(days=1), 1)
+        paid = div.pay_date or _weekday(record + dt.timedelta(days=7 + (h >> 8) % 21), 1)
+        return {
+            "cash_amount": _number(div.cash_amount),
+            "currency": "USD",
+            "declaration_date": declared.isoformat(),
+            "distribution_type": "recurring" if div.frequency > 0 else "special",
+            "ex_dividend_date": ex.isoformat(),
+            "frequency": div.frequency,
+            "historical_adjustment_factor": round(factor, 6),
+            "id": _event_id(self.seed, "dividend", ticker, ex, div.cash_amount),
+            "pay_date": paid.isoformat(),
+            "record_date": record.isoformat(),
+            "split_adjusted_cash_amount": round(adjusted_cash, 6),
+            "ticker": ticker,
+        }
+
+    @staticmethod
+    def _later_split_factor(listing: Listing, day: dt.date) -> float:
+        """Price multiplier of `day` on today's share basis (splits executed after it)."""
+        factor = 1.0
+        for split in listing.splits:
+            if split.execution_date > day:
+                factor *= split.split_from / split.split_to
+        return factor
+
+    def _close_before(self, ticker: str, day: dt.date) -> float | None:
+        """Adjusted close of the last session before `day` (None if there is none in 2 weeks)."""
+        start = et_midnight_ms(day - dt.timedelta(days=14))
+        last = self.bars("day", ticker, start, et_midnight_ms(day), limit=1, descending=True, adjusted=True)
+        return float(last["c"][0]) if last.height else None
 
     # -- generation ----------------------------------------------------------------------
     def _session_dates(self, listing: Listing, start_ms: int, end_ms: int) -> list[dt.date]:
@@ -271,7 +503,7 @@ class SyntheticMarket:
             day += dt.timedelta(days=1)
         return out
 
-    def _minute_columns(self, ticker: str, start_ms: int, end_ms: int) -> dict | None:
+    def _minute_columns(self, ticker: str, start_ms: int, end_ms: int, adjusted: bool = False) -> dict | None:
         listing = self._listings.get(ticker)
         if listing is None or end_ms <= start_ms:
             return None
@@ -294,9 +526,23 @@ class SyntheticMarket:
         if minute.size == 0:
             return None
         cols = self._values(key, ticker, minute, h)
+        if adjusted:
+            self._adjust(cols, listing, dates, day_idx)
         cols["day"] = day_idx
         cols["dates"] = dates
         return cols
+
+    @staticmethod
+    def _adjust(cols: dict, listing: Listing, dates: list[dt.date], day_idx: np.ndarray) -> None:
+        """Split-adjust raw bar values in place (prices back on the 1e-4 grid)."""
+        factors = split_factors(listing.splits, dates)
+        if factors is None:
+            return
+        price, volume = factors[0][day_idx], factors[1][day_idx]
+        for name in ("o", "h", "l", "c", "vw"):
+            # rounding is monotone, so h >= max(o, c), l <= min(o, c) and l <= vw <= h survive
+            cols[name] = np.round(cols[name] * price, 4)
+        cols["v"] = cols["v"] * volume
 
     def _values(self, key: int, ticker: str, minute: np.ndarray, h: np.ndarray) -> dict:
         """Bar values for existing minutes; a slow deterministic walk of the price level."""

@@ -6,6 +6,12 @@ an opaque `cursor` that carries limit and sort only (never the key, never `adjus
 empty windows without a `results` key, and the observed error bodies. On top it can
 misbehave on purpose (FaultPlan, rate limits, plan entitlement, broken next_url) so the
 downloader's retry, pacing and pagination guards can be tested against real sockets.
+
+Reference data (same keys, rate limit and stats; faults apply to aggregates only):
+/v3/reference/tickers (list), /v3/reference/tickers/{T}, /stocks/v1/splits,
+/stocks/v1/dividends and the deprecated /v3/reference/splits and /v3/reference/dividends,
+shaped like the recorded samples and paginated by a `next_url` whose cursor carries the
+whole query plus a page marker (as the real one does).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import gzip
+import hashlib
 import random
 import re
 import socket
@@ -23,10 +30,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import orjson
 import polars as pl
@@ -81,7 +88,8 @@ class ServerStats:
             self.bars_requests = 0
             self.connections = 0
             self.by_status: Counter[int] = Counter()
-            self.by_kind: Counter[str] = Counter()  # "aggs", "ticker", "other"
+            # "aggs", "ticker", "tickers", "splits", "dividends", "other"
+            self.by_kind: Counter[str] = Counter()
             self.faults: Counter[str] = Counter()
             self.requested: list[tuple[str, str, str]] = []  # (ticker, from, to) as in the path
             self.targets: list[str] = []  # every request target, apiKey removed
@@ -129,6 +137,12 @@ class _BadRequest(Exception):
 
 def _b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _unb64(raw: str) -> str:
+    """Inverse of _b64; ValueError (binascii.Error, UnicodeDecodeError) if it is not one."""
+    padded = (raw + "=" * (-len(raw) % 4)).encode()
+    return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
 
 
 def _parse_bound(text: str, *, end: bool) -> int:
@@ -364,7 +378,8 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         query = parse_qs(split.query, keep_blank_values=True)
         aggs, ticker = AGGS_PATH.match(split.path), TICKER_PATH.match(split.path)
-        kind = "aggs" if aggs else "ticker" if ticker else "other"
+        ref_list = LIST_ENDPOINTS.get(split.path)
+        kind = "aggs" if aggs else "ticker" if ticker else ref_list.kind if ref_list else "other"
         target = split.path + "".join(
             ("?" if not i else "&") + part
             for i, part in enumerate(p for p in split.query.split("&") if p and not p.startswith("apiKey="))
@@ -387,15 +402,36 @@ class _Handler(BaseHTTPRequestHandler):
         if seg:
             return self._aggregates(seg, query)
         if ticker:
-            return self._ticker(unquote(ticker.group(1)))
+            return self._ticker(unquote(ticker.group(1)), query)
+        if ref_list:
+            return self._list(split.path, ref_list, query)
         return self._json(404, {"status": "NOT_FOUND", "message": "Not found."})
 
-    def _ticker(self, symbol: str) -> None:
+    def _ticker(self, symbol: str, query: dict[str, list[str]]) -> None:
         market = self.server.standin.market
-        results = market.reference(symbol)
+        try:
+            date = _date_param(query.get("date", [""])[0] or None)
+        except _BadRequest as exc:
+            return self._json(400, {"error": f"Failed to parse query parameters: {exc}"})
+        results = market.reference(symbol, date)
         if results is None:
             return self._json(404, {"status": "NOT_FOUND", "message": "Ticker not found."})
         self._json(200, {"status": "OK", "results": results})
+
+    def _list(self, path: str, endpoint: _ListEndpoint, query: dict[str, list[str]]) -> None:
+        st = self.server.standin
+        try:
+            params = endpoint.params(query)
+            page, marker = endpoint.page(st.market, params)
+        except _BadRequest as exc:
+            return self._json(400, {"error": f"Failed to parse query parameters: {exc}"})
+        body: dict[str, object] = {"status": "OK", "results": page}
+        if endpoint.counted:
+            body["count"] = len(page)
+        if marker is not None:  # the cursor is the whole query plus where the next page starts
+            cursor = _b64(urlencode(sorted({**params, "page_marker": marker}.items())))
+            body["next_url"] = f"{st.url}{path}?cursor={cursor}"
+        self._json(200, body)
 
     def _aggregates(self, seg: tuple[str, ...], query: dict[str, list[str]]) -> None:
         st = self.server.standin
@@ -422,7 +458,9 @@ class _Handler(BaseHTTPRequestHandler):
         if st.page_cap is not None:
             limit = min(limit, st.page_cap)
         # one bar beyond the page tells whether a next_url is due
-        bars = st.market.bars(timespan, ticker, start, end, limit=limit + 1, descending=desc)
+        bars = st.market.bars(
+            timespan, ticker, start, end, limit=limit + 1, descending=desc, adjusted=params["adjusted"]
+        )
         page = bars.head(limit)
         head: dict[str, object] = {
             "ticker": ticker,
@@ -500,14 +538,323 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.close()
 
 
+# -- reference list endpoints ---------------------------------------------------------------
+
+Row = dict[str, object]
+RANGE_OPS = ("gt", "gte", "lt", "lte")
+
+
+def _date_param(text: str | None) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        if ISO_DATE.match(text):
+            return dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise _BadRequest(f"date must be YYYY-MM-DD, not {text!r}")
+
+
+def _bool_param(params: dict[str, str], name: str) -> bool | None:
+    text = params.get(name, "").lower()
+    if text in ("", "true", "false"):
+        return None if not text else text == "true"
+    raise _BadRequest(f"{name}={text!r}")
+
+
+def _marker(value: str) -> str:
+    # like the API's page_marker: the last row's key and a hash of it (tamper shows)
+    return f"{value}|{hashlib.sha256(value.encode()).hexdigest()}"
+
+
+def _unmarker(marker: str) -> str:
+    value = marker.rpartition("|")[0]
+    if _marker(value) != marker:
+        raise _BadRequest("invalid cursor")
+    return value
+
+
+def _typed(kind: str, text: str) -> object:
+    """A filter argument as the type its field compares in (dates compare as ISO text)."""
+    if kind == "num":
+        try:
+            return float(text)
+        except ValueError:
+            raise _BadRequest(f"{text!r} is not a number") from None
+    if kind == "date":
+        _date_param(text)
+    return text
+
+
+def _compare(value: object, op: str, arg: object) -> bool:
+    if value is None:
+        return False
+    if op == "gt":
+        return value > arg  # type: ignore[operator]
+    if op == "gte":
+        return value >= arg  # type: ignore[operator]
+    if op == "lt":
+        return value < arg  # type: ignore[operator]
+    return value <= arg  # type: ignore[operator]
+
+
+def _filtered(rows: list[Row], params: dict[str, str], filters: dict[str, tuple[str, str]]) -> list[Row]:
+    """Apply `name`, `name.gt|gte|lt|lte` and `name.any_of` filters; the rest of params are ignored."""
+    for name, (field, kind) in filters.items():
+        for op in ("eq", "any_of", *RANGE_OPS):
+            text = params.get(name if op == "eq" else f"{name}.{op}")
+            if text is None or text == "":
+                continue
+            if op == "any_of":
+                wanted = {_typed(kind, part) for part in text.split(",")}
+                rows = [r for r in rows if r.get(field) in wanted]
+            elif op == "eq":
+                arg = _typed(kind, text)
+                rows = [r for r in rows if r.get(field) == arg]
+            else:
+                arg = _typed(kind, text)
+                rows = [r for r in rows if _compare(r.get(field), op, arg)]
+    return rows
+
+
+@dataclass(frozen=True)
+class _ListEndpoint:
+    """How one reference list endpoint reads, filters, sorts and pages (per the OpenAPI spec)."""
+
+    kind: str  # ServerStats.by_kind
+    source: Callable[[SyntheticMarket, dict[str, str]], list[Row]]
+    default_limit: int
+    max_limit: int
+    default_sort: str  # v3 style: a field, with `order`; v1 style: "field.asc,field2.desc"
+    default_order: str | None  # None: v1 style (direction inside `sort`)
+    sortable: frozenset[str]
+    tiebreak: tuple[tuple[str, bool], ...]  # (field, descending): makes the order total
+    marker: str  # unique field that names a page's last row
+    filters: dict[str, tuple[str, str]]  # query name -> (result field, "str" | "date" | "num")
+    counted: bool = False  # the body carries `count` (only /v3/reference/tickers does)
+    defaults: tuple[tuple[str, str], ...] = ()  # other parameters the cursor always spells out
+
+    def params(self, query: dict[str, list[str]]) -> dict[str, str]:
+        """The effective query: the cursor's (it is the whole query) or the given one, with
+        defaults filled in and checked."""
+        if "cursor" in query:
+            try:
+                params = {k: v[0] for k, v in parse_qs(_unb64(query["cursor"][0])).items()}
+            except ValueError:
+                raise _BadRequest("invalid cursor") from None
+            if "page_marker" not in params:
+                raise _BadRequest("invalid cursor")
+        else:
+            params = {k: v[0] for k, v in query.items() if k != "apiKey"}
+        params.setdefault("limit", str(self.default_limit))
+        params.setdefault("sort", self.default_sort)
+        if self.default_order is not None:
+            params.setdefault("order", self.default_order)
+        for name, value in self.defaults:
+            params.setdefault(name, value)
+        try:
+            limit = int(params["limit"])
+        except ValueError:
+            raise _BadRequest("limit must be an integer") from None
+        if not 1 <= limit <= self.max_limit:
+            raise _BadRequest(f"limit must be between 1 and {self.max_limit}")
+        self.sort_keys(params)  # reject a bad sort before doing any work
+        return params
+
+    def sort_keys(self, params: dict[str, str]) -> list[tuple[str, bool]]:
+        if self.default_order is not None:
+            order = params["order"].lower()
+            if order not in ("asc", "desc"):
+                raise _BadRequest(f"order={order!r}")
+            keys = [(params["sort"], order == "desc")]
+        else:
+            default_desc = self.default_sort.endswith(".desc")
+            keys = []
+            for item in params["sort"].split(","):
+                field, _, direction = item.partition(".")
+                if direction not in ("", "asc", "desc"):
+                    raise _BadRequest(f"sort={item!r}")
+                keys.append((field, direction == "desc" if direction else default_desc))
+        for field, _ in keys:
+            if field not in self.sortable:
+                raise _BadRequest(f"cannot sort by {field!r}")
+        return keys + list(self.tiebreak)
+
+    def page(self, market: SyntheticMarket, params: dict[str, str]) -> tuple[list[Row], str | None]:
+        """This page's rows and, when more remain, the page marker of the next one."""
+        rows = _filtered(self.source(market, params), params, self.filters)
+        for field, desc in reversed(self.sort_keys(params)):  # stable sorts, least significant first
+            rows.sort(key=lambda r, f=field: (r.get(f) is None, r.get(f)), reverse=desc)  # type: ignore[misc]
+        start = 0
+        if "page_marker" in params:
+            after = _unmarker(params["page_marker"])
+            keys = [str(r[self.marker]) for r in rows]
+            if after not in keys:
+                raise _BadRequest("invalid cursor")
+            start = keys.index(after) + 1
+        limit = int(params["limit"])
+        page = rows[start : start + limit]
+        more = start + limit < len(rows)
+        return page, _marker(str(page[-1][self.marker])) if more else None
+
+
+def _tickers_source(market: SyntheticMarket, params: dict[str, str]) -> list[Row]:
+    active = _bool_param(params, "active")
+    date = _date_param(params.get("date") or None)
+    rows = market.ticker_list(active=active is not False, date=date)
+    search = params.get("search", "").lower()
+    if search:  # "terms within the ticker and/or company name"
+        rows = [r for r in rows if search in str(r["ticker"]).lower() or search in str(r["name"]).lower()]
+    return rows
+
+
+def _splits_source(market: SyntheticMarket, params: dict[str, str]) -> list[Row]:
+    return market.split_records(params.get("ticker") or None)
+
+
+def _dividends_source(market: SyntheticMarket, params: dict[str, str]) -> list[Row]:
+    return market.dividend_records(params.get("ticker") or None)
+
+
+V3_SPLIT_KEYS = ("execution_date", "id", "split_from", "split_to", "ticker")
+V3_DIVIDEND_KEYS = (
+    "cash_amount",
+    "declaration_date",
+    "dividend_type",
+    "ex_dividend_date",
+    "frequency",
+    "id",
+    "pay_date",
+    "record_date",
+    "ticker",
+)
+
+
+def _v3_splits_source(market: SyntheticMarket, params: dict[str, str]) -> list[Row]:
+    rows = [{k: r[k] for k in V3_SPLIT_KEYS} for r in _splits_source(market, params)]
+    reverse = _bool_param(params, "reverse_split")
+    if reverse is not None:  # "split_from greater than split_to represents a reverse split"
+        rows = [r for r in rows if (r["split_from"] > r["split_to"]) == reverse]  # type: ignore[operator]
+    return rows
+
+
+def _v3_dividends_source(market: SyntheticMarket, params: dict[str, str]) -> list[Row]:
+    rows = []
+    for r in _dividends_source(market, params):
+        # CD: a regular cash dividend; SC: a special one (frequency 0)
+        v3 = {**r, "dividend_type": "CD" if r["frequency"] else "SC"}
+        rows.append({k: v3[k] for k in V3_DIVIDEND_KEYS})
+    return rows
+
+
+_TICKER_FILTER = {"ticker": ("ticker", "str")}
+_TIEBREAK_EVENTS = (("ticker", False), ("id", False))
+LIST_ENDPOINTS: dict[str, _ListEndpoint] = {
+    "/v3/reference/tickers": _ListEndpoint(
+        kind="tickers",
+        source=_tickers_source,
+        default_limit=100,
+        max_limit=1000,
+        default_sort="ticker",
+        default_order="asc",
+        sortable=frozenset(
+            ("ticker", "name", "market", "locale", "primary_exchange", "type", "currency_name", "cik")
+            + ("composite_figi", "share_class_figi", "last_updated_utc", "delisted_utc")
+        ),
+        tiebreak=(("ticker", False),),
+        marker="ticker",
+        filters={
+            **_TICKER_FILTER,
+            "type": ("type", "str"),
+            "market": ("market", "str"),
+            "exchange": ("primary_exchange", "str"),
+            "cik": ("cik", "str"),
+        },
+        counted=True,
+        defaults=(("active", "true"),),
+    ),
+    "/stocks/v1/splits": _ListEndpoint(
+        kind="splits",
+        source=_splits_source,
+        default_limit=100,
+        max_limit=5000,
+        default_sort="execution_date.desc",
+        default_order=None,
+        sortable=frozenset(
+            ("adjustment_type", "execution_date", "historical_adjustment_factor", "id")
+            + ("split_from", "split_to", "ticker")
+        ),
+        tiebreak=(("execution_date", True), *_TIEBREAK_EVENTS),
+        marker="id",
+        filters={
+            **_TICKER_FILTER,
+            "execution_date": ("execution_date", "date"),
+            "adjustment_type": ("adjustment_type", "str"),
+        },
+    ),
+    "/stocks/v1/dividends": _ListEndpoint(
+        kind="dividends",
+        source=_dividends_source,
+        default_limit=100,
+        max_limit=5000,
+        default_sort="ticker.asc",
+        default_order=None,
+        sortable=frozenset(
+            ("cash_amount", "currency", "declaration_date", "distribution_type", "ex_dividend_date")
+            + ("frequency", "historical_adjustment_factor", "id", "pay_date", "record_date")
+            + ("split_adjusted_cash_amount", "ticker")
+        ),
+        tiebreak=(("ticker", False), ("ex_dividend_date", True), ("id", False)),
+        marker="id",
+        filters={
+            **_TICKER_FILTER,
+            "ex_dividend_date": ("ex_dividend_date", "date"),
+            "frequency": ("frequency", "num"),
+            "distribution_type": ("distribution_type", "str"),
+        },
+    ),
+    "/v3/reference/splits": _ListEndpoint(
+        kind="splits",
+        source=_v3_splits_source,
+        default_limit=10,
+        max_limit=1000,
+        default_sort="execution_date",
+        default_order="desc",
+        sortable=frozenset(("execution_date", "ticker")),
+        tiebreak=(("execution_date", True), *_TIEBREAK_EVENTS),
+        marker="id",
+        filters={**_TICKER_FILTER, "execution_date": ("execution_date", "date")},
+    ),
+    "/v3/reference/dividends": _ListEndpoint(
+        kind="dividends",
+        source=_v3_dividends_source,
+        default_limit=10,
+        max_limit=1000,
+        default_sort="ex_dividend_date",
+        default_order="desc",
+        sortable=frozenset(
+            ("ex_dividend_date", "pay_date", "declaration_date", "record_date", "cash_amount", "ticker")
+        ),
+        tiebreak=(("ticker", False), ("ex_dividend_date", True), ("id", False)),
+        marker="id",
+        filters={
+            **_TICKER_FILTER,
+            **{name: (name, "date") for name in ("ex_dividend_date", "record_date", "declaration_date")},
+            "pay_date": ("pay_date", "date"),
+            "frequency": ("frequency", "num"),
+            "cash_amount": ("cash_amount", "num"),
+            "dividend_type": ("dividend_type", "str"),
+        },
+    ),
+}
+
+
 def _agg_params(query: dict[str, list[str]]) -> dict:
     """adjusted/sort/limit from the query, falling back to the decoded cursor, then defaults."""
     merged: dict[str, str] = {}
     if "cursor" in query:
-        raw = query["cursor"][0]
         try:
-            padded = (raw + "=" * (-len(raw) % 4)).encode()
-            decoded = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+            decoded = _unb64(query["cursor"][0])
         except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
             raise _BadRequest("invalid cursor") from None
         from_cursor = {k: v[0] for k, v in parse_qs(decoded).items()}

@@ -255,7 +255,7 @@ def test_reference_ticker_and_unknown_paths(server, http) -> None:
     alive = http.get(f"{server.url}/v3/reference/tickers/DENSE").json()["results"]
     assert alive["ticker"] == "DENSE" and alive["active"] is True and alive["type"] == "CS"
     assert alive["market_cap"] > 0 and alive["share_class_shares_outstanding"] > 0
-    assert "delisted_utc" not in alive and "list_date" not in alive
+    assert "delisted_utc" not in alive and "list_date" in alive  # a stable stand-in date when unset
     gone = http.get(f"{server.url}/v3/reference/tickers/NEWCO").json()["results"]
     assert gone["active"] is False and gone["list_date"] == "2024-03-13"
     assert gone["delisted_utc"] == "2024-03-28T00:00:00Z"

@@ -9,7 +9,7 @@ build resumes where it stopped and a failed request is reported with its reason.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from polyledger.polygon.client import PolygonClient
 from polyledger.polygon.fetch import FetchedBars
 from polyledger.polygon.reference import iter_results
 from polyledger.reference import DETAILS, FIRST_DAY
-from polyledger.runner import Run, RunReport
+from polyledger.runner import Run, RunReport, RunStats
 from polyledger.storage import BarStore
 
 COLUMNS = (
@@ -89,6 +89,7 @@ def build_universe(
     cap_max: float | None,
     as_of: dt.date | None,
     out: Path,
+    on_tick: Callable[[RunStats], None] | None = None,
 ) -> UniverseReport:
     """List, filter by type and exchange, fetch details (ledger units), filter by market
     cap, write `out` (CSV) and the same table as Parquet beside it."""
@@ -107,7 +108,7 @@ def build_universe(
     period = as_of.isoformat() if as_of else PERIOD_ALL
     day = as_of or dt.date.today()
     run.ledger.add_units(_details_units(kept, day, period))
-    report.run = run.execute()
+    report.run = run.execute(on_tick=on_tick)
     details = _details(run.ledger, run.store, period)
     report.failed_details = _failed_details(run.ledger, period)
 

@@ -1,0 +1,80 @@
+"""`polyledger universe`: active and delisted tickers, details as resumable ledger units,
+filters with a funnel, CSV + Parquet that `plan` reads back."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+from support import API_KEY, run_cli
+
+from polyledger.testing import Listing, StandInServer, SyntheticMarket
+from polyledger.universe_build import COLUMNS
+
+LISTINGS = [
+    Listing("ALFA", bars_per_day=5),
+    Listing("BRAVO", bars_per_day=5, primary_exchange="XNYS", delist_date=dt.date(2023, 4, 20)),
+    Listing("CHAR", bars_per_day=5, list_date=dt.date(2023, 6, 14)),
+    Listing("DELT", bars_per_day=5, type="ETF"),
+    Listing("ECHO", bars_per_day=5, primary_exchange="ARCX"),
+    Listing("FOXT", bars_per_day=5, primary_exchange="XNYS"),
+    Listing("GOLF", bars_per_day=5),
+]
+
+
+@pytest.fixture
+def universe_market() -> SyntheticMarket:
+    return SyntheticMarket(LISTINGS, seed=21)
+
+
+def test_universe_keeps_delisted_names_filters_and_reports_a_funnel(work, universe_market):
+    common = ["ALFA", "BRAVO", "CHAR", "FOXT", "GOLF"]  # CS on XNAS/XNYS
+    caps = {t: universe_market.reference(t)["market_cap"] for t in common}
+    cap_max = sorted(caps.values())[3]  # keeps the three smallest
+    kept = sorted(t for t in common if caps[t] < cap_max)
+    with StandInServer(universe_market, api_keys=(API_KEY,)) as server:
+        args = ["universe", "--out", "universe.csv", "--base-url", server.url, "--cap-max", str(cap_max)]
+        result = run_cli(*args)
+        details_requests = server.stats.snapshot()["by_kind"].get("ticker", 0)
+        again = run_cli(*args)  # details are ledger units: nothing is asked twice
+        details_again = server.stats.snapshot()["by_kind"].get("ticker", 0) - details_requests
+    assert result.code == 0, result.out + result.err
+    funnel = next(line for line in result.out.splitlines() if line.startswith("listed "))
+    assert funnel.startswith("listed 7 -> CS on XNAS/XNYS 5 -> cap < ") and funnel.endswith(f" {len(kept)}")
+    assert details_requests == 5 and again.code == 0 and details_again == 0
+
+    table = pl.read_csv(work / "universe.csv")
+    assert table.columns == list(COLUMNS)
+    assert table.get_column("ticker").to_list() == kept
+    assert pl.read_parquet(work / "universe.parquet").get_column("ticker").to_list() == kept
+
+
+def test_universe_without_a_cap_keeps_every_common_stock_including_delisted(work, universe_market):
+    with StandInServer(universe_market, api_keys=(API_KEY,)) as server:
+        result = run_cli("universe", "--out", "u.csv", "--base-url", server.url, "--exchange", "xnas,xnys")
+    assert result.code == 0, result.out + result.err
+    table = pl.read_csv(work / "u.csv")
+    assert table.get_column("ticker").to_list() == ["ALFA", "BRAVO", "CHAR", "FOXT", "GOLF"]
+    rows = {row["ticker"]: row for row in table.iter_rows(named=True)}
+    # a delisted name stays in (no survivorship bias), with the dates `plan` needs
+    assert rows["BRAVO"]["active"] is False and rows["BRAVO"]["delisted_utc"].startswith("2023-04-21")
+    assert rows["CHAR"]["list_date"] == "2023-06-14" and rows["ALFA"]["delisted_utc"] is None
+    assert (
+        table.get_column("list_date").null_count() == 0 and table.get_column("market_cap").null_count() == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--out", "u.txt"], "--out must be a .csv file"),
+        (["--out", "missing/u.csv"], "folder for --out does not exist"),
+        (["--out", "u.csv", "--date", "2024-13-01"], "invalid date '2024-13-01' for --date"),
+        (["--out", "u.csv", "--type", " , "], "--type and --exchange each need at least one value"),
+    ],
+)
+def test_universe_bad_input_is_one_line_and_exit_2(work, universe_market, args, message):
+    with StandInServer(universe_market, api_keys=(API_KEY,)) as server:
+        result = run_cli("universe", "--base-url", server.url, *args)
+    assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1

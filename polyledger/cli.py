@@ -383,6 +383,7 @@ def universe(
     from polyledger.ledger import Ledger
     from polyledger.periods import parse_date
     from polyledger.polygon.client import DEFAULT_BASE_URL
+    from polyledger.progress import RunDisplay
     from polyledger.runner import Run, RunOptions
     from polyledger.storage import BarStore
     from polyledger.universe_build import build_universe
@@ -401,9 +402,15 @@ def universe(
         store.ensure_writable()
         options = RunOptions(workers=workers, rate=rate, datasets=("details",))
         job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
-        with _signals_stop(job):
+        with RunDisplay(_console(), job.client) as display, _signals_stop(job):
             report = build_universe(
-                job, types=type_list, exchanges=exchange_list, cap_max=cap_max, as_of=day, out=out
+                job,
+                types=type_list,
+                exchanges=exchange_list,
+                cap_max=cap_max,
+                as_of=day,
+                out=out,
+                on_tick=display.tick,
             )
     _echo(report.funnel_text())
     for ticker, reason in report.failed_details[:20]:

@@ -1,8 +1,10 @@
-"""The built-in demo: the stand-in API, a small universe, plan -> run -> audit. No key needed.
+"""The built-in demo: the stand-in API, universe -> plan -> run -> audit. No key needed.
 
-It shows every outcome a real download meets: multi-page months, empty months (before a
-listing, after a delisting, an unknown ticker), months outside the plan's history (403,
-`failed` as not_entitled), and transient faults that are retried away.
+It builds the universe from the API (active and delisted names, their list dates), plans
+minute and daily bars inside each ticker's listing window plus splits and dividends,
+and shows every outcome a real download meets: multi-page months, empty months (a late
+listing's first month, a ticker the API does not know), months outside the plan's
+history (403, `failed` as not_entitled), and transient faults that are retried away.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from polyledger.ledger import Ledger
 from polyledger.plan import plan
 from polyledger.polygon.client import RetryPolicy
 from polyledger.progress import RunDisplay, print_summary
+from polyledger.reference import plan_reference
 from polyledger.render import print_audit
 from polyledger.runner import Run, RunOptions
 from polyledger.storage import BarStore
-from polyledger.testing import FaultPlan, Listing, StandInServer, SyntheticMarket
+from polyledger.testing import Dividend, FaultPlan, Listing, Split, StandInServer, SyntheticMarket
+from polyledger.universe import read_members
+from polyledger.universe_build import build_universe
 
 DEMO_KEY = "demo-key"
 DEMO_FROM = dt.date(2022, 7, 1)
@@ -28,16 +33,16 @@ DEMO_TO = dt.date(2024, 6, 30)
 HISTORY_START = dt.date(2022, 10, 1)  # the demo "plan" is entitled from here on: earlier months get 403
 
 DEMO_LISTINGS = (
-    Listing("AAPL", bars_per_day=900),
-    Listing("BRK.B", bars_per_day=400),
+    Listing("AAPL", bars_per_day=900, splits=(Split(dt.date(2023, 8, 14), 1, 4),)),
+    Listing("BRK.B", bars_per_day=400, primary_exchange="XNYS"),
     Listing("SIRI", bars_per_day=300),
-    Listing("PLUG", bars_per_day=250),
+    Listing("PLUG", bars_per_day=250, dividends=(Dividend(dt.date(2023, 2, 6), 0.12),)),
     Listing("AMC", list_date=dt.date(2023, 3, 15), bars_per_day=200),
     Listing("BBBY", delist_date=dt.date(2023, 5, 2), bars_per_day=150),
     Listing("TINY", bars_per_day=20),
     Listing("BF-B", bars_per_day=60),
 )
-DEMO_UNIVERSE = [listing.ticker for listing in DEMO_LISTINGS] + ["NOSUCH"]
+UNKNOWN_TICKER = "NOSUCH"  # added by hand to the universe: the API has no such symbol
 
 
 def demo_market() -> SyntheticMarket:
@@ -54,7 +59,6 @@ def run_demo(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     universe = directory / "universe.csv"
-    universe.write_text("ticker,name\n" + "".join(f"{t},demo\n" for t in DEMO_UNIVERSE), encoding="utf-8")
     server = StandInServer(
         demo_market(),
         api_keys=(DEMO_KEY,),
@@ -65,23 +69,27 @@ def run_demo(
     )
     with server, Ledger(directory / "ledger.db") as ledger:
         console.print(f"stand-in Polygon API at {server.url} (key: {DEMO_KEY})", markup=False)
+        store = BarStore(directory / "data")
+        details = Run(
+            ledger, store, api_key=DEMO_KEY, base_url=server.url, options=_options(workers, None, "details")
+        )
+        built = build_universe(
+            details, types=["CS"], exchanges=["XNAS", "XNYS"], cap_max=None, as_of=None, out=universe
+        )
+        console.print(f"universe: {built.funnel_text()} -> {universe.name}", markup=False)
+        members = [*read_members(universe), UNKNOWN_TICKER]
         for dataset in ("minute", "day"):
-            result = plan(ledger, DEMO_UNIVERSE, dataset, DEMO_FROM, DEMO_TO)
+            result = plan(ledger, members, dataset, DEMO_FROM, DEMO_TO)
             console.print(
                 f"planned {result.units_in_plan} {dataset} units for {result.tickers} tickers, "
-                f"{result.added} new",
+                f"{result.added} new, {result.outside_listing} outside listing windows",
                 markup=False,
             )
-        options = RunOptions(
-            workers=workers,
-            rate=400.0,
-            retry=RetryPolicy(base_delay=0.05, max_delay=1.0),
-            timeout=(2.0, 1.5),
-            max_units=max_units,
-        )
-        job = Run(
-            ledger, BarStore(directory / "data"), api_key=DEMO_KEY, base_url=server.url, options=options
-        )
+        tickers = [m if isinstance(m, str) else m.ticker for m in members]
+        for dataset in ("splits", "dividends"):
+            added = plan_reference(ledger, tickers, dataset, DEMO_TO)
+            console.print(f"planned {len(tickers)} {dataset} units, {added} new", markup=False)
+        job = Run(ledger, store, api_key=DEMO_KEY, base_url=server.url, options=_options(workers, max_units))
         with RunDisplay(console, job.client, plain_every=2.0) as display:
             report = job.execute(on_tick=display.tick)
         print_summary(console, report)
@@ -98,6 +106,17 @@ def run_demo(
         markup=False,
     )
     return 0 if report.outcome == "finished" else 1
+
+
+def _options(workers: int, max_units: int | None, *datasets: str) -> RunOptions:
+    return RunOptions(
+        workers=workers,
+        rate=400.0,
+        retry=RetryPolicy(base_delay=0.05, max_delay=1.0),
+        timeout=(2.0, 1.5),
+        max_units=max_units,
+        datasets=datasets or None,
+    )
 
 
 def make_example_ledger(target: Path, console: Console | None = None) -> None:

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from polyledger.errors import InputError
 from polyledger.ledger import Ledger, PlannedUnit
 from polyledger.periods import DATASETS, unit_periods
+from polyledger.universe import UniverseMember
 
 EARLIEST = dt.date(2000, 1, 1)  # Polygon's stock history starts in 2003; anything earlier is a typo
+
+Period = tuple[dt.date, dt.date]
+Span = tuple[str, int, int]  # a ticker and the [lo, hi) indexes of its periods to plan
 
 
 @dataclass(frozen=True)
 class PlanResult:
     dataset: str
     tickers: int
-    units_in_plan: int
+    units_in_plan: int  # units inside the tickers' listing windows
     added: int
     widened: int = 0  # clipped units extended by this wider plan
     busy: int = 0  # clipped units that could not be widened while a worker holds them
+    outside_listing: int = 0  # ticker x period pairs outside a listing window: not planned
 
     @property
     def already_planned(self) -> int:
@@ -36,27 +42,60 @@ def check_range(dataset: str, start: dt.date, end: dt.date) -> None:
         raise InputError(f"--from {start} is before {EARLIEST}: no stock data exists that early")
 
 
-def plan_units(tickers: Iterable[str], dataset: str, start: dt.date, end: dt.date) -> Iterator[PlannedUnit]:
-    """Units in ticker order, then time order (so a ticker's months sit together)."""
-    _timespan, grain = DATASETS[dataset]
-    periods = list(unit_periods(grain, start, end))
-    for ticker in tickers:
-        for period_start, period_end in periods:
-            yield PlannedUnit(dataset, ticker, period_start, period_end)
+def plan_units(
+    universe: Iterable[UniverseMember | str], dataset: str, start: dt.date, end: dt.date
+) -> Iterator[PlannedUnit]:
+    """Units in ticker order, then time order (so a ticker's months sit together), only
+    those overlapping each ticker's listing window."""
+    periods = _periods(dataset, start, end)
+    return _units(dataset, periods, (_span(member, periods) for member in universe))
 
 
-def plan(ledger: Ledger, tickers: list[str], dataset: str, start: dt.date, end: dt.date) -> PlanResult:
-    """Add the missing units for tickers x [start, end]; existing units keep their state."""
+def plan(
+    ledger: Ledger, universe: Sequence[UniverseMember | str], dataset: str, start: dt.date, end: dt.date
+) -> PlanResult:
+    """Add the missing units for universe x [start, end]; existing units keep their state.
+    Plain tickers have no listing window; members skip the periods outside theirs."""
     check_range(dataset, start, end)
-    _timespan, grain = DATASETS[dataset]
-    per_ticker = sum(1 for _ in unit_periods(grain, start, end))
-    added = ledger.add_units(plan_units(tickers, dataset, start, end))
-    widened, busy = ledger.widen_clipped(dataset, tickers, start, end)
+    periods = _periods(dataset, start, end)
+    spans = [_span(member, periods) for member in universe]  # one small tuple per ticker
+    added = ledger.add_units(_units(dataset, periods, spans))  # streamed, never a list of units
+    # a ticker with nothing to plan here must not get its old units re-queued either
+    listed = [ticker for ticker, lo, hi in spans if hi > lo]
+    widened, busy = ledger.widen_clipped(dataset, listed, start, end)
+    in_plan = sum(hi - lo for _ticker, lo, hi in spans)
     return PlanResult(
         dataset=dataset,
-        tickers=len(tickers),
-        units_in_plan=per_ticker * len(tickers),
+        tickers=len(spans),
+        units_in_plan=in_plan,
         added=added,
         widened=widened,
         busy=busy,
+        outside_listing=len(spans) * len(periods) - in_plan,
     )
+
+
+def _periods(dataset: str, start: dt.date, end: dt.date) -> list[Period]:
+    _timespan, grain = DATASETS[dataset]
+    return list(unit_periods(grain, start, end))
+
+
+def _span(member: UniverseMember | str, periods: Sequence[Period]) -> Span:
+    """The periods (clipped by the plan's range only) that overlap the listing window.
+    Periods are never clipped to the window: before a listing the API just has no bars,
+    and clipping would make the ledger widen such units on every later plan."""
+    if isinstance(member, str):
+        return member, 0, len(periods)
+    lo = 0
+    if member.list_date is not None:  # first period ending on or after the listing
+        lo = bisect_left(periods, member.list_date, key=lambda period: period[1])
+    hi = len(periods)
+    if member.last_day is not None:  # past the last period starting on or before the last day
+        hi = bisect_right(periods, member.last_day, key=lambda period: period[0])
+    return member.ticker, lo, max(lo, hi)
+
+
+def _units(dataset: str, periods: list[Period], spans: Iterable[Span]) -> Iterator[PlannedUnit]:
+    for ticker, lo, hi in spans:
+        for period_start, period_end in periods[lo:hi]:
+            yield PlannedUnit(dataset, ticker, period_start, period_end)

@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 from rich.console import Console
 
-from polyledger.demo import DEMO_UNIVERSE, run_demo
+from polyledger.demo import DEMO_LISTINGS, UNKNOWN_TICKER, run_demo
 
 
 def test_demo_runs_end_to_end_and_shows_every_outcome(tmp_path):
@@ -31,5 +31,21 @@ def test_demo_runs_end_to_end_and_shows_every_outcome(tmp_path):
         f"SELECT DISTINCT ticker FROM read_parquet('{(data / 'minute').as_posix()}/**/*.parquet', hive_partitioning = true)"
     ).fetchall()
     assert set(frame["ticker"].unique()) == {t for (t,) in tickers}
-    assert set(frame["ticker"].unique()) < set(DEMO_UNIVERSE)  # NOSUCH has no data at all
+    listed = {listing.ticker for listing in DEMO_LISTINGS}
+    assert set(frame["ticker"].unique()) == listed  # the hand-added unknown symbol has no data at all
+    universe = pl.read_csv(tmp_path / "demo" / "universe.csv")
+    assert set(universe["ticker"]) == listed and UNKNOWN_TICKER not in set(universe["ticker"])
+    assert universe.filter(pl.col("ticker") == "BBBY")["active"].to_list() == [False]  # delisted, kept
+    with sqlite3.connect(tmp_path / "demo" / "ledger.db") as connection:
+        reference = dict(
+            connection.execute(
+                "SELECT dataset, count(*) FROM units WHERE dataset IN ('splits', 'dividends', 'details') "
+                "AND state = 'done' GROUP BY dataset"
+            ).fetchall()
+        )
+        planned_before_listing = connection.execute(
+            "SELECT count(*) FROM units WHERE ticker = 'AMC' AND dataset = 'minute' AND period < '2023-03'"
+        ).fetchone()[0]
+    assert reference == {"details": len(listed), "splits": 1, "dividends": 1}
+    assert planned_before_listing == 0  # no unit outside the listing window
     assert frame.select(pl.struct("ticker", "timestamp").is_duplicated().any()).item() is False

@@ -1,9 +1,12 @@
+import datetime as dt
 from pathlib import Path
 
+import polars as pl
 import pytest
+from support import run_cli
 
 from polyledger.errors import InputError
-from polyledger.universe import read_universe, validate_ticker
+from polyledger.universe import UniverseMember, read_members, read_universe, validate_ticker
 
 
 def write(tmp_path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -56,3 +59,182 @@ def test_valid_tickers(ticker):
 def test_invalid_tickers(ticker):
     with pytest.raises(InputError):
         validate_ticker(ticker)
+
+
+# --- listing windows -------------------------------------------------------------
+
+D = dt.date
+
+
+def member_of(tmp_path: Path, delisted_utc: str = "", list_date: str = "") -> UniverseMember:
+    path = write(tmp_path, f"ticker,list_date,delisted_utc\nAAPL,{list_date},{delisted_utc}\n")
+    return read_members(path)[0]
+
+
+def test_list_date_and_delisted_utc_become_a_listing_window(tmp_path):
+    text = (
+        "\ufeffticker,name,list_date,delisted_utc\n"
+        "AAPL,Apple,1980-12-12,\n"
+        "\n"
+        "GONE,Gone Inc,2001-05-02,2023-04-21T00:00:00Z\n"
+        "PLAIN,Plain,,\n"
+    )
+    assert read_members(write(tmp_path, text)) == [
+        UniverseMember("AAPL", D(1980, 12, 12), None),
+        UniverseMember("GONE", D(2001, 5, 2), D(2023, 4, 20)),
+        UniverseMember("PLAIN", None, None),
+    ]
+    assert read_universe(write(tmp_path, text)) == ["AAPL", "GONE", "PLAIN"]
+
+
+def test_a_file_without_date_columns_has_no_windows(tmp_path):
+    members = read_members(write(tmp_path, "ticker,name\nAAPL,x\nBF-B,y\n"))
+    assert members == [UniverseMember("AAPL"), UniverseMember("BF-B")]
+
+
+@pytest.mark.parametrize(
+    "delisted_utc, last_day",
+    [
+        ("2023-04-21T00:00:00Z", D(2023, 4, 20)),  # 20:00 ET on the 20th
+        ("2023-04-21T04:00:00Z", D(2023, 4, 20)),  # ET midnight (EDT): the 20th was the last session
+        ("2023-04-21T04:00:00.001Z", D(2023, 4, 21)),  # a millisecond into the 21st in New York
+        ("2023-01-21T05:00:00Z", D(2023, 1, 20)),  # ET midnight in winter (EST)
+        ("2023-01-21T04:59:59Z", D(2023, 1, 20)),
+        ("2023-01-21T05:00:01Z", D(2023, 1, 21)),
+        ("2023-04-21T00:00:00+00:00", D(2023, 4, 20)),
+        ("2023-04-21T00:00:00-04:00", D(2023, 4, 20)),  # an offset is honoured
+        ("2023-04-21T00:00:00", D(2023, 4, 20)),  # no zone: UTC, as the column's name says
+        ("2023-04-21", D(2023, 4, 21)),  # a plain date is the last day itself
+        (" 2023-04-21 ", D(2023, 4, 21)),
+    ],
+)
+def test_delisted_utc_is_the_eastern_date_a_millisecond_earlier(tmp_path, delisted_utc, last_day):
+    assert member_of(tmp_path, delisted_utc=delisted_utc).last_day == last_day
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("AAPL,2023-13-01,", "u.csv line 4: invalid list_date '2023-13-01': expected YYYY-MM-DD"),
+        ("AAPL,20230101,", "u.csv line 4: invalid list_date '20230101': expected YYYY-MM-DD"),
+        ("AAPL,2023-W01-1,", "u.csv line 4: invalid list_date '2023-W01-1'"),
+        ("AAPL,2023-02-30,", "u.csv line 4: invalid list_date '2023-02-30'"),
+        ("AAPL,,yesterday", "u.csv line 4: invalid delisted_utc 'yesterday': expected a timestamp like"),
+        ("AAPL,,2023-04-31T00:00:00Z", "u.csv line 4: invalid delisted_utc '2023-04-31T00:00:00Z'"),
+        ("AAPL,,2023-04-21T25:00:00Z", "u.csv line 4: invalid delisted_utc"),
+        ("AAPL,,2023-04-21T00:00:00Q", "u.csv line 4: invalid delisted_utc"),
+        (
+            "AAPL,2023-04-21,2023-04-21T00:00:00Z",
+            "u.csv line 4: list_date 2023-04-21 is after the last trading day 2023-04-20",
+        ),
+    ],
+)
+def test_bad_listing_dates_are_one_line_errors_naming_the_line(tmp_path, row, message):
+    path = write(tmp_path, f"ticker,list_date,delisted_utc\nMSFT,,\n\n{row}\n")
+    with pytest.raises(InputError) as caught:
+        read_members(path)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_listed_and_delisted_on_one_session_is_fine(tmp_path):
+    member = member_of(tmp_path, list_date="2023-04-20", delisted_utc="2023-04-21T00:00:00Z")
+    assert (member.list_date, member.last_day) == (D(2023, 4, 20), D(2023, 4, 20))
+
+
+def test_bad_listing_date_through_the_cli_exits_2_with_one_line(work):
+    (work / "u.csv").write_text("ticker,list_date\nAAPL,2020-01-01\nNEWCO,2023-13-01\n", encoding="utf-8")
+    result = run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-12-31")
+    assert result.code == 2
+    assert result.err == "error: u.csv line 3: invalid list_date '2023-13-01': expected YYYY-MM-DD\n"
+    assert not (work / "ledger.db").exists()
+
+
+# --- Parquet universes -----------------------------------------------------------
+
+
+def polygon_like_frame() -> pl.DataFrame:
+    """The columns the `universe` command writes (polyledger/universe_build.py): list_date
+    as a date, delisted_utc as the text Polygon gives."""
+    return pl.DataFrame(
+        {
+            "ticker": ["AAPL", "NEWCO", "GONE"],
+            "name": ["Apple", "New Co", "Gone Inc"],
+            "primary_exchange": ["XNAS", "XNYS", "XNAS"],
+            "type": ["CS", "CS", "CS"],
+            "active": [True, True, False],
+            "cik": ["0000320193", None, "0000000001"],
+            "composite_figi": ["BBG000B9XRY4", None, None],
+            "list_date": [D(1980, 12, 12), D(2023, 6, 14), None],
+            "delisted_utc": [None, None, "2023-04-21T00:00:00Z"],
+            "market_cap": [3.0e12, None, None],
+        }
+    )
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_the_universe_commands_files_read_the_same(tmp_path, suffix):
+    path = tmp_path / f"universe{suffix}"
+    frame = polygon_like_frame()
+    if suffix == ".parquet":
+        frame.write_parquet(path)
+    else:
+        frame.write_csv(path)  # nulls become empty cells
+    assert read_members(path) == [
+        UniverseMember("AAPL", D(1980, 12, 12), None),
+        UniverseMember("NEWCO", D(2023, 6, 14), None),
+        UniverseMember("GONE", None, D(2023, 4, 20)),
+    ]
+
+
+def test_parquet_universe_with_typed_dates(tmp_path):
+    frame = pl.DataFrame(
+        {
+            "Ticker": ["NEWCO", "GONE", "EST"],
+            "list_date": [D(2023, 6, 14), None, None],
+            "delisted_utc": [
+                None,
+                dt.datetime(2023, 4, 21, 4, 0, tzinfo=dt.timezone.utc),
+                dt.datetime(2023, 1, 21, 5, 0, 0, 1000, tzinfo=dt.timezone.utc),
+            ],
+        }
+    )
+    path = tmp_path / "universe.PARQUET"
+    frame.write_parquet(path)
+    assert read_members(path) == [
+        UniverseMember("NEWCO", D(2023, 6, 14), None),
+        UniverseMember("GONE", None, D(2023, 4, 20)),
+        UniverseMember("EST", None, D(2023, 1, 21)),
+    ]
+
+
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        (pl.DataFrame({"symbol": ["AAPL"]}), "has no 'ticker' column"),
+        (pl.DataFrame({"ticker": ["AAPL", "aapl"]}), "u.parquet row 2: ticker 'aapl' is not upper case"),
+        (pl.DataFrame({"ticker": ["AAPL", None]}), "u.parquet row 2: empty ticker"),
+        (
+            pl.DataFrame({"ticker": ["AAPL", "AAPL"]}),
+            "u.parquet row 2: duplicate ticker 'AAPL' (first on row 1)",
+        ),
+        (pl.DataFrame({"ticker": [1, 2]}), "u.parquet row 1: invalid ticker 1: expected text"),
+        (pl.DataFrame({"ticker": ["A"], "list_date": ["2023-13-01"]}), "u.parquet row 1: invalid list_date"),
+        (pl.DataFrame({"ticker": ["A"], "delisted_utc": ["soon"]}), "u.parquet row 1: invalid delisted_utc"),
+        (pl.DataFrame({"ticker": pl.Series([], dtype=pl.String)}), "lists no tickers"),
+    ],
+)
+def test_bad_parquet_universe_is_one_clear_error(tmp_path, frame, message):
+    path = tmp_path / "u.parquet"
+    frame.write_parquet(path)
+    with pytest.raises(InputError) as caught:
+        read_members(path)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_parquet_name_on_a_text_file_is_an_input_error(tmp_path):
+    path = tmp_path / "u.parquet"
+    path.write_text("ticker\nAAPL\n", encoding="utf-8")
+    with pytest.raises(InputError, match="not a readable Parquet file"):
+        read_members(path)

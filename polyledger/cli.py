@@ -66,9 +66,13 @@ def plan(
         "columns skip the periods outside each ticker's listing.",
     ),
     dataset: str = typer.Option(
-        "minute", "--dataset", help="minute (units = months) or day (units = years)."
+        "minute",
+        "--dataset",
+        help="minute (units = months), day (units = years), or splits / dividends (a unit per ticker).",
     ),
-    start: str = typer.Option(..., "--from", help="First US/Eastern date, YYYY-MM-DD."),
+    start: Optional[str] = typer.Option(
+        None, "--from", help="First US/Eastern date, YYYY-MM-DD (bars only; required for them)."
+    ),
     end: Optional[str] = typer.Option(
         None, "--to", help="Last US/Eastern date, inclusive [default: yesterday]."
     ),
@@ -82,8 +86,22 @@ def plan(
     from polyledger.periods import et_today, parse_date
     from polyledger.plan import check_range
     from polyledger.plan import plan as plan_units
+    from polyledger.reference import plan_reference
     from polyledger.universe import read_members
 
+    if dataset in ("splits", "dividends"):
+        if start or end:
+            raise InputError(f"--from/--to do not apply to {dataset}: a unit holds a ticker's whole history")
+        tickers = [member.ticker for member in read_members(universe)]
+        with Ledger(ledger_path) as ledger:
+            added = plan_reference(ledger, tickers, dataset, et_today())
+        _echo(
+            f"planned {len(tickers)} {dataset} units (one per ticker): {added} new, "
+            f"{len(tickers) - added} already in {ledger_path}"
+        )
+        return
+    if start is None:
+        raise InputError(f"--from is required for {dataset} bars (YYYY-MM-DD)")
     first = parse_date(start, "--from")
     yesterday = et_today() - dt.timedelta(days=1)
     last = parse_date(end, "--to") if end else yesterday

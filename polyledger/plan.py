@@ -35,7 +35,9 @@ class PlanResult:
 
 def check_range(dataset: str, start: dt.date, end: dt.date) -> None:
     if dataset not in DATASETS:
-        raise InputError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+        raise InputError(
+            f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}, splits, dividends"
+        )
     if start > end:
         raise InputError(f"--from {start} is after --to {end}")
     if start < EARLIEST:

@@ -22,7 +22,7 @@ from polyledger.testing import StandInServer
         (["plan", "--universe", "u.csv", "--from", "2024-03-01", "--to", "2024-01-01"], "is after --to"),
         (["plan", "--universe", "u.csv", "--from", "2024-01-01", "--dataset", "hourly"], "unknown dataset"),
         (["plan", "--universe", "bad.csv", "--from", "2024-01-01"], "not upper case"),
-        (["plan", "--universe", "u.csv"], "Missing option '--from'"),
+        (["plan", "--universe", "u.csv"], "--from is required for minute bars"),
         (["plan", "--universe", "u.csv", "--from", "2024-01-01", "--bogus"], "No such option: --bogus"),
         (["run", "--workers", "0"], "--workers"),
         (["status"], "no ledger at ledger.db"),

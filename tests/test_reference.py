@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from support import read_dataset, truth
+from support import API_KEY, read_dataset, run_cli, truth
 
 from polyledger.audit import audit
 from polyledger.errors import TransientError
@@ -194,3 +194,20 @@ def test_splits_and_dividends_datasets_download_per_ticker_with_empty_confirmed_
     ]
     dividends = pl.read_parquet(tmp_path / "data" / "dividends" / "ticker=DIVY" / "part.parquet")
     assert dividends.select("ex_dividend_date", "cash_amount").rows() == [(dt.date(2023, 5, 5), 0.25)]
+
+
+def test_plan_and_run_splits_from_the_command_line(work):
+    market = SyntheticMarket([Listing("SPLT", bars_per_day=5, splits=(Split(SPLIT_DAY, 1, 4),))], seed=2)
+    (work / "u.csv").write_text("ticker\nSPLT\nNOSUCH\n", encoding="utf-8")
+    bad = run_cli("plan", "--universe", "u.csv", "--dataset", "splits", "--from", "2024-01-01")
+    assert bad.code == 2 and "--from/--to do not apply to splits" in bad.err
+    missing = run_cli("plan", "--universe", "u.csv", "--dataset", "minute")
+    assert missing.code == 2 and "--from is required for minute bars" in missing.err
+    planned = run_cli("plan", "--universe", "u.csv", "--dataset", "splits")
+    assert planned.code == 0 and "planned 2 splits units (one per ticker): 2 new" in planned.out
+    with StandInServer(market, api_keys=(API_KEY,)) as api:
+        ran = run_cli("run", "--base-url", api.url, "--dataset", "splits")
+    assert ran.code == 0, ran.out + ran.err
+    assert run_cli("audit").code == 0
+    states = run_cli("sql", "SELECT ticker, state, rows FROM units ORDER BY ticker", "--format", "csv").out
+    assert states.splitlines()[1:] == ["NOSUCH,empty_confirmed,0", "SPLT,done,1"]

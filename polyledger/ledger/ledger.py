@@ -12,6 +12,7 @@ units/s with 8 threads; ~5,000 raw). Reads and migrations go through the engine.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import socket
 import sqlite3
@@ -121,6 +122,26 @@ class FetchedUnit:
     unit: ClaimedUnit
     attempt: AttemptRecord
     stored: StoredFile | None
+
+
+@functools.lru_cache(maxsize=256)
+def _move_sql(
+    target: UnitState, sources: frozenset[UnitState], where: str, sets: str, returning: str, by_id: bool
+) -> str:
+    """The UPDATE behind `Ledger._move`, built once per shape (claims and settles repeat a
+    handful of shapes thousands of times a second)."""
+    source_values = allowed_sources(target, sources)
+    state_column = "(state || '')" if by_id else "state"
+    # states are literals (our own enum values): SQLite uses a partial index only when
+    # the query names its state as a constant, and `IN (one)` as `= one`
+    literals = ", ".join(f"'{value}'" for value in source_values)
+    state_test = (
+        f"{state_column} = {literals}" if len(source_values) == 1 else f"{state_column} IN ({literals})"
+    )
+    return (
+        f"UPDATE units SET state = :_target, updated_at = :_now{', ' + sets if sets else ''} "
+        f"WHERE ({where}) AND {state_test}{' RETURNING ' + returning if returning else ''}"
+    )
 
 
 def _fetched_change(item: FetchedUnit, adjusted: bool | None) -> tuple[UnitState, str, dict]:
@@ -309,19 +330,8 @@ class Ledger:
 
         `by_id`: `where` already picks rows by id, so keep the planner off the state index
         (`state || ''`), which would otherwise scan every row in that state."""
-        source_values = allowed_sources(target, sources)
-        state_column = "(state || '')" if by_id else "state"
-        # states are literals (our own enum values): SQLite uses a partial index only when
-        # the query names its state as a constant, and `IN (one)` as `= one`
-        literals = ", ".join(f"'{value}'" for value in source_values)
-        state_test = (
-            f"{state_column} = {literals}" if len(source_values) == 1 else f"{state_column} IN ({literals})"
-        )
+        sql = _move_sql(target, frozenset(sources), where, sets, returning, by_id)
         params = dict(params, _target=target.value, _now=iso(self.clock()))
-        sql = (
-            f"UPDATE units SET state = :_target, updated_at = :_now{', ' + sets if sets else ''} "
-            f"WHERE ({where}) AND {state_test}{' RETURNING ' + returning if returning else ''}"
-        )
         return cursor.execute(sql, params)
 
     def claim(

@@ -112,17 +112,10 @@ def build_universe(
     details = _details(run.ledger, run.store, period)
     report.failed_details = _failed_details(run.ledger, period)
 
-    table = kept.join(details, on="ticker", how="left", suffix="_details").select(
-        "ticker",
-        "name",
-        "primary_exchange",
-        "type",
-        "active",
-        "cik",
-        "composite_figi",
-        "list_date",
-        pl.coalesce("delisted_utc", "delisted_utc_details").alias("delisted_utc"),
-        "market_cap",
+    table = (
+        kept.join(details, on="ticker", how="left", suffix="_details")
+        .with_columns(pl.coalesce("delisted_utc", "delisted_utc_details").alias("delisted_utc"))
+        .select(COLUMNS)
     )
     if cap_max is not None:
         # a delisted name often has no market cap: dropping it would bring survivorship bias back

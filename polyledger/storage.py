@@ -46,26 +46,28 @@ def unit_relative_path(dataset: str, ticker: str, period_start: dt.date) -> str:
 def bars_for_unit(raw: pl.DataFrame, ticker: str, start: dt.date, end: dt.date) -> pl.DataFrame:
     """The unit's bars: those whose US/Eastern session date is in [start, end], each
     timestamp once (first seen wins), sorted by time, in the stored schema."""
-    return split_by_unit(raw, ticker, [(start, end)])[0]
+    return split_by_unit(raw, ticker, [(start, end)])[0][0]
 
 
 def split_by_unit(
     raw: pl.DataFrame, ticker: str, periods: Sequence[tuple[dt.date, dt.date]]
-) -> list[pl.DataFrame]:
-    """`bars_for_unit` for several units at once: the raw bars are converted, deduplicated
-    and sorted once, then each unit is a slice (session dates never decrease along sorted
-    timestamps). Filtering the whole buffer per unit cost a page's work per month."""
+) -> list[tuple[pl.DataFrame, int]]:
+    """`bars_for_unit` for several units at once, with how many repeated timestamps each
+    unit's bars had (dropped; the first is kept). The raw bars are converted and sorted
+    once, then each unit is a slice (session dates never decrease along sorted
+    timestamps): filtering the whole buffer per unit cost a page's work per month."""
     if raw.height == 0:
-        return [pl.DataFrame(schema=BAR_SCHEMA) for _ in periods]
-    bars = (
-        to_stored_bars(raw, ticker)
-        .unique(subset="timestamp", keep="first", maintain_order=True)
-        .sort("timestamp")
-    )
+        return [(pl.DataFrame(schema=BAR_SCHEMA), 0) for _ in periods]
+    bars = to_stored_bars(raw, ticker).sort("timestamp", maintain_order=True)  # stable: first seen first
     dates = bars.get_column("timestamp").dt.convert_time_zone(str(ET)).dt.date()
     firsts = dates.search_sorted(pl.Series([start for start, _ in periods], dtype=pl.Date), side="left")
     lasts = dates.search_sorted(pl.Series([end for _, end in periods], dtype=pl.Date), side="right")
-    return [bars.slice(first, max(last - first, 0)) for first, last in zip(firsts, lasts, strict=True)]
+    out = []
+    for first, last in zip(firsts, lasts, strict=True):
+        unit = bars.slice(first, max(last - first, 0))
+        unique = unit.unique(subset="timestamp", keep="first", maintain_order=True)
+        out.append((unique, unit.height - unique.height))
+    return out
 
 
 def bars_outside(raw: pl.DataFrame, start: dt.date, end: dt.date) -> int:

@@ -173,16 +173,20 @@ def _settle_failure(unit: ClaimedUnit, job: UnitJob, charge: AttemptRecord, exc:
 
 def _store(
     units: Sequence[ClaimedUnit],
-    unit_bars: Sequence[pl.DataFrame],
+    unit_bars: Sequence[tuple[pl.DataFrame, int]],
     job: UnitJob,
     charges: Sequence[AttemptRecord],
 ) -> list[UnitOutcome]:
     """Write each unit's file, then settle them all in one ledger transaction. Files are
     in place before the ledger says done: never a done unit without its file."""
     fetched = []
-    for unit, bars, charge in zip(units, unit_bars, charges, strict=True):
+    for unit, (bars, duplicates), charge in zip(units, unit_bars, charges, strict=True):
         attempt = AttemptRecord(
-            requests=charge.requests, bytes=charge.bytes, bars=bars.height, request_id=charge.request_id
+            requests=charge.requests,
+            bytes=charge.bytes,
+            bars=bars.height,
+            request_id=charge.request_id,
+            duplicates=duplicates,
         )
         stored = (
             job.store.write_unit(unit.dataset, unit.ticker, unit.period_start, bars) if bars.height else None

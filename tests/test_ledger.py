@@ -208,10 +208,10 @@ def test_read_only_connection_refuses_writes(ledger):
 
 
 def test_models_match_the_migrated_schema(ledger):
-    from polyledger.ledger.models import Run, Setting, Split, Unit, UnitAttempt
+    from polyledger.ledger.models import QualityFlag, Run, Setting, Split, Unit, UnitAttempt
 
     with ledger.engine.connect() as connection:
-        for model in (Unit, UnitAttempt, Run, Setting, Split):
+        for model in (Unit, UnitAttempt, Run, Setting, Split, QualityFlag):
             columns = {r[1] for r in connection.execute(text(f"PRAGMA table_info({model.__tablename__})"))}
             assert columns == set(model.__table__.columns.keys()), model.__tablename__
 

@@ -11,7 +11,7 @@ from polyledger.ledger.ledger import (
     new_owner_id,
     utc_now,
 )
-from polyledger.ledger.models import Run, Setting, Split, Unit, UnitAttempt
+from polyledger.ledger.models import QualityFlag, Run, Setting, Split, Unit, UnitAttempt
 from polyledger.ledger.states import SETTLED, TRANSITIONS, UnitState, check_transition
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "FetchedUnit",
     "Ledger",
     "PlannedUnit",
+    "QualityFlag",
     "Run",
     "Setting",
     "Split",

@@ -102,6 +102,7 @@ class AttemptRecord:
     request_id: str | None = None
     error_class: str | None = None
     error: str | None = None
+    duplicates: int = 0  # bars that arrived twice with one timestamp (the first is kept)
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,9 @@ def _fetched_change(item: FetchedUnit, adjusted: bool | None) -> tuple[UnitState
 
 _INSERT_ATTEMPT = (
     "INSERT INTO unit_attempts (unit_id, run_id, started_at, ended_at, outcome, error_class, error, "
-    "http_status, request_id, requests, bytes, bars) VALUES (:unit_id, :run_id, :started_at, "
-    ":ended_at, :outcome, :error_class, :error, :http_status, :request_id, :requests, :bytes, :bars)"
+    "http_status, request_id, requests, bytes, bars, duplicates) VALUES (:unit_id, :run_id, :started_at, "
+    ":ended_at, :outcome, :error_class, :error, :http_status, :request_id, :requests, :bytes, :bars, "
+    ":duplicates)"
 )
 
 
@@ -480,6 +482,7 @@ class Ledger:
                 "requests": attempt.requests,
                 "bytes": attempt.bytes,
                 "bars": attempt.bars,
+                "duplicates": attempt.duplicates,
             },
         )
         return True
@@ -588,6 +591,33 @@ class Ledger:
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ticker, execution_date) DO NOTHING",
                 [(ticker, day, split_from, split_to, now) for day, split_from, split_to in splits],
             )
+
+    def replace_quality_flags(self, datasets: Sequence[str], flags: Iterable[dict]) -> int:
+        """The findings of a quality check of `datasets`, replacing that check's earlier
+        ones. Each flag: dataset, ticker, session_date, check_name, detail, value, unit_id
+        (the last three may be None). Returns how many were stored."""
+        now = iso(self.clock())
+        rows = [
+            (
+                now,
+                flag["dataset"],
+                flag["ticker"],
+                flag.get("session_date"),
+                flag["check_name"],
+                flag["detail"],
+                flag.get("value"),
+                flag.get("unit_id"),
+            )
+            for flag in flags
+        ]
+        with self._write() as cursor:
+            cursor.executemany("DELETE FROM quality_flags WHERE dataset = ?", [(name,) for name in datasets])
+            cursor.executemany(
+                "INSERT INTO quality_flags (checked_at, dataset, ticker, session_date, check_name, detail, "
+                "value, unit_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
 
     def claim_setting(self, key: str, value: str) -> str:
         """Record `value` for `key` unless the ledger has one already; returns the stored

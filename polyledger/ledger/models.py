@@ -58,6 +58,7 @@ class UnitAttempt(SQLModel, table=True):
     requests: int = 0
     bytes: int = 0
     bars: int = 0
+    duplicates: int = 0  # bars that arrived twice with one timestamp (the first was kept)
 
 
 class Run(SQLModel, table=True):
@@ -98,3 +99,19 @@ class Split(SQLModel, table=True):
     split_from: float
     split_to: float
     recorded_at: str
+
+
+class QualityFlag(SQLModel, table=True):
+    """One finding of `audit --quality` (replaced whole by each check)."""
+
+    __tablename__ = "quality_flags"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    checked_at: str
+    dataset: str
+    ticker: str
+    session_date: Optional[str] = None  # ISO date, US/Eastern
+    check_name: str
+    detail: str
+    value: Optional[float] = None
+    unit_id: Optional[int] = None

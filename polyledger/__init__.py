@@ -1,3 +1,24 @@
-"""polyledger: historical Polygon.io / Massive bars into partitioned Parquet, tracked by a ledger."""
+"""polyledger: historical Polygon.io / Massive bars into partitioned Parquet, tracked by a ledger.
+
+In a notebook: `dl = polyledger.open("ledger.db", "data")`, then `dl.units()`,
+`dl.bars("minute", tickers=[...], start=..., end=...)`, `dl.audit()`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from polyledger.download import Download
+
+
+def open(ledger: Path | str = "ledger.db", data: Path | str = "data") -> Download:  # noqa: A001
+    """Open a download (an existing ledger and its data folder) for reading; see
+    `polyledger.download`. Imported lazily so the command line starts fast."""
+    from polyledger.download import Download
+
+    return Download(ledger, data)

@@ -30,3 +30,16 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MASSIVE_API_KEY", raising=False)
     monkeypatch.delenv("POLYGON_BASE_URL", raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def demo_download(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in demo's folder (ledger.db, data/, universe.csv), made once per session:
+    a realistic small download with every state, failures, splits and dividends."""
+    from rich.console import Console
+
+    from polyledger.demo import run_demo
+
+    folder = tmp_path_factory.mktemp("demo")
+    run_demo(folder, workers=4, console=Console(quiet=True))
+    return folder

@@ -1,0 +1,139 @@
+"""A download, for notebooks: the ledger and the data folder read together.
+
+    import polyledger
+    dl = polyledger.open("ledger.db", "data")
+    dl.units()                                        # polars DataFrame, one row per unit
+    dl.bars("minute", tickers=["AAPL"], start="2024-01-01", end="2024-03-31").collect()
+    dl.reference("splits").collect()
+    dl.audit()
+
+Bars are read only from the files of `done` units the ledger lists (never a folder scan):
+a file a crashed run left behind, or a unit being fetched again, is not read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from polyledger.audit import AuditReport, audit
+from polyledger.errors import InputError
+from polyledger.ledger import Ledger
+from polyledger.periods import DATASETS, ET, REFERENCE_DATASETS
+from polyledger.polygon.aggs import BAR_SCHEMA
+from polyledger.reference import REFERENCE
+from polyledger.storage import BarStore
+
+STORED_BAR_SCHEMA = {**BAR_SCHEMA, "timestamp": pl.Datetime("ms", "UTC")}
+
+
+class Download:
+    """A ledger and its data folder. Use as a context manager, or call close()."""
+
+    def __init__(self, ledger: Path | str = "ledger.db", data: Path | str = "data") -> None:
+        self.ledger = Ledger(ledger, create=False)
+        self.store = BarStore(data)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def __enter__(self) -> Download:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Download(ledger={str(self.ledger.path)!r}, data={str(self.store.root)!r})"
+
+    def units(self, dataset: str | None = None, state: str | None = None) -> pl.DataFrame:
+        """The ledger's units (all columns but the lease), optionally of one dataset / state."""
+        where, params = [], {}
+        if dataset is not None:
+            where.append("dataset = :dataset")
+            params["dataset"] = dataset
+        if state is not None:
+            where.append("state = :state")
+            params["state"] = state
+        sql = (
+            "SELECT id, dataset, ticker, period, period_start, period_end, state, rows, attempts, "
+            "error_class, last_error, adjusted, fetched_at, file_path, checksum, bytes, requests "
+            f"FROM units{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id"
+        )
+        with self.ledger.engine.connect() as connection:
+            result = connection.exec_driver_sql(sql, params)
+            columns = list(result.keys())
+            rows = result.fetchall()
+        return pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None).with_columns(
+            pl.col("period_start", "period_end").str.to_date()
+        )
+
+    def bars(
+        self,
+        dataset: str = "minute",
+        *,
+        tickers: Sequence[str] | None = None,
+        start: dt.date | str | None = None,
+        end: dt.date | str | None = None,
+    ) -> pl.LazyFrame:
+        """Bars of `done` units, lazily: tickers and [start, end] (US/Eastern session dates,
+        inclusive) choose the files from the ledger, then filter the bars."""
+        if dataset not in DATASETS:
+            raise InputError(f"unknown bar dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+        first, last = _date(start, "start"), _date(end, "end")
+        files = self._files(dataset, tickers, first, last)
+        if not files:
+            return pl.LazyFrame(schema=STORED_BAR_SCHEMA)
+        frame = pl.scan_parquet(files)
+        if first is not None or last is not None:
+            session = pl.col("timestamp").dt.convert_time_zone(str(ET)).dt.date()
+            if first is not None:
+                frame = frame.filter(session >= first)
+            if last is not None:
+                frame = frame.filter(session <= last)
+        return frame
+
+    def reference(self, dataset: str, *, tickers: Sequence[str] | None = None) -> pl.LazyFrame:
+        """Splits, dividends or ticker details of `done` units, lazily."""
+        if dataset not in REFERENCE_DATASETS:
+            raise InputError(
+                f"unknown reference dataset {dataset!r}: choose one of {', '.join(REFERENCE_DATASETS)}"
+            )
+        files = self._files(dataset, tickers, None, None)
+        if not files:
+            return pl.LazyFrame(schema=REFERENCE[dataset].schema)
+        return pl.scan_parquet(files)
+
+    def audit(self) -> AuditReport:
+        return audit(self.ledger)
+
+    def _files(
+        self, dataset: str, tickers: Sequence[str] | None, first: dt.date | None, last: dt.date | None
+    ) -> list[str]:
+        where, params = ["dataset = :dataset", "state = 'done'"], {"dataset": dataset}
+        if tickers:
+            names = {f"t{i}": ticker for i, ticker in enumerate(tickers)}
+            params.update(names)
+            where.append(f"ticker IN ({', '.join(':' + name for name in names)})")
+        if first is not None:
+            where.append("period_end >= :first")
+            params["first"] = first.isoformat()
+        if last is not None:
+            where.append("period_start <= :last")
+            params["last"] = last.isoformat()
+        rows = self.ledger.query(
+            f"SELECT file_path FROM units WHERE {' AND '.join(where)} ORDER BY ticker, period_start", params
+        )
+        return [str(self.store.path_of(row.file_path)) for row in rows]
+
+
+def _date(value: dt.date | str | None, name: str) -> dt.date | None:
+    if value is None or isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"invalid {name} {value!r}: expected YYYY-MM-DD") from None

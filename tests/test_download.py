@@ -1,0 +1,56 @@
+"""The notebook API: polyledger.open(ledger, data) -> units, bars, reference data, audit."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from support import STORED_COLUMNS, read_dataset
+
+import polyledger
+from polyledger.errors import InputError
+
+
+def test_units_are_the_ledgers_rows(demo_download):
+    with polyledger.open(demo_download / "ledger.db", demo_download / "data") as dl:
+        units = dl.units()
+        failed = dl.units("minute", "failed")
+        count = dl.ledger.query("SELECT count(*) AS n FROM units")[0].n
+    assert units.height == count and units.schema["period_start"] == pl.Date
+    assert failed.height == 24 and set(failed["error_class"]) == {"not_entitled"}
+
+
+def test_bars_read_done_units_and_filter_by_ticker_and_session_dates(demo_download):
+    data = demo_download / "data"
+    with polyledger.open(demo_download / "ledger.db", data) as dl:
+        everything = dl.bars("minute").collect().select(STORED_COLUMNS).sort("ticker", "timestamp")
+        window = dl.bars("minute", tickers=["AAPL", "TINY"], start="2023-03-31", end=dt.date(2023, 4, 3))
+        some = window.collect()
+        day = dl.bars("day", tickers=["NOSUCH"]).collect()
+    assert_frame_equal(everything, read_dataset(data, "minute"))
+    sessions = some.select(pl.col("timestamp").dt.convert_time_zone("America/New_York").dt.date().unique())
+    assert set(some["ticker"]) == {"AAPL", "TINY"}
+    assert set(sessions.to_series()) == {dt.date(2023, 3, 31), dt.date(2023, 4, 3)}  # a weekend between
+    assert day.height == 0 and day.columns == list(some.columns)
+
+
+def test_reference_data_and_audit(demo_download):
+    with polyledger.open(demo_download / "ledger.db", demo_download / "data") as dl:
+        splits = dl.reference("splits").collect()
+        dividends = dl.reference("dividends", tickers=["AAPL"]).collect()
+        report = dl.audit()
+    assert splits.select("ticker", "split_from", "split_to").rows() == [("AAPL", 1.0, 4.0)]
+    assert dividends.height == 0
+    assert {d.dataset for d in report.datasets} >= {"minute", "day", "splits", "dividends"}
+
+
+def test_bad_arguments_say_what_is_wrong(demo_download, tmp_path):
+    with pytest.raises(InputError, match="no ledger at"):
+        polyledger.open(tmp_path / "missing.db", tmp_path)
+    with polyledger.open(demo_download / "ledger.db", demo_download / "data") as dl:
+        with pytest.raises(InputError, match="unknown bar dataset 'hourly'"):
+            dl.bars("hourly")
+        with pytest.raises(InputError, match="invalid start '2023-02-30'"):
+            dl.bars("minute", start="2023-02-30")

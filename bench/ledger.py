@@ -1,4 +1,5 @@
-"""The ledger stays cheap: planning 1,000,000 units, and claim + complete with 8 threads.
+"""The ledger stays cheap: planning 1,000,000 units, auditing them, and claim + complete
+with 8 threads.
 
     python bench/ledger.py [--units 1000000] [--threads 8] [--claims 20000]
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
+from polyledger.audit import audit
 from polyledger.ledger import AttemptRecord, FetchedUnit, Ledger, PlannedUnit, StoredFile, Unit, iso, utc_now
 from polyledger.periods import unit_periods
 
@@ -105,6 +107,9 @@ def main() -> None:
             sample = time.perf_counter()
             ledger.add_units(units[: args.orm_sample])  # all present: measures the idempotent path
             replan = time.perf_counter() - sample
+            began = time.perf_counter()
+            audit(ledger)
+            audit_seconds = time.perf_counter() - began
             rate = bench_claims(ledger, args.threads, args.claims)
             grouped = bench_claims(ledger, args.threads, args.claims, group=12)
     bulk_sample = planning * args.orm_sample / args.units
@@ -114,6 +119,7 @@ def main() -> None:
         f"ORM add_all baseline, {args.orm_sample:,} units: {orm:.2f} s "
         f"-> bulk is {orm / bulk_sample:.1f}x faster"
     )
+    print(f"audit of the {args.units:,}-unit ledger: {audit_seconds:.2f} s (target < 3 s)")
     print(
         f"claim + complete, {args.threads} threads, {args.claims:,} units "
         f"on a {args.units:,}-unit ledger: {rate:,.0f} units/s"

@@ -232,6 +232,9 @@ def _check_base_url(url: str) -> str:
         raise InputError(f"invalid --base-url {url!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(f"--base-url must look like https://host[:port], got {url!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        # the key travels in a header; a URL is logged and stored with the run
+        raise InputError("--base-url must be https://host[:port][/path] without credentials or a query")
     return url
 
 
@@ -368,6 +371,10 @@ def retry(
     from polyledger.ledger import Ledger
     from polyledger.retry import retry_failed, retry_stale
 
+    if stale and (error_class != "transient" or dataset):
+        raise InputError(
+            "--stale chooses its own units (adjusted bars older than a split): only --ticker applies"
+        )
     with Ledger(ledger_path, create=False) as ledger:
         if stale:
             count = retry_stale(ledger, ticker or ())
@@ -399,7 +406,7 @@ def universe(
     Example: polyledger universe --type CS --exchange XNAS,XNYS --cap-max 2e9 --out universe.csv
     """
     from polyledger.ledger import Ledger
-    from polyledger.periods import parse_date
+    from polyledger.periods import et_today, parse_date
     from polyledger.polygon.client import DEFAULT_BASE_URL
     from polyledger.progress import RunDisplay
     from polyledger.runner import Run, RunOptions
@@ -407,6 +414,8 @@ def universe(
     from polyledger.universe_build import build_universe
 
     day = parse_date(as_of, "--date") if as_of else None
+    if day is not None and day > et_today():
+        raise InputError(f"--date {day} is in the future (US/Eastern): details exist up to today only")
     type_list = [t.strip().upper() for t in types.split(",") if t.strip()]
     exchange_list = [e.strip().upper() for e in exchanges.split(",") if e.strip()]
     if not type_list or not exchange_list:
@@ -430,6 +439,12 @@ def universe(
                 out=out,
                 on_tick=display.tick,
             )
+    if report.outcome != "finished":
+        _echo(
+            f"universe not written: {report.outcome} before every details request was answered; "
+            "run the same command again to resume"
+        )
+        raise typer.Exit(130 if report.outcome == "interrupted" else 1)
     _echo(report.funnel_text())
     for ticker, reason in report.failed_details[:20]:
         _echo(f"details failed: {ticker}: {reason}")
@@ -521,7 +536,9 @@ def demo(
 
 @app.command()
 def serve(
-    port: int = typer.Option(8765, "--port", help="0 picks a free port; the URL is printed first."),
+    port: int = typer.Option(
+        8765, "--port", min=0, max=65535, help="0 picks a free port; the URL is printed first."
+    ),
     tickers: Optional[str] = typer.Option(
         None, "--tickers", help="Comma-separated tickers [default: the demo's universe]."
     ),

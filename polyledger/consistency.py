@@ -42,6 +42,14 @@ def file_checksum(path: Path) -> str:
 
 def deep_check(ledger: Ledger, store: BarStore, checksums: bool = True) -> list[Finding]:
     """Compare every `done` unit with its file, and every file with the ledger."""
+    if not store.root.is_dir():
+        files = ledger.query(
+            "SELECT count(*) AS n FROM units WHERE state = 'done' AND file_path IS NOT NULL"
+        )[0].n
+        if files:  # a typo in --data must not make every file look missing (repair would re-queue all)
+            raise InputError(
+                f"data folder {store.root} does not exist, yet the ledger lists {files} files in it"
+            )
     findings: list[Finding] = []
     known: dict[str, str] = {}  # relative path -> state of the unit that owns it
     for row in ledger.query(

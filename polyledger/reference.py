@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from polyledger.ledger import ClaimedUnit, Ledger, PlannedUnit
-from polyledger.periods import PERIOD_ALL, REFERENCE_DATASETS
+from polyledger.periods import PERIOD_ALL, REFERENCE_DATASETS, et_today
 from polyledger.polygon.client import PolygonClient
 from polyledger.polygon.fetch import FetchedBars
 from polyledger.polygon.reference import iter_results
@@ -123,7 +123,7 @@ def fetch_reference(client: PolygonClient, unit: ClaimedUnit, spent: FetchedBars
     """Every result of the unit's endpoint for its ticker, as the dataset's columns."""
     dataset = REFERENCE[unit.dataset]
     if dataset is DETAILS:
-        params = {} if unit.period_end >= dt.date.today() else {"date": unit.period_end.isoformat()}
+        params = {} if unit.period_end >= et_today() else {"date": unit.period_end.isoformat()}
         path = dataset.path.format(ticker=unit.ticker)
     else:
         params = {**dataset.params, "ticker": unit.ticker}

@@ -7,8 +7,23 @@ from collections.abc import Sequence
 from polyledger.audit import STALE_ADJUSTED
 from polyledger.errors import InputError, is_transient_class
 from polyledger.ledger import Ledger, UnitState
+from polyledger.periods import DATASETS, REFERENCE_DATASETS
 
 GROUPS = ("transient", "all")
+# permanent classes a unit can fail with (transient ones: errors.is_transient_class)
+PERMANENT_CLASSES = frozenset(
+    {"not_entitled", "not_found", "bad_request", "pagination", "adjusted_mismatch", "out_of_range"}
+    | {"invalid_ticker", "protocol", "permanent", "fetch_error", "unknown"}
+)
+
+
+def _is_error_class(name: str) -> bool:
+    return (
+        is_transient_class(name)
+        or name in PERMANENT_CLASSES
+        or name.startswith("internal:")
+        or (name.startswith("http_") and name[5:].isdigit())
+    )
 
 
 def retry_failed(
@@ -19,6 +34,11 @@ def retry_failed(
 ) -> int:
     """Move failed units back to pending. `error_class` is `transient` (every class a retry
     may cure), `all`, or one class name as stored in the ledger (e.g. `not_entitled`)."""
+    for name in datasets:
+        if name not in (*DATASETS, *REFERENCE_DATASETS):
+            raise InputError(
+                f"unknown dataset {name!r}: choose one of {', '.join((*DATASETS, *REFERENCE_DATASETS))}"
+            )
     present = ledger.failed_classes()
     if error_class == "all":
         classes = list(present)
@@ -26,9 +46,11 @@ def retry_failed(
         classes = [name for name in present if is_transient_class(name)]
     elif error_class in present:
         classes = [error_class]
+    elif _is_error_class(error_class):
+        classes = []  # a real class with nothing failed of it (e.g. after an upgrade): nothing to do
     else:
         known = ", ".join(sorted(present)) or "none"
-        raise InputError(f"no failed units of class {error_class!r} (failed classes now: {known})")
+        raise InputError(f"unknown error class {error_class!r} (failed classes now: {known})")
     if not classes:
         return 0
     params: dict = {f"c{i}": name for i, name in enumerate(classes)}

@@ -25,6 +25,7 @@ from polyledger.defaults import (
 )
 from polyledger.errors import FatalRunError, InputError, LedgerError
 from polyledger.ledger import Ledger, new_owner_id
+from polyledger.periods import DATASETS
 from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.polygon.client import PolygonClient, RetryPolicy
 from polyledger.polygon.ratelimit import RateLimiter
@@ -223,7 +224,15 @@ class Run:
         )
 
     def _check_adjustment(self) -> None:
-        """One ledger, one choice: adjusted and raw bars never end up side by side."""
+        """One ledger, one choice: adjusted and raw bars never end up side by side. Decided
+        by the first run that may fetch bars (not by one fetching only splits or details)."""
+        bar_datasets = [name for name in (self.options.datasets or DATASETS) if name in DATASETS]
+        if not bar_datasets:
+            return
+        names = {f"d{i}": name for i, name in enumerate(bar_datasets)}
+        placeholders = ", ".join(":" + key for key in names)
+        if not self.ledger.query(f"SELECT 1 FROM units WHERE dataset IN ({placeholders}) LIMIT 1", names):
+            return
         wanted = "true" if self.options.adjusted else "false"
         if self.ledger.claim_setting("adjusted", wanted) != wanted:
             have, want = ("adjusted", "unadjusted") if wanted == "false" else ("unadjusted", "adjusted")

@@ -35,6 +35,8 @@ PART_NAME = "part.parquet"
 def unit_relative_path(dataset: str, ticker: str, period_start: dt.date) -> str:
     """Where a unit's file lives, relative to the data folder (forward slashes)."""
     validate_ticker(ticker)  # a ticker can never climb out of the data folder
+    if dataset == "details":  # one file per build date: a universe as of D reads its own details
+        return f"{dataset}/as_of={period_start.isoformat()}/ticker={ticker}/{PART_NAME}"
     if dataset in REFERENCE_DATASETS:
         return f"{dataset}/ticker={ticker}/{PART_NAME}"
     parts = [dataset, f"ticker={ticker}", f"year={period_start.year:04d}"]

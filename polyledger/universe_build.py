@@ -17,11 +17,11 @@ import polars as pl
 
 from polyledger.errors import InputError
 from polyledger.ledger import Ledger, PlannedUnit
-from polyledger.periods import PERIOD_ALL
-from polyledger.polygon.client import PolygonClient
+from polyledger.periods import et_today
+from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchedBars
 from polyledger.polygon.reference import iter_results
-from polyledger.reference import DETAILS, FIRST_DAY
+from polyledger.reference import DETAILS
 from polyledger.runner import Run, RunReport, RunStats
 from polyledger.storage import BarStore
 
@@ -55,6 +55,7 @@ class UniverseReport:
     failed_details: list[tuple[str, str]] = field(default_factory=list)  # (ticker, reason)
     run: RunReport | None = None
     written: list[Path] = field(default_factory=list)
+    outcome: str = "finished"  # or interrupted / stopped: then nothing is written
 
     def funnel_text(self) -> str:
         return " -> ".join(f"{step} {count:,}" for step, count in self.funnel)
@@ -98,17 +99,26 @@ def build_universe(
     if not out.parent.is_dir():
         raise InputError(f"folder for --out does not exist: {out.parent}")
     report = UniverseReport()
-    listed = list_tickers(run.client, as_of)
+    try:
+        listed = list_tickers(run.client, as_of)
+    except Stopped:  # Ctrl-C while listing
+        report.outcome = "interrupted"
+        return report
     report.funnel.append(("listed", listed.height))
     kept = listed.filter(
         pl.col("type").is_in(list(types)) & pl.col("primary_exchange").is_in(list(exchanges))
     )
     report.funnel.append((f"{'+'.join(types)} on {'/'.join(exchanges)}", kept.height))
 
-    period = as_of.isoformat() if as_of else PERIOD_ALL
-    day = as_of or dt.date.today()
+    # details are fetched as of the build date (today unless --date): a rebuild another day
+    # asks again, a rebuild the same day resumes and reuses what was fetched
+    day = as_of or et_today()
+    period = day.isoformat()
     run.ledger.add_units(_details_units(kept, day, period))
     report.run = run.execute(on_tick=on_tick)
+    report.outcome = report.run.outcome
+    if report.outcome != "finished":
+        return report  # interrupted or stopped: a universe without all its details is not written
     details = _details(run.ledger, run.store, period)
     report.failed_details = _failed_details(run.ledger, period)
 
@@ -140,7 +150,8 @@ def _details_units(kept: pl.DataFrame, day: dt.date, period: str) -> list[Planne
                 last = min(day, dt.date.fromisoformat(delisted[:10]) - dt.timedelta(days=1))
             except ValueError:
                 pass  # an unreadable date: ask as of `day`
-        units.append(PlannedUnit(DETAILS.name, ticker, FIRST_DAY, last, period_name=period))
+        # period_start is the build date (names the unit's file); period_end the date asked
+        units.append(PlannedUnit(DETAILS.name, ticker, day, last, period_name=period))
     return units
 
 

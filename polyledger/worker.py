@@ -89,7 +89,8 @@ def process_units(units: Sequence[ClaimedUnit], job: UnitJob) -> list[UnitOutcom
     except FetchError as exc:
         return progress.outcomes + progress.fail(exc)
     except Stopped:
-        return progress.outcomes + _release(progress.waiting, job, undo=spent.requests == 0)
+        # a stop is not the units' fault: their attempt is not counted against --max-attempts
+        return progress.outcomes + _release(progress.waiting, job, undo=True)
     except (FatalRunError, KeyboardInterrupt):
         _release(progress.waiting, job, undo=True)
         raise
@@ -225,7 +226,7 @@ def _process_reference_unit(unit: ClaimedUnit, job: UnitJob) -> UnitOutcome:
         state = ("done" if stored else "empty_confirmed") if ours else "lost"
         return UnitOutcome(state, frame.height if ours else 0, spent.requests)
     except Stopped:
-        return _release([unit], job, undo=spent.requests == 0)[0]
+        return _release([unit], job, undo=True)[0]
     except (FatalRunError, KeyboardInterrupt):
         _release([unit], job, undo=True)
         raise

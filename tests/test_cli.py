@@ -27,6 +27,10 @@ from polyledger.testing import StandInServer
         (["run", "--workers", "0"], "--workers"),
         (["status"], "no ledger at ledger.db"),
         (["audit"], "no ledger at ledger.db"),
+        (["serve", "--port", "99999"], "--port"),
+        (["universe", "--out", "u.csv", "--date", "2999-01-01"], "--date 2999-01-01 is in the future"),
+        (["universe", "--out", "u.csv", "--base-url", "http://me:pw@127.0.0.1:1"], "without credentials"),
+        (["universe", "--out", "u.csv", "--base-url", "http://127.0.0.1:1/?apiKey=x"], "without credentials"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(work, args, message):

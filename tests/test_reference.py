@@ -211,3 +211,36 @@ def test_plan_and_run_splits_from_the_command_line(work):
     assert run_cli("audit").code == 0
     states = run_cli("sql", "SELECT ticker, state, rows FROM units ORDER BY ticker", "--format", "csv").out
     assert states.splitlines()[1:] == ["NOSUCH,empty_confirmed,0", "SPLT,done,1"]
+
+
+def test_only_a_run_that_fetches_bars_decides_adjusted_or_raw(work):
+    """Fetching splits (or a universe's details) first must not lock the ledger into
+    adjusted bars: `run --unadjusted` afterwards is the README's recommended path."""
+    market = SyntheticMarket([Listing("SPLT", bars_per_day=5, splits=(Split(SPLIT_DAY, 1, 4),))], seed=2)
+    (work / "u.csv").write_text("ticker\nSPLT\n", encoding="utf-8")
+    with StandInServer(market, api_keys=(API_KEY,)) as api:
+        assert run_cli("plan", "--universe", "u.csv", "--dataset", "splits").code == 0
+        assert run_cli("run", "--base-url", api.url).code == 0  # only splits are planned yet
+        run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31")
+        raw = run_cli("run", "--base-url", api.url, "--unadjusted")
+        assert raw.code == 0, raw.err
+        refused = run_cli("run", "--base-url", api.url)  # now the ledger holds raw bars
+    assert refused.code == 2 and "this ledger holds unadjusted bars" in refused.err
+    assert_frame_equal(
+        read_dataset(work / "data", "minute"),
+        truth(market, "minute", "SPLT", dt.date(2024, 1, 1), dt.date(2024, 1, 31), adjusted=False),
+    )
+
+
+def test_deep_check_refuses_a_data_folder_that_does_not_exist(work):
+    market = SyntheticMarket([Listing("SPLT", bars_per_day=5)], seed=2)
+    (work / "u.csv").write_text("ticker\nSPLT\n", encoding="utf-8")
+    run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31")
+    with StandInServer(market, api_keys=(API_KEY,)) as api:
+        assert run_cli("run", "--base-url", api.url).code == 0
+    for command in (["repair"], ["audit", "--deep"]):
+        result = run_cli(*command, "--data", "typo")
+        assert (
+            result.code == 2 and "data folder typo does not exist, yet the ledger lists 1 files" in result.err
+        )
+    assert run_cli("sql", "SELECT state FROM units", "--format", "csv").out.splitlines() == ["state", "done"]

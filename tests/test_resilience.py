@@ -150,8 +150,15 @@ def test_retry_requeues_failed_units_by_class_and_ticker(work, market):
         assert run_cli("run", "--base-url", server.url).code == 1
         none = run_cli("retry")  # default: transient only, and there are none
         assert none.code == 0 and none.out.startswith("0 failed units")
-        unknown = run_cli("retry", "--class", "http_503")
-        assert unknown.code == 2 and "failed classes now: not_entitled" in unknown.err
+        absent = run_cli("retry", "--class", "http_503")  # a real class, none failed: nothing to do
+        assert absent.code == 0 and absent.out.startswith("0 failed units")
+        typo = run_cli("retry", "--class", "not_entitle")
+        assert (
+            typo.code == 2
+            and "unknown error class 'not_entitle' (failed classes now: not_entitled)" in typo.err
+        )
+        assert run_cli("retry", "--dataset", "bogus").code == 2
+        assert run_cli("retry", "--stale", "--class", "all").code == 2
         assert run_cli("retry", "--class", "not_entitled", "--ticker", "SIRI").out.startswith("2 failed")
         with sqlite3.connect(work / "ledger.db") as connection:
             rows = connection.execute(

@@ -78,3 +78,41 @@ def test_universe_bad_input_is_one_line_and_exit_2(work, universe_market, args, 
     with StandInServer(universe_market, api_keys=(API_KEY,)) as server:
         result = run_cli("universe", "--base-url", server.url, *args)
     assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_details_are_kept_per_build_date_and_an_interrupted_build_writes_nothing(work, universe_market):
+    from polyledger.ledger import Ledger
+    from polyledger.runner import Run, RunOptions
+    from polyledger.storage import BarStore
+    from polyledger.universe_build import build_universe
+
+    with StandInServer(universe_market, api_keys=(API_KEY,)) as server:
+        for day in ("2024-01-02", "2024-06-03"):
+            assert run_cli("universe", "--out", "u.csv", "--base-url", server.url, "--date", day).code == 0
+        with Ledger(work / "ledger.db") as ledger:
+            files = {
+                r.period: r.file_path
+                for r in ledger.query("SELECT period, file_path FROM units WHERE ticker = 'ALFA'")
+            }
+            run = Run(
+                ledger,
+                BarStore(work / "data"),
+                api_key=API_KEY,
+                base_url=server.url,
+                options=RunOptions(workers=1, datasets=("details",)),
+            )
+            run.request_stop()  # as a Ctrl-C would, before the details are in
+            report = build_universe(
+                run,
+                types=["CS"],
+                exchanges=["XNAS"],
+                cap_max=None,
+                as_of=dt.date(2024, 9, 3),
+                out=work / "stopped.csv",
+            )
+    assert files == {
+        "2024-01-02": "details/as_of=2024-01-02/ticker=ALFA/part.parquet",
+        "2024-06-03": "details/as_of=2024-06-03/ticker=ALFA/part.parquet",
+    }
+    assert report.outcome == "interrupted" and report.written == []
+    assert not (work / "stopped.csv").exists()

@@ -1,7 +1,8 @@
 """Test doubles for the Polygon / Massive API: a deterministic synthetic market and a
-stand-in HTTP server that serves it (with optional faults, rate limits and latency)."""
+stand-in HTTP server that serves it (with optional faults, rate limits, latency and
+data defects)."""
 
 from polyledger.testing.market import Dividend, Listing, Split, SyntheticMarket
-from polyledger.testing.server import FaultPlan, StandInServer
+from polyledger.testing.server import Defects, FaultPlan, StandInServer
 
-__all__ = ["Dividend", "FaultPlan", "Listing", "Split", "StandInServer", "SyntheticMarket"]
+__all__ = ["Defects", "Dividend", "FaultPlan", "Listing", "Split", "StandInServer", "SyntheticMarket"]

@@ -5,7 +5,8 @@ dates, `limit` caps the base bars read, `next_url` = same path with `from` advan
 an opaque `cursor` that carries limit and sort only (never the key, never `adjusted`),
 empty windows without a `results` key, and the observed error bodies. On top it can
 misbehave on purpose (FaultPlan, rate limits, plan entitlement, broken next_url) so the
-downloader's retry, pacing and pagination guards can be tested against real sockets.
+downloader's retry, pacing and pagination guards can be tested against real sockets,
+and it can serve flawed minute bars on purpose (Defects) for the data quality checks.
 
 Reference data (same keys, rate limit and stats; faults apply to aggregates only):
 /v3/reference/tickers (list), /v3/reference/tickers/{T}, /stocks/v1/splits,
@@ -40,6 +41,7 @@ import polars as pl
 
 from polyledger.testing.market import (
     DAY_MS,
+    ET,
     MINUTE_MS,
     SyntheticMarket,
     et_date,
@@ -73,6 +75,56 @@ class FaultPlan:
         unknown = set(self.kinds) - set(ALL_FAULTS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {ALL_FAULTS}")
+
+
+BarKey = tuple[str, int]  # (ticker, bar start in epoch ms)
+
+
+@dataclass(frozen=True)
+class Defects:
+    """Deterministic defects in the minute bars served (off by default), for data quality
+    tests: the download sees them, while day bars and the market's truth (minute_bars,
+    day_bars) stay complete and correct.
+
+    drop: minute bars never served.  repeat: minute bars served twice, one after the other
+    (same timestamp, same page).  bad_low: minute bars served with low above
+    min(open, close).  short_months: (ticker, last date) -- that month's minute bars after
+    the date are not served, silently (200 OK, no error, pagination intact).
+    """
+
+    drop: frozenset[BarKey] = frozenset()
+    repeat: frozenset[BarKey] = frozenset()
+    bad_low: frozenset[BarKey] = frozenset()
+    short_months: frozenset[tuple[str, dt.date]] = frozenset()
+
+    def __post_init__(self) -> None:
+        for name in ("drop", "repeat", "bad_low", "short_months"):  # accept any iterable
+            object.__setattr__(self, name, frozenset(getattr(self, name)))
+
+    def hide(self, ticker: str, timespan: str, bars: pl.DataFrame) -> pl.DataFrame:
+        """`bars` less the ones this plan does not serve (drop, short_months)."""
+        dropped = [t for name, t in self.drop if name == ticker]
+        cutoffs = [day for name, day in self.short_months if name == ticker]
+        if timespan != "minute" or not bars.height or not (dropped or cutoffs):
+            return bars
+        keep = ~pl.col("t").is_in(dropped)
+        session = pl.from_epoch("t", time_unit="ms").dt.replace_time_zone("UTC").dt.convert_time_zone(str(ET))
+        for day in cutoffs:
+            month_end = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+            keep &= ~session.dt.date().is_between(day + dt.timedelta(days=1), month_end)
+        return bars.filter(keep)
+
+    def garble(self, ticker: str, timespan: str, page: pl.DataFrame) -> pl.DataFrame:
+        """A page as served: bad_low bars altered, repeat bars sent twice."""
+        bad = [t for name, t in self.bad_low if name == ticker]
+        repeated = [t for name, t in self.repeat if name == ticker]
+        if timespan != "minute" or not page.height or not (bad or repeated):
+            return page
+        low = (pl.min_horizontal("o", "c") + 0.01).round(4)
+        page = page.with_columns(l=pl.when(pl.col("t").is_in(bad)).then(low).otherwise(pl.col("l")))
+        indexed = page.with_row_index("_row")
+        twice = pl.concat([indexed, indexed.filter(pl.col("t").is_in(repeated))])
+        return twice.sort("_row", maintain_order=True).drop("_row")
 
 
 class ServerStats:
@@ -161,7 +213,7 @@ def _parse_bound(text: str, *, end: bool) -> int:
 
 class StandInServer:
     """Threaded HTTP/1.1 server; settable at runtime: latency, always_status, rate_limit,
-    faults, page_cap, history_start, broken_next_url, send_retry_after, set_api_keys()."""
+    faults, page_cap, history_start, broken_next_url, defects, send_retry_after, set_api_keys()."""
 
     def __init__(
         self,
@@ -178,6 +230,7 @@ class StandInServer:
         history_start: dt.date | None = None,
         always_status: int | None = None,
         broken_next_url: Iterable[str] = frozenset(),
+        defects: Defects | None = None,
     ) -> None:
         self.market = market
         self.host, self.port = host, port
@@ -187,6 +240,7 @@ class StandInServer:
         self.history_start = history_start
         self.always_status = always_status
         self.broken_next_url = set(broken_next_url)
+        self.defects = defects or Defects()
         self.stats = ServerStats()
         self.url = ""
         self._lock = threading.Lock()
@@ -285,6 +339,21 @@ class StandInServer:
                 bucket[0] -= 1.0
                 return True
             return False
+
+    def _served(
+        self, timespan: str, ticker: str, start: int, end: int, want: int, desc: bool, adjusted: bool
+    ) -> pl.DataFrame:
+        """The first `want` bars served: the market's, less those `defects` hide (asking the
+        market for more until `want` survive or the window is exhausted)."""
+        ask = want
+        while True:
+            bars = self.market.bars(
+                timespan, ticker, start, end, limit=ask, descending=desc, adjusted=adjusted
+            )
+            served = self.defects.hide(ticker, timespan, bars)
+            if served.height >= want or bars.height < ask:
+                return served.head(want)
+            ask *= 2
 
     def _draw_fault(self) -> tuple[str | None, int]:
         with self._lock:  # one seeded RNG, so a run's fault sequence is reproducible
@@ -458,10 +527,12 @@ class _Handler(BaseHTTPRequestHandler):
         if st.page_cap is not None:
             limit = min(limit, st.page_cap)
         # one bar beyond the page tells whether a next_url is due
-        bars = st.market.bars(
-            timespan, ticker, start, end, limit=limit + 1, descending=desc, adjusted=params["adjusted"]
-        )
+        bars = st._served(timespan, ticker, start, end, limit + 1, desc, params["adjusted"])
         page = bars.head(limit)
+        next_url = (
+            self._next_url(ticker, timespan, frm, to, page, limit, desc) if bars.height > limit else None
+        )
+        page = st.defects.garble(ticker, timespan, page)  # after next_url: a repeat stays in its page
         head: dict[str, object] = {
             "ticker": ticker,
             "queryCount": page.height,
@@ -471,8 +542,8 @@ class _Handler(BaseHTTPRequestHandler):
             "request_id": uuid.uuid4().hex,
             "count": page.height,
         }
-        if bars.height > limit:
-            head["next_url"] = self._next_url(ticker, timespan, frm, to, page, limit, desc)
+        if next_url is not None:
+            head["next_url"] = next_url
         body = orjson.dumps(head)
         if page.height:
             body = body[:-1] + b',"results":' + _results_json(page) + b"}"

@@ -24,10 +24,12 @@ from rich.table import Table
 
 from polyledger.defaults import (
     DEFAULT_GIVE_UP_AFTER,
+    DEFAULT_JUMP_THRESHOLD,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RATE,
     DEFAULT_READ_TIMEOUT,
+    DEFAULT_VOLUME_TOLERANCE,
     DEFAULT_WORKERS,
 )
 from polyledger.errors import InputError, PolyledgerError
@@ -295,35 +297,85 @@ def audit(
     deep: bool = typer.Option(
         False, "--deep", help="Also compare the files on disk with the ledger (rows, checksums, strays)."
     ),
+    quality: bool = typer.Option(
+        False,
+        "--quality",
+        help="Also scan the bars: duplicates, order, OHLC, session hours, jumps, minute vs daily volume. "
+        "Findings are stored in the ledger table quality_flags.",
+    ),
+    volume_tolerance: float = typer.Option(
+        DEFAULT_VOLUME_TOLERANCE,
+        "--volume-tolerance",
+        min=0.0,
+        help="With --quality: minute vs daily volume mismatch allowed.",
+    ),
+    jump: float = typer.Option(
+        DEFAULT_JUMP_THRESHOLD,
+        "--jump",
+        min=0.001,
+        help="With --quality: |log return| between bars flagged as a jump.",
+    ),
     ledger_path: Path = LedgerOpt,
     data: Path = DataOpt,
 ) -> None:
     """Completeness per dataset. Exits 1 unless every unit is done or empty_confirmed
-    (and, with --deep, files and ledger agree).
+    (and, with --deep, files and ledger agree; with --quality, no bar is flagged).
 
-    Example: polyledger audit --deep --json
+    Example: polyledger audit --deep --quality --json
     """
     from polyledger.audit import audit as audit_ledger
     from polyledger.consistency import deep_check
     from polyledger.ledger import Ledger
-    from polyledger.render import print_audit, print_findings
+    from polyledger.render import print_audit, print_findings, print_quality
     from polyledger.storage import BarStore
 
     with Ledger(ledger_path, create=False) as ledger:
         report = audit_ledger(ledger)
         findings = deep_check(ledger, BarStore(data)) if deep else []
+        checked = None
+        if quality:
+            from polyledger.quality import check_quality
+
+            checked = check_quality(ledger, data, jump_threshold=jump, volume_tolerance=volume_tolerance)
     problems = [f for f in findings if f.kind != "stale_file"]
     if as_json:
         payload = report.to_dict()
         if deep:
             payload["deep"] = {"consistent": not problems, "findings": [asdict(f) for f in findings]}
+        if checked is not None:
+            payload["quality"] = checked.to_dict()
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
         print_audit(_console(), report)
         if deep:
             print_findings(_console(), findings)
-    if not report.complete or problems:
+        if checked is not None:
+            print_quality(_console(), checked)
+    if not report.complete or problems or (checked is not None and not checked.clean):
         raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    out: Path = typer.Option(
+        Path("report.html"), "--out", help="HTML file to write (PNG heatmap beside it)."
+    ),
+    ledger_path: Path = LedgerOpt,
+) -> None:
+    """One self-contained HTML page: coverage heatmap, bars over time, failures, quality flags.
+
+    Example: polyledger report --out report.html
+    """
+    from polyledger.ledger import Ledger
+    from polyledger.report import write_report
+
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"--out must be an .html file: {out}")
+    if not out.parent.is_dir():
+        raise InputError(f"folder for --out does not exist: {out.parent}")
+    with Ledger(ledger_path, create=False) as ledger:
+        files = write_report(ledger, out)
+    _echo(f"wrote {files.html} and {files.coverage_png}")
 
 
 @app.command()

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import polars as pl
 
+from polyledger.defaults import DEFAULT_JUMP_THRESHOLD, DEFAULT_VOLUME_TOLERANCE
 from polyledger.errors import InputError
 from polyledger.ledger import Ledger
 from polyledger.periods import ET
@@ -51,7 +52,7 @@ CHECKS = (
 # decimal-shift errors (x10 is 2.3), bad prints and unadjusted splits of 2:1 or more, while
 # real consecutive bars, even of small caps, rarely move that far (and are worth a look when
 # they do). In raw (--unadjusted) data the ledger's splits are allowed for.
-DEFAULT_JUMP_THRESHOLD = 0.5
+# (DEFAULT_JUMP_THRESHOLD, in polyledger/defaults.py)
 # |sum of a session's minute volume - its daily bar's volume| / daily volume above this is
 # flagged. Real Polygon data never matches exactly: the daily bar can count trades that no
 # minute bar carries (late reports, corrections, sale conditions that update volume only in
@@ -59,8 +60,7 @@ DEFAULT_JUMP_THRESHOLD = 0.5
 # for that while a lost hour of regular trading (10-15% of a session's volume) still shows;
 # whole lost sessions are missing_session whatever the tolerance. Calibrate on your own data
 # with the stored values (`value` of volume_mismatch flags). The stand-in's volumes add up
-# exactly, so its tests use a tolerance of ~0.
-DEFAULT_VOLUME_TOLERANCE = 0.05
+# exactly, so its tests use a tolerance of ~0. (DEFAULT_VOLUME_TOLERANCE, in polyledger/defaults.py)
 BATCH_ROWS = 250_000  # bars read at once: ~250k x 10 columns of 8 bytes, ~20 MB
 EXAMPLES_PER_CHECK = 3
 PRICE_EPSILON = 1e-9  # relative: float noise in adjusted prices is no OHLC violation

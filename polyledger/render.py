@@ -60,3 +60,20 @@ def print_findings(console: Console, findings: list[Finding], limit: int = 20) -
             console.print(f"  {item.path}: {item.detail}", markup=False)
         if len(items) > limit:
             console.print(f"  ... and {len(items) - limit} more", markup=False)
+
+
+def print_quality(console: Console, report) -> None:  # type: ignore[no-untyped-def]
+    """What `audit --quality` found, per check, with examples (ASCII-safe)."""
+    console.print(
+        f"quality: {report.files:,} files, {report.bars:,} bars checked "
+        f"({', '.join(report.datasets)}): {'clean' if report.clean else f'{report.flags:,} flags'}",
+        markup=False,
+    )
+    for name, count in report.counts.items():
+        if not count:
+            continue
+        console.print(f"  {name}: {count:,}", markup=False)
+        for example in report.examples.get(name, []):
+            console.print(f"    {example}", markup=False)
+    if not report.clean:
+        console.print('  all flags: polyledger sql "SELECT * FROM quality_flags"', markup=False)

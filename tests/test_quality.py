@@ -321,3 +321,27 @@ def test_hidden_bars_never_break_pagination():
     repeated = bar_time(*REPEATED, 5)
     assert served == sorted(kept + [repeated])
     assert pages >= len(kept) // 100
+
+
+def test_audit_quality_and_report_from_the_command_line(work):
+    """The CLI wiring: `audit --quality` exits 1 on a flagged bar and stores the flags;
+    `report` writes the page and the heatmap; bad --out is one line, exit 2."""
+    market = SyntheticMarket([Listing("QC", bars_per_day=40)], seed=4)
+    day = dt.date(2024, 3, 7)
+    victim = market.minute_bars("QC", et_midnight_ms(day), et_midnight_ms(day + dt.timedelta(days=1)))["t"][5]
+    write_universe(work / "u.csv", ["QC"])
+    for dataset in ("minute", "day"):
+        run_cli(
+            "plan", "--universe", "u.csv", "--dataset", dataset, "--from", "2024-03-01", "--to", "2024-03-31"
+        )
+    with StandInServer(market, api_keys=(API_KEY,), defects=Defects(bad_low={("QC", victim)})) as api:
+        assert run_cli("run", "--base-url", api.url).code == 0
+    flagged = run_cli("audit", "--quality", "--volume-tolerance", "0")
+    assert flagged.code == 1 and "ohlc_violation: 1" in flagged.out
+    stored = run_cli("sql", "SELECT check_name, session_date FROM quality_flags", "--format", "csv").out
+    assert stored.splitlines() == ["check_name,session_date", "ohlc_violation,2024-03-07"]
+    written = run_cli("report", "--out", "r.html")
+    assert written.code == 0 and (work / "r.html").is_file() and (work / "r-coverage.png").is_file()
+    assert "ohlc_violation" in (work / "r.html").read_text(encoding="utf-8")
+    bad = run_cli("report", "--out", "r.txt")
+    assert bad.code == 2 and bad.err.strip() == "error: --out must be an .html file: r.txt"

@@ -19,8 +19,10 @@ from polyledger.ledger import Ledger
 from polyledger.plan import plan
 from polyledger.polygon.client import RetryPolicy
 from polyledger.progress import RunDisplay, print_summary
+from polyledger.quality import check_quality
 from polyledger.reference import plan_reference
-from polyledger.render import print_audit
+from polyledger.render import print_audit, print_quality
+from polyledger.report import write_report
 from polyledger.runner import Run, RunOptions
 from polyledger.storage import BarStore
 from polyledger.testing import Dividend, FaultPlan, Listing, Split, StandInServer, SyntheticMarket
@@ -94,15 +96,20 @@ def run_demo(
             report = job.execute(on_tick=display.tick)
         print_summary(console, report)
         report_audit = audit(ledger)
+        quality = check_quality(ledger, directory / "data")
+        page = write_report(ledger, directory / "report.html")
     print_audit(console, report_audit)
+    print_quality(console, quality)
+    ledger_path = directory / "ledger.db"
     console.print(
         f"\nThe demo's plan is entitled from {HISTORY_START} only, so earlier months are failed "
-        "(not_entitled), as on a real plan with shorter history. Look around:\n"
-        f"  polyledger status --ledger {directory / 'ledger.db'}\n"
-        f'  polyledger sql "SELECT state, count(*), sum(rows) FROM units GROUP BY state" '
-        f"--ledger {directory / 'ledger.db'}\n"
-        f'  python -c "import polars as pl; print(pl.scan_parquet('
-        f"'{(directory / 'data' / 'minute').as_posix()}/**/*.parquet', hive_partitioning=True).collect())\"",
+        "(not_entitled), as on a real plan with shorter history.\n"
+        f"Report: {page.html} (open it in a browser). Look around (inside the venv, or with "
+        "`python -m polyledger`):\n"
+        f"  polyledger status --ledger {ledger_path}\n"
+        f'  polyledger sql "SELECT state, count(*), sum(rows) FROM units GROUP BY state" --ledger {ledger_path}\n'
+        f"  python -c \"import polyledger; print(polyledger.open('{ledger_path.as_posix()}', "
+        f"'{(directory / 'data').as_posix()}').bars('minute', tickers=['AAPL']).collect())\"",
         markup=False,
     )
     return 0 if report.outcome == "finished" else 1

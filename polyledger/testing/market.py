@@ -174,20 +174,24 @@ def empty_bars() -> pl.DataFrame:
     return pl.DataFrame(schema=BAR_SCHEMA)
 
 
-def split_factors(splits: Iterable[Split], dates: list[dt.date]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(price, volume) multipliers per session date: every split executed after a date
-    scales its prices by split_from/split_to and its volume by the inverse. None if no
-    split touches the dates, so unsplit bars stay bit-for-bit the raw series."""
+def split_factors(
+    splits: Iterable[Split], dates: list[dt.date], adjusted: bool
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(price, volume) multipliers per session date over the generated series. As on a real
+    market, raw prices drop at each split (dates on or after its execution date are scaled
+    by split_from/split_to, volumes by the inverse), and adjusted prices are the raw ones on
+    today's share basis: every date scaled by every split, so they run on without a jump.
+    None without splits, so unsplit bars stay bit-for-bit the generated series."""
+    splits = list(splits)
+    if not splits:
+        return None
     ordinals = np.array([d.toordinal() for d in dates], dtype=np.int64)
     price, volume = np.ones(len(dates)), np.ones(len(dates))
-    touched = False
     for split in splits:
-        before = ordinals < split.execution_date.toordinal()
-        if before.any():
-            touched = True
-            price[before] *= split.split_from / split.split_to
-            volume[before] *= split.split_to / split.split_from
-    return (price, volume) if touched else None
+        scaled = np.full(len(dates), True) if adjusted else ordinals >= split.execution_date.toordinal()
+        price[scaled] *= split.split_from / split.split_to
+        volume[scaled] *= split.split_to / split.split_from
+    return price, volume
 
 
 def _number(x: float) -> float | int:
@@ -526,16 +530,18 @@ class SyntheticMarket:
         if minute.size == 0:
             return None
         cols = self._values(key, ticker, minute, h)
-        if adjusted:
-            self._adjust(cols, listing, dates, day_idx)
+        self._adjust(cols, listing, dates, day_idx, adjusted)
         cols["day"] = day_idx
         cols["dates"] = dates
         return cols
 
     @staticmethod
-    def _adjust(cols: dict, listing: Listing, dates: list[dt.date], day_idx: np.ndarray) -> None:
-        """Split-adjust raw bar values in place (prices back on the 1e-4 grid)."""
-        factors = split_factors(listing.splits, dates)
+    def _adjust(
+        cols: dict, listing: Listing, dates: list[dt.date], day_idx: np.ndarray, adjusted: bool
+    ) -> None:
+        """Apply the splits to generated bar values in place, raw or adjusted (prices back on
+        the 1e-4 grid)."""
+        factors = split_factors(listing.splits, dates, adjusted)
         if factors is None:
             return
         price, volume = factors[0][day_idx], factors[1][day_idx]

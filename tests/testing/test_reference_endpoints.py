@@ -365,12 +365,13 @@ def test_adjusted_bars_differ_by_the_split_ratio_before_the_split_only(
     assert before.any() and after.any()
     assert adj.filter(after).equals(raw.filter(after))  # on and after the execution date: untouched
     old_adj, old_raw = adj.filter(before), raw.filter(before)
+    # both series are rounded to the 1e-4 price grid from one generated series: they agree
+    # with the split ratio to a tick (scaled by the ratio for a reverse split)
+    tick = 1e-4 * max(1, split_from / split_to) + 1e-9
     for price in ("o", "h", "l", "c", "vw"):
-        scaled = (old_raw[price] * (split_from / split_to)).round(4)
-        if timespan == "day" and price == "vw":  # a day's vw is re-rounded after weighting
-            assert ((old_adj[price] - scaled).abs() <= 1e-4 * max(1, split_from / split_to)).all()
-        else:
-            assert old_adj[price].to_list() == scaled.to_list()
+        scaled = old_raw[price] * (split_from / split_to)
+        slack = 2 * tick if timespan == "day" and price == "vw" else tick  # a day's vw is re-rounded
+        assert ((old_adj[price] - scaled).abs() <= slack).all()
         assert old_adj[price].to_list() != old_raw[price].to_list()
     volume = old_raw["v"] * (split_to / split_from)
     if timespan == "minute":

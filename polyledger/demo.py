@@ -107,7 +107,8 @@ def run_demo(
         f"Report: {page.html} (open it in a browser). Look around (inside the venv, or with "
         "`python -m polyledger`):\n"
         f"  polyledger status --ledger {ledger_path}\n"
-        f'  polyledger sql "SELECT state, count(*), sum(rows) FROM units GROUP BY state" --ledger {ledger_path}\n'
+        f'  polyledger sql "SELECT state, count(*), sum(rows) FROM units GROUP BY state" '
+        f"--ledger {ledger_path}\n"
         f"  python -c \"import polyledger; print(polyledger.open('{ledger_path.as_posix()}', "
         f"'{(directory / 'data').as_posix()}').bars('minute', tickers=['AAPL']).collect())\"",
         markup=False,

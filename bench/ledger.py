@@ -24,6 +24,7 @@ from sqlmodel import Session
 from polyledger.audit import audit
 from polyledger.ledger import AttemptRecord, FetchedUnit, Ledger, PlannedUnit, StoredFile, Unit, iso, utc_now
 from polyledger.periods import unit_periods
+from polyledger.report import write_report
 
 
 def planned_units(count: int) -> list[PlannedUnit]:
@@ -110,6 +111,9 @@ def main() -> None:
             began = time.perf_counter()
             audit(ledger)
             audit_seconds = time.perf_counter() - began
+            began = time.perf_counter()
+            write_report(ledger, Path(scratch) / "report.html")
+            report_seconds = time.perf_counter() - began
             rate = bench_claims(ledger, args.threads, args.claims)
             grouped = bench_claims(ledger, args.threads, args.claims, group=12)
     bulk_sample = planning * args.orm_sample / args.units
@@ -120,6 +124,7 @@ def main() -> None:
         f"-> bulk is {orm / bulk_sample:.1f}x faster"
     )
     print(f"audit of the {args.units:,}-unit ledger: {audit_seconds:.2f} s (target < 3 s)")
+    print(f"HTML report of the {args.units:,}-unit ledger: {report_seconds:.2f} s")
     print(
         f"claim + complete, {args.threads} threads, {args.claims:,} units "
         f"on a {args.units:,}-unit ledger: {rate:,.0f} units/s"

@@ -22,6 +22,7 @@ STALE_ADJUSTED = (
     "GROUP BY u.id"
 )
 EXAMPLES_PER_CLASS = 3
+EXIT_WORK_LEFT = 3  # audit's exit code when only pending or running units keep it incomplete
 
 
 @dataclass
@@ -29,6 +30,18 @@ class FailureClass:
     error_class: str
     units: int
     examples: list[str]
+
+
+@dataclass
+class YearCoverage:
+    year: str
+    units: int
+    settled: int  # done or empty_confirmed
+    failed: int
+
+    @property
+    def open(self) -> int:
+        return self.units - self.settled - self.failed
 
 
 @dataclass
@@ -43,12 +56,18 @@ class DatasetAudit:
     never_attempted: int = 0
     stale_adjusted: int = 0  # adjusted units fetched before a later split of their ticker
     stale_examples: list[str] = field(default_factory=list)
+    by_year: list[YearCoverage] = field(default_factory=list)  # bar datasets only
 
     @property
     def complete(self) -> bool:
         return (
             self.by_state["done"] + self.by_state["empty_confirmed"] == self.units and not self.stale_adjusted
         )
+
+    @property
+    def needs_attention(self) -> bool:
+        """Failed or stale units: running again will not fix them by itself."""
+        return bool(self.by_state["failed"] or self.stale_adjusted)
 
 
 @dataclass
@@ -59,9 +78,18 @@ class AuditReport:
     def complete(self) -> bool:
         return all(d.complete for d in self.datasets)
 
+    @property
+    def exit_code(self) -> int:
+        """For schedulers: 0 complete; 1 failed or stale units (retry or look into them);
+        3 only work left (pending or running units: run again)."""
+        if self.complete:
+            return 0
+        return 1 if any(d.needs_attention for d in self.datasets) else EXIT_WORK_LEFT
+
     def to_dict(self) -> dict:
         return {
             "complete": self.complete,
+            "exit_code": self.exit_code,
             "datasets": [dict(asdict(d), complete=d.complete) for d in self.datasets],
         }
 
@@ -80,18 +108,28 @@ def audit(ledger: Ledger) -> AuditReport:
     tickers that have no bars at all, units never attempted, stale adjusted units.
     A handful of queries, each one pass or an index lookup: ~1 s on 1,000,000 units."""
     report = AuditReport(datasets=[])
-    counted = ledger.query(
-        "SELECT dataset, count(*) AS units, coalesce(sum(rows), 0) AS rows, sum(attempts = 0) AS untried, "
+    # one pass: per dataset and year (the first four characters of every period)
+    years = ledger.query(
+        "SELECT dataset, substr(period, 1, 4) AS year, count(*) AS units, coalesce(sum(rows), 0) AS rows, "
+        "sum(attempts = 0) AS untried, "
         + ", ".join(f"sum(state = '{state}') AS {state}" for state in STATES)
-        + " FROM units GROUP BY dataset ORDER BY dataset"
+        + " FROM units GROUP BY dataset, substr(period, 1, 4) ORDER BY dataset, year"
     )
+    counted: dict[str, DatasetAudit] = {}
+    for row in years:
+        entry = counted.setdefault(row.dataset, DatasetAudit(row.dataset, 0, 0, dict.fromkeys(STATES, 0)))
+        entry.units += row.units
+        entry.rows += row.rows
+        entry.never_attempted += row.untried
+        for state in STATES:
+            entry.by_state[state] += getattr(row, state)
+        if row.dataset not in REFERENCE_DATASETS:
+            settled = row.done + row.empty_confirmed
+            entry.by_year.append(YearCoverage(row.year, row.units, settled, row.failed))
     stale = ledger.query(
         f"SELECT dataset, ticker, period, execution_date FROM ({STALE_ADJUSTED}) ORDER BY 1, 2, 3"
     )
-    for row in counted:
-        name = row.dataset
-        entry = DatasetAudit(name, row.units, row.rows, {state: getattr(row, state) for state in STATES})
-        entry.never_attempted = row.untried
+    for name, entry in counted.items():
         entry.failures = _failures(ledger, name)
         if name not in REFERENCE_DATASETS:  # most tickers never split: no rows is the usual answer
             entry.tickers, entry.tickers_without_data = _tickers_without_data(ledger, name)
@@ -120,11 +158,12 @@ def _failures(ledger: Ledger, dataset: str) -> list[FailureClass]:
 
 
 def _tickers_without_data(ledger: Ledger, dataset: str) -> tuple[int, list[str]]:
-    """Tickers whose every unit is settled and none holds a bar (e.g. a wrong symbol)."""
+    """Tickers with no bar in any unit, at least one unit confirmed empty (a wrong or dead
+    symbol; some units may still be failed or pending)."""
     rows = ledger.query(
         "SELECT ticker, sum(CASE WHEN state = 'done' THEN 1 ELSE 0 END) AS done, "
         "sum(CASE WHEN state = 'empty_confirmed' THEN 1 ELSE 0 END) AS empty, count(*) AS units "
         "FROM units WHERE dataset = :d GROUP BY ticker ORDER BY ticker",
         {"d": dataset},
     )
-    return len(rows), [row.ticker for row in rows if row.done == 0 and row.empty == row.units]
+    return len(rows), [row.ticker for row in rows if row.done == 0 and row.empty > 0]

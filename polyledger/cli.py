@@ -318,8 +318,9 @@ def audit(
     ledger_path: Path = LedgerOpt,
     data: Path = DataOpt,
 ) -> None:
-    """Completeness per dataset. Exits 1 unless every unit is done or empty_confirmed
-    (and, with --deep, files and ledger agree; with --quality, no bar is flagged).
+    """Completeness per dataset and year. Exit 0: complete; 1: failed or stale units (or,
+    with --deep, files and ledger disagree; with --quality, a bar is flagged); 3: only
+    pending or running units left (run again).
 
     Example: polyledger audit --deep --quality --json
     """
@@ -351,8 +352,10 @@ def audit(
             print_findings(_console(), findings)
         if checked is not None:
             print_quality(_console(), checked)
-    if not report.complete or problems or (checked is not None and not checked.clean):
+    if problems or (checked is not None and not checked.clean):
         raise typer.Exit(1)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
 
 
 @app.command()

@@ -22,6 +22,16 @@ def print_audit(console: Console, report: AuditReport) -> None:
         for state, count in entry.by_state.items():
             table.add_row(state, f"{count:,}")
         console.print(table)
+        if len(entry.by_year) > 1:
+            console.print(
+                "  by year (settled/planned, failed): "
+                + ", ".join(
+                    f"{y.year} {y.settled}/{y.units}{f' ({y.failed} failed)' if y.failed else ''}"
+                    for y in entry.by_year
+                ),
+                markup=False,
+                soft_wrap=False,
+            )
         for failure in entry.failures:
             console.print(f"  failed [{failure.error_class}]: {failure.units} units, e.g.", markup=False)
             for example in failure.examples:

@@ -88,11 +88,12 @@ def test_status_and_audit_show_what_is_left(work):
     status = run_cli("status")
     assert status.code == 0 and "pending" in status.out and "minute" in status.out
     audit = run_cli("audit", "--json")
-    assert audit.code == 1
+    assert audit.code == 3  # only work left: a scheduler runs again
     report = json.loads(audit.out)
-    assert report["complete"] is False
+    assert report["complete"] is False and report["exit_code"] == 3
     assert report["datasets"][0]["by_state"]["pending"] == 2
     assert report["datasets"][0]["never_attempted"] == 2
+    assert report["datasets"][0]["by_year"] == [{"year": "2024", "units": 2, "settled": 0, "failed": 0}]
 
 
 def test_cp1252_console_does_not_crash(work, market):
@@ -172,7 +173,7 @@ def test_status_and_audit_do_not_wait_for_a_writer(work):
     writer.execute("BEGIN IMMEDIATE")
     try:
         assert run_cli("status").code == 0
-        assert run_cli("audit").code == 1  # incomplete, but answered at once
+        assert run_cli("audit").code == 3  # work left, answered at once
     finally:
         writer.rollback()
         writer.close()

@@ -70,3 +70,14 @@ def test_coverage_holes_and_history_queries_return_what_the_demo_holds(demo_down
     splits = run_query(demo_download, documented()["splits_known"])
     assert [(row["ticker"], row["split_to"]) for row in splits] == [("AAPL", 4.0)]
     assert run_query(demo_download, documented()["stale_adjusted"]) == []  # fetched after the split
+
+
+def test_audit_reports_years_and_an_exit_code_for_schedulers(demo_download):
+    result = run_cli("audit", "--json", "--ledger", demo_download / "ledger.db")
+    report = json.loads(result.out)
+    assert result.code == 1 and report["exit_code"] == 1  # failed units: needs a person (or retry)
+    minute = next(d for d in report["datasets"] if d["dataset"] == "minute")
+    assert [y["year"] for y in minute["by_year"]] == ["2022", "2023", "2024"]
+    assert minute["by_year"][0]["failed"] == 24 and sum(y["failed"] for y in minute["by_year"]) == 24
+    assert sum(y["units"] for y in minute["by_year"]) == minute["units"]
+    assert minute["tickers_without_data"] == ["NOSUCH"]  # confirmed empty, some months failed

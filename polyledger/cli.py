@@ -538,13 +538,17 @@ def sql(
 
     if output not in ("table", "csv", "json"):
         raise InputError(f"unknown --format {output!r}: choose table, csv or json")
+    if not query.strip():
+        raise InputError('empty query: polyledger sql "SELECT ..."')
     connection = open_read_only(ledger_path)
     try:
         cursor = connection.execute(query)
         columns = [c[0] for c in cursor.description or []]
         rows = cursor.fetchall()
     except sqlite3.Error as exc:
-        raise InputError(f"SQL error: {exc} (the ledger is read-only here)") from None
+        # the authorizer answers every write with "not authorized"
+        read_only = " (the ledger is read-only here)" if "not authorized" in str(exc) else ""
+        raise InputError(f"SQL error: {exc}{read_only}") from None
     finally:
         connection.close()
     if output == "json":

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from polyledger.audit import AuditReport
 from polyledger.consistency import Finding
+from polyledger.periods import REFERENCE_DATASETS
 
 
 def print_audit(console: Console, report: AuditReport) -> None:
@@ -16,7 +17,8 @@ def print_audit(console: Console, report: AuditReport) -> None:
         return
     for entry in report.datasets:
         verdict = "COMPLETE" if entry.complete else "INCOMPLETE"
-        table = Table(title=f"{entry.dataset}: {verdict} - {entry.units:,} units, {entry.rows:,} bars")
+        noun = "rows" if entry.dataset in REFERENCE_DATASETS else "bars"  # splits are no bars
+        table = Table(title=f"{entry.dataset}: {verdict} - {entry.units:,} units, {entry.rows:,} {noun}")
         table.add_column("state")
         table.add_column("units", justify="right")
         for state, count in entry.by_state.items():

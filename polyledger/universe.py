@@ -64,6 +64,8 @@ def read_members(path: Path) -> list[UniverseMember]:
     or repeated ticker, a bad date) raises an InputError naming the line."""
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise InputError(f"universe path is a folder, not a file: {path}")
         raise InputError(f"universe file not found: {path}")
     records = _parquet_records(path) if path.suffix.lower() == ".parquet" else _csv_records(path)
     members: list[UniverseMember] = []

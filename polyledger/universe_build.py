@@ -109,6 +109,11 @@ def build_universe(
         pl.col("type").is_in(list(types)) & pl.col("primary_exchange").is_in(list(exchanges))
     )
     report.funnel.append((f"{'+'.join(types)} on {'/'.join(exchanges)}", kept.height))
+    if kept.height == 0:
+        raise InputError(
+            f"no ticker of type {'/'.join(types)} on {'/'.join(exchanges)} among {listed.height:,} listed: "
+            "check --type and --exchange (nothing written)"
+        )
 
     # details are fetched as of the build date (today unless --date): a rebuild another day
     # asks again, a rebuild the same day resumes and reuses what was fetched

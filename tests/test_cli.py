@@ -184,3 +184,14 @@ def test_long_etas_show_days():
 
     assert duration(59) == "00:00:59"
     assert duration(28 * 3600 + 400) == "1d 04:06:40"
+
+
+def test_sql_errors_say_read_only_only_for_writes(work):
+    write_universe(work / "u.csv", ["AAPL"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31")
+    write = run_cli("sql", "DELETE FROM units")
+    assert write.code == 2 and "read-only" in write.err
+    typo = run_cli("sql", "SELEC 1")
+    assert typo.code == 2 and "syntax error" in typo.err and "read-only" not in typo.err
+    empty = run_cli("sql", "  ")
+    assert empty.code == 2 and empty.err.startswith("error: empty query")

@@ -116,3 +116,13 @@ def test_details_are_kept_per_build_date_and_an_interrupted_build_writes_nothing
     }
     assert report.outcome == "interrupted" and report.written == []
     assert not (work / "stopped.csv").exists()
+
+
+def test_filters_that_keep_nothing_are_bad_input(work, universe_market):
+    with StandInServer(universe_market, api_keys=(API_KEY,)) as server:
+        result = run_cli("universe", "--out", "u.csv", "--base-url", server.url, "--type", "ADRC")
+    assert result.code == 2
+    assert result.err.strip() == (
+        "error: no ticker of type ADRC on XNAS/XNYS among 7 listed: check --type and --exchange (nothing written)"
+    )
+    assert not (work / "u.csv").exists()

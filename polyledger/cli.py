@@ -46,6 +46,13 @@ app = typer.Typer(
 
 LedgerOpt = typer.Option(Path("ledger.db"), "--ledger", help="Ledger file (SQLite).")
 DataOpt = typer.Option(Path("data"), "--data", help="Data folder for the Parquet files.")
+WorkersOpt = typer.Option(DEFAULT_WORKERS, "--workers", min=1, max=256, help="Worker threads.")
+RateOpt = typer.Option(
+    DEFAULT_RATE, "--rate", min=0.01, help="Requests per second for the whole process (all workers)."
+)
+BaseUrlOpt = typer.Option(
+    None, "--base-url", envvar="POLYGON_BASE_URL", help="API base URL [default: https://api.massive.com]."
+)
 
 
 def _console() -> Console:
@@ -134,13 +141,9 @@ def plan(
 
 @app.command()
 def run(
-    workers: int = typer.Option(DEFAULT_WORKERS, "--workers", min=1, max=256, help="Worker threads."),
-    rate: float = typer.Option(
-        DEFAULT_RATE, "--rate", min=0.01, help="Requests per second for the whole run (all workers)."
-    ),
-    base_url: Optional[str] = typer.Option(
-        None, "--base-url", envvar="POLYGON_BASE_URL", help="API base URL [default: https://api.massive.com]."
-    ),
+    workers: int = WorkersOpt,
+    rate: float = RateOpt,
+    base_url: Optional[str] = BaseUrlOpt,
     unadjusted: bool = typer.Option(False, "--unadjusted", help="Request raw (split-unadjusted) bars."),
     dataset: Optional[list[str]] = typer.Option(
         None, "--dataset", help="Only units of this dataset (repeatable)."
@@ -446,11 +449,9 @@ def universe(
     exchanges: str = typer.Option("XNAS,XNYS", "--exchange", help="Primary exchange MICs, comma-separated."),
     cap_max: Optional[float] = typer.Option(None, "--cap-max", min=0.0, help="Keep market cap below this."),
     as_of: Optional[str] = typer.Option(None, "--date", help="Point in time, YYYY-MM-DD [default: today]."),
-    workers: int = typer.Option(DEFAULT_WORKERS, "--workers", min=1, max=256, help="Worker threads."),
-    rate: float = typer.Option(DEFAULT_RATE, "--rate", min=0.01, help="Requests per second."),
-    base_url: Optional[str] = typer.Option(
-        None, "--base-url", envvar="POLYGON_BASE_URL", help="API base URL [default: https://api.massive.com]."
-    ),
+    workers: int = WorkersOpt,
+    rate: float = RateOpt,
+    base_url: Optional[str] = BaseUrlOpt,
     ledger_path: Path = LedgerOpt,
     data: Path = DataOpt,
 ) -> None:

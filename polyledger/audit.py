@@ -15,9 +15,11 @@ STATES = ("pending", "running", "done", "empty_confirmed", "failed")
 # after it.) Raw (--unadjusted) units never go stale.
 STALE_ADJUSTED = (
     # CROSS JOIN keeps SQLite's join order: the few splits first, then each one's units by index
+    # (PostgreSQL plans it as the inner join it is). Portable: no ON after CROSS JOIN, and
+    # `adjusted` is a boolean there (u.adjusted = 1 would not compare)
     "SELECT u.id, u.dataset, u.ticker, u.period, max(s.execution_date) AS execution_date "
-    "FROM splits s CROSS JOIN units u ON u.dataset IN ('minute', 'day') AND u.ticker = s.ticker "
-    "WHERE u.state = 'done' AND u.adjusted = 1 "
+    "FROM splits s CROSS JOIN units u "
+    "WHERE u.dataset IN ('minute', 'day') AND u.ticker = s.ticker AND u.state = 'done' AND u.adjusted "
     "AND u.period_start < s.execution_date AND substr(u.fetched_at, 1, 10) < s.execution_date "
     "GROUP BY u.id"
 )
@@ -111,8 +113,8 @@ def audit(ledger: Ledger) -> AuditReport:
     # one pass: per dataset and year (the first four characters of every period)
     years = ledger.query(
         "SELECT dataset, substr(period, 1, 4) AS year, count(*) AS units, coalesce(sum(rows), 0) AS rows, "
-        "sum(attempts = 0) AS untried, "
-        + ", ".join(f"sum(state = '{state}') AS {state}" for state in STATES)
+        "count(*) FILTER (WHERE attempts = 0) AS untried, "
+        + ", ".join(f"count(*) FILTER (WHERE state = '{state}') AS {state}" for state in STATES)
         + " FROM units GROUP BY dataset, substr(period, 1, 4) ORDER BY dataset, year"
     )
     counted: dict[str, DatasetAudit] = {}
@@ -127,7 +129,7 @@ def audit(ledger: Ledger) -> AuditReport:
             settled = row.done + row.empty_confirmed
             entry.by_year.append(YearCoverage(row.year, row.units, settled, row.failed))
     stale = ledger.query(
-        f"SELECT dataset, ticker, period, execution_date FROM ({STALE_ADJUSTED}) ORDER BY 1, 2, 3"
+        f"SELECT dataset, ticker, period, execution_date FROM ({STALE_ADJUSTED}) AS stale ORDER BY 1, 2, 3"
     )
     for name, entry in counted.items():
         entry.failures = _failures(ledger, name)

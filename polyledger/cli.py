@@ -44,8 +44,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-LedgerOpt = typer.Option(Path("ledger.db"), "--ledger", help="Ledger file (SQLite).")
-DataOpt = typer.Option(Path("data"), "--data", help="Data folder for the Parquet files.")
+LedgerOpt = typer.Option(
+    "ledger.db",
+    "--ledger",
+    help="Ledger: a SQLite file, or a PostgreSQL database postgresql://user:password@host[:port]/db.",
+)
+DataOpt = typer.Option(
+    "data", "--data", help="Data folder for the Parquet files, or a URL such as s3://bucket/prefix."
+)
 WorkersOpt = typer.Option(DEFAULT_WORKERS, "--workers", min=1, max=256, help="Worker threads.")
 RateOpt = typer.Option(
     DEFAULT_RATE, "--rate", min=0.01, help="Requests per second for the whole process (all workers)."
@@ -85,7 +91,7 @@ def plan(
     end: Optional[str] = typer.Option(
         None, "--to", help="Last US/Eastern date, inclusive [default: yesterday]."
     ),
-    ledger_path: Path = LedgerOpt,
+    ledger_path: str = LedgerOpt,
 ) -> None:
     """Add the units for a universe and date range to the ledger (idempotent).
 
@@ -106,7 +112,7 @@ def plan(
             added = plan_reference(ledger, tickers, dataset, et_today())
         _echo(
             f"planned {len(tickers)} {dataset} units (one per ticker): {added} new, "
-            f"{len(tickers) - added} already in {ledger_path}"
+            f"{len(tickers) - added} already in {_where(ledger_path)}"
         )
         return
     if start is None:
@@ -128,7 +134,8 @@ def plan(
     )
     _echo(
         f"planned {result.units_in_plan} {dataset} units for {result.tickers} tickers "
-        f"({first} to {last}): {result.added} new, {result.already_planned} already in {ledger_path}{outside}"
+        f"({first} to {last}): {result.added} new, {result.already_planned} already in "
+        f"{_where(ledger_path)}{outside}"
     )
     if result.widened:
         _echo(f"{result.widened} partly planned periods were widened and queued to be fetched whole")
@@ -173,8 +180,8 @@ def run(
         DEFAULT_READ_TIMEOUT, "--timeout", min=0.1, help="Seconds to wait for a response before retrying it."
     ),
     log_file: Optional[Path] = typer.Option(None, "--log-file", help="Also write a log of failures here."),
-    ledger_path: Path = LedgerOpt,
-    data: Path = DataOpt,
+    ledger_path: str = LedgerOpt,
+    data: str = DataOpt,
 ) -> None:
     """Download every pending unit. Safe to start again after any stop, and to run in
     several processes on one ledger.
@@ -281,7 +288,7 @@ def _setup_logging(log_file: Optional[Path]) -> None:
 
 
 @app.command()
-def status(ledger_path: Path = LedgerOpt) -> None:
+def status(ledger_path: str = LedgerOpt) -> None:
     """Units and rows per dataset and state."""
     from polyledger.audit import status_counts
     from polyledger.ledger import Ledger
@@ -318,8 +325,8 @@ def audit(
         min=0.001,
         help="With --quality: |log return| between bars flagged as a jump.",
     ),
-    ledger_path: Path = LedgerOpt,
-    data: Path = DataOpt,
+    ledger_path: str = LedgerOpt,
+    data: str = DataOpt,
 ) -> None:
     """Completeness per dataset and year. Exit 0: complete; 1: failed or stale units (or,
     with --deep, files and ledger disagree; with --quality, a bar is flagged); 3: only
@@ -366,7 +373,7 @@ def report(
     out: Path = typer.Option(
         Path("report.html"), "--out", help="HTML file to write (PNG heatmap beside it)."
     ),
-    ledger_path: Path = LedgerOpt,
+    ledger_path: str = LedgerOpt,
 ) -> None:
     """One self-contained HTML page: coverage heatmap, bars over time, failures, quality flags.
 
@@ -385,7 +392,7 @@ def report(
 
 
 @app.command()
-def repair(ledger_path: Path = LedgerOpt, data: Path = DataOpt) -> None:
+def repair(ledger_path: str = LedgerOpt, data: str = DataOpt) -> None:
     """Make files and ledger agree: queue again every done unit whose file is missing or
     damaged (damaged files are kept in <data>/.quarantine/), remove stray temporaries.
     Files the ledger does not know are reported, never deleted.
@@ -420,7 +427,7 @@ def retry(
     stale: bool = typer.Option(
         False, "--stale", help="Instead: queue adjusted units that a later split made stale (see audit)."
     ),
-    ledger_path: Path = LedgerOpt,
+    ledger_path: str = LedgerOpt,
 ) -> None:
     """Move failed units back to pending, with a fresh attempt budget.
 
@@ -452,8 +459,8 @@ def universe(
     workers: int = WorkersOpt,
     rate: float = RateOpt,
     base_url: Optional[str] = BaseUrlOpt,
-    ledger_path: Path = LedgerOpt,
-    data: Path = DataOpt,
+    ledger_path: str = LedgerOpt,
+    data: str = DataOpt,
 ) -> None:
     """Build a universe of active AND delisted tickers, with list dates and market caps.
 
@@ -511,6 +518,13 @@ def universe(
         raise typer.Exit(1)
 
 
+def _where(location: str) -> str:
+    """A ledger location for messages: the path, or the URL without its password."""
+    from polyledger.ledger.database import describe
+
+    return describe(location)
+
+
 def _refuse_while_running(ledger, action: str) -> None:  # type: ignore[no-untyped-def]
     from polyledger.ledger import iso, utc_now
 
@@ -526,32 +540,24 @@ def _refuse_while_running(ledger, action: str) -> None:  # type: ignore[no-untyp
 def sql(
     query: str = typer.Argument(..., help="A read-only SQL query on the ledger."),
     output: str = typer.Option("table", "--format", help="table, csv or json."),
-    ledger_path: Path = LedgerOpt,
+    ledger_path: str = LedgerOpt,
 ) -> None:
     """Ad-hoc SQL on the ledger, opened read-only.
 
     Example: polyledger sql "SELECT state, count(*), sum(rows) FROM units GROUP BY state"
     """
     import csv
-    import sqlite3
 
-    from polyledger.ledger.database import open_read_only
+    from polyledger.ledger.database import is_postgres
 
     if output not in ("table", "csv", "json"):
         raise InputError(f"unknown --format {output!r}: choose table, csv or json")
     if not query.strip():
         raise InputError('empty query: polyledger sql "SELECT ..."')
-    connection = open_read_only(ledger_path)
-    try:
-        cursor = connection.execute(query)
-        columns = [c[0] for c in cursor.description or []]
-        rows = cursor.fetchall()
-    except sqlite3.Error as exc:
-        # the authorizer answers every write with "not authorized"
-        read_only = " (the ledger is read-only here)" if "not authorized" in str(exc) else ""
-        raise InputError(f"SQL error: {exc}{read_only}") from None
-    finally:
-        connection.close()
+    if is_postgres(ledger_path):
+        columns, rows = _sql_postgres(ledger_path, query)
+    else:
+        columns, rows = _sql_sqlite(Path(ledger_path), query)
     if output == "json":
         records = [dict(zip(columns, row, strict=True)) for row in rows]
         sys.stdout.write(json.dumps(records, indent=2, default=_json_value) + "\n")
@@ -566,6 +572,105 @@ def sql(
         for row in rows:
             table.add_row(*["" if v is None else str(v) for v in row])
         _console().print(table)
+
+
+def _sql_sqlite(path: Path, query: str) -> tuple[list[str], list]:
+    import sqlite3
+
+    from polyledger.ledger.database import open_read_only
+
+    connection = open_read_only(path)
+    try:
+        cursor = connection.execute(query)
+        columns = [c[0] for c in cursor.description or []]
+        rows = cursor.fetchall()
+    except sqlite3.Error as exc:
+        # the authorizer answers every write with "not authorized"
+        read_only = " (the ledger is read-only here)" if "not authorized" in str(exc) else ""
+        raise InputError(f"SQL error: {exc}{read_only}") from None
+    finally:
+        connection.close()
+    return columns, rows
+
+
+def _sql_postgres(url: str, query: str) -> tuple[list[str], list]:
+    """One statement in a READ ONLY transaction (the session defaults to read-only too), sent
+    alone through the extended protocol so a `; COMMIT; DELETE ...` cannot follow it; the
+    transaction's snapshot is taken first, so it cannot be switched to read-write."""
+    import psycopg
+
+    from polyledger.ledger.database import connect_postgres, parse_location
+    from polyledger.secrets import redact
+
+    connection = connect_postgres(parse_location(url), options="-c default_transaction_read_only=on")
+    try:
+        connection.autocommit = False
+        connection.read_only = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.execute(query.strip().rstrip(";"), binary=True)
+            columns = [c.name for c in cursor.description or []]
+            rows = cursor.fetchall() if cursor.description else []
+        connection.rollback()
+    except psycopg.Error as exc:
+        detail = " ".join(str(exc).split())
+        read_only = " (the ledger is read-only here)" if "read-only transaction" in detail else ""
+        raise InputError(f"SQL error: {redact(detail)}{read_only}") from None
+    finally:
+        connection.close()
+    return columns, rows
+
+
+# --- migrate / export / import ----------------------------------------------------
+
+
+@app.command()
+def migrate(ledger_path: str = LedgerOpt) -> None:
+    """Upgrade the ledger's schema (SQLite or PostgreSQL) to this polyledger's newest.
+
+    Example: polyledger migrate --ledger postgresql://polyledger@db-host/polyledger
+    """
+    from polyledger.ledger.transfer import schema_revision
+
+    before, after = schema_revision(ledger_path)
+    if before == after:
+        _echo(f"{_where(ledger_path)}: schema already at {after}")
+    else:
+        _echo(f"{_where(ledger_path)}: schema migrated from {before or 'none'} to {after}")
+
+
+@app.command(name="export")
+def export_ledger(
+    to: str = typer.Option(..., "--to", help="Target ledger: a PostgreSQL URL (or a SQLite file)."),
+    ledger_path: str = LedgerOpt,
+) -> None:
+    """Copy this ledger, every table as it is, into a new or empty ledger (e.g. PostgreSQL).
+
+    Example: polyledger export --ledger ledger.db --to postgresql://polyledger@db-host/polyledger
+    """
+    _copy(ledger_path, to)
+
+
+@app.command(name="import")
+def import_ledger(
+    source: str = typer.Option(
+        ..., "--from", help="Ledger to copy from: a PostgreSQL URL (or a SQLite file)."
+    ),
+    ledger_path: str = LedgerOpt,
+) -> None:
+    """Copy another ledger (e.g. PostgreSQL), every table as it is, into this new or empty one.
+
+    Example: polyledger import --from postgresql://polyledger@db-host/polyledger --ledger ledger.db
+    """
+    _copy(source, ledger_path)
+
+
+def _copy(source: str, target: str) -> None:
+    from polyledger.ledger.transfer import copy_ledger
+
+    result = copy_ledger(source, target)
+    counts = ", ".join(f"{rows:,} {table}" for table, rows in result.rows.items())
+    _echo(f"copied {result.source} to {result.target}: {counts}")
 
 
 def _json_value(value: object) -> object:
@@ -696,7 +801,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except sqlalchemy.exc.OperationalError as exc:
-        detail = " ".join(str(exc.orig).split())
+        detail = redact(" ".join(str(exc.orig).split()))
         print(f"error: the ledger refused the operation: {detail}", file=sys.stderr)
         return 2 if "readonly" in detail or "unable to open" in detail else 1
     except PolyledgerError as exc:
@@ -705,6 +810,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not type(exc).__module__.startswith("psycopg"):
+            raise
+        # a PostgreSQL ledger's hot path talks to psycopg directly
+        print(
+            f"error: the ledger refused the operation: {redact(' '.join(str(exc).split()))}", file=sys.stderr
+        )
+        return 1
 
 
 def entry() -> None:

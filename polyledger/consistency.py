@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from polyledger.errors import InputError
@@ -32,23 +33,26 @@ class Finding:
     unit_id: int | None = None
 
 
-def file_checksum(path: Path) -> str:
+def file_checksum(path: Path | BinaryIO) -> str:
+    """sha256 of a file, given its path or an open binary handle (read to the end)."""
+    if isinstance(path, Path):
+        with path.open("rb") as handle:
+            return file_checksum(handle)
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: path.read(1 << 20), b""):
+        digest.update(block)
     return "sha256:" + digest.hexdigest()
 
 
 def deep_check(ledger: Ledger, store: BarStore, checksums: bool = True) -> list[Finding]:
     """Compare every `done` unit with its file, and every file with the ledger."""
-    if not store.root.is_dir():
+    if not store.present():
         files = ledger.query(
             "SELECT count(*) AS n FROM units WHERE state = 'done' AND file_path IS NOT NULL"
         )[0].n
         if files:  # a typo in --data must not make every file look missing (repair would re-queue all)
             raise InputError(
-                f"data folder {store.root} does not exist, yet the ledger lists {files} files in it"
+                f"data folder {store.location} does not exist, yet the ledger lists {files} files in it"
             )
     findings: list[Finding] = []
     known: dict[str, str] = {}  # relative path -> state of the unit that owns it
@@ -60,21 +64,18 @@ def deep_check(ledger: Ledger, store: BarStore, checksums: bool = True) -> list[
             known[owned] = row.state
         if row.state == UnitState.DONE.value and row.file_path:
             findings.extend(_check_unit_file(store, row, checksums))
-    for dataset_dir in _dataset_dirs(store):
-        for path in dataset_dir.rglob("*"):
-            if not path.is_file() or QUARANTINE in path.parts:
-                continue
-            relative = path.relative_to(store.root).as_posix()
-            if path.name.startswith(TEMP_MARK):
-                findings.append(Finding("stray_temporary", relative, "left by an interrupted write"))
-            elif path.name == PART_NAME and relative not in known:
-                findings.append(Finding("extra_file", relative, "no unit in the ledger owns this file"))
-            elif path.name == PART_NAME and known[relative] != UnitState.DONE.value:
-                findings.append(
-                    Finding(
-                        "stale_file", relative, f"its unit is {known[relative]}: replaced when it is fetched"
-                    )
-                )
+    for relative in store.walk():
+        name = relative.rsplit("/", 1)[-1]
+        if QUARANTINE in relative.split("/"):
+            continue
+        if name.startswith(TEMP_MARK):
+            findings.append(Finding("stray_temporary", relative, "left by an interrupted write"))
+        elif name == PART_NAME and relative not in known:
+            findings.append(Finding("extra_file", relative, "no unit in the ledger owns this file"))
+        elif name == PART_NAME and known[relative] != UnitState.DONE.value:
+            findings.append(
+                Finding("stale_file", relative, f"its unit is {known[relative]}: replaced when it is fetched")
+            )
     return findings
 
 
@@ -87,28 +88,34 @@ def _expected_path(dataset: str, ticker: str, period_start: str) -> str | None:
         return None
 
 
-def _dataset_dirs(store: BarStore) -> list[Path]:
-    if not store.root.is_dir():
-        return []
-    return [p for p in store.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-
-
 def _check_unit_file(store: BarStore, row, checksums: bool) -> list[Finding]:  # type: ignore[no-untyped-def]
-    path = store.path_of(row.file_path)
-    if not path.is_file():
+    if not store.exists(row.file_path):
         return [Finding("missing_file", row.file_path, "the unit is done but its file is gone", row.id)]
+    content = None
     try:
-        rows = pq.read_metadata(path).num_rows
+        if store.remote:  # one GET per object: metadata and checksum come from the same bytes
+            with store.open(row.file_path) as handle:
+                content = handle.read()
+            rows = pq.read_metadata(pa.BufferReader(content)).num_rows
+        else:
+            rows = pq.read_metadata(store.path_of(row.file_path)).num_rows
     except Exception as exc:  # any parse failure means the file is damaged
         return [Finding("unreadable_file", row.file_path, f"{type(exc).__name__}: {exc}"[:200], row.id)]
     if rows != row.rows:
         return [
             Finding("row_mismatch", row.file_path, f"ledger says {row.rows} rows, file has {rows}", row.id)
         ]
-    if checksums and row.checksum and file_checksum(path) != row.checksum:
-        return [
-            Finding("checksum_mismatch", row.file_path, "file content differs from what was written", row.id)
-        ]
+    if checksums and row.checksum:
+        if content is not None:
+            checksum = "sha256:" + hashlib.sha256(content).hexdigest()
+        else:
+            checksum = file_checksum(store.path_of(row.file_path))
+        if checksum != row.checksum:
+            return [
+                Finding(
+                    "checksum_mismatch", row.file_path, "file content differs from what was written", row.id
+                )
+            ]
     return []
 
 
@@ -131,25 +138,15 @@ def repair(ledger: Ledger, store: BarStore, findings: list[Finding]) -> RepairRe
     for finding in findings:
         if finding.kind not in UNIT_PROBLEMS or finding.unit_id is None:
             continue
-        source = store.path_of(finding.path)
-        if source.exists():
-            target = store.root / QUARANTINE / stamp / finding.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
-            quarantined.append(target.relative_to(store.root).as_posix())
+        if store.exists(finding.path):
+            target = f"{QUARANTINE}/{stamp}/{finding.path}"
+            store.move(finding.path, target)  # an object store: copied, checked, then deleted
+            quarantined.append(target)
         unit_ids.append(finding.unit_id)
     requeued = 0
     if unit_ids:
         params = {f"u{i}": unit_id for i, unit_id in enumerate(unit_ids)}
         where = f"id IN ({', '.join(':' + k for k in params)})"
         requeued = ledger.reset_units(where, params, {UnitState.DONE})
-    removed = sum(1 for f in findings if f.kind == "stray_temporary" and _unlink(store.path_of(f.path)))
+    removed = sum(1 for f in findings if f.kind == "stray_temporary" and store.remove(f.path))
     return RepairResult(requeued=requeued, quarantined=quarantined, temporaries_removed=removed)
-
-
-def _unlink(path: Path) -> bool:
-    try:
-        path.unlink()
-        return True
-    except OSError:
-        return False

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
+from sqlalchemy import text
 
 from polyledger.audit import AuditReport, audit
 from polyledger.errors import InputError
@@ -47,7 +48,7 @@ class Download:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Download(ledger={str(self.ledger.path)!r}, data={str(self.store.root)!r})"
+        return f"Download(ledger={self.ledger.name!r}, data={self.store.location!r})"
 
     def units(self, dataset: str | None = None, state: str | None = None) -> pl.DataFrame:
         """The ledger's units (all columns but the lease), optionally of one dataset / state."""
@@ -64,7 +65,7 @@ class Download:
             f"FROM units{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id"
         )
         with self.ledger.engine.connect() as connection:
-            result = connection.exec_driver_sql(sql, params)
+            result = connection.execute(text(sql), params)  # text(): `:name` on every driver
             columns = list(result.keys())
             rows = result.fetchall()
         return pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None).with_columns(
@@ -87,7 +88,7 @@ class Download:
         files = self._files(dataset, tickers, first, last)
         if not files:
             return pl.LazyFrame(schema=STORED_BAR_SCHEMA)
-        frame = pl.scan_parquet(files)
+        frame = self.store.scan_parquet(files)
         if first is not None or last is not None:
             session = pl.col("timestamp").dt.convert_time_zone(str(ET)).dt.date()
             if first is not None:
@@ -105,7 +106,7 @@ class Download:
         files = self._files(dataset, tickers, None, None)
         if not files:
             return pl.LazyFrame(schema=REFERENCE[dataset].schema)
-        return pl.scan_parquet(files)
+        return self.store.scan_parquet(files)
 
     def audit(self) -> AuditReport:
         return audit(self.ledger)
@@ -127,7 +128,7 @@ class Download:
         rows = self.ledger.query(
             f"SELECT file_path FROM units WHERE {' AND '.join(where)} ORDER BY ticker, period_start", params
         )
-        return [str(self.store.path_of(row.file_path)) for row in rows]
+        return [row.file_path for row in rows]  # relative: the store reads them, local or remote
 
 
 def _date(value: dt.date | str | None, name: str) -> dt.date | None:

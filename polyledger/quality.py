@@ -32,6 +32,7 @@ from polyledger.defaults import DEFAULT_JUMP_THRESHOLD, DEFAULT_VOLUME_TOLERANCE
 from polyledger.errors import InputError
 from polyledger.ledger import Ledger
 from polyledger.periods import ET
+from polyledger.storage import BarStore
 
 BAR_DATASETS = ("minute", "day")
 CHECKS = (
@@ -131,7 +132,7 @@ class _Scan:
 
 def check_quality(
     ledger: Ledger,
-    data: Path | str,
+    data: Path | str | BarStore,
     *,
     datasets: Sequence[str] = BAR_DATASETS,
     jump_threshold: float = DEFAULT_JUMP_THRESHOLD,
@@ -145,9 +146,10 @@ def check_quality(
     if not (jump_threshold > 0 and volume_tolerance >= 0):
         raise InputError("the jump threshold must be positive and the volume tolerance not negative")
     report = QualityReport(datasets, jump_threshold, volume_tolerance)
+    store = data if isinstance(data, BarStore) else BarStore(data)  # a folder or an object store URL
     flags: list[dict] = []
     for ticker in _tickers(ledger, datasets):
-        flags.extend(_check_ticker(ledger, Path(data), ticker, report))
+        flags.extend(_check_ticker(ledger, store, ticker, report))
     flags.extend(_dropped_duplicates(ledger, datasets))
     flags.sort(key=lambda f: (f["ticker"], f["dataset"], f["session_date"] or "", f["check_name"]))
     for flag in flags:
@@ -156,7 +158,7 @@ def check_quality(
     return report
 
 
-def _check_ticker(ledger: Ledger, data: Path, ticker: str, report: QualityReport) -> list[dict]:
+def _check_ticker(ledger: Ledger, data: BarStore, ticker: str, report: QualityReport) -> list[dict]:
     """One ticker's bar checks, then its minute sessions against its daily bars (read even
     when only minute bars are checked: they are the reference)."""
     splits = _split_steps(ledger, ticker)
@@ -233,9 +235,8 @@ def _batches(units: Sequence[_Unit], limit: int = BATCH_ROWS) -> Iterator[list[_
         yield batch
 
 
-def _scan_file(data: Path, unit: _Unit) -> pl.LazyFrame:
-    path = data.joinpath(*unit.file_path.split("/"))  # type: ignore[union-attr]
-    return pl.scan_parquet(path, hive_partitioning=False).select(
+def _scan_file(data: BarStore, unit: _Unit) -> pl.LazyFrame:
+    return data.scan_parquet([unit.file_path], hive_partitioning=False).select(  # type: ignore[list-item]
         pl.col("timestamp").cast(pl.Datetime("ms", "UTC")),
         *[pl.col(name).cast(pl.Float64) for name in (*PRICES, "volume")],
         pl.lit(unit.id, dtype=pl.Int64).alias("unit_id"),
@@ -245,7 +246,7 @@ def _scan_file(data: Path, unit: _Unit) -> pl.LazyFrame:
     )
 
 
-def _read(data: Path, units: list[_Unit]) -> tuple[pl.DataFrame, list[tuple[_Unit, str]]]:
+def _read(data: BarStore, units: list[_Unit]) -> tuple[pl.DataFrame, list[tuple[_Unit, str]]]:
     """A batch's bars in unit order, and the units whose file could not be read (why)."""
     try:
         return pl.concat([_scan_file(data, unit) for unit in units]).collect(), []
@@ -265,7 +266,7 @@ def _read(data: Path, units: list[_Unit]) -> tuple[pl.DataFrame, list[tuple[_Uni
 
 
 def _scan(
-    data: Path, units: list[_Unit], dataset: str, ticker: str, splits: list, report: QualityReport
+    data: BarStore, units: list[_Unit], dataset: str, ticker: str, splits: list, report: QualityReport
 ) -> _Scan:
     """Bar checks over a ticker's files of one dataset, batch by batch, and its session volumes."""
     checked = dataset in report.datasets

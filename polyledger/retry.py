@@ -70,7 +70,7 @@ def retry_stale(ledger: Ledger, tickers: Sequence[str] = ()) -> int:
     """Queue again the adjusted bar units that a later split made stale (see audit); their
     files are replaced when fetched. Returns how many were queued."""
     params: dict = {}
-    where = f"id IN (SELECT id FROM ({STALE_ADJUSTED}))"
+    where = f"id IN (SELECT id FROM ({STALE_ADJUSTED}) AS stale)"
     if tickers:
         names = {f"t{i}": ticker for i, ticker in enumerate(tickers)}
         params.update(names)

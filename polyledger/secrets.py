@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 
 KEY_ENV_VARS = ("POLYGON_API_KEY", "MASSIVE_API_KEY")
@@ -11,6 +12,8 @@ REDACTED = "***"
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+# a URL's password (scheme://user:password@host): a PostgreSQL ledger's URL may carry one
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
 
 
 def register_secret(value: str) -> None:
@@ -21,12 +24,14 @@ def register_secret(value: str) -> None:
 
 
 def redact(text: str) -> str:
-    """Replace every registered secret in `text`."""
+    """Replace every registered secret, and every URL's password, in `text`."""
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", text)
     return text
 
 

@@ -4,7 +4,9 @@
     data/day/ticker=AAPL/year=2024/part.parquet
 
 Every file is written to a temporary name in its own folder, fsynced, then renamed over
-the final name, so a crash leaves either the old file or the new one, never a part.
+the final name, so a crash leaves either the old file or the new one, never a part. In an
+object store (`s3://bucket/prefix`, any fsspec URL) the same layout is written one whole
+object per PUT, which is atomic there: no temporaries.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import io
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -81,14 +83,71 @@ def bars_outside(raw: pl.DataFrame, start: dt.date, end: dt.date) -> int:
     return int((~dates.is_between(start, end, closed="both")).sum())
 
 
+def is_url(location: object) -> bool:
+    """A location like `s3://bucket/prefix` (any fsspec protocol), not a local folder."""
+    return isinstance(location, str) and "://" in location
+
+
 class BarStore:
-    """The data folder."""
+    """The data location: a local folder (atomic temporary + fsync + rename) or an object
+    store URL such as `s3://bucket/prefix` (any fsspec protocol), where each unit's file is
+    one PUT of the whole object (readers see the old object or the new one, never a part).
+    S3 endpoint and credentials come from the standard AWS environment variables.
+
+    Everything else (consistency, download, quality) goes through `exists`, `open`,
+    `walk`, `remove`, `move` and `scan_parquet`, so it never cares which backend it is."""
 
     def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
+        self.fs = None  # an fsspec filesystem for object stores; None for a local folder
+        self.base = ""  # the location in the fsspec filesystem's own terms (bucket/prefix)
+        if is_url(root) and str(root).lower().startswith("file://"):
+            root = _local_path_of_file_url(str(root))
+        if is_url(root):
+            self.location = str(root).rstrip("/")
+            self.protocol = self.location.split("://", 1)[0].lower()
+            self.root = None  # type: ignore[assignment]
+        else:
+            self.root = Path(root)
+            self.location = str(self.root)
+            self.protocol = "file"
+
+    @property
+    def remote(self) -> bool:
+        return self.root is None
+
+    def __str__(self) -> str:
+        return self.location
+
+    def _filesystem(self):  # type: ignore[no-untyped-def]
+        """The object store's fsspec filesystem, made on first use (its errors are InputErrors)."""
+        if self.fs is None:
+            import fsspec
+
+            try:
+                options = {"skip_instance_cache": True, "use_listings_cache": False}
+                self.fs, self.base = fsspec.core.url_to_fs(self.location, **options)
+            except (ImportError, ValueError) as exc:
+                raise InputError(f"cannot use data location {self.location}: {_one_line(exc)}") from None
+            self.base = self.base.rstrip("/")
+        return self.fs
+
+    def _key(self, relative: str) -> str:
+        self._filesystem()
+        return f"{self.base}/{relative}" if self.base else relative
 
     def ensure_writable(self) -> None:
-        """Create the data folder, or raise an InputError saying why it cannot be used."""
+        """Create the data folder, or raise an InputError saying why it cannot be used.
+        An object store is probed with a small put and delete (missing bucket, wrong
+        credentials, no permission: one line, never a secret)."""
+        if self.remote:
+            fs = self._filesystem()
+            probe = self._key(f"{TEMP_MARK}probe-{uuid.uuid4().hex}")
+            try:
+                fs.pipe_file(probe, b"")
+                fs.rm_file(probe)
+            except Exception as exc:  # botocore and fsspec raise many kinds; all mean "unusable"
+                raise InputError(f"data location {self.location} is not writable: {_one_line(exc)}") from None
+            return
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f"{TEMP_MARK}probe-{uuid.uuid4().hex}"
@@ -98,19 +157,141 @@ class BarStore:
             raise InputError(f"data folder {self.root} is not writable: {exc.strerror or exc}") from None
 
     def path_of(self, relative: str) -> Path:
+        """A local file's path (local folders only; use `url_of` for any backend)."""
+        if self.remote:
+            raise TypeError(f"{self.location} is not a local folder: use url_of()")
         return self.root.joinpath(*relative.split("/"))
+
+    def url_of(self, relative: str) -> str:
+        """What a reader opens: a local path, or a URL (with `storage_options` for polars)."""
+        if self.remote:
+            return f"{self.location}/{relative}"
+        return str(self.path_of(relative))
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        """polars' `storage_options` for an S3 location, from the standard AWS variables."""
+        if self.protocol not in ("s3", "s3a"):
+            return None
+        options = {}
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            options["aws_endpoint_url"] = endpoint
+            if endpoint.startswith("http://"):
+                options["aws_allow_http"] = "true"
+        for variable, key in (
+            ("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
+            ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
+            ("AWS_SESSION_TOKEN", "aws_session_token"),
+        ):
+            if os.environ.get(variable):
+                options[key] = os.environ[variable]
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region:
+            options["aws_region"] = region
+        return options
+
+    def scan_parquet(self, relatives: Sequence[str], **kwargs: object) -> pl.LazyFrame:
+        """A lazy read of these files, whatever the backend."""
+        urls = [self.url_of(relative) for relative in relatives]
+        if not self.remote:
+            return pl.scan_parquet(urls, **kwargs)  # type: ignore[arg-type]
+        if self.storage_options is not None:
+            return pl.scan_parquet(urls, storage_options=self.storage_options, **kwargs)  # type: ignore[arg-type]
+        fs = self._filesystem()  # a protocol polars cannot read itself: through fsspec
+        frames = []
+        for relative in relatives:
+            with fs.open(self._key(relative), "rb") as handle:
+                frames.append(pl.read_parquet(handle.read()).lazy())
+        return pl.concat(frames) if frames else pl.LazyFrame()
+
+    def read_parquet(self, relative: str, **kwargs: object) -> pl.DataFrame:
+        if not self.remote:
+            return pl.read_parquet(self.path_of(relative), **kwargs)  # type: ignore[arg-type]
+        with self.open(relative) as handle:
+            return pl.read_parquet(handle.read(), **kwargs)  # type: ignore[arg-type]
+
+    def present(self) -> bool:
+        """Is the data location there at all (a folder, or objects under the prefix)?"""
+        if not self.remote:
+            return self.root.is_dir()
+        fs = self._filesystem()
+        try:
+            return bool(fs.exists(self.base)) if self.base else False
+        except Exception:
+            return False
+
+    def exists(self, relative: str) -> bool:
+        if not self.remote:
+            return self.path_of(relative).is_file()
+        return bool(self._filesystem().isfile(self._key(relative)))
+
+    def open(self, relative: str) -> BinaryIO:
+        """A file opened for reading (binary)."""
+        if not self.remote:
+            return self.path_of(relative).open("rb")
+        return self._filesystem().open(self._key(relative), "rb")
+
+    def walk(self) -> Iterator[str]:
+        """Every file in the dataset folders (top-level folders not starting with '.'),
+        relative to the location, with forward slashes."""
+        if not self.remote:
+            if not self.root.is_dir():
+                return
+            for folder in self.root.iterdir():
+                if folder.is_dir() and not folder.name.startswith("."):
+                    for path in folder.rglob("*"):
+                        if path.is_file():
+                            yield path.relative_to(self.root).as_posix()
+            return
+        fs = self._filesystem()
+        prefix = f"{self.base}/" if self.base else ""
+        for key in fs.find(self.base):
+            relative = key[len(prefix) :] if key.startswith(prefix) else key
+            if "/" in relative and not relative.startswith("."):
+                yield relative
+
+    def remove(self, relative: str) -> bool:
+        """Delete a file; False if it could not be."""
+        try:
+            if self.remote:
+                self._filesystem().rm_file(self._key(relative))
+            else:
+                self.path_of(relative).unlink()
+            return True
+        except OSError:
+            return False
+
+    def move(self, source: str, target: str) -> None:
+        """Move a file within the location. On an object store: copy, check the copy, then
+        delete the original, so an interruption leaves both, never neither."""
+        if not self.remote:
+            path = self.path_of(target)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.path_of(source), path)
+            return
+        fs = self._filesystem()
+        fs.copy(self._key(source), self._key(target))
+        if fs.info(self._key(target))["size"] != fs.info(self._key(source))["size"]:
+            raise StorageError(f"copying {source} to {target} did not give the same object")
+        fs.rm_file(self._key(source))
 
     def write_unit(self, dataset: str, ticker: str, period_start: dt.date, bars: pl.DataFrame) -> StoredFile:
         """Write a unit's bars atomically; returns what the ledger records about the file."""
         relative = unit_relative_path(dataset, ticker, period_start)
-        final = self.path_of(relative)
         buffer = io.BytesIO()
         bars.write_parquet(buffer, compression="zstd", statistics=True)
         payload = buffer.getvalue()
-        try:
-            self._write_atomically(final, payload)
-        except OSError as exc:
-            raise StorageError(f"cannot write {relative}: {exc.strerror or exc}") from None
+        if self.remote:
+            try:
+                self._filesystem().pipe_file(self._key(relative), payload)  # one PUT: atomic
+            except Exception as exc:  # network, permissions, bucket gone: the run cannot go on
+                raise StorageError(f"cannot write {relative} to {self.location}: {_one_line(exc)}") from None
+        else:
+            try:
+                self._write_atomically(self.path_of(relative), payload)
+            except OSError as exc:
+                raise StorageError(f"cannot write {relative}: {exc.strerror or exc}") from None
         return StoredFile(
             path=relative,
             rows=bars.height,
@@ -140,8 +321,8 @@ class BarStore:
         handle.write(payload)
 
     def temporaries(self) -> list[Path]:
-        """Leftovers of interrupted writes."""
-        if not self.root.exists():
+        """Leftovers of interrupted writes (an object store has none: each object is one PUT)."""
+        if self.remote or not self.root.exists():
             return []
         return [path for path in self.root.rglob(f"{TEMP_MARK}*") if path.is_file()]
 
@@ -160,6 +341,20 @@ class BarStore:
             except OSError:
                 pass
         return removed
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+def _local_path_of_file_url(url: str) -> Path:
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(url)
+    path = unquote(parsed.path)
+    if os.name == "nt" and path.startswith("/") and len(path) > 2 and path[2] == ":":
+        path = path[1:]  # file:///C:/data
+    return Path(path)
 
 
 def _fsync_folder(folder: Path) -> None:

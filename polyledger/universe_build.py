@@ -171,7 +171,7 @@ def _details(ledger: Ledger, store: BarStore, period: str) -> pl.DataFrame:
         "market_cap": pl.Float64(),
         "delisted_utc": pl.String(),
     }
-    frames = [pl.read_parquet(store.path_of(row.file_path)).select(list(schema)) for row in rows]
+    frames = [store.read_parquet(row.file_path).select(list(schema)) for row in rows]
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
 

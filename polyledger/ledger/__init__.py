@@ -1,4 +1,4 @@
-"""The SQLite ledger: every unit of work, its state, and its history."""
+"""The ledger (a SQLite file or a PostgreSQL database): every unit of work, its state, and its history."""
 
 from polyledger.ledger.ledger import (
     AttemptRecord,

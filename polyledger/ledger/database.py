@@ -1,20 +1,108 @@
-"""Opening a ledger: the SQLite engine with its pragmas, and schema migrations."""
+"""Opening a ledger: the SQLite engine with its pragmas, or a PostgreSQL engine, and schema
+migrations (the same Alembic revisions for both).
+
+A ledger location is a SQLite file path or a `postgresql://` (or `postgresql+psycopg://`) URL.
+"""
 
 from __future__ import annotations
 
 import importlib.resources
 import sqlite3
 from pathlib import Path
+from typing import Union
+from urllib.parse import urlsplit, urlunsplit
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import exc as sa_exc
 
 from polyledger.errors import InputError, SchemaTooNewError
 
 BUSY_TIMEOUT_MS = 30_000
+PG_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
+# taken by `migrate` on PostgreSQL so two processes opening a new ledger do not both migrate it
+_MIGRATION_LOCK = 0x706C6C67
+
+Location = Union[Path, str]
+
+
+def is_postgres(location: object) -> bool:
+    """Whether a ledger location names a PostgreSQL database (rather than a SQLite file)."""
+    return isinstance(location, str) and location.lower().startswith(PG_SCHEMES)
+
+
+def parse_location(location: Location) -> Location:
+    """A SQLite ledger's Path, or a PostgreSQL URL (checked, its password registered for
+    redaction) as given."""
+    if isinstance(location, Path):
+        return location
+    if not is_postgres(location):
+        if "://" in str(location):
+            raise InputError(
+                f"unsupported ledger URL {redact_url(str(location))!r}: use a SQLite file path or "
+                "postgresql://user:password@host[:port]/database"
+            )
+        return Path(location)
+    try:
+        parts = urlsplit(location)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise InputError(f"invalid ledger URL {redact_url(location)!r}: {exc}") from None
+    if not parts.path.strip("/"):
+        raise InputError(f"ledger URL {redact_url(location)!r} names no database: add /<database>")
+    return location
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ***."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{parts.username or ''}:***@{host}{':' + str(parts.port) if parts.port else ''}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def describe(location: Location) -> str:
+    """How to name a ledger in messages (never with a password)."""
+    return redact_url(location) if is_postgres(location) else str(location)
+
+
+def libpq_url(url: str) -> str:
+    """The URL as psycopg.connect takes it (no SQLAlchemy driver suffix)."""
+    for prefix in ("postgresql+psycopg://", "postgres://"):
+        if url.lower().startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+def sqlalchemy_url(url: str) -> str:
+    return "postgresql+psycopg://" + libpq_url(url)[len("postgresql://") :]
+
+
+def connect_postgres(url: str, **kwargs):  # type: ignore[no-untyped-def]
+    """A plain psycopg connection (autocommit: transactions are begun explicitly);
+    unreachable servers are an InputError without the password."""
+    import psycopg
+
+    try:
+        return psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise InputError(f"cannot open the ledger {redact_url(url)}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    from polyledger.secrets import redact
+
+    return redact(" ".join(str(getattr(exc, "orig", None) or exc).split()))
 
 
 def _migrations_config() -> Config:
@@ -85,13 +173,13 @@ def migrate(engine: Engine) -> str:
     config = _migrations_config()
     scripts = ScriptDirectory.from_config(config)
     head = scripts.get_current_head()
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-        connection.rollback()
+    current = current_revision(engine)
     if current == head:
         return head  # the usual case: no write lock needed, so readers never wait for a run
     with engine.connect().execution_options(immediate=True) as connection:
         with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
             current = MigrationContext.configure(connection).get_current_revision()
             if current == head:
                 return head
@@ -105,9 +193,53 @@ def migrate(engine: Engine) -> str:
     return head
 
 
-def open_engine(path: Path, *, create: bool) -> Engine:
-    """Open (and migrate) the ledger at `path`; with create=False a missing file is an InputError."""
-    path = Path(path)
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        connection.rollback()
+    return current
+
+
+def create_postgres_engine(url: str) -> Engine:
+    """A psycopg engine; its connections are checked before use (a server may drop idle ones)."""
+    return create_engine(
+        sqlalchemy_url(url),
+        pool_size=8,
+        max_overflow=32,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10},
+    )
+
+
+def open_postgres_engine(url: str, *, create: bool, migrate_schema: bool = True) -> Engine:
+    """Open (and migrate) a PostgreSQL ledger; with create=False a database without a ledger
+    is an InputError. Unreachable servers and bad credentials are InputErrors (no password)."""
+    engine = create_postgres_engine(url)
+    try:
+        try:
+            with engine.connect() as connection:
+                has_ledger = inspect(connection).has_table("units")
+                connection.rollback()
+        except sa_exc.OperationalError as exc:
+            raise InputError(f"cannot open the ledger {redact_url(url)}: {_one_line(exc)}") from None
+        except sa_exc.InterfaceError as exc:
+            raise InputError(f"cannot open the ledger {redact_url(url)}: {_one_line(exc)}") from None
+        if not has_ledger and not create:
+            raise InputError(f"no ledger at {redact_url(url)}: run `polyledger plan` first")
+        if migrate_schema:
+            migrate(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    return engine
+
+
+def open_engine(path: Location, *, create: bool, migrate_schema: bool = True) -> Engine:
+    """Open (and migrate) the ledger at `path` (a SQLite file or a PostgreSQL URL); with
+    create=False a missing ledger is an InputError."""
+    path = parse_location(path)
+    if isinstance(path, str):
+        return open_postgres_engine(path, create=create, migrate_schema=migrate_schema)
     if not path.exists():
         if not create:
             raise InputError(f"no ledger at {path}: run `polyledger plan` first")
@@ -118,6 +250,8 @@ def open_engine(path: Path, *, create: bool) -> Engine:
     else:
         _check_is_sqlite(path)
     engine = create_sqlite_engine(path)
+    if not migrate_schema:
+        return engine
     try:
         migrate(engine)
     except Exception:

@@ -1,0 +1,440 @@
+"""The PostgreSQL ledger: same schema as SQLite, claims that never overlap across processes,
+read-only `sql`, `migrate`, export/import round trips, and a full run.
+
+Needs a server: POLYLEDGER_TEST_PG_URL=postgresql://user:password@host:port/database (a role
+that may CREATE DATABASE); every test gets a database of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+import os
+import sqlite3
+import threading
+import uuid
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from support import API_KEY, LISTINGS, UNKNOWN, read_dataset, run_cli, truth, write_universe
+
+from polyledger.ledger import AttemptRecord, Ledger, StoredFile, UnitState, new_owner_id
+from polyledger.ledger.models import SQLModel
+from polyledger.plan import plan
+
+psycopg = pytest.importorskip("psycopg")
+
+ENV = "POLYLEDGER_TEST_PG_URL"
+THREADS = 8
+TABLES = ("units", "unit_attempts", "runs", "settings", "splits", "quality_flags")
+
+
+def _admin_url() -> str:
+    url = os.environ.get(ENV)
+    if not url:
+        pytest.skip(f"{ENV} is not set: no PostgreSQL server to test against")
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        pytest.skip(f"PostgreSQL at {ENV} is unreachable: {type(exc).__name__}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> str:
+    return _admin_url()
+
+
+def assert_no_password(text: str, url: str) -> None:
+    password = urlsplit(url).password
+    if password:
+        assert f":{password}@" not in text and url not in text
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@pytest.fixture
+def new_database(admin_url):  # type: ignore[no-untyped-def]
+    """A factory of fresh, empty databases (URLs), all dropped after the test."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"polyledger_t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+        made.append(name)
+        return _with_database(admin_url, name)
+
+    yield make
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        for name in made:
+            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_url(new_database) -> str:  # type: ignore[no-untyped-def]
+    return new_database()
+
+
+def _schema(engine) -> dict:  # type: ignore[no-untyped-def]
+    from sqlalchemy import inspect
+
+    inspector = inspect(engine)
+    return {
+        table: {
+            "columns": {
+                c["name"]: (c["nullable"], c["type"].python_type) for c in inspector.get_columns(table)
+            },
+            "indexes": sorted(
+                i["name"] for i in inspector.get_indexes(table) if not i.get("duplicates_constraint")
+            ),
+            "unique": sorted(c["name"] for c in inspector.get_unique_constraints(table)),
+        }
+        for table in inspector.get_table_names()
+        if table != "alembic_version"
+    }
+
+
+# --- schema -----------------------------------------------------------------------------
+
+
+def test_migrations_create_the_same_tables_and_columns_as_sqlite_and_the_models(pg_url, tmp_path):
+    with Ledger(pg_url) as pg, Ledger(tmp_path / "ledger.db") as lite:
+        assert pg.dialect == "postgresql" and pg.path is None and "polyledger_t_" in pg.name
+        pg_schema, lite_schema = _schema(pg.engine), _schema(lite.engine)
+        revisions = [ledger.query("SELECT version_num FROM alembic_version")[0][0] for ledger in (pg, lite)]
+    assert revisions[0] == revisions[1]
+    assert set(pg_schema) == set(TABLES)
+    assert pg_schema == lite_schema
+    for table in TABLES:
+        model = SQLModel.metadata.tables[table]
+        assert set(pg_schema[table]["columns"]) == {c.name for c in model.columns}, table
+        for column in model.columns:
+            assert pg_schema[table]["columns"][column.name][0] == column.nullable, (table, column.name)
+
+
+def test_unreachable_server_and_bad_urls_are_one_line_errors_without_the_password(tmp_path):
+    secret = "s3cr3t-pw"
+    result = run_cli("status", "--ledger", f"postgresql://someone:{secret}@127.0.0.1:1/nothing")
+    assert result.code == 2
+    assert result.err.startswith("error: cannot open the ledger postgresql://someone:***@127.0.0.1:1/nothing")
+    assert secret not in result.err + result.out and result.err.count("\n") == 1
+    result = run_cli("status", "--ledger", f"postgresql://someone:{secret}@127.0.0.1:99999/x")
+    assert result.code == 2 and "invalid ledger URL" in result.err and secret not in result.err
+    result = run_cli("status", "--ledger", "mysql://a:b@host/db")
+    assert result.code == 2 and "unsupported ledger URL" in result.err and ":b@" not in result.err
+
+
+def test_wrong_password_is_refused_without_echoing_it(admin_url):
+    parts = urlsplit(admin_url)
+    netloc = f"{parts.username}:wrong-Pa55word@{parts.hostname}:{parts.port or 5432}"
+    result = run_cli("status", "--ledger", urlunsplit(parts._replace(netloc=netloc)))
+    assert result.code == 2
+    assert "wrong-Pa55word" not in result.err + result.out and result.err.count("\n") == 1
+
+
+# --- the hot path -----------------------------------------------------------------------
+
+
+def test_plan_claim_settle_audit_retry_on_postgres(pg_url):
+    from polyledger.audit import audit, status_counts
+    from polyledger.retry import retry_failed
+
+    with pytest.raises(Exception, match="no ledger at"):
+        Ledger(pg_url, create=False)
+    with Ledger(pg_url) as ledger:
+        # clipped months first, then the whole months: widened in place
+        plan(ledger, ["AAA", "BBB"], "minute", dt.date(2023, 1, 15), dt.date(2023, 3, 10))
+        result = plan(ledger, ["AAA", "BBB"], "minute", dt.date(2023, 1, 1), dt.date(2023, 3, 31))
+        assert result.widened == 4
+        assert ledger.query("SELECT min(period_start), max(period_end) FROM units")[0] == (
+            "2023-01-01",
+            "2023-03-31",
+        )
+        owner = new_owner_id()
+        claimed = ledger.claim(owner, 60, limit=4, datasets=["minute"])
+        assert [(u.ticker, u.period_start.month) for u in claimed] == [
+            ("AAA", 1),
+            ("AAA", 2),
+            ("AAA", 3),
+            ("BBB", 1),
+        ]
+        following = ledger.claim_following(owner, 60, claimed[-1], 5)
+        assert [u.period_start.month for u in following] == [2, 3]
+        assert ledger.heartbeat(owner, 120) == 6
+        stored = StoredFile("minute/x.parquet", 10, "sha256:00", 100)
+        ledger.settle_done(claimed[0], stored, True, AttemptRecord(requests=2, bars=10))
+        assert ledger.settle_fetched(
+            [
+                __import__("polyledger.ledger", fromlist=["FetchedUnit"]).FetchedUnit(
+                    u, AttemptRecord(), None
+                )
+                for u in (following[1], claimed[1])
+            ],
+            True,
+        ) == [True, True]
+        ledger.settle_failed(claimed[2], AttemptRecord(error="403", error_class="not_entitled"))
+        ledger.requeue(claimed[3], AttemptRecord(error="503", error_class="http_503"))
+        assert ledger.release(following[0], undo_attempt=True)
+        assert ledger.claim_setting("adjusted", "true") == "true"
+        assert ledger.claim_setting("adjusted", "false") == "true"
+        assert ledger.counts() == {"minute": {"done": 1, "empty_confirmed": 2, "failed": 1, "pending": 2}}
+        assert ledger.open_work("someone", ["minute"]) == (2, 0)
+        report = audit(ledger)
+        (minute,) = report.datasets
+        assert minute.by_state["failed"] == 1 and minute.rows == 10 and report.exit_code == 1
+        assert [f.error_class for f in minute.failures] == ["not_entitled"]
+        assert sum(row["units"] for row in status_counts(ledger)) == 6
+        assert retry_failed(ledger, "not_entitled") == 1
+        attempts = ledger.query("SELECT outcome, count(*) AS n FROM unit_attempts GROUP BY outcome")
+        assert dict((r.outcome, r.n) for r in attempts) == {
+            "done": 1,
+            "empty_confirmed": 2,
+            "failed": 1,
+            "pending": 1,
+        }
+        # leases expire: their units go back to pending
+        late = ledger.claim(owner, 60, limit=1)
+        ledger.clock = lambda: dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+        assert ledger.reclaim_expired() == 1
+        with pytest.raises(Exception, match="no longer ours"):
+            ledger.settle_empty(late[0], True, AttemptRecord())
+
+
+def claim_until_empty(url: str) -> list[int]:
+    """One process: 8 threads claim and settle until nothing is pending; returns claimed ids."""
+    ledger = Ledger(url, create=False)
+    claimed: list[int] = []
+    lock = threading.Lock()
+    owner = new_owner_id()
+
+    def worker() -> None:
+        while True:
+            units = ledger.claim(owner, 60, limit=3)
+            if not units:
+                return
+            for unit in units:
+                ledger.settle_empty(unit, True, AttemptRecord(requests=1))
+            with lock:
+                claimed.extend(u.id for u in units)
+
+    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ledger.close()
+    return claimed
+
+
+def test_no_double_claims_across_two_processes_and_16_threads_on_postgres(pg_url):
+    with Ledger(pg_url) as ledger:
+        tickers = [f"T{i:03d}" for i in range(100)]
+        plan(ledger, tickers, "minute", dt.date(2023, 1, 1), dt.date(2024, 8, 31))  # 2,000 units
+        total = ledger.query("SELECT count(*) FROM units")[0][0]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        results = pool.map(claim_until_empty, [pg_url, pg_url])
+    every_claim = Counter(unit_id for ids in results for unit_id in ids)
+    assert max(every_claim.values()) == 1, "a unit was claimed twice"
+    assert len(every_claim) == total == 2000
+    with Ledger(pg_url, create=False) as ledger:
+        assert ledger.counts() == {"minute": {"empty_confirmed": total}}
+        assert ledger.query("SELECT max(attempts) FROM units")[0][0] == 1
+        assert ledger.query("SELECT count(*) FROM unit_attempts")[0][0] == total
+
+
+# --- sql, migrate ------------------------------------------------------------------------
+
+
+def test_sql_is_read_only_on_postgres(pg_url):
+    with Ledger(pg_url) as ledger:
+        plan(ledger, ["AAA"], "minute", dt.date(2023, 1, 1), dt.date(2023, 3, 31))
+    result = run_cli(
+        "sql", "--format", "json", "--ledger", pg_url, "SELECT state, count(*) AS n FROM units GROUP BY state"
+    )
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == [{"state": "pending", "n": 3}]
+    csv = run_cli(
+        "sql",
+        "--format",
+        "csv",
+        "--ledger",
+        pg_url,
+        "SELECT ticker FROM units WHERE ticker LIKE 'A%' LIMIT 1",
+    )
+    assert csv.code == 0 and csv.out == "ticker\nAAA\n"
+    for write in (
+        "DELETE FROM units",
+        "UPDATE units SET state = 'done'",
+        "SET TRANSACTION READ WRITE",
+        "SELECT 1; DELETE FROM units",
+        "CREATE TABLE x (a int)",
+    ):
+        refused = run_cli("sql", "--ledger", pg_url, write)
+        assert refused.code == 2, write
+        assert refused.err.startswith("error: SQL error:") and refused.err.count("\n") == 1, refused.err
+    assert "read-only" in run_cli("sql", "--ledger", pg_url, "DELETE FROM units").err
+    with Ledger(pg_url, create=False) as ledger:
+        assert ledger.counts() == {"minute": {"pending": 3}}
+    assert API_KEY not in result.out
+    bad = run_cli("sql", "--ledger", pg_url, "SELECT nope FROM units")
+    assert bad.code == 2 and "nope" in bad.err
+    assert_no_password(bad.err, pg_url)
+
+
+def test_migrate_upgrades_either_backend_and_refuses_a_newer_schema(new_database, tmp_path):
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from polyledger.ledger.database import _migrations_config, head_revision, sqlalchemy_url
+
+    head = head_revision()
+    empty = new_database()
+    result = run_cli("migrate", "--ledger", empty)
+    assert result.code == 0, result.err
+    assert f"schema migrated from none to {head}" in result.out
+    assert_no_password(result.out, empty)
+    assert f"schema already at {head}" in run_cli("migrate", "--ledger", empty).out
+
+    # an older ledger on each backend: revision 0003
+    old_pg = new_database()
+    old_lite = tmp_path / "old.db"
+    for url in (sqlalchemy_url(old_pg), f"sqlite:///{old_lite}"):
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            config = _migrations_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0003")
+        engine.dispose()
+    for location in (old_pg, str(old_lite)):
+        result = run_cli("migrate", "--ledger", location)
+        assert result.code == 0, result.err
+        assert f"from 0003 to {head}" in result.out
+    with Ledger(old_pg, create=False) as ledger:
+        assert ledger.query("SELECT count(*) FROM quality_flags")[0][0] == 0
+
+    # a ledger from a newer polyledger is refused, one line
+    with psycopg.connect(empty, autocommit=True) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+    newer = run_cli("migrate", "--ledger", empty)
+    assert newer.code == 2 and "newer than this polyledger knows" in newer.err and newer.err.count("\n") == 1
+    assert run_cli("migrate", "--ledger", str(tmp_path / "missing.db")).code == 2
+
+
+# --- export / import ------------------------------------------------------------------
+
+
+def _dump_sqlite(path: Path) -> dict[str, list[tuple]]:
+    with sqlite3.connect(path) as connection:
+        return {
+            table: connection.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() for table in TABLES
+        }
+
+
+def test_export_to_postgres_and_import_back_round_trips_every_table(demo_download, new_database, tmp_path):
+    source = demo_download / "ledger.db"
+    original = _dump_sqlite(source)
+    assert all(original[t] for t in ("units", "unit_attempts", "runs", "settings", "splits"))
+    target = new_database()
+    exported = run_cli("export", "--ledger", source, "--to", target)
+    assert exported.code == 0, exported.err
+    assert f"{len(original['units']):,} units" in exported.out
+    assert_no_password(exported.out, target)
+
+    with Ledger(target, create=False) as ledger:
+        assert ledger.query("SELECT count(*) FROM units")[0][0] == len(original["units"])
+        # sequences follow the copied ids: new rows get new ids
+        plan(ledger, ["ZZZNEW"], "minute", dt.date(2023, 1, 1), dt.date(2023, 1, 31))
+        assert ledger.query("SELECT max(id) FROM units")[0][0] == len(original["units"]) + 1
+        ledger.query("SELECT 1")
+    with psycopg.connect(target, autocommit=True) as connection:
+        connection.execute("DELETE FROM units WHERE ticker = 'ZZZNEW'")
+        connection.execute(
+            "SELECT setval(pg_get_serial_sequence('units', 'id'), (SELECT max(id) FROM units) + 1, false)"
+        )
+
+    back = tmp_path / "back.db"
+    imported = run_cli("import", "--from", target, "--ledger", back)
+    assert imported.code == 0, imported.err
+    assert _dump_sqlite(back) == original
+
+    # a target with data is refused; so is a copy while a run holds leases
+    again = run_cli("export", "--ledger", source, "--to", target)
+    assert again.code == 2 and "is not empty" in again.err and again.err.count("\n") == 1
+    with Ledger(back, create=False) as ledger:
+        plan(ledger, ["ZZZNEW"], "minute", dt.date(2023, 1, 1), dt.date(2023, 1, 31))
+        assert len(ledger.claim(new_owner_id(), 600, limit=1)) == 1
+    busy = run_cli("export", "--ledger", back, "--to", new_database())
+    assert busy.code == 2 and "a run holds 1 units" in busy.err
+
+
+def test_every_documented_query_runs_on_postgres(demo_download, pg_url):
+    from test_queries import documented
+
+    assert run_cli("export", "--ledger", demo_download / "ledger.db", "--to", pg_url).code == 0
+    for name, query in documented().items():
+        on_pg = run_cli("sql", "--format", "json", "--ledger", pg_url, "--", query)
+        assert on_pg.code == 0, (name, on_pg.err)
+        on_lite = run_cli("sql", "--format", "json", "--ledger", demo_download / "ledger.db", "--", query)
+        assert on_lite.code == 0, (name, on_lite.err)
+        assert len(json.loads(on_pg.out)) == len(json.loads(on_lite.out)), name
+
+
+def test_audit_and_report_agree_between_sqlite_and_postgres(demo_download, pg_url, tmp_path):
+    from polyledger.audit import audit
+
+    assert run_cli("export", "--ledger", demo_download / "ledger.db", "--to", pg_url).code == 0
+    with Ledger(pg_url, create=False) as pg, Ledger(demo_download / "ledger.db", create=False) as lite:
+        assert audit(pg).to_dict() == audit(lite).to_dict()
+    result = run_cli("report", "--ledger", pg_url, "--out", tmp_path / "report.html")
+    assert result.code == 0, result.err
+    assert_no_password((tmp_path / "report.html").read_text(encoding="utf-8"), pg_url)
+
+
+# --- a full run ------------------------------------------------------------------------
+
+
+def test_full_run_on_postgres_equals_the_truth(work, market, pg_url):
+    from polars.testing import assert_frame_equal
+
+    from polyledger.testing import StandInServer
+
+    tickers = [listing.ticker for listing in LISTINGS] + [UNKNOWN]
+    start, end = dt.date(2023, 1, 1), dt.date(2023, 12, 31)
+    with StandInServer(market, api_keys=(API_KEY,), page_cap=5_000) as server:
+        write_universe(work / "universe.csv", tickers)
+        planned = run_cli(
+            "plan", "--universe", "universe.csv", "--from", start, "--to", end, "--ledger", pg_url
+        )
+        assert planned.code == 0, planned.err
+        assert_no_password(planned.out, pg_url)
+        result = run_cli(
+            "run", "--base-url", server.url, "--workers", "8", "--rate", "2000", "--ledger", pg_url
+        )
+        assert result.code == 0, result.err + result.out
+    assert not (work / "ledger.db").exists()
+    with Ledger(pg_url, create=False) as ledger:
+        states = {
+            row.state: row.n for row in ledger.query("SELECT state, count(*) AS n FROM units GROUP BY state")
+        }
+        runs = ledger.query("SELECT outcome, adjusted FROM runs")
+    assert set(states) <= {UnitState.DONE.value, UnitState.EMPTY_CONFIRMED.value}
+    assert sum(states.values()) == len(tickers) * 12
+    assert [tuple(r) for r in runs] == [("finished", True)]
+    expected = truth_frame(market, tickers, start, end)
+    assert_frame_equal(read_dataset(work / "data", "minute"), expected)
+    audit = run_cli("audit", "--json", "--deep", "--ledger", pg_url)
+    assert audit.code == 0, audit.err + audit.out
+    assert json.loads(audit.out)["complete"] is True
+
+
+def truth_frame(market, tickers, start, end):  # type: ignore[no-untyped-def]
+    import polars as pl
+
+    return pl.concat([truth(market, "minute", t, start, end) for t in tickers]).sort("ticker", "timestamp")

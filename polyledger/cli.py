@@ -333,6 +333,10 @@ def audit(
     from polyledger.render import print_audit, print_findings, print_quality
     from polyledger.storage import BarStore
 
+    if not quality and (volume_tolerance != DEFAULT_VOLUME_TOLERANCE or jump != DEFAULT_JUMP_THRESHOLD):
+        raise InputError("--volume-tolerance and --jump apply to --quality only")
+    if quality and not data.is_dir():
+        raise InputError(f"data folder {data} does not exist")
     with Ledger(ledger_path, create=False) as ledger:
         report = audit_ledger(ledger)
         findings = deep_check(ledger, BarStore(data)) if deep else []
@@ -385,7 +389,11 @@ def report(
 
 
 @app.command()
-def repair(ledger_path: Path = LedgerOpt, data: Path = DataOpt) -> None:
+def repair(
+    ledger_path: Path = LedgerOpt,
+    data: Path = DataOpt,
+    yes: bool = typer.Option(False, "--yes", help="Queue units again even when every file is missing."),
+) -> None:
     """Make files and ledger agree: queue again every done unit whose file is missing or
     damaged (damaged files are kept in <data>/.quarantine/), remove stray temporaries.
     Files the ledger does not know are reported, never deleted.
@@ -402,6 +410,15 @@ def repair(ledger_path: Path = LedgerOpt, data: Path = DataOpt) -> None:
     with Ledger(ledger_path, create=False) as ledger:
         _refuse_while_running(ledger, "repair")
         findings = deep_check(ledger, store)
+        missing = sum(f.kind == "missing_file" for f in findings)
+        files = ledger.query(
+            "SELECT count(*) AS n FROM units WHERE state = 'done' AND file_path IS NOT NULL"
+        )[0].n
+        if missing > 1 and missing == files and not yes:  # a wrong --data looks exactly like this
+            raise InputError(
+                f"every one of the {files} files the ledger lists is missing from {data}: wrong --data? "
+                "(repair --yes queues them all to be downloaded again)"
+            )
         result = repair_units(ledger, store, findings)
     print_findings(_console(), findings)
     _echo(

@@ -437,6 +437,12 @@ def retry(
     stale: bool = typer.Option(
         False, "--stale", help="Instead: queue adjusted units that a later split made stale (see audit)."
     ),
+    flagged: bool = typer.Option(
+        False, "--flagged", help="Instead: queue done units that audit --quality flagged (see --check)."
+    ),
+    check: Optional[list[str]] = typer.Option(
+        None, "--check", help="With --flagged: only units with this quality check's flags (repeatable)."
+    ),
     ledger_path: Path = LedgerOpt,
 ) -> None:
     """Move failed units back to pending, with a fresh attempt budget.
@@ -444,13 +450,19 @@ def retry(
     Example: polyledger retry --class not_entitled --ticker AAPL
     """
     from polyledger.ledger import Ledger
-    from polyledger.retry import retry_failed, retry_stale
+    from polyledger.retry import retry_failed, retry_flagged, retry_stale
 
-    if stale and (error_class != "transient" or dataset):
+    if stale and (error_class != "transient" or dataset or flagged):
         raise InputError(
             "--stale chooses its own units (adjusted bars older than a split): only --ticker applies"
         )
+    if check and not flagged:
+        raise InputError("--check applies to --flagged only")
     with Ledger(ledger_path, create=False) as ledger:
+        if flagged:
+            count = retry_flagged(ledger, check or (), ticker or ())
+            _echo(f"{count} flagged units are pending again: run `polyledger run`, then `audit --quality`")
+            return
         if stale:
             count = retry_stale(ledger, ticker or ())
             _echo(f"{count} stale adjusted units are pending again: run `polyledger run` to fetch them")

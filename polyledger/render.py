@@ -32,7 +32,7 @@ def print_audit(console: Console, report: AuditReport) -> None:
                     for y in entry.by_year
                 ),
                 markup=False,
-                soft_wrap=False,
+                soft_wrap=True,  # one line, also when piped
             )
         for failure in entry.failures:
             console.print(f"  failed [{failure.error_class}]: {failure.units} units, e.g.", markup=False)

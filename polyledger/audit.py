@@ -112,7 +112,9 @@ def audit(ledger: Ledger) -> AuditReport:
     report = AuditReport(datasets=[])
     # one pass: per dataset and year (the first four characters of every period)
     years = ledger.query(
-        "SELECT dataset, substr(period, 1, 4) AS year, count(*) AS units, coalesce(sum(rows), 0) AS rows, "
+        # rows of done units only: a unit queued again keeps its old count until refetched
+        "SELECT dataset, substr(period, 1, 4) AS year, count(*) AS units, "
+        "coalesce(sum(CASE WHEN state = 'done' THEN rows END), 0) AS rows, "
         "count(*) FILTER (WHERE attempts = 0) AS untried, "
         + ", ".join(f"count(*) FILTER (WHERE state = '{state}') AS {state}" for state in STATES)
         + " FROM units GROUP BY dataset, substr(period, 1, 4) ORDER BY dataset, year"

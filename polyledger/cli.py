@@ -338,8 +338,12 @@ def audit(
     from polyledger.consistency import deep_check
     from polyledger.ledger import Ledger
     from polyledger.render import print_audit, print_findings, print_quality
-    from polyledger.storage import BarStore
+    from polyledger.storage import BarStore, is_url
 
+    if not quality and (volume_tolerance != DEFAULT_VOLUME_TOLERANCE or jump != DEFAULT_JUMP_THRESHOLD):
+        raise InputError("--volume-tolerance and --jump apply to --quality only")
+    if quality and not is_url(data) and not Path(data).is_dir():
+        raise InputError(f"data folder {data} does not exist")
     with Ledger(ledger_path, create=False) as ledger:
         report = audit_ledger(ledger)
         findings = deep_check(ledger, BarStore(data)) if deep else []
@@ -392,7 +396,11 @@ def report(
 
 
 @app.command()
-def repair(ledger_path: str = LedgerOpt, data: str = DataOpt) -> None:
+def repair(
+    ledger_path: str = LedgerOpt,
+    data: str = DataOpt,
+    yes: bool = typer.Option(False, "--yes", help="Queue units again even when every file is missing."),
+) -> None:
     """Make files and ledger agree: queue again every done unit whose file is missing or
     damaged (damaged files are kept in <data>/.quarantine/), remove stray temporaries.
     Files the ledger does not know are reported, never deleted.
@@ -409,6 +417,15 @@ def repair(ledger_path: str = LedgerOpt, data: str = DataOpt) -> None:
     with Ledger(ledger_path, create=False) as ledger:
         _refuse_while_running(ledger, "repair")
         findings = deep_check(ledger, store)
+        missing = sum(f.kind == "missing_file" for f in findings)
+        files = ledger.query(
+            "SELECT count(*) AS n FROM units WHERE state = 'done' AND file_path IS NOT NULL"
+        )[0].n
+        if missing > 1 and missing == files and not yes:  # a wrong --data looks exactly like this
+            raise InputError(
+                f"every one of the {files} files the ledger lists is missing from {data}: wrong --data? "
+                "(repair --yes queues them all to be downloaded again)"
+            )
         result = repair_units(ledger, store, findings)
     print_findings(_console(), findings)
     _echo(
@@ -427,6 +444,12 @@ def retry(
     stale: bool = typer.Option(
         False, "--stale", help="Instead: queue adjusted units that a later split made stale (see audit)."
     ),
+    flagged: bool = typer.Option(
+        False, "--flagged", help="Instead: queue done units that audit --quality flagged (see --check)."
+    ),
+    check: Optional[list[str]] = typer.Option(
+        None, "--check", help="With --flagged: only units with this quality check's flags (repeatable)."
+    ),
     ledger_path: str = LedgerOpt,
 ) -> None:
     """Move failed units back to pending, with a fresh attempt budget.
@@ -434,13 +457,19 @@ def retry(
     Example: polyledger retry --class not_entitled --ticker AAPL
     """
     from polyledger.ledger import Ledger
-    from polyledger.retry import retry_failed, retry_stale
+    from polyledger.retry import retry_failed, retry_flagged, retry_stale
 
-    if stale and (error_class != "transient" or dataset):
+    if stale and (error_class != "transient" or dataset or flagged):
         raise InputError(
             "--stale chooses its own units (adjusted bars older than a split): only --ticker applies"
         )
+    if check and not flagged:
+        raise InputError("--check applies to --flagged only")
     with Ledger(ledger_path, create=False) as ledger:
+        if flagged:
+            count = retry_flagged(ledger, check or (), ticker or ())
+            _echo(f"{count} flagged units are pending again: run `polyledger run`, then `audit --quality`")
+            return
         if stale:
             count = retry_stale(ledger, ticker or ())
             _echo(f"{count} stale adjusted units are pending again: run `polyledger run` to fetch them")

@@ -14,13 +14,14 @@ a file a crashed run left behind, or a unit being fetched again, is not read.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 from sqlalchemy import text
 
-from polyledger.audit import AuditReport, audit
+from polyledger.audit import STATES, AuditReport, audit
 from polyledger.errors import InputError
 from polyledger.ledger import Ledger
 from polyledger.periods import DATASETS, ET, REFERENCE_DATASETS
@@ -52,6 +53,12 @@ class Download:
 
     def units(self, dataset: str | None = None, state: str | None = None) -> pl.DataFrame:
         """The ledger's units (all columns but the lease), optionally of one dataset / state."""
+        if dataset is not None and dataset not in (*DATASETS, *REFERENCE_DATASETS):
+            raise InputError(
+                f"unknown dataset {dataset!r}: choose one of {', '.join((*DATASETS, *REFERENCE_DATASETS))}"
+            )
+        if state is not None and state not in STATES:
+            raise InputError(f"unknown state {state!r}: choose one of {', '.join(STATES)}")
         where, params = [], {}
         if dataset is not None:
             where.append("dataset = :dataset")
@@ -85,6 +92,11 @@ class Download:
         if dataset not in DATASETS:
             raise InputError(f"unknown bar dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
         first, last = _date(start, "start"), _date(end, "end")
+        if first is not None and last is not None and first > last:
+            raise InputError(f"start {first} is after end {last}")
+        if isinstance(tickers, str):  # one ticker given bare: `tickers="AAPL"`
+            tickers = [tickers]
+        self._warn_unsettled(dataset, tickers, first, last)
         files = self._files(dataset, tickers, first, last)
         if not files:
             return pl.LazyFrame(schema=STORED_BAR_SCHEMA)
@@ -109,12 +121,32 @@ class Download:
         return self.store.scan_parquet(files)
 
     def audit(self) -> AuditReport:
+        """The ledger's audit (`polyledger audit`): completeness per dataset and year."""
         return audit(self.ledger)
 
-    def _files(
+    def _warn_unsettled(
         self, dataset: str, tickers: Sequence[str] | None, first: dt.date | None, last: dt.date | None
-    ) -> list[str]:
-        where, params = ["dataset = :dataset", "state = 'done'"], {"dataset": dataset}
+    ) -> None:
+        """A selection with failed or not yet fetched units returns fewer bars: say so."""
+        where, params = self._selection(dataset, tickers, first, last)
+        rows = self.ledger.query(
+            f"SELECT state, count(*) AS n FROM units WHERE {' AND '.join(where)} "
+            "AND state NOT IN ('done', 'empty_confirmed') GROUP BY state ORDER BY state",
+            params,
+        )
+        if rows:
+            states = ", ".join(f"{row.n} {row.state}" for row in rows)
+            warnings.warn(
+                f"{sum(row.n for row in rows)} {dataset} units in this selection hold no bars yet "
+                f"({states}): see .units(state=...) and `polyledger audit`",
+                UnsettledUnitsWarning,
+                stacklevel=3,
+            )
+
+    def _selection(
+        self, dataset: str, tickers: Sequence[str] | None, first: dt.date | None, last: dt.date | None
+    ) -> tuple[list[str], dict]:
+        where, params = ["dataset = :dataset"], {"dataset": dataset}
         if tickers:
             names = {f"t{i}": ticker for i, ticker in enumerate(tickers)}
             params.update(names)
@@ -125,10 +157,22 @@ class Download:
         if last is not None:
             where.append("period_start <= :last")
             params["last"] = last.isoformat()
+        return where, params
+
+    def _files(
+        self, dataset: str, tickers: Sequence[str] | None, first: dt.date | None, last: dt.date | None
+    ) -> list[str]:
+        where, params = self._selection(dataset, tickers, first, last)
         rows = self.ledger.query(
-            f"SELECT file_path FROM units WHERE {' AND '.join(where)} ORDER BY ticker, period_start", params
+            f"SELECT file_path FROM units WHERE {' AND '.join(where)} AND state = 'done' "
+            "ORDER BY ticker, period_start",
+            params,
         )
         return [row.file_path for row in rows]  # relative: the store reads them, local or remote
+
+
+class UnsettledUnitsWarning(UserWarning):
+    """Some units of a selection are failed, pending or running: their bars are missing."""
 
 
 def _date(value: dt.date | str | None, name: str) -> dt.date | None:

@@ -32,7 +32,7 @@ def print_audit(console: Console, report: AuditReport) -> None:
                     for y in entry.by_year
                 ),
                 markup=False,
-                soft_wrap=False,
+                soft_wrap=True,  # one line, also when piped
             )
         for failure in entry.failures:
             console.print(f"  failed [{failure.error_class}]: {failure.units} units, e.g.", markup=False)
@@ -47,7 +47,11 @@ def print_audit(console: Console, report: AuditReport) -> None:
                 markup=False,
             )
         if entry.never_attempted:
-            console.print(f"  never attempted: {entry.never_attempted:,} units", markup=False)
+            console.print(
+                f"  untried: {entry.never_attempted:,} units (never attempted, or queued again "
+                "with a fresh attempt budget)",
+                markup=False,
+            )
         if entry.stale_adjusted:
             console.print(
                 f"  stale adjusted: {entry.stale_adjusted:,} units fetched before a later split "

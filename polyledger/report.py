@@ -197,8 +197,10 @@ def quality(ledger: Ledger) -> tuple[list[Any], list[Any]]:
         "FROM quality_flags GROUP BY check_name ORDER BY flags DESC, check_name"
     )
     first = ledger.query(
+        # derived findings last: one lost month makes dozens of missing_session flags
         "SELECT check_name, dataset, ticker, session_date, detail, value FROM quality_flags "
-        "ORDER BY check_name, dataset, ticker, session_date LIMIT :n",
+        "ORDER BY CASE check_name WHEN 'missing_session' THEN 2 WHEN 'volume_mismatch' THEN 1 ELSE 0 END, "
+        "check_name, dataset, ticker, session_date LIMIT :n",
         {"n": FLAGS_SHOWN},
     )
     return counts, first
@@ -374,7 +376,9 @@ def write_report(ledger: Ledger, out: Path, *, title: str | None = None) -> Repo
     png_path.write_bytes(heatmap)
     title = title or f"polyledger report: {ledger.path.name if ledger.path else ledger.name}"
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    sections = [_header(ledger, summaries, generated)]
+    flag_counts, first_flags = quality(ledger)
+    flags = sum(row.flags for row in flag_counts)
+    sections = [_header(ledger, summaries, generated, flags)]
     if summaries:
         notes = "".join(f'<p class="note">{_e(g.note)}</p>' for g in grids if g.note)
         legend = (
@@ -387,7 +391,7 @@ def write_report(ledger: Ledger, out: Path, *, title: str | None = None) -> Repo
         body = _img(bars_png(series), "bars stored over time") if series else "<p>No bars stored yet.</p>"
         sections.append(_section("Bars stored over time", body))
         sections.append(_failures_section(failure_classes(ledger)))
-        sections.append(_quality_section(*quality(ledger)))
+        sections.append(_quality_section(flag_counts, first_flags))
         sections.append(_stale_section(summaries))
     page = PAGE.format(title=_e(title), css=CSS, body="\n".join(s for s in sections if s))
     out.write_text(page, encoding="utf-8")
@@ -398,9 +402,13 @@ def _section(heading: str, body: str) -> str:
     return f"<section><h2>{_e(heading)}</h2>{body}</section>"
 
 
-def _header(ledger: Ledger, summaries: list[DatasetSummary], generated: str) -> str:
+def _header(ledger: Ledger, summaries: list[DatasetSummary], generated: str, flags: int = 0) -> str:
     where = ledger.path.resolve() if ledger.path else ledger.name
-    meta = f'<p class="meta">ledger <code>{_e(where)}</code> &middot; generated {_e(generated)}</p>'
+    meta = (
+        f'<p class="meta">ledger <code>{_e(where)}</code> &middot; '
+        f"generated {_e(generated)} &middot; from the ledger alone: <code>polyledger audit --deep</code> "
+        "compares the files with it</p>"
+    )
     if not summaries:
         verdict = (
             '<p class="verdict empty">EMPTY: this ledger has no units yet. Plan some with '
@@ -410,15 +418,16 @@ def _header(ledger: Ledger, summaries: list[DatasetSummary], generated: str) -> 
     complete = all(s.complete for s in summaries)
     stale = sum(s.stale_adjusted for s in summaries)
     open_units = sum(s.units - s.settled for s in summaries)
-    if complete:
+    if complete and not flags:
         verdict = '<p class="verdict ok">COMPLETE: every unit is settled (done or confirmed empty).</p>'
     else:
-        reasons = []
+        reasons = [f"{flags:,} quality flags (see below)"] if flags else []
         if open_units:
             reasons.append(f"{open_units:,} units not settled")
         if stale:
             reasons.append(f"{stale:,} stale adjusted units")
-        verdict = f'<p class="verdict bad">INCOMPLETE: {_e(", ".join(reasons))}.</p>'
+        word = "INCOMPLETE" if not complete else "SETTLED, BUT FLAGGED"
+        verdict = f'<p class="verdict bad">{word}: {_e(", ".join(reasons))}.</p>'
     rows = [
         [
             f"<b>{_e(s.dataset)}</b>",

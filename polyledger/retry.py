@@ -76,3 +76,20 @@ def retry_stale(ledger: Ledger, tickers: Sequence[str] = ()) -> int:
         params.update(names)
         where += f" AND ticker IN ({', '.join(':' + k for k in names)})"
     return ledger.reset_units(where, params, {UnitState.DONE})
+
+
+def retry_flagged(ledger: Ledger, checks: Sequence[str] = (), tickers: Sequence[str] = ()) -> int:
+    """Queue again the done units that `audit --quality` flagged (all checks, or those
+    named), to be downloaded afresh; the next quality check tells whether that helped."""
+    params: dict = {}
+    flagged = "SELECT unit_id FROM quality_flags WHERE unit_id IS NOT NULL"
+    if checks:
+        names = {f"k{i}": name for i, name in enumerate(checks)}
+        params.update(names)
+        flagged += f" AND check_name IN ({', '.join(':' + k for k in names)})"
+    where = f"id IN ({flagged})"
+    if tickers:
+        names = {f"t{i}": ticker for i, ticker in enumerate(tickers)}
+        params.update(names)
+        where += f" AND ticker IN ({', '.join(':' + k for k in names)})"
+    return ledger.reset_units(where, params, {UnitState.DONE})

@@ -17,6 +17,8 @@ THREADS = 8
 def claim_until_empty(path: str, start: threading.Barrier | None = None) -> list[int]:
     """One process: 8 threads claim and settle until nothing is pending; returns claimed ids."""
     ledger = Ledger(Path(path), create=False)
+    if start is not None:
+        start.wait()  # both processes claim from the same moment: spawning takes longer than the work
     claimed: list[int] = []
     lock = threading.Lock()
     owner = new_owner_id()
@@ -47,8 +49,9 @@ def test_no_double_claims_across_two_processes_and_16_threads(tmp_path):
         plan(ledger, tickers, "minute", dt.date(2023, 1, 1), dt.date(2024, 8, 31))  # 2,000 units
         total = ledger.query("SELECT count(*) FROM units")[0][0]
     context = multiprocessing.get_context("spawn")
-    with context.Pool(2) as pool:
-        results = pool.map(claim_until_empty, [str(path), str(path)])
+    with context.Manager() as manager, context.Pool(2) as pool:
+        start = manager.Barrier(2)
+        results = pool.starmap(claim_until_empty, [(str(path), start), (str(path), start)])
     every_claim = Counter(unit_id for ids in results for unit_id in ids)
     assert all(len(ids) > 0 for ids in results), "both processes should have taken work"
     assert max(every_claim.values()) == 1, "a unit was claimed twice"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import polars as pl
 import pytest
@@ -10,6 +11,7 @@ from polars.testing import assert_frame_equal
 from support import STORED_COLUMNS, read_dataset
 
 import polyledger
+from polyledger.download import UnsettledUnitsWarning
 from polyledger.errors import InputError
 
 
@@ -25,10 +27,12 @@ def test_units_are_the_ledgers_rows(demo_download):
 def test_bars_read_done_units_and_filter_by_ticker_and_session_dates(demo_download):
     data = demo_download / "data"
     with polyledger.open(demo_download / "ledger.db", data) as dl:
-        everything = dl.bars("minute").collect().select(STORED_COLUMNS).sort("ticker", "timestamp")
+        with pytest.warns(UnsettledUnitsWarning):  # the demo's early months failed on purpose
+            everything = dl.bars("minute").collect().select(STORED_COLUMNS).sort("ticker", "timestamp")
         window = dl.bars("minute", tickers=["AAPL", "TINY"], start="2023-03-31", end=dt.date(2023, 4, 3))
         some = window.collect()
-        day = dl.bars("day", tickers=["NOSUCH"]).collect()
+        with pytest.warns(UnsettledUnitsWarning):
+            day = dl.bars("day", tickers=["NOSUCH"]).collect()
     assert_frame_equal(everything, read_dataset(data, "minute"))
     sessions = some.select(pl.col("timestamp").dt.convert_time_zone("America/New_York").dt.date().unique())
     assert set(some["ticker"]) == {"AAPL", "TINY"}
@@ -54,3 +58,17 @@ def test_bad_arguments_say_what_is_wrong(demo_download, tmp_path):
             dl.bars("hourly")
         with pytest.raises(InputError, match="invalid start '2023-02-30'"):
             dl.bars("minute", start="2023-02-30")
+
+
+def test_a_selection_with_failed_units_warns_and_bad_selections_are_errors(demo_download):
+    with polyledger.open(demo_download / "ledger.db", demo_download / "data") as dl:
+        with pytest.warns(UnsettledUnitsWarning, match="3 minute units in this selection hold no bars yet"):
+            early = dl.bars("minute", tickers="AAPL", start="2022-07-01", end="2022-09-30").collect()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a fully settled selection is silent
+            later = dl.bars("minute", tickers="AAPL", start="2023-01-01", end="2023-01-31").collect()
+        with pytest.raises(InputError, match="start 2023-02-01 is after end 2023-01-01"):
+            dl.bars("minute", start="2023-02-01", end="2023-01-01")
+        with pytest.raises(InputError, match="unknown state 'bogus'"):
+            dl.units(state="bogus")
+    assert early.height == 0 and later.height > 0 and set(later["ticker"]) == {"AAPL"}

@@ -340,6 +340,15 @@ def test_audit_quality_and_report_from_the_command_line(work):
     assert flagged.code == 1 and "ohlc_violation: 1" in flagged.out
     stored = run_cli("sql", "SELECT check_name, session_date FROM quality_flags", "--format", "csv").out
     assert stored.splitlines() == ["check_name,session_date", "ohlc_violation,2024-03-07"]
+    assert run_cli("retry", "--check", "ohlc_violation").code == 2  # --check needs --flagged
+    requeued = run_cli("retry", "--flagged", "--check", "ohlc_violation")
+    assert requeued.code == 0 and requeued.out.startswith("1 flagged units are pending again")
+    assert run_cli(
+        "sql", "SELECT period FROM units WHERE state = 'pending'", "--format", "csv"
+    ).out.split() == [
+        "period",
+        "2024-03",
+    ]
     written = run_cli("report", "--out", "r.html")
     assert written.code == 0 and (work / "r.html").is_file() and (work / "r-coverage.png").is_file()
     assert "ohlc_violation" in (work / "r.html").read_text(encoding="utf-8")

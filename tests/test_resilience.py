@@ -372,3 +372,21 @@ def test_bars_outside_the_asked_dates_are_counted():
     assert bars_outside(raw, D(2005, 4, 1), D(2005, 4, 4)) == 0
     assert bars_outside(raw, D(2005, 4, 2), D(2005, 4, 4)) == 1
     assert bars_outside(raw, D(2005, 4, 2), D(2005, 4, 3)) == 2
+
+
+def test_repair_refuses_when_every_file_is_missing_a_wrong_data_folder(work, market):
+    write_universe(work / "u.csv", ["TINY", "MID3"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-02-28")
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        assert run_cli("run", "--base-url", server.url).code == 0
+    (work / "elsewhere").mkdir()
+    refused = run_cli("repair", "--data", "elsewhere")
+    assert (
+        refused.code == 2
+        and "every one of the 4 files the ledger lists is missing from elsewhere" in refused.err
+    )
+    assert ledger_states(work / "ledger.db") == {"done": 4}  # nothing queued again
+    assert run_cli("audit", "--jump", "0.3").code == 2  # a --quality option without --quality
+    assert run_cli("audit", "--quality", "--data", "nowhere").code == 2
+    assert run_cli("repair", "--data", "elsewhere", "--yes").code == 0
+    assert ledger_states(work / "ledger.db") == {"pending": 4}

@@ -135,3 +135,13 @@ def wait_for(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
 def cli_command(*args: object) -> list[str]:
     """`polyledger ARGS...` as a child process runs it (same interpreter)."""
     return [sys.executable, "-m", "polyledger", *(str(a) for a in args)]
+
+
+def skip_unless_required(reason: str) -> None:
+    """Skip a test whose server is missing; fail instead where the services are required
+    (`.ci/run` sets POLYLEDGER_REQUIRE_SERVICES=1 after starting them, so CI never skips)."""
+    import pytest
+
+    if os.environ.get("POLYLEDGER_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)

@@ -19,7 +19,16 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from support import API_KEY, LISTINGS, UNKNOWN, read_dataset, run_cli, truth, write_universe
+from support import (
+    API_KEY,
+    LISTINGS,
+    UNKNOWN,
+    read_dataset,
+    run_cli,
+    skip_unless_required,
+    truth,
+    write_universe,
+)
 
 from polyledger.ledger import AttemptRecord, Ledger, StoredFile, UnitState, new_owner_id
 from polyledger.ledger.models import SQLModel
@@ -35,11 +44,11 @@ TABLES = ("units", "unit_attempts", "runs", "settings", "splits", "quality_flags
 def _admin_url() -> str:
     url = os.environ.get(ENV)
     if not url:
-        pytest.skip(f"{ENV} is not set: no PostgreSQL server to test against")
+        skip_unless_required(f"{ENV} is not set: no PostgreSQL server to test against")
     try:
         psycopg.connect(url, connect_timeout=5).close()
     except psycopg.Error as exc:
-        pytest.skip(f"PostgreSQL at {ENV} is unreachable: {type(exc).__name__}")
+        skip_unless_required(f"PostgreSQL at {ENV} is unreachable: {type(exc).__name__}")
     return url
 
 

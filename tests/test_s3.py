@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from support import API_KEY, STORED_COLUMNS, run_cli, truth, write_universe
+from support import API_KEY, STORED_COLUMNS, run_cli, skip_unless_required, truth, write_universe
 
 import polyledger
 from polyledger.testing import Listing, StandInServer, SyntheticMarket
@@ -41,7 +41,7 @@ def moto_endpoint() -> Iterator[str]:
         import moto.server  # noqa: F401
         import s3fs  # noqa: F401
     except ImportError as exc:
-        pytest.skip(f"S3 tests need s3fs, boto3 and moto[server]: {exc}")
+        skip_unless_required(f"S3 tests need s3fs, boto3 and moto[server]: {exc}")
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -57,7 +57,7 @@ def moto_endpoint() -> Iterator[str]:
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                pytest.skip(f"moto server did not start on port {port} (exit {process.poll()})")
+                skip_unless_required(f"moto server did not start on port {port} (exit {process.poll()})")
             time.sleep(0.1)
     try:
         yield endpoint

@@ -1,0 +1,86 @@
+"""Beyond one machine: three `run` processes share one PostgreSQL ledger and one S3 bucket,
+against an API that limits the key they share. No unit is claimed twice, every bar
+arrives once, and each process adapts its rate so together they stay near the limit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import time
+
+from polars.testing import assert_frame_equal
+from support import API_KEY, cli_command, python_env, run_cli, write_universe
+from test_postgres import admin_url, new_database, pg_url  # noqa: F401 - fixtures
+from test_s3 import bucket, expected, moto_endpoint, read_s3_dataset  # noqa: F401 - fixtures
+
+from polyledger.ledger import Ledger
+from polyledger.testing import Listing, StandInServer, SyntheticMarket
+
+D = dt.date
+LIMIT = 12  # requests/second the API allows the shared key
+
+
+def test_three_processes_share_a_postgres_ledger_an_s3_bucket_and_the_rate_limit(work, pg_url, bucket):  # noqa: F811
+    tickers = [f"H{i:02d}" for i in range(24)]
+    market = SyntheticMarket([Listing(t, bars_per_day=4) for t in tickers], seed=8)
+    write_universe(work / "u.csv", tickers)
+    data = f"s3://{bucket}/bars"
+    for dataset in ("minute", "day"):  # minute: one request per ticker-group; day: one per ticker
+        planned = run_cli(
+            "plan",
+            "--universe",
+            "u.csv",
+            "--dataset",
+            dataset,
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-06-30",
+            "--ledger",
+            pg_url,
+        )
+        assert planned.code == 0, planned.err
+    with StandInServer(market, api_keys=(API_KEY,), rate_limit=LIMIT, page_cap=100) as api:
+        # small pages: each process needs many requests, so the shared limit really binds
+        command = cli_command(
+            "run",
+            "--base-url",
+            api.url,
+            "--ledger",
+            pg_url,
+            "--data",
+            data,
+            "--workers",
+            "4",
+            "--rate",
+            str(2 * LIMIT),
+        )
+        env = dict(python_env(), POLYGON_API_KEY=API_KEY)
+        began = time.monotonic()
+        children = [
+            subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(3)
+        ]
+        outputs = [child.communicate(timeout=300) for child in children]
+        elapsed = time.monotonic() - began
+        statuses = api.stats.snapshot()["by_status"]
+    assert [child.returncode for child in children] == [0, 0, 0], outputs
+    # three processes starting at 2x the limit each (6x together): without adapting, 5 of 6
+    # requests would be refused; adapted, few are, and the key's budget is still used
+    assert statuses[200] >= 150 and statuses.get(429, 0) <= 0.15 * statuses[200], statuses
+    assert statuses[200] / elapsed >= 0.5 * LIMIT, (statuses, elapsed)
+
+    with Ledger(pg_url, create=False) as ledger:
+        attempts = ledger.query("SELECT max(attempts) AS most, count(*) AS units FROM units")[0]
+        runs = ledger.query("SELECT count(*) AS n, sum(units_settled) AS settled FROM runs")[0]
+        states = dict(ledger.query("SELECT state, count(*) FROM units GROUP BY state"))
+    assert runs.n == 3 and runs.settled == attempts.units  # every unit settled exactly once, by someone
+    assert attempts.most == 1  # no unit claimed twice
+    assert set(states) <= {"done", "empty_confirmed"}
+    for dataset in ("minute", "day"):
+        assert_frame_equal(
+            read_s3_dataset(data, dataset), expected(market, dataset, tickers, D(2024, 1, 1), D(2024, 6, 30))
+        )
+    assert run_cli("audit", "--deep", "--ledger", pg_url, "--data", data).code == 0
+    assert not os.path.exists(work / "data")  # nothing went to a local folder

@@ -6,7 +6,6 @@ import datetime as dt
 import multiprocessing
 import threading
 from collections import Counter
-from pathlib import Path
 
 from polyledger.ledger import AttemptRecord, Ledger, new_owner_id
 from polyledger.plan import plan
@@ -14,9 +13,10 @@ from polyledger.plan import plan
 THREADS = 8
 
 
-def claim_until_empty(path: str, start: threading.Barrier | None = None) -> list[int]:
-    """One process: 8 threads claim and settle until nothing is pending; returns claimed ids."""
-    ledger = Ledger(Path(path), create=False)
+def claim_until_empty(location: str, start: threading.Barrier | None = None) -> list[int]:
+    """One process: 8 threads claim and settle until nothing is pending; returns claimed ids.
+    `location`: a ledger file or a PostgreSQL URL (tests/test_postgres.py uses it too)."""
+    ledger = Ledger(location, create=False)
     if start is not None:
         start.wait()  # both processes claim from the same moment: spawning takes longer than the work
     claimed: list[int] = []

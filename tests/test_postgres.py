@@ -12,7 +12,6 @@ import json
 import multiprocessing
 import os
 import sqlite3
-import threading
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -29,6 +28,7 @@ from support import (
     truth,
     write_universe,
 )
+from test_claims_concurrency import claim_until_empty
 
 from polyledger.ledger import AttemptRecord, Ledger, StoredFile, UnitState, new_owner_id
 from polyledger.ledger.models import SQLModel
@@ -215,40 +215,16 @@ def test_plan_claim_settle_audit_retry_on_postgres(pg_url):
             ledger.settle_empty(late[0], True, AttemptRecord())
 
 
-def claim_until_empty(url: str) -> list[int]:
-    """One process: 8 threads claim and settle until nothing is pending; returns claimed ids."""
-    ledger = Ledger(url, create=False)
-    claimed: list[int] = []
-    lock = threading.Lock()
-    owner = new_owner_id()
-
-    def worker() -> None:
-        while True:
-            units = ledger.claim(owner, 60, limit=3)
-            if not units:
-                return
-            for unit in units:
-                ledger.settle_empty(unit, True, AttemptRecord(requests=1))
-            with lock:
-                claimed.extend(u.id for u in units)
-
-    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    ledger.close()
-    return claimed
-
-
 def test_no_double_claims_across_two_processes_and_16_threads_on_postgres(pg_url):
     with Ledger(pg_url) as ledger:
         tickers = [f"T{i:03d}" for i in range(100)]
         plan(ledger, tickers, "minute", dt.date(2023, 1, 1), dt.date(2024, 8, 31))  # 2,000 units
         total = ledger.query("SELECT count(*) FROM units")[0][0]
     context = multiprocessing.get_context("spawn")
-    with context.Pool(2) as pool:
-        results = pool.map(claim_until_empty, [pg_url, pg_url])
+    with context.Manager() as manager, context.Pool(2) as pool:
+        start = manager.Barrier(2)
+        results = pool.starmap(claim_until_empty, [(pg_url, start), (pg_url, start)])
+    assert all(len(ids) > 0 for ids in results), "both processes should have taken work"
     every_claim = Counter(unit_id for ids in results for unit_id in ids)
     assert max(every_claim.values()) == 1, "a unit was claimed twice"
     assert len(every_claim) == total == 2000

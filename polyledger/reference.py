@@ -20,7 +20,7 @@ import polars as pl
 from polyledger.ledger import ClaimedUnit, Ledger, PlannedUnit
 from polyledger.periods import PERIOD_ALL, REFERENCE_DATASETS, et_today
 from polyledger.polygon.client import PolygonClient
-from polyledger.polygon.fetch import FetchedBars
+from polyledger.polygon.fetch import FetchCost
 from polyledger.polygon.reference import iter_results
 
 FIRST_DAY = dt.date(2000, 1, 1)  # reference units are not a period: fixed dates keep the schema whole
@@ -119,7 +119,7 @@ def planned_reference_units(
         yield PlannedUnit(dataset, ticker, FIRST_DAY, as_of, period_name=period)
 
 
-def fetch_reference(client: PolygonClient, unit: ClaimedUnit, spent: FetchedBars) -> pl.DataFrame:
+def fetch_reference(client: PolygonClient, unit: ClaimedUnit, spent: FetchCost) -> pl.DataFrame:
     """Every result of the unit's endpoint for its ticker, as the dataset's columns."""
     dataset = REFERENCE[unit.dataset]
     if dataset is DETAILS:

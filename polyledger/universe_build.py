@@ -19,7 +19,7 @@ from polyledger.errors import InputError
 from polyledger.ledger import Ledger, PlannedUnit
 from polyledger.periods import et_today
 from polyledger.polygon.client import PolygonClient, Stopped
-from polyledger.polygon.fetch import FetchedBars
+from polyledger.polygon.fetch import FetchCost
 from polyledger.polygon.reference import iter_results
 from polyledger.reference import DETAILS
 from polyledger.runner import Run, RunReport, RunStats
@@ -69,9 +69,7 @@ def list_tickers(client: PolygonClient, as_of: dt.date | None) -> pl.DataFrame:
         if as_of is not None:
             params["date"] = as_of.isoformat()
         rows = [
-            row
-            for page in iter_results(client, "/v3/reference/tickers", params, FetchedBars())
-            for row in page
+            row for page in iter_results(client, "/v3/reference/tickers", params, FetchCost()) for row in page
         ]
         frames.append(
             pl.DataFrame(

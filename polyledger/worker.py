@@ -25,7 +25,7 @@ from polyledger.errors import (
 from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit, Ledger
 from polyledger.periods import DATASETS, et_date_of_ms, et_midnight_ms
 from polyledger.polygon.client import PolygonClient, Stopped
-from polyledger.polygon.fetch import FetchedBars, iter_pages
+from polyledger.polygon.fetch import FetchCost, iter_pages
 from polyledger.reference import REFERENCE, SPLITS, fetch_reference, split_rows
 from polyledger.secrets import redact
 from polyledger.storage import BarStore, bars_outside, split_by_unit
@@ -69,7 +69,7 @@ def process_units(units: Sequence[ClaimedUnit], job: UnitJob) -> list[UnitOutcom
     if head.dataset in REFERENCE:
         return [_process_reference_unit(unit, job) for unit in units]
     timespan, _grain = DATASETS[head.dataset]
-    spent = FetchedBars()
+    spent = FetchCost()
     progress = _Progress(units, job, spent)
     try:
         validate_ticker(head.ticker)  # a hand-edited ledger must not steer a path or a URL
@@ -101,7 +101,7 @@ def process_units(units: Sequence[ClaimedUnit], job: UnitJob) -> list[UnitOutcom
 class _Progress:
     """The units of a group still waiting for their bars, and the bars not yet written."""
 
-    def __init__(self, units: Sequence[ClaimedUnit], job: UnitJob, spent: FetchedBars) -> None:
+    def __init__(self, units: Sequence[ClaimedUnit], job: UnitJob, spent: FetchCost) -> None:
         self.waiting = list(units)
         self.job = job
         self.spent = spent
@@ -208,7 +208,7 @@ def _process_reference_unit(unit: ClaimedUnit, job: UnitJob) -> UnitOutcome:
     """Fetch, write and settle one reference unit (splits, dividends, details), under the
     bars' rules: transient failures go back in the queue while attempts remain, permanent
     ones fail the unit with their class, fatal ones give it back and stop the run."""
-    spent = FetchedBars()
+    spent = FetchCost()
     try:
         validate_ticker(unit.ticker)
         frame = fetch_reference(job.client, unit, spent)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -16,7 +17,7 @@ from support import STORED_COLUMNS
 from polyledger.errors import ProtocolError
 from polyledger.polygon.aggs import decode_aggregates
 from polyledger.polygon.client import PolygonClient, RetryPolicy
-from polyledger.polygon.fetch import fetch_unit_bars
+from polyledger.polygon.fetch import FetchCost, iter_pages
 from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.storage import bars_for_unit
 
@@ -24,6 +25,19 @@ FIXTURES = Path(__file__).parent / "fixtures"
 MOCKS = FIXTURES / "api-mocks"
 BASE = "https://api.massive.com"
 KEY = "pk_CASSETTE_key_not_real"
+
+
+@dataclass
+class Fetched:
+    bars: pl.DataFrame
+    cost: FetchCost
+
+
+def fetch_all(client, ticker, timespan, start, end, adjusted) -> Fetched:  # type: ignore[no-untyped-def]
+    """Every page of a range, as one frame, and what it cost."""
+    cost = FetchCost()
+    pages = list(iter_pages(client, ticker, timespan, start, end, adjusted, cost))
+    return Fetched(pl.concat(pages) if pages else pl.DataFrame(), cost)
 
 
 def interaction(uri: str, body: str, status: int = 200) -> dict:
@@ -58,10 +72,10 @@ def test_recorded_daily_aggregates_download_and_keep_et_dates(tmp_path):
     body = (MOCKS / "v2/aggs/ticker/AAPL/range/1/day/2005-04-01/2005-04-04.json").read_text()
     uri = first_page_uri("AAPL", "day", "2005-04-01", "2005-04-04")
     with vcr.use_cassette(cassette(tmp_path, [interaction(uri, body)]), record_mode="none") as tape:
-        fetched = fetch_unit_bars(client(), "AAPL", "day", dt.date(2005, 4, 1), dt.date(2005, 4, 4), True)
+        fetched = fetch_all(client(), "AAPL", "day", dt.date(2005, 4, 1), dt.date(2005, 4, 4), True)
         # record_mode "none": the live request had to match the recorded URI exactly (no key in it)
         assert tape.play_count == 1
-    bars = bars_for_unit(fetched.bars(), "AAPL", dt.date(2005, 4, 1), dt.date(2005, 4, 4))
+    bars = bars_for_unit(fetched.bars, "AAPL", dt.date(2005, 4, 1), dt.date(2005, 4, 4))
     assert bars["timestamp"].to_list() == [
         dt.datetime(2005, 4, 1, 5, tzinfo=dt.timezone.utc),  # 00:00 ET, EST
         dt.datetime(2005, 4, 4, 4, tzinfo=dt.timezone.utc),  # 00:00 ET, after the DST change
@@ -88,9 +102,9 @@ def test_recorded_paginated_response_is_followed_exactly_as_given(tmp_path):
     uri = first_page_uri("AAPL", "day", "2020-01-01", "2020-01-10")
     interactions = [interaction(uri, json.dumps(first)), interaction(next_url, json.dumps(last))]
     with vcr.use_cassette(cassette(tmp_path, interactions), record_mode="none") as tape:
-        fetched = fetch_unit_bars(client(), "AAPL", "day", dt.date(2020, 1, 1), dt.date(2020, 1, 10), True)
+        fetched = fetch_all(client(), "AAPL", "day", dt.date(2020, 1, 1), dt.date(2020, 1, 10), True)
         assert tape.play_count == 2 and tape.all_played  # page one once, then next_url verbatim
-    assert fetched.requests == 2 and fetched.bar_count == 3
+    assert fetched.cost.requests == 2 and fetched.bars.height == 3
 
 
 def test_next_url_that_does_not_advance_fails_the_unit(tmp_path):
@@ -99,7 +113,7 @@ def test_next_url_that_does_not_advance_fails_the_unit(tmp_path):
     first["next_url"] = f"{BASE}/v2/aggs/ticker/AAPL/range/1/day/1577941200000/2020-01-10?cursor=abc"
     with vcr.use_cassette(cassette(tmp_path, [interaction(uri, json.dumps(first))]), record_mode="none"):
         with pytest.raises(ProtocolError, match="does not advance"):
-            fetch_unit_bars(client(), "AAPL", "day", dt.date(2020, 1, 1), dt.date(2020, 1, 10), True)
+            fetch_all(client(), "AAPL", "day", dt.date(2020, 1, 1), dt.date(2020, 1, 10), True)
 
 
 def test_next_url_on_a_foreign_host_is_refused_before_the_key_is_sent(tmp_path):
@@ -110,7 +124,7 @@ def test_next_url_on_a_foreign_host_is_refused_before_the_key_is_sent(tmp_path):
         cassette(tmp_path, [interaction(uri, json.dumps(first))]), record_mode="none"
     ) as tape:
         with pytest.raises(ProtocolError, match="another host"):
-            fetch_unit_bars(client(), "AAPL", "day", dt.date(2020, 1, 1), dt.date(2020, 1, 10), True)
+            fetch_all(client(), "AAPL", "day", dt.date(2020, 1, 1), dt.date(2020, 1, 10), True)
         assert tape.play_count == 1
 
 

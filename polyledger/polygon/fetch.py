@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -28,20 +28,13 @@ class EndpointNotFound(FatalRunError):
 
 
 @dataclass
-class FetchedBars:
-    """Everything one unit's fetch produced: its bars (raw columns) and what it cost."""
+class FetchCost:
+    """What a fetch has spent so far (requests, bytes, the last request id), filled as
+    pages arrive, so a caller still knows it when the fetch fails half-way."""
 
-    pages: list[pl.DataFrame] = field(default_factory=list)
     requests: int = 0
     bytes: int = 0
     request_id: str | None = None
-
-    def bars(self) -> pl.DataFrame:
-        return pl.concat(self.pages, how="vertical") if self.pages else pl.DataFrame()
-
-    @property
-    def bar_count(self) -> int:
-        return sum(page.height for page in self.pages)
 
 
 def aggregates_url(base_url: str, ticker: str, timespan: str, start: dt.date, end: dt.date) -> str:
@@ -57,23 +50,6 @@ def _page_start(url: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def fetch_unit_bars(
-    client: PolygonClient,
-    ticker: str,
-    timespan: str,
-    start: dt.date,
-    end: dt.date,
-    adjusted: bool,
-    out: FetchedBars | None = None,
-) -> FetchedBars:
-    """All pages of a range's aggregates, kept in `out` (optional: filled as pages arrive,
-    so a caller still knows what was spent when this raises)."""
-    fetched = out if out is not None else FetchedBars()
-    for page in iter_pages(client, ticker, timespan, start, end, adjusted, fetched):
-        fetched.pages.append(page)
-    return fetched
-
-
 def iter_pages(
     client: PolygonClient,
     ticker: str,
@@ -81,7 +57,7 @@ def iter_pages(
     start: dt.date,
     end: dt.date,
     adjusted: bool,
-    spent: FetchedBars,
+    spent: FetchCost,
 ) -> Iterator[pl.DataFrame]:
     """The bars of [start, end], page by page in time order (raw columns, never empty);
     requests and bytes are counted in `spent` as they go."""
@@ -112,7 +88,7 @@ def iter_pages(
 
 
 def _get_page(
-    client: PolygonClient, url: str, params: dict[str, str] | None, fetched: FetchedBars
+    client: PolygonClient, url: str, params: dict[str, str] | None, fetched: FetchCost
 ) -> AggregatesPage:
     try:
         response = client.get(url, params, decode=decode_aggregates)

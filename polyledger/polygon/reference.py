@@ -13,7 +13,7 @@ import orjson
 
 from polyledger.errors import ProtocolError, TransientError
 from polyledger.polygon.client import PolygonClient
-from polyledger.polygon.fetch import FetchedBars
+from polyledger.polygon.fetch import FetchCost
 
 MAX_PAGES = 10_000  # the whole tickers list is ~30 pages of 1,000; this only stops a runaway server
 
@@ -47,7 +47,7 @@ def decode_results(body: bytes) -> ResultsPage:
 
 
 def iter_results(
-    client: PolygonClient, path: str, params: dict[str, str] | None, spent: FetchedBars
+    client: PolygonClient, path: str, params: dict[str, str] | None, spent: FetchCost
 ) -> Iterator[list[dict]]:
     """The `results` of every page of a reference endpoint, in order; requests and bytes
     are counted in `spent` as they go."""

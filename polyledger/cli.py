@@ -189,17 +189,14 @@ def run(
     Example: POLYGON_API_KEY=... polyledger run --workers 16
     """
     from polyledger.ledger import Ledger
-    from polyledger.periods import DATASETS, REFERENCE_DATASETS
+    from polyledger.periods import check_dataset
     from polyledger.polygon.client import DEFAULT_BASE_URL
     from polyledger.progress import RunDisplay, print_summary
     from polyledger.runner import Run, RunOptions
     from polyledger.storage import BarStore
 
     for name in dataset or []:
-        if name not in (*DATASETS, *REFERENCE_DATASETS):
-            raise InputError(
-                f"unknown dataset {name!r}: choose one of {', '.join((*DATASETS, *REFERENCE_DATASETS))}"
-            )
+        check_dataset(name)
     api_key = api_key_from_env()
     if not api_key:
         raise InputError("no API key: set POLYGON_API_KEY (or MASSIVE_API_KEY)")

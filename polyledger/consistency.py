@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from polyledger.errors import InputError
-from polyledger.ledger import Ledger, UnitState
+from polyledger.ledger import Ledger, UnitState, in_list
 from polyledger.storage import PART_NAME, TEMP_MARK, BarStore, unit_relative_path
 
 QUARANTINE = ".quarantine"
@@ -145,8 +145,7 @@ def repair(ledger: Ledger, store: BarStore, findings: list[Finding]) -> RepairRe
         unit_ids.append(finding.unit_id)
     requeued = 0
     if unit_ids:
-        params = {f"u{i}": unit_id for i, unit_id in enumerate(unit_ids)}
-        where = f"id IN ({', '.join(':' + k for k in params)})"
+        where, params = in_list("id", unit_ids, "u")
         requeued = ledger.reset_units(where, params, {UnitState.DONE})
     removed = sum(1 for f in findings if f.kind == "stray_temporary" and store.remove(f.path))
     return RepairResult(requeued=requeued, quarantined=quarantined, temporaries_removed=removed)

@@ -23,8 +23,8 @@ from sqlalchemy import text
 
 from polyledger.audit import STATES, AuditReport, audit
 from polyledger.errors import InputError
-from polyledger.ledger import Ledger
-from polyledger.periods import DATASETS, ET, REFERENCE_DATASETS
+from polyledger.ledger import Ledger, in_list
+from polyledger.periods import DATASETS, ET, REFERENCE_DATASETS, check_dataset
 from polyledger.polygon.aggs import BAR_SCHEMA
 from polyledger.reference import REFERENCE
 from polyledger.storage import BarStore
@@ -53,10 +53,8 @@ class Download:
 
     def units(self, dataset: str | None = None, state: str | None = None) -> pl.DataFrame:
         """The ledger's units (all columns but the lease), optionally of one dataset / state."""
-        if dataset is not None and dataset not in (*DATASETS, *REFERENCE_DATASETS):
-            raise InputError(
-                f"unknown dataset {dataset!r}: choose one of {', '.join((*DATASETS, *REFERENCE_DATASETS))}"
-            )
+        if dataset is not None:
+            check_dataset(dataset)
         if state is not None and state not in STATES:
             raise InputError(f"unknown state {state!r}: choose one of {', '.join(STATES)}")
         where, params = [], {}
@@ -148,9 +146,9 @@ class Download:
     ) -> tuple[list[str], dict]:
         where, params = ["dataset = :dataset"], {"dataset": dataset}
         if tickers:
-            names = {f"t{i}": ticker for i, ticker in enumerate(tickers)}
+            test, names = in_list("ticker", tickers, "t")
+            where.append(test)
             params.update(names)
-            where.append(f"ticker IN ({', '.join(':' + name for name in names)})")
         if first is not None:
             where.append("period_end >= :first")
             params["first"] = first.isoformat()

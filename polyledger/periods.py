@@ -18,7 +18,17 @@ DATASETS: dict[str, tuple[str, str]] = {
 }
 # reference datasets: one unit per ticker (period "all"), fetched whole from one endpoint
 REFERENCE_DATASETS = ("splits", "dividends", "details")
+ALL_DATASETS = (*DATASETS, *REFERENCE_DATASETS)
 PERIOD_ALL = "all"
+
+
+def check_dataset(name: str) -> str:
+    """The name unchanged, or an InputError listing the datasets there are."""
+    from polyledger.errors import InputError
+
+    if name not in ALL_DATASETS:
+        raise InputError(f"unknown dataset {name!r}: choose one of {', '.join(ALL_DATASETS)}")
+    return name
 
 
 def parse_date(text: str, option: str) -> dt.date:

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from polyledger.audit import STALE_ADJUSTED
 from polyledger.errors import InputError, is_transient_class
-from polyledger.ledger import Ledger, UnitState
-from polyledger.periods import DATASETS, REFERENCE_DATASETS
+from polyledger.ledger import Ledger, UnitState, in_list
+from polyledger.periods import check_dataset
 
 GROUPS = ("transient", "all")
 # permanent classes a unit can fail with (transient ones: errors.is_transient_class)
@@ -35,10 +35,7 @@ def retry_failed(
     """Move failed units back to pending. `error_class` is `transient` (every class a retry
     may cure), `all`, or one class name as stored in the ledger (e.g. `not_entitled`)."""
     for name in datasets:
-        if name not in (*DATASETS, *REFERENCE_DATASETS):
-            raise InputError(
-                f"unknown dataset {name!r}: choose one of {', '.join((*DATASETS, *REFERENCE_DATASETS))}"
-            )
+        check_dataset(name)
     present = ledger.failed_classes()
     if error_class == "all":
         classes = list(present)
@@ -53,43 +50,40 @@ def retry_failed(
         raise InputError(f"unknown error class {error_class!r} (failed classes now: {known})")
     if not classes:
         return 0
-    params: dict = {f"c{i}": name for i, name in enumerate(classes)}
-    where = [f"coalesce(error_class, 'unknown') IN ({', '.join(':' + k for k in params)})"]
-    if tickers:
-        names = {f"t{i}": ticker for i, ticker in enumerate(tickers)}
-        params.update(names)
-        where.append(f"ticker IN ({', '.join(':' + k for k in names)})")
-    if datasets:
-        names = {f"d{i}": dataset for i, dataset in enumerate(datasets)}
-        params.update(names)
-        where.append(f"dataset IN ({', '.join(':' + k for k in names)})")
-    return ledger.reset_units(" AND ".join(where), params, {UnitState.FAILED})
+    where, params = in_list("coalesce(error_class, 'unknown')", classes, "c")
+    return _requeue(ledger, where, params, {UnitState.FAILED}, tickers, datasets)
 
 
 def retry_stale(ledger: Ledger, tickers: Sequence[str] = ()) -> int:
     """Queue again the adjusted bar units that a later split made stale (see audit); their
     files are replaced when fetched. Returns how many were queued."""
-    params: dict = {}
     where = f"id IN (SELECT id FROM ({STALE_ADJUSTED}) AS stale)"
-    if tickers:
-        names = {f"t{i}": ticker for i, ticker in enumerate(tickers)}
-        params.update(names)
-        where += f" AND ticker IN ({', '.join(':' + k for k in names)})"
-    return ledger.reset_units(where, params, {UnitState.DONE})
+    return _requeue(ledger, where, {}, {UnitState.DONE}, tickers)
 
 
 def retry_flagged(ledger: Ledger, checks: Sequence[str] = (), tickers: Sequence[str] = ()) -> int:
     """Queue again the done units that `audit --quality` flagged (all checks, or those
     named), to be downloaded afresh; the next quality check tells whether that helped."""
-    params: dict = {}
-    flagged = "SELECT unit_id FROM quality_flags WHERE unit_id IS NOT NULL"
+    flagged, params = "SELECT unit_id FROM quality_flags WHERE unit_id IS NOT NULL", {}
     if checks:
-        names = {f"k{i}": name for i, name in enumerate(checks)}
-        params.update(names)
-        flagged += f" AND check_name IN ({', '.join(':' + k for k in names)})"
-    where = f"id IN ({flagged})"
-    if tickers:
-        names = {f"t{i}": ticker for i, ticker in enumerate(tickers)}
-        params.update(names)
-        where += f" AND ticker IN ({', '.join(':' + k for k in names)})"
-    return ledger.reset_units(where, params, {UnitState.DONE})
+        test, params = in_list("check_name", checks, "k")
+        flagged += f" AND {test}"
+    return _requeue(ledger, f"id IN ({flagged})", params, {UnitState.DONE}, tickers)
+
+
+def _requeue(
+    ledger: Ledger,
+    where: str,
+    params: dict,
+    sources: set[UnitState],
+    tickers: Sequence[str] = (),
+    datasets: Sequence[str] = (),
+) -> int:
+    """reset_units on `where`, narrowed to some tickers and datasets when given."""
+    tests = [where]
+    for column, values, prefix in (("ticker", tickers, "t"), ("dataset", datasets, "d")):
+        if values:
+            test, names = in_list(column, values, prefix)
+            tests.append(test)
+            params = {**params, **names}
+    return ledger.reset_units(" AND ".join(tests), params, sources)

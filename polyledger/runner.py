@@ -24,7 +24,7 @@ from polyledger.defaults import (
     DEFAULT_WORKERS,
 )
 from polyledger.errors import FatalRunError, InputError, LedgerError
-from polyledger.ledger import Ledger, new_owner_id
+from polyledger.ledger import Ledger, in_list, new_owner_id
 from polyledger.periods import DATASETS
 from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.polygon.client import PolygonClient, RetryPolicy
@@ -229,9 +229,8 @@ class Run:
         bar_datasets = [name for name in (self.options.datasets or DATASETS) if name in DATASETS]
         if not bar_datasets:
             return
-        names = {f"d{i}": name for i, name in enumerate(bar_datasets)}
-        placeholders = ", ".join(":" + key for key in names)
-        if not self.ledger.query(f"SELECT 1 FROM units WHERE dataset IN ({placeholders}) LIMIT 1", names):
+        test, params = in_list("dataset", bar_datasets, "d")
+        if not self.ledger.query(f"SELECT 1 FROM units WHERE {test} LIMIT 1", params):
             return
         wanted = "true" if self.options.adjusted else "false"
         if self.ledger.claim_setting("adjusted", wanted) != wanted:

@@ -56,6 +56,12 @@ def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
+def in_list(column: str, values: Iterable[object], prefix: str) -> tuple[str, dict]:
+    """`column IN (:p0, :p1, ...)` and its parameters, for a list of values."""
+    params = {f"{prefix}{i}": value for i, value in enumerate(values)}
+    return f"{column} IN ({', '.join(':' + key for key in params)})", params
+
+
 def new_owner_id() -> str:
     """Who holds a lease: host, process and a random part (pids are reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -373,6 +379,14 @@ class Ledger:
         params = dict(params, _target=target.value, _now=iso(self.clock()))
         return cursor.execute(sql, params)
 
+    def _dataset_filter(self, datasets: Sequence[str] | None) -> tuple[str, dict]:
+        """` AND dataset IN (...)` for claims and counts of pending units; `+dataset` (SQLite)
+        filters the rows found through the pending index instead of searching by dataset."""
+        if not datasets:
+            return "", {}
+        test, params = in_list(f"{self._plus}dataset", datasets, "_ds")
+        return f" AND {test}", params
+
     def claim(
         self,
         owner: str,
@@ -382,13 +396,7 @@ class Ledger:
     ) -> list[ClaimedUnit]:
         """Atomically take up to `limit` pending units under a lease held by `owner`:
         least-tried first (a unit that keeps failing waits behind the others), then id order."""
-        params: dict = {}
-        dataset_filter = ""
-        if datasets:
-            names = {f"_ds{i}": name for i, name in enumerate(datasets)}
-            params.update(names)
-            # `+dataset`: filter rows found through the pending index, do not search by dataset
-            dataset_filter = f" AND {self._plus}dataset IN ({', '.join(':' + key for key in names)})"
+        dataset_filter, params = self._dataset_filter(datasets)
         return self._claim_where(
             owner, lease_seconds, f"state = 'pending'{dataset_filter} ORDER BY attempts, id", limit, params
         )
@@ -736,13 +744,8 @@ class Ledger:
 
     def open_work(self, owner: str, datasets: Sequence[str] | None = None) -> tuple[int, int]:
         """(pending units, units running under someone else's live lease)."""
-        params: dict = {"owner": owner, "now": iso(self.clock())}
-        dataset_filter = ""
-        if datasets:
-            names = {f"_ds{i}": name for i, name in enumerate(datasets)}
-            params.update(names)
-            # `+dataset`: filter rows found through the pending index, do not search by dataset
-            dataset_filter = f" AND {self._plus}dataset IN ({', '.join(':' + key for key in names)})"
+        dataset_filter, params = self._dataset_filter(datasets)
+        params.update(owner=owner, now=iso(self.clock()))
         row = self.query(
             "SELECT "
             f"(SELECT count(*) FROM units WHERE state = 'pending'{dataset_filter}) AS pending, "

@@ -335,12 +335,10 @@ def audit(
     from polyledger.consistency import deep_check
     from polyledger.ledger import Ledger
     from polyledger.render import print_audit, print_findings, print_quality
-    from polyledger.storage import BarStore, is_url
+    from polyledger.storage import BarStore
 
     if not quality and (volume_tolerance != DEFAULT_VOLUME_TOLERANCE or jump != DEFAULT_JUMP_THRESHOLD):
         raise InputError("--volume-tolerance and --jump apply to --quality only")
-    if quality and not is_url(data) and not Path(data).is_dir():
-        raise InputError(f"data folder {data} does not exist")
     with Ledger(ledger_path, create=False) as ledger:
         report = audit_ledger(ledger)
         findings = deep_check(ledger, BarStore(data)) if deep else []
@@ -414,16 +412,7 @@ def repair(
     with Ledger(ledger_path, create=False) as ledger:
         _refuse_while_running(ledger, "repair")
         findings = deep_check(ledger, store)
-        missing = sum(f.kind == "missing_file" for f in findings)
-        files = ledger.query(
-            "SELECT count(*) AS n FROM units WHERE state = 'done' AND file_path IS NOT NULL"
-        )[0].n
-        if missing > 1 and missing == files and not yes:  # a wrong --data looks exactly like this
-            raise InputError(
-                f"every one of the {files} files the ledger lists is missing from {data}: wrong --data? "
-                "(repair --yes queues them all to be downloaded again)"
-            )
-        result = repair_units(ledger, store, findings)
+        result = repair_units(ledger, store, findings, all_missing_is_fine=yes)
     print_findings(_console(), findings)
     _echo(
         f"repair: {result.requeued} units queued again, {len(result.quarantined)} files quarantined, "

@@ -44,12 +44,15 @@ def file_checksum(path: Path | BinaryIO) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def _listed_files(ledger: Ledger) -> int:
+    """How many files the ledger says exist (one per done unit with bars)."""
+    return ledger.query("SELECT count(*) AS n FROM units WHERE state = 'done' AND file_path IS NOT NULL")[0].n
+
+
 def deep_check(ledger: Ledger, store: BarStore, checksums: bool = True) -> list[Finding]:
     """Compare every `done` unit with its file, and every file with the ledger."""
     if not store.present():
-        files = ledger.query(
-            "SELECT count(*) AS n FROM units WHERE state = 'done' AND file_path IS NOT NULL"
-        )[0].n
+        files = _listed_files(ledger)
         if files:  # a typo in --data must not make every file look missing (repair would re-queue all)
             raise InputError(
                 f"data folder {store.location} does not exist, yet the ledger lists {files} files in it"
@@ -129,9 +132,21 @@ class RepairResult:
         return asdict(self)
 
 
-def repair(ledger: Ledger, store: BarStore, findings: list[Finding]) -> RepairResult:
+def repair(
+    ledger: Ledger, store: BarStore, findings: list[Finding], *, all_missing_is_fine: bool = False
+) -> RepairResult:
     """Queue again every done unit whose file is missing or damaged (damaged files are moved
-    to `.quarantine/` first) and remove stray temporaries. Extra files are left alone."""
+    to `.quarantine/` first) and remove stray temporaries. Extra files are left alone.
+    When every file the ledger lists is missing, the location is almost surely the wrong
+    one: refused unless `all_missing_is_fine` (else a typo re-queues the whole download)."""
+    missing = sum(f.kind == "missing_file" for f in findings)
+    if missing > 1 and not all_missing_is_fine:
+        files = _listed_files(ledger)
+        if missing == files:
+            raise InputError(
+                f"every one of the {files} files the ledger lists is missing from {store.location}: "
+                "wrong --data? (repair --yes queues them all to be downloaded again)"
+            )
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     quarantined: list[str] = []
     unit_ids: list[int] = []

@@ -13,16 +13,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import tempfile
 import time
-from pathlib import Path
 
+from scratch_run import scratch_run
 from standin import standin
 
-from polyledger.ledger import Ledger
-from polyledger.plan import plan
-from polyledger.runner import Run, RunOptions
-from polyledger.storage import BarStore
+from polyledger.runner import RunOptions
 from polyledger.testing import Listing, SyntheticMarket
 from polyledger.testing.market import et_midnight_ms
 
@@ -45,19 +41,14 @@ def main() -> None:
     lower_bound = sum(max(1, math.ceil(n / 50_000)) for n in bars.values())
 
     with standin(tickers, key=KEY, bars_per_day=args.bars_per_day, seed=SEED) as url:
-        with tempfile.TemporaryDirectory() as scratch, Ledger(Path(scratch) / "ledger.db") as ledger:
-            planned = plan(ledger, tickers, "minute", start, end)
-            run = Run(
-                ledger,
-                BarStore(Path(scratch) / "data"),
-                api_key=KEY,
-                base_url=url,
-                options=RunOptions(workers=8, rate=100_000),
-            )
+        with scratch_run(url, KEY, tickers, start, end, RunOptions(workers=8, rate=100_000)) as (
+            run,
+            planned,
+        ):
             began = time.perf_counter()
             report = run.execute()
             elapsed = time.perf_counter() - began
-            stored = ledger.query("SELECT sum(rows) AS n FROM units")[0].n
+            stored = run.ledger.query("SELECT sum(rows) AS n FROM units")[0].n
     assert stored == sum(bars.values()), "the download is not the truth"
     used = report.requests_sent
     print(

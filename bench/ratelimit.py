@@ -16,17 +16,13 @@ import datetime as dt
 import json
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
+from scratch_run import scratch_run
 from standin import standin
 
-from polyledger.ledger import Ledger
-from polyledger.plan import plan
-from polyledger.runner import Run, RunOptions
-from polyledger.storage import BarStore
+from polyledger.runner import RunOptions
 
 KEY = "ratelimit-key"
 WARMUP_SECONDS = 10.0  # the first seconds, where a run starting at 2R finds the limit
@@ -34,15 +30,8 @@ WARMUP_SECONDS = 10.0  # the first seconds, where a run starting at 2R finds the
 
 def child(url: str, tickers: list[str], rate: float) -> dict:
     """One process: plan one month per ticker (one request each) and run."""
-    with tempfile.TemporaryDirectory() as scratch, Ledger(Path(scratch) / "ledger.db") as ledger:
-        plan(ledger, tickers, "minute", dt.date(2023, 3, 1), dt.date(2023, 3, 31))
-        run = Run(
-            ledger,
-            BarStore(Path(scratch) / "data"),
-            api_key=KEY,
-            base_url=url,
-            options=RunOptions(workers=8, rate=rate),
-        )
+    march = (dt.date(2023, 3, 1), dt.date(2023, 3, 31))
+    with scratch_run(url, KEY, tickers, *march, RunOptions(workers=8, rate=rate)) as (run, _planned):
         at_warmup: list[tuple[int, int]] = []  # (requests, 429s) once the first seconds are over
 
         def sample() -> None:

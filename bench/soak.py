@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import psutil
+from scratch_run import months_from, scratch_run
 from standin import standin
 
-from polyledger.ledger import Ledger
-from polyledger.plan import plan
-from polyledger.runner import Run, RunOptions
-from polyledger.storage import BarStore
+from polyledger.runner import RunOptions
 
 KEY = "soak-key"
 
@@ -40,25 +36,23 @@ def main() -> None:
     samples: list[tuple[int, int]] = []  # (units settled, rss)
     peak = 0
     with standin(tickers, key=KEY, bars_per_day=args.bars_per_day) as url:
-        with tempfile.TemporaryDirectory() as scratch, Ledger(Path(scratch) / "ledger.db") as ledger:
-            start = dt.date(2017, 1, 1)
-            end = (start + dt.timedelta(days=31 * args.months)).replace(day=1) - dt.timedelta(days=1)
-            planned = plan(ledger, tickers, "minute", start, end)
-            run = Run(
-                ledger,
-                BarStore(Path(scratch) / "data"),
-                api_key=KEY,
-                base_url=url,
-                options=RunOptions(workers=args.workers, rate=100_000),
-            )
+        start = dt.date(2017, 1, 1)
+        options = RunOptions(workers=args.workers, rate=100_000)
+        with scratch_run(url, KEY, tickers, start, months_from(start, args.months), options) as (
+            run,
+            planned,
+        ):
             stop = threading.Event()
 
-            def sample() -> None:
+            def record() -> None:
                 nonlocal peak
+                rss = me.memory_info().rss
+                peak = max(peak, rss)
+                samples.append((run.stats.settled, rss))
+
+            def sample() -> None:
                 while not stop.wait(0.25):
-                    rss = me.memory_info().rss
-                    peak = max(peak, rss)
-                    samples.append((run.stats.settled, rss))
+                    record()
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
@@ -67,6 +61,7 @@ def main() -> None:
             elapsed = time.perf_counter() - began
             stop.set()
             sampler.join()
+            record()  # the end state, also for a run shorter than one sampling interval
 
     total = planned.units_in_plan
 

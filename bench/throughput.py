@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import tempfile
 import time
-from pathlib import Path
 
 import psutil
+from scratch_run import months_from, scratch_run
 from standin import standin
 
-from polyledger.ledger import Ledger
-from polyledger.plan import plan
-from polyledger.runner import Run, RunOptions
-from polyledger.storage import BarStore
+from polyledger.runner import RunOptions
 
 KEY = "throughput-key"
 
@@ -46,17 +42,12 @@ def main() -> None:
     extra = ("--latency", str(args.latency))
     with standin(tickers, key=KEY, bars_per_day=args.bars_per_day, extra=extra) as url:
         server = next(child for child in me.children() if "serve" in " ".join(child.cmdline()))
-        with tempfile.TemporaryDirectory() as scratch, Ledger(Path(scratch) / "ledger.db") as ledger:
-            start = dt.date(2015, 1, 1)
-            end = (start + dt.timedelta(days=31 * args.months)).replace(day=1) - dt.timedelta(days=1)
-            planned = plan(ledger, tickers, "minute", start, end)
-            run = Run(
-                ledger,
-                BarStore(Path(scratch) / "data"),
-                api_key=KEY,
-                base_url=url,
-                options=RunOptions(workers=args.workers, rate=100_000),
-            )
+        start = dt.date(2015, 1, 1)
+        options = RunOptions(workers=args.workers, rate=100_000)
+        with scratch_run(url, KEY, tickers, start, months_from(start, args.months), options) as (
+            run,
+            planned,
+        ):
             client_cpu, server_cpu = cpu_seconds(me), cpu_seconds(server)
             began = time.perf_counter()
             report = run.execute()

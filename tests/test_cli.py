@@ -6,10 +6,9 @@ import datetime as dt
 import json
 import sqlite3
 import subprocess
-import sys
 
 import pytest
-from support import API_KEY, python_env, run_cli, write_universe
+from support import API_KEY, cli_command, python_env, run_cli, write_universe
 
 from polyledger.testing import StandInServer
 
@@ -109,7 +108,7 @@ def test_cp1252_console_does_not_crash(work, market):
             ["sql", "SELECT * FROM units LIMIT 3"],
         ):
             done = subprocess.run(
-                [sys.executable, "-m", "polyledger", *args],
+                cli_command(*args),
                 cwd=work,
                 env=env,
                 capture_output=True,

@@ -11,7 +11,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import polars as pl
@@ -267,7 +266,7 @@ def test_ctrl_c_stops_gracefully_and_nothing_stays_running(work, market):
     write_universe(work / "u.csv", ["AAPL", "SIRI", "PLUG", "MID1"])
     run_cli("plan", "--universe", "u.csv", "--from", "2022-01-01", "--to", "2023-12-31")
     with StandInServer(market, api_keys=(API_KEY,), latency=0.2, page_cap=5_000) as server:
-        command = [sys.executable, "-m", "polyledger", "run", "--base-url", server.url, "--workers", "4"]
+        command = cli_command("run", "--base-url", server.url, "--workers", "4")
         process = subprocess.Popen(
             command,
             cwd=work,
@@ -341,7 +340,7 @@ def test_plan_while_a_run_is_writing(work, market):
     write_universe(work / "u.csv", ["AAPL", "SIRI", "PLUG"])
     run_cli("plan", "--universe", "u.csv", "--from", "2022-01-01", "--to", "2023-12-31")
     with StandInServer(market, api_keys=(API_KEY,), latency=0.05) as server:
-        command = [sys.executable, "-m", "polyledger", "run", "--base-url", server.url, "--workers", "8"]
+        command = cli_command("run", "--base-url", server.url, "--workers", "8")
         process = subprocess.Popen(
             command,
             cwd=work,

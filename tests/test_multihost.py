@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
-import time
 
 from polars.testing import assert_frame_equal
 from support import API_KEY, cli_command, python_env, run_cli, write_universe
@@ -57,25 +56,29 @@ def test_three_processes_share_a_postgres_ledger_an_s3_bucket_and_the_rate_limit
             str(2 * LIMIT),
         )
         env = dict(python_env(), POLYGON_API_KEY=API_KEY)
-        began = time.monotonic()
         children = [
             subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             for _ in range(3)
         ]
         outputs = [child.communicate(timeout=300) for child in children]
-        elapsed = time.monotonic() - began
         statuses = api.stats.snapshot()["by_status"]
     assert [child.returncode for child in children] == [0, 0, 0], outputs
     # three processes starting at 2x the limit each (6x together): without adapting, 5 of 6
     # requests would be refused; adapted, few are, and the key's budget is still used
     assert statuses[200] >= 150 and statuses.get(429, 0) <= 0.15 * statuses[200], statuses
-    assert statuses[200] / elapsed >= 0.5 * LIMIT, (statuses, elapsed)
 
     with Ledger(pg_url, create=False) as ledger:
         attempts = ledger.query("SELECT max(attempts) AS most, count(*) AS units FROM units")[0]
-        runs = ledger.query("SELECT count(*) AS n, sum(units_settled) AS settled FROM runs")[0]
+        runs = ledger.query(
+            "SELECT count(*) AS n, sum(units_settled) AS settled, min(started_at) AS first, "
+            "max(ended_at) AS last FROM runs"
+        )[0]
         states = dict(ledger.query("SELECT state, count(*) FROM units GROUP BY state"))
     assert runs.n == 3 and runs.settled == attempts.units  # every unit settled exactly once, by someone
+    # the key's budget was used while the runs ran (from the ledger's run times, so the
+    # seconds Python takes to start three processes on a busy machine do not count)
+    window = (dt.datetime.fromisoformat(runs.last) - dt.datetime.fromisoformat(runs.first)).total_seconds()
+    assert statuses[200] / window >= 0.5 * LIMIT, (statuses, window)
     assert attempts.most == 1  # no unit claimed twice
     assert set(states) <= {"done", "empty_confirmed"}
     for dataset in ("minute", "day"):

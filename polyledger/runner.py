@@ -30,7 +30,7 @@ from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.polygon.client import PolygonClient, RetryPolicy
 from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.secrets import redact
-from polyledger.storage import BarStore
+from polyledger.storage import BarStore, unit_relative_path
 from polyledger.worker import UnitJob, UnitOutcome, process_units
 
 log = logging.getLogger("polyledger.run")
@@ -168,10 +168,7 @@ class Run:
         files are atomic and leases expire)."""
         opts = self.options
         self._check_adjustment()
-        self.ledger.reclaim_expired()
-        # nobody else is writing (in any dataset): every temporary is a crash leftover
-        _pending, others = self.ledger.open_work(self.owner)
-        self.store.clean_temporaries(older_than=0 if others == 0 else 3600)
+        self._reclaim_expired()
         self.stats.total_units = self._units_in_scope()
         self.ledger.start_run(
             self.run_id,
@@ -206,9 +203,6 @@ class Run:
         elif self.stop.is_set():
             outcome = "interrupted"
         self.client.close()
-        _, others = self.ledger.open_work(self.owner)
-        if others == 0:
-            self.store.clean_temporaries()
         self.ledger.end_run(self.run_id, outcome, self.stats.settled, self.client.requests_sent)
         if on_tick:
             on_tick(self.stats)
@@ -348,11 +342,20 @@ class Run:
         self._give_back(extra - len(following))
         return following
 
+    def _reclaim_expired(self) -> None:
+        """Units of dead workers back to pending, and their half-written temporaries removed.
+        Only those units' folders are looked at (never a walk of the whole data folder): a
+        worker's own failed writes remove their temporaries, so only a killed process leaves
+        any, and its units are exactly the ones whose leases expire."""
+        reclaimed = self.ledger.reclaim_expired()
+        if reclaimed:
+            self.store.clean_temporaries(unit_relative_path(*unit) for unit in reclaimed)
+
     def _wait_for_others(self) -> bool:
         """No pending unit: if other live processes hold units, wait for them to finish or
         for their leases to expire. False when there is nothing left to do."""
         while not self.stop.is_set():
-            self.ledger.reclaim_expired()
+            self._reclaim_expired()
             pending, others = self.ledger.open_work(self.owner, self.options.datasets)
             if pending:
                 return True

@@ -17,7 +17,7 @@ import io
 import os
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,6 +32,9 @@ from polyledger.universe import validate_ticker
 TEMP_MARK = ".tmp-"
 TEMP_SUFFIX = ".partial"  # not ".parquet": a `**/*.parquet` reader never sees a half file
 PART_NAME = "part.parquet"
+# a unit file is written and renamed within milliseconds: a temporary older than this, beside
+# a unit whose lease expired, has no live writer
+TEMPORARY_GRACE_SECONDS = 1.0
 
 
 def unit_relative_path(dataset: str, ticker: str, period_start: dt.date) -> str:
@@ -320,21 +323,25 @@ class BarStore:
     def _write_bytes(self, handle: BinaryIO, payload: bytes) -> None:
         handle.write(payload)
 
-    def temporaries(self) -> list[Path]:
-        """Leftovers of interrupted writes (an object store has none: each object is one PUT)."""
+    def temporaries(self, beside: Iterable[str] | None = None) -> list[Path]:
+        """Leftovers of interrupted writes, in the whole store or only beside the given unit
+        files (an object store has none: each object is one PUT)."""
         if self.remote or not self.root.exists():
             return []
-        return [path for path in self.root.rglob(f"{TEMP_MARK}*") if path.is_file()]
+        if beside is None:
+            return [path for path in self.root.rglob(f"{TEMP_MARK}*") if path.is_file()]
+        folders = {self.path_of(relative).parent for relative in beside}
+        return [path for folder in folders for path in folder.glob(f"{TEMP_MARK}*") if path.is_file()]
 
-    def clean_temporaries(self, older_than: float = 0.0) -> int:
-        """Remove leftovers of interrupted writes (they never hold data the ledger counts).
-        With another process writing here, pass `older_than` seconds so its in-flight
-        files (renamed within a second of creation) are left alone."""
+    def clean_temporaries(self, beside: Iterable[str], older_than: float = TEMPORARY_GRACE_SECONDS) -> int:
+        """Remove leftovers of interrupted writes beside the given unit files (they never hold
+        data the ledger counts). Only files older than `older_than` seconds: a younger one
+        may belong to a writer that is slow but alive."""
         removed = 0
         cutoff = time.time() - older_than
-        for path in self.temporaries():
+        for path in self.temporaries(beside):
             try:
-                if older_than and path.stat().st_mtime > cutoff:
+                if path.stat().st_mtime > cutoff:
                     continue
                 path.unlink()
                 removed += 1

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
 import subprocess
+import time
 
 from polars.testing import assert_frame_equal
 from support import (
@@ -19,6 +21,8 @@ from support import (
     write_universe,
 )
 
+from polyledger.ledger import Ledger
+from polyledger.storage import BarStore, unit_relative_path
 from polyledger.testing import StandInServer
 
 D = dt.date
@@ -64,3 +68,46 @@ def test_kill_9_mid_run_then_next_run_completes(work, market):
             "SELECT count(*) FROM units WHERE error_class IS NULL AND attempts = 2"
         ).fetchone()[0]
     assert retried >= after_kill["running"]  # the orphans were taken back and finished
+
+
+def test_the_next_run_removes_a_killed_writers_temporary_beside_its_unit_only(work, market):
+    """A process killed mid-write leaves `.tmp-*` in the folder of a unit it held. The run that
+    takes that unit back removes it, looking only in the folders of units it took back (a
+    data folder of hundreds of thousands of files is never walked at start-up)."""
+    write_universe(work / "universe.csv", ["SIRI"])
+    assert (
+        run_cli("plan", "--universe", "universe.csv", "--from", "2023-01-01", "--to", "2023-03-31").code == 0
+    )
+    with Ledger(work / "ledger.db") as ledger:
+        held = ledger.claim("killed-process", 60, limit=1)[0]
+    with sqlite3.connect(work / "ledger.db") as connection:  # its lease ran out long ago
+        connection.execute(
+            "UPDATE units SET lease_expires_at = '2020-01-01T00:00:00.000Z' WHERE state = 'running'"
+        )
+    folder = (work / "data" / unit_relative_path(held.dataset, held.ticker, held.period_start)).parent
+    folder.mkdir(parents=True)
+    leftover = folder / ".tmp-0123abcd-part.parquet.partial"
+    leftover.write_bytes(b"half a file")
+    an_hour_ago = time.time() - 3600
+    os.utime(leftover, (an_hour_ago, an_hour_ago))
+    elsewhere = work / "data" / "minute" / "ticker=OTHER" / ".tmp-89abcdef-part.parquet.partial"
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_bytes(b"not beside a unit taken back")
+
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        assert run_cli("run", "--base-url", server.url).code == 0
+    assert not leftover.exists()
+    assert (folder / "part.parquet").exists()
+    assert elsewhere.exists()  # left for `repair`, which walks everything on purpose
+    repaired = run_cli("repair")
+    assert "1 stray temporaries removed" in repaired.out and not elsewhere.exists()
+
+
+def test_a_young_temporary_may_belong_to_a_live_writer(tmp_path):
+    store = BarStore(tmp_path)
+    unit = unit_relative_path("minute", "SIRI", D(2023, 1, 1))
+    (tmp_path / unit).parent.mkdir(parents=True)
+    young = (tmp_path / unit).with_name(".tmp-feedface-part.parquet.partial")
+    young.write_bytes(b"being written")
+    assert store.clean_temporaries([unit]) == 0 and young.exists()
+    assert store.clean_temporaries([unit], older_than=0) == 1 and not young.exists()

@@ -138,9 +138,9 @@ def test_expired_lease_returns_unit_and_late_worker_cannot_settle(ledger, clock)
     plan(ledger, ["A"], "minute", D(2024, 1, 1), D(2024, 1, 31))
     dead = ledger.claim("dead-worker", 30)[0]
     clock.advance(10)
-    assert ledger.reclaim_expired() == 0  # still leased
+    assert ledger.reclaim_expired() == []  # still leased
     clock.advance(25)
-    assert ledger.reclaim_expired() == 1
+    assert ledger.reclaim_expired() == [("minute", "A", D(2024, 1, 1))]
     row = ledger.query("SELECT state, error_class FROM units")[0]
     assert (row.state, row.error_class) == ("pending", "lease_expired")
     alive = ledger.claim("new-worker", 30)[0]
@@ -157,7 +157,7 @@ def test_heartbeat_keeps_a_lease_alive(ledger, clock):
     for _ in range(5):
         clock.advance(20)
         assert ledger.heartbeat("w", 30) == 1
-        assert ledger.reclaim_expired() == 0
+        assert ledger.reclaim_expired() == []
 
 
 def test_release_gives_unit_back_without_counting_the_attempt(ledger):

@@ -1,6 +1,9 @@
 """Beyond one machine: three `run` processes share one PostgreSQL ledger and one S3 bucket,
 against an API that limits the key they share. No unit is claimed twice, every bar
-arrives once, and each process adapts its rate so together they stay near the limit."""
+arrives once, and each process adapts, so few requests are refused. How much of the key's
+budget hosts use together is a speed figure: `bench/ratelimit.py` measures it with real
+processes, and `tests/test_ratelimit.py` proves convergence on a virtual clock, where a
+busy test machine cannot change the answer."""
 
 from __future__ import annotations
 
@@ -63,22 +66,16 @@ def test_three_processes_share_a_postgres_ledger_an_s3_bucket_and_the_rate_limit
         outputs = [child.communicate(timeout=300) for child in children]
         statuses = api.stats.snapshot()["by_status"]
     assert [child.returncode for child in children] == [0, 0, 0], outputs
-    # three processes starting at 2x the limit each (6x together): without adapting, 5 of 6
-    # requests would be refused; adapted, few are, and the key's budget is still used
-    assert statuses[200] >= 150 and statuses.get(429, 0) <= 0.15 * statuses[200], statuses
+    # three processes starting at 2x the limit each (6x together): the limit was reached, and
+    # without adapting 5 of 6 requests would be refused; adapted, few are
+    assert statuses.get(429, 0) >= 1, statuses
+    assert statuses[200] >= 150 and statuses[429] <= 0.15 * statuses[200], statuses
 
     with Ledger(pg_url, create=False) as ledger:
         attempts = ledger.query("SELECT max(attempts) AS most, count(*) AS units FROM units")[0]
-        runs = ledger.query(
-            "SELECT count(*) AS n, sum(units_settled) AS settled, min(started_at) AS first, "
-            "max(ended_at) AS last FROM runs"
-        )[0]
+        runs = ledger.query("SELECT count(*) AS n, sum(units_settled) AS settled FROM runs")[0]
         states = dict(ledger.query("SELECT state, count(*) FROM units GROUP BY state"))
     assert runs.n == 3 and runs.settled == attempts.units  # every unit settled exactly once, by someone
-    # the key's budget was used while the runs ran (from the ledger's run times, so the
-    # seconds Python takes to start three processes on a busy machine do not count)
-    window = (dt.datetime.fromisoformat(runs.last) - dt.datetime.fromisoformat(runs.first)).total_seconds()
-    assert statuses[200] / window >= 0.5 * LIMIT, (statuses, window)
     assert attempts.most == 1  # no unit claimed twice
     assert set(states) <= {"done", "empty_confirmed"}
     for dataset in ("minute", "day"):

@@ -210,7 +210,7 @@ def test_plan_claim_settle_audit_retry_on_postgres(pg_url):
         # leases expire: their units go back to pending
         late = ledger.claim(owner, 60, limit=1)
         ledger.clock = lambda: dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
-        assert ledger.reclaim_expired() == 1
+        assert ledger.reclaim_expired() == [(late[0].dataset, late[0].ticker, late[0].period_start)]
         with pytest.raises(Exception, match="no longer ours"):
             ledger.settle_empty(late[0], True, AttemptRecord())
 

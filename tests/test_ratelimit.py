@@ -1,10 +1,12 @@
-"""The shared rate limiter, on a fake clock: spacing, pauses, and how it adapts to 429s."""
+"""The shared rate limiter, on a fake clock: spacing, pauses, how it adapts to 429s, and how
+several hosts sharing one key converge on its limit (a simulation on a virtual clock)."""
 
 from __future__ import annotations
 
 import pytest
 
 from polyledger.polygon.ratelimit import BELOW_ACCEPTED, RateLimiter
+from polyledger.testing.ratesim import simulate_shared_key
 
 
 class Clock:
@@ -35,15 +37,67 @@ def test_a_429_drops_to_just_under_what_the_server_accepted_once_per_burst():
     assert limiter.reserve() == pytest.approx(1.0)  # everyone waits for Retry-After
 
 
-def test_success_wins_the_rate_back_slowly_and_never_above_the_ceiling():
+def test_success_wins_the_rate_back_with_time_and_never_above_the_ceiling():
     clock = Clock()
     limiter = RateLimiter(10, clock=clock)
     limiter.on_throttled(retry_after=None)
     lowered = limiter.rate
     assert lowered == pytest.approx(7.0)  # no successes seen yet: 30% off
-    for _ in range(100):
+    for _ in range(100):  # many successes at one instant earn nothing: the increase is per second
         limiter.on_success()
-    assert lowered < limiter.rate <= 10
+    assert limiter.rate == lowered
+    for _ in range(20):  # 10 s of successes
+        clock.now += 0.5
+        limiter.on_success()
+    assert limiter.rate == pytest.approx(lowered + 10 * limiter.increase_per_second)
+    clock.now += 60  # a long silence (a pause) earns at most a second's worth
+    limiter.on_success()
+    assert limiter.rate == pytest.approx(lowered + 11 * limiter.increase_per_second)
     for _ in range(10_000):
+        clock.now += 0.5
         limiter.on_success()
     assert limiter.rate == 10
+
+
+def test_hosts_win_back_the_same_rate_whatever_their_share():
+    # the same absolute increase for a host at 2/s as for one at 8/s, so shares even out
+    clock = Clock()
+    small, large = RateLimiter(20, clock=clock), RateLimiter(20, clock=clock)
+    small.rate, large.rate = 2.0, 8.0
+    for step in range(1, 41):
+        clock.now += 0.125
+        large.on_success()  # 8 successes a second
+        if step % 4 == 0:
+            small.on_success()  # 2 a second
+    assert large.rate - 8.0 == pytest.approx(small.rate - 2.0)
+
+
+# --- several hosts on one key, on a virtual clock ----------------------------------------
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 3])
+def test_hosts_sharing_a_key_converge_on_its_limit(hosts):
+    """Each host starts at twice the key's limit (hosts x 2 together) and finds the limit alone."""
+    limit, seconds, warmup = 20.0, 240.0, 20.0
+    key = simulate_shared_key(limit=limit, hosts=hosts, start_rate=2 * limit, seconds=seconds, workers=8)
+    assert key.ok_rate(warmup, seconds) >= 0.95 * limit  # the budget is used...
+    assert key.throttled_share(warmup, seconds) <= 0.025  # ...with few refusals once converged
+    assert sum(key.final_rates) <= 1.2 * limit  # and no host is still far above its share
+
+
+def test_a_late_host_gets_its_share_of_the_key():
+    """Hosts joining one after another: the last one is not starved by those already running."""
+    limit, hosts, seconds = 20.0, 3, 300.0
+    key = simulate_shared_key(
+        limit=limit, hosts=hosts, start_rate=2 * limit, seconds=seconds, workers=8, host_start_gap=20.0
+    )
+    fair = limit / hosts
+    assert key.ok_rate(seconds - 60, seconds) >= 0.95 * limit
+    assert all(0.6 * fair <= rate <= 1.5 * fair for rate in key.final_rates), key.final_rates
+
+
+def test_without_retry_after_hosts_still_converge():
+    limit, seconds = 20.0, 180.0
+    key = simulate_shared_key(limit=limit, hosts=2, start_rate=2 * limit, seconds=seconds, retry_after=None)
+    assert key.ok_rate(20, seconds) >= 0.9 * limit
+    assert key.throttled_share(20, seconds) <= 0.05

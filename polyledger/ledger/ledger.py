@@ -491,10 +491,12 @@ class Ledger:
                 {"expires": expires, "owner": owner},
             ).rowcount
 
-    def reclaim_expired(self) -> int:
-        """Put units whose lease ran out (their worker died) back to pending."""
+    def reclaim_expired(self) -> list[tuple[str, str, dt.date]]:
+        """Put units whose lease ran out (their worker died) back to pending. Returns them
+        as (dataset, ticker, period_start): their folders are the only places a dead worker
+        can have left a half-written temporary."""
         with self._write() as cursor:
-            return self._move(
+            reclaimed = self._move(
                 cursor,
                 UnitState.PENDING,
                 {UnitState.RUNNING},
@@ -502,7 +504,11 @@ class Ledger:
                 {"now_iso": iso(self.clock())},
                 sets="lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
                 "error_class = 'lease_expired', last_error = 'lease expired: its worker stopped'",
-            ).rowcount
+                returning="dataset, ticker, period_start",
+            ).fetchall()
+        return [
+            (dataset, ticker, dt.date.fromisoformat(str(start)[:10])) for dataset, ticker, start in reclaimed
+        ]
 
     def _settle(
         self,

@@ -25,7 +25,7 @@ class RateLimiter:
         *,
         burst: float = 1.0,
         min_rate: float = 0.05,
-        increase_per_success: float = 0.005,  # requests/second won back per success
+        increase: float = 0.0025,  # share of the ceiling won back per second of successes
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if rate <= 0:
@@ -34,12 +34,16 @@ class RateLimiter:
         self.rate = rate
         self.min_rate = min(min_rate, rate)
         self.burst = max(1.0, burst)
-        self.increase_per_success = increase_per_success
+        # additive in time and the same for every host with the same --rate: hosts sharing a
+        # key then drift toward equal shares (per-success growth would keep the first-come
+        # host ahead forever, and one starved host would finish its work long after the rest)
+        self.increase_per_second = increase * rate
         self._clock = clock
         self._lock = threading.Lock()
         self._next_slot = clock()
         self._paused_until = 0.0
         self._last_decrease = float("-inf")
+        self._last_increase = clock()
         self._successes: deque[float] = deque()
         self.throttled = 0  # 429s seen
 
@@ -67,9 +71,10 @@ class RateLimiter:
             self._successes.append(now)
             while self._successes and self._successes[0] < now - WINDOW_SECONDS:
                 self._successes.popleft()
-            if self.rate < self.ceiling:
-                # additive: slow enough that several processes on one key do not overshoot together
-                self.rate = min(self.ceiling, self.rate + self.increase_per_success)
+            # time since the last success, at most a second: a pause earns nothing back
+            earned = min(1.0, now - self._last_increase) * self.increase_per_second
+            self._last_increase = now
+            self.rate = min(self.ceiling, self.rate + earned)
 
     def on_throttled(self, retry_after: float | None) -> None:
         """The server said 429: slow everyone down, and pause for Retry-After if given."""

@@ -1,0 +1,99 @@
+"""Several hosts sharing one API key, simulated on a virtual clock.
+
+Each host runs the real `RateLimiter` with a number of worker threads; the server is a
+token bucket like the stand-in's (burst = one second of the limit, 429 with Retry-After).
+Time is virtual, so the simulation is exact and instant: tests prove the hosts converge
+on the key's limit without depending on how busy the machine running them is.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from polyledger.polygon.ratelimit import RateLimiter
+
+
+@dataclass
+class SimulatedKey:
+    """What the server saw: answers per host and per whole second of virtual time."""
+
+    ok: list[int]
+    throttled: list[int]
+    ok_by_second: dict[int, int] = field(default_factory=dict)
+    throttled_by_second: dict[int, int] = field(default_factory=dict)
+    final_rates: list[float] = field(default_factory=list)
+
+    def ok_rate(self, start: float, end: float) -> float:
+        """Accepted requests per second over [start, end) of virtual time."""
+        seconds = range(int(start), int(end))
+        return sum(self.ok_by_second.get(s, 0) for s in seconds) / max(1, len(seconds))
+
+    def throttled_share(self, start: float = 0.0, end: float = float("inf")) -> float:
+        ok = sum(n for s, n in self.ok_by_second.items() if start <= s < end)
+        refused = sum(n for s, n in self.throttled_by_second.items() if start <= s < end)
+        return refused / max(1, ok + refused)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def simulate_shared_key(
+    *,
+    limit: float,
+    hosts: int,
+    start_rate: float,
+    seconds: float,
+    workers: int = 4,
+    latency: float = 0.02,
+    retry_after: float | None = 1.0,
+    host_start_gap: float = 0.0,
+) -> SimulatedKey:
+    """Run `hosts` limiters, each starting at `start_rate`, against one key allowing `limit`/s.
+
+    Every worker loops: wait for its limiter's slot, send (arrives after `latency`), get the
+    answer after another `latency`, report it to its limiter. Host i starts at i * host_start_gap.
+    """
+    clock = _Clock()
+    limiters = [RateLimiter(start_rate, clock=clock) for _ in range(hosts)]
+    result = SimulatedKey(ok=[0] * hosts, throttled=[0] * hosts)
+    tokens, refilled = max(1.0, limit), 0.0
+    # events: (time, sequence, kind, host, accepted), kinds "ready", "arrive", "answer"
+    events: list[tuple[float, int, str, int, bool]] = []
+    sequence = 0
+    for host in range(hosts):
+        for _ in range(workers):
+            heapq.heappush(events, (host * host_start_gap, sequence, "ready", host, False))
+            sequence += 1
+    while events:
+        at, _, kind, host, accepted = heapq.heappop(events)
+        if at >= seconds:
+            break
+        clock.now = at
+        limiter = limiters[host]
+        if kind == "ready":  # the worker takes its limiter's next slot and sends then
+            heapq.heappush(events, (at + limiter.reserve() + latency, sequence, "arrive", host, False))
+        elif kind == "arrive":  # the server's token bucket decides, in arrival order
+            tokens = min(max(1.0, limit), tokens + (at - refilled) * limit)
+            refilled = at
+            accepted = tokens >= 1.0
+            tokens -= 1.0 if accepted else 0.0
+            by_second = result.ok_by_second if accepted else result.throttled_by_second
+            by_second[int(at)] = by_second.get(int(at), 0) + 1
+            heapq.heappush(events, (at + latency, sequence, "answer", host, accepted))
+        else:
+            if accepted:
+                result.ok[host] += 1
+                limiter.on_success()
+            else:
+                result.throttled[host] += 1
+                limiter.on_throttled(retry_after)
+            heapq.heappush(events, (at, sequence, "ready", host, False))
+        sequence += 1
+    result.final_rates = [limiter.rate for limiter in limiters]
+    return result

@@ -16,7 +16,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from polyledger.audit import STALE_ADJUSTED, STATES
 from polyledger.ledger import Ledger
@@ -36,6 +36,7 @@ STATE_COLORS = {
 }
 FAILED_COLOR = "#d62728"
 OPEN_COLOR = "#c8c8c8"  # a cell with nothing settled and nothing failed: not fetched yet
+EMPTY_COLOR = "#37474f"  # dots over a cell whose settled units all came back without bars
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,27 @@ class DatasetSummary:
         return self.settled == self.units and not self.stale_adjusted
 
 
+class Cell(NamedTuple):
+    units: int
+    settled: int  # done or empty_confirmed
+    failed: int
+    empty: int  # empty_confirmed: settled, but the API has no bars there
+
+    @property
+    def no_bars_at_all(self) -> bool:
+        """Settled units exist and none of them has a bar: a ticker with no data looks
+        settled, which is true, but is not the same as covered."""
+        return self.settled > 0 and self.empty == self.settled
+
+
 @dataclass
 class Grid:
-    """A coverage heatmap: rows x columns of (units, settled, failed) cells."""
+    """A coverage heatmap: rows x columns of cells."""
 
     title: str
     row_labels: list[str]
     column_labels: list[str]
-    cells: dict[tuple[str, str], tuple[int, int, int]]  # (row, column) -> (units, settled, failed)
+    cells: dict[tuple[str, str], Cell]  # (row, column) -> counts of its units
     note: str = ""  # said on the page when the view had to change
 
 
@@ -148,15 +162,16 @@ def coverage_grids(ledger: Ledger, summaries: list[DatasetSummary], counts: list
     return grids
 
 
-def _cells(counts: Iterable[tuple[str, str, str, int]]) -> dict[tuple[str, str], tuple[int, int, int]]:
-    """(row, column, state, units) -> {(row, column): (units, settled, failed)}"""
-    cells: dict[tuple[str, str], tuple[int, int, int]] = {}
+def _cells(counts: Iterable[tuple[str, str, str, int]]) -> dict[tuple[str, str], Cell]:
+    """(row, column, state, units) -> {(row, column): Cell}"""
+    cells: dict[tuple[str, str], Cell] = {}
     for row, column, state, units in counts:
-        total, settled, failed = cells.get((row, column), (0, 0, 0))
-        cells[row, column] = (
-            total + units,
-            settled + (units if state in SETTLED else 0),
-            failed + (units if state == "failed" else 0),
+        cell = cells.get((row, column), Cell(0, 0, 0, 0))
+        cells[row, column] = Cell(
+            cell.units + units,
+            cell.settled + (units if state in SETTLED else 0),
+            cell.failed + (units if state == "failed" else 0),
+            cell.empty + (units if state == "empty_confirmed" else 0),
         )
     return cells
 
@@ -247,13 +262,16 @@ def coverage_png(grids: list[Grid]) -> bytes:
         untouched = np.zeros(shape, dtype=bool)
         row_of = {label: i for i, label in enumerate(grid.row_labels)}
         column_of = {label: i for i, label in enumerate(grid.column_labels)}
-        for (row, column), (units, settled, failed) in grid.cells.items():
+        for (row, column), cell in grid.cells.items():
             r, c = row_of[row], column_of[column]
-            share[r, c] = settled / units
-            untouched[r, c] = settled == 0 and failed == 0
-            if failed:
+            share[r, c] = cell.settled / cell.units
+            untouched[r, c] = cell.settled == 0 and cell.failed == 0
+            if cell.failed:
                 hatch = Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="////", edgecolor=FAILED_COLOR)
                 ax.add_patch(hatch)
+            if cell.no_bars_at_all:
+                dots = Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="..", edgecolor=EMPTY_COLOR)
+                ax.add_patch(dots)
         share[untouched] = np.nan
         image = ax.imshow(share, cmap=colormap, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
         grey = np.where(untouched, 1.0, np.nan)
@@ -275,10 +293,11 @@ def coverage_png(grids: list[Grid]) -> bytes:
     figure.colorbar(image, ax=list(axes), label="share settled (done or empty)", shrink=0.8, pad=0.02)
     legend = [
         Patch(facecolor="white", edgecolor=FAILED_COLOR, hatch="////", label="has failed units"),
+        Patch(facecolor="white", edgecolor=EMPTY_COLOR, hatch="..", label="settled, but no bars at all"),
         Patch(facecolor=OPEN_COLOR, label="not fetched yet (pending)"),
         Patch(facecolor="white", edgecolor="#bdbdbd", label="nothing planned"),
     ]
-    figure.legend(handles=legend, loc="outside lower center", ncol=3, fontsize=9, frameon=False)
+    figure.legend(handles=legend, loc="outside lower center", ncol=4, fontsize=9, frameon=False)
     return _png(figure)
 
 
@@ -383,7 +402,8 @@ def write_report(ledger: Ledger, out: Path, *, title: str | None = None) -> Repo
         notes = "".join(f'<p class="note">{_e(g.note)}</p>' for g in grids if g.note)
         legend = (
             "Each cell is the share of units settled (done, or confirmed empty); "
-            "red hatching marks cells with failed units, grey ones have not been fetched yet."
+            "red hatching marks cells with failed units, dark dots cells whose settled units all "
+            "came back without bars (the API has nothing there), grey ones have not been fetched yet."
         )
         body = f"<p>{legend}</p>{notes}{_img(heatmap, 'coverage heatmap')}" if grids else ""
         sections.append(_section("Coverage", body or "<p>No minute or day units are planned.</p>"))

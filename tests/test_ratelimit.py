@@ -96,6 +96,25 @@ def test_a_late_host_gets_its_share_of_the_key():
     assert all(0.6 * fair <= rate <= 1.5 * fair for rate in key.final_rates), key.final_rates
 
 
+@pytest.mark.parametrize("late_by", [0.3, 1.0, 3.0])
+def test_two_hosts_with_equal_work_finish_close_together(late_by):
+    """As two hosts with their own work lists would: the one that started a moment later is
+    not kept at a small share, so the key is not left half used while it finishes alone."""
+    limit, work = 20.0, 1200
+    key = simulate_shared_key(
+        limit=limit,
+        hosts=2,
+        start_rate=2 * limit,
+        seconds=1000,
+        workers=8,
+        host_start_gap=late_by,
+        work_per_host=work,
+    )
+    last = max(key.finished_at)
+    assert 2 * work / last >= 0.9 * limit
+    assert min(key.finished_at) >= 0.7 * last
+
+
 def test_without_retry_after_hosts_still_converge():
     limit, seconds = 20.0, 180.0
     key = simulate_shared_key(limit=limit, hosts=2, start_rate=2 * limit, seconds=seconds, retry_after=None)

@@ -176,20 +176,24 @@ def test_coverage_heatmap_png_is_a_real_picture(downloaded, tmp_path):
     data = files.coverage_png.read_bytes()
     assert 5_000 < len(data) < 3_000_000
     pixels = assert_readable_png(data)
-    # failed cells are hatched red, pending ones grey: both colors are in the picture
+    # failed cells are hatched red, pending ones grey, no-bars-at-all ones dotted dark: all in the picture
     rgb = (pixels[..., :3] * 255).round().astype(int)
     reddish = (rgb[..., 0] > 180) & (rgb[..., 1] < 90) & (rgb[..., 2] < 90)
     grey = (np.abs(rgb - 200) <= 2).all(axis=-1)
-    assert reddish.sum() > 100 and grey.sum() > 100
+    dark_dots = (np.abs(rgb - [55, 71, 79]) <= 12).all(axis=-1)
+    assert reddish.sum() > 100 and grey.sum() > 100 and dark_dots.sum() > 20
 
     minute, day = grids
     assert minute.row_labels == sorted([*(listing.ticker for listing in LISTINGS[:5]), UNKNOWN, "LATER"])
     assert minute.column_labels == ["2023", "2024"] and not minute.note
-    assert minute.cells["LATER", "2023"] == (7, 0, 0)  # planned after the run: all pending
-    units, settled, failed = minute.cells["AAPL", "2023"]
-    assert (units, failed) == (12, 3) and settled == 9  # Jan-Mar before the plan's history
+    assert minute.cells["LATER", "2023"] == (7, 0, 0, 0)  # planned after the run: all pending
+    aapl = minute.cells["AAPL", "2023"]
+    assert (aapl.units, aapl.failed, aapl.settled) == (12, 3, 9)  # Jan-Mar before the plan's history
+    assert not aapl.no_bars_at_all
+    unknown = minute.cells[UNKNOWN, "2023"]  # the API has nothing for it: settled, every unit empty
+    assert unknown.settled == unknown.empty == unknown.units == 12 and unknown.no_bars_at_all
     assert day.column_labels == ["2022", "2023", "2024"]
-    assert day.cells["AAPL", "2022"] == (1, 0, 1)
+    assert day.cells["AAPL", "2022"] == (1, 0, 1, 0)
 
 
 def test_many_tickers_switch_to_years_by_months(tmp_path):
@@ -211,9 +215,10 @@ def test_many_tickers_switch_to_years_by_months(tmp_path):
     assert minute.row_labels == ["2022", "2023", "2024"]
     assert minute.column_labels[0] == "Jan" and len(minute.column_labels) == 12
     assert ("2022", "Jan") not in minute.cells  # nothing planned there
-    assert sum(units for units, _, _ in minute.cells.values()) == 70 * 16
-    assert sum(settled for _, settled, _ in minute.cells.values()) == 300
-    assert sum(failed for _, _, failed in minute.cells.values()) == 40
+    assert sum(cell.units for cell in minute.cells.values()) == 70 * 16
+    assert sum(cell.settled for cell in minute.cells.values()) == 300
+    assert sum(cell.empty for cell in minute.cells.values()) == 300  # settled empty, above
+    assert sum(cell.failed for cell in minute.cells.values()) == 40
     assert day.row_labels == ["all tickers"] and day.column_labels == ["2022", "2023", "2024"]
     assert "<code>not_found</code>" in page and "300 / 1,120" in page
     assert_readable_png(files.coverage_png.read_bytes())

@@ -1,10 +1,14 @@
 """One rate limiter for the whole run, shared by every worker thread.
 
 Requests are spaced on a schedule (a token bucket with a small burst). On a 429 the rate
-drops to just under what the server has actually been accepting (successes over the
-last seconds), at most once a second however many 429s arrive together, and everyone
-pauses for Retry-After when sent. Each success then adds a little back, never above the
-configured ceiling: it converges just under the server's real limit without tuning.
+drops under what the server has actually been accepting (successes over the last
+seconds), at most once a second however many 429s arrive together, and everyone pauses
+for Retry-After when sent. While requests succeed the rate climbs back by a fixed amount
+per second, never above the configured ceiling: it converges under the server's real
+limit without tuning, and processes sharing one key converge on even shares of it (the
+fixed climb and the proportional drop are AIMD, as TCP shares a link). The constants were
+chosen with `polyledger.testing.ratesim`, which replays hosts sharing a key on a virtual
+clock.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 
 WINDOW_SECONDS = 3.0  # successes counted to estimate what the server accepts
-BELOW_ACCEPTED = 0.90  # settle a little under it
+BELOW_ACCEPTED = 0.80  # settle under it: room for the others sharing the key to climb back
 
 
 class RateLimiter:
@@ -25,7 +29,7 @@ class RateLimiter:
         *,
         burst: float = 1.0,
         min_rate: float = 0.05,
-        increase: float = 0.0025,  # share of the ceiling won back per second of successes
+        increase: float = 0.005,  # share of the ceiling won back per second of successes
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if rate <= 0:

@@ -23,6 +23,7 @@ class SimulatedKey:
     ok_by_second: dict[int, int] = field(default_factory=dict)
     throttled_by_second: dict[int, int] = field(default_factory=dict)
     final_rates: list[float] = field(default_factory=list)
+    finished_at: list[float] = field(default_factory=list)
 
     def ok_rate(self, start: float, end: float) -> float:
         """Accepted requests per second over [start, end) of virtual time."""
@@ -53,15 +54,19 @@ def simulate_shared_key(
     latency: float = 0.02,
     retry_after: float | None = 1.0,
     host_start_gap: float = 0.0,
+    work_per_host: int | None = None,
 ) -> SimulatedKey:
     """Run `hosts` limiters, each starting at `start_rate`, against one key allowing `limit`/s.
 
     Every worker loops: wait for its limiter's slot, send (arrives after `latency`), get the
     answer after another `latency`, report it to its limiter. Host i starts at i * host_start_gap.
+    With `work_per_host`, a host stops once that many of its requests were accepted (its
+    finishing time is in `finished_at`): a host starved of its share finishes late.
     """
     clock = _Clock()
     limiters = [RateLimiter(start_rate, clock=clock) for _ in range(hosts)]
-    result = SimulatedKey(ok=[0] * hosts, throttled=[0] * hosts)
+    result = SimulatedKey(ok=[0] * hosts, throttled=[0] * hosts, finished_at=[seconds] * hosts)
+    sent = [0] * hosts  # requests accepted or in flight, per host
     tokens, refilled = max(1.0, limit), 0.0
     # events: (time, sequence, kind, host, accepted), kinds "ready", "arrive", "answer"
     events: list[tuple[float, int, str, int, bool]] = []
@@ -77,6 +82,9 @@ def simulate_shared_key(
         clock.now = at
         limiter = limiters[host]
         if kind == "ready":  # the worker takes its limiter's next slot and sends then
+            if work_per_host is not None and sent[host] >= work_per_host:
+                continue  # this host's work is all accepted or in flight: the worker stops
+            sent[host] += 1
             heapq.heappush(events, (at + limiter.reserve() + latency, sequence, "arrive", host, False))
         elif kind == "arrive":  # the server's token bucket decides, in arrival order
             tokens = min(max(1.0, limit), tokens + (at - refilled) * limit)
@@ -90,7 +98,10 @@ def simulate_shared_key(
             if accepted:
                 result.ok[host] += 1
                 limiter.on_success()
+                if result.ok[host] == work_per_host:
+                    result.finished_at[host] = at
             else:
+                sent[host] -= 1
                 result.throttled[host] += 1
                 limiter.on_throttled(retry_after)
             heapq.heappush(events, (at, sequence, "ready", host, False))

@@ -36,7 +36,8 @@ STATE_COLORS = {
 }
 FAILED_COLOR = "#d62728"
 OPEN_COLOR = "#c8c8c8"  # a cell with nothing settled and nothing failed: not fetched yet
-EMPTY_COLOR = "#37474f"  # dots over a cell whose settled units all came back without bars
+EMPTY_COLOR = "#37474f"  # dots over a cell whose settled units all came back without bars...
+EMPTY_FILL = "#b3e5fc"  # ...on pale blue, so "nothing there" never reads as "covered" (green)
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ def coverage_png(grids: list[Grid]) -> bytes:
         return _png(figure)
     width = max(7.0, 3.2 + 0.42 * max(len(g.column_labels) for g in grids))
     heights = [1.0 + 0.22 * len(g.row_labels) for g in grids]
-    figure = _figure(width, sum(heights) + 0.8)
+    figure = _figure(width, sum(heights) + 1.1)
     axes = figure.subplots(len(grids), 1, squeeze=False, height_ratios=heights)[:, 0]
     # YlGn without its palest end, so "nothing settled" never looks like "nothing planned" (white)
     greens = matplotlib.colormaps["YlGn"](np.linspace(0.15, 1.0, 256))
@@ -266,12 +267,20 @@ def coverage_png(grids: list[Grid]) -> bytes:
             r, c = row_of[row], column_of[column]
             share[r, c] = cell.settled / cell.units
             untouched[r, c] = cell.settled == 0 and cell.failed == 0
+            if cell.no_bars_at_all:
+                dots = Rectangle(
+                    (c - 0.5, r - 0.5),
+                    1,
+                    1,
+                    facecolor=EMPTY_FILL,
+                    hatch="..",
+                    edgecolor=EMPTY_COLOR,
+                    linewidth=0,
+                )
+                ax.add_patch(dots)
             if cell.failed:
                 hatch = Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="////", edgecolor=FAILED_COLOR)
-                ax.add_patch(hatch)
-            if cell.no_bars_at_all:
-                dots = Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="..", edgecolor=EMPTY_COLOR)
-                ax.add_patch(dots)
+                ax.add_patch(hatch)  # over the dots: failures always show
         share[untouched] = np.nan
         image = ax.imshow(share, cmap=colormap, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
         grey = np.where(untouched, 1.0, np.nan)
@@ -293,11 +302,11 @@ def coverage_png(grids: list[Grid]) -> bytes:
     figure.colorbar(image, ax=list(axes), label="share settled (done or empty)", shrink=0.8, pad=0.02)
     legend = [
         Patch(facecolor="white", edgecolor=FAILED_COLOR, hatch="////", label="has failed units"),
-        Patch(facecolor="white", edgecolor=EMPTY_COLOR, hatch="..", label="settled, but no bars at all"),
+        Patch(facecolor=EMPTY_FILL, edgecolor=EMPTY_COLOR, hatch="..", label="settled, but no bars at all"),
         Patch(facecolor=OPEN_COLOR, label="not fetched yet (pending)"),
         Patch(facecolor="white", edgecolor="#bdbdbd", label="nothing planned"),
     ]
-    figure.legend(handles=legend, loc="outside lower center", ncol=4, fontsize=9, frameon=False)
+    figure.legend(handles=legend, loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     return _png(figure)
 
 
@@ -402,8 +411,9 @@ def write_report(ledger: Ledger, out: Path, *, title: str | None = None) -> Repo
         notes = "".join(f'<p class="note">{_e(g.note)}</p>' for g in grids if g.note)
         legend = (
             "Each cell is the share of units settled (done, or confirmed empty); "
-            "red hatching marks cells with failed units, dark dots cells whose settled units all "
-            "came back without bars (the API has nothing there), grey ones have not been fetched yet."
+            "red hatching marks cells with failed units; dotted pale blue ones are settled but every "
+            "settled unit came back without bars (the API has nothing there); grey ones have not been "
+            "fetched yet."
         )
         body = f"<p>{legend}</p>{notes}{_img(heatmap, 'coverage heatmap')}" if grids else ""
         sections.append(_section("Coverage", body or "<p>No minute or day units are planned.</p>"))

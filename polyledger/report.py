@@ -72,9 +72,11 @@ class Cell(NamedTuple):
 
     @property
     def no_bars_at_all(self) -> bool:
-        """Settled units exist and none of them has a bar: a ticker with no data looks
-        settled, which is true, but is not the same as covered."""
-        return self.settled > 0 and self.empty == self.settled
+        """Nothing left to fetch, and no settled unit has a bar: a ticker with no data looks
+        settled, which is true, but is not the same as covered. (Partly fetched cells keep
+        their share colour.)"""
+        finished = self.settled + self.failed == self.units
+        return finished and self.settled > 0 and self.empty == self.settled
 
 
 @dataclass

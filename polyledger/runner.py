@@ -8,6 +8,7 @@ everyone at once and every unit in flight goes back to pending.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -343,13 +344,18 @@ class Run:
         return following
 
     def _reclaim_expired(self) -> None:
-        """Units of dead workers back to pending, and their half-written temporaries removed.
-        Only those units' folders are looked at (never a walk of the whole data folder): a
-        worker's own failed writes remove their temporaries, so only a killed process leaves
-        any, and its units are exactly the ones whose leases expire."""
-        reclaimed = self.ledger.reclaim_expired()
-        if reclaimed:
-            self.store.clean_temporaries(unit_relative_path(*unit) for unit in reclaimed)
+        """Units of dead workers back to pending, their half-written temporaries removed
+        first. Only those units' folders are looked at (never a walk of the whole data
+        folder): a worker's own failed writes remove their temporaries, so only a killed
+        process leaves any, and its units are exactly the ones whose leases expire. Its
+        temporaries are at least 3/4 of a lease old by then (leases are renewed every
+        quarter lease), so younger ones, of a live writer, are left alone."""
+
+        def clean(units: list[tuple[str, str, dt.date]]) -> None:
+            beside = [unit_relative_path(*unit) for unit in units]
+            self.store.clean_temporaries(beside, older_than=self.options.lease_seconds / 2)
+
+        self.ledger.reclaim_expired(before_commit=clean)
 
     def _wait_for_others(self) -> bool:
         """No pending unit: if other live processes hold units, wait for them to finish or

@@ -32,9 +32,6 @@ from polyledger.universe import validate_ticker
 TEMP_MARK = ".tmp-"
 TEMP_SUFFIX = ".partial"  # not ".parquet": a `**/*.parquet` reader never sees a half file
 PART_NAME = "part.parquet"
-# a unit file is written and renamed within milliseconds: a temporary older than this, beside
-# a unit whose lease expired, has no live writer
-TEMPORARY_GRACE_SECONDS = 1.0
 
 
 def unit_relative_path(dataset: str, ticker: str, period_start: dt.date) -> str:
@@ -333,7 +330,7 @@ class BarStore:
         folders = {self.path_of(relative).parent for relative in beside}
         return [path for folder in folders for path in folder.glob(f"{TEMP_MARK}*") if path.is_file()]
 
-    def clean_temporaries(self, beside: Iterable[str], older_than: float = TEMPORARY_GRACE_SECONDS) -> int:
+    def clean_temporaries(self, beside: Iterable[str], older_than: float) -> int:
         """Remove leftovers of interrupted writes beside the given unit files (they never hold
         data the ledger counts). Only files older than `older_than` seconds: a younger one
         may belong to a writer that is slow but alive."""

@@ -109,5 +109,5 @@ def test_a_young_temporary_may_belong_to_a_live_writer(tmp_path):
     (tmp_path / unit).parent.mkdir(parents=True)
     young = (tmp_path / unit).with_name(".tmp-feedface-part.parquet.partial")
     young.write_bytes(b"being written")
-    assert store.clean_temporaries([unit]) == 0 and young.exists()
+    assert store.clean_temporaries([unit], older_than=30) == 0 and young.exists()
     assert store.clean_temporaries([unit], older_than=0) == 1 and not young.exists()

@@ -423,3 +423,51 @@ def truth_frame(market, tickers, start, end):  # type: ignore[no-untyped-def]
     import polars as pl
 
     return pl.concat([truth(market, "minute", t, start, end) for t in tickers]).sort("ticker", "timestamp")
+
+
+def test_a_run_survives_the_server_dropping_its_connections(work, market, pg_url, admin_url):
+    """A restart, a failover or an idle timeout cuts every connection: the run reconnects and
+    finishes, instead of stopping (or, for the heartbeat, letting its leases lapse)."""
+    from polars.testing import assert_frame_equal
+
+    from polyledger.testing import StandInServer
+
+    tickers = [listing.ticker for listing in LISTINGS]
+    start, end = dt.date(2023, 1, 1), dt.date(2023, 12, 31)
+    write_universe(work / "universe.csv", tickers)
+    assert (
+        run_cli("plan", "--universe", "universe.csv", "--from", start, "--to", end, "--ledger", pg_url).code
+        == 0
+    )
+    database = urlsplit(pg_url).path.lstrip("/")
+    cut: list[int] = []  # connections the server dropped, at each cut
+    with StandInServer(market, api_keys=(API_KEY,), page_cap=5_000) as server:
+        counted = server.stats._request
+
+        def count_then_cut(*args):  # type: ignore[no-untyped-def]
+            counted(*args)
+            if server.stats.total in (10, 60):  # while the run's workers wait for these answers
+                with psycopg.connect(admin_url, autocommit=True) as admin:
+                    cut.append(
+                        admin.execute(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE datname = %s AND pid <> pg_backend_pid()",
+                            (database,),
+                        ).fetchone()[0]
+                    )
+
+        server.stats._request = count_then_cut
+        result = run_cli(
+            "run", "--base-url", server.url, "--workers", "4", "--rate", "2000", "--ledger", pg_url
+        )
+    assert result.code == 0, result.err + result.out
+    assert len(cut) == 2 and min(cut) >= 1  # the run's connections really were cut, twice
+    with Ledger(pg_url, create=False) as ledger:
+        states = dict(ledger.query("SELECT state, count(*) FROM units GROUP BY state"))
+        attempts = ledger.query("SELECT max(attempts) AS most FROM units")[0].most
+    assert set(states) <= {"done", "empty_confirmed"}
+    assert attempts == 1  # nothing was claimed twice on the way
+    expected = [truth(market, "minute", t, start, end) for t in tickers]
+    import polars as pl
+
+    assert_frame_equal(read_dataset(work / "data", "minute"), pl.concat(expected).sort("ticker", "timestamp"))

@@ -46,17 +46,40 @@ def test_success_wins_the_rate_back_with_time_and_never_above_the_ceiling():
     for _ in range(100):  # many successes at one instant earn nothing: the increase is per second
         limiter.on_success()
     assert limiter.rate == lowered
-    for _ in range(20):  # 10 s of successes
+    for _ in range(20):  # 10 s of successes, less the pause the 429 imposed (1 / rate)
         clock.now += 0.5
         limiter.on_success()
-    assert limiter.rate == pytest.approx(lowered + 10 * limiter.increase_per_second)
-    clock.now += 60  # a long silence (a pause) earns at most a second's worth
+    flowed = 10 - 1 / lowered
+    assert limiter.rate == pytest.approx(lowered + flowed * limiter.increase_per_second)
+    clock.now += 60  # a long silence (no work) earns at most a second's worth at this rate
     limiter.on_success()
-    assert limiter.rate == pytest.approx(lowered + 11 * limiter.increase_per_second)
+    assert limiter.rate == pytest.approx(lowered + (flowed + 1) * limiter.increase_per_second)
     for _ in range(10_000):
         clock.now += 0.5
         limiter.on_success()
     assert limiter.rate == 10
+
+
+def test_a_slow_host_climbs_per_second_like_a_fast_one():
+    # a success every 4 s at 0.25 requests/s earns 4 s of climb, not one second's worth
+    clock = Clock()
+    limiter = RateLimiter(1.0, clock=clock)
+    limiter.rate = 0.25
+    for _ in range(10):
+        clock.now += 4.0
+        limiter.on_success()
+    assert limiter.rate == pytest.approx(0.25 + 40 * limiter.increase_per_second)
+
+
+def test_a_slow_rate_never_bursts_more_than_a_second_of_requests():
+    clock = Clock()
+    limiter = RateLimiter(5 / 60, burst=4, clock=clock)  # the free plan: 5 requests a minute
+    clock.now += 600  # idle for long: unused slots
+    waits = [limiter.reserve() for _ in range(3)]
+    assert waits[0] == 0 and waits[1] == pytest.approx(12.0) and waits[2] == pytest.approx(24.0)
+    fast = RateLimiter(10, burst=4, clock=clock)
+    clock.now += 60
+    assert [fast.reserve() for _ in range(5)] == pytest.approx([0, 0, 0, 0, 0.1])  # 4 at once, then spaced
 
 
 def test_hosts_win_back_the_same_rate_whatever_their_share():
@@ -83,6 +106,39 @@ def test_hosts_sharing_a_key_converge_on_its_limit(hosts):
     assert key.ok_rate(warmup, seconds) >= 0.95 * limit  # the budget is used...
     assert key.throttled_share(warmup, seconds) <= 0.025  # ...with few refusals once converged
     assert sum(key.final_rates) <= 1.2 * limit  # and no host is still far above its share
+
+
+@pytest.mark.parametrize("hosts", [1, 3])
+def test_a_ceiling_far_above_the_limit_costs_few_refusals(hosts):
+    """--rate ten times the key's limit: each host climbs back by 0.5% of it per second, yet
+    the slots a 429 cancels keep the refusals few."""
+    limit, seconds = 20.0, 240.0
+    key = simulate_shared_key(limit=limit, hosts=hosts, start_rate=10 * limit, seconds=seconds, workers=8)
+    assert key.ok_rate(40, seconds) >= 0.95 * limit
+    assert key.throttled_share(40, seconds) <= 0.035
+
+
+def test_the_free_plan_at_its_limit_is_used_without_refusals():
+    limit, seconds = 5 / 60, 6000.0  # 5 requests a minute, 8 workers
+    key = simulate_shared_key(limit=limit, hosts=1, start_rate=limit, seconds=seconds, workers=8)
+    assert key.ok_rate(1000, seconds) >= 0.95 * limit
+    assert key.throttled_share(1000, seconds) <= 0.01
+
+
+def test_a_429_cancels_the_slots_already_taken():
+    """Eight workers at 2 requests/s hold slots up to 3.5 s ahead; after a 429 they must
+    take new ones (RateLimiter.acquire waits on `generation`), spaced at the lowered rate
+    from the end of the pause, not keep the old ones."""
+    clock = Clock()
+    limiter = RateLimiter(2, clock=clock)
+    taken = [limiter.reserve() for _ in range(8)]
+    assert taken[-1] == pytest.approx(3.5)
+    before = limiter.generation
+    limiter.on_throttled(retry_after=1.0)
+    assert limiter.generation == before + 1
+    again = [limiter.reserve() for _ in range(3)]
+    spacing = 1 / limiter.rate
+    assert again == pytest.approx([1.0, 1.0 + spacing, 1.0 + 2 * spacing])
 
 
 def test_a_late_host_gets_its_share_of_the_key():

@@ -18,7 +18,14 @@ from support import API_KEY, LISTINGS, UNKNOWN
 from polyledger.audit import audit
 from polyledger.ledger import AttemptRecord, Ledger, StoredFile
 from polyledger.plan import plan
-from polyledger.report import MAX_TICKERS, coverage_grids, dataset_summaries, period_states, write_report
+from polyledger.report import (
+    MAX_TICKERS,
+    Cell,
+    coverage_grids,
+    dataset_summaries,
+    period_states,
+    write_report,
+)
 from polyledger.runner import Run, RunOptions
 from polyledger.storage import BarStore
 from polyledger.testing import StandInServer, SyntheticMarket
@@ -195,6 +202,9 @@ def test_coverage_heatmap_png_is_a_real_picture(downloaded, tmp_path):
     assert unknown.settled == unknown.empty == 9 and unknown.no_bars_at_all
     assert day.column_labels == ["2022", "2023", "2024"]
     assert day.cells["AAPL", "2022"] == (1, 0, 1, 0)
+    # one month settled empty, eleven still to fetch: not "no bars at all" yet
+    assert not Cell(units=12, settled=1, failed=0, empty=1).no_bars_at_all
+    assert Cell(units=12, settled=12, failed=0, empty=12).no_bars_at_all
 
 
 def test_many_tickers_switch_to_years_by_months(tmp_path):

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import os
 import socket
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, insert, text
 
-from polyledger.errors import LeaseLost
+from polyledger.errors import InputError, LeaseLost
 from polyledger.ledger import pg
 from polyledger.ledger.database import (
     Location,
@@ -42,6 +44,8 @@ from polyledger.ledger.database import (
 )
 from polyledger.ledger.models import Run
 from polyledger.ledger.states import UnitState, allowed_sources
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
 
@@ -201,6 +205,46 @@ _INSERT_ATTEMPT = (
 )
 
 
+# seconds between attempts to reach a PostgreSQL server that dropped a connection: about
+# half a minute, enough for a restart or a failover, before the run stops with the error
+RECONNECT_DELAYS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+def _reconnecting(method: Callable) -> Callable:
+    """PostgreSQL: when the server dropped this thread's connection (a restart, a failover,
+    an idle timeout, `pg_terminate_backend`), open a new one and make the call again.
+
+    Safe to repeat: a transaction cut off by a dropped connection is rolled back by the
+    server, unless the drop fell between COMMIT and its answer. Then a settle finds its unit
+    already moved and raises LeaseLost (as for any lost lease; the file is written and the
+    unit settled), and a claim's first units stay leased to this run until it ends and their
+    lease expires."""
+
+    @functools.wraps(method)
+    def call(self: Ledger, *args: object, **kwargs: object) -> object:
+        if not self.postgres:
+            return method(self, *args, **kwargs)
+        failure: BaseException | None = None
+        for delay in RECONNECT_DELAYS:
+            if failure is not None:
+                time.sleep(delay)
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - only a dropped connection is retried
+                if not (self._forget_broken_connection() or (failure is not None and _unreachable(exc))):
+                    raise
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    return call
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The server could not be reached again (while reconnecting)."""
+    return isinstance(exc, InputError) or type(exc).__name__ == "OperationalError"
+
+
 class Ledger:
     """A ledger: a SQLite file or a PostgreSQL database (`postgresql://user:pw@host/db`).
     Thread-safe: every thread has its own connection."""
@@ -245,6 +289,23 @@ class Ledger:
             with self._connections_lock:
                 self._connections.append(connection)
         return connection
+
+    def _forget_broken_connection(self) -> bool:
+        """Drop this thread's PostgreSQL connection if the server cut it off; True if it did
+        (the next statement then opens a new one)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None or not (getattr(connection, "broken", False) or connection.closed):
+            return False
+        self._local.connection = None
+        with self._connections_lock:
+            if connection in self._connections:
+                self._connections.remove(connection)
+        try:
+            connection.close()
+        except Exception:  # noqa: BLE001, S110 - it is gone either way
+            pass
+        log.warning("the ledger's server dropped a connection; reconnecting")
+        return True
 
     def _statement(self) -> sqlite3.Cursor:
         """A cursor for one write statement, its own transaction: an UPDATE takes the write
@@ -307,6 +368,7 @@ class Ledger:
             added += flush()
         return added
 
+    @_reconnecting
     def widen_clipped(
         self, dataset: str, tickers: Iterable[str], start: dt.date, end: dt.date
     ) -> tuple[int, int]:
@@ -387,6 +449,7 @@ class Ledger:
         test, params = in_list(f"{self._plus}dataset", datasets, "_ds")
         return f" AND {test}", params
 
+    @_reconnecting
     def claim(
         self,
         owner: str,
@@ -401,6 +464,7 @@ class Ledger:
             owner, lease_seconds, f"state = 'pending'{dataset_filter} ORDER BY attempts, id", limit, params
         )
 
+    @_reconnecting
     def claim_following(
         self, owner: str, lease_seconds: float, head: ClaimedUnit, limit: int
     ) -> list[ClaimedUnit]:
@@ -474,6 +538,7 @@ class Ledger:
             for row in sorted(rows, key=lambda r: r["id"])
         ]
 
+    @_reconnecting
     def heartbeat(self, owner: str, lease_seconds: float) -> int:
         """Extend every lease `owner` holds. Returns how many units it still holds."""
         expires = iso(self.clock() + dt.timedelta(seconds=lease_seconds))
@@ -491,12 +556,17 @@ class Ledger:
                 {"expires": expires, "owner": owner},
             ).rowcount
 
-    def reclaim_expired(self) -> list[tuple[str, str, dt.date]]:
+    @_reconnecting
+    def reclaim_expired(
+        self, before_commit: Callable[[list[tuple[str, str, dt.date]]], object] | None = None
+    ) -> list[tuple[str, str, dt.date]]:
         """Put units whose lease ran out (their worker died) back to pending. Returns them
         as (dataset, ticker, period_start): their folders are the only places a dead worker
-        can have left a half-written temporary."""
+        can have left a half-written temporary. `before_commit(units)` runs before they are
+        released, so if it fails (or this process dies) they stay expired and the next
+        reclaim sees them again."""
         with self._write() as cursor:
-            reclaimed = self._move(
+            rows = self._move(
                 cursor,
                 UnitState.PENDING,
                 {UnitState.RUNNING},
@@ -506,9 +576,12 @@ class Ledger:
                 "error_class = 'lease_expired', last_error = 'lease expired: its worker stopped'",
                 returning="dataset, ticker, period_start",
             ).fetchall()
-        return [
-            (dataset, ticker, dt.date.fromisoformat(str(start)[:10])) for dataset, ticker, start in reclaimed
-        ]
+            reclaimed = [
+                (dataset, ticker, dt.date.fromisoformat(str(start)[:10])) for dataset, ticker, start in rows
+            ]
+            if reclaimed and before_commit is not None:
+                before_commit(reclaimed)
+        return reclaimed
 
     def _settle(
         self,
@@ -566,6 +639,7 @@ class Ledger:
             if not self._settle(cursor, unit, target, sets, params, attempt, run_id):
                 raise LeaseLost(f"unit {unit.id} ({unit.ticker} {unit.period_start}) is no longer ours")
 
+    @_reconnecting
     def settle_fetched(
         self, fetched: Sequence[FetchedUnit], adjusted: bool | None, run_id: str | None = None
     ) -> list[bool]:
@@ -584,6 +658,7 @@ class Ledger:
                 )
         return settled
 
+    @_reconnecting
     def settle_done(
         self,
         unit: ClaimedUnit,
@@ -597,12 +672,14 @@ class Ledger:
             unit, *_fetched_change(FetchedUnit(unit, attempt, stored), adjusted), attempt, run_id
         )
 
+    @_reconnecting
     def settle_empty(
         self, unit: ClaimedUnit, adjusted: bool, attempt: AttemptRecord, run_id: str | None = None
     ) -> None:
         """A complete, successful answer with no bars."""
         self._settle_one(unit, *_fetched_change(FetchedUnit(unit, attempt, None), adjusted), attempt, run_id)
 
+    @_reconnecting
     def settle_failed(self, unit: ClaimedUnit, attempt: AttemptRecord, run_id: str | None = None) -> None:
         self._settle_one(
             unit,
@@ -613,6 +690,7 @@ class Ledger:
             run_id,
         )
 
+    @_reconnecting
     def requeue(self, unit: ClaimedUnit, attempt: AttemptRecord, run_id: str | None = None) -> None:
         """A transient failure with attempts left: back to pending (behind untried units),
         the error kept on the unit and in its attempt history."""
@@ -625,6 +703,7 @@ class Ledger:
             run_id,
         )
 
+    @_reconnecting
     def release(self, unit: ClaimedUnit, *, undo_attempt: bool) -> bool:
         """Give a claimed unit back (shutdown, bad key). `undo_attempt` keeps its attempt
         count as if it had never been claimed. Returns False if it was no longer ours."""
@@ -639,6 +718,7 @@ class Ledger:
         ).rowcount
         return released == 1
 
+    @_reconnecting
     def reset_units(self, where: str, params: dict, sources: set[UnitState]) -> int:
         """Put matching settled/failed units back to pending (retry, repair, re-plan), with a
         fresh attempt budget; their history stays in unit_attempts."""
@@ -652,6 +732,7 @@ class Ledger:
         )
         return {row.c: row.n for row in rows}
 
+    @_reconnecting
     def replace_splits(self, ticker: str, splits: Sequence[tuple[str, float, float]]) -> None:
         """The ticker's known splits, (execution_date, split_from, split_to), replaced whole."""
         now = iso(self.clock())
@@ -663,6 +744,7 @@ class Ledger:
                 [(ticker, day, split_from, split_to, now) for day, split_from, split_to in splits],
             )
 
+    @_reconnecting
     def replace_quality_flags(self, datasets: Sequence[str], flags: Iterable[dict]) -> int:
         """The findings of a quality check of `datasets`, replacing that check's earlier
         ones. Each flag: dataset, ticker, session_date, check_name, detail, value, unit_id
@@ -690,6 +772,7 @@ class Ledger:
             )
         return len(rows)
 
+    @_reconnecting
     def claim_setting(self, key: str, value: str) -> str:
         """Record `value` for `key` unless the ledger has one already; returns the stored
         value. Atomic, so two processes starting together agree on the first one."""
@@ -702,6 +785,7 @@ class Ledger:
 
     # --- runs ------------------------------------------------------------------------
 
+    @_reconnecting
     def start_run(self, run_id: str, *, workers: int, rate: float, adjusted: bool, base_url: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(
@@ -718,6 +802,7 @@ class Ledger:
                 },
             )
 
+    @_reconnecting
     def end_run(self, run_id: str, outcome: str, units_settled: int, requests: int) -> None:
         with self.engine.begin() as connection:
             connection.execute(

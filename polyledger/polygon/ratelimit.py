@@ -18,7 +18,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-WINDOW_SECONDS = 3.0  # successes counted to estimate what the server accepts
+# successes counted to estimate what the server accepts: the last 3 s, or the time of
+# WINDOW_REQUESTS requests at the current rate when that is longer (at a few requests a
+# minute, 3 s hold one success or none, and say nothing)
+WINDOW_SECONDS = 3.0
+WINDOW_REQUESTS = 8
 BELOW_ACCEPTED = 0.80  # settle under it: room for the others sharing the key to climb back
 
 
@@ -44,6 +48,8 @@ class RateLimiter:
         self.increase_per_second = increase * rate
         self._clock = clock
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a 429 cancelled the slots taken
+        self.generation = 0  # 429s that cancelled the slots taken so far
         self._next_slot = clock()
         self._paused_until = 0.0
         self._last_decrease = float("-inf")
@@ -54,31 +60,58 @@ class RateLimiter:
     def reserve(self) -> float:
         """Take the next slot; returns how long the caller must wait before using it."""
         with self._lock:
-            now = self._clock()
-            earliest = max(now - (self.burst - 1) / self.rate, self._paused_until)
-            slot = max(self._next_slot, earliest)
-            self._next_slot = slot + 1.0 / self.rate
-            return max(0.0, slot - now)
+            return self._reserve(self._clock())
+
+    def _reserve(self, now: float) -> float:
+        # slots left unused may be caught up in a burst, but never more requests at once
+        # than a second's worth (a server's bucket holds about a second of its limit): at a
+        # few requests a minute a burst of 4 would be 3 refusals
+        catch_up = min((self.burst - 1) / self.rate, max(0.0, 1.0 - 1.0 / self.rate))
+        earliest = max(now - catch_up, self._paused_until)
+        slot = max(self._next_slot, earliest)
+        self._next_slot = slot + 1.0 / self.rate
+        return max(0.0, slot - now)
 
     def acquire(self, stop: threading.Event | None = None) -> bool:
-        """Block until this caller may send a request. False if `stop` was set meanwhile."""
-        delay = self.reserve()
-        if delay > 0:
-            if stop is not None:
-                return not stop.wait(delay)
-            time.sleep(delay)
-        return not (stop is not None and stop.is_set())
+        """Block until this caller may send a request. False if `stop` was set meanwhile.
+
+        A 429 while waiting cancels every slot taken but not yet used, and the waiters take
+        new ones at the lowered rate after the pause: with many workers at a low rate the
+        slots reach far ahead (8 workers at 5 requests a minute: 96 s), and the old spacing
+        would go on drawing 429s long after the server said no."""
+        with self._lock:
+            while True:
+                generation = self.generation
+                now = self._clock()
+                due = now + self._reserve(now)
+                while self.generation == generation:
+                    remaining = due - self._clock()
+                    if remaining <= 0:
+                        return not (stop is not None and stop.is_set())
+                    # in short steps, to notice `stop` without a thread of its own
+                    self._changed.wait(min(remaining, 0.25))
+                    if stop is not None and stop.is_set():
+                        return False
 
     def on_success(self) -> None:
         with self._lock:
             now = self._clock()
             self._successes.append(now)
-            while self._successes and self._successes[0] < now - WINDOW_SECONDS:
-                self._successes.popleft()
-            # time since the last success, at most a second: a pause earns nothing back
-            earned = min(1.0, now - self._last_increase) * self.increase_per_second
+            self._forget_old_successes(now)
+            # the time requests flowed since the last success: a Retry-After pause earns
+            # nothing, and a gap beyond two requests' spacing (no work, a slow answer) counts
+            # as two, so a host at 0.1 requests/s climbs per second like one at 10
+            flowing = now - max(self._last_increase, self._paused_until)
+            earned = min(max(0.0, flowing), max(1.0, 2.0 / self.rate)) * self.increase_per_second
             self._last_increase = now
             self.rate = min(self.ceiling, self.rate + earned)
+
+    def _window(self) -> float:
+        return max(WINDOW_SECONDS, WINDOW_REQUESTS / self.rate)
+
+    def _forget_old_successes(self, now: float) -> None:
+        while self._successes and self._successes[0] < now - self._window():
+            self._successes.popleft()
 
     def on_throttled(self, retry_after: float | None) -> None:
         """The server said 429: slow everyone down, and pause for Retry-After if given."""
@@ -87,9 +120,10 @@ class RateLimiter:
             now = self._clock()
             if now - self._last_decrease >= 1.0:  # one decision per burst of 429s
                 self._last_decrease = now
+                self._forget_old_successes(now)  # after a long pause, old successes say nothing
                 # successes per second over the window, counted over at least a second: early
                 # in a run the server's burst lets a fraction of a second look like a high rate
-                span = min(WINDOW_SECONDS, now - self._successes[0]) if self._successes else 0.0
+                span = min(self._window(), now - self._successes[0]) if self._successes else 0.0
                 accepted = len(self._successes) / max(span, 1.0) if self._successes else None
                 # just under what the server accepted; without that evidence, 30% off
                 lowered = (
@@ -98,4 +132,7 @@ class RateLimiter:
                 self.rate = max(self.min_rate, lowered)
             pause = retry_after if retry_after is not None else 1.0 / self.rate
             self._paused_until = max(self._paused_until, now + min(pause, 300.0))
-            self._next_slot = max(self._next_slot, self._paused_until)
+            # slots taken at the old rate are void: the schedule starts again after the pause
+            self._next_slot = self._paused_until
+            self.generation += 1
+            self._changed.notify_all()

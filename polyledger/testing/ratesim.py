@@ -9,8 +9,10 @@ on the key's limit without depending on how busy the machine running them is.
 from __future__ import annotations
 
 import heapq
+import random
 from dataclasses import dataclass, field
 
+from polyledger.polygon.client import RetryPolicy
 from polyledger.polygon.ratelimit import RateLimiter
 
 
@@ -55,6 +57,8 @@ def simulate_shared_key(
     retry_after: float | None = 1.0,
     host_start_gap: float = 0.0,
     work_per_host: int | None = None,
+    burst: float | None = None,
+    seed: int = 0,
 ) -> SimulatedKey:
     """Run `hosts` limiters, each starting at `start_rate`, against one key allowing `limit`/s.
 
@@ -62,30 +66,50 @@ def simulate_shared_key(
     answer after another `latency`, report it to its limiter. Host i starts at i * host_start_gap.
     With `work_per_host`, a host stops once that many of its requests were accepted (its
     finishing time is in `finished_at`): a host starved of its share finishes late.
+    As in a run: the limiter's burst is min(workers, 4) unless given, and a refused request
+    is sent again after the client's retry delay (Retry-After, or jittered exponential
+    backoff; jitter from `seed`).
     """
     clock = _Clock()
-    limiters = [RateLimiter(start_rate, clock=clock) for _ in range(hosts)]
+    burst = min(workers, 4) if burst is None else burst
+    limiters = [RateLimiter(start_rate, burst=burst, clock=clock) for _ in range(hosts)]
+    policy, jitter = RetryPolicy(), random.Random(seed)
     result = SimulatedKey(ok=[0] * hosts, throttled=[0] * hosts, finished_at=[seconds] * hosts)
     sent = [0] * hosts  # requests accepted or in flight, per host
     tokens, refilled = max(1.0, limit), 0.0
-    # events: (time, sequence, kind, host, accepted), kinds "ready", "arrive", "answer"
-    events: list[tuple[float, int, str, int, bool]] = []
+    # events: (time, sequence, kind, host, accepted, retries so far, limiter generation);
+    # kinds "ready" (a worker asks its limiter for a slot), "slot" (its slot is due), "arrive"
+    # (at the server), "answer" (back at the worker)
+    events: list[tuple[float, int, str, int, bool, int, int]] = []
     sequence = 0
+
+    def push(
+        at: float, kind: str, host: int, accepted: bool = False, retry: int = 0, generation: int = 0
+    ) -> None:
+        nonlocal sequence
+        sequence += 1
+        heapq.heappush(events, (at, sequence, kind, host, accepted, retry, generation))
+
     for host in range(hosts):
         for _ in range(workers):
-            heapq.heappush(events, (host * host_start_gap, sequence, "ready", host, False))
-            sequence += 1
+            push(host * host_start_gap, "ready", host)
     while events:
-        at, _, kind, host, accepted = heapq.heappop(events)
+        at, _, kind, host, accepted, retry, generation = heapq.heappop(events)
         if at >= seconds:
             break
         clock.now = at
         limiter = limiters[host]
-        if kind == "ready":  # the worker takes its limiter's next slot and sends then
-            if work_per_host is not None and sent[host] >= work_per_host:
+        if kind == "ready":
+            if work_per_host is not None and sent[host] >= work_per_host and not retry:
                 continue  # this host's work is all accepted or in flight: the worker stops
-            sent[host] += 1
-            heapq.heappush(events, (at + limiter.reserve() + latency, sequence, "arrive", host, False))
+            if not retry:
+                sent[host] += 1
+            push(at + limiter.reserve(), "slot", host, retry=retry, generation=limiter.generation)
+        elif kind == "slot":  # as RateLimiter.acquire: a 429 meanwhile voids the slot taken
+            if generation != limiter.generation:
+                push(at + limiter.reserve(), "slot", host, retry=retry, generation=limiter.generation)
+            else:
+                push(at + latency, "arrive", host, retry=retry)
         elif kind == "arrive":  # the server's token bucket decides, in arrival order
             tokens = min(max(1.0, limit), tokens + (at - refilled) * limit)
             refilled = at
@@ -93,18 +117,20 @@ def simulate_shared_key(
             tokens -= 1.0 if accepted else 0.0
             by_second = result.ok_by_second if accepted else result.throttled_by_second
             by_second[int(at)] = by_second.get(int(at), 0) + 1
-            heapq.heappush(events, (at + latency, sequence, "answer", host, accepted))
-        else:
-            if accepted:
-                result.ok[host] += 1
-                limiter.on_success()
-                if result.ok[host] == work_per_host:
-                    result.finished_at[host] = at
-            else:
-                sent[host] -= 1
-                result.throttled[host] += 1
-                limiter.on_throttled(retry_after)
-            heapq.heappush(events, (at, sequence, "ready", host, False))
-        sequence += 1
+            push(at + latency, "answer", host, accepted, retry)
+        elif accepted:
+            result.ok[host] += 1
+            limiter.on_success()
+            if result.ok[host] == work_per_host:
+                result.finished_at[host] = at
+            push(at, "ready", host)
+        else:  # refused: the client waits as RetryPolicy.delay says, then sends it again
+            result.throttled[host] += 1
+            limiter.on_throttled(retry_after)
+            if retry_after is not None:
+                delay = min(retry_after, policy.max_retry_after)
+            else:  # its formula, with reproducible jitter
+                delay = min(policy.max_delay, policy.base_delay * 2**retry) * jitter.uniform(0.5, 1.0)
+            push(at + delay, "ready", host, retry=retry + 1)
     result.final_rates = [limiter.rate for limiter in limiters]
     return result

@@ -27,6 +27,9 @@ EXAMPLES_PER_CLASS = 3
 EXIT_WORK_LEFT = 3  # audit's exit code when only pending or running units keep it incomplete
 
 
+NEVER_ATTEMPTED = "attempts = 0 AND fetched_at IS NULL AND last_error IS NULL"
+
+
 @dataclass
 class FailureClass:
     error_class: str
@@ -115,7 +118,9 @@ def audit(ledger: Ledger) -> AuditReport:
         # rows of done units only: a unit queued again keeps its old count until refetched
         "SELECT dataset, substr(period, 1, 4) AS year, count(*) AS units, "
         "coalesce(sum(CASE WHEN state = 'done' THEN rows END), 0) AS rows, "
-        "count(*) FILTER (WHERE attempts = 0) AS untried, "
+        # never tried: a unit queued again (retry, repair) has a fresh budget, but keeps its
+        # last error or fetch time, so it does not count as new
+        f"count(*) FILTER (WHERE {NEVER_ATTEMPTED}) AS untried, "
         + ", ".join(f"count(*) FILTER (WHERE state = '{state}') AS {state}" for state in STATES)
         + " FROM units GROUP BY dataset, substr(period, 1, 4) ORDER BY dataset, year"
     )

@@ -48,8 +48,7 @@ def print_audit(console: Console, report: AuditReport) -> None:
             )
         if entry.never_attempted:
             console.print(
-                f"  untried: {entry.never_attempted:,} units (never attempted, or queued again "
-                "with a fresh attempt budget)",
+                f"  never attempted: {entry.never_attempted:,} units",
                 markup=False,
             )
         if entry.stale_adjusted:

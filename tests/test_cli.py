@@ -10,6 +10,7 @@ import subprocess
 import pytest
 from support import API_KEY, cli_command, python_env, run_cli, write_universe
 
+from polyledger.ledger import AttemptRecord, Ledger
 from polyledger.testing import StandInServer
 
 
@@ -93,6 +94,15 @@ def test_status_and_audit_show_what_is_left(work):
     assert report["datasets"][0]["by_state"]["pending"] == 2
     assert report["datasets"][0]["never_attempted"] == 2
     assert report["datasets"][0]["by_year"] == [{"year": "2024", "units": 2, "settled": 0, "failed": 0}]
+
+    # a unit that failed and was queued again has a fresh budget, but it was tried
+    with Ledger(work / "ledger.db") as ledger:
+        unit = ledger.claim("w", 60)[0]
+        ledger.settle_failed(unit, AttemptRecord(error_class="not_found", error="HTTP 404"))
+    assert run_cli("retry", "--class", "all").code == 0
+    again = json.loads(run_cli("audit", "--json").out)["datasets"][0]
+    assert again["by_state"]["pending"] == 2 and again["never_attempted"] == 1
+    assert "never attempted: 1 units" in run_cli("audit").out
 
 
 def test_cp1252_console_does_not_crash(work, market):

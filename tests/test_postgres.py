@@ -147,6 +147,17 @@ def test_wrong_password_is_refused_without_echoing_it(admin_url):
     assert "wrong-Pa55word" not in result.err + result.out and result.err.count("\n") == 1
 
 
+def test_a_database_that_does_not_exist_says_how_to_make_it(admin_url, tmp_path):
+    missing = _with_database(admin_url, "polyledger_no_such_database")
+    Ledger(tmp_path / "source.db").close()  # an empty SQLite ledger to export
+    source = str(tmp_path / "source.db")
+    for command in (["status", "--ledger", missing], ["export", "--ledger", source, "--to", missing]):
+        result = run_cli(*command)
+        assert result.code == 2 and result.err.count("\n") == 1, result.err
+        assert "does not exist" in result.err and "createdb polyledger_no_such_database" in result.err
+        assert_no_password(result.err, admin_url)
+
+
 # --- the hot path -----------------------------------------------------------------------
 
 

@@ -96,7 +96,16 @@ def connect_postgres(url: str, **kwargs):  # type: ignore[no-untyped-def]
     try:
         return psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10, **kwargs)
     except psycopg.OperationalError as exc:
-        raise InputError(f"cannot open the ledger {redact_url(url)}: {_one_line(exc)}") from None
+        raise _cannot_open(url, exc) from None
+
+
+def _cannot_open(url: str, exc: BaseException) -> InputError:
+    message = f"cannot open the ledger {redact_url(url)}: {_one_line(exc)}"
+    if "does not exist" in message and "database" in message:
+        # polyledger makes the ledger's tables, never the database: that needs a role
+        # allowed to create databases, which a shared server rarely gives its users
+        message += f" (create it first, e.g. `createdb {urlsplit(libpq_url(url)).path.lstrip('/')}`)"
+    return InputError(message)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -221,9 +230,9 @@ def open_postgres_engine(url: str, *, create: bool, migrate_schema: bool = True)
                 has_ledger = inspect(connection).has_table("units")
                 connection.rollback()
         except sa_exc.OperationalError as exc:
-            raise InputError(f"cannot open the ledger {redact_url(url)}: {_one_line(exc)}") from None
+            raise _cannot_open(url, exc) from None
         except sa_exc.InterfaceError as exc:
-            raise InputError(f"cannot open the ledger {redact_url(url)}: {_one_line(exc)}") from None
+            raise _cannot_open(url, exc) from None
         if not has_ledger and not create:
             raise InputError(f"no ledger at {redact_url(url)}: run `polyledger plan` first")
         if migrate_schema:

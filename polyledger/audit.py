@@ -27,7 +27,11 @@ EXAMPLES_PER_CLASS = 3
 EXIT_WORK_LEFT = 3  # audit's exit code when only pending or running units keep it incomplete
 
 
-NEVER_ATTEMPTED = "attempts = 0 AND fetched_at IS NULL AND last_error IS NULL"
+# no attempt counted, none charged a request, no error or fetch left behind (a unit queued
+# again by retry or repair has a fresh budget but keeps those)
+NEVER_ATTEMPTED = (
+    "attempts = 0 AND requests = 0 AND fetched_at IS NULL AND last_error IS NULL AND error_class IS NULL"
+)
 
 
 @dataclass

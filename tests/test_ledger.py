@@ -62,6 +62,8 @@ def test_plan_is_idempotent_and_only_adds_missing_units(ledger):
     assert wider.widened == 2  # both clipped Januaries now cover the whole month
     assert states(ledger)[("AAPL", "2024-02-01")] == "empty_confirmed"  # never reset
     assert states(ledger)[("AAPL", "2024-01-01")] == "pending"  # widened, fetched whole again
+    widened = ledger.query("SELECT attempts FROM units WHERE ticker = 'AAPL' AND period_start = '2024-01-01'")
+    assert widened[0].attempts == 0  # with a fresh attempt budget, as `retry` gives
     periods = ledger.query("SELECT period_start, period_end FROM units WHERE ticker = 'IBM' ORDER BY id")
     assert [(r.period_start, r.period_end) for r in periods][-1] == ("2024-03-01", "2024-03-05")
 

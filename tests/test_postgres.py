@@ -154,8 +154,15 @@ def test_a_database_that_does_not_exist_says_how_to_make_it(admin_url, tmp_path)
     for command in (["status", "--ledger", missing], ["export", "--ledger", source, "--to", missing]):
         result = run_cli(*command)
         assert result.code == 2 and result.err.count("\n") == 1, result.err
-        assert "does not exist" in result.err and "createdb polyledger_no_such_database" in result.err
+        assert "does not exist" in result.err and result.err.rstrip().endswith(
+            " polyledger_no_such_database)"
+        )
+        assert "(create it first: createdb -h " in result.err and " -U " in result.err
         assert_no_password(result.err, admin_url)
+    # the name the server reports, quoted for a shell (here from a percent-encoded URL path)
+    odd = _with_database(admin_url, "no%20such")
+    result = run_cli("status", "--ledger", odd)
+    assert result.code == 2 and result.err.rstrip().endswith(" 'no such')"), result.err
 
 
 # --- the hot path -----------------------------------------------------------------------
@@ -482,3 +489,41 @@ def test_a_run_survives_the_server_dropping_its_connections(work, market, pg_url
     import polars as pl
 
     assert_frame_equal(read_dataset(work / "data", "minute"), pl.concat(expected).sort("ticker", "timestamp"))
+
+
+def test_a_claim_whose_answer_is_lost_takes_back_the_units_that_landed(pg_url, monkeypatch):
+    """The connection drops after the claim's UPDATE committed, before its answer arrives:
+    the repeated claim returns those units instead of leaving them leased to nobody."""
+    from polyledger.ledger import pg
+
+    with Ledger(pg_url) as ledger:
+        plan(ledger, ["AAA"], "minute", dt.date(2024, 1, 1), dt.date(2024, 4, 30))
+        execute, cut = pg.Cursor.execute, []
+
+        def answer_lost(self, sql, params=None):  # type: ignore[no-untyped-def]
+            result = execute(self, sql, params)
+            if not cut and "lease_token = :token" in sql and sql.startswith("UPDATE"):
+                cut.append(sql)
+                self._cursor.connection.close()
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            return result
+
+        monkeypatch.setattr(pg.Cursor, "execute", answer_lost)
+        claimed = ledger.claim("worker", 60, limit=2)
+        assert cut and len(claimed) == 2
+        held = ledger.query("SELECT lease_token, attempts FROM units WHERE state = 'running'")
+        assert len(held) == 2 and {row.lease_token for row in held} == {claimed[0].lease_token}
+        assert all(row.attempts == 1 for row in held)  # claimed once, not twice
+        for unit in claimed:
+            ledger.settle_empty(unit, True, AttemptRecord())
+        assert ledger.heartbeat("worker", 60) == 0  # nothing left leased to this worker
+
+
+def test_a_closed_ledger_does_not_reconnect(pg_url):
+    ledger = Ledger(pg_url)
+    plan(ledger, ["AAA"], "minute", dt.date(2024, 1, 1), dt.date(2024, 1, 31))
+    ledger.heartbeat("w", 60)  # this thread now has a connection
+    ledger.close()
+    with pytest.raises(Exception, match="closed"):
+        ledger.heartbeat("w", 60)
+    assert ledger._connections == []

@@ -3,6 +3,8 @@ several hosts sharing one key converge on its limit (a simulation on a virtual c
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from polyledger.polygon.ratelimit import BELOW_ACCEPTED, RateLimiter
@@ -139,6 +141,20 @@ def test_a_429_cancels_the_slots_already_taken():
     again = [limiter.reserve() for _ in range(3)]
     spacing = 1 / limiter.rate
     assert again == pytest.approx([1.0, 1.0 + spacing, 1.0 + 2 * spacing])
+
+
+@pytest.mark.parametrize("retry_after", [0.0, -5.0, 1.0])
+def test_a_short_retry_after_never_lets_requests_out_faster_than_the_rate(retry_after):
+    clock = Clock()
+    limiter = RateLimiter(0.2, burst=4, clock=clock)  # one request every 5 s
+    sent = []
+    for _ in range(6):  # each request refused 0.3 s after it went out
+        clock.now += limiter.reserve()
+        sent.append(clock.now)
+        clock.now += 0.3
+        limiter.on_throttled(retry_after=retry_after)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
+    assert all(gap >= 1 / 0.2 - 1e-9 for gap in gaps), gaps
 
 
 def test_a_late_host_gets_its_share_of_the_key():

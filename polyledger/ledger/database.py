@@ -7,6 +7,8 @@ A ledger location is a SQLite file path or a `postgresql://` (or `postgresql+psy
 from __future__ import annotations
 
 import importlib.resources
+import re
+import shlex
 import sqlite3
 from pathlib import Path
 from typing import Union
@@ -100,12 +102,30 @@ def connect_postgres(url: str, **kwargs):  # type: ignore[no-untyped-def]
 
 
 def _cannot_open(url: str, exc: BaseException) -> InputError:
-    message = f"cannot open the ledger {redact_url(url)}: {_one_line(exc)}"
-    if "does not exist" in message and "database" in message:
+    reason = _one_line(exc)
+    message = f"cannot open the ledger {redact_url(url)}: {reason}"
+    missing = re.search(r'database "(.+?)" does not exist', reason)
+    if missing:
         # polyledger makes the ledger's tables, never the database: that needs a role
         # allowed to create databases, which a shared server rarely gives its users
-        message += f" (create it first, e.g. `createdb {urlsplit(libpq_url(url)).path.lstrip('/')}`)"
+        message += f" (create it first: {_createdb_command(url, missing.group(1))})"
     return InputError(message)
+
+
+def _createdb_command(url: str, database: str) -> str:
+    """`createdb` for the server and user the URL names (never its password)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        where = conninfo_to_dict(libpq_url(url))
+    except Exception:  # noqa: BLE001 - the hint is a courtesy
+        where = {}
+    options = [
+        f"{flag} {shlex.quote(str(where[key]))}"
+        for flag, key in (("-h", "host"), ("-p", "port"), ("-U", "user"))
+        if where.get(key)
+    ]
+    return " ".join(["createdb", *options, shlex.quote(database)])
 
 
 def _one_line(exc: BaseException) -> str:

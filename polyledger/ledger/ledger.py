@@ -32,7 +32,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, insert, text
 
-from polyledger.errors import InputError, LeaseLost
+from polyledger.errors import InputError, LeaseLost, LedgerError
 from polyledger.ledger import pg
 from polyledger.ledger.database import (
     Location,
@@ -217,8 +217,9 @@ def _reconnecting(method: Callable) -> Callable:
     Safe to repeat: a transaction cut off by a dropped connection is rolled back by the
     server, unless the drop fell between COMMIT and its answer. Then a settle finds its unit
     already moved and raises LeaseLost (as for any lost lease; the file is written and the
-    unit settled), and a claim's first units stay leased to this run until it ends and their
-    lease expires."""
+    unit settled), and a claim, repeated with the same lease token, takes back the units
+    that had landed. Arguments are never iterators (a repeat would find them used up). After
+    about half a minute without the server: LedgerError."""
 
     @functools.wraps(method)
     def call(self: Ledger, *args: object, **kwargs: object) -> object:
@@ -228,14 +229,19 @@ def _reconnecting(method: Callable) -> Callable:
         for delay in RECONNECT_DELAYS:
             if failure is not None:
                 time.sleep(delay)
+            self._local.retrying = failure is not None
             try:
                 return method(self, *args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - only a dropped connection is retried
-                if not (self._forget_broken_connection() or (failure is not None and _unreachable(exc))):
+                dropped = self._forget_broken_connection() or getattr(exc, "connection_invalidated", False)
+                if not (dropped or (failure is not None and _unreachable(exc))):
                     raise
-                failure = exc
-        assert failure is not None
-        raise failure
+                failure = failure or exc
+            finally:
+                self._local.retrying = False
+        raise LedgerError(
+            f"the ledger's server stopped answering (retried for {sum(RECONNECT_DELAYS):.0f} s): {failure}"
+        ) from failure
 
     return call
 
@@ -261,10 +267,12 @@ class Ledger:
         self._local = threading.local()
         self._connections: list = []
         self._connections_lock = threading.Lock()
+        self._closed = False
         # `+dataset` keeps SQLite's planner on the pending index; PostgreSQL has no unary + on text
         self._plus = "" if self.postgres else "+"
 
     def close(self) -> None:
+        self._closed = True  # a call after this must not open a connection nobody closes
         with self._connections_lock:
             for connection in self._connections:
                 connection.close()
@@ -280,6 +288,8 @@ class Ledger:
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
+            if self._closed:
+                raise LedgerError(f"the ledger {self.name} is closed")
             if self.postgres:
                 connection = connect_postgres(self.location)  # type: ignore[arg-type]
             else:
@@ -294,7 +304,9 @@ class Ledger:
         """Drop this thread's PostgreSQL connection if the server cut it off; True if it did
         (the next statement then opens a new one)."""
         connection = getattr(self._local, "connection", None)
-        if connection is None or not (getattr(connection, "broken", False) or connection.closed):
+        if self._closed or connection is None:
+            return False
+        if not (getattr(connection, "broken", False) or connection.closed):
             return False
         self._local.connection = None
         with self._connections_lock:
@@ -368,15 +380,20 @@ class Ledger:
             added += flush()
         return added
 
-    @_reconnecting
     def widen_clipped(
         self, dataset: str, tickers: Iterable[str], start: dt.date, end: dt.date
+    ) -> tuple[int, int]:
+        return self._widen_clipped(dataset, frozenset(tickers), start, end)
+
+    @_reconnecting
+    def _widen_clipped(
+        self, dataset: str, tickers: frozenset[str], start: dt.date, end: dt.date
     ) -> tuple[int, int]:
         """Units an earlier plan clipped (part of a month or year) that a plan of `tickers` x
         [start, end] covers further are widened, and, if settled, queued again so the
         period is fetched whole (its file is then replaced by a superset of itself).
         Returns (widened, busy): busy units are being fetched right now and left alone."""
-        wanted = set(tickers)
+        wanted = tickers
         with self._write() as cursor:
             month_end = (
                 "to_char(date_trunc('month', period_start::date) + interval '1 month - 1 day', 'YYYY-MM-DD')"
@@ -413,8 +430,15 @@ class Ledger:
                 if row["state"] == UnitState.PENDING.value:
                     cursor.execute(f"UPDATE units SET {widen} WHERE id = :id", params)
                 else:
+                    # queued again with a fresh budget, as `retry` does: a unit that had used
+                    # its attempts must not fail for good on its first transient error
                     self._move(
-                        cursor, UnitState.PENDING, {UnitState(row["state"])}, "id = :id", params, sets=widen
+                        cursor,
+                        UnitState.PENDING,
+                        {UnitState(row["state"])},
+                        "id = :id",
+                        params,
+                        sets=f"{widen}, attempts = 0",
                     )
                 widened += 1
         return widened, busy
@@ -449,7 +473,6 @@ class Ledger:
         test, params = in_list(f"{self._plus}dataset", datasets, "_ds")
         return f" AND {test}", params
 
-    @_reconnecting
     def claim(
         self,
         owner: str,
@@ -464,7 +487,6 @@ class Ledger:
             owner, lease_seconds, f"state = 'pending'{dataset_filter} ORDER BY attempts, id", limit, params
         )
 
-    @_reconnecting
     def claim_following(
         self, owner: str, lease_seconds: float, head: ClaimedUnit, limit: int
     ) -> list[ClaimedUnit]:
@@ -495,8 +517,28 @@ class Ledger:
     def _claim_where(
         self, owner: str, lease_seconds: float, selection: str, limit: int, params: dict
     ) -> list[ClaimedUnit]:
-        token = uuid.uuid4().hex
+        return self._claim_with_token(uuid.uuid4().hex, owner, lease_seconds, selection, limit, params)
+
+    @_reconnecting
+    def _claim_with_token(
+        self, token: str, owner: str, lease_seconds: float, selection: str, limit: int, params: dict
+    ) -> list[ClaimedUnit]:
+        """One claim under `token`. Repeated after a dropped connection, it first looks for
+        units the lost answer had claimed (the COMMIT may have landed): they are this
+        claim's, and would otherwise stay leased to the run, renewed by its heartbeat."""
         now = self.clock()
+        if getattr(self._local, "retrying", False):
+            landed = (
+                self._statement()
+                .execute(
+                    "SELECT id, dataset, ticker, period_start, period_end, attempts FROM units "
+                    "WHERE lease_token = :token AND state = 'running'",
+                    {"token": token},
+                )
+                .fetchall()
+            )
+            if landed:
+                return self._claimed(landed, token, now)
         params = dict(
             params,
             owner=owner,
@@ -523,6 +565,10 @@ class Ledger:
             "attempts = attempts + 1",
             returning="id, dataset, ticker, period_start, period_end, attempts",
         ).fetchall()
+        return self._claimed(rows, token, now)
+
+    @staticmethod
+    def _claimed(rows: list, token: str, now: dt.datetime) -> list[ClaimedUnit]:
         claimed_at = iso(now)
         return [
             ClaimedUnit(
@@ -744,7 +790,6 @@ class Ledger:
                 [(ticker, day, split_from, split_to, now) for day, split_from, split_to in splits],
             )
 
-    @_reconnecting
     def replace_quality_flags(self, datasets: Sequence[str], flags: Iterable[dict]) -> int:
         """The findings of a quality check of `datasets`, replacing that check's earlier
         ones. Each flag: dataset, ticker, session_date, check_name, detail, value, unit_id
@@ -763,6 +808,10 @@ class Ledger:
             )
             for flag in flags
         ]
+        return self._store_quality_flags(list(datasets), rows)
+
+    @_reconnecting
+    def _store_quality_flags(self, datasets: list[str], rows: list[tuple]) -> int:
         with self._write() as cursor:
             cursor.executemany("DELETE FROM quality_flags WHERE dataset = ?", [(name,) for name in datasets])
             cursor.executemany(

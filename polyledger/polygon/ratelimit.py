@@ -130,9 +130,11 @@ class RateLimiter:
                     self.rate * 0.7 if accepted is None else min(self.rate * 0.9, BELOW_ACCEPTED * accepted)
                 )
                 self.rate = max(self.min_rate, lowered)
-            pause = retry_after if retry_after is not None else 1.0 / self.rate
+            pause = max(0.0, retry_after) if retry_after is not None else 1.0 / self.rate
             self._paused_until = max(self._paused_until, now + min(pause, 300.0))
-            # slots taken at the old rate are void: the schedule starts again after the pause
-            self._next_slot = self._paused_until
+            # slots taken at the old rate are void: the schedule starts again after the pause,
+            # and never sooner than one spacing at the new rate (a short Retry-After must not
+            # let each 429 release the next request early)
+            self._next_slot = max(self._paused_until, now + 1.0 / self.rate)
             self.generation += 1
             self._changed.notify_all()

@@ -199,6 +199,9 @@ class Run:
                 thread.join()
         finally:
             beating.set()
+            # a beat in flight finishes before the caller may close the ledger (bounded: a
+            # beat waiting on an unreachable server must not hold the exit)
+            heart.join(timeout=5)
         if self._fatal is not None:
             outcome = "stopped"
         elif self.stop.is_set():

@@ -48,10 +48,6 @@ class YearCoverage:
     settled: int  # done or empty_confirmed
     failed: int
 
-    @property
-    def open(self) -> int:
-        return self.units - self.settled - self.failed
-
 
 @dataclass
 class DatasetAudit:
@@ -175,7 +171,7 @@ def _tickers_without_data(ledger: Ledger, dataset: str) -> tuple[int, list[str]]
     symbol; some units may still be failed or pending)."""
     rows = ledger.query(
         "SELECT ticker, sum(CASE WHEN state = 'done' THEN 1 ELSE 0 END) AS done, "
-        "sum(CASE WHEN state = 'empty_confirmed' THEN 1 ELSE 0 END) AS empty, count(*) AS units "
+        "sum(CASE WHEN state = 'empty_confirmed' THEN 1 ELSE 0 END) AS empty "
         "FROM units WHERE dataset = :d GROUP BY ticker ORDER BY ticker",
         {"d": dataset},
     )

@@ -341,12 +341,13 @@ def audit(
         raise InputError("--volume-tolerance and --jump apply to --quality only")
     with Ledger(ledger_path, create=False) as ledger:
         report = audit_ledger(ledger)
-        findings = deep_check(ledger, BarStore(data)) if deep else []
+        store = BarStore(data)
+        findings = deep_check(ledger, store) if deep else []
         checked = None
         if quality:
             from polyledger.quality import check_quality
 
-            checked = check_quality(ledger, data, jump_threshold=jump, volume_tolerance=volume_tolerance)
+            checked = check_quality(ledger, store, jump_threshold=jump, volume_tolerance=volume_tolerance)
     problems = [f for f in findings if f.kind != "stale_file"]
     if as_json:
         payload = report.to_dict()

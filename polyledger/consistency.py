@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -68,9 +69,7 @@ def deep_check(ledger: Ledger, store: BarStore, checksums: bool = True) -> list[
         if row.state == UnitState.DONE.value and row.file_path:
             findings.extend(_check_unit_file(store, row, checksums))
     for relative in store.walk():
-        name = relative.rsplit("/", 1)[-1]
-        if QUARANTINE in relative.split("/"):
-            continue
+        name = relative.rsplit("/", 1)[-1]  # walk() skips .quarantine/ (a dot folder)
         if name.startswith(TEMP_MARK):
             findings.append(Finding("stray_temporary", relative, "left by an interrupted write"))
         elif name == PART_NAME and relative not in known:
@@ -109,10 +108,7 @@ def _check_unit_file(store: BarStore, row, checksums: bool) -> list[Finding]:  #
             Finding("row_mismatch", row.file_path, f"ledger says {row.rows} rows, file has {rows}", row.id)
         ]
     if checksums and row.checksum:
-        if content is not None:
-            checksum = "sha256:" + hashlib.sha256(content).hexdigest()
-        else:
-            checksum = file_checksum(store.path_of(row.file_path))
+        checksum = file_checksum(io.BytesIO(content) if content is not None else store.path_of(row.file_path))
         if checksum != row.checksum:
             return [
                 Finding(

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from sqlalchemy import text
 
 from polyledger.audit import STATES, AuditReport, audit
 from polyledger.errors import InputError
-from polyledger.ledger import Ledger, in_list
+from polyledger.ledger import SETTLED, Ledger, in_list
 from polyledger.periods import DATASETS, ET, REFERENCE_DATASETS, check_dataset
 from polyledger.polygon.aggs import BAR_SCHEMA
 from polyledger.reference import REFERENCE
@@ -94,8 +96,9 @@ class Download:
             raise InputError(f"start {first} is after end {last}")
         if isinstance(tickers, str):  # one ticker given bare: `tickers="AAPL"`
             tickers = [tickers]
-        self._warn_unsettled(dataset, tickers, first, last)
-        files = self._files(dataset, tickers, first, last)
+        selected = self._selected(dataset, tickers, first, last)
+        _warn_unsettled(dataset, selected)
+        files = _files(selected)
         if not files:
             return pl.LazyFrame(schema=STORED_BAR_SCHEMA)
         frame = self.store.scan_parquet(files)
@@ -113,7 +116,7 @@ class Download:
             raise InputError(
                 f"unknown reference dataset {dataset!r}: choose one of {', '.join(REFERENCE_DATASETS)}"
             )
-        files = self._files(dataset, tickers, None, None)
+        files = _files(self._selected(dataset, tickers, None, None))
         if not files:
             return pl.LazyFrame(schema=REFERENCE[dataset].schema)
         return self.store.scan_parquet(files)
@@ -121,25 +124,6 @@ class Download:
     def audit(self) -> AuditReport:
         """The ledger's audit (`polyledger audit`): completeness per dataset and year."""
         return audit(self.ledger)
-
-    def _warn_unsettled(
-        self, dataset: str, tickers: Sequence[str] | None, first: dt.date | None, last: dt.date | None
-    ) -> None:
-        """A selection with failed or not yet fetched units returns fewer bars: say so."""
-        where, params = self._selection(dataset, tickers, first, last)
-        rows = self.ledger.query(
-            f"SELECT state, count(*) AS n FROM units WHERE {' AND '.join(where)} "
-            "AND state NOT IN ('done', 'empty_confirmed') GROUP BY state ORDER BY state",
-            params,
-        )
-        if rows:
-            states = ", ".join(f"{row.n} {row.state}" for row in rows)
-            warnings.warn(
-                f"{sum(row.n for row in rows)} {dataset} units in this selection hold no bars yet "
-                f"({states}): see .units(state=...) and `polyledger audit`",
-                UnsettledUnitsWarning,
-                stacklevel=3,
-            )
 
     def _selection(
         self, dataset: str, tickers: Sequence[str] | None, first: dt.date | None, last: dt.date | None
@@ -157,16 +141,33 @@ class Download:
             params["last"] = last.isoformat()
         return where, params
 
-    def _files(
+    def _selected(
         self, dataset: str, tickers: Sequence[str] | None, first: dt.date | None, last: dt.date | None
-    ) -> list[str]:
+    ) -> list[Any]:
+        """The selection's units (state, file), in ticker and time order: one query."""
         where, params = self._selection(dataset, tickers, first, last)
-        rows = self.ledger.query(
-            f"SELECT file_path FROM units WHERE {' AND '.join(where)} AND state = 'done' "
-            "ORDER BY ticker, period_start",
+        return self.ledger.query(
+            f"SELECT state, file_path FROM units WHERE {' AND '.join(where)} ORDER BY ticker, period_start",
             params,
         )
-        return [row.file_path for row in rows]  # relative: the store reads them, local or remote
+
+
+def _files(selected: list[Any]) -> list[str]:
+    # relative paths: the store reads them, local or remote
+    return [row.file_path for row in selected if row.state == "done"]
+
+
+def _warn_unsettled(dataset: str, selected: list[Any]) -> None:
+    """A selection with failed or not yet fetched units returns fewer bars: say so."""
+    unsettled = Counter(row.state for row in selected if row.state not in SETTLED)
+    if unsettled:
+        states = ", ".join(f"{n} {state}" for state, n in sorted(unsettled.items()))
+        warnings.warn(
+            f"{sum(unsettled.values())} {dataset} units in this selection hold no bars yet "
+            f"({states}): see .units(state=...) and `polyledger audit`",
+            UnsettledUnitsWarning,
+            stacklevel=3,
+        )
 
 
 class UnsettledUnitsWarning(UserWarning):

@@ -30,11 +30,11 @@ import polars as pl
 
 from polyledger.defaults import DEFAULT_JUMP_THRESHOLD, DEFAULT_VOLUME_TOLERANCE
 from polyledger.errors import InputError
-from polyledger.ledger import Ledger
-from polyledger.periods import ET
+from polyledger.ledger import Ledger, in_list
+from polyledger.periods import DATASETS, ET
 from polyledger.storage import BarStore
 
-BAR_DATASETS = ("minute", "day")
+BAR_DATASETS = tuple(DATASETS)
 CHECKS = (
     "duplicate_timestamp",
     "non_monotonic",
@@ -177,15 +177,10 @@ def _check_ticker(ledger: Ledger, data: BarStore, ticker: str, report: QualityRe
 # --- reading -----------------------------------------------------------------------------
 
 
-def _in_list(names: Sequence[str]) -> tuple[str, dict]:
-    params = {f"d{i}": name for i, name in enumerate(names)}
-    return ", ".join(f":{key}" for key in params), params
-
-
 def _tickers(ledger: Ledger, datasets: Sequence[str]) -> list[str]:
-    names, params = _in_list(datasets)
+    chosen, params = in_list("dataset", datasets, "d")
     rows = ledger.query(
-        f"SELECT DISTINCT ticker FROM units WHERE dataset IN ({names}) AND state = 'done' ORDER BY ticker",
+        f"SELECT DISTINCT ticker FROM units WHERE {chosen} AND state = 'done' ORDER BY ticker",
         params,
     )
     return [row.ticker for row in rows]
@@ -502,11 +497,11 @@ def _missing_sessions(ticker: str, minute_units: list[_Unit], missing: pl.DataFr
 
 def _dropped_duplicates(ledger: Ledger, datasets: Sequence[str]) -> list[dict]:
     """Done units whose latest successful fetch dropped repeated timestamps."""
-    names, params = _in_list(datasets)
+    chosen, params = in_list("u.dataset", datasets, "d")
     rows = ledger.query(
         "SELECT u.id, u.dataset, u.ticker, u.period, a.duplicates FROM unit_attempts a "
         "JOIN units u ON u.id = a.unit_id "
-        f"WHERE a.duplicates > 0 AND u.state = 'done' AND u.dataset IN ({names}) "
+        f"WHERE a.duplicates > 0 AND u.state = 'done' AND {chosen} "
         "AND a.id = (SELECT max(b.id) FROM unit_attempts b WHERE b.unit_id = u.id AND b.outcome = 'done') "
         "ORDER BY u.ticker, u.dataset, u.period_start",
         params,

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from polyledger.audit import STALE_ADJUSTED, STATES
-from polyledger.ledger import Ledger
+from polyledger.ledger import SETTLED, Ledger
+from polyledger.periods import ALL_DATASETS, DATASETS
 
 MAX_TICKERS = 60  # more than this: coverage per year x month for the whole universe
 FLAGS_SHOWN = 20
-BAR_DATASETS = ("minute", "day")
-DATASET_ORDER = ("minute", "day", "splits", "dividends", "details")
-SETTLED = ("done", "empty_confirmed")
+BAR_DATASETS = tuple(DATASETS)
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 STATE_COLORS = {
     "done": "#2e7d32",
@@ -118,7 +117,7 @@ def dataset_summaries(ledger: Ledger, counts: list[Any]) -> list[DatasetSummary]
         f"SELECT dataset, count(*) AS n FROM ({STALE_ADJUSTED}) AS stale GROUP BY dataset"
     ):
         summaries[row.dataset].stale_adjusted = row.n
-    rank = {name: i for i, name in enumerate(DATASET_ORDER)}
+    rank = {name: i for i, name in enumerate(ALL_DATASETS)}
     return sorted(summaries.values(), key=lambda s: (rank.get(s.dataset, len(rank)), s.dataset))
 
 
@@ -206,10 +205,6 @@ def failure_classes(ledger: Ledger) -> list[Any]:
 
 def quality(ledger: Ledger) -> tuple[list[Any], list[Any]]:
     """(flags per check, the first flags); empty when no quality check ran."""
-    from sqlalchemy import inspect
-
-    if not inspect(ledger.engine).has_table("quality_flags"):
-        return [], []
     counts = ledger.query(
         "SELECT check_name, count(*) AS flags, count(DISTINCT ticker) AS tickers, max(checked_at) AS checked "
         "FROM quality_flags GROUP BY check_name ORDER BY flags DESC, check_name"

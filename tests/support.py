@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import os
 import sqlite3
+import subprocess
 import sys
 import time
 from contextlib import redirect_stderr, redirect_stdout
@@ -135,6 +136,21 @@ def wait_for(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
 def cli_command(*args: object) -> list[str]:
     """`polyledger ARGS...` as a child process runs it (same interpreter)."""
     return [sys.executable, "-m", "polyledger", *(str(a) for a in args)]
+
+
+def run_side_by_side(args: list[object], copies: int, cwd: Path, timeout: float) -> list[CliResult]:
+    """`copies` processes of `polyledger ARGS...` started together with the test API key, as
+    several hosts would run them; their exit codes and output once all have finished."""
+    env = dict(python_env(), POLYGON_API_KEY=API_KEY)
+    children = [
+        subprocess.Popen(cli_command(*args), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(copies)
+    ]
+    outputs = [child.communicate(timeout=timeout) for child in children]
+    return [
+        CliResult(child.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+        for child, (out, err) in zip(children, outputs, strict=True)
+    ]
 
 
 def skip_unless_required(reason: str) -> None:

@@ -1,4 +1,5 @@
-"""Two processes x 8 threads claiming from one ledger file never get the same unit."""
+"""Two processes x 8 threads claiming from one ledger (a file here; PostgreSQL in
+test_postgres.py) never get the same unit."""
 
 from __future__ import annotations
 
@@ -42,20 +43,26 @@ def claim_until_empty(location: str, start: threading.Barrier | None = None) -> 
     return claimed
 
 
-def test_no_double_claims_across_two_processes_and_16_threads(tmp_path):
-    path = tmp_path / "ledger.db"
-    with Ledger(path) as ledger:
+def assert_no_double_claims_across_two_processes(location: str) -> None:
+    """2,000 units, two processes x 8 threads claiming from the same moment: every unit
+    claimed exactly once, each claim recorded once. For a ledger file or a PostgreSQL URL."""
+    with Ledger(location) as ledger:
         tickers = [f"T{i:03d}" for i in range(100)]
         plan(ledger, tickers, "minute", dt.date(2023, 1, 1), dt.date(2024, 8, 31))  # 2,000 units
         total = ledger.query("SELECT count(*) FROM units")[0][0]
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, context.Pool(2) as pool:
         start = manager.Barrier(2)
-        results = pool.starmap(claim_until_empty, [(str(path), start), (str(path), start)])
+        results = pool.starmap(claim_until_empty, [(location, start), (location, start)])
     every_claim = Counter(unit_id for ids in results for unit_id in ids)
     assert all(len(ids) > 0 for ids in results), "both processes should have taken work"
     assert max(every_claim.values()) == 1, "a unit was claimed twice"
-    assert len(every_claim) == total
-    with Ledger(path, create=False) as ledger:
+    assert len(every_claim) == total == 2000
+    with Ledger(location, create=False) as ledger:
         assert ledger.counts() == {"minute": {"empty_confirmed": total}}
         assert ledger.query("SELECT max(attempts) FROM units")[0][0] == 1
+        assert ledger.query("SELECT count(*) FROM unit_attempts")[0][0] == total
+
+
+def test_no_double_claims_across_two_processes_and_16_threads(tmp_path):
+    assert_no_double_claims_across_two_processes(str(tmp_path / "ledger.db"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-import subprocess
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -15,11 +14,10 @@ from support import (
     API_KEY,
     LISTINGS,
     UNKNOWN,
-    cli_command,
     ledger_states,
-    python_env,
     read_dataset,
     run_cli,
+    run_side_by_side,
     truth,
     write_universe,
 )
@@ -277,15 +275,11 @@ def test_two_processes_on_one_key_both_adapt_to_the_server_limit(work):
     write_universe(work / "universe.csv", tickers)
     run_cli("plan", "--universe", "universe.csv", "--from", "2023-03-01", "--to", "2023-03-31")
     with StandInServer(market, api_keys=(API_KEY,), rate_limit=8) as server:
-        command = cli_command("run", "--base-url", server.url, "--workers", "4", "--rate", "16")
-        env = dict(python_env(), POLYGON_API_KEY=API_KEY)
-        children = [
-            subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            for _ in range(2)
-        ]
-        outputs = [child.communicate(timeout=120) for child in children]
+        runs = run_side_by_side(
+            ["run", "--base-url", server.url, "--workers", "4", "--rate", "16"], 2, cwd=work, timeout=120
+        )
         statuses = server.stats.snapshot()["by_status"]
-    assert [child.returncode for child in children] == [0, 0], outputs
+    assert [run.code for run in runs] == [0, 0], runs
     assert statuses.get(429, 0) >= 1  # the limit was reached...
     assert statuses.get(429, 0) <= 0.25 * statuses[200]  # ...and both processes backed off
     assert ledger_states(work / "ledger.db") == {"done": 40}

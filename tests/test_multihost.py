@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
 
 from polars.testing import assert_frame_equal
-from support import API_KEY, cli_command, python_env, run_cli, write_universe
+from support import API_KEY, run_cli, run_side_by_side, write_universe
 from test_postgres import admin_url, new_database, pg_url  # noqa: F401 - fixtures
 from test_s3 import bucket, expected, moto_endpoint, read_s3_dataset  # noqa: F401 - fixtures
 
@@ -45,27 +44,26 @@ def test_three_processes_share_a_postgres_ledger_an_s3_bucket_and_the_rate_limit
         assert planned.code == 0, planned.err
     with StandInServer(market, api_keys=(API_KEY,), rate_limit=LIMIT, page_cap=100) as api:
         # small pages: each process needs many requests, so the shared limit really binds
-        command = cli_command(
-            "run",
-            "--base-url",
-            api.url,
-            "--ledger",
-            pg_url,
-            "--data",
-            data,
-            "--workers",
-            "4",
-            "--rate",
-            str(2 * LIMIT),
+        runs = run_side_by_side(
+            [
+                "run",
+                "--base-url",
+                api.url,
+                "--ledger",
+                pg_url,
+                "--data",
+                data,
+                "--workers",
+                4,
+                "--rate",
+                2 * LIMIT,
+            ],
+            3,
+            cwd=work,
+            timeout=300,
         )
-        env = dict(python_env(), POLYGON_API_KEY=API_KEY)
-        children = [
-            subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            for _ in range(3)
-        ]
-        outputs = [child.communicate(timeout=300) for child in children]
         statuses = api.stats.snapshot()["by_status"]
-    assert [child.returncode for child in children] == [0, 0, 0], outputs
+    assert [run.code for run in runs] == [0, 0, 0], runs
     # three processes starting at 2x the limit each (6x together): the limit was reached, and
     # without adapting 5 of 6 requests would be refused; adapted, few are
     assert statuses.get(429, 0) >= 1, statuses

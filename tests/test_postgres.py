@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import multiprocessing
 import os
 import sqlite3
 import uuid
-from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,7 +26,7 @@ from support import (
     truth,
     write_universe,
 )
-from test_claims_concurrency import claim_until_empty
+from test_claims_concurrency import assert_no_double_claims_across_two_processes
 
 from polyledger.ledger import AttemptRecord, Ledger, StoredFile, UnitState, new_owner_id
 from polyledger.ledger.models import SQLModel
@@ -234,22 +232,7 @@ def test_plan_claim_settle_audit_retry_on_postgres(pg_url):
 
 
 def test_no_double_claims_across_two_processes_and_16_threads_on_postgres(pg_url):
-    with Ledger(pg_url) as ledger:
-        tickers = [f"T{i:03d}" for i in range(100)]
-        plan(ledger, tickers, "minute", dt.date(2023, 1, 1), dt.date(2024, 8, 31))  # 2,000 units
-        total = ledger.query("SELECT count(*) FROM units")[0][0]
-    context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, context.Pool(2) as pool:
-        start = manager.Barrier(2)
-        results = pool.starmap(claim_until_empty, [(pg_url, start), (pg_url, start)])
-    assert all(len(ids) > 0 for ids in results), "both processes should have taken work"
-    every_claim = Counter(unit_id for ids in results for unit_id in ids)
-    assert max(every_claim.values()) == 1, "a unit was claimed twice"
-    assert len(every_claim) == total == 2000
-    with Ledger(pg_url, create=False) as ledger:
-        assert ledger.counts() == {"minute": {"empty_confirmed": total}}
-        assert ledger.query("SELECT max(attempts) FROM units")[0][0] == 1
-        assert ledger.query("SELECT count(*) FROM unit_attempts")[0][0] == total
+    assert_no_double_claims_across_two_processes(pg_url)
 
 
 # --- sql, migrate ------------------------------------------------------------------------

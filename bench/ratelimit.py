@@ -26,6 +26,7 @@ from polyledger.runner import RunOptions
 
 KEY = "ratelimit-key"
 WARMUP_SECONDS = 10.0  # the first seconds, where a run starting at 2R finds the limit
+SAMPLE_SECONDS = 5.0  # how often the limiter's rate is sampled
 
 
 def child(url: str, tickers: list[str], rate: float) -> dict:
@@ -34,14 +35,12 @@ def child(url: str, tickers: list[str], rate: float) -> dict:
     with scratch_run(url, KEY, tickers, *march, RunOptions(workers=8, rate=rate)) as (run, _planned):
         at_warmup: list[tuple[int, int]] = []  # (requests, 429s) once the first seconds are over
 
-        rates: list[float] = []  # the limiter's rate every 5 s, to see how hosts share the key
+        rates: list[float] = []  # the limiter's rate every SAMPLE_SECONDS: how hosts share the key
 
         def sample() -> None:
-            waited = 0.0
-            while not finished.wait(5.0):
-                waited += 5.0
+            while not finished.wait(SAMPLE_SECONDS):
                 rates.append(round(run.limiter.rate, 1))
-                if waited == WARMUP_SECONDS:
+                if not at_warmup and len(rates) * SAMPLE_SECONDS >= WARMUP_SECONDS:
                     at_warmup.append((run.client.requests_sent, run.limiter.throttled))
 
         finished = threading.Event()

@@ -102,12 +102,12 @@ def plan(
     from polyledger.plan import check_range
     from polyledger.plan import plan as plan_units
     from polyledger.reference import plan_reference
-    from polyledger.universe import read_members
+    from polyledger.universe import read_members, read_universe
 
     if dataset in ("splits", "dividends"):
         if start or end:
             raise InputError(f"--from/--to do not apply to {dataset}: a unit holds a ticker's whole history")
-        tickers = [member.ticker for member in read_members(universe)]
+        tickers = read_universe(universe)
         with Ledger(ledger_path) as ledger:
             added = plan_reference(ledger, tickers, dataset, et_today())
         _echo(
@@ -542,12 +542,9 @@ def _where(location: str) -> str:
 
 
 def _refuse_while_running(ledger, action: str) -> None:  # type: ignore[no-untyped-def]
-    from polyledger.ledger import iso, utc_now
+    from polyledger.ledger.transfer import live_leases
 
-    live = ledger.query(
-        "SELECT count(*) AS n FROM units WHERE state = 'running' AND lease_expires_at >= :now",
-        {"now": iso(utc_now())},
-    )[0].n
+    live = live_leases(ledger.engine)
     if live:
         raise InputError(f"a run holds {live} units right now: {action} after it ends")
 

@@ -196,8 +196,9 @@ class BarStore:
         urls = [self.url_of(relative) for relative in relatives]
         if not self.remote:
             return pl.scan_parquet(urls, **kwargs)  # type: ignore[arg-type]
-        if self.storage_options is not None:
-            return pl.scan_parquet(urls, storage_options=self.storage_options, **kwargs)  # type: ignore[arg-type]
+        options = self.storage_options  # read from the environment: once
+        if options is not None:
+            return pl.scan_parquet(urls, storage_options=options, **kwargs)  # type: ignore[arg-type]
         fs = self._filesystem()  # a protocol polars cannot read itself: through fsspec
         frames = []
         for relative in relatives:

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 from support import (
     API_KEY,
@@ -31,8 +32,6 @@ from test_claims_concurrency import assert_no_double_claims_across_two_processes
 from polyledger.ledger import AttemptRecord, Ledger, StoredFile, UnitState, new_owner_id
 from polyledger.ledger.models import SQLModel
 from polyledger.plan import plan
-
-psycopg = pytest.importorskip("psycopg")
 
 ENV = "POLYLEDGER_TEST_PG_URL"
 THREADS = 8

@@ -249,9 +249,7 @@ def open_postgres_engine(url: str, *, create: bool, migrate_schema: bool = True)
             with engine.connect() as connection:
                 has_ledger = inspect(connection).has_table("units")
                 connection.rollback()
-        except sa_exc.OperationalError as exc:
-            raise _cannot_open(url, exc) from None
-        except sa_exc.InterfaceError as exc:
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
             raise _cannot_open(url, exc) from None
         if not has_ledger and not create:
             raise InputError(f"no ledger at {redact_url(url)}: run `polyledger plan` first")

@@ -393,7 +393,6 @@ class Ledger:
         [start, end] covers further are widened, and, if settled, queued again so the
         period is fetched whole (its file is then replaced by a superset of itself).
         Returns (widened, busy): busy units are being fetched right now and left alone."""
-        wanted = tickers
         with self._write() as cursor:
             month_end = (
                 "to_char(date_trunc('month', period_start::date) + interval '1 month - 1 day', 'YYYY-MM-DD')"
@@ -413,7 +412,7 @@ class Ledger:
             ).fetchall()
             widened = busy = 0
             for row in clipped:
-                if row["ticker"] not in wanted:
+                if row["ticker"] not in tickers:
                     continue
                 first, last = _period_bounds(row["period"])
                 if start > last or end < first:
@@ -672,6 +671,7 @@ class Ledger:
         )
         return True
 
+    @_reconnecting
     def _settle_one(
         self,
         unit: ClaimedUnit,
@@ -704,7 +704,6 @@ class Ledger:
                 )
         return settled
 
-    @_reconnecting
     def settle_done(
         self,
         unit: ClaimedUnit,
@@ -718,14 +717,12 @@ class Ledger:
             unit, *_fetched_change(FetchedUnit(unit, attempt, stored), adjusted), attempt, run_id
         )
 
-    @_reconnecting
     def settle_empty(
         self, unit: ClaimedUnit, adjusted: bool, attempt: AttemptRecord, run_id: str | None = None
     ) -> None:
         """A complete, successful answer with no bars."""
         self._settle_one(unit, *_fetched_change(FetchedUnit(unit, attempt, None), adjusted), attempt, run_id)
 
-    @_reconnecting
     def settle_failed(self, unit: ClaimedUnit, attempt: AttemptRecord, run_id: str | None = None) -> None:
         self._settle_one(
             unit,
@@ -736,7 +733,6 @@ class Ledger:
             run_id,
         )
 
-    @_reconnecting
     def requeue(self, unit: ClaimedUnit, attempt: AttemptRecord, run_id: str | None = None) -> None:
         """A transient failure with attempts left: back to pending (behind untried units),
         the error kept on the unit and in its attempt history."""

@@ -40,9 +40,6 @@ class Row(tuple):
             return tuple.__getitem__(self, self._index[key])
         return tuple.__getitem__(self, key)
 
-    def keys(self) -> list[str]:
-        return list(self._index)
-
 
 @functools.lru_cache(maxsize=256)
 def _row_class(names: tuple[str, ...]) -> type[Row]:
@@ -87,6 +84,3 @@ class Cursor:
     @property
     def rowcount(self) -> int:
         return self._cursor.rowcount
-
-    def close(self) -> None:
-        self._cursor.close()

@@ -13,7 +13,6 @@ from polyledger.ledger.database import (
     connect_postgres,
     connect_sqlite,
     describe,
-    head_revision,
     open_engine,
     parse_location,
 )
@@ -44,7 +43,8 @@ def _connect(location: Location):  # type: ignore[no-untyped-def]
     return connect_sqlite(location) if not isinstance(location, str) else connect_postgres(location)
 
 
-def _live_leases(engine: Engine) -> int:
+def live_leases(engine: Engine) -> int:
+    """Units a run holds right now (running under a lease that has not expired)."""
     with engine.connect() as connection:
         return connection.execute(
             text("SELECT count(*) FROM units WHERE state = 'running' AND lease_expires_at >= :now"),
@@ -92,7 +92,7 @@ def copy_ledger(source: Location, target: Location, *, batch: int = BATCH_ROWS) 
         raise InputError("source and target are the same ledger")
     source_engine = open_engine(source, create=False)
     try:
-        live = _live_leases(source_engine)
+        live = live_leases(source_engine)
         if live:
             raise InputError(
                 f"a run holds {live} units of {describe(source)} right now: copy the ledger after it ends"
@@ -198,4 +198,4 @@ def schema_revision(location: Location) -> tuple[str | None, str]:
     return before, after
 
 
-__all__ = ["TABLES", "TransferResult", "copy_ledger", "head_revision", "schema_revision"]
+__all__ = ["TABLES", "TransferResult", "copy_ledger", "live_leases", "schema_revision"]

@@ -42,12 +42,13 @@ class RetryPolicy:
     max_delay: float = 30.0
     max_retry_after: float = 120.0
 
-    def delay(self, retry: int, retry_after: float | None) -> float:
+    def delay(self, retry: int, retry_after: float | None, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number `retry` (0-based); `rng` for reproducible jitter."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after)
         # "full jitter" between half and all of the exponential step
         step = min(self.max_delay, self.base_delay * (2**retry))
-        return step * random.uniform(0.5, 1.0)
+        return step * (rng or random).uniform(0.5, 1.0)
 
 
 @dataclass(frozen=True)

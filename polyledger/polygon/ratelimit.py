@@ -110,7 +110,8 @@ class RateLimiter:
         return max(WINDOW_SECONDS, WINDOW_REQUESTS / self.rate)
 
     def _forget_old_successes(self, now: float) -> None:
-        while self._successes and self._successes[0] < now - self._window():
+        cutoff = now - self._window()
+        while self._successes and self._successes[0] < cutoff:
             self._successes.popleft()
 
     def on_throttled(self, retry_after: float | None) -> None:

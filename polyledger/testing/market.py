@@ -102,6 +102,10 @@ class Listing:
         listed = self.list_date is None or self.list_date <= day
         return listed and (self.delist_date is None or day <= self.delist_date)
 
+    def trading(self, day: dt.date | None) -> bool:
+        """Active as the tickers endpoint says it: on `day`, or now (None: not delisted)."""
+        return self.active_on(day) if day is not None else not self.delisted_by(None)
+
     def delisted_by(self, day: dt.date | None) -> bool:
         """Delisted before `day` (None: at all, whatever the date)."""
         if self.delist_date is None:
@@ -234,6 +238,9 @@ class SyntheticMarket:
         for listing in listings:
             self._listings[listing.ticker] = listing
         self._probs: dict[int, np.ndarray] = {}
+        # a ticker's dividend records: each needs the close before it (two weeks of minute
+        # bars), and the stand-in asks again for every page; listings never change
+        self._dividends: dict[str, tuple[dict, ...]] = {}
 
     # -- lookups -------------------------------------------------------------------------
     def knows(self, ticker: str) -> bool:
@@ -367,7 +374,7 @@ class SyntheticMarket:
             "locale": "us",
             "primary_exchange": listing.primary_exchange,
             "type": listing.type,
-            "active": listing.active_on(date) if date is not None else not delisted,
+            "active": listing.trading(date),
             "currency_name": "usd",
             "cik": f"{1_000_000 + key % 1_000_000:010d}",
             "composite_figi": _figi(key, 0xC0F1),
@@ -386,7 +393,7 @@ class SyntheticMarket:
         for ticker in self.tickers:
             listing = self._listings[ticker]
             if active:
-                keep = listing.active_on(date) if date is not None else not listing.delisted_by(None)
+                keep = listing.trading(date)
             else:
                 keep = listing.delisted_by(date)
             if keep:
@@ -433,15 +440,22 @@ class SyntheticMarket:
         """
         out = []
         for symbol in [ticker] if ticker is not None else self.tickers:
-            listing = self._listings.get(symbol)
-            factor = 1.0
-            for div in sorted(listing.dividends if listing else (), key=lambda x: x.ex_dividend_date)[::-1]:
-                cash = div.cash_amount * self._later_split_factor(listing, div.ex_dividend_date)  # type: ignore[arg-type]
-                close = self._close_before(symbol, div.ex_dividend_date)
-                if close:
-                    factor *= max(0.0, 1.0 - cash / close)
-                out.append(self._dividend_record(symbol, div, cash, factor))
-        return out
+            if symbol not in self._dividends:
+                self._dividends[symbol] = self._dividends_of(symbol)
+            out.extend(dict(record) for record in self._dividends[symbol])
+        return out  # new lists and dicts each time: callers sort and may change them
+
+    def _dividends_of(self, symbol: str) -> tuple[dict, ...]:
+        listing = self._listings.get(symbol)
+        out = []
+        factor = 1.0
+        for div in sorted(listing.dividends if listing else (), key=lambda x: x.ex_dividend_date)[::-1]:
+            cash = div.cash_amount * self._later_split_factor(listing, div.ex_dividend_date)  # type: ignore[arg-type]
+            close = self._close_before(symbol, div.ex_dividend_date)
+            if close:
+                factor *= max(0.0, 1.0 - cash / close)
+            out.append(self._dividend_record(symbol, div, cash, factor))
+        return tuple(out)
 
     def _split_record(self, ticker: str, split: Split, factor: float) -> dict:
         return {

@@ -127,10 +127,6 @@ def simulate_shared_key(
         else:  # refused: the client waits as RetryPolicy.delay says, then sends it again
             result.throttled[host] += 1
             limiter.on_throttled(retry_after)
-            if retry_after is not None:
-                delay = min(retry_after, policy.max_retry_after)
-            else:  # its formula, with reproducible jitter
-                delay = min(policy.max_delay, policy.base_delay * 2**retry) * jitter.uniform(0.5, 1.0)
-            push(at + delay, "ready", host, retry=retry + 1)
+            push(at + policy.delay(retry, retry_after, rng=jitter), "ready", host, retry=retry + 1)
     result.final_rates = [limiter.rate for limiter in limiters]
     return result

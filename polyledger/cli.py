@@ -6,11 +6,9 @@ stopped itself (bad key, disk full); 2 bad input (nothing was changed); 130 inte
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
-import signal
 import sys
 import threading
 from dataclasses import asdict
@@ -247,25 +245,12 @@ def _check_base_url(url: str) -> str:
     return url
 
 
-@contextlib.contextmanager
 def _signals_stop(job):  # type: ignore[no-untyped-def]
     """The first Ctrl-C (or SIGTERM) asks the run to stop gracefully: no new units, units
     in flight finish or go back to pending. A second one quits at once (still safe)."""
+    from polyledger import signals
 
-    def handler(_signum, _frame):  # type: ignore[no-untyped-def]
-        if job.stop.is_set():
-            raise KeyboardInterrupt
-        job.request_stop()  # no printing here: the main thread may be mid-write (reentrant I/O)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    return signals.handling(signals.graceful_stop(job.request_stop, job.stop.is_set))
 
 
 def _setup_logging(log_file: Optional[Path]) -> None:
@@ -741,8 +726,7 @@ def serve(
 
     Example: polyledger serve --port 8765 --latency 0.05 --fault-rate 0.05
     """
-    import time
-
+    from polyledger import signals
     from polyledger.demo import DEMO_KEY, demo_market
     from polyledger.periods import parse_date
     from polyledger.testing import FaultPlan, Listing, StandInServer, SyntheticMarket
@@ -768,11 +752,12 @@ def serve(
     except OSError as exc:
         raise InputError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
     print(server.url, flush=True)
+    stop = threading.Event()
     try:
-        while True:
-            time.sleep(0.5)  # the server runs in its own threads
-    except KeyboardInterrupt:
-        pass
+        # its own handler: a server started with SIGINT ignored still stops on Ctrl-C
+        with signals.handling(lambda _signum, _frame: stop.set()):
+            while not stop.wait(0.5):  # a timed wait: signal handlers run between waits
+                pass
     finally:
         server.stop()
 

@@ -73,12 +73,14 @@ def _retry_after(response: requests.Response) -> float | None:
 
 
 def _error_text(response: requests.Response) -> str:
+    """The error message of a response, redacted before it is cut short (a key cut in two
+    is no longer recognised, and its first part would show)."""
     try:
         data = response.json()
-        text = data.get("error") or data.get("message") or data.get("status") or ""
+        text, limit = data.get("error") or data.get("message") or data.get("status") or "", 160
     except ValueError:
-        text = response.text[:80]
-    return " ".join(str(text).split())[:160]
+        text, limit = response.text, 80
+    return " ".join(redact(str(text)).split())[:limit]
 
 
 class PolygonClient:

@@ -26,6 +26,10 @@ WINDOW_REQUESTS = 8
 BELOW_ACCEPTED = 0.80  # settle under it: room for the others sharing the key to climb back
 
 
+def _wait_on(condition: threading.Condition, timeout: float) -> None:
+    condition.wait(timeout)
+
+
 class RateLimiter:
     def __init__(
         self,
@@ -35,6 +39,7 @@ class RateLimiter:
         min_rate: float = 0.05,
         increase: float = 0.005,  # share of the ceiling won back per second of successes
         clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[threading.Condition, float], object] = _wait_on,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -47,6 +52,9 @@ class RateLimiter:
         # host ahead forever, and one starved host would finish its work long after the rest)
         self.increase_per_second = increase * rate
         self._clock = clock
+        # how acquire() waits (lock held, released while waiting): tests pass a wait driven
+        # by the same virtual clock, so the real acquire runs without real time
+        self._wait = wait
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a 429 cancelled the slots taken
         self.generation = 0  # 429s that cancelled the slots taken so far
@@ -89,7 +97,7 @@ class RateLimiter:
                     if remaining <= 0:
                         return not (stop is not None and stop.is_set())
                     # in short steps, to notice `stop` without a thread of its own
-                    self._changed.wait(min(remaining, 0.25))
+                    self._wait(self._changed, min(remaining, 0.25))
                     if stop is not None and stop.is_set():
                         return False
 

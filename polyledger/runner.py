@@ -177,6 +177,7 @@ class Run:
             rate=opts.rate,
             adjusted=opts.adjusted,
             base_url=self.client.base_url,
+            owner=self.owner,
         )
         threads = [
             threading.Thread(target=self._worker, name=f"polyledger-worker-{i}", daemon=True)
@@ -243,6 +244,7 @@ class Run:
         while not finished.wait(self.options.lease_seconds / 4):
             try:
                 self.ledger.heartbeat(self.owner, self.options.lease_seconds)
+                self.ledger.run_alive(self.run_id, self.stats.settled, self.client.requests_sent)
             except Exception:  # noqa: BLE001 - try again at the next beat; leases have slack
                 log.warning("could not renew leases (ledger busy); trying again")
 
@@ -316,7 +318,7 @@ class Run:
 
     def _work(self) -> None:
         opts = self.options
-        while not self.stop.is_set():
+        while True:  # BREAK
             if not self._take(1):
                 return
             units = self.ledger.claim(self.owner, opts.lease_seconds, 1, opts.datasets)

@@ -68,6 +68,18 @@ def test_kill_9_mid_run_then_next_run_completes(work, market):
             "SELECT count(*) FROM units WHERE error_class IS NULL AND attempts = 2"
         ).fetchone()[0]
     assert retried >= after_kill["running"]  # the orphans were taken back and finished
+    with sqlite3.connect(ledger) as connection:
+        # every attempt is a row, the killed one's lost attempts included
+        uncounted = connection.execute(
+            "SELECT count(*) FROM (SELECT u.id FROM units u LEFT JOIN unit_attempts a ON a.unit_id = u.id "
+            "GROUP BY u.id, u.attempts HAVING count(a.id) != u.attempts)"
+        ).fetchone()[0]
+        lost = connection.execute(
+            "SELECT count(*) FROM unit_attempts WHERE error_class = 'lease_expired'"
+        ).fetchone()[0]
+        runs = connection.execute("SELECT outcome, ended_at IS NOT NULL FROM runs ORDER BY started_at").fetchall()
+    assert uncounted == 0 and lost >= after_kill["running"]
+    assert runs == [("lost", 1), ("finished", 1)]  # the killed run is closed, not left open
 
 
 def test_the_next_run_removes_a_killed_writers_temporary_beside_its_unit_only(work, market):

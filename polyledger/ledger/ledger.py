@@ -197,6 +197,9 @@ def _fetched_change(item: FetchedUnit, adjusted: bool | None) -> tuple[UnitState
     )
 
 
+_LEASE_EXPIRED = "lease_expired"
+_LEASE_EXPIRED_TEXT = "lease expired: its worker stopped"
+
 _INSERT_ATTEMPT = (
     "INSERT INTO unit_attempts (unit_id, run_id, started_at, ended_at, outcome, error_class, error, "
     "http_status, request_id, requests, bytes, bars, duplicates) VALUES (:unit_id, :run_id, :started_at, "
@@ -609,24 +612,76 @@ class Ledger:
         as (dataset, ticker, period_start): their folders are the only places a dead worker
         can have left a half-written temporary. `before_commit(units)` runs before they are
         released, so if it fails (or this process dies) they stay expired and the next
-        reclaim sees them again."""
+        reclaim sees them again.
+
+        The lost attempt is recorded (every attempt is a row in `unit_attempts`), and the
+        runs that held those leases, still open, are closed as `lost` as of their last
+        heartbeat."""
+        now = iso(self.clock())
         with self._write() as cursor:
+            # read the holders first: RETURNING shows the row after the update (no owner)
+            lock = " FOR UPDATE" if self.postgres else ""
+            holders = {
+                row[0]: (row[1], row[2])
+                for row in cursor.execute(
+                    "SELECT id, lease_owner, updated_at FROM units "
+                    f"WHERE state = 'running' AND lease_expires_at < :now_iso{lock}",
+                    {"now_iso": now},
+                ).fetchall()
+            }
+            if not holders:
+                return []
             rows = self._move(
                 cursor,
                 UnitState.PENDING,
                 {UnitState.RUNNING},
                 "lease_expires_at < :now_iso",
-                {"now_iso": iso(self.clock())},
+                {"now_iso": now},
                 sets="lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
-                "error_class = 'lease_expired', last_error = 'lease expired: its worker stopped'",
-                returning="dataset, ticker, period_start",
+                f"error_class = '{_LEASE_EXPIRED}', last_error = '{_LEASE_EXPIRED_TEXT}'",
+                returning="id, dataset, ticker, period_start",
             ).fetchall()
+            moved = [(unit_id, *holders[unit_id]) for unit_id, *_ in rows if unit_id in holders]
+            self._record_lost_attempts(cursor, moved, now)
             reclaimed = [
-                (dataset, ticker, dt.date.fromisoformat(str(start)[:10])) for dataset, ticker, start in rows
+                (dataset, ticker, dt.date.fromisoformat(str(start)[:10])) for _, dataset, ticker, start in rows
             ]
             if reclaimed and before_commit is not None:
                 before_commit(reclaimed)
         return reclaimed
+
+    def _record_lost_attempts(self, cursor: sqlite3.Cursor, moved: list[tuple], now: str) -> None:
+        """One `unit_attempts` row per reclaimed unit, charged to the run that held it, and
+        that run closed as `lost` (ended when it was last seen) if it never ended."""
+        owners = sorted({owner for _, owner, _ in moved if owner})
+        runs: dict[str, str] = {}
+        if owners:
+            test, params = in_list("owner", owners, "o")
+            runs = dict(cursor.execute(f"SELECT owner, id FROM runs WHERE {test}", params).fetchall())
+            cursor.execute(
+                "UPDATE runs SET outcome = 'lost', ended_at = COALESCE(last_seen_at, started_at) "
+                f"WHERE ended_at IS NULL AND {test}",
+                params,
+            )
+        for unit_id, owner, claimed_at in moved:
+            cursor.execute(
+                _INSERT_ATTEMPT,
+                {
+                    "unit_id": unit_id,
+                    "run_id": runs.get(owner),
+                    "started_at": claimed_at,
+                    "ended_at": now,
+                    "outcome": UnitState.PENDING.value,
+                    "error_class": _LEASE_EXPIRED,
+                    "error": _LEASE_EXPIRED_TEXT,
+                    "http_status": None,
+                    "request_id": None,
+                    "requests": 0,  # whatever the dead worker sent was never reported
+                    "bytes": 0,
+                    "bars": 0,
+                    "duplicates": 0,
+                },
+            )
 
     def _settle(
         self,
@@ -831,13 +886,25 @@ class Ledger:
     # --- runs ------------------------------------------------------------------------
 
     @_reconnecting
-    def start_run(self, run_id: str, *, workers: int, rate: float, adjusted: bool, base_url: str) -> None:
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        workers: int,
+        rate: float,
+        adjusted: bool,
+        base_url: str,
+        owner: str | None = None,
+    ) -> None:
+        now = iso(self.clock())
         with self.engine.begin() as connection:
             connection.execute(
                 insert(_RUNS),
                 {
                     "id": run_id,
-                    "started_at": iso(self.clock()),
+                    "owner": owner,
+                    "started_at": now,
+                    "last_seen_at": now,
                     "host": socket.gethostname(),
                     "pid": os.getpid(),
                     "workers": workers,
@@ -848,11 +915,24 @@ class Ledger:
             )
 
     @_reconnecting
+    def run_alive(self, run_id: str, units_settled: int, requests: int) -> None:
+        """A heartbeat of the run: its counters so far, and when it was last seen alive
+        (a run that dies keeps what it did; the reclaim of its leases closes it)."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "UPDATE runs SET last_seen_at = :now, units_settled = :settled, requests = :requests "
+                    "WHERE id = :id AND ended_at IS NULL"
+                ),
+                {"now": iso(self.clock()), "settled": units_settled, "requests": requests, "id": run_id},
+            )
+
+    @_reconnecting
     def end_run(self, run_id: str, outcome: str, units_settled: int, requests: int) -> None:
         with self.engine.begin() as connection:
             connection.execute(
                 text(
-                    "UPDATE runs SET ended_at = :now, outcome = :outcome, "
+                    "UPDATE runs SET ended_at = :now, last_seen_at = :now, outcome = :outcome, "
                     "units_settled = :settled, requests = :requests WHERE id = :id"
                 ),
                 {

@@ -75,9 +75,11 @@ class Run(SQLModel, table=True):
     rate: float
     adjusted: bool
     base_url: str
-    outcome: Optional[str] = None  # finished | stopped:<reason> | interrupted
-    units_settled: int = 0
+    outcome: Optional[str] = None  # finished | stopped | interrupted | lost (died: leases reclaimed)
+    units_settled: int = 0  # kept current with the heartbeat, so a run that dies still shows its work
     requests: int = 0
+    owner: Optional[str] = None  # the lease owner id of its workers
+    last_seen_at: Optional[str] = None  # its last heartbeat
 
 
 class Setting(SQLModel, table=True):

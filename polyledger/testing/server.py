@@ -7,6 +7,9 @@ empty windows without a `results` key, and the observed error bodies. On top it 
 misbehave on purpose (FaultPlan, rate limits, plan entitlement, broken next_url) so the
 downloader's retry, pacing and pagination guards can be tested against real sockets,
 and it can serve flawed minute bars on purpose (Defects) for the data quality checks.
+ResponseStyle varies, seeded, what the real API may vary in an aggregates body (spacing,
+key order, pretty printing, bars without `vw`/`n`, a few bars outside the asked dates);
+`cursor_keeps_adjusted` and `withhold_results` cover two other uncertain answers.
 
 Reference data (same keys, rate limit and stats; faults apply to aggregates only):
 /v3/reference/tickers (list), /v3/reference/tickers/{T}, /stocks/v1/splits,
@@ -21,6 +24,7 @@ import base64
 import datetime as dt
 import gzip
 import hashlib
+import json
 import random
 import re
 import socket
@@ -30,6 +34,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -61,6 +66,12 @@ NOT_ENTITLED = (
     "Your plan doesn't include this data timeframe. Please upgrade your plan at https://polygon.io/pricing"
 )
 ALL_FAULTS = ("429", "500", "502", "503", "reset", "truncated", "invalid_json", "bad_shape", "slow")
+# compact: orjson, no whitespace (what the API sends); spaced: ", " and ": "; pretty: indented,
+# one key per line; lines: compact, but one bar per line inside the results array
+LAYOUTS = ("compact", "spaced", "pretty", "lines")
+WITHHELD_AS = ("absent", "null", "empty")  # how a withheld results array is (not) sent
+_STRAY_WINDOW_DAYS = 40  # how far beyond the asked dates stray bars are looked for
+_ROWS_HERE = b"@rows@"  # placeholder for the results array (no ticker or URL holds "@")
 
 
 @dataclass
@@ -125,6 +136,65 @@ class Defects:
         indexed = page.with_row_index("_row")
         twice = pl.concat([indexed, indexed.filter(pl.col("t").is_in(repeated))])
         return twice.sort("_row", maintain_order=True).drop("_row")
+
+
+@dataclass(frozen=True)
+class ResponseStyle:
+    """How aggregates bodies are written (off by default: compact, the API's key order, every
+    field the market has, only the asked dates). Every choice is a pure function of the seed
+    and the request (or the bar), never of the order requests arrive in, so a run with many
+    workers sees the same bodies each time.
+
+    layout: one of LAYOUTS, or "mixed" (one of them per response).  shuffle_keys: the
+    envelope's keys and each bar's keys in a random order.  missing_fields: the share of bars
+    sent without `vw` and, independently, without `n` (`lacks` says which).  stray_before /
+    stray_after: the first page (the one whose `from` is a date) starts with this many of the
+    market's bars from just before the asked dates; the last page ends with this many from
+    just after them (fewer when the market has fewer within 40 days).
+    """
+
+    layout: str = "compact"
+    shuffle_keys: bool = False
+    missing_fields: float = 0.0
+    stray_before: int = 0
+    stray_after: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.layout not in (*LAYOUTS, "mixed"):
+            raise ValueError(f"unknown layout {self.layout!r}; known: {(*LAYOUTS, 'mixed')}")
+        if not 0.0 <= self.missing_fields <= 1.0:
+            raise ValueError("missing_fields is a share between 0 and 1")
+        if self.stray_before < 0 or self.stray_after < 0:
+            raise ValueError("stray bar counts cannot be negative")
+
+    @property
+    def plain(self) -> bool:
+        """True when bodies are rendered exactly as without a style."""
+        return self.layout == "compact" and not self.shuffle_keys
+
+    def lacks(self, ticker: str, field: str, t: pl.Expr) -> pl.Expr:
+        """Whether the bar of `ticker` starting at `t` (epoch ms) is sent without `field`
+        ("vw" or "n"): a hash of the seed, ticker, field and minute, so tests can apply
+        the same rule to the market's truth."""
+        salt = zlib.crc32(f"{self.seed}:{ticker}:{field}".encode())
+        buckets = 10_007  # a prime: consecutive minutes spread over all buckets
+        # int64 stays far from overflow: minutes since 1970 (~3e7) times a 32-bit multiplier
+        bucket = ((t // MINUTE_MS) * 2_654_435_761 + salt) % buckets
+        return bucket < round(self.missing_fields * buckets)
+
+    def strip(self, ticker: str, bars: pl.DataFrame) -> pl.DataFrame:
+        """`bars` (raw columns) with `vw` and `n` nulled where they are not sent."""
+        if not self.missing_fields or not bars.height:
+            return bars
+        return bars.with_columns(
+            pl.when(self.lacks(ticker, name, pl.col("t"))).then(None).otherwise(pl.col(name)).alias(name)
+            for name in ("vw", "n")
+        )
+
+    def rng(self, target: str) -> random.Random:
+        """The random choices of one response, from the seed and the request target."""
+        return random.Random(f"{self.seed}|{target}")
 
 
 class ServerStats:
@@ -213,7 +283,13 @@ def _parse_bound(text: str, *, end: bool) -> int:
 
 class StandInServer:
     """Threaded HTTP/1.1 server; settable at runtime: latency, always_status, rate_limit,
-    faults, page_cap, history_start, broken_next_url, defects, send_retry_after, set_api_keys()."""
+    faults, page_cap, history_start, broken_next_url, defects, send_retry_after, style,
+    cursor_keeps_adjusted, withhold_results, withheld_as, set_api_keys().
+
+    cursor_keeps_adjusted: next_url's cursor also carries `adjusted` (by default it carries
+    limit and sort only, so a continuation page without `adjusted` answers the default,
+    true). withhold_results: tickers whose pages with bars say so in resultsCount but send
+    no bars (`results` absent, null or [] as withheld_as says)."""
 
     def __init__(
         self,
@@ -231,6 +307,10 @@ class StandInServer:
         always_status: int | None = None,
         broken_next_url: Iterable[str] = frozenset(),
         defects: Defects | None = None,
+        style: ResponseStyle | None = None,
+        cursor_keeps_adjusted: bool = False,
+        withhold_results: Iterable[str] = frozenset(),
+        withheld_as: str = "absent",
     ) -> None:
         self.market = market
         self.host, self.port = host, port
@@ -241,6 +321,12 @@ class StandInServer:
         self.always_status = always_status
         self.broken_next_url = set(broken_next_url)
         self.defects = defects or Defects()
+        self.style = style or ResponseStyle()
+        self.cursor_keeps_adjusted = cursor_keeps_adjusted
+        self.withhold_results = set(withhold_results)
+        if withheld_as not in WITHHELD_AS:
+            raise ValueError(f"withheld_as must be one of {WITHHELD_AS}, not {withheld_as!r}")
+        self.withheld_as = withheld_as
         self.stats = ServerStats()
         self.url = ""
         self._lock = threading.Lock()
@@ -530,9 +616,15 @@ class _Handler(BaseHTTPRequestHandler):
         bars = st._served(timespan, ticker, start, end, limit + 1, desc, params["adjusted"])
         page = bars.head(limit)
         next_url = (
-            self._next_url(ticker, timespan, frm, to, page, limit, desc) if bars.height > limit else None
+            self._next_url(ticker, timespan, frm, to, page, limit, desc, params["adjusted"])
+            if bars.height > limit
+            else None
         )
         page = st.defects.garble(ticker, timespan, page)  # after next_url: a repeat stays in its page
+        page = self._with_strays(
+            ticker, timespan, frm, page, (start, end), desc, params["adjusted"], next_url
+        )
+        page = st.style.strip(ticker, page)
         head: dict[str, object] = {
             "ticker": ticker,
             "queryCount": page.height,
@@ -544,10 +636,53 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if next_url is not None:
             head["next_url"] = next_url
-        body = orjson.dumps(head)
-        if page.height:
-            body = body[:-1] + b',"results":' + _results_json(page) + b"}"
+        if ticker in st.withhold_results and page.height:
+            body = _withheld_body(head, st.withheld_as)
+        elif st.style.plain:
+            body = orjson.dumps(head)
+            if page.height:
+                body = body[:-1] + b',"results":' + _results_json(page) + b"}"
+        else:
+            body = _styled_body(head, page, st.style, st.style.rng(self.path))
         self._send(200, body, truncate=fault == "truncated")
+
+    def _with_strays(
+        self,
+        ticker: str,
+        timespan: str,
+        frm: str,
+        page: pl.DataFrame,
+        window: tuple[int, int],
+        desc: bool,
+        adjusted: bool,
+        next_url: str | None,
+    ) -> pl.DataFrame:
+        """The page with the style's bars from outside the window [start, end) added:
+        before the first page (its `from` is a date, as only the first request's is), after
+        the last (no next_url)."""
+        st = self.server.standin
+        style, (start, end) = st.style, window
+        if desc or not (style.stray_before or style.stray_after):
+            return page
+        reach = _STRAY_WINDOW_DAYS * DAY_MS
+        frames = [page]
+        if style.stray_before and ISO_DATE.match(frm):
+            before = st.market.bars(
+                timespan,
+                ticker,
+                start - reach,
+                start,
+                limit=style.stray_before,
+                descending=True,
+                adjusted=adjusted,
+            )
+            frames.insert(0, before.reverse())
+        if style.stray_after and next_url is None:
+            after = st.market.bars(
+                timespan, ticker, end, end + reach, limit=style.stray_after, adjusted=adjusted
+            )
+            frames.append(after)
+        return pl.concat(frames) if len(frames) > 1 else page
 
     def _next_url(
         self,
@@ -558,19 +693,24 @@ class _Handler(BaseHTTPRequestHandler):
         page: pl.DataFrame,
         limit: int,
         desc: bool,
+        adjusted: bool,
     ) -> str:
         st = self.server.standin
         span = MINUTE_MS if timespan == "minute" else DAY_MS
         last_t = int(page["t"][-1])
         # as in the recorded sample: `from` moves to one bar-span after the page's last bar
         # (desc moves `to`, inclusive, to just before it); the cursor holds limit and sort only
+        # (and adjusted, with cursor_keeps_adjusted)
         if desc:
             frm_out, to_out = frm, str(last_t - 1)
         else:
             frm_out, to_out = str(last_t + span), to
         if ticker in st.broken_next_url:
             frm_out, to_out = frm, to  # deliberately does not advance
-        cursor = _b64(f"limit={limit}&sort={'desc' if desc else 'asc'}")
+        query = f"limit={limit}&sort={'desc' if desc else 'asc'}"
+        if st.cursor_keeps_adjusted:
+            query += f"&adjusted={'true' if adjusted else 'false'}"
+        cursor = _b64(query)
         return (
             f"{st.url}/v2/aggs/ticker/{quote(ticker, safe='')}/range/1/{timespan}/"
             f"{frm_out}/{to_out}?cursor={cursor}"
@@ -966,3 +1106,42 @@ def _results_json(page: pl.DataFrame) -> bytes:
             pieces.append(pl.concat_str(label, col))
     rows = page.select(pl.concat_str(*pieces, pl.lit("}")).str.join(",")).item()
     return b"[" + rows.encode() + b"]"
+
+
+def _withheld_body(head: dict[str, object], withheld_as: str) -> bytes:
+    """An envelope whose resultsCount promises bars that are not there."""
+    if withheld_as == "absent":
+        return orjson.dumps(head)
+    return orjson.dumps({**head, "results": None if withheld_as == "null" else []})
+
+
+def _styled_body(
+    head: dict[str, object], page: pl.DataFrame, style: ResponseStyle, rng: random.Random
+) -> bytes:
+    """An aggregates body in the style's layout and key order (per-bar Python objects:
+    slower than _results_json, which is why the default never comes here)."""
+    bars = [
+        {key: bar[key] for key in _key_order(RESULT_KEYS, style, rng) if bar[key] is not None}
+        for bar in page.select(RESULT_KEYS).iter_rows(named=True)
+    ]
+    envelope = {**head, "results": bars} if bars else dict(head)
+    envelope = {key: envelope[key] for key in _key_order(list(envelope), style, rng)}
+    layout = rng.choice(LAYOUTS) if style.layout == "mixed" else style.layout
+    if layout == "spaced":
+        return json.dumps(envelope, separators=(", ", ": ")).encode()
+    if layout == "pretty":
+        return orjson.dumps(envelope, option=orjson.OPT_INDENT_2)
+    if layout == "lines" and bars:
+        # compact, then the array swapped for one bar per line (results keeps its place)
+        compact = orjson.dumps({**envelope, "results": _ROWS_HERE.decode()})
+        rows = b"[\n" + b",\n".join(orjson.dumps(bar) for bar in bars) + b"\n]"
+        return compact.replace(b'"' + _ROWS_HERE + b'"', rows, 1)
+    return orjson.dumps(envelope)
+
+
+def _key_order(keys: list[str], style: ResponseStyle, rng: random.Random) -> list[str]:
+    if not style.shuffle_keys:
+        return keys
+    shuffled = list(keys)
+    rng.shuffle(shuffled)
+    return shuffled

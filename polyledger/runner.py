@@ -318,7 +318,7 @@ class Run:
 
     def _work(self) -> None:
         opts = self.options
-        while True:  # BREAK
+        while not self.stop.is_set():
             if not self._take(1):
                 return
             units = self.ledger.claim(self.owner, opts.lease_seconds, 1, opts.datasets)

@@ -10,8 +10,8 @@ from sqlalchemy import text
 
 from polyledger.errors import IllegalTransition, InputError, LeaseLost, SchemaTooNewError
 from polyledger.ledger import (
-    TRANSITIONS,
     AttemptRecord,
+    ClaimedUnit,
     Ledger,
     PlannedUnit,
     StoredFile,
@@ -19,6 +19,7 @@ from polyledger.ledger import (
     check_transition,
 )
 from polyledger.ledger.database import open_read_only
+from polyledger.ledger.states import allowed_sources
 from polyledger.plan import plan
 
 D = dt.date
@@ -79,21 +80,107 @@ def test_day_units_are_years(ledger):
     ]
 
 
+P, R, DONE, EMPTY, FAILED = (
+    UnitState(name) for name in ("pending", "running", "done", "empty_confirmed", "failed")
+)
+# The README's state machine, written out here and never read from the production table (a
+# test that reads the table it checks cannot fail): pending -> running -> done |
+# empty_confirmed | failed; a running unit goes back to pending when its worker gives it back,
+# requeues it after a transient error, or its lease expires; retry, repair and a wider plan
+# put failed and settled units back in the queue. Every other pair is forbidden.
+DOCUMENTED = {
+    (P, R),
+    (R, DONE),
+    (R, EMPTY),
+    (R, FAILED),
+    (R, P),
+    (FAILED, P),
+    (DONE, P),
+    (EMPTY, P),
+}
+
+
 @pytest.mark.parametrize("source", list(UnitState))
 @pytest.mark.parametrize("target", list(UnitState))
 def test_state_machine_allows_exactly_the_documented_transitions(source, target):
-    if target in TRANSITIONS[source]:
+    if (source, target) in DOCUMENTED:
         check_transition(source, target)
+        assert allowed_sources(target, {source}) == [source.value]  # the gate every UPDATE passes
     else:
         with pytest.raises(IllegalTransition):
             check_transition(source, target)
+        with pytest.raises(IllegalTransition):
+            allowed_sources(target, {source})
+
+
+def bring_to(ledger: Ledger, state: UnitState) -> ClaimedUnit | int:
+    """A fresh unit moved to `state` by the ledger's own operations: its id while pending, else
+    the claim a worker got for it."""
+    ledger.add_units([PlannedUnit("minute", f"U{state.value[:4].upper()}", D(2024, 1, 1), D(2024, 1, 31))])
+    if state is P:
+        return ledger.query("SELECT max(id) AS id FROM units")[0].id
+    unit = ledger.claim("w", 60)[0]
+    settle(ledger, unit, state)
+    return unit
+
+
+def settle(ledger: Ledger, unit: ClaimedUnit, state: UnitState) -> None:
+    """What a worker does to move its claimed unit to `state` (running: nothing)."""
+    stored = StoredFile("minute/ticker=U/year=2024/month=01/part.parquet", 1, "sha256:ab", 10)
+    moves = {
+        R: lambda: None,
+        DONE: lambda: ledger.settle_done(unit, stored, True, AttemptRecord(bars=1)),
+        EMPTY: lambda: ledger.settle_empty(unit, True, AttemptRecord()),
+        FAILED: lambda: ledger.settle_failed(unit, AttemptRecord(error_class="not_found", error="no")),
+        P: lambda: ledger.requeue(unit, AttemptRecord(error_class="http_500", error="down")),
+    }
+    moves[state]()
+
+
+def unit_state(ledger: Ledger, unit_id: int) -> str:
+    return ledger.query("SELECT state FROM units WHERE id = :id", {"id": unit_id})[0].state
+
+
+@pytest.mark.parametrize("source", [P, DONE, EMPTY, FAILED])
+def test_queueing_again_moves_exactly_the_documented_sources(ledger, source):
+    """retry / repair / re-plan (`reset_units`) on a unit in each state at rest."""
+    unit = bring_to(ledger, source)
+    unit_id = unit if isinstance(unit, int) else unit.id
+    if (source, P) in DOCUMENTED:
+        assert ledger.reset_units("id = :id", {"id": unit_id}, {source}) == 1
+        assert unit_state(ledger, unit_id) == "pending"
+    else:
+        with pytest.raises(IllegalTransition):
+            ledger.reset_units("id = :id", {"id": unit_id}, {source})
+        assert unit_state(ledger, unit_id) == source.value
+
+
+@pytest.mark.parametrize("target", [DONE, EMPTY, FAILED, P])
+def test_a_running_unit_moves_to_each_documented_target(ledger, target):
+    assert (R, target) in DOCUMENTED
+    unit = bring_to(ledger, R)
+    settle(ledger, unit, target)
+    assert unit_state(ledger, unit.id) == target.value
+    assert ledger.query("SELECT outcome FROM unit_attempts")[0].outcome == target.value
+
+
+@pytest.mark.parametrize("settled", [DONE, EMPTY, FAILED])
+@pytest.mark.parametrize("again", [DONE, EMPTY, FAILED])
+def test_a_settled_unit_is_never_settled_again(ledger, settled, again):
+    """A late worker holding an old claim cannot move a unit from one outcome to another."""
+    assert (settled, again) not in DOCUMENTED
+    unit = bring_to(ledger, settled)
+    with pytest.raises(LeaseLost):
+        settle(ledger, unit, again)
+    assert unit_state(ledger, unit.id) == settled.value
+    assert ledger.query("SELECT count(*) AS n FROM unit_attempts")[0].n == 1
 
 
 def test_bulk_changes_refuse_illegal_sources(ledger):
-    assert TRANSITIONS[UnitState.PENDING] == {UnitState.RUNNING}
     ledger.add_units([PlannedUnit("minute", "AAPL", D(2024, 1, 1), D(2024, 1, 31))])
     with pytest.raises(IllegalTransition):
         ledger.reset_units("1 = 1", {}, {UnitState.RUNNING, UnitState.PENDING})
+    assert unit_state(ledger, 1) == "pending"
 
 
 def test_claims_take_each_unit_once_and_count_attempts(ledger):

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import polars as pl
 import pytest
 import requests
+from test_server import bucket_clock  # noqa: F401 - fixture: the stand-in's rate-limit clock, frozen
 
 from polyledger.testing import Dividend, Listing, Split, StandInServer, SyntheticMarket
 from polyledger.testing.market import BAR_SCHEMA, et_date, et_midnight_ms
@@ -303,7 +304,8 @@ def test_deprecated_v3_splits_and_dividends_have_the_sample_shapes(http, server)
     assert [r["dividend_type"] for r in dividends] == ["CD", "CD", "SC"]
 
 
-def test_reference_endpoints_share_auth_rate_limit_and_stats(ref_market) -> None:
+def test_reference_endpoints_share_auth_rate_limit_and_stats(ref_market, bucket_clock) -> None:  # noqa: F811
+    # the bucket's clock is frozen, so the second request finds it empty however slow the first was
     with StandInServer(ref_market, api_keys=(KEY,), rate_limit=1.0) as server:
         for path in ("/v3/reference/tickers", "/stocks/v1/splits", "/stocks/v1/dividends"):
             assert requests.get(f"{server.url}{path}", timeout=10).status_code == 401

@@ -334,8 +334,11 @@ def audit(
 
             checked = check_quality(ledger, store, jump_threshold=jump, volume_tolerance=volume_tolerance)
     problems = [f for f in findings if f.kind != "stale_file"]
+    # files and ledger disagreeing, or flagged bars, need attention whatever the ledger says;
+    # --json carries the same code the process exits with
+    code = 1 if problems or (checked is not None and not checked.clean) else report.exit_code
     if as_json:
-        payload = report.to_dict()
+        payload = dict(report.to_dict(), exit_code=code)
         if deep:
             payload["deep"] = {"consistent": not problems, "findings": [asdict(f) for f in findings]}
         if checked is not None:
@@ -347,10 +350,8 @@ def audit(
             print_findings(_console(), findings)
         if checked is not None:
             print_quality(_console(), checked)
-    if problems or (checked is not None and not checked.clean):
-        raise typer.Exit(1)
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

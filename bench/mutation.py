@@ -1,0 +1,252 @@
+"""Mutation testing of the functions that carry the README's promises, with mutmut 3.
+
+    pip install -e '.[test,mutation]'        # once: mutmut is an optional extra
+    python bench/mutation.py                 # mutate, test, report (one core: --max-children 1)
+    python bench/mutation.py --report-only   # report the last run's results again
+    python bench/mutation.py --report-only --diffs  # ... with the equivalent ones' changes too
+
+mutmut copies the project into `mutants/` (git-ignored), rewrites the files listed under
+`[tool.mutmut] only_mutate` in pyproject.toml, and for each mutant runs only the tests of
+`pytest_add_cli_args_test_selection` that call the mutated function (found in one
+traced run of them all). mutmut mutates whole files; the functions that carry no promise
+(planning, reading, object stores, ...) are left out here by naming the ones to run,
+below. mutmut 3 leaves decorated functions alone (apart from static/class methods), so
+`Ledger.settle_fetched`, `release`, `_claim_with_token` and `_settle_one` (under
+`@_reconnecting`) and `_move_sql` (`@lru_cache`) are not mutated; the undecorated
+`_settle`, `_move` and `_fetched_change` they call are.
+
+Score = killed / mutants, where a timeout counts as killed (the mutant hung the tests)
+and "no tests" as survived; the second score leaves out the survivors shown to be
+equivalent (EQUIVALENT below, each with its reason, and SQL whose letter case alone
+changed). Survivors are printed with their change (`mutmut show NAME` shows one in
+context). This installs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SEP = "ǁ"  # mutmut's class separator in mutant names: module.xǁClassǁmethod__mutmut_N
+
+
+def _functions(module: str, *names: str) -> list[str]:
+    return [f"{module}.x_{name}__mutmut_*" for name in names]
+
+
+def _methods(module: str, cls: str, *names: str) -> list[str]:
+    return [f"{module}.x{SEP}{cls}{SEP}{name}__mutmut_*" for name in names]
+
+
+# module -> (its file, the mutant-name patterns of its promise-bearing functions)
+TARGETS: dict[str, tuple[str, list[str]]] = {
+    "state machine": (
+        "polyledger/ledger/states.py",
+        ["polyledger.ledger.states.*"],
+    ),
+    "claims and settling": (
+        "polyledger/ledger/ledger.py",
+        _functions("polyledger.ledger.ledger", "iso", "in_list", "_fetched_change")
+        + _methods(
+            "polyledger.ledger.ledger",
+            "Ledger",
+            "_move",
+            "_dataset_filter",
+            "claim",
+            "claim_following",
+            "_claim_where",
+            "_claimed",
+            "_settle",
+            "settle_done",
+            "settle_empty",
+            "settle_failed",
+            "requeue",
+        ),
+    ),
+    "worker settle path": (
+        "polyledger/worker.py",
+        ["polyledger.worker.*"],
+    ),
+    "atomic writes": (
+        "polyledger/storage.py",
+        _functions("polyledger.storage", "_fsync_folder")
+        + _methods(
+            "polyledger.storage",
+            "BarStore",
+            "write_unit",
+            "_write_atomically",
+            "_write_bytes",
+            "temporaries",
+            "clean_temporaries",
+        ),
+    ),
+    "page decoder": (
+        "polyledger/polygon/aggs.py",
+        _functions("polyledger.polygon.aggs", "decode_aggregates", "_decode_fast", "_decode_general"),
+    ),
+    "pagination guards": (
+        "polyledger/polygon/fetch.py",
+        ["polyledger.polygon.fetch.*"],
+    ),
+    "redaction": (
+        "polyledger/secrets.py",
+        ["polyledger.secrets.*"],
+    ),
+    "rate limiter": (
+        "polyledger/polygon/ratelimit.py",
+        ["polyledger.polygon.ratelimit.*"],
+    ),
+}
+
+# surviving mutants that cannot change what the code does, and why (checked by hand)
+EQUIVALENT: dict[str, str] = {}
+
+# mutmut's exit codes (mutmut.stats.status_by_exit_code), folded into three outcomes
+KILLED_CODES = {1, 3}
+TIMEOUT_CODES = {36, -24, 24, 152, 255}
+SURVIVED_CODES = {0}
+
+
+def outcome(exit_code: int | None) -> str:
+    if exit_code in KILLED_CODES:
+        return "killed"
+    if exit_code in TIMEOUT_CODES:
+        return "timeout"
+    if exit_code in SURVIVED_CODES:
+        return "survived"
+    if exit_code in (5, 33):
+        return "no tests"
+    return "not checked" if exit_code is None else f"other ({exit_code})"
+
+
+def mutmut_command() -> str:
+    beside = Path(sys.executable).with_name("mutmut")
+    found = str(beside) if beside.exists() else shutil.which("mutmut")
+    if not found:
+        sys.exit("mutmut is not installed: pip install -e '.[mutation]'")
+    return found
+
+
+def run_mutmut(max_children: int) -> float:
+    """Run mutmut over every target pattern; returns the seconds it took."""
+    patterns = [pattern for _, names in TARGETS.values() for pattern in names]
+    started = time.monotonic()
+    completed = subprocess.run(
+        [mutmut_command(), "run", "--max-children", str(max_children), *patterns], cwd=ROOT
+    )
+    if completed.returncode != 0:
+        sys.exit(f"mutmut run failed with exit code {completed.returncode}")
+    return time.monotonic() - started
+
+
+def results_of(path: str) -> dict[str, int | None]:
+    meta = ROOT / "mutants" / f"{path}.meta"
+    if not meta.exists():
+        sys.exit(f"no mutmut results for {path}: run without --report-only first")
+    return json.loads(meta.read_text())["exit_code_by_key"]
+
+
+def diff_of(name: str, path: str) -> str:
+    """The mutant's change, as `mutmut show NAME` prints it."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    return get_diff_for_mutant(name, path=path)
+
+
+def changed_lines(diff: str) -> tuple[list[str], list[str]]:
+    lines = [line for line in diff.splitlines() if not line.startswith(("---", "+++"))]
+    removed = [line[1:] for line in lines if line.startswith("-")]
+    return removed, [line[1:] for line in lines if line.startswith("+")]
+
+
+def equivalence(name: str, path: str, diff: str) -> str | None:
+    """Why a surviving mutant cannot change behaviour, or None if it could."""
+    if name in EQUIVALENT:
+        return EQUIVALENT[name]
+    removed, added = changed_lines(diff)
+    same_but_case = [r.lower() for r in removed] == [a.lower() for a in added]
+    if path.endswith("ledger/ledger.py") and removed and same_but_case:
+        return "SQL text changed in letter case only: keywords and unquoted names are case-insensitive"
+    return None
+
+
+def report(show_diffs: bool) -> float:
+    """Print killed/survived/score per module and overall, then the survivors; the score
+    over the mutants that are not equivalent."""
+    os.chdir(ROOT)  # mutmut reads its configuration and mutants/ from here
+    totals = {"tested": 0, "killed": 0, "equivalent": 0}
+    survivors: list[tuple[str, str, str, str | None, str]] = []
+    print(
+        f"{'module':<22} {'mutants':>7} {'killed':>7} {'timeout':>7} {'survived':>8} "
+        f"{'equiv.':>6} {'score':>7} {'excl. equiv.':>12}"
+    )
+    for label, (path, patterns) in TARGETS.items():
+        counts: dict[str, int] = {}
+        equivalent = 0
+        for name, code in sorted(results_of(path).items()):
+            if not any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+                continue
+            kind = outcome(code)
+            counts[kind] = counts.get(kind, 0) + 1
+            if kind not in ("killed", "timeout"):
+                diff = diff_of(name, path) if kind in ("survived", "no tests") else ""
+                why = equivalence(name, path, diff) if kind == "survived" else None
+                equivalent += why is not None
+                survivors.append((label, name, kind, why, diff))
+        killed = counts.get("killed", 0) + counts.get("timeout", 0)
+        tested = sum(counts.values())
+        totals["tested"] += tested
+        totals["killed"] += killed
+        totals["equivalent"] += equivalent
+        print(
+            f"{label:<22} {tested:>7} {counts.get('killed', 0):>7} {counts.get('timeout', 0):>7} "
+            f"{tested - killed:>8} {equivalent:>6} {percent(killed, tested):>7} "
+            f"{percent(killed, tested - equivalent):>12}"
+        )
+    tested, killed, equivalent = totals["tested"], totals["killed"], totals["equivalent"]
+    print(
+        f"{'overall':<22} {tested:>7} {killed:>15} {tested - killed:>8} {equivalent:>6} "
+        f"{percent(killed, tested):>7} {percent(killed, tested - equivalent):>12}"
+    )
+    for heading, wanted in (("survivors", False), ("equivalent survivors", True)):
+        listed = [s for s in survivors if (s[3] is not None) == wanted]
+        if listed:
+            print(f"\n{heading} ({len(listed)}):")
+        for label, name, kind, why, diff in listed:
+            print(f"  [{label}] {name}: {kind}" + (f" -- {why}" if why else ""))
+            if show_diffs or not wanted:
+                removed, added = changed_lines(diff)
+                for line in removed:
+                    print(f"      - {line.strip()}")
+                for line in added:
+                    print(f"      + {line.strip()}")
+    return 100.0 * killed / (tested - equivalent) if tested > equivalent else 0.0
+
+
+def percent(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "-"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report-only", action="store_true", help="report the last run, run nothing")
+    parser.add_argument("--diffs", action="store_true", help="show the equivalent survivors' changes too")
+    parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
+    args = parser.parse_args()
+    elapsed = None if args.report_only else run_mutmut(args.max_children)
+    print()
+    report(args.diffs)
+    if elapsed is not None:
+        print(f"\nmutmut run took {elapsed / 60:.1f} min with --max-children {args.max_children}")
+
+
+if __name__ == "__main__":
+    main()

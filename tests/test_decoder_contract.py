@@ -1,0 +1,178 @@
+"""The aggregates page decoder's contract, on both paths: what it accepts (any JSON spacing,
+pretty printing, `n`/`vw` missing, `otc` present, DELAYED), what every field becomes, and
+that anything else is a transient `bad_shape` or `invalid_json`, never an empty month."""
+
+from __future__ import annotations
+
+import orjson
+import polars as pl
+import pytest
+
+from polyledger.errors import TransientError
+from polyledger.polygon.aggs import RAW_BAR, _decode_fast, _decode_general, decode_aggregates
+
+BAR = {"t": 1704205800000, "o": 1.5, "h": 2.5, "l": 1.0, "c": 2.0, "v": 100.0, "vw": 1.8, "n": 7}
+NEXT = "https://api.test/v2/aggs/ticker/AAPL/range/1/minute/1704205860000/1706745599999?cursor=abc"
+
+
+def envelope(results: object = None, **fields: object) -> dict:
+    body: dict = {"ticker": "AAPL", "status": "OK", "adjusted": True, "request_id": "req-7"}
+    if results is not None:
+        body["results"] = results
+        body["resultsCount"] = len(results) if isinstance(results, list) else 1
+    body.update(fields)
+    return body
+
+
+def compact(body: dict) -> bytes:
+    return orjson.dumps(body)
+
+
+def pretty(body: dict) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2)
+
+
+def two_bars() -> list[dict]:
+    return [BAR, dict(BAR, t=BAR["t"] + 60_000, c=3.0)]
+
+
+@pytest.mark.parametrize("decode", [decode_aggregates, _decode_fast, _decode_general], ids=["public", "fast", "general"])
+@pytest.mark.parametrize("render", [compact, pretty], ids=["compact", "pretty"])
+def test_a_page_decodes_to_its_bars_and_envelope_on_every_path(decode, render):
+    page = decode(render(envelope(two_bars(), next_url=NEXT)))
+    assert page is not None
+    assert page.bars.schema == pl.Schema(RAW_BAR.to_schema())
+    assert page.bars.get_column("t").to_list() == [BAR["t"], BAR["t"] + 60_000]
+    assert page.bars.get_column("c").to_list() == [2.0, 3.0]
+    assert page.bars.get_column("n").to_list() == [7, 7]
+    assert (page.next_url, page.request_id, page.adjusted) == (NEXT, "req-7", True)
+
+
+@pytest.mark.parametrize("space", [b" ", b"\n", b"\r", b"\t", b" \r\n\t "])
+def test_the_fast_path_takes_any_spacing_before_the_array(space):
+    body = compact(envelope(two_bars())).replace(b'"results":', b'"results":' + space)
+    page = _decode_fast(body)
+    assert page is not None and page.bars.height == 2
+
+
+@pytest.mark.parametrize("decode", [_decode_fast, _decode_general], ids=["fast", "general"])
+def test_missing_vw_and_n_are_nulls_and_otc_is_kept(decode):
+    bare = {k: v for k, v in BAR.items() if k not in ("vw", "n")}
+    page = decode(compact(envelope([bare, dict(BAR, otc=True)])))
+    assert page is not None
+    assert page.bars.get_column("vw").to_list() == [None, 1.8]
+    assert page.bars.get_column("n").to_list() == [None, 7]
+    assert page.bars.get_column("otc").to_list() == [None, True]
+
+
+@pytest.mark.parametrize("decode", [decode_aggregates, _decode_fast, _decode_general], ids=["public", "fast", "general"])
+def test_delayed_is_a_success(decode):
+    page = decode(compact(envelope([BAR], status="DELAYED")))
+    assert page is not None and page.bars.height == 1
+
+
+@pytest.mark.parametrize("decode", [decode_aggregates, _decode_general], ids=["public", "general"])
+def test_absent_fields_are_none(decode):
+    body = {"status": "OK", "resultsCount": 1, "results": [BAR]}
+    page = decode(compact(body))
+    assert (page.next_url, page.request_id, page.adjusted) == (None, None, None)
+    assert decode(compact(dict(body, next_url=""))).next_url is None
+
+
+def test_the_fast_path_gives_none_for_absent_fields_too():
+    body = {"status": "OK", "resultsCount": 1, "results": [BAR]}
+    page = _decode_fast(compact(body))
+    assert page is not None
+    assert (page.next_url, page.request_id, page.adjusted) == (None, None, None)
+    odd = _decode_fast(compact(dict(body, next_url="", adjusted="yes", request_id=12)))
+    assert odd is not None
+    assert (odd.next_url, odd.request_id, odd.adjusted) == (None, "12", None)
+    raw = _decode_fast(compact(dict(body, adjusted=False)))
+    assert raw is not None and raw.adjusted is False
+
+
+@pytest.mark.parametrize("decode", [decode_aggregates, _decode_general], ids=["public", "general"])
+@pytest.mark.parametrize("results", [[], None], ids=["empty-list", "absent"])
+def test_an_empty_answer_is_empty_only_when_it_says_so(decode, results):
+    body = envelope([], resultsCount=0)
+    if results is None:
+        del body["results"]
+    page = decode(compact(body))
+    assert page.bars.height == 0 and page.bars.schema == pl.Schema(RAW_BAR.to_schema())
+    lying = dict(body, resultsCount=3)
+    with pytest.raises(TransientError, match="resultsCount > 0 but no results") as raised:
+        decode(compact(lying))
+    assert raised.value.error_class == "bad_shape"
+
+
+def test_the_fast_path_leaves_every_unusual_body_to_the_general_one():
+    ok = envelope([BAR])
+    unusual = [
+        compact({k: v for k, v in ok.items() if k != "results"}),  # no results key
+        compact(ok).replace(b'"results":[', b'"results":null,"x":['),  # results not an array
+        compact(envelope([])),  # empty array: the general path checks resultsCount
+        compact(dict(ok, status="ERROR")),  # not a success
+        compact(envelope([{k: v for k, v in BAR.items() if k != "o"}])),  # a bar without o
+        b"[" + compact(ok) + b"]",  # not an object
+    ]
+    assert [_decode_fast(body) for body in unusual] == [None] * len(unusual)
+
+
+@pytest.mark.parametrize("missing", ["t", "o", "h", "l", "c", "v"])
+@pytest.mark.parametrize("decode", [decode_aggregates, _decode_general], ids=["public", "general"])
+def test_a_bar_without_a_required_field_is_bad_shape_naming_it(decode, missing):
+    bars = [BAR, {k: v for k, v in BAR.items() if k != missing}]
+    with pytest.raises(TransientError, match=f"^bars without {missing}$") as raised:
+        decode(compact(envelope(bars)))
+    assert raised.value.error_class == "bad_shape"
+    assert _decode_fast(compact(envelope(bars))) is None
+
+
+def test_bars_missing_several_fields_name_them_all():
+    with pytest.raises(TransientError, match="^bars without o, c$"):
+        _decode_general(compact(envelope([{"t": 1, "h": 1.0, "l": 1.0, "v": 1.0}])))
+
+
+@pytest.mark.parametrize("status", ["ERROR", "NOT_AUTHORIZED"])
+def test_a_status_that_is_not_success_is_bad_shape(status):
+    with pytest.raises(TransientError, match=f"^aggregates body has status '{status}'$") as raised:
+        decode_aggregates(compact(envelope([BAR], status=status)))
+    assert raised.value.error_class == "bad_shape"
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (b"{not json", "invalid_json"),
+        (b"", "invalid_json"),
+        (compact(envelope([dict(BAR, c="two")])), "bad_shape"),
+        (compact(envelope([BAR], adjusted="yes")), "bad_shape"),
+    ],
+)
+def test_undecodable_bodies_are_transient_with_a_short_one_line_reason(body, kind):
+    with pytest.raises(TransientError) as raised:
+        _decode_general(body)
+    assert raised.value.error_class == kind
+    message = str(raised.value)
+    assert message.startswith("undecodable aggregates body: ")
+    assert "\n" not in message and "  " not in message
+    assert len(message) <= len("undecodable aggregates body: ") + 100
+
+
+def test_a_long_decoder_error_is_cut_at_100_characters():
+    with pytest.raises(TransientError) as raised:
+        _decode_general(compact(envelope([dict(BAR, c="two")])))
+    assert len(str(raised.value)) == len("undecodable aggregates body: ") + 100
+
+
+@pytest.mark.parametrize("body", [b"[]", b"[" + compact(envelope([BAR])) + b"," + compact(envelope([BAR])) + b"]"])
+def test_a_body_that_is_not_one_object_is_bad_shape(body):
+    with pytest.raises(TransientError, match="^aggregates body is not one JSON object$") as raised:
+        decode_aggregates(body)
+    assert raised.value.error_class == "bad_shape"
+
+
+def test_brackets_after_the_results_do_not_confuse_the_fast_path():
+    body = compact(envelope([BAR], next_url=NEXT + "&x=[1]"))
+    page = _decode_fast(body)
+    assert page is not None and page.next_url == NEXT + "&x=[1]" and page.bars.height == 1

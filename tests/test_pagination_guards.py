@@ -1,0 +1,228 @@
+"""Pagination of one unit's bars against a scripted client: the first request's parameters,
+next_url followed verbatim, what is counted, and every guard that stops a page loop or a
+mixed adjusted/raw answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import orjson
+import polars as pl
+import pytest
+
+import polyledger.polygon.fetch as fetch
+from polyledger.errors import FatalRunError, NotEntitled, PermanentError, ProtocolError
+from polyledger.polygon.aggs import AggregatesPage
+from polyledger.polygon.client import Response
+from polyledger.polygon.fetch import (
+    EndpointNotFound,
+    FetchCost,
+    _check_progress,
+    _page_start,
+    aggregates_url,
+    iter_pages,
+)
+
+BASE = "https://api.test"
+FIRST = f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/2024-01-01/2024-01-31"
+D = dt.date
+
+
+class ScriptedClient:
+    base_url = BASE
+
+    def __init__(self, answers: list[bytes | BaseException], tries: int = 1) -> None:
+        self.answers = list(answers)
+        self.tries = tries
+        self.calls: list[tuple[str, dict | None]] = []
+
+    def get(self, url: str, params: dict | None = None, decode: Callable | None = None) -> Response:
+        self.calls.append((url, params))
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return Response(answer, 200, "header-id", decode(answer) if decode else None, self.tries)
+
+
+def cursor(start_ms: int) -> str:
+    return f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/{start_ms}/1706745599999?cursor=c{start_ms}"
+
+
+def page(times: list[int], next_url: str | None = None, adjusted: bool | None = True, **extra: object) -> bytes:
+    body: dict = {"status": "OK", "resultsCount": len(times), "request_id": "rq", **extra}
+    body["results"] = [{"t": t, "o": 1.0, "h": 1.0, "l": 1.0, "c": 1.0, "v": 1.0} for t in times]
+    if adjusted is not None:
+        body["adjusted"] = adjusted
+    if next_url is not None:
+        body["next_url"] = next_url
+    return orjson.dumps(body)
+
+
+def pages_of(client: ScriptedClient, adjusted: bool = True, spent: FetchCost | None = None) -> list[list[int]]:
+    spent = spent if spent is not None else FetchCost()
+    frames = iter_pages(client, "AAPL", "minute", D(2024, 1, 1), D(2024, 1, 31), adjusted, spent)  # type: ignore[arg-type]
+    return [frame.get_column("t").to_list() for frame in frames]
+
+
+def raw_page(times: list[int], next_url: str | None) -> AggregatesPage:
+    return AggregatesPage(pl.DataFrame({"t": times}, schema={"t": pl.Int64}), next_url, None, True)
+
+
+def test_the_aggregates_url_names_ticker_timespan_and_dates():
+    assert aggregates_url(BASE, "BRK.B", "day", D(2024, 1, 2), D(2024, 12, 31)) == (
+        f"{BASE}/v2/aggs/ticker/BRK.B/range/1/day/2024-01-02/2024-12-31"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "start"),
+    [
+        (cursor(1704205800000), 1704205800000),
+        (FIRST, None),
+        (f"{BASE}/v3/other/1704205800000", None),
+        (f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/17042/2024-01-31?x=1", 17042),
+    ],
+)
+def test_page_start_reads_the_epoch_ms_from_only(url, start):
+    assert _page_start(url) == start
+
+
+@pytest.mark.parametrize(("adjusted", "text"), [(True, "true"), (False, "false")])
+def test_pages_are_asked_once_then_next_url_is_followed_verbatim(adjusted, text):
+    second = cursor(300)
+    client = ScriptedClient([page([100, 200], second, adjusted=adjusted), page([300, 400], adjusted=adjusted)])
+    assert pages_of(client, adjusted) == [[100, 200], [300, 400]]
+    assert client.calls == [(FIRST, {"adjusted": text, "sort": "asc", "limit": "50000"}), (second, None)]
+
+
+def test_an_empty_last_page_yields_nothing():
+    client = ScriptedClient([page([])])
+    assert pages_of(client) == []
+
+
+def test_what_is_spent_is_counted_page_by_page():
+    first, second = page([100], cursor(101)), page([200], request_id=None)
+    spent = FetchCost()
+    frames = iter_pages(ScriptedClient([first, second], tries=2), "AAPL", "minute", D(2024, 1, 1), D(2024, 1, 31), True, spent)  # type: ignore[arg-type]
+    next(frames)
+    assert (spent.requests, spent.bytes, spent.request_id) == (2, len(first), "rq")
+    list(frames)
+    # a page without its own request id takes the response header's
+    assert (spent.requests, spent.bytes, spent.request_id) == (4, len(first) + len(second), "header-id")
+
+
+def test_a_first_page_with_the_other_adjustment_is_refused_at_once():
+    client = ScriptedClient([page([100], adjusted=False)])
+    with pytest.raises(ProtocolError, match="^asked for adjusted=True but got adjusted=False$") as raised:
+        pages_of(client, adjusted=True)
+    assert raised.value.error_class == "adjusted_mismatch" and len(client.calls) == 1
+
+
+def test_a_cursor_that_lost_adjusted_is_asked_again_saying_it():
+    second = cursor(101)
+    client = ScriptedClient(
+        [
+            page([100], second, adjusted=False),
+            page([200], adjusted=True),  # the cursor forgot: adjusted bars
+            page([200], adjusted=False),  # asked again with adjusted=false
+        ]
+    )
+    assert pages_of(client, adjusted=False) == [[100], [200]]
+    assert client.calls[1:] == [(second, None), (second, {"adjusted": "false"})]
+
+
+def test_a_cursor_that_stays_wrong_is_refused():
+    second = cursor(101)
+    client = ScriptedClient([page([100], second), page([200], adjusted=False), page([200], adjusted=False)])
+    with pytest.raises(ProtocolError, match="adjusted=True but got adjusted=False"):
+        pages_of(client, adjusted=True)
+    assert client.calls[2] == (second, {"adjusted": "true"})
+
+
+def test_a_page_that_does_not_say_adjusted_is_taken():
+    client = ScriptedClient([page([100], cursor(101), adjusted=None), page([200], adjusted=None)])
+    assert pages_of(client) == [[100], [200]]
+    assert len(client.calls) == 2
+
+
+def test_a_404_means_the_endpoint_is_wrong_for_every_unit():
+    client = ScriptedClient([PermanentError("not found", error_class="not_found", http_status=404)])
+    with pytest.raises(EndpointNotFound, match=f"^the API has no aggregates endpoint at {BASE} \\(404\\): check --base-url$") as raised:
+        pages_of(client)
+    assert isinstance(raised.value, FatalRunError) and raised.value.error_class == "endpoint_not_found"
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_other_permanent_errors_stay_the_units_own():
+    denied = NotEntitled("not entitled", http_status=403)
+    with pytest.raises(NotEntitled) as raised:
+        pages_of(ScriptedClient([denied]))
+    assert raised.value is denied
+
+
+@pytest.mark.parametrize(
+    ("next_url", "reason"),
+    [
+        (cursor(200), "does not advance"),  # == the last bar
+        (cursor(150), "does not advance"),  # behind the last bar
+        ("https://api.test/v2/aggs/ticker/AAPL/range/1/minute/2024-01-02/2024-01-31?cursor=x", "no epoch-ms start"),
+        ("https://api.test/v2/other?cursor=x", "no epoch-ms start"),
+    ],
+)
+def test_a_next_url_that_does_not_move_past_the_page_fails_the_unit(next_url, reason):
+    client = ScriptedClient([page([100, 200], next_url)])
+    with pytest.raises(ProtocolError, match=reason) as raised:
+        pages_of(client)
+    assert raised.value.error_class == "pagination" and len(client.calls) == 1
+
+
+def test_a_page_with_no_bars_that_says_there_is_more_fails_the_unit():
+    client = ScriptedClient([page([], cursor(100))])
+    with pytest.raises(ProtocolError, match="^a page with no bars says there is more$"):
+        pages_of(client)
+
+
+def test_the_next_url_just_past_the_last_bar_is_followed():
+    client = ScriptedClient([page([100, 200], cursor(201)), page([201])])
+    assert pages_of(client) == [[100, 200], [201]]
+
+
+def test_a_cursor_must_start_after_the_current_pages_start():
+    here = cursor(1000)
+    for target, ok in ((cursor(1000), False), (cursor(999), False), (cursor(1001), True)):
+        page_ = raw_page([10], target)  # bars before `from`: only the start check catches it
+        if ok:
+            _check_progress(here, page_, set(), 2)
+        else:
+            with pytest.raises(ProtocolError, match="does not advance"):
+                _check_progress(here, page_, set(), 2)
+
+
+def test_a_next_url_seen_before_or_equal_to_this_one_is_refused():
+    seen_before = cursor(5000)
+    with pytest.raises(ProtocolError, match="does not advance"):
+        _check_progress(FIRST, raw_page([10], seen_before), {seen_before}, 2)
+    _check_progress(FIRST, raw_page([10], seen_before), {cursor(4000)}, 2)
+
+
+def test_a_page_equal_to_its_own_url_is_refused_even_without_a_start():
+    odd = f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/7000/x"
+    _check_progress(f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/abc/x", raw_page([10], odd), set(), 2)
+    with pytest.raises(ProtocolError, match="does not advance"):
+        _check_progress(odd, raw_page([10], odd), set(), 2)
+
+
+def test_the_page_limit_stops_a_runaway_server(monkeypatch):
+    monkeypatch.setattr(fetch, "MAX_PAGES", 3)
+    client = ScriptedClient([page([t], cursor(t + 1)) for t in (100, 200, 300, 400)])
+    with pytest.raises(ProtocolError, match="^more than 3 pages for one unit$") as raised:
+        pages_of(client)
+    assert raised.value.error_class == "pagination" and len(client.calls) == 3
+
+
+def test_the_page_limit_is_a_thousand():
+    assert fetch.MAX_PAGES == 1_000 and fetch.PAGE_LIMIT == 50_000
+    with pytest.raises(ProtocolError, match="more than 1000 pages"):
+        _check_progress(FIRST, raw_page([10], cursor(11)), set(), 1000)
+    _check_progress(FIRST, raw_page([10], cursor(11)), set(), 999)

@@ -1,0 +1,330 @@
+"""The worker's settle path, unit by unit, against a scripted client: which state each unit
+of a group ends in, what it is charged, what its file holds, and what the ledger keeps of
+an error. No server, no threads: every answer is given by the test."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import orjson
+import polars as pl
+import pytest
+
+from polyledger.errors import FatalRunError, NotEntitled, TransientError
+from polyledger.ledger import ClaimedUnit, Ledger, PlannedUnit
+from polyledger.periods import et_midnight_ms
+from polyledger.polygon.client import Response, Stopped
+from polyledger.secrets import register_secret
+from polyledger.storage import BarStore
+from polyledger.worker import UnitJob, UnitOutcome, process_units
+
+D = dt.date
+BASE = "https://api.test"
+HOUR = 3_600_000
+
+
+class ScriptedClient:
+    """Answers each request with the next scripted body (bytes) or raises the next exception."""
+
+    base_url = BASE
+
+    def __init__(self, answers: list[bytes | BaseException], tries: int = 1) -> None:
+        self.answers = list(answers)
+        self.tries = tries
+        self.calls: list[tuple[str, dict | None]] = []
+
+    def get(self, url: str, params: dict | None = None, decode: Callable | None = None) -> Response:
+        self.calls.append((url, params))
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        decoded = decode(answer) if decode else None
+        return Response(answer, 200, "header-id", decoded, self.tries)
+
+
+def at(day: D, hours: int = 15) -> int:
+    """Epoch ms of `hours` after midnight US/Eastern on `day`."""
+    return et_midnight_ms(day) + hours * HOUR
+
+
+def page(times: list[int], next_from: int | None = None, request_id: str = "rq") -> bytes:
+    bars = [{"t": t, "o": 1.0, "h": 2.0, "l": 0.5, "c": 1.5, "v": 10.0, "vw": 1.2, "n": 3} for t in times]
+    body = {"status": "OK", "adjusted": True, "request_id": request_id, "resultsCount": len(bars), "results": bars}
+    if next_from is not None:
+        body["next_url"] = f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/{next_from}/1711929599999?cursor=c"
+    return orjson.dumps(body)
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    with Ledger(tmp_path / "ledger.db") as opened:
+        yield opened
+
+
+@pytest.fixture
+def store(tmp_path) -> BarStore:
+    return BarStore(tmp_path / "data")
+
+
+def months(ledger: Ledger, *numbers: int, ticker: str = "AAPL") -> list[ClaimedUnit]:
+    """Plan and claim these months of 2024, as one group."""
+    ledger.add_units(
+        [PlannedUnit("minute", ticker, D(2024, n, 1), D(2024, n + 1, 1) - dt.timedelta(days=1)) for n in numbers]
+    )
+    return ledger.claim("w", 60, limit=len(numbers))
+
+
+def job(client: ScriptedClient, ledger: Ledger, store: BarStore, **options: object) -> UnitJob:
+    return UnitJob(client=client, ledger=ledger, store=store, adjusted=True, run_id="run-1", **options)  # type: ignore[arg-type]
+
+
+def rows(ledger: Ledger) -> list:
+    return ledger.query("SELECT * FROM units ORDER BY period_start")
+
+
+def history(ledger: Ledger) -> list:
+    return ledger.query("SELECT * FROM unit_attempts ORDER BY unit_id, id")
+
+
+def stored_rows(store: BarStore, month: int) -> int:
+    return store.read_parquet(f"minute/ticker=AAPL/year=2024/month={month:02d}/part.parquet").height
+
+
+def test_one_page_for_three_months_settles_each_and_charges_the_request_once(ledger, store):
+    body = page([at(D(2024, 1, 5)), at(D(2024, 1, 31), 19), at(D(2024, 3, 4))])
+    outcomes = process_units(months(ledger, 1, 2, 3), job(ScriptedClient([body]), ledger, store))
+    assert outcomes == [
+        UnitOutcome("done", 2, 1),
+        UnitOutcome("empty_confirmed", 0, 0),
+        UnitOutcome("done", 1, 0),
+    ]
+    assert [r.state for r in rows(ledger)] == ["done", "empty_confirmed", "done"]
+    assert (stored_rows(store, 1), stored_rows(store, 3)) == (2, 1)
+    assert [(a.requests, a.bytes, a.bars, a.request_id) for a in history(ledger)] == [
+        (1, len(body), 2, "rq"),
+        (0, 0, 0, "rq"),
+        (0, 0, 1, "rq"),
+    ]
+    assert [a.run_id for a in history(ledger)] == ["run-1"] * 3
+
+
+def test_pages_settle_months_as_they_complete_and_keep_only_later_bars(ledger, store):
+    march_first = et_midnight_ms(D(2024, 3, 1))  # exactly midnight: March's, not February's
+    first = page([at(D(2024, 1, 10)), at(D(2024, 1, 20))], next_from=at(D(2024, 1, 20)) + 1, request_id="p1")
+    second = page([at(D(2024, 2, 2)), march_first, at(D(2024, 3, 5))], request_id="p2")
+    client = ScriptedClient([first, second], tries=2)
+    outcomes = process_units(months(ledger, 1, 2, 3), job(client, ledger, store))
+    assert outcomes == [UnitOutcome("done", 2, 4), UnitOutcome("done", 1, 0), UnitOutcome("done", 2, 0)]
+    assert [stored_rows(store, m) for m in (1, 2, 3)] == [2, 1, 2]
+    assert [(a.requests, a.request_id) for a in history(ledger)] == [(4, "p2"), (0, "p2"), (0, "p2")]
+    assert client.calls[0] == (
+        f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/2024-01-01/2024-03-31",
+        {"adjusted": "true", "sort": "asc", "limit": "50000"},
+    )
+
+
+def test_a_month_settled_by_a_page_is_charged_before_the_next_page(ledger, store):
+    first = page([at(D(2024, 1, 10)), at(D(2024, 2, 3))], next_from=at(D(2024, 2, 3)) + 1)
+    second = page([at(D(2024, 2, 20))])
+    process_units(months(ledger, 1, 2), job(ScriptedClient([first, second]), ledger, store))
+    assert [(a.outcome, a.requests, a.bytes) for a in history(ledger)] == [
+        ("done", 1, len(first)),
+        ("done", 1, len(second)),
+    ]
+    assert [stored_rows(store, m) for m in (1, 2)] == [1, 2]
+
+
+def test_repeated_timestamps_are_stored_once_and_counted(ledger, store):
+    body = page([at(D(2024, 1, 5)), at(D(2024, 1, 5)), at(D(2024, 1, 6))])
+    process_units(months(ledger, 1), job(ScriptedClient([body]), ledger, store))
+    assert stored_rows(store, 1) == 2
+    assert history(ledger)[0].duplicates == 1
+
+
+def test_a_transient_error_requeues_the_waiting_units_with_its_class(ledger, store):
+    first = page([at(D(2024, 1, 10))], next_from=at(D(2024, 1, 10)) + 1)
+    error = TransientError("server said 503", error_class="http_503", http_status=503, request_id="r-err")
+    outcomes = process_units(months(ledger, 1, 2), job(ScriptedClient([first, error]), ledger, store))
+    assert outcomes == [UnitOutcome("requeued", 0, 1, "http_503"), UnitOutcome("requeued", 0, 0, "http_503")]
+    assert [(r.state, r.error_class, r.last_error, r.attempts) for r in rows(ledger)] == [
+        ("pending", "http_503", "server said 503", 1)
+    ] * 2
+    assert [(a.requests, a.bytes, a.http_status, a.request_id) for a in history(ledger)] == [
+        (1, len(first), 503, "r-err"),
+        (0, 0, 503, "r-err"),
+    ]
+    assert list(store.walk()) == []
+
+
+def test_a_transient_error_on_the_last_attempt_fails_the_unit(ledger, store):
+    ledger.add_units([PlannedUnit("minute", "AAPL", D(2024, 1, 1), D(2024, 1, 31))])
+    for _ in range(2):  # two attempts used up already
+        (unit,) = ledger.claim("w", 60)
+        ledger.requeue(unit, _attempt())
+    units = ledger.claim("w", 60)
+    assert units[0].attempts == 3
+    error = TransientError("timed out", error_class="timeout")  # no request id: the last page's
+    outcomes = process_units(units, job(ScriptedClient([error]), ledger, store))
+    assert outcomes == [UnitOutcome("failed", 0, 0, "timeout")]
+    assert (rows(ledger)[0].state, rows(ledger)[0].error_class) == ("failed", "timeout")
+
+
+def test_attempts_left_depend_on_max_attempts(ledger, store):
+    units = months(ledger, 1)
+    error = TransientError("timed out", error_class="timeout")
+    outcomes = process_units(units, job(ScriptedClient([error]), ledger, store, max_attempts=1))
+    assert outcomes == [UnitOutcome("failed", 0, 0, "timeout")]
+
+
+def test_a_permanent_error_on_a_group_is_asked_again_unit_by_unit(ledger, store):
+    denied = NotEntitled("not entitled to that range", http_status=403)
+    client = ScriptedClient(
+        [denied, NotEntitled("still not", http_status=403), page([at(D(2024, 2, 7))]), page([])]
+    )
+    outcomes = process_units(months(ledger, 1, 2, 3), job(client, ledger, store))
+    assert outcomes == [
+        UnitOutcome("failed", 0, 0, "not_entitled"),
+        UnitOutcome("done", 1, 1),
+        UnitOutcome("empty_confirmed", 0, 1),
+    ]
+    assert [url.rsplit("/", 2)[-2:] for url, _ in client.calls] == [
+        ["2024-01-01", "2024-03-31"],
+        ["2024-01-01", "2024-01-31"],
+        ["2024-02-01", "2024-02-29"],
+        ["2024-03-01", "2024-03-31"],
+    ]
+    assert [(r.state, r.error_class) for r in rows(ledger)] == [
+        ("failed", "not_entitled"),
+        ("done", None),
+        ("empty_confirmed", None),
+    ]
+    assert history(ledger)[0].http_status == 403
+
+
+def test_bars_outside_the_asked_dates_fail_the_unit_never_empty(ledger, store):
+    body = page([at(D(2024, 2, 1))])  # February's bar in an answer about January
+    outcomes = process_units(months(ledger, 1), job(ScriptedClient([body]), ledger, store))
+    assert outcomes == [UnitOutcome("failed", 0, 1, "out_of_range")]
+    assert rows(ledger)[0].last_error == "1 bars outside the requested dates"
+
+
+def test_a_stop_gives_the_units_back_without_counting_the_attempt(ledger, store):
+    outcomes = process_units(months(ledger, 1, 2), job(ScriptedClient([Stopped()]), ledger, store))
+    assert outcomes == [UnitOutcome("released"), UnitOutcome("released")]
+    assert [(r.state, r.attempts, r.lease_owner) for r in rows(ledger)] == [("pending", 0, None)] * 2
+    assert history(ledger) == []
+
+
+def test_a_fatal_error_gives_the_units_back_and_stops_the_run(ledger, store):
+    with pytest.raises(FatalRunError, match="bad key"):
+        process_units(months(ledger, 1, 2), job(ScriptedClient([FatalRunError("bad key")]), ledger, store))
+    assert [(r.state, r.attempts) for r in rows(ledger)] == [("pending", 0)] * 2
+
+
+def test_a_bug_fails_the_units_visibly_with_its_type(ledger, store):
+    outcomes = process_units(months(ledger, 1), job(ScriptedClient([ZeroDivisionError("oops")]), ledger, store))
+    assert outcomes == [UnitOutcome("failed", 0, 0, "internal:ZeroDivisionError")]
+    assert (rows(ledger)[0].state, rows(ledger)[0].last_error) == ("failed", "oops")
+
+
+def test_a_hand_edited_ticker_fails_as_invalid_without_a_request(ledger, store):
+    client = ScriptedClient([])
+    outcomes = process_units(months(ledger, 1, ticker="../X"), job(client, ledger, store))
+    assert outcomes == [UnitOutcome("failed", 0, 0, "invalid_ticker")]
+    assert client.calls == []
+
+
+def test_an_error_is_stored_redacted_and_cut_to_500_characters(ledger, store, monkeypatch):
+    monkeypatch.setattr("polyledger.secrets._secrets", set())  # this test's secret only
+    register_secret("sekret-key-123")
+    error = TransientError("key sekret-key-123 refused " + "x" * 600, error_class="http_500")
+    process_units(months(ledger, 1), job(ScriptedClient([error]), ledger, store))
+    stored = rows(ledger)[0].last_error
+    assert stored.startswith("key *** refused x") and len(stored) == 500
+    assert "sekret" not in history(ledger)[0].error
+
+
+def test_a_unit_whose_lease_was_lost_is_reported_lost(ledger, store):
+    (unit,) = months(ledger, 1)
+    ledger.release(unit, undo_attempt=False)  # someone else's now
+    body = page([at(D(2024, 1, 5))])
+    assert process_units([unit], job(ScriptedClient([body]), ledger, store)) == [UnitOutcome("lost", 0, 1)]
+    error = TransientError("503", error_class="http_503")
+    assert process_units([unit], job(ScriptedClient([error]), ledger, store)) == [UnitOutcome("lost", 0, 0)]
+    assert rows(ledger)[0].state == "pending"
+
+
+def _attempt():  # type: ignore[no-untyped-def]
+    from polyledger.ledger import AttemptRecord
+
+    return AttemptRecord(error="earlier", error_class="timeout")
+
+
+# --- reference units (splits): the same rules, one unit at a time ---------------------
+
+
+def splits_unit(ledger: Ledger) -> list[ClaimedUnit]:
+    ledger.add_units([PlannedUnit("splits", "AAPL", D(2000, 1, 1), D(2024, 6, 30), period_name="all")])
+    return ledger.claim("w", 60)
+
+
+def splits_page(results: list[dict]) -> bytes:
+    return orjson.dumps({"status": "OK", "request_id": "ref-1", "results": results})
+
+
+SPLIT = {"ticker": "AAPL", "execution_date": "2020-08-31", "split_from": 1, "split_to": 4, "id": "s1"}
+
+
+def test_a_reference_unit_with_results_is_done_and_its_splits_recorded(ledger, store):
+    body = splits_page([SPLIT])
+    outcomes = process_units(splits_unit(ledger), job(ScriptedClient([body]), ledger, store))
+    assert outcomes == [UnitOutcome("done", 1, 1)]
+    assert [tuple(r) for r in ledger.query("SELECT ticker, execution_date, split_from, split_to FROM splits")] == [
+        ("AAPL", "2020-08-31", 1.0, 4.0)
+    ]
+    assert store.read_parquet("splits/ticker=AAPL/part.parquet").height == 1
+    (attempt,) = history(ledger)
+    assert (attempt.requests, attempt.bytes, attempt.bars, attempt.request_id) == (1, len(body), 1, "ref-1")
+
+
+def test_a_reference_unit_without_results_is_empty_confirmed(ledger, store):
+    outcomes = process_units(splits_unit(ledger), job(ScriptedClient([splits_page([])]), ledger, store))
+    assert outcomes == [UnitOutcome("empty_confirmed", 0, 1)]
+    assert list(store.walk()) == []
+
+
+def test_a_reference_unit_follows_the_bar_rules_for_errors(ledger, store):
+    error = TransientError("503", error_class="http_503", request_id="r9")
+    assert process_units(splits_unit(ledger), job(ScriptedClient([error]), ledger, store)) == [
+        UnitOutcome("requeued", 0, 0, "http_503")
+    ]
+    assert history(ledger)[0].request_id == "r9"
+    assert process_units(ledger.claim("w", 60), job(ScriptedClient([Stopped()]), ledger, store)) == [
+        UnitOutcome("released")
+    ]
+    assert (rows(ledger)[0].state, rows(ledger)[0].attempts) == ("pending", 1)
+    with pytest.raises(FatalRunError):
+        process_units(ledger.claim("w", 60), job(ScriptedClient([FatalRunError("no")]), ledger, store))
+    assert (rows(ledger)[0].state, rows(ledger)[0].attempts) == ("pending", 1)
+
+
+def test_a_reference_unit_whose_lease_was_lost_is_reported_lost(ledger, store):
+    (unit,) = splits_unit(ledger)
+    ledger.release(unit, undo_attempt=False)
+    outcomes = process_units([unit], job(ScriptedClient([splits_page([SPLIT])]), ledger, store))
+    assert outcomes == [UnitOutcome("lost", 0, 1)]
+
+
+def test_a_hand_edited_reference_ticker_fails_as_invalid(ledger, store):
+    ledger.add_units([PlannedUnit("splits", "a b", D(2000, 1, 1), D(2024, 6, 30), period_name="all")])
+    outcomes = process_units(ledger.claim("w", 60), job(ScriptedClient([]), ledger, store))
+    assert outcomes == [UnitOutcome("failed", 0, 0, "invalid_ticker")]
+
+
+def test_stored_bars_are_the_pages_bars_in_the_stored_schema(ledger, store):
+    body = page([at(D(2024, 1, 5))])
+    process_units(months(ledger, 1), job(ScriptedClient([body]), ledger, store))
+    frame = store.read_parquet("minute/ticker=AAPL/year=2024/month=01/part.parquet")
+    assert frame.row(0, named=True)["ticker"] == "AAPL"
+    assert frame.get_column("timestamp").dtype == pl.Datetime("ms", "UTC")

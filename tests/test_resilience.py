@@ -11,7 +11,7 @@ import random
 import signal
 import sqlite3
 import subprocess
-import time
+import threading
 
 import polars as pl
 import pytest
@@ -29,10 +29,12 @@ from support import (
 )
 
 from polyledger.consistency import deep_check
-from polyledger.errors import StorageError
+from polyledger.errors import FatalRunError, StorageError
 from polyledger.ledger import Ledger
+from polyledger.polygon.aggs import BAR_SCHEMA
+from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.runner import Run, RunOptions
-from polyledger.storage import BarStore
+from polyledger.storage import BarStore, unit_relative_path
 from polyledger.testing import StandInServer
 
 D = dt.date
@@ -42,16 +44,77 @@ def expected(market, tickers, start, end) -> pl.DataFrame:
     return pl.concat([truth(market, "minute", t, start, end) for t in tickers]).sort("ticker", "timestamp")
 
 
+class GatedServer(StandInServer):
+    """The stand-in answering only as many requests as the test allows; the others wait
+    at the gate. A client with a request at the gate is mid-work and cannot finish: a
+    deterministic moment to interrupt or kill it, whatever the machine's speed."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self._gate = threading.Condition()
+        self.allowed = self.answered = self.waiting = self.arrived = 0
+
+    def _sleep(self, seconds: float) -> None:  # called once before every response is sent
+        with self._gate:
+            self.arrived += 1
+            self.waiting += 1
+            while self.answered >= self.allowed and not self._stopping.is_set():
+                self._gate.wait()
+            self.waiting -= 1
+            self.answered += 1
+            self._gate.notify_all()
+        super()._sleep(seconds)
+
+    def allow(self, answers: int) -> None:
+        with self._gate:
+            self.allowed += answers
+            self._gate.notify_all()
+
+    def held(self) -> bool:
+        """Every allowed answer is out and a request waits at the gate."""
+        with self._gate:
+            return self.answered == self.allowed and self.waiting > 0
+
+    def counts(self) -> tuple[int, int]:
+        """Requests that reached the gate so far, and those waiting there now."""
+        with self._gate:
+            return self.arrived, self.waiting
+
+    def release_waiting(self) -> None:
+        """Answer whatever waits (a dead client's requests), and wait until it is out."""
+        with self._gate:
+            self.allowed = self.answered + self.waiting
+            self._gate.notify_all()
+            while self.waiting:
+                self._gate.wait()
+
+    def stop(self) -> None:
+        with self._gate:
+            self._stopping.set()
+            self._gate.notify_all()
+        super().stop()
+
+
+def read_until(stream, marker: bytes) -> bool:  # type: ignore[no-untyped-def]
+    """Read a child's output line by line until a line holds `marker` (False at its end)."""
+    for line in iter(stream.readline, b""):
+        if marker in line:
+            return True
+    return False
+
+
 def test_api_down_stops_within_bounded_time_and_units_stay_retryable(work, market):
     write_universe(work / "u.csv", ["AAPL", "SIRI", "PLUG", "TINY"])
     run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-12-31")
     with StandInServer(market, api_keys=(API_KEY,), always_status=500) as server:
-        started = time.monotonic()
-        result = run_cli("run", "--base-url", server.url, "--rate", "200", "--give-up-after", "3")
-        elapsed = time.monotonic() - started
+        result = run_cli(
+            "run", "--base-url", server.url, "--rate", "200", "--give-up-after", "3", "--workers", "8"
+        )
         assert result.code == 1
-        assert "did not recover" in result.out + result.err
-        assert elapsed < 30, elapsed
+        assert "did not recover within 3s" in result.out + result.err  # the breaker's bound, not a timer
+        # it stopped sending: the requests that tripped the breaker, those already in flight
+        # (one per worker), and one probe (the second would come after the 3 s)
+        assert server.stats.bars_requests <= CircuitBreaker().min_samples + 8 + 1, server.stats.bars_requests
         assert ledger_states(work / "ledger.db") == {"pending": 48}  # nothing burnt into failed
 
         server.always_status = None  # the API is back
@@ -91,7 +154,19 @@ def test_disk_full_stops_the_run_with_nothing_half_written(work, market):
         # five files were written whole; only those whose page's batch settled count as done
         assert counts.get("done", 0) <= 5 and counts.get("pending", 0) >= 31
         assert store.temporaries() == []
-        assert [f for f in deep_check(ledger, store) if f.kind != "stale_file"] == []
+        findings = deep_check(ledger, store)
+        assert [f for f in findings if f.kind != "stale_file"] == []
+        # a stale file is one written whole just before the stop, whose unit went back to
+        # pending with its batch; a half-written file would show here too, so each one must
+        # be complete, with exactly its unit's bars
+        stale = [f.path for f in findings if f.kind == "stale_file"]
+        assert len(stale) <= 5  # the five files written before the disk filled up
+        for relative in stale:
+            ticker, month = relative.split("/")[1].removeprefix("ticker="), int(relative.split("/")[3][-2:])
+            first = D(2023, month, 1)
+            assert relative == unit_relative_path("minute", ticker, first)
+            last = D(2023, month + 1, 1) - dt.timedelta(days=1) if month < 12 else D(2023, 12, 31)
+            assert_frame_equal(store.read_parquet(relative), expected(market, [ticker], first, last))
 
         resumed = Run(
             ledger,
@@ -106,8 +181,17 @@ def test_disk_full_stops_the_run_with_nothing_half_written(work, market):
     )
 
 
-def test_disk_full_error_class_is_fatal():
-    assert issubclass(StorageError, Exception) and StorageError.error_class == "storage"
+def test_a_full_disk_is_a_storage_error_that_stops_the_run(tmp_path):
+    """ENOSPC half-way through a file surfaces as a StorageError, a FatalRunError (the run
+    stops and gives its units back instead of failing them one by one), with the reason;
+    nothing is left under the final name or as a temporary."""
+    store = DiskFullStore(tmp_path / "data", fail_on=1)
+    with pytest.raises(StorageError) as raised:
+        store.write_unit("minute", "TINY", D(2023, 1, 1), pl.DataFrame(schema=BAR_SCHEMA))
+    assert isinstance(raised.value, FatalRunError) and raised.value.error_class == "storage"
+    relative = unit_relative_path("minute", "TINY", D(2023, 1, 1))
+    assert str(raised.value) == f"cannot write {relative}: No space left on device"
+    assert not store.exists(relative) and store.temporaries() == []
 
 
 def test_pagination_that_does_not_advance_fails_the_unit_without_looping(work, market):
@@ -265,22 +349,28 @@ def test_ledger_from_a_newer_polyledger_is_refused_by_every_command(work):
 def test_ctrl_c_stops_gracefully_and_nothing_stays_running(work, market):
     write_universe(work / "u.csv", ["AAPL", "SIRI", "PLUG", "MID1"])
     run_cli("plan", "--universe", "u.csv", "--from", "2022-01-01", "--to", "2023-12-31")
-    with StandInServer(market, api_keys=(API_KEY,), latency=0.2, page_cap=5_000) as server:
-        command = cli_command("run", "--base-url", server.url, "--workers", "4")
+    workers = 4
+    with GatedServer(market, api_keys=(API_KEY,), page_cap=5_000) as server:
+        server.allow(40)
+        command = cli_command("run", "--base-url", server.url, "--workers", workers)
         process = subprocess.Popen(
             command,
             cwd=work,
-            env=dict(python_env(), POLYGON_API_KEY=API_KEY),
+            env=dict(python_env(), POLYGON_API_KEY=API_KEY, PYTHONUNBUFFERED="1"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        assert wait_for(lambda: ledger_states(work / "ledger.db").get("done", 0) >= 3, timeout=60)
-        asked = time.monotonic()
+        assert wait_for(server.held, timeout=120)  # mid-work: its next answers are held back
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
-        took = time.monotonic() - asked
+        # the run says it is stopping once it has set its stop flag; from then on no
+        # worker may send a new request, so the server gets at most the requests already
+        # sent (one per worker, those at the gate included)
+        assert read_until(process.stdout, b"stopping: finishing units in flight")
+        arrived, waiting = server.counts()
+        server.allow(10_000)
+        out, err = process.communicate(timeout=120)
+        assert server.arrived - arrived <= workers - waiting, (server.arrived, arrived, waiting)
     assert process.returncode == 130, err.decode()
-    assert took < 5, took
     assert b"Traceback" not in err
     counts = ledger_states(work / "ledger.db")
     assert counts.get("running", 0) == 0 and counts.get("pending", 0) > 0
@@ -294,27 +384,27 @@ def test_chaos_kill_9_five_times_then_finish(work, market):
     run_cli("plan", "--universe", "u.csv", "--from", start, "--to", end)
     chance = random.Random(20261123)
     env = dict(python_env(), POLYGON_API_KEY=API_KEY)
-    with StandInServer(market, api_keys=(API_KEY,), latency=0.02, page_cap=3_000) as server:
+    with GatedServer(market, api_keys=(API_KEY,), page_cap=3_000) as server:
         command = cli_command(
             "run", "--base-url", server.url, "--workers", "6", "--rate", "1000", "--lease-seconds", "1"
         )
         kills = 0
         for _ in range(5):
-            done_before = ledger_states(work / "ledger.db").get("done", 0)
+            # the crash instant, counted in answers: after them the victim's requests wait at
+            # the gate, so it is always mid-work (it cannot finish first) when it is killed,
+            # while its other workers may be writing files or settling units
+            server.allow(chance.randint(3, 30))
             victim = subprocess.Popen(
                 command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            # let it make some progress, then kill it at a random moment
-            wait_for(
-                lambda before=done_before: ledger_states(work / "ledger.db").get("done", 0) > before,
-                timeout=60,
-            )
-            time.sleep(chance.uniform(0.0, 0.4))  # the random instant of the crash, not a synchronisation
+            assert wait_for(server.held, timeout=120)
             if victim.poll() is None:
                 victim.kill()
                 kills += 1
-            victim.wait(timeout=10)
-        assert kills >= 5
+            victim.wait(timeout=30)
+            server.release_waiting()  # the dead victim's requests: answered into closed sockets
+        assert kills == 5
+        server.allow(1_000_000)
         left = ledger_states(work / "ledger.db")
         assert left.get("pending", 0) + left.get("running", 0) > 0, "the chaos left nothing to finish"
         final = run_cli(

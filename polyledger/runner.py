@@ -92,9 +92,11 @@ class RunStats:
         return sum(self.outcomes[s] for s in SETTLED_OUTCOMES)
 
     def systematic_internal_error(self) -> str | None:
-        """The internal error class behind most recent outcomes, if there is one."""
+        """The error class of ours behind most recent outcomes, if there is one: a bug in
+        polyledger (`internal:*`), or requests the API cannot parse (`bad_request`, a 400 on
+        every unit is our request's fault, not the data's)."""
         with self._lock:
-            internal = Counter(c for c in self.recent if c.startswith("internal:"))
+            internal = Counter(c for c in self.recent if c.startswith("internal:") or c == "bad_request")
             if len(self.recent) >= 10 and internal:
                 name, count = internal.most_common(1)[0]
                 if count >= 0.8 * len(self.recent):

@@ -110,6 +110,7 @@ def outcomes(*classes: str | None) -> RunStats:
         ((["internal:KeyError"] * 15 + [None] * 5), None),  # 75%: bad luck, not yet a bug
         ((["internal:KeyError"] * 8 + ["internal:TypeError"] * 8 + [None] * 4), None),  # not the same way
         ((["not_entitled"] * 20), None),  # the data's answer, not a bug: the run goes on
+        ((["bad_request"] * 20), "bad_request"),  # a 400 for every unit: our request is wrong
         (([None] * 20 + ["internal:KeyError"] * 20), "internal:KeyError"),  # the last 20 count
     ],
 )

@@ -11,6 +11,15 @@ from support import API_KEY, LISTINGS
 from polyledger.testing import StandInServer, SyntheticMarket
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Print the random order's seed even under -q (pytest-randomly's header is hidden
+    there), so a failing order can be repeated with --randomly-seed=N."""
+    seed = getattr(session.config.option, "randomly_seed", None)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if isinstance(seed, int) and reporter is not None:
+        reporter.write_line(f"random test order: --randomly-seed={seed}")
+
+
 @pytest.fixture(scope="session")
 def market() -> SyntheticMarket:
     return SyntheticMarket(LISTINGS, seed=11)

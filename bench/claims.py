@@ -75,7 +75,14 @@ def drop(admin: str, name: str) -> None:
     import psycopg
 
     with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        # not WITH (FORCE): it refuses a non-superuser when autovacuum is in the database,
+        # while a plain DROP stops autovacuum itself
+        connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND usename = current_user AND pid != pg_backend_pid()",
+            (name,),
+        )
+        connection.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
 def main() -> None:

@@ -547,16 +547,13 @@ def sql(
     """
     import csv
 
-    from polyledger.ledger.database import is_postgres
+    from polyledger.ledger.readonly import run_read_only
 
     if output not in ("table", "csv", "json"):
         raise InputError(f"unknown --format {output!r}: choose table, csv or json")
     if not query.strip():
         raise InputError('empty query: polyledger sql "SELECT ..."')
-    if is_postgres(ledger_path):
-        columns, rows = _sql_postgres(ledger_path, query)
-    else:
-        columns, rows = _sql_sqlite(Path(ledger_path), query)
+    columns, rows = run_read_only(ledger_path, query)
     if output == "json":
         records = [dict(zip(columns, row, strict=True)) for row in rows]
         sys.stdout.write(json.dumps(records, indent=2, default=_json_value) + "\n")
@@ -571,53 +568,6 @@ def sql(
         for row in rows:
             table.add_row(*["" if v is None else str(v) for v in row])
         _console().print(table)
-
-
-def _sql_sqlite(path: Path, query: str) -> tuple[list[str], list]:
-    import sqlite3
-
-    from polyledger.ledger.database import open_read_only
-
-    connection = open_read_only(path)
-    try:
-        cursor = connection.execute(query)
-        columns = [c[0] for c in cursor.description or []]
-        rows = cursor.fetchall()
-    except sqlite3.Error as exc:
-        # the authorizer answers every write with "not authorized"
-        read_only = " (the ledger is read-only here)" if "not authorized" in str(exc) else ""
-        raise InputError(f"SQL error: {exc}{read_only}") from None
-    finally:
-        connection.close()
-    return columns, rows
-
-
-def _sql_postgres(url: str, query: str) -> tuple[list[str], list]:
-    """One statement in a READ ONLY transaction (the session defaults to read-only too), sent
-    alone through the extended protocol so a `; COMMIT; DELETE ...` cannot follow it; the
-    transaction's snapshot is taken first, so it cannot be switched to read-write."""
-    import psycopg
-
-    from polyledger.ledger.database import connect_postgres, parse_location
-    from polyledger.secrets import redact
-
-    connection = connect_postgres(parse_location(url), options="-c default_transaction_read_only=on")
-    try:
-        connection.autocommit = False
-        connection.read_only = True
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.execute(query.strip().rstrip(";"), binary=True)
-            columns = [c.name for c in cursor.description or []]
-            rows = cursor.fetchall() if cursor.description else []
-        connection.rollback()
-    except psycopg.Error as exc:
-        detail = " ".join(str(exc).split())
-        read_only = " (the ledger is read-only here)" if "read-only transaction" in detail else ""
-        raise InputError(f"SQL error: {redact(detail)}{read_only}") from None
-    finally:
-        connection.close()
-    return columns, rows
 
 
 # --- migrate / export / import ----------------------------------------------------

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from polyledger.errors import InputError
-from polyledger.ledger import Ledger, UnitState, in_list
+from polyledger.ledger import Ledger, UnitState, queries
 from polyledger.storage import PART_NAME, TEMP_MARK, BarStore, unit_relative_path
 
 QUARANTINE = ".quarantine"
@@ -47,7 +47,7 @@ def file_checksum(path: Path | BinaryIO) -> str:
 
 def _listed_files(ledger: Ledger) -> int:
     """How many files the ledger says exist (one per done unit with bars)."""
-    return ledger.query("SELECT count(*) AS n FROM units WHERE state = 'done' AND file_path IS NOT NULL")[0].n
+    return queries.listed_files(ledger)
 
 
 def deep_check(ledger: Ledger, store: BarStore, checksums: bool = True) -> list[Finding]:
@@ -60,9 +60,7 @@ def deep_check(ledger: Ledger, store: BarStore, checksums: bool = True) -> list[
             )
     findings: list[Finding] = []
     known: dict[str, str] = {}  # relative path -> state of the unit that owns it
-    for row in ledger.query(
-        "SELECT id, dataset, ticker, period_start, state, rows, file_path, checksum FROM units"
-    ):
+    for row in queries.unit_files(ledger):
         owned = row.file_path or _expected_path(row.dataset, row.ticker, row.period_start)
         if owned:
             known[owned] = row.state
@@ -154,9 +152,6 @@ def repair(
             store.move(finding.path, target)  # an object store: copied, checked, then deleted
             quarantined.append(target)
         unit_ids.append(finding.unit_id)
-    requeued = 0
-    if unit_ids:
-        where, params = in_list("id", unit_ids, "u")
-        requeued = ledger.reset_units(where, params, {UnitState.DONE})
+    requeued = ledger.reset_done_units(unit_ids)
     removed = sum(1 for f in findings if f.kind == "stray_temporary" and store.remove(f.path))
     return RepairResult(requeued=requeued, quarantined=quarantined, temporaries_removed=removed)

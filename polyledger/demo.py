@@ -138,7 +138,6 @@ def make_example_ledger(target: Path, console: Console | None = None) -> None:
         with Ledger(Path(scratch) / "ledger.db") as ledger:
             ledger.clock = lambda: dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc)
             ledger.claim("example-host:4242:crashed", lease_seconds=60, limit=1)
-            with ledger.engine.begin() as connection:
-                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            ledger.checkpoint()
         target.unlink(missing_ok=True)
         shutil.copyfile(Path(scratch) / "ledger.db", target)

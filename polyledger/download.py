@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import text
 
 from polyledger.audit import STATES, AuditReport, audit
 from polyledger.errors import InputError
-from polyledger.ledger import SETTLED, Ledger, in_list
+from polyledger.ledger import SETTLED, Ledger, queries
 from polyledger.periods import DATASETS, ET, REFERENCE_DATASETS, check_dataset
 from polyledger.polygon.aggs import BAR_SCHEMA
 from polyledger.reference import REFERENCE
@@ -59,22 +58,7 @@ class Download:
             check_dataset(dataset)
         if state is not None and state not in STATES:
             raise InputError(f"unknown state {state!r}: choose one of {', '.join(STATES)}")
-        where, params = [], {}
-        if dataset is not None:
-            where.append("dataset = :dataset")
-            params["dataset"] = dataset
-        if state is not None:
-            where.append("state = :state")
-            params["state"] = state
-        sql = (
-            "SELECT id, dataset, ticker, period, period_start, period_end, state, rows, attempts, "
-            "error_class, last_error, adjusted, fetched_at, file_path, checksum, bytes, requests "
-            f"FROM units{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id"
-        )
-        with self.ledger.engine.connect() as connection:
-            result = connection.execute(text(sql), params)  # text(): `:name` on every driver
-            columns = list(result.keys())
-            rows = result.fetchall()
+        columns, rows = queries.units_table(self.ledger, dataset, state)
         return pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None).with_columns(
             pl.col("period_start", "period_end").str.to_date()
         )
@@ -125,31 +109,11 @@ class Download:
         """The ledger's audit (`polyledger audit`): completeness per dataset and year."""
         return audit(self.ledger)
 
-    def _selection(
-        self, dataset: str, tickers: Sequence[str] | None, first: dt.date | None, last: dt.date | None
-    ) -> tuple[list[str], dict]:
-        where, params = ["dataset = :dataset"], {"dataset": dataset}
-        if tickers:
-            test, names = in_list("ticker", tickers, "t")
-            where.append(test)
-            params.update(names)
-        if first is not None:
-            where.append("period_end >= :first")
-            params["first"] = first.isoformat()
-        if last is not None:
-            where.append("period_start <= :last")
-            params["last"] = last.isoformat()
-        return where, params
-
     def _selected(
         self, dataset: str, tickers: Sequence[str] | None, first: dt.date | None, last: dt.date | None
     ) -> list[Any]:
         """The selection's units (state, file), in ticker and time order: one query."""
-        where, params = self._selection(dataset, tickers, first, last)
-        return self.ledger.query(
-            f"SELECT state, file_path FROM units WHERE {' AND '.join(where)} ORDER BY ticker, period_start",
-            params,
-        )
+        return queries.selected_units(self.ledger, dataset, tickers, first, last)
 
 
 def _files(selected: list[Any]) -> list[str]:

@@ -30,7 +30,7 @@ import polars as pl
 
 from polyledger.defaults import DEFAULT_JUMP_THRESHOLD, DEFAULT_VOLUME_TOLERANCE
 from polyledger.errors import InputError
-from polyledger.ledger import Ledger, in_list
+from polyledger.ledger import Ledger, queries
 from polyledger.periods import DATASETS, ET
 from polyledger.storage import BarStore
 
@@ -178,22 +178,13 @@ def _check_ticker(ledger: Ledger, data: BarStore, ticker: str, report: QualityRe
 
 
 def _tickers(ledger: Ledger, datasets: Sequence[str]) -> list[str]:
-    chosen, params = in_list("dataset", datasets, "d")
-    rows = ledger.query(
-        f"SELECT DISTINCT ticker FROM units WHERE {chosen} AND state = 'done' ORDER BY ticker",
-        params,
-    )
-    return [row.ticker for row in rows]
+    return queries.done_tickers(ledger, datasets)
 
 
 def _units(ledger: Ledger, dataset: str, ticker: str) -> list[_Unit]:
     """The ticker's settled units in time order: done ones have a file; empty_confirmed ones
     count for missing sessions and for telling a gap from a quiet month."""
-    rows = ledger.query(
-        "SELECT id, period, period_start, period_end, state, file_path, rows, adjusted FROM units "
-        "WHERE dataset = :d AND ticker = :t AND state IN ('done', 'empty_confirmed') ORDER BY period_start",
-        {"d": dataset, "t": ticker},
-    )
+    rows = queries.settled_units(ledger, dataset, ticker)
     units, previous_end = [], None
     for row in rows:
         start, end = dt.date.fromisoformat(row.period_start), dt.date.fromisoformat(row.period_end)
@@ -208,11 +199,7 @@ def _units(ledger: Ledger, dataset: str, ticker: str) -> list[_Unit]:
 
 def _split_steps(ledger: Ledger, ticker: str) -> list[tuple[dt.date, float]]:
     """(execution date, ln(split_from / split_to)): how a raw price moves at each split."""
-    rows = ledger.query(
-        "SELECT execution_date, split_from, split_to FROM splits WHERE ticker = :t AND split_from > 0 "
-        "AND split_to > 0 ORDER BY execution_date",
-        {"t": ticker},
-    )
+    rows = queries.splits_of(ledger, ticker)
     return [(dt.date.fromisoformat(r.execution_date), math.log(r.split_from / r.split_to)) for r in rows]
 
 
@@ -497,15 +484,7 @@ def _missing_sessions(ticker: str, minute_units: list[_Unit], missing: pl.DataFr
 
 def _dropped_duplicates(ledger: Ledger, datasets: Sequence[str]) -> list[dict]:
     """Done units whose latest successful fetch dropped repeated timestamps."""
-    chosen, params = in_list("u.dataset", datasets, "d")
-    rows = ledger.query(
-        "SELECT u.id, u.dataset, u.ticker, u.period, a.duplicates FROM unit_attempts a "
-        "JOIN units u ON u.id = a.unit_id "
-        f"WHERE a.duplicates > 0 AND u.state = 'done' AND {chosen} "
-        "AND a.id = (SELECT max(b.id) FROM unit_attempts b WHERE b.unit_id = u.id AND b.outcome = 'done') "
-        "ORDER BY u.ticker, u.dataset, u.period_start",
-        params,
-    )
+    rows = queries.dropped_duplicates(ledger, datasets)
     return [
         _flag(
             row.dataset,

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from polyledger.audit import STALE_ADJUSTED, STATES
-from polyledger.ledger import SETTLED, Ledger
+from polyledger.audit import STATES
+from polyledger.ledger import SETTLED, Ledger, queries
 from polyledger.periods import ALL_DATASETS, DATASETS
 
 MAX_TICKERS = 60  # more than this: coverage per year x month for the whole universe
@@ -96,12 +96,7 @@ def period_states(ledger: Ledger) -> list[Any]:
     """Units and bars per (dataset, period, state): one scan of the ledger giving a few hundred
     rows (periods are months or years), from which the per-dataset totals, the whole-universe
     coverage and the bars over time are all drawn."""
-    # NOT INDEXED (SQLite): a plain table scan beats walking the unique index (a third faster at 1M units)
-    not_indexed = " NOT INDEXED" if ledger.dialect == "sqlite" else ""
-    return ledger.query(
-        "SELECT dataset, period, state, count(*) AS units, coalesce(sum(rows), 0) AS rows "
-        f"FROM units{not_indexed} GROUP BY dataset, period, state"
-    )
+    return queries.units_by_period(ledger)
 
 
 def dataset_summaries(ledger: Ledger, counts: list[Any]) -> list[DatasetSummary]:
@@ -111,12 +106,10 @@ def dataset_summaries(ledger: Ledger, counts: list[Any]) -> list[DatasetSummary]
         entry.units += row.units
         entry.rows += row.rows
         entry.by_state[row.state] = entry.by_state.get(row.state, 0) + row.units
-    for row in ledger.query("SELECT dataset, count(DISTINCT ticker) AS n FROM units GROUP BY dataset"):
-        summaries[row.dataset].tickers = row.n
-    for row in ledger.query(
-        f"SELECT dataset, count(*) AS n FROM ({STALE_ADJUSTED}) AS stale GROUP BY dataset"
-    ):
-        summaries[row.dataset].stale_adjusted = row.n
+    for dataset, tickers in queries.tickers_per_dataset(ledger).items():
+        summaries[dataset].tickers = tickers
+    for dataset, stale in queries.stale_per_dataset(ledger).items():
+        summaries[dataset].stale_adjusted = stale
     rank = {name: i for i, name in enumerate(ALL_DATASETS)}
     return sorted(summaries.values(), key=lambda s: (rank.get(s.dataset, len(rank)), s.dataset))
 
@@ -136,11 +129,7 @@ def coverage_grids(ledger: Ledger, summaries: list[DatasetSummary], counts: list
             "for the whole universe."
         )
         if summary.tickers <= MAX_TICKERS:
-            rows = ledger.query(
-                "SELECT ticker, substr(period, 1, 4) AS year, state, count(*) AS units FROM units "
-                "WHERE dataset = :d GROUP BY ticker, year, state",
-                {"d": name},
-            )
+            rows = queries.ticker_year_states(ledger, name)
             cells = _cells((row.ticker, row.year, row.state, row.units) for row in rows)
             row_labels, columns = sorted({r for r, _ in cells}), _year_range(c for _, c in cells)
             if name == "minute":
@@ -194,29 +183,12 @@ def bars_over_time(counts: list[Any]) -> dict[str, list[tuple[str, int]]]:
 
 def failure_classes(ledger: Ledger) -> list[Any]:
     """(dataset, error_class, units, example unit and its error), largest first."""
-    return ledger.query(
-        "SELECT f.dataset, f.error_class, f.units, u.ticker, u.period, u.last_error FROM ("
-        "SELECT dataset, coalesce(error_class, 'unknown') AS error_class, count(*) AS units, "
-        "min(id) AS example FROM units WHERE state = 'failed' "
-        "GROUP BY dataset, coalesce(error_class, 'unknown')) f "
-        "JOIN units u ON u.id = f.example ORDER BY f.units DESC, f.dataset, f.error_class"
-    )
+    return queries.failure_examples(ledger)
 
 
 def quality(ledger: Ledger) -> tuple[list[Any], list[Any]]:
     """(flags per check, the first flags); empty when no quality check ran."""
-    counts = ledger.query(
-        "SELECT check_name, count(*) AS flags, count(DISTINCT ticker) AS tickers, max(checked_at) AS checked "
-        "FROM quality_flags GROUP BY check_name ORDER BY flags DESC, check_name"
-    )
-    first = ledger.query(
-        # derived findings last: one lost month makes dozens of missing_session flags
-        "SELECT check_name, dataset, ticker, session_date, detail, value FROM quality_flags "
-        "ORDER BY CASE check_name WHEN 'missing_session' THEN 2 WHEN 'volume_mismatch' THEN 1 ELSE 0 END, "
-        "check_name, dataset, ticker, session_date LIMIT :n",
-        {"n": FLAGS_SHOWN},
-    )
-    return counts, first
+    return queries.quality_flag_counts(ledger), queries.first_quality_flags(ledger, FLAGS_SHOWN)
 
 
 # --- charts ---------------------------------------------------------------------------

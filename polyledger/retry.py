@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from polyledger.audit import STALE_ADJUSTED
 from polyledger.errors import InputError, is_transient_class
-from polyledger.ledger import Ledger, UnitState, in_list
+from polyledger.ledger import Ledger
 from polyledger.periods import check_dataset
 
 GROUPS = ("transient", "all")
@@ -48,42 +47,16 @@ def retry_failed(
     else:
         known = ", ".join(sorted(present)) or "none"
         raise InputError(f"unknown error class {error_class!r} (failed classes now: {known})")
-    if not classes:
-        return 0
-    where, params = in_list("coalesce(error_class, 'unknown')", classes, "c")
-    return _requeue(ledger, where, params, {UnitState.FAILED}, tickers, datasets)
+    return ledger.reset_failed(classes, tickers, datasets)
 
 
 def retry_stale(ledger: Ledger, tickers: Sequence[str] = ()) -> int:
     """Queue again the adjusted bar units that a later split made stale (see audit); their
     files are replaced when fetched. Returns how many were queued."""
-    where = f"id IN (SELECT id FROM ({STALE_ADJUSTED}) AS stale)"
-    return _requeue(ledger, where, {}, {UnitState.DONE}, tickers)
+    return ledger.reset_stale(tickers)
 
 
 def retry_flagged(ledger: Ledger, checks: Sequence[str] = (), tickers: Sequence[str] = ()) -> int:
     """Queue again the done units that `audit --quality` flagged (all checks, or those
     named), to be downloaded afresh; the next quality check tells whether that helped."""
-    flagged, params = "SELECT unit_id FROM quality_flags WHERE unit_id IS NOT NULL", {}
-    if checks:
-        test, params = in_list("check_name", checks, "k")
-        flagged += f" AND {test}"
-    return _requeue(ledger, f"id IN ({flagged})", params, {UnitState.DONE}, tickers)
-
-
-def _requeue(
-    ledger: Ledger,
-    where: str,
-    params: dict,
-    sources: set[UnitState],
-    tickers: Sequence[str] = (),
-    datasets: Sequence[str] = (),
-) -> int:
-    """reset_units on `where`, narrowed to some tickers and datasets when given."""
-    tests = [where]
-    for column, values, prefix in (("ticker", tickers, "t"), ("dataset", datasets, "d")):
-        if values:
-            test, names = in_list(column, values, prefix)
-            tests.append(test)
-            params = {**params, **names}
-    return ledger.reset_units(" AND ".join(tests), params, sources)
+    return ledger.reset_flagged(checks, tickers)

@@ -25,7 +25,7 @@ from polyledger.defaults import (
     DEFAULT_WORKERS,
 )
 from polyledger.errors import FatalRunError, InputError, LedgerError
-from polyledger.ledger import Ledger, in_list, new_owner_id
+from polyledger.ledger import Ledger, new_owner_id, queries
 from polyledger.periods import DATASETS
 from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.polygon.client import PolygonClient, RetryPolicy
@@ -230,8 +230,7 @@ class Run:
         bar_datasets = [name for name in (self.options.datasets or DATASETS) if name in DATASETS]
         if not bar_datasets:
             return
-        test, params = in_list("dataset", bar_datasets, "d")
-        if not self.ledger.query(f"SELECT 1 FROM units WHERE {test} LIMIT 1", params):
+        if not queries.has_units(self.ledger, bar_datasets):
             return
         wanted = "true" if self.options.adjusted else "false"
         if self.ledger.claim_setting("adjusted", wanted) != wanted:

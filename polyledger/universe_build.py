@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from polyledger.errors import InputError
-from polyledger.ledger import Ledger, PlannedUnit
+from polyledger.ledger import Ledger, PlannedUnit, queries
 from polyledger.periods import et_today
 from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchCost
@@ -159,24 +159,18 @@ def _details_units(kept: pl.DataFrame, day: dt.date, period: str) -> list[Planne
 
 
 def _details(ledger: Ledger, store: BarStore, period: str) -> pl.DataFrame:
-    rows = ledger.query(
-        "SELECT file_path FROM units WHERE dataset = 'details' AND period = :p AND state = 'done'",
-        {"p": period},
-    )
     schema = {
         "ticker": pl.String(),
         "list_date": pl.Date(),
         "market_cap": pl.Float64(),
         "delisted_utc": pl.String(),
     }
-    frames = [store.read_parquet(row.file_path).select(list(schema)) for row in rows]
+    frames = [
+        store.read_parquet(path).select(list(schema)) for path in queries.done_details_files(ledger, period)
+    ]
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
 
 def _failed_details(ledger: Ledger, period: str) -> list[tuple[str, str]]:
-    rows = ledger.query(
-        "SELECT ticker, coalesce(error_class, 'unknown') AS c, last_error FROM units "
-        "WHERE dataset = 'details' AND period = :p AND state = 'failed' ORDER BY ticker",
-        {"p": period},
-    )
+    rows = queries.failed_details(ledger, period)
     return [(row.ticker, f"{row.c}: {row.last_error}") for row in rows]

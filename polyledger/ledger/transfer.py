@@ -16,8 +16,8 @@ from polyledger.ledger.database import (
     open_engine,
     parse_location,
 )
-from polyledger.ledger.ledger import iso, utc_now
 from polyledger.ledger.models import QualityFlag, Run, Setting, Split, Unit, UnitAttempt
+from polyledger.ledger.records import iso, utc_now
 
 # parents before children (unit_attempts refers to units)
 TABLES = (Unit, UnitAttempt, Run, Setting, Split, QualityFlag)

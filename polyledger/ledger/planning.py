@@ -1,0 +1,123 @@
+"""Planning: units added to the ledger, and clipped units widened by a later plan."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from polyledger.ledger.connection import _reconnecting
+from polyledger.ledger.moves import UnitMoves
+from polyledger.ledger.records import PlannedUnit, iso
+from polyledger.ledger.states import UnitState
+
+
+def _period_bounds(period: str) -> tuple[dt.date, dt.date]:
+    """First and last day of "2024-03" or "2024"."""
+    if len(period) == 4:
+        year = int(period)
+        return dt.date(year, 1, 1), dt.date(year, 12, 31)
+    year, month = int(period[:4]), int(period[5:7])
+    following = dt.date(year + month // 12, month % 12 + 1, 1)
+    return dt.date(year, month, 1), following - dt.timedelta(days=1)
+
+
+class Planning(UnitMoves):
+    def add_units(self, units: Iterable[PlannedUnit], batch_size: int = 20_000) -> int:
+        """Insert the units that are not in the ledger yet; existing ones keep their state.
+        Streams in batches, each its own short write transaction, so a huge plan neither
+        holds the ledger's lock for long nor all its units in memory. Returns how many
+        were added."""
+        now = iso(self.clock())
+        sql = (
+            "INSERT INTO units (dataset, ticker, period, period_start, period_end, state, attempts, "
+            "requests, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, ?, ?) "
+            "ON CONFLICT (dataset, ticker, period) DO NOTHING"
+        )
+        added = 0
+        batch: list[tuple] = []
+
+        def flush() -> int:
+            with self._write() as cursor:
+                cursor.executemany(sql, batch)
+                return cursor.rowcount
+
+        for unit in units:
+            batch.append(
+                (
+                    unit.dataset,
+                    unit.ticker,
+                    unit.period,
+                    unit.period_start.isoformat(),
+                    unit.period_end.isoformat(),
+                    now,
+                    now,
+                )
+            )
+            if len(batch) >= batch_size:
+                added += flush()
+                batch = []
+        if batch:
+            added += flush()
+        return added
+
+    def widen_clipped(
+        self, dataset: str, tickers: Iterable[str], start: dt.date, end: dt.date
+    ) -> tuple[int, int]:
+        return self._widen_clipped(dataset, frozenset(tickers), start, end)
+
+    @_reconnecting
+    def _widen_clipped(
+        self, dataset: str, tickers: frozenset[str], start: dt.date, end: dt.date
+    ) -> tuple[int, int]:
+        """Units an earlier plan clipped (part of a month or year) that a plan of `tickers` x
+        [start, end] covers further are widened, and, if settled, queued again so the
+        period is fetched whole (its file is then replaced by a superset of itself).
+        Returns (widened, busy): busy units are being fetched right now and left alone."""
+        with self._write() as cursor:
+            month_end = (
+                "to_char(date_trunc('month', period_start::date) + interval '1 month - 1 day', 'YYYY-MM-DD')"
+                if self.postgres
+                else "date(period_start, 'start of month', '+1 month', '-1 day')"
+            )
+            clipped = cursor.execute(
+                (
+                    "SELECT id, ticker, period, period_start, period_end, state FROM units "
+                    "WHERE dataset = :d AND ("
+                    "(dataset = 'day' AND (period_start != period || '-01-01' "
+                    "OR period_end != period || '-12-31')) "
+                    "OR (dataset != 'day' AND (period_start != period || '-01' "
+                    f"OR period_end != {month_end})))"
+                ),
+                {"d": dataset},
+            ).fetchall()
+            widened = busy = 0
+            for row in clipped:
+                if row["ticker"] not in tickers:
+                    continue
+                first, last = _period_bounds(row["period"])
+                if start > last or end < first:
+                    continue
+                new_start = min(row["period_start"], max(start, first).isoformat())
+                new_end = max(row["period_end"], min(end, last).isoformat())
+                if (new_start, new_end) == (row["period_start"], row["period_end"]):
+                    continue
+                if row["state"] == UnitState.RUNNING.value:
+                    busy += 1
+                    continue
+                params = {"id": row["id"], "start": new_start, "end": new_end}
+                widen = "period_start = :start, period_end = :end"
+                if row["state"] == UnitState.PENDING.value:
+                    cursor.execute(f"UPDATE units SET {widen} WHERE id = :id", params)
+                else:
+                    # queued again with a fresh budget, as `retry` does: a unit that had used
+                    # its attempts must not fail for good on its first transient error
+                    self._move(
+                        cursor,
+                        UnitState.PENDING,
+                        {UnitState(row["state"])},
+                        "id = :id",
+                        params,
+                        sets=f"{widen}, attempts = 0",
+                    )
+                widened += 1
+        return widened, busy

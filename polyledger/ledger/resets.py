@@ -1,0 +1,68 @@
+"""Settled units put back in the queue (retry, repair, re-plan), each with a fresh attempt
+budget; their history stays in `unit_attempts`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from polyledger.ledger.connection import _reconnecting
+from polyledger.ledger.moves import UnitMoves
+from polyledger.ledger.queries import STALE_ADJUSTED
+from polyledger.ledger.records import in_list
+from polyledger.ledger.states import UnitState
+
+
+class Resets(UnitMoves):
+    @_reconnecting
+    def reset_units(self, where: str, params: dict, sources: set[UnitState]) -> int:
+        """Put matching settled/failed units back to pending (retry, repair, re-plan), with a
+        fresh attempt budget; their history stays in unit_attempts."""
+        with self._write() as cursor:
+            return self._move(cursor, UnitState.PENDING, sources, where, params, sets="attempts = 0").rowcount
+
+    def reset_failed(
+        self, classes: Sequence[str], tickers: Sequence[str] = (), datasets: Sequence[str] = ()
+    ) -> int:
+        """Failed units of these error classes (`unknown`: failed with none) back to pending,
+        of some tickers and datasets when given. Returns how many."""
+        if not classes:
+            return 0
+        where, params = in_list("coalesce(error_class, 'unknown')", classes, "c")
+        return self._reset_chosen(where, params, {UnitState.FAILED}, tickers, datasets)
+
+    def reset_stale(self, tickers: Sequence[str] = ()) -> int:
+        """Adjusted units a later split made stale (`queries.STALE_ADJUSTED`) back to pending."""
+        where = f"id IN (SELECT id FROM ({STALE_ADJUSTED}) AS stale)"
+        return self._reset_chosen(where, {}, {UnitState.DONE}, tickers)
+
+    def reset_flagged(self, checks: Sequence[str] = (), tickers: Sequence[str] = ()) -> int:
+        """Done units a quality check flagged (all checks, or those named) back to pending."""
+        flagged, params = "SELECT unit_id FROM quality_flags WHERE unit_id IS NOT NULL", {}
+        if checks:
+            test, params = in_list("check_name", checks, "k")
+            flagged += f" AND {test}"
+        return self._reset_chosen(f"id IN ({flagged})", params, {UnitState.DONE}, tickers)
+
+    def reset_done_units(self, unit_ids: Sequence[int]) -> int:
+        """These done units (by id) back to pending: their files were found wanting."""
+        if not unit_ids:
+            return 0
+        where, params = in_list("id", unit_ids, "u")
+        return self.reset_units(where, params, {UnitState.DONE})
+
+    def _reset_chosen(
+        self,
+        where: str,
+        params: dict,
+        sources: set[UnitState],
+        tickers: Sequence[str] = (),
+        datasets: Sequence[str] = (),
+    ) -> int:
+        """reset_units on `where`, narrowed to some tickers and datasets when given."""
+        tests = [where]
+        for column, values, prefix in (("ticker", tickers, "t"), ("dataset", datasets, "d")):
+            if values:
+                test, names = in_list(column, values, prefix)
+                tests.append(test)
+                params = {**params, **names}
+        return self.reset_units(" AND ".join(tests), params, sources)

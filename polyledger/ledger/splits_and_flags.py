@@ -1,0 +1,54 @@
+"""Tables replaced whole: a ticker's splits (fetched from the API) and the findings of a
+quality check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from polyledger.ledger.connection import LedgerConnection, _reconnecting
+from polyledger.ledger.records import iso
+
+
+class SplitsAndFlags(LedgerConnection):
+    @_reconnecting
+    def replace_splits(self, ticker: str, splits: Sequence[tuple[str, float, float]]) -> None:
+        """The ticker's known splits, (execution_date, split_from, split_to), replaced whole."""
+        now = iso(self.clock())
+        with self._write() as cursor:
+            cursor.execute("DELETE FROM splits WHERE ticker = ?", (ticker,))
+            cursor.executemany(
+                "INSERT INTO splits (ticker, execution_date, split_from, split_to, recorded_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ticker, execution_date) DO NOTHING",
+                [(ticker, day, split_from, split_to, now) for day, split_from, split_to in splits],
+            )
+
+    def replace_quality_flags(self, datasets: Sequence[str], flags: Iterable[dict]) -> int:
+        """The findings of a quality check of `datasets`, replacing that check's earlier
+        ones. Each flag: dataset, ticker, session_date, check_name, detail, value, unit_id
+        (the last three may be None). Returns how many were stored."""
+        now = iso(self.clock())
+        rows = [
+            (
+                now,
+                flag["dataset"],
+                flag["ticker"],
+                flag.get("session_date"),
+                flag["check_name"],
+                flag["detail"],
+                flag.get("value"),
+                flag.get("unit_id"),
+            )
+            for flag in flags
+        ]
+        return self._store_quality_flags(list(datasets), rows)
+
+    @_reconnecting
+    def _store_quality_flags(self, datasets: list[str], rows: list[tuple]) -> int:
+        with self._write() as cursor:
+            cursor.executemany("DELETE FROM quality_flags WHERE dataset = ?", [(name,) for name in datasets])
+            cursor.executemany(
+                "INSERT INTO quality_flags (checked_at, dataset, ticker, session_date, check_name, detail, "
+                "value, unit_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)

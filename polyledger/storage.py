@@ -27,7 +27,7 @@ from polyledger.errors import InputError, StorageError
 from polyledger.ledger import StoredFile
 from polyledger.periods import ET, REFERENCE_DATASETS
 from polyledger.polygon.aggs import BAR_SCHEMA, to_stored_bars
-from polyledger.universe import validate_ticker
+from polyledger.symbols import validate_ticker
 
 TEMP_MARK = ".tmp-"
 TEMP_SUFFIX = ".partial"  # not ".parquet": a `**/*.parquet` reader never sees a half file

@@ -29,7 +29,7 @@ from polyledger.polygon.fetch import FetchCost, iter_pages
 from polyledger.reference import REFERENCE, SPLITS, fetch_reference, split_rows
 from polyledger.secrets import redact
 from polyledger.storage import BarStore, bars_outside, split_by_unit
-from polyledger.universe import validate_ticker
+from polyledger.symbols import validate_ticker
 
 
 @dataclass(frozen=True)

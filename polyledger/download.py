@@ -24,10 +24,10 @@ import polars as pl
 from sqlalchemy import text
 
 from polyledger.audit import STATES, AuditReport, audit
+from polyledger.bars import BAR_SCHEMA
 from polyledger.errors import InputError
 from polyledger.ledger import SETTLED, Ledger, in_list
 from polyledger.periods import DATASETS, ET, REFERENCE_DATASETS, check_dataset
-from polyledger.polygon.aggs import BAR_SCHEMA
 from polyledger.reference import REFERENCE
 from polyledger.storage import BarStore
 

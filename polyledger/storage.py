@@ -25,8 +25,7 @@ import polars as pl
 
 from polyledger.errors import InputError, StorageError
 from polyledger.ledger import StoredFile
-from polyledger.periods import ET, REFERENCE_DATASETS
-from polyledger.polygon.aggs import BAR_SCHEMA, to_stored_bars
+from polyledger.periods import REFERENCE_DATASETS
 from polyledger.symbols import validate_ticker
 
 TEMP_MARK = ".tmp-"
@@ -45,42 +44,6 @@ def unit_relative_path(dataset: str, ticker: str, period_start: dt.date) -> str:
     if dataset == "minute":
         parts.append(f"month={period_start.month:02d}")
     return "/".join([*parts, PART_NAME])
-
-
-def bars_for_unit(raw: pl.DataFrame, ticker: str, start: dt.date, end: dt.date) -> pl.DataFrame:
-    """The unit's bars: those whose US/Eastern session date is in [start, end], each
-    timestamp once (first seen wins), sorted by time, in the stored schema."""
-    return split_by_unit(raw, ticker, [(start, end)])[0][0]
-
-
-def split_by_unit(
-    raw: pl.DataFrame, ticker: str, periods: Sequence[tuple[dt.date, dt.date]]
-) -> list[tuple[pl.DataFrame, int]]:
-    """`bars_for_unit` for several units at once, with how many repeated timestamps each
-    unit's bars had (dropped; the first is kept). The raw bars are converted and sorted
-    once, then each unit is a slice (session dates never decrease along sorted
-    timestamps): filtering the whole buffer per unit cost a page's work per month."""
-    if raw.height == 0:
-        return [(pl.DataFrame(schema=BAR_SCHEMA), 0) for _ in periods]
-    bars = to_stored_bars(raw, ticker).sort("timestamp", maintain_order=True)  # stable: first seen first
-    dates = bars.get_column("timestamp").dt.convert_time_zone(str(ET)).dt.date()
-    firsts = dates.search_sorted(pl.Series([start for start, _ in periods], dtype=pl.Date), side="left")
-    lasts = dates.search_sorted(pl.Series([end for _, end in periods], dtype=pl.Date), side="right")
-    out = []
-    for first, last in zip(firsts, lasts, strict=True):
-        unit = bars.slice(first, max(last - first, 0))
-        unique = unit.unique(subset="timestamp", keep="first", maintain_order=True)
-        out.append((unique, unit.height - unique.height))
-    return out
-
-
-def bars_outside(raw: pl.DataFrame, start: dt.date, end: dt.date) -> int:
-    """How many raw bars fall outside the US/Eastern dates [start, end] that were asked for."""
-    if raw.height == 0:
-        return 0
-    session_date = pl.from_epoch(raw.get_column("t"), time_unit="ms").dt.replace_time_zone("UTC")
-    dates = session_date.dt.convert_time_zone(str(ET)).dt.date()
-    return int((~dates.is_between(start, end, closed="both")).sum())
 
 
 def is_url(location: object) -> bool:

@@ -34,7 +34,7 @@ from polyledger.errors import FatalRunError, StorageError
 from polyledger.ledger import Ledger
 from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.runner import Run, RunOptions
-from polyledger.storage import BarStore, unit_relative_path
+from polyledger.storage import BarStore, LocalStore, unit_relative_path
 from polyledger.testing import StandInServer
 
 D = dt.date
@@ -122,7 +122,7 @@ def test_api_down_stops_within_bounded_time_and_units_stay_retryable(work, marke
     assert set(ledger_states(work / "ledger.db")) <= {"done", "empty_confirmed"}
 
 
-class DiskFullStore(BarStore):
+class DiskFullStore(LocalStore):
     """Writes half of the Nth file, then the disk is full."""
 
     def __init__(self, root, fail_on: int) -> None:

@@ -20,9 +20,10 @@ from pathlib import Path
 import orjson
 import polars as pl
 
+from polyledger.bars import bars_for_unit
 from polyledger.periods import et_date_of_ms
 from polyledger.polygon.aggs import decode_aggregates
-from polyledger.storage import BarStore, bars_for_unit
+from polyledger.storage import BarStore
 from polyledger.testing import Listing, SyntheticMarket
 from polyledger.testing.market import et_midnight_ms
 

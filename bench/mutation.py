@@ -75,15 +75,18 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
         "polyledger/worker.py",
         ["polyledger.worker.*"],
     ),
+    "unit file writes": (
+        "polyledger/storage/base.py",
+        _methods("polyledger.storage.base", "BarStore", "write_unit", "_write_bytes"),
+    ),
     "atomic writes": (
-        "polyledger/storage.py",
-        _functions("polyledger.storage", "_fsync_folder")
+        "polyledger/storage/local.py",
+        _functions("polyledger.storage.local", "_fsync_folder")
         + _methods(
-            "polyledger.storage",
-            "BarStore",
-            "write_unit",
+            "polyledger.storage.local",
+            "LocalStore",
+            "_put",
             "_write_atomically",
-            "_write_bytes",
             "temporaries",
             "clean_temporaries",
         ),

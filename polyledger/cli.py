@@ -680,8 +680,8 @@ def serve(
     from polyledger import signals
     from polyledger.demo import DEMO_KEY, demo_market
     from polyledger.periods import parse_date
+    from polyledger.symbols import validate_ticker
     from polyledger.testing import FaultPlan, Listing, StandInServer, SyntheticMarket
-    from polyledger.universe import validate_ticker
 
     if tickers:
         names = [validate_ticker(t.strip(), "--tickers") for t in tickers.split(",") if t.strip()]

@@ -8,14 +8,7 @@ file is moved to `.quarantine/` before its unit is queued again, so no byte is l
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import io
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import BinaryIO
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from polyledger.errors import InputError
 from polyledger.ledger import Ledger, UnitState, queries
@@ -32,17 +25,6 @@ class Finding:
     path: str  # relative to the data folder
     detail: str = ""
     unit_id: int | None = None
-
-
-def file_checksum(path: Path | BinaryIO) -> str:
-    """sha256 of a file, given its path or an open binary handle (read to the end)."""
-    if isinstance(path, Path):
-        with path.open("rb") as handle:
-            return file_checksum(handle)
-    digest = hashlib.sha256()
-    for block in iter(lambda: path.read(1 << 20), b""):
-        digest.update(block)
-    return "sha256:" + digest.hexdigest()
 
 
 def _listed_files(ledger: Ledger) -> int:
@@ -91,28 +73,18 @@ def _expected_path(dataset: str, ticker: str, period_start: str) -> str | None:
 def _check_unit_file(store: BarStore, row, checksums: bool) -> list[Finding]:  # type: ignore[no-untyped-def]
     if not store.exists(row.file_path):
         return [Finding("missing_file", row.file_path, "the unit is done but its file is gone", row.id)]
-    content = None
     try:
-        if store.remote:  # one GET per object: metadata and checksum come from the same bytes
-            with store.open(row.file_path) as handle:
-                content = handle.read()
-            rows = pq.read_metadata(pa.BufferReader(content)).num_rows
-        else:
-            rows = pq.read_metadata(store.path_of(row.file_path)).num_rows
+        rows, checksum = store.rows_and_checksum(row.file_path, checksum=bool(checksums and row.checksum))
     except Exception as exc:  # any parse failure means the file is damaged
         return [Finding("unreadable_file", row.file_path, f"{type(exc).__name__}: {exc}"[:200], row.id)]
     if rows != row.rows:
         return [
             Finding("row_mismatch", row.file_path, f"ledger says {row.rows} rows, file has {rows}", row.id)
         ]
-    if checksums and row.checksum:
-        checksum = file_checksum(io.BytesIO(content) if content is not None else store.path_of(row.file_path))
-        if checksum != row.checksum:
-            return [
-                Finding(
-                    "checksum_mismatch", row.file_path, "file content differs from what was written", row.id
-                )
-            ]
+    if checksum is not None and checksum != row.checksum:
+        return [
+            Finding("checksum_mismatch", row.file_path, "file content differs from what was written", row.id)
+        ]
     return []
 
 

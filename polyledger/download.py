@@ -23,10 +23,10 @@ from typing import Any
 import polars as pl
 
 from polyledger.audit import STATES, AuditReport, audit
+from polyledger.bars import BAR_SCHEMA
 from polyledger.errors import InputError
 from polyledger.ledger import SETTLED, Ledger, queries
 from polyledger.periods import DATASETS, ET, REFERENCE_DATASETS, check_dataset
-from polyledger.polygon.aggs import BAR_SCHEMA
 from polyledger.reference import REFERENCE
 from polyledger.storage import BarStore
 

@@ -147,8 +147,7 @@ def check_quality(
         raise InputError("the jump threshold must be positive and the volume tolerance not negative")
     report = QualityReport(datasets, jump_threshold, volume_tolerance)
     store = data if isinstance(data, BarStore) else BarStore(data)  # a folder or an object store URL
-    if not store.remote and not store.present():  # else every file would be flagged unreadable
-        raise InputError(f"data folder {store.location} does not exist")
+    store.ensure_readable()  # else every file would be flagged unreadable
     flags: list[dict] = []
     for ticker in _tickers(ledger, datasets):
         flags.extend(_check_ticker(ledger, store, ticker, report))

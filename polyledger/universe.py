@@ -15,10 +15,8 @@ from pathlib import Path
 
 from polyledger.errors import InputError
 from polyledger.periods import ET
+from polyledger.symbols import validate_ticker
 
-# As Polygon spells US tickers (BRK.B, BF-B); must start with a letter or digit so a
-# ticker can never become a path component like ".." in the data folder.
-TICKER_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,15}$")
 # fromisoformat alone also takes 20230101 and 2023-W01-1, which nobody means here
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
@@ -37,20 +35,6 @@ class UniverseMember:
 
 # one data row before validation: (position like "line 4", ticker, list_date, delisted_utc)
 _Record = tuple[str, object, object, object]
-
-
-def validate_ticker(ticker: str, where: str = "") -> str:
-    """Return the ticker unchanged or raise an InputError saying what is wrong with it."""
-    prefix = f"{where}: " if where else ""
-    if ticker != ticker.strip() or " " in ticker:
-        raise InputError(f"{prefix}ticker {ticker!r} contains spaces")
-    if ticker and ticker != ticker.upper() and TICKER_RE.match(ticker.upper()):
-        raise InputError(f"{prefix}ticker {ticker!r} is not upper case (did you mean {ticker.upper()!r}?)")
-    if not TICKER_RE.match(ticker):
-        raise InputError(
-            f"{prefix}invalid ticker {ticker!r}: use A-Z, digits, '.' and '-' as Polygon spells them"
-        )
-    return ticker
 
 
 def read_universe(path: Path) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from polyledger.bars import bars_outside, split_by_unit
 from polyledger.errors import (
     FatalRunError,
     FetchError,
@@ -28,8 +29,8 @@ from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchCost, iter_pages
 from polyledger.reference import REFERENCE, SPLITS, fetch_reference, split_rows
 from polyledger.secrets import redact
-from polyledger.storage import BarStore, bars_outside, split_by_unit
-from polyledger.universe import validate_ticker
+from polyledger.storage import BarStore
+from polyledger.symbols import validate_ticker
 
 
 @dataclass(frozen=True)

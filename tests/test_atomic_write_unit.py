@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import polyledger.storage as storage
+import polyledger.storage.local as storage
 from polyledger.errors import StorageError
 from polyledger.storage import PART_NAME, TEMP_MARK, TEMP_SUFFIX, BarStore
 

@@ -15,12 +15,12 @@ import yaml
 from polars.testing import assert_frame_equal
 from support import STORED_COLUMNS
 
+from polyledger.bars import bars_for_unit
 from polyledger.errors import ProtocolError
 from polyledger.polygon.aggs import decode_aggregates
 from polyledger.polygon.client import PolygonClient, RetryPolicy
 from polyledger.polygon.fetch import FetchCost, iter_pages
 from polyledger.polygon.ratelimit import RateLimiter
-from polyledger.storage import bars_for_unit
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MOCKS = FIXTURES / "api-mocks"

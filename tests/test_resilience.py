@@ -28,13 +28,13 @@ from support import (
     write_universe,
 )
 
+from polyledger.bars import BAR_SCHEMA
 from polyledger.consistency import deep_check
 from polyledger.errors import FatalRunError, StorageError
 from polyledger.ledger import Ledger
-from polyledger.polygon.aggs import BAR_SCHEMA
 from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.runner import Run, RunOptions
-from polyledger.storage import BarStore, unit_relative_path
+from polyledger.storage import BarStore, LocalStore, unit_relative_path
 from polyledger.testing import StandInServer
 
 D = dt.date
@@ -122,7 +122,7 @@ def test_api_down_stops_within_bounded_time_and_units_stay_retryable(work, marke
     assert set(ledger_states(work / "ledger.db")) <= {"done", "empty_confirmed"}
 
 
-class DiskFullStore(BarStore):
+class DiskFullStore(LocalStore):
     """Writes half of the Nth file, then the disk is full."""
 
     def __init__(self, root, fail_on: int) -> None:
@@ -455,7 +455,7 @@ def test_one_ledger_never_mixes_adjusted_and_raw_bars(tmp_path):
 
 
 def test_bars_outside_the_asked_dates_are_counted():
-    from polyledger.storage import bars_outside
+    from polyledger.bars import bars_outside
 
     raw = pl.DataFrame({"t": [1112331600000, 1112587200000]})  # 2005-04-01 and 2005-04-04, 00:00 ET
     assert bars_outside(raw, D(2005, 4, 1), D(2005, 4, 4)) == 0

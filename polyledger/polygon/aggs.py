@@ -1,4 +1,4 @@
-"""Decoding an aggregates page straight into columns, and the bar schema we store.
+"""Decoding an aggregates page straight into columns (the stored schema is `polyledger/bars.py`).
 
 polars reads the page with an explicit schema (no per-bar Python objects, GIL released);
 anything that is not the documented shape is a transient `bad_shape` error, never an
@@ -38,29 +38,6 @@ PAGE_SCHEMA = {
     "results": pl.List(RAW_BAR),
 }
 REQUIRED = ("t", "o", "h", "l", "c", "v")
-RENAME = {
-    "t": "timestamp",
-    "o": "open",
-    "h": "high",
-    "l": "low",
-    "c": "close",
-    "v": "volume",
-    "vw": "vwap",
-    "n": "transactions",
-}
-# the columns of every stored bar file, in order
-BAR_SCHEMA = {
-    "ticker": pl.String,
-    "timestamp": pl.Datetime("ms", "UTC"),
-    "open": pl.Float64,
-    "high": pl.Float64,
-    "low": pl.Float64,
-    "close": pl.Float64,
-    "volume": pl.Float64,
-    "vwap": pl.Float64,
-    "transactions": pl.Int64,
-    "otc": pl.Boolean,
-}
 SUCCESS_STATUSES = ("OK", "DELAYED")
 
 
@@ -151,17 +128,4 @@ def _decode_general(body: bytes) -> AggregatesPage:
         next_url=envelope["next_url"] or None,
         request_id=envelope["request_id"],
         adjusted=envelope["adjusted"],
-    )
-
-
-def to_stored_bars(raw: pl.DataFrame, ticker: str) -> pl.DataFrame:
-    """Raw page columns -> the stored schema (UTC ms timestamps, float64 volume)."""
-    return raw.rename(RENAME).select(
-        pl.lit(ticker, dtype=pl.String).alias("ticker"),
-        pl.col("timestamp").cast(pl.Datetime("ms", "UTC")),
-        *[
-            pl.col(name).cast(dtype)
-            for name, dtype in BAR_SCHEMA.items()
-            if name not in ("ticker", "timestamp")
-        ],
     )

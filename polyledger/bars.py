@@ -1,0 +1,89 @@
+"""Bars as we store them: the schema of every bar file, and the shaping of decoded pages
+into one unit's bars (converted, cut by US/Eastern session date, each timestamp once).
+
+Input is the raw page columns `t o h l c v vw n otc` as `polygon/aggs.py` decodes them;
+storage writes whatever frame it is given, so neither of them owns this.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import polars as pl
+
+from polyledger.periods import ET
+
+# the columns of every stored bar file, in order
+BAR_SCHEMA = {
+    "ticker": pl.String,
+    "timestamp": pl.Datetime("ms", "UTC"),
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "volume": pl.Float64,
+    "vwap": pl.Float64,
+    "transactions": pl.Int64,
+    "otc": pl.Boolean,
+}
+# the API's short column names -> the stored ones
+RENAME = {
+    "t": "timestamp",
+    "o": "open",
+    "h": "high",
+    "l": "low",
+    "c": "close",
+    "v": "volume",
+    "vw": "vwap",
+    "n": "transactions",
+}
+
+
+def to_stored_bars(raw: pl.DataFrame, ticker: str) -> pl.DataFrame:
+    """Raw page columns -> the stored schema (UTC ms timestamps, float64 volume)."""
+    return raw.rename(RENAME).select(
+        pl.lit(ticker, dtype=pl.String).alias("ticker"),
+        pl.col("timestamp").cast(pl.Datetime("ms", "UTC")),
+        *[
+            pl.col(name).cast(dtype)
+            for name, dtype in BAR_SCHEMA.items()
+            if name not in ("ticker", "timestamp")
+        ],
+    )
+
+
+def bars_for_unit(raw: pl.DataFrame, ticker: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+    """The unit's bars: those whose US/Eastern session date is in [start, end], each
+    timestamp once (first seen wins), sorted by time, in the stored schema."""
+    return split_by_unit(raw, ticker, [(start, end)])[0][0]
+
+
+def split_by_unit(
+    raw: pl.DataFrame, ticker: str, periods: Sequence[tuple[dt.date, dt.date]]
+) -> list[tuple[pl.DataFrame, int]]:
+    """`bars_for_unit` for several units at once, with how many repeated timestamps each
+    unit's bars had (dropped; the first is kept). The raw bars are converted and sorted
+    once, then each unit is a slice (session dates never decrease along sorted
+    timestamps): filtering the whole buffer per unit cost a page's work per month."""
+    if raw.height == 0:
+        return [(pl.DataFrame(schema=BAR_SCHEMA), 0) for _ in periods]
+    bars = to_stored_bars(raw, ticker).sort("timestamp", maintain_order=True)  # stable: first seen first
+    dates = bars.get_column("timestamp").dt.convert_time_zone(str(ET)).dt.date()
+    firsts = dates.search_sorted(pl.Series([start for start, _ in periods], dtype=pl.Date), side="left")
+    lasts = dates.search_sorted(pl.Series([end for _, end in periods], dtype=pl.Date), side="right")
+    out = []
+    for first, last in zip(firsts, lasts, strict=True):
+        unit = bars.slice(first, max(last - first, 0))
+        unique = unit.unique(subset="timestamp", keep="first", maintain_order=True)
+        out.append((unique, unit.height - unique.height))
+    return out
+
+
+def bars_outside(raw: pl.DataFrame, start: dt.date, end: dt.date) -> int:
+    """How many raw bars fall outside the US/Eastern dates [start, end] that were asked for."""
+    if raw.height == 0:
+        return 0
+    session_date = pl.from_epoch(raw.get_column("t"), time_unit="ms").dt.replace_time_zone("UTC")
+    dates = session_date.dt.convert_time_zone(str(ET)).dt.date()
+    return int((~dates.is_between(start, end, closed="both")).sum())

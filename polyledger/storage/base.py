@@ -1,0 +1,141 @@
+"""What every data location offers, whatever holds the bytes.
+
+Callers (the worker, consistency, quality, the notebook API) use only these methods, so
+none of them knows which backend it has: a difference between backends is a method here,
+never a branch there. `BarStore(location)` picks the backend from the location.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import polars as pl
+
+from polyledger.ledger import StoredFile
+from polyledger.storage.layout import unit_relative_path
+
+
+class BarStore(ABC):
+    """The data location: a local folder (`LocalStore`) or an object store URL such as
+    `s3://bucket/prefix` (`ObjectStore`). `BarStore(location)` returns the right one."""
+
+    location: str  # as the user gave it (a folder, or a URL without a trailing slash)
+    protocol: str  # "file", "s3", "memory", ...
+    remote: bool  # for describing the location only: behaviour differs through methods
+
+    def __new__(cls, *args: object, **kwargs: object) -> BarStore:
+        if cls is BarStore:  # the public constructor: the location picks the backend
+            from polyledger.storage import backend_for  # (the backends import this module)
+
+            cls = backend_for(args[0] if args else kwargs.get("location"))
+        return super().__new__(cls)
+
+    def __str__(self) -> str:
+        return self.location
+
+    # --- writing --------------------------------------------------------------------
+
+    def write_unit(self, dataset: str, ticker: str, period_start: dt.date, bars: pl.DataFrame) -> StoredFile:
+        """Write a unit's bars atomically; returns what the ledger records about the file."""
+        relative = unit_relative_path(dataset, ticker, period_start)
+        buffer = io.BytesIO()
+        bars.write_parquet(buffer, compression="zstd", statistics=True)
+        payload = buffer.getvalue()
+        self._put(relative, payload)
+        return StoredFile(
+            path=relative,
+            rows=bars.height,
+            checksum="sha256:" + hashlib.sha256(payload).hexdigest(),
+            bytes=len(payload),
+        )
+
+    @abstractmethod
+    def _put(self, relative: str, payload: bytes) -> None:
+        """Store the whole payload under `relative` so that readers see the old file or the
+        new one, never a part; raises StorageError (the run cannot go on)."""
+
+    def _write_bytes(self, handle: BinaryIO, payload: bytes) -> None:
+        """Where a payload meets an open file (the local backend's writes go through here:
+        the one seam where tests put a full disk or a kill mid-file)."""
+        handle.write(payload)
+
+    @abstractmethod
+    def ensure_writable(self) -> None:
+        """Create the location if need be, or raise an InputError saying why it cannot be used."""
+
+    @abstractmethod
+    def temporaries(self, beside: Iterable[str] | None = None) -> list[Path]:
+        """Leftovers of interrupted writes, in the whole store or only beside the given unit files."""
+
+    @abstractmethod
+    def clean_temporaries(self, beside: Iterable[str], older_than: float) -> int:
+        """Remove leftovers of interrupted writes beside the given unit files, only those
+        older than `older_than` seconds; returns how many were removed."""
+
+    # --- reading --------------------------------------------------------------------
+
+    @abstractmethod
+    def ensure_readable(self) -> None:
+        """Raise an InputError when the location surely is not there (reading it would
+        report every file as unreadable)."""
+
+    @abstractmethod
+    def present(self) -> bool:
+        """Is the data location there at all (a folder, or objects under the prefix)?"""
+
+    @abstractmethod
+    def url_of(self, relative: str) -> str:
+        """What a reader opens: a local path or a URL."""
+
+    @abstractmethod
+    def scan_parquet(self, relatives: Sequence[str], **kwargs: object) -> pl.LazyFrame:
+        """A lazy read of these files."""
+
+    @abstractmethod
+    def read_parquet(self, relative: str, **kwargs: object) -> pl.DataFrame:
+        """One file, read now."""
+
+    @abstractmethod
+    def rows_and_checksum(self, relative: str, checksum: bool = True) -> tuple[int, str | None]:
+        """A Parquet file's row count (from its footer) and, if asked, its `file_checksum`;
+        raises whatever the reader raises for a damaged file."""
+
+    @abstractmethod
+    def exists(self, relative: str) -> bool:
+        """Is there a file at `relative`?"""
+
+    @abstractmethod
+    def open(self, relative: str) -> BinaryIO:
+        """A file opened for reading (binary)."""
+
+    @abstractmethod
+    def walk(self) -> Iterator[str]:
+        """Every file in the dataset folders (top-level folders not starting with '.'),
+        relative to the location, with forward slashes."""
+
+    # --- moving and removing ----------------------------------------------------------
+
+    @abstractmethod
+    def remove(self, relative: str) -> bool:
+        """Delete a file; False if it could not be."""
+
+    @abstractmethod
+    def move(self, source: str, target: str) -> None:
+        """Move a file within the location; an interruption leaves it at least once."""
+
+
+def file_checksum(source: Path | BinaryIO) -> str:
+    """sha256 of a file, given its path or an open binary handle (read to the end)."""
+    if isinstance(source, Path):
+        with source.open("rb") as handle:
+            return file_checksum(handle)
+    digest = hashlib.sha256()
+    for block in iter(lambda: source.read(1 << 20), b""):
+        digest.update(block)
+    return "sha256:" + digest.hexdigest()

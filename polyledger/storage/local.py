@@ -1,0 +1,168 @@
+"""A local folder: every file is written to a temporary name in its own folder, fsynced,
+then renamed over the final name, and the folder fsynced, so a crash leaves either the
+old file or the new one, never a part (and the rename itself survives a power loss)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import polars as pl
+
+from polyledger.errors import InputError, StorageError
+from polyledger.storage.base import BarStore, file_checksum
+from polyledger.storage.layout import PART_NAME, TEMP_MARK, TEMP_SUFFIX, is_file_url
+
+
+class LocalStore(BarStore):
+    """A data folder on this machine (also given as a `file://` URL)."""
+
+    remote = False
+
+    def __init__(self, location: Path | str) -> None:
+        if is_file_url(location):
+            location = _local_path_of_file_url(str(location))
+        self.root = Path(location)
+        self.location = str(self.root)
+        self.protocol = "file"
+
+    def path_of(self, relative: str) -> Path:
+        """A file's path on this machine."""
+        return self.root.joinpath(*relative.split("/"))
+
+    # --- writing --------------------------------------------------------------------
+
+    def ensure_writable(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f"{TEMP_MARK}probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise InputError(f"data folder {self.root} is not writable: {exc.strerror or exc}") from None
+
+    def _put(self, relative: str, payload: bytes) -> None:
+        try:
+            self._write_atomically(self.path_of(relative), payload)
+        except OSError as exc:
+            raise StorageError(f"cannot write {relative}: {exc.strerror or exc}") from None
+
+    def _write_atomically(self, final: Path, payload: bytes) -> None:
+        """Temporary name in the same folder, fsync, rename; the temporary never outlives a failure."""
+        temporary = final.with_name(f"{TEMP_MARK}{uuid.uuid4().hex}-{PART_NAME}{TEMP_SUFFIX}")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(temporary, "xb") as handle:
+                self._write_bytes(handle, payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, final)
+        except BaseException:
+            try:
+                temporary.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise
+        _fsync_folder(final.parent)
+
+    def temporaries(self, beside: Iterable[str] | None = None) -> list[Path]:
+        if not self.root.exists():
+            return []
+        if beside is None:
+            return [path for path in self.root.rglob(f"{TEMP_MARK}*") if path.is_file()]
+        folders = {self.path_of(relative).parent for relative in beside}
+        return [path for folder in folders for path in folder.glob(f"{TEMP_MARK}*") if path.is_file()]
+
+    def clean_temporaries(self, beside: Iterable[str], older_than: float) -> int:
+        """They never hold data the ledger counts; a younger one may belong to a writer
+        that is slow but alive, so it stays."""
+        removed = 0
+        cutoff = time.time() - older_than
+        for path in self.temporaries(beside):
+            try:
+                if path.stat().st_mtime > cutoff:
+                    continue
+                path.unlink()
+                removed += 1
+            except OSError:
+                pass
+        return removed
+
+    # --- reading --------------------------------------------------------------------
+
+    def ensure_readable(self) -> None:
+        if not self.present():
+            raise InputError(f"data folder {self.location} does not exist")
+
+    def present(self) -> bool:
+        return self.root.is_dir()
+
+    def url_of(self, relative: str) -> str:
+        return str(self.path_of(relative))
+
+    def scan_parquet(self, relatives: Sequence[str], **kwargs: object) -> pl.LazyFrame:
+        return pl.scan_parquet([self.url_of(relative) for relative in relatives], **kwargs)  # type: ignore[arg-type]
+
+    def read_parquet(self, relative: str, **kwargs: object) -> pl.DataFrame:
+        return pl.read_parquet(self.path_of(relative), **kwargs)  # type: ignore[arg-type]
+
+    def rows_and_checksum(self, relative: str, checksum: bool = True) -> tuple[int, str | None]:
+        import pyarrow.parquet as pq  # audits only: the writers never need it
+
+        path = self.path_of(relative)
+        rows = pq.read_metadata(path).num_rows  # the footer only
+        return rows, file_checksum(path) if checksum else None
+
+    def exists(self, relative: str) -> bool:
+        return self.path_of(relative).is_file()
+
+    def open(self, relative: str) -> BinaryIO:
+        return self.path_of(relative).open("rb")
+
+    def walk(self) -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for folder in self.root.iterdir():
+            if folder.is_dir() and not folder.name.startswith("."):
+                for path in folder.rglob("*"):
+                    if path.is_file():
+                        yield path.relative_to(self.root).as_posix()
+
+    # --- moving and removing ----------------------------------------------------------
+
+    def remove(self, relative: str) -> bool:
+        try:
+            self.path_of(relative).unlink()
+            return True
+        except OSError:
+            return False
+
+    def move(self, source: str, target: str) -> None:
+        path = self.path_of(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path_of(source), path)
+
+
+def _local_path_of_file_url(url: str) -> Path:
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(url)
+    path = unquote(parsed.path)
+    if os.name == "nt" and path.startswith("/") and len(path) > 2 and path[2] == ":":
+        path = path[1:]  # file:///C:/data
+    return Path(path)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); Windows cannot open folders for this."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -17,7 +17,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from polyledger.errors import InputError
+from polyledger.errors import InputError, one_line
 from polyledger.ledger import Ledger, UnitState, in_list
 from polyledger.storage import PART_NAME, TEMP_MARK, BarStore, unit_relative_path
 
@@ -102,7 +102,7 @@ def _check_unit_file(store: BarStore, row, checksums: bool) -> list[Finding]:  #
         else:
             rows = pq.read_metadata(store.path_of(row.file_path)).num_rows
     except Exception as exc:  # any parse failure means the file is damaged
-        return [Finding("unreadable_file", row.file_path, f"{type(exc).__name__}: {exc}"[:200], row.id)]
+        return [Finding("unreadable_file", row.file_path, one_line(exc, 200, with_type=True), row.id)]
     if rows != row.rows:
         return [
             Finding("row_mismatch", row.file_path, f"ledger says {row.rows} rows, file has {rows}", row.id)

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from polyledger.errors import InputError, StorageError
+from polyledger.errors import InputError, StorageError, one_line
 from polyledger.ledger import StoredFile
 from polyledger.periods import ET, REFERENCE_DATASETS
 from polyledger.polygon.aggs import BAR_SCHEMA, to_stored_bars
@@ -127,7 +127,9 @@ class BarStore:
                 options = {"skip_instance_cache": True, "use_listings_cache": False}
                 self.fs, self.base = fsspec.core.url_to_fs(self.location, **options)
             except (ImportError, ValueError) as exc:
-                raise InputError(f"cannot use data location {self.location}: {_one_line(exc)}") from None
+                raise InputError(
+                    f"cannot use data location {self.location}: {one_line(exc, 300, with_type=True)}"
+                ) from None
             self.base = self.base.rstrip("/")
         return self.fs
 
@@ -146,7 +148,9 @@ class BarStore:
                 fs.pipe_file(probe, b"")
                 fs.rm_file(probe)
             except Exception as exc:  # botocore and fsspec raise many kinds; all mean "unusable"
-                raise InputError(f"data location {self.location} is not writable: {_one_line(exc)}") from None
+                raise InputError(
+                    f"data location {self.location} is not writable: {one_line(exc, 300, with_type=True)}"
+                ) from None
             return
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -287,7 +291,9 @@ class BarStore:
             try:
                 self._filesystem().pipe_file(self._key(relative), payload)  # one PUT: atomic
             except Exception as exc:  # network, permissions, bucket gone: the run cannot go on
-                raise StorageError(f"cannot write {relative} to {self.location}: {_one_line(exc)}") from None
+                raise StorageError(
+                    f"cannot write {relative} to {self.location}: {one_line(exc, 300, with_type=True)}"
+                ) from None
         else:
             try:
                 self._write_atomically(self.path_of(relative), payload)
@@ -346,10 +352,6 @@ class BarStore:
             except OSError:
                 pass
         return removed
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
 def _local_path_of_file_url(url: str) -> Path:

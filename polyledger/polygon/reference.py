@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from polyledger.errors import TransientError
+from polyledger.errors import TransientError, one_line
 from polyledger.polygon.client import PolygonClient
 from polyledger.polygon.paging import FetchCost, UnseenNextUrl, iter_pages
 
@@ -32,7 +32,7 @@ def decode_results(body: bytes) -> ResultsPage:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise TransientError(
-            f"undecodable reference body: {str(exc)[:100]}", error_class="invalid_json"
+            f"undecodable reference body: {one_line(exc, 100)}", error_class="invalid_json"
         ) from None
     if not isinstance(payload, dict) or payload.get("status") not in ("OK", "DELAYED", None):
         raise TransientError("reference body is not an OK JSON object", error_class="bad_shape")

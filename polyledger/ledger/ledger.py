@@ -44,6 +44,7 @@ from polyledger.ledger.database import (
 )
 from polyledger.ledger.models import Run
 from polyledger.ledger.states import UnitState, allowed_sources
+from polyledger.periods import period_bounds
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +91,6 @@ class PlannedUnit:
         if self.period_start.month == self.period_end.month and self.dataset != "day":
             return f"{self.period_start.year:04d}-{self.period_start.month:02d}"
         return f"{self.period_start.year:04d}"
-
-
-def _period_bounds(period: str) -> tuple[dt.date, dt.date]:
-    """First and last day of "2024-03" or "2024"."""
-    if len(period) == 4:
-        year = int(period)
-        return dt.date(year, 1, 1), dt.date(year, 12, 31)
-    year, month = int(period[:4]), int(period[5:7])
-    following = dt.date(year + month // 12, month % 12 + 1, 1)
-    return dt.date(year, month, 1), following - dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -417,7 +408,7 @@ class Ledger:
             for row in clipped:
                 if row["ticker"] not in tickers:
                     continue
-                first, last = _period_bounds(row["period"])
+                first, last = period_bounds(row["period"])
                 if start > last or end < first:
                     continue
                 new_start = min(row["period_start"], max(start, first).isoformat())

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
-
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -22,3 +20,12 @@ def open(ledger: Path | str = "ledger.db", data: Path | str = "data") -> Downloa
     from polyledger.download import Download
 
     return Download(ledger, data)
+
+
+def __getattr__(name: str) -> str:
+    # `polyledger.__version__` from package metadata, read only when asked (see _version)
+    if name == "__version__":
+        from polyledger._version import version
+
+        return version()
+    raise AttributeError(f"module 'polyledger' has no attribute {name!r}")

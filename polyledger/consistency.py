@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass
 
-from polyledger.errors import InputError
+from polyledger.errors import InputError, one_line
 from polyledger.ledger import Ledger, UnitState, queries
 from polyledger.storage import PART_NAME, TEMP_MARK, BarStore, unit_relative_path
 
@@ -76,7 +76,7 @@ def _check_unit_file(store: BarStore, row, checksums: bool) -> list[Finding]:  #
     try:
         rows, checksum = store.rows_and_checksum(row.file_path, checksum=bool(checksums and row.checksum))
     except Exception as exc:  # any parse failure means the file is damaged
-        return [Finding("unreadable_file", row.file_path, f"{type(exc).__name__}: {exc}"[:200], row.id)]
+        return [Finding("unreadable_file", row.file_path, one_line(exc, 200, with_type=True), row.id)]
     if rows != row.rows:
         return [
             Finding("row_mismatch", row.file_path, f"ledger says {row.rows} rows, file has {rows}", row.id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from polyledger.secrets import redact
+
 
 class PolyledgerError(Exception):
     """Base of every error polyledger raises on purpose."""
@@ -93,16 +95,47 @@ class StorageError(FatalRunError):
     error_class = "storage"
 
 
-# --- the taxonomy of error classes stored in the ledger --------------------------------
+# --- the error classes stored in the ledger, by what a retry can do ------------------------
 
-# Worth another try later: the server or the network misbehaved, not the request. Every
-# other class (not_entitled, not_found, bad_request, pagination, adjusted_mismatch,
-# out_of_range, invalid_ticker, internal:*) is permanent: retrying will not change it.
+# Worth another try later: the server or the network misbehaved, not the request (any
+# http_5xx too).
 TRANSIENT_CLASSES = frozenset(
     {"http_429", "timeout", "connection", "truncated", "invalid_json", "bad_shape", "lease_expired"}
 )
+# Retrying will not change these (nor any other http_4xx, nor internal:<exception type>);
+# `unknown` is what a failed unit without a class is grouped under.
+PERMANENT_CLASSES = frozenset(
+    {"not_entitled", "not_found", "bad_request", "pagination", "adjusted_mismatch", "out_of_range"}
+    | {"invalid_ticker", "protocol", "permanent", "fetch_error", "unknown"}
+)
+# the HTTP statuses whose class has a name of its own; any other is http_<status>
+_STATUS_CLASSES = {400: "bad_request", 403: "not_entitled", 404: "not_found"}
+
+
+def status_class(status: int) -> str:
+    """The error class of an HTTP answer that is not a 200."""
+    return _STATUS_CLASSES.get(status, f"http_{status}")
 
 
 def is_transient_class(error_class: str) -> bool:
     """True for the error classes a retry may cure (any 5xx included)."""
     return error_class in TRANSIENT_CLASSES or (error_class.startswith("http_5") and len(error_class) == 8)
+
+
+def is_known_class(name: str) -> bool:
+    """True for every error class a unit can fail with, whether or not one has."""
+    return (
+        is_transient_class(name)
+        or name in PERMANENT_CLASSES
+        or name.startswith("internal:")
+        or (name.startswith("http_") and name[5:].isdigit())
+    )
+
+
+def one_line(exc: BaseException | str, limit: int | None = 200, *, with_type: bool = False) -> str:
+    """An exception's message (or any text) for a one-line report: whitespace collapsed,
+    secrets redacted, then cut to `limit` characters (redacted first: a key cut in two
+    would no longer be recognised); `with_type` puts the exception's type name first."""
+    text = f"{type(exc).__name__}: {exc}" if with_type else str(exc)
+    text = redact(" ".join(text.split()))
+    return text if limit is None else text[:limit]

@@ -41,9 +41,19 @@ def parse_date(text: str, option: str) -> dt.date:
         raise InputError(f"invalid date {text!r} for {option}: expected YYYY-MM-DD") from None
 
 
-def _month_end(day: dt.date) -> dt.date:
+def month_end(day: dt.date) -> dt.date:
+    """The last day of `day`'s month."""
     first_next = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     return first_next - dt.timedelta(days=1)
+
+
+def period_bounds(period: str) -> tuple[dt.date, dt.date]:
+    """The first and last day of a unit's period, a month ("2024-03") or a year ("2024")."""
+    if len(period) == 4:
+        year = int(period)
+        return dt.date(year, 1, 1), dt.date(year, 12, 31)
+    first = dt.date(int(period[:4]), int(period[5:7]), 1)
+    return first, month_end(first)
 
 
 def unit_periods(grain: str, start: dt.date, end: dt.date) -> Iterator[tuple[dt.date, dt.date]]:
@@ -52,7 +62,7 @@ def unit_periods(grain: str, start: dt.date, end: dt.date) -> Iterator[tuple[dt.
         raise ValueError(f"unknown grain {grain!r}")
     cursor = start
     while cursor <= end:
-        period_end = _month_end(cursor) if grain == "month" else dt.date(cursor.year, 12, 31)
+        period_end = month_end(cursor) if grain == "month" else dt.date(cursor.year, 12, 31)
         yield cursor, min(period_end, end)
         cursor = period_end + dt.timedelta(days=1)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from polyledger.defaults import DEFAULT_JUMP_THRESHOLD, DEFAULT_VOLUME_TOLERANCE
-from polyledger.errors import InputError
+from polyledger.errors import InputError, one_line
 from polyledger.ledger import Ledger, queries
 from polyledger.periods import DATASETS, ET
 from polyledger.storage import BarStore
@@ -235,7 +235,7 @@ def _read(data: BarStore, units: list[_Unit]) -> tuple[pl.DataFrame, list[tuple[
         return pl.concat([_scan_file(data, unit) for unit in units]).collect(), []
     except (OSError, pl.exceptions.PolarsError) as exc:
         if len(units) == 1:
-            return pl.DataFrame(), [(units[0], " ".join(str(exc).split())[:200])]
+            return pl.DataFrame(), [(units[0], one_line(exc))]
     frames, unreadable = [], []
     for unit in units:  # find the bad file(s), keep the rest
         frame, bad = _read(data, [unit])

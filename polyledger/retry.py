@@ -4,25 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from polyledger.errors import InputError, is_transient_class
+from polyledger.errors import InputError, is_known_class, is_transient_class
 from polyledger.ledger import Ledger
 from polyledger.periods import check_dataset
 
 GROUPS = ("transient", "all")
-# permanent classes a unit can fail with (transient ones: errors.is_transient_class)
-PERMANENT_CLASSES = frozenset(
-    {"not_entitled", "not_found", "bad_request", "pagination", "adjusted_mismatch", "out_of_range"}
-    | {"invalid_ticker", "protocol", "permanent", "fetch_error", "unknown"}
-)
-
-
-def _is_error_class(name: str) -> bool:
-    return (
-        is_transient_class(name)
-        or name in PERMANENT_CLASSES
-        or name.startswith("internal:")
-        or (name.startswith("http_") and name[5:].isdigit())
-    )
 
 
 def retry_failed(
@@ -42,7 +28,7 @@ def retry_failed(
         classes = [name for name in present if is_transient_class(name)]
     elif error_class in present:
         classes = [error_class]
-    elif _is_error_class(error_class):
+    elif is_known_class(error_class):
         classes = []  # a real class with nothing failed of it (e.g. after an upgrade): nothing to do
     else:
         known = ", ".join(sorted(present)) or "none"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from polyledger.errors import InputError
+from polyledger.errors import InputError, one_line
 from polyledger.periods import ET
 from polyledger.symbols import validate_ticker
 
@@ -164,7 +164,7 @@ def _parquet_records(path: Path) -> Iterator[_Record]:
     try:
         schema = pl.read_parquet_schema(path)
     except (OSError, pl.exceptions.PolarsError) as exc:
-        raise InputError(f"universe file {path} is not a readable Parquet file: {_one_line(exc)}") from None
+        raise InputError(f"universe file {path} is not a readable Parquet file: {one_line(exc)}") from None
     names = {name.strip().lower(): name for name in reversed(list(schema))}  # first spelling wins
     if "ticker" not in names:
         raise InputError(f"universe file {path} has no 'ticker' column")
@@ -172,12 +172,8 @@ def _parquet_records(path: Path) -> Iterator[_Record]:
     try:
         frame = pl.read_parquet(path, columns=wanted)
     except (OSError, pl.exceptions.PolarsError) as exc:
-        raise InputError(f"universe file {path} is not a readable Parquet file: {_one_line(exc)}") from None
+        raise InputError(f"universe file {path} is not a readable Parquet file: {one_line(exc)}") from None
     columns = [frame[names[name]].to_list() if name in names else None for name in ("ticker", *DATE_COLUMNS)]
     for index in range(frame.height):
         ticker, list_date, delisted_utc = (None if c is None else c[index] for c in columns)
         yield f"row {index + 1}", ticker, list_date, delisted_utc
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:200]

@@ -21,7 +21,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy import exc as sa_exc
 
-from polyledger.errors import InputError, SchemaTooNewError
+from polyledger.errors import InputError, SchemaTooNewError, one_line
 
 BUSY_TIMEOUT_MS = 30_000
 PG_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
@@ -102,7 +102,7 @@ def connect_postgres(url: str, **kwargs):  # type: ignore[no-untyped-def]
 
 
 def _cannot_open(url: str, exc: BaseException) -> InputError:
-    reason = _one_line(exc)
+    reason = one_line(getattr(exc, "orig", None) or exc, limit=None)
     message = f"cannot open the ledger {redact_url(url)}: {reason}"
     missing = re.search(r'database "(.+?)" does not exist', reason)
     if missing:
@@ -126,12 +126,6 @@ def _createdb_command(url: str, database: str) -> str:
         if where.get(key)
     ]
     return " ".join(["createdb", *options, shlex.quote(database)])
-
-
-def _one_line(exc: BaseException) -> str:
-    from polyledger.secrets import redact
-
-    return redact(" ".join(str(getattr(exc, "orig", None) or exc).split()))
 
 
 def _migrations_config() -> Config:

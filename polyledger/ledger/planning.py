@@ -9,16 +9,7 @@ from polyledger.ledger.connection import _reconnecting
 from polyledger.ledger.moves import UnitMoves
 from polyledger.ledger.records import PlannedUnit, iso
 from polyledger.ledger.states import UnitState
-
-
-def _period_bounds(period: str) -> tuple[dt.date, dt.date]:
-    """First and last day of "2024-03" or "2024"."""
-    if len(period) == 4:
-        year = int(period)
-        return dt.date(year, 1, 1), dt.date(year, 12, 31)
-    year, month = int(period[:4]), int(period[5:7])
-    following = dt.date(year + month // 12, month % 12 + 1, 1)
-    return dt.date(year, month, 1), following - dt.timedelta(days=1)
+from polyledger.periods import period_bounds
 
 
 class Planning(UnitMoves):
@@ -94,7 +85,7 @@ class Planning(UnitMoves):
             for row in clipped:
                 if row["ticker"] not in tickers:
                     continue
-                first, last = _period_bounds(row["period"])
+                first, last = period_bounds(row["period"])
                 if start > last or end < first:
                     continue
                 new_start = min(row["period_start"], max(start, first).isoformat())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import orjson
 import polars as pl
 
-from polyledger.errors import TransientError
+from polyledger.errors import TransientError, one_line
 
 RAW_BAR = pl.Struct(
     {
@@ -103,7 +103,7 @@ def _decode_general(body: bytes) -> AggregatesPage:
     try:
         frame = pl.read_json(io.BytesIO(body), schema=PAGE_SCHEMA)
     except Exception as exc:  # polars raises ComputeError and friends for any malformed input
-        detail = " ".join(str(exc).split())
+        detail = one_line(exc, limit=None)
         kind = "bad_shape" if "deserializing" in detail else "invalid_json"
         raise TransientError(f"undecodable aggregates body: {detail[:100]}", error_class=kind) from None
     if frame.height != 1:

@@ -14,7 +14,7 @@ import certifi
 import requests
 from requests.adapters import HTTPAdapter
 
-from polyledger import __version__
+from polyledger._version import version
 from polyledger.errors import (
     AuthError,
     FetchError,
@@ -22,6 +22,8 @@ from polyledger.errors import (
     PermanentError,
     ProtocolError,
     TransientError,
+    one_line,
+    status_class,
 )
 from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.polygon.ratelimit import RateLimiter
@@ -80,7 +82,7 @@ def _error_text(response: requests.Response) -> str:
         text, limit = data.get("error") or data.get("message") or data.get("status") or "", 160
     except ValueError:
         text, limit = response.text, 80
-    return " ".join(redact(str(text)).split())[:limit]
+    return one_line(str(text), limit)
 
 
 class PolygonClient:
@@ -124,7 +126,7 @@ class PolygonClient:
                 {
                     "Authorization": f"Bearer {self._api_key}",
                     "Accept-Encoding": "gzip",
-                    "User-Agent": f"polyledger/{__version__}",
+                    "User-Agent": f"polyledger/{version()}",
                 }
             )
             self._local.session = session
@@ -229,14 +231,12 @@ class PolygonClient:
             self.limiter.on_throttled(retry_after)
             self._fail("http_429", f"rate limited: {message}", status, retry_after)
         if status >= 500:
-            self._fail(f"http_{status}", f"server error {status}: {message}", status)
+            self._fail(status_class(status), f"server error {status}: {message}", status)
         if status == 401 or (status == 400 and "api key" in message.lower()):
             self._count("auth")
             raise AuthError(f"the API key was refused ({status}: {message}); check POLYGON_API_KEY")
-        cls = {403: NotEntitled}.get(status, PermanentError)
-        error_class = {403: "not_entitled", 404: "not_found", 400: "bad_request"}.get(
-            status, f"http_{status}"
-        )
+        cls = NotEntitled if status == 403 else PermanentError
+        error_class = status_class(status)
         self._count(error_class)
         raise cls(f"HTTP {status}: {message}", error_class=error_class, http_status=status)
 

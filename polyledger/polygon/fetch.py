@@ -1,8 +1,8 @@
-"""Fetching one unit's bars: the aggregates request and its pagination, as one object.
+"""The aggregates endpoint (one unit's bars): its URL, its progress guard and the
+`adjusted` check, paged by `paging.iter_pages`.
 
-`next_url` is followed exactly as given (the key travels in a header). A page that says
-there is more but does not advance, or points elsewhere, fails the unit as a protocol
-error: a unit can never loop.
+A page that says there is more but does not advance past its bars, or points elsewhere,
+fails the unit as a protocol error: a unit can never loop.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import polars as pl
 
 from polyledger.errors import FatalRunError, PermanentError, ProtocolError
+from polyledger.polygon import paging
 from polyledger.polygon.aggs import AggregatesPage, decode_aggregates
 from polyledger.polygon.client import PolygonClient
+from polyledger.polygon.paging import AskAgain, FetchCost
 
 PAGE_LIMIT = 50_000
 MAX_PAGES = 1_000  # a month of minute bars needs 1; this only stops a runaway server
@@ -25,16 +26,6 @@ _FROM_IN_PATH = re.compile(r"/range/\d+/[a-z]+/([^/]+)/[^/?]+")
 
 class EndpointNotFound(FatalRunError):
     error_class = "endpoint_not_found"
-
-
-@dataclass
-class FetchCost:
-    """What a fetch has spent so far (requests, bytes, the last request id), filled as
-    pages arrive, so a caller still knows it when the fetch fails half-way."""
-
-    requests: int = 0
-    bytes: int = 0
-    request_id: str | None = None
 
 
 def aggregates_url(base_url: str, ticker: str, timespan: str, start: dt.date, end: dt.date) -> str:
@@ -61,51 +52,62 @@ def iter_pages(
 ) -> Iterator[pl.DataFrame]:
     """The bars of [start, end], page by page in time order (raw columns, never empty);
     requests and bytes are counted in `spent` as they go."""
-    url = aggregates_url(client.base_url, ticker, timespan, start, end)
-    params: dict[str, str] | None = {
-        "adjusted": "true" if adjusted else "false",
-        "sort": "asc",
-        "limit": str(PAGE_LIMIT),
-    }
-    seen: set[str] = set()
-    while True:
-        page = _get_page(client, url, params, spent)
-        if page.adjusted is not None and page.adjusted != adjusted and params is None:
+    pages = paging.iter_pages(
+        client,
+        aggregates_url(client.base_url, ticker, timespan, start, end),
+        {"adjusted": _flag(adjusted), "sort": "asc", "limit": str(PAGE_LIMIT)},
+        decode=decode_aggregates,
+        guard=_Progress(),
+        spent=spent,
+        check=_AdjustedAsAsked(adjusted),
+    )
+    try:
+        for page in pages:
+            if page.bars.height:
+                yield page.bars
+    except PermanentError as exc:
+        if exc.error_class != "not_found":
+            raise
+        # the aggregates endpoint answers an unknown ticker with an empty 200: a 404
+        # means the URL itself is wrong, for every unit alike
+        raise EndpointNotFound(
+            f"the API has no aggregates endpoint at {client.base_url} (404): check --base-url"
+        ) from None
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+class _AdjustedAsAsked:
+    """Every page must be as adjusted as asked (a page that does not say is taken)."""
+
+    def __init__(self, adjusted: bool) -> None:
+        self.adjusted = adjusted
+
+    def __call__(
+        self, page: AggregatesPage, params: dict[str, str] | None, ask_again: AskAgain[AggregatesPage]
+    ) -> AggregatesPage:
+        if page.adjusted is not None and page.adjusted != self.adjusted and params is None:
             # the cursor may not carry `adjusted`: ask once more, saying it explicitly
-            page = _get_page(client, url, {"adjusted": "true" if adjusted else "false"}, spent)
-        if page.adjusted is not None and page.adjusted != adjusted:
+            page = ask_again({"adjusted": _flag(self.adjusted)})
+        if page.adjusted is not None and page.adjusted != self.adjusted:
             raise ProtocolError(
-                f"asked for adjusted={adjusted} but got adjusted={page.adjusted}",
+                f"asked for adjusted={self.adjusted} but got adjusted={page.adjusted}",
                 error_class="adjusted_mismatch",
             )
-        if page.bars.height:
-            yield page.bars
-        if not page.next_url:
-            return
-        _check_progress(url, page, seen, len(seen) + 1)
-        seen.add(url)
-        url, params = page.next_url, None
+        return page
 
 
-def _get_page(
-    client: PolygonClient, url: str, params: dict[str, str] | None, fetched: FetchCost
-) -> AggregatesPage:
-    try:
-        response = client.get(url, params, decode=decode_aggregates)
-    except PermanentError as exc:
-        if exc.error_class == "not_found":
-            # the aggregates endpoint answers an unknown ticker with an empty 200: a 404
-            # means the URL itself is wrong, for every unit alike
-            raise EndpointNotFound(
-                f"the API has no aggregates endpoint at {client.base_url} (404): check --base-url"
-            ) from None
-        raise
-    page = response.decoded
-    assert page is not None
-    fetched.requests += response.tries
-    fetched.bytes += len(response.body)
-    fetched.request_id = page.request_id or response.request_id
-    return page
+class _Progress:
+    """The aggregates' progress guard: `_check_progress` against the URLs fetched so far."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, url: str, page: AggregatesPage, pages: int) -> None:
+        _check_progress(url, page, self.seen, pages)
+        self.seen.add(url)
 
 
 def _check_progress(url: str, page: AggregatesPage, seen: set[str], pages: int) -> None:

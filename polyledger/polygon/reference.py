@@ -1,7 +1,7 @@
 """Reference endpoints (tickers, ticker details, splits, dividends): JSON `results` pages.
 
-Pagination follows `next_url` exactly as given, like the aggregates; a `next_url` that
-was already followed fails the fetch as a protocol error, so it can never loop.
+Paged by `paging.iter_pages`, like the aggregates; a `next_url` that was already followed
+fails the fetch as a protocol error, so it can never loop.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from polyledger.errors import ProtocolError, TransientError
+from polyledger.errors import TransientError, one_line
 from polyledger.polygon.client import PolygonClient
-from polyledger.polygon.fetch import FetchCost
+from polyledger.polygon.paging import FetchCost, UnseenNextUrl, iter_pages
 
 MAX_PAGES = 10_000  # the whole tickers list is ~30 pages of 1,000; this only stops a runaway server
 
@@ -32,7 +32,7 @@ def decode_results(body: bytes) -> ResultsPage:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise TransientError(
-            f"undecodable reference body: {str(exc)[:100]}", error_class="invalid_json"
+            f"undecodable reference body: {one_line(exc, 100)}", error_class="invalid_json"
         ) from None
     if not isinstance(payload, dict) or payload.get("status") not in ("OK", "DELAYED", None):
         raise TransientError("reference body is not an OK JSON object", error_class="bad_shape")
@@ -51,19 +51,7 @@ def iter_results(
 ) -> Iterator[list[dict]]:
     """The `results` of every page of a reference endpoint, in order; requests and bytes
     are counted in `spent` as they go."""
-    url: str = f"{client.base_url}{path}"
-    seen: set[str] = set()
-    while True:
-        response = client.get(url, params, decode=decode_results)
-        page = response.decoded
-        assert page is not None
-        spent.requests += response.tries
-        spent.bytes += len(response.body)
-        spent.request_id = page.request_id or response.request_id
+    url = f"{client.base_url}{path}"
+    guard = UnseenNextUrl(MAX_PAGES, "reference")
+    for page in iter_pages(client, url, params, decode=decode_results, guard=guard, spent=spent):
         yield page.results
-        if not page.next_url:
-            return
-        if page.next_url in seen or len(seen) >= MAX_PAGES:
-            raise ProtocolError("reference next_url does not advance", error_class="pagination")
-        seen.add(page.next_url)
-        url, params = page.next_url, None

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
-from polyledger.errors import InputError, StorageError
+from polyledger.errors import InputError, StorageError, one_line
 from polyledger.storage.base import BarStore, file_checksum
 from polyledger.storage.layout import TEMP_MARK
 
@@ -39,7 +39,9 @@ class ObjectStore(BarStore):
                 options = {"skip_instance_cache": True, "use_listings_cache": False}
                 self.fs, self.base = fsspec.core.url_to_fs(self.location, **options)
             except (ImportError, ValueError) as exc:
-                raise InputError(f"cannot use data location {self.location}: {_one_line(exc)}") from None
+                raise InputError(
+                    f"cannot use data location {self.location}: {one_line(exc, 300, with_type=True)}"
+                ) from None
             self.base = self.base.rstrip("/")
         return self.fs
 
@@ -58,13 +60,17 @@ class ObjectStore(BarStore):
             fs.pipe_file(probe, b"")
             fs.rm_file(probe)
         except Exception as exc:  # botocore and fsspec raise many kinds; all mean "unusable"
-            raise InputError(f"data location {self.location} is not writable: {_one_line(exc)}") from None
+            raise InputError(
+                f"data location {self.location} is not writable: {one_line(exc, 300, with_type=True)}"
+            ) from None
 
     def _put(self, relative: str, payload: bytes) -> None:
         try:
             self._filesystem().pipe_file(self._key(relative), payload)  # one PUT: atomic
         except Exception as exc:  # network, permissions, bucket gone: the run cannot go on
-            raise StorageError(f"cannot write {relative} to {self.location}: {_one_line(exc)}") from None
+            raise StorageError(
+                f"cannot write {relative} to {self.location}: {one_line(exc, 300, with_type=True)}"
+            ) from None
 
     def temporaries(self, beside: Iterable[str] | None = None) -> list[Path]:
         return []  # each object is one PUT: nothing is ever left half-written
@@ -169,7 +175,3 @@ class ObjectStore(BarStore):
         if fs.info(self._key(target))["size"] != fs.info(self._key(source))["size"]:
             raise StorageError(f"copying {source} to {target} did not give the same object")
         fs.rm_file(self._key(source))
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]

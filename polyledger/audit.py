@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from polyledger.ledger import Ledger, queries
+from polyledger.ledger import SETTLED, Ledger, UnitState, queries
 from polyledger.periods import REFERENCE_DATASETS
 
-STATES = ("pending", "running", "done", "empty_confirmed", "failed")
+STATES = tuple(state.value for state in UnitState)
 EXAMPLES_PER_CLASS = 3
 EXIT_WORK_LEFT = 3  # audit's exit code when only pending or running units keep it incomplete
 
@@ -43,14 +43,12 @@ class DatasetAudit:
 
     @property
     def complete(self) -> bool:
-        return (
-            self.by_state["done"] + self.by_state["empty_confirmed"] == self.units and not self.stale_adjusted
-        )
+        return sum(self.by_state[state] for state in SETTLED) == self.units and not self.stale_adjusted
 
     @property
     def needs_attention(self) -> bool:
         """Failed or stale units: running again will not fix them by itself."""
-        return bool(self.by_state["failed"] or self.stale_adjusted)
+        return bool(self.by_state[UnitState.FAILED] or self.stale_adjusted)
 
 
 @dataclass

@@ -25,7 +25,7 @@ import polars as pl
 from polyledger.audit import STATES, AuditReport, audit
 from polyledger.bars import BAR_SCHEMA
 from polyledger.errors import InputError
-from polyledger.ledger import SETTLED, Ledger, queries
+from polyledger.ledger import SETTLED, Ledger, UnitState, queries
 from polyledger.periods import DATASETS, ET, REFERENCE_DATASETS, check_dataset
 from polyledger.reference import REFERENCE
 from polyledger.storage import BarStore
@@ -118,7 +118,7 @@ class Download:
 
 def _files(selected: list[Any]) -> list[str]:
     # relative paths: the store reads them, local or remote
-    return [row.file_path for row in selected if row.state == "done"]
+    return [row.file_path for row in selected if row.state == UnitState.DONE]
 
 
 def _warn_unsettled(dataset: str, selected: list[Any]) -> None:

@@ -30,7 +30,7 @@ import polars as pl
 
 from polyledger.defaults import DEFAULT_JUMP_THRESHOLD, DEFAULT_VOLUME_TOLERANCE
 from polyledger.errors import InputError, one_line
-from polyledger.ledger import Ledger, queries
+from polyledger.ledger import Ledger, UnitState, queries
 from polyledger.periods import DATASETS, ET
 from polyledger.storage import BarStore
 
@@ -207,7 +207,7 @@ def _batches(units: Sequence[_Unit], limit: int = BATCH_ROWS) -> Iterator[list[_
     batch: list[_Unit] = []
     rows = 0
     for unit in units:
-        if unit.state != "done" or not unit.file_path:
+        if unit.state != UnitState.DONE or not unit.file_path:
             continue
         if batch and rows + unit.rows > limit:
             yield batch

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from polyledger.audit import STATES
-from polyledger.ledger import SETTLED, Ledger, queries
+from polyledger.ledger import SETTLED, Ledger, UnitState, queries
 from polyledger.periods import ALL_DATASETS, DATASETS
 
 MAX_TICKERS = 60  # more than this: coverage per year x month for the whole universe
@@ -27,11 +27,11 @@ FLAGS_SHOWN = 20
 BAR_DATASETS = tuple(DATASETS)
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 STATE_COLORS = {
-    "done": "#2e7d32",
-    "empty_confirmed": "#9ccc65",
-    "failed": "#d62728",
-    "running": "#1e88e5",
-    "pending": "#bdbdbd",
+    UnitState.DONE: "#2e7d32",
+    UnitState.EMPTY_CONFIRMED: "#9ccc65",
+    UnitState.FAILED: "#d62728",
+    UnitState.RUNNING: "#1e88e5",
+    UnitState.PENDING: "#bdbdbd",
 }
 FAILED_COLOR = "#d62728"
 OPEN_COLOR = "#c8c8c8"  # a cell with nothing settled and nothing failed: not fetched yet
@@ -56,7 +56,7 @@ class DatasetSummary:
 
     @property
     def settled(self) -> int:
-        return self.by_state["done"] + self.by_state["empty_confirmed"]
+        return sum(self.by_state[state] for state in SETTLED)
 
     @property
     def complete(self) -> bool:  # as `audit`: every unit settled and nothing stale
@@ -161,8 +161,8 @@ def _cells(counts: Iterable[tuple[str, str, str, int]]) -> dict[tuple[str, str],
         cells[row, column] = Cell(
             cell.units + units,
             cell.settled + (units if state in SETTLED else 0),
-            cell.failed + (units if state == "failed" else 0),
-            cell.empty + (units if state == "empty_confirmed" else 0),
+            cell.failed + (units if state == UnitState.FAILED else 0),
+            cell.empty + (units if state == UnitState.EMPTY_CONFIRMED else 0),
         )
     return cells
 
@@ -176,7 +176,7 @@ def bars_over_time(counts: list[Any]) -> dict[str, list[tuple[str, int]]]:
     """Bars stored per calendar month (minute) and per year (day), across all tickers."""
     result: dict[str, list[tuple[str, int]]] = {}
     for row in sorted(counts, key=lambda row: row.period):
-        if row.dataset in BAR_DATASETS and row.state == "done":
+        if row.dataset in BAR_DATASETS and row.state == UnitState.DONE:
             result.setdefault(row.dataset, []).append((row.period, int(row.rows)))
     return {name: result[name] for name in BAR_DATASETS if name in result}
 
@@ -343,7 +343,7 @@ def _table(headers: list[str], rows: list[list[object]], numeric: set[int] = fro
 
 def _state_bar(summary: DatasetSummary) -> str:
     parts = []
-    for state in ("done", "empty_confirmed", "failed", "running", "pending"):
+    for state in STATE_COLORS:  # settled first, then failed, then open
         count = summary.by_state.get(state, 0)
         if count:
             share = 100 * count / summary.units

@@ -25,7 +25,7 @@ from polyledger.defaults import (
     DEFAULT_WORKERS,
 )
 from polyledger.errors import FatalRunError, InputError, LedgerError
-from polyledger.ledger import Ledger, new_owner_id, queries
+from polyledger.ledger import SETTLED, Ledger, UnitState, new_owner_id, queries
 from polyledger.periods import DATASETS
 from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.polygon.client import PolygonClient, RetryPolicy
@@ -41,7 +41,7 @@ log = logging.getLogger("polyledger.run")
 # its requests are ceil(bars / 50,000): never more than asking unit by unit. The cap only
 # bounds what one failure can touch.
 GROUP_SIZE = {"minute": 60, "day": 30}
-SETTLED_OUTCOMES = ("done", "empty_confirmed", "failed")
+SETTLED_OUTCOMES = (UnitState.DONE, UnitState.EMPTY_CONFIRMED, UnitState.FAILED)
 
 
 class SystematicFailure(FatalRunError):
@@ -82,7 +82,7 @@ class RunStats:
             self.outcomes[outcome.state] += 1
             self.bars += outcome.bars
             self.requests += outcome.requests
-            if outcome.state == "failed" and outcome.error_class:
+            if outcome.state == UnitState.FAILED and outcome.error_class:
                 self.errors[outcome.error_class] += 1
             if outcome.state in SETTLED_OUTCOMES:
                 self.recent.append(outcome.error_class or "")
@@ -278,15 +278,15 @@ class Run:
         unsettled: Counter = Counter()
         for dataset in self.options.datasets or tuple(counts):
             for state, count in counts.get(dataset, {}).items():
-                if state not in ("done", "empty_confirmed"):
+                if state not in SETTLED:
                     unsettled[state] += count
         return dict(unsettled)
 
     def _units_in_scope(self) -> int:
         counts = self.ledger.counts()
         datasets = self.options.datasets or tuple(counts)
-        pending = sum(counts.get(d, {}).get("pending", 0) for d in datasets)
-        running = sum(counts.get(d, {}).get("running", 0) for d in datasets)
+        pending = sum(counts.get(d, {}).get(UnitState.PENDING, 0) for d in datasets)
+        running = sum(counts.get(d, {}).get(UnitState.RUNNING, 0) for d in datasets)
         total = pending + running
         return min(total, self.options.max_units) if self.options.max_units else total
 
@@ -330,7 +330,7 @@ class Run:
                 continue
             group = units + self._extend(units[0])
             for unit, outcome in zip(group, process_units(group, self.job), strict=True):
-                if outcome.state == "failed":
+                if outcome.state == UnitState.FAILED:
                     log.info(
                         "unit failed: %s %s %s (%s)",
                         unit.dataset,

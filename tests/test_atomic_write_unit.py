@@ -226,9 +226,10 @@ def test_temporaries_are_found_in_the_whole_store_or_beside_given_units(store):
     assert store.temporaries([RELATIVE]) == [a]
 
 
-def test_no_temporaries_when_the_store_does_not_exist_yet(tmp_path):
+def test_no_temporaries_when_the_store_does_not_exist_yet_or_is_an_object_store(tmp_path):
     assert BarStore(tmp_path / "absent").temporaries() == []
     assert BarStore(tmp_path / "absent").temporaries([RELATIVE]) == []
+    assert BarStore(f"memory://polyledger-test-{tmp_path.name}").temporaries() == []  # each object is one PUT
 
 
 class FrozenTime:

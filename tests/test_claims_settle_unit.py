@@ -57,6 +57,33 @@ def test_iso_is_fixed_width_utc_to_the_millisecond():
     assert iso(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) == "2026-01-01T00:00:00.000Z"
 
 
+def test_iso_is_utc_whatever_the_local_time_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert iso(dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)) == "2026-01-01T12:00:00.000Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_claimed_rows_are_read_by_their_lowercase_names_as_postgresql_returns_them():
+    from polyledger.ledger import ClaimedUnit, pg
+
+    # pg.Row, unlike sqlite3.Row, knows each column by its exact name only
+    row_class = pg._row_class(("id", "dataset", "ticker", "period_start", "period_end", "attempts"))
+    rows = [
+        tuple.__new__(row_class, (9, "minute", "B", "2024-02-01", "2024-02-29", 2)),
+        tuple.__new__(row_class, (3, "minute", "A", "2024-01-01", "2024-01-31", 1)),
+    ]
+    assert Ledger._claimed(rows, "tok", START) == [
+        ClaimedUnit(3, "minute", "A", D(2024, 1, 1), D(2024, 1, 31), 1, "tok", iso(START)),
+        ClaimedUnit(9, "minute", "B", D(2024, 2, 1), D(2024, 2, 29), 2, "tok", iso(START)),
+    ]
+
+
 def test_in_list_names_one_parameter_per_value():
     assert in_list("dataset", ["day", "minute"], "_ds") == (
         "dataset IN (:_ds0, :_ds1)",
@@ -215,13 +242,18 @@ def test_settle_empty_after_a_failed_try_clears_error_and_file_and_adds_requests
     )
     assert (row.last_error, row.error_class, row.requests, row.attempts) == (None, None, 3, 2)
     assert row.fetched_at is not None
-    assert [a.outcome for a in attempts_of(ledger, second.id)] == ["pending", "empty_confirmed"]
+    assert [(a.outcome, a.run_id) for a in attempts_of(ledger, second.id)] == [
+        ("pending", None),
+        ("empty_confirmed", "run-2"),
+    ]
 
 
 def test_settle_failed_keeps_the_error_on_the_unit_and_in_its_history(ledger):
     ledger.add_units([month("A", 2024, 1)])
     unit = ledger.claim("w", 60)[0]
-    ledger.settle_failed(unit, AttemptRecord(requests=1, http_status=403, error="no", error_class="not_entitled"))
+    ledger.settle_failed(
+        unit, AttemptRecord(requests=1, http_status=403, error="no", error_class="not_entitled"), "run-3"
+    )
     row = unit_row(ledger, unit.id)
     assert (row.state, row.last_error, row.error_class, row.lease_owner, row.fetched_at) == (
         "failed",
@@ -231,11 +263,12 @@ def test_settle_failed_keeps_the_error_on_the_unit_and_in_its_history(ledger):
         None,
     )
     (history,) = attempts_of(ledger, unit.id)
-    assert (history.outcome, history.http_status, history.error, history.error_class) == (
+    assert (history.outcome, history.http_status, history.error, history.error_class, history.run_id) == (
         "failed",
         403,
         "no",
         "not_entitled",
+        "run-3",
     )
 
 
@@ -252,7 +285,7 @@ def test_requeue_puts_the_unit_back_pending_with_its_error_and_attempt_count(led
         "timeout",
     )
     assert (row.lease_owner, row.lease_token, row.lease_expires_at) == (None, None, None)
-    assert [a.outcome for a in attempts_of(ledger, unit.id)] == ["pending"]
+    assert [(a.outcome, a.run_id, a.requests) for a in attempts_of(ledger, unit.id)] == [("pending", "run-1", 4)]
 
 
 @pytest.mark.parametrize("settle", ["done", "empty", "failed", "requeue"])

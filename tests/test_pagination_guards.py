@@ -164,10 +164,10 @@ def test_other_permanent_errors_stay_the_units_own():
 @pytest.mark.parametrize(
     ("next_url", "reason"),
     [
-        (cursor(200), "does not advance"),  # == the last bar
-        (cursor(150), "does not advance"),  # behind the last bar
-        ("https://api.test/v2/aggs/ticker/AAPL/range/1/minute/2024-01-02/2024-01-31?cursor=x", "no epoch-ms start"),
-        ("https://api.test/v2/other?cursor=x", "no epoch-ms start"),
+        (cursor(200), "^next_url does not advance$"),  # == the last bar
+        (cursor(150), "^next_url does not advance$"),  # behind the last bar
+        ("https://api.test/v2/aggs/ticker/AAPL/range/1/minute/2024-01-02/2024-01-31?cursor=x", "^next_url has no epoch-ms start to follow$"),
+        ("https://api.test/v2/other?cursor=x", "^next_url has no epoch-ms start to follow$"),
     ],
 )
 def test_a_next_url_that_does_not_move_past_the_page_fails_the_unit(next_url, reason):
@@ -179,8 +179,9 @@ def test_a_next_url_that_does_not_move_past_the_page_fails_the_unit(next_url, re
 
 def test_a_page_with_no_bars_that_says_there_is_more_fails_the_unit():
     client = ScriptedClient([page([], cursor(100))])
-    with pytest.raises(ProtocolError, match="^a page with no bars says there is more$"):
+    with pytest.raises(ProtocolError, match="^a page with no bars says there is more$") as raised:
         pages_of(client)
+    assert raised.value.error_class == "pagination"
 
 
 def test_the_next_url_just_past_the_last_bar_is_followed():
@@ -190,7 +191,8 @@ def test_the_next_url_just_past_the_last_bar_is_followed():
 
 def test_a_cursor_must_start_after_the_current_pages_start():
     here = cursor(1000)
-    for target, ok in ((cursor(1000), False), (cursor(999), False), (cursor(1001), True)):
+    same_start = f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/1000/1706745599999?cursor=other"
+    for target, ok in ((same_start, False), (cursor(999), False), (cursor(1001), True)):
         page_ = raw_page([10], target)  # bars before `from`: only the start check catches it
         if ok:
             _check_progress(here, page_, set(), 2)

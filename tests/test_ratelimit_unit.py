@@ -61,7 +61,7 @@ def test_the_default_wait_waits_on_the_condition_for_the_time_given():
 
 def test_a_rate_must_be_positive():
     for rate in (0, -1):
-        with pytest.raises(ValueError, match="rate must be positive"):
+        with pytest.raises(ValueError, match="^rate must be positive$"):
             RateLimiter(rate)
 
 

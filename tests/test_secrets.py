@@ -35,6 +35,9 @@ def test_the_longest_secret_is_replaced_first():
     register_secret("abc")
     register_secret("abcdef")
     assert redact("x abcdef y abc") == "x *** y ***"
+    register_secret("zz")  # after "azz" in reverse alphabetical order, but shorter
+    register_secret("azz")
+    assert redact("azz") == "***"  # not "a***"
 
 
 def test_text_without_secrets_is_unchanged():

@@ -99,7 +99,11 @@ def test_one_page_for_three_months_settles_each_and_charges_the_request_once(led
         UnitOutcome("empty_confirmed", 0, 0),
         UnitOutcome("done", 1, 0),
     ]
-    assert [r.state for r in rows(ledger)] == ["done", "empty_confirmed", "done"]
+    assert [(r.state, r.adjusted) for r in rows(ledger)] == [
+        ("done", True),
+        ("empty_confirmed", True),
+        ("done", True),
+    ]
     assert (stored_rows(store, 1), stored_rows(store, 3)) == (2, 1)
     assert [(a.requests, a.bytes, a.bars, a.request_id) for a in history(ledger)] == [
         (1, len(body), 2, "rq"),
@@ -135,6 +139,14 @@ def test_a_month_settled_by_a_page_is_charged_before_the_next_page(ledger, store
     assert [stored_rows(store, m) for m in (1, 2)] == [1, 2]
 
 
+def test_a_month_is_not_settled_while_a_page_may_still_bring_its_last_day(ledger, store):
+    # page one ends on January 31st, January's last day: page two has more of that day
+    first = page([at(D(2024, 1, 10)), at(D(2024, 1, 31), 10)], next_from=at(D(2024, 1, 31), 10) + 1)
+    second = page([at(D(2024, 1, 31), 11), at(D(2024, 2, 5))])
+    process_units(months(ledger, 1, 2), job(ScriptedClient([first, second]), ledger, store))
+    assert [stored_rows(store, m) for m in (1, 2)] == [3, 1]
+
+
 def test_repeated_timestamps_are_stored_once_and_counted(ledger, store):
     body = page([at(D(2024, 1, 5)), at(D(2024, 1, 5)), at(D(2024, 1, 6))])
     process_units(months(ledger, 1), job(ScriptedClient([body]), ledger, store))
@@ -150,9 +162,9 @@ def test_a_transient_error_requeues_the_waiting_units_with_its_class(ledger, sto
     assert [(r.state, r.error_class, r.last_error, r.attempts) for r in rows(ledger)] == [
         ("pending", "http_503", "server said 503", 1)
     ] * 2
-    assert [(a.requests, a.bytes, a.http_status, a.request_id) for a in history(ledger)] == [
-        (1, len(first), 503, "r-err"),
-        (0, 0, 503, "r-err"),
+    assert [(a.requests, a.bytes, a.http_status, a.request_id, a.run_id) for a in history(ledger)] == [
+        (1, len(first), 503, "r-err", "run-1"),
+        (0, 0, 503, "r-err", "run-1"),
     ]
     assert list(store.walk()) == []
 
@@ -168,6 +180,7 @@ def test_a_transient_error_on_the_last_attempt_fails_the_unit(ledger, store):
     outcomes = process_units(units, job(ScriptedClient([error]), ledger, store))
     assert outcomes == [UnitOutcome("failed", 0, 0, "timeout")]
     assert (rows(ledger)[0].state, rows(ledger)[0].error_class) == ("failed", "timeout")
+    assert [(a.outcome, a.run_id) for a in history(ledger)][-1] == ("failed", "run-1")
 
 
 def test_attempts_left_depend_on_max_attempts(ledger, store):
@@ -200,6 +213,14 @@ def test_a_permanent_error_on_a_group_is_asked_again_unit_by_unit(ledger, store)
         ("empty_confirmed", None),
     ]
     assert history(ledger)[0].http_status == 403
+
+
+def test_a_permanent_error_on_two_units_is_asked_again_for_each(ledger, store):
+    denied = NotEntitled("not entitled", http_status=403)
+    client = ScriptedClient([denied, page([at(D(2024, 1, 9))]), page([at(D(2024, 2, 9))])])
+    outcomes = process_units(months(ledger, 1, 2), job(client, ledger, store))
+    assert outcomes == [UnitOutcome("done", 1, 1), UnitOutcome("done", 1, 1)]
+    assert len(client.calls) == 3
 
 
 def test_bars_outside_the_asked_dates_fail_the_unit_never_empty(ledger, store):
@@ -250,8 +271,10 @@ def test_a_unit_whose_lease_was_lost_is_reported_lost(ledger, store):
     ledger.release(unit, undo_attempt=False)  # someone else's now
     body = page([at(D(2024, 1, 5))])
     assert process_units([unit], job(ScriptedClient([body]), ledger, store)) == [UnitOutcome("lost", 0, 1)]
+    first = page([at(D(2024, 1, 5))], next_from=at(D(2024, 1, 5)) + 1)
     error = TransientError("503", error_class="http_503")
-    assert process_units([unit], job(ScriptedClient([error]), ledger, store)) == [UnitOutcome("lost", 0, 0)]
+    # the request made before the failure is still reported as spent
+    assert process_units([unit], job(ScriptedClient([first, error]), ledger, store)) == [UnitOutcome("lost", 0, 1)]
     assert rows(ledger)[0].state == "pending"
 
 
@@ -280,12 +303,19 @@ def test_a_reference_unit_with_results_is_done_and_its_splits_recorded(ledger, s
     body = splits_page([SPLIT])
     outcomes = process_units(splits_unit(ledger), job(ScriptedClient([body]), ledger, store))
     assert outcomes == [UnitOutcome("done", 1, 1)]
+    assert (rows(ledger)[0].state, rows(ledger)[0].file_path) == ("done", "splits/ticker=AAPL/part.parquet")
     assert [tuple(r) for r in ledger.query("SELECT ticker, execution_date, split_from, split_to FROM splits")] == [
         ("AAPL", "2020-08-31", 1.0, 4.0)
     ]
     assert store.read_parquet("splits/ticker=AAPL/part.parquet").height == 1
     (attempt,) = history(ledger)
-    assert (attempt.requests, attempt.bytes, attempt.bars, attempt.request_id) == (1, len(body), 1, "ref-1")
+    assert (attempt.requests, attempt.bytes, attempt.bars, attempt.request_id, attempt.run_id) == (
+        1,
+        len(body),
+        1,
+        "ref-1",
+        "run-1",
+    )
 
 
 def test_a_reference_unit_without_results_is_empty_confirmed(ledger, store):
@@ -307,6 +337,25 @@ def test_a_reference_unit_follows_the_bar_rules_for_errors(ledger, store):
     with pytest.raises(FatalRunError):
         process_units(ledger.claim("w", 60), job(ScriptedClient([FatalRunError("no")]), ledger, store))
     assert (rows(ledger)[0].state, rows(ledger)[0].attempts) == ("pending", 1)
+
+
+def test_a_reference_failure_is_charged_what_its_pages_cost(ledger, store):
+    first = orjson.dumps({"status": "OK", "request_id": "ref-1", "results": [SPLIT], "next_url": f"{BASE}/next"})
+    error = TransientError("503", error_class="http_503")  # no request id of its own
+    outcomes = process_units(splits_unit(ledger), job(ScriptedClient([first, error], tries=2), ledger, store))
+    assert outcomes == [UnitOutcome("requeued", 0, 2, "http_503")]
+    (attempt,) = history(ledger)
+    assert (attempt.requests, attempt.bytes, attempt.request_id) == (2, len(first), "ref-1")
+
+
+def test_a_details_unit_is_stored_under_its_build_date(ledger, store):
+    # as universe_build plans it: period_start the build date, period_end the date asked
+    ledger.add_units([PlannedUnit("details", "AAPL", D(2024, 7, 1), D(2024, 6, 28), period_name="2024-07-01")])
+    body = orjson.dumps({"status": "OK", "request_id": "d1", "results": {"ticker": "AAPL", "name": "Apple"}})
+    client = ScriptedClient([body])
+    assert process_units(ledger.claim("w", 60), job(client, ledger, store)) == [UnitOutcome("done", 1, 1)]
+    assert rows(ledger)[0].file_path == "details/as_of=2024-07-01/ticker=AAPL/part.parquet"
+    assert client.calls == [(f"{BASE}/v3/reference/tickers/AAPL", {"date": "2024-06-28"})]
 
 
 def test_a_reference_unit_whose_lease_was_lost_is_reported_lost(ledger, store):

@@ -105,6 +105,19 @@ def read_dataset(data: Path, dataset: str) -> pl.DataFrame:
     return frame.select(STORED_COLUMNS).sort("ticker", "timestamp")
 
 
+class LedgerClock:
+    """The ledger's clock (`Ledger(..., clock=)`), moved by the test only."""
+
+    def __init__(self, start: dt.datetime = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) -> None:
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
 def python_env() -> dict[str, str]:
     """Environment for subprocess CLI runs: the same interpreter and packages."""
     env = dict(os.environ)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from support import LedgerClock
 
 from polyledger.errors import LeaseLost
 from polyledger.ledger import AttemptRecord, Ledger, PlannedUnit, StoredFile, in_list, iso
@@ -14,22 +15,9 @@ D = dt.date
 START = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 
 
-class ManualClock:
-    """The ledger's clock, moved by the test only."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+def clock() -> LedgerClock:
+    return LedgerClock(START)
 
 
 @pytest.fixture

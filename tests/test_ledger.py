@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 from sqlalchemy import text
+from support import LedgerClock
 
 from polyledger.errors import IllegalTransition, InputError, LeaseLost, SchemaTooNewError
 from polyledger.ledger import (
@@ -25,20 +26,9 @@ from polyledger.plan import plan
 D = dt.date
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> LedgerClock:
+    return LedgerClock()
 
 
 @pytest.fixture

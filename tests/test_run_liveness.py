@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from support import LedgerClock
 
 from polyledger.ledger import AttemptRecord, Ledger
 from polyledger.plan import plan
@@ -14,20 +15,9 @@ from polyledger.plan import plan
 D = dt.date
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> LedgerClock:
+    return LedgerClock()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from polyledger.defaults import (
     DEFAULT_READ_TIMEOUT,
     DEFAULT_WORKERS,
 )
-from polyledger.errors import FatalRunError, InputError, LedgerError
+from polyledger.errors import FatalRunError, InputError, LedgerError, one_line
 from polyledger.ledger import SETTLED, Ledger, UnitState, new_owner_id, queries
 from polyledger.periods import DATASETS
 from polyledger.polygon.breaker import CircuitBreaker
@@ -211,6 +211,16 @@ class Run:
             outcome = "interrupted"
         self.client.close()
         self.ledger.end_run(self.run_id, outcome, self.stats.settled, self.client.requests_sent)
+        log.info(
+            "run ended: run_id=%s outcome=%s units_settled=%d failed=%d requests=%d http_429=%d%s",
+            self.run_id,
+            outcome,
+            self.stats.settled,
+            self.stats.outcomes[UnitState.FAILED],
+            self.client.requests_sent,
+            self.limiter.throttled,
+            f" reason={one_line(self._fatal)}" if self._fatal else "",
+        )
         if on_tick:
             on_tick(self.stats)
         return RunReport(
@@ -329,15 +339,7 @@ class Run:
                     return
                 continue
             group = units + self._extend(units[0])
-            for unit, outcome in zip(group, process_units(group, self.job), strict=True):
-                if outcome.state == UnitState.FAILED:
-                    log.info(
-                        "unit failed: %s %s %s (%s)",
-                        unit.dataset,
-                        unit.ticker,
-                        unit.period_start,
-                        outcome.error_class,
-                    )
+            for outcome in process_units(group, self.job):  # each unit logged where it settled
                 self.stats.add(outcome)
 
     def _extend(self, head) -> list:  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ serve: the ledger's bookkeeping grain is the unit, not the request.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ from polyledger.secrets import redact
 from polyledger.storage import BarStore
 from polyledger.symbols import validate_ticker
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class UnitOutcome:
@@ -51,6 +54,16 @@ class UnitJob:
     adjusted: bool
     run_id: str | None = None
     max_attempts: int = 3
+
+
+def _logged(unit: ClaimedUnit, outcome: UnitOutcome) -> UnitOutcome:
+    """One line in the run's log per unit outcome: what `--log-file` is kept for."""
+    where = f"dataset={unit.dataset} ticker={unit.ticker} period={unit.period_start}..{unit.period_end}"
+    if outcome.error_class:
+        log.info("unit: %s state=%s class=%s", where, outcome.state, outcome.error_class)
+    else:
+        log.info("unit: %s state=%s rows=%d", where, outcome.state, outcome.bars)
+    return outcome
 
 
 def process_units(units: Sequence[ClaimedUnit], job: UnitJob) -> list[UnitOutcome]:
@@ -166,11 +179,11 @@ def _settle_failure(unit: ClaimedUnit, job: UnitJob, charge: AttemptRecord, exc:
     try:
         if isinstance(exc, TransientError) and unit.attempts < job.max_attempts:
             job.ledger.requeue(unit, attempt, job.run_id)
-            return UnitOutcome("requeued", 0, charge.requests, error_class)
+            return _logged(unit, UnitOutcome("requeued", 0, charge.requests, error_class))
         job.ledger.settle_failed(unit, attempt, job.run_id)
-        return UnitOutcome("failed", 0, charge.requests, error_class)
+        return _logged(unit, UnitOutcome("failed", 0, charge.requests, error_class))
     except LeaseLost:
-        return UnitOutcome("lost", 0, charge.requests)
+        return _logged(unit, UnitOutcome("lost", 0, charge.requests))
 
 
 def _store(
@@ -196,10 +209,13 @@ def _store(
         fetched.append(FetchedUnit(unit, attempt, stored))
     still_ours = job.ledger.settle_fetched(fetched, job.adjusted, job.run_id)
     return [
-        UnitOutcome(
-            ("done" if item.stored else "empty_confirmed") if ours else "lost",
-            item.attempt.bars if ours else 0,
-            item.attempt.requests,
+        _logged(
+            item.unit,
+            UnitOutcome(
+                ("done" if item.stored else "empty_confirmed") if ours else "lost",
+                item.attempt.bars if ours else 0,
+                item.attempt.requests,
+            ),
         )
         for item, ours in zip(fetched, still_ours, strict=True)
     ]
@@ -225,7 +241,7 @@ def _process_reference_unit(unit: ClaimedUnit, job: UnitJob) -> UnitOutcome:
         )
         (ours,) = job.ledger.settle_fetched([FetchedUnit(unit, attempt, stored)], None, job.run_id)
         state = ("done" if stored else "empty_confirmed") if ours else "lost"
-        return UnitOutcome(state, frame.height if ours else 0, spent.requests)
+        return _logged(unit, UnitOutcome(state, frame.height if ours else 0, spent.requests))
     except Stopped:
         return _release([unit], job, undo=True)[0]
     except (FatalRunError, KeyboardInterrupt):
@@ -239,4 +255,4 @@ def _process_reference_unit(unit: ClaimedUnit, job: UnitJob) -> UnitOutcome:
 def _release(units: Sequence[ClaimedUnit], job: UnitJob, *, undo: bool) -> list[UnitOutcome]:
     for unit in units:
         job.ledger.release(unit, undo_attempt=undo)
-    return [UnitOutcome("released") for _ in units]
+    return [_logged(unit, UnitOutcome("released")) for unit in units]

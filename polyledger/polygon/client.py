@@ -3,6 +3,7 @@ retries with jittered exponential backoff, and every failure mapped to an error 
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.secrets import redact
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.massive.com"
 # next_url may point at either name of the service; the key is never sent anywhere else
 KNOWN_API_HOSTS = frozenset({"api.massive.com", "api.polygon.io"})
@@ -72,6 +74,17 @@ def _retry_after(response: requests.Response) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None  # an HTTP-date: back off on our own instead
+
+
+def _request_id(response: requests.Response) -> str | None:
+    """The answer's request id: the header, or an error body's `request_id`."""
+    found = response.headers.get("X-Request-Id")
+    if found is None:
+        try:
+            found = response.json().get("request_id")
+        except (ValueError, AttributeError):
+            return None
+    return one_line(str(found), 64) if found is not None else None
 
 
 def _error_text(response: requests.Response) -> str:
@@ -164,6 +177,7 @@ class PolygonClient:
         self.check_url(url)
         retry = 0
         while True:
+            self._local.answer = (None, None)  # the HTTP status and request id of this try
             try:
                 response = self._get_once(url, params)
                 decoded = None
@@ -179,7 +193,17 @@ class PolygonClient:
             except TransientError as exc:
                 if retry >= self.retry.max_retries:
                     raise
-                if self.stop.wait(self.retry.delay(retry, exc.retry_after)):
+                delay = self.retry.delay(retry, exc.retry_after)
+                status, request_id = self._local.answer
+                log.info(
+                    "request retried: class=%s status=%s request_id=%s attempt=%d delay=%.2fs",
+                    exc.error_class,
+                    status or "-",
+                    request_id or "-",
+                    retry + 1,
+                    delay,
+                )
+                if self.stop.wait(delay):
                     raise Stopped() from None
                 retry += 1
 
@@ -221,6 +245,7 @@ class PolygonClient:
             self._fail("connection", f"request failed: {type(exc).__name__}")
         status = response.status_code
         request_id = response.headers.get("X-Request-Id")
+        self._local.answer = (status, request_id if status == 200 else _request_id(response))
         if status == 200:
             self._count(None)
             self.limiter.on_success()

@@ -177,7 +177,9 @@ def run(
     timeout: float = typer.Option(
         DEFAULT_READ_TIMEOUT, "--timeout", min=0.1, help="Seconds to wait for a response before retrying it."
     ),
-    log_file: Optional[Path] = typer.Option(None, "--log-file", help="Also write a log of failures here."),
+    log_file: Optional[Path] = typer.Option(
+        None, "--log-file", help="Also log every retried request, each unit's outcome and the run's end here."
+    ),
     ledger_path: str = LedgerOpt,
     data: str = DataOpt,
 ) -> None:

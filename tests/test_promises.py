@@ -1,4 +1,4 @@
-"""README promises the rest of the suite left partly open, each checked where it can break:
+"""Promises of the README and docs/ the rest of the suite left partly open, each checked where it can break:
 a 401 changes no unit whatever its state or dataset; adjusted and raw bars never share a
 ledger, whichever came first, and a refused run changes nothing; every exit code of
 `audit`, with `--json` carrying the same one; no faulty answer ever confirms a unit empty."""

@@ -1,4 +1,4 @@
-"""README promises that no other test pinned down: the stored files' layout, schema,
+"""Promises of the README and docs/ that no other test pinned down: the stored files' layout, schema,
 compression and checksum; what a range of units costs in requests and how it is charged;
 the key travelling in a header, never in a URL. Each test names, in tests/README.md, the
 deliberate break in the production code that makes it fail."""
@@ -33,14 +33,14 @@ from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.testing import StandInServer, SyntheticMarket
 
 D = dt.date
-# README "The data": data/minute/ticker=AAPL/year=2024/month=03/part.parquet, data/day/ticker=AAPL/year=2024/part.parquet
+# docs/data.md: data/minute/ticker=AAPL/year=2024/month=03/part.parquet, data/day/ticker=AAPL/year=2024/part.parquet
 LAYOUT = {
     "minute": re.compile(
         r"minute/ticker=(?P<ticker>[A-Z.\-]+)/year=(?P<year>\d{4})/month=(?P<month>\d{2})/part\.parquet"
     ),
     "day": re.compile(r"day/ticker=(?P<ticker>[A-Z.\-]+)/year=(?P<year>\d{4})/part\.parquet"),
 }
-# README "The data": the stored columns and the types it names (UTC ms timestamps, float64 volume)
+# docs/data.md: the stored columns and the types it names (UTC ms timestamps, float64 volume)
 DOCUMENTED_TYPES = {"timestamp": pl.Datetime("ms", "UTC"), "volume": pl.Float64}
 
 
@@ -74,7 +74,7 @@ def _compressions(path: Path) -> set[str]:
 
 
 def test_each_unit_file_has_the_documented_path_columns_compression_and_checksum(work, server, market):
-    """README "The data": hive paths, zstd, the listed columns and types, each timestamp
+    """docs/data.md: hive paths, zstd, the listed columns and types, each timestamp
     once and sorted, bars in the unit of their US/Eastern session date; "The ledger": the
     unit's rows, bytes and sha256 checksum are those of its file."""
     _plan_and_run(
@@ -134,7 +134,7 @@ def capped_server(market: SyntheticMarket) -> Iterator[StandInServer]:
 def test_a_range_costs_ceil_bars_over_the_page_size_and_each_unit_is_charged_its_share(
     work, market, capped_server
 ):
-    """README "How it fetches": a worker asks for a ticker's consecutive units at once, so
+    """docs/operations.md "How it fetches": a worker asks for a ticker's consecutive units at once, so
     the range costs ceil(bars / page size) requests, never more than asking month by
     month; each settled unit is charged the requests made since the previous one, so the
     units' requests add up to what the server answered."""
@@ -197,7 +197,7 @@ def recorder() -> Iterator[ThreadingHTTPServer]:
 
 
 def test_the_key_travels_in_an_authorization_header_never_in_the_url(recorder):
-    """README "How it fetches": the key travels in an `Authorization` header, never in a URL
+    """docs/operations.md "How it fetches": the key travels in an `Authorization` header, never in a URL
     (URLs end up in logs, proxies and the ledger's run records)."""
     base = f"http://127.0.0.1:{recorder.server_address[1]}"
     client = PolygonClient(API_KEY, base_url=base, limiter=RateLimiter(1000.0))
@@ -250,7 +250,7 @@ def _requeue_once(ledger: Ledger, ticker: str) -> None:
 
 
 def test_a_unit_that_failed_transiently_goes_back_behind_the_others(ledger):
-    """README "When things go wrong": a unit that still fails goes back to the queue behind
+    """docs/operations.md "When things go wrong": a unit that still fails goes back to the queue behind
     the others (so one bad unit cannot hold a worker while the rest wait)."""
     plan(ledger, ["AAA", "BBB", "CCC"], "minute", D(2024, 1, 1), D(2024, 1, 31))
     _requeue_once(ledger, "AAA")  # AAA has the lowest id, and one attempt behind it now
@@ -259,7 +259,7 @@ def test_a_unit_that_failed_transiently_goes_back_behind_the_others(ledger):
 
 
 def test_a_widened_unit_is_queued_again_with_a_fresh_attempt_budget(ledger):
-    """README `plan`: a unit an earlier plan clipped is widened and fetched whole; like
+    """docs/commands.md `plan`: a unit an earlier plan clipped is widened and fetched whole; like
     `retry`, with a fresh budget, so a unit that had used its attempts does not fail for
     good on its first transient error."""
     plan(ledger, ["AAA"], "minute", D(2024, 1, 10), D(2024, 1, 31))
@@ -273,7 +273,7 @@ def test_a_widened_unit_is_queued_again_with_a_fresh_attempt_budget(ledger):
 
 
 def test_every_attempt_is_a_row_with_its_outcome_class_status_request_id_and_cost(work, market):
-    """README "When things go wrong": every attempt is a row in `unit_attempts` (outcome,
+    """docs/operations.md "When things go wrong": every attempt is a row in `unit_attempts` (outcome,
     error class, HTTP status, request id, requests, bytes, bars)."""
     with StandInServer(market, api_keys=(API_KEY,), history_start=D(2023, 3, 1)) as server:
         write_universe(work / "universe.csv", ["SIRI"])
@@ -308,7 +308,7 @@ def _fetched_on(day: dt.date):  # type: ignore[no-untyped-def]
 
 
 def test_adjusted_units_fetched_before_a_later_split_make_audit_exit_1_until_retry_stale(work):
-    """README "Adjusted or raw bars": audit flags the adjusted units fetched before a split
+    """docs/ledger.md "Adjusted or raw bars": audit flags the adjusted units fetched before a split
     that took effect later for their ticker (audit exits 1); `retry --stale` queues exactly
     those again (then only work is left: exit 3)."""
     with Ledger(work / "ledger.db", clock=_fetched_on(D(2024, 4, 2))) as ledger:
@@ -330,7 +330,7 @@ def test_adjusted_units_fetched_before_a_later_split_make_audit_exit_1_until_ret
 
 
 def test_a_notebook_reads_only_the_bars_of_units_the_ledger_says_are_done(work, server, market):
-    """README "The data": from a notebook, read only what the ledger says is done. A unit
+    """docs/data.md: from a notebook, read only what the ledger says is done. A unit
     queued again (retry, repair, a wider plan) keeps its old file on disk until it is
     fetched; its bars are not served, and the selection warns that it holds no bars yet."""
     _plan_and_run(work, server.url, ["TINY"], ("minute", "2023-02-01", "2023-03-31"))
@@ -361,7 +361,7 @@ def _quality_flag(ticker: str, unit_id: int, check: str) -> dict:
 
 
 def test_retry_flagged_queues_only_the_units_of_the_checks_asked_for(work):
-    """README `retry --flagged [--check NAME]`: queues again the done units that
+    """docs/commands.md `retry --flagged [--check NAME]`: queues again the done units that
     `audit --quality` flagged, only those of the named check when one is given."""
     with Ledger(work / "ledger.db") as ledger:
         plan(ledger, ["AAA", "BBB", "CCC"], "minute", D(2024, 1, 1), D(2024, 1, 31))
@@ -390,7 +390,7 @@ def test_retry_flagged_queues_only_the_units_of_the_checks_asked_for(work):
 
 
 def test_a_name_without_a_known_market_cap_is_kept_under_cap_max(work, market):
-    """README `universe`: names with no known cap (often delisted ones) are kept under
+    """docs/commands.md `universe`: names with no known cap (often delisted ones) are kept under
     `--cap-max`: dropping them would bring survivorship bias back."""
     with StandInServer(market, api_keys=(API_KEY,)) as server:
         base = ["universe", "--out", "u.csv", "--base-url", server.url, "--date", "2023-12-29"]
@@ -433,7 +433,7 @@ def _throttled_after_successes(ceiling: float, successes_per_second: float, seco
 
 
 def test_a_429_drops_to_80_percent_of_what_the_server_accepted_and_by_at_least_10_percent():
-    """README "How it fetches": on a 429 the rate drops to 80% of the rate the server has been
+    """docs/operations.md "How it fetches": on a 429 the rate drops to 80% of the rate the server has been
     accepting (successes over the last 3 s, counted over at least one second), and at least
     10% below where it was."""
     # 30 successes from 0.1 s to 3.0 s: the server accepted 30 / 2.9 s
@@ -449,9 +449,9 @@ def test_a_429_drops_to_80_percent_of_what_the_server_accepted_and_by_at_least_1
 
 
 def test_a_splits_only_run_does_not_decide_adjusted_or_raw_even_with_bar_units_planned(work, server):
-    """README "The ledger": the first run decides adjusted or raw, a run fetching only splits
+    """docs/ledger.md: the first run decides adjusted or raw, a run fetching only splits
     (or details) does not, even when bar units already wait in the ledger: `run --dataset
-    splits` then `run --unadjusted` is the README's recommended path."""
+    splits` then `run --unadjusted` is the recommended path (docs/ledger.md)."""
     write_universe(work / "u.csv", ["TINY"])
     assert run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31").code == 0
     assert run_cli("plan", "--universe", "u.csv", "--dataset", "splits").code == 0

@@ -8,13 +8,13 @@ docs/architecture.md.
 
 from __future__ import annotations
 
-from polyledger.datasets import day, details, dividends, minute, splits
+from polyledger.datasets import day, details, dividends, grouped_daily, minute, splits
 from polyledger.datasets.spec import MARKET, DatasetSpec
 
 __all__ = ["MARKET", "DatasetSpec", "check_dataset", "check_key", "get", "names"]
 
 _REGISTRY: dict[str, DatasetSpec] = {
-    module.SPEC.name: module.SPEC for module in (minute, day, splits, dividends, details)
+    module.SPEC.name: module.SPEC for module in (minute, day, splits, dividends, details, grouped_daily)
 }
 
 

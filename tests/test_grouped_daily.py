@@ -68,8 +68,24 @@ def grouped_truth(market, day: dt.date, tickers=TICKERS) -> pl.DataFrame:
     return pl.concat(frames).with_columns(stamp.alias("timestamp"))
 
 
-def plan_and_run(work, server, *, day_tickers=TICKERS) -> None:
+def plan_and_run(work, server, *, day_tickers=TICKERS, short=()) -> None:
+    """Grouped daily and day units over [START, END]; the `short` tickers' day units end
+    on 2024-03-28."""
     write_universe(work / "universe.csv", [*day_tickers, UNKNOWN])
+    if short:
+        write_universe(work / "short.csv", list(short))
+        partial = (
+            "plan",
+            "--universe",
+            "short.csv",
+            "--dataset",
+            "day",
+            "--from",
+            START,
+            "--to",
+            "2024-03-28",
+        )
+        assert run_cli(*partial).code == 0
     planned = run_cli("plan", "--dataset", "grouped_daily", "--from", START, "--to", END)
     assert planned.code == 0, planned.err + planned.out
     assert "planned 9 grouped_daily units, one per trading day" in planned.out
@@ -92,7 +108,9 @@ def test_plan_run_audit_report_and_read_equal_the_truth(work, market, server):
         assert (ticker, first, last, state) == (MARKET, period, period, "done")
         assert path == f"grouped_daily/year=2024/month={period[5:7]}/date={period}/part.parquet"
     grouped_requests = [t for t in server.stats.snapshot()["targets"] if "/grouped/" in t]
-    assert sorted(t.split("/")[-1].split("?")[0] for t in grouped_requests) == [d.isoformat() for d in TRADING]
+    assert sorted(t.split("/")[-1].split("?")[0] for t in grouped_requests) == [
+        d.isoformat() for d in TRADING
+    ]
 
     audit = run_cli("audit", "--json")
     assert audit.code == 0, audit.out
@@ -142,10 +160,11 @@ def test_the_cross_check_catches_what_the_stand_in_changes_or_leaves_out(work, m
         grouped_changed={("AAPL", D(2024, 4, 2))},
         grouped_left_out={("SIRI", D(2024, 4, 3))},
     )
-    # MID3 has no day units: it is in the grouped bars, and that is no finding
-    day_tickers = [t for t in TICKERS if t != "MID3"]
+    # MID3 has no day units, MID2's end on 2024-03-28: they are in the grouped bars of days
+    # no day unit of theirs covers, and that is no finding
+    day_tickers = [t for t in TICKERS if t not in ("MID2", "MID3")]
     with StandInServer(market, api_keys=(API_KEY,), defects=defects) as server:
-        plan_and_run(work, server, day_tickers=day_tickers)
+        plan_and_run(work, server, day_tickers=day_tickers, short=["MID2"])
     # a day file that lost one session of MID1 (the grouped bars still have it)
     with sqlite3.connect(work / "ledger.db") as connection:
         (path,) = connection.execute(
@@ -166,6 +185,6 @@ def test_the_cross_check_catches_what_the_stand_in_changes_or_leaves_out(work, m
 
 
 def test_the_cross_check_passes_without_disagreements(work, market, server):
-    plan_and_run(work, server, day_tickers=[t for t in TICKERS if t != "MID3"])
+    plan_and_run(work, server, day_tickers=[t for t in TICKERS if t not in ("MID2", "MID3")], short=["MID2"])
     assert run_cli("audit", "--quality").code == 0
     assert flags(work) == []

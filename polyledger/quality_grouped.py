@@ -22,6 +22,7 @@ import polars as pl
 from polyledger.errors import one_line
 from polyledger.ledger import Ledger, UnitState, queries
 from polyledger.periods import ET
+from polyledger.quality import REFERENCE_BARS as REFERENCE
 from polyledger.quality import quality_flag as _flag
 from polyledger.storage import BarStore
 
@@ -29,7 +30,6 @@ from polyledger.storage import BarStore
 # price grid; 0.1% relative leaves room for float noise and adjusted-price rounding while
 # a changed close or a lost block of volume still shows.
 GROUPED_TOLERANCE = 1e-3
-REFERENCE = "day"  # the per-ticker daily bars, by dataset name
 FIELDS = ("open", "high", "low", "close", "volume")
 _KEY = ("ticker", "session")
 

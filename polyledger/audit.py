@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from polyledger import datasets
+from polyledger.errors import InputError
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
-from polyledger.periods import REFERENCE_DATASETS
 
 STATES = tuple(state.value for state in UnitState)
 EXAMPLES_PER_CLASS = 3
@@ -39,7 +40,7 @@ class DatasetAudit:
     never_attempted: int = 0
     stale_adjusted: int = 0  # adjusted units fetched before a later split of their ticker
     stale_examples: list[str] = field(default_factory=list)
-    by_year: list[YearCoverage] = field(default_factory=list)  # bar datasets only
+    by_year: list[YearCoverage] = field(default_factory=list)  # datasets planned over a range only
 
     @property
     def complete(self) -> bool:
@@ -94,13 +95,14 @@ def audit(ledger: Ledger) -> AuditReport:
         entry.never_attempted += row.untried
         for state in STATES:
             entry.by_state[state] += getattr(row, state)
-        if row.dataset not in REFERENCE_DATASETS:
+        if _ranged(row.dataset):
             settled = row.done + row.empty_confirmed
             entry.by_year.append(YearCoverage(row.year, row.units, settled, row.failed))
     stale = queries.stale_adjusted(ledger)
     for name, entry in counted.items():
         entry.failures = _failures(ledger, name)
-        if name not in REFERENCE_DATASETS:  # most tickers never split: no rows is the usual answer
+        # most tickers never split: no rows is the usual answer; a date-keyed unit has no ticker
+        if _ranged(name, keyed_by="ticker"):
             entry.tickers, entry.tickers_without_data = _tickers_without_data(ledger, name)
         mine = [r for r in stale if r.dataset == name]
         entry.stale_adjusted = len(mine)
@@ -109,6 +111,16 @@ def audit(ledger: Ledger) -> AuditReport:
         ]
         report.datasets.append(entry)
     return report
+
+
+def _ranged(name: str, keyed_by: str | None = None) -> bool:
+    """Is the dataset planned over a date range (and keyed as asked)? A name the registry
+    does not know (a hand-edited ledger) is audited as range bars keyed by ticker."""
+    try:
+        spec = datasets.get(name)
+    except InputError:
+        return True
+    return spec.needs_range and keyed_by in (None, spec.keyed_by)
 
 
 def _failures(ledger: Ledger, dataset: str) -> list[FailureClass]:

@@ -87,3 +87,20 @@ def bars_outside(raw: pl.DataFrame, start: dt.date, end: dt.date) -> int:
     session_date = pl.from_epoch(raw.get_column("t"), time_unit="ms").dt.replace_time_zone("UTC")
     dates = session_date.dt.convert_time_zone(str(ET)).dt.date()
     return int((~dates.is_between(start, end, closed="both")).sum())
+
+
+def symbol_bars(raw: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Bars of many symbols (a `T` column naming each bar's ticker, as grouped daily sends
+    them) -> the stored schema, one bar per ticker and timestamp (first seen wins), sorted
+    by ticker and time; and how many repeats were dropped."""
+    if raw.height == 0:
+        return pl.DataFrame(schema=BAR_SCHEMA), 0
+    bars = to_stored_bars(raw.drop("T"), "").with_columns(raw.get_column("T").alias("ticker"))
+    unique = bars.unique(subset=["ticker", "timestamp"], keep="first", maintain_order=True)
+    return unique.sort("ticker", "timestamp", maintain_order=True), bars.height - unique.height
+
+
+def session_dates(raw: pl.DataFrame) -> pl.Series:
+    """The US/Eastern session date of every raw bar (`t` in epoch ms)."""
+    instants = pl.from_epoch(raw.get_column("t"), time_unit="ms").dt.replace_time_zone("UTC")
+    return instants.dt.convert_time_zone(str(ET)).dt.date()

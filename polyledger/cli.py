@@ -72,16 +72,18 @@ def _echo(text: str) -> None:
 
 @app.command()
 def plan(
-    universe: Path = typer.Option(
-        ...,
+    universe: Optional[Path] = typer.Option(
+        None,
         "--universe",
         help="CSV or .parquet file with a 'ticker' column; optional 'list_date' and 'delisted_utc' "
-        "columns skip the periods outside each ticker's listing.",
+        "columns skip the periods outside each ticker's listing. Not needed for grouped_daily "
+        "(ignored if given).",
     ),
     dataset: str = typer.Option(
         "minute",
         "--dataset",
-        help="minute (units = months), day (units = years), or splits / dividends (a unit per ticker).",
+        help="minute (units = months), day (units = years), splits / dividends (a unit per ticker), "
+        "or grouped_daily (a unit per NYSE trading day holding every symbol; no universe).",
     ),
     start: Optional[str] = typer.Option(
         None, "--from", help="First US/Eastern date, YYYY-MM-DD (bars only; required for them)."
@@ -95,17 +97,23 @@ def plan(
 
     Example: polyledger plan --universe universe.csv --dataset minute --from 2004-01-01 --to 2025-10-21
     """
+    from polyledger import datasets
+    from polyledger.datasets.reference import plan_reference
     from polyledger.ledger import Ledger
     from polyledger.periods import et_today, parse_date
     from polyledger.plan import check_range
     from polyledger.plan import plan as plan_units
-    from polyledger.reference import plan_reference
     from polyledger.universe import read_members, read_universe
 
-    if dataset in ("splits", "dividends"):
+    spec = datasets.get(dataset)
+    if spec.planned_by != "plan":
+        raise InputError(f"{dataset} units are planned by `polyledger {spec.planned_by}`, not `plan`")
+    if spec.needs_universe and universe is None:
+        raise InputError(f"--universe is required for {dataset}")
+    if not spec.needs_range:
         if start or end:
             raise InputError(f"--from/--to do not apply to {dataset}: a unit holds a ticker's whole history")
-        tickers = read_universe(universe)
+        tickers = read_universe(universe)  # type: ignore[arg-type]
         with Ledger(ledger_path) as ledger:
             added = plan_reference(ledger, tickers, dataset, et_today())
         _echo(
@@ -124,7 +132,16 @@ def plan(
             f"--to {last} has not ended yet (US/Eastern): its bars would be incomplete; use --to {yesterday} "
             "or earlier, and plan again later to extend"
         )
-    members = read_members(universe)  # validated before the ledger is touched
+    if not spec.needs_universe:
+        with Ledger(ledger_path) as ledger:
+            result = plan_units(ledger, [], dataset, first, last)
+        ignored = " (--universe ignored: each unit holds every symbol)" if universe is not None else ""
+        _echo(
+            f"planned {result.units_in_plan} {dataset} units, one per trading day ({first} to {last}): "
+            f"{result.added} new, {result.already_planned} already in {_where(ledger_path)}{ignored}"
+        )
+        return
+    members = read_members(universe)  # type: ignore[arg-type]  # validated before the ledger is touched
     with Ledger(ledger_path) as ledger:
         result = plan_units(ledger, members, dataset, first, last)
     outside = (
@@ -188,8 +205,8 @@ def run(
 
     Example: POLYGON_API_KEY=... polyledger run --workers 16
     """
+    from polyledger.datasets import check_dataset
     from polyledger.ledger import Ledger
-    from polyledger.periods import check_dataset
     from polyledger.polygon.client import DEFAULT_BASE_URL
     from polyledger.progress import RunDisplay, print_summary
     from polyledger.runner import Run, RunOptions

@@ -4,6 +4,7 @@
     dl = polyledger.open("ledger.db", "data")
     dl.units()                                        # polars DataFrame, one row per unit
     dl.bars("minute", tickers=["AAPL"], start="2024-01-01", end="2024-03-31").collect()
+    dl.bars("grouped_daily", start="2024-03-01", end="2024-03-08").collect()   # every symbol
     dl.reference("splits").collect()
     dl.audit()
 
@@ -22,12 +23,13 @@ from typing import Any
 
 import polars as pl
 
+from polyledger import datasets
 from polyledger.audit import STATES, AuditReport, audit
 from polyledger.bars import BAR_SCHEMA
+from polyledger.datasets import check_dataset
 from polyledger.errors import InputError
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
-from polyledger.periods import DATASETS, ET, REFERENCE_DATASETS, check_dataset
-from polyledger.reference import REFERENCE
+from polyledger.periods import ET
 from polyledger.storage import BarStore
 
 STORED_BAR_SCHEMA = {**BAR_SCHEMA, "timestamp": pl.Datetime("ms", "UTC")}
@@ -72,20 +74,25 @@ class Download:
         end: dt.date | str | None = None,
     ) -> pl.LazyFrame:
         """Bars of `done` units, lazily: tickers and [start, end] (US/Eastern session dates,
-        inclusive) choose the files from the ledger, then filter the bars."""
-        if dataset not in DATASETS:
-            raise InputError(f"unknown bar dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+        inclusive) choose the files from the ledger, then filter the bars. A dataset keyed
+        by date (grouped_daily) has every symbol in each unit: its tickers filter the bars."""
+        bar_datasets = datasets.names(bars=True)
+        if dataset not in bar_datasets:
+            raise InputError(f"unknown bar dataset {dataset!r}: choose one of {', '.join(bar_datasets)}")
         first, last = _date(start, "start"), _date(end, "end")
         if first is not None and last is not None and first > last:
             raise InputError(f"start {first} is after end {last}")
         if isinstance(tickers, str):  # one ticker given bare: `tickers="AAPL"`
             tickers = [tickers]
-        selected = self._selected(dataset, tickers, first, last)
+        by_date = datasets.get(dataset).keyed_by == "date"
+        selected = self._selected(dataset, None if by_date else tickers, first, last)
         _warn_unsettled(dataset, selected)
         files = _files(selected)
         if not files:
             return pl.LazyFrame(schema=STORED_BAR_SCHEMA)
         frame = self.store.scan_parquet(files)
+        if by_date and tickers:
+            frame = frame.filter(pl.col("ticker").is_in(list(tickers)))
         if first is not None or last is not None:
             session = pl.col("timestamp").dt.convert_time_zone(str(ET)).dt.date()
             if first is not None:
@@ -96,13 +103,12 @@ class Download:
 
     def reference(self, dataset: str, *, tickers: Sequence[str] | None = None) -> pl.LazyFrame:
         """Splits, dividends or ticker details of `done` units, lazily."""
-        if dataset not in REFERENCE_DATASETS:
-            raise InputError(
-                f"unknown reference dataset {dataset!r}: choose one of {', '.join(REFERENCE_DATASETS)}"
-            )
+        reference = datasets.names(bars=False)
+        if dataset not in reference:
+            raise InputError(f"unknown reference dataset {dataset!r}: choose one of {', '.join(reference)}")
         files = _files(self._selected(dataset, tickers, None, None))
         if not files:
-            return pl.LazyFrame(schema=REFERENCE[dataset].schema)
+            return pl.LazyFrame(schema=datasets.get(dataset).schema)
         return self.store.scan_parquet(files)
 
     def audit(self) -> AuditReport:

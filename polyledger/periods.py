@@ -1,4 +1,4 @@
-"""Calendar arithmetic for units: months for minute bars, years for daily bars.
+"""Calendar arithmetic for units: months and years (a dataset's grain is in its spec).
 
 All dates are US/Eastern session dates, both ends inclusive, as the API reads them.
 """
@@ -10,25 +10,6 @@ from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 ET = ZoneInfo("America/New_York")
-
-# dataset name -> the API's timespan and the unit's calendar grain
-DATASETS: dict[str, tuple[str, str]] = {
-    "minute": ("minute", "month"),
-    "day": ("day", "year"),
-}
-# reference datasets: one unit per ticker (period "all"), fetched whole from one endpoint
-REFERENCE_DATASETS = ("splits", "dividends", "details")
-ALL_DATASETS = (*DATASETS, *REFERENCE_DATASETS)
-PERIOD_ALL = "all"
-
-
-def check_dataset(name: str) -> str:
-    """The name unchanged, or an InputError listing the datasets there are."""
-    from polyledger.errors import InputError
-
-    if name not in ALL_DATASETS:
-        raise InputError(f"unknown dataset {name!r}: choose one of {', '.join(ALL_DATASETS)}")
-    return name
 
 
 def parse_date(text: str, option: str) -> dt.date:

@@ -1,4 +1,5 @@
-"""Planning: a universe and a date range become units in the ledger."""
+"""Planning: a universe and a date range become units in the ledger (a dataset of whole
+trading days needs no universe: its units are the range's trading days)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from polyledger import datasets
+from polyledger.datasets import MARKET
 from polyledger.errors import InputError
 from polyledger.ledger import Ledger, PlannedUnit
-from polyledger.periods import DATASETS, unit_periods
+from polyledger.periods import unit_periods
+from polyledger.trading_days import trading_days
 from polyledger.universe import UniverseMember
 
 EARLIEST = dt.date(2000, 1, 1)  # Polygon's stock history starts in 2003; anything earlier is a typo
@@ -34,10 +38,9 @@ class PlanResult:
 
 
 def check_range(dataset: str, start: dt.date, end: dt.date) -> None:
-    if dataset not in DATASETS:
-        raise InputError(
-            f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}, splits, dividends"
-        )
+    if not datasets.get(dataset).needs_range:
+        ranged = ", ".join(datasets.names(bars=True))
+        raise InputError(f"--from/--to plan {ranged}, not {dataset}: a unit holds a ticker's whole history")
     if start > end:
         raise InputError(f"--from {start} is after --to {end}")
     if start < EARLIEST:
@@ -57,7 +60,10 @@ def plan(
     ledger: Ledger, universe: Sequence[UniverseMember | str], dataset: str, start: dt.date, end: dt.date
 ) -> PlanResult:
     """Add the missing units for universe x [start, end]; existing units keep their state.
-    Plain tickers have no listing window; members skip the periods outside theirs."""
+    Plain tickers have no listing window; members skip the periods outside theirs. A
+    date-keyed dataset ignores the universe (`plan_days`)."""
+    if datasets.get(dataset).keyed_by == "date":
+        return plan_days(ledger, dataset, start, end)
     check_range(dataset, start, end)
     periods = _periods(dataset, start, end)
     spans = [_span(member, periods) for member in universe]  # one small tuple per ticker
@@ -77,9 +83,20 @@ def plan(
     )
 
 
+def plan_days(ledger: Ledger, dataset: str, start: dt.date, end: dt.date) -> PlanResult:
+    """Add the missing units of a date-keyed dataset: one per trading day of [start, end]
+    (weekends and NYSE holidays are no unit). A day is never clipped, so never widened."""
+    check_range(dataset, start, end)
+    units = [
+        PlannedUnit(dataset, MARKET, day, day, period_name=day.isoformat())
+        for day in trading_days(start, end)
+    ]
+    added = ledger.add_units(units)
+    return PlanResult(dataset=dataset, tickers=0, units_in_plan=len(units), added=added)
+
+
 def _periods(dataset: str, start: dt.date, end: dt.date) -> list[Period]:
-    _timespan, grain = DATASETS[dataset]
-    return list(unit_periods(grain, start, end))
+    return list(unit_periods(datasets.get(dataset).grain, start, end))
 
 
 def _span(member: UniverseMember | str, periods: Sequence[Period]) -> Span:

@@ -28,13 +28,16 @@ from pathlib import Path
 
 import polars as pl
 
+from polyledger import datasets as registry
 from polyledger.defaults import DEFAULT_JUMP_THRESHOLD, DEFAULT_VOLUME_TOLERANCE
 from polyledger.errors import InputError, one_line
 from polyledger.ledger import Ledger, UnitState, queries
-from polyledger.periods import DATASETS, ET
+from polyledger.periods import ET
 from polyledger.storage import BarStore
 
-BAR_DATASETS = tuple(DATASETS)
+# the datasets whose spec names quality checks
+BAR_DATASETS = tuple(name for name in registry.names() if registry.get(name).quality_checks)
+REFERENCE_BARS = "day"  # the per-ticker daily bars other bars are reconciled with
 CHECKS = (
     "duplicate_timestamp",
     "non_monotonic",
@@ -47,6 +50,9 @@ CHECKS = (
     "missing_session",
     "duplicates_dropped",
     "unreadable_file",
+    "grouped_mismatch",
+    "missing_in_grouped",
+    "missing_in_day",
 )
 # |ln(close / previous close)| between consecutive bars of a ticker above this is flagged:
 # a rise of more than 65% or a fall of more than 39% from one bar to the next. That catches
@@ -134,13 +140,14 @@ def check_quality(
     ledger: Ledger,
     data: Path | str | BarStore,
     *,
-    datasets: Sequence[str] = BAR_DATASETS,
+    datasets: Sequence[str] | None = None,
     jump_threshold: float = DEFAULT_JUMP_THRESHOLD,
     volume_tolerance: float = DEFAULT_VOLUME_TOLERANCE,
 ) -> QualityReport:
     """Check the files of the `done` units of `datasets`, store the flags in the ledger
-    (replacing those of an earlier check of the same datasets) and report them."""
-    datasets = list(dict.fromkeys(datasets))
+    (replacing those of an earlier check of the same datasets) and report them. By default
+    the per-ticker bar datasets, and the date-keyed ones (grouped daily) the ledger has."""
+    datasets = list(dict.fromkeys(_default_datasets(ledger) if datasets is None else datasets))
     if not datasets or set(datasets) - set(BAR_DATASETS):
         raise InputError(f"quality checks cover {', '.join(BAR_DATASETS)}, not {', '.join(datasets)}")
     if not (jump_threshold > 0 and volume_tolerance >= 0):
@@ -149,8 +156,17 @@ def check_quality(
     store = data if isinstance(data, BarStore) else BarStore(data)  # a folder or an object store URL
     store.ensure_readable()  # else every file would be flagged unreadable
     flags: list[dict] = []
-    for ticker in _tickers(ledger, datasets):
+    per_ticker = [name for name in datasets if registry.get(name).keyed_by == "ticker"]
+    for ticker in _tickers(ledger, per_ticker) if per_ticker else []:
         flags.extend(_check_ticker(ledger, store, ticker, report))
+    for name in datasets:
+        if registry.get(name).keyed_by == "date":
+            from polyledger.quality_grouped import cross_check  # it builds flags with this module
+
+            found, files, bars = cross_check(ledger, store, name, registry.MARKET)
+            flags.extend(found)
+            report.files += files
+            report.bars += bars
     flags.extend(_dropped_duplicates(ledger, datasets))
     flags.sort(key=lambda f: (f["ticker"], f["dataset"], f["session_date"] or "", f["check_name"]))
     for flag in flags:
@@ -159,17 +175,27 @@ def check_quality(
     return report
 
 
+def _default_datasets(ledger: Ledger) -> list[str]:
+    by_ticker = [name for name in BAR_DATASETS if registry.get(name).keyed_by == "ticker"]
+    by_date = [name for name in BAR_DATASETS if name not in by_ticker and queries.has_units(ledger, [name])]
+    return by_ticker + by_date
+
+
 def _check_ticker(ledger: Ledger, data: BarStore, ticker: str, report: QualityReport) -> list[dict]:
-    """One ticker's bar checks, then its minute sessions against its daily bars (read even
-    when only minute bars are checked: they are the reference)."""
+    """One ticker's bar checks, then its intraday sessions against its daily bars (read even
+    when only intraday bars are checked: they are the reference)."""
     splits = _split_steps(ledger, ticker)
-    day = _scan(data, _units(ledger, "day", ticker), "day", ticker, splits, report)
-    flags = day.flags if "day" in report.datasets else []
-    if "minute" in report.datasets:
-        minute_units = _units(ledger, "minute", ticker)
-        minute = _scan(data, minute_units, "minute", ticker, splits, report)
-        flags += minute.flags
-        flags += _reconcile(ticker, minute_units, minute.sessions, day.sessions, report.volume_tolerance)
+    day = _scan(data, _units(ledger, REFERENCE_BARS, ticker), REFERENCE_BARS, ticker, splits, report)
+    flags = day.flags if REFERENCE_BARS in report.datasets else []
+    for name in report.datasets:
+        spec = registry.get(name)
+        if name == REFERENCE_BARS or spec.keyed_by != "ticker":
+            continue
+        units = _units(ledger, name, ticker)
+        scanned = _scan(data, units, name, ticker, splits, report)
+        flags += scanned.flags
+        if "volume_mismatch" in spec.quality_checks:
+            flags += _reconcile(name, ticker, units, scanned.sessions, day.sessions, report.volume_tolerance)
     return flags
 
 
@@ -318,7 +344,7 @@ def _conditions(dataset: str, jump_threshold: float) -> dict[str, tuple[pl.Expr,
         "negative_volume": (pl.col("volume") < 0, pl.col("volume")),
         "extreme_jump": (pl.col("log_return").abs() > jump_threshold, pl.col("log_return")),
     }
-    if dataset == "minute":
+    if "outside_session" in registry.get(dataset).quality_checks:
         first, end = SESSION_MINUTES
         conditions["outside_session"] = ((pl.col("minute") < first) | (pl.col("minute") >= end), None)
     return conditions
@@ -352,7 +378,9 @@ def _bar_flags(frame: pl.DataFrame, dataset: str, ticker: str, jump_threshold: f
         .collect()
     )
     return [
-        _flag(dataset, ticker, row["session"], row["check"], row["unit_id"], *_describe(row, jump_threshold))
+        quality_flag(
+            dataset, ticker, row["session"], row["check"], row["unit_id"], *_describe(row, jump_threshold)
+        )
         for row in grouped.iter_rows(named=True)
     ]
 
@@ -381,7 +409,7 @@ def _describe(row: dict, jump_threshold: float) -> tuple[str, float]:
     return DETAILS[row["check"]].format(**fields), value
 
 
-def _flag(
+def quality_flag(
     dataset: str,
     ticker: str,
     session: dt.date | None,
@@ -403,7 +431,7 @@ def _flag(
 
 def _unreadable_flag(dataset: str, ticker: str, unit: _Unit, error: str) -> dict:
     detail = f"{unit.file_path} ({unit.period}) cannot be read: {error}; see audit --deep and repair"
-    return _flag(dataset, ticker, None, "unreadable_file", unit.id, detail, None)
+    return quality_flag(dataset, ticker, None, "unreadable_file", unit.id, detail, None)
 
 
 # --- minute against day ------------------------------------------------------------------
@@ -420,7 +448,12 @@ def _session_volumes(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _reconcile(
-    ticker: str, minute_units: list[_Unit], minute: pl.DataFrame, day: pl.DataFrame, tolerance: float
+    dataset: str,
+    ticker: str,
+    minute_units: list[_Unit],
+    minute: pl.DataFrame,
+    day: pl.DataFrame,
+    tolerance: float,
 ) -> list[dict]:
     """Sessions whose minute volume is off the daily bar's, and daily bars with no minute
     bars at all inside a settled minute unit."""
@@ -431,8 +464,8 @@ def _reconcile(
         off=(pl.col("volume") - pl.col("day_volume")).abs() / pl.col("day_volume")
     )
     flags = [
-        _flag(
-            "minute",
+        quality_flag(
+            dataset,
             ticker,
             row["session"],
             "volume_mismatch",
@@ -443,10 +476,14 @@ def _reconcile(
         )
         for row in both.filter((pl.col("day_volume") > 0) & (pl.col("off") > tolerance)).iter_rows(named=True)
     ]
-    return flags + _missing_sessions(ticker, minute_units, day.join(minute, on="session", how="anti"))
+    return flags + _missing_sessions(
+        dataset, ticker, minute_units, day.join(minute, on="session", how="anti")
+    )
 
 
-def _missing_sessions(ticker: str, minute_units: list[_Unit], missing: pl.DataFrame) -> list[dict]:
+def _missing_sessions(
+    dataset: str, ticker: str, minute_units: list[_Unit], missing: pl.DataFrame
+) -> list[dict]:
     covering = pl.DataFrame(
         {
             "period_start": [u.period_start for u in minute_units],
@@ -467,8 +504,8 @@ def _missing_sessions(ticker: str, minute_units: list[_Unit], missing: pl.DataFr
         covering.sort("period_start"), left_on="session", right_on="period_start", strategy="backward"
     )
     return [
-        _flag(
-            "minute",
+        quality_flag(
+            dataset,
             ticker,
             row["session"],
             "missing_session",
@@ -485,7 +522,7 @@ def _dropped_duplicates(ledger: Ledger, datasets: Sequence[str]) -> list[dict]:
     """Done units whose latest successful fetch dropped repeated timestamps."""
     rows = queries.dropped_duplicates(ledger, datasets)
     return [
-        _flag(
+        quality_flag(
             row.dataset,
             row.ticker,
             None,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from polyledger import datasets
 from polyledger.audit import AuditReport
 from polyledger.consistency import Finding
-from polyledger.periods import REFERENCE_DATASETS
 
 
 def print_audit(console: Console, report: AuditReport) -> None:
@@ -17,7 +17,7 @@ def print_audit(console: Console, report: AuditReport) -> None:
         return
     for entry in report.datasets:
         verdict = "COMPLETE" if entry.complete else "INCOMPLETE"
-        noun = "rows" if entry.dataset in REFERENCE_DATASETS else "bars"  # splits are no bars
+        noun = "rows" if entry.dataset in datasets.names(bars=False) else "bars"  # splits are no bars
         table = Table(title=f"{entry.dataset}: {verdict} - {entry.units:,} units, {entry.rows:,} {noun}")
         table.add_column("state")
         table.add_column("units", justify="right")

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from polyledger import datasets
 from polyledger.audit import STATES
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
-from polyledger.periods import ALL_DATASETS, DATASETS
 
 MAX_TICKERS = 60  # more than this: coverage per year x month for the whole universe
 FLAGS_SHOWN = 20
-BAR_DATASETS = tuple(DATASETS)
+BAR_DATASETS = datasets.names(bars=True)
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 STATE_COLORS = {
     UnitState.DONE: "#2e7d32",
@@ -110,37 +110,46 @@ def dataset_summaries(ledger: Ledger, counts: list[Any]) -> list[DatasetSummary]
         summaries[dataset].tickers = tickers
     for dataset, stale in queries.stale_per_dataset(ledger).items():
         summaries[dataset].stale_adjusted = stale
-    rank = {name: i for i, name in enumerate(ALL_DATASETS)}
+    rank = {name: i for i, name in enumerate(datasets.names())}
     return sorted(summaries.values(), key=lambda s: (rank.get(s.dataset, len(rank)), s.dataset))
 
 
 def coverage_grids(ledger: Ledger, summaries: list[DatasetSummary], counts: list[Any]) -> list[Grid]:
     """Minute: tickers x years (cell = share of the ticker-year's months settled), or years x
     months for the whole universe when there are too many tickers. Day: tickers x years, or
-    one row of years."""
+    one row of years. Grouped daily (keyed by date): years x months, the share of each
+    month's trading days settled."""
     grids = []
     for summary in summaries:
         name = summary.dataset
         if name not in BAR_DATASETS:
             continue
+        grain = datasets.get(name).grain
+        if grain == "date":
+            own = [row for row in counts if row.dataset == name]
+            cells = _cells((r.period[:4], MONTHS[int(r.period[5:7]) - 1], r.state, r.units) for r in own)
+            title = f"{name} bars: share of each month's trading days settled (every symbol)"
+            if cells:
+                grids.append(Grid(title, _year_range(r for r, _ in cells), list(MONTHS), cells, ""))
+            continue
         too_many = (
             f"{summary.tickers:,} tickers are too many to show one by one (more than {MAX_TICKERS}): "
-            f"{name} coverage is shown per {'year and month' if name == 'minute' else 'year'} "
+            f"{name} coverage is shown per {'year and month' if grain == 'month' else 'year'} "
             "for the whole universe."
         )
         if summary.tickers <= MAX_TICKERS:
             rows = queries.ticker_year_states(ledger, name)
             cells = _cells((row.ticker, row.year, row.state, row.units) for row in rows)
             row_labels, columns = sorted({r for r, _ in cells}), _year_range(c for _, c in cells)
-            if name == "minute":
-                title, note = "minute bars: share of each ticker-year's months settled", ""
+            if grain == "month":
+                title, note = f"{name} bars: share of each ticker-year's months settled", ""
             else:
                 title, note = "day bars: ticker-years settled (one unit each)", ""
-        elif name == "minute":
+        elif grain == "month":
             own = [row for row in counts if row.dataset == name and len(row.period) == 7]
             cells = _cells((r.period[:4], MONTHS[int(r.period[5:7]) - 1], r.state, r.units) for r in own)
             row_labels, columns = _year_range(r for r, _ in cells), list(MONTHS)
-            title = f"minute bars: share of all {summary.tickers:,} tickers' units settled, per month"
+            title = f"{name} bars: share of all {summary.tickers:,} tickers' units settled, per month"
             note = too_many
         else:
             own = [row for row in counts if row.dataset == name]
@@ -173,12 +182,15 @@ def _year_range(years: Iterable[str]) -> list[str]:
 
 
 def bars_over_time(counts: list[Any]) -> dict[str, list[tuple[str, int]]]:
-    """Bars stored per calendar month (minute) and per year (day), across all tickers."""
-    result: dict[str, list[tuple[str, int]]] = {}
+    """Bars stored per calendar month (minute, grouped daily) and per year (day), across all
+    tickers."""
+    result: dict[str, dict[str, int]] = {}
     for row in sorted(counts, key=lambda row: row.period):
         if row.dataset in BAR_DATASETS and row.state == UnitState.DONE:
-            result.setdefault(row.dataset, []).append((row.period, int(row.rows)))
-    return {name: result[name] for name in BAR_DATASETS if name in result}
+            bucket = row.period[:7] if datasets.get(row.dataset).grain == "date" else row.period
+            points = result.setdefault(row.dataset, {})
+            points[bucket] = points.get(bucket, 0) + int(row.rows)
+    return {name: list(result[name].items()) for name in BAR_DATASETS if name in result}
 
 
 def failure_classes(ledger: Ledger) -> list[Any]:
@@ -285,10 +297,10 @@ def bars_png(series: dict[str, list[tuple[str, int]]]) -> bytes:
     figure = _figure(10, 2.6 * len(series) + 0.3)
     axes = figure.subplots(len(series), 1, squeeze=False)[:, 0]
     for ax, (dataset, points) in zip(axes, series.items(), strict=True):
-        if dataset == "minute":
+        if len(points[0][0]) == 7:  # per calendar month ("2024-03")
             x = [dt.date(int(p[:4]), int(p[5:7]), 1) for p, _ in points]
             ax.bar(x, [bars for _, bars in points], width=25, align="edge", color="#2e7d32")
-            ax.set_title("minute bars stored per calendar month (all tickers)", fontsize=11, loc="left")
+            ax.set_title(f"{dataset} bars stored per calendar month (all tickers)", fontsize=11, loc="left")
         else:
             ax.bar([int(p[:4]) for p, _ in points], [bars for _, bars in points], width=0.8, color="#1565c0")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from polyledger.datasets import check_dataset
 from polyledger.errors import InputError, is_known_class, is_transient_class
 from polyledger.ledger import Ledger
-from polyledger.periods import check_dataset
 
 GROUPS = ("transient", "all")
 

@@ -16,6 +16,7 @@ import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from polyledger import datasets
 from polyledger.defaults import (
     DEFAULT_GIVE_UP_AFTER,
     DEFAULT_LEASE_SECONDS,
@@ -26,7 +27,6 @@ from polyledger.defaults import (
 )
 from polyledger.errors import FatalRunError, InputError, LedgerError, one_line
 from polyledger.ledger import SETTLED, Ledger, UnitState, new_owner_id, queries
-from polyledger.periods import DATASETS
 from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.polygon.client import PolygonClient, RetryPolicy
 from polyledger.polygon.ratelimit import RateLimiter
@@ -36,11 +36,6 @@ from polyledger.worker import UnitJob, UnitOutcome, process_units
 
 log = logging.getLogger("polyledger.run")
 
-# How many consecutive units of a ticker one request range serves. Pages stream and each
-# unit is settled as soon as a page passes its end, so a long range costs no memory, and
-# its requests are ceil(bars / 50,000): never more than asking unit by unit. The cap only
-# bounds what one failure can touch.
-GROUP_SIZE = {"minute": 60, "day": 30}
 SETTLED_OUTCOMES = (UnitState.DONE, UnitState.EMPTY_CONFIRMED, UnitState.FAILED)
 
 
@@ -237,7 +232,8 @@ class Run:
     def _check_adjustment(self) -> None:
         """One ledger, one choice: adjusted and raw bars never end up side by side. Decided
         by the first run that may fetch bars (not by one fetching only splits or details)."""
-        bar_datasets = [name for name in (self.options.datasets or DATASETS) if name in DATASETS]
+        adjustable = [name for name in datasets.names() if datasets.get(name).adjustable]
+        bar_datasets = [name for name in (self.options.datasets or adjustable) if name in adjustable]
         if not bar_datasets:
             return
         if not queries.has_units(self.ledger, bar_datasets):
@@ -343,8 +339,9 @@ class Run:
                 self.stats.add(outcome)
 
     def _extend(self, head) -> list:  # type: ignore[no-untyped-def]
-        """Claim the pending units that directly follow `head`, up to the group size."""
-        extra = self._take(GROUP_SIZE.get(head.dataset, 1) - 1)
+        """Claim the pending units that directly follow `head`, up to the group size (how
+        many consecutive units one request may cover: the dataset's spec says)."""
+        extra = self._take(datasets.get(head.dataset).group_size - 1)
         if not extra:
             return []
         following = self.ledger.claim_following(self.owner, self.options.lease_seconds, head, extra)

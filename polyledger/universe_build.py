@@ -15,13 +15,13 @@ from pathlib import Path
 
 import polars as pl
 
+from polyledger.datasets.details import DETAILS
 from polyledger.errors import InputError
 from polyledger.ledger import Ledger, PlannedUnit, queries
 from polyledger.periods import et_today
 from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchCost
 from polyledger.polygon.reference import iter_results
-from polyledger.reference import DETAILS
 from polyledger.runner import Run, RunReport, RunStats
 from polyledger.storage import BarStore
 

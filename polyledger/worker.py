@@ -2,7 +2,8 @@
 bars by unit, write each unit's file, settle each unit.
 
 A group is consecutive months (or years) of one ticker that a single request range can
-serve: the ledger's bookkeeping grain is the unit, not the request.
+serve: the ledger's bookkeeping grain is the unit, not the request. A dataset whose spec
+fetches unit by unit (`fetch_unit`: reference data, grouped daily bars) is a group of one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from polyledger import datasets
 from polyledger.bars import bars_outside, split_by_unit
 from polyledger.errors import (
     FatalRunError,
@@ -25,13 +27,11 @@ from polyledger.errors import (
     TransientError,
 )
 from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit, Ledger
-from polyledger.periods import DATASETS, et_date_of_ms, et_midnight_ms
+from polyledger.periods import et_date_of_ms, et_midnight_ms
 from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchCost, iter_pages
-from polyledger.reference import REFERENCE, SPLITS, fetch_reference, split_rows
 from polyledger.secrets import redact
 from polyledger.storage import BarStore
-from polyledger.symbols import validate_ticker
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +80,15 @@ def process_units(units: Sequence[ClaimedUnit], job: UnitJob) -> list[UnitOutcom
     Each settled unit is charged the requests made since the previous one settled.
     """
     head, last = units[0], units[-1]
-    if head.dataset in REFERENCE:
-        return [_process_reference_unit(unit, job) for unit in units]
-    timespan, _grain = DATASETS[head.dataset]
+    spec = datasets.get(head.dataset)
+    if spec.timespan is None:
+        return [_process_whole_unit(unit, spec, job) for unit in units]
     spent = FetchCost()
     progress = _Progress(units, job, spent)
     try:
-        validate_ticker(head.ticker)  # a hand-edited ledger must not steer a path or a URL
+        datasets.check_key(spec, head.ticker)  # a hand-edited ledger must not steer a path or a URL
         for page in iter_pages(
-            job.client, head.ticker, timespan, head.period_start, last.period_end, job.adjusted, spent
+            job.client, head.ticker, spec.timespan, head.period_start, last.period_end, job.adjusted, spent
         ):
             stray = bars_outside(page, head.period_start, last.period_end)
             if stray:  # never let a mislabelled answer pass as an empty month
@@ -221,16 +221,18 @@ def _store(
     ]
 
 
-def _process_reference_unit(unit: ClaimedUnit, job: UnitJob) -> UnitOutcome:
-    """Fetch, write and settle one reference unit (splits, dividends, details), under the
-    bars' rules: transient failures go back in the queue while attempts remain, permanent
-    ones fail the unit with their class, fatal ones give it back and stop the run."""
+def _process_whole_unit(unit: ClaimedUnit, spec: datasets.DatasetSpec, job: UnitJob) -> UnitOutcome:
+    """Fetch, write and settle one unit fetched whole (splits, dividends, details, grouped
+    daily bars), under the range bars' rules: transient failures go back in the queue while
+    attempts remain, permanent ones fail the unit with their class, fatal ones give it back
+    and stop the run."""
+    assert spec.fetch_unit is not None
     spent = FetchCost()
     try:
-        validate_ticker(unit.ticker)
-        frame = fetch_reference(job.client, unit, spent)
-        if unit.dataset == SPLITS.name:
-            job.ledger.replace_splits(unit.ticker, split_rows(frame))
+        datasets.check_key(spec, unit.ticker)
+        frame = spec.fetch_unit(job.client, unit, job.adjusted, spent)
+        if spec.after_fetch is not None:
+            spec.after_fetch(job.ledger, unit, frame)
         stored = (
             job.store.write_unit(unit.dataset, unit.ticker, unit.period_start, frame)
             if frame.height
@@ -239,7 +241,8 @@ def _process_reference_unit(unit: ClaimedUnit, job: UnitJob) -> UnitOutcome:
         attempt = AttemptRecord(
             requests=spent.requests, bytes=spent.bytes, bars=frame.height, request_id=spent.request_id
         )
-        (ours,) = job.ledger.settle_fetched([FetchedUnit(unit, attempt, stored)], None, job.run_id)
+        adjusted = job.adjusted if spec.adjustable else None
+        (ours,) = job.ledger.settle_fetched([FetchedUnit(unit, attempt, stored)], adjusted, job.run_id)
         state = ("done" if stored else "empty_confirmed") if ours else "lost"
         return _logged(unit, UnitOutcome(state, frame.height if ours else 0, spent.requests))
     except Stopped:

@@ -12,11 +12,14 @@ from polars.testing import assert_frame_equal
 from support import API_KEY, read_dataset, run_cli, truth
 
 from polyledger.audit import audit
+from polyledger.datasets.details import DETAILS
+from polyledger.datasets.dividends import DIVIDENDS
+from polyledger.datasets.reference import plan_reference, results_frame
+from polyledger.datasets.splits import SPLITS
 from polyledger.errors import TransientError
 from polyledger.ledger import Ledger
 from polyledger.plan import plan
 from polyledger.polygon.reference import decode_results
-from polyledger.reference import DETAILS, DIVIDENDS, SPLITS, plan_reference, results_frame
 from polyledger.retry import retry_stale
 from polyledger.runner import Run, RunOptions
 from polyledger.storage import BarStore

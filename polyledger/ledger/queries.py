@@ -180,6 +180,17 @@ def settled_units(ledger: LedgerConnection, dataset: str, ticker: str) -> Rows:
     )
 
 
+def settled_units_between(ledger: LedgerConnection, dataset: str, first: dt.date, last: dt.date) -> Rows:
+    """(id, ticker, period_start, period_end, state, file_path) of every ticker's done and
+    empty_confirmed units of `dataset` that overlap [first, last], in ticker and time order."""
+    return ledger.query(
+        "SELECT id, ticker, period_start, period_end, state, file_path FROM units "
+        "WHERE dataset = :d AND state IN ('done', 'empty_confirmed') AND period_end >= :first "
+        "AND period_start <= :last ORDER BY ticker, period_start",
+        {"d": dataset, "first": first.isoformat(), "last": last.isoformat()},
+    )
+
+
 def splits_of(ledger: LedgerConnection, ticker: str) -> Rows:
     """(execution_date, split_from, split_to) of the ticker's usable splits, in date order."""
     return ledger.query(

@@ -55,11 +55,11 @@ def iter_pages(
     pages = paging.iter_pages(
         client,
         aggregates_url(client.base_url, ticker, timespan, start, end),
-        {"adjusted": _flag(adjusted), "sort": "asc", "limit": str(PAGE_LIMIT)},
+        {"adjusted": flag(adjusted), "sort": "asc", "limit": str(PAGE_LIMIT)},
         decode=decode_aggregates,
         guard=_Progress(),
         spent=spent,
-        check=_AdjustedAsAsked(adjusted),
+        check=AdjustedAsAsked(adjusted),
     )
     try:
         for page in pages:
@@ -75,11 +75,11 @@ def iter_pages(
         ) from None
 
 
-def _flag(value: bool) -> str:
+def flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-class _AdjustedAsAsked:
+class AdjustedAsAsked:
     """Every page must be as adjusted as asked (a page that does not say is taken)."""
 
     def __init__(self, adjusted: bool) -> None:
@@ -90,7 +90,7 @@ class _AdjustedAsAsked:
     ) -> AggregatesPage:
         if page.adjusted is not None and page.adjusted != self.adjusted and params is None:
             # the cursor may not carry `adjusted`: ask once more, saying it explicitly
-            page = ask_again({"adjusted": _flag(self.adjusted)})
+            page = ask_again({"adjusted": flag(self.adjusted)})
         if page.adjusted is not None and page.adjusted != self.adjusted:
             raise ProtocolError(
                 f"asked for adjusted={self.adjusted} but got adjusted={page.adjusted}",

@@ -1,9 +1,11 @@
-"""Where each unit's file lives in the data location, the same for every backend:
+"""Where each unit's file lives in the data location, the same for every backend (each
+dataset's spec says where: `polyledger/datasets/`), e.g.
 
     minute/ticker=AAPL/year=2024/month=03/part.parquet
     day/ticker=AAPL/year=2024/part.parquet
     splits/ticker=AAPL/part.parquet
     details/as_of=2024-03-01/ticker=AAPL/part.parquet
+    grouped_daily/year=2024/month=03/date=2024-03-08/part.parquet
 
 and how a temporary is named, so that readers and audits can tell it from a real file.
 """
@@ -12,25 +14,20 @@ from __future__ import annotations
 
 import datetime as dt
 
-from polyledger.periods import REFERENCE_DATASETS
-from polyledger.symbols import validate_ticker
+from polyledger import datasets
+from polyledger.datasets.spec import PART_NAME
 
-PART_NAME = "part.parquet"
+__all__ = ["PART_NAME", "TEMP_MARK", "TEMP_SUFFIX", "is_file_url", "is_url", "unit_relative_path"]
+
 TEMP_MARK = ".tmp-"
 TEMP_SUFFIX = ".partial"  # not ".parquet": a `**/*.parquet` reader never sees a half file
 
 
 def unit_relative_path(dataset: str, ticker: str, period_start: dt.date) -> str:
     """Where a unit's file lives, relative to the data location (forward slashes)."""
-    validate_ticker(ticker)  # a ticker can never climb out of the data folder
-    if dataset == "details":  # one file per build date: a universe as of D reads its own details
-        return f"{dataset}/as_of={period_start.isoformat()}/ticker={ticker}/{PART_NAME}"
-    if dataset in REFERENCE_DATASETS:
-        return f"{dataset}/ticker={ticker}/{PART_NAME}"
-    parts = [dataset, f"ticker={ticker}", f"year={period_start.year:04d}"]
-    if dataset == "minute":
-        parts.append(f"month={period_start.month:02d}")
-    return "/".join([*parts, PART_NAME])
+    spec = datasets.get(dataset)
+    datasets.check_key(spec, ticker)  # a ticker can never climb out of the data folder
+    return spec.layout(ticker, period_start)
 
 
 def is_url(location: object) -> bool:

@@ -11,6 +11,12 @@ ResponseStyle varies, seeded, what the real API may vary in an aggregates body (
 key order, pretty printing, bars without `vw`/`n`, a few bars outside the asked dates);
 `cursor_keeps_adjusted` and `withhold_results` cover two other uncertain answers.
 
+Grouped daily bars (/v2/aggs/grouped/locale/us/market/stocks/{date}): every listing's
+/range day bar of that date, `T` = its ticker, `t` = 16:00 ET; on a weekend or an NYSE
+holiday (the `holidays` package's calendar) a 200 with resultsCount 0 and no `results`
+(the synthetic market itself trades every weekday). Defects.grouped_changed and
+grouped_left_out make it disagree with /range on purpose.
+
 Reference data (same keys, rate limit and stats; faults apply to aggregates only):
 /v3/reference/tickers (list), /v3/reference/tickers/{T}, /stocks/v1/splits,
 /stocks/v1/dividends and the deprecated /v3/reference/splits and /v3/reference/dividends,
@@ -41,6 +47,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
+import holidays
 import orjson
 import polars as pl
 
@@ -55,6 +62,8 @@ from polyledger.testing.market import (
 
 AGGS_PATH = re.compile(r"^/v2/aggs/ticker/([^/]+)/range/([^/]+)/([^/]+)/([^/]+)/([^/]+)$")
 TICKER_PATH = re.compile(r"^/v3/reference/tickers/([^/]+)$")
+GROUPED_PATH = re.compile(r"^/v2/aggs/grouped/locale/us/market/stocks/([^/]+)$")
+GROUPED_CLOSE_HOUR = 16  # grouped bars are stamped 16:00 ET of their date, unlike /range
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DEFAULT_LIMIT, MAX_LIMIT = 5_000, 50_000
 RESULT_KEYS = ["v", "vw", "o", "c", "h", "l", "t", "n", "otc"]  # the order the API uses
@@ -101,15 +110,21 @@ class Defects:
     (same timestamp, same page).  bad_low: minute bars served with low above
     min(open, close).  short_months: (ticker, last date) -- that month's minute bars after
     the date are not served, silently (200 OK, no error, pagination intact).
+    grouped_changed: (ticker, date) -- the grouped daily bar's close is 5% higher than the
+    /range day bar's.  grouped_left_out: (ticker, date) -- the grouped daily answer leaves
+    the symbol out.
     """
 
     drop: frozenset[BarKey] = frozenset()
     repeat: frozenset[BarKey] = frozenset()
     bad_low: frozenset[BarKey] = frozenset()
     short_months: frozenset[tuple[str, dt.date]] = frozenset()
+    grouped_changed: frozenset[tuple[str, dt.date]] = frozenset()
+    grouped_left_out: frozenset[tuple[str, dt.date]] = frozenset()
 
     def __post_init__(self) -> None:
-        for name in ("drop", "repeat", "bad_low", "short_months"):  # accept any iterable
+        names = ("drop", "repeat", "bad_low", "short_months", "grouped_changed", "grouped_left_out")
+        for name in names:  # accept any iterable
             object.__setattr__(self, name, frozenset(getattr(self, name)))
 
     def hide(self, ticker: str, timespan: str, bars: pl.DataFrame) -> pl.DataFrame:
@@ -533,8 +548,19 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         query = parse_qs(split.query, keep_blank_values=True)
         aggs, ticker = AGGS_PATH.match(split.path), TICKER_PATH.match(split.path)
+        grouped = GROUPED_PATH.match(split.path)
         ref_list = LIST_ENDPOINTS.get(split.path)
-        kind = "aggs" if aggs else "ticker" if ticker else ref_list.kind if ref_list else "other"
+        kind = (
+            "aggs"
+            if aggs
+            else "ticker"
+            if ticker
+            else "grouped"
+            if grouped
+            else ref_list.kind
+            if ref_list
+            else "other"
+        )
         target = split.path + "".join(
             ("?" if not i else "&") + part
             for i, part in enumerate(p for p in split.query.split("&") if p and not p.startswith("apiKey="))
@@ -558,6 +584,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._aggregates(seg, query)
         if ticker:
             return self._ticker(unquote(ticker.group(1)), query)
+        if grouped:
+            return self._grouped(unquote(grouped.group(1)), query)
         if ref_list:
             return self._list(split.path, ref_list, query)
         return self._json(404, {"status": "NOT_FOUND", "message": "Not found."})
@@ -572,6 +600,28 @@ class _Handler(BaseHTTPRequestHandler):
         if results is None:
             return self._json(404, {"status": "NOT_FOUND", "message": "Ticker not found."})
         self._json(200, {"status": "OK", "results": results})
+
+    def _grouped(self, date_text: str, query: dict[str, list[str]]) -> None:
+        st = self.server.standin
+        try:
+            if not ISO_DATE.match(date_text):
+                raise _BadRequest(f"date must be YYYY-MM-DD, not {date_text!r}")
+            day = dt.date.fromisoformat(date_text)
+            adjusted = _agg_params({k: v for k, v in query.items() if k == "adjusted"})["adjusted"]
+        except (_BadRequest, ValueError) as exc:
+            return self._json(400, {"error": f"Failed to parse query parameters: {exc}"})
+        if st.history_start is not None and day < st.history_start:
+            return self._json(403, {"status": "NOT_AUTHORIZED", "message": NOT_ENTITLED})
+        rows = _grouped_rows(st.market, st.defects, day, adjusted) if _market_open(day) else []
+        head: dict[str, object] = {
+            "queryCount": len(rows),
+            "resultsCount": len(rows),
+            "adjusted": adjusted,
+        }
+        if rows:
+            head["results"] = rows
+        head.update({"status": "OK", "request_id": uuid.uuid4().hex, "count": len(rows)})
+        self._json(200, head)
 
     def _list(self, path: str, endpoint: _ListEndpoint, query: dict[str, list[str]]) -> None:
         st = self.server.standin
@@ -1086,6 +1136,29 @@ def _agg_params(query: dict[str, list[str]]) -> dict:
     if not 1 <= limit <= MAX_LIMIT:
         raise _BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
     return {"adjusted": adjusted == "true", "sort": sort, "limit": limit}
+
+
+def _market_open(day: dt.date) -> bool:
+    """A weekday the NYSE is open (the grouped endpoint answers nothing on other days)."""
+    return day.weekday() < 5 and day not in holidays.financial_holidays("NYSE", years=day.year)
+
+
+def _grouped_rows(market: SyntheticMarket, defects: Defects, day: dt.date, adjusted: bool) -> list[dict]:
+    """Every listing's day bar of `day` as grouped daily sends it (defects applied)."""
+    start, end = et_midnight_ms(day), et_midnight_ms(day + dt.timedelta(days=1))  # 23 or 25 h at DST
+    stamp = int(dt.datetime.combine(day, dt.time(GROUPED_CLOSE_HOUR), tzinfo=ET).timestamp() * 1000)
+    rows = []
+    for symbol in market.tickers:
+        if (symbol, day) in defects.grouped_left_out:
+            continue
+        bars = market.day_bars(symbol, start, end, adjusted=adjusted)
+        for bar in bars.iter_rows(named=True):
+            row = {"T": symbol, **{k: bar[k] for k in RESULT_KEYS if bar[k] is not None}, "t": stamp}
+            if (symbol, day) in defects.grouped_changed:
+                row["c"] = round(row["c"] * 1.05, 4)
+                row["h"] = max(row["h"], row["c"])
+            rows.append(row)
+    return rows
 
 
 def _results_json(page: pl.DataFrame) -> bytes:

@@ -1,0 +1,60 @@
+"""Dividends: one unit per ticker, every dividend of its history (stocks/v1/dividends).
+
+dividends/ticker=AAPL/part.parquet
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from polyledger.datasets.reference import ReferenceEndpoint, fetch_results
+from polyledger.datasets.spec import DatasetSpec, ticker_path
+
+if TYPE_CHECKING:
+    from polyledger.ledger import ClaimedUnit
+    from polyledger.polygon.client import PolygonClient
+    from polyledger.polygon.paging import FetchCost
+
+DIVIDENDS = ReferenceEndpoint(
+    "dividends",
+    "/stocks/v1/dividends",
+    {"limit": "5000"},
+    {
+        "ticker": pl.String(),
+        "ex_dividend_date": pl.Date(),
+        "declaration_date": pl.Date(),
+        "record_date": pl.Date(),
+        "pay_date": pl.Date(),
+        "cash_amount": pl.Float64(),
+        "split_adjusted_cash_amount": pl.Float64(),
+        "currency": pl.String(),
+        "frequency": pl.Int64(),
+        "distribution_type": pl.String(),
+        "historical_adjustment_factor": pl.Float64(),
+        "id": pl.String(),
+    },
+    ("ex_dividend_date", "declaration_date", "record_date", "pay_date"),
+)
+
+
+def fetch(client: PolygonClient, unit: ClaimedUnit, adjusted: bool, spent: FetchCost) -> pl.DataFrame:
+    params = {**DIVIDENDS.params, "ticker": unit.ticker}
+    return fetch_results(client, DIVIDENDS, DIVIDENDS.path, params, unit.ticker, spent)
+
+
+def layout(ticker: str, period_start: dt.date) -> str:
+    return ticker_path("dividends", ticker)
+
+
+SPEC = DatasetSpec(
+    name="dividends",
+    grain="ticker",
+    summary="dividends (a unit per ticker)",
+    schema=DIVIDENDS.schema,
+    layout=layout,
+    stand_in="/stocks/v1/dividends?ticker=T: the synthetic listings' dividends, paged",
+    fetch_unit=fetch,
+)

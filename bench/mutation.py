@@ -180,6 +180,10 @@ EQUIVALENT: dict[str, str] = {
     "float('-inf'): Python reads it case-insensitively",
     f"polyledger.polygon.ratelimit.x{SEP}RateLimiter{SEP}on_throttled__mutmut_19": "span without "
     "successes: unused, as `accepted` is None then",
+    f"polyledger.polygon.fetch.x{SEP}_Progress{SEP}__call____mutmut_9": "seen.add(None): a URL seen "
+    "before never passes anyway, as every next_url must start after the page it follows (checked first)",
+    f"polyledger.polygon.paging.x{SEP}UnseenNextUrl{SEP}__call____mutmut_3": "`or 'XXXX'` for `or ''`: "
+    "the guard is only called with a page that has a next_url",
     "polyledger.polygon.aggs.x__decode_fast__mutmut_4": _KEY0,
     "polyledger.polygon.aggs.x__decode_fast__mutmut_5": _KEY0,
 }

@@ -198,3 +198,18 @@ def test_brackets_after_the_results_do_not_confuse_the_fast_path():
     body = compact(envelope([BAR], next_url=NEXT + "&x=[1]"))
     page = _decode_fast(body)
     assert page is not None and page.next_url == NEXT + "&x=[1]" and page.bars.height == 1
+
+
+def test_the_class_is_read_from_the_whole_reason_not_from_its_shortened_form(monkeypatch):
+    """polars may say "deserializing" (a body of the wrong shape) deep in a long message: the
+    class comes from the whole reason, the stored text is cut afterwards."""
+    import polyledger.polygon.aggs as aggs
+
+    def long_error(*_args: object, **_kwargs: object) -> None:
+        raise pl.exceptions.ComputeError("x" * 250 + " error deserializing value of type Int64")
+
+    monkeypatch.setattr(aggs.pl, "read_json", long_error)
+    with pytest.raises(TransientError) as raised:
+        _decode_general(b'{"status": "OK"}')
+    assert raised.value.error_class == "bad_shape"
+    assert str(raised.value) == "undecodable aggregates body: " + "x" * 100

@@ -18,7 +18,7 @@ import time
 from scratch_run import scratch_run
 from standin import standin
 
-from polyledger.runner import RunOptions
+from polyledger.fetch.runner import RunOptions
 from polyledger.testing import Listing, SyntheticMarket
 from polyledger.testing.market import et_midnight_ms
 

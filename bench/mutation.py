@@ -81,8 +81,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
         ),
     ),
     "worker settle path": (
-        "polyledger/worker.py",
-        ["polyledger.worker.*"],
+        "polyledger/fetch/units.py",
+        ["polyledger.fetch.units.*"],
     ),
     "unit file writes": (
         "polyledger/storage/base.py",
@@ -140,7 +140,7 @@ EQUIVALENT: dict[str, str] = {
     _SETTLING + "settle_done__mutmut_13": _FETCHED_CHANGE,
     _SETTLING + "settle_empty__mutmut_12": _FETCHED_CHANGE,
     _SETTLING + "settle_empty__mutmut_13": _FETCHED_CHANGE,
-    f"polyledger.worker.x{SEP}_Progress{SEP}fail__mutmut_16": "waiting = None for []: nothing reads "
+    f"polyledger.fetch.units.x{SEP}_Progress{SEP}fail__mutmut_16": "waiting = None for []: nothing reads "
     "waiting after fail() (the caller tests len(waiting) before calling it)",
     "polyledger.polygon.aggs.x__decode_general__mutmut_38": _ONE_ROW,
     "polyledger.polygon.aggs.x__decode_general__mutmut_40": _ONE_ROW,
@@ -157,18 +157,18 @@ EQUIVALENT: dict[str, str] = {
     _MOVES + "_move__mutmut_11": _HINT,
     _MOVES + "_move__mutmut_17": _HINT,
     _MOVES + "_move__mutmut_18": _HINT,
-    "polyledger.worker.x__store__mutmut_5": _STRICT,
-    "polyledger.worker.x__store__mutmut_9": _STRICT,
-    "polyledger.worker.x__store__mutmut_10": _STRICT,
-    "polyledger.worker.x__store__mutmut_68": _STRICT,
-    "polyledger.worker.x__store__mutmut_71": _STRICT,
-    "polyledger.worker.x__store__mutmut_72": _STRICT,
-    f"polyledger.worker.x{SEP}_Progress{SEP}_settle__mutmut_24": "`or` for `and`: a page is always "
+    "polyledger.fetch.units.x__store__mutmut_5": _STRICT,
+    "polyledger.fetch.units.x__store__mutmut_9": _STRICT,
+    "polyledger.fetch.units.x__store__mutmut_10": _STRICT,
+    "polyledger.fetch.units.x__store__mutmut_68": _STRICT,
+    "polyledger.fetch.units.x__store__mutmut_71": _STRICT,
+    "polyledger.fetch.units.x__store__mutmut_72": _STRICT,
+    f"polyledger.fetch.units.x{SEP}_Progress{SEP}_settle__mutmut_24": "`or` for `and`: a page is always "
     "buffered before a settle, and the last unit is never complete before finish() (bars past it are "
     "out_of_range), so raw.height is true whenever units still wait",
-    f"polyledger.worker.x{SEP}_Progress{SEP}_settle__mutmut_27": "the buffer keeps one day more after a "
+    f"polyledger.fetch.units.x{SEP}_Progress{SEP}_settle__mutmut_27": "the buffer keeps one day more after a "
     "settle: each unit's bars are cut by its own dates, so only memory changes",
-    f"polyledger.worker.x{SEP}_Progress{SEP}_settle__mutmut_38": "_buffer = None for []: that branch "
+    f"polyledger.fetch.units.x{SEP}_Progress{SEP}_settle__mutmut_38": "_buffer = None for []: that branch "
     "runs only when no unit waits any more (finish), and nothing reads the buffer after",
     "polyledger.polygon.aggs.x__decode_fast__mutmut_3": "rfind for find: they differ only when a body "
     'holds two `"results":` keys, which no JSON object the API sends does',

@@ -22,7 +22,7 @@ import time
 from scratch_run import scratch_run
 from standin import standin
 
-from polyledger.runner import RunOptions
+from polyledger.fetch.runner import RunOptions
 
 KEY = "ratelimit-key"
 WARMUP_SECONDS = 10.0  # the first seconds, where a run starting at 2R finds the limit

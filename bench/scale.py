@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
 from polyledger.plan import plan
-from polyledger.runner import Run, RunOptions
 from polyledger.storage import BarStore
 from polyledger.testing import Listing, StandInServer, SyntheticMarket
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
 from polyledger.plan import PlanResult, plan
-from polyledger.runner import Run, RunOptions
 from polyledger.storage import BarStore
 
 

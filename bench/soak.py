@@ -18,7 +18,7 @@ import psutil
 from scratch_run import months_from, scratch_run
 from standin import standin
 
-from polyledger.runner import RunOptions
+from polyledger.fetch.runner import RunOptions
 
 KEY = "soak-key"
 

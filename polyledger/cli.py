@@ -206,10 +206,10 @@ def run(
     Example: POLYGON_API_KEY=... polyledger run --workers 16
     """
     from polyledger.datasets import check_dataset
+    from polyledger.fetch.runner import Run, RunOptions
     from polyledger.ledger import Ledger
     from polyledger.polygon.client import DEFAULT_BASE_URL
     from polyledger.progress import RunDisplay, print_summary
-    from polyledger.runner import Run, RunOptions
     from polyledger.storage import BarStore
 
     for name in dataset or []:
@@ -489,11 +489,11 @@ def universe(
 
     Example: polyledger universe --type CS --exchange XNAS,XNYS --cap-max 2e9 --out universe.csv
     """
+    from polyledger.fetch.runner import Run, RunOptions
     from polyledger.ledger import Ledger
     from polyledger.periods import et_today, parse_date
     from polyledger.polygon.client import DEFAULT_BASE_URL
     from polyledger.progress import RunDisplay
-    from polyledger.runner import Run, RunOptions
     from polyledger.storage import BarStore
     from polyledger.universe_build import build_universe
 

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from polyledger.audit import audit
 from polyledger.datasets.reference import plan_reference
+from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
 from polyledger.plan import plan
 from polyledger.polygon.client import RetryPolicy
@@ -23,7 +24,6 @@ from polyledger.progress import RunDisplay, print_summary
 from polyledger.quality import check_quality
 from polyledger.render import print_audit, print_quality
 from polyledger.report import write_report
-from polyledger.runner import Run, RunOptions
 from polyledger.storage import BarStore
 from polyledger.testing import Dividend, FaultPlan, Listing, Split, StandInServer, SyntheticMarket
 from polyledger.universe import read_members

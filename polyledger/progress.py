@@ -10,8 +10,8 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from polyledger.fetch.runner import RunReport, RunStats
 from polyledger.polygon.client import PolygonClient
-from polyledger.runner import RunReport, RunStats
 
 
 def _rate(stats: RunStats, requests: int) -> float:

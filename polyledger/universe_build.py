@@ -17,12 +17,12 @@ import polars as pl
 
 from polyledger.datasets.details import DETAILS
 from polyledger.errors import InputError
+from polyledger.fetch.runner import Run, RunReport, RunStats
 from polyledger.ledger import Ledger, PlannedUnit, queries
 from polyledger.periods import et_today
 from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchCost
 from polyledger.polygon.reference import iter_results
-from polyledger.runner import Run, RunReport, RunStats
 from polyledger.storage import BarStore
 
 COLUMNS = (

@@ -16,11 +16,11 @@ import pytest
 from polars.testing import assert_frame_equal
 from support import API_KEY, read_dataset, run_cli, truth, write_universe
 
+from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
 from polyledger.periods import unit_periods
 from polyledger.polygon import aggs
 from polyledger.polygon.client import RetryPolicy
-from polyledger.runner import Run, RunOptions
 from polyledger.storage import BarStore
 from polyledger.testing import Listing, Split, StandInServer, SyntheticMarket
 from polyledger.testing.server import WITHHELD_AS, ResponseStyle

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from support import API_KEY, run_cli, truth, write_universe
 
+from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
 from polyledger.polygon.client import RetryPolicy
-from polyledger.runner import Run, RunOptions
 from polyledger.storage import BarStore
 from polyledger.testing import FaultPlan, StandInServer
 

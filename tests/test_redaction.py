@@ -27,9 +27,9 @@ import pytest
 from support import CliResult, run_cli, write_universe
 
 from polyledger import secrets
+from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
 from polyledger.polygon.client import RetryPolicy
-from polyledger.runner import Run, RunOptions
 from polyledger.storage import BarStore
 
 # distinctive, and mixed-case: none of its 8-character pieces can occur in hex ids or bars

@@ -17,11 +17,11 @@ from polyledger.datasets.dividends import DIVIDENDS
 from polyledger.datasets.reference import plan_reference, results_frame
 from polyledger.datasets.splits import SPLITS
 from polyledger.errors import TransientError
+from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
 from polyledger.plan import plan
 from polyledger.polygon.reference import decode_results
 from polyledger.retry import retry_stale
-from polyledger.runner import Run, RunOptions
 from polyledger.storage import BarStore
 from polyledger.testing import Dividend, Listing, Split, StandInServer, SyntheticMarket
 

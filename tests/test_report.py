@@ -16,6 +16,7 @@ from matplotlib import image as mpimg
 from support import API_KEY, LISTINGS, UNKNOWN
 
 from polyledger.audit import audit
+from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import AttemptRecord, Ledger, StoredFile
 from polyledger.plan import plan
 from polyledger.report import (
@@ -26,7 +27,6 @@ from polyledger.report import (
     period_states,
     write_report,
 )
-from polyledger.runner import Run, RunOptions
 from polyledger.storage import BarStore
 from polyledger.testing import StandInServer, SyntheticMarket
 

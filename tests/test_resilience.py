@@ -31,9 +31,9 @@ from support import (
 from polyledger.bars import BAR_SCHEMA
 from polyledger.consistency import deep_check
 from polyledger.errors import FatalRunError, StorageError
+from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
 from polyledger.polygon.breaker import CircuitBreaker
-from polyledger.runner import Run, RunOptions
 from polyledger.storage import BarStore, LocalStore, unit_relative_path
 from polyledger.testing import StandInServer
 

@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 from support import API_KEY, run_cli, write_universe
 
-import polyledger.worker
-from polyledger.runner import RunStats
+import polyledger.fetch.units
+from polyledger.fetch.runner import RunStats
+from polyledger.fetch.units import UnitOutcome
 from polyledger.testing import Listing, StandInServer, SyntheticMarket
-from polyledger.worker import UnitOutcome
 
 WORKERS = 4
 FREE_FAILURES = 12  # failures let through at once: more than the 10 outcomes the check needs
@@ -67,8 +67,8 @@ def units_by_state(ledger_path) -> dict[str, list[tuple[str, int, str | None]]]:
 
 
 def test_a_bug_failing_most_units_stops_the_run_and_leaves_the_rest_pending(work, small_market, monkeypatch):
-    bug = PageHandlingBug(polyledger.worker.iter_pages)
-    monkeypatch.setattr(polyledger.worker, "iter_pages", bug)
+    bug = PageHandlingBug(polyledger.fetch.units.iter_pages)
+    monkeypatch.setattr(polyledger.fetch.units, "iter_pages", bug)
     with StandInServer(small_market, api_keys=(API_KEY,)) as server:
         write_universe(work / "universe.csv", TICKERS)
         assert (

@@ -81,8 +81,8 @@ def test_universe_bad_input_is_one_line_and_exit_2(work, universe_market, args, 
 
 
 def test_details_are_kept_per_build_date_and_an_interrupted_build_writes_nothing(work, universe_market):
+    from polyledger.fetch.runner import Run, RunOptions
     from polyledger.ledger import Ledger
-    from polyledger.runner import Run, RunOptions
     from polyledger.storage import BarStore
     from polyledger.universe_build import build_universe
 

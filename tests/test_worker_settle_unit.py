@@ -12,12 +12,12 @@ import polars as pl
 import pytest
 
 from polyledger.errors import FatalRunError, NotEntitled, TransientError
+from polyledger.fetch.units import UnitJob, UnitOutcome, process_units
 from polyledger.ledger import ClaimedUnit, Ledger, PlannedUnit
 from polyledger.periods import et_midnight_ms
 from polyledger.polygon.client import Response, Stopped
 from polyledger.secrets import register_secret
 from polyledger.storage import BarStore
-from polyledger.worker import UnitJob, UnitOutcome, process_units
 
 D = dt.date
 BASE = "https://api.test"

@@ -26,13 +26,13 @@ from polyledger.defaults import (
     DEFAULT_WORKERS,
 )
 from polyledger.errors import FatalRunError, InputError, LedgerError, one_line
+from polyledger.fetch.units import UnitJob, UnitOutcome, process_units
 from polyledger.ledger import SETTLED, Ledger, UnitState, new_owner_id, queries
 from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.polygon.client import PolygonClient, RetryPolicy
 from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.secrets import redact
 from polyledger.storage import BarStore, unit_relative_path
-from polyledger.worker import UnitJob, UnitOutcome, process_units
 
 log = logging.getLogger("polyledger.run")
 
@@ -177,7 +177,7 @@ class Run:
             owner=self.owner,
         )
         threads = [
-            threading.Thread(target=self._worker, name=f"polyledger-worker-{i}", daemon=True)
+            threading.Thread(target=self._work_loop, name=f"polyledger-worker-{i}", daemon=True)
             for i in range(opts.workers)
         ]
         beating = threading.Event()
@@ -312,7 +312,7 @@ class Run:
         with self._claim_lock:
             self._claimed -= count
 
-    def _worker(self) -> None:
+    def _work_loop(self) -> None:
         try:
             self._work()
         except FatalRunError as exc:

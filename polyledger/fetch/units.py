@@ -33,7 +33,7 @@ from polyledger.polygon.fetch import FetchCost, iter_pages
 from polyledger.secrets import redact
 from polyledger.storage import BarStore
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("polyledger.worker")  # the name run logs have always shown
 
 
 @dataclass(frozen=True)

@@ -449,7 +449,7 @@ def retry(
     Example: polyledger retry --class not_entitled --ticker AAPL
     """
     from polyledger.ledger import Ledger
-    from polyledger.retry import retry_failed, retry_flagged, retry_stale
+    from polyledger.requeue import retry_failed, retry_flagged, retry_stale
 
     if stale and (error_class != "transient" or dataset or flagged):
         raise InputError(

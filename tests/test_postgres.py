@@ -181,7 +181,7 @@ def test_a_database_that_does_not_exist_says_how_to_make_it(admin_url, tmp_path)
 
 def test_plan_claim_settle_audit_retry_on_postgres(pg_url):
     from polyledger.audit import audit, status_counts
-    from polyledger.retry import retry_failed
+    from polyledger.requeue import retry_failed
 
     with pytest.raises(Exception, match="no ledger at"):
         Ledger(pg_url, create=False)

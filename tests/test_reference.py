@@ -21,7 +21,7 @@ from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
 from polyledger.plan import plan
 from polyledger.polygon.reference import decode_results
-from polyledger.retry import retry_stale
+from polyledger.requeue import retry_stale
 from polyledger.storage import BarStore
 from polyledger.testing import Dividend, Listing, Split, StandInServer, SyntheticMarket
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from polyledger.audit import audit
+from polyledger.checks.audit import audit
 from polyledger.ledger import AttemptRecord, FetchedUnit, Ledger, PlannedUnit, StoredFile, Unit, iso, utc_now
 from polyledger.periods import unit_periods
 from polyledger.report import write_report

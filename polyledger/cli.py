@@ -291,7 +291,7 @@ def _setup_logging(log_file: Optional[Path]) -> None:
 @app.command()
 def status(ledger_path: str = LedgerOpt) -> None:
     """Units and rows per dataset and state."""
-    from polyledger.audit import status_counts
+    from polyledger.checks.audit import status_counts
     from polyledger.ledger import Ledger
 
     with Ledger(ledger_path, create=False) as ledger:
@@ -335,8 +335,8 @@ def audit(
 
     Example: polyledger audit --deep --quality --json
     """
-    from polyledger.audit import audit as audit_ledger
-    from polyledger.consistency import deep_check
+    from polyledger.checks.audit import audit as audit_ledger
+    from polyledger.checks.files import deep_check
     from polyledger.ledger import Ledger
     from polyledger.render import print_audit, print_findings, print_quality
     from polyledger.storage import BarStore
@@ -349,7 +349,7 @@ def audit(
         findings = deep_check(ledger, store) if deep else []
         checked = None
         if quality:
-            from polyledger.quality import check_quality
+            from polyledger.checks.quality import check_quality
 
             checked = check_quality(ledger, store, jump_threshold=jump, volume_tolerance=volume_tolerance)
     problems = [f for f in findings if f.kind != "stale_file"]
@@ -408,8 +408,8 @@ def repair(
 
     Example: polyledger repair && polyledger run
     """
-    from polyledger.consistency import deep_check
-    from polyledger.consistency import repair as repair_units
+    from polyledger.checks.files import deep_check
+    from polyledger.checks.files import repair as repair_units
     from polyledger.ledger import Ledger
     from polyledger.render import print_findings
     from polyledger.storage import BarStore

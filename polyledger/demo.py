@@ -14,14 +14,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from polyledger.audit import audit
+from polyledger.checks.audit import audit
+from polyledger.checks.quality import check_quality
 from polyledger.datasets.reference import plan_reference
 from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
 from polyledger.plan import plan
 from polyledger.polygon.client import RetryPolicy
 from polyledger.progress import RunDisplay, print_summary
-from polyledger.quality import check_quality
 from polyledger.render import print_audit, print_quality
 from polyledger.report import write_report
 from polyledger.storage import BarStore

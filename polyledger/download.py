@@ -24,8 +24,8 @@ from typing import Any
 import polars as pl
 
 from polyledger import datasets
-from polyledger.audit import STATES, AuditReport, audit
 from polyledger.bars import BAR_SCHEMA
+from polyledger.checks.audit import STATES, AuditReport, audit
 from polyledger.datasets import check_dataset
 from polyledger.errors import InputError
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries

@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.table import Table
 
 from polyledger import datasets
-from polyledger.audit import AuditReport
-from polyledger.consistency import Finding
+from polyledger.checks.audit import AuditReport
+from polyledger.checks.files import Finding
 
 
 def print_audit(console: Console, report: AuditReport) -> None:

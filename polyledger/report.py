@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from polyledger import datasets
-from polyledger.audit import STATES
+from polyledger.checks.audit import STATES
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
 
 MAX_TICKERS = 60  # more than this: coverage per year x month for the whole universe

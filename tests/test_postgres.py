@@ -180,7 +180,7 @@ def test_a_database_that_does_not_exist_says_how_to_make_it(admin_url, tmp_path)
 
 
 def test_plan_claim_settle_audit_retry_on_postgres(pg_url):
-    from polyledger.audit import audit, status_counts
+    from polyledger.checks.audit import audit, status_counts
     from polyledger.requeue import retry_failed
 
     with pytest.raises(Exception, match="no ledger at"):
@@ -386,7 +386,7 @@ def test_every_documented_query_gives_the_same_answer_on_postgres(busy_ledger, p
 
 
 def test_audit_and_report_agree_between_sqlite_and_postgres(demo_download, pg_url, tmp_path):
-    from polyledger.audit import audit
+    from polyledger.checks.audit import audit
 
     assert run_cli("export", "--ledger", demo_download / "ledger.db", "--to", pg_url).code == 0
     with Ledger(pg_url, create=False) as pg, Ledger(demo_download / "ledger.db", create=False) as lite:

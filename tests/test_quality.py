@@ -12,8 +12,8 @@ import pytest
 import requests
 from support import API_KEY, run_cli, write_universe
 
+from polyledger.checks.quality import CHECKS, check_quality
 from polyledger.ledger import AttemptRecord, Ledger, PlannedUnit
-from polyledger.quality import CHECKS, check_quality
 from polyledger.storage import BarStore
 from polyledger.testing import Defects, Listing, StandInServer, SyntheticMarket
 from polyledger.testing.market import ET, et_midnight_ms

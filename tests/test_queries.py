@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from support import run_cli
 
-from polyledger.audit import audit
+from polyledger.checks.audit import audit
 from polyledger.ledger import AttemptRecord, ClaimedUnit, Ledger, PlannedUnit, StoredFile, UnitState
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "queries.md"

@@ -24,7 +24,7 @@ from polars.testing import assert_frame_equal
 from support import API_KEY, STORED_COLUMNS, cli_command, python_env, run_cli, truth, write_universe
 
 import polyledger
-from polyledger.audit import audit
+from polyledger.checks.audit import audit
 from polyledger.download import UnsettledUnitsWarning
 from polyledger.ledger import AttemptRecord, Ledger, StoredFile, UnitState
 from polyledger.plan import plan

@@ -11,7 +11,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from support import API_KEY, read_dataset, run_cli, truth
 
-from polyledger.audit import audit
+from polyledger.checks.audit import audit
 from polyledger.datasets.details import DETAILS
 from polyledger.datasets.dividends import DIVIDENDS
 from polyledger.datasets.reference import plan_reference, results_frame

@@ -15,7 +15,7 @@ import pytest
 from matplotlib import image as mpimg
 from support import API_KEY, LISTINGS, UNKNOWN
 
-from polyledger.audit import audit
+from polyledger.checks.audit import audit
 from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import AttemptRecord, Ledger, StoredFile
 from polyledger.plan import plan

@@ -29,7 +29,7 @@ from support import (
 )
 
 from polyledger.bars import BAR_SCHEMA
-from polyledger.consistency import deep_check
+from polyledger.checks.files import deep_check
 from polyledger.errors import FatalRunError, StorageError
 from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger

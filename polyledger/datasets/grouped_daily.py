@@ -9,7 +9,7 @@ the survivorship-free record of which symbols traded on which day.
 
 Rows are bars in the stored bar schema, one per ticker (`timestamp` = 16:00 ET of the
 date, as the API sends it). `audit --quality` cross-checks them against the per-ticker
-`day` bars (`quality_grouped.py`).
+`day` bars (`checks/grouped.py`).
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ from collections.abc import Iterator, Sequence
 
 import polars as pl
 
+from polyledger.checks.quality import REFERENCE_BARS as REFERENCE
+from polyledger.checks.quality import quality_flag as _flag
 from polyledger.errors import one_line
 from polyledger.ledger import Ledger, UnitState, queries
 from polyledger.periods import ET
-from polyledger.quality import REFERENCE_BARS as REFERENCE
-from polyledger.quality import quality_flag as _flag
 from polyledger.storage import BarStore
 
 # Both are the same day's aggregate from the same trades, so they should agree to the

@@ -161,7 +161,7 @@ def check_quality(
         flags.extend(_check_ticker(ledger, store, ticker, report))
     for name in datasets:
         if registry.get(name).keyed_by == "date":
-            from polyledger.quality_grouped import cross_check  # it builds flags with this module
+            from polyledger.checks.grouped import cross_check  # it builds flags with this module
 
             found, files, bars = cross_check(ledger, store, name, registry.MARKET)
             flags.extend(found)

@@ -23,8 +23,8 @@ from sqlmodel import Session
 
 from polyledger.checks.audit import audit
 from polyledger.ledger import AttemptRecord, FetchedUnit, Ledger, PlannedUnit, StoredFile, Unit, iso, utc_now
+from polyledger.output.report import write_report
 from polyledger.periods import unit_periods
-from polyledger.report import write_report
 
 
 def planned_units(count: int) -> list[PlannedUnit]:

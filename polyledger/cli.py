@@ -208,8 +208,8 @@ def run(
     from polyledger.datasets import check_dataset
     from polyledger.fetch.runner import Run, RunOptions
     from polyledger.ledger import Ledger
+    from polyledger.output.progress import RunDisplay, print_summary
     from polyledger.polygon.client import DEFAULT_BASE_URL
-    from polyledger.progress import RunDisplay, print_summary
     from polyledger.storage import BarStore
 
     for name in dataset or []:
@@ -338,7 +338,7 @@ def audit(
     from polyledger.checks.audit import audit as audit_ledger
     from polyledger.checks.files import deep_check
     from polyledger.ledger import Ledger
-    from polyledger.render import print_audit, print_findings, print_quality
+    from polyledger.output.render import print_audit, print_findings, print_quality
     from polyledger.storage import BarStore
 
     if not quality and (volume_tolerance != DEFAULT_VOLUME_TOLERANCE or jump != DEFAULT_JUMP_THRESHOLD):
@@ -385,7 +385,7 @@ def report(
     Example: polyledger report --out report.html
     """
     from polyledger.ledger import Ledger
-    from polyledger.report import write_report
+    from polyledger.output.report import write_report
 
     if out.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"--out must be an .html file: {out}")
@@ -411,7 +411,7 @@ def repair(
     from polyledger.checks.files import deep_check
     from polyledger.checks.files import repair as repair_units
     from polyledger.ledger import Ledger
-    from polyledger.render import print_findings
+    from polyledger.output.render import print_findings
     from polyledger.storage import BarStore
 
     store = BarStore(data)
@@ -491,9 +491,9 @@ def universe(
     """
     from polyledger.fetch.runner import Run, RunOptions
     from polyledger.ledger import Ledger
+    from polyledger.output.progress import RunDisplay
     from polyledger.periods import et_today, parse_date
     from polyledger.polygon.client import DEFAULT_BASE_URL
-    from polyledger.progress import RunDisplay
     from polyledger.storage import BarStore
     from polyledger.universe_build import build_universe
 

@@ -19,11 +19,11 @@ from polyledger.checks.quality import check_quality
 from polyledger.datasets.reference import plan_reference
 from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
+from polyledger.output.progress import RunDisplay, print_summary
+from polyledger.output.render import print_audit, print_quality
+from polyledger.output.report import write_report
 from polyledger.plan import plan
 from polyledger.polygon.client import RetryPolicy
-from polyledger.progress import RunDisplay, print_summary
-from polyledger.render import print_audit, print_quality
-from polyledger.report import write_report
 from polyledger.storage import BarStore
 from polyledger.testing import Dividend, FaultPlan, Listing, Split, StandInServer, SyntheticMarket
 from polyledger.universe import read_members

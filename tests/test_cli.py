@@ -189,7 +189,7 @@ def test_status_and_audit_do_not_wait_for_a_writer(work):
 
 
 def test_long_etas_show_days():
-    from polyledger.progress import duration
+    from polyledger.output.progress import duration
 
     assert duration(59) == "00:00:59"
     assert duration(28 * 3600 + 400) == "1d 04:06:40"

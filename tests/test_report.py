@@ -18,8 +18,7 @@ from support import API_KEY, LISTINGS, UNKNOWN
 from polyledger.checks.audit import audit
 from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import AttemptRecord, Ledger, StoredFile
-from polyledger.plan import plan
-from polyledger.report import (
+from polyledger.output.report import (
     MAX_TICKERS,
     Cell,
     coverage_grids,
@@ -27,6 +26,7 @@ from polyledger.report import (
     period_states,
     write_report,
 )
+from polyledger.plan import plan
 from polyledger.storage import BarStore
 from polyledger.testing import StandInServer, SyntheticMarket
 

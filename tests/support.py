@@ -118,6 +118,41 @@ class LedgerClock:
         self.now += dt.timedelta(seconds=seconds)
 
 
+class ScriptedClient:
+    """A PolygonClient stand-in for unit tests: answers each request with the next scripted
+    body (bytes) or raises the next exception, and records what was asked."""
+
+    base_url = "https://api.test"
+
+    def __init__(self, answers: list, tries: int = 1) -> None:
+        self.answers = list(answers)
+        self.tries = tries
+        self.calls: list[tuple[str, dict | None]] = []
+
+    def get(self, url: str, params: dict | None = None, decode=None):  # type: ignore[no-untyped-def]
+        from polyledger.polygon.client import Response
+
+        self.calls.append((url, params))
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        decoded = decode(answer) if decode else None
+        return Response(answer, 200, "header-id", decoded, self.tries)
+
+
+# the error class each fault kind the stand-in injects is retried as
+FAULT_CLASSES = {
+    "429": "http_429",
+    "500": "http_500",
+    "502": "http_502",
+    "503": "http_503",
+    "reset": "connection",
+    "truncated": "truncated",
+    "invalid_json": "invalid_json",
+    "bad_shape": "bad_shape",
+}
+
+
 def python_env() -> dict[str, str]:
     """Environment for subprocess CLI runs: the same interpreter and packages."""
     env = dict(os.environ)

@@ -5,16 +5,15 @@ mixed adjusted/raw answer."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 
 import orjson
 import polars as pl
 import pytest
+from support import ScriptedClient
 
 import polyledger.polygon.fetch as fetch
 from polyledger.errors import FatalRunError, NotEntitled, PermanentError, ProtocolError
 from polyledger.polygon.aggs import AggregatesPage
-from polyledger.polygon.client import Response
 from polyledger.polygon.fetch import (
     EndpointNotFound,
     FetchCost,
@@ -27,22 +26,6 @@ from polyledger.polygon.fetch import (
 BASE = "https://api.test"
 FIRST = f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/2024-01-01/2024-01-31"
 D = dt.date
-
-
-class ScriptedClient:
-    base_url = BASE
-
-    def __init__(self, answers: list[bytes | BaseException], tries: int = 1) -> None:
-        self.answers = list(answers)
-        self.tries = tries
-        self.calls: list[tuple[str, dict | None]] = []
-
-    def get(self, url: str, params: dict | None = None, decode: Callable | None = None) -> Response:
-        self.calls.append((url, params))
-        answer = self.answers.pop(0)
-        if isinstance(answer, BaseException):
-            raise answer
-        return Response(answer, 200, "header-id", decode(answer) if decode else None, self.tries)
 
 
 def cursor(start_ms: int) -> str:

@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from support import API_KEY, run_cli, truth, write_universe
+from support import API_KEY, FAULT_CLASSES, run_cli, truth, write_universe
 
 from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
@@ -153,16 +153,6 @@ def test_audit_exit_codes_0_1_3_and_2(work, market):
 
 # --- empty_confirmed ----------------------------------------------------------------------------
 
-FAULT_CLASSES = {
-    "429": "http_429",
-    "500": "http_500",
-    "502": "http_502",
-    "503": "http_503",
-    "reset": "connection",
-    "truncated": "truncated",
-    "invalid_json": "invalid_json",
-    "bad_shape": "bad_shape",
-}
 # TINY trades in both months (bars); NEWCO lists in June 2023, so its January is empty
 FAULT_UNITS = (("TINY", D(2023, 1, 1), D(2023, 2, 28)), ("NEWCO", D(2023, 1, 1), D(2023, 1, 31)))
 

@@ -9,21 +9,11 @@ import re
 import sqlite3
 from collections import Counter
 
-from support import API_KEY, UNKNOWN, run_cli, write_universe
+from support import API_KEY, FAULT_CLASSES, UNKNOWN, run_cli, write_universe
 
 from polyledger.testing import FaultPlan, StandInServer
 
 # the error class each injected fault is retried as
-FAULT_CLASS = {
-    "429": "http_429",
-    "500": "http_500",
-    "502": "http_502",
-    "503": "http_503",
-    "reset": "connection",
-    "truncated": "truncated",
-    "invalid_json": "invalid_json",
-    "bad_shape": "bad_shape",
-}
 RETRY = re.compile(
     r"request retried: class=(\S+) status=(\S+) request_id=(\S+) attempt=(\d+) delay=(\d+\.\d\d)s$"
 )
@@ -36,7 +26,7 @@ END = re.compile(
 def test_the_log_file_has_every_retry_every_unit_and_the_end(work, market):
     """No slow answers and no server rate limit: every retry is one of the faults the
     stand-in counted, so the count is exact on any machine."""
-    faults = FaultPlan(rate=0.15, kinds=tuple(FAULT_CLASS), seed=11, retry_after=True)
+    faults = FaultPlan(rate=0.15, kinds=tuple(FAULT_CLASSES), seed=11, retry_after=True)
     with StandInServer(market, api_keys=(API_KEY,), page_cap=4_000, faults=faults) as server:
         write_universe(work / "universe.csv", ["AAPL", "TINY", UNKNOWN])
         run_cli("plan", "--universe", "universe.csv", "--from", "2023-01-01", "--to", "2023-06-30")
@@ -63,7 +53,7 @@ def test_the_log_file_has_every_retry_every_unit_and_the_end(work, market):
     retries = [match.groups() for match in map(RETRY.search, messages) if match]
     assert sum(injected.values()) >= 10, injected  # the seeded plan injects plenty
     assert Counter(error_class for error_class, *_ in retries) == Counter(
-        {FAULT_CLASS[kind]: count for kind, count in injected.items()}
+        {FAULT_CLASSES[kind]: count for kind, count in injected.items()}
     )
     for error_class, status, request_id, attempt, _delay in retries:
         assert int(attempt) >= 1

@@ -5,42 +5,23 @@ an error. No server, no threads: every answer is given by the test."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 
 import orjson
 import polars as pl
 import pytest
+from support import ScriptedClient
 
 from polyledger.errors import FatalRunError, NotEntitled, TransientError
 from polyledger.fetch.units import UnitJob, UnitOutcome, process_units
 from polyledger.ledger import ClaimedUnit, Ledger, PlannedUnit
 from polyledger.periods import et_midnight_ms
-from polyledger.polygon.client import Response, Stopped
+from polyledger.polygon.client import Stopped
 from polyledger.secrets import register_secret
 from polyledger.storage import BarStore
 
 D = dt.date
 BASE = "https://api.test"
 HOUR = 3_600_000
-
-
-class ScriptedClient:
-    """Answers each request with the next scripted body (bytes) or raises the next exception."""
-
-    base_url = BASE
-
-    def __init__(self, answers: list[bytes | BaseException], tries: int = 1) -> None:
-        self.answers = list(answers)
-        self.tries = tries
-        self.calls: list[tuple[str, dict | None]] = []
-
-    def get(self, url: str, params: dict | None = None, decode: Callable | None = None) -> Response:
-        self.calls.append((url, params))
-        answer = self.answers.pop(0)
-        if isinstance(answer, BaseException):
-            raise answer
-        decoded = decode(answer) if decode else None
-        return Response(answer, 200, "header-id", decoded, self.tries)
 
 
 def at(day: D, hours: int = 15) -> int:

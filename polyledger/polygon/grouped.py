@@ -14,20 +14,10 @@ import orjson
 import polars as pl
 
 from polyledger.errors import TransientError, one_line
-from polyledger.polygon.aggs import SUCCESS_STATUSES
+from polyledger.polygon.aggs import RAW_BAR, SUCCESS_STATUSES
 
-GROUPED_BAR = {
-    "T": pl.String,
-    "t": pl.Int64,
-    "o": pl.Float64,
-    "h": pl.Float64,
-    "l": pl.Float64,
-    "c": pl.Float64,
-    "v": pl.Float64,
-    "vw": pl.Float64,
-    "n": pl.Int64,
-    "otc": pl.Boolean,
-}
+# one bar per symbol: the /range bar with the ticker as `T`
+GROUPED_BAR = {"T": pl.String, **dict(RAW_BAR.to_schema())}
 REQUIRED = ("T", "t", "o", "h", "l", "c", "v")
 
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
+from polyledger.listings import Listing, Unattributed, attribute
 from polyledger.periods import ET
 
 # the columns of every stored bar file, in order
 BAR_SCHEMA = {
-    "ticker": pl.String,
+    "ticker": pl.String,  # the symbol as it traded (case-sensitive)
+    "security_id": pl.String,  # the security across symbols; null: inside no known listing
     "timestamp": pl.Datetime("ms", "UTC"),
     "open": pl.Float64,
     "high": pl.Float64,
@@ -48,35 +51,55 @@ def to_stored_bars(raw: pl.DataFrame, ticker: str) -> pl.DataFrame:
         *[
             pl.col(name).cast(dtype)
             for name, dtype in BAR_SCHEMA.items()
-            if name not in ("ticker", "timestamp")
+            if name not in ("ticker", "security_id", "timestamp")
         ],
     )
 
 
-def bars_for_unit(raw: pl.DataFrame, ticker: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+def bars_for_unit(
+    raw: pl.DataFrame, ticker: str, start: dt.date, end: dt.date, listings: Sequence[Listing] = ()
+) -> pl.DataFrame:
     """The unit's bars: those whose US/Eastern session date is in [start, end], each
     timestamp once (first seen wins), sorted by time, in the stored schema."""
-    return split_by_unit(raw, ticker, [(start, end)])[0][0]
+    return split_by_unit(raw, ticker, [(start, end)], listings)[0].bars
+
+
+@dataclass(frozen=True)
+class UnitBars:
+    """One unit's share of an answer: its bars, the repeats dropped, and the bars that
+    fell inside no known listing of the symbol (kept, with a null security_id)."""
+
+    bars: pl.DataFrame
+    duplicates: int = 0
+    unattributed: Unattributed | None = None
 
 
 def split_by_unit(
-    raw: pl.DataFrame, ticker: str, periods: Sequence[tuple[dt.date, dt.date]]
-) -> list[tuple[pl.DataFrame, int]]:
+    raw: pl.DataFrame,
+    ticker: str,
+    periods: Sequence[tuple[dt.date, dt.date]],
+    listings: Sequence[Listing] = (),
+) -> list[UnitBars]:
     """`bars_for_unit` for several units at once, with how many repeated timestamps each
-    unit's bars had (dropped; the first is kept). The raw bars are converted and sorted
-    once, then each unit is a slice (session dates never decrease along sorted
-    timestamps): filtering the whole buffer per unit cost a page's work per month."""
+    unit's bars had (dropped; the first is kept) and which bars no listing of `ticker`
+    explains. The raw bars are converted and sorted once, then each unit is a slice
+    (session dates never decrease along sorted timestamps): filtering the whole buffer
+    per unit cost a page's work per month."""
     if raw.height == 0:
-        return [(pl.DataFrame(schema=BAR_SCHEMA), 0) for _ in periods]
+        return [UnitBars(pl.DataFrame(schema=BAR_SCHEMA)) for _ in periods]
     bars = to_stored_bars(raw, ticker).sort("timestamp", maintain_order=True)  # stable: first seen first
     dates = bars.get_column("timestamp").dt.convert_time_zone(str(ET)).dt.date()
     firsts = dates.search_sorted(pl.Series([start for start, _ in periods], dtype=pl.Date), side="left")
     lasts = dates.search_sorted(pl.Series([end for _, end in periods], dtype=pl.Date), side="right")
     out = []
     for first, last in zip(firsts, lasts, strict=True):
-        unit = bars.slice(first, max(last - first, 0))
+        length = max(last - first, 0)
+        unit = bars.slice(first, length).with_columns(_date=dates.slice(first, length))
         unique = unit.unique(subset="timestamp", keep="first", maintain_order=True)
-        out.append((unique, unit.height - unique.height))
+        attributed, unattributed = attribute(
+            unique.drop("_date"), unique.get_column("_date"), ticker, listings
+        )
+        out.append(UnitBars(attributed.select(list(BAR_SCHEMA)), unit.height - unique.height, unattributed))
     return out
 
 
@@ -95,7 +118,12 @@ def symbol_bars(raw: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     by ticker and time; and how many repeats were dropped."""
     if raw.height == 0:
         return pl.DataFrame(schema=BAR_SCHEMA), 0
-    bars = to_stored_bars(raw.drop("T"), "").with_columns(raw.get_column("T").alias("ticker"))
+    # a market-wide cross-check: its bars are not attributed to listings (null security_id)
+    bars = (
+        to_stored_bars(raw.drop("T"), "")
+        .with_columns(raw.get_column("T").alias("ticker"), pl.lit(None, dtype=pl.String).alias("security_id"))
+        .select(list(BAR_SCHEMA))
+    )
     unique = bars.unique(subset=["ticker", "timestamp"], keep="first", maintain_order=True)
     return unique.sort("ticker", "timestamp", maintain_order=True), bars.height - unique.height
 

@@ -511,7 +511,7 @@ def universe(
     with Ledger(ledger_path) as ledger:
         store = BarStore(data)
         store.ensure_writable()
-        options = RunOptions(workers=workers, rate=rate, datasets=("details",))
+        options = RunOptions(workers=workers, rate=rate, datasets=("details", "ticker_events"))
         job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
         with RunDisplay(_console(), job.client) as display, _signals_stop(job):
             report = build_universe(
@@ -530,6 +530,10 @@ def universe(
         )
         raise typer.Exit(130 if report.outcome == "interrupted" else 1)
     _echo(report.funnel_text())
+    if report.reused:
+        _echo(f"symbols with several listings (reused): {', '.join(report.reused[:10])}")
+    for earlier, current in report.renamed[:10]:
+        _echo(f"earlier symbol {earlier} of {current} (ticker events): planned under {current}'s security_id")
     for ticker, reason in report.failed_details[:20]:
         _echo(f"details failed: {ticker}: {reason}")
     if len(report.failed_details) > 20:

@@ -73,7 +73,11 @@ def run_demo(
         console.print(f"stand-in Polygon API at {server.url} (key: {DEMO_KEY})", markup=False)
         store = BarStore(directory / "data")
         details = Run(
-            ledger, store, api_key=DEMO_KEY, base_url=server.url, options=_options(workers, None, "details")
+            ledger,
+            store,
+            api_key=DEMO_KEY,
+            base_url=server.url,
+            options=_options(workers, None, "details", "ticker_events"),
         )
         built = build_universe(
             details, types=["CS"], exchanges=["XNAS", "XNYS"], cap_max=None, as_of=None, out=universe

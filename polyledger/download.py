@@ -5,6 +5,8 @@
     dl.units()                                        # polars DataFrame, one row per unit
     dl.bars("minute", tickers=["AAPL"], start="2024-01-01", end="2024-03-31").collect()
     dl.bars("grouped_daily", start="2024-03-01", end="2024-03-08").collect()   # every symbol
+    dl.listings()                                     # symbols' windows and securities
+    dl.bars("minute", security="BBG000BPH459").collect()  # one company across its symbols
     dl.reference("splits").collect()
     dl.audit()
 
@@ -29,6 +31,7 @@ from polyledger.checks.audit import STATES, AuditReport, audit
 from polyledger.datasets import check_dataset
 from polyledger.errors import InputError
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
+from polyledger.listings import Listing
 from polyledger.periods import ET
 from polyledger.storage import BarStore
 
@@ -65,6 +68,27 @@ class Download:
             pl.col("period_start", "period_end").str.to_date()
         )
 
+    def listings(self, *, tickers: Sequence[str] | None = None, security: str | None = None) -> pl.DataFrame:
+        """The ledger's listings: each symbol's windows (first and last session date; null
+        = unbounded) and the security each belongs to, with how its id was made (`link`)."""
+        if isinstance(tickers, str):
+            tickers = [tickers]
+        rows = self.ledger.listings(security_id=security, tickers=tickers)
+        return pl.DataFrame(
+            [listing.__dict__ for listing in rows],
+            schema={
+                "ticker": pl.String(),
+                "first_day": pl.Date(),
+                "last_day": pl.Date(),
+                "security_id": pl.String(),
+                "link": pl.String(),
+                "name": pl.String(),
+                "cik": pl.String(),
+                "composite_figi": pl.String(),
+                "share_class_figi": pl.String(),
+            },
+        )
+
     def bars(
         self,
         dataset: str = "minute",
@@ -72,10 +96,16 @@ class Download:
         tickers: Sequence[str] | None = None,
         start: dt.date | str | None = None,
         end: dt.date | str | None = None,
+        security: str | None = None,
     ) -> pl.LazyFrame:
         """Bars of `done` units, lazily: tickers and [start, end] (US/Eastern session dates,
         inclusive) choose the files from the ledger, then filter the bars. A dataset keyed
-        by date (grouped_daily) has every symbol in each unit: its tickers filter the bars."""
+        by date (grouped_daily) has every symbol in each unit: its tickers filter the bars.
+
+        `security` (a `security_id`, see `listings()`) follows one company across the
+        symbols it traded under, and only its bars: a reused symbol's other company and
+        bars inside no known listing (null `security_id`) are left out. By ticker, a
+        symbol's bars come as traded, each with its `security_id`."""
         bar_datasets = datasets.names(bars=True)
         if dataset not in bar_datasets:
             raise InputError(f"unknown bar dataset {dataset!r}: choose one of {', '.join(bar_datasets)}")
@@ -84,13 +114,19 @@ class Download:
             raise InputError(f"start {first} is after end {last}")
         if isinstance(tickers, str):  # one ticker given bare: `tickers="AAPL"`
             tickers = [tickers]
+        if security is not None:
+            symbols = sorted({listing.ticker for listing in self.ledger.listings(security_id=security)})
+            if not symbols:
+                raise InputError(f"unknown security_id {security!r}: see .listings()")
+            tickers = [t for t in symbols if tickers is None or t in tickers]
         by_date = datasets.get(dataset).keyed_by == "date"
         selected = self._selected(dataset, None if by_date else tickers, first, last)
         _warn_unsettled(dataset, selected)
-        files = _files(selected)
-        if not files:
+        if not _files(selected):
             return pl.LazyFrame(schema=STORED_BAR_SCHEMA)
-        frame = self.store.scan_parquet(files)
+        frame = self._scan(selected)
+        if security is not None:
+            frame = frame.filter(pl.col("security_id") == security)
         if by_date and tickers:
             frame = frame.filter(pl.col("ticker").is_in(list(tickers)))
         if first is not None or last is not None:
@@ -100,6 +136,23 @@ class Download:
             if last is not None:
                 frame = frame.filter(session <= last)
         return frame
+
+    def _scan(self, selected: list[Any]) -> pl.LazyFrame:
+        """The selection's files; those written before bar files carried `security_id`
+        (a ledger upgraded in place) get it from the ledger's listings, by session date."""
+        since = queries.security_id_since(self.ledger)
+        done = [row for row in selected if row.state == UnitState.DONE]
+        old = [
+            row for row in done if since is not None and row.fetched_at is not None and row.fetched_at < since
+        ]
+        new = [row.file_path for row in done if row not in old]
+        frames = [self.store.scan_parquet(new)] if new else []
+        if old:
+            legacy = self.store.scan_parquet([row.file_path for row in old])
+            listings = self.ledger.listings(tickers=sorted({row.ticker for row in old}))
+            frames.append(_attributed_on_read(legacy, listings))
+        frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+        return frame.select(list(STORED_BAR_SCHEMA))
 
     def reference(self, dataset: str, *, tickers: Sequence[str] | None = None) -> pl.LazyFrame:
         """Splits, dividends or ticker details of `done` units, lazily."""
@@ -120,6 +173,21 @@ class Download:
     ) -> list[Any]:
         """The selection's units (state, file), in ticker and time order: one query."""
         return queries.selected_units(self.ledger, dataset, tickers, first, last)
+
+
+def _attributed_on_read(frame: pl.LazyFrame, listings: Sequence[Listing]) -> pl.LazyFrame:
+    """Bars without a `security_id` column, given the one of the listing whose window holds
+    each bar's session date (null if none does), as the worker does when it writes."""
+    session = pl.col("timestamp").dt.convert_time_zone(str(ET)).dt.date()
+    ids: pl.Expr = pl.lit(None, dtype=pl.String)
+    for listing in listings:
+        inside = pl.col("ticker") == listing.ticker
+        if listing.first_day is not None:
+            inside = inside & (session >= listing.first_day)
+        if listing.last_day is not None:
+            inside = inside & (session <= listing.last_day)
+        ids = pl.when(inside).then(pl.lit(listing.security_id, dtype=pl.String)).otherwise(ids)
+    return frame.with_columns(ids.alias("security_id"))
 
 
 def _files(selected: list[Any]) -> list[str]:

@@ -12,9 +12,9 @@ from polyledger import datasets
 from polyledger.datasets import MARKET
 from polyledger.errors import InputError
 from polyledger.ledger import Ledger, PlannedUnit
+from polyledger.listings import Listing, assign_security_ids
 from polyledger.periods import unit_periods
 from polyledger.trading_days import trading_days
-from polyledger.universe import UniverseMember
 
 EARLIEST = dt.date(2000, 1, 1)  # Polygon's stock history starts in 2003; anything earlier is a typo
 
@@ -48,38 +48,59 @@ def check_range(dataset: str, start: dt.date, end: dt.date) -> None:
 
 
 def plan_units(
-    universe: Iterable[UniverseMember | str], dataset: str, start: dt.date, end: dt.date
+    universe: Iterable[Listing | str], dataset: str, start: dt.date, end: dt.date
 ) -> Iterator[PlannedUnit]:
     """Units in ticker order, then time order (so a ticker's months sit together), only
-    those overlapping each ticker's listing window."""
+    those overlapping one of the ticker's listing windows."""
     periods = _periods(dataset, start, end)
-    return _units(dataset, periods, (_span(member, periods) for member in universe))
+    return _units(dataset, periods, _streamed_spans(universe, periods))
+
+
+def _streamed_spans(universe: Iterable[Listing | str], periods: Sequence[Period]) -> Iterator[Span]:
+    """`_spans` one listing at a time (a universe may be endless): a ticker's rows sit
+    together in a universe file, so only the previous row's span is needed to merge."""
+    previous: Span | None = None
+    for member in universe:
+        ticker, lo, hi = _span(_listing(member), periods)
+        if previous is not None and previous[0] == ticker and lo <= previous[2]:
+            previous = (ticker, previous[1], max(previous[2], hi))
+            continue
+        if previous is not None:
+            yield previous
+        previous = (ticker, lo, hi)
+    if previous is not None:
+        yield previous
 
 
 def plan(
-    ledger: Ledger, universe: Sequence[UniverseMember | str], dataset: str, start: dt.date, end: dt.date
+    ledger: Ledger, universe: Sequence[Listing | str], dataset: str, start: dt.date, end: dt.date
 ) -> PlanResult:
     """Add the missing units for universe x [start, end]; existing units keep their state.
-    Plain tickers have no listing window; members skip the periods outside theirs. A
-    date-keyed dataset ignores the universe (`plan_days`)."""
+    Plain tickers have no listing window; listings skip the periods outside theirs (a
+    symbol with several listings gets the periods of each). The listings are recorded in
+    the ledger: they attribute each stored bar to its security. A date-keyed dataset
+    ignores the universe (`plan_days`)."""
     if datasets.get(dataset).keyed_by == "date":
         return plan_days(ledger, dataset, start, end)
     check_range(dataset, start, end)
+    listings = assign_security_ids([_listing(member) for member in universe])
+    ledger.record_listings(listings)
     periods = _periods(dataset, start, end)
-    spans = [_span(member, periods) for member in universe]  # one small tuple per ticker
+    spans = _spans(listings, periods)  # a small tuple per ticker (or per listing of a reused one)
     added = ledger.add_units(_units(dataset, periods, spans))  # streamed, never a list of units
     # a ticker with nothing to plan here must not get its old units re-queued either
-    listed = [ticker for ticker, lo, hi in spans if hi > lo]
+    listed = sorted({ticker for ticker, lo, hi in spans if hi > lo})
     widened, busy = ledger.widen_clipped(dataset, listed, start, end)
     in_plan = sum(hi - lo for _ticker, lo, hi in spans)
+    tickers = len({listing.ticker for listing in listings})
     return PlanResult(
         dataset=dataset,
-        tickers=len(spans),
+        tickers=tickers,
         units_in_plan=in_plan,
         added=added,
         widened=widened,
         busy=busy,
-        outside_listing=len(spans) * len(periods) - in_plan,
+        outside_listing=tickers * len(periods) - in_plan,
     )
 
 
@@ -99,19 +120,39 @@ def _periods(dataset: str, start: dt.date, end: dt.date) -> list[Period]:
     return list(unit_periods(datasets.get(dataset).grain, start, end))
 
 
-def _span(member: UniverseMember | str, periods: Sequence[Period]) -> Span:
+def _listing(member: Listing | str) -> Listing:
+    return Listing(member) if isinstance(member, str) else member
+
+
+def _spans(listings: Sequence[Listing], periods: Sequence[Period]) -> list[Span]:
+    """Each ticker's periods that overlap one of its listing windows, as few spans as
+    possible (a reused symbol's two listings may share a month), in first-seen order."""
+    by_ticker: dict[str, list[tuple[int, int]]] = {}
+    for listing in listings:
+        by_ticker.setdefault(listing.ticker, []).append(_span(listing, periods)[1:])
+    spans: list[Span] = []
+    for ticker, ranges in by_ticker.items():
+        merged: list[list[int]] = []
+        for lo, hi in sorted(ranges):
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        spans.extend((ticker, lo, hi) for lo, hi in merged)
+    return spans
+
+
+def _span(listing: Listing, periods: Sequence[Period]) -> Span:
     """The periods (clipped by the plan's range only) that overlap the listing window.
     Periods are never clipped to the window: before a listing the API just has no bars,
     and clipping would make the ledger widen such units on every later plan."""
-    if isinstance(member, str):
-        return member, 0, len(periods)
     lo = 0
-    if member.list_date is not None:  # first period ending on or after the listing
-        lo = bisect_left(periods, member.list_date, key=lambda period: period[1])
+    if listing.first_day is not None:  # first period ending on or after the listing
+        lo = bisect_left(periods, listing.first_day, key=lambda period: period[1])
     hi = len(periods)
-    if member.last_day is not None:  # past the last period starting on or before the last day
-        hi = bisect_right(periods, member.last_day, key=lambda period: period[0])
-    return member.ticker, lo, max(lo, hi)
+    if listing.last_day is not None:  # past the last period starting on or before the last day
+        hi = bisect_right(periods, listing.last_day, key=lambda period: period[0])
+    return listing.ticker, lo, max(lo, hi)
 
 
 def _units(dataset: str, periods: list[Period], spans: Iterable[Span]) -> Iterator[PlannedUnit]:

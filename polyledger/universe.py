@@ -1,7 +1,13 @@
 """Reading a universe file: a CSV or Parquet file with a `ticker` column, validated strictly.
 
-Optional `list_date` and `delisted_utc` columns (as Polygon's reference API gives them)
-bound each ticker's listing window, so planning can skip the periods outside its life.
+Each row is a listing (`polyledger.listings.Listing`). Optional `list_date` and
+`delisted_utc` columns (as Polygon's reference API gives them; `delisted_utc` is "the
+last date that the asset was traded"), and `first_date`/`last_date` (where polyledger
+bounded it: a rename, a reused symbol without a list date) bound its window, so planning skips the periods
+outside its life. One ticker may sit on several rows when they are different listings
+(a symbol reused by another company): their windows must not overlap. Optional
+identity columns (`name`, `cik`, `composite_figi`, `share_class_figi`, `security_id`,
+`link`) say which security each listing is.
 """
 
 from __future__ import annotations
@@ -10,31 +16,20 @@ import csv
 import datetime as dt
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from polyledger.errors import InputError, one_line
-from polyledger.periods import ET
+from polyledger.listings import LINKS, Listing, assign_security_ids
 from polyledger.symbols import validate_ticker
 
 # fromisoformat alone also takes 20230101 and 2023-W01-1, which nobody means here
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
-DATE_COLUMNS = ("list_date", "delisted_utc")
+IDENTITY_COLUMNS = ("name", "cik", "composite_figi", "share_class_figi", "security_id", "link")
+COLUMNS = ("ticker", "list_date", "delisted_utc", "first_date", "last_date", *IDENTITY_COLUMNS)
 
-
-@dataclass(frozen=True)
-class UniverseMember:
-    """A ticker and its listing window: the first and last US/Eastern session dates it can
-    trade (None = unbounded on that side)."""
-
-    ticker: str
-    list_date: dt.date | None = None
-    last_day: dt.date | None = None
-
-
-# one data row before validation: (position like "line 4", ticker, list_date, delisted_utc)
-_Record = tuple[str, object, object, object]
+# one data row before validation: (position like "line 4", {column: value} of COLUMNS)
+_Record = tuple[str, dict[str, object]]
 
 
 def read_universe(path: Path) -> list[str]:
@@ -42,46 +37,69 @@ def read_universe(path: Path) -> list[str]:
     return [member.ticker for member in read_members(path)]
 
 
-def read_members(path: Path) -> list[UniverseMember]:
-    """Members of a universe file (`.parquet`, else CSV), in file order. Blank lines, a UTF-8
-    BOM and extra columns are fine; anything else wrong (no file, no `ticker` column, a bad
-    or repeated ticker, a bad date) raises an InputError naming the line."""
+def read_members(path: Path) -> list[Listing]:
+    """Listings of a universe file (`.parquet`, else CSV), in file order, each with its
+    security_id. Blank lines, a UTF-8 BOM and extra columns are fine; anything else wrong
+    (no file, no `ticker` column, a bad ticker, a bad date, one ticker's rows with
+    overlapping windows) raises an InputError naming the line."""
     path = Path(path)
     if not path.is_file():
         if path.is_dir():
             raise InputError(f"universe path is a folder, not a file: {path}")
         raise InputError(f"universe file not found: {path}")
     records = _parquet_records(path) if path.suffix.lower() == ".parquet" else _csv_records(path)
-    members: list[UniverseMember] = []
-    seen: dict[str, str] = {}
-    for position, ticker, list_date, delisted_utc in records:
+    members: list[Listing] = []
+    positions: dict[Listing, str] = {}
+    for position, values in records:
         where = f"{path.name} {position}"
-        member = _member(where, ticker, list_date, delisted_utc)
-        if member.ticker in seen:
-            raise InputError(f"{where}: duplicate ticker {member.ticker!r} (first on {seen[member.ticker]})")
-        seen[member.ticker] = position
+        member = _member(where, values)
+        for other in members:
+            if other.ticker == member.ticker and other.overlaps(member):
+                if (other.first_day, other.last_day) == (member.first_day, member.last_day):
+                    raise InputError(
+                        f"{where}: duplicate ticker {member.ticker!r} (first on {positions[other]})"
+                    )
+                raise InputError(
+                    f"{where}: ticker {member.ticker!r} is already listed on {positions[other]} with an "
+                    f"overlapping window ({other.window_text()} and {member.window_text()}): several rows "
+                    "of one ticker must be different listings (distinct list_date/delisted_utc windows)"
+                )
+        positions[member] = position
         members.append(member)
     if not members:
         raise InputError(f"universe file {path} lists no tickers")
-    return members
+    return assign_security_ids(members)
 
 
-def _member(where: str, ticker: object, list_date: object, delisted_utc: object) -> UniverseMember:
+def _member(where: str, values: dict[str, object]) -> Listing:
+    ticker = values.get("ticker")
     if ticker is None or ticker == "":
         raise InputError(f"{where}: empty ticker")
     if not isinstance(ticker, str):
         raise InputError(f"{where}: invalid ticker {ticker!r}: expected text")
     validate_ticker(ticker, where)
-    first = _list_date(where, list_date)
-    last = _last_day(where, delisted_utc)
+    listed = _date(where, "list_date", values.get("list_date"))
+    bounded = _date(where, "first_date", values.get("first_date"))
+    first = max((day for day in (listed, bounded) if day is not None), default=None)
+    delisted = _last_day(where, values.get("delisted_utc"))
+    renamed = _date(where, "last_date", values.get("last_date"))
+    last = min((day for day in (delisted, renamed) if day is not None), default=None)
     if first is not None and last is not None and first > last:
         raise InputError(
-            f"{where}: list_date {first} is after the last trading day {last} (delisted_utc {delisted_utc!r})"
+            f"{where}: list_date {first} is after the last trading day {last} "
+            f"(delisted_utc {values.get('delisted_utc')!r}, last_date {values.get('last_date')!r})"
         )
-    return UniverseMember(ticker, first, last)
+    identity = {name: _text(values.get(name)) for name in IDENTITY_COLUMNS}
+    if identity["link"] is not None and identity["link"] not in LINKS:
+        raise InputError(f"{where}: unknown link {identity['link']!r}: expected one of {', '.join(LINKS)}")
+    return Listing(ticker, first, last, **identity)
 
 
-def _list_date(where: str, value: object) -> dt.date | None:
+def _text(value: object) -> str | None:
+    return None if _blank(value) else str(value).strip()
+
+
+def _date(where: str, column: str, value: object) -> dt.date | None:
     if _blank(value):
         return None
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
@@ -92,15 +110,20 @@ def _list_date(where: str, value: object) -> dt.date | None:
             return dt.date.fromisoformat(text)
         except ValueError:
             pass
-    raise InputError(f"{where}: invalid list_date {_shown(value)}: expected YYYY-MM-DD")
+    raise InputError(f"{where}: invalid {column} {_shown(value)}: expected YYYY-MM-DD")
 
 
 def _last_day(where: str, value: object) -> dt.date | None:
-    """The last ET session date before the delisting instant; a plain date is that day."""
+    """The last session date of a delisted listing. The API documents `delisted_utc` as
+    "the last date that the asset was traded", so a timestamp's own date is that day
+    (`2019-09-30T00:00:00Z` -> 2019-09-30). Where a provider stamps the midnight after
+    instead, the window is one day too long, never too short: monthly units plan through
+    the end of that month anyway, and an empty answer after the last trade is cheap where
+    a lost final session is not."""
     if _blank(value):
         return None
     if isinstance(value, dt.datetime):
-        return _et_day_before(value)
+        return value.date()
     if isinstance(value, dt.date):
         return value
     text = str(value).strip()
@@ -108,21 +131,13 @@ def _last_day(where: str, value: object) -> dt.date | None:
         if DATE_RE.match(text):
             return dt.date.fromisoformat(text)
         if TIMESTAMP_RE.match(text):
-            return _et_day_before(dt.datetime.fromisoformat(text))
+            return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
     except ValueError:
         pass
     raise InputError(
         f"{where}: invalid delisted_utc {_shown(value)}: expected a timestamp like 2023-04-21T00:00:00Z "
         "or YYYY-MM-DD"
     )
-
-
-def _et_day_before(instant: dt.datetime) -> dt.date:
-    # Polygon stamps a delisting at the midnight after the last session (in UTC or ET):
-    # a millisecond earlier is still inside that session's ET date
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=dt.timezone.utc)  # the column is UTC by name
-    return (instant - dt.timedelta(milliseconds=1)).astimezone(ET).date()
 
 
 def _blank(value: object) -> bool:
@@ -148,14 +163,9 @@ def _csv_records(path: Path) -> Iterator[_Record]:
     names = [name.strip().lower() for name in header]
     if "ticker" not in names:
         raise InputError(f"universe file {path} has no 'ticker' column in its header (line {header_line})")
-    columns = [names.index(name) if name in names else None for name in ("ticker", *DATE_COLUMNS)]
-
-    def cell(row: list[str], column: int | None) -> str:
-        return row[column] if column is not None and column < len(row) else ""
-
+    columns = {name: names.index(name) for name in COLUMNS if name in names}
     for number, row in rows[1:]:
-        ticker, list_date, delisted_utc = (cell(row, column) for column in columns)
-        yield f"line {number}", ticker, list_date, delisted_utc
+        yield f"line {number}", {name: row[i] for name, i in columns.items() if i < len(row)}
 
 
 def _parquet_records(path: Path) -> Iterator[_Record]:
@@ -168,12 +178,11 @@ def _parquet_records(path: Path) -> Iterator[_Record]:
     names = {name.strip().lower(): name for name in reversed(list(schema))}  # first spelling wins
     if "ticker" not in names:
         raise InputError(f"universe file {path} has no 'ticker' column")
-    wanted = [names[name] for name in ("ticker", *DATE_COLUMNS) if name in names]
+    wanted = {name: names[name] for name in COLUMNS if name in names}
     try:
-        frame = pl.read_parquet(path, columns=wanted)
+        frame = pl.read_parquet(path, columns=list(wanted.values()))
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"universe file {path} is not a readable Parquet file: {one_line(exc)}") from None
-    columns = [frame[names[name]].to_list() if name in names else None for name in ("ticker", *DATE_COLUMNS)]
+    columns = {name: frame[column].to_list() for name, column in wanted.items()}
     for index in range(frame.height):
-        ticker, list_date, delisted_utc = (None if c is None else c[index] for c in columns)
-        yield f"row {index + 1}", ticker, list_date, delisted_utc
+        yield f"row {index + 1}", {name: values[index] for name, values in columns.items()}

@@ -1,14 +1,19 @@
-"""Building a survivorship-bias-free universe: active and delisted tickers, their details,
-filters, and a funnel saying what each filter kept.
+"""Building a survivorship-bias-free universe of *listings*: active and delisted
+tickers, their details, the earlier symbols of renamed companies, filters, and a funnel
+saying what each filter kept.
 
-The tickers list is a handful of pages (1,000 names each) and is read again each time;
-the details, one request per ticker, are `details` units in the ledger, so an interrupted
+The tickers list is a handful of pages (1,000 names each) and is read again each time.
+A symbol reused by another company is in it twice (the delisted listing, the active
+one): both are kept, each with its own window and security. The details (one request per
+listing) and the ticker events of each active listing (the symbols its company traded
+under before) are `details` and `ticker_events` units in the ledger, so an interrupted
 build resumes where it stopped and a failed request is reported with its reason.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +21,11 @@ from pathlib import Path
 import polars as pl
 
 from polyledger.datasets.details import DETAILS
+from polyledger.datasets.ticker_events import SPEC as EVENTS
 from polyledger.errors import InputError
 from polyledger.fetch.runner import Run, RunReport, RunStats
 from polyledger.ledger import Ledger, PlannedUnit, queries
+from polyledger.listings import LINK_EVENT, Listing, assign_security_ids
 from polyledger.periods import et_today
 from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchCost
@@ -33,9 +40,14 @@ COLUMNS = (
     "active",
     "cik",
     "composite_figi",
+    "share_class_figi",
     "list_date",
     "delisted_utc",
+    "first_date",  # set where polyledger bounded the window: a rename, a reused symbol
+    "last_date",
     "market_cap",
+    "security_id",
+    "link",
 )
 LIST_SCHEMA = {
     "ticker": pl.String(),
@@ -45,6 +57,7 @@ LIST_SCHEMA = {
     "active": pl.Boolean(),
     "cik": pl.String(),
     "composite_figi": pl.String(),
+    "share_class_figi": pl.String(),
     "delisted_utc": pl.String(),
 }
 
@@ -56,13 +69,16 @@ class UniverseReport:
     run: RunReport | None = None
     written: list[Path] = field(default_factory=list)
     outcome: str = "finished"  # or interrupted / stopped: then nothing is written
+    reused: list[str] = field(default_factory=list)  # symbols with several listings
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (earlier symbol, current one)
 
     def funnel_text(self) -> str:
         return " -> ".join(f"{step} {count:,}" for step, count in self.funnel)
 
 
 def list_tickers(client: PolygonClient, as_of: dt.date | None) -> pl.DataFrame:
-    """Every stock ticker, active and delisted (two passes: the API defaults to active)."""
+    """Every stock listing, active and delisted (two passes: the API defaults to active).
+    A symbol reused after a delisting is in both passes, as two listings: both are kept."""
     frames = []
     for active in ("true", "false"):
         params = {"market": "stocks", "active": active, "limit": "1000"}
@@ -76,8 +92,7 @@ def list_tickers(client: PolygonClient, as_of: dt.date | None) -> pl.DataFrame:
                 [{k: row.get(k) for k in LIST_SCHEMA} for row in rows], schema=LIST_SCHEMA, strict=False
             )
         )
-    # a symbol reused after a delisting appears in both passes: keep the active listing
-    return pl.concat(frames).unique(subset="ticker", keep="first", maintain_order=True)
+    return pl.concat(frames).unique(maintain_order=True)  # a page repeated across passes counts once
 
 
 def build_universe(
@@ -90,8 +105,9 @@ def build_universe(
     out: Path,
     on_tick: Callable[[RunStats], None] | None = None,
 ) -> UniverseReport:
-    """List, filter by type and exchange, fetch details (ledger units), filter by market
-    cap, write `out` (CSV) and the same table as Parquet beside it."""
+    """List, filter by type and exchange, fetch details and ticker events (ledger units),
+    add the earlier symbols of renamed companies, filter by market cap, write `out` (CSV)
+    and the same table as Parquet beside it."""
     if out.suffix.lower() != ".csv":
         raise InputError(f"--out must be a .csv file (a .parquet copy is written beside it): {out}")
     if not out.parent.is_dir():
@@ -117,24 +133,35 @@ def build_universe(
     # asks again, a rebuild the same day resumes and reuses what was fetched
     day = as_of or et_today()
     period = day.isoformat()
-    run.ledger.add_units(_details_units(kept, day, period))
+    kept = kept.with_columns(_asked=pl.Series(_asked_dates(kept, day), dtype=pl.String))
+    run.ledger.add_units(_build_units(kept, day, period))
     report.run = run.execute(on_tick=on_tick)
     report.outcome = report.run.outcome
     if report.outcome != "finished":
         return report  # interrupted or stopped: a universe without all its details is not written
-    details = _details(run.ledger, run.store, period)
-    report.failed_details = _failed_details(run.ledger, period)
+    report.failed_details = _failed(run.ledger, period)
 
     table = (
-        kept.join(details, on="ticker", how="left", suffix="_details")
-        .with_columns(pl.coalesce("delisted_utc", "delisted_utc_details").alias("delisted_utc"))
-        .select(COLUMNS)
+        kept.join(
+            _details(run.ledger, run.store, period), on=["ticker", "_asked"], how="left", suffix="_details"
+        )
+        .with_columns(
+            pl.coalesce("delisted_utc", "delisted_utc_details").alias("delisted_utc"),
+            pl.lit(None, dtype=pl.Date).alias("first_date"),
+            pl.lit(None, dtype=pl.Date).alias("last_date"),
+        )
+        .drop("_asked", "delisted_utc_details")
     )
+    table = _with_security_ids(_bound_reused(table))
+    renamed = _earlier_symbols(table, _events(run.ledger, run.store, period))
+    report.renamed = [(row["ticker"], row["_current"]) for row in renamed.iter_rows(named=True)]
+    table = pl.concat([table, renamed.drop("_current")], how="diagonal_relaxed")
     if cap_max is not None:
         # a delisted name often has no market cap: dropping it would bring survivorship bias back
         table = table.filter(pl.col("market_cap").is_null() | (pl.col("market_cap") < cap_max))
         report.funnel.append((f"cap < {cap_max:,.0f} (or unknown)", table.height))
-    table = table.sort("ticker")
+    table = table.sort("ticker", pl.col("list_date").fill_null(dt.date.min), nulls_last=False).select(COLUMNS)
+    report.reused = sorted(t for t, n in Counter(table.get_column("ticker").to_list()).items() if n > 1)
     table.write_csv(out)
     parquet = out.with_suffix(".parquet")
     table.write_parquet(parquet)
@@ -142,19 +169,39 @@ def build_universe(
     return report
 
 
-def _details_units(kept: pl.DataFrame, day: dt.date, period: str) -> list[PlannedUnit]:
-    """A details unit per ticker, asked as of `day`, or as of its last listed day if it
-    was delisted before (a symbol's details after delisting may be gone or reused)."""
-    units = []
-    for ticker, delisted in kept.select("ticker", "delisted_utc").iter_rows():
+def _asked_dates(kept: pl.DataFrame, day: dt.date) -> list[str]:
+    """The date each listing's details are asked as of: the build date, or the last day a
+    delisted listing traded if earlier (after it the symbol may be gone or reused)."""
+    asked = []
+    for delisted in kept.get_column("delisted_utc").to_list():
         last = day
         if delisted:
             try:
-                last = min(day, dt.date.fromisoformat(delisted[:10]) - dt.timedelta(days=1))
+                # "the last date that the asset was traded"
+                last = min(day, dt.date.fromisoformat(delisted[:10]))
             except ValueError:
                 pass  # an unreadable date: ask as of `day`
-        # period_start is the build date (names the unit's file); period_end the date asked
-        units.append(PlannedUnit(DETAILS.name, ticker, day, last, period_name=period))
+        asked.append(last.isoformat())
+    return asked
+
+
+def _build_units(kept: pl.DataFrame, day: dt.date, period: str) -> list[PlannedUnit]:
+    """A details unit per listing and an events unit per active listing. A symbol's first
+    listing names its details unit by the build date; another listing of the same symbol
+    (a reused one) by the build date and the date asked, and files as of that date."""
+    units = []
+    seen: set[str] = set()
+    for ticker, asked_text, active in kept.select("ticker", "_asked", "active").iter_rows():
+        asked = dt.date.fromisoformat(asked_text)
+        if ticker not in seen:
+            # period_start is the build date (names the unit's file); period_end the date asked
+            units.append(PlannedUnit(DETAILS.name, ticker, day, asked, period_name=period))
+        else:
+            name = f"{period}@{asked_text}"
+            units.append(PlannedUnit(DETAILS.name, ticker, asked, asked, period_name=name))
+        seen.add(ticker)
+        if active:
+            units.append(PlannedUnit(EVENTS.name, ticker, day, day, period_name=period))
     return units
 
 
@@ -164,13 +211,94 @@ def _details(ledger: Ledger, store: BarStore, period: str) -> pl.DataFrame:
         "list_date": pl.Date(),
         "market_cap": pl.Float64(),
         "delisted_utc": pl.String(),
+        "_asked": pl.String(),
     }
     frames = [
-        store.read_parquet(path).select(list(schema)) for path in queries.done_details_files(ledger, period)
+        store.read_parquet(path).with_columns(_asked=pl.lit(asked)).select(list(schema))
+        for path, asked in queries.done_build_files(ledger, DETAILS.name, period)
     ]
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
 
-def _failed_details(ledger: Ledger, period: str) -> list[tuple[str, str]]:
-    rows = queries.failed_details(ledger, period)
+def _events(ledger: Ledger, store: BarStore, period: str) -> pl.DataFrame:
+    frames = [store.read_parquet(path) for path, _ in queries.done_build_files(ledger, EVENTS.name, period)]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=EVENTS.schema)
+
+
+def _bound_reused(table: pl.DataFrame) -> pl.DataFrame:
+    """A reused symbol's listings must not overlap: a later listing without a list date
+    (or one before the earlier listing's last day) starts the day after that last day."""
+    rows = table.sort("ticker", pl.col("delisted_utc").fill_null("9999"), maintain_order=True).to_dicts()
+    previous: dict | None = None
+    for row in rows:
+        if previous is not None and previous["ticker"] == row["ticker"] and previous["delisted_utc"]:
+            last = dt.date.fromisoformat(previous["delisted_utc"][:10])
+            if row["list_date"] is None or row["list_date"] <= last:
+                row["first_date"] = last + dt.timedelta(days=1)
+        previous = row
+    return pl.DataFrame(rows, schema=table.schema) if rows else table
+
+
+def _earlier_symbols(table: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """Listings for the symbols an active company traded under before (ticker events): each
+    from its event's date to the day before the next symbol's, linked to the company's
+    security. A symbol already in the table for that window (found by the lists) is not
+    added twice."""
+    if events.height == 0:
+        return table.clear().with_columns(pl.lit(None, dtype=pl.String).alias("_current"))
+    current = {row["ticker"]: row for row in table.filter(pl.col("active")).iter_rows(named=True)}
+    known = {(row["ticker"], row["composite_figi"]) for row in table.iter_rows(named=True)}
+    added = []
+    for ticker, symbols in events.sort("date").group_by("ticker", maintain_order=True):
+        holder = current.get(str(ticker[0]))
+        if holder is None:
+            continue
+        changes = symbols.select("date", "symbol").rows()
+        for index, (start, symbol) in enumerate(changes):
+            if symbol == holder["ticker"] or (symbol, holder["composite_figi"]) in known:
+                continue
+            nxt = changes[index + 1][0] if index + 1 < len(changes) else None
+            if nxt is None or nxt <= start:
+                continue  # no later symbol: not an earlier listing of this company
+            added.append(
+                dict(
+                    holder,
+                    ticker=symbol,
+                    active=False,
+                    list_date=None,
+                    delisted_utc=None,
+                    market_cap=None,
+                    first_date=start,
+                    last_date=nxt - dt.timedelta(days=1),
+                    link=LINK_EVENT,  # the holder's security_id, copied with the row
+                    _current=holder["ticker"],
+                )
+            )
+    schema = {**table.schema, "_current": pl.String()}
+    return pl.DataFrame(added, schema=schema) if added else pl.DataFrame(schema=schema)
+
+
+def _with_security_ids(table: pl.DataFrame) -> pl.DataFrame:
+    """Each listing's security_id and how it was made (`polyledger.listings`)."""
+    listings = [
+        Listing(
+            row["ticker"],
+            name=row["name"],
+            cik=row["cik"],
+            composite_figi=row["composite_figi"],
+            share_class_figi=row["share_class_figi"],
+            first_day=max((d for d in (row["list_date"], row["first_date"]) if d is not None), default=None),
+            last_day=row["last_date"],
+        )
+        for row in table.iter_rows(named=True)
+    ]
+    assigned = assign_security_ids(listings)
+    return table.with_columns(
+        pl.Series("security_id", [item.security_id for item in assigned], dtype=pl.String),
+        pl.Series("link", [item.link for item in assigned], dtype=pl.String),
+    )
+
+
+def _failed(ledger: Ledger, period: str) -> list[tuple[str, str]]:
+    rows = queries.failed_build_units(ledger, period)
     return [(row.ticker, f"{row.c}: {row.last_error}") for row in rows]

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "polyledger"
 
 # lowest first
 LAYERS: list[set[str]] = [
-    {"errors", "secrets", "_version", "defaults", "periods", "symbols", "trading_days", "signals"},
+    {"errors", "secrets", "_version", "defaults", "periods", "symbols", "trading_days", "signals", "listings"},
     {"ledger", "polygon", "bars"},
     {"datasets"},
     {"storage"},  # a unit's path comes from its dataset's spec (storage/layout.py)

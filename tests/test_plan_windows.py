@@ -12,15 +12,15 @@ from polars.testing import assert_frame_equal
 from support import API_KEY, read_dataset, run_cli, truth, write_universe
 
 from polyledger.ledger import AttemptRecord, Ledger
+from polyledger.listings import Listing
 from polyledger.periods import et_date_of_ms
 from polyledger.plan import plan, plan_units
 from polyledger.testing import StandInServer
-from polyledger.universe import UniverseMember
 
 D = dt.date
-NEWCO = UniverseMember("NEWCO", list_date=D(2023, 6, 14))  # as in tests/support.LISTINGS
-GONE = UniverseMember("GONE", last_day=D(2023, 4, 20))
-AAPL = UniverseMember("AAPL")
+NEWCO = Listing("NEWCO", first_day=D(2023, 6, 14))  # as in tests/support.LISTINGS
+GONE = Listing("GONE", last_day=D(2023, 4, 20))
+AAPL = Listing("AAPL")
 YEAR_2023 = (D(2023, 1, 1), D(2023, 12, 31))
 
 
@@ -62,10 +62,10 @@ def test_only_months_inside_the_listing_are_planned_and_never_clipped_to_it(ledg
 
 def test_day_units_are_the_years_inside_the_listing(ledger):
     universe = [
-        UniverseMember("NEWCO", list_date=D(2023, 6, 14)),
-        UniverseMember("GONE", last_day=D(2022, 4, 20)),
-        UniverseMember("LATER", list_date=D(2025, 1, 2)),  # listed after the plan's range
-        UniverseMember("BOTH", list_date=D(2022, 12, 31), last_day=D(2023, 1, 1)),
+        Listing("NEWCO", first_day=D(2023, 6, 14)),
+        Listing("GONE", last_day=D(2022, 4, 20)),
+        Listing("LATER", first_day=D(2025, 1, 2)),  # listed after the plan's range
+        Listing("BOTH", first_day=D(2022, 12, 31), last_day=D(2023, 1, 1)),
     ]
     result = plan(ledger, universe, "day", D(2021, 3, 1), D(2024, 6, 30))
     assert units(ledger, "day") == {
@@ -79,13 +79,13 @@ def test_day_units_are_the_years_inside_the_listing(ledger):
 @pytest.mark.parametrize(
     "member, planned",
     [
-        (UniverseMember("X", list_date=D(2023, 6, 30)), months(6, 12)),  # the month's last day
-        (UniverseMember("X", list_date=D(2023, 7, 1)), months(7, 12)),  # the next month's first
-        (UniverseMember("X", last_day=D(2023, 4, 1)), months(1, 4)),
-        (UniverseMember("X", last_day=D(2023, 3, 31)), months(1, 3)),
-        (UniverseMember("X", list_date=D(2023, 5, 31), last_day=D(2023, 6, 1)), months(5, 6)),
-        (UniverseMember("X", list_date=D(2024, 1, 2)), []),  # after the range
-        (UniverseMember("X", last_day=D(2022, 12, 30)), []),  # before it
+        (Listing("X", first_day=D(2023, 6, 30)), months(6, 12)),  # the month's last day
+        (Listing("X", first_day=D(2023, 7, 1)), months(7, 12)),  # the next month's first
+        (Listing("X", last_day=D(2023, 4, 1)), months(1, 4)),
+        (Listing("X", last_day=D(2023, 3, 31)), months(1, 3)),
+        (Listing("X", first_day=D(2023, 5, 31), last_day=D(2023, 6, 1)), months(5, 6)),
+        (Listing("X", first_day=D(2024, 1, 2)), []),  # after the range
+        (Listing("X", last_day=D(2022, 12, 30)), []),  # before it
     ],
 )
 def test_window_edges_on_month_boundaries(ledger, member, planned):
@@ -100,7 +100,7 @@ def test_the_plan_range_clips_and_the_window_only_selects(ledger):
     assert units(ledger)["NEWCO"] == [("2023-06-20", "2023-06-30"), *months(7, 7)]
     # --to before the listing, in its month: that clipped June has no day of the listing
     result = plan(
-        ledger, [UniverseMember("LATE", list_date=D(2023, 6, 14))], "minute", D(2023, 5, 1), D(2023, 6, 10)
+        ledger, [Listing("LATE", first_day=D(2023, 6, 14))], "minute", D(2023, 5, 1), D(2023, 6, 10)
     )
     assert "LATE" not in units(ledger) and result.outside_listing == 2
 
@@ -128,9 +128,7 @@ def test_a_wider_plan_widens_only_where_the_ticker_lives(ledger):
 def test_plain_tickers_and_dateless_members_plan_as_before(ledger, tmp_path):
     plain = plan(ledger, ["AAPL", "MSFT"], "minute", D(2023, 1, 10), D(2023, 3, 5))
     with Ledger(tmp_path / "other.db") as other:
-        members = plan(
-            other, [UniverseMember("AAPL"), UniverseMember("MSFT")], "minute", D(2023, 1, 10), D(2023, 3, 5)
-        )
+        members = plan(other, [Listing("AAPL"), Listing("MSFT")], "minute", D(2023, 1, 10), D(2023, 3, 5))
         assert units(other) == units(ledger)
     assert plain == members
     assert (plain.units_in_plan, plain.added, plain.outside_listing) == (6, 6, 0)
@@ -138,7 +136,7 @@ def test_plain_tickers_and_dateless_members_plan_as_before(ledger, tmp_path):
 
 def test_planning_streams_units(ledger, monkeypatch):
     # an endless universe: the generator must yield without reading it all
-    endless = (UniverseMember(f"T{i}", list_date=D(2023, 12, 1)) for i in itertools.count())
+    endless = (Listing(f"T{i}", first_day=D(2023, 12, 1)) for i in itertools.count())
     first = list(itertools.islice(plan_units(endless, "minute", *YEAR_2023), 3))
     assert [(u.ticker, u.period) for u in first] == [("T0", "2023-12"), ("T1", "2023-12"), ("T2", "2023-12")]
     seen = []

@@ -6,7 +6,8 @@ import pytest
 from support import run_cli
 
 from polyledger.errors import InputError
-from polyledger.universe import UniverseMember, read_members, read_universe, validate_ticker
+from polyledger.listings import Listing
+from polyledger.universe import read_members, read_universe, validate_ticker
 
 
 def write(tmp_path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -66,7 +67,11 @@ def test_invalid_tickers(ticker):
 D = dt.date
 
 
-def member_of(tmp_path: Path, delisted_utc: str = "", list_date: str = "") -> UniverseMember:
+def windows(members: list[Listing]) -> list[tuple[str, dt.date | None, dt.date | None]]:
+    return [(m.ticker, m.first_day, m.last_day) for m in members]
+
+
+def member_of(tmp_path: Path, delisted_utc: str = "", list_date: str = "") -> Listing:
     path = write(tmp_path, f"ticker,list_date,delisted_utc\nAAPL,{list_date},{delisted_utc}\n")
     return read_members(path)[0]
 
@@ -79,36 +84,36 @@ def test_list_date_and_delisted_utc_become_a_listing_window(tmp_path):
         "GONE,Gone Inc,2001-05-02,2023-04-21T00:00:00Z\n"
         "PLAIN,Plain,,\n"
     )
-    assert read_members(write(tmp_path, text)) == [
-        UniverseMember("AAPL", D(1980, 12, 12), None),
-        UniverseMember("GONE", D(2001, 5, 2), D(2023, 4, 20)),
-        UniverseMember("PLAIN", None, None),
+    assert windows(read_members(write(tmp_path, text))) == [
+        ("AAPL", D(1980, 12, 12), None),
+        ("GONE", D(2001, 5, 2), D(2023, 4, 21)),  # delisted_utc: the last date traded
+        ("PLAIN", None, None),
     ]
     assert read_universe(write(tmp_path, text)) == ["AAPL", "GONE", "PLAIN"]
 
 
 def test_a_file_without_date_columns_has_no_windows(tmp_path):
     members = read_members(write(tmp_path, "ticker,name\nAAPL,x\nBF-B,y\n"))
-    assert members == [UniverseMember("AAPL"), UniverseMember("BF-B")]
+    assert windows(members) == [("AAPL", None, None), ("BF-B", None, None)]
 
 
 @pytest.mark.parametrize(
     "delisted_utc, last_day",
     [
-        ("2023-04-21T00:00:00Z", D(2023, 4, 20)),  # 20:00 ET on the 20th
-        ("2023-04-21T04:00:00Z", D(2023, 4, 20)),  # ET midnight (EDT): the 20th was the last session
-        ("2023-04-21T04:00:00.001Z", D(2023, 4, 21)),  # a millisecond into the 21st in New York
-        ("2023-01-21T05:00:00Z", D(2023, 1, 20)),  # ET midnight in winter (EST)
-        ("2023-01-21T04:59:59Z", D(2023, 1, 20)),
-        ("2023-01-21T05:00:01Z", D(2023, 1, 21)),
-        ("2023-04-21T00:00:00+00:00", D(2023, 4, 20)),
-        ("2023-04-21T00:00:00-04:00", D(2023, 4, 20)),  # an offset is honoured
-        ("2023-04-21T00:00:00", D(2023, 4, 20)),  # no zone: UTC, as the column's name says
+        # "the last date that the asset was traded": the timestamp's own date, never the day
+        # before (reading it as the midnight after lost every delisted name's final session)
+        ("2023-04-21T00:00:00Z", D(2023, 4, 21)),
+        ("2023-04-21T04:00:00Z", D(2023, 4, 21)),
+        ("2023-04-21T23:59:59.999Z", D(2023, 4, 21)),
+        ("2023-01-21T05:00:00Z", D(2023, 1, 21)),
+        ("2023-04-21T00:00:00+00:00", D(2023, 4, 21)),
+        ("2023-04-21T00:00:00-04:00", D(2023, 4, 21)),  # the date as written in its own offset
+        ("2023-04-21T00:00:00", D(2023, 4, 21)),
         ("2023-04-21", D(2023, 4, 21)),  # a plain date is the last day itself
         (" 2023-04-21 ", D(2023, 4, 21)),
     ],
 )
-def test_delisted_utc_is_the_eastern_date_a_millisecond_earlier(tmp_path, delisted_utc, last_day):
+def test_delisted_utc_is_the_last_day_traded(tmp_path, delisted_utc, last_day):
     assert member_of(tmp_path, delisted_utc=delisted_utc).last_day == last_day
 
 
@@ -124,8 +129,8 @@ def test_delisted_utc_is_the_eastern_date_a_millisecond_earlier(tmp_path, delist
         ("AAPL,,2023-04-21T25:00:00Z", "u.csv line 4: invalid delisted_utc"),
         ("AAPL,,2023-04-21T00:00:00Q", "u.csv line 4: invalid delisted_utc"),
         (
-            "AAPL,2023-04-21,2023-04-21T00:00:00Z",
-            "u.csv line 4: list_date 2023-04-21 is after the last trading day 2023-04-20",
+            "AAPL,2023-04-22,2023-04-21T00:00:00Z",
+            "u.csv line 4: list_date 2023-04-22 is after the last trading day 2023-04-21",
         ),
     ],
 )
@@ -138,8 +143,8 @@ def test_bad_listing_dates_are_one_line_errors_naming_the_line(tmp_path, row, me
 
 
 def test_listed_and_delisted_on_one_session_is_fine(tmp_path):
-    member = member_of(tmp_path, list_date="2023-04-20", delisted_utc="2023-04-21T00:00:00Z")
-    assert (member.list_date, member.last_day) == (D(2023, 4, 20), D(2023, 4, 20))
+    member = member_of(tmp_path, list_date="2023-04-21", delisted_utc="2023-04-21T00:00:00Z")
+    assert (member.first_day, member.last_day) == (D(2023, 4, 21), D(2023, 4, 21))
 
 
 def test_bad_listing_date_through_the_cli_exits_2_with_one_line(work):
@@ -180,10 +185,17 @@ def test_the_universe_commands_files_read_the_same(tmp_path, suffix):
         frame.write_parquet(path)
     else:
         frame.write_csv(path)  # nulls become empty cells
-    assert read_members(path) == [
-        UniverseMember("AAPL", D(1980, 12, 12), None),
-        UniverseMember("NEWCO", D(2023, 6, 14), None),
-        UniverseMember("GONE", None, D(2023, 4, 20)),
+    members = read_members(path)
+    assert windows(members) == [
+        ("AAPL", D(1980, 12, 12), None),
+        ("NEWCO", D(2023, 6, 14), None),
+        ("GONE", None, D(2023, 4, 21)),
+    ]
+    # the identity columns make the security: the FIGI where known, else a derived id
+    assert [(m.security_id, m.link, m.cik) for m in members] == [
+        ("BBG000B9XRY4", "composite_figi", "0000320193"),
+        ("PL:NEWCO", "derived", None),
+        ("PL:GONE:cik0000000001", "derived", "0000000001"),
     ]
 
 
@@ -201,10 +213,10 @@ def test_parquet_universe_with_typed_dates(tmp_path):
     )
     path = tmp_path / "universe.PARQUET"
     frame.write_parquet(path)
-    assert read_members(path) == [
-        UniverseMember("NEWCO", D(2023, 6, 14), None),
-        UniverseMember("GONE", None, D(2023, 4, 20)),
-        UniverseMember("EST", None, D(2023, 1, 21)),
+    assert windows(read_members(path)) == [
+        ("NEWCO", D(2023, 6, 14), None),
+        ("GONE", None, D(2023, 4, 21)),
+        ("EST", None, D(2023, 1, 21)),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, dataclass, field
 
 from polyledger import datasets
@@ -29,6 +30,18 @@ class YearCoverage:
 
 
 @dataclass
+class UnattributedBars:
+    """A symbol's bars inside no known listing of it (stored with a null security_id):
+    the API answered them, but no listing says whose they are."""
+
+    ticker: str
+    first_day: str
+    last_day: str
+    bars: int
+    units: int
+
+
+@dataclass
 class DatasetAudit:
     dataset: str
     units: int
@@ -41,6 +54,7 @@ class DatasetAudit:
     stale_adjusted: int = 0  # adjusted units fetched before a later split of their ticker
     stale_examples: list[str] = field(default_factory=list)
     by_year: list[YearCoverage] = field(default_factory=list)  # datasets planned over a range only
+    unattributed: list[UnattributedBars] = field(default_factory=list)  # bars inside no known listing
 
     @property
     def complete(self) -> bool:
@@ -53,8 +67,20 @@ class DatasetAudit:
 
 
 @dataclass
+class ListingSummary:
+    """The ledger's listings: how many, and where a symbol is not one security."""
+
+    listings: int = 0
+    symbols: int = 0
+    securities: int = 0
+    reused: list[tuple[str, str]] = field(default_factory=list)  # (ticker, its windows and ids)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (security_id, its symbols in order)
+
+
+@dataclass
 class AuditReport:
     datasets: list[DatasetAudit]
+    listings: ListingSummary | None = None
 
     @property
     def complete(self) -> bool:
@@ -73,6 +99,7 @@ class AuditReport:
             "complete": self.complete,
             "exit_code": self.exit_code,
             "datasets": [dict(asdict(d), complete=d.complete) for d in self.datasets],
+            "listings": asdict(self.listings) if self.listings is not None else None,
         }
 
 
@@ -83,7 +110,8 @@ def status_counts(ledger: Ledger) -> list[dict]:
 
 def audit(ledger: Ledger) -> AuditReport:
     """Per dataset: units by state, rows, failures grouped by class with examples,
-    tickers that have no bars at all, units never attempted, stale adjusted units.
+    tickers that have no bars at all, units never attempted, stale adjusted units, bars
+    inside no known listing of their symbol (reported; they do not make it incomplete).
     A handful of queries, each one pass or an index lookup: ~1 s on 1,000,000 units."""
     report = AuditReport(datasets=[])
     years = queries.units_by_year(ledger)  # one pass: per dataset and year
@@ -99,7 +127,13 @@ def audit(ledger: Ledger) -> AuditReport:
             settled = row.done + row.empty_confirmed
             entry.by_year.append(YearCoverage(row.year, row.units, settled, row.failed))
     stale = queries.stale_adjusted(ledger)
+    unattributed = queries.unattributed_bars(ledger)
     for name, entry in counted.items():
+        entry.unattributed = [
+            UnattributedBars(r.ticker, str(r.first_day), str(r.last_day), int(r.bars), int(r.units))
+            for r in unattributed
+            if r.dataset == name
+        ]
         entry.failures = _failures(ledger, name)
         # most tickers never split: no rows is the usual answer; a date-keyed unit has no ticker
         if _ranged(name, keyed_by="ticker"):
@@ -110,7 +144,33 @@ def audit(ledger: Ledger) -> AuditReport:
             f"{r.ticker} {r.period}: split on {r.execution_date}" for r in mine[:EXAMPLES_PER_CLASS]
         ]
         report.datasets.append(entry)
+    report.listings = listing_summary(ledger)
     return report
+
+
+def listing_summary(ledger: Ledger) -> ListingSummary:
+    """Counts, reused symbols (several listings) and securities with several symbols."""
+    listings = ledger.listings()
+    summary = ListingSummary(
+        listings=len(listings),
+        symbols=len({item.ticker for item in listings}),
+        securities=len({item.security_id for item in listings}),
+    )
+    by_ticker: dict[str, list] = {}
+    by_security: dict[str, list] = {}
+    for item in listings:
+        by_ticker.setdefault(item.ticker, []).append(item)
+        by_security.setdefault(item.security_id or "", []).append(item)
+    for ticker, items in by_ticker.items():
+        if len(items) > 1:
+            summary.reused.append((ticker, "; ".join(f"{i.window_text()} {i.security_id}" for i in items)))
+    for security_id, items in by_security.items():
+        if len({i.ticker for i in items}) > 1:
+            ordered = sorted(items, key=lambda i: i.first_day or dt.date.min)
+            summary.renamed.append(
+                (security_id, " -> ".join(f"{i.ticker} ({i.window_text()})" for i in ordered))
+            )
+    return summary
 
 
 def _ranged(name: str, keyed_by: str | None = None) -> bool:

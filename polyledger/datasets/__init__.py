@@ -8,13 +8,14 @@ docs/architecture.md.
 
 from __future__ import annotations
 
-from polyledger.datasets import day, details, dividends, grouped_daily, minute, splits
+from polyledger.datasets import day, details, dividends, grouped_daily, minute, splits, ticker_events
 from polyledger.datasets.spec import MARKET, DatasetSpec
 
 __all__ = ["MARKET", "DatasetSpec", "check_dataset", "check_key", "get", "names"]
 
 _REGISTRY: dict[str, DatasetSpec] = {
-    module.SPEC.name: module.SPEC for module in (minute, day, splits, dividends, details, grouped_daily)
+    module.SPEC.name: module.SPEC
+    for module in (minute, day, splits, dividends, details, ticker_events, grouped_daily)
 }
 
 

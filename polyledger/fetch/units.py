@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from polyledger import datasets
-from polyledger.bars import bars_outside, split_by_unit
+from polyledger.bars import UnitBars, bars_outside, split_by_unit
 from polyledger.errors import (
     FatalRunError,
     FetchError,
@@ -27,6 +27,7 @@ from polyledger.errors import (
     TransientError,
 )
 from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit, Ledger
+from polyledger.listings import Listing
 from polyledger.periods import et_date_of_ms, et_midnight_ms
 from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchCost, iter_pages
@@ -87,6 +88,7 @@ def process_units(units: Sequence[ClaimedUnit], job: UnitJob) -> list[UnitOutcom
     progress = _Progress(units, job, spent)
     try:
         datasets.check_key(spec, head.ticker)  # a hand-edited ledger must not steer a path or a URL
+        progress.listings = job.ledger.listings_of(head.ticker)  # whose bars are whose, by date
         for page in iter_pages(
             job.client, head.ticker, spec.timespan, head.period_start, last.period_end, job.adjusted, spent
         ):
@@ -122,6 +124,7 @@ class _Progress:
         self.outcomes: list[UnitOutcome] = []
         self._buffer: list[pl.DataFrame] = []
         self._charged = (0, 0)  # requests and bytes already charged to settled units
+        self.listings: list[Listing] = []  # the symbol's listings: each bar's security_id
 
     def add_page(self, page: pl.DataFrame) -> None:
         self._buffer.append(page)
@@ -136,7 +139,9 @@ class _Progress:
     def _settle(self, units: list[ClaimedUnit]) -> None:
         raw = pl.concat(self._buffer) if self._buffer else pl.DataFrame()
         ticker = units[0].ticker
-        unit_bars = split_by_unit(raw, ticker, [(unit.period_start, unit.period_end) for unit in units])
+        unit_bars = split_by_unit(
+            raw, ticker, [(unit.period_start, unit.period_end) for unit in units], self.listings
+        )
         self.outcomes.extend(_store(units, unit_bars, self.job, [self._charge() for _ in units]))
         for unit in units:
             self.waiting.remove(unit)
@@ -188,14 +193,15 @@ def _settle_failure(unit: ClaimedUnit, job: UnitJob, charge: AttemptRecord, exc:
 
 def _store(
     units: Sequence[ClaimedUnit],
-    unit_bars: Sequence[tuple[pl.DataFrame, int]],
+    unit_bars: Sequence[UnitBars],
     job: UnitJob,
     charges: Sequence[AttemptRecord],
 ) -> list[UnitOutcome]:
     """Write each unit's file, then settle them all in one ledger transaction. Files are
     in place before the ledger says done: never a done unit without its file."""
     fetched = []
-    for unit, (bars, duplicates), charge in zip(units, unit_bars, charges, strict=True):
+    for unit, share, charge in zip(units, unit_bars, charges, strict=True):
+        bars, duplicates = share.bars, share.duplicates
         attempt = AttemptRecord(
             requests=charge.requests,
             bytes=charge.bytes,
@@ -206,7 +212,7 @@ def _store(
         stored = (
             job.store.write_unit(unit.dataset, unit.ticker, unit.period_start, bars) if bars.height else None
         )
-        fetched.append(FetchedUnit(unit, attempt, stored))
+        fetched.append(FetchedUnit(unit, attempt, stored, share.unattributed))
     still_ours = job.ledger.settle_fetched(fetched, job.adjusted, job.run_id)
     return [
         _logged(

@@ -117,3 +117,34 @@ class QualityFlag(SQLModel, table=True):
     detail: str
     value: Optional[float] = None
     unit_id: Optional[int] = None
+
+
+class Listing(SQLModel, table=True):
+    """A symbol over a window of session dates, and the security it belongs to (`polyledger.listings`)."""
+
+    __tablename__ = "listings"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    ticker: str = Field(index=True)
+    first_day: Optional[str] = None  # ISO session date, inclusive; None: unbounded
+    last_day: Optional[str] = None
+    security_id: str = Field(index=True)  # composite FIGI, or polyledger's derived `PL:` id
+    link: str  # how security_id was made: composite_figi | ticker_event | derived | universe_file
+    name: Optional[str] = None
+    cik: Optional[str] = None
+    composite_figi: Optional[str] = None
+    share_class_figi: Optional[str] = None
+    recorded_at: str
+
+
+class UnattributedBars(SQLModel, table=True):
+    """A unit's bars that fall inside no known listing of its symbol (null security_id)."""
+
+    __tablename__ = "unattributed_bars"
+
+    unit_id: int = Field(foreign_key="units.id", primary_key=True)
+    ticker: str
+    first_day: str  # ISO session dates of the first and last such bar
+    last_day: str
+    bars: int
+    recorded_at: str

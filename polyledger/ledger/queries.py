@@ -269,8 +269,8 @@ def selected_units(
     first: dt.date | None,
     last: dt.date | None,
 ) -> Rows:
-    """(state, file_path) of the dataset's units of `tickers` that overlap [first, last]
-    (each bound optional), in ticker and time order: one query."""
+    """(state, file_path, ticker, fetched_at) of the dataset's units of `tickers` that
+    overlap [first, last] (each bound optional), in ticker and time order: one query."""
     where, params = ["dataset = :dataset"], {"dataset": dataset}
     if tickers:
         test, names = in_list("ticker", tickers, "t")
@@ -283,27 +283,53 @@ def selected_units(
         where.append("period_start <= :last")
         params["last"] = last.isoformat()
     return ledger.query(
-        f"SELECT state, file_path FROM units WHERE {' AND '.join(where)} ORDER BY ticker, period_start",
+        f"SELECT state, file_path, ticker, fetched_at FROM units WHERE {' AND '.join(where)} "
+        "ORDER BY ticker, period_start",
         params,
+    )
+
+
+def security_id_since(ledger: LedgerConnection) -> str | None:
+    """When bar files started carrying `security_id` (the listings migration): files
+    fetched before lack the column."""
+    rows = ledger.query("SELECT value FROM settings WHERE key = 'security_id_since'", {})
+    return rows[0].value if rows else None
+
+
+def unattributed_bars(ledger: LedgerConnection) -> Rows:
+    """(dataset, ticker, first_day, last_day, bars, units) of bars inside no known listing
+    of their symbol, per dataset and symbol, over the units whose file holds them now."""
+    return ledger.query(
+        "SELECT u.dataset, a.ticker, min(a.first_day) AS first_day, max(a.last_day) AS last_day, "
+        "sum(a.bars) AS bars, count(*) AS units FROM unattributed_bars a JOIN units u ON u.id = a.unit_id "
+        "WHERE u.state = 'done' GROUP BY u.dataset, a.ticker ORDER BY u.dataset, a.ticker",
+        {},
     )
 
 
 # --- universe building ----------------------------------------------------------------
 
 
-def done_details_files(ledger: LedgerConnection, period: str) -> list[str]:
-    """The files of the build's done ticker-details units (`period` names the build)."""
+# a build's units are named by its date: `2024-03-01`, or `2024-03-01@2019-09-30` for the
+# details of an earlier listing of a reused symbol, asked as of its last day
+_OF_BUILD = "dataset = :d AND (period = :p OR period LIKE :like) AND"
+
+
+def done_build_files(ledger: LedgerConnection, dataset: str, period: str) -> list[tuple[str, str]]:
+    """(file_path, period_end: the date asked) of the build's done units of `dataset`
+    (details, ticker_events); `period` names the build."""
     rows = ledger.query(
-        "SELECT file_path FROM units WHERE dataset = 'details' AND period = :p AND state = 'done'",
-        {"p": period},
+        f"SELECT file_path, period_end FROM units WHERE {_OF_BUILD} state = 'done'",
+        {"d": dataset, "p": period, "like": f"{period}@%"},
     )
-    return [row.file_path for row in rows]
+    return [(row.file_path, str(row.period_end)[:10]) for row in rows]
 
 
-def failed_details(ledger: LedgerConnection, period: str) -> Rows:
-    """(ticker, c: error class, last_error) of the build's failed ticker-details units."""
+def failed_build_units(ledger: LedgerConnection, period: str) -> Rows:
+    """(ticker, c: error class, last_error) of the build's failed details and events units."""
     return ledger.query(
         "SELECT ticker, coalesce(error_class, 'unknown') AS c, last_error FROM units "
-        "WHERE dataset = 'details' AND period = :p AND state = 'failed' ORDER BY ticker",
-        {"p": period},
+        "WHERE dataset IN ('details', 'ticker_events') AND (period = :p OR period LIKE :like) "
+        "AND state = 'failed' ORDER BY ticker",
+        {"p": period, "like": f"{period}@%"},
     )

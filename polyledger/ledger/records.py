@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from polyledger.listings import Unattributed
+
 Clock = Callable[[], dt.datetime]
 
 
@@ -97,3 +99,4 @@ class FetchedUnit:
     unit: ClaimedUnit
     attempt: AttemptRecord
     stored: StoredFile | None
+    unattributed: Unattributed | None = None  # its bars inside no known listing of the symbol

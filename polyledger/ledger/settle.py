@@ -111,7 +111,27 @@ class Settling(UnitMoves):
                 settled[i] = self._settle(
                     cursor, item.unit, *_fetched_change(item, adjusted), item.attempt, run_id
                 )
+                if settled[i]:
+                    self._record_unattributed(cursor, item)
         return settled
+
+    def _record_unattributed(self, cursor: sqlite3.Cursor, item: FetchedUnit) -> None:
+        """The unit's bars outside every known listing, replacing what an earlier fetch found."""
+        cursor.execute("DELETE FROM unattributed_bars WHERE unit_id = :id", {"id": item.unit.id})
+        found = item.unattributed
+        if found is not None and item.stored is not None:
+            cursor.execute(
+                "INSERT INTO unattributed_bars (unit_id, ticker, first_day, last_day, bars, recorded_at) "
+                "VALUES (:id, :ticker, :first, :last, :bars, :now)",
+                {
+                    "id": item.unit.id,
+                    "ticker": item.unit.ticker,
+                    "first": found.first_day.isoformat(),
+                    "last": found.last_day.isoformat(),
+                    "bars": found.bars,
+                    "now": iso(self.clock()),
+                },
+            )
 
     def settle_done(
         self,

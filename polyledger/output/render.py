@@ -59,6 +59,30 @@ def print_audit(console: Console, report: AuditReport) -> None:
             )
             for example in entry.stale_examples:
                 console.print(f"    {example}", markup=False)
+        for item in entry.unattributed[:20]:
+            console.print(
+                f"  unattributed: {item.ticker} {item.first_day}..{item.last_day}: {item.bars:,} bars "
+                "inside no known listing of the symbol (kept with a null security_id)",
+                markup=False,
+            )
+    _print_listings(console, report)
+
+
+def _print_listings(console: Console, report: AuditReport) -> None:
+    """Symbols that changed hands and companies that changed symbols: where a ticker is
+    not one security."""
+    listings = report.listings
+    if listings is None or not (listings.reused or listings.renamed):
+        return
+    console.print(
+        f"listings: {listings.listings:,} of {listings.symbols:,} symbols, "
+        f"{listings.securities:,} securities",
+        markup=False,
+    )
+    for ticker, windows in listings.reused[:20]:
+        console.print(f"  reused symbol {ticker}: {windows}", markup=False)
+    for security_id, symbols in listings.renamed[:20]:
+        console.print(f"  one security across symbols {security_id}: {symbols}", markup=False)
 
 
 def print_findings(console: Console, findings: list[Finding], limit: int = 20) -> None:

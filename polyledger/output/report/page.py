@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polyledger.ledger import Ledger
+from polyledger.checks.audit import listing_summary
+from polyledger.ledger import Ledger, queries
 from polyledger.output.report.charts import STATE_COLORS, bars_png, coverage_png, failures_png
 from polyledger.output.report.queries import (
     DatasetSummary,
@@ -99,6 +100,7 @@ def write_report(ledger: Ledger, out: Path, *, title: str | None = None) -> Repo
         sections.append(_failures_section(failure_classes(ledger)))
         sections.append(_quality_section(flag_counts, first_flags))
         sections.append(_stale_section(summaries))
+        sections.append(_listings_section(ledger))
     page = PAGE.format(title=_e(title), css=CSS, body="\n".join(s for s in sections if s))
     out.write_text(page, encoding="utf-8")
     return ReportFiles(html=out, coverage_png=png_path)
@@ -235,6 +237,36 @@ def _stale_section(summaries: list[DatasetSummary]) -> str:
         f'<p class="warn">{items} adjusted units were fetched before a later split of their ticker: their '
         "prices no longer join newer units. Queue them again with <code>polyledger retry --stale</code>.</p>",
     )
+
+
+def _listings_section(ledger: Ledger) -> str:
+    """Where a symbol is not one security: reused symbols, renamed companies, and bars
+    that belong to no known listing."""
+    summary = listing_summary(ledger)  # the audit's own reading of the table
+    unattributed = queries.unattributed_bars(ledger)
+    if not (summary.reused or summary.renamed or unattributed):
+        return ""
+    parts = [
+        f"<p>{summary.listings:,} listings of {summary.symbols:,} symbols, "
+        f"{summary.securities:,} securities. Every stored bar carries its <code>ticker</code> "
+        "as traded and its <code>security_id</code>.</p>"
+    ]
+    if summary.reused:
+        parts.append("<h3>Symbols with several listings (reused by another company)</h3>")
+        parts.append(
+            _table(["ticker", "listings (window and security_id)"], [list(r) for r in summary.reused])
+        )
+    if summary.renamed:
+        parts.append("<h3>Securities across symbols (renames)</h3>")
+        parts.append(_table(["security_id", "symbols"], [list(r) for r in summary.renamed]))
+    if unattributed:
+        parts.append(
+            '<p class="warn">Bars inside no known listing of their symbol, kept with a null '
+            "<code>security_id</code> (never given to a neighbouring company):</p>"
+        )
+        rows = [[r.dataset, r.ticker, f"{r.first_day} .. {r.last_day}", r.bars] for r in unattributed]
+        parts.append(_table(["dataset", "ticker", "dates", "bars"], rows, numeric={3}))
+    return _section("Listings", "".join(parts))
 
 
 CSS = """

@@ -1,0 +1,102 @@
+"""The listings table: each symbol's listings (windows and securities), replaced whole per
+symbol by each plan that describes it (`polyledger.listings`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from polyledger.ledger.connection import LedgerConnection, _reconnecting
+from polyledger.ledger.records import in_list, iso
+from polyledger.listings import LINK_DERIVED, Listing
+
+_COLUMNS = "ticker, first_day, last_day, security_id, link, name, cik, composite_figi, share_class_figi"
+
+
+def _day(value: object) -> dt.date | None:
+    return dt.date.fromisoformat(str(value)[:10]) if value else None
+
+
+def _bare(listing: Listing) -> bool:
+    return listing == Listing(listing.ticker, security_id=listing.security_id, link=listing.link) and (
+        listing.link == LINK_DERIVED
+    )
+
+
+def _listing(row: Sequence) -> Listing:
+    ticker, first, last, security_id, link, name, cik, figi, share_class = row
+    return Listing(ticker, _day(first), _day(last), security_id, link, name, cik, figi, share_class)
+
+
+class ListingTable(LedgerConnection):
+    def record_listings(self, listings: Iterable[Listing]) -> int:
+        """Every symbol of `listings` (ids assigned) gets exactly these listings, in one
+        transaction; other symbols keep theirs. A bare ticker (no window, nothing known
+        of it) says nothing new: it keeps the listings an earlier plan recorded, or gets
+        its derived one. Returns how many listings were stored."""
+        by_ticker: dict[str, list[Listing]] = defaultdict(list)
+        for listing in listings:
+            by_ticker[listing.ticker].append(listing)
+        bare = [t for t, items in by_ticker.items() if len(items) == 1 and _bare(items[0])]
+        if bare:
+            test, params = in_list("ticker", bare, "t")
+            known = {
+                row[0]
+                for row in self._statement()
+                .execute(f"SELECT DISTINCT ticker FROM listings WHERE {test}", params)
+                .fetchall()
+            }
+            for ticker in known:
+                del by_ticker[ticker]
+        return self._replace_listings(by_ticker) if by_ticker else 0
+
+    @_reconnecting
+    def _replace_listings(self, by_ticker: dict[str, list[Listing]]) -> int:
+        now = iso(self.clock())
+        rows = [
+            (
+                item.ticker,
+                item.first_day.isoformat() if item.first_day else None,
+                item.last_day.isoformat() if item.last_day else None,
+                item.security_id,
+                item.link,
+                item.name,
+                item.cik,
+                item.composite_figi,
+                item.share_class_figi,
+                now,
+            )
+            for items in by_ticker.values()
+            for item in items
+        ]
+        with self._write() as cursor:
+            cursor.executemany("DELETE FROM listings WHERE ticker = ?", [(t,) for t in by_ticker])
+            cursor.executemany(
+                f"INSERT INTO listings ({_COLUMNS}, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
+        return len(rows)
+
+    def listings_of(self, ticker: str) -> list[Listing]:
+        """A symbol's listings, oldest first (none: a symbol no plan described)."""
+        rows = self._statement().execute(
+            f"SELECT {_COLUMNS} FROM listings WHERE ticker = :t ORDER BY COALESCE(first_day, '')",
+            {"t": ticker},
+        )
+        return [_listing(tuple(row)) for row in rows.fetchall()]
+
+    def listings(self, security_id: str | None = None, tickers: Sequence[str] | None = None) -> list[Listing]:
+        """Every listing (of one security, or of some symbols), by symbol then window."""
+        where, params = [], {}
+        if security_id is not None:
+            where.append("security_id = :sid")
+            params["sid"] = security_id
+        if tickers:
+            test, more = in_list("ticker", tickers, "t")
+            where.append(test)
+            params.update(more)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._statement().execute(
+            f"SELECT {_COLUMNS} FROM listings{clause} ORDER BY ticker, COALESCE(first_day, '')", params
+        )
+        return [_listing(tuple(row)) for row in rows.fetchall()]

@@ -1,0 +1,156 @@
+"""Listings, not symbols: a symbol is reused by unrelated companies over the years and a
+company changes symbols, so a bar belongs to a *listing* (a symbol over a window of
+session dates) and, through it, to a *security* that keeps one id across renames.
+
+`security_id` is the listing's composite FIGI when the API knows it; otherwise an id
+polyledger derives (`PL:` + the symbol, its CIK and, where one symbol needs several
+ids, its first day), recorded with how it was made (`link`) so a notebook can tell an
+id the provider gave from one we made up. Bars are attributed by session date: a bar
+inside no known listing of its symbol is *unattributed* (null `security_id`), never given
+to the neighbour before or after it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import polars as pl
+
+from polyledger.errors import InputError
+
+# how a listing's security_id was made
+LINK_FIGI = "composite_figi"  # the provider's composite FIGI
+LINK_EVENT = "ticker_event"  # an earlier symbol of a FIGI, from the ticker events endpoint
+LINK_DERIVED = "derived"  # no FIGI: made by polyledger from the symbol, CIK and window
+LINK_GIVEN = "universe_file"  # a security_id column in the user's universe file
+LINKS = (LINK_FIGI, LINK_EVENT, LINK_DERIVED, LINK_GIVEN)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A symbol over a window of US/Eastern session dates (None = unbounded on that side),
+    and what is known of the company that traded under it."""
+
+    ticker: str
+    first_day: dt.date | None = None
+    last_day: dt.date | None = None
+    security_id: str | None = None  # set by `assign_security_ids`
+    link: str | None = None
+    name: str | None = None
+    cik: str | None = None
+    composite_figi: str | None = None
+    share_class_figi: str | None = None
+
+    def covers(self, day: dt.date) -> bool:
+        return (self.first_day is None or self.first_day <= day) and (
+            self.last_day is None or day <= self.last_day
+        )
+
+    def overlaps(self, other: Listing) -> bool:
+        starts_before_other_ends = (
+            self.first_day is None or other.last_day is None or self.first_day <= other.last_day
+        )
+        ends_after_other_starts = (
+            self.last_day is None or other.first_day is None or self.last_day >= other.first_day
+        )
+        return starts_before_other_ends and ends_after_other_starts
+
+    def window_text(self) -> str:
+        first = self.first_day.isoformat() if self.first_day else "any date"
+        last = self.last_day.isoformat() if self.last_day else "today"
+        return f"{first} to {last}"
+
+
+def check_windows(listings: Iterable[Listing], where: str = "") -> None:
+    """One symbol's listings must not overlap: a day of bars can belong to one of them only."""
+    by_ticker: dict[str, list[Listing]] = defaultdict(list)
+    prefix = f"{where}: " if where else ""
+    for listing in listings:
+        for other in by_ticker[listing.ticker]:
+            if listing.overlaps(other):
+                raise InputError(
+                    f"{prefix}ticker {listing.ticker!r} has overlapping listings "
+                    f"({other.window_text()} and {listing.window_text()}): several rows of one ticker "
+                    "need distinct list_date/delisted_utc windows"
+                )
+        by_ticker[listing.ticker].append(listing)
+
+
+def assign_security_ids(listings: Sequence[Listing]) -> list[Listing]:
+    """Each listing with its security_id and link: a given id is kept, else the composite
+    FIGI, else a derived `PL:` id, made unique per window when one symbol needs several."""
+    out = [_with_id(listing) for listing in listings]
+    windows: dict[str, set[tuple]] = defaultdict(set)
+    for listing in out:
+        windows[listing.security_id or ""].add((listing.ticker, listing.first_day))
+    result = []
+    for listing in out:
+        if listing.link == LINK_DERIVED and len(windows[listing.security_id or ""]) > 1:
+            # one symbol, no FIGI and no CIK to tell two listings apart: their first days do
+            first = listing.first_day.isoformat() if listing.first_day else "start"
+            listing = replace(listing, security_id=f"{listing.security_id}:{first}")
+        result.append(listing)
+    return result
+
+
+def _with_id(listing: Listing) -> Listing:
+    if listing.security_id:
+        return listing if listing.link else replace(listing, link=LINK_GIVEN)
+    if listing.composite_figi:
+        return replace(listing, security_id=listing.composite_figi, link=LINK_FIGI)
+    return replace(listing, security_id=derived_security_id(listing.ticker, listing.cik), link=LINK_DERIVED)
+
+
+def derived_security_id(ticker: str, cik: str | None = None) -> str:
+    """polyledger's id for a listing without FIGI: the symbol, and its CIK when known
+    (CIKs are shared by share classes, so the symbol stays in it)."""
+    return f"PL:{ticker}:cik{cik}" if cik else f"PL:{ticker}"
+
+
+@dataclass(frozen=True)
+class Unattributed:
+    """Bars of one unit that fall inside no known listing of their symbol."""
+
+    first_day: dt.date
+    last_day: dt.date
+    bars: int
+
+
+def attribute(
+    bars: pl.DataFrame, dates: pl.Series, ticker: str, listings: Sequence[Listing]
+) -> tuple[pl.DataFrame, Unattributed | None]:
+    """`bars` (the stored schema but `security_id`) with the `security_id` of the listing
+    of `ticker` whose window holds each bar's session date (`dates`, aligned with `bars`);
+    null where none does, and those bars summarised. A symbol with no recorded listing
+    (a ledger planned from bare tickers) is one security: its derived id."""
+    if not listings:
+        ids: pl.Expr = pl.lit(derived_security_id(ticker), dtype=pl.String)
+    elif len(listings) == 1 and listings[0].first_day is None and listings[0].last_day is None:
+        ids = pl.lit(listings[0].security_id, dtype=pl.String)  # the common case: no test per bar
+    else:
+        ids = pl.lit(None, dtype=pl.String)
+        for listing in listings:
+            inside = pl.lit(True)
+            if listing.first_day is not None:
+                inside = inside & (pl.col("_date") >= listing.first_day)
+            if listing.last_day is not None:
+                inside = inside & (pl.col("_date") <= listing.last_day)
+            ids = pl.when(inside).then(pl.lit(listing.security_id, dtype=pl.String)).otherwise(ids)
+    attributed = bars.with_columns(_date=dates).with_columns(ids.alias("security_id"))
+    outside = attributed.filter(pl.col("security_id").is_null())
+    summary = None
+    if outside.height:
+        days = outside.get_column("_date")
+        summary = Unattributed(days.min(), days.max(), outside.height)  # type: ignore[arg-type]
+    return attributed.drop("_date"), summary
+
+
+def outside_every_listing(listings: Sequence[Listing], start: dt.date, end: dt.date) -> bool:
+    """Do the session dates [start, end] lie outside every known listing of a symbol? Then
+    an empty answer for them is explained (nobody traded it); with no listing known,
+    nothing is."""
+    period = Listing("", start, end)
+    return bool(listings) and not any(listing.overlaps(period) for listing in listings)

@@ -1,0 +1,165 @@
+"""Listings, not symbols: a universe file's several-rows rule, security ids, attribution of
+bars by session date, and the ledger's listings table (`polyledger/listings.py`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from polyledger.bars import split_by_unit
+from polyledger.errors import InputError
+from polyledger.ledger import Ledger
+from polyledger.listings import Listing, assign_security_ids, check_windows
+from polyledger.plan import plan
+from polyledger.universe import read_members
+
+D = dt.date
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "u.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- the universe file ------------------------------------------------------------
+
+
+def test_one_ticker_on_several_rows_is_several_listings(tmp_path):
+    members = read_members(
+        write(
+            tmp_path,
+            "ticker,name,cik,composite_figi,list_date,delisted_utc\n"
+            "ABC,Alpha Old Corp,0000000001,,2004-05-03,2019-06-28T00:00:00Z\n"
+            "ABC,Beta New Inc,0000000002,BBG00BETA001,2021-03-01,\n",
+        )
+    )
+    assert [(m.ticker, m.first_day, m.last_day, m.security_id, m.link) for m in members] == [
+        ("ABC", D(2004, 5, 3), D(2019, 6, 28), "PL:ABC:cik0000000001", "derived"),
+        ("ABC", D(2021, 3, 1), None, "BBG00BETA001", "composite_figi"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        "ABC,,2019-06-28\nABC,2019-06-28,\n",  # the same last and first day
+        "ABC,,\nABC,2021-03-01,\n",  # an unbounded row overlaps every other
+        "ABC,2010-01-04,2019-06-28\nABC,2019-01-02,2020-01-02\n",
+    ],
+)
+def test_overlapping_windows_of_one_ticker_are_bad_input(tmp_path, rows):
+    with pytest.raises(InputError) as caught:
+        read_members(write(tmp_path, "ticker,list_date,delisted_utc\n" + rows))
+    message = str(caught.value)
+    assert message.startswith(
+        "u.csv line 3: ticker 'ABC' is already listed on line 2 with an overlapping window"
+    )
+    assert "\n" not in message
+
+
+def test_last_date_and_first_date_bound_a_window_as_polyledger_set_them(tmp_path):
+    (member,) = read_members(
+        write(
+            tmp_path,
+            "ticker,list_date,first_date,delisted_utc,last_date\nOLD,2004-01-02,2012-05-18,,2022-06-08\n",
+        )
+    )
+    assert (member.first_day, member.last_day) == (D(2012, 5, 18), D(2022, 6, 8))
+
+
+def test_a_security_id_in_the_file_is_kept(tmp_path):
+    (member,) = read_members(write(tmp_path, "ticker,security_id,link\nFB,BBG000MM2P62,ticker_event\n"))
+    assert (member.security_id, member.link) == ("BBG000MM2P62", "ticker_event")
+    with pytest.raises(InputError, match="unknown link 'guess'"):
+        read_members(write(tmp_path, "ticker,security_id,link\nFB,X,guess\n"))
+
+
+def test_derived_ids_tell_apart_one_symbols_listings_without_figi_or_cik():
+    assigned = assign_security_ids(
+        [Listing("ABC", None, D(2019, 6, 28)), Listing("ABC", D(2021, 3, 1), None), Listing("XYZ")]
+    )
+    assert [item.security_id for item in assigned] == ["PL:ABC:start", "PL:ABC:2021-03-01", "PL:XYZ"]
+
+
+def test_check_windows_refuses_overlaps_in_code_too():
+    check_windows([Listing("A", None, D(2019, 1, 1)), Listing("A", D(2019, 1, 2)), Listing("B")])
+    with pytest.raises(InputError, match="overlapping listings"):
+        check_windows([Listing("A", None, D(2019, 1, 2)), Listing("A", D(2019, 1, 2))])
+
+
+# --- attribution ------------------------------------------------------------------
+
+
+def raw_bars(days: list[dt.date]) -> pl.DataFrame:
+    """One raw bar at 10:00 ET on each day (`t o h l c v vw n otc`, as the decoder gives)."""
+    from zoneinfo import ZoneInfo
+
+    et = ZoneInfo("America/New_York")
+    t = [int(dt.datetime(d.year, d.month, d.day, 10, tzinfo=et).timestamp() * 1000) for d in days]
+    n = len(days)
+    return pl.DataFrame(
+        {
+            "t": t,
+            "o": [1.0] * n,
+            "h": [1.0] * n,
+            "l": [1.0] * n,
+            "c": [1.0] * n,
+            "v": [1.0] * n,
+            "vw": [1.0] * n,
+            "n": [1] * n,
+            "otc": [None] * n,
+        },
+        schema_overrides={"otc": pl.Boolean},
+    )
+
+
+def test_each_bar_gets_the_security_of_the_listing_holding_its_date():
+    old, new = Listing("ABC", None, D(2019, 6, 28), "OLD"), Listing("ABC", D(2019, 7, 8), None, "NEW")
+    days = [D(2019, 6, 27), D(2019, 6, 28), D(2019, 7, 1), D(2019, 7, 3), D(2019, 7, 8), D(2019, 7, 9)]
+    (june, july) = split_by_unit(
+        raw_bars(days), "ABC", [(D(2019, 6, 1), D(2019, 6, 30)), (D(2019, 7, 1), D(2019, 7, 31))], [old, new]
+    )
+    assert june.bars.get_column("security_id").to_list() == ["OLD", "OLD"]
+    assert june.unattributed is None
+    # the gap between the two companies belongs to neither: null, and summarised
+    assert july.bars.get_column("security_id").to_list() == [None, None, "NEW", "NEW"]
+    assert july.unattributed is not None
+    assert (july.unattributed.first_day, july.unattributed.last_day, july.unattributed.bars) == (
+        D(2019, 7, 1),
+        D(2019, 7, 3),
+        2,
+    )
+
+
+def test_a_symbol_without_listings_is_one_derived_security():
+    (unit,) = split_by_unit(raw_bars([D(2023, 3, 1)]), "ABC", [(D(2023, 3, 1), D(2023, 3, 31))], [])
+    assert unit.bars.get_column("security_id").to_list() == ["PL:ABC"]
+    assert unit.unattributed is None
+
+
+# --- the ledger -------------------------------------------------------------------
+
+
+def test_plan_records_listings_and_a_bare_ticker_keeps_them(tmp_path):
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        rich = [
+            Listing("ABC", None, D(2019, 6, 28), cik="1"),
+            Listing("ABC", D(2021, 3, 1), composite_figi="BBGX"),
+        ]
+        plan(ledger, rich, "minute", D(2019, 1, 1), D(2021, 12, 31))
+        stored = ledger.listings_of("ABC")
+        assert [(i.first_day, i.last_day, i.security_id, i.link) for i in stored] == [
+            (None, D(2019, 6, 28), "PL:ABC:cik1", "derived"),
+            (D(2021, 3, 1), None, "BBGX", "composite_figi"),
+        ]
+        # the months between the two listings are not planned: neither company traded then
+        months = [row.period for row in ledger.query("SELECT period FROM units ORDER BY period")]
+        assert months == [f"2019-{m:02d}" for m in range(1, 7)] + [f"2021-{m:02d}" for m in range(3, 13)]
+        plan(ledger, ["ABC"], "day", D(2019, 1, 1), D(2021, 12, 31))  # `--tickers`-style: says nothing new
+        assert ledger.listings_of("ABC") == stored
+        plan(ledger, ["NEW"], "day", D(2019, 1, 1), D(2019, 12, 31))
+        assert [(i.ticker, i.security_id) for i in ledger.listings(tickers=["NEW"])] == [("NEW", "PL:NEW")]

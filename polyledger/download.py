@@ -90,7 +90,9 @@ class Download:
         files = _files(selected)
         if not files:
             return pl.LazyFrame(schema=STORED_BAR_SCHEMA)
-        frame = self.store.scan_parquet(files)
+        # the files' `ticker` column is the symbol; a `ticker=` folder name is its path
+        # spelling (`ABC_pA` for ABCpA), which a hive read would put in its place
+        frame = self.store.scan_parquet(files, hive_partitioning=False)
         if by_date and tickers:
             frame = frame.filter(pl.col("ticker").is_in(list(tickers)))
         if first is not None or last is not None:
@@ -109,7 +111,7 @@ class Download:
         files = _files(self._selected(dataset, tickers, None, None))
         if not files:
             return pl.LazyFrame(schema=datasets.get(dataset).schema)
-        return self.store.scan_parquet(files)
+        return self.store.scan_parquet(files, hive_partitioning=False)  # the `ticker` column, as above
 
     def audit(self) -> AuditReport:
         """The ledger's audit (`polyledger audit`): completeness per dataset and year."""

@@ -146,9 +146,11 @@ class Download:
             row for row in done if since is not None and row.fetched_at is not None and row.fetched_at < since
         ]
         new = [row.file_path for row in done if row not in old]
-        frames = [self.store.scan_parquet(new)] if new else []
+        # the files' `ticker` column is the symbol; a `ticker=` folder name is its path
+        # spelling (`ABC_pA` for ABCpA), which a hive read would put in its place
+        frames = [self.store.scan_parquet(new, hive_partitioning=False)] if new else []
         if old:
-            legacy = self.store.scan_parquet([row.file_path for row in old])
+            legacy = self.store.scan_parquet([row.file_path for row in old], hive_partitioning=False)
             listings = self.ledger.listings(tickers=sorted({row.ticker for row in old}))
             frames.append(_attributed_on_read(legacy, listings))
         frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
@@ -162,7 +164,7 @@ class Download:
         files = _files(self._selected(dataset, tickers, None, None))
         if not files:
             return pl.LazyFrame(schema=datasets.get(dataset).schema)
-        return self.store.scan_parquet(files)
+        return self.store.scan_parquet(files, hive_partitioning=False)  # the `ticker` column, as above
 
     def audit(self) -> AuditReport:
         """The ledger's audit (`polyledger audit`): completeness per dataset and year."""

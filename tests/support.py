@@ -101,7 +101,7 @@ def truth(
 
 def read_dataset(data: Path, dataset: str) -> pl.DataFrame:
     """The whole downloaded dataset in one line, as a user would read it."""
-    frame = pl.scan_parquet(str(data / dataset / "**" / "*.parquet"), hive_partitioning=True).collect()
+    frame = pl.scan_parquet(str(data / dataset / "**" / "*.parquet"), hive_partitioning=False).collect()
     return frame.select(STORED_COLUMNS).sort("ticker", "timestamp")
 
 

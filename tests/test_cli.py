@@ -21,7 +21,7 @@ from polyledger.testing import StandInServer
         (["plan", "--universe", "u.csv", "--from", "2024-02-30"], "invalid date '2024-02-30' for --from"),
         (["plan", "--universe", "u.csv", "--from", "2024-03-01", "--to", "2024-01-01"], "is after --to"),
         (["plan", "--universe", "u.csv", "--from", "2024-01-01", "--dataset", "hourly"], "unknown dataset"),
-        (["plan", "--universe", "bad.csv", "--from", "2024-01-01"], "not upper case"),
+        (["plan", "--universe", "bad.csv", "--from", "2024-01-01"], "invalid ticker 'aa/pl'"),
         (["plan", "--universe", "u.csv"], "--from is required for minute bars"),
         (["plan", "--universe", "u.csv", "--from", "2024-01-01", "--bogus"], "No such option: --bogus"),
         (["run", "--workers", "0"], "--workers"),
@@ -35,7 +35,7 @@ from polyledger.testing import StandInServer
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(work, args, message):
     write_universe(work / "u.csv", ["AAPL"])
-    (work / "bad.csv").write_text("ticker\naapl\n", encoding="utf-8")
+    (work / "bad.csv").write_text("ticker\naa/pl\n", encoding="utf-8")
     before = sorted(p.name for p in work.iterdir())
     result = run_cli(*args)
     assert result.code == 2

@@ -26,9 +26,9 @@ def test_demo_runs_end_to_end_and_shows_every_outcome(tmp_path):
     assert classes == {"not_entitled"}  # injected transient faults were all retried away
 
     data = tmp_path / "demo" / "data"
-    frame = pl.scan_parquet(str(data / "minute" / "**" / "*.parquet"), hive_partitioning=True).collect()
+    frame = pl.scan_parquet(str(data / "minute" / "**" / "*.parquet"), hive_partitioning=False).collect()
     tickers = duckdb.sql(
-        f"SELECT DISTINCT ticker FROM read_parquet('{(data / 'minute').as_posix()}/**/*.parquet', hive_partitioning = true)"
+        f"SELECT DISTINCT ticker FROM read_parquet('{(data / 'minute').as_posix()}/**/*.parquet', hive_partitioning = false)"
     ).fetchall()
     assert set(frame["ticker"].unique()) == {t for (t,) in tickers}
     listed = {listing.ticker for listing in DEMO_LISTINGS}

@@ -16,6 +16,7 @@ import polars as pl
 from polyledger.datasets.reference import ReferenceEndpoint, fetch_results
 from polyledger.datasets.spec import PART_NAME, DatasetSpec
 from polyledger.periods import et_today
+from polyledger.symbols import ticker_path_component
 
 if TYPE_CHECKING:
     from polyledger.ledger import ClaimedUnit
@@ -54,7 +55,7 @@ def fetch(client: PolygonClient, unit: ClaimedUnit, adjusted: bool, spent: Fetch
 
 
 def layout(ticker: str, period_start: dt.date) -> str:
-    return f"details/as_of={period_start.isoformat()}/ticker={ticker}/{PART_NAME}"
+    return f"details/as_of={period_start.isoformat()}/ticker={ticker_path_component(ticker)}/{PART_NAME}"
 
 
 SPEC = DatasetSpec(

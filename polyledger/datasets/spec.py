@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from polyledger.symbols import ticker_path_component
+
 if TYPE_CHECKING:  # the registry stays importable without the API client (storage reads it)
     from polyledger.ledger import ClaimedUnit, Ledger
     from polyledger.polygon.client import PolygonClient
@@ -80,5 +82,6 @@ class DatasetSpec:
 
 
 def ticker_path(dataset: str, ticker: str, *parts: str) -> str:
-    """`dataset/ticker=T/<parts>/part.parquet`."""
-    return "/".join([dataset, f"ticker={ticker}", *parts, PART_NAME])
+    """`dataset/ticker=T/<parts>/part.parquet`, T as `symbols.ticker_path_component` spells
+    it (distinct where case is ignored: `ABCpA` -> `ABC_pA`, `ABCPA` as it is)."""
+    return "/".join([dataset, f"ticker={ticker_path_component(ticker)}", *parts, PART_NAME])

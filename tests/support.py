@@ -57,6 +57,7 @@ def write_universe(path: Path, tickers: list[str]) -> Path:
     return path
 
 
+# the bar columns a download must equal the stand-in's truth in (`truth`, `read_dataset`)
 STORED_COLUMNS = [
     "ticker",
     "timestamp",
@@ -69,6 +70,8 @@ STORED_COLUMNS = [
     "transactions",
     "otc",
 ]
+# every column of a stored bar file, in order: the bars plus the security they belong to
+FILE_COLUMNS = ["ticker", "security_id", *STORED_COLUMNS[1:]]
 
 
 def truth(

@@ -163,3 +163,33 @@ def test_plan_records_listings_and_a_bare_ticker_keeps_them(tmp_path):
         assert ledger.listings_of("ABC") == stored
         plan(ledger, ["NEW"], "day", D(2019, 1, 1), D(2019, 12, 31))
         assert [(i.ticker, i.security_id) for i in ledger.listings(tickers=["NEW"])] == [("NEW", "PL:NEW")]
+
+
+# --- ticker events ----------------------------------------------------------------
+
+
+def test_ticker_events_as_the_api_documents_them():
+    """The OpenAPI example of /vX/reference/tickers/META/events, decoded to one row per change."""
+    from polyledger.datasets.ticker_events import events_frame
+
+    results = {
+        "events": [
+            {"date": "2022-06-09", "ticker_change": {"ticker": "META"}, "type": "ticker_change"},
+            {"date": "2012-05-18", "ticker_change": {"ticker": "FB"}, "type": "ticker_change"},
+        ],
+        "name": "Meta Platforms, Inc. Class A Common Stock",
+    }
+    frame = events_frame("META", [results])
+    assert frame.sort("date").select("date", "symbol").rows() == [
+        (D(2012, 5, 18), "FB"),
+        (D(2022, 6, 9), "META"),
+    ]
+    assert set(frame.get_column("ticker")) == {"META"}
+    # another kind of event, or one without a date, is not a symbol change
+    odd = {
+        "events": [
+            {"date": "2020-01-02", "type": "other"},
+            {"ticker_change": {"ticker": "X"}, "type": "ticker_change"},
+        ]
+    }
+    assert events_frame("META", [odd]).height == 0

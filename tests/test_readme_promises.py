@@ -21,7 +21,16 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
-from support import API_KEY, STORED_COLUMNS, cli_command, python_env, run_cli, truth, write_universe
+from support import (
+    API_KEY,
+    FILE_COLUMNS,
+    STORED_COLUMNS,
+    cli_command,
+    python_env,
+    run_cli,
+    truth,
+    write_universe,
+)
 
 import polyledger
 from polyledger.checks.audit import audit
@@ -104,7 +113,7 @@ def test_each_unit_file_has_the_documented_path_columns_compression_and_checksum
         assert unit["bytes"] == len(payload)
         assert _compressions(path) == {"ZSTD"}
         bars = pl.read_parquet(path)
-        assert bars.columns == STORED_COLUMNS
+        assert bars.columns == FILE_COLUMNS
         assert {name: bars.schema[name] for name in DOCUMENTED_TYPES} == DOCUMENTED_TYPES
         assert bars.height == unit["rows"]
         times = bars.get_column("timestamp")
@@ -112,7 +121,9 @@ def test_each_unit_file_has_the_documented_path_columns_compression_and_checksum
         # exactly the bars of the unit's US/Eastern session dates (a run is adjusted by default)
         period_end = D(start.year, 12, 31) if unit["dataset"] == "day" else _month_end(start)
         expected = truth(market, unit["dataset"], unit["ticker"], start, period_end, adjusted=True)
-        assert_frame_equal(bars, expected)
+        assert_frame_equal(bars.select(STORED_COLUMNS), expected)
+        # a bare-ticker universe: each symbol is one security, polyledger's derived id
+        assert set(bars.get_column("security_id")) == {f"PL:{unit['ticker']}"}
 
 
 def _month_end(start: dt.date) -> dt.date:

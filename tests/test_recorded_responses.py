@@ -13,7 +13,7 @@ import pytest
 import vcr
 import yaml
 from polars.testing import assert_frame_equal
-from support import STORED_COLUMNS
+from support import FILE_COLUMNS
 
 from polyledger.bars import bars_for_unit
 from polyledger.errors import ProtocolError
@@ -83,7 +83,7 @@ def test_recorded_daily_aggregates_download_and_keep_et_dates(tmp_path):
     ]
     assert bars["volume"].dtype == pl.Float64 and bars["volume"].to_list() == [642646396.0, 578172308.0]
     assert bars["transactions"].to_list() == [82132, 65543]
-    assert bars.columns == STORED_COLUMNS
+    assert bars.columns == FILE_COLUMNS
 
 
 def test_recorded_paginated_response_is_followed_exactly_as_given(tmp_path):

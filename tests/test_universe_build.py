@@ -92,7 +92,9 @@ def test_details_are_kept_per_build_date_and_an_interrupted_build_writes_nothing
         with Ledger(work / "ledger.db") as ledger:
             files = {
                 r.period: r.file_path
-                for r in ledger.query("SELECT period, file_path FROM units WHERE ticker = 'ALFA'")
+                for r in ledger.query(
+                    "SELECT period, file_path FROM units WHERE ticker = 'ALFA' AND dataset = 'details'"
+                )
             }
             run = Run(
                 ledger,

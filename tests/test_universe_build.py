@@ -57,8 +57,9 @@ def test_universe_without_a_cap_keeps_every_common_stock_including_delisted(work
     table = pl.read_csv(work / "u.csv")
     assert table.get_column("ticker").to_list() == ["ALFA", "BRAVO", "CHAR", "FOXT", "GOLF"]
     rows = {row["ticker"]: row for row in table.iter_rows(named=True)}
-    # a delisted name stays in (no survivorship bias), with the dates `plan` needs
-    assert rows["BRAVO"]["active"] is False and rows["BRAVO"]["delisted_utc"].startswith("2023-04-21")
+    # a delisted name stays in (no survivorship bias), with the dates `plan` needs (delisted_utc
+    # as the API gives it: its last session, 2023-04-20)
+    assert rows["BRAVO"]["active"] is False and rows["BRAVO"]["delisted_utc"].startswith("2023-04-20")
     assert rows["CHAR"]["list_date"] == "2023-06-14" and rows["ALFA"]["delisted_utc"] is None
     assert (
         table.get_column("list_date").null_count() == 0 and table.get_column("market_cap").null_count() == 0

@@ -1,15 +1,22 @@
 """A deterministic synthetic market: "the truth" the stand-in server serves and tests compare to.
 
-Every minute bar is a pure function of (seed, ticker, listing, epoch minute): whether it
+Every minute bar is a pure function of (seed, listing identity, epoch minute): whether it
 exists and all of its values come from a stable integer hash of those inputs, never from
 the requested range. Any split of a range into pages, months or years therefore yields
 exactly the same bars, and no history has to be generated "from the beginning of time".
+
+As on the real market, a symbol is not an identity: one symbol may carry several listings
+(an unrelated company after a delisting, and bars that belong to no known listing in
+between), a company keeps its identifiers (cik, FIGIs) across a rename, and symbols are
+case-sensitive (`ABCpA` is not `ABCPA`). /range answers by symbol, so it serves every
+listing of the symbol in one answer; the reference data tells them apart.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import math
 import zlib
 from collections.abc import Iterable
@@ -78,6 +85,18 @@ class Dividend:
 
 @dataclass(frozen=True)
 class Listing:
+    """One symbol's listing of one company, from list_date to its last session delist_date.
+
+    company: the identity behind cik, FIGIs, shares and the price path; listings with the
+    same company are one company (a rename). None: the ticker's own identity, or
+    "<ticker>@<list_date>" when the symbol has several listings (unrelated companies).
+    figi: False = no composite_figi / share_class_figi (many inactive names lack them).
+    renamed: its last session ended with a ticker change, not a delisting: no delisted_utc,
+    and the tickers list forgets it (a later listing of the same company must follow).
+    known: False = bars served under the symbol that no reference endpoint knows about
+    (such as a few stray bars between two companies holding the symbol).
+    """
+
     ticker: str
     list_date: dt.date | None = None  # no bars before (ET date)
     delist_date: dt.date | None = None  # no bars after (ET date); its last session
@@ -87,11 +106,17 @@ class Listing:
     type: str = "CS"
     splits: tuple[Split, ...] = ()
     dividends: tuple[Dividend, ...] = ()
+    company: str | None = None
+    figi: bool = True
+    renamed: bool = False
+    known: bool = True
 
     def __post_init__(self) -> None:
         # accept lists too, but keep the dataclass hashable
         object.__setattr__(self, "splits", tuple(self.splits))
         object.__setattr__(self, "dividends", tuple(self.dividends))
+        if self.renamed and self.delist_date is None:
+            raise ValueError(f"{self.ticker}: a renamed listing needs its last session (delist_date)")
 
     @property
     def display_name(self) -> str:
@@ -103,14 +128,23 @@ class Listing:
         return listed and (self.delist_date is None or day <= self.delist_date)
 
     def trading(self, day: dt.date | None) -> bool:
-        """Active as the tickers endpoint says it: on `day`, or now (None: not delisted)."""
-        return self.active_on(day) if day is not None else not self.delisted_by(None)
+        """Active as the tickers endpoint says it: on `day`, or now (None: not ended)."""
+        return self.active_on(day) if day is not None else not self.ended_by(None)
 
-    def delisted_by(self, day: dt.date | None) -> bool:
-        """Delisted before `day` (None: at all, whatever the date)."""
+    def ended_by(self, day: dt.date | None) -> bool:
+        """Last session before `day` (None: at all, whatever the date), delisted or renamed."""
         if self.delist_date is None:
             return False
         return day is None or self.delist_date < day
+
+    def delisted_by(self, day: dt.date | None) -> bool:
+        """Delisted before `day` (None: at all); a rename is no delisting."""
+        return self.ended_by(day) and not self.renamed
+
+    @property
+    def start(self) -> dt.date:
+        """Sort key of a symbol's listings (an unbounded start sorts first)."""
+        return self.list_date or dt.date.min
 
 
 def _splitmix64_int(x: int) -> int:
@@ -224,42 +258,132 @@ def _figi(key: int, salt: int) -> str:
     return body + str((10 - total % 10) % 10)
 
 
+def _base_price(key: int) -> float:
+    # log-uniform between $2 and $500: small caps and large caps alike
+    return math.exp(math.log(2.0) + _unit(key, 0xB45E) * math.log(250.0))
+
+
+def _joined(parts: list[dict]) -> dict:
+    """Minute columns of consecutive listings of one symbol as one set (day indexes shifted)."""
+    out: dict = {}
+    for name in ("t", "o", "h", "l", "c", "v", "vw", "n", "otc"):
+        out[name] = np.concatenate([part[name] for part in parts])
+    offsets = np.cumsum([0] + [len(part["dates"]) for part in parts[:-1]])
+    out["day"] = np.concatenate([part["day"] + offset for part, offset in zip(parts, offsets, strict=True)])
+    out["dates"] = [day for part in parts for day in part["dates"]]
+    return out
+
+
 def _event_id(*parts: object) -> str:
     """An id like the API's split and dividend ids ("E" + 64 hex), stable across processes."""
     return "E" + hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
 
 
+def _check_windows(ticker: str, listings: list[Listing]) -> None:
+    """A symbol's listings, in order, must not overlap: each but the last has a last session
+    and the next one starts after it."""
+    for before, after in itertools.pairwise(listings):
+        if before.delist_date is None or after.list_date is None or after.list_date <= before.delist_date:
+            raise ValueError(
+                f"listings of {ticker} overlap: {before.list_date}..{before.delist_date} "
+                f"and {after.list_date}..{after.delist_date}"
+            )
+
+
 class SyntheticMarket:
-    """Sparse minute bars (04:00-20:00 ET, Mon-Fri) and their daily aggregates, per listing."""
+    """Sparse minute bars (04:00-20:00 ET, Mon-Fri) and their daily aggregates, per listing,
+    served per symbol (every listing of a symbol, each in its own window)."""
 
     def __init__(self, listings: Iterable[Listing], seed: int = 0) -> None:
         self.seed = seed
-        self._listings: dict[str, Listing] = {}
-        for listing in listings:
-            self._listings[listing.ticker] = listing
+        grouped: dict[str, list[Listing]] = {}
+        for listing in dict.fromkeys(listings):  # an identical repeat is one listing
+            grouped.setdefault(listing.ticker, []).append(listing)
+        self._symbols: dict[str, tuple[Listing, ...]] = {}
+        self._keys: dict[Listing, int] = {}
+        for ticker, group in grouped.items():
+            group.sort(key=lambda x: x.start)
+            _check_windows(ticker, group)
+            self._symbols[ticker] = tuple(group)
+            for listing in group:
+                self._keys[listing] = self._key_of(self._identity(listing, len(group)))
+        self._check_renames()
         self._probs: dict[int, np.ndarray] = {}
         # a ticker's dividend records: each needs the close before it (two weeks of minute
         # bars), and the stand-in asks again for every page; listings never change
         self._dividends: dict[str, tuple[dict, ...]] = {}
 
+    @staticmethod
+    def _identity(listing: Listing, listings_of_symbol: int) -> str:
+        # the ticker alone for a symbol's only listing: the keys (and so every bar, FIGI and
+        # cik) of a market without reused symbols stay what they always were
+        if listing.company is not None:
+            return listing.company
+        if listings_of_symbol == 1:
+            return listing.ticker
+        return f"{listing.ticker}@{listing.list_date or ''}"
+
+    def _key_of(self, identity: str) -> int:
+        """Stable 64-bit key (crc32 is stable across processes, unlike hash())."""
+        return _splitmix64_int(zlib.crc32(identity.encode("utf-8")) ^ _splitmix64_int(self.seed))
+
+    def _check_renames(self) -> None:
+        for listing in self._all_listings():
+            if listing.renamed and not any(
+                other.known
+                and self._keys[other] == self._keys[listing]
+                and other.list_date is not None
+                and other.list_date > listing.delist_date  # type: ignore[operator]
+                for other in self._all_listings()
+            ):
+                raise ValueError(
+                    f"{listing.ticker} is renamed on {listing.delist_date}, but no later listing "
+                    "of the same company follows (give both the same company)"
+                )
+
+    def _all_listings(self) -> Iterable[Listing]:
+        for ticker in self.tickers:
+            yield from self._symbols[ticker]
+
     # -- lookups -------------------------------------------------------------------------
     def knows(self, ticker: str) -> bool:
-        return ticker in self._listings
+        """Whether the reference data knows the symbol (now or once)."""
+        return any(listing.known for listing in self._symbols.get(ticker, ()))
 
-    def listing(self, ticker: str) -> Listing | None:
-        return self._listings.get(ticker)
+    def listings_of(self, ticker: str) -> tuple[Listing, ...]:
+        """Every listing of the symbol, known to the reference data or not, oldest first."""
+        return self._symbols.get(ticker, ())
+
+    def listing(self, ticker: str, date: dt.date | None = None) -> Listing | None:
+        """The listing ticker details answer for: without a date the current holder of the
+        symbol, else its most recent listing; on `date` the listing active then, else the
+        most recent one ended before it; None if there is none."""
+        known = [listing for listing in self._symbols.get(ticker, ()) if listing.known]
+        if date is None:
+            current = [listing for listing in known if listing.delist_date is None]
+            return (current or known or [None])[-1]
+        for listing in known:
+            if listing.active_on(date):
+                return listing
+        ended = [listing for listing in known if listing.ended_by(date)]
+        return ended[-1] if ended else None
 
     @property
     def tickers(self) -> list[str]:
-        return sorted(self._listings)
+        """Every symbol, sorted by code point (byte order: case-sensitive, "ABCPA" < "ABCpA")."""
+        return sorted(self._symbols)
 
     def ticker_key(self, ticker: str) -> int:
-        """Stable 64-bit key (crc32 is stable across processes, unlike hash())."""
-        return _splitmix64_int(zlib.crc32(ticker.encode("utf-8")) ^ _splitmix64_int(self.seed))
+        """The key of a symbol's only listing (a listing with no company of its own)."""
+        return self._key_of(ticker)
+
+    def listing_key(self, listing: Listing) -> int:
+        """The key of a listing's company: its bars, FIGIs, cik and shares derive from it."""
+        return self._keys[listing]
 
     def base_price(self, ticker: str) -> float:
-        # log-uniform between $2 and $500: small caps and large caps alike
-        return math.exp(math.log(2.0) + _unit(self.ticker_key(ticker), 0xB45E) * math.log(250.0))
+        listing = self.listing(ticker)
+        return _base_price(self._keys[listing] if listing is not None else self.ticker_key(ticker))
 
     # -- bars ----------------------------------------------------------------------------
     def minute_bars(self, ticker: str, start_ms: int, end_ms: int, *, adjusted: bool = False) -> pl.DataFrame:
@@ -274,8 +398,7 @@ class SyntheticMarket:
         volume-weighted vw (re-rounded to the 1e-4 price grid), otc null. Adjusted day bars
         aggregate the adjusted minute bars, so the two always agree.
         """
-        listing = self._listings.get(ticker)
-        if listing is None or end_ms <= start_ms:
+        if ticker not in self._symbols or end_ms <= start_ms:
             return empty_bars()
         first = et_date(start_ms)
         if et_midnight_ms(first) < start_ms:  # that date's bar starts before the window
@@ -319,16 +442,18 @@ class SyntheticMarket:
         Walks the window in growing chunks, so a 50,000-bar page of a decade-wide range
         generates little more than it returns; exact because bars never depend on the range.
         """
-        listing = self._listings.get(ticker)
-        if listing is None:
+        listings = self._symbols.get(ticker)
+        if not listings:
             return empty_bars()
-        if listing.list_date is not None:  # nothing to generate outside the listing
-            start_ms = max(start_ms, et_midnight_ms(listing.list_date))
-        if listing.delist_date is not None:
-            end_ms = min(end_ms, et_midnight_ms(listing.delist_date + dt.timedelta(days=1)))
+        first, last = listings[0], listings[-1]
+        if first.list_date is not None:  # nothing to generate outside the listings
+            start_ms = max(start_ms, et_midnight_ms(first.list_date))
+        if last.delist_date is not None:
+            end_ms = min(end_ms, et_midnight_ms(last.delist_date + dt.timedelta(days=1)))
         fetch = {"minute": self.minute_bars, "day": self.day_bars}[timespan]
         need = limit if limit is not None else 1 << 62
-        per_day = max(1, listing.bars_per_day) if timespan == "minute" else 1
+        densest = max(listing.bars_per_day for listing in listings)
+        per_day = max(1, densest) if timespan == "minute" else 1
         cap_days = 120 if timespan == "minute" else 800  # bounds memory per chunk
         days = min(cap_days, max(7.0, 1.6 * need * 7 / (5 * per_day)))
         frames, got, lo, hi = [], 0, start_ms, end_ms
@@ -350,25 +475,28 @@ class SyntheticMarket:
 
     # -- reference data ------------------------------------------------------------------
     def list_date(self, ticker: str) -> dt.date | None:
-        """The list date details report: the listing's, else a stable weekday in 1985-2003
-        (reported only; bars of such a listing stay unbounded)."""
-        listing = self._listings.get(ticker)
-        if listing is None:
-            return None
+        """The list date details report (of the listing they answer for without a date)."""
+        listing = self.listing(ticker)
+        return None if listing is None else self._reported_list_date(listing)
+
+    def _reported_list_date(self, listing: Listing) -> dt.date:
+        """The listing's list date, else a stable weekday in 1985-2003 (reported only; bars
+        of such a listing stay unbounded)."""
         if listing.list_date is not None:
             return listing.list_date
         span = (dt.date(2003, 12, 26) - dt.date(1985, 1, 1)).days
-        return _weekday(dt.date(1985, 1, 1) + dt.timedelta(days=self.ticker_key(ticker) % span), 1)
+        return _weekday(dt.date(1985, 1, 1) + dt.timedelta(days=self._keys[listing] % span), 1)
 
     def ticker_summary(self, ticker: str, date: dt.date | None = None) -> dict | None:
-        """One /v3/reference/tickers result as of `date` (None: now); None if unknown."""
-        listing = self._listings.get(ticker)
-        if listing is None:
-            return None
-        key = self.ticker_key(ticker)
-        delisted = listing.delisted_by(date)
+        """One /v3/reference/tickers result of the listing details answer for (see
+        listing()) as of `date` (None: now); None if there is none."""
+        listing = self.listing(ticker, date)
+        return None if listing is None else self._summary(listing, date)
+
+    def _summary(self, listing: Listing, date: dt.date | None) -> dict:
+        key = self._keys[listing]
         out: dict[str, object] = {
-            "ticker": ticker,
+            "ticker": listing.ticker,
             "name": listing.display_name,
             "market": "stocks",
             "locale": "us",
@@ -377,66 +505,97 @@ class SyntheticMarket:
             "active": listing.trading(date),
             "currency_name": "usd",
             "cik": f"{1_000_000 + key % 1_000_000:010d}",
-            "composite_figi": _figi(key, 0xC0F1),
-            "share_class_figi": _figi(key, 0x5C1A),
-            "last_updated_utc": f"{date or REFERENCE_AS_OF}T00:00:00Z",
         }
-        if delisted:  # the midnight after the last session
-            out["delisted_utc"] = f"{listing.delist_date + dt.timedelta(days=1)}T00:00:00Z"
+        if listing.figi:
+            out["composite_figi"] = _figi(key, 0xC0F1)
+            out["share_class_figi"] = _figi(key, 0x5C1A)
+        out["last_updated_utc"] = f"{date or REFERENCE_AS_OF}T00:00:00Z"
+        if listing.delisted_by(date):  # "the last date that the asset was traded"
+            out["delisted_utc"] = f"{listing.delist_date}T00:00:00Z"
         return out
 
     def ticker_list(self, *, active: bool = True, date: dt.date | None = None) -> list[dict]:
-        """/v3/reference/tickers results before filters, by ticker: the names trading at
-        `date` (None: now), or with active=False those delisted before it. A name not yet
-        listed at `date` is in neither."""
+        """/v3/reference/tickers results before filters, by ticker (then listing): the
+        listings trading at `date` (None: now), or with active=False those delisted before
+        it. A listing not yet listed at `date`, or renamed away by then, is in neither."""
         out = []
         for ticker in self.tickers:
-            listing = self._listings[ticker]
-            if active:
-                keep = listing.trading(date)
-            else:
-                keep = listing.delisted_by(date)
-            if keep:
-                out.append(self.ticker_summary(ticker, date))
+            for listing in self._symbols[ticker]:
+                if not listing.known:
+                    continue
+                keep = listing.trading(date) if active else listing.delisted_by(date)
+                if keep:
+                    out.append(self._summary(listing, date))
         return out
 
     def reference(self, ticker: str, date: dt.date | None = None) -> dict | None:
-        """Ticker details as /v3/reference/tickers/{T} reports them (None if unknown)."""
-        summary = self.ticker_summary(ticker, date)
-        if summary is None:
+        """Ticker details as /v3/reference/tickers/{T} reports them (None: 404), for the
+        listing listing(ticker, date) picks."""
+        listing = self.listing(ticker, date)
+        if listing is None:
             return None
-        key = self.ticker_key(ticker)
+        summary = self._summary(listing, date)
+        key = self._keys[listing]
         shares = 5_000_000 + key % 2_000_000_000
         out = {k: v for k, v in summary.items() if k not in ("last_updated_utc", "delisted_utc")}
-        out["market_cap"] = round(shares * self.base_price(ticker), 2)
-        out["list_date"] = self.list_date(ticker).isoformat()  # type: ignore[union-attr]
+        out["market_cap"] = round(shares * _base_price(key), 2)
+        out["list_date"] = self._reported_list_date(listing).isoformat()
         out["share_class_shares_outstanding"] = shares
         out["weighted_shares_outstanding"] = shares - key % 1000
         if "delisted_utc" in summary:
             out["delisted_utc"] = summary["delisted_utc"]
         return out
 
+    def events(self, identifier: str) -> dict | None:
+        """/vX/reference/tickers/{id}/events results: the ticker_change events (the day each
+        symbol of the company started), newest first, of the company whose composite FIGI
+        is `identifier`, else of the company holding the symbol `identifier` now; None
+        (404) for a symbol nobody holds now, as the real API misses delisted names."""
+        known = [listing for listing in self._all_listings() if listing.known]
+        by_figi = {_figi(self._keys[x], 0xC0F1): self._keys[x] for x in known if x.figi}
+        key = by_figi.get(identifier)
+        if key is None:
+            holder = self.listing(identifier)
+            if holder is None or holder.delist_date is not None:
+                return None
+            key = self._keys[holder]
+        company = sorted((x for x in known if self._keys[x] == key), key=self._reported_list_date)
+        latest = company[-1]
+        out: dict[str, object] = {"name": latest.display_name}
+        if latest.figi:
+            out["composite_figi"] = _figi(key, 0xC0F1)
+        out["cik"] = f"{1_000_000 + key % 1_000_000:010d}"
+        out["events"] = [
+            {
+                "ticker_change": {"ticker": listing.ticker},
+                "type": "ticker_change",
+                "date": self._reported_list_date(listing).isoformat(),
+            }
+            for listing in reversed(company)
+        ]
+        return out
+
     def split_records(self, ticker: str | None = None) -> list[dict]:
         """/stocks/v1/splits results of one ticker (None: all), by ticker, newest first.
 
         historical_adjustment_factor is the product of split_from/split_to over this split
-        and every later one: what a price from before this split, and after the previous
-        one, is multiplied by to be adjusted (the spec's definition).
+        and every later one of the listing: what a price from before this split, and after
+        the previous one, is multiplied by to be adjusted (the spec's definition).
         """
         out = []
         for symbol in [ticker] if ticker is not None else self.tickers:
-            listing = self._listings.get(symbol)
-            factor = 1.0
-            for split in sorted(listing.splits if listing else (), key=lambda x: x.execution_date)[::-1]:
-                factor *= split.split_from / split.split_to
-                out.append(self._split_record(symbol, split, factor))
+            for listing in reversed(self._symbols.get(symbol, ())):
+                factor = 1.0
+                for split in sorted(listing.splits, key=lambda x: x.execution_date)[::-1]:
+                    factor *= split.split_from / split.split_to
+                    out.append(self._split_record(symbol, split, factor))
         return out
 
     def dividend_records(self, ticker: str | None = None) -> list[dict]:
         """/stocks/v1/dividends results of one ticker (None: all), by ticker, newest first.
 
         historical_adjustment_factor is the product of (1 - cash / previous close) over this
-        dividend and every later one, both split-adjusted to today's share basis.
+        dividend and every later one of the listing, both split-adjusted to today's share basis.
         """
         out = []
         for symbol in [ticker] if ticker is not None else self.tickers:
@@ -446,15 +605,15 @@ class SyntheticMarket:
         return out  # new lists and dicts each time: callers sort and may change them
 
     def _dividends_of(self, symbol: str) -> tuple[dict, ...]:
-        listing = self._listings.get(symbol)
         out = []
-        factor = 1.0
-        for div in sorted(listing.dividends if listing else (), key=lambda x: x.ex_dividend_date)[::-1]:
-            cash = div.cash_amount * self._later_split_factor(listing, div.ex_dividend_date)  # type: ignore[arg-type]
-            close = self._close_before(symbol, div.ex_dividend_date)
-            if close:
-                factor *= max(0.0, 1.0 - cash / close)
-            out.append(self._dividend_record(symbol, div, cash, factor))
+        for listing in reversed(self._symbols.get(symbol, ())):
+            factor = 1.0
+            for div in sorted(listing.dividends, key=lambda x: x.ex_dividend_date)[::-1]:
+                cash = div.cash_amount * self._later_split_factor(listing, div.ex_dividend_date)
+                close = self._close_before(symbol, div.ex_dividend_date)
+                if close:
+                    factor *= max(0.0, 1.0 - cash / close)
+                out.append(self._dividend_record(symbol, self._keys[listing], div, cash, factor))
         return tuple(out)
 
     def _split_record(self, ticker: str, split: Split, factor: float) -> dict:
@@ -470,9 +629,11 @@ class SyntheticMarket:
             "ticker": ticker,
         }
 
-    def _dividend_record(self, ticker: str, div: Dividend, adjusted_cash: float, factor: float) -> dict:
+    def _dividend_record(
+        self, ticker: str, key: int, div: Dividend, adjusted_cash: float, factor: float
+    ) -> dict:
         ex = div.ex_dividend_date
-        h = _splitmix64_int(self.ticker_key(ticker) ^ ex.toordinal())
+        h = _splitmix64_int(key ^ ex.toordinal())
         declared = _weekday(ex - dt.timedelta(days=14 + h % 21), -1)
         record = ex if ex >= T_PLUS_1 else _weekday(ex + dt.timedelta(days=1), 1)
         paid = div.pay_date or _weekday(record + dt.timedelta(days=7 + (h >> 8) % 21), 1)
@@ -522,9 +683,19 @@ class SyntheticMarket:
         return out
 
     def _minute_columns(self, ticker: str, start_ms: int, end_ms: int, adjusted: bool = False) -> dict | None:
-        listing = self._listings.get(ticker)
-        if listing is None or end_ms <= start_ms:
+        """Every listing's minute columns of the symbol in [start_ms, end_ms), oldest first."""
+        listings = self._symbols.get(ticker)
+        if not listings or end_ms <= start_ms:
             return None
+        if len(listings) == 1:  # the usual case, without the joining below
+            return self._listing_columns(listings[0], start_ms, end_ms, adjusted)
+        parts = [self._listing_columns(listing, start_ms, end_ms, adjusted) for listing in listings]
+        found = [part for part in parts if part is not None]
+        if len(found) <= 1:
+            return found[0] if found else None
+        return _joined(found)
+
+    def _listing_columns(self, listing: Listing, start_ms: int, end_ms: int, adjusted: bool) -> dict | None:
         dates = self._session_dates(listing, start_ms, end_ms)
         if not dates:
             return None
@@ -536,14 +707,14 @@ class SyntheticMarket:
         probs = self._probs.get(listing.bars_per_day)
         if probs is None:
             probs = self._probs.setdefault(listing.bars_per_day, _minute_probabilities(listing.bars_per_day))
-        key = self.ticker_key(ticker)
+        key = self._keys[listing]
         h = _splitmix64(minute.astype(np.uint64) ^ np.uint64(key))
         keep = _uniform(h) < np.tile(probs, len(dates))
         keep &= (minute >= -(-start_ms // MINUTE_MS)) & (minute * MINUTE_MS < end_ms)
         minute, h, day_idx = minute[keep], h[keep], day_idx[keep]
         if minute.size == 0:
             return None
-        cols = self._values(key, ticker, minute, h)
+        cols = self._values(key, minute, h)
         self._adjust(cols, listing, dates, day_idx, adjusted)
         cols["day"] = day_idx
         cols["dates"] = dates
@@ -564,9 +735,9 @@ class SyntheticMarket:
             cols[name] = np.round(cols[name] * price, 4)
         cols["v"] = cols["v"] * volume
 
-    def _values(self, key: int, ticker: str, minute: np.ndarray, h: np.ndarray) -> dict:
+    def _values(self, key: int, minute: np.ndarray, h: np.ndarray) -> dict:
         """Bar values for existing minutes; a slow deterministic walk of the price level."""
-        base = self.base_price(ticker)
+        base = _base_price(key)
         phase1, phase2 = _unit(key, 1) * 2 * math.pi, _unit(key, 2) * 2 * math.pi
         m = minute.astype(np.float64)
         level = base * (1 + 0.2 * np.sin(m / (1440 * 37) + phase1)) * (1 + 0.03 * np.sin(m / 390 + phase2))

@@ -18,7 +18,9 @@ holiday (the `holidays` package's calendar) a 200 with resultsCount 0 and no `re
 grouped_left_out make it disagree with /range on purpose.
 
 Reference data (same keys, rate limit and stats; faults apply to aggregates only):
-/v3/reference/tickers (list), /v3/reference/tickers/{T}, /stocks/v1/splits,
+/v3/reference/tickers (list), /v3/reference/tickers/{T}, the experimental
+/vX/reference/tickers/{id}/events (ticker changes of a FIGI's company, or of the company
+holding a symbol now), /stocks/v1/splits,
 /stocks/v1/dividends and the deprecated /v3/reference/splits and /v3/reference/dividends,
 shaped like the recorded samples and paginated by a `next_url` whose cursor carries the
 whole query plus a page marker (as the real one does).
@@ -62,6 +64,7 @@ from polyledger.testing.market import (
 
 AGGS_PATH = re.compile(r"^/v2/aggs/ticker/([^/]+)/range/([^/]+)/([^/]+)/([^/]+)/([^/]+)$")
 TICKER_PATH = re.compile(r"^/v3/reference/tickers/([^/]+)$")
+EVENTS_PATH = re.compile(r"^/vX/reference/tickers/([^/]+)/events$")
 GROUPED_PATH = re.compile(r"^/v2/aggs/grouped/locale/us/market/stocks/([^/]+)$")
 GROUPED_CLOSE_HOUR = 16  # grouped bars are stamped 16:00 ET of their date, unlike /range
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -225,7 +228,7 @@ class ServerStats:
             self.bars_requests = 0
             self.connections = 0
             self.by_status: Counter[int] = Counter()
-            # "aggs", "ticker", "tickers", "splits", "dividends", "other"
+            # "aggs", "ticker", "events", "tickers", "splits", "dividends", "other"
             self.by_kind: Counter[str] = Counter()
             self.faults: Counter[str] = Counter()
             self.requested: list[tuple[str, str, str]] = []  # (ticker, from, to) as in the path
@@ -548,13 +551,15 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         query = parse_qs(split.query, keep_blank_values=True)
         aggs, ticker = AGGS_PATH.match(split.path), TICKER_PATH.match(split.path)
-        grouped = GROUPED_PATH.match(split.path)
+        grouped, events = GROUPED_PATH.match(split.path), EVENTS_PATH.match(split.path)
         ref_list = LIST_ENDPOINTS.get(split.path)
         kind = (
             "aggs"
             if aggs
             else "ticker"
             if ticker
+            else "events"
+            if events
             else "grouped"
             if grouped
             else ref_list.kind
@@ -586,6 +591,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._ticker(unquote(ticker.group(1)), query)
         if grouped:
             return self._grouped(unquote(grouped.group(1)), query)
+        if events:
+            return self._events(unquote(events.group(1)), query)
         if ref_list:
             return self._list(split.path, ref_list, query)
         return self._json(404, {"status": "NOT_FOUND", "message": "Not found."})
@@ -599,6 +606,15 @@ class _Handler(BaseHTTPRequestHandler):
         results = market.reference(symbol, date)
         if results is None:
             return self._json(404, {"status": "NOT_FOUND", "message": "Ticker not found."})
+        self._json(200, {"status": "OK", "results": results})
+
+    def _events(self, identifier: str, query: dict[str, list[str]]) -> None:
+        results = self.server.standin.market.events(identifier)
+        if results is None:
+            return self._json(404, {"status": "NOT_FOUND", "message": "Ticker not found."})
+        types = {t for t in query.get("types", [""])[0].split(",") if t}  # blank: every type
+        if types:
+            results["events"] = [e for e in results["events"] if e["type"] in types]  # type: ignore[attr-defined]
         self._json(200, {"status": "OK", "results": results})
 
     def _grouped(self, date_text: str, query: dict[str, list[str]]) -> None:
@@ -947,16 +963,27 @@ class _ListEndpoint:
         for field, desc in reversed(self.sort_keys(params)):  # stable sorts, least significant first
             rows.sort(key=lambda r, f=field: (r.get(f) is None, r.get(f)), reverse=desc)  # type: ignore[misc]
         start = 0
+        keys = _unique([str(r[self.marker]) for r in rows])
         if "page_marker" in params:
             after = _unmarker(params["page_marker"])
-            keys = [str(r[self.marker]) for r in rows]
             if after not in keys:
                 raise _BadRequest("invalid cursor")
             start = keys.index(after) + 1
         limit = int(params["limit"])
         page = rows[start : start + limit]
         more = start + limit < len(rows)
-        return page, _marker(str(page[-1][self.marker])) if more else None
+        return page, _marker(keys[start + limit - 1]) if more else None
+
+
+def _unique(keys: list[str]) -> list[str]:
+    """Page-marker keys made unique: a reused symbol can be listed twice (two delisted
+    companies), so a repeat is told apart by its occurrence ("X", then "X~1")."""
+    seen: Counter[str] = Counter()
+    out = []
+    for key in keys:
+        out.append(f"{key}~{seen[key]}" if seen[key] else key)
+        seen[key] += 1
+    return out
 
 
 def _tickers_source(market: SyntheticMarket, params: dict[str, str]) -> list[Row]:

@@ -118,9 +118,10 @@ def test_active_true_and_false_partition_the_listings(http, server) -> None:
 
 def test_delisted_names_carry_delisted_utc(http, server) -> None:
     rows = get(http, server, "/v3/reference/tickers", active="false")["results"]
+    # "the last date that the asset was traded": the last session, at 00:00 UTC
     assert {r["ticker"]: r["delisted_utc"] for r in rows} == {
-        "DDD": "2015-07-01T00:00:00Z",
-        "FFF": "2020-07-01T00:00:00Z",
+        "DDD": "2015-06-30T00:00:00Z",
+        "FFF": "2020-06-30T00:00:00Z",
     }
     assert all(r["active"] is False for r in rows)
     alive = get(http, server, "/v3/reference/tickers")["results"]
@@ -219,7 +220,7 @@ def test_details_carry_identifiers_list_date_and_market_cap(http, server, ref_ma
         assert aaa[key] == listed[key]
     ddd = get(http, server, "/v3/reference/tickers/DDD")["results"]
     assert ddd["list_date"] == "2010-01-04" and ddd["active"] is False
-    assert ddd["delisted_utc"] == "2015-07-01T00:00:00Z"
+    assert ddd["delisted_utc"] == "2015-06-30T00:00:00Z"  # its last session
     then = get(http, server, "/v3/reference/tickers/DDD", date="2012-05-01")["results"]
     assert then["active"] is True and "delisted_utc" not in then and then["list_date"] == "2010-01-04"
     ccc = get(http, server, "/v3/reference/tickers/CCC")["results"]

@@ -258,7 +258,7 @@ def test_reference_ticker_and_unknown_paths(server, http) -> None:
     assert "delisted_utc" not in alive and "list_date" in alive  # a stable stand-in date when unset
     gone = http.get(f"{server.url}/v3/reference/tickers/NEWCO").json()["results"]
     assert gone["active"] is False and gone["list_date"] == "2024-03-13"
-    assert gone["delisted_utc"] == "2024-03-28T00:00:00Z"
+    assert gone["delisted_utc"] == "2024-03-27T00:00:00Z"  # its last session
     missing = http.get(f"{server.url}/v3/reference/tickers/NOPE")
     assert missing.status_code == 404 and missing.json() == {
         "status": "NOT_FOUND",

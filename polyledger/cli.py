@@ -695,6 +695,11 @@ def serve(
     history_start: Optional[str] = typer.Option(
         None, "--history-start", help="403 before this date (YYYY-MM-DD)."
     ),
+    straddle: str = typer.Option(
+        "403",
+        "--straddle",
+        help="A range straddling --history-start: 403, or clip (200 with only the bars from that date on).",
+    ),
 ) -> None:
     """Serve the stand-in Polygon API on 127.0.0.1 until Ctrl-C, to try polyledger by hand.
 
@@ -705,7 +710,10 @@ def serve(
     from polyledger.periods import parse_date
     from polyledger.symbols import validate_ticker
     from polyledger.testing import FaultPlan, Listing, StandInServer, SyntheticMarket
+    from polyledger.testing.server import STRADDLE_MODES
 
+    if straddle not in STRADDLE_MODES:
+        raise InputError(f"--straddle must be one of {', '.join(STRADDLE_MODES)}, not {straddle!r}")
     if tickers:
         names = [validate_ticker(t.strip(), "--tickers") for t in tickers.split(",") if t.strip()]
         market = SyntheticMarket([Listing(t, bars_per_day=bars_per_day) for t in names], seed=seed)
@@ -720,6 +728,7 @@ def serve(
         faults=FaultPlan(rate=fault_rate, seed=seed),
         page_cap=page_cap,
         history_start=parse_date(history_start, "--history-start") if history_start else None,
+        straddle=straddle,
     )
     try:
         server.start()

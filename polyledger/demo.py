@@ -4,7 +4,8 @@ It builds the universe from the API (active and delisted names, their list dates
 minute and daily bars inside each ticker's listing window plus splits and dividends,
 and shows every outcome a real download meets: multi-page months, empty months (a late
 listing's first month, a ticker the API does not know), months outside the plan's
-history (403, `failed` as not_entitled), and transient faults that are retried away.
+history (`failed` as not_entitled, although a range reaching back before it is answered
+with only the entitled bars), and transient faults that are retried away.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ from polyledger.universe_build import build_universe
 DEMO_KEY = "demo-key"
 DEMO_FROM = dt.date(2022, 7, 1)
 DEMO_TO = dt.date(2024, 6, 30)
-HISTORY_START = dt.date(2022, 10, 1)  # the demo "plan" is entitled from here on: earlier months get 403
+# the demo "plan" is entitled from here on: a range wholly before it gets a 403, one reaching
+# back before it only the entitled bars (the stand-in's straddle="clip"). A year boundary, so
+# no unit straddles it (one that did would come back done with its entitled part only).
+HISTORY_START = dt.date(2023, 1, 1)
 
 DEMO_LISTINGS = (
     Listing("AAPL", bars_per_day=900, splits=(Split(dt.date(2023, 8, 14), 1, 4),)),
@@ -67,6 +71,7 @@ def run_demo(
         latency=0.002,
         page_cap=5_000,  # small pages, so dense months take several requests
         history_start=HISTORY_START,
+        straddle="clip",  # a range reaching before it: only the entitled bars, silently
         faults=FaultPlan(rate=0.03, seed=1, slow_seconds=3.0),
     )
     with server, Ledger(directory / "ledger.db") as ledger:
@@ -107,7 +112,9 @@ def run_demo(
     ledger_path = directory / "ledger.db"
     console.print(
         f"\nThe demo's plan is entitled from {HISTORY_START} only, so earlier months are failed "
-        "(not_entitled), as on a real plan with shorter history.\n"
+        "(not_entitled), as on a real plan with shorter history: a range reaching back before "
+        "that date is answered with the entitled bars only, so those months were asked again "
+        "one by one.\n"
         f"Report: {page.html} (open it in a browser). Look around (inside the venv, or with "
         "`python -m polyledger`):\n"
         f"  polyledger status --ledger {ledger_path}\n"

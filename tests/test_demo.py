@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 from rich.console import Console
 
-from polyledger.demo import DEMO_LISTINGS, UNKNOWN_TICKER, run_demo
+from polyledger.demo import DEMO_LISTINGS, HISTORY_START, UNKNOWN_TICKER, run_demo
 
 
 def test_demo_runs_end_to_end_and_shows_every_outcome(tmp_path):
@@ -22,8 +22,20 @@ def test_demo_runs_end_to_end_and_shows_every_outcome(tmp_path):
         classes = {
             c for (c,) in connection.execute("SELECT DISTINCT error_class FROM units WHERE state = 'failed'")
         }
+        bars_by_entitlement = connection.execute(
+            "SELECT period_end < :start, state, error_class, count(*) FROM units "
+            "WHERE dataset IN ('minute', 'day') GROUP BY 1, 2, 3",
+            {"start": HISTORY_START.isoformat()},
+        ).fetchall()
     assert set(states) == {"done", "empty_confirmed", "failed"}
     assert classes == {"not_entitled"}  # injected transient faults were all retried away
+    # the stand-in answers a range reaching back before the plan's history with the entitled
+    # bars only: the months before it are failed, never taken as empty, and none after fails
+    assert {(before, state, error) for before, state, error, _ in bars_by_entitlement} == {
+        (1, "failed", "not_entitled"),
+        (0, "done", None),
+        (0, "empty_confirmed", None),
+    }
 
     data = tmp_path / "demo" / "data"
     frame = pl.scan_parquet(str(data / "minute" / "**" / "*.parquet"), hive_partitioning=False).collect()

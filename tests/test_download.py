@@ -21,7 +21,7 @@ def test_units_are_the_ledgers_rows(demo_download):
         failed = dl.units("minute", "failed")
         count = dl.ledger.query("SELECT count(*) AS n FROM units")[0].n
     assert units.height == count and units.schema["period_start"] == pl.Date
-    assert failed.height == 24 and set(failed["error_class"]) == {"not_entitled"}
+    assert failed.height == 48 and set(failed["error_class"]) == {"not_entitled"}
 
 
 def test_bars_read_done_units_and_filter_by_ticker_and_session_dates(demo_download):

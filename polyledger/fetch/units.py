@@ -27,7 +27,7 @@ from polyledger.errors import (
     TransientError,
 )
 from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit, Ledger
-from polyledger.listings import Listing
+from polyledger.listings import Listing, outside_every_listing
 from polyledger.periods import et_date_of_ms, et_midnight_ms
 from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchCost, iter_pages
@@ -67,7 +67,9 @@ def _logged(unit: ClaimedUnit, outcome: UnitOutcome) -> UnitOutcome:
     return outcome
 
 
-def process_units(units: Sequence[ClaimedUnit], job: UnitJob) -> list[UnitOutcome]:
+def process_units(
+    units: Sequence[ClaimedUnit], job: UnitJob, spent: FetchCost | None = None
+) -> list[UnitOutcome]:
     """Fetch, write and settle a group of claimed units (same dataset and ticker,
     consecutive periods; one unit is a group too), in time order.
 
@@ -78,13 +80,19 @@ def process_units(units: Sequence[ClaimedUnit], job: UnitJob) -> list[UnitOutcom
     error with attempts left; a permanent error on several units is asked again unit by
     unit (e.g. a 403 for the early months only). A stop request gives them back as
     pending; so does a fatal error (bad key, unwritable disk), which is then re-raised.
-    Each settled unit is charged the requests made since the previous one settled.
+    Each settled unit is charged the requests made since the previous one settled; `spent`
+    carries what a group spent before this unit was asked again on its own.
+
+    The API may answer a range that straddles the plan's history with only the entitled
+    part, so the units of a group before its first bar are not taken as empty: each is
+    asked again on its own (a 403 fails it, an empty answer confirms it), unless
+    the symbol's listing windows explain it (it lies outside every one of them). Their outcomes come last.
     """
     head, last = units[0], units[-1]
     spec = datasets.get(head.dataset)
     if spec.timespan is None:
         return [_process_whole_unit(unit, spec, job) for unit in units]
-    spent = FetchCost()
+    spent = spent if spent is not None else FetchCost()
     progress = _Progress(units, job, spent)
     try:
         datasets.check_key(spec, head.ticker)  # a hand-edited ledger must not steer a path or a URL
@@ -97,10 +105,12 @@ def process_units(units: Sequence[ClaimedUnit], job: UnitJob) -> list[UnitOutcom
                 raise ProtocolError(f"{stray} bars outside the requested dates", error_class="out_of_range")
             progress.add_page(page)
         progress.finish()
+        progress.ask_alone()
         return progress.outcomes
     except PermanentError as exc:
         if len(progress.waiting) > 1:
-            return progress.outcomes + [o for u in progress.waiting for o in process_units([u], job)]
+            progress.ask_alone()
+            return progress.outcomes
         return progress.outcomes + progress.fail(exc)
     except FetchError as exc:
         return progress.outcomes + progress.fail(exc)
@@ -125,16 +135,56 @@ class _Progress:
         self._buffer: list[pl.DataFrame] = []
         self._charged = (0, 0)  # requests and bytes already charged to settled units
         self.listings: list[Listing] = []  # the symbol's listings: each bar's security_id
+        # a group's answer may be clipped at the start (see process_units); one unit's empty
+        # answer is its own
+        self._doubt_leading = len(units) > 1
+        self._first_day: dt.date | None = None  # of the group's first bar
 
     def add_page(self, page: pl.DataFrame) -> None:
         self._buffer.append(page)
+        if self._first_day is None:
+            self._first_day = et_date_of_ms(int(page.get_column("t").min()))  # type: ignore[arg-type]
+            self._settle_explained(self._leading())
         last_day = et_date_of_ms(int(page.get_column("t").max()))  # type: ignore[arg-type]
-        complete = [unit for unit in self.waiting if unit.period_end < last_day]
+        complete = [unit for unit in self._trusted() if unit.period_end < last_day]
         if complete:
             self._settle(complete)
 
     def finish(self) -> None:
-        self._settle(list(self.waiting))
+        if self._first_day is None:  # no bar at all: every unit is before the first bar
+            self._settle_explained(self._leading())
+        trusted = self._trusted()
+        if trusted:
+            self._settle(trusted)
+
+    def _before_first_bar(self, unit: ClaimedUnit) -> bool:
+        """Whether the group's answer may be clipped for this unit: before its first bar
+        (every unit, while no bar came)."""
+        return self._doubt_leading and (self._first_day is None or unit.period_end < self._first_day)
+
+    def _leading(self) -> list[ClaimedUnit]:
+        return [unit for unit in self.waiting if self._before_first_bar(unit)]
+
+    def _trusted(self) -> list[ClaimedUnit]:
+        return [unit for unit in self.waiting if not self._before_first_bar(unit)]
+
+    def _settle_explained(self, leading: list[ClaimedUnit]) -> None:
+        """Settle empty the leading units the listing windows explain; the others stay
+        waiting, for ask_alone."""
+        units = [u for u in leading if outside_every_listing(self.listings, u.period_start, u.period_end)]
+        if units:
+            self._settle(units)
+
+    def ask_alone(self) -> None:
+        """Each unit still waiting asked again on its own (after a permanent error, or before
+        the first bar and unexplained); the first carries what the group spent that no
+        settled unit was charged, so every request is charged once."""
+        while self.waiting:
+            unit = self.waiting.pop(0)  # popped first: a fatal error releases only the rest
+            requests, size = self.spent.requests - self._charged[0], self.spent.bytes - self._charged[1]
+            self._charged = (self.spent.requests, self.spent.bytes)
+            carried = FetchCost(requests=requests, bytes=size, request_id=self.spent.request_id)
+            self.outcomes.extend(process_units([unit], self.job, carried))
 
     def _settle(self, units: list[ClaimedUnit]) -> None:
         raw = pl.concat(self._buffer) if self._buffer else pl.DataFrame()

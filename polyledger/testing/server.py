@@ -58,7 +58,6 @@ from polyledger.testing.market import (
     ET,
     MINUTE_MS,
     SyntheticMarket,
-    et_date,
     et_midnight_ms,
 )
 
@@ -82,6 +81,9 @@ ALL_FAULTS = ("429", "500", "502", "503", "reset", "truncated", "invalid_json", 
 # one key per line; lines: compact, but one bar per line inside the results array
 LAYOUTS = ("compact", "spaced", "pretty", "lines")
 WITHHELD_AS = ("absent", "null", "empty")  # how a withheld results array is (not) sent
+# how a range that straddles history_start is answered: 403, or clip (200 with only the bars
+# from history_start on, the earlier days silently absent); the API may do either
+STRADDLE_MODES = ("403", "clip")
 _STRAY_WINDOW_DAYS = 40  # how far beyond the asked dates stray bars are looked for
 _ROWS_HERE = b"@rows@"  # placeholder for the results array (no ticker or URL holds "@")
 
@@ -302,7 +304,11 @@ def _parse_bound(text: str, *, end: bool) -> int:
 class StandInServer:
     """Threaded HTTP/1.1 server; settable at runtime: latency, always_status, rate_limit,
     faults, page_cap, history_start, broken_next_url, defects, send_retry_after, style,
-    cursor_keeps_adjusted, withhold_results, withheld_as, set_api_keys().
+    cursor_keeps_adjusted, withhold_results, withheld_as, straddle, set_api_keys().
+
+    history_start: a range wholly before it is a 403 NOT_AUTHORIZED; one that straddles it is
+    a 403 too, or with straddle="clip" a 200 with only the bars from history_start on (no
+    sign that earlier days were left out), as the real API may answer.
 
     cursor_keeps_adjusted: next_url's cursor also carries `adjusted` (by default it carries
     limit and sort only, so a continuation page without `adjusted` answers the default,
@@ -322,6 +328,7 @@ class StandInServer:
         faults: FaultPlan | None = None,
         page_cap: int | None = None,
         history_start: dt.date | None = None,
+        straddle: str = "403",
         always_status: int | None = None,
         broken_next_url: Iterable[str] = frozenset(),
         defects: Defects | None = None,
@@ -336,6 +343,9 @@ class StandInServer:
         self.send_retry_after = send_retry_after
         self.page_cap = page_cap
         self.history_start = history_start
+        if straddle not in STRADDLE_MODES:
+            raise ValueError(f"straddle must be one of {STRADDLE_MODES}, not {straddle!r}")
+        self.straddle = straddle
         self.always_status = always_status
         self.broken_next_url = set(broken_next_url)
         self.defects = defects or Defects()
@@ -664,8 +674,12 @@ class _Handler(BaseHTTPRequestHandler):
             start, end = _parse_bound(frm, end=False), _parse_bound(to, end=True)
         except _BadRequest as exc:
             return self._json(400, {"error": f"Failed to parse query parameters: {exc}"})
-        if st.history_start is not None and et_date(start) < st.history_start:
-            return self._json(403, {"status": "NOT_AUTHORIZED", "message": NOT_ENTITLED})
+        served_from = start  # clipped to the plan's history when straddle="clip"
+        if st.history_start is not None:
+            entitled = et_midnight_ms(st.history_start)
+            if end <= entitled or (start < entitled and st.straddle == "403"):
+                return self._json(403, {"status": "NOT_AUTHORIZED", "message": NOT_ENTITLED})
+            served_from = max(start, entitled)
 
         fault, variant = st._draw_fault()
         if fault is not None:
@@ -679,7 +693,7 @@ class _Handler(BaseHTTPRequestHandler):
         if st.page_cap is not None:
             limit = min(limit, st.page_cap)
         # one bar beyond the page tells whether a next_url is due
-        bars = st._served(timespan, ticker, start, end, limit + 1, desc, params["adjusted"])
+        bars = st._served(timespan, ticker, served_from, end, limit + 1, desc, params["adjusted"])
         page = bars.head(limit)
         next_url = (
             self._next_url(ticker, timespan, frm, to, page, limit, desc, params["adjusted"])

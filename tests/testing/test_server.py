@@ -229,6 +229,22 @@ def test_history_before_plan_start_is_403(make_server: MakeServer, http) -> None
     assert http.get(aggs_url(server, "MID", "minute", "2020-01-02", "2020-01-31")).status_code == 200
 
 
+def test_clip_answers_a_straddling_range_with_the_entitled_bars_only(
+    make_server: MakeServer, http, market: SyntheticMarket
+) -> None:
+    server = make_server(history_start=D(2020, 1, 1), straddle="clip")
+    wholly_before = http.get(aggs_url(server, "MID", "day", "2019-06-01", "2019-12-31"))
+    assert (wholly_before.status_code, wholly_before.json()["status"]) == (403, "NOT_AUTHORIZED")
+    pages = follow(http, aggs_url(server, "MID", "minute", "2019-12-01", "2020-01-31"), limit=1000)
+    assert len(pages) > 1  # the clip holds on the continuation pages too
+    served = to_frame([bar for page in pages for bar in page.get("results", [])])
+    entitled = market.minute_bars("MID", et_midnight_ms(D(2020, 1, 1)), et_midnight_ms(D(2020, 2, 1)))
+    assert served.equals(entitled)  # December silently absent, January whole
+    assert all(page["status"] == "OK" for page in pages)
+    with pytest.raises(ValueError, match="straddle"):
+        StandInServer(market, straddle="sometimes")
+
+
 @pytest.mark.parametrize(
     ("path", "params"),
     [

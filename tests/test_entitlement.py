@@ -1,0 +1,131 @@
+"""A plan entitled to a shorter history: the API may answer a range that reaches back
+before it with only the entitled bars (polygon-api.md, "Entitlement boundaries"), so a
+group's months before its first bar are never taken as empty on that answer's word."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from support import API_KEY, UNKNOWN, read_dataset, run_cli, truth, write_universe
+
+from polyledger.fetch.units import UnitJob, UnitOutcome, process_units
+from polyledger.ledger import Ledger, PlannedUnit
+from polyledger.listings import Listing, assign_security_ids
+from polyledger.periods import unit_periods
+from polyledger.polygon.client import PolygonClient
+from polyledger.polygon.ratelimit import RateLimiter
+from polyledger.storage import BarStore
+from polyledger.testing import StandInServer
+
+D = dt.date
+HISTORY_START = D(2020, 1, 1)
+START, END = D(2019, 1, 1), D(2021, 12, 31)
+TICKERS = ["TINY", "MID3", "BF-B", UNKNOWN]  # sparse to denser, and one the API does not know
+
+
+@pytest.mark.parametrize("straddle", ["clip", "403"])
+def test_units_before_the_plans_history_fail_not_entitled_and_the_rest_equal_the_truth(
+    work, market, straddle
+):
+    with StandInServer(market, api_keys=(API_KEY,), history_start=HISTORY_START, straddle=straddle) as server:
+        write_universe(work / "universe.csv", TICKERS)
+        for dataset in ("minute", "day"):
+            planned = run_cli(
+                "plan", "--universe", "universe.csv", "--dataset", dataset, "--from", START, "--to", END
+            )
+            assert planned.code == 0, planned.err
+        result = run_cli("run", "--base-url", server.url, "--workers", "4", "--rate", "5000")
+        answered = server.stats.by_status[200]
+    assert result.code == 1  # failed units: the job is not complete
+
+    with sqlite3.connect(work / "ledger.db") as connection:
+        rows = connection.execute(
+            "SELECT dataset, ticker, period_start, period_end, state, error_class, rows, requests FROM units"
+        ).fetchall()
+    assert len(rows) == len(TICKERS) * (36 + 3)
+    for dataset, ticker, first, last, state, error_class, stored, _ in rows:
+        first, last = D.fromisoformat(first), D.fromisoformat(last)
+        if last < HISTORY_START:  # wholly before: never done, never confirmed empty
+            assert (state, error_class) == ("failed", "not_entitled"), (dataset, ticker, first)
+        else:
+            expected = truth(market, dataset, ticker, first, last).height
+            assert (state, stored) == ("done" if expected else "empty_confirmed", expected), (
+                dataset,
+                ticker,
+                first,
+            )
+    for dataset in ("minute", "day"):
+        expected = pl.concat([truth(market, dataset, t, HISTORY_START, END) for t in TICKERS])
+        assert_frame_equal(read_dataset(work / "data", dataset), expected.sort("ticker", "timestamp"))
+    # every answered request is charged to exactly one unit (a refused one returns nothing)
+    assert sum(row[-1] for row in rows) == answered
+
+
+# --- the listing windows' predicate ----------------------------------------------------------
+
+NEWCO_MONTHS = list(unit_periods("month", D(2023, 1, 1), D(2023, 8, 31)))  # NEWCO listed 2023-06-14
+
+
+def run_newco_group(
+    tmp_path, market, listed_from: dt.date | None
+) -> tuple[list[UnitOutcome], list[tuple[str, str]], dict[str, str]]:
+    """NEWCO's January-August 2023 as one group over real HTTP, its listing in the ledger
+    starting on `listed_from` (None: no listing recorded): the outcomes, the ranges the
+    stand-in was asked, and each month's state."""
+    with StandInServer(market, api_keys=(API_KEY,)) as server, Ledger(tmp_path / "ledger.db") as ledger:
+        if listed_from is not None:
+            ledger.record_listings(assign_security_ids([Listing("NEWCO", first_day=listed_from)]))
+        ledger.add_units([PlannedUnit("minute", "NEWCO", s, e) for s, e in NEWCO_MONTHS])
+        units = ledger.claim("w", 60, limit=len(NEWCO_MONTHS))
+        assert len(units) == len(NEWCO_MONTHS)
+        client = PolygonClient(API_KEY, base_url=server.url, limiter=RateLimiter(1000.0))
+        job = UnitJob(client, ledger, BarStore(tmp_path / "data"), adjusted=True)
+        outcomes = process_units(units, job)
+        asked = [(frm, to) for _, frm, to in server.stats.requested]
+        states = {
+            row.period_start: row.state
+            for row in ledger.query("SELECT period_start, state FROM units ORDER BY period_start")
+        }
+        charged = sum(row.requests for row in ledger.query("SELECT requests FROM units"))
+    assert charged == len(asked)  # each request charged once
+    return outcomes, asked, {str(k): v for k, v in states.items()}
+
+
+def test_months_the_listing_windows_explain_are_settled_empty_without_another_request(tmp_path, market):
+    # listed 2023-06-14: January-May lie wholly before the listing
+    outcomes, asked, states = run_newco_group(tmp_path, market, D(2023, 6, 14))
+    assert asked == [("2023-01-01", "2023-08-31")]  # the group's one request, nothing asked again
+    assert [o.state for o in outcomes] == ["empty_confirmed"] * 5 + ["done"] * 3
+    assert list(states.values()) == ["empty_confirmed"] * 5 + ["done"] * 3
+    assert sum(o.requests for o in outcomes) == 1
+
+
+def test_months_before_the_first_bar_that_nothing_explains_are_asked_again_one_by_one(tmp_path, market):
+    # a listing said to start in March explains January and February only
+    outcomes, asked, states = run_newco_group(tmp_path, market, D(2023, 3, 1))
+    assert asked == [
+        ("2023-01-01", "2023-08-31"),
+        ("2023-03-01", "2023-03-31"),
+        ("2023-04-01", "2023-04-30"),
+        ("2023-05-01", "2023-05-31"),
+    ]
+    assert set(states.values()) == {"empty_confirmed", "done"}  # an empty month alone is empty
+    (tmp_path / "none").mkdir()
+    _, asked_without, _ = run_newco_group(tmp_path / "none", market, None)
+    assert len(asked_without) == 1 + 5  # nothing explained: every month before the first bar
+
+
+def test_a_wholly_empty_group_asks_each_unit_alone_and_charges_the_group_once(tmp_path, market):
+    with StandInServer(market, api_keys=(API_KEY,)) as server, Ledger(tmp_path / "ledger.db") as ledger:
+        ledger.add_units([PlannedUnit("minute", UNKNOWN, s, e) for s, e in NEWCO_MONTHS[:3]])
+        units = ledger.claim("w", 60, limit=3)
+        client = PolygonClient(API_KEY, base_url=server.url, limiter=RateLimiter(1000.0))
+        outcomes = process_units(units, UnitJob(client, ledger, BarStore(tmp_path / "data"), adjusted=True))
+        asked = len(server.stats.requested)
+    assert asked == 1 + 3
+    # the group's request goes with the first unit asked again: 2 + 1 + 1 == 4
+    assert outcomes == [UnitOutcome("empty_confirmed", 0, 2)] + [UnitOutcome("empty_confirmed", 0, 1)] * 2

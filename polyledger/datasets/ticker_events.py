@@ -18,6 +18,7 @@ import polars as pl
 
 from polyledger.datasets.spec import PART_NAME, DatasetSpec
 from polyledger.errors import PermanentError
+from polyledger.symbols import ticker_path_component
 
 if TYPE_CHECKING:
     from polyledger.ledger import ClaimedUnit
@@ -72,7 +73,9 @@ def events_frame(ticker: str, results: list[dict]) -> pl.DataFrame:
 
 
 def layout(ticker: str, period_start: dt.date) -> str:
-    return f"ticker_events/as_of={period_start.isoformat()}/ticker={ticker}/{PART_NAME}"
+    return (
+        f"ticker_events/as_of={period_start.isoformat()}/ticker={ticker_path_component(ticker)}/{PART_NAME}"
+    )
 
 
 SPEC = DatasetSpec(

@@ -1,10 +1,10 @@
 """A ready-made market as messy about symbols and identities as the real one
 (/work/shared/docs/polygon-api.md, "Symbols and identities"), all within 2019-2024.
 
-- ECHO is reused: Echo Acoustics (delisted after its last session 2019-09-30), then, from
-  2021-03-01, the unrelated Echo Biotherapeutics; in between, in June 2020, a few sparse
-  bars under ECHO that belong to neither (a listing no reference endpoint knows).
-  /range for ECHO over 2019-2022 answers all three.
+- ECHO is reused: Echo Acoustics (delisted after its last session 2019-09-18), then, from
+  2021-03-01, the unrelated Echo Biotherapeutics; in between, in Echo Acoustics' last
+  month (2019-09-23 to 09-27), a few sparse bars under ECHO that belong to neither (a
+  listing no reference endpoint knows). /range for ECHO over 2019-2022 answers all three.
 - FACE is renamed MTVS: the same company (cik, FIGIs, price path) traded as FACE until
   2022-06-08 and as MTVS from 2022-06-09; FACE has no delisted_utc and drops out of the
   tickers list, but a point-in-time list before the rename shows it active.
@@ -34,16 +34,16 @@ def messy_listings(bars_per_day: int = 20) -> list[Listing]:
         Listing(
             REUSED,
             list_date=start,
-            delist_date=D(2019, 9, 30),
+            delist_date=D(2019, 9, 18),
             bars_per_day=bars_per_day,
             name="Echo Acoustics Corp.",
             company="echo-acoustics",
         ),
-        # the gap: about one bar a day for two weeks, under the symbol but nobody's
+        # the gap: about one bar a day for a week, under the symbol but nobody's
         Listing(
             REUSED,
-            list_date=D(2020, 6, 1),
-            delist_date=D(2020, 6, 12),
+            list_date=D(2019, 9, 23),
+            delist_date=D(2019, 9, 27),
             bars_per_day=1,
             company="echo-gap",  # an identity of its own, so the bars are the same alone
             known=False,

@@ -22,8 +22,8 @@ from polyledger.testing.market import BAR_SCHEMA, et_date, et_midnight_ms
 D = dt.date
 KEY = "demo-key"  # the key conftest's `http` session sends
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-ECHO_A = (D(2019, 1, 2), D(2019, 9, 30))  # Echo Acoustics, delisted
-ECHO_GAP = (D(2020, 6, 1), D(2020, 6, 12))  # bars of nobody the reference data knows
+ECHO_A = (D(2019, 1, 2), D(2019, 9, 18))  # Echo Acoustics, delisted
+ECHO_GAP = (D(2019, 9, 23), D(2019, 9, 27))  # bars of nobody the reference data knows
 ECHO_B = D(2021, 3, 1)  # Echo Biotherapeutics, listed since
 RENAME = D(2022, 6, 9)  # FACE's last session is the day before; MTVS from here on
 ACTIVE_NOW = ["ABCPA", "ABCpA", "BRK.A", "ECHO", "MTVS"]  # byte order: "P" (0x50) < "p" (0x70)
@@ -118,7 +118,7 @@ def test_a_reused_symbol_is_two_companies_in_the_reference_data(http, standin) -
     assert (a["name"], a["active"], a["delisted_utc"]) == (
         "Echo Acoustics Corp.",
         False,
-        "2019-09-30T00:00:00Z",
+        "2019-09-18T00:00:00Z",
     )
     assert (b["name"], b["active"]) == ("Echo Biotherapeutics Inc.", True) and "delisted_utc" not in b
     assert all(x != y for x, y in zip(identity(a), identity(b), strict=True))  # nothing shared

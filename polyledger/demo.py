@@ -1,6 +1,7 @@
 """The built-in demo: the stand-in API, universe -> plan -> run -> audit. No key needed.
 
-It builds the universe from the API (active and delisted names, their list dates), plans
+It builds the universe from the API (active and delisted listings, their list dates, a
+symbol reused by another company, a renamed company's earlier symbol), plans
 minute and daily bars inside each ticker's listing window plus splits and dividends,
 and shows every outcome a real download meets: multi-page months, empty months (a late
 listing's first month, a ticker the API does not know), months outside the plan's
@@ -47,6 +48,32 @@ DEMO_LISTINGS = (
     Listing("BBBY", delist_date=dt.date(2023, 5, 2), bars_per_day=150),
     Listing("TINY", bars_per_day=20),
     Listing("BF-B", bars_per_day=60),
+    # a symbol reused by an unrelated company, with a few bars of nobody in between
+    Listing(
+        "ZETA",
+        delist_date=dt.date(2023, 2, 15),
+        bars_per_day=80,
+        name="Zeta Mining Corp.",
+        company="zeta-mining",
+    ),
+    Listing(
+        "ZETA",
+        list_date=dt.date(2023, 2, 21),
+        delist_date=dt.date(2023, 2, 24),
+        bars_per_day=2,
+        company="zeta-gap",
+        known=False,  # no listing the reference data knows
+    ),
+    Listing(
+        "ZETA",
+        list_date=dt.date(2023, 10, 2),
+        bars_per_day=80,
+        name="Zeta Health Inc.",
+        company="zeta-health",
+    ),
+    # a company renamed mid-history: one security across two symbols
+    Listing("FACE", delist_date=dt.date(2023, 6, 9), bars_per_day=70, company="facet", renamed=True),
+    Listing("MTVS", list_date=dt.date(2023, 6, 12), bars_per_day=70, company="facet"),
 )
 UNKNOWN_TICKER = "NOSUCH"  # added by hand to the universe: the API has no such symbol
 
@@ -96,7 +123,7 @@ def run_demo(
                 f"{result.added} new, {result.outside_listing} outside listing windows",
                 markup=False,
             )
-        tickers = [m if isinstance(m, str) else m.ticker for m in members]
+        tickers = list(dict.fromkeys(m if isinstance(m, str) else m.ticker for m in members))
         for dataset in ("splits", "dividends"):
             added = plan_reference(ledger, tickers, dataset, DEMO_TO)
             console.print(f"planned {len(tickers)} {dataset} units, {added} new", markup=False)

@@ -128,6 +128,7 @@ class _Unit:
     rows: int
     raw: bool  # fetched unadjusted: splits show as jumps, allowed for
     follows: bool  # directly follows the ticker's previous settled unit (no gap)
+    attributed: bool = True  # its file has security_id (fetched after the listings migration)
 
 
 @dataclass
@@ -210,13 +211,26 @@ def _units(ledger: Ledger, dataset: str, ticker: str) -> list[_Unit]:
     """The ticker's settled units in time order: done ones have a file; empty_confirmed ones
     count for missing sessions and for telling a gap from a quiet month."""
     rows = queries.settled_units(ledger, dataset, ticker)
+    since = queries.security_id_since(ledger)
     units, previous_end = [], None
     for row in rows:
         start, end = dt.date.fromisoformat(row.period_start), dt.date.fromisoformat(row.period_end)
         follows = previous_end is not None and start == previous_end + dt.timedelta(days=1)
         raw = row.adjusted is not None and not row.adjusted
+        attributed = since is None or row.fetched_at is None or row.fetched_at >= since
         units.append(
-            _Unit(row.id, row.period, start, end, row.state, row.file_path, row.rows or 0, raw, follows)
+            _Unit(
+                row.id,
+                row.period,
+                start,
+                end,
+                row.state,
+                row.file_path,
+                row.rows or 0,
+                raw,
+                follows,
+                attributed,
+            )
         )
         previous_end = end
     return units
@@ -248,6 +262,8 @@ def _scan_file(data: BarStore, unit: _Unit) -> pl.LazyFrame:
     return data.scan_parquet([unit.file_path], hive_partitioning=False).select(  # type: ignore[list-item]
         pl.col("timestamp").cast(pl.Datetime("ms", "UTC")),
         *[pl.col(name).cast(pl.Float64) for name in (*PRICES, "volume")],
+        # a file from before listings is one security: any constant keeps its returns
+        pl.col("security_id") if unit.attributed else pl.lit("", dtype=pl.String).alias("security_id"),
         pl.lit(unit.id, dtype=pl.Int64).alias("unit_id"),
         pl.lit(unit.raw).alias("raw"),
         pl.lit(unit.follows).alias("follows"),
@@ -305,7 +321,8 @@ def _scan(
 
 def _annotate(bars: pl.DataFrame, splits: list[tuple[dt.date, float]]) -> pl.DataFrame:
     """Per bar: ET session and minute of day, repeated or backwards timestamp, and the
-    log return from the previous bar's close (none across a gap in the ticker's units)."""
+    log return from the previous bar's close (none across a gap in the ticker's units, nor
+    between two securities of one symbol or from a bar of no known listing)."""
     local = pl.col("timestamp").dt.convert_time_zone(_ET)
     frame = bars.with_columns(
         session=local.dt.date(), minute=local.dt.hour().cast(pl.Int32) * 60 + local.dt.minute()
@@ -317,6 +334,8 @@ def _annotate(bars: pl.DataFrame, splits: list[tuple[dt.date, float]]) -> pl.Dat
         )
         expected = pl.when(pl.col("raw")).then(basis - basis.shift(1)).otherwise(0.0)
     gap = (pl.col("unit_id") != pl.col("unit_id").shift(1)) & ~pl.col("follows")
+    owner = pl.col("security_id")  # a reused symbol's next company is no price move
+    gap = gap | owner.is_null() | owner.ne_missing(owner.shift(1))
     close, prev_close = pl.col("close"), pl.col("close").shift(1)
     return frame.with_columns(
         repeat=~pl.col("timestamp").is_first_distinct(),

@@ -75,7 +75,7 @@ def _print_listings(console: Console, report: AuditReport) -> None:
     if listings is None or not (listings.reused or listings.renamed):
         return
     console.print(
-        f"listings: {listings.listings:,} of {listings.symbols:,} symbols, "
+        f"listings: {listings.listings:,} listings of {listings.symbols:,} symbols, "
         f"{listings.securities:,} securities",
         markup=False,
     )

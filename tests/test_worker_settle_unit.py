@@ -29,11 +29,12 @@ def at(day: D, hours: int = 15) -> int:
     return et_midnight_ms(day) + hours * HOUR
 
 
-def page(times: list[int], next_from: int | None = None, request_id: str = "rq") -> bytes:
+def page(times: list[int], next_from: int | None = None, request_id: str = "rq", to: str = "2024-03-31") -> bytes:
     bars = [{"t": t, "o": 1.0, "h": 2.0, "l": 0.5, "c": 1.5, "v": 10.0, "vw": 1.2, "n": 3} for t in times]
     body = {"status": "OK", "adjusted": True, "request_id": request_id, "resultsCount": len(bars), "results": bars}
     if next_from is not None:
-        body["next_url"] = f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/{next_from}/1711929599999?cursor=c"
+        # `from` moved, `to` as the group asked it (months 1-3 unless told)
+        body["next_url"] = f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/{next_from}/{to}?cursor=c"
     return orjson.dumps(body)
 
 
@@ -110,7 +111,7 @@ def test_pages_settle_months_as_they_complete_and_keep_only_later_bars(ledger, s
 
 
 def test_a_month_settled_by_a_page_is_charged_before_the_next_page(ledger, store):
-    first = page([at(D(2024, 1, 10)), at(D(2024, 2, 3))], next_from=at(D(2024, 2, 3)) + 1)
+    first = page([at(D(2024, 1, 10)), at(D(2024, 2, 3))], next_from=at(D(2024, 2, 3)) + 1, to="2024-02-29")
     second = page([at(D(2024, 2, 20))])
     process_units(months(ledger, 1, 2), job(ScriptedClient([first, second]), ledger, store))
     assert [(a.outcome, a.requests, a.bytes) for a in history(ledger)] == [
@@ -122,10 +123,23 @@ def test_a_month_settled_by_a_page_is_charged_before_the_next_page(ledger, store
 
 def test_a_month_is_not_settled_while_a_page_may_still_bring_its_last_day(ledger, store):
     # page one ends on January 31st, January's last day: page two has more of that day
-    first = page([at(D(2024, 1, 10)), at(D(2024, 1, 31), 10)], next_from=at(D(2024, 1, 31), 10) + 1)
+    first = page(
+        [at(D(2024, 1, 10)), at(D(2024, 1, 31), 10)], next_from=at(D(2024, 1, 31), 10) + 1, to="2024-02-29"
+    )
     second = page([at(D(2024, 1, 31), 11), at(D(2024, 2, 5))])
     process_units(months(ledger, 1, 2), job(ScriptedClient([first, second]), ledger, store))
     assert [stored_rows(store, m) for m in (1, 2)] == [3, 1]
+
+
+def test_a_page_going_back_into_a_settled_month_fails_the_group_never_drops_its_bars(ledger, store):
+    # page one passes January's end (January is settled), page two goes back to January 31st:
+    # that bar has no unit left to go to, so the fetch fails instead of dropping it
+    first = page([at(D(2024, 1, 30)), at(D(2024, 2, 2))], next_from=at(D(2024, 2, 2)) + 1, to="2024-02-29")
+    second = page([at(D(2024, 1, 31)), at(D(2024, 2, 5))])
+    outcomes = process_units(months(ledger, 1, 2), job(ScriptedClient([first, second]), ledger, store))
+    assert outcomes == [UnitOutcome("done", 1, 1), UnitOutcome("failed", 0, 1, "pagination")]
+    assert [(r.state, r.error_class) for r in rows(ledger)] == [("done", None), ("failed", "pagination")]
+    assert not store.exists("minute/ticker=AAPL/year=2024/month=02/part.parquet")
 
 
 def test_repeated_timestamps_are_stored_once_and_counted(ledger, store):
@@ -136,7 +150,7 @@ def test_repeated_timestamps_are_stored_once_and_counted(ledger, store):
 
 
 def test_a_transient_error_requeues_the_waiting_units_with_its_class(ledger, store):
-    first = page([at(D(2024, 1, 10))], next_from=at(D(2024, 1, 10)) + 1)
+    first = page([at(D(2024, 1, 10))], next_from=at(D(2024, 1, 10)) + 1, to="2024-02-29")
     error = TransientError("server said 503", error_class="http_503", http_status=503, request_id="r-err")
     outcomes = process_units(months(ledger, 1, 2), job(ScriptedClient([first, error]), ledger, store))
     assert outcomes == [UnitOutcome("requeued", 0, 1, "http_503"), UnitOutcome("requeued", 0, 0, "http_503")]
@@ -252,7 +266,7 @@ def test_a_unit_whose_lease_was_lost_is_reported_lost(ledger, store):
     ledger.release(unit, undo_attempt=False)  # someone else's now
     body = page([at(D(2024, 1, 5))])
     assert process_units([unit], job(ScriptedClient([body]), ledger, store)) == [UnitOutcome("lost", 0, 1)]
-    first = page([at(D(2024, 1, 5))], next_from=at(D(2024, 1, 5)) + 1)
+    first = page([at(D(2024, 1, 5))], next_from=at(D(2024, 1, 5)) + 1, to="2024-01-31")
     error = TransientError("503", error_class="http_503")
     # the request made before the failure is still reported as spent
     assert process_units([unit], job(ScriptedClient([first, error]), ledger, store)) == [UnitOutcome("lost", 0, 1)]

@@ -116,6 +116,43 @@ def test_a_cursor_that_lost_adjusted_is_asked_again_saying_it():
     assert client.calls[1:] == [(second, None), (second, {"adjusted": "false"})]
 
 
+def test_once_a_cursor_lost_adjusted_every_following_page_says_it_at_once():
+    """An --unadjusted unit whose cursor drops `adjusted` costs one request more in all,
+    not one more per page."""
+    second, third = cursor(101), cursor(201)
+    client = ScriptedClient(
+        [
+            page([100], second, adjusted=False),
+            page([200], third, adjusted=True),  # the cursor forgot: adjusted bars
+            page([200], third, adjusted=False),  # asked again with adjusted=false
+            page([300], cursor(301), adjusted=False),  # asked with adjusted=false at once
+            page([400], adjusted=False),
+        ]
+    )
+    assert pages_of(client, adjusted=False) == [[100], [200], [300], [400]]
+    assert client.calls[1:] == [
+        (second, None),
+        (second, {"adjusted": "false"}),
+        (third, {"adjusted": "false"}),
+        (cursor(301), {"adjusted": "false"}),
+    ]
+
+
+def test_a_page_asked_with_adjusted_that_still_differs_is_refused_at_once():
+    second, third = cursor(101), cursor(201)
+    client = ScriptedClient(
+        [
+            page([100], second, adjusted=False),
+            page([200], third, adjusted=True),
+            page([200], third, adjusted=False),
+            page([300], adjusted=True),  # adjusted=false was sent, adjusted bars came back
+        ]
+    )
+    with pytest.raises(ProtocolError, match="^asked for adjusted=False but got adjusted=True$"):
+        pages_of(client, adjusted=False)
+    assert len(client.calls) == 4
+
+
 def test_a_cursor_that_stays_wrong_is_refused():
     second = cursor(101)
     client = ScriptedClient([page([100], second), page([200], adjusted=False), page([200], adjusted=False)])

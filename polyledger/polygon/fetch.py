@@ -112,7 +112,8 @@ class AdjustedAsAsked:
         self, page: AggregatesPage, params: dict[str, str] | None, ask_again: AskAgain[AggregatesPage]
     ) -> AggregatesPage:
         if page.adjusted is not None and page.adjusted != self.adjusted and params is None:
-            # the cursor may not carry `adjusted`: ask once more, saying it explicitly
+            # the cursor may not carry `adjusted`: ask once more, saying it explicitly (paging
+            # then says it on every following page too)
             page = ask_again({"adjusted": flag(self.adjusted)})
         if page.adjusted is not None and page.adjusted != self.adjusted:
             raise ProtocolError(

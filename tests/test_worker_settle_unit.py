@@ -372,3 +372,80 @@ def test_stored_bars_are_the_pages_bars_in_the_stored_schema(ledger, store):
     frame = store.read_parquet("minute/ticker=AAPL/year=2024/month=01/part.parquet")
     assert frame.row(0, named=True)["ticker"] == "AAPL"
     assert frame.get_column("timestamp").dtype == pl.Datetime("ms", "UTC")
+
+
+def priced_page(times: list[int], close: float, to: str) -> bytes:
+    """A page whose bars all close at `close` (so two answers' files can be told apart)."""
+    body = orjson.loads(page(times, to=to))
+    for bar in body["results"]:
+        bar.update(o=close, h=close, l=close, c=close)
+    return orjson.dumps(body)
+
+
+@pytest.mark.parametrize("settle_new_owner", [True, False], ids=["new-owner-settled", "new-owner-writing"])
+def test_a_worker_whose_lease_lapsed_never_replaces_the_new_owners_file(tmp_path, store, settle_new_owner):
+    """A worker's lease runs out (ledger clock moved, no sleep), the unit is reclaimed and
+    another worker claims it and writes its file. The late worker then gets its answer:
+    it must not replace the new owner's file (the ledger's checksum is the new owner's),
+    leaves no temporary, and reports the unit lost."""
+    from support import LedgerClock
+
+    from polyledger.storage import file_checksum
+
+    clock = LedgerClock()
+    relative = "minute/ticker=AAPL/year=2024/month=01/part.parquet"
+    with Ledger(tmp_path / "clocked.db", clock=clock) as ledger:
+        ledger.add_units([PlannedUnit("minute", "AAPL", D(2024, 1, 1), D(2024, 1, 31))])
+        (late,) = ledger.claim("old-worker", 60)
+        clock.advance(61)  # the old worker stalled past its lease
+        assert ledger.reclaim_expired() == [("minute", "AAPL", D(2024, 1, 1))]
+        (fresh,) = ledger.claim("new-worker", 60)
+        new_answer = priced_page([at(D(2024, 1, 5)), at(D(2024, 1, 8))], 2.0, "2024-01-31")
+        if settle_new_owner:
+            outcomes = process_units([fresh], job(ScriptedClient([new_answer]), ledger, store))
+            assert outcomes == [UnitOutcome("done", 2, 1)]
+        else:  # its file is in place, its settle not yet made
+            written = store.write_unit("minute", "AAPL", D(2024, 1, 1), _stored(new_answer))
+            assert written.path == relative
+        theirs = file_checksum(store.path_of(relative))  # type: ignore[attr-defined]
+
+        old_answer = priced_page([at(D(2024, 1, 5))], 9.0, "2024-01-31")
+        outcomes = process_units([late], job(ScriptedClient([old_answer]), ledger, store))
+
+        assert outcomes == [UnitOutcome("lost", 0, 1)]
+        assert file_checksum(store.path_of(relative)) == theirs  # type: ignore[attr-defined]
+        assert store.read_parquet(relative).get_column("close").to_list() == [2.0, 2.0]
+        assert store.temporaries() == []
+        row = ledger.query("SELECT state, lease_token, checksum FROM units")[0]
+        if settle_new_owner:
+            assert (row.state, row.checksum) == ("done", theirs)
+        else:
+            assert (row.state, row.lease_token) == ("running", fresh.lease_token)
+
+
+def _stored(body: bytes) -> pl.DataFrame:
+    from polyledger.bars import bars_for_unit
+    from polyledger.polygon.aggs import decode_aggregates
+
+    return bars_for_unit(decode_aggregates(body).bars, "AAPL", D(2024, 1, 1), D(2024, 1, 31))
+
+
+def test_a_worker_whose_lease_ran_out_writes_nothing_even_before_a_reclaim(tmp_path, store):
+    """Expired but not yet reclaimed: the unit may be reclaimed any moment, so the file is
+    not written; the unit stays running until the reclaim puts it back in the queue."""
+    from support import LedgerClock
+
+    clock = LedgerClock()
+    with Ledger(tmp_path / "clocked.db", clock=clock) as ledger:
+        ledger.add_units([PlannedUnit("minute", "AAPL", D(2024, 1, 1), D(2024, 1, 31))])
+        (late,) = ledger.claim("old-worker", 60)
+        assert ledger.still_holds(late)
+        clock.advance(60)
+        assert ledger.still_holds(late)  # to the last instant of the lease
+        clock.advance(1)
+        assert not ledger.still_holds(late)
+        answer = priced_page([at(D(2024, 1, 5))], 9.0, "2024-01-31")
+        assert process_units([late], job(ScriptedClient([answer]), ledger, store)) == [UnitOutcome("lost", 0, 1)]
+        assert not store.exists("minute/ticker=AAPL/year=2024/month=01/part.parquet")
+        assert store.temporaries() == []
+        assert ledger.reclaim_expired() == [("minute", "AAPL", D(2024, 1, 1))]

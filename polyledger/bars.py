@@ -44,12 +44,14 @@ RENAME = {
 
 
 def to_stored_bars(raw: pl.DataFrame, ticker: str) -> pl.DataFrame:
-    """Raw page columns -> the stored schema (UTC ms timestamps, float64 volume)."""
+    """Raw page columns -> the stored schema (UTC ms timestamps, float64 volume, `otc`
+    false where the API left it out: it sends it only when true, and `~pl.col("otc")`
+    must select the regular bars, which a null would drop)."""
     return raw.rename(RENAME).select(
         pl.lit(ticker, dtype=pl.String).alias("ticker"),
         pl.col("timestamp").cast(pl.Datetime("ms", "UTC")),
         *[
-            pl.col(name).cast(dtype)
+            pl.col(name).cast(dtype).fill_null(False) if name == "otc" else pl.col(name).cast(dtype)
             for name, dtype in BAR_SCHEMA.items()
             if name not in ("ticker", "security_id", "timestamp")
         ],

@@ -98,7 +98,7 @@ def truth(
         pl.col("v").cast(pl.Float64).alias("volume"),
         pl.col("vw").alias("vwap"),
         pl.col("n").cast(pl.Int64).alias("transactions"),
-        pl.col("otc").cast(pl.Boolean).alias("otc"),
+        pl.col("otc").cast(pl.Boolean).fill_null(False).alias("otc"),  # stored false unless true
     )
 
 

@@ -167,13 +167,15 @@ def test_every_layout_reaches_the_files_exactly_through_its_decoder(
 @pytest.mark.parametrize("keeps", [False, True], ids=["cursor_drops_adjusted", "cursor_keeps_adjusted"])
 def test_raw_bars_over_many_pages_under_either_cursor(work, market, keeps: bool) -> None:
     """polygon-api.md: whether adjusted=false survives in the cursor is uncertain. When it
-    does not, each continuation page answers adjusted=true and is asked once more with
-    adjusted=false, so it costs two requests; when it does, one. Either way the files hold
-    the raw bars, never a page of adjusted ones."""
+    does not, the first continuation page answers adjusted=true and is asked once more with
+    adjusted=false, and every following page is asked with adjusted=false at once: one
+    request more in all, never two a page; when it does, none more. Either way the files
+    hold the raw bars, never a page of adjusted ones."""
     plan(work, ["SPLT"], day=False)
     with StandInServer(market, api_keys=(API_KEY,), page_cap=PAGE_CAP, cursor_keeps_adjusted=keeps) as server:
         result = run_cli("run", "--base-url", server.url, "--workers", "1", "--unadjusted")
         targets = aggs_targets(server)
+        requests = server.stats.snapshot()["bars_requests"]
     assert result.code == 0, result.out + result.err
     raw = truth(market, "minute", "SPLT", *MINUTE, adjusted=False)
     assert_frame_equal(read_dataset(work / "data", "minute"), raw)
@@ -181,16 +183,16 @@ def test_raw_bars_over_many_pages_under_either_cursor(work, market, keeps: bool)
 
     pages = -(-raw.height // PAGE_CAP)
     assert pages >= 10 and targets[0].endswith("?adjusted=false&sort=asc&limit=50000")
+    assert requests == len(targets) == pages + (0 if keeps else 1)
     continuations = targets[1:]
     asked_again = [t for t in continuations if t.endswith("&adjusted=false")]
     if keeps:
         assert asked_again == [] and len(continuations) == pages - 1
     else:
-        bare = [t for t in continuations if not t.endswith("&adjusted=false")]
-        assert [t.removesuffix("&adjusted=false") for t in asked_again] == bare
-        assert len(bare) == pages - 1 and continuations == [
-            t for b in bare for t in (b, b + "&adjusted=false")
-        ]
+        # the first continuation bare, then asked again; every later one says it at once
+        first, *later = continuations
+        assert "adjusted" not in first and later[0] == first + "&adjusted=false"
+        assert later == asked_again and len(later) == pages - 1
     with sqlite3.connect(work / "ledger.db") as connection:
         charged = connection.execute("SELECT sum(requests) FROM units").fetchone()[0]
     assert charged == len(targets)  # the asks again are charged to the units too

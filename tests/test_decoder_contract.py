@@ -213,3 +213,65 @@ def test_the_class_is_read_from_the_whole_reason_not_from_its_shortened_form(mon
         _decode_general(b'{"status": "OK"}')
     assert raised.value.error_class == "bad_shape"
     assert str(raised.value) == "undecodable aggregates body: " + "x" * 100
+
+
+OTHER = dict(BAR, t=BAR["t"] - 3_600_000, c=99.0)  # a bar that is not one of the page's
+
+
+def _nested_in_an_object() -> bytes:
+    body = envelope(two_bars())
+    return compact({"meta": {"results": [OTHER]}, **body})  # `meta` comes first
+
+
+def _in_a_key_ending_in_results() -> bytes:
+    # the key `say "results` holds an array: its text contains `"results":[`
+    return compact({'say "results': [OTHER], **envelope(two_bars())})
+
+
+def _nested_without_a_top_level_results() -> bytes:
+    body = envelope([], resultsCount=0)
+    del body["results"]
+    return compact({"meta": {"results": [OTHER]}, **body})
+
+
+def _a_string_before_the_results() -> bytes:
+    # a value that holds the text `"results":[` (escaped, as JSON must) before the real key
+    note = 'the "results":[...] array'
+    return compact({"note": note, **envelope(two_bars())})
+
+
+@pytest.mark.parametrize(
+    ("body", "times"),
+    [
+        (_nested_in_an_object(), [BAR["t"], BAR["t"] + 60_000]),
+        (_in_a_key_ending_in_results(), [BAR["t"], BAR["t"] + 60_000]),
+        (_nested_without_a_top_level_results(), []),
+    ],
+    ids=["nested-in-an-object", "key-ending-in-results", "no-top-level-results"],
+)
+def test_a_results_array_that_is_not_the_top_level_one_takes_the_general_path(body, times):
+    """The fast path cuts the first `"results":[...]` it finds; only the top-level one is the
+    page's bars. Anything else falls back to the full parse, which reads the right one."""
+    assert _decode_fast(body) is None
+    page = decode_aggregates(body)
+    assert page.bars.get_column("t").to_list() == times
+    assert OTHER["c"] not in page.bars.get_column("c").to_list()
+
+
+def test_a_string_mentioning_results_before_the_key_still_takes_the_fast_path():
+    body = _a_string_before_the_results()
+    page = _decode_fast(body)
+    assert page is not None and page.bars.get_column("t").to_list() == [BAR["t"], BAR["t"] + 60_000]
+
+
+@pytest.mark.parametrize("render", [compact, pretty], ids=["compact", "pretty"])
+@pytest.mark.parametrize("count", [1, 3, 0])
+def test_a_results_count_other_than_the_bars_sent_is_bad_shape(render, count):
+    """A page whose resultsCount is not the number of bars it holds was cut short or padded:
+    transient, so the unit is asked again while attempts remain, never stored as is."""
+    body = render(envelope(two_bars(), resultsCount=count))
+    assert _decode_fast(body) is None
+    for decode in (decode_aggregates, _decode_general):
+        with pytest.raises(TransientError, match=f"^resultsCount {count} but 2 bars$") as raised:
+            decode(body)
+        assert raised.value.error_class == "bad_shape"

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import sqlite3
 
+import orjson
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -58,6 +59,17 @@ def test_a_count_without_results_is_never_an_empty_day():
     with pytest.raises(TransientError, match="resultsCount"):
         decode_grouped(b'{"status":"OK","resultsCount":3,"request_id":"x"}')
     assert decode_grouped(b'{"status":"OK","resultsCount":0,"request_id":"x"}').bars.height == 0
+
+
+@pytest.mark.parametrize("count", [0, 2])
+def test_a_count_other_than_the_bars_sent_is_bad_shape(count):
+    from polyledger.errors import TransientError
+
+    bar = {"T": "A", "t": 1602705600000, "o": 1.0, "h": 1.0, "l": 1.0, "c": 1.0, "v": 1.0}
+    body = orjson.dumps({"status": "OK", "resultsCount": count, "request_id": "x", "results": [bar]})
+    with pytest.raises(TransientError, match=f"^resultsCount {count} but 1 bars$") as raised:
+        decode_grouped(body)
+    assert raised.value.error_class == "bad_shape"
 
 
 def grouped_truth(market, day: dt.date, tickers=TICKERS) -> pl.DataFrame:

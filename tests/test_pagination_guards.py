@@ -29,7 +29,8 @@ D = dt.date
 
 
 def cursor(start_ms: int) -> str:
-    return f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/{start_ms}/1706745599999?cursor=c{start_ms}"
+    # as the API's: `from` moved, `to` kept as asked (docs/api-samples: v2_aggs_ticker_range)
+    return f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/{start_ms}/2024-01-31?cursor=c{start_ms}"
 
 
 def page(times: list[int], next_url: str | None = None, adjusted: bool | None = True, **extra: object) -> bytes:
@@ -115,6 +116,43 @@ def test_a_cursor_that_lost_adjusted_is_asked_again_saying_it():
     assert client.calls[1:] == [(second, None), (second, {"adjusted": "false"})]
 
 
+def test_once_a_cursor_lost_adjusted_every_following_page_says_it_at_once():
+    """An --unadjusted unit whose cursor drops `adjusted` costs one request more in all,
+    not one more per page."""
+    second, third = cursor(101), cursor(201)
+    client = ScriptedClient(
+        [
+            page([100], second, adjusted=False),
+            page([200], third, adjusted=True),  # the cursor forgot: adjusted bars
+            page([200], third, adjusted=False),  # asked again with adjusted=false
+            page([300], cursor(301), adjusted=False),  # asked with adjusted=false at once
+            page([400], adjusted=False),
+        ]
+    )
+    assert pages_of(client, adjusted=False) == [[100], [200], [300], [400]]
+    assert client.calls[1:] == [
+        (second, None),
+        (second, {"adjusted": "false"}),
+        (third, {"adjusted": "false"}),
+        (cursor(301), {"adjusted": "false"}),
+    ]
+
+
+def test_a_page_asked_with_adjusted_that_still_differs_is_refused_at_once():
+    second, third = cursor(101), cursor(201)
+    client = ScriptedClient(
+        [
+            page([100], second, adjusted=False),
+            page([200], third, adjusted=True),
+            page([200], third, adjusted=False),
+            page([300], adjusted=True),  # adjusted=false was sent, adjusted bars came back
+        ]
+    )
+    with pytest.raises(ProtocolError, match="^asked for adjusted=False but got adjusted=True$"):
+        pages_of(client, adjusted=False)
+    assert len(client.calls) == 4
+
+
 def test_a_cursor_that_stays_wrong_is_refused():
     second = cursor(101)
     client = ScriptedClient([page([100], second), page([200], adjusted=False), page([200], adjusted=False)])
@@ -174,7 +212,7 @@ def test_the_next_url_just_past_the_last_bar_is_followed():
 
 def test_a_cursor_must_start_after_the_current_pages_start():
     here = cursor(1000)
-    same_start = f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/1000/1706745599999?cursor=other"
+    same_start = f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/1000/2024-01-31?cursor=other"
     for target, ok in ((same_start, False), (cursor(999), False), (cursor(1001), True)):
         page_ = raw_page([10], target)  # bars before `from`: only the start check catches it
         if ok:
@@ -211,3 +249,68 @@ def test_the_page_limit_is_a_thousand():
     with pytest.raises(ProtocolError, match="more than 1000 pages"):
         _check_progress(FIRST, raw_page([10], cursor(11)), set(), 1000)
     _check_progress(FIRST, raw_page([10], cursor(11)), set(), 999)
+
+
+def aggs(
+    ticker: str = "AAPL",
+    multiplier: str = "1",
+    timespan: str = "minute",
+    start: str = "2024-01-01",
+    to: str = "2024-01-31",
+) -> str:
+    return f"{BASE}/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{start}/{to}"
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        aggs(ticker="MSFT", start="11"),
+        aggs(multiplier="5", start="11"),
+        aggs(timespan="hour", start="11"),
+        aggs(start="11", to="2024-12-31"),
+        aggs(start="11", to="1706745599999"),  # the same instant as a number: still not as asked
+        f"{BASE}/v3/aggs/ticker/AAPL/range/1/minute/11/2024-01-31",
+    ],
+    ids=["ticker", "multiplier", "timespan", "to", "to-as-ms", "another-path"],
+)
+def test_a_next_url_may_change_only_from_and_the_query(elsewhere):
+    """A cursor that leads to another ticker, timespan, multiplier or `to` would store some
+    other request's bars under this unit: the unit fails as a pagination error."""
+    for target in (elsewhere, elsewhere + "?cursor=x"):
+        with pytest.raises(ProtocolError, match=r"^next_url changes more than `from`") as raised:
+            _check_progress(FIRST, raw_page([10], target), set(), 1)
+        assert raised.value.error_class == "pagination"
+    client = ScriptedClient([page([100, 200], elsewhere + "?cursor=x")])
+    with pytest.raises(ProtocolError, match="^next_url changes more than `from`"):
+        pages_of(client)
+    assert len(client.calls) == 1  # never followed
+
+
+def test_a_next_url_with_a_new_from_and_query_is_followed_whatever_the_ticker_spelling():
+    _check_progress(FIRST, raw_page([10], aggs(start="11") + "?cursor=abc&limit=5"), set(), 1)
+    dotted = aggs(ticker="BRK.B")
+    _check_progress(dotted, raw_page([10], aggs(ticker="BRK%2EB", start="11") + "?cursor=a"), set(), 1)
+
+
+@pytest.mark.parametrize("first_of_second", [150, 200, 50])
+def test_a_page_that_goes_back_to_the_previous_pages_bars_fails_the_unit(first_of_second):
+    """A page's bars must all come after the previous page's last bar: a month is settled as
+    soon as a page passes its end, so a later page going back would lose its bars silently."""
+    client = ScriptedClient([page([100, 200], cursor(201)), page([first_of_second, 300])])
+    frames = iter_pages(client, "AAPL", "minute", D(2024, 1, 1), D(2024, 1, 31), True, FetchCost())  # type: ignore[arg-type]
+    assert next(frames).get_column("t").to_list() == [100, 200]
+    with pytest.raises(
+        ProtocolError, match="^a page goes back to or before the previous page's last bar$"
+    ) as raised:
+        next(frames)
+    assert raised.value.error_class == "pagination"
+
+
+def test_pages_that_follow_each_other_in_time_pass_whatever_their_gaps():
+    client = ScriptedClient(
+        [page([100, 200], cursor(201)), page([], cursor(300)), page([201], cursor(202)), page([5000])]
+    )
+    with pytest.raises(ProtocolError, match="^a page with no bars says there is more$"):
+        pages_of(client)  # (the empty page in between is refused on its own account)
+    client = ScriptedClient([page([100, 200], cursor(201)), page([201, 900], cursor(901)), page([5000])])
+    assert pages_of(client) == [[100, 200], [201, 900], [5000]]

@@ -4,6 +4,7 @@ the stored columns, and a stale-adjustment audit finds bars fetched before a lat
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import polars as pl
@@ -233,6 +234,38 @@ def test_only_a_run_that_fetches_bars_decides_adjusted_or_raw(work):
         read_dataset(work / "data", "minute"),
         truth(market, "minute", "SPLT", dt.date(2024, 1, 1), dt.date(2024, 1, 31), adjusted=False),
     )
+
+
+def test_a_data_folder_keeps_one_choice_even_across_ledgers(work):
+    """Each ledger keeps one choice, and so does the data folder: the first run that fetches
+    bars records it in `polyledger-data.json` and in each bar file's Parquet metadata. A
+    second ledger with the other choice on the same folder is refused on one line, exit 2,
+    before any request, and the folder is left as it was."""
+    market = SyntheticMarket([Listing("SPLT", bars_per_day=5, splits=(Split(SPLIT_DAY, 1, 4),))], seed=2)
+    (work / "u.csv").write_text("ticker\nSPLT\n", encoding="utf-8")
+    span = ("--from", "2024-01-01", "--to", "2024-02-29")
+    for ledger in ("adjusted.db", "raw.db"):
+        assert run_cli("plan", "--universe", "u.csv", *span, "--ledger", ledger).code == 0
+    with StandInServer(market, api_keys=(API_KEY,)) as api:
+        assert run_cli("run", "--base-url", api.url, "--ledger", "adjusted.db").code == 0
+        files = sorted((work / "data").rglob("*.parquet"))
+        before = {path: path.read_bytes() for path in files}
+        asked = api.stats.total
+        refused = run_cli("run", "--base-url", api.url, "--ledger", "raw.db", "--unadjusted")
+        assert api.stats.total == asked  # not one request
+        assert run_cli("run", "--base-url", api.url, "--ledger", "raw.db", "--unadjusted", "--data", "raw").code == 0
+    assert (refused.code, refused.out) == (2, "")
+    assert refused.err == (
+        "error: data folder data holds adjusted bars (polyledger-data.json); "
+        "use a separate data folder for unadjusted bars\n"
+    )
+    assert json.loads((work / "data" / "polyledger-data.json").read_text()) == {"adjusted": True}
+    assert json.loads((work / "raw" / "polyledger-data.json").read_text()) == {"adjusted": False}
+    assert len(files) == 2 and {path: path.read_bytes() for path in files} == before
+    for folder, flag in (("data", "true"), ("raw", "false")):
+        for path in (work / folder).rglob("*.parquet"):
+            assert pl.read_parquet_metadata(path)["polyledger.adjusted"] == flag
+    assert run_cli("sql", "SELECT state FROM units", "--ledger", "raw.db").out.count("done") == 2
 
 
 def test_deep_check_refuses_a_data_folder_that_does_not_exist(work):

@@ -129,7 +129,10 @@ def test_full_run_to_s3_equals_the_truth_and_audits_clean(work, market, bucket):
     assert not (work / "data").exists()  # nothing went to a local folder
 
     keys = _keys(bucket, "bars/v1/")
+    keys.remove("bars/v1/polyledger-data.json")  # the folder's adjusted choice, written once
     assert keys and all(key.endswith("/part.parquet") for key in keys)  # one PUT each, no temporaries
+    marker = _client().get_object(Bucket=bucket, Key="bars/v1/polyledger-data.json")["Body"].read()
+    assert json.loads(marker) == {"adjusted": True}
     assert "bars/v1/minute/ticker=AAPL/year=2023/month=03/part.parquet" in keys
     assert "bars/v1/day/ticker=SIRI/year=2023/part.parquet" in keys
 

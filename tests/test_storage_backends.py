@@ -3,14 +3,20 @@ the storage package stays below the API client and universe files."""
 
 from __future__ import annotations
 
+import datetime as dt
+import io
+import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import polars as pl
 import pytest
 from support import python_env
 
-from polyledger.storage import BarStore, LocalStore, ObjectStore, open_store
+from polyledger.errors import InputError, LeaseLost
+from polyledger.storage import ADJUSTED_KEY, MARKER, BarStore, LocalStore, ObjectStore, open_store
 
 PACKAGE = Path(__file__).resolve().parent.parent / "polyledger"
 
@@ -50,3 +56,59 @@ def test_no_module_outside_storage_asks_which_backend_it_has():
         if any(word in line for word in (".remote", "LocalStore", "ObjectStore"))
     ]
     assert offenders == []
+
+
+@pytest.fixture(params=["local", "object"])
+def store(request, tmp_path) -> BarStore:
+    """Each backend: a local folder, and an object store (fsspec's in-memory one: the same
+    code path as S3 bar the transport)."""
+    if request.param == "local":
+        return BarStore(tmp_path / "data")
+    return BarStore(f"memory://polyledger-test-{uuid.uuid4().hex}/data")
+
+
+def bars(close: float) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"ticker": ["AAPL"], "timestamp": [dt.datetime(2024, 1, 2, 15, tzinfo=dt.timezone.utc)], "close": [close]},
+        schema={"ticker": pl.String, "timestamp": pl.Datetime("ms", "UTC"), "close": pl.Float64},
+    )
+
+
+def metadata(store: BarStore, relative: str) -> dict[str, str]:
+    with store.open(relative) as handle:
+        return pl.read_parquet_metadata(io.BytesIO(handle.read()))
+
+
+def test_a_bar_file_says_whether_its_bars_are_adjusted(store):
+    for adjusted, month in ((True, 1), (False, 2)):
+        stored = store.write_unit("minute", "AAPL", dt.date(2024, month, 1), bars(1.0), adjusted=adjusted)
+        assert metadata(store, stored.path)[ADJUSTED_KEY] == ("true" if adjusted else "false")
+    reference = store.write_unit("splits", "AAPL", dt.date(1900, 1, 1), bars(1.0))  # not bars: no claim
+    assert ADJUSTED_KEY not in metadata(store, reference.path)
+
+
+def test_a_write_whose_lease_ran_out_leaves_the_file_in_place(store):
+    first = store.write_unit("minute", "AAPL", dt.date(2024, 1, 1), bars(1.0), still_ours=lambda: True)
+    with pytest.raises(LeaseLost, match="^minute/ticker=AAPL/year=2024/month=01/part.parquet not written"):
+        store.write_unit("minute", "AAPL", dt.date(2024, 1, 1), bars(9.0), still_ours=lambda: False)
+    assert store.read_parquet(first.path).get_column("close").to_list() == [1.0]
+    assert store.temporaries() == []
+    with pytest.raises(LeaseLost):
+        store.write_unit("minute", "AAPL", dt.date(2024, 2, 1), bars(9.0), still_ours=lambda: False)
+    assert not store.exists("minute/ticker=AAPL/year=2024/month=02/part.parquet")
+
+
+def test_the_marker_is_written_once_and_the_first_stays(store):
+    assert store.marker() is None
+    assert store.mark({"adjusted": False}) == {"adjusted": False}
+    assert store.mark({"adjusted": True}) == {"adjusted": False}  # never replaced
+    with store.open(MARKER) as handle:
+        assert json.loads(handle.read()) == {"adjusted": False}
+    assert store.temporaries() == [] and list(store.walk()) == []  # not a unit's file
+
+
+def test_a_marker_that_is_not_a_json_object_is_an_input_error(tmp_path):
+    store = BarStore(tmp_path)
+    (tmp_path / MARKER).write_text("[true]", encoding="utf-8")
+    with pytest.raises(InputError, match=f"{MARKER} is not a polyledger marker"):
+        store.mark({"adjusted": True})

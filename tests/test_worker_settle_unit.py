@@ -29,11 +29,12 @@ def at(day: D, hours: int = 15) -> int:
     return et_midnight_ms(day) + hours * HOUR
 
 
-def page(times: list[int], next_from: int | None = None, request_id: str = "rq") -> bytes:
+def page(times: list[int], next_from: int | None = None, request_id: str = "rq", to: str = "2024-03-31") -> bytes:
     bars = [{"t": t, "o": 1.0, "h": 2.0, "l": 0.5, "c": 1.5, "v": 10.0, "vw": 1.2, "n": 3} for t in times]
     body = {"status": "OK", "adjusted": True, "request_id": request_id, "resultsCount": len(bars), "results": bars}
     if next_from is not None:
-        body["next_url"] = f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/{next_from}/1711929599999?cursor=c"
+        # `from` moved, `to` as the group asked it (months 1-3 unless told)
+        body["next_url"] = f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/{next_from}/{to}?cursor=c"
     return orjson.dumps(body)
 
 
@@ -110,7 +111,7 @@ def test_pages_settle_months_as_they_complete_and_keep_only_later_bars(ledger, s
 
 
 def test_a_month_settled_by_a_page_is_charged_before_the_next_page(ledger, store):
-    first = page([at(D(2024, 1, 10)), at(D(2024, 2, 3))], next_from=at(D(2024, 2, 3)) + 1)
+    first = page([at(D(2024, 1, 10)), at(D(2024, 2, 3))], next_from=at(D(2024, 2, 3)) + 1, to="2024-02-29")
     second = page([at(D(2024, 2, 20))])
     process_units(months(ledger, 1, 2), job(ScriptedClient([first, second]), ledger, store))
     assert [(a.outcome, a.requests, a.bytes) for a in history(ledger)] == [
@@ -122,10 +123,23 @@ def test_a_month_settled_by_a_page_is_charged_before_the_next_page(ledger, store
 
 def test_a_month_is_not_settled_while_a_page_may_still_bring_its_last_day(ledger, store):
     # page one ends on January 31st, January's last day: page two has more of that day
-    first = page([at(D(2024, 1, 10)), at(D(2024, 1, 31), 10)], next_from=at(D(2024, 1, 31), 10) + 1)
+    first = page(
+        [at(D(2024, 1, 10)), at(D(2024, 1, 31), 10)], next_from=at(D(2024, 1, 31), 10) + 1, to="2024-02-29"
+    )
     second = page([at(D(2024, 1, 31), 11), at(D(2024, 2, 5))])
     process_units(months(ledger, 1, 2), job(ScriptedClient([first, second]), ledger, store))
     assert [stored_rows(store, m) for m in (1, 2)] == [3, 1]
+
+
+def test_a_page_going_back_into_a_settled_month_fails_the_group_never_drops_its_bars(ledger, store):
+    # page one passes January's end (January is settled), page two goes back to January 31st:
+    # that bar has no unit left to go to, so the fetch fails instead of dropping it
+    first = page([at(D(2024, 1, 30)), at(D(2024, 2, 2))], next_from=at(D(2024, 2, 2)) + 1, to="2024-02-29")
+    second = page([at(D(2024, 1, 31)), at(D(2024, 2, 5))])
+    outcomes = process_units(months(ledger, 1, 2), job(ScriptedClient([first, second]), ledger, store))
+    assert outcomes == [UnitOutcome("done", 1, 1), UnitOutcome("failed", 0, 1, "pagination")]
+    assert [(r.state, r.error_class) for r in rows(ledger)] == [("done", None), ("failed", "pagination")]
+    assert not store.exists("minute/ticker=AAPL/year=2024/month=02/part.parquet")
 
 
 def test_repeated_timestamps_are_stored_once_and_counted(ledger, store):
@@ -136,7 +150,7 @@ def test_repeated_timestamps_are_stored_once_and_counted(ledger, store):
 
 
 def test_a_transient_error_requeues_the_waiting_units_with_its_class(ledger, store):
-    first = page([at(D(2024, 1, 10))], next_from=at(D(2024, 1, 10)) + 1)
+    first = page([at(D(2024, 1, 10))], next_from=at(D(2024, 1, 10)) + 1, to="2024-02-29")
     error = TransientError("server said 503", error_class="http_503", http_status=503, request_id="r-err")
     outcomes = process_units(months(ledger, 1, 2), job(ScriptedClient([first, error]), ledger, store))
     assert outcomes == [UnitOutcome("requeued", 0, 1, "http_503"), UnitOutcome("requeued", 0, 0, "http_503")]
@@ -252,7 +266,7 @@ def test_a_unit_whose_lease_was_lost_is_reported_lost(ledger, store):
     ledger.release(unit, undo_attempt=False)  # someone else's now
     body = page([at(D(2024, 1, 5))])
     assert process_units([unit], job(ScriptedClient([body]), ledger, store)) == [UnitOutcome("lost", 0, 1)]
-    first = page([at(D(2024, 1, 5))], next_from=at(D(2024, 1, 5)) + 1)
+    first = page([at(D(2024, 1, 5))], next_from=at(D(2024, 1, 5)) + 1, to="2024-01-31")
     error = TransientError("503", error_class="http_503")
     # the request made before the failure is still reported as spent
     assert process_units([unit], job(ScriptedClient([first, error]), ledger, store)) == [UnitOutcome("lost", 0, 1)]
@@ -358,3 +372,80 @@ def test_stored_bars_are_the_pages_bars_in_the_stored_schema(ledger, store):
     frame = store.read_parquet("minute/ticker=AAPL/year=2024/month=01/part.parquet")
     assert frame.row(0, named=True)["ticker"] == "AAPL"
     assert frame.get_column("timestamp").dtype == pl.Datetime("ms", "UTC")
+
+
+def priced_page(times: list[int], close: float, to: str) -> bytes:
+    """A page whose bars all close at `close` (so two answers' files can be told apart)."""
+    body = orjson.loads(page(times, to=to))
+    for bar in body["results"]:
+        bar.update(o=close, h=close, l=close, c=close)
+    return orjson.dumps(body)
+
+
+@pytest.mark.parametrize("settle_new_owner", [True, False], ids=["new-owner-settled", "new-owner-writing"])
+def test_a_worker_whose_lease_lapsed_never_replaces_the_new_owners_file(tmp_path, store, settle_new_owner):
+    """A worker's lease runs out (ledger clock moved, no sleep), the unit is reclaimed and
+    another worker claims it and writes its file. The late worker then gets its answer:
+    it must not replace the new owner's file (the ledger's checksum is the new owner's),
+    leaves no temporary, and reports the unit lost."""
+    from support import LedgerClock
+
+    from polyledger.storage import file_checksum
+
+    clock = LedgerClock()
+    relative = "minute/ticker=AAPL/year=2024/month=01/part.parquet"
+    with Ledger(tmp_path / "clocked.db", clock=clock) as ledger:
+        ledger.add_units([PlannedUnit("minute", "AAPL", D(2024, 1, 1), D(2024, 1, 31))])
+        (late,) = ledger.claim("old-worker", 60)
+        clock.advance(61)  # the old worker stalled past its lease
+        assert ledger.reclaim_expired() == [("minute", "AAPL", D(2024, 1, 1))]
+        (fresh,) = ledger.claim("new-worker", 60)
+        new_answer = priced_page([at(D(2024, 1, 5)), at(D(2024, 1, 8))], 2.0, "2024-01-31")
+        if settle_new_owner:
+            outcomes = process_units([fresh], job(ScriptedClient([new_answer]), ledger, store))
+            assert outcomes == [UnitOutcome("done", 2, 1)]
+        else:  # its file is in place, its settle not yet made
+            written = store.write_unit("minute", "AAPL", D(2024, 1, 1), _stored(new_answer))
+            assert written.path == relative
+        theirs = file_checksum(store.path_of(relative))  # type: ignore[attr-defined]
+
+        old_answer = priced_page([at(D(2024, 1, 5))], 9.0, "2024-01-31")
+        outcomes = process_units([late], job(ScriptedClient([old_answer]), ledger, store))
+
+        assert outcomes == [UnitOutcome("lost", 0, 1)]
+        assert file_checksum(store.path_of(relative)) == theirs  # type: ignore[attr-defined]
+        assert store.read_parquet(relative).get_column("close").to_list() == [2.0, 2.0]
+        assert store.temporaries() == []
+        row = ledger.query("SELECT state, lease_token, checksum FROM units")[0]
+        if settle_new_owner:
+            assert (row.state, row.checksum) == ("done", theirs)
+        else:
+            assert (row.state, row.lease_token) == ("running", fresh.lease_token)
+
+
+def _stored(body: bytes) -> pl.DataFrame:
+    from polyledger.bars import bars_for_unit
+    from polyledger.polygon.aggs import decode_aggregates
+
+    return bars_for_unit(decode_aggregates(body).bars, "AAPL", D(2024, 1, 1), D(2024, 1, 31))
+
+
+def test_a_worker_whose_lease_ran_out_writes_nothing_even_before_a_reclaim(tmp_path, store):
+    """Expired but not yet reclaimed: the unit may be reclaimed any moment, so the file is
+    not written; the unit stays running until the reclaim puts it back in the queue."""
+    from support import LedgerClock
+
+    clock = LedgerClock()
+    with Ledger(tmp_path / "clocked.db", clock=clock) as ledger:
+        ledger.add_units([PlannedUnit("minute", "AAPL", D(2024, 1, 1), D(2024, 1, 31))])
+        (late,) = ledger.claim("old-worker", 60)
+        assert ledger.still_holds(late)
+        clock.advance(60)
+        assert ledger.still_holds(late)  # to the last instant of the lease
+        clock.advance(1)
+        assert not ledger.still_holds(late)
+        answer = priced_page([at(D(2024, 1, 5))], 9.0, "2024-01-31")
+        assert process_units([late], job(ScriptedClient([answer]), ledger, store)) == [UnitOutcome("lost", 0, 1)]
+        assert not store.exists("minute/ticker=AAPL/year=2024/month=01/part.parquet")
+        assert store.temporaries() == []
+        assert ledger.reclaim_expired() == [("minute", "AAPL", D(2024, 1, 1))]

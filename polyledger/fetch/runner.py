@@ -32,7 +32,7 @@ from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.polygon.client import PolygonClient, RetryPolicy
 from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.secrets import redact
-from polyledger.storage import BarStore, unit_relative_path
+from polyledger.storage import MARKER, BarStore, unit_relative_path
 
 log = logging.getLogger("polyledger.run")
 
@@ -231,7 +231,9 @@ class Run:
 
     def _check_adjustment(self) -> None:
         """One ledger, one choice: adjusted and raw bars never end up side by side. Decided
-        by the first run that may fetch bars (not by one fetching only splits or details)."""
+        by the first run that may fetch bars (not by one fetching only splits or details),
+        and recorded in the data folder too (`polyledger-data.json`), so that two ledgers
+        with different choices cannot share one folder: checked before any request."""
         adjustable = [name for name in datasets.names() if datasets.get(name).adjustable]
         bar_datasets = [name for name in (self.options.datasets or adjustable) if name in adjustable]
         if not bar_datasets:
@@ -243,6 +245,15 @@ class Run:
             have, want = ("adjusted", "unadjusted") if wanted == "false" else ("unadjusted", "adjusted")
             raise InputError(
                 f"this ledger holds {have} bars; use a separate ledger and data folder for {want} bars"
+            )
+        marked = self.store.mark({"adjusted": self.options.adjusted}).get("adjusted")
+        if marked is not self.options.adjusted:
+            names = {True: "adjusted", False: "unadjusted"}
+            held = names[marked] if isinstance(marked, bool) else f"adjusted={marked!r}"
+            want = names[self.options.adjusted]
+            raise InputError(
+                f"data folder {self.store} holds {held} bars ({MARKER}); use a separate data folder "
+                f"for {want} bars"
             )
 
     def _heartbeat(self, finished: threading.Event) -> None:

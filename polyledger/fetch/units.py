@@ -26,7 +26,7 @@ from polyledger.errors import (
     ProtocolError,
     TransientError,
 )
-from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit, Ledger
+from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit, Ledger, StoredFile
 from polyledger.listings import Listing, outside_every_listing
 from polyledger.periods import et_date_of_ms, et_midnight_ms
 from polyledger.polygon.client import PolygonClient, Stopped
@@ -248,8 +248,9 @@ def _store(
     charges: Sequence[AttemptRecord],
 ) -> list[UnitOutcome]:
     """Write each unit's file, then settle them all in one ledger transaction. Files are
-    in place before the ledger says done: never a done unit without its file."""
-    fetched = []
+    in place before the ledger says done: never a done unit without its file. A unit
+    whose lease ran out is not written (its new owner's file stays) and is `lost`."""
+    fetched, lost = [], set()
     for unit, share, charge in zip(units, unit_bars, charges, strict=True):
         bars, duplicates = share.bars, share.duplicates
         attempt = AttemptRecord(
@@ -259,11 +260,16 @@ def _store(
             request_id=charge.request_id,
             duplicates=duplicates,
         )
-        stored = (
-            job.store.write_unit(unit.dataset, unit.ticker, unit.period_start, bars) if bars.height else None
-        )
+        try:
+            stored = _write(unit, bars, job, job.adjusted) if bars.height else None
+        except LeaseLost:
+            lost.add(unit.id)
+            stored = None
         fetched.append(FetchedUnit(unit, attempt, stored, share.unattributed))
-    still_ours = job.ledger.settle_fetched(fetched, job.adjusted, job.run_id)
+    settled = iter(
+        job.ledger.settle_fetched([f for f in fetched if f.unit.id not in lost], job.adjusted, job.run_id)
+    )
+    still_ours = [item.unit.id not in lost and next(settled) for item in fetched]
     return [
         _logged(
             item.unit,
@@ -275,6 +281,18 @@ def _store(
         )
         for item, ours in zip(fetched, still_ours, strict=True)
     ]
+
+
+def _write(unit: ClaimedUnit, frame: pl.DataFrame, job: UnitJob, adjusted: bool | None) -> StoredFile:
+    """The unit's file, written only while the worker still holds its lease (LeaseLost if not)."""
+    return job.store.write_unit(
+        unit.dataset,
+        unit.ticker,
+        unit.period_start,
+        frame,
+        adjusted=adjusted,
+        still_ours=lambda: job.ledger.still_holds(unit),
+    )
 
 
 def _process_whole_unit(unit: ClaimedUnit, spec: datasets.DatasetSpec, job: UnitJob) -> UnitOutcome:
@@ -289,18 +307,16 @@ def _process_whole_unit(unit: ClaimedUnit, spec: datasets.DatasetSpec, job: Unit
         frame = spec.fetch_unit(job.client, unit, job.adjusted, spent)
         if spec.after_fetch is not None:
             spec.after_fetch(job.ledger, unit, frame)
-        stored = (
-            job.store.write_unit(unit.dataset, unit.ticker, unit.period_start, frame)
-            if frame.height
-            else None
-        )
+        adjusted = job.adjusted if spec.adjustable else None
+        stored = _write(unit, frame, job, adjusted) if frame.height else None
         attempt = AttemptRecord(
             requests=spent.requests, bytes=spent.bytes, bars=frame.height, request_id=spent.request_id
         )
-        adjusted = job.adjusted if spec.adjustable else None
         (ours,) = job.ledger.settle_fetched([FetchedUnit(unit, attempt, stored)], adjusted, job.run_id)
         state = ("done" if stored else "empty_confirmed") if ours else "lost"
         return _logged(unit, UnitOutcome(state, frame.height if ours else 0, spent.requests))
+    except LeaseLost:  # the unit has a new owner: its file is theirs to write
+        return _logged(unit, UnitOutcome("lost", 0, spent.requests))
     except Stopped:
         return _release([unit], job, undo=True)[0]
     except (FatalRunError, KeyboardInterrupt):

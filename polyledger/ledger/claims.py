@@ -145,6 +145,22 @@ class Claims(UnitMoves):
             ).rowcount
 
     @_reconnecting
+    def still_holds(self, unit: ClaimedUnit) -> bool:
+        """Is `unit` still running under this claim's lease, and the lease not run out? Asked
+        right before a unit's file replaces the one in place: a worker whose lease lapsed
+        (the unit may have a new owner, who may have written it already) must not."""
+        rows = (
+            self._statement()
+            .execute(
+                "SELECT id FROM units WHERE id = :id AND lease_token = :token "
+                "AND state = 'running' AND lease_expires_at >= :now_iso",
+                {"id": unit.id, "token": unit.lease_token, "now_iso": iso(self.clock())},
+            )
+            .fetchall()
+        )
+        return len(rows) == 1
+
+    @_reconnecting
     def reclaim_expired(
         self, before_commit: Callable[[list[tuple[str, str, dt.date]]], object] | None = None
     ) -> list[tuple[str, str, dt.date]]:

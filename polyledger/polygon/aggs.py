@@ -55,12 +55,18 @@ def decode_aggregates(body: bytes) -> AggregatesPage:
     The `results` array is cut out of the body and read by polars on its own (as
     newline-delimited JSON when the body is compact, as the API sends it): about 4x faster
     than reading the envelope with its nested list. Anything unusual takes the general
-    path below, which also names what is wrong."""
+    path below, which also names what is wrong. Either way a page's `resultsCount` must
+    be the number of bars it holds."""
     page = _decode_fast(body)
     return page if page is not None else _decode_general(body)
 
 
 _RESULTS_KEY = b'"results":'
+# put where the cut array was: the envelope is then read with it, and only when its own
+# top-level `results` is this value was the array cut the top-level one (not a `results`
+# inside another field, nor a key merely ending in it)
+_CUT_TEXT = "polyledger:cut-results"
+_CUT = orjson.dumps(_CUT_TEXT)
 _BAR_SCHEMA = dict(RAW_BAR.to_schema())
 
 
@@ -75,8 +81,12 @@ def _decode_fast(body: bytes) -> AggregatesPage | None:
         if body[start : start + 1] != b"[":
             return None
         end = body.index(b"]", start)  # bars hold numbers and booleans only: no "]" inside
-        envelope = orjson.loads(body[:key] + b'"results":null' + body[end + 1 :])
-        if not isinstance(envelope, dict) or envelope.get("status") not in SUCCESS_STATUSES:
+        if _CUT in body:
+            return None
+        envelope = orjson.loads(body[:start] + _CUT + body[end + 1 :])
+        if not isinstance(envelope, dict) or envelope.get("results") != _CUT_TEXT:
+            return None  # not the top-level array: only a full parse can tell which it is
+        if envelope.get("status") not in SUCCESS_STATUSES:
             return None
         array = body[start + 1 : end]
         if not array.strip():
@@ -87,6 +97,9 @@ def _decode_fast(body: bytes) -> AggregatesPage | None:
             bars = pl.read_ndjson(io.BytesIO(array.replace(b"},{", b"}\n{")), schema=_BAR_SCHEMA)
         if any(bars.get_column(name).null_count() for name in REQUIRED):
             return None
+        count = envelope.get("resultsCount")
+        if count is not None and count != bars.height:
+            return None  # the general path says what is wrong
         next_url = envelope.get("next_url")
         adjusted = envelope.get("adjusted")
         return AggregatesPage(
@@ -123,6 +136,10 @@ def _decode_general(body: bytes) -> AggregatesPage:
         missing = [name for name in REQUIRED if bars.get_column(name).null_count()]
         if missing:
             raise TransientError(f"bars without {', '.join(missing)}", error_class="bad_shape")
+    count = envelope["resultsCount"]
+    if count is not None and count != bars.height:
+        # a page cut short, or padded: never store it as the whole answer
+        raise TransientError(f"resultsCount {count} but {bars.height} bars", error_class="bad_shape")
     return AggregatesPage(
         bars=bars,
         next_url=envelope["next_url"] or None,

@@ -1,8 +1,11 @@
 """The aggregates endpoint (one unit's bars): its URL, its progress guard and the
 `adjusted` check, paged by `paging.iter_pages`.
 
-A page that says there is more but does not advance past its bars, or points elsewhere,
-fails the unit as a protocol error: a unit can never loop.
+A page that says there is more but does not advance past its bars, or points elsewhere
+(another ticker, timespan, multiplier or `to`: a next_url may move `from` and the query
+only), fails the unit as a protocol error: a unit can never loop. So does a page that
+goes back to or before the previous page's last bar: a month is settled as soon as a page
+passes its end, so bars arriving for it later would be lost without a word.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
+from urllib.parse import unquote, urlsplit
 
 import polars as pl
 
@@ -22,6 +26,7 @@ from polyledger.polygon.paging import AskAgain, FetchCost
 PAGE_LIMIT = 50_000
 MAX_PAGES = 1_000  # a month of minute bars needs 1; this only stops a runaway server
 _FROM_IN_PATH = re.compile(r"/range/\d+/[a-z]+/([^/]+)/[^/?]+")
+_AGGS_PATH = re.compile(r"^(.*/v2/aggs/ticker/)([^/]+)/range/([^/]+)/([^/]+)/[^/]+/([^/]+)$")
 
 
 class EndpointNotFound(FatalRunError):
@@ -39,6 +44,16 @@ def _page_start(url: str) -> int | None:
         return None
     value = match.group(1)
     return int(value) if value.isdigit() else None
+
+
+def _route(url: str) -> tuple[str, ...] | None:
+    """What a next_url must keep of the URL it came from: the path but for `from` (the
+    ticker compared decoded: how it is spelled in a path does not matter)."""
+    match = _AGGS_PATH.match(urlsplit(url).path)
+    if not match:
+        return None
+    head, ticker, multiplier, timespan, to = match.groups()
+    return head, unquote(ticker), multiplier, timespan, to
 
 
 def iter_pages(
@@ -61,9 +76,17 @@ def iter_pages(
         spent=spent,
         check=AdjustedAsAsked(adjusted),
     )
+    last_bar: int | None = None  # of the previous page with bars
     try:
         for page in pages:
             if page.bars.height:
+                times = page.bars.get_column("t")
+                if last_bar is not None and times.min() <= last_bar:  # type: ignore[operator]
+                    raise ProtocolError(
+                        "a page goes back to or before the previous page's last bar",
+                        error_class="pagination",
+                    )
+                last_bar = int(times.max())  # type: ignore[arg-type]
                 yield page.bars
     except PermanentError as exc:
         if exc.error_class != "not_found":
@@ -89,7 +112,8 @@ class AdjustedAsAsked:
         self, page: AggregatesPage, params: dict[str, str] | None, ask_again: AskAgain[AggregatesPage]
     ) -> AggregatesPage:
         if page.adjusted is not None and page.adjusted != self.adjusted and params is None:
-            # the cursor may not carry `adjusted`: ask once more, saying it explicitly
+            # the cursor may not carry `adjusted`: ask once more, saying it explicitly (paging
+            # then says it on every following page too)
             page = ask_again({"adjusted": flag(self.adjusted)})
         if page.adjusted is not None and page.adjusted != self.adjusted:
             raise ProtocolError(
@@ -119,6 +143,12 @@ def _check_progress(url: str, page: AggregatesPage, seen: set[str], pages: int) 
     next_start = _page_start(next_url)
     if next_start is None:
         raise ProtocolError("next_url has no epoch-ms start to follow", error_class="pagination")
+    here = _route(url)
+    if here is None or _route(next_url) != here:
+        raise ProtocolError(
+            "next_url changes more than `from` (another ticker, timespan, multiplier or `to`)",
+            error_class="pagination",
+        )
     last_bar = int(page.bars.get_column("t").max())  # type: ignore[arg-type]
     current_start = _page_start(url)
     if (

@@ -2,7 +2,7 @@
 (`T` = the ticker; `t` = 16:00 ET of the date, unlike /range's 00:00 ET).
 
 A body that is not the documented shape is a transient `bad_shape` error, never an
-empty day; a `resultsCount` above zero without results is one too.
+empty day; a `resultsCount` other than the number of bars sent is one too.
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ def decode_grouped(body: bytes) -> GroupedPage:
     missing = [name for name in REQUIRED if bars.get_column(name).null_count()]
     if missing:
         raise TransientError(f"grouped bars without {', '.join(missing)}", error_class="bad_shape")
+    count = payload.get("resultsCount")
+    if count is not None and count != bars.height:
+        raise TransientError(f"resultsCount {count} but {bars.height} bars", error_class="bad_shape")
     next_url, request_id, adjusted = (payload.get(k) for k in ("next_url", "request_id", "adjusted"))
     return GroupedPage(
         bars=bars,

@@ -4,7 +4,9 @@ The first request carries the endpoint's parameters; each `next_url` is then fol
 exactly as given (the key travels in a header), once the endpoint's progress guard has
 accepted it, so no endpoint can loop. What a fetch spends (requests, retries included,
 and bytes) is counted here, in one place. An endpoint brings its URL, a decoder and a
-guard, and optionally a check of each page that may ask the same URL once more.
+guard, and optionally a check of each page that may ask the same URL once more, with
+parameters the cursor lost; those are then sent with every following page too (a cursor
+that lost them once loses them on every page: one request a page, not two).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ P = TypeVar("P", bound=Page)
 # pages fetched so far (this one included, a page asked again not). A guard may keep state:
 # make one per fetch.
 ProgressGuard = Callable[[str, P, int], None]
-# Asks the current URL once more with these parameters (counted like any request).
+# Asks the current URL once more with these parameters (counted like any request); they
+# go with every following page as well.
 AskAgain = Callable[[dict[str, str]], P]
 # The page to go on with, given the page, the parameters it was asked with and `ask_again`:
 # may raise, or ask again (e.g. a cursor that lost a parameter).
@@ -81,16 +84,29 @@ def iter_pages(
     """Every page from `url` in order, each decoded with `decode` and yielded before its
     `next_url` is put to `guard`; what is spent is counted in `spent` as pages arrive."""
     pages = 0
+    carried: dict[str, str] = {}  # what a check had to ask again with
     while True:
         page = get_page(client, url, params, decode, spent)
         pages += 1
         if check is not None:
-            page = check(page, params, partial(get_page, client, url, decode=decode, spent=spent))
+            page = check(page, params, partial(_ask_again, client, url, decode, spent, carried))
         yield page
         if not page.next_url:
             return
         guard(url, page, pages)
-        url, params = page.next_url, None
+        url, params = page.next_url, (dict(carried) if carried else None)
+
+
+def _ask_again(
+    client: PolygonClient,
+    url: str,
+    decode: Callable[[bytes], P],
+    spent: FetchCost,
+    carried: dict[str, str],
+    params: dict[str, str],
+) -> P:
+    carried.update(params)
+    return get_page(client, url, params, decode, spent)
 
 
 @dataclass

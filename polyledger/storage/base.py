@@ -10,15 +10,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 import polars as pl
 
+from polyledger.errors import InputError, LeaseLost
 from polyledger.ledger import StoredFile
 from polyledger.storage.layout import unit_relative_path
+
+ADJUSTED_KEY = "polyledger.adjusted"  # in each bar file's Parquet metadata: "true" or "false"
+MARKER = "polyledger-data.json"  # at the location's root: what its bars are, e.g. {"adjusted": true}
 
 
 class BarStore(ABC):
@@ -41,13 +46,28 @@ class BarStore(ABC):
 
     # --- writing --------------------------------------------------------------------
 
-    def write_unit(self, dataset: str, ticker: str, period_start: dt.date, bars: pl.DataFrame) -> StoredFile:
-        """Write a unit's bars atomically; returns what the ledger records about the file."""
+    def write_unit(
+        self,
+        dataset: str,
+        ticker: str,
+        period_start: dt.date,
+        bars: pl.DataFrame,
+        *,
+        adjusted: bool | None = None,
+        still_ours: Callable[[], bool] | None = None,
+    ) -> StoredFile:
+        """Write a unit's bars atomically; returns what the ledger records about the file.
+
+        `adjusted` (for bars) goes into the file's Parquet metadata as `polyledger.adjusted`,
+        so a file says what it holds wherever it is copied. `still_ours()` is asked right
+        before the file takes its final name: when it says no (the writer's lease ran out,
+        the unit may have a new owner), nothing replaces the file and LeaseLost is raised."""
         relative = unit_relative_path(dataset, ticker, period_start)
         buffer = io.BytesIO()
-        bars.write_parquet(buffer, compression="zstd", statistics=True)
+        metadata = None if adjusted is None else {ADJUSTED_KEY: "true" if adjusted else "false"}
+        bars.write_parquet(buffer, compression="zstd", statistics=True, metadata=metadata)
         payload = buffer.getvalue()
-        self._put(relative, payload)
+        self._put(relative, payload, still_ours)
         return StoredFile(
             path=relative,
             rows=bars.height,
@@ -56,9 +76,46 @@ class BarStore(ABC):
         )
 
     @abstractmethod
-    def _put(self, relative: str, payload: bytes) -> None:
+    def _put(self, relative: str, payload: bytes, still_ours: Callable[[], bool] | None = None) -> None:
         """Store the whole payload under `relative` so that readers see the old file or the
-        new one, never a part; raises StorageError (the run cannot go on)."""
+        new one, never a part; raises StorageError (the run cannot go on), or LeaseLost
+        when `still_ours()`, asked last before the old file is replaced, says no."""
+
+    def marker(self) -> dict | None:
+        """The location's marker (`polyledger-data.json`: what its bars are), or None when
+        it has none yet; InputError when it is not one."""
+        if not self.exists(MARKER):
+            return None
+        with self.open(MARKER) as handle:
+            content = handle.read()
+        try:
+            marker = json.loads(content)
+        except ValueError:
+            marker = None
+        if not isinstance(marker, dict):
+            raise InputError(f"{self.url_of(MARKER)} is not a polyledger marker (a JSON object)")
+        return marker
+
+    def mark(self, marker: dict) -> dict:
+        """Record `marker` unless the location has one already; returns the one in place.
+        Written once, atomically: a reader never sees part of it, and a second writer never
+        replaces the first's."""
+        current = self.marker()
+        if current is None:
+            self._put_once(MARKER, json.dumps(marker, sort_keys=True).encode() + b"\n")
+            current = self.marker()
+        assert current is not None
+        return current
+
+    @abstractmethod
+    def _put_once(self, relative: str, payload: bytes) -> None:
+        """Store the whole payload under `relative` unless something is there already (then
+        do nothing); raises StorageError when it cannot be written."""
+
+    @staticmethod
+    def _check_still_ours(relative: str, still_ours: Callable[[], bool] | None) -> None:
+        if still_ours is not None and not still_ours():
+            raise LeaseLost(f"{relative} not written: the unit's lease ran out (it may have a new owner)")
 
     def _write_bytes(self, handle: BinaryIO, payload: bytes) -> None:
         """Where a payload meets an open file (the local backend's writes go through here:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -45,14 +45,20 @@ class LocalStore(BarStore):
         except OSError as exc:
             raise InputError(f"data folder {self.root} is not writable: {exc.strerror or exc}") from None
 
-    def _put(self, relative: str, payload: bytes) -> None:
+    def _put(self, relative: str, payload: bytes, still_ours: Callable[[], bool] | None = None) -> None:
         try:
-            self._write_atomically(self.path_of(relative), payload)
+            self._write_atomically(
+                self.path_of(relative), payload, lambda: self._check_still_ours(relative, still_ours)
+            )
         except OSError as exc:
             raise StorageError(f"cannot write {relative}: {exc.strerror or exc}") from None
 
-    def _write_atomically(self, final: Path, payload: bytes) -> None:
-        """Temporary name in the same folder, fsync, rename; the temporary never outlives a failure."""
+    def _write_atomically(
+        self, final: Path, payload: bytes, before_rename: Callable[[], None] | None = None
+    ) -> None:
+        """Temporary name in the same folder (its own for each write, so two writers never
+        share one), fsync, `before_rename()` (it may raise), rename; the temporary never
+        outlives a failure."""
         temporary = final.with_name(f"{TEMP_MARK}{uuid.uuid4().hex}-{PART_NAME}{TEMP_SUFFIX}")
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -60,6 +66,8 @@ class LocalStore(BarStore):
                 self._write_bytes(handle, payload)
                 handle.flush()
                 os.fsync(handle.fileno())
+            if before_rename is not None:
+                before_rename()
             os.replace(temporary, final)
         except BaseException:
             try:
@@ -68,6 +76,27 @@ class LocalStore(BarStore):
                 pass
             raise
         _fsync_folder(final.parent)
+
+    def _put_once(self, relative: str, payload: bytes) -> None:
+        """A whole temporary, then a hard link to the final name: the link fails if a file
+        is there (two first runs at once: the earlier one's stays)."""
+        final = self.path_of(relative)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            temporary = final.with_name(f"{TEMP_MARK}{uuid.uuid4().hex}-{final.name}{TEMP_SUFFIX}")
+            try:
+                with open(temporary, "xb") as handle:
+                    self._write_bytes(handle, payload)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.link(temporary, final)
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink(missing_ok=True)
+            _fsync_folder(final.parent)
+        except OSError as exc:
+            raise StorageError(f"cannot write {relative}: {exc.strerror or exc}") from None
 
     def temporaries(self, beside: Iterable[str] | None = None) -> list[Path]:
         if not self.root.exists():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -64,10 +64,23 @@ class ObjectStore(BarStore):
                 f"data location {self.location} is not writable: {one_line(exc, 300, with_type=True)}"
             ) from None
 
-    def _put(self, relative: str, payload: bytes) -> None:
+    def _put(self, relative: str, payload: bytes, still_ours: Callable[[], bool] | None = None) -> None:
+        self._check_still_ours(relative, still_ours)
         try:
             self._filesystem().pipe_file(self._key(relative), payload)  # one PUT: atomic
         except Exception as exc:  # network, permissions, bucket gone: the run cannot go on
+            raise StorageError(
+                f"cannot write {relative} to {self.location}: {one_line(exc, 300, with_type=True)}"
+            ) from None
+
+    def _put_once(self, relative: str, payload: bytes) -> None:
+        """One PUT, unless the object is there. (Not conditional on the server: two first
+        runs on one new location within the same moment would both write it.)"""
+        try:
+            fs, key = self._filesystem(), self._key(relative)
+            if not fs.exists(key):
+                fs.pipe_file(key, payload)
+        except Exception as exc:  # network, permissions, bucket gone
             raise StorageError(
                 f"cannot write {relative} to {self.location}: {one_line(exc, 300, with_type=True)}"
             ) from None

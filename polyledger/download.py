@@ -139,7 +139,7 @@ class Download:
 
     def _scan(self, selected: list[Any]) -> pl.LazyFrame:
         """The selection's files; those written before bar files carried `security_id`
-        (a ledger upgraded in place) get it from the ledger's listings, by session date."""
+        (a ledger upgraded in place) are read as they would be stored now."""
         since = queries.security_id_since(self.ledger)
         done = [row for row in selected if row.state == UnitState.DONE]
         old = [
@@ -152,7 +152,7 @@ class Download:
         if old:
             legacy = self.store.scan_parquet([row.file_path for row in old], hive_partitioning=False)
             listings = self.ledger.listings(tickers=sorted({row.ticker for row in old}))
-            frames.append(_attributed_on_read(legacy, listings))
+            frames.append(_upgraded_on_read(legacy, listings))
         frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
         return frame.select(list(STORED_BAR_SCHEMA))
 
@@ -177,9 +177,10 @@ class Download:
         return queries.selected_units(self.ledger, dataset, tickers, first, last)
 
 
-def _attributed_on_read(frame: pl.LazyFrame, listings: Sequence[Listing]) -> pl.LazyFrame:
-    """Bars without a `security_id` column, given the one of the listing whose window holds
-    each bar's session date (null if none does), as the worker does when it writes."""
+def _upgraded_on_read(frame: pl.LazyFrame, listings: Sequence[Listing]) -> pl.LazyFrame:
+    """Bars of a file written before listings, as they are stored now: the `security_id`
+    of the listing whose window holds each bar's session date (null if none does), and
+    `otc` false where the API left it out."""
     session = pl.col("timestamp").dt.convert_time_zone(str(ET)).dt.date()
     ids: pl.Expr = pl.lit(None, dtype=pl.String)
     for listing in listings:
@@ -189,7 +190,7 @@ def _attributed_on_read(frame: pl.LazyFrame, listings: Sequence[Listing]) -> pl.
         if listing.last_day is not None:
             inside = inside & (session <= listing.last_day)
         ids = pl.when(inside).then(pl.lit(listing.security_id, dtype=pl.String)).otherwise(ids)
-    return frame.with_columns(ids.alias("security_id"))
+    return frame.with_columns(ids.alias("security_id"), pl.col("otc").fill_null(False))
 
 
 def _files(selected: list[Any]) -> list[str]:

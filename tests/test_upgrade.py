@@ -1,0 +1,100 @@
+"""A ledger and data folder made by the previous version (schema 0006, bar files without
+`security_id`) upgrade in place and keep working: audit, reading, quality checks, and
+more runs whose new files sit beside the old ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from support import API_KEY, STORED_COLUMNS, run_cli, truth
+
+import polyledger
+from polyledger.testing import Listing, StandInServer, SyntheticMarket
+
+D = dt.date
+FIXTURE = Path(__file__).parent / "fixtures" / "ledger-0006"
+
+
+@pytest.fixture
+def old(work: Path) -> Path:
+    for name in ("ledger.db", "data"):
+        source = FIXTURE / name
+        if source.is_dir():
+            shutil.copytree(source, work / name)
+        else:
+            shutil.copy2(source, work / name)
+    return work
+
+
+def old_market() -> SyntheticMarket:
+    return SyntheticMarket([Listing("OLDA", bars_per_day=30), Listing("OLDB", bars_per_day=10)], seed=7)
+
+
+def test_the_fixture_is_the_previous_versions(old):
+    import sqlite3
+
+    with sqlite3.connect(old / "ledger.db") as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == ("0006",)
+    (first,) = list((old / "data" / "minute" / "ticker=OLDA").rglob("month=01/part.parquet"))
+    assert "security_id" not in pl.read_parquet_schema(first)
+
+
+def test_an_old_ledger_and_data_folder_upgrade_in_place_and_read_as_before(old):
+    audited = run_cli("audit", "--deep")
+    assert audited.code == 0, audited.out + audited.err
+    market = old_market()
+    with polyledger.open(old / "ledger.db", old / "data") as dl:
+        # every ticker of the old ledger became one listing with its derived id
+        assert dl.listings().select("ticker", "security_id", "link").rows() == [
+            ("OLDA", "PL:OLDA", "derived"),
+            ("OLDB", "PL:OLDB", "derived"),
+        ]
+        bars = dl.bars("minute", tickers=["OLDA"]).collect()
+        by_security = dl.bars("minute", security="PL:OLDB").collect()
+    # the old files have no security_id: it is added on read, from the listing
+    assert set(bars.get_column("security_id")) == {"PL:OLDA"}
+    assert_frame_equal(
+        bars.select(STORED_COLUMNS).sort("timestamp"),
+        truth(market, "minute", "OLDA", D(2023, 1, 1), D(2023, 2, 28)),
+    )
+    assert_frame_equal(
+        by_security.select(STORED_COLUMNS).sort("timestamp"),
+        truth(market, "minute", "OLDB", D(2023, 1, 1), D(2023, 2, 28)),
+    )
+
+
+def test_an_upgraded_ledger_runs_on_and_reads_old_and_new_files_together(old):
+    market = old_market()
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        (old / "u.csv").write_text("ticker\nOLDA\nOLDB\n", encoding="utf-8")
+        planned = run_cli(
+            "plan",
+            "--universe",
+            "u.csv",
+            "--dataset",
+            "minute",
+            "--from",
+            "2023-03-01",
+            "--to",
+            "2023-03-31",
+        )
+        assert planned.code == 0, planned.out + planned.err
+        ran = run_cli("run", "--base-url", server.url, "--unadjusted", "--workers", "2")
+        assert ran.code == 0, ran.out + ran.err
+    (march,) = list((old / "data" / "minute" / "ticker=OLDA").rglob("month=03/part.parquet"))
+    assert pl.read_parquet(march).get_column("security_id").unique().to_list() == ["PL:OLDA"]
+    with polyledger.open(old / "ledger.db", old / "data") as dl:
+        bars = dl.bars("minute", tickers=["OLDA"]).collect()
+    assert set(bars.get_column("security_id")) == {"PL:OLDA"}
+    assert_frame_equal(
+        bars.select(STORED_COLUMNS).sort("timestamp"),
+        truth(market, "minute", "OLDA", D(2023, 1, 1), D(2023, 3, 31)),
+    )
+    checked = run_cli("audit", "--quality")
+    assert checked.code == 0, checked.out + checked.err
+    assert run_cli("audit", "--deep").code == 0

@@ -57,6 +57,11 @@ def write_universe(path: Path, tickers: list[str]) -> Path:
     return path
 
 
+# the demo's symbols with a listing before its plan's history (2023-01-01): AAPL, BRK.B,
+# SIRI, PLUG, BBBY, TINY, BF-B, the unknown NOSUCH, ZETA's first company and FACE (not AMC,
+# listed in 2023): each has July-December 2022 minute units and a 2022 day unit, all
+# `failed` as not_entitled
+DEMO_BEFORE_HISTORY = 10
 # the bar columns a download must equal the stand-in's truth in (`truth`, `read_dataset`)
 STORED_COLUMNS = [
     "ticker",

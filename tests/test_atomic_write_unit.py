@@ -200,7 +200,9 @@ def test_an_object_store_write_is_one_put_and_its_failure_a_storage_error(tmp_pa
             raise ConnectionError("bucket gone")
 
     store.fs, store.base = Broken(), "b"  # type: ignore[assignment]
-    with pytest.raises(StorageError, match=rf"^cannot write {RELATIVE} to {location}: ConnectionError: bucket gone$"):
+    with pytest.raises(
+        StorageError, match=rf"^cannot write {RELATIVE} to {location}: ConnectionError: bucket gone$"
+    ):
         store.write_unit("minute", "AAPL", D(2024, 3, 1), bars(2))
 
 

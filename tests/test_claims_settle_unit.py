@@ -127,11 +127,11 @@ def test_claims_return_units_in_id_order(ledger):
     assert [u.id for u in ledger.claim("w", 60, limit=3)] == [1, 2, 3]
 
 
-@pytest.mark.parametrize(("datasets", "expected"), [(["day"], {"day"}), (None, {"day", "minute"}), ([], {"day", "minute"})])
+@pytest.mark.parametrize(
+    ("datasets", "expected"), [(["day"], {"day"}), (None, {"day", "minute"}), ([], {"day", "minute"})]
+)
 def test_a_claim_limited_to_datasets_takes_only_those(ledger, datasets, expected):
-    ledger.add_units(
-        [month("A", 2024, 1), PlannedUnit("day", "A", D(2024, 1, 1), D(2024, 12, 31))]
-    )
+    ledger.add_units([month("A", 2024, 1), PlannedUnit("day", "A", D(2024, 1, 1), D(2024, 12, 31))])
     claimed = ledger.claim("w", 60, limit=5, datasets=datasets)
     assert {u.dataset for u in claimed} == expected
 
@@ -180,8 +180,12 @@ def test_settle_done_writes_file_columns_clears_the_lease_and_records_the_attemp
     ledger.add_units([month("A", 2024, 1)])
     unit = ledger.claim("w", 60)[0]
     clock.advance(7)
-    attempt = AttemptRecord(requests=3, bytes=4567, bars=42, http_status=200, request_id="req-1", duplicates=2)
-    ledger.settle_done(unit, StoredFile("minute/x/part.parquet", 42, "sha256:ab", 999), False, attempt, "run-9")
+    attempt = AttemptRecord(
+        requests=3, bytes=4567, bars=42, http_status=200, request_id="req-1", duplicates=2
+    )
+    ledger.settle_done(
+        unit, StoredFile("minute/x/part.parquet", 42, "sha256:ab", 999), False, attempt, "run-9"
+    )
     row = unit_row(ledger, unit.id)
     assert (row.state, row.rows, row.file_path, row.checksum, row.bytes, row.adjusted, row.requests) == (
         "done",
@@ -273,7 +277,9 @@ def test_requeue_puts_the_unit_back_pending_with_its_error_and_attempt_count(led
         "timeout",
     )
     assert (row.lease_owner, row.lease_token, row.lease_expires_at) == (None, None, None)
-    assert [(a.outcome, a.run_id, a.requests) for a in attempts_of(ledger, unit.id)] == [("pending", "run-1", 4)]
+    assert [(a.outcome, a.run_id, a.requests) for a in attempts_of(ledger, unit.id)] == [
+        ("pending", "run-1", 4)
+    ]
 
 
 @pytest.mark.parametrize("settle", ["done", "empty", "failed", "requeue"])
@@ -294,7 +300,12 @@ def test_a_settle_with_a_lost_lease_raises_and_writes_nothing(ledger, clock, set
         else:
             ledger.requeue(stale, attempt)
     row = unit_row(ledger, fresh.id)
-    assert (row.state, row.lease_owner, row.lease_token, row.requests) == ("running", "alive", fresh.lease_token, 0)
+    assert (row.state, row.lease_owner, row.lease_token, row.requests) == (
+        "running",
+        "alive",
+        fresh.lease_token,
+        0,
+    )
     # only the reclaim's own record of the lost attempt: the late settle wrote nothing
     assert [(a.outcome, a.error_class, a.requests) for a in attempts_of(ledger, fresh.id)] == [
         ("pending", "lease_expired", 0)

@@ -77,7 +77,9 @@ def test_kill_9_mid_run_then_next_run_completes(work, market):
         lost = connection.execute(
             "SELECT count(*) FROM unit_attempts WHERE error_class = 'lease_expired'"
         ).fetchone()[0]
-        runs = connection.execute("SELECT outcome, ended_at IS NOT NULL FROM runs ORDER BY started_at").fetchall()
+        runs = connection.execute(
+            "SELECT outcome, ended_at IS NOT NULL FROM runs ORDER BY started_at"
+        ).fetchall()
     assert uncounted == 0 and lost >= after_kill["running"]
     assert runs == [("lost", 1), ("finished", 1)]  # the killed run is closed, not left open
 

@@ -38,7 +38,9 @@ def two_bars() -> list[dict]:
     return [BAR, dict(BAR, t=BAR["t"] + 60_000, c=3.0)]
 
 
-@pytest.mark.parametrize("decode", [decode_aggregates, _decode_fast, _decode_general], ids=["public", "fast", "general"])
+@pytest.mark.parametrize(
+    "decode", [decode_aggregates, _decode_fast, _decode_general], ids=["public", "fast", "general"]
+)
 @pytest.mark.parametrize("render", [compact, pretty], ids=["compact", "pretty"])
 def test_a_page_decodes_to_its_bars_and_envelope_on_every_path(decode, render):
     page = decode(render(envelope(two_bars(), next_url=NEXT)))
@@ -67,7 +69,9 @@ def test_missing_vw_and_n_are_nulls_and_otc_is_kept(decode):
     assert page.bars.get_column("otc").to_list() == [None, True]
 
 
-@pytest.mark.parametrize("decode", [decode_aggregates, _decode_fast, _decode_general], ids=["public", "fast", "general"])
+@pytest.mark.parametrize(
+    "decode", [decode_aggregates, _decode_fast, _decode_general], ids=["public", "fast", "general"]
+)
 def test_delayed_is_a_success(decode):
     page = decode(compact(envelope([BAR], status="DELAYED")))
     assert page is not None and page.bars.height == 1
@@ -169,7 +173,9 @@ def test_a_long_decoder_error_is_cut_at_100_characters():
     assert len(str(raised.value)) == len("undecodable aggregates body: ") + 100
 
 
-@pytest.mark.parametrize("body", [b"[]", b"[" + compact(envelope([BAR])) + b"," + compact(envelope([BAR])) + b"]"])
+@pytest.mark.parametrize(
+    "body", [b"[]", b"[" + compact(envelope([BAR])) + b"," + compact(envelope([BAR])) + b"]"]
+)
 def test_a_body_that_is_not_one_object_is_bad_shape(body):
     with pytest.raises(TransientError, match="^aggregates body is not one JSON object$") as raised:
         decode_aggregates(body)

@@ -17,6 +17,15 @@ def test_demo_runs_end_to_end_and_shows_every_outcome(tmp_path):
     console.file.close()
     printed = (tmp_path / "out.txt").read_text(encoding="utf-8")
     assert "INCOMPLETE" in printed and "not_entitled" in printed
+    # listings, not symbols: the reused symbol, the renamed company and the bars of nobody
+    # are shown by the audit and the report; the quality check never reads the change of
+    # company as a price jump
+    assert "reused symbol ZETA" in printed
+    assert "one security across symbols" in printed and "FACE (" in printed and "-> MTVS (" in printed
+    assert "unattributed: ZETA 2023-02-21..2023-02-24" in printed
+    assert "checked (minute, day): clean" in printed
+    page = (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Listings</h2>" in page and "ZETA" in page and "MTVS" in page
     with sqlite3.connect(tmp_path / "demo" / "ledger.db") as connection:
         states = dict(connection.execute("SELECT state, count(*) FROM units GROUP BY state").fetchall())
         classes = {

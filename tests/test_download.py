@@ -8,7 +8,7 @@ import warnings
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from support import STORED_COLUMNS, read_dataset
+from support import DEMO_BEFORE_HISTORY, STORED_COLUMNS, read_dataset
 
 import polyledger
 from polyledger.download import UnsettledUnitsWarning
@@ -21,7 +21,7 @@ def test_units_are_the_ledgers_rows(demo_download):
         failed = dl.units("minute", "failed")
         count = dl.ledger.query("SELECT count(*) AS n FROM units")[0].n
     assert units.height == count and units.schema["period_start"] == pl.Date
-    assert failed.height == 48 and set(failed["error_class"]) == {"not_entitled"}
+    assert failed.height == 6 * DEMO_BEFORE_HISTORY and set(failed["error_class"]) == {"not_entitled"}
 
 
 def test_bars_read_done_units_and_filter_by_ticker_and_session_dates(demo_download):

@@ -16,7 +16,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "polyledger"
 
 # lowest first
 LAYERS: list[set[str]] = [
-    {"errors", "secrets", "_version", "defaults", "periods", "symbols", "trading_days", "signals", "listings"},
+    {
+        "errors",
+        "secrets",
+        "_version",
+        "defaults",
+        "periods",
+        "symbols",
+        "trading_days",
+        "signals",
+        "listings",
+    },
     {"ledger", "polygon", "bars"},
     {"datasets"},
     {"storage"},  # a unit's path comes from its dataset's spec (storage/layout.py)
@@ -87,7 +97,9 @@ def upward_imports(package: Path = PACKAGE) -> list[str]:
         for line, imported in _imports(path):
             target = _top(imported)
             if LAYER_OF[target] > LAYER_OF[own]:
-                upward.append(f"{path.relative_to(package.parent)}:{line} ({own}) imports {imported} ({target})")
+                upward.append(
+                    f"{path.relative_to(package.parent)}:{line} ({own}) imports {imported} ({target})"
+                )
     return upward
 
 

@@ -41,7 +41,7 @@ def served(market: SyntheticMarket, ticker: str, first: dt.date, last: dt.date) 
         pl.col("v").cast(pl.Float64).alias("volume"),
         pl.col("vw").alias("vwap"),
         pl.col("n").cast(pl.Int64).alias("transactions"),
-        pl.col("otc").cast(pl.Boolean).alias("otc"),
+        pl.col("otc").cast(pl.Boolean).fill_null(False).alias("otc"),
     )
 
 

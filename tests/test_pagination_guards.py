@@ -33,7 +33,9 @@ def cursor(start_ms: int) -> str:
     return f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/{start_ms}/2024-01-31?cursor=c{start_ms}"
 
 
-def page(times: list[int], next_url: str | None = None, adjusted: bool | None = True, **extra: object) -> bytes:
+def page(
+    times: list[int], next_url: str | None = None, adjusted: bool | None = True, **extra: object
+) -> bytes:
     body: dict = {"status": "OK", "resultsCount": len(times), "request_id": "rq", **extra}
     body["results"] = [{"t": t, "o": 1.0, "h": 1.0, "l": 1.0, "c": 1.0, "v": 1.0} for t in times]
     if adjusted is not None:
@@ -43,7 +45,9 @@ def page(times: list[int], next_url: str | None = None, adjusted: bool | None = 
     return orjson.dumps(body)
 
 
-def pages_of(client: ScriptedClient, adjusted: bool = True, spent: FetchCost | None = None) -> list[list[int]]:
+def pages_of(
+    client: ScriptedClient, adjusted: bool = True, spent: FetchCost | None = None
+) -> list[list[int]]:
     spent = spent if spent is not None else FetchCost()
     frames = iter_pages(client, "AAPL", "minute", D(2024, 1, 1), D(2024, 1, 31), adjusted, spent)  # type: ignore[arg-type]
     return [frame.get_column("t").to_list() for frame in frames]
@@ -75,7 +79,9 @@ def test_page_start_reads_the_epoch_ms_from_only(url, start):
 @pytest.mark.parametrize(("adjusted", "text"), [(True, "true"), (False, "false")])
 def test_pages_are_asked_once_then_next_url_is_followed_verbatim(adjusted, text):
     second = cursor(300)
-    client = ScriptedClient([page([100, 200], second, adjusted=adjusted), page([300, 400], adjusted=adjusted)])
+    client = ScriptedClient(
+        [page([100, 200], second, adjusted=adjusted), page([300, 400], adjusted=adjusted)]
+    )
     assert pages_of(client, adjusted) == [[100, 200], [300, 400]]
     assert client.calls == [(FIRST, {"adjusted": text, "sort": "asc", "limit": "50000"}), (second, None)]
 
@@ -88,7 +94,9 @@ def test_an_empty_last_page_yields_nothing():
 def test_what_is_spent_is_counted_page_by_page():
     first, second = page([100], cursor(101)), page([200], request_id=None)
     spent = FetchCost()
-    frames = iter_pages(ScriptedClient([first, second], tries=2), "AAPL", "minute", D(2024, 1, 1), D(2024, 1, 31), True, spent)  # type: ignore[arg-type]
+    frames = iter_pages(
+        ScriptedClient([first, second], tries=2), "AAPL", "minute", D(2024, 1, 1), D(2024, 1, 31), True, spent
+    )  # type: ignore[arg-type]
     next(frames)
     assert (spent.requests, spent.bytes, spent.request_id) == (2, len(first), "rq")
     list(frames)
@@ -169,7 +177,9 @@ def test_a_page_that_does_not_say_adjusted_is_taken():
 
 def test_a_404_means_the_endpoint_is_wrong_for_every_unit():
     client = ScriptedClient([PermanentError("not found", error_class="not_found", http_status=404)])
-    with pytest.raises(EndpointNotFound, match=f"^the API has no aggregates endpoint at {BASE} \\(404\\): check --base-url$") as raised:
+    with pytest.raises(
+        EndpointNotFound, match=f"^the API has no aggregates endpoint at {BASE} \\(404\\): check --base-url$"
+    ) as raised:
         pages_of(client)
     assert isinstance(raised.value, FatalRunError) and raised.value.error_class == "endpoint_not_found"
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
@@ -187,7 +197,10 @@ def test_other_permanent_errors_stay_the_units_own():
     [
         (cursor(200), "^next_url does not advance$"),  # == the last bar
         (cursor(150), "^next_url does not advance$"),  # behind the last bar
-        ("https://api.test/v2/aggs/ticker/AAPL/range/1/minute/2024-01-02/2024-01-31?cursor=x", "^next_url has no epoch-ms start to follow$"),
+        (
+            "https://api.test/v2/aggs/ticker/AAPL/range/1/minute/2024-01-02/2024-01-31?cursor=x",
+            "^next_url has no epoch-ms start to follow$",
+        ),
         ("https://api.test/v2/other?cursor=x", "^next_url has no epoch-ms start to follow$"),
     ],
 )

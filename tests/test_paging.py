@@ -104,7 +104,9 @@ def test_the_last_page_is_not_put_to_the_guard():
 def test_requests_retries_included_and_bytes_are_counted_page_by_page():
     first, second = body([1], f"{BASE}/v3/things?cursor=b"), body([2], request_id=None)
     spent = FetchCost()
-    pages = iter_pages(ScriptedClient([first, second], tries=3), FIRST, None, decode=decode, guard=Recording(), spent=spent)  # type: ignore[arg-type]
+    pages = iter_pages(
+        ScriptedClient([first, second], tries=3), FIRST, None, decode=decode, guard=Recording(), spent=spent
+    )  # type: ignore[arg-type]
     next(pages)
     assert (spent.requests, spent.bytes, spent.request_id) == (3, len(first), "rq")
     list(pages)

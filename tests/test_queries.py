@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support import run_cli
+from support import DEMO_BEFORE_HISTORY, run_cli
 
 from polyledger.checks.audit import audit
 from polyledger.ledger import AttemptRecord, ClaimedUnit, Ledger, PlannedUnit, StoredFile, UnitState
@@ -337,7 +337,11 @@ def test_units_by_state_and_failures_agree_with_the_audit(demo_download):
     expected = Counter()
     for entry in report.datasets:
         expected.update({f.error_class: f.units for f in entry.failures})
-    assert {row["error_class"]: row["units"] for row in failed} == expected == {"not_entitled": 48 + 8}
+    assert (
+        {row["error_class"]: row["units"] for row in failed}
+        == expected
+        == {"not_entitled": 7 * DEMO_BEFORE_HISTORY}
+    )  # 6 months and a year each
 
 
 def test_coverage_holes_and_history_queries_return_what_the_demo_holds(demo_download):
@@ -345,7 +349,9 @@ def test_coverage_holes_and_history_queries_return_what_the_demo_holds(demo_down
     assert coverage["NOSUCH"]["bars"] == 0 and coverage["NOSUCH"]["with_bars"] == 0
     assert coverage["AAPL"]["failed"] == 6  # the demo's plan is entitled from 2023 only
     holes = run_query(demo_download, documented()["holes"])
-    assert {row["state"] for row in holes} == {"failed"} and len(holes) == 48 + 8  # minute + day
+    assert {row["state"] for row in holes} == {"failed"} and len(
+        holes
+    ) == 7 * DEMO_BEFORE_HISTORY  # minute + day
     assert [row["ticker"] for row in run_query(demo_download, documented()["tickers_without_data"])] == [
         "NOSUCH"
     ]
@@ -362,6 +368,8 @@ def test_audit_reports_years_and_an_exit_code_for_schedulers(demo_download):
     assert result.code == 1 and report["exit_code"] == 1  # failed units: needs a person (or retry)
     minute = next(d for d in report["datasets"] if d["dataset"] == "minute")
     assert [y["year"] for y in minute["by_year"]] == ["2022", "2023", "2024"]
-    assert minute["by_year"][0]["failed"] == 48 and sum(y["failed"] for y in minute["by_year"]) == 48
+    failed_minutes = 6 * DEMO_BEFORE_HISTORY
+    assert minute["by_year"][0]["failed"] == failed_minutes
+    assert sum(y["failed"] for y in minute["by_year"]) == failed_minutes
     assert sum(y["units"] for y in minute["by_year"]) == minute["units"]
     assert minute["tickers_without_data"] == ["NOSUCH"]  # confirmed empty, some months failed

@@ -257,7 +257,9 @@ def test_acquire_returns_false_once_stop_is_set():
     assert limiter.acquire(stop) is False
     assert len(waiter.waits) == 2  # noticed at the next step, not at the slot
     fresh, _, fresh_waiter = limiter_at(1)
-    assert fresh.acquire(stop) is False and fresh_waiter.waits == []  # a slot due now is not used after a stop
+    assert (
+        fresh.acquire(stop) is False and fresh_waiter.waits == []
+    )  # a slot due now is not used after a stop
 
 
 def test_a_429_while_waiting_cancels_the_slot_taken():

@@ -253,7 +253,10 @@ def test_a_data_folder_keeps_one_choice_even_across_ledgers(work):
         asked = api.stats.total
         refused = run_cli("run", "--base-url", api.url, "--ledger", "raw.db", "--unadjusted")
         assert api.stats.total == asked  # not one request
-        assert run_cli("run", "--base-url", api.url, "--ledger", "raw.db", "--unadjusted", "--data", "raw").code == 0
+        assert (
+            run_cli("run", "--base-url", api.url, "--ledger", "raw.db", "--unadjusted", "--data", "raw").code
+            == 0
+        )
     assert (refused.code, refused.out) == (2, "")
     assert refused.err == (
         "error: data folder data holds adjusted bars (polyledger-data.json); "

@@ -69,7 +69,11 @@ def store(request, tmp_path) -> BarStore:
 
 def bars(close: float) -> pl.DataFrame:
     return pl.DataFrame(
-        {"ticker": ["AAPL"], "timestamp": [dt.datetime(2024, 1, 2, 15, tzinfo=dt.timezone.utc)], "close": [close]},
+        {
+            "ticker": ["AAPL"],
+            "timestamp": [dt.datetime(2024, 1, 2, 15, tzinfo=dt.timezone.utc)],
+            "close": [close],
+        },
         schema={"ticker": pl.String, "timestamp": pl.Datetime("ms", "UTC"), "close": pl.Float64},
     )
 

@@ -29,9 +29,17 @@ def at(day: D, hours: int = 15) -> int:
     return et_midnight_ms(day) + hours * HOUR
 
 
-def page(times: list[int], next_from: int | None = None, request_id: str = "rq", to: str = "2024-03-31") -> bytes:
+def page(
+    times: list[int], next_from: int | None = None, request_id: str = "rq", to: str = "2024-03-31"
+) -> bytes:
     bars = [{"t": t, "o": 1.0, "h": 2.0, "l": 0.5, "c": 1.5, "v": 10.0, "vw": 1.2, "n": 3} for t in times]
-    body = {"status": "OK", "adjusted": True, "request_id": request_id, "resultsCount": len(bars), "results": bars}
+    body = {
+        "status": "OK",
+        "adjusted": True,
+        "request_id": request_id,
+        "resultsCount": len(bars),
+        "results": bars,
+    }
     if next_from is not None:
         # `from` moved, `to` as the group asked it (months 1-3 unless told)
         body["next_url"] = f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/{next_from}/{to}?cursor=c"
@@ -52,7 +60,10 @@ def store(tmp_path) -> BarStore:
 def months(ledger: Ledger, *numbers: int, ticker: str = "AAPL") -> list[ClaimedUnit]:
     """Plan and claim these months of 2024, as one group."""
     ledger.add_units(
-        [PlannedUnit("minute", ticker, D(2024, n, 1), D(2024, n + 1, 1) - dt.timedelta(days=1)) for n in numbers]
+        [
+            PlannedUnit("minute", ticker, D(2024, n, 1), D(2024, n + 1, 1) - dt.timedelta(days=1))
+            for n in numbers
+        ]
     )
     return ledger.claim("w", 60, limit=len(numbers))
 
@@ -239,7 +250,9 @@ def test_a_fatal_error_gives_the_units_back_and_stops_the_run(ledger, store):
 
 
 def test_a_bug_fails_the_units_visibly_with_its_type(ledger, store):
-    outcomes = process_units(months(ledger, 1), job(ScriptedClient([ZeroDivisionError("oops")]), ledger, store))
+    outcomes = process_units(
+        months(ledger, 1), job(ScriptedClient([ZeroDivisionError("oops")]), ledger, store)
+    )
     assert outcomes == [UnitOutcome("failed", 0, 0, "internal:ZeroDivisionError")]
     assert (rows(ledger)[0].state, rows(ledger)[0].last_error) == ("failed", "oops")
 
@@ -269,7 +282,9 @@ def test_a_unit_whose_lease_was_lost_is_reported_lost(ledger, store):
     first = page([at(D(2024, 1, 5))], next_from=at(D(2024, 1, 5)) + 1, to="2024-01-31")
     error = TransientError("503", error_class="http_503")
     # the request made before the failure is still reported as spent
-    assert process_units([unit], job(ScriptedClient([first, error]), ledger, store)) == [UnitOutcome("lost", 0, 1)]
+    assert process_units([unit], job(ScriptedClient([first, error]), ledger, store)) == [
+        UnitOutcome("lost", 0, 1)
+    ]
     assert rows(ledger)[0].state == "pending"
 
 
@@ -299,9 +314,9 @@ def test_a_reference_unit_with_results_is_done_and_its_splits_recorded(ledger, s
     outcomes = process_units(splits_unit(ledger), job(ScriptedClient([body]), ledger, store))
     assert outcomes == [UnitOutcome("done", 1, 1)]
     assert (rows(ledger)[0].state, rows(ledger)[0].file_path) == ("done", "splits/ticker=AAPL/part.parquet")
-    assert [tuple(r) for r in ledger.query("SELECT ticker, execution_date, split_from, split_to FROM splits")] == [
-        ("AAPL", "2020-08-31", 1.0, 4.0)
-    ]
+    assert [
+        tuple(r) for r in ledger.query("SELECT ticker, execution_date, split_from, split_to FROM splits")
+    ] == [("AAPL", "2020-08-31", 1.0, 4.0)]
     assert store.read_parquet("splits/ticker=AAPL/part.parquet").height == 1
     (attempt,) = history(ledger)
     assert (attempt.requests, attempt.bytes, attempt.bars, attempt.request_id, attempt.run_id) == (
@@ -335,7 +350,9 @@ def test_a_reference_unit_follows_the_bar_rules_for_errors(ledger, store):
 
 
 def test_a_reference_failure_is_charged_what_its_pages_cost(ledger, store):
-    first = orjson.dumps({"status": "OK", "request_id": "ref-1", "results": [SPLIT], "next_url": f"{BASE}/next"})
+    first = orjson.dumps(
+        {"status": "OK", "request_id": "ref-1", "results": [SPLIT], "next_url": f"{BASE}/next"}
+    )
     error = TransientError("503", error_class="http_503")  # no request id of its own
     outcomes = process_units(splits_unit(ledger), job(ScriptedClient([first, error], tries=2), ledger, store))
     assert outcomes == [UnitOutcome("requeued", 0, 2, "http_503")]
@@ -345,7 +362,9 @@ def test_a_reference_failure_is_charged_what_its_pages_cost(ledger, store):
 
 def test_a_details_unit_is_stored_under_its_build_date(ledger, store):
     # as universe_build plans it: period_start the build date, period_end the date asked
-    ledger.add_units([PlannedUnit("details", "AAPL", D(2024, 7, 1), D(2024, 6, 28), period_name="2024-07-01")])
+    ledger.add_units(
+        [PlannedUnit("details", "AAPL", D(2024, 7, 1), D(2024, 6, 28), period_name="2024-07-01")]
+    )
     body = orjson.dumps({"status": "OK", "request_id": "d1", "results": {"ticker": "AAPL", "name": "Apple"}})
     client = ScriptedClient([body])
     assert process_units(ledger.claim("w", 60), job(client, ledger, store)) == [UnitOutcome("done", 1, 1)]
@@ -445,7 +464,9 @@ def test_a_worker_whose_lease_ran_out_writes_nothing_even_before_a_reclaim(tmp_p
         clock.advance(1)
         assert not ledger.still_holds(late)
         answer = priced_page([at(D(2024, 1, 5))], 9.0, "2024-01-31")
-        assert process_units([late], job(ScriptedClient([answer]), ledger, store)) == [UnitOutcome("lost", 0, 1)]
+        assert process_units([late], job(ScriptedClient([answer]), ledger, store)) == [
+            UnitOutcome("lost", 0, 1)
+        ]
         assert not store.exists("minute/ticker=AAPL/year=2024/month=01/part.parquet")
         assert store.temporaries() == []
         assert ledger.reclaim_expired() == [("minute", "AAPL", D(2024, 1, 1))]

@@ -128,7 +128,6 @@ class _Unit:
     rows: int
     raw: bool  # fetched unadjusted: splits show as jumps, allowed for
     follows: bool  # directly follows the ticker's previous settled unit (no gap)
-    attributed: bool = True  # its file has security_id (fetched after the listings migration)
 
 
 @dataclass
@@ -211,26 +210,13 @@ def _units(ledger: Ledger, dataset: str, ticker: str) -> list[_Unit]:
     """The ticker's settled units in time order: done ones have a file; empty_confirmed ones
     count for missing sessions and for telling a gap from a quiet month."""
     rows = queries.settled_units(ledger, dataset, ticker)
-    since = queries.security_id_since(ledger)
     units, previous_end = [], None
     for row in rows:
         start, end = dt.date.fromisoformat(row.period_start), dt.date.fromisoformat(row.period_end)
         follows = previous_end is not None and start == previous_end + dt.timedelta(days=1)
         raw = row.adjusted is not None and not row.adjusted
-        attributed = since is None or row.fetched_at is None or row.fetched_at >= since
         units.append(
-            _Unit(
-                row.id,
-                row.period,
-                start,
-                end,
-                row.state,
-                row.file_path,
-                row.rows or 0,
-                raw,
-                follows,
-                attributed,
-            )
+            _Unit(row.id, row.period, start, end, row.state, row.file_path, row.rows or 0, raw, follows)
         )
         previous_end = end
     return units
@@ -259,11 +245,13 @@ def _batches(units: Sequence[_Unit], limit: int = BATCH_ROWS) -> Iterator[list[_
 
 
 def _scan_file(data: BarStore, unit: _Unit) -> pl.LazyFrame:
-    return data.scan_parquet([unit.file_path], hive_partitioning=False).select(  # type: ignore[list-item]
+    scan = data.scan_parquet([unit.file_path], hive_partitioning=False)  # type: ignore[list-item]
+    # a file from before listings has no security_id: one security, any constant keeps its returns
+    attributed = "security_id" in scan.collect_schema()
+    return scan.select(
         pl.col("timestamp").cast(pl.Datetime("ms", "UTC")),
         *[pl.col(name).cast(pl.Float64) for name in (*PRICES, "volume")],
-        # a file from before listings is one security: any constant keeps its returns
-        pl.col("security_id") if unit.attributed else pl.lit("", dtype=pl.String).alias("security_id"),
+        pl.col("security_id") if attributed else pl.lit("", dtype=pl.String).alias("security_id"),
         pl.lit(unit.id, dtype=pl.Int64).alias("unit_id"),
         pl.lit(unit.raw).alias("raw"),
         pl.lit(unit.follows).alias("follows"),

@@ -171,12 +171,11 @@ def done_tickers(ledger: LedgerConnection, datasets: Sequence[str]) -> list[str]
 
 
 def settled_units(ledger: LedgerConnection, dataset: str, ticker: str) -> Rows:
-    """(id, period, period_start, period_end, state, file_path, rows, adjusted, fetched_at)
-    of the ticker's done and empty_confirmed units, in time order."""
+    """(id, period, period_start, period_end, state, file_path, rows, adjusted) of the
+    ticker's done and empty_confirmed units, in time order."""
     return ledger.query(
-        "SELECT id, period, period_start, period_end, state, file_path, rows, adjusted, fetched_at "
-        "FROM units WHERE dataset = :d AND ticker = :t AND state IN ('done', 'empty_confirmed') "
-        "ORDER BY period_start",
+        "SELECT id, period, period_start, period_end, state, file_path, rows, adjusted FROM units "
+        "WHERE dataset = :d AND ticker = :t AND state IN ('done', 'empty_confirmed') ORDER BY period_start",
         {"d": dataset, "t": ticker},
     )
 

@@ -36,7 +36,16 @@ from polyledger.plan import plan
 
 ENV = "POLYLEDGER_TEST_PG_URL"
 THREADS = 8
-TABLES = ("units", "unit_attempts", "runs", "settings", "splits", "quality_flags")
+TABLES = (
+    "units",
+    "unit_attempts",
+    "runs",
+    "settings",
+    "splits",
+    "quality_flags",
+    "listings",
+    "unattributed_bars",
+)
 
 
 def _admin_url() -> str:
@@ -354,6 +363,7 @@ def test_export_to_postgres_and_import_back_round_trips_every_table(demo_downloa
         ledger.query("SELECT 1")
     with psycopg.connect(target, autocommit=True) as connection:
         connection.execute("DELETE FROM units WHERE ticker = 'ZZZNEW'")
+        connection.execute("DELETE FROM listings WHERE ticker = 'ZZZNEW'")  # the plan recorded it
         connection.execute(
             "SELECT setval(pg_get_serial_sequence('units', 'id'), (SELECT max(id) FROM units) + 1, false)"
         )

@@ -49,8 +49,12 @@ def upgrade() -> None:
     )
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
     # bar files fetched before now have no security_id column: readers add it from listings
+    # (a ledger without units has no such file: a new ledger stays empty)
     op.execute(
-        sa.text("INSERT INTO settings (key, value) VALUES ('security_id_since', :now)").bindparams(now=now)
+        sa.text(
+            "INSERT INTO settings (key, value) SELECT 'security_id_since', :now "
+            "WHERE EXISTS (SELECT 1 FROM units)"
+        ).bindparams(now=now)
     )
     op.execute(
         sa.text(

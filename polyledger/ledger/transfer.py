@@ -16,11 +16,20 @@ from polyledger.ledger.database import (
     open_engine,
     parse_location,
 )
-from polyledger.ledger.models import QualityFlag, Run, Setting, Split, Unit, UnitAttempt
+from polyledger.ledger.models import (
+    Listing,
+    QualityFlag,
+    Run,
+    Setting,
+    Split,
+    UnattributedBars,
+    Unit,
+    UnitAttempt,
+)
 from polyledger.ledger.records import iso, utc_now
 
 # parents before children (unit_attempts refers to units)
-TABLES = (Unit, UnitAttempt, Run, Setting, Split, QualityFlag)
+TABLES = (Unit, UnitAttempt, Run, Setting, Split, QualityFlag, Listing, UnattributedBars)
 BATCH_ROWS = 50_000
 
 

@@ -92,7 +92,11 @@ def truth(
     (raw, or split-adjusted as of the market's splits)."""
     start_ms, end_ms = et_midnight_ms(start), et_midnight_ms(end + dt.timedelta(days=1))
     fetch = market.minute_bars if dataset == "minute" else market.day_bars
-    raw = fetch(ticker, start_ms, end_ms, adjusted=adjusted)
+    return as_stored(fetch(ticker, start_ms, end_ms, adjusted=adjusted), ticker)
+
+
+def as_stored(raw: pl.DataFrame, ticker: str) -> pl.DataFrame:
+    """The stand-in's raw bars (`t o h l c v vw n otc`) in the stored bar columns."""
     return raw.select(
         pl.lit(ticker).alias("ticker"),
         pl.col("t").cast(pl.Datetime("ms", "UTC")).alias("timestamp"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from support import API_KEY, STORED_COLUMNS, run_cli
+from support import API_KEY, STORED_COLUMNS, as_stored, run_cli
 
 import polyledger
 from polyledger.periods import ET
@@ -31,18 +31,7 @@ def served(market: SyntheticMarket, ticker: str, first: dt.date, last: dt.date) 
     """Every bar the stand-in serves under `ticker` for the ET dates [first, last], whoever
     traded it, in the stored columns."""
     bars = market.bars("minute", ticker, et_midnight_ms(first), et_midnight_ms(last + dt.timedelta(days=1)))
-    return bars.select(
-        pl.lit(ticker).alias("ticker"),
-        pl.col("t").cast(pl.Datetime("ms", "UTC")).alias("timestamp"),
-        pl.col("o").alias("open"),
-        pl.col("h").alias("high"),
-        pl.col("l").alias("low"),
-        pl.col("c").alias("close"),
-        pl.col("v").cast(pl.Float64).alias("volume"),
-        pl.col("vw").alias("vwap"),
-        pl.col("n").cast(pl.Int64).alias("transactions"),
-        pl.col("otc").cast(pl.Boolean).fill_null(False).alias("otc"),
-    )
+    return as_stored(bars, ticker)
 
 
 @pytest.fixture(scope="module")

@@ -154,6 +154,11 @@ def plan(
     )
     if result.widened:
         _echo(f"{result.widened} partly planned periods were widened and queued to be fetched whole")
+    if result.relisted:
+        _echo(
+            f"{result.relisted} done units queued again: their symbol's listings changed since they were "
+            "stored, so their bars are fetched again under the new security_id"
+        )
     if result.busy:
         _echo(f"{result.busy} partly planned periods are being fetched right now: plan again after the run")
 

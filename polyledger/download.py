@@ -125,8 +125,8 @@ class Download:
         if not _files(selected):
             return pl.LazyFrame(schema=STORED_BAR_SCHEMA)
         frame = self._scan(selected)
-        if security is not None:
-            frame = frame.filter(pl.col("security_id") == security)
+        if security is not None:  # in time order across its symbols, whatever their names
+            frame = frame.filter(pl.col("security_id") == security).sort("timestamp")
         if by_date and tickers:
             frame = frame.filter(pl.col("ticker").is_in(list(tickers)))
         if first is not None or last is not None:

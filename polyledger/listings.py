@@ -79,6 +79,22 @@ def check_windows(listings: Iterable[Listing], where: str = "") -> None:
         by_ticker[listing.ticker].append(listing)
 
 
+def check_securities(listings: Iterable[Listing], where: str = "") -> None:
+    """One security trades under one symbol at a time: two symbols' listings with one
+    security_id must not overlap (a rename ends one window before the next begins)."""
+    by_security: dict[str, list[Listing]] = defaultdict(list)
+    prefix = f"{where}: " if where else ""
+    for listing in listings:
+        for other in by_security[listing.security_id or ""]:
+            if other.ticker != listing.ticker and listing.overlaps(other):
+                raise InputError(
+                    f"{prefix}security_id {listing.security_id!r} is on {other.ticker!r} "
+                    f"({other.window_text()}) and {listing.ticker!r} ({listing.window_text()}) at once: "
+                    "one security trades under one symbol at a time"
+                )
+        by_security[listing.security_id or ""].append(listing)
+
+
 def assign_security_ids(listings: Sequence[Listing]) -> list[Listing]:
     """Each listing with its security_id and link: a given id is kept, else the composite
     FIGI, else a derived `PL:` id, made unique per window when one symbol needs several."""

@@ -12,7 +12,7 @@ from polyledger import datasets
 from polyledger.datasets import MARKET
 from polyledger.errors import InputError
 from polyledger.ledger import Ledger, PlannedUnit
-from polyledger.listings import Listing, assign_security_ids
+from polyledger.listings import Listing, assign_security_ids, check_securities
 from polyledger.periods import unit_periods
 from polyledger.trading_days import trading_days
 
@@ -31,6 +31,7 @@ class PlanResult:
     widened: int = 0  # clipped units extended by this wider plan
     busy: int = 0  # clipped units that could not be widened while a worker holds them
     outside_listing: int = 0  # ticker x period pairs outside a listing window: not planned
+    relisted: int = 0  # done units queued again: their symbol's listings changed since they were stored
 
     @property
     def already_planned(self) -> int:
@@ -62,8 +63,8 @@ def _streamed_spans(universe: Iterable[Listing | str], periods: Sequence[Period]
     previous: Span | None = None
     for member in universe:
         ticker, lo, hi = _span(_listing(member), periods)
-        if previous is not None and previous[0] == ticker and lo <= previous[2]:
-            previous = (ticker, previous[1], max(previous[2], hi))
+        if previous is not None and previous[0] == ticker and lo <= previous[2] and hi >= previous[1]:
+            previous = (ticker, min(previous[1], lo), max(previous[2], hi))  # rows in any order
             continue
         if previous is not None:
             yield previous
@@ -84,7 +85,10 @@ def plan(
         return plan_days(ledger, dataset, start, end)
     check_range(dataset, start, end)
     listings = assign_security_ids([_listing(member) for member in universe])
-    ledger.record_listings(listings)
+    check_securities(listings)
+    changed = ledger.record_listings(listings)
+    # their files carry the old attribution: fetched again, they get the new one
+    relisted = ledger.reset_relisted(changed, datasets.names(bars=True)) if changed else 0
     periods = _periods(dataset, start, end)
     spans = _spans(listings, periods)  # a small tuple per ticker (or per listing of a reused one)
     added = ledger.add_units(_units(dataset, periods, spans))  # streamed, never a list of units
@@ -101,6 +105,7 @@ def plan(
         widened=widened,
         busy=busy,
         outside_listing=tickers * len(periods) - in_plan,
+        relisted=relisted,
     )
 
 

@@ -13,9 +13,11 @@ import re
 
 from polyledger.errors import InputError
 
-# ASCII letters of either case, digits, '.' and '-'; starts with a letter or digit (never a
-# path component like ".." or an option like "-x"), 16 characters at most.
-TICKER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,15}$")
+# ASCII letters of either case, digits, '.' and '-'; starts with an upper-case letter or a
+# digit (a root is never lower case: `brk.a` is a typo, which the API would answer with an
+# empty 200, a false "no data"; and never a path component like ".." or an option like
+# "-x"), 16 characters at most.
+TICKER_RE = re.compile(r"^[A-Z0-9][A-Za-z0-9.\-]{0,15}$")
 
 # Written before each lowercase letter in a folder name, and after a trailing '.'; it never
 # occurs in a ticker, so the spelling can be read back whatever the file system's case.
@@ -31,7 +33,7 @@ def validate_ticker(ticker: str, where: str = "") -> str:
     if not TICKER_RE.match(ticker) or ".." in ticker:
         raise InputError(
             f"{prefix}invalid ticker {ticker!r}: use letters A-Z or a-z, digits, '.' and '-' "
-            "as Polygon spells them (at most 16, starting with a letter or digit)"
+            "as Polygon spells them (at most 16, starting with an upper-case letter or a digit)"
         )
     return ticker
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from polyledger.errors import InputError, one_line
-from polyledger.listings import LINKS, Listing, assign_security_ids
+from polyledger.listings import LINKS, Listing, assign_security_ids, check_securities
 from polyledger.symbols import validate_ticker
 
 # fromisoformat alone also takes 20230101 and 2023-W01-1, which nobody means here
@@ -68,7 +68,9 @@ def read_members(path: Path) -> list[Listing]:
         members.append(member)
     if not members:
         raise InputError(f"universe file {path} lists no tickers")
-    return assign_security_ids(members)
+    assigned = assign_security_ids(members)
+    check_securities(assigned, path.name)
+    return assigned
 
 
 def _member(where: str, values: dict[str, object]) -> Listing:

@@ -71,6 +71,7 @@ class UniverseReport:
     outcome: str = "finished"  # or interrupted / stopped: then nothing is written
     reused: list[str] = field(default_factory=list)  # symbols with several listings
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (earlier symbol, current one)
+    skipped_events: list[str] = field(default_factory=list)  # ticker events not used, and why
 
     def funnel_text(self) -> str:
         return " -> ".join(f"{step} {count:,}" for step, count in self.funnel)
@@ -153,9 +154,7 @@ def build_universe(
         .drop("_asked", "delisted_utc_details")
     )
     table = _with_security_ids(_bound_reused(table))
-    renamed = _earlier_symbols(table, _events(run.ledger, run.store, period))
-    report.renamed = [(row["ticker"], row["_current"]) for row in renamed.iter_rows(named=True)]
-    table = pl.concat([table, renamed.drop("_current")], how="diagonal_relaxed")
+    table = _link_renames(table, _events(run.ledger, run.store, period), report)
     if cap_max is not None:
         # a delisted name often has no market cap: dropping it would bring survivorship bias back
         table = table.filter(pl.col("market_cap").is_null() | (pl.col("market_cap") < cap_max))
@@ -191,7 +190,9 @@ def _build_units(kept: pl.DataFrame, day: dt.date, period: str) -> list[PlannedU
     (a reused one) by the build date and the date asked, and files as of that date."""
     units = []
     seen: set[str] = set()
-    for ticker, asked_text, active in kept.select("ticker", "_asked", "active").iter_rows():
+    for ticker, asked_text, active, figi in kept.select(
+        "ticker", "_asked", "active", "composite_figi"
+    ).iter_rows():
         asked = dt.date.fromisoformat(asked_text)
         if ticker not in seen:
             # period_start is the build date (names the unit's file); period_end the date asked
@@ -201,7 +202,8 @@ def _build_units(kept: pl.DataFrame, day: dt.date, period: str) -> list[PlannedU
             units.append(PlannedUnit(DETAILS.name, ticker, asked, asked, period_name=name))
         seen.add(ticker)
         if active:
-            units.append(PlannedUnit(EVENTS.name, ticker, day, day, period_name=period))
+            # by FIGI where known: given a ticker, the endpoint answers for whoever holds it now
+            units.append(PlannedUnit(EVENTS.name, figi or ticker, day, day, period_name=period))
     return units
 
 
@@ -239,43 +241,102 @@ def _bound_reused(table: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=table.schema) if rows else table
 
 
-def _earlier_symbols(table: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
-    """Listings for the symbols an active company traded under before (ticker events): each
-    from its event's date to the day before the next symbol's, linked to the company's
-    security. A symbol already in the table for that window (found by the lists) is not
-    added twice."""
-    if events.height == 0:
-        return table.clear().with_columns(pl.lit(None, dtype=pl.String).alias("_current"))
-    current = {row["ticker"]: row for row in table.filter(pl.col("active")).iter_rows(named=True)}
-    known = {(row["ticker"], row["composite_figi"]) for row in table.iter_rows(named=True)}
-    added = []
-    for ticker, symbols in events.sort("date").group_by("ticker", maintain_order=True):
-        holder = current.get(str(ticker[0]))
+def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseReport) -> pl.DataFrame:
+    """Each active listing's earlier symbols (its ticker events) become listings of its
+    security, from each event's date to the day before the next symbol's; the listing
+    itself starts at its own symbol's event (its `list_date` may be the company's IPO,
+    when another company held the symbol). An answer for another company (FIGI or CIK
+    differ) is dropped; a symbol the lists already hold for that window is linked, not
+    added twice, unless it is another company's; every event left out is reported."""
+    rows = table.to_dicts()
+    holders = {(row["composite_figi"] or row["ticker"]): row for row in rows if row["active"]}
+    added: list[dict] = []
+    for (key,), answer in events.sort("date").group_by("ticker", maintain_order=True):
+        holder = holders.get(str(key))
         if holder is None:
             continue
-        changes = symbols.select("date", "symbol").rows()
-        for index, (start, symbol) in enumerate(changes):
-            if symbol == holder["ticker"] or (symbol, holder["composite_figi"]) in known:
+        other = _other_company(holder, answer)
+        if other:
+            report.skipped_events.append(f"{holder['ticker']}: events answered for {other}, not this company")
+            continue
+        changes = answer.select("date", "symbol").unique(maintain_order=True).rows()
+        starts = [day for day, symbol in changes if symbol == holder["ticker"]]
+        if starts and len(changes) > 1:
+            holder["first_date"] = max(d for d in (holder["first_date"], max(starts)) if d is not None)
+        for start, symbol in changes:
+            if symbol == holder["ticker"]:
                 continue
-            nxt = changes[index + 1][0] if index + 1 < len(changes) else None
-            if nxt is None or nxt <= start:
-                continue  # no later symbol: not an earlier listing of this company
-            added.append(
-                dict(
-                    holder,
-                    ticker=symbol,
-                    active=False,
-                    list_date=None,
-                    delisted_utc=None,
-                    market_cap=None,
-                    first_date=start,
-                    last_date=nxt - dt.timedelta(days=1),
-                    link=LINK_EVENT,  # the holder's security_id, copied with the row
-                    _current=holder["ticker"],
+            later = [day for day, _ in changes if day > start]
+            if not later or sum(1 for day, _ in changes if day == start) > 1:
+                report.skipped_events.append(
+                    f"{symbol} -> {holder['ticker']} on {start}: no single later symbol"
                 )
-            )
-    schema = {**table.schema, "_current": pl.String()}
-    return pl.DataFrame(added, schema=schema) if added else pl.DataFrame(schema=schema)
+                continue
+            window = (start, min(later) - dt.timedelta(days=1))
+            linked = _link_existing(rows, symbol, window, holder)
+            if linked is None:
+                report.skipped_events.append(
+                    f"{symbol} ({window[0]} to {window[1]}) -> {holder['ticker']}: the lists give that "
+                    "symbol to another company then"
+                )
+                continue
+            if not linked:
+                added.append(
+                    dict(
+                        holder,
+                        ticker=symbol,
+                        active=False,
+                        list_date=None,
+                        delisted_utc=None,
+                        market_cap=None,
+                        first_date=window[0],
+                        last_date=window[1],
+                        link=LINK_EVENT,
+                    )
+                )
+            report.renamed.append((symbol, holder["ticker"]))
+    return pl.DataFrame(rows + added, schema=table.schema)
+
+
+def _other_company(holder: dict, answer: pl.DataFrame) -> str | None:
+    """The company an events answer names when it is not the holder's (None: it is, or it
+    does not say)."""
+    for column in ("composite_figi", "cik"):
+        said = {value for value in answer.get_column(column).to_list() if value}
+        if holder.get(column) and said and holder[column] not in said:
+            return f"{column} {', '.join(sorted(said))}"
+    return None
+
+
+def _link_existing(
+    rows: list[dict], symbol: str, window: tuple[dt.date, dt.date], holder: dict
+) -> bool | None:
+    """Link the listed rows of `symbol` that overlap `window` to the holder's security.
+    True: linked; False: none there; None: one of them is another company's."""
+    found = []
+    for row in rows:
+        if row["ticker"] != symbol or row is holder:
+            continue
+        first = max((d for d in (row["list_date"], row["first_date"]) if d is not None), default=None)
+        last = _delisted_day(row["delisted_utc"]) or row["last_date"]
+        if (first is None or first <= window[1]) and (last is None or last >= window[0]):
+            found.append(row)
+    for row in found:
+        for column in ("composite_figi", "cik"):
+            if row.get(column) and holder.get(column) and row[column] != holder[column]:
+                return None
+    for row in found:
+        row["security_id"], row["link"] = holder["security_id"], LINK_EVENT
+        row["first_date"] = max(d for d in (row["first_date"], window[0]) if d is not None)
+        row["last_date"] = min(d for d in (row["last_date"], window[1]) if d is not None)
+    return bool(found)
+
+
+def _delisted_day(value: str | None) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value[:10]) if value else None
+    except ValueError:
+        return None
 
 
 def _with_security_ids(table: pl.DataFrame) -> pl.DataFrame:

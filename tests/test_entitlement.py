@@ -109,6 +109,9 @@ def test_months_before_the_first_bar_that_nothing_explains_are_asked_again_one_b
     outcomes, asked, states = run_newco_group(tmp_path, market, D(2023, 3, 1))
     assert asked == [
         ("2023-01-01", "2023-08-31"),
+        # June's first bar (the 14th) is after June's first day, and the ledger's listing
+        # (from March) does not explain it: its first days are asked alone (an empty 200)
+        ("2023-06-01", "2023-06-13"),
         ("2023-03-01", "2023-03-31"),
         ("2023-04-01", "2023-04-30"),
         ("2023-05-01", "2023-05-31"),
@@ -116,7 +119,7 @@ def test_months_before_the_first_bar_that_nothing_explains_are_asked_again_one_b
     assert set(states.values()) == {"empty_confirmed", "done"}  # an empty month alone is empty
     (tmp_path / "none").mkdir()
     _, asked_without, _ = run_newco_group(tmp_path / "none", market, None)
-    assert len(asked_without) == 1 + 5  # nothing explained: every month before the first bar
+    assert len(asked_without) == 1 + 1 + 5  # nothing explained: June's first days, every month before
 
 
 def test_a_wholly_empty_group_asks_each_unit_alone_and_charges_the_group_once(tmp_path, market):

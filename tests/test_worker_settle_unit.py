@@ -85,7 +85,7 @@ def stored_rows(store: BarStore, month: int) -> int:
 
 
 def test_one_page_for_three_months_settles_each_and_charges_the_request_once(ledger, store):
-    body = page([at(D(2024, 1, 5)), at(D(2024, 1, 31), 19), at(D(2024, 3, 4))])
+    body = page([at(D(2024, 1, 2)), at(D(2024, 1, 31), 19), at(D(2024, 3, 4))])
     outcomes = process_units(months(ledger, 1, 2, 3), job(ScriptedClient([body]), ledger, store))
     assert outcomes == [
         UnitOutcome("done", 2, 1),
@@ -108,7 +108,7 @@ def test_one_page_for_three_months_settles_each_and_charges_the_request_once(led
 
 def test_pages_settle_months_as_they_complete_and_keep_only_later_bars(ledger, store):
     march_first = et_midnight_ms(D(2024, 3, 1))  # exactly midnight: March's, not February's
-    first = page([at(D(2024, 1, 10)), at(D(2024, 1, 20))], next_from=at(D(2024, 1, 20)) + 1, request_id="p1")
+    first = page([at(D(2024, 1, 2)), at(D(2024, 1, 20))], next_from=at(D(2024, 1, 20)) + 1, request_id="p1")
     second = page([at(D(2024, 2, 2)), march_first, at(D(2024, 3, 5))], request_id="p2")
     client = ScriptedClient([first, second], tries=2)
     outcomes = process_units(months(ledger, 1, 2, 3), job(client, ledger, store))
@@ -122,7 +122,7 @@ def test_pages_settle_months_as_they_complete_and_keep_only_later_bars(ledger, s
 
 
 def test_a_month_settled_by_a_page_is_charged_before_the_next_page(ledger, store):
-    first = page([at(D(2024, 1, 10)), at(D(2024, 2, 3))], next_from=at(D(2024, 2, 3)) + 1, to="2024-02-29")
+    first = page([at(D(2024, 1, 2)), at(D(2024, 2, 3))], next_from=at(D(2024, 2, 3)) + 1, to="2024-02-29")
     second = page([at(D(2024, 2, 20))])
     process_units(months(ledger, 1, 2), job(ScriptedClient([first, second]), ledger, store))
     assert [(a.outcome, a.requests, a.bytes) for a in history(ledger)] == [
@@ -135,7 +135,7 @@ def test_a_month_settled_by_a_page_is_charged_before_the_next_page(ledger, store
 def test_a_month_is_not_settled_while_a_page_may_still_bring_its_last_day(ledger, store):
     # page one ends on January 31st, January's last day: page two has more of that day
     first = page(
-        [at(D(2024, 1, 10)), at(D(2024, 1, 31), 10)], next_from=at(D(2024, 1, 31), 10) + 1, to="2024-02-29"
+        [at(D(2024, 1, 2)), at(D(2024, 1, 31), 10)], next_from=at(D(2024, 1, 31), 10) + 1, to="2024-02-29"
     )
     second = page([at(D(2024, 1, 31), 11), at(D(2024, 2, 5))])
     process_units(months(ledger, 1, 2), job(ScriptedClient([first, second]), ledger, store))
@@ -145,7 +145,7 @@ def test_a_month_is_not_settled_while_a_page_may_still_bring_its_last_day(ledger
 def test_a_page_going_back_into_a_settled_month_fails_the_group_never_drops_its_bars(ledger, store):
     # page one passes January's end (January is settled), page two goes back to January 31st:
     # that bar has no unit left to go to, so the fetch fails instead of dropping it
-    first = page([at(D(2024, 1, 30)), at(D(2024, 2, 2))], next_from=at(D(2024, 2, 2)) + 1, to="2024-02-29")
+    first = page([at(D(2024, 1, 2)), at(D(2024, 2, 2))], next_from=at(D(2024, 2, 2)) + 1, to="2024-02-29")
     second = page([at(D(2024, 1, 31)), at(D(2024, 2, 5))])
     outcomes = process_units(months(ledger, 1, 2), job(ScriptedClient([first, second]), ledger, store))
     assert outcomes == [UnitOutcome("done", 1, 1), UnitOutcome("failed", 0, 1, "pagination")]
@@ -154,14 +154,14 @@ def test_a_page_going_back_into_a_settled_month_fails_the_group_never_drops_its_
 
 
 def test_repeated_timestamps_are_stored_once_and_counted(ledger, store):
-    body = page([at(D(2024, 1, 5)), at(D(2024, 1, 5)), at(D(2024, 1, 6))])
+    body = page([at(D(2024, 1, 2)), at(D(2024, 1, 2)), at(D(2024, 1, 3))])
     process_units(months(ledger, 1), job(ScriptedClient([body]), ledger, store))
     assert stored_rows(store, 1) == 2
     assert history(ledger)[0].duplicates == 1
 
 
 def test_a_transient_error_requeues_the_waiting_units_with_its_class(ledger, store):
-    first = page([at(D(2024, 1, 10))], next_from=at(D(2024, 1, 10)) + 1, to="2024-02-29")
+    first = page([at(D(2024, 1, 2))], next_from=at(D(2024, 1, 2)) + 1, to="2024-02-29")
     error = TransientError("server said 503", error_class="http_503", http_status=503, request_id="r-err")
     outcomes = process_units(months(ledger, 1, 2), job(ScriptedClient([first, error]), ledger, store))
     assert outcomes == [UnitOutcome("requeued", 0, 1, "http_503"), UnitOutcome("requeued", 0, 0, "http_503")]
@@ -198,19 +198,22 @@ def test_attempts_left_depend_on_max_attempts(ledger, store):
 
 def test_a_permanent_error_on_a_group_is_asked_again_unit_by_unit(ledger, store):
     denied = NotEntitled("not entitled to that range", http_status=403)
+    # February's first bar is on the 7th: its first days are asked alone (an empty 200:
+    # February was not clipped at the plan's history)
     client = ScriptedClient(
-        [denied, NotEntitled("still not", http_status=403), page([at(D(2024, 2, 7))]), page([])]
+        [denied, NotEntitled("still not", http_status=403), page([at(D(2024, 2, 7))]), page([]), page([])]
     )
     outcomes = process_units(months(ledger, 1, 2, 3), job(client, ledger, store))
     assert outcomes == [
         UnitOutcome("failed", 0, 0, "not_entitled"),
-        UnitOutcome("done", 1, 1),
+        UnitOutcome("done", 1, 2),
         UnitOutcome("empty_confirmed", 0, 1),
     ]
     assert [url.rsplit("/", 2)[-2:] for url, _ in client.calls] == [
         ["2024-01-01", "2024-03-31"],
         ["2024-01-01", "2024-01-31"],
         ["2024-02-01", "2024-02-29"],
+        ["2024-02-01", "2024-02-06"],
         ["2024-03-01", "2024-03-31"],
     ]
     assert [(r.state, r.error_class) for r in rows(ledger)] == [
@@ -223,7 +226,7 @@ def test_a_permanent_error_on_a_group_is_asked_again_unit_by_unit(ledger, store)
 
 def test_a_permanent_error_on_two_units_is_asked_again_for_each(ledger, store):
     denied = NotEntitled("not entitled", http_status=403)
-    client = ScriptedClient([denied, page([at(D(2024, 1, 9))]), page([at(D(2024, 2, 9))])])
+    client = ScriptedClient([denied, page([at(D(2024, 1, 2))]), page([at(D(2024, 2, 1))])])
     outcomes = process_units(months(ledger, 1, 2), job(client, ledger, store))
     assert outcomes == [UnitOutcome("done", 1, 1), UnitOutcome("done", 1, 1)]
     assert len(client.calls) == 3
@@ -277,9 +280,9 @@ def test_an_error_is_stored_redacted_and_cut_to_500_characters(ledger, store, mo
 def test_a_unit_whose_lease_was_lost_is_reported_lost(ledger, store):
     (unit,) = months(ledger, 1)
     ledger.release(unit, undo_attempt=False)  # someone else's now
-    body = page([at(D(2024, 1, 5))])
+    body = page([at(D(2024, 1, 2))])
     assert process_units([unit], job(ScriptedClient([body]), ledger, store)) == [UnitOutcome("lost", 0, 1)]
-    first = page([at(D(2024, 1, 5))], next_from=at(D(2024, 1, 5)) + 1, to="2024-01-31")
+    first = page([at(D(2024, 1, 2))], next_from=at(D(2024, 1, 2)) + 1, to="2024-01-31")
     error = TransientError("503", error_class="http_503")
     # the request made before the failure is still reported as spent
     assert process_units([unit], job(ScriptedClient([first, error]), ledger, store)) == [
@@ -386,7 +389,7 @@ def test_a_hand_edited_reference_ticker_fails_as_invalid(ledger, store):
 
 
 def test_stored_bars_are_the_pages_bars_in_the_stored_schema(ledger, store):
-    body = page([at(D(2024, 1, 5))])
+    body = page([at(D(2024, 1, 2))])
     process_units(months(ledger, 1), job(ScriptedClient([body]), ledger, store))
     frame = store.read_parquet("minute/ticker=AAPL/year=2024/month=01/part.parquet")
     assert frame.row(0, named=True)["ticker"] == "AAPL"
@@ -419,7 +422,7 @@ def test_a_worker_whose_lease_lapsed_never_replaces_the_new_owners_file(tmp_path
         clock.advance(61)  # the old worker stalled past its lease
         assert ledger.reclaim_expired() == [("minute", "AAPL", D(2024, 1, 1))]
         (fresh,) = ledger.claim("new-worker", 60)
-        new_answer = priced_page([at(D(2024, 1, 5)), at(D(2024, 1, 8))], 2.0, "2024-01-31")
+        new_answer = priced_page([at(D(2024, 1, 2)), at(D(2024, 1, 8))], 2.0, "2024-01-31")
         if settle_new_owner:
             outcomes = process_units([fresh], job(ScriptedClient([new_answer]), ledger, store))
             assert outcomes == [UnitOutcome("done", 2, 1)]
@@ -428,7 +431,7 @@ def test_a_worker_whose_lease_lapsed_never_replaces_the_new_owners_file(tmp_path
             assert written.path == relative
         theirs = file_checksum(store.path_of(relative))  # type: ignore[attr-defined]
 
-        old_answer = priced_page([at(D(2024, 1, 5))], 9.0, "2024-01-31")
+        old_answer = priced_page([at(D(2024, 1, 2))], 9.0, "2024-01-31")
         outcomes = process_units([late], job(ScriptedClient([old_answer]), ledger, store))
 
         assert outcomes == [UnitOutcome("lost", 0, 1)]
@@ -463,7 +466,7 @@ def test_a_worker_whose_lease_ran_out_writes_nothing_even_before_a_reclaim(tmp_p
         assert ledger.still_holds(late)  # to the last instant of the lease
         clock.advance(1)
         assert not ledger.still_holds(late)
-        answer = priced_page([at(D(2024, 1, 5))], 9.0, "2024-01-31")
+        answer = priced_page([at(D(2024, 1, 2))], 9.0, "2024-01-31")
         assert process_units([late], job(ScriptedClient([answer]), ledger, store)) == [
             UnitOutcome("lost", 0, 1)
         ]

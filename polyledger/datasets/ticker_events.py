@@ -1,12 +1,14 @@
-"""Ticker events: the symbols a company has traded under (`/vX/reference/tickers/{T}/events`,
-experimental), one unit per currently listed ticker and universe build date; planned by
-`polyledger universe`, which links each earlier symbol to the company's security.
+"""Ticker events: the symbols a company has traded under (`/vX/reference/tickers/{id}/events`,
+experimental), one unit per active listing and universe build date, keyed by the
+listing's composite FIGI (its ticker where it has none); planned by `polyledger
+universe`, which links each earlier symbol to the company's security.
 
-    ticker_events/as_of=2024-03-01/ticker=META/part.parquet
+    ticker_events/as_of=2024-03-01/ticker=BBG000MM2P62/part.parquet
 
-Given a ticker the endpoint answers for the company that holds it *now*, so only active
-listings are asked; it misses many delisted names (their renames are not found). A 404
-(a symbol the endpoint does not know) is an answer: no events.
+Given a ticker the endpoint answers for the company that holds it *now*, hence the FIGI;
+the answer's own composite FIGI and CIK are kept, so one for another company is dropped.
+It misses many delisted names (their renames are not found). A 404 (an id the endpoint
+does not know) is an answer: no events.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ if TYPE_CHECKING:
 
 PATH = "/vX/reference/tickers/{ticker}/events"
 SCHEMA: dict[str, pl.DataType] = {
-    "ticker": pl.String(),  # the symbol asked (the company's current one)
+    "ticker": pl.String(),  # the id asked: the listing's composite FIGI, or its ticker
     "name": pl.String(),
+    "composite_figi": pl.String(),  # of the company the answer is about, when it says
+    "cik": pl.String(),
     "date": pl.Date(),  # the day the company started trading under `symbol`
     "event_type": pl.String(),
     "symbol": pl.String(),
@@ -62,6 +66,8 @@ def events_frame(ticker: str, results: list[dict]) -> pl.DataFrame:
                     {
                         "ticker": ticker,
                         "name": result.get("name"),
+                        "composite_figi": result.get("composite_figi"),
+                        "cik": result.get("cik"),
                         "date": str(event["date"])[:10],
                         "event_type": kind,
                         "symbol": str(change["ticker"]),

@@ -33,6 +33,7 @@ from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchCost, iter_pages
 from polyledger.secrets import redact
 from polyledger.storage import BarStore
+from polyledger.trading_days import trading_days
 
 log = logging.getLogger("polyledger.worker")  # the name run logs have always shown
 
@@ -145,6 +146,7 @@ class _Progress:
         if self._first_day is None:
             self._first_day = et_date_of_ms(int(page.get_column("t").min()))  # type: ignore[arg-type]
             self._settle_explained(self._leading())
+            self._probe_late_start()
         last_day = et_date_of_ms(int(page.get_column("t").max()))  # type: ignore[arg-type]
         complete = [unit for unit in self._trusted() if unit.period_end < last_day]
         if complete:
@@ -175,6 +177,51 @@ class _Progress:
         if units:
             self._settle(units)
 
+    def _probe_late_start(self) -> None:
+        """The unit holding the first bar may itself straddle the plan's history: when that
+        bar comes after the unit's first trading day (and its listing does not explain it),
+        ask for the days before it alone. A range wholly before the history is a 403: then
+        the answer was clipped and the unit is `failed` (not_entitled), never `done` with
+        part of its days; bars there mean the answer left them out (asked again later)."""
+        assert self._first_day is not None
+        holding = [unit for unit in self.waiting if unit.period_start <= self._first_day <= unit.period_end]
+        if not holding:
+            return
+        unit = holding[0]
+        start = unit.period_start
+        for listing in self.listings:  # a listing starting inside the unit explains its first days
+            if listing.covers(self._first_day) and listing.first_day is not None:
+                start = max(start, listing.first_day)
+        days = trading_days(start, self._first_day - dt.timedelta(days=1))
+        if not days:
+            return
+        spec = datasets.get(unit.dataset)
+        assert spec.timespan is not None
+        try:
+            found = sum(
+                page.height
+                for page in iter_pages(
+                    self.job.client,
+                    unit.ticker,
+                    spec.timespan,
+                    days[0],
+                    days[-1],
+                    self.job.adjusted,
+                    self.spent,
+                )
+            )
+        except (PermanentError, TransientError) as exc:
+            self.waiting.remove(unit)
+            self.outcomes.append(_settle_failure(unit, self.job, self._charge(), exc))
+            return
+        if found:
+            self.waiting.remove(unit)
+            missing = TransientError(
+                f"{found} bars of {days[0]}..{days[-1]} were left out of the range's answer",
+                error_class="clipped",
+            )
+            self.outcomes.append(_settle_failure(unit, self.job, self._charge(), missing))
+
     def ask_alone(self) -> None:
         """Each unit still waiting asked again on its own (after a permanent error, or before
         the first bar and unexplained); the first carries what the group spent that no
@@ -189,6 +236,9 @@ class _Progress:
     def _settle(self, units: list[ClaimedUnit]) -> None:
         raw = pl.concat(self._buffer) if self._buffer else pl.DataFrame()
         ticker = units[0].ticker
+        # read again now: a plan may have changed the listings since the group began (it
+        # queues again only units already done, not these)
+        self.listings = self.job.ledger.listings_of(ticker)
         unit_bars = split_by_unit(
             raw, ticker, [(unit.period_start, unit.period_end) for unit in units], self.listings
         )

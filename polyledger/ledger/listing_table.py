@@ -18,6 +18,11 @@ def _day(value: object) -> dt.date | None:
     return dt.date.fromisoformat(str(value)[:10]) if value else None
 
 
+def _attribution(listings: Iterable[Listing]) -> set[tuple]:
+    """What decides each bar's security_id: the windows and their ids."""
+    return {(item.first_day, item.last_day, item.security_id) for item in listings}
+
+
 def _bare(listing: Listing) -> bool:
     return listing == Listing(listing.ticker, security_id=listing.security_id, link=listing.link) and (
         listing.link == LINK_DERIVED
@@ -30,11 +35,12 @@ def _listing(row: Sequence) -> Listing:
 
 
 class ListingTable(LedgerConnection):
-    def record_listings(self, listings: Iterable[Listing]) -> int:
+    def record_listings(self, listings: Iterable[Listing]) -> list[str]:
         """Every symbol of `listings` (ids assigned) gets exactly these listings, in one
         transaction; other symbols keep theirs. A bare ticker (no window, nothing known
         of it) says nothing new: it keeps the listings an earlier plan recorded, or gets
-        its derived one. Returns how many listings were stored."""
+        its derived one. Returns the symbols whose windows or securities changed (they
+        had listings before): their stored bars carry the old attribution."""
         by_ticker: dict[str, list[Listing]] = defaultdict(list)
         for listing in listings:
             by_ticker[listing.ticker].append(listing)
@@ -49,7 +55,11 @@ class ListingTable(LedgerConnection):
             }
             for ticker in known:
                 del by_ticker[ticker]
-        return self._replace_listings(by_ticker) if by_ticker else 0
+        if not by_ticker:
+            return []
+        before = {ticker: _attribution(self.listings_of(ticker)) for ticker in by_ticker}
+        self._replace_listings(by_ticker)
+        return sorted(t for t, items in by_ticker.items() if before[t] and before[t] != _attribution(items))
 
     @_reconnecting
     def _replace_listings(self, by_ticker: dict[str, list[Listing]]) -> int:

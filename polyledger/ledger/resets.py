@@ -43,6 +43,13 @@ class Resets(UnitMoves):
             flagged += f" AND {test}"
         return self._reset_chosen(f"id IN ({flagged})", params, {UnitState.DONE}, tickers)
 
+    def reset_relisted(self, tickers: Sequence[str], datasets: Sequence[str]) -> int:
+        """Done bar units of symbols whose listings changed back to pending: fetched again,
+        their bars get the new listings' security_id (and unattributed bars are recounted)."""
+        if not tickers:
+            return 0
+        return self._reset_chosen("1 = 1", {}, {UnitState.DONE}, tickers, datasets)
+
     def reset_done_units(self, unit_ids: Sequence[int]) -> int:
         """These done units (by id) back to pending: their files were found wanting."""
         if not unit_ids:

@@ -23,7 +23,6 @@ EMPTY_COLOR = "#37474f"  # dots over a cell whose settled units all came back wi
 EMPTY_FILL = "#b3e5fc"  # ...on pale blue, so "nothing there" never reads as "covered" (green)
 
 
-
 def _figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -61,8 +61,6 @@ class Grid:
     note: str = ""  # said on the page when the view had to change
 
 
-
-
 def period_states(ledger: Ledger) -> list[Any]:
     """Units and bars per (dataset, period, state): one scan of the ledger giving a few hundred
     rows (periods are months or years), from which the per-dataset totals, the whole-universe

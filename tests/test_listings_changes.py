@@ -1,0 +1,202 @@
+"""Listings that change, and answers that hide a boundary: what the first review of the
+listings work found (each test failed before its fix)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from support import API_KEY, STORED_COLUMNS, as_stored, run_cli
+
+import polyledger
+from polyledger.errors import InputError
+from polyledger.listings import Listing, assign_security_ids
+from polyledger.plan import plan_units
+from polyledger.testing import StandInServer, SyntheticMarket, messy_listings
+from polyledger.testing.market import et_midnight_ms
+from polyledger.universe import read_members
+from polyledger.universe_build import UniverseReport, _link_renames
+
+D = dt.date
+
+
+def served(market: SyntheticMarket, ticker: str, first: dt.date, last: dt.date) -> pl.DataFrame:
+    bars = market.bars("minute", ticker, et_midnight_ms(first), et_midnight_ms(last + dt.timedelta(days=1)))
+    return as_stored(bars, ticker)
+
+
+def test_listings_that_change_after_bars_are_stored_queue_those_units_again(work):
+    """Bare tickers first (one derived security each), then the universe's listings: the
+    bars already stored carry the old id, so their units are fetched again."""
+    market = SyntheticMarket(messy_listings(), seed=5)
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        (work / "bare.csv").write_text("ticker\nECHO\n", encoding="utf-8")
+        window = ("--from", "2019-07-01", "--to", "2021-04-30")
+        assert run_cli("plan", "--universe", "bare.csv", *window).code == 0
+        assert run_cli("run", "--base-url", server.url, "--unadjusted").code == 0
+        assert run_cli("universe", "--out", "u.csv", "--base-url", server.url).code == 0
+        replanned = run_cli("plan", "--universe", "u.csv", *window)
+        assert replanned.code == 0, replanned.err
+        assert "done units queued again: their symbol's listings changed" in replanned.out
+        assert run_cli("run", "--base-url", server.url, "--unadjusted").code == 0
+    with polyledger.open(work / "ledger.db", work / "data") as dl:
+        first, second = dl.listings(tickers=["ECHO"]).sort("first_day").get_column("security_id").to_list()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = dl.bars("minute", security=first).collect()
+            b = dl.bars("minute", security=second).collect()
+            stored = set(dl.bars("minute", tickers=["ECHO"]).collect().get_column("security_id"))
+    assert_frame_equal(a.select(STORED_COLUMNS), served(market, "ECHO", D(2019, 7, 1), D(2019, 9, 18)))
+    assert_frame_equal(b.select(STORED_COLUMNS), served(market, "ECHO", D(2021, 3, 1), D(2021, 4, 30)))
+    assert stored == {first, second, None}  # PL:ECHO is gone from the files; the gap bars stay nobody's
+
+
+def test_a_unit_straddling_the_plans_history_is_never_done_with_part_of_its_days(work):
+    market = SyntheticMarket(messy_listings(), seed=5)
+    server = StandInServer(market, api_keys=(API_KEY,), history_start=D(2020, 1, 15), straddle="clip")
+    with server:
+        (work / "u.csv").write_text("ticker\nABCPA\n", encoding="utf-8")
+        assert run_cli("plan", "--universe", "u.csv", "--from", "2020-01-01", "--to", "2020-03-31").code == 0
+        ran = run_cli("run", "--base-url", server.url)
+        assert ran.code == 1, ran.out + ran.err
+    with polyledger.open(work / "ledger.db", work / "data") as dl:
+        units = dl.units("minute").sort("period_start").select("period", "state", "error_class").rows()
+    assert units == [
+        ("2020-01", "failed", "not_entitled"),
+        ("2020-02", "done", None),
+        ("2020-03", "done", None),
+    ]
+
+
+def test_one_security_on_two_symbols_at_once_is_bad_input(tmp_path):
+    path = tmp_path / "u.csv"
+    path.write_text("ticker,security_id\nABCPA,MYCO\nBRK.A,MYCO\n", encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        read_members(path)
+    assert str(caught.value).startswith("u.csv: security_id 'MYCO' is on 'ABCPA'")
+    # a rename: one after the other is fine
+    path.write_text("ticker,security_id,last_date,first_date\nOLD,MYCO,2020-01-31,\nNEW,MYCO,,2020-02-03\n")
+    assert [m.ticker for m in read_members(path)] == ["OLD", "NEW"]
+
+
+def _row(ticker: str, **values: object) -> dict:
+    row = dict.fromkeys(
+        ("name", "primary_exchange", "type", "cik", "composite_figi", "share_class_figi", "delisted_utc"),
+        None,
+    )
+    row.update(ticker=ticker, active=False, list_date=None, first_date=None, last_date=None, market_cap=None)
+    row.update(security_id=None, link=None)
+    row.update(values)
+    return row
+
+
+def _table(*rows: dict) -> pl.DataFrame:
+    return pl.DataFrame(
+        list(rows),
+        schema={
+            "ticker": pl.String(),
+            "name": pl.String(),
+            "primary_exchange": pl.String(),
+            "type": pl.String(),
+            "active": pl.Boolean(),
+            "cik": pl.String(),
+            "composite_figi": pl.String(),
+            "share_class_figi": pl.String(),
+            "delisted_utc": pl.String(),
+            "list_date": pl.Date(),
+            "first_date": pl.Date(),
+            "last_date": pl.Date(),
+            "market_cap": pl.Float64(),
+            "security_id": pl.String(),
+            "link": pl.String(),
+        },
+    )
+
+
+def _events(
+    asked: str, figi: str | None, cik: str | None, changes: list[tuple[dt.date, str]]
+) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "ticker": asked,
+                "name": "x",
+                "composite_figi": figi,
+                "cik": cik,
+                "date": day,
+                "event_type": "ticker_change",
+                "symbol": symbol,
+            }
+            for day, symbol in changes
+        ]
+    )
+
+
+HOLDER = _row(
+    "NEW",
+    active=True,
+    composite_figi="BBGNEW",
+    cik="1",
+    list_date=D(2010, 1, 4),
+    security_id="BBGNEW",
+    link="composite_figi",
+)
+
+
+def test_an_events_answer_about_another_company_is_left_out_and_reported():
+    report = UniverseReport()
+    events = _events("BBGNEW", "BBGOTHER", "1", [(D(2015, 1, 2), "OLD"), (D(2020, 1, 2), "NEW")])
+    table = _link_renames(_table(HOLDER), events, report)
+    assert table.get_column("ticker").to_list() == ["NEW"]
+    assert report.skipped_events == ["NEW: events answered for composite_figi BBGOTHER, not this company"]
+
+
+def test_an_earlier_symbol_the_lists_hold_without_figi_is_linked_not_added_twice():
+    listed_old = _row("OLD", cik="1", delisted_utc=None, security_id="PL:OLD:cik1", link="derived")
+    report = UniverseReport()
+    events = _events("BBGNEW", "BBGNEW", "1", [(D(2015, 1, 2), "OLD"), (D(2020, 1, 2), "NEW")])
+    table = _link_renames(_table(HOLDER, listed_old), events, report)
+    rows = {row["ticker"]: row for row in table.iter_rows(named=True)}
+    assert table.height == 2 and report.renamed == [("OLD", "NEW")]
+    assert (rows["OLD"]["security_id"], rows["OLD"]["link"]) == ("BBGNEW", "ticker_event")
+    assert (rows["OLD"]["first_date"], rows["OLD"]["last_date"]) == (D(2015, 1, 2), D(2020, 1, 1))
+    assert rows["NEW"]["first_date"] == D(2020, 1, 2)  # the holder starts at its own symbol
+    members = read_members_of(table)
+    assert [m.security_id for m in members] == ["BBGNEW", "BBGNEW"]
+
+
+def read_members_of(table: pl.DataFrame) -> list[Listing]:
+    return assign_security_ids(
+        [
+            Listing(
+                row["ticker"],
+                first_day=max((d for d in (row["list_date"], row["first_date"]) if d), default=None),
+                last_day=row["last_date"],
+                security_id=row["security_id"],
+                link=row["link"],
+            )
+            for row in table.iter_rows(named=True)
+        ]
+    )
+
+
+def test_two_symbols_starting_on_one_day_are_reported_not_guessed():
+    report = UniverseReport()
+    events = _events(
+        "BBGNEW", "BBGNEW", "1", [(D(2015, 1, 2), "OLD"), (D(2015, 1, 2), "OLDB"), (D(2020, 1, 2), "NEW")]
+    )
+    table = _link_renames(_table(HOLDER), events, report)
+    assert table.get_column("ticker").to_list() == ["NEW"]
+    assert len(report.skipped_events) == 2 and all(
+        "no single later symbol" in s for s in report.skipped_events
+    )
+
+
+def test_planned_units_are_the_same_whatever_the_order_of_a_symbols_rows():
+    rows = [Listing("X", D(2021, 3, 1), None), Listing("X", None, D(2019, 9, 18))]
+    forward = {u.period for u in plan_units(rows, "minute", D(2019, 1, 1), D(2021, 12, 31))}
+    backward = {u.period for u in plan_units(rows[::-1], "minute", D(2019, 1, 1), D(2021, 12, 31))}
+    assert forward == backward and len(forward) == 9 + 10

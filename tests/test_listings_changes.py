@@ -200,3 +200,27 @@ def test_planned_units_are_the_same_whatever_the_order_of_a_symbols_rows():
     forward = {u.period for u in plan_units(rows, "minute", D(2019, 1, 1), D(2021, 12, 31))}
     backward = {u.period for u in plan_units(rows[::-1], "minute", D(2019, 1, 1), D(2021, 12, 31))}
     assert forward == backward and len(forward) == 9 + 10
+
+
+def test_one_security_reads_in_time_order_whatever_its_symbols_are_called(work):
+    """A rename to a symbol that sorts earlier (ZOLD -> ANEW): one company's bars in time order."""
+    market = SyntheticMarket(
+        [market_listing("ZOLD", delist=D(2020, 1, 31)), market_listing("ANEW", listed=D(2020, 2, 3))], seed=3
+    )
+    (work / "u.csv").write_text(
+        "ticker,security_id,delisted_utc,list_date\nZOLD,CO1,2020-01-31,\nANEW,CO1,,2020-02-03\n",
+        encoding="utf-8",
+    )
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        assert run_cli("plan", "--universe", "u.csv", "--from", "2020-01-01", "--to", "2020-02-29").code == 0
+        assert run_cli("run", "--base-url", server.url).code == 0
+    with polyledger.open(work / "ledger.db", work / "data") as dl:
+        bars = dl.bars("minute", security="CO1").collect()
+    assert bars.get_column("ticker").unique(maintain_order=True).to_list() == ["ZOLD", "ANEW"]
+    assert bars.get_column("timestamp").is_sorted()
+
+
+def market_listing(ticker: str, listed: dt.date | None = None, delist: dt.date | None = None):
+    from polyledger.testing import Listing as MarketListing
+
+    return MarketListing(ticker, list_date=listed, delist_date=delist, bars_per_day=5)

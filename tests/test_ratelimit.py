@@ -192,3 +192,27 @@ def test_without_retry_after_hosts_still_converge():
     key = simulate_shared_key(limit=limit, hosts=2, start_rate=2 * limit, seconds=seconds, retry_after=None)
     assert key.ok_rate(20, seconds) >= 0.9 * limit
     assert key.throttled_share(20, seconds) <= 0.05
+
+
+def test_the_simulated_server_holds_the_burst_it_is_given_and_sends_retry_after_as_told():
+    """The issue's server (10 requests/s, a bucket of 5, Retry-After on half the 429s) is
+    simulated as configured: at most 5 + 10 t requests accepted by time t, and exactly every
+    second 429 carries Retry-After."""
+    key = simulate_shared_key(
+        limit=10, hosts=1, start_rate=25, seconds=30, workers=8, server_burst=5, retry_after_every=2
+    )
+    accepted = 0
+    for second in range(30):
+        accepted += key.ok_by_second.get(second, 0)
+        assert accepted <= 5 + 10 * (second + 1)
+    assert (
+        key.ok_by_second[0]
+        <= 5 + 10
+        < simulate_shared_key(
+            limit=10, hosts=1, start_rate=25, seconds=1, workers=8, server_burst=25
+        ).ok_by_second[0]
+    )
+    refused = sum(key.throttled)
+    assert refused > 0 and key.retry_after_sent == refused // 2
+    never = simulate_shared_key(limit=10, hosts=1, start_rate=25, seconds=30, workers=8, retry_after=None)
+    assert sum(never.throttled) > 0 and never.retry_after_sent == 0

@@ -25,6 +25,7 @@ class SimulatedKey:
     ok_by_second: dict[int, int] = field(default_factory=dict)
     throttled_by_second: dict[int, int] = field(default_factory=dict)
     final_rates: list[float] = field(default_factory=list)
+    retry_after_sent: int = 0  # 429s that carried Retry-After
     finished_at: list[float] = field(default_factory=list)
 
     def ok_rate(self, start: float, end: float) -> float:
@@ -55,17 +56,22 @@ def simulate_shared_key(
     workers: int = 4,
     latency: float = 0.02,
     retry_after: float | None = 1.0,
+    retry_after_every: int = 1,
+    server_burst: float | None = None,
     host_start_gap: float = 0.0,
     work_per_host: int | None = None,
     burst: float | None = None,
     seed: int = 0,
 ) -> SimulatedKey:
-    """Run `hosts` limiters, each starting at `start_rate`, against one key allowing `limit`/s.
+    """Run `hosts` limiters, each with `--rate` `start_rate`, against one key allowing `limit`/s.
 
     Every worker loops: wait for its limiter's slot, send (arrives after `latency`), get the
     answer after another `latency`, report it to its limiter. Host i starts at i * host_start_gap.
     With `work_per_host`, a host stops once that many of its requests were accepted (its
     finishing time is in `finished_at`): a host starved of its share finishes late.
+    The server is a token bucket holding `server_burst` requests (default: a second of the
+    limit, at least one, as the stand-in's); it sends `Retry-After: retry_after` on every
+    `retry_after_every`-th 429 (None: never).
     As in a run: the limiter's burst is min(workers, 4) unless given, and a refused request
     is sent again after the client's retry delay (Retry-After, or jittered exponential
     backoff; jitter from `seed`).
@@ -76,25 +82,32 @@ def simulate_shared_key(
     policy, jitter = RetryPolicy(), random.Random(seed)
     result = SimulatedKey(ok=[0] * hosts, throttled=[0] * hosts, finished_at=[seconds] * hosts)
     sent = [0] * hosts  # requests accepted or in flight, per host
-    tokens, refilled = max(1.0, limit), 0.0
-    # events: (time, sequence, kind, host, accepted, retries so far, limiter generation);
+    server_burst = max(1.0, limit) if server_burst is None else server_burst
+    tokens, refilled, refusals = server_burst, 0.0, 0
+    # events: (time, sequence, kind, host, accepted, retries so far, limiter generation, pause);
     # kinds "ready" (a worker asks its limiter for a slot), "slot" (its slot is due), "arrive"
-    # (at the server), "answer" (back at the worker)
-    events: list[tuple[float, int, str, int, bool, int, int]] = []
+    # (at the server), "answer" (back at the worker, with the Retry-After a 429 carried)
+    events: list[tuple[float, int, str, int, bool, int, float | None]] = []
     sequence = 0
 
     def push(
-        at: float, kind: str, host: int, accepted: bool = False, retry: int = 0, generation: int = 0
+        at: float,
+        kind: str,
+        host: int,
+        accepted: bool = False,
+        retry: int = 0,
+        generation: int = 0,
+        pause: float | None = None,
     ) -> None:
         nonlocal sequence
         sequence += 1
-        heapq.heappush(events, (at, sequence, kind, host, accepted, retry, generation))
+        heapq.heappush(events, (at, sequence, kind, host, accepted, retry, generation, pause))
 
     for host in range(hosts):
         for _ in range(workers):
             push(host * host_start_gap, "ready", host)
     while events:
-        at, _, kind, host, accepted, retry, generation = heapq.heappop(events)
+        at, _, kind, host, accepted, retry, generation, pause = heapq.heappop(events)
         if at >= seconds:
             break
         clock.now = at
@@ -111,13 +124,18 @@ def simulate_shared_key(
             else:
                 push(at + latency, "arrive", host, retry=retry)
         elif kind == "arrive":  # the server's token bucket decides, in arrival order
-            tokens = min(max(1.0, limit), tokens + (at - refilled) * limit)
+            tokens = min(server_burst, tokens + (at - refilled) * limit)
             refilled = at
             accepted = tokens >= 1.0
             tokens -= 1.0 if accepted else 0.0
             by_second = result.ok_by_second if accepted else result.throttled_by_second
             by_second[int(at)] = by_second.get(int(at), 0) + 1
-            push(at + latency, "answer", host, accepted, retry)
+            if not accepted:
+                refusals += 1
+                sends = retry_after is not None and refusals % retry_after_every == 0
+                pause = retry_after if sends else None
+                result.retry_after_sent += int(sends)
+            push(at + latency, "answer", host, accepted, retry, pause=pause)
         elif accepted:
             result.ok[host] += 1
             limiter.on_success()
@@ -126,7 +144,7 @@ def simulate_shared_key(
             push(at, "ready", host)
         else:  # refused: the client waits as RetryPolicy.delay says, then sends it again
             result.throttled[host] += 1
-            limiter.on_throttled(retry_after)
-            push(at + policy.delay(retry, retry_after, rng=jitter), "ready", host, retry=retry + 1)
+            limiter.on_throttled(pause)
+            push(at + policy.delay(retry, pause, rng=jitter), "ready", host, retry=retry + 1)
     result.final_rates = [limiter.rate for limiter in limiters]
     return result

@@ -142,16 +142,16 @@ class Download:
         (a ledger upgraded in place) are read as they would be stored now."""
         since = queries.security_id_since(self.ledger)
         done = [row for row in selected if row.state == UnitState.DONE]
-        old = [
-            row for row in done if since is not None and row.fetched_at is not None and row.fetched_at < since
-        ]
-        new = [row.file_path for row in done if row not in old]
+        old, new = [], []
+        for row in done:  # fetched before the cutover: written without the column
+            legacy = since is not None and row.fetched_at is not None and row.fetched_at < since
+            (old if legacy else new).append(row.file_path)
         # the files' `ticker` column is the symbol; a `ticker=` folder name is its path
         # spelling (`ABC_pA` for ABCpA), which a hive read would put in its place
         frames = [self.store.scan_parquet(new, hive_partitioning=False)] if new else []
         if old:
-            legacy = self.store.scan_parquet([row.file_path for row in old], hive_partitioning=False)
-            listings = self.ledger.listings(tickers=sorted({row.ticker for row in old}))
+            legacy = self.store.scan_parquet(old, hive_partitioning=False)
+            listings = self.ledger.listings(tickers=sorted({row.ticker for row in done}))
             frames.append(_upgraded_on_read(legacy, listings))
         frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
         return frame.select(list(STORED_BAR_SCHEMA))

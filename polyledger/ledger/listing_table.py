@@ -44,22 +44,20 @@ class ListingTable(LedgerConnection):
         by_ticker: dict[str, list[Listing]] = defaultdict(list)
         for listing in listings:
             by_ticker[listing.ticker].append(listing)
-        bare = [t for t, items in by_ticker.items() if len(items) == 1 and _bare(items[0])]
-        if bare:
-            test, params = in_list("ticker", bare, "t")
-            known = {
-                row[0]
-                for row in self._statement()
-                .execute(f"SELECT DISTINCT ticker FROM listings WHERE {test}", params)
-                .fetchall()
-            }
-            for ticker in known:
+        before: dict[str, list[Listing]] = defaultdict(list)
+        for listing in self.listings(tickers=sorted(by_ticker)):  # one query for the whole universe
+            before[listing.ticker].append(listing)
+        for ticker in [t for t, items in by_ticker.items() if len(items) == 1 and _bare(items[0])]:
+            if before[ticker]:
                 del by_ticker[ticker]
         if not by_ticker:
             return []
-        before = {ticker: _attribution(self.listings_of(ticker)) for ticker in by_ticker}
         self._replace_listings(by_ticker)
-        return sorted(t for t, items in by_ticker.items() if before[t] and before[t] != _attribution(items))
+        return sorted(
+            t
+            for t, items in by_ticker.items()
+            if before[t] and _attribution(before[t]) != _attribution(items)
+        )
 
     @_reconnecting
     def _replace_listings(self, by_ticker: dict[str, list[Listing]]) -> int:
@@ -87,6 +85,7 @@ class ListingTable(LedgerConnection):
             )
         return len(rows)
 
+    @_reconnecting
     def listings_of(self, ticker: str) -> list[Listing]:
         """A symbol's listings, oldest first (none: a symbol no plan described)."""
         rows = self._statement().execute(
@@ -95,6 +94,7 @@ class ListingTable(LedgerConnection):
         )
         return [_listing(tuple(row)) for row in rows.fetchall()]
 
+    @_reconnecting
     def listings(self, security_id: str | None = None, tickers: Sequence[str] | None = None) -> list[Listing]:
         """Every listing (of one security, or of some symbols), by symbol then window."""
         where, params = [], {}

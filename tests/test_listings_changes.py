@@ -18,7 +18,7 @@ from polyledger.plan import plan_units
 from polyledger.testing import StandInServer, SyntheticMarket, messy_listings
 from polyledger.testing.market import et_midnight_ms
 from polyledger.universe import read_members
-from polyledger.universe_build import UniverseReport, _link_renames
+from polyledger.universe_build import LIST_SCHEMA, UniverseReport, _link_renames
 
 D = dt.date
 
@@ -94,26 +94,17 @@ def _row(ticker: str, **values: object) -> dict:
 
 
 def _table(*rows: dict) -> pl.DataFrame:
-    return pl.DataFrame(
-        list(rows),
-        schema={
-            "ticker": pl.String(),
-            "name": pl.String(),
-            "primary_exchange": pl.String(),
-            "type": pl.String(),
-            "active": pl.Boolean(),
-            "cik": pl.String(),
-            "composite_figi": pl.String(),
-            "share_class_figi": pl.String(),
-            "delisted_utc": pl.String(),
-            "list_date": pl.Date(),
-            "first_date": pl.Date(),
-            "last_date": pl.Date(),
-            "market_cap": pl.Float64(),
-            "security_id": pl.String(),
-            "link": pl.String(),
-        },
-    )
+    """Rows as `build_universe` holds them when it links renames: the list's columns, the
+    details' dates and cap, the bounds polyledger set, and each listing's security."""
+    extra = {
+        "list_date": pl.Date(),
+        "first_date": pl.Date(),
+        "last_date": pl.Date(),
+        "market_cap": pl.Float64(),
+        "security_id": pl.String(),
+        "link": pl.String(),
+    }
+    return pl.DataFrame(list(rows), schema={**LIST_SCHEMA, **extra})
 
 
 def _events(

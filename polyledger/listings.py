@@ -16,10 +16,12 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from polyledger.errors import InputError
+
+if TYPE_CHECKING:  # the ledger reads listings without loading polars (a run's parent process)
+    import polars as pl
 
 # how a listing's security_id was made
 LINK_FIGI = "composite_figi"  # the provider's composite FIGI
@@ -142,6 +144,7 @@ def attribute(
     of `ticker` whose window holds each bar's session date (`dates`, aligned with `bars`);
     null where none does, and those bars summarised. A symbol with no recorded listing
     (a ledger planned from bare tickers) is one security: its derived id."""
+    import polars as pl
     if not listings:
         ids: pl.Expr = pl.lit(derived_security_id(ticker), dtype=pl.String)
     elif len(listings) == 1 and listings[0].first_day is None and listings[0].last_day is None:

@@ -64,7 +64,17 @@ def test_two_processes_download_the_truth_and_report_the_ledgers_totals(work, ma
     _plan(work)
     with StandInServer(market, api_keys=(API_KEY,), page_cap=4_000) as server:
         result = run_cli(
-            "run", "--base-url", server.url, "--processes", "2", "--workers", "4", "--log-file", "run.log"
+            "run",
+            "--base-url",
+            server.url,
+            "--processes",
+            "2",
+            "--workers",
+            "5",
+            "--rate",
+            "300",
+            "--log-file",
+            "run.log",
         )
     assert result.code == 0, result.err + result.out
     assert_frame_equal(read_dataset(work / "data", "minute"), _expected(market))
@@ -86,8 +96,10 @@ def test_two_processes_download_the_truth_and_report_the_ledgers_totals(work, ma
     assert {row[3] for row in runs} == {"finished"}
     assert sum(row[4] for row in runs) == sum(states.values())
     with sqlite3.connect(work / "ledger.db") as connection:
+        shares = connection.execute("SELECT workers, rate FROM runs ORDER BY id").fetchall()
         attempt_runs = {row[0] for row in connection.execute("SELECT DISTINCT run_id FROM unit_attempts")}
     assert attempt_runs <= {row[0] for row in runs}
+    assert shares == [(3, 150.0), (2, 150.0)]  # --workers and --rate are the whole run's, split
 
     # one log file, written by the parent: each child's end and the whole run's
     ends = [line for line in (work / "run.log").read_text().splitlines() if "run ended:" in line]

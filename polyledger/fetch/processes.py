@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import polyledger
 from polyledger.errors import InputError, PolyledgerError
 from polyledger.fetch.runner import RunOptions, RunReport, RunStats
 from polyledger.ledger import SETTLED, Ledger, UnitState
@@ -405,7 +404,7 @@ def _child_env() -> dict[str, str]:
     """The parent's environment, with this very polyledger first on the path: a child runs
     the same code as its parent even beside another installed copy."""
     env = dict(os.environ)
-    root = str(Path(polyledger.__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding this polyledger
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env["PYTHONIOENCODING"] = "utf-8"
     return env

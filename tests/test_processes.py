@@ -221,3 +221,24 @@ def test_processes_auto_is_one_per_core_and_never_more_than_the_workers():
     assert processes_wanted("2", 2) == 2
     # workers, --max-units: split whole, nothing lost
     assert [share(17, 3, i) for i in range(3)] == [6, 6, 5]
+
+
+def test_children_of_a_parent_killed_9_stop_on_their_own_and_give_their_units_back(work, market):
+    _plan(work)
+    ledger = work / "ledger.db"
+    with StandInServer(market, api_keys=(API_KEY,), latency=0.2, page_cap=2_000) as server:
+        parent = _start(work, server)
+        try:
+            _started(ledger)
+            children = psutil.Process(parent.pid).children()
+            parent.kill()  # no cleanup in the parent: its pipes to the children close
+            parent.communicate(timeout=30)
+            _, alive = psutil.wait_procs(children, timeout=120)
+        finally:
+            if parent.poll() is None:
+                parent.kill()
+                parent.wait()
+    assert len(children) == 2 and alive == []
+    states = ledger_states(ledger)
+    assert "running" not in states and states.get("pending", 0) >= 1, states
+    assert {row[3] for row in _runs(ledger)} == {"interrupted"}

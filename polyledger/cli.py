@@ -202,6 +202,12 @@ def run(
     log_file: Optional[Path] = typer.Option(
         None, "--log-file", help="Also log every retried request, each unit's outcome and the run's end here."
     ),
+    processes: str = typer.Option(
+        "1",
+        "--processes",
+        help="Worker processes: a number, or auto (one per CPU core). --workers and --rate are "
+        "split among them.",
+    ),
     ledger_path: str = LedgerOpt,
     data: str = DataOpt,
 ) -> None:
@@ -211,6 +217,7 @@ def run(
     Example: POLYGON_API_KEY=... polyledger run --workers 16
     """
     from polyledger.datasets import check_dataset
+    from polyledger.fetch.processes import processes_wanted
     from polyledger.fetch.runner import Run, RunOptions
     from polyledger.ledger import Ledger
     from polyledger.output.progress import RunDisplay, print_summary
@@ -219,6 +226,7 @@ def run(
 
     for name in dataset or []:
         check_dataset(name)
+    process_count = processes_wanted(processes, workers)
     api_key = api_key_from_env()
     if not api_key:
         raise InputError("no API key: set POLYGON_API_KEY (or MASSIVE_API_KEY)")
@@ -241,15 +249,35 @@ def run(
             give_up_after=give_up_after,
             timeout=(min(10.0, timeout), timeout),
         )
-        job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
         console = _console()
-        with RunDisplay(console, job.client) as display, _signals_stop(job):
-            report = job.execute(on_tick=display.tick)
-        print_summary(console, report)
+        if process_count > 1:
+            # children send the records the log file keeps; without one, warnings only
+            level = logging.INFO if log_file else logging.WARNING
+            report = _run_processes(ledger, ledger_path, data, url, options, process_count, level, console)
+        else:
+            job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
+            with RunDisplay(console, job.client) as display, _signals_stop(job):
+                report = job.execute(on_tick=display.tick)
+            print_summary(console, report)
     if report.outcome == "interrupted":
         raise typer.Exit(130)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _run_processes(ledger, location: str, data: str, url: str, options, count: int, level: int, console):  # type: ignore[no-untyped-def]
+    """`run --processes N`: N child processes, one display, one summary."""
+    from polyledger.fetch.processes import ProcessRun
+    from polyledger.output.progress import RunDisplay, print_summary
+
+    job = ProcessRun(ledger, location, data, base_url=url, options=options, processes=count, log_level=level)
+    with RunDisplay(console, job) as display, _signals_stop(job):  # type: ignore[arg-type]
+        report = job.execute(on_tick=display.tick)
+    print_summary(console, report)
+    _echo(f"processes: {', '.join(report.processes)} (one row each in the runs table)")
+    for line in report.lost:
+        _echo(line)
+    return report
 
 
 def _check_base_url(url: str) -> str:

@@ -127,11 +127,12 @@ class Run:
         api_key: str,
         base_url: str,
         options: RunOptions | None = None,
+        run_id: str | None = None,  # a process of a multi-process run is named by its parent
     ) -> None:
         self.ledger = ledger
         self.store = store
         self.options = options or RunOptions()
-        self.run_id = uuid.uuid4().hex[:12]
+        self.run_id = run_id or uuid.uuid4().hex[:12]
         self.owner = new_owner_id()
         self.stop = threading.Event()
         self.stats = RunStats()

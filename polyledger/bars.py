@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from polyledger.listings import Listing, Unattributed, attribute
-from polyledger.periods import ET
+from polyledger.listings import Listing, Unattributed, attribute, constant_security_id
+from polyledger.periods import ET, et_midnight_ms
 
 # the columns of every stored bar file, in order
 BAR_SCHEMA = {
@@ -84,34 +84,48 @@ def split_by_unit(
 ) -> list[UnitBars]:
     """`bars_for_unit` for several units at once, with how many repeated timestamps each
     unit's bars had (dropped; the first is kept) and which bars no listing of `ticker`
-    explains. The raw bars are converted and sorted once, then each unit is a slice
-    (session dates never decrease along sorted timestamps): filtering the whole buffer
-    per unit cost a page's work per month."""
+    explains. The raw bars are converted once and sorted only if they are not already
+    (pages arrive in time order), then each unit is a slice between the epoch-ms bounds of
+    its first and last session (a session date is [ET midnight, next ET midnight)): no
+    per-bar time-zone conversion, nor per-bar dates unless a listing window cuts through
+    the unit. Sorted, a timestamp's repeats are neighbours: the first of each run is kept."""
     if raw.height == 0:
         return [UnitBars(pl.DataFrame(schema=BAR_SCHEMA)) for _ in periods]
-    bars = to_stored_bars(raw, ticker).sort("timestamp", maintain_order=True)  # stable: first seen first
-    dates = bars.get_column("timestamp").dt.convert_time_zone(str(ET)).dt.date()
-    firsts = dates.search_sorted(pl.Series([start for start, _ in periods], dtype=pl.Date), side="left")
-    lasts = dates.search_sorted(pl.Series([end for _, end in periods], dtype=pl.Date), side="right")
+    bars = to_stored_bars(raw, ticker)
+    if not bars.get_column("timestamp").is_sorted():
+        bars = bars.sort("timestamp", maintain_order=True)  # stable: first seen first
+    times = bars.get_column("timestamp").dt.epoch("ms")
+    bounds = pl.Series([et_midnight_ms(start) for start, _ in periods], dtype=pl.Int64)
+    firsts = times.search_sorted(bounds, side="left")
+    ends = pl.Series([et_midnight_ms(end + dt.timedelta(days=1)) for _, end in periods], dtype=pl.Int64)
+    lasts = times.search_sorted(ends, side="left")
+    same_id = constant_security_id(ticker, listings)
     out = []
     for first, last in zip(firsts, lasts, strict=True):
         length = max(last - first, 0)
-        unit = bars.slice(first, length).with_columns(_date=dates.slice(first, length))
-        unique = unit.unique(subset="timestamp", keep="first", maintain_order=True)
-        attributed, unattributed = attribute(
-            unique.drop("_date"), unique.get_column("_date"), ticker, listings
-        )
-        out.append(UnitBars(attributed.select(list(BAR_SCHEMA)), unit.height - unique.height, unattributed))
+        unit = bars.slice(first, length)
+        repeated = times.slice(first, length).diff() == 0  # null (kept) for the first bar
+        duplicates = int(repeated.sum())
+        if duplicates:
+            unit = unit.filter(~repeated.fill_null(False))
+        if same_id is not None:
+            attributed, unattributed = unit.with_columns(security_id=same_id), None
+        else:
+            dates = unit.get_column("timestamp").dt.convert_time_zone(str(ET)).dt.date()
+            attributed, unattributed = attribute(unit, dates, ticker, listings)
+        out.append(UnitBars(attributed.select(list(BAR_SCHEMA)), duplicates, unattributed))
     return out
 
 
 def bars_outside(raw: pl.DataFrame, start: dt.date, end: dt.date) -> int:
-    """How many raw bars fall outside the US/Eastern dates [start, end] that were asked for."""
+    """How many raw bars fall outside the US/Eastern dates [start, end] that were asked for
+    (compared in epoch ms with the first session's midnight and the one after the last:
+    no per-bar time-zone conversion)."""
     if raw.height == 0:
         return 0
-    session_date = pl.from_epoch(raw.get_column("t"), time_unit="ms").dt.replace_time_zone("UTC")
-    dates = session_date.dt.convert_time_zone(str(ET)).dt.date()
-    return int((~dates.is_between(start, end, closed="both")).sum())
+    times = raw.get_column("t")
+    after = et_midnight_ms(end + dt.timedelta(days=1))
+    return int(((times < et_midnight_ms(start)) | (times >= after)).sum())
 
 
 def symbol_bars(raw: pl.DataFrame) -> tuple[pl.DataFrame, int]:

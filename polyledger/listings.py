@@ -137,6 +137,19 @@ class Unattributed:
     bars: int
 
 
+def constant_security_id(ticker: str, listings: Sequence[Listing]) -> pl.Expr | None:
+    """The one `security_id` every bar of `ticker` gets whatever its date (no listing
+    recorded: the symbol's derived id; one listing without bounds: its id), or None when
+    each bar's date decides."""
+    import polars as pl
+
+    if not listings:
+        return pl.lit(derived_security_id(ticker), dtype=pl.String)
+    if len(listings) == 1 and listings[0].first_day is None and listings[0].last_day is None:
+        return pl.lit(listings[0].security_id, dtype=pl.String)  # the common case: no test per bar
+    return None
+
+
 def attribute(
     bars: pl.DataFrame, dates: pl.Series, ticker: str, listings: Sequence[Listing]
 ) -> tuple[pl.DataFrame, Unattributed | None]:
@@ -145,10 +158,10 @@ def attribute(
     null where none does, and those bars summarised. A symbol with no recorded listing
     (a ledger planned from bare tickers) is one security: its derived id."""
     import polars as pl
-    if not listings:
-        ids: pl.Expr = pl.lit(derived_security_id(ticker), dtype=pl.String)
-    elif len(listings) == 1 and listings[0].first_day is None and listings[0].last_day is None:
-        ids = pl.lit(listings[0].security_id, dtype=pl.String)  # the common case: no test per bar
+
+    same = constant_security_id(ticker, listings)
+    if same is not None:
+        ids: pl.Expr = same
     else:
         ids = pl.lit(None, dtype=pl.String)
         for listing in listings:

@@ -81,15 +81,16 @@ def _decode_fast(body: bytes) -> AggregatesPage | None:
         if body[start : start + 1] != b"[":
             return None
         end = body.index(b"]", start)  # bars hold numbers and booleans only: no "]" inside
-        if _CUT in body:
+        head, tail = body[:start], body[end + 1 :]
+        if _CUT in head or _CUT in tail:  # only the envelope is read with it (not the array)
             return None
-        envelope = orjson.loads(body[:start] + _CUT + body[end + 1 :])
+        envelope = orjson.loads(head + _CUT + tail)
         if not isinstance(envelope, dict) or envelope.get("results") != _CUT_TEXT:
             return None  # not the top-level array: only a full parse can tell which it is
         if envelope.get("status") not in SUCCESS_STATUSES:
             return None
         array = body[start + 1 : end]
-        if not array.strip():
+        if not array or array.isspace():  # (strip() would copy the whole array)
             return None  # empty: the general path applies the resultsCount check
         if b"\n" in array:
             bars = pl.read_json(io.BytesIO(body[start : end + 1]), schema=_BAR_SCHEMA)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 import certifi
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from polyledger._version import version
@@ -66,6 +68,41 @@ class Response(Generic[T]):
 
 class Stopped(Exception):
     """The run is stopping; the request was not sent."""
+
+
+def _read_body(response: requests.Response) -> bytes:
+    """The whole body, read in one call and decompressed in one call (urllib3 would gunzip
+    it in small streaming chunks, a large share of a page's cost); raises zlib.error for a
+    compressed body cut short or garbled, urllib3's errors for a read that fails."""
+    data = response.raw.read(decode_content=False)
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        body = data
+    elif encoding in ("gzip", "x-gzip"):
+        body = _inflate(data, wbits=31)
+    elif encoding == "deflate":
+        try:
+            body = _inflate(data, wbits=15)
+        except zlib.error:  # some servers send a raw deflate stream without the zlib header
+            body = _inflate(data, wbits=-15)
+    else:
+        raise zlib.error(f"unsupported Content-Encoding {one_line(encoding, 40)!r}")
+    response._content = body  # what .json() and .text read on the error paths
+    return body
+
+
+def _inflate(data: bytes, wbits: int) -> bytes:
+    """Every member of a compressed stream (gzip may hold several); zlib.error if the last
+    one is cut short."""
+    parts = []
+    while True:
+        stream = zlib.decompressobj(wbits=wbits)
+        parts.append(stream.decompress(data))
+        if not stream.eof:
+            raise zlib.error("compressed body cut short")
+        data = stream.unused_data
+        if not data or wbits != 31:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -230,15 +267,22 @@ class PolygonClient:
         if not self.limiter.acquire(self.stop):
             raise Stopped()
         try:
-            response = self._session().get(url, params=params, timeout=self.timeout)
-            body = response.content  # reads (and gunzips) the whole body: truncation raises here
-        except requests.exceptions.Timeout as exc:
+            response = self._session().get(url, params=params, timeout=self.timeout, stream=True)
+            with response:  # the connection goes back to the pool, or is dropped on a failure
+                body = _read_body(response)  # the whole body: truncation raises here
+        except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError) as exc:
             self._fail("timeout", f"request timed out: {type(exc).__name__}")
         except (
             requests.exceptions.ChunkedEncodingError,
             requests.exceptions.ContentDecodingError,
+            urllib3.exceptions.ProtocolError,
+            urllib3.exceptions.IncompleteRead,
+            urllib3.exceptions.DecodeError,
+            zlib.error,
         ) as exc:
             self._fail("truncated", f"body cut short: {type(exc).__name__}")
+        except urllib3.exceptions.HTTPError as exc:  # anything else the read raised (TLS, ...)
+            self._fail("connection", f"connection failed: {type(exc).__name__}")
         except requests.exceptions.ConnectionError as exc:
             self._fail("connection", f"connection failed: {type(exc).__name__}")
         except requests.exceptions.RequestException as exc:

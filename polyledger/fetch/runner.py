@@ -26,6 +26,7 @@ from polyledger.defaults import (
     DEFAULT_WORKERS,
 )
 from polyledger.errors import FatalRunError, InputError, LedgerError, one_line
+from polyledger.fetch.silence import SilenceWatch
 from polyledger.fetch.units import UnitJob, UnitOutcome, process_units
 from polyledger.ledger import SETTLED, Ledger, UnitState, new_owner_id, queries
 from polyledger.polygon.breaker import CircuitBreaker
@@ -154,6 +155,7 @@ class Run:
             run_id=self.run_id,
             max_attempts=self.options.max_attempts,
         )
+        self.watch = SilenceWatch(self.options.lease_seconds)  # other runs that stopped beating
         self._fatal: BaseException | None = None
         self._claimed = 0
         self._claim_lock = threading.Lock()
@@ -258,12 +260,20 @@ class Run:
             )
 
     def _heartbeat(self, finished: threading.Event) -> None:
-        """Renew this process's leases on its own thread, so a slow console or a busy main
-        thread never lets them lapse. A locked ledger only delays a beat."""
-        while not finished.wait(self.options.lease_seconds / 4):
+        """Say this run is alive every beat and renew its leases every quarter lease, on its
+        own thread, so a slow console, a busy main thread or a slow request never lets them
+        lapse; then look at the other runs (`fetch/silence.py`). A locked ledger only delays
+        a beat."""
+        lease = self.options.lease_seconds
+        renew_every = max(1, int(lease / 4 // self.watch.beat))  # beats between lease renewals
+        beats = 0
+        while not finished.wait(self.watch.beat):
             try:
-                self.ledger.heartbeat(self.owner, self.options.lease_seconds)
+                beats += 1
+                if beats % renew_every == 0:
+                    self.ledger.heartbeat(self.owner, lease)
                 self.ledger.run_alive(self.run_id, self.stats.settled, self.client.requests_sent)
+                self.watch.observe(self.ledger.clock(), self.ledger.runs_last_seen(self.owner))
             except Exception:  # noqa: BLE001 - try again at the next beat; leases have slack
                 log.warning("could not renew leases (ledger busy); trying again")
 
@@ -366,13 +376,24 @@ class Run:
         folder): a worker's own failed writes remove their temporaries, so only a killed
         process leaves any, and its units are exactly the ones whose leases expire. Its
         temporaries are at least 3/4 of a lease old by then (leases are renewed every
-        quarter lease), so younger ones, of a live writer, are left alone."""
+        quarter lease), so younger ones, of a live writer, are left alone.
 
-        def clean(units: list[tuple[str, str, dt.date]]) -> None:
-            beside = [unit_relative_path(*unit) for unit in units]
-            self.store.clean_temporaries(beside, older_than=self.options.lease_seconds / 2)
+        Then the units of runs this one saw stop beating for a whole window (killed, cut off):
+        their temporaries are at least the window less a beat old."""
 
-        self.ledger.reclaim_expired(before_commit=clean)
+        def cleaner(older_than: float):  # type: ignore[no-untyped-def]
+            def clean(units: list[tuple[str, str, dt.date]]) -> None:
+                beside = [unit_relative_path(*unit) for unit in units]
+                self.store.clean_temporaries(beside, older_than=older_than)
+
+            return clean
+
+        self.ledger.reclaim_expired(before_commit=cleaner(self.options.lease_seconds / 2))
+        silent = self.watch.silent(self.ledger.clock())
+        if silent and self.watch.window is not None:
+            taken = self.ledger.reclaim_silent(silent, before_commit=cleaner(self.watch.window / 2))
+            if taken:
+                log.info("took back %d units of a run that stopped sending heartbeats", len(taken))
 
     def _wait_for_others(self) -> bool:
         """No pending unit: if other live processes hold units, wait for them to finish or

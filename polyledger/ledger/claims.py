@@ -175,39 +175,59 @@ class Claims(UnitMoves):
         heartbeat."""
         now = iso(self.clock())
         with self._write() as cursor:
-            # read the holders first: RETURNING shows the row after the update (no owner)
-            lock = " FOR UPDATE" if self.postgres else ""
-            holders = {
-                row[0]: (row[1], row[2])
-                for row in cursor.execute(
-                    "SELECT id, lease_owner, updated_at FROM units "
-                    f"WHERE state = 'running' AND lease_expires_at < :now_iso{lock}",
-                    {"now_iso": now},
-                ).fetchall()
-            }
-            if not holders:
-                return []
-            rows = self._move(
+            return self._take_back(
                 cursor,
-                UnitState.PENDING,
-                {UnitState.RUNNING},
                 "lease_expires_at < :now_iso",
                 {"now_iso": now},
-                sets="lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
-                f"error_class = '{_LEASE_EXPIRED}', last_error = '{_LEASE_EXPIRED_TEXT}'",
-                returning="id, dataset, ticker, period_start",
+                now,
+                _LEASE_EXPIRED_TEXT,
+                before_commit,
+            )
+
+    def _take_back(
+        self,
+        cursor: sqlite3.Cursor,
+        where: str,
+        params: dict,
+        now: str,
+        error: str,
+        before_commit: Callable[[list[tuple[str, str, dt.date]]], object] | None,
+    ) -> list[tuple[str, str, dt.date]]:
+        """Running units where `where` holds back to pending, in the caller's transaction:
+        their lost attempts recorded (`error`), their runs closed as `lost`."""
+        # read the holders first: RETURNING shows the row after the update (no owner)
+        lock = " FOR UPDATE" if self.postgres else ""
+        holders = {
+            row[0]: (row[1], row[2])
+            for row in cursor.execute(
+                f"SELECT id, lease_owner, updated_at FROM units WHERE state = 'running' AND {where}{lock}",
+                params,
             ).fetchall()
-            moved = [(unit_id, *holders[unit_id]) for unit_id, *_ in rows if unit_id in holders]
-            self._record_lost_attempts(cursor, moved, now)
-            reclaimed = [
-                (dataset, ticker, dt.date.fromisoformat(str(start)[:10]))
-                for _, dataset, ticker, start in rows
-            ]
-            if reclaimed and before_commit is not None:
-                before_commit(reclaimed)
+        }
+        if not holders:
+            return []
+        rows = self._move(
+            cursor,
+            UnitState.PENDING,
+            {UnitState.RUNNING},
+            where,
+            dict(params, _lost_text=error),
+            sets="lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
+            f"error_class = '{_LEASE_EXPIRED}', last_error = :_lost_text",
+            returning="id, dataset, ticker, period_start",
+        ).fetchall()
+        moved = [(unit_id, *holders[unit_id]) for unit_id, *_ in rows if unit_id in holders]
+        self._record_lost_attempts(cursor, moved, now, error)
+        reclaimed = [
+            (dataset, ticker, dt.date.fromisoformat(str(start)[:10])) for _, dataset, ticker, start in rows
+        ]
+        if reclaimed and before_commit is not None:
+            before_commit(reclaimed)
         return reclaimed
 
-    def _record_lost_attempts(self, cursor: sqlite3.Cursor, moved: list[tuple], now: str) -> None:
+    def _record_lost_attempts(
+        self, cursor: sqlite3.Cursor, moved: list[tuple], now: str, error: str = _LEASE_EXPIRED_TEXT
+    ) -> None:
         """One `unit_attempts` row per reclaimed unit, charged to the run that held it, and
         that run closed as `lost` (ended when it was last seen) if it never ended."""
         owners = sorted({owner for _, owner, _ in moved if owner})
@@ -230,7 +250,7 @@ class Claims(UnitMoves):
                     "ended_at": now,
                     "outcome": UnitState.PENDING.value,
                     "error_class": _LEASE_EXPIRED,
-                    "error": _LEASE_EXPIRED_TEXT,
+                    "error": error,
                     "http_status": None,
                     "request_id": None,
                     "requests": 0,  # whatever the dead worker sent was never reported

@@ -16,9 +16,9 @@ other's claims nor get the same unit.
 
 from __future__ import annotations
 
-from polyledger.ledger.claims import Claims
 from polyledger.ledger.connection import RECONNECT_DELAYS
 from polyledger.ledger.listing_table import ListingTable
+from polyledger.ledger.liveness import Liveness
 from polyledger.ledger.planning import Planning
 from polyledger.ledger.reads import Reads
 from polyledger.ledger.records import (
@@ -52,11 +52,11 @@ __all__ = [
 ]
 
 
-class Ledger(Planning, Claims, Settling, Resets, Runs, SplitsAndFlags, ListingTable, Reads):
+class Ledger(Planning, Liveness, Settling, Resets, Runs, SplitsAndFlags, ListingTable, Reads):
     """A ledger: a SQLite file or a PostgreSQL database (`postgresql://user:pw@host/db`).
     Thread-safe: every thread has its own connection.
 
     Each part is its own module: `connection` (connections, write transactions, reconnects),
-    `moves` (every state change), `planning`, `claims` (leases and reclaims), `settle`,
-    `resets` (units queued again), `runs` (and settings), `splits_and_flags`, `listing_table`,
-    `reads`."""
+    `moves` (every state change), `planning`, `claims` (leases and reclaims), `liveness`
+    (runs that stopped beating), `settle`, `resets` (units queued again), `runs` (and
+    settings), `splits_and_flags`, `listing_table`, `reads`."""

@@ -195,12 +195,14 @@ class Claims(UnitMoves):
     ) -> list[tuple[str, str, dt.date]]:
         """Running units where `where` holds back to pending, in the caller's transaction:
         their lost attempts recorded (`error`), their runs closed as `lost`."""
-        # read the holders first: RETURNING shows the row after the update (no owner)
+        # read the holders first: RETURNING shows the row after the update (no owner);
+        # PostgreSQL: locked in id order, so two runs taking back the same units never deadlock
         lock = " FOR UPDATE" if self.postgres else ""
         holders = {
             row[0]: (row[1], row[2])
             for row in cursor.execute(
-                f"SELECT id, lease_owner, updated_at FROM units WHERE state = 'running' AND {where}{lock}",
+                f"SELECT id, lease_owner, updated_at FROM units WHERE state = 'running' AND {where} "
+                f"ORDER BY id{lock}",
                 params,
             ).fetchall()
         }

@@ -82,11 +82,13 @@ class GatedServer(StandInServer):
             return self.arrived, self.waiting
 
     def release_waiting(self) -> None:
-        """Answer whatever waits (a dead client's requests), and wait until it is out."""
+        """Answer whatever waits (a dead client's requests), and wait until it is out. A
+        request the dead client sent before it died may reach the gate only now (read late
+        from its socket): each round lets through whatever waits by then."""
         with self._gate:
-            self.allowed = self.answered + self.waiting
-            self._gate.notify_all()
             while self.waiting:
+                self.allowed = self.answered + self.waiting
+                self._gate.notify_all()
                 self._gate.wait()
 
     def stop(self) -> None:

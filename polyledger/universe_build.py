@@ -49,16 +49,20 @@ COLUMNS = (
     "security_id",
     "link",
 )
+# the tickers list's fields: those of the details it shares, typed as the details are
 LIST_SCHEMA = {
-    "ticker": pl.String(),
-    "name": pl.String(),
-    "primary_exchange": pl.String(),
-    "type": pl.String(),
-    "active": pl.Boolean(),
-    "cik": pl.String(),
-    "composite_figi": pl.String(),
-    "share_class_figi": pl.String(),
-    "delisted_utc": pl.String(),
+    name: DETAILS.schema[name]
+    for name in (
+        "ticker",
+        "name",
+        "primary_exchange",
+        "type",
+        "active",
+        "cik",
+        "composite_figi",
+        "share_class_figi",
+        "delisted_utc",
+    )
 }
 
 

@@ -45,6 +45,9 @@ TABLES = (
     "quality_flags",
     "listings",
     "unattributed_bars",
+    "planned",
+    "universe_builds",
+    "sync_lock",
 )
 
 

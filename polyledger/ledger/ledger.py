@@ -36,6 +36,7 @@ from polyledger.ledger.resets import Resets
 from polyledger.ledger.runs import Runs
 from polyledger.ledger.settle import Settling
 from polyledger.ledger.splits_and_flags import SplitsAndFlags
+from polyledger.ledger.sync_memory import SyncMemory
 
 __all__ = [
     "RECONNECT_DELAYS",
@@ -52,11 +53,11 @@ __all__ = [
 ]
 
 
-class Ledger(Planning, Liveness, Settling, Resets, Runs, SplitsAndFlags, ListingTable, Reads):
+class Ledger(Planning, Liveness, Settling, Resets, Runs, SplitsAndFlags, ListingTable, SyncMemory, Reads):
     """A ledger: a SQLite file or a PostgreSQL database (`postgresql://user:pw@host/db`).
     Thread-safe: every thread has its own connection.
 
     Each part is its own module: `connection` (connections, write transactions, reconnects),
     `moves` (every state change), `planning`, `claims` (leases and reclaims), `liveness`
     (runs that stopped beating), `settle`, `resets` (units queued again), `runs` (and
-    settings), `splits_and_flags`, `listing_table`, `reads`."""
+    settings), `splits_and_flags`, `listing_table`, `sync_memory` (what `sync` repeats, its lock), `reads`."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -148,3 +149,43 @@ class UnattributedBars(SQLModel, table=True):
     last_day: str
     bars: int
     recorded_at: str
+
+
+class Planned(SQLModel, table=True):
+    """What `plan` was asked, per dataset and universe file: what `sync` plans again."""
+
+    __tablename__ = "planned"
+    __table_args__ = (UniqueConstraint("dataset", "universe", name="uq_planned_dataset_universe"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    dataset: str
+    universe: str  # absolute path of the universe file; '' for a dataset without one
+    first_day: Optional[str] = None  # ISO date, the earliest --from; None for per-ticker datasets
+    last_day: Optional[str] = None  # the last --to given; None: through yesterday
+    planned_at: str
+
+
+class UniverseBuild(SQLModel, table=True):
+    """How `universe` built a file: what `sync` builds it again with."""
+
+    __tablename__ = "universe_builds"
+
+    out: str = Field(primary_key=True)  # absolute path of the CSV
+    types: str  # comma-separated
+    exchanges: str
+    cap_max: Optional[float] = None
+    as_of: Optional[str] = None  # the --date given (None: the build day)
+    built_at: str
+
+
+class SyncLock(SQLModel, table=True):
+    """Who runs `sync` right now (a row while one runs): host, pid, since, last heartbeat."""
+
+    __tablename__ = "sync_lock"
+
+    name: str = Field(primary_key=True)
+    token: str
+    host: str
+    pid: int
+    since: str
+    beat_at: str

@@ -18,6 +18,7 @@ from polyledger.ledger.database import (
 )
 from polyledger.ledger.models import (
     Listing,
+    Planned,
     QualityFlag,
     Run,
     Setting,
@@ -25,11 +26,23 @@ from polyledger.ledger.models import (
     UnattributedBars,
     Unit,
     UnitAttempt,
+    UniverseBuild,
 )
 from polyledger.ledger.records import iso, utc_now
 
-# parents before children (unit_attempts refers to units)
-TABLES = (Unit, UnitAttempt, Run, Setting, Split, QualityFlag, Listing, UnattributedBars)
+# parents before children (unit_attempts refers to units); `sync_lock` is no data: never copied
+TABLES = (
+    Unit,
+    UnitAttempt,
+    Run,
+    Setting,
+    Split,
+    QualityFlag,
+    Listing,
+    UnattributedBars,
+    Planned,
+    UniverseBuild,
+)
 BATCH_ROWS = 50_000
 
 

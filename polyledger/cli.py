@@ -116,6 +116,7 @@ def plan(
         tickers = read_universe(universe)  # type: ignore[arg-type]
         with Ledger(ledger_path) as ledger:
             added = plan_reference(ledger, tickers, dataset, et_today())
+            ledger.remember_plan(dataset, _source(universe), None, None)
         _echo(
             f"planned {len(tickers)} {dataset} units (one per ticker): {added} new, "
             f"{len(tickers) - added} already in {_where(ledger_path)}"
@@ -135,6 +136,7 @@ def plan(
     if not spec.needs_universe:
         with Ledger(ledger_path) as ledger:
             result = plan_units(ledger, [], dataset, first, last)
+            ledger.remember_plan(dataset, "", first, last if end else None)
         ignored = " (--universe ignored: each unit holds every symbol)" if universe is not None else ""
         _echo(
             f"planned {result.units_in_plan} {dataset} units, one per trading day ({first} to {last}): "
@@ -144,6 +146,7 @@ def plan(
     members = read_members(universe)  # type: ignore[arg-type]  # validated before the ledger is touched
     with Ledger(ledger_path) as ledger:
         result = plan_units(ledger, members, dataset, first, last)
+        ledger.remember_plan(dataset, _source(universe), first, last if end else None)
     outside = (
         f"; {result.outside_listing} outside listing windows, not planned" if result.outside_listing else ""
     )
@@ -248,6 +251,19 @@ def run(
             max_attempts=max_attempts,
             give_up_after=give_up_after,
             timeout=(min(10.0, timeout), timeout),
+        )
+        from polyledger.sync import remember_run
+
+        remember_run(
+            ledger,
+            workers=workers,
+            rate=rate,
+            base_url=url,
+            data=data,
+            lease_seconds=lease_seconds,
+            max_attempts=max_attempts,
+            give_up_after=give_up_after,
+            timeout=options.timeout,
         )
         console = _console()
         if process_count > 1:
@@ -556,6 +572,8 @@ def universe(
                 out=out,
                 on_tick=display.tick,
             )
+        if report.outcome == "finished":
+            ledger.remember_universe(str(out.resolve()), type_list, exchange_list, cap_max, day)
     if report.outcome != "finished":
         _echo(
             f"universe not written: {report.outcome} before every details request was answered; "
@@ -581,6 +599,61 @@ def _where(location: str) -> str:
     from polyledger.ledger.database import describe
 
     return describe(location)
+
+
+def _source(universe: Optional[Path]) -> str:
+    """A universe file as `sync` finds it again from anywhere: its absolute path."""
+    return str(universe.resolve()) if universe is not None else ""
+
+
+@app.command()
+def sync(
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=1, max=256, help="Worker threads [default: the last run's]."
+    ),
+    rate: Optional[float] = typer.Option(
+        None, "--rate", min=0.01, help="Requests per second, all workers [default: the last run's]."
+    ),
+    base_url: Optional[str] = BaseUrlOpt,
+    data: Optional[str] = typer.Option(
+        None, "--data", help="Data folder or URL [default: the last run's, else ./data]."
+    ),
+    now: Optional[str] = typer.Option(None, "--now", hidden=True, help="ISO datetime with offset (tests)."),
+    ledger_path: str = LedgerOpt,
+) -> None:
+    """The nightly job: rebuild the remembered universe as of the last completed session,
+    plan every remembered dataset through it, run, audit. Exit codes as audit's (0
+    complete, 1 needs attention, 3 work left), 4 another sync holds the ledger's lock.
+
+    Example: polyledger sync --ledger /srv/polyledger/ledger.db
+    """
+    from polyledger.polygon.client import DEFAULT_BASE_URL
+    from polyledger.sync import EXIT_LOCKED, Sync, SyncSettings
+    from polyledger.sync_lock import LockHeld
+
+    moment = dt.datetime.now(dt.timezone.utc)
+    if now is not None:
+        try:
+            moment = dt.datetime.fromisoformat(now)
+        except ValueError:
+            raise InputError(f"invalid --now {now!r}: expected an ISO datetime with its offset") from None
+        if moment.tzinfo is None:
+            raise InputError(f"--now {now!r} needs its offset (e.g. -05:00)")
+    api_key = api_key_from_env()
+    if not api_key:
+        raise InputError("no API key: set POLYGON_API_KEY (or MASSIVE_API_KEY)")
+    settings = SyncSettings(
+        api_key=api_key, now=moment, base_url=base_url, data=data, workers=workers, rate=rate
+    )
+    job = Sync(ledger_path, settings, _console(), DEFAULT_BASE_URL)
+    job.check_base_url = _check_base_url
+    try:
+        code = job.execute()
+    except LockHeld as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_LOCKED) from None
+    if code:
+        raise typer.Exit(code)
 
 
 def _refuse_while_running(ledger, action: str) -> None:  # type: ignore[no-untyped-def]

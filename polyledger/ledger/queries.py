@@ -333,3 +333,15 @@ def failed_build_units(ledger: LedgerConnection, period: str) -> Rows:
         "AND state = 'failed' ORDER BY ticker",
         {"p": period, "like": f"{period}@%"},
     )
+
+
+# --- sync -----------------------------------------------------------------------------
+
+
+def settled_reference_units(ledger: LedgerConnection, dataset: str) -> Rows:
+    """(ticker, state, file_path, fetched_at) of the dataset's done and empty units."""
+    return ledger.query(
+        "SELECT ticker, state, file_path, fetched_at FROM units "
+        "WHERE dataset = :d AND state IN ('done', 'empty_confirmed') ORDER BY ticker",
+        {"d": dataset},
+    )

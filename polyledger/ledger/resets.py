@@ -50,6 +50,14 @@ class Resets(UnitMoves):
             return 0
         return self._reset_chosen("1 = 1", {}, {UnitState.DONE}, tickers, datasets)
 
+    def reset_settled(self, dataset: str, tickers: Sequence[str]) -> int:
+        """Done and empty units of `dataset` for these tickers back to pending (`sync`: a
+        ticker's splits or dividends announced since its unit was fetched)."""
+        if not tickers:
+            return 0
+        settled = {UnitState.DONE, UnitState.EMPTY_CONFIRMED}
+        return self._reset_chosen("1 = 1", {}, settled, tickers, [dataset])
+
     def reset_done_units(self, unit_ids: Sequence[int]) -> int:
         """These done units (by id) back to pending: their files were found wanting."""
         if not unit_ids:

@@ -127,6 +127,21 @@ class SyncMemory(LedgerConnection):
             for r in rows.fetchall()
         ]
 
+    @_reconnecting
+    def set_setting(self, key: str, value: str) -> None:
+        """Record `value` for `key`, replacing any earlier one."""
+        with self._write() as cursor:
+            cursor.execute(
+                "INSERT INTO settings (key, value) VALUES (:k, :v) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                {"k": key, "v": value},
+            )
+
+    @_reconnecting
+    def setting(self, key: str) -> str | None:
+        row = self._statement().execute("SELECT value FROM settings WHERE key = :k", {"k": key}).fetchone()
+        return None if row is None else row[0]
+
     # --- the lock ---------------------------------------------------------------------
 
     @_reconnecting

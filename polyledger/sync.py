@@ -1,0 +1,254 @@
+"""`polyledger sync`, the nightly command: what the ledger remembers of `universe` and
+`plan` (`ledger.sync_memory`), repeated through the last completed trading session.
+
+1. every remembered universe a plan reads is built again with its filters, as of that
+   session (new listings and delistings, point in time);
+2. every remembered plan is planned again through that session (a delisted ticker's
+   window ends, so it gets no new period); splits and dividends announced since their
+   units were fetched queue those units again (`sync_refs`);
+3. one run, with the options the last `run` used unless overridden;
+4. the audit, whose code is the sync's (`exit_code`).
+
+All of it under the ledger's sync lock (`sync_lock`): a second sync exits with
+EXIT_LOCKED and says who holds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from polyledger import datasets, signals
+from polyledger.checks.audit import audit
+from polyledger.datasets.reference import plan_reference
+from polyledger.errors import InputError
+from polyledger.fetch.runner import Run, RunOptions, RunReport
+from polyledger.ledger import Ledger
+from polyledger.ledger.sync_memory import RememberedPlan, RememberedUniverse
+from polyledger.output.progress import RunDisplay, print_summary
+from polyledger.output.render import print_audit
+from polyledger.periods import ET
+from polyledger.plan import plan, plan_days
+from polyledger.storage import BarStore
+from polyledger.sync_lock import SyncLock
+from polyledger.sync_refs import REFRESHED, refresh
+from polyledger.trading_days import is_trading_day
+from polyledger.universe import read_members, read_universe
+from polyledger.universe_build import build_universe
+
+EXIT_LOCKED = 4  # another sync holds the lock: nothing was done, try later
+RUN_KEY = "sync.run"  # settings: the options of the last `run`, as JSON
+# minute bars cover the extended session, to 20:00 US/Eastern; the API publishes a
+# session's last bars shortly after: a session counts as completed an hour later
+SESSION_END = dt.time(20, 0)
+PUBLICATION_DELAY = dt.timedelta(hours=1)
+# what `run` remembers for `sync`; the rest (--dataset, --max-units, --log-file) is per run
+REMEMBERED = (
+    "workers",
+    "rate",
+    "base_url",
+    "data",
+    "lease_seconds",
+    "max_attempts",
+    "give_up_after",
+    "timeout",
+)
+
+
+def last_completed_session(now: dt.datetime, delay: dt.timedelta = PUBLICATION_DELAY) -> dt.date:
+    """The latest NYSE trading day whose extended session ended at least `delay` before
+    `now` (an aware datetime, any zone)."""
+    local = now.astimezone(ET)
+    day = local.date()
+    if local < dt.datetime.combine(day, SESSION_END, tzinfo=ET) + delay:
+        day -= dt.timedelta(days=1)
+    while not is_trading_day(day):
+        day -= dt.timedelta(days=1)
+    return day
+
+
+def remember_run(ledger: Ledger, **options: object) -> None:
+    """What `run` records for `sync` (a folder as an absolute path: cron starts elsewhere)."""
+    data = str(options.get("data", ""))
+    if data and "://" not in data:
+        options["data"] = str(Path(data).resolve())
+    ledger.set_setting(RUN_KEY, json.dumps({k: options[k] for k in REMEMBERED if k in options}))
+
+
+@dataclass
+class SyncSettings:
+    """What the command line gives `sync`; None: the remembered value, else the default."""
+
+    api_key: str
+    now: dt.datetime
+    base_url: str | None = None
+    data: str | None = None
+    workers: int | None = None
+    rate: float | None = None
+
+
+def _run_options(ledger: Ledger, settings: SyncSettings) -> tuple[RunOptions, str | None, str | None]:
+    """The run's options, its base URL and data folder: the command line's, else the last
+    `run`'s, else the defaults; adjusted as the ledger already is."""
+    remembered = json.loads(ledger.setting(RUN_KEY) or "{}")
+    given = {"workers": settings.workers, "rate": settings.rate}
+    chosen = {k: v for k, v in remembered.items() if k in REMEMBERED}
+    chosen.update({k: v for k, v in given.items() if v is not None})
+    options = RunOptions(adjusted=(ledger.setting("adjusted") or "true") == "true")
+    for name in ("workers", "rate", "lease_seconds", "max_attempts", "give_up_after"):
+        if name in chosen:
+            setattr(options, name, type(getattr(options, name))(chosen[name]))
+    if "timeout" in chosen:
+        options.timeout = tuple(chosen["timeout"])  # type: ignore[assignment]
+    return options, settings.base_url or chosen.get("base_url"), settings.data or chosen.get("data")
+
+
+def _sources(plans: list[RememberedPlan], builds: list[RememberedUniverse]) -> list[RememberedUniverse]:
+    """The remembered universe builds some plan reads (its CSV or the Parquet copy)."""
+    read = {p.universe for p in plans if p.universe}
+    return [b for b in builds if b.out in read or str(Path(b.out).with_suffix(".parquet")) in read]
+
+
+@contextlib.contextmanager
+def _stoppable(job: Run | None) -> Iterator[None]:
+    """Ctrl-C or SIGTERM: a job stops gracefully (a second signal quits at once); between
+    jobs the sync quits at once. The lock is released either way (`SyncLock.__exit__`)."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    handler = interrupt if job is None else signals.graceful_stop(job.request_stop, job.stop.is_set)
+    with signals.handling(handler):  # type: ignore[arg-type]
+        yield
+
+
+class Sync:
+    """One sync of the ledger at `location`; `execute()` returns the exit code."""
+
+    def __init__(self, location: str, settings: SyncSettings, console: Console, base_url: str) -> None:
+        self.location = location
+        self.settings = settings
+        self.console = console
+        self.default_base_url = base_url
+        self.check_base_url: Callable[[str], str] = lambda url: url
+
+    def say(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False)
+
+    def execute(self) -> int:
+        with Ledger(self.location, create=False) as ledger:
+            plans = ledger.remembered_plans()
+            if not plans:
+                raise InputError(
+                    "this ledger remembers no plan: run `polyledger plan` first (sync repeats every plan)"
+                )
+            options, base_url, data = _run_options(ledger, self.settings)
+            url = self.check_base_url(base_url or self.default_base_url)
+            store = BarStore(data or "data")
+            store.ensure_writable()
+            session = last_completed_session(self.settings.now)
+            with _stoppable(None), SyncLock(ledger) as lock:
+                if lock.took_over:
+                    self.say(lock.took_over)
+                self.say(f"sync through {session}, the last completed session (US/Eastern), into {store}")
+                return self._phases(ledger, store, url, options, plans, session)
+
+    def _phases(
+        self,
+        ledger: Ledger,
+        store: BarStore,
+        url: str,
+        options: RunOptions,
+        plans: list[RememberedPlan],
+        session: dt.date,
+    ) -> int:
+        for build in _sources(plans, ledger.remembered_universes()):
+            code = self._universe(ledger, store, url, options, build, session)
+            if code is not None:
+                return code
+        job = Run(ledger, store, api_key=self.settings.api_key, base_url=url, options=options)
+        for remembered in plans:
+            self._plan(ledger, store, job, remembered, session)
+        report = self._run(job)
+        checked = audit(ledger)
+        print_audit(self.console, checked)
+        if report.outcome == "interrupted":
+            return 130
+        if report.outcome != "finished":
+            return 1  # the run stopped itself (bad key, disk full, an API that stayed down)
+        return checked.exit_code
+
+    def _universe(
+        self,
+        ledger: Ledger,
+        store: BarStore,
+        url: str,
+        options: RunOptions,
+        build: RememberedUniverse,
+        session: dt.date,
+    ) -> int | None:
+        """Build a remembered universe again as of `session`; an exit code if it was not."""
+        details = RunOptions(
+            workers=options.workers, rate=options.rate, datasets=("details", "ticker_events")
+        )
+        job = Run(ledger, store, api_key=self.settings.api_key, base_url=url, options=details)
+        with RunDisplay(self.console, job.client) as display, _stoppable(job):
+            report = build_universe(
+                job,
+                types=list(build.types),
+                exchanges=list(build.exchanges),
+                cap_max=build.cap_max,
+                as_of=session,
+                out=Path(build.out),
+                on_tick=display.tick,
+            )
+        if report.outcome != "finished":
+            self.say(f"universe {build.out} not rebuilt: {report.outcome}; nothing planned or run")
+            return 130 if report.outcome == "interrupted" else 1
+        self.say(f"universe {build.out} as of {session}: {report.funnel_text()}")
+        return None
+
+    def _plan(
+        self, ledger: Ledger, store: BarStore, job: Run, remembered: RememberedPlan, session: dt.date
+    ) -> None:
+        name, source = remembered.dataset, remembered.universe
+        try:
+            spec = datasets.get(name)
+        except InputError:
+            self.say(f"{name}: not a dataset this polyledger knows; skipped")
+            return
+        if not spec.needs_range:
+            tickers = read_universe(Path(source))
+            added = plan_reference(ledger, tickers, name, session)
+            line = f"planned {name}: {added} new tickers"
+            if name in REFRESHED:
+                queued = refresh(ledger, store, job.client, name, session)
+                shown = ", ".join(queued[:10]) + (" ..." if len(queued) > 10 else "")
+                line += f"; {len(queued)} queued again for records announced since fetched" + (
+                    f" ({shown})" if queued else ""
+                )
+            self.say(line)
+            return
+        first = remembered.first_day
+        if first is None or first > session:
+            return
+        if spec.needs_universe:
+            result = plan(ledger, read_members(Path(source)), name, first, session)
+        else:
+            result = plan_days(ledger, name, first, session)
+        self.say(
+            f"planned {name} {first} to {session}: {result.added} new units, {result.widened} widened"
+            + (f", {result.relisted} queued again (listings changed)" if result.relisted else "")
+        )
+
+    def _run(self, job: Run) -> RunReport:
+        with RunDisplay(self.console, job.client) as display, _stoppable(job):
+            report = job.execute(on_tick=display.tick)
+        print_summary(self.console, report)
+        return report

@@ -1,0 +1,75 @@
+"""Splits and dividends announced since a ticker's unit was fetched: `sync` asks the
+whole market's recent ones in one listing (a page or two), and queues again only the
+settled units of tickers with a record their file does not hold. Fetched again, a splits
+unit replaces the ticker's rows in the ledger's `splits` table, and adjusted bar units
+fetched before a new split become stale exactly as `audit` reports them today."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from polyledger.ledger import Ledger, queries
+from polyledger.polygon.client import PolygonClient
+from polyledger.polygon.fetch import FetchCost
+from polyledger.polygon.reference import iter_results
+from polyledger.storage import BarStore
+
+# dataset -> (listing endpoint, the date a record is filtered by)
+REFRESHED = {
+    "splits": ("/stocks/v1/splits", "execution_date"),
+    "dividends": ("/stocks/v1/dividends", "ex_dividend_date"),
+}
+# records dated up to this long before the last check are asked again: a split or a
+# dividend entered late, after its date, is still picked up
+LOOKBACK = dt.timedelta(days=31)
+
+
+def checked_key(dataset: str) -> str:
+    return f"sync.checked.{dataset}"
+
+
+def announced(client: PolygonClient, dataset: str, since: dt.date) -> dict[str, set[str]]:
+    """ticker -> ids of the dataset's records dated `since` or later, market-wide."""
+    path, field = REFRESHED[dataset]
+    params = {"limit": "5000", f"{field}.gte": since.isoformat()}
+    out: dict[str, set[str]] = {}
+    for page in iter_results(client, path, params, FetchCost()):
+        for row in page:
+            if row.get("ticker") and row.get("id"):
+                out.setdefault(str(row["ticker"]), set()).add(str(row["id"]))
+    return out
+
+
+def since_when(ledger: Ledger, dataset: str) -> dt.date | None:
+    """The first record date to ask for: the last check (or the oldest fetch) less the
+    lookback; None when no unit of the dataset is settled yet (nothing to refresh)."""
+    checked = ledger.setting(checked_key(dataset))
+    if checked:
+        return dt.date.fromisoformat(checked) - LOOKBACK
+    rows = queries.settled_reference_units(ledger, dataset)
+    fetched = [str(row.fetched_at)[:10] for row in rows if row.fetched_at]
+    return dt.date.fromisoformat(min(fetched)) - LOOKBACK if fetched else None
+
+
+def refresh(
+    ledger: Ledger, store: BarStore, client: PolygonClient, dataset: str, today: dt.date
+) -> list[str]:
+    """Queue again the settled units of tickers with records announced since; returns
+    those tickers. The check's date is remembered for the next sync."""
+    since = since_when(ledger, dataset)
+    if since is None:
+        return []
+    recent = announced(client, dataset, since)
+    stale = []
+    for row in queries.settled_reference_units(ledger, dataset):
+        ids = recent.get(row.ticker)
+        if not ids:
+            continue
+        held: set[str] = set()
+        if row.state == "done" and row.file_path:
+            held = set(store.read_parquet(row.file_path, columns=["id"]).get_column("id").to_list())
+        if ids - held:
+            stale.append(row.ticker)
+    ledger.reset_settled(dataset, stale)
+    ledger.set_setting(checked_key(dataset), today.isoformat())
+    return stale

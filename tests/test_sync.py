@@ -1,0 +1,273 @@
+"""`polyledger sync`: the ledger remembers what was planned; sync rebuilds the universe as of
+the last completed session, plans through it, runs, audits, under a lock in the ledger."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from support import API_KEY, run_cli
+
+from polyledger.ledger import Ledger
+from polyledger.sync import EXIT_LOCKED, Sync, SyncSettings, last_completed_session
+from polyledger.sync_lock import LOCK_NAME
+from polyledger.testing import Listing, Split, StandInServer, SyntheticMarket
+
+FIRST_NIGHT = "2024-02-29T22:30:00-05:00"  # Thursday, the last session of February
+NEXT_NIGHT = "2024-03-01T22:30:00-05:00"  # Friday: a new month
+LISTINGS = [
+    Listing("ALFA", bars_per_day=3),
+    Listing("BRAV", bars_per_day=3, primary_exchange="XNYS", delist_date=dt.date(2024, 2, 29)),
+    Listing("CHAR", bars_per_day=3),
+    Listing("NEWB", bars_per_day=3, list_date=dt.date(2024, 3, 1)),
+]
+
+
+def _market(*, split: bool = False) -> SyntheticMarket:
+    listings = list(LISTINGS)
+    if split:  # a split announced for a date after the bars were fetched (real clock)
+        listings[2] = Listing("CHAR", bars_per_day=3, splits=(Split(dt.date(2027, 1, 4), 1, 2),))
+    return SyntheticMarket(listings, seed=5)
+
+
+@pytest.fixture
+def stand_in():  # type: ignore[no-untyped-def]
+    with StandInServer(_market(), api_keys=(API_KEY,)) as server:
+        yield server
+
+
+def _planned(url: str, *datasets: str) -> None:
+    """universe as of the first night, then the plans sync repeats (a fixed --to, too)."""
+    built = run_cli("universe", "--out", "universe.csv", "--date", "2024-02-28", "--base-url", url)
+    assert built.code == 0, built.out + built.err
+    for dataset in datasets:
+        args = ["plan", "--dataset", dataset]
+        if dataset != "grouped_daily":
+            args += ["--universe", "universe.csv"]
+        if dataset != "splits":
+            args += ["--from", "2024-02-26", "--to", "2024-02-28"]
+        planned = run_cli(*args)
+        assert planned.code == 0, planned.out + planned.err
+
+
+def _units(ledger: str = "ledger.db") -> dict[tuple[str, str, str], tuple[str, str, str]]:
+    with Ledger(ledger, create=False) as opened:
+        rows = opened.query("SELECT dataset, ticker, period, period_start, period_end, state FROM units")
+    return {(r.dataset, r.ticker, r.period): (r.period_start, r.period_end, r.state) for r in rows}
+
+
+def _attempted_by_last_run(ledger: str = "ledger.db") -> set[tuple[str, str, str]]:
+    with Ledger(ledger, create=False) as opened:
+        rows = opened.query(
+            "SELECT u.dataset, u.ticker, u.period FROM unit_attempts a JOIN units u ON u.id = a.unit_id "
+            "WHERE a.run_id = (SELECT id FROM runs ORDER BY started_at DESC LIMIT 1)"
+        )
+    return {(r.dataset, r.ticker, r.period) for r in rows}
+
+
+def test_the_last_completed_session_waits_for_the_extended_session_and_skips_closed_days():
+    et = dt.timezone(dt.timedelta(hours=-5))
+    # before 21:00 ET the day's extended session (to 20:00) is not published yet: the day before
+    assert last_completed_session(dt.datetime(2024, 3, 1, 20, 59, tzinfo=et)) == dt.date(2024, 2, 29)
+    assert last_completed_session(dt.datetime(2024, 3, 1, 21, 0, tzinfo=et)) == dt.date(2024, 3, 1)
+    # 02:00 UTC on Saturday is Friday evening in New York
+    assert last_completed_session(dt.datetime(2024, 3, 2, 2, 30, tzinfo=dt.timezone.utc)) == dt.date(
+        2024, 3, 1
+    )
+    # a weekend and Good Friday (2024-03-29, NYSE closed) are no session
+    assert last_completed_session(dt.datetime(2024, 4, 1, 9, 0, tzinfo=et)) == dt.date(2024, 3, 28)
+
+
+def test_sync_without_a_remembered_plan_says_to_plan_first(work, stand_in):
+    assert run_cli("universe", "--out", "u.csv", "--date", "2024-02-28", "--base-url", stand_in.url).code == 0
+    result = run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url)
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [
+        "error: this ledger remembers no plan: run `polyledger plan` first (sync repeats every plan)"
+    ]
+
+
+def test_first_sync_downloads_next_night_only_the_new_day_listings_in_delistings_out(work, stand_in):
+    _planned(stand_in.url, "minute", "grouped_daily")
+    first = run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url, "--workers", "2")
+    assert first.code == 0, first.out + first.err
+    assert "sync through 2024-02-29" in first.out
+    units = _units()
+    # the plans' --to (2024-02-28) is extended through the night's session; NEWB is not listed yet
+    for ticker in ("ALFA", "BRAV", "CHAR"):
+        assert units[("minute", ticker, "2024-02")] == ("2024-02-26", "2024-02-29", "done")
+    assert ("minute", "NEWB", "2024-02") not in units
+    days = sorted(p for (d, _t, p) in units if d == "grouped_daily")
+    assert days == ["2024-02-26", "2024-02-27", "2024-02-28", "2024-02-29"]
+    assert all(state in ("done", "empty_confirmed") for _s, _e, state in units.values())
+
+    second = run_cli("sync", "--now", NEXT_NIGHT, "--base-url", stand_in.url)
+    assert second.code == 0, second.out + second.err
+    after = _units()
+    new = set(after) - set(units)
+    # BRAV's last session was 2024-02-29: no March; NEWB, listed 2024-03-01, is planned
+    assert {key for key in new if key[0] == "minute"} == {
+        ("minute", "ALFA", "2024-03"),
+        ("minute", "CHAR", "2024-03"),
+        ("minute", "NEWB", "2024-03"),
+    }
+    assert {key for key in new if key[0] == "grouped_daily"} == {("grouped_daily", "us-stocks", "2024-03-01")}
+    assert after[("minute", "NEWB", "2024-03")] == ("2024-03-01", "2024-03-01", "done")
+    # the run fetched the new day's bar units only, and BRAV's last month: its listing now
+    # ends (delisted_utc), so `plan` refetches its bars under the new window, as it always does
+    fetched = {key for key in _attempted_by_last_run() if key[0] in ("minute", "grouped_daily")}
+    relisted = ("minute", "BRAV", "2024-02")
+    assert fetched == {key for key in new if key[0] in ("minute", "grouped_daily")} | {relisted}
+    assert "1 queued again (listings changed)" in second.out
+    # and the other February units were left as they were
+    assert all(after[key] == units[key] for key in units if key[0] == "minute")
+
+
+def test_splits_announced_since_the_last_sync_refetch_only_that_ticker_and_make_its_bars_stale(
+    work, stand_in
+):
+    _planned(stand_in.url, "minute", "splits")
+    first = run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url)
+    assert first.code == 0, first.out + first.err
+    stand_in.market = _market(split=True)  # CHAR announces a split
+    second = run_cli("sync", "--now", NEXT_NIGHT, "--base-url", stand_in.url)
+    assert "1 queued again for records announced since fetched (CHAR)" in second.out, second.out
+    splits = {key for key in _attempted_by_last_run() if key[0] == "splits"}
+    assert splits == {("splits", "CHAR", "all"), ("splits", "NEWB", "all")}  # NEWB: new in the universe
+    with Ledger("ledger.db", create=False) as ledger:
+        assert [tuple(r) for r in ledger.query("SELECT ticker, execution_date FROM splits")] == [
+            ("CHAR", "2027-01-04")
+        ]
+    # adjusted bars fetched before the split are stale as `audit` says today: exit 1
+    assert second.code == 1 and "stale adjusted" in second.out
+
+
+def test_a_second_sync_while_one_runs_says_who_holds_the_lock_and_exits_4(work, stand_in, monkeypatch):
+    _planned(stand_in.url, "grouped_daily")
+    inside, release = threading.Event(), threading.Event()
+    import polyledger.sync as sync_module
+
+    real_phases = sync_module.Sync._phases
+
+    def held_open(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        inside.set()
+        assert release.wait(60)
+        return real_phases(self, *args, **kwargs)
+
+    monkeypatch.setattr(sync_module.Sync, "_phases", held_open)
+    settings = SyncSettings(
+        api_key=API_KEY, now=dt.datetime.fromisoformat(FIRST_NIGHT), base_url=stand_in.url
+    )
+    codes: list[int] = []
+    first = threading.Thread(
+        target=lambda: codes.append(Sync("ledger.db", settings, Console(quiet=True), stand_in.url).execute())
+    )
+    first.start()
+    try:
+        assert inside.wait(60)
+        second = run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url)
+    finally:
+        release.set()
+        first.join(60)
+    assert second.code == EXIT_LOCKED and second.out == ""
+    line = second.err.strip()
+    assert line.startswith(
+        f"error: another sync is running: host {os.uname().nodename} pid {os.getpid()} since "
+    )
+    assert line.endswith("; nothing done") and len(second.err.strip().splitlines()) == 1
+    assert codes == [0]
+    with Ledger("ledger.db", create=False) as ledger:
+        assert ledger.sync_lock_holder(LOCK_NAME) is None  # released when the first one ended
+
+
+def _lock_row(host: str, pid: int, beat: str) -> None:
+    with Ledger("ledger.db", create=False) as ledger:
+        assert ledger.try_sync_lock(LOCK_NAME, "someone", host, pid)
+        ledger.query("SELECT 1")
+        with ledger.engine.begin() as connection:
+            connection.exec_driver_sql(f"UPDATE sync_lock SET since = '{beat}', beat_at = '{beat}'")
+
+
+@pytest.mark.parametrize(
+    ("host", "pid", "beat", "reason"),
+    [
+        ("other-host", 4242, "2026-01-01T00:00:00.000Z", "no heartbeat for "),
+        # this host, a pid that no longer runs: taken at once, however fresh its heartbeat
+        (None, None, None, "no longer runs on this host"),
+    ],
+)
+def test_a_dead_holders_lock_is_taken_over_in_one_line(work, stand_in, host, pid, beat, reason):
+    _planned(stand_in.url, "grouped_daily")
+    if host is None:  # a child that has exited: its pid is free
+        child = os.fork()
+        if child == 0:
+            os._exit(0)
+        os.waitpid(child, 0)
+        with Ledger("ledger.db", create=False) as ledger:
+            assert ledger.try_sync_lock(LOCK_NAME, "someone", os.uname().nodename, child)
+    else:
+        _lock_row(host, pid, beat)
+    result = run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url)
+    assert result.code == 0, result.out + result.err
+    took = [line for line in result.out.splitlines() if line.startswith("took over the sync lock of host ")]
+    assert len(took) == 1 and reason in took[0]
+    with Ledger("ledger.db", create=False) as ledger:
+        assert ledger.sync_lock_holder(LOCK_NAME) is None
+
+
+def test_a_live_holder_on_another_host_keeps_its_lock(work, stand_in):
+    _planned(stand_in.url, "grouped_daily")
+    with Ledger("ledger.db", create=False) as ledger:
+        assert ledger.try_sync_lock(LOCK_NAME, "someone", "other-host", 4242)  # beats now
+    result = run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url)
+    assert result.code == EXIT_LOCKED
+    assert "another sync is running: host other-host pid 4242 since " in result.err
+    assert not any(key[0] == "grouped_daily" and key[2] == "2024-02-29" for key in _units())  # nothing done
+
+
+@pytest.mark.parametrize("how", ["interrupt", "sigterm"])
+def test_the_lock_is_released_when_sync_is_interrupted(work, stand_in, monkeypatch, how):
+    _planned(stand_in.url, "grouped_daily")
+    import polyledger.sync as sync_module
+
+    def interrupted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if how == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)  # handled on the main thread: KeyboardInterrupt
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sync_module.Sync, "_plan", interrupted)
+    result = run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url)
+    assert result.code == 130
+    with Ledger("ledger.db", create=False) as ledger:
+        assert ledger.sync_lock_holder(LOCK_NAME) is None
+
+
+def test_sync_exit_code_is_the_audits(work, stand_in):
+    # a plan reaching into a month the stand-in refuses (history) leaves failed units: 1
+    with StandInServer(_market(), api_keys=(API_KEY,), history_start=dt.date(2024, 2, 27)) as limited:
+        _planned(limited.url, "grouped_daily")
+        result = run_cli("sync", "--now", FIRST_NIGHT, "--base-url", limited.url)
+    assert result.code == 1, result.out + result.err
+    assert "INCOMPLETE" in result.out
+
+
+def test_plan_and_universe_are_remembered_with_absolute_paths(work, stand_in):
+    _planned(stand_in.url, "minute", "grouped_daily", "splits")
+    run_cli("plan", "--universe", "universe.csv", "--dataset", "minute", "--from", "2024-01-02")
+    with Ledger("ledger.db", create=False) as ledger:
+        plans = ledger.remembered_plans()
+        builds = ledger.remembered_universes()
+    source = str(Path("universe.csv").resolve())
+    assert [(p.dataset, p.universe, p.first_day, p.last_day) for p in plans] == [
+        ("minute", source, dt.date(2024, 1, 2), None),  # the earliest --from; no --to: through
+        ("grouped_daily", "", dt.date(2024, 2, 26), dt.date(2024, 2, 28)),
+        ("splits", source, None, None),
+    ]
+    assert [(b.out, b.types, b.exchanges, b.cap_max, b.as_of) for b in builds] == [
+        (source, ("CS",), ("XNAS", "XNYS"), None, dt.date(2024, 2, 28))
+    ]

@@ -31,8 +31,8 @@ LAYERS: list[set[str]] = [
     {"datasets"},
     {"storage"},  # a unit's path comes from its dataset's spec (storage/layout.py)
     {"plan", "universe", "fetch"},
-    {"checks", "output", "download", "universe_build", "requeue"},
-    {"demo", "cli", "__init__", "__main__"},
+    {"checks", "output", "download", "universe_build", "requeue", "sync_lock", "sync_refs"},
+    {"demo", "cli", "__init__", "__main__", "sync"},
 ]
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 LAYER_OF["testing"] = len(LAYERS) - 1  # the stand-in: for the demo and `serve`, never below them

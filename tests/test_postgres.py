@@ -536,3 +536,32 @@ def test_a_closed_ledger_does_not_reconnect(pg_url):
     with pytest.raises(Exception, match="closed"):
         ledger.heartbeat("w", 60)
     assert ledger._connections == []
+
+
+def test_sync_lock_on_postgresql_holds_and_a_dead_holder_is_taken_over(work, server, pg_url):
+    """The sync lock is a row of the shared ledger, its heartbeat the server's clock: a live
+    holder on another host keeps it (exit 4), a silent one loses it, in one line."""
+    from polyledger.sync import EXIT_LOCKED
+    from polyledger.sync_lock import LOCK_NAME
+
+    planned = run_cli(
+        "plan", "--dataset", "grouped_daily", "--from", "2024-02-27", "--to", "2024-02-28", "--ledger", pg_url
+    )
+    assert planned.code == 0, planned.err
+    args = ["sync", "--now", "2024-02-29T22:30:00-05:00", "--base-url", server.url, "--ledger", pg_url]
+    with Ledger(pg_url) as ledger:
+        assert ledger.try_sync_lock(LOCK_NAME, "theirs", "other-host", 4242)
+    held = run_cli(*args)
+    assert held.code == EXIT_LOCKED and "another sync is running: host other-host pid 4242 since " in held.err
+    assert_no_password(held.out + held.err, pg_url)
+    with Ledger(pg_url) as ledger, ledger.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE sync_lock SET beat_at = '2026-01-01T00:00:00.000Z'")
+    taken = run_cli(*args)
+    assert taken.code == 0, taken.out + taken.err
+    assert (
+        "took over the sync lock of host other-host pid 4242" in taken.out and "no heartbeat for" in taken.out
+    )
+    with Ledger(pg_url) as ledger:
+        assert ledger.sync_lock_holder(LOCK_NAME) is None
+        days = ledger.query("SELECT period FROM units WHERE dataset = 'grouped_daily' ORDER BY period")
+    assert [row.period for row in days] == ["2024-02-27", "2024-02-28", "2024-02-29"]

@@ -274,3 +274,19 @@ def test_plan_and_universe_are_remembered_with_absolute_paths(work, stand_in):
     assert [(b.out, b.types, b.exchanges, b.cap_max, b.as_of) for b in builds] == [
         (source, ("CS",), ("XNAS", "XNYS"), None, dt.date(2024, 2, 28))
     ]
+
+
+def test_sync_runs_with_the_last_runs_options_unless_given(work, stand_in):
+    _planned(stand_in.url, "grouped_daily")
+    ran = run_cli("run", "--workers", "3", "--rate", "7", "--data", "elsewhere", "--base-url", stand_in.url)
+    assert ran.code == 0, ran.out + ran.err
+    assert run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url).code == 0
+    assert run_cli("sync", "--now", NEXT_NIGHT, "--base-url", stand_in.url, "--workers", "2").code == 0
+    with Ledger("ledger.db", create=False) as ledger:
+        runs = ledger.query("SELECT workers, rate FROM runs ORDER BY started_at")
+    # the universe's build first (its own defaults), then `run`, the two syncs
+    assert [(r.workers, r.rate) for r in runs[1:]] == [(3, 7.0), (3, 7.0), (2, 7.0)]
+    # the data folder too: the new days' files went where the run put the first ones
+    days = sorted(p.parent.name for p in (work / "elsewhere" / "grouped_daily").rglob("*.parquet"))
+    assert [day[-10:] for day in days][-2:] == ["2024-02-29", "2024-03-01"]
+    assert not (work / "data" / "grouped_daily").exists()

@@ -618,6 +618,9 @@ def sync(
     data: Optional[str] = typer.Option(
         None, "--data", help="Data folder or URL [default: the last run's, else ./data]."
     ),
+    forget: Optional[list[str]] = typer.Option(
+        None, "--forget", help="Instead: stop syncing this dataset (repeatable); its units and files stay."
+    ),
     now: Optional[str] = typer.Option(None, "--now", hidden=True, help="ISO datetime with offset (tests)."),
     ledger_path: str = LedgerOpt,
 ) -> None:
@@ -631,6 +634,9 @@ def sync(
     from polyledger.sync import EXIT_LOCKED, Sync, SyncSettings
     from polyledger.sync_lock import LockHeld
 
+    if forget:
+        _forget(ledger_path, forget)
+        return
     moment = dt.datetime.now(dt.timezone.utc)
     if now is not None:
         try:
@@ -654,6 +660,20 @@ def sync(
         raise typer.Exit(EXIT_LOCKED) from None
     if code:
         raise typer.Exit(code)
+
+
+def _forget(ledger_path: str, names: list[str]) -> None:
+    from polyledger.ledger import Ledger
+
+    with Ledger(ledger_path, create=False) as ledger:
+        remembered = {plan.dataset for plan in ledger.remembered_plans()}
+        unknown = [name for name in names if name not in remembered]
+        if unknown:
+            planned = ", ".join(sorted(remembered)) or "nothing"
+            raise InputError(f"sync does not plan {', '.join(unknown)}: it plans {planned}")
+        for name in names:
+            ledger.forget_plans(name)
+    _echo(f"sync no longer plans {', '.join(names)} (its units and files stay; `plan` it again to resume)")
 
 
 def _refuse_while_running(ledger, action: str) -> None:  # type: ignore[no-untyped-def]

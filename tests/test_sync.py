@@ -290,3 +290,15 @@ def test_sync_runs_with_the_last_runs_options_unless_given(work, stand_in):
     days = sorted(p.parent.name for p in (work / "elsewhere" / "grouped_daily").rglob("*.parquet"))
     assert [day[-10:] for day in days][-2:] == ["2024-02-29", "2024-03-01"]
     assert not (work / "data" / "grouped_daily").exists()
+
+
+def test_forget_stops_syncing_a_dataset_and_only_that_one(work, stand_in):
+    _planned(stand_in.url, "minute", "grouped_daily")
+    unknown = run_cli("sync", "--forget", "day")
+    assert unknown.code == 2 and "sync does not plan day: it plans grouped_daily, minute" in unknown.err
+    forgot = run_cli("sync", "--forget", "minute")
+    assert forgot.code == 0 and "sync no longer plans minute" in forgot.out
+    assert run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url).code == 0
+    units = _units()
+    assert units[("grouped_daily", "us-stocks", "2024-02-29")][2] == "done"
+    assert {units[key][:2] for key in units if key[0] == "minute"} == {("2024-02-26", "2024-02-28")}

@@ -19,7 +19,7 @@ from support import API_KEY, run_cli
 from polyledger.ledger import Ledger
 from polyledger.sync import EXIT_LOCKED, Sync, SyncSettings, last_completed_session
 from polyledger.sync_lock import LOCK_NAME
-from polyledger.testing import Listing, Split, StandInServer, SyntheticMarket
+from polyledger.testing import Dividend, Listing, Split, StandInServer, SyntheticMarket
 
 FIRST_NIGHT = "2024-02-29T22:30:00-05:00"  # Thursday, the last session of February
 NEXT_NIGHT = "2024-03-01T22:30:00-05:00"  # Friday: a new month
@@ -52,7 +52,7 @@ def _planned(url: str, *datasets: str) -> None:
         args = ["plan", "--dataset", dataset]
         if dataset != "grouped_daily":
             args += ["--universe", "universe.csv"]
-        if dataset != "splits":
+        if dataset not in ("splits", "dividends"):
             args += ["--from", "2024-02-26", "--to", "2024-02-28"]
         planned = run_cli(*args)
         assert planned.code == 0, planned.out + planned.err
@@ -148,6 +148,23 @@ def test_splits_announced_since_the_last_sync_refetch_only_that_ticker_and_make_
         ]
     # adjusted bars fetched before the split are stale as `audit` says today: exit 1
     assert second.code == 1 and "stale adjusted" in second.out
+    # the next night CHAR's file holds the split: nothing is asked again
+    third = run_cli("sync", "--now", "2024-03-04T22:30:00-05:00", "--base-url", stand_in.url)
+    assert "planned splits: 0 new tickers; 0 queued again" in third.out, third.out
+    assert not {key for key in _attempted_by_last_run() if key[0] == "splits"}
+
+
+def test_dividends_announced_since_the_last_sync_refetch_only_that_tickers_unit(work, stand_in):
+    _planned(stand_in.url, "dividends")
+    assert run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url).code == 0
+    listings = list(LISTINGS)
+    listings[0] = Listing("ALFA", bars_per_day=3, dividends=(Dividend(dt.date(2027, 1, 4), 0.25),))
+    stand_in.market = SyntheticMarket(listings, seed=5)
+    second = run_cli("sync", "--now", NEXT_NIGHT, "--base-url", stand_in.url)
+    assert second.code == 0, second.out + second.err
+    assert "1 queued again for records announced since fetched (ALFA)" in second.out
+    fetched = {key for key in _attempted_by_last_run() if key[0] == "dividends"}
+    assert fetched == {("dividends", "ALFA", "all"), ("dividends", "NEWB", "all")}
 
 
 def test_a_second_sync_while_one_runs_says_who_holds_the_lock_and_exits_4(work, stand_in, monkeypatch):

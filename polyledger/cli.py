@@ -651,8 +651,7 @@ def sync(
     settings = SyncSettings(
         api_key=api_key, now=moment, base_url=base_url, data=data, workers=workers, rate=rate
     )
-    job = Sync(ledger_path, settings, _console(), DEFAULT_BASE_URL)
-    job.check_base_url = _check_base_url
+    job = Sync(ledger_path, settings, _console(), DEFAULT_BASE_URL, _check_base_url)
     try:
         code = job.execute()
     except LockHeld as exc:

@@ -131,12 +131,19 @@ def _stoppable(job: Run | None) -> Iterator[None]:
 class Sync:
     """One sync of the ledger at `location`; `execute()` returns the exit code."""
 
-    def __init__(self, location: str, settings: SyncSettings, console: Console, base_url: str) -> None:
+    def __init__(
+        self,
+        location: str,
+        settings: SyncSettings,
+        console: Console,
+        base_url: str,
+        check_base_url: Callable[[str], str] = lambda url: url,
+    ) -> None:
         self.location = location
         self.settings = settings
         self.console = console
-        self.default_base_url = base_url
-        self.check_base_url: Callable[[str], str] = lambda url: url
+        self.default_base_url = base_url  # when neither given nor remembered
+        self.check_base_url = check_base_url
 
     def say(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False)

@@ -10,6 +10,7 @@ heartbeat it was judged by. The lock is released on every way out of the `with` 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -19,6 +20,8 @@ from types import TracebackType
 from polyledger.errors import PolyledgerError
 from polyledger.ledger import Ledger
 from polyledger.ledger.sync_memory import LockHolder
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = "sync"
 BEAT_SECONDS = 5.0
@@ -105,7 +108,11 @@ class SyncLock:
     def _beat(self) -> None:
         while not self._stop.wait(self.beat):  # a timed wait: the heartbeat's own period
             try:
-                self.ledger.beat_sync_lock(LOCK_NAME, self.token)
+                if not self.ledger.beat_sync_lock(LOCK_NAME, self.token):
+                    # taken over after 12 missed beats: this sync goes on (the ledger keeps
+                    # two runs apart), but no longer holds the lock
+                    log.warning("the sync lock was taken over by another sync after missed heartbeats")
+                    return
             except Exception:  # noqa: BLE001 - a missed beat is retried next period
                 pass
 

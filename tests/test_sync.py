@@ -319,3 +319,21 @@ def test_forget_stops_syncing_a_dataset_and_only_that_one(work, stand_in):
     units = _units()
     assert units[("grouped_daily", "us-stocks", "2024-02-29")][2] == "done"
     assert {units[key][:2] for key in units if key[0] == "minute"} == {("2024-02-26", "2024-02-28")}
+
+
+def test_a_holder_beats_while_it_runs_and_stops_beating_once_its_lock_is_taken(tmp_path):
+    from support import wait_for
+
+    from polyledger.sync_lock import SyncLock
+
+    with Ledger(tmp_path / "ledger.db") as ledger, SyncLock(ledger, beat=0.01) as lock:
+        first = ledger.sync_lock_holder(LOCK_NAME)
+        assert first is not None and first.token == lock.token
+        # a live sync's heartbeat moves on: nobody may take it for dead
+        assert wait_for(lambda: ledger.sync_lock_holder(LOCK_NAME).beat_at != first.beat_at, 30)
+        holder = ledger.sync_lock_holder(LOCK_NAME)
+        assert ledger.take_over_sync_lock(LOCK_NAME, holder, "theirs", "other-host", 1)
+        assert wait_for(lambda: not lock._thread.is_alive(), 30)  # it noticed, and stopped beating
+        assert ledger.sync_lock_holder(LOCK_NAME).token == "theirs"
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        assert ledger.sync_lock_holder(LOCK_NAME).token == "theirs"  # its release left their lock alone

@@ -26,7 +26,7 @@ from typing import Any
 import polars as pl
 
 from polyledger import adjust as adjust_module
-from polyledger import datasets
+from polyledger import datasets, infobars
 from polyledger.bars import BAR_SCHEMA
 from polyledger.checks.audit import STATES, AuditReport, audit
 from polyledger.datasets import check_dataset
@@ -155,6 +155,95 @@ class Download:
         if adjust is not None:  # each security's bars are in time order by now
             frame = adjust_module.adjusted(self, frame, read, adjust, basis)
         return frame
+
+    def dollar_bars(
+        self,
+        tickers: Sequence[str] | str | None = None,
+        threshold: float | None = None,
+        *,
+        bars_per_day: float | None = None,
+        window: int = 20,
+        securities: Sequence[str] | str | None = None,
+        start: dt.date | str | None = None,
+        end: dt.date | str | None = None,
+        adjust: str | None = None,
+        keep_partial: bool = False,
+    ) -> pl.DataFrame:
+        """Dollar bars from minute bars, per security, a ticker (or one of `securities`)
+        at a time: a bar closes on the minute its dollars (vwap * volume) reach
+        `threshold`, or, with `bars_per_day=K`, the mean daily dollar volume of the
+        `window` sessions before divided by K (the first session is warm-up). The last,
+        unfinished bar is left out unless `keep_partial`. start/end/adjust choose the
+        minute bars as in `bars()`. Definitions: polyledger/infobars.py, docs/research.md."""
+        return infobars.build(
+            self,
+            "dollar",
+            tickers,
+            securities,
+            threshold=threshold,
+            bars_per_day=bars_per_day,
+            window=window,
+            start=start,
+            end=end,
+            adjust=adjust,
+            keep_partial=keep_partial,
+        )
+
+    def volume_bars(
+        self,
+        tickers: Sequence[str] | str | None = None,
+        threshold: float | None = None,
+        *,
+        bars_per_day: float | None = None,
+        window: int = 20,
+        securities: Sequence[str] | str | None = None,
+        start: dt.date | str | None = None,
+        end: dt.date | str | None = None,
+        adjust: str | None = None,
+        keep_partial: bool = False,
+    ) -> pl.DataFrame:
+        """Volume bars (shares), as `dollar_bars`: across a split, read with adjust="splits"."""
+        return infobars.build(
+            self,
+            "volume",
+            tickers,
+            securities,
+            threshold=threshold,
+            bars_per_day=bars_per_day,
+            window=window,
+            start=start,
+            end=end,
+            adjust=adjust,
+            keep_partial=keep_partial,
+        )
+
+    def tick_bars(
+        self,
+        tickers: Sequence[str] | str | None = None,
+        threshold: float | None = None,
+        *,
+        bars_per_day: float | None = None,
+        window: int = 20,
+        securities: Sequence[str] | str | None = None,
+        start: dt.date | str | None = None,
+        end: dt.date | str | None = None,
+        adjust: str | None = None,
+        keep_partial: bool = False,
+    ) -> pl.DataFrame:
+        """Tick bars, on the minute bars' `transactions`, as `dollar_bars`."""
+        return infobars.build(
+            self,
+            "tick",
+            tickers,
+            securities,
+            threshold=threshold,
+            bars_per_day=bars_per_day,
+            window=window,
+            start=start,
+            end=end,
+            adjust=adjust,
+            keep_partial=keep_partial,
+        )
 
     def _scan(self, selected: list[Any]) -> pl.LazyFrame:
         """The selection's files; those written before bar files carried `security_id`

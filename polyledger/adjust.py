@@ -90,8 +90,11 @@ def adjusted(
     tickers: Sequence[str],
     adjust: str,
     as_of: dt.date | None,
+    *,
+    in_time_order: bool = False,
 ) -> pl.LazyFrame:
-    """`frame` (bars of `tickers`, each security's in time order) with the factors applied."""
+    """`frame` (bars of `tickers`, read a symbol's files after another's, in time order
+    within each; or each security's bars `in_time_order`) with the factors applied."""
     listings = _related_listings(download, tickers)
     symbols = sorted({listing.ticker for listing in listings} | set(tickers))
     with_dividends = adjust == "splits+dividends"
@@ -99,14 +102,28 @@ def adjusted(
     events = split_events(_split_rows(download, symbols), listings)
     if with_dividends:
         events = pl.concat([events, dividend_events(download, symbols, listings, events)])
-    # a company read under two of its symbols comes one symbol's files after the other's:
-    # in time order only if the symbols sort as they traded
-    symbols_of = defaultdict(set)
+    in_order = in_time_order or all(
+        _traded_in_name_order(group) for group in _by_security(listings, tickers).values()
+    )
+    return apply_steps(frame, factor_steps(events, as_of), in_time_order=in_order)
+
+
+def _by_security(listings: Sequence[Listing], tickers: Sequence[str]) -> dict[str | None, list[Listing]]:
+    groups: dict[str | None, list[Listing]] = defaultdict(list)
     for listing in listings:
         if listing.ticker in tickers:
-            symbols_of[listing.security_id].add(listing.ticker)
-    interleaved = any(len(names) > 1 for names in symbols_of.values())
-    return apply_steps(frame, factor_steps(events, as_of), in_time_order=not interleaved)
+            groups[listing.security_id].append(listing)
+    return groups
+
+
+def _traded_in_name_order(group: Sequence[Listing]) -> bool:
+    """Whether a security's bars, read one symbol's files after another's (symbols in name
+    order), come in time order: its symbols traded one after the other in that order (a
+    rename to a name that sorts after the old one), or it has one symbol."""
+    names = sorted({listing.ticker for listing in group})
+    first = {n: min(x.first_day or dt.date.min for x in group if x.ticker == n) for n in names}
+    last = {n: max(x.last_day or dt.date.max for x in group if x.ticker == n) for n in names}
+    return all(last[a] < first[b] for a, b in zip(names, names[1:], strict=False))
 
 
 def factor_steps(events: pl.DataFrame, as_of: dt.date | None) -> pl.DataFrame:

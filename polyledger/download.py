@@ -153,7 +153,9 @@ class Download:
             if last is not None:
                 frame = frame.filter(session <= last)
         if adjust is not None:  # each security's bars are in time order by now
-            frame = adjust_module.adjusted(self, frame, read, adjust, basis)
+            frame = adjust_module.adjusted(
+                self, frame, read, adjust, basis, in_time_order=security is not None
+            )
         return frame
 
     def dollar_bars(

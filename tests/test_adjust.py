@@ -53,10 +53,21 @@ LISTINGS = [
     ),
     Listing("DIVM", bars_per_day=40, dividends=(Dividend(D(2024, 2, 14), 0.3),)),  # minute bars only
     Listing("PLAIN", bars_per_day=40),
+    # a company renamed to a symbol that sorts first, then split: its files are read
+    # NEWA's before OLDN's, out of time order (the API adjusts NEWA's listing alone)
+    Listing("OLDN", delist_date=D(2024, 2, 9), bars_per_day=40, company="renco", renamed=True),
+    Listing(
+        "NEWA",
+        list_date=D(2024, 2, 12),
+        bars_per_day=40,
+        company="renco",
+        splits=(Split(D(2024, 3, 4), 1, 2),),
+    ),
 ]
 UNIVERSE = (
     "ticker,list_date,delisted_utc,security_id\n"
     "SPLT,,,\nRVRS,,,\nFRAC,,,\nREUS,,2024-01-31,REUS-A\nREUS,2024-02-12,,REUS-B\nDIVS,,,\nDIVM,,,\nPLAIN,,,\n"
+    "OLDN,,2024-02-09,RENCO\nNEWA,2024-02-12,,RENCO\n"
 )
 TICKERS = ["SPLT", "RVRS", "FRAC", "REUS", "DIVS", "DIVM", "PLAIN"]
 PRICES = ["open", "high", "low", "close", "vwap"]
@@ -69,7 +80,7 @@ def _download(folder: Path, api: StandInServer, adjusted: bool) -> Path:
         plan(ledger, members, "minute", FIRST, LAST)
         plan(ledger, [m for m in members if m.ticker != "DIVM"], "day", FIRST, LAST)
         if not adjusted:
-            plan_reference(ledger, TICKERS, "splits", D(2024, 8, 1))
+            plan_reference(ledger, [*TICKERS, "OLDN", "NEWA"], "splits", D(2024, 8, 1))
             plan_reference(ledger, [t for t in TICKERS if t != "PLAIN"], "dividends", D(2024, 8, 1))
         options = RunOptions(workers=2, rate=500, adjusted=adjusted)
         assert (
@@ -210,3 +221,19 @@ def test_unsettled_splits_or_dividends_warn_and_bad_choices_are_errors(downloads
             dl.bars("grouped_daily", adjust="splits")
         with pytest.raises(InputError, match="invalid as_of"):
             dl.bars("day", adjust="splits", as_of="2024-13-01")
+
+
+def test_a_split_after_a_rename_adjusts_the_companys_earlier_symbol_too(downloads):
+    """RENCO traded as OLDN, then as NEWA, which split 1:2 on 03-04: per security, OLDN's
+    bars are halved as well. Read by ticker (NEWA's files first, out of time order) or by
+    security (in time order), the same bars."""
+    with _open(downloads[0]) as dl:
+        raw = dl.bars("day", tickers=["NEWA", "OLDN"]).collect()
+        by_ticker = dl.bars("day", tickers=["NEWA", "OLDN"], adjust="splits").collect()
+        by_security = dl.bars("day", security="RENCO", adjust="splits").collect()
+    assert by_ticker["ticker"].to_list() == raw["ticker"].to_list()  # the order as read is kept
+    assert raw["ticker"][0] == "NEWA" and set(raw["ticker"]) == {"NEWA", "OLDN"}
+    session = raw.select(_session(raw)).to_series()
+    want = raw.select(pl.when(session < D(2024, 3, 4)).then(0.5).otherwise(1.0)).to_series()
+    assert ((by_ticker["close"] / raw["close"] - want).abs() < 1e-12).all()
+    assert by_ticker.sort("timestamp").equals(by_security)

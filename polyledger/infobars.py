@@ -91,14 +91,11 @@ def information_bars(
 ) -> pl.DataFrame:
     """The bars of one security's minute bars (in time order): see the module's doc."""
     check_threshold(threshold, bars_per_day, window)
-    frame = minutes.with_columns(
-        _measure=measure_of(kind),
-        _dollars=measure_of("dollar"),
-        _session=pl.col("timestamp").dt.convert_time_zone(str(ET)).dt.date(),
-    )
+    frame = minutes.with_columns(_measure=measure_of(kind), _dollars=measure_of("dollar"))
     if threshold is not None:
         frame = frame.with_columns(_threshold=pl.lit(float(threshold)))
     else:
+        frame = frame.with_columns(_session=pl.col("timestamp").dt.convert_time_zone(str(ET)).dt.date())
         daily = (
             frame.group_by("_session", maintain_order=True)
             .agg(pl.col("_measure").sum())
@@ -140,23 +137,31 @@ def information_bars(
 def _bar_ids(measure: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, int]:
     """Each minute's bar number, and how many bars closed (the rest is the unfinished one).
 
-    A loop over bars, not minutes: each bar's last minute is found by binary search on the
-    cumulative sum, then nudged so that the running sum C[j] - C[i-1] is what decides."""
+    For every minute i, the minute j a bar opened at i would close on is found at once
+    (binary search on the cumulative sum, then nudged so that the running sum
+    C[j] - C[i-1] >= threshold is what decides); then a walk from the first minute follows
+    i -> j + 1, one step per bar."""
     n = measure.size
     if np.any(measure < 0) or np.any(np.isnan(measure)):
         raise InputError("a bar measure (volume, dollars or transactions) is negative or NaN")
     cumulative = np.cumsum(measure)
+    base = np.concatenate(([0.0], cumulative[:-1]))
+    opened = np.arange(n)
+    close = np.maximum(np.searchsorted(cumulative, base + thresholds, side="left"), opened)
+    while True:  # float rounding: the sum short of the threshold at j: one minute later
+        short = (close < n) & (cumulative[np.minimum(close, n - 1)] - base < thresholds)
+        if not short.any():
+            break
+        close[short] += 1
+    while True:  # ... or reached one minute earlier already
+        early = (close > opened) & (cumulative[np.maximum(close - 1, 0)] - base >= thresholds)
+        if not early.any():
+            break
+        close[early] -= 1
     ends = []
     i = 0
     while i < n:
-        base = cumulative[i - 1] if i > 0 else 0.0
-        need = thresholds[i]
-        j = int(np.searchsorted(cumulative, base + need, side="left"))
-        j = max(j, i)
-        while j < n and cumulative[j] - base < need:
-            j += 1
-        while j > i and cumulative[j - 1] - base >= need:
-            j -= 1
+        j = int(close[i])
         if j >= n:
             break
         ends.append(j)

@@ -228,15 +228,16 @@ def dividend_events(
         .drop_nulls()
         .collect()
     )
-    if dividends.height == 0:
+    owned = [
+        (security_on(listings, ticker, ex), ticker, ex, cash) for ticker, ex, cash in dividends.iter_rows()
+    ]
+    owned = [row for row in owned if row[0] is not None]  # a dividend of no known company
+    if not owned:
         return pl.DataFrame(schema=_EVENTS)
-    closes = _previous_closes(download, dividends)
+    closes = _previous_closes(download, [(security, ticker, ex) for security, ticker, ex, _ in owned])
     out, skipped = [], []
-    for ticker, ex, cash in dividends.iter_rows():
-        security = security_on(listings, ticker, ex)
-        if security is None:
-            continue
-        found = closes.get((ticker, ex))
+    for security, ticker, ex, cash in owned:
+        found = closes.get((security, ex))
         if found is None:
             skipped.append(f"{ticker} {ex} (no close in the {CLOSE_LOOKBACK.days} days before)")
             continue
@@ -261,52 +262,74 @@ def dividend_events(
 
 
 def _previous_closes(
-    download: Download, dividends: pl.DataFrame
+    download: Download, dividends: Sequence[tuple[str, str, dt.date]]
 ) -> dict[tuple[str, dt.date], tuple[dt.date, float]]:
-    """{(ticker, ex-date): (session date, raw close)} of the last bar before each ex-date:
-    day bars first, minute bars for the dividends the day bars leave without one."""
-    first = dividends["ex_dividend_date"].min() - CLOSE_LOOKBACK  # type: ignore[operator]
-    last = dividends["ex_dividend_date"].max() - dt.timedelta(days=1)  # type: ignore[operator]
+    """{(security_id, ex-date): (session date, raw close)} of the last bar of the security
+    before each ex-date (within CLOSE_LOOKBACK): day bars first (one read, only the
+    sessions near an ex-date kept), then minute bars for the dividends left without one
+    (a read of the days before each)."""
     found: dict[tuple[str, dt.date], tuple[dt.date, float]] = {}
     for dataset in ("day", "minute"):
-        missing = dividends.filter(
-            [
-                (ticker, ex) not in found
-                for ticker, ex in dividends.select("ticker", "ex_dividend_date").iter_rows()
-            ]
-        )
-        if missing.height == 0:
+        missing = [
+            (security, ticker, ex) for security, ticker, ex in dividends if (security, ex) not in found
+        ]
+        if not missing:
             break
+        near = pl.DataFrame(
+            [
+                (ticker, ex - dt.timedelta(days=k))
+                for _, ticker, ex in missing
+                for k in range(1, CLOSE_LOOKBACK.days + 1)
+            ],
+            schema={"ticker": pl.String(), "session": pl.Date()},
+            orient="row",
+        ).unique()
         with warnings.catch_warnings():  # the caller warns about this selection already
             warnings.simplefilter("ignore")
-            bars = download.bars(dataset, tickers=sorted(set(missing["ticker"])), start=first, end=last)
+            if dataset == "day":
+                first = min(ex for _, _, ex in missing) - CLOSE_LOOKBACK
+                last = max(ex for _, _, ex in missing) - dt.timedelta(days=1)
+                tickers = sorted({ticker for _, ticker, _ in missing})
+                reads = [download.bars("day", tickers=tickers, start=first, end=last)]
+            else:
+                reads = [
+                    download.bars(
+                        "minute", tickers=[ticker], start=ex - CLOSE_LOOKBACK, end=ex - dt.timedelta(days=1)
+                    )
+                    for _, ticker, ex in missing
+                ]
         closes = (
-            bars.select(
+            pl.concat(reads)
+            .select(
                 "ticker",
+                "security_id",
                 pl.col("timestamp").dt.convert_time_zone(str(ET)).dt.date().alias("session"),
                 "close",
             )
-            .group_by("ticker", "session")
+            .join(near.lazy(), on=["ticker", "session"], how="semi")
+            .group_by("security_id", "session")
             .agg(pl.col("close").last())  # bars are in time order: the session's last close
-            .sort("ticker", "session")
             .collect()
+            .sort("session")
         )
-        wanted = missing.select(
-            "ticker", "ex_dividend_date", (pl.col("ex_dividend_date") - pl.duration(days=1)).alias("before")
+        wanted = pl.DataFrame(
+            [(security, ex, ex - dt.timedelta(days=1)) for security, _, ex in missing],
+            schema={"security_id": pl.String(), "ex": pl.Date(), "before": pl.Date()},
+            orient="row",
         ).sort("before")
         matched = wanted.join_asof(
-            closes.sort("session"),
+            closes,
             left_on="before",
             right_on="session",
-            by="ticker",
+            by="security_id",
             strategy="backward",
             tolerance=f"{CLOSE_LOOKBACK.days - 1}d",
             check_sortedness=False,
         ).drop_nulls("close")
-        for ticker, ex, session, close in matched.select(
-            "ticker", "ex_dividend_date", "session", "close"
+        for security, ex, session, close in matched.select(
+            "security_id", "ex", "session", "close"
         ).iter_rows():
-            found[(ticker, ex)] = (session, close)
+            found[(security, ex)] = (session, close)
     return found
 
 

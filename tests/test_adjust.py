@@ -53,6 +53,13 @@ LISTINGS = [
     ),
     Listing("DIVM", bars_per_day=40, dividends=(Dividend(D(2024, 2, 14), 0.3),)),  # minute bars only
     Listing("PLAIN", bars_per_day=40),
+    # a dividend on a split's day: its cash is on the new basis, the previous close on the old
+    Listing(
+        "DIVX",
+        bars_per_day=40,
+        splits=(Split(D(2024, 2, 20), 1, 2),),
+        dividends=(Dividend(D(2024, 2, 20), 0.2),),
+    ),
     # a company renamed to a symbol that sorts first, then split: its files are read
     # NEWA's before OLDN's, out of time order (the API adjusts NEWA's listing alone)
     Listing("OLDN", delist_date=D(2024, 2, 9), bars_per_day=40, company="renco", renamed=True),
@@ -66,10 +73,10 @@ LISTINGS = [
 ]
 UNIVERSE = (
     "ticker,list_date,delisted_utc,security_id\n"
-    "SPLT,,,\nRVRS,,,\nFRAC,,,\nREUS,,2024-01-31,REUS-A\nREUS,2024-02-12,,REUS-B\nDIVS,,,\nDIVM,,,\nPLAIN,,,\n"
+    "SPLT,,,\nRVRS,,,\nFRAC,,,\nREUS,,2024-01-31,REUS-A\nREUS,2024-02-12,,REUS-B\nDIVS,,,\nDIVM,,,\nPLAIN,,,\nDIVX,,,\n"
     "OLDN,,2024-02-09,RENCO\nNEWA,2024-02-12,,RENCO\n"
 )
-TICKERS = ["SPLT", "RVRS", "FRAC", "REUS", "DIVS", "DIVM", "PLAIN"]
+TICKERS = ["SPLT", "RVRS", "FRAC", "REUS", "DIVS", "DIVM", "PLAIN", "DIVX"]
 PRICES = ["open", "high", "low", "close", "vwap"]
 
 
@@ -132,7 +139,7 @@ def test_raw_bars_adjusted_on_read_equal_the_apis_adjusted_bars_bar_for_bar(down
     assert (joined["transactions"] == joined["transactions_api"]).all()
     assert (joined["security_id"] == joined["security_id_api"]).all()
     moved = joined.filter((factor - 1).abs() > 1e-9)["ticker"].unique().sort().to_list()
-    assert moved == ["DIVS", "FRAC", "REUS", "RVRS", "SPLT"]  # every ticker with splits was adjusted
+    assert moved == ["DIVS", "DIVX", "FRAC", "REUS", "RVRS", "SPLT"]  # every ticker with splits was adjusted
 
 
 def _session(frame: pl.DataFrame) -> pl.Expr:
@@ -176,11 +183,14 @@ def test_as_of_puts_prices_on_that_days_share_basis(downloads):
 
 def test_dividends_are_a_total_return_factor_on_the_previous_close(downloads, market):
     """DIVS: 0.50 ex 02-05 (previous close from day bars), then a 1:2 split; DIVM: 0.30 ex
-    02-14, minute bars only (previous close from the last minute bar). Bars before each
+    02-14, minute bars only (previous close from the last minute bar); DIVX: 0.20 ex 02-20,
+    the day of a 1:2 split (the previous close put on the new basis). Bars before each
     ex-date are multiplied by 1 - cash / previous close, as the API's
     historical_adjustment_factor says; bars from the ex-date on are not."""
     with _open(downloads[0]) as dl:
-        for ticker, dataset, ex in (("DIVS", "day", D(2024, 2, 5)), ("DIVM", "minute", D(2024, 2, 14))):
+        cases = (("DIVS", "day", D(2024, 2, 5), 1.0), ("DIVM", "minute", D(2024, 2, 14), 1.0))
+        # DIVX: the 1:2 split of the ex-date halves the previous close onto the cash's basis
+        for ticker, dataset, ex, basis in (*cases, ("DIVX", "day", D(2024, 2, 20), 0.5)):
             raw = dl.bars(dataset, tickers=ticker).collect()
             splits_only = dl.bars(dataset, tickers=ticker, adjust="splits").collect()
             total = dl.bars(dataset, tickers=ticker, adjust="splits+dividends").collect()
@@ -189,7 +199,7 @@ def test_dividends_are_a_total_return_factor_on_the_previous_close(downloads, ma
             cash = next(
                 d.cash_amount for listing in LISTINGS if listing.ticker == ticker for d in listing.dividends
             )
-            factor = 1 - cash / previous
+            factor = 1 - cash / (previous * basis)
             api_factor = next(r for r in market.dividend_records(ticker))["historical_adjustment_factor"]
             assert abs(factor - api_factor) < 1e-6
             ratio = (total["close"] / splits_only["close"]).to_list()

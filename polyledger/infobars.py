@@ -95,18 +95,9 @@ def information_bars(
     if threshold is not None:
         frame = frame.with_columns(_threshold=pl.lit(float(threshold)))
     else:
-        frame = frame.with_columns(_session=pl.col("timestamp").dt.convert_time_zone(str(ET)).dt.date())
-        daily = (
-            frame.group_by("_session", maintain_order=True)
-            .agg(pl.col("_measure").sum())
-            .with_columns(
-                _threshold=pl.col("_measure").shift(1).rolling_mean(window, min_samples=1) / bars_per_day
-            )
-        )
-        frame = frame.join(
-            daily.select("_session", "_threshold"), on="_session", how="left", maintain_order="left"
-        )
-        frame = frame.filter(pl.col("_threshold").is_not_null())  # the first session: warm-up
+        session = frame["timestamp"].dt.convert_time_zone(str(ET)).dt.date().to_physical().to_numpy()
+        thresholds = _past_thresholds(frame["_measure"].to_numpy(), session, window, bars_per_day)  # type: ignore[arg-type]
+        frame = frame.with_columns(_threshold=pl.Series(thresholds)).filter(pl.col("_threshold").is_not_nan())
     if frame.height == 0:
         return pl.DataFrame(schema=BAR_COLUMNS)
     ids, complete = _bar_ids(frame["_measure"].to_numpy(), frame["_threshold"].to_numpy())
@@ -132,6 +123,25 @@ def information_bars(
         vwap=pl.col("dollar_volume") / pl.col("volume"), complete=pl.col("_bar") < complete
     )
     return bars.select(list(BAR_COLUMNS)).cast(BAR_COLUMNS)
+
+
+def _past_thresholds(
+    measure: np.ndarray, session: np.ndarray, window: int, bars_per_day: float
+) -> np.ndarray:
+    """Each minute's threshold: the mean daily total of the `window` sessions before its
+    own (fewer at the start) / bars_per_day; NaN in the first session (warm-up). Minutes
+    are in time order, so each session's minutes are contiguous."""
+    if measure.size == 0:
+        return measure.astype(np.float64)
+    starts = np.flatnonzero(np.diff(session) != 0) + 1
+    starts = np.concatenate(([0], starts))
+    lengths = np.diff(np.concatenate((starts, [measure.size])))
+    totals = np.concatenate(([0.0], np.cumsum(np.add.reduceat(measure, starts))))
+    k = np.arange(starts.size)  # the session's number; sessions k - n .. k - 1 before it
+    count = np.minimum(k, window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_session = (totals[k] - totals[k - count]) / count / bars_per_day  # 0 / 0: NaN for the first
+    return np.repeat(per_session, lengths)
 
 
 def _bar_ids(measure: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, int]:

@@ -182,3 +182,29 @@ def test_builders_on_the_raw_demo_keep_securities_apart_and_read_a_ticker_at_a_t
     assert ticks["transactions"].min() >= 5_000 and ticks["start"].min() >= et("2023-03-01", "00:00")
     # a renamed company read as one security: its bars run across both symbols
     assert set(volume["ticker"]) == {"FACE", "MTVS"}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    sessions=st.lists(
+        st.lists(st.integers(min_value=0, max_value=500), min_size=1, max_size=8), min_size=1, max_size=30
+    ),
+    window=st.integers(min_value=1, max_value=6),
+    per_day=st.integers(min_value=1, max_value=5),
+)
+def test_thresholds_are_the_mean_of_past_sessions_only(sessions, window, per_day):
+    """Against the definition, session by session: the first session is warm-up (no bars);
+    each bar's threshold is its opening session's mean of the `window` sessions before."""
+    rows, expected = [], {}
+    day = dt.date(2024, 1, 1)
+    for k, volumes in enumerate(sessions):
+        past = [sum(v) for v in sessions[max(0, k - window) : k]]
+        for m, volume in enumerate(volumes):
+            stamp = et(day.isoformat(), f"10:{m:02d}")
+            rows.append((stamp, 1.0, 1.0, 1.0, 1.0, volume, 1.0, 1))
+            expected[stamp] = sum(past) / len(past) / per_day if past else None
+        day += dt.timedelta(days=1 + k % 3)  # weekends and holidays: gaps between sessions
+    bars = information_bars(minutes(rows), "volume", bars_per_day=per_day, window=window, keep_partial=True)
+    assert bars["minutes"].sum() == sum(len(v) for v in sessions[1:])  # the first session: warm-up
+    for start, threshold in bars.select("start", "threshold").iter_rows():
+        assert threshold == pytest.approx(expected[start], rel=1e-12)

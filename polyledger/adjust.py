@@ -93,8 +93,8 @@ def adjusted(
     *,
     in_time_order: bool = False,
 ) -> pl.LazyFrame:
-    """`frame` (bars of `tickers`, read a symbol's files after another's, in time order
-    within each; or each security's bars `in_time_order`) with the factors applied."""
+    """`frame` (bars of `tickers`, one symbol's files after another's in that order, each
+    in time order; or each security's bars `in_time_order`) with the factors applied."""
     listings = _related_listings(download, tickers)
     symbols = sorted({listing.ticker for listing in listings} | set(tickers))
     with_dividends = adjust == "splits+dividends"
@@ -103,7 +103,7 @@ def adjusted(
     if with_dividends:
         events = pl.concat([events, dividend_events(download, symbols, listings, events)])
     in_order = in_time_order or all(
-        _traded_in_name_order(group) for group in _by_security(listings, tickers).values()
+        _traded_in_read_order(group, tickers) for group in _by_security(listings, tickers).values()
     )
     return apply_steps(frame, factor_steps(events, as_of), in_time_order=in_order)
 
@@ -116,11 +116,11 @@ def _by_security(listings: Sequence[Listing], tickers: Sequence[str]) -> dict[st
     return groups
 
 
-def _traded_in_name_order(group: Sequence[Listing]) -> bool:
-    """Whether a security's bars, read one symbol's files after another's (symbols in name
-    order), come in time order: its symbols traded one after the other in that order (a
-    rename to a name that sorts after the old one), or it has one symbol."""
-    names = sorted({listing.ticker for listing in group})
+def _traded_in_read_order(group: Sequence[Listing], order: Sequence[str]) -> bool:
+    """Whether a security's bars, read one symbol's files after another's (in `order`, the
+    ledger's), come in time order: its symbols traded one after the other in that order
+    (a rename to a name that sorts after the old one), or it has one symbol."""
+    names = sorted({listing.ticker for listing in group}, key=list(order).index)
     first = {n: min(x.first_day or dt.date.min for x in group if x.ticker == n) for n in names}
     last = {n: max(x.last_day or dt.date.max for x in group if x.ticker == n) for n in names}
     return all(last[a] < first[b] for a, b in zip(names, names[1:], strict=False))

@@ -8,6 +8,8 @@
     dl.listings()                                     # symbols' windows and securities
     dl.bars("minute", security="BBG000BPH459").collect()  # one company across its symbols
     dl.reference("splits").collect()
+    dl.bars("day", tickers=["AAPL"], adjust="splits+dividends").collect()  # a raw download, adjusted on read
+    dl.dollar_bars(["AAPL"], bars_per_day=50)        # also volume_bars, tick_bars
     dl.audit()
 
 Bars are read only from the files of `done` units the ledger lists (never a folder scan):
@@ -139,7 +141,8 @@ class Download:
         if not _files(selected):
             return pl.LazyFrame(schema=STORED_BAR_SCHEMA)
         if adjust is not None:  # before any read: a download fetched adjusted is refused
-            read = sorted({row.ticker for row in selected if row.state == UnitState.DONE})
+            # in the order the files are read (the ledger's ticker order)
+            read = list(dict.fromkeys(row.ticker for row in selected if row.state == UnitState.DONE))
             adjust_module.refuse_adjusted(self, dataset, read)
         frame = self._scan(selected)
         if security is not None:  # in time order across its symbols, whatever their names

@@ -83,11 +83,17 @@ def demo_market() -> SyntheticMarket:
 
 
 def run_demo(
-    directory: Path, *, workers: int = 8, console: Console | None = None, max_units: int | None = None
+    directory: Path,
+    *,
+    workers: int = 8,
+    console: Console | None = None,
+    max_units: int | None = None,
+    adjusted: bool = True,
 ) -> int:
     """Run the whole demo in `directory` (ledger.db, data/, universe.csv). Returns 0 when
     the run finished (the months before the demo plan's history stay `failed`, on purpose).
-    `max_units` stops early, leaving units pending."""
+    `max_units` stops early, leaving units pending; `adjusted=False` fetches raw bars (as
+    `run --unadjusted`), to be adjusted on read."""
     console = console or Console(highlight=False)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -127,7 +133,9 @@ def run_demo(
         for dataset in ("splits", "dividends"):
             added = plan_reference(ledger, tickers, dataset, DEMO_TO)
             console.print(f"planned {len(tickers)} {dataset} units, {added} new", markup=False)
-        job = Run(ledger, store, api_key=DEMO_KEY, base_url=server.url, options=_options(workers, max_units))
+        options = _options(workers, max_units)
+        options.adjusted = adjusted
+        job = Run(ledger, store, api_key=DEMO_KEY, base_url=server.url, options=options)
         with RunDisplay(console, job.client, plain_every=2.0) as display:
             report = job.execute(on_tick=display.tick)
         print_summary(console, report)

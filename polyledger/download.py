@@ -8,6 +8,8 @@
     dl.listings()                                     # symbols' windows and securities
     dl.bars("minute", security="BBG000BPH459").collect()  # one company across its symbols
     dl.reference("splits").collect()
+    dl.bars("day", tickers=["AAPL"], adjust="splits+dividends").collect()  # a raw download, adjusted on read
+    dl.dollar_bars(["AAPL"], bars_per_day=50)        # also volume_bars, tick_bars
     dl.audit()
 
 Bars are read only from the files of `done` units the ledger lists (never a folder scan):
@@ -25,7 +27,8 @@ from typing import Any
 
 import polars as pl
 
-from polyledger import datasets
+from polyledger import adjust as adjust_module
+from polyledger import datasets, infobars
 from polyledger.bars import BAR_SCHEMA
 from polyledger.checks.audit import STATES, AuditReport, audit
 from polyledger.datasets import check_dataset
@@ -97,6 +100,8 @@ class Download:
         start: dt.date | str | None = None,
         end: dt.date | str | None = None,
         security: str | None = None,
+        adjust: str | None = None,
+        as_of: dt.date | str | None = None,
     ) -> pl.LazyFrame:
         """Bars of `done` units, lazily: tickers and [start, end] (US/Eastern session dates,
         inclusive) choose the files from the ledger, then filter the bars. A dataset keyed
@@ -105,10 +110,21 @@ class Download:
         `security` (a `security_id`, see `listings()`) follows one company across the
         symbols it traded under, and only its bars: a reused symbol's other company and
         bars inside no known listing (null `security_id`) are left out. By ticker, a
-        symbol's bars come as traded, each with its `security_id`."""
+        symbol's bars come as traded, each with its `security_id`.
+
+        `adjust` ("splits" or "splits+dividends"; minute and day bars of a raw download)
+        applies the ledger's splits (before each execution date: prices times
+        split_from / split_to, volumes divided by it) and cash dividends (before each
+        ex-date: prices times 1 - dividend / previous close, the previous close being the
+        last raw day-bar close before it, else the last minute bar's) as the bars are read,
+        per security; nothing is rewritten. `as_of` puts every price on that day's share
+        basis (default: every event known, as the API's adjusted=true). A download fetched
+        adjusted is refused. In full: polyledger/adjust.py, docs/research.md."""
         bar_datasets = datasets.names(bars=True)
         if dataset not in bar_datasets:
             raise InputError(f"unknown bar dataset {dataset!r}: choose one of {', '.join(bar_datasets)}")
+        adjust_module.check_choice(adjust, dataset)
+        basis = _date(as_of, "as_of")
         first, last = _date(start, "start"), _date(end, "end")
         if first is not None and last is not None and first > last:
             raise InputError(f"start {first} is after end {last}")
@@ -124,6 +140,10 @@ class Download:
         _warn_unsettled(dataset, selected)
         if not _files(selected):
             return pl.LazyFrame(schema=STORED_BAR_SCHEMA)
+        if adjust is not None:  # before any read: a download fetched adjusted is refused
+            # in the order the files are read (the ledger's ticker order)
+            read = list(dict.fromkeys(row.ticker for row in selected if row.state == UnitState.DONE))
+            adjust_module.refuse_adjusted(self, dataset, read)
         frame = self._scan(selected)
         if security is not None:  # in time order across its symbols, whatever their names
             frame = frame.filter(pl.col("security_id") == security).sort("timestamp")
@@ -135,7 +155,100 @@ class Download:
                 frame = frame.filter(session >= first)
             if last is not None:
                 frame = frame.filter(session <= last)
+        if adjust is not None:  # each security's bars are in time order by now
+            frame = adjust_module.adjusted(
+                self, frame, read, adjust, basis, in_time_order=security is not None
+            )
         return frame
+
+    def dollar_bars(
+        self,
+        tickers: Sequence[str] | str | None = None,
+        threshold: float | None = None,
+        *,
+        bars_per_day: float | None = None,
+        window: int = 20,
+        securities: Sequence[str] | str | None = None,
+        start: dt.date | str | None = None,
+        end: dt.date | str | None = None,
+        adjust: str | None = None,
+        keep_partial: bool = False,
+    ) -> pl.DataFrame:
+        """Dollar bars from minute bars, per security, a ticker (or one of `securities`)
+        at a time: a bar closes on the minute its dollars (vwap * volume) reach
+        `threshold`, or, with `bars_per_day=K`, the mean daily dollar volume of the
+        `window` sessions before divided by K (the first session is warm-up). The last,
+        unfinished bar is left out unless `keep_partial`. start/end/adjust choose the
+        minute bars as in `bars()`. Definitions: polyledger/infobars.py, docs/research.md."""
+        return infobars.build(
+            self,
+            "dollar",
+            tickers,
+            securities,
+            threshold=threshold,
+            bars_per_day=bars_per_day,
+            window=window,
+            start=start,
+            end=end,
+            adjust=adjust,
+            keep_partial=keep_partial,
+        )
+
+    def volume_bars(
+        self,
+        tickers: Sequence[str] | str | None = None,
+        threshold: float | None = None,
+        *,
+        bars_per_day: float | None = None,
+        window: int = 20,
+        securities: Sequence[str] | str | None = None,
+        start: dt.date | str | None = None,
+        end: dt.date | str | None = None,
+        adjust: str | None = None,
+        keep_partial: bool = False,
+    ) -> pl.DataFrame:
+        """Volume bars (shares), as `dollar_bars`: across a split, read with adjust="splits"."""
+        return infobars.build(
+            self,
+            "volume",
+            tickers,
+            securities,
+            threshold=threshold,
+            bars_per_day=bars_per_day,
+            window=window,
+            start=start,
+            end=end,
+            adjust=adjust,
+            keep_partial=keep_partial,
+        )
+
+    def tick_bars(
+        self,
+        tickers: Sequence[str] | str | None = None,
+        threshold: float | None = None,
+        *,
+        bars_per_day: float | None = None,
+        window: int = 20,
+        securities: Sequence[str] | str | None = None,
+        start: dt.date | str | None = None,
+        end: dt.date | str | None = None,
+        adjust: str | None = None,
+        keep_partial: bool = False,
+    ) -> pl.DataFrame:
+        """Tick bars, on the minute bars' `transactions`, as `dollar_bars`."""
+        return infobars.build(
+            self,
+            "tick",
+            tickers,
+            securities,
+            threshold=threshold,
+            bars_per_day=bars_per_day,
+            window=window,
+            start=start,
+            end=end,
+            adjust=adjust,
+            keep_partial=keep_partial,
+        )
 
     def _scan(self, selected: list[Any]) -> pl.LazyFrame:
         """The selection's files; those written before bar files carried `security_id`

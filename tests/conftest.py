@@ -52,3 +52,16 @@ def demo_download(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("demo")
     run_demo(folder, workers=4, console=Console(quiet=True))
     return folder
+
+
+@pytest.fixture(scope="session")
+def raw_demo_download(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in demo fetched raw (`run --unadjusted`): what adjusting on read, the
+    bar builders and docs/walkthrough.py read."""
+    from rich.console import Console
+
+    from polyledger.demo import run_demo
+
+    folder = tmp_path_factory.mktemp("raw-demo")
+    run_demo(folder, workers=4, console=Console(quiet=True), adjusted=False)
+    return folder

@@ -31,7 +31,17 @@ LAYERS: list[set[str]] = [
     {"datasets"},
     {"storage"},  # a unit's path comes from its dataset's spec (storage/layout.py)
     {"plan", "universe", "fetch"},
-    {"checks", "output", "download", "universe_build", "requeue", "sync_lock", "sync_refs"},
+    {
+        "checks",
+        "output",
+        "download",
+        "adjust",
+        "infobars",
+        "universe_build",
+        "requeue",
+        "sync_lock",
+        "sync_refs",
+    },
     {"demo", "cli", "__init__", "__main__", "sync"},
 ]
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}

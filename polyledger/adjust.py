@@ -1,0 +1,377 @@
+"""Adjusted on read: split and dividend factors applied to raw bars as they are read.
+
+Nothing on disk changes: `Download.bars(..., adjust=...)` joins each bar to the factor in
+force on its session date (a small table of steps per security) and multiplies.
+
+Conventions (README "Adjusted on read", docs/research.md):
+
+- A split `split_from -> split_to` executed on day E (effective at E's open) multiplies
+  the prices of every bar before E by r = split_from / split_to and divides its volume by
+  r (a 1:4 split: earlier prices / 4, volumes x 4). `transactions` is never adjusted.
+- A cash dividend D with ex-date X is a total-return factor
+  f = 1 - D / P, P the "previous close": the close of the last day bar before X (within
+  14 calendar days), else the close of the last minute bar before X in that span; both
+  read raw and put on X's share basis (split between them applied). It multiplies the
+  prices (not volumes) of every bar before X, as CRSP's cumulative factor does. A dividend
+  without a previous close, or with D >= P, is left out, with a warning.
+- `as_of` = D puts every price on the share (and dividend) basis of day D: bars before D
+  get the events in (bar, D], bars after D are divided by the events in (D, bar], so the
+  series has no jump anywhere and equals the raw one on D. None (the default): every
+  event known, i.e. the basis of today, the API's `adjusted=true` convention.
+- Events belong to a security (`security_id`): an event of symbol T on day E is the one of
+  the listing of T whose window holds E, and it applies to every bar of that security,
+  under any of its symbols. Bars inside no listing (null `security_id`) stay raw.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from polyledger.errors import InputError
+from polyledger.ledger import SETTLED
+from polyledger.ledger.records import in_list
+from polyledger.listings import Listing
+from polyledger.periods import ET
+
+if TYPE_CHECKING:
+    from polyledger.download import Download
+
+CHOICES = ("splits", "splits+dividends")
+PRICE_COLUMNS = ("open", "high", "low", "close", "vwap")
+CLOSE_LOOKBACK = dt.timedelta(days=14)  # how far back a dividend's previous close is looked for
+_BEGINNING = dt.datetime(1800, 1, 1, tzinfo=dt.timezone.utc)
+_EVENTS = {"security_id": pl.String(), "date": pl.Date(), "split": pl.Float64(), "dividend": pl.Float64()}
+
+
+class UnsettledAdjustmentWarning(UserWarning):
+    """Some tickers' splits or dividends units are not fetched (or failed): their adjusted
+    bars may miss events."""
+
+
+def check_choice(adjust: str | None, dataset: str) -> None:
+    if adjust is None:
+        return
+    if adjust not in CHOICES:
+        raise InputError(f"unknown adjust {adjust!r}: choose None, {', '.join(map(repr, CHOICES))}")
+    if dataset not in ("minute", "day"):
+        raise InputError(f"adjust applies to minute and day bars, not {dataset}")
+
+
+def refuse_adjusted(download: Download, dataset: str, tickers: Sequence[str]) -> None:
+    """One line, before any read, when the bars were fetched adjusted: adjusting them again
+    would apply every split twice."""
+    setting = download.ledger.query("SELECT value FROM settings WHERE key = 'adjusted'", {})
+    fetched = False
+    if tickers:
+        test, params = in_list("ticker", tickers, "t")
+        rows = download.ledger.query(
+            "SELECT count(*) AS n FROM units WHERE dataset = :d AND state = 'done' AND adjusted = :yes "
+            f"AND {test}",
+            {"d": dataset, "yes": True, **params},
+        )
+        fetched = rows[0].n > 0
+    if fetched or (setting and setting[0].value == "true"):
+        raise InputError(
+            "this ledger's bars were fetched adjusted (adjusted=true): adjusting them on read would "
+            "apply each split twice; read them with adjust=None, or fetch raw bars (`run --unadjusted`)"
+        )
+
+
+def adjusted(
+    download: Download,
+    frame: pl.LazyFrame,
+    tickers: Sequence[str],
+    adjust: str,
+    as_of: dt.date | None,
+    *,
+    in_time_order: bool = False,
+) -> pl.LazyFrame:
+    """`frame` (bars of `tickers`, one symbol's files after another's in that order, each
+    in time order; or each security's bars `in_time_order`) with the factors applied."""
+    listings = _related_listings(download, tickers)
+    symbols = sorted({listing.ticker for listing in listings} | set(tickers))
+    with_dividends = adjust == "splits+dividends"
+    _warn_unsettled(download, symbols, ("splits", "dividends") if with_dividends else ("splits",))
+    events = split_events(_split_rows(download, symbols), listings)
+    if with_dividends:
+        events = pl.concat([events, dividend_events(download, symbols, listings, events)])
+    in_order = in_time_order or all(
+        _traded_in_read_order(group, tickers) for group in _by_security(listings, tickers).values()
+    )
+    return apply_steps(frame, factor_steps(events, as_of), in_time_order=in_order)
+
+
+def _by_security(listings: Sequence[Listing], tickers: Sequence[str]) -> dict[str | None, list[Listing]]:
+    groups: dict[str | None, list[Listing]] = defaultdict(list)
+    for listing in listings:
+        if listing.ticker in tickers:
+            groups[listing.security_id].append(listing)
+    return groups
+
+
+def _traded_in_read_order(group: Sequence[Listing], order: Sequence[str]) -> bool:
+    """Whether a security's bars, read one symbol's files after another's (in `order`, the
+    ledger's), come in time order: its symbols traded one after the other in that order
+    (a rename to a name that sorts after the old one), or it has one symbol."""
+    names = sorted({listing.ticker for listing in group}, key=list(order).index)
+    first = {n: min(x.first_day or dt.date.min for x in group if x.ticker == n) for n in names}
+    last = {n: max(x.last_day or dt.date.max for x in group if x.ticker == n) for n in names}
+    return all(last[a] < first[b] for a, b in zip(names, names[1:], strict=False))
+
+
+def factor_steps(events: pl.DataFrame, as_of: dt.date | None) -> pl.DataFrame:
+    """Per security, the (price, volume) multipliers from each event day on, as a step
+    table (security_id, since = 00:00 ET of the day, price, volume), since-sorted.
+
+    With B(d) = the product of the ratios of the events after day d, a bar of day d is
+    multiplied by B(d) / B(as_of) (B(as_of) = 1 without as_of): see the module's doc."""
+    by_security: dict[str, dict[dt.date, list[float]]] = defaultdict(dict)
+    for security, day, split, dividend in events.iter_rows():
+        split_now, dividend_now = by_security[security].get(day, [1.0, 1.0])
+        by_security[security][day] = [split_now * split, dividend_now * dividend]
+    rows: list[tuple[str, dt.datetime, float, float]] = []
+    for security, days in by_security.items():
+        ordered = sorted(days.items())
+        base_split, base_dividend = _after(ordered, as_of)
+        later_split = math.prod(s for _, (s, _d) in ordered)
+        later_dividend = math.prod(d for _, (_s, d) in ordered)
+        rows.append(_step(security, _BEGINNING, later_split, later_dividend, base_split, base_dividend))
+        for day, (split, dividend) in ordered:  # from this day on, this event no longer applies
+            later_split, later_dividend = later_split / split, later_dividend / dividend
+            since = dt.datetime(day.year, day.month, day.day, tzinfo=ET).astimezone(dt.timezone.utc)
+            rows.append(_step(security, since, later_split, later_dividend, base_split, base_dividend))
+    schema = {
+        "security_id": pl.String(),
+        "since": pl.Datetime("ms", "UTC"),
+        "_price": pl.Float64(),
+        "_volume": pl.Float64(),
+    }
+    return pl.DataFrame(rows, schema=schema, orient="row").sort("since")
+
+
+def _step(
+    security: str, since: dt.datetime, split: float, dividend: float, base_split: float, base_dividend: float
+) -> tuple[str, dt.datetime, float, float]:
+    price_split = split / base_split
+    return security, since, price_split * dividend / base_dividend, 1.0 / price_split
+
+
+def _after(ordered: list[tuple[dt.date, list[float]]], as_of: dt.date | None) -> tuple[float, float]:
+    """B(as_of): the product of the events after as_of (1 without as_of)."""
+    if as_of is None:
+        return 1.0, 1.0
+    later = [ratios for day, ratios in ordered if day > as_of]
+    return math.prod(s for s, _ in later), math.prod(d for _, d in later)
+
+
+def apply_steps(frame: pl.LazyFrame, steps: pl.DataFrame, *, in_time_order: bool = True) -> pl.LazyFrame:
+    """Each bar times the step in force at its timestamp for its security (1 if none).
+    `in_time_order`: each security's bars are in time order already (else they are sorted
+    for the join, then put back in their order)."""
+    if steps.height == 0:
+        return frame
+    columns = frame.collect_schema().names()
+    if not in_time_order:
+        frame = frame.with_row_index("_row").sort("security_id", "timestamp")
+    joined = frame.join_asof(
+        steps.lazy(),
+        left_on="timestamp",
+        right_on="since",
+        by="security_id",
+        strategy="backward",
+        check_sortedness=False,  # each security's bars are in time order, as are its steps
+    )
+    if not in_time_order:
+        joined = joined.sort("_row")
+    price, volume = pl.col("_price").fill_null(1.0), pl.col("_volume").fill_null(1.0)
+    return joined.with_columns(
+        *[(pl.col(name) * price).alias(name) for name in PRICE_COLUMNS],
+        (pl.col("volume") * volume).alias("volume"),
+    ).select(columns)
+
+
+def split_events(
+    rows: Iterable[tuple[str, dt.date, float, float]], listings: Sequence[Listing]
+) -> pl.DataFrame:
+    """(security_id, date, split ratio, 1.0) of each (ticker, execution_date, from, to)
+    whose date falls inside a listing of its ticker; the others belong to no known company."""
+    out = []
+    for ticker, day, split_from, split_to in rows:
+        security = security_on(listings, ticker, day)
+        if security is not None and split_from > 0 and split_to > 0:
+            out.append((security, day, split_from / split_to, 1.0))
+    return pl.DataFrame(out, schema=_EVENTS, orient="row")
+
+
+def security_on(listings: Sequence[Listing], ticker: str, day: dt.date) -> str | None:
+    """The security of `ticker`'s listing whose window holds `day`."""
+    for listing in listings:
+        if listing.ticker == ticker and listing.covers(day):
+            return listing.security_id
+    return None
+
+
+def dividend_events(
+    download: Download, symbols: Sequence[str], listings: Sequence[Listing], splits: pl.DataFrame
+) -> pl.DataFrame:
+    """(security_id, ex-date, 1.0, 1 - cash / previous close) of each cash dividend."""
+    dividends = (
+        download.reference("dividends", tickers=symbols)
+        .select("ticker", "ex_dividend_date", "cash_amount")
+        .drop_nulls()
+        .collect()
+    )
+    owned = [
+        (security_on(listings, ticker, ex), ticker, ex, cash) for ticker, ex, cash in dividends.iter_rows()
+    ]
+    owned = [row for row in owned if row[0] is not None]  # a dividend of no known company
+    if not owned:
+        return pl.DataFrame(schema=_EVENTS)
+    closes = _previous_closes(download, [(security, ticker, ex) for security, ticker, ex, _ in owned])
+    out, skipped = [], []
+    for security, ticker, ex, cash in owned:
+        found = closes.get((security, ex))
+        if found is None:
+            skipped.append(f"{ticker} {ex} (no close in the {CLOSE_LOOKBACK.days} days before)")
+            continue
+        close_day, close = found
+        # the close on the ex-date's share basis: a split between the two days applied
+        between = splits.filter(
+            (pl.col("security_id") == security) & (pl.col("date") > close_day) & (pl.col("date") <= ex)
+        )
+        close *= math.prod(between["split"].to_list())
+        ratio = 1.0 - cash / close
+        if ratio <= 0:
+            skipped.append(f"{ticker} {ex} (cash {cash} >= close {close})")
+            continue
+        out.append((security, ex, 1.0, ratio))
+    if skipped:
+        warnings.warn(
+            f"{len(skipped)} dividends left out of the adjustment: {', '.join(skipped[:5])}",
+            UnsettledAdjustmentWarning,
+            stacklevel=4,
+        )
+    return pl.DataFrame(out, schema=_EVENTS, orient="row")
+
+
+def _previous_closes(
+    download: Download, dividends: Sequence[tuple[str, str, dt.date]]
+) -> dict[tuple[str, dt.date], tuple[dt.date, float]]:
+    """{(security_id, ex-date): (session date, raw close)} of the last bar of the security
+    before each ex-date (within CLOSE_LOOKBACK): day bars first (one read, only the
+    sessions near an ex-date kept), then minute bars for the dividends left without one
+    (a read of the days before each)."""
+    found: dict[tuple[str, dt.date], tuple[dt.date, float]] = {}
+    for dataset in ("day", "minute"):
+        missing = [
+            (security, ticker, ex) for security, ticker, ex in dividends if (security, ex) not in found
+        ]
+        if not missing:
+            break
+        near = pl.DataFrame(
+            [
+                (ticker, ex - dt.timedelta(days=k))
+                for _, ticker, ex in missing
+                for k in range(1, CLOSE_LOOKBACK.days + 1)
+            ],
+            schema={"ticker": pl.String(), "session": pl.Date()},
+            orient="row",
+        ).unique()
+        with warnings.catch_warnings():  # the caller warns about this selection already
+            warnings.simplefilter("ignore")
+            if dataset == "day":
+                first = min(ex for _, _, ex in missing) - CLOSE_LOOKBACK
+                last = max(ex for _, _, ex in missing) - dt.timedelta(days=1)
+                tickers = sorted({ticker for _, ticker, _ in missing})
+                reads = [download.bars("day", tickers=tickers, start=first, end=last)]
+            else:
+                reads = [
+                    download.bars(
+                        "minute", tickers=[ticker], start=ex - CLOSE_LOOKBACK, end=ex - dt.timedelta(days=1)
+                    )
+                    for _, ticker, ex in missing
+                ]
+        closes = (
+            pl.concat(reads)
+            .select(
+                "ticker",
+                "security_id",
+                pl.col("timestamp").dt.convert_time_zone(str(ET)).dt.date().alias("session"),
+                "close",
+            )
+            .join(near.lazy(), on=["ticker", "session"], how="semi")
+            .group_by("security_id", "session")
+            .agg(pl.col("close").last())  # bars are in time order: the session's last close
+            .collect()
+            .sort("session")
+        )
+        wanted = pl.DataFrame(
+            [(security, ex, ex - dt.timedelta(days=1)) for security, _, ex in missing],
+            schema={"security_id": pl.String(), "ex": pl.Date(), "before": pl.Date()},
+            orient="row",
+        ).sort("before")
+        matched = wanted.join_asof(
+            closes,
+            left_on="before",
+            right_on="session",
+            by="security_id",
+            strategy="backward",
+            tolerance=f"{CLOSE_LOOKBACK.days - 1}d",
+            check_sortedness=False,
+        ).drop_nulls("close")
+        for security, ex, session, close in matched.select(
+            "security_id", "ex", "session", "close"
+        ).iter_rows():
+            found[(security, ex)] = (session, close)
+    return found
+
+
+def _split_rows(download: Download, symbols: Sequence[str]) -> list[tuple[str, dt.date, float, float]]:
+    if not symbols:
+        return []
+    test, params = in_list("ticker", symbols, "t")
+    rows = download.ledger.query(
+        f"SELECT ticker, execution_date, split_from, split_to FROM splits WHERE {test}", params
+    )
+    return [(row.ticker, _as_date(row.execution_date), row.split_from, row.split_to) for row in rows]
+
+
+def _as_date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+
+
+def _related_listings(download: Download, tickers: Sequence[str]) -> list[Listing]:
+    """The listings of `tickers` and of every symbol their securities traded under."""
+    own = download.ledger.listings(tickers=list(tickers)) if tickers else download.ledger.listings()
+    securities = {listing.security_id for listing in own}
+    everything = download.ledger.listings()
+    return [listing for listing in everything if listing.security_id in securities]
+
+
+def _warn_unsettled(download: Download, symbols: Sequence[str], datasets: Sequence[str]) -> None:
+    """Say which tickers' splits (dividends) are not known: planned but not settled, or
+    never planned; their adjusted bars may miss events."""
+    if not symbols:
+        return
+    test, params = in_list("ticker", symbols, "t")
+    for dataset in datasets:
+        rows = download.ledger.query(
+            f"SELECT ticker, state FROM units WHERE dataset = :d AND {test}", {"d": dataset, **params}
+        )
+        states = {row.ticker: row.state for row in rows}
+        loose = [f"{t} ({states.get(t, 'not planned')})" for t in symbols if states.get(t) not in SETTLED]
+        if loose:
+            warnings.warn(
+                f"{dataset} of {len(loose)} tickers are not settled, adjusted bars may miss events: "
+                f"{', '.join(loose[:5])}{', ...' if len(loose) > 5 else ''} "
+                f"(`polyledger plan --dataset {dataset}`, then `run`)",
+                UnsettledAdjustmentWarning,
+                stacklevel=4,
+            )

@@ -813,6 +813,12 @@ def serve(
     rate_limit: Optional[float] = typer.Option(
         None, "--rate-limit", help="Server-side requests/second per key."
     ),
+    rate_burst: Optional[float] = typer.Option(
+        None, "--rate-burst", min=1.0, help="Requests a key's bucket holds [default: a second's worth]."
+    ),
+    retry_after_every: int = typer.Option(
+        1, "--retry-after-every", min=1, help="Send Retry-After on every k-th 429 only."
+    ),
     fault_rate: float = typer.Option(
         0.0, "--fault-rate", min=0.0, max=1.0, help="Share of bar requests that fail."
     ),
@@ -850,6 +856,8 @@ def serve(
         port=port,
         latency=latency,
         rate_limit=rate_limit,
+        rate_burst=rate_burst,
+        retry_after_every=retry_after_every,
         faults=FaultPlan(rate=fault_rate, seed=seed),
         page_cap=page_cap,
         history_start=parse_date(history_start, "--history-start") if history_start else None,

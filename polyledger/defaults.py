@@ -1,7 +1,7 @@
 """Defaults shared by the library and the command line (no heavy imports: `--help` stays fast)."""
 
 DEFAULT_WORKERS = 8
-DEFAULT_RATE = 25.0  # requests/second; paid plans are asked to stay under 100
+DEFAULT_RATE = 100.0  # requests/second, the ceiling: paid plans are asked to stay under 100
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_GIVE_UP_AFTER = 300.0  # seconds an API may stay down before the run stops

@@ -49,7 +49,7 @@ LAYER_OF["testing"] = len(LAYERS) - 1  # the stand-in: for the demo and `serve`,
 # not the stand-in: a simulation that drives the real RateLimiter and RetryPolicy on a
 # virtual clock (tests/test_ratelimit.py), so it imports them by design, and nothing else
 SIMULATION = "ratesim.py"
-SIMULATED = ("polyledger.polygon.client.", "polyledger.polygon.ratelimit.")
+SIMULATED = ("polyledger.polygon.client.", "polyledger.polygon.ratelimit.", "polyledger.polygon.keyshare.")
 
 
 def _name(path: Path) -> str:

@@ -1,5 +1,7 @@
 """The shared rate limiter, on a fake clock: spacing, pauses, how it adapts to 429s, and how
-several hosts sharing one key converge on its limit (a simulation on a virtual clock)."""
+several hosts sharing one key converge on its limit (a simulation on a virtual clock, the
+hosts sharing a board as runs on one ledger do): from a limit an earlier run learned
+(warm) and from nothing (cold)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ import itertools
 
 import pytest
 
-from polyledger.polygon.ratelimit import BELOW_ACCEPTED, RateLimiter
-from polyledger.testing.ratesim import simulate_shared_key
+import polyledger.testing.ratesim as ratesim
+from polyledger.polygon.ratelimit import FIRST_CUT, RateLimiter
+from polyledger.testing.ratesim import SimulatedKey, simulate_shared_key
 
 
 class Clock:
@@ -26,51 +29,17 @@ def test_requests_are_spaced_at_the_rate():
     assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
 
 
-def test_a_429_drops_to_just_under_what_the_server_accepted_once_per_burst():
+def test_a_burst_of_429s_is_one_decision_and_pauses_everyone():
     clock = Clock()
     limiter = RateLimiter(40, clock=clock)
-    for _ in range(60):  # the server accepted 20 requests/s for 3 s
+    for _ in range(60):  # the server accepted 20 requests/s for 3 s: its initial burst, mostly
         clock.now += 0.05
         limiter.on_success()
     for _ in range(5):  # a burst of 429s from requests already in flight
         limiter.on_throttled(retry_after=1.0)
-    assert limiter.rate == pytest.approx(BELOW_ACCEPTED * 20, rel=0.05)
+    assert limiter.rate == pytest.approx(FIRST_CUT * 40)  # one decision: halved once, not 5 times
     assert limiter.throttled == 5
     assert limiter.reserve() == pytest.approx(1.0)  # everyone waits for Retry-After
-
-
-def test_success_wins_the_rate_back_with_time_and_never_above_the_ceiling():
-    clock = Clock()
-    limiter = RateLimiter(10, clock=clock)
-    limiter.on_throttled(retry_after=None)
-    lowered = limiter.rate
-    assert lowered == pytest.approx(7.0)  # no successes seen yet: 30% off
-    for _ in range(100):  # many successes at one instant earn nothing: the increase is per second
-        limiter.on_success()
-    assert limiter.rate == lowered
-    for _ in range(20):  # 10 s of successes, less the pause the 429 imposed (1 / rate)
-        clock.now += 0.5
-        limiter.on_success()
-    flowed = 10 - 1 / lowered
-    assert limiter.rate == pytest.approx(lowered + flowed * limiter.increase_per_second)
-    clock.now += 60  # a long silence (no work) earns at most a second's worth at this rate
-    limiter.on_success()
-    assert limiter.rate == pytest.approx(lowered + (flowed + 1) * limiter.increase_per_second)
-    for _ in range(10_000):
-        clock.now += 0.5
-        limiter.on_success()
-    assert limiter.rate == 10
-
-
-def test_a_slow_host_climbs_per_second_like_a_fast_one():
-    # a success every 4 s at 0.25 requests/s earns 4 s of climb, not one second's worth
-    clock = Clock()
-    limiter = RateLimiter(1.0, clock=clock)
-    limiter.rate = 0.25
-    for _ in range(10):
-        clock.now += 4.0
-        limiter.on_success()
-    assert limiter.rate == pytest.approx(0.25 + 40 * limiter.increase_per_second)
 
 
 def test_a_slow_rate_never_bursts_more_than_a_second_of_requests():
@@ -84,19 +53,6 @@ def test_a_slow_rate_never_bursts_more_than_a_second_of_requests():
     assert [fast.reserve() for _ in range(5)] == pytest.approx([0, 0, 0, 0, 0.1])  # 4 at once, then spaced
 
 
-def test_hosts_win_back_the_same_rate_whatever_their_share():
-    # the same absolute increase for a host at 2/s as for one at 8/s, so shares even out
-    clock = Clock()
-    small, large = RateLimiter(20, clock=clock), RateLimiter(20, clock=clock)
-    small.rate, large.rate = 2.0, 8.0
-    for step in range(1, 41):
-        clock.now += 0.125
-        large.on_success()  # 8 successes a second
-        if step % 4 == 0:
-            small.on_success()  # 2 a second
-    assert large.rate - 8.0 == pytest.approx(small.rate - 2.0)
-
-
 # --- several hosts on one key, on a virtual clock ----------------------------------------
 
 
@@ -107,7 +63,8 @@ def test_hosts_sharing_a_key_converge_on_its_limit(hosts):
     key = simulate_shared_key(limit=limit, hosts=hosts, start_rate=2 * limit, seconds=seconds, workers=8)
     assert key.ok_rate(warmup, seconds) >= 0.95 * limit  # the budget is used...
     assert key.throttled_share(warmup, seconds) <= 0.025  # ...with few refusals once converged
-    assert sum(key.final_rates) <= 1.2 * limit  # and no host is still far above its share
+    # every host holds the key's rate (each takes its share of one grid), not far above the limit
+    assert max(key.final_rates) <= 1.2 * limit
 
 
 @pytest.mark.parametrize("hosts", [1, 3])
@@ -158,14 +115,15 @@ def test_a_short_retry_after_never_lets_requests_out_faster_than_the_rate(retry_
 
 
 def test_a_late_host_gets_its_share_of_the_key():
-    """Hosts joining one after another: the last one is not starved by those already running."""
-    limit, hosts, seconds = 20.0, 3, 300.0
+    """Hosts joining one after another: the last one (from 40 s) takes every third slot of
+    the key's grid, not what the others leave over."""
+    limit, hosts, seconds, gap = 20.0, 3, 300.0, 20.0
     key = simulate_shared_key(
-        limit=limit, hosts=hosts, start_rate=2 * limit, seconds=seconds, workers=8, host_start_gap=20.0
+        limit=limit, hosts=hosts, start_rate=2 * limit, seconds=seconds, workers=8, host_start_gap=gap
     )
-    fair = limit / hosts
     assert key.ok_rate(seconds - 60, seconds) >= 0.95 * limit
-    assert all(0.6 * fair <= rate <= 1.5 * fair for rate in key.final_rates), key.final_rates
+    last_share = limit * (seconds - (hosts - 1) * gap) / hosts  # a third of the key while it ran
+    assert 0.9 * last_share <= key.ok[-1] <= 1.1 * last_share, key.ok
 
 
 @pytest.mark.parametrize("late_by", [0.3, 1.0, 3.0])
@@ -194,10 +152,18 @@ def test_without_retry_after_hosts_still_converge():
     assert key.throttled_share(20, seconds) <= 0.05
 
 
-def test_the_simulated_server_holds_the_burst_it_is_given_and_sends_retry_after_as_told():
+def test_the_simulated_server_holds_the_burst_it_is_given_and_sends_retry_after_as_told(monkeypatch):
     """The issue's server (10 requests/s, a bucket of 5, Retry-After on half the 429s) is
     simulated as configured: at most 5 + 10 t requests accepted by time t, and exactly every
-    second 429 carries Retry-After."""
+    second 429 carries Retry-After (as the limiters were told)."""
+    told: list[float | None] = []
+
+    class Recording(RateLimiter):
+        def on_throttled(self, retry_after: float | None) -> None:
+            told.append(retry_after)
+            super().on_throttled(retry_after)
+
+    monkeypatch.setattr(ratesim, "RateLimiter", Recording)
     key = simulate_shared_key(
         limit=10, hosts=1, start_rate=25, seconds=30, workers=8, server_burst=5, retry_after_every=2
     )
@@ -213,6 +179,84 @@ def test_the_simulated_server_holds_the_burst_it_is_given_and_sends_retry_after_
         ).ok_by_second[0]
     )
     refused = sum(key.throttled)
-    assert refused > 0 and key.retry_after_sent == refused // 2
+    assert refused > 2 and told == [None, 1.0] * (refused // 2) + [None] * (refused % 2)
+    told.clear()
     never = simulate_shared_key(limit=10, hosts=1, start_rate=25, seconds=30, workers=8, retry_after=None)
-    assert sum(never.throttled) > 0 and never.retry_after_sent == 0
+    assert sum(never.throttled) > 0 and told == [None] * sum(never.throttled)
+
+
+# --- the promised figures: 1-3 hosts, --rate 100, over max(60 s, 300 requests' time) -----------
+# As `bench/ratelimit.py --simulate` prints them (the table in bench/RESULTS.md). Known weak
+# spots, not promised (figures of 2026-12-01: accepted from 10 s / limit, 429s from 10 s):
+# - cold, 2-3 hosts on a key of 1/s or less: 5/60 with 2 hosts 0.73 (1.4%), with 3 hosts
+#   0.74 (1.3%); 1/s with 3 hosts 0.82 (0.0%) (1/s with 2 hosts holds: 0.91, 0.7%). Each
+#   429 decision costs tens of seconds of such a key, and the hosts' first ones are cold.
+# - hosts starting 0.5 s apart on a key of 1/s: 2 hosts cold 0.89, learned 0.76 (0.0%);
+#   3 hosts cold 0.66, learned 0.77 (0.9%). (5/60 with the gap: as without it.)
+
+LIMITS = [5 / 60, 1.0, 5.0, 10.0, 20.0, 100.0]
+FAST = [limit for limit in LIMITS if limit >= 5]
+GAP = 0.5  # hosts started half a second apart
+
+
+def simulate_key(
+    limit: float, hosts: int, learned: float | None, host_start_gap: float = 0.0
+) -> tuple[SimulatedKey, float]:
+    """The table's configuration: the issue's server at 10/s (a bucket of 5, Retry-After on
+    every second 429), a bucket of a second's worth and Retry-After: 1 otherwise."""
+    seconds = max(60.0, 300 / limit)
+    issue = limit == 10.0
+    key = simulate_shared_key(
+        limit=limit,
+        hosts=hosts,
+        start_rate=100.0,
+        seconds=seconds,
+        workers=8,
+        retry_after=1.0,
+        retry_after_every=2 if issue else 1,
+        server_burst=5 if issue else None,
+        learned=learned,
+        host_start_gap=host_start_gap,
+    )
+    return key, seconds
+
+
+def rps(limit: float) -> str:
+    return f"{limit:.3g}rps"
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 3])
+@pytest.mark.parametrize("limit", LIMITS, ids=rps)
+def test_from_a_learned_limit_the_key_is_used_from_10_s_with_few_refusals(limit, hosts):
+    """Warm: an earlier run on the ledger learned the key's limit."""
+    key, seconds = simulate_key(limit, hosts, learned=limit)
+    assert key.ok_rate(10, seconds) >= 0.9 * limit
+    assert key.throttled_share() <= 0.02
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 3])
+@pytest.mark.parametrize("limit", FAST, ids=rps)
+def test_from_nothing_a_key_of_5_per_second_or_more_is_used_from_10_s(limit, hosts):
+    """Cold: nothing learned; --rate 100 is found out from the 429s within 10 s."""
+    key, seconds = simulate_key(limit, hosts, learned=None)
+    assert key.ok_rate(10, seconds) >= 0.9 * limit
+    assert key.throttled_share(10) <= 0.02
+
+
+@pytest.mark.parametrize("limit", LIMITS, ids=rps)
+def test_from_nothing_one_host_uses_a_key_of_any_size_from_10_s(limit):
+    """Cold, one host: 5 requests a minute and 1/s included."""
+    key, seconds = simulate_key(limit, 1, learned=None)
+    assert key.ok_rate(10, seconds) >= 0.85 * limit
+    assert key.throttled_share(10) <= 0.02
+
+
+@pytest.mark.parametrize("learned", [False, True], ids=["cold", "learned"])
+@pytest.mark.parametrize("hosts", [2, 3])
+@pytest.mark.parametrize("limit", FAST, ids=rps)
+def test_hosts_starting_half_a_second_apart_use_a_key_of_5_per_second_or_more(limit, hosts, learned):
+    """As hosts started by hand or by a scheduler: the later ones join the first's grid."""
+    key, seconds = simulate_key(limit, hosts, learned=limit if learned else None, host_start_gap=GAP)
+    assert key.ok_rate(10, seconds) >= 0.9 * limit
+    refused = key.throttled_share() if learned else key.throttled_share(10)  # as the tables above
+    assert refused <= 0.02

@@ -11,12 +11,13 @@ and no result depends on how fast this machine is.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from polyledger.polygon.ratelimit import RateLimiter
+from polyledger.polygon.ratelimit import CLIMB, FILL, FIRST_CUT, RateLimiter
 
 GUARD = 10.0  # real seconds: only bounds a hang of a broken limiter, never paces a test
 START = 1000.0
@@ -182,7 +183,7 @@ def test_a_429_cancels_the_slots_workers_wait_for_and_they_take_new_ones_at_the_
     assert vt.release_times() == [START]  # one went out; seven wait on slots 0.5 s apart
     limiter.on_throttled(retry_after=1.0)
     lowered = limiter.rate
-    assert lowered == pytest.approx(1.4)  # no success seen yet: 30% off
+    assert lowered == pytest.approx(FIRST_CUT * 2)  # a first 429, nothing known: halved
     vt.run_to_end()
     after_pause = refused_at + 1.0
     assert vt.release_times() == pytest.approx([START] + [after_pause + k / lowered for k in range(7)])
@@ -225,19 +226,19 @@ def test_after_a_long_idle_a_burst_is_never_more_than_a_seconds_worth(vt, rate, 
 
 
 def test_while_requests_succeed_the_spacing_shrinks_to_the_ceiling_and_no_further(vt):
-    """From 9.5 requests/s under a ceiling of 10, winning back 0.5% of the ceiling (0.05/s)
-    per second of requests flowing: the ceiling is reached after about 10 s."""
-    limiter = vt.make_limiter(10)
-    limiter.rate = 9.5
-    vt.start("w", acquiring(150, vt, after=limiter.on_success))
+    """From a learned limit of 9 (8.55 requests/s) under a ceiling of 10, winning back CLIMB
+    per success: each gap is the spacing at the rate after the successes before it, until
+    the ceiling, about 157 successes on; never closer than --rate allows."""
+    limiter = vt.make_limiter(10, start=9.0)
+    vt.start("w", acquiring(250, vt, after=limiter.on_success))
     vt.run_to_end()
-    times = vt.release_times()
-    spacing = gaps(times)
+    spacing = gaps(vt.release_times())
     assert all(later <= earlier + 1e-12 for earlier, later in itertools.pairwise(spacing))  # never slower
-    assert spacing[0] == pytest.approx(1 / 9.5)
+    expected = [1 / min(10.0, FILL * 9.0 * (1 + CLIMB) ** k) for k in range(len(spacing))]
+    assert spacing == pytest.approx(expected)
     assert spacing[-1] == pytest.approx(1 / 10) and min(spacing) >= 1 / 10 - 1e-9  # never above --rate
     reached = next(index for index, gap in enumerate(spacing) if gap == pytest.approx(1 / 10))
-    assert times[reached] - START == pytest.approx((10 - 9.5) / limiter.increase_per_second, abs=0.2)
+    assert reached == math.ceil(math.log(10 / (FILL * 9.0)) / math.log(1 + CLIMB))
 
 
 def test_a_stop_lets_a_waiting_worker_go_without_its_slot(vt):

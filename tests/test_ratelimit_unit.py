@@ -1,16 +1,26 @@
-"""The real `RateLimiter` on a virtual clock, number by number: spacing and bursts, the drop
-on a 429 (under what the server accepted, once a second, never under the floor), the pause,
-the climb back, and `acquire` (its waits, `stop`, and the slots a 429 cancels). Waiting is
-replaced by advancing the clock: no test sleeps or depends on this machine's speed."""
+"""The real `RateLimiter` on a virtual clock, number by number: spacing and bursts, the decision
+on a 429 (a first cut, a measurement, thin evidence; once a second, never under the floor), the
+pause, the climb back, a learned start, the leader's grid, and `acquire` (its waits, `stop`,
+and the slots a 429 cancels). Waiting is replaced by advancing the clock: no test sleeps or
+depends on this machine's speed."""
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
 
 from polyledger.polygon.ratelimit import (
     BELOW_ACCEPTED,
+    CLIMB,
+    FILL,
+    FIRST_CUT,
+    MAX_CUT,
+    MIN_MEASURED,
+    NEAR,
+    PAUSE_WEIGHT,
+    SEEK,
     WINDOW_REQUESTS,
     WINDOW_SECONDS,
     RateLimiter,
@@ -53,6 +63,12 @@ def limiter_at(rate: float, **options: float) -> tuple[RateLimiter, Clock, Virtu
     return RateLimiter(rate, clock=clock, wait=waiter, **options), clock, waiter
 
 
+def successes(limiter: RateLimiter, clock: Clock, moments: list[float]) -> None:
+    for moment in moments:
+        clock.now = moment
+        limiter.on_success()
+
+
 def test_the_default_wait_waits_on_the_condition_for_the_time_given():
     condition = threading.Condition()
     with condition:
@@ -65,13 +81,28 @@ def test_a_rate_must_be_positive():
             RateLimiter(rate)
 
 
-def test_construction_bounds_floor_burst_and_climb():
-    limiter = RateLimiter(0.02, burst=0.5, increase=0.01, clock=Clock())
-    assert (limiter.rate, limiter.ceiling, limiter.min_rate, limiter.burst) == (0.02, 0.02, 0.02, 1.0)
-    assert limiter.increase_per_second == pytest.approx(0.0002)
-    assert (limiter.throttled, limiter.generation) == (0, 0)
+def test_construction_bounds_floor_and_burst_and_starts_at_a_learned_limit():
+    limiter = RateLimiter(0.005, burst=0.5, clock=Clock())
+    assert (limiter.rate, limiter.ceiling, limiter.min_rate, limiter.burst) == (0.005, 0.005, 0.005, 1.0)
+    assert (limiter.throttled, limiter.generation, limiter.known, limiter.measurements) == (0, 0, None, 0)
+    assert (limiter.members, limiter.index, limiter.leading) == (1, 0, True)
     default = RateLimiter(10, clock=Clock())
-    assert (default.min_rate, default.burst, default.increase_per_second) == (0.05, 1.0, pytest.approx(0.05))
+    assert (default.min_rate, default.burst, default.rate) == (0.01, 1.0, 10)
+    learned = RateLimiter(10, start=8, clock=Clock())  # a limit an earlier run measured
+    assert (learned.known, learned.rate) == (8, pytest.approx(FILL * 8))
+    above = RateLimiter(10, start=40, clock=Clock())  # never above --rate, alone on the key
+    assert (above.known, above.rate) == (40, 10)
+
+
+def test_adopt_starts_at_fill_of_a_learned_limit_within_the_keys_ceiling():
+    limiter = RateLimiter(10, clock=Clock())
+    limiter.adopt(4.0)
+    assert (limiter.known, limiter.rate) == (4.0, pytest.approx(FILL * 4.0))
+    limiter.adopt(50.0)
+    assert (limiter.known, limiter.rate) == (50.0, 10)  # one process: at most its --rate
+    limiter.lead(2)  # two processes on the key: the key's rate may reach 2 x --rate
+    limiter.adopt(15.0)
+    assert limiter.rate == pytest.approx(FILL * 15.0)
 
 
 def test_requests_are_spaced_one_interval_apart_from_the_first():
@@ -93,74 +124,115 @@ def test_after_idling_a_burst_catches_up_at_most_a_seconds_worth():
     assert [crawl.reserve() for _ in range(2)] == [0.0, pytest.approx(2.0)]
 
 
-def test_a_429_without_evidence_takes_30_percent_off_and_pauses_one_spacing():
+# --- the decision on a 429 ---------------------------------------------------------------
+
+
+def test_a_first_429_with_nothing_known_halves_and_pauses_one_spacing():
+    """What came through before the first 429 was mostly the server's initial burst: 30
+    successes at 10/s measure nothing; the rate halves."""
     limiter, clock, _ = limiter_at(10)
+    successes(limiter, clock, [2.0 + i * 0.1 for i in range(30)])
+    assert limiter.rate == 10  # nothing refused yet: no climb, --rate it is
     clock.now = 5.0
     limiter.on_throttled(None)
-    assert limiter.rate == pytest.approx(7.0)
-    assert (limiter.throttled, limiter.generation) == (1, 1)
-    assert limiter.reserve() == pytest.approx(1 / 7)
+    assert limiter.rate == pytest.approx(FIRST_CUT * 10)
+    assert (limiter.known, limiter.measurements, limiter.throttled, limiter.generation) == (None, 0, 1, 1)
+    assert limiter.reserve() == pytest.approx(1 / (FIRST_CUT * 10))
 
 
-def test_a_429_drops_just_under_what_the_server_accepted():
-    limiter, clock, _ = limiter_at(10)
-    for i in range(30):  # 10 a second over the 3 s window
-        clock.now = i * 0.1
-        limiter.on_success()
-    clock.now = 3.0
-    limiter.on_throttled(2.0)
-    assert limiter.rate == pytest.approx(min(10 * 0.9, BELOW_ACCEPTED * 10))
-
-
-def test_the_drop_is_at_least_ten_percent():
-    limiter, clock, _ = limiter_at(10)
-    for i in range(60):  # 20 a second: more than this limiter's own rate
-        clock.now = i * 0.05
-        limiter.on_success()
+@pytest.mark.parametrize(
+    ("start", "per_second"),
+    [
+        (10.0, 20.0),  # the server accepted more than the rate: under the rate, by 10%
+        (20.0, 10.0),  # half the rate: the cut stops at MAX_CUT (a window may count low)
+    ],
+)
+def test_a_measured_429_sets_known_and_drops_under_what_was_accepted(start, per_second):
+    limiter, clock, _ = limiter_at(40, start=start)
+    count = int(3 * per_second)  # the 3 s window, from its very start (the first success)
+    successes(limiter, clock, [i / per_second for i in range(count)])
+    before = limiter.rate
+    assert before == pytest.approx(FILL * start * (1 + CLIMB) ** count)
     clock.now = 3.0
     limiter.on_throttled(None)
-    assert limiter.rate == pytest.approx(9.0)
+    accepted = count / 3.0
+    assert limiter.known == pytest.approx(accepted)  # known is what the key accepted
+    expected = max(BELOW_ACCEPTED * min(accepted, before), (1 - MAX_CUT) * before)
+    assert limiter.rate == pytest.approx(expected)
+    assert limiter.measurements == 1
 
 
-def test_a_fraction_of_a_second_of_successes_counts_as_a_whole_second():
-    limiter, clock, _ = limiter_at(10)
-    for i in range(5):
-        clock.now = 10.0 + i * 0.1
-        limiter.on_success()
-    clock.now = 10.5
+@pytest.mark.parametrize("seen", [MIN_MEASURED, MIN_MEASURED - 1])
+def test_min_measured_successes_measure_and_fewer_only_halve(seen):
+    limiter, clock, _ = limiter_at(10, start=10)
+    successes(limiter, clock, [2.0 + 0.25 * i for i in range(seen)])  # within the last second
+    before = limiter.rate
+    clock.now = 3.0
     limiter.on_throttled(None)
-    assert limiter.rate == pytest.approx(BELOW_ACCEPTED * 5)  # 5 per (at least) 1 s
+    if seen >= MIN_MEASURED:  # alone, counted from the first success in the window: 1 s
+        assert limiter.measurements == 1 and limiter.known == pytest.approx(seen / 1.0)
+        assert limiter.rate == pytest.approx(max(BELOW_ACCEPTED * seen / 1.0, (1 - MAX_CUT) * before))
+    else:  # too few to measure: halve, and no more than seen + 1 in the time they flowed
+        assert limiter.measurements == 0 and limiter.known == 10
+        assert limiter.rate == pytest.approx(min(FIRST_CUT * before, (seen + 1) / 1.0))
+
+
+def test_thin_evidence_caps_the_rate_at_what_the_window_let_through():
+    limiter, clock, _ = limiter_at(10)
+    limiter.on_throttled(None)  # a first cut: 5/s, nothing measured
+    successes(limiter, clock, [0.5])  # one success (seeking: 5.25/s)
+    clock.now = 3.0
+    limiter.on_throttled(None)
+    # halving would leave 2.6/s; 2 requests in the 2.5 s flowed is all the evidence allows
+    assert limiter.rate == pytest.approx(min(FIRST_CUT * 5 * (1 + SEEK), 2 / 2.5)) == 0.8
+    assert (limiter.known, limiter.measurements) == (None, 0)
+
+
+def test_a_retry_after_pause_counts_at_pause_weight_in_the_window():
+    """The server's bucket refilled during a Retry-After pause: the pause counts as partly
+    flowing, so what was accepted is not overstated (nor understated) by it."""
+    limiter, clock, _ = limiter_at(40)
+    limiter.on_throttled(None)  # decided at 0: 20/s
+    clock.now = 0.5
+    limiter.on_throttled(2.0)  # within the second: no decision, but a pause from 0.5 to 2.5
+    successes(limiter, clock, [1.0, 2.5, 2.75, 3.0, 3.25, 3.5, 3.75])  # 7 in the window [1, 4]
+    before = limiter.rate
+    clock.now = 4.0
+    limiter.on_throttled(None)
+    paused = 2.5 - 1.0  # the pause's part inside the window (from the first success, at 1.0)
+    accepted = 7 / (3.0 - PAUSE_WEIGHT * paused)
+    assert limiter.known == pytest.approx(accepted) and limiter.measurements == 1
+    assert limiter.rate == pytest.approx(max(BELOW_ACCEPTED * min(accepted, before), (1 - MAX_CUT) * before))
 
 
 def test_successes_older_than_the_window_say_nothing():
-    limiter, clock, _ = limiter_at(10)
-    for i in range(10):
-        clock.now = i * 0.1
-        limiter.on_success()
+    limiter, clock, _ = limiter_at(10, start=10)
+    successes(limiter, clock, [i * 0.1 for i in range(10)])
+    before = limiter.rate
     clock.now = 100.0
     limiter.on_throttled(None)
-    assert limiter.rate == pytest.approx(7.0)
+    assert limiter.measurements == 0  # nothing in the window: thin evidence
+    assert limiter.rate == pytest.approx(min(FIRST_CUT * before, 1.0))
 
 
 def test_at_a_slow_rate_the_window_is_eight_requests_long():
-    limiter, clock, _ = limiter_at(1)
-    assert limiter._window() == WINDOW_REQUESTS / 1 and WINDOW_SECONDS == 3.0
-    for t in (0.0, 1.0, 2.0, 3.0, 4.0):
-        clock.now = t
-        limiter.on_success()
+    limiter, clock, _ = limiter_at(1, start=1)
+    assert limiter._window() == pytest.approx(WINDOW_REQUESTS / (FILL * 1)) and WINDOW_SECONDS == 3.0
+    successes(limiter, clock, [0.0, 1.0, 2.0, 3.0, 4.0])
     clock.now = 7.5  # a 3 s window would have forgotten them all
     limiter.on_throttled(None)
+    assert limiter.measurements == 1
     assert limiter.rate == pytest.approx(BELOW_ACCEPTED * 5 / 7.5)
 
 
 def test_a_success_exactly_at_the_window_edge_is_still_counted():
-    limiter, clock, _ = limiter_at(10)
-    for t in (0.0, 0.0, 0.0):
-        clock.now = t
-        limiter.on_success()
+    limiter, clock, _ = limiter_at(10, start=10)
+    successes(limiter, clock, [0.0] * MIN_MEASURED)
+    before = limiter.rate
     clock.now = 3.0  # cutoff 0.0: those at 0.0 are not older
     limiter.on_throttled(None)
-    assert limiter.rate == pytest.approx(BELOW_ACCEPTED * 3 / 3.0)
+    assert limiter.measurements == 1 and limiter.known == pytest.approx(MIN_MEASURED / 3.0)
+    assert limiter.rate == pytest.approx(max(BELOW_ACCEPTED * MIN_MEASURED / 3.0, (1 - MAX_CUT) * before))
 
 
 def test_one_decision_per_second_of_429s():
@@ -168,10 +240,11 @@ def test_one_decision_per_second_of_429s():
     limiter.on_throttled(None)
     clock.now = 0.999
     limiter.on_throttled(None)
-    assert limiter.rate == pytest.approx(7.0) and limiter.throttled == 2 and limiter.generation == 2
+    assert limiter.rate == pytest.approx(5.0) and limiter.throttled == 2 and limiter.generation == 2
     clock.now = 1.0
     limiter.on_throttled(None)
-    assert limiter.rate == pytest.approx(4.9)
+    # a second decision, on no success at all: half, and no more than 1 in the second flowed
+    assert limiter.rate == pytest.approx(min(FIRST_CUT * 5.0, 1 / 1.0))
 
 
 def test_the_rate_never_drops_under_the_floor():
@@ -182,13 +255,13 @@ def test_the_rate_never_drops_under_the_floor():
     assert limiter.rate == 0.5
 
 
-@pytest.mark.parametrize(("retry_after", "wait"), [(5.0, 5.0), (0.0, 1 / 7), (-3.0, 1 / 7), (1000.0, 300.0)])
+@pytest.mark.parametrize(("retry_after", "wait"), [(5.0, 5.0), (0.0, 0.2), (-3.0, 0.2), (1000.0, 300.0)])
 def test_retry_after_pauses_everyone_bounded_and_never_under_one_spacing(retry_after, wait):
     limiter, clock, _ = limiter_at(10)
     clock.now = 2.0
-    limiter.on_throttled(retry_after)
+    limiter.on_throttled(retry_after)  # a first cut: 5/s, a spacing of 0.2 s
     assert limiter.reserve() == pytest.approx(wait)
-    assert limiter.reserve() == pytest.approx(wait + 1 / 7)
+    assert limiter.reserve() == pytest.approx(wait + 0.2)
 
 
 def test_a_shorter_retry_after_never_shortens_a_pause():
@@ -199,43 +272,153 @@ def test_a_shorter_retry_after_never_shortens_a_pause():
     assert limiter.reserve() == pytest.approx(9.0)
 
 
-def test_successes_win_the_rate_back_per_second_of_flow():
-    limiter, clock, _ = limiter_at(10)  # climbs 0.05 a second
-    limiter.on_throttled(None)  # 7.0, paused for 1/7 s
-    clock.now = 2.0
-    limiter.on_success()  # 1.86 s of flow, counted as at most 1 s (two spacings: 0.29 s)
-    assert limiter.rate == pytest.approx(7.05)
-    clock.now = 2.5
-    limiter.on_success()
-    assert limiter.rate == pytest.approx(7.075)
+# --- the climb -------------------------------------------------------------------------------
 
 
-def test_a_slow_host_earns_up_to_two_spacings_per_success():
-    limiter, clock, _ = limiter_at(0.1)
-    limiter.on_throttled(None)  # 0.07
-    clock.now = 1000.0
-    limiter.on_success()
-    assert limiter.rate == pytest.approx(0.07 + (2 / 0.07) * 0.005 * 0.1)
+def test_with_a_known_limit_each_success_climbs_by_climb():
+    limiter, clock, _ = limiter_at(100, start=10)
+    successes(limiter, clock, [1.0] * 50)  # per success, however close together
+    assert limiter.rate == pytest.approx(FILL * 10 * (1 + CLIMB) ** 50)
 
 
-def test_a_pause_earns_nothing():
+def test_before_anything_is_measured_a_cut_rate_seeks_faster():
+    limiter, clock, _ = limiter_at(100)
+    limiter.on_throttled(None)  # a first cut: 50/s, nothing known
+    successes(limiter, clock, [1.0] * 10)
+    assert limiter.rate == pytest.approx(FIRST_CUT * 100 * (1 + SEEK) ** 10)
+    assert limiter.known is None
+
+
+def test_before_any_429_with_nothing_known_the_rate_stays_where_it_is():
     limiter, clock, _ = limiter_at(10)
-    limiter.on_throttled(10.0)  # 7.0, paused until 10
-    clock.now = 5.0
-    limiter.on_success()
-    assert limiter.rate == pytest.approx(7.0)
-    clock.now = 10.5
-    limiter.on_success()
-    assert limiter.rate == pytest.approx(7.0 + 0.5 * 0.05)
+    limiter.lead(2)  # a key's ceiling of 20: room to climb, were it climbing
+    successes(limiter, clock, [1.0] * 20)
+    limiter.lead(2)
+    assert limiter.rate == 10
 
 
-def test_the_climb_stops_at_the_ceiling():
-    limiter, clock, _ = limiter_at(10, increase=0.5)
+@pytest.mark.parametrize("start", [None, 10.0])
+def test_the_climb_stops_at_the_ceiling(start):
+    limiter, clock, _ = limiter_at(10, start=start)
     limiter.on_throttled(None)
-    for t in range(2, 20):
-        clock.now = float(t)
-        limiter.on_success()
+    successes(limiter, clock, [2.0] * 5000)
     assert limiter.rate == 10.0
+
+
+# --- the leader of a grid (several processes on a key) ----------------------------------
+
+
+def test_on_a_grid_the_leaders_climb_waits_for_the_next_sync_and_counts_every_member():
+    limiter, clock, _ = limiter_at(10, start=8)
+    limiter.lead(2)
+    assert (limiter.members, limiter.anchor, limiter.rate) == (2, 0.0, pytest.approx(FILL * 8))
+    successes(limiter, clock, [0.5, 0.6, 0.7])
+    assert limiter.rate == pytest.approx(FILL * 8)  # the followers could not move with it yet
+    clock.now = 1.23
+    limiter.lead(2)  # the next sync
+    assert limiter.rate == pytest.approx(FILL * 8 * (1 + CLIMB * 2) ** 3)  # each success stands for 2
+
+
+def test_a_rate_change_on_a_grid_reanchors_by_whole_rounds_and_voids_slots_taken():
+    limiter, clock, _ = limiter_at(10, start=8)
+    limiter.lead(3)
+    old_round = 3 / limiter.rate
+    assert limiter.reserve() == 0.0 and limiter.reserve() == pytest.approx(old_round)  # every 3rd slot
+    generation = limiter.generation
+    successes(limiter, clock, [0.5])
+    clock.now = 1.23
+    limiter.lead(3)
+    # the new grid starts at the old one's last round start: every member keeps its place
+    rounds = limiter.anchor / old_round
+    assert rounds == pytest.approx(round(rounds)) and 1.23 - old_round < limiter.anchor <= 1.23
+    assert limiter.generation == generation + 1  # waiters take new slots on the new grid
+    new_round = 3 / limiter.rate
+    assert limiter.reserve() == pytest.approx(limiter.anchor + new_round - 1.23)  # the next round's
+    clock.now = 2.5
+    limiter.on_throttled(0.0)  # a 429 on a grid: pauses at least this process's own spacing
+    assert limiter.reserve() >= 3 / limiter.rate - 1e-9
+
+
+def test_a_decision_on_a_grid_reanchors_and_a_follower_does_not_decide():
+    leader, clock, _ = limiter_at(10, start=8)
+    leader.lead(2)
+    old_round = 2 / leader.rate
+    clock.now = 1.7
+    leader.on_throttled(None)  # no success seen: thin evidence over the 1.7 s since it started
+    assert leader.rate == pytest.approx(min(FIRST_CUT * FILL * 8, (0 + 1) / 1.7)) and leader.throttled == 1
+    assert leader.measurements == 0 and leader.known == 8  # nothing measured: the learned limit stays
+    rounds = leader.anchor / old_round  # re-anchored at the last round start
+    assert rounds == pytest.approx(round(rounds)) and 1.7 - old_round < leader.anchor <= 1.7
+    follower, _, _ = limiter_at(10)
+    follower.follow(6.0, 0.0, 2, 1, 8.0)
+    assert (follower.leading, follower.rate, follower.known) == (False, 6.0, 8.0)
+    follower.on_throttled(None)
+    follower.throttled_elsewhere()
+    follower.on_success()
+    assert follower.rate == 6.0 and follower.throttled == 1  # the leader decides for the key
+
+
+def test_a_rate_change_at_a_round_start_never_reuses_the_slot_just_used():
+    """The leader re-anchors at the last round start; its request there went out already:
+    its next slot is a round on, not that one again."""
+    limiter, clock, _ = limiter_at(10, start=8)
+    limiter.lead(3)
+    assert limiter.reserve() == 0.0
+    limiter.used(0.0)  # sent at the round's start
+    limiter.on_success()  # at that same moment on the virtual clock, then a sync
+    limiter.lead(3)
+    assert limiter.anchor == 0.0 and limiter.rate > FILL * 8  # the climb taken: a new grid from 0
+    assert limiter.reserve() == pytest.approx(3 / limiter.rate)
+
+
+def test_a_newcomer_on_the_key_regrids_no_sooner_than_a_spacing_after_the_last_request():
+    limiter, clock, _ = limiter_at(10)
+    assert limiter.reserve() == 0.0
+    limiter.used(0.0)
+    clock.now = 0.05
+    limiter.lead(2)  # a second process joined: the key's grid of 2
+    assert limiter.anchor == pytest.approx(0.1)  # one spacing (1/10 s) after the request at 0
+    assert limiter.reserve() == pytest.approx(0.05)  # the leader's place, the grid's first slot
+
+
+def test_on_a_grid_the_measure_counts_the_others_accepted_over_the_whole_window():
+    """Key-wide: the leader's own successes over the whole window (the others' fill the time
+    before its first), plus the others' rate from the totals they published on the board;
+    before the board said, the others are counted as this one."""
+    leader, clock, _ = limiter_at(10, start=8)
+    leader.lead(2)
+    for moment, total in [(0.0, 0), (1.0, 4), (2.0, 8), (3.0, 12)]:  # the others: 4/s
+        clock.now = moment
+        leader.note_others(total)
+    successes(leader, clock, [0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    before = leader.rate
+    clock.now = 3.0
+    leader.on_throttled(None)
+    window = WINDOW_SECONDS  # 3 s: longer than 8 requests at the key's rate
+    assert leader.known == pytest.approx(6 / window + 12 / 3.0) and leader.measurements == 1
+    assert leader.rate == pytest.approx(
+        max(BELOW_ACCEPTED * min(leader.known, before), (1 - MAX_CUT) * before)
+    )
+    unseen, clock, _ = limiter_at(10, start=8)
+    unseen.lead(2)
+    successes(unseen, clock, [0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    unseen.on_throttled(None)
+    assert unseen.known == pytest.approx(2 * 6 / window)
+
+
+def test_far_under_the_last_measure_the_rate_climbs_back_at_seek():
+    limiter, clock, _ = limiter_at(100, start=10)
+    clock.now = 5.0
+    limiter.on_throttled(None)  # nothing in the window: thin evidence, 1 request in the second
+    assert limiter.rate == pytest.approx(1.0) and limiter.known == 10
+    steps = math.ceil(math.log(NEAR * 10 / 1.0) / math.log(1 + SEEK))
+    successes(limiter, clock, [6.0] * steps)  # under NEAR x known: SEEK a success
+    assert limiter.rate == pytest.approx((1 + SEEK) ** steps) and limiter.rate >= NEAR * 10
+    successes(limiter, clock, [6.0])  # near it again: CLIMB
+    assert limiter.rate == pytest.approx((1 + SEEK) ** steps * (1 + CLIMB))
+
+
+# --- acquire -------------------------------------------------------------------------------
 
 
 def test_acquire_waits_for_its_slot_in_short_steps():
@@ -268,3 +451,14 @@ def test_a_429_while_waiting_cancels_the_slot_taken():
     waiter.during[1] = lambda: limiter.on_throttled(5.0)  # at 0.25 s, 0.75 s before the slot
     assert limiter.acquire() is True
     assert clock.now == pytest.approx(5.25)  # after the pause, not at the old slot (1.0)
+
+
+def test_a_new_grid_while_waiting_voids_the_slot_taken():
+    limiter, clock, waiter = limiter_at(1)
+    limiter.acquire()  # alone: the next slot is at 1.0
+    # at 0.25 s a leader says: 2 processes at 1/s key-wide on a grid from 0.5, this one second
+    waiter.during[1] = lambda: limiter.follow(1.0, 0.5, 2, 1, None)
+    assert limiter.acquire() is True
+    assert clock.now == pytest.approx(1.5)  # the grid's first odd slot, not the old one at 1.0
+    assert limiter.acquire() is True
+    assert clock.now == pytest.approx(3.5)  # every 2nd slot of the leader's grid

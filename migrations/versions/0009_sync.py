@@ -5,14 +5,14 @@ built (`universe_builds`: its filters and output file), and one lock row per job
 across hosts on PostgreSQL.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

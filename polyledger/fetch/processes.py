@@ -15,9 +15,9 @@ progress display and one summary, forwards a stop request, and notices a child t
 - Leases and the runs table: each child is a run of its own with its own lease owner and
   heartbeat, named `<id>-<i>` after the parent's `<id>`; a child killed -9 is closed as
   `lost` by whoever takes its units back, exactly as a killed single-process run.
-- The rate limit: each child's ceiling is `--rate / N` (the same AIMD control as one
-  process, whose climb per second is a share of the ceiling: N children climb as fast
-  together as one process alone).
+- The rate limit: each child's ceiling is `--rate / N`; the children share the key as any
+  runs on one ledger do (`polygon/keyshare.py`: one grid of slots, one rate found by the
+  first of them from all their 429s).
 - Logs: children send their log records to the parent, which alone writes `--log-file`
   and the console.
 """

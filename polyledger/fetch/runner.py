@@ -31,6 +31,7 @@ from polyledger.fetch.units import UnitJob, UnitOutcome, process_units
 from polyledger.ledger import SETTLED, Ledger, UnitState, new_owner_id, queries
 from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.polygon.client import PolygonClient, RetryPolicy
+from polyledger.polygon.keyshare import SYNC_SECONDS, KeyShare, LedgerBoard, key_id
 from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.secrets import redact
 from polyledger.storage import MARKER, BarStore, unit_relative_path
@@ -156,6 +157,9 @@ class Run:
             max_attempts=self.options.max_attempts,
         )
         self.watch = SilenceWatch(self.options.lease_seconds)  # other runs that stopped beating
+        # the runs on this key share its rate, and what they learned of its limit
+        self.board = LedgerBoard(ledger, key_id(api_key, self.client.base_url))
+        self.keyshare = KeyShare(self.board, self.run_id, self.limiter)
         self._fatal: BaseException | None = None
         self._claimed = 0
         self._claim_lock = threading.Lock()
@@ -183,11 +187,16 @@ class Run:
             threading.Thread(target=self._work_loop, name=f"polyledger-worker-{i}", daemon=True)
             for i in range(opts.workers)
         ]
+        self._join_key()
         beating = threading.Event()
         heart = threading.Thread(
             target=self._heartbeat, args=(beating,), name="polyledger-heartbeat", daemon=True
         )
         heart.start()
+        sharing = threading.Thread(
+            target=self._share_key, args=(beating,), name="polyledger-keyshare", daemon=True
+        )
+        sharing.start()
         for thread in threads:
             thread.start()
         outcome = "finished"
@@ -203,6 +212,8 @@ class Run:
             # a beat in flight finishes before the caller may close the ledger (bounded: a
             # beat waiting on an unreachable server must not hold the exit)
             heart.join(timeout=5)
+            sharing.join(timeout=5)
+            self._leave_key()
         if self._fatal is not None:
             outcome = "stopped"
         elif self.stop.is_set():
@@ -276,6 +287,33 @@ class Run:
                 self.watch.observe(self.ledger.clock(), self.ledger.runs_last_seen(self.owner))
             except Exception:  # noqa: BLE001 - try again at the next beat; leases have slack
                 log.warning("could not renew leases (ledger busy); trying again")
+
+    def _join_key(self) -> None:
+        """Start at the key's limit as an earlier run learned it, when no run is on the key
+        now (one that is sets the rate at the first sync), and join the key's board."""
+        try:
+            if not self.board.members():
+                learned = self.board.learned()
+                if learned is not None:
+                    self.limiter.adopt(learned)
+                    log.info("key's rate limit as learned earlier: %.3g requests/s", learned)
+            self.keyshare.sync()
+        except Exception:  # noqa: BLE001 - the board is an optimisation: alone, the limiter finds the rate
+            log.warning("could not read the key's rate from the ledger; finding it from the answers")
+
+    def _share_key(self, finished: threading.Event) -> None:
+        """Sync with the other runs on the key about every second (`polygon/keyshare.py`)."""
+        while not finished.wait(SYNC_SECONDS):
+            try:
+                self.keyshare.sync()
+            except Exception:  # noqa: BLE001 - next second; meanwhile the grid stays as it was
+                log.debug("key board not reachable; trying again")
+
+    def _leave_key(self) -> None:
+        try:
+            self.keyshare.leave()
+        except Exception:  # noqa: BLE001 - a row left behind goes stale in seconds
+            log.debug("could not leave the key board")
 
     def _supervise(self, threads: list[threading.Thread], on_tick, tick_seconds: float) -> None:  # type: ignore[no-untyped-def]
         while any(thread.is_alive() for thread in threads):

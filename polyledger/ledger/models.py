@@ -189,3 +189,34 @@ class SyncLock(SQLModel, table=True):
     pid: int
     since: str
     beat_at: str
+
+
+class KeyRate(SQLModel, table=True):
+    """An API key's rate limit as a run measured it (`polyledger.polygon.keyshare`): a run
+    starting later on the key starts there instead of probing from `--rate`. The key
+    itself is never stored: `key_id` is a one-way digest of the API and the key."""
+
+    __tablename__ = "key_rates"
+
+    key_id: str = Field(primary_key=True)
+    limit_rps: float  # requests per second the key was measured to allow
+    learned_at: float  # epoch seconds, on the clock of the host that measured it
+    learned_by: str  # the run that measured it
+
+
+class KeyMember(SQLModel, table=True):
+    """A run sending requests with a key now, and the grid of request slots the runs on
+    that key share (`polyledger.polygon.keyshare`). Rows of runs gone stale are ignored
+    and replaced; nothing here outlives the runs."""
+
+    __tablename__ = "key_members"
+
+    member: str = Field(primary_key=True)  # the run's id
+    key_id: str = Field(index=True)
+    joined_at: float  # epoch seconds on the run's host (hosts sharing a key keep clocks in step)
+    seen_at: float
+    rate: float  # the key's requests/second as that run has it
+    anchor: float  # epoch seconds where its grid of slots starts
+    known: Optional[float] = None  # the key's limit as that run measured it
+    throttled: int = 0  # 429s that run has seen
+    ok: int = 0  # its requests accepted so far

@@ -17,6 +17,7 @@ from polyledger.ledger.database import (
     parse_location,
 )
 from polyledger.ledger.models import (
+    KeyRate,
     Listing,
     Planned,
     QualityFlag,
@@ -30,7 +31,8 @@ from polyledger.ledger.models import (
 )
 from polyledger.ledger.records import iso, utc_now
 
-# parents before children (unit_attempts refers to units); `sync_lock` is no data: never copied
+# parents before children (unit_attempts refers to units); `sync_lock` and `key_members`
+# are no data (who runs now): never copied
 TABLES = (
     Unit,
     UnitAttempt,
@@ -42,6 +44,7 @@ TABLES = (
     UnattributedBars,
     Planned,
     UniverseBuild,
+    KeyRate,
 )
 BATCH_ROWS = 50_000
 

@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass, field
 
 from polyledger.polygon.client import RetryPolicy
+from polyledger.polygon.keyshare import SYNC_SECONDS, KeyShare, MemoryBoard, starting_rate
 from polyledger.polygon.ratelimit import RateLimiter
 
 
@@ -25,7 +26,6 @@ class SimulatedKey:
     ok_by_second: dict[int, int] = field(default_factory=dict)
     throttled_by_second: dict[int, int] = field(default_factory=dict)
     final_rates: list[float] = field(default_factory=list)
-    retry_after_sent: int = 0  # 429s that carried Retry-After
     finished_at: list[float] = field(default_factory=list)
 
     def ok_rate(self, start: float, end: float) -> float:
@@ -61,6 +61,8 @@ def simulate_shared_key(
     host_start_gap: float = 0.0,
     work_per_host: int | None = None,
     burst: float | None = None,
+    board: MemoryBoard | None | bool = True,
+    learned: float | None = None,
     seed: int = 0,
 ) -> SimulatedKey:
     """Run `hosts` limiters, each with `--rate` `start_rate`, against one key allowing `limit`/s.
@@ -68,25 +70,33 @@ def simulate_shared_key(
     Every worker loops: wait for its limiter's slot, send (arrives after `latency`), get the
     answer after another `latency`, report it to its limiter. Host i starts at i * host_start_gap.
     With `work_per_host`, a host stops once that many of its requests were accepted (its
-    finishing time is in `finished_at`): a host starved of its share finishes late.
+    finishing time is in `finished_at`, and it leaves the board): a host starved of its share
+    finishes late.
     The server is a token bucket holding `server_burst` requests (default: a second of the
     limit, at least one, as the stand-in's); it sends `Retry-After: retry_after` on every
     `retry_after_every`-th 429 (None: never).
     As in a run: the limiter's burst is min(workers, 4) unless given, and a refused request
     is sent again after the client's retry delay (Retry-After, or jittered exponential
-    backoff; jitter from `seed`).
+    backoff; jitter from `seed`). With `board` (True: a new one; or one given, holding what
+    earlier processes learned; False: none), the hosts share what they learn about the key
+    as processes on one ledger do, syncing every SYNC_SECONDS.
     """
     clock = _Clock()
     burst = min(workers, 4) if burst is None else burst
-    limiters = [RateLimiter(start_rate, burst=burst, clock=clock) for _ in range(hosts)]
+    shared = MemoryBoard(clock) if board is True else (board or None)
+    if shared is not None and learned is not None:  # an earlier run on the ledger measured the key
+        shared.limit = (learned, 0.0, "earlier")
+    limiters: list[RateLimiter] = []
+    shares: list[KeyShare | None] = []
     policy, jitter = RetryPolicy(), random.Random(seed)
     result = SimulatedKey(ok=[0] * hosts, throttled=[0] * hosts, finished_at=[seconds] * hosts)
     sent = [0] * hosts  # requests accepted or in flight, per host
     server_burst = max(1.0, limit) if server_burst is None else server_burst
     tokens, refilled, refusals = server_burst, 0.0, 0
-    # events: (time, sequence, kind, host, accepted, retries so far, limiter generation, pause);
-    # kinds "ready" (a worker asks its limiter for a slot), "slot" (its slot is due), "arrive"
-    # (at the server), "answer" (back at the worker, with the Retry-After a 429 carried)
+    # events: (time, sequence, kind, host, accepted, retries so far, limiter generation);
+    # kinds "start" (a host starts), "sync" (it syncs with the board), "ready" (a worker asks
+    # its limiter for a slot), "slot" (its slot is due), "arrive" (at the server), "answer"
+    # (back at the worker)
     events: list[tuple[float, int, str, int, bool, int, float | None]] = []
     sequence = 0
 
@@ -98,31 +108,73 @@ def simulate_shared_key(
         retry: int = 0,
         generation: int = 0,
         pause: float | None = None,
-    ) -> None:
+    ) -> int:
         nonlocal sequence
         sequence += 1
         heapq.heappush(events, (at, sequence, kind, host, accepted, retry, generation, pause))
+        return sequence
+
+    # slots taken and not yet due, per host (sequence -> retries): when a limiter voids them
+    # (a 429, a new grid), its waiters take new ones at once, as acquire() wakes them
+    waiting: list[dict[int, int]] = [{} for _ in range(hosts)]
+    void: set[int] = set()
+
+    def take_slot(at: float, host: int, retry: int) -> None:
+        limiter = limiters[host]
+        seq = push(at + limiter.reserve(), "slot", host, retry=retry, generation=limiter.generation)
+        waiting[host][seq] = retry
+
+    def retake_if_voided(at: float, host: int, before: int) -> None:
+        if limiters[host].generation == before:
+            return
+        voided, waiting[host] = waiting[host], {}
+        void.update(voided)
+        for retry in voided.values():
+            take_slot(at, host, retry)
 
     for host in range(hosts):
-        for _ in range(workers):
-            push(host * host_start_gap, "ready", host)
+        push(host * host_start_gap, "start", host)
     while events:
-        at, _, kind, host, accepted, retry, generation, pause = heapq.heappop(events)
+        at, seq, kind, host, accepted, retry, generation, pause = heapq.heappop(events)
         if at >= seconds:
             break
+        if seq in void:
+            void.discard(seq)
+            continue
         clock.now = at
+        before = limiters[host].generation if host < len(limiters) else 0
+        if kind == "start":  # as a run: its limiter starts at its share when the board knows it
+            member = f"host-{host}"
+            alone = shared is None or not shared.members()
+            start = starting_rate(shared) if shared is not None and alone else None
+            limiters.append(RateLimiter(start_rate, burst=burst, start=start, clock=clock))
+            shares.append(KeyShare(shared, member, limiters[host]) if shared is not None else None)
+            if shares[host] is not None:
+                shares[host].sync()  # type: ignore[union-attr]
+                push(at + SYNC_SECONDS, "sync", host)
+            for _ in range(workers):
+                push(at, "ready", host)
+            continue
         limiter = limiters[host]
-        if kind == "ready":
+        if kind == "sync":
+            share = shares[host]
+            assert share is not None
+            if result.finished_at[host] < at:
+                share.leave()
+            else:
+                share.sync()
+                retake_if_voided(at, host, before)
+                push(at + SYNC_SECONDS, "sync", host)
+        elif kind == "ready":
             if work_per_host is not None and sent[host] >= work_per_host and not retry:
                 continue  # this host's work is all accepted or in flight: the worker stops
             if not retry:
                 sent[host] += 1
-            push(at + limiter.reserve(), "slot", host, retry=retry, generation=limiter.generation)
-        elif kind == "slot":  # as RateLimiter.acquire: a 429 meanwhile voids the slot taken
-            if generation != limiter.generation:
-                push(at + limiter.reserve(), "slot", host, retry=retry, generation=limiter.generation)
-            else:
-                push(at + latency, "arrive", host, retry=retry)
+            take_slot(at, host, retry)
+        elif kind == "slot":  # due, and not voided since it was taken: sent
+            waiting[host].pop(seq, None)
+            limiter.used(at)
+            push(at + latency, "arrive", host, retry=retry)
         elif kind == "arrive":  # the server's token bucket decides, in arrival order
             tokens = min(server_burst, tokens + (at - refilled) * limit)
             refilled = at
@@ -134,17 +186,18 @@ def simulate_shared_key(
                 refusals += 1
                 sends = retry_after is not None and refusals % retry_after_every == 0
                 pause = retry_after if sends else None
-                result.retry_after_sent += int(sends)
             push(at + latency, "answer", host, accepted, retry, pause=pause)
         elif accepted:
             result.ok[host] += 1
             limiter.on_success()
+            retake_if_voided(at, host, before)
             if result.ok[host] == work_per_host:
                 result.finished_at[host] = at
             push(at, "ready", host)
         else:  # refused: the client waits as RetryPolicy.delay says, then sends it again
             result.throttled[host] += 1
             limiter.on_throttled(pause)
+            retake_if_voided(at, host, before)
             push(at + policy.delay(retry, pause, rng=jitter), "ready", host, retry=retry + 1)
     result.final_rates = [limiter.rate for limiter in limiters]
     return result

@@ -324,7 +324,9 @@ class StandInServer:
         port: int = 0,
         latency: float = 0.0,
         rate_limit: float | None = None,
+        rate_burst: float | None = None,
         send_retry_after: bool = True,
+        retry_after_every: int = 1,
         faults: FaultPlan | None = None,
         page_cap: int | None = None,
         history_start: dt.date | None = None,
@@ -341,6 +343,10 @@ class StandInServer:
         self.host, self.port = host, port
         self.latency = latency
         self.send_retry_after = send_retry_after
+        # Retry-After on every k-th 429 only (it is undocumented: clients must cope without)
+        self.retry_after_every = max(1, retry_after_every)
+        self.rate_burst = rate_burst  # requests a key's bucket holds; None: a second's worth
+        self._refusals = 0
         self.page_cap = page_cap
         self.history_start = history_start
         if straddle not in STRADDLE_MODES:
@@ -435,17 +441,24 @@ class StandInServer:
         if seconds > 0:
             self._stopping.wait(seconds)
 
+    def _sends_retry_after(self) -> bool:
+        with self._lock:
+            self._refusals += 1
+            return self.send_retry_after and self._refusals % self.retry_after_every == 0
+
     def _track(self, conn: socket.socket, add: bool) -> None:
         with self._lock:
             (self._conns.add if add else self._conns.discard)(conn)
 
     def _allow(self, key: str) -> bool:
-        """Token bucket per key: `rate_limit` per second, burst max(1, rate)."""
+        """Token bucket per key: `rate_limit` per second, holding `rate_burst` requests
+        (default a second's worth, at least one)."""
         with self._lock:
             rate = self._rate_limit
             if rate is None:
                 return True
-            burst, now = max(1.0, rate), time.monotonic()
+            burst = max(1.0, rate if self.rate_burst is None else self.rate_burst)
+            now = time.monotonic()
             bucket = self._buckets.setdefault(key, [burst, now])
             bucket[0] = min(burst, bucket[0] + (now - bucket[1]) * rate)
             bucket[1] = now
@@ -594,7 +607,7 @@ class _Handler(BaseHTTPRequestHandler):
         if key not in st.api_keys:
             return self._json(401, {"error": "Unknown API Key"})
         if not st._allow(key):
-            return self._rate_limited("1" if st.send_retry_after else None)
+            return self._rate_limited("1" if st._sends_retry_after() else None)
         if seg:
             return self._aggregates(seg, query)
         if ticker:

@@ -48,6 +48,8 @@ TABLES = (
     "planned",
     "universe_builds",
     "sync_lock",
+    "key_rates",
+    "key_members",
 )
 
 

@@ -455,7 +455,11 @@ def report(args: argparse.Namespace, figures: dict[str, dict]) -> None:
     for name, f in figures.items():
         if len(f["all"]) > 1:
             runs = ", ".join(f"{run['per_m']:.2f}" for run in f["all"])
-            print(f"{name}: CPU s per M bars in each of {len(f['all'])} runs: {runs} (the median is shown)")
+            pss = ", ".join(f"{run['tree_pss_mb']:.0f}" for run in f["all"])
+            print(
+                f"{name}: CPU s per M bars in each of {len(f['all'])} runs: {runs} (the median is shown); "
+                f"peak PSS MB: {pss}"
+            )
     if "baseline" in figures and "polyledger" in figures:
         ours, base = figures["polyledger"], figures["baseline"]
         print(

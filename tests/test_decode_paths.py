@@ -74,8 +74,8 @@ def decoded(monkeypatch: pytest.MonkeyPatch) -> DecodeSpy:
 
     uniform = aggs._read_uniform
 
-    def spied_uniform(array: bytes) -> pl.DataFrame | None:
-        bars = uniform(array)
+    def spied_uniform(body: bytes, start: int = 0, end: int | None = None) -> pl.DataFrame | None:
+        bars = uniform(body, start, end)
         if bars is not None and bars.height:
             spy.saw("uniform")
         return bars

@@ -29,7 +29,9 @@ import datetime as dt
 import gzip
 import json
 import os
+import pickle
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -75,7 +77,7 @@ def request_key(target: str) -> str:
 class PageServer:
     """Ready gzip bodies by request key; a miss is fetched from the stand-in behind it."""
 
-    def __init__(self, standin_url: str, level: int) -> None:
+    def __init__(self, standin_url: str, level: int, port: int = 0) -> None:
         import requests
 
         self.standin_url = standin_url
@@ -85,7 +87,7 @@ class PageServer:
         self.pages: dict[str, bytes] = {}
         self.lock = threading.Lock()
         self.hits = self.misses = 0
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _PageHandler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _PageHandler)
         self.httpd.daemon_threads = True
         self.httpd.pages = self  # type: ignore[attr-defined]
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -160,11 +162,38 @@ def serve(args: argparse.Namespace) -> None:
 
     tickers = tickers_of(args.tickers)
     market = SyntheticMarket([Listing(t, bars_per_day=args.bars_per_day) for t in tickers], seed=5)
+    cache = Path(args.cache) if args.cache else None
     with StandInServer(market, api_keys=(KEY,)) as standin:
-        pages = PageServer(standin.url, args.gzip_level)
-        count = pages.preencode(tickers, START, last_day(START, args.months))
+        pages = _cached(cache, standin.url, args)
+        if pages is None:
+            pages = PageServer(standin.url, args.gzip_level)
+            pages.preencode(tickers, START, last_day(START, args.months))
+            if cache is not None:
+                port = pages.httpd.server_address[1]
+                cache.write_bytes(pickle.dumps((_cache_key(args), port, pages.pages)))
+        count = len(pages.pages)
         print(pages.url, count, sum(map(len, pages.pages.values())), flush=True)
         pages.httpd.serve_forever()
+
+
+def _cache_key(args: argparse.Namespace) -> tuple:
+    return (args.tickers, args.months, args.bars_per_day, args.gzip_level)
+
+
+def _cached(cache: Path | None, standin_url: str, args: argparse.Namespace) -> PageServer | None:
+    """The pages a previous run encoded (`--cache FILE`: encoding takes most of a run's
+    time), served on the port their next_urls name; None when there are none to use."""
+    if cache is None or not cache.exists():
+        return None
+    key, port, pages = pickle.loads(cache.read_bytes())
+    if key != _cache_key(args):
+        return None
+    try:
+        server = PageServer(standin_url, args.gzip_level, port)
+    except OSError:  # the port is taken now: encode again
+        return None
+    server.pages = pages
+    return server
 
 
 # --- the clients, each in its own process ---------------------------------------------------
@@ -243,9 +272,28 @@ def run_massive(args: argparse.Namespace, scratch: Path) -> tuple[int, dict]:
 
 
 def _measure(action):  # type: ignore[no-untyped-def]
+    profiler = _profiler()
     cpu, began = cpu_seconds(), time.perf_counter()
     result = action()
-    return {"result": result, "wall": time.perf_counter() - began, "cpu": cpu_seconds() - cpu}
+    measured = {"result": result, "wall": time.perf_counter() - began, "cpu": cpu_seconds() - cpu}
+    if profiler is not None:  # stopped (and reaped) after the measurement: its CPU is not counted
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait()
+    return measured
+
+
+def _profiler() -> subprocess.Popen | None:
+    """py-spy recording this process's job when ENDTOEND_PYSPY names an output file
+    (`--format` from ENDTOEND_PYSPY_FORMAT, e.g. raw for collapsed stacks)."""
+    output = os.environ.get("ENDTOEND_PYSPY")
+    if not output:
+        return None
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "--pid", str(os.getpid()), "-o", output, "--threads", "--nonblocking"]
+    command += ["--format", os.environ.get("ENDTOEND_PYSPY_FORMAT", "flamegraph"), "--rate", "200"]
+    profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches before the job starts (a bench, not a test)
+    return profiler
 
 
 def client(args: argparse.Namespace) -> None:
@@ -267,6 +315,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--gzip-level", type=int, default=6)
     parser.add_argument("--only", choices=("polyledger", "massive"), default=None)
+    parser.add_argument("--cache", default=None, help="keep the encoded pages in this file between runs")
+    parser.add_argument(
+        "--baseline", default=None, help="also polyledger from this source tree (git archive REF polyledger)"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="run each client this many times, interleaved")
     sub = parser.add_subparsers(dest="mode")  # the bench's own processes
     server = sub.add_parser("_serve")
     one = sub.add_parser("_client")
@@ -276,6 +329,7 @@ def main() -> None:
         p.add_argument("--bars-per-day", type=int, default=320)
         p.add_argument("--gzip-level", type=int, default=6)
         p.add_argument("--workers", type=int, default=8)
+    server.add_argument("--cache", default=None)
     one.add_argument("name")
     one.add_argument("url")
     args = parser.parse_args()
@@ -294,6 +348,8 @@ def compare(args: argparse.Namespace) -> None:
     common += ["--gzip-level", str(args.gzip_level)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     command = [sys.executable, __file__, "_serve", *common]
+    if args.cache:
+        command += ["--cache", args.cache]
     began = time.perf_counter()
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -304,27 +360,70 @@ def compare(args: argparse.Namespace) -> None:
             f"({int(size) / 1e6:.1f} MB gzip, level {args.gzip_level}), in its own process"
         )
         names = [args.only] if args.only else ["polyledger", "massive"]
-        figures = {}
+        runs = [(name, name, env) for name in names]
+        if args.baseline:  # the same client from another source tree, e.g. `git archive REF polyledger`
+            tree = str(Path(args.baseline).resolve())
+            runs.insert(0, ("baseline", "polyledger", {**env, "PYTHONPATH": tree}))
+        figures: dict[str, dict] = {}
         served = _served(url)
-        for name in names:
-            server_cpu = psutil.Process(server.pid).cpu_times()
-            out = subprocess.run(
-                [sys.executable, __file__, "_client", *common, name, url],
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            after = psutil.Process(server.pid).cpu_times()
-            figures[name] = json.loads(out.strip().splitlines()[-1])
-            figures[name]["server_cpu"] = after.user + after.system - server_cpu.user - server_cpu.system
-            now = _served(url)
-            figures[name]["requests"] = now["hits"] + now["misses"] - served["hits"] - served["misses"]
-            figures[name]["misses"], served = now["misses"] - served["misses"], now
+        for _ in range(args.repeat):  # interleaved: a busy spell of the machine hits each alike
+            for label, name, client_env in runs:
+                server_cpu = psutil.Process(server.pid).cpu_times()
+                figure = _one_client([sys.executable, __file__, "_client", *common, name, url], client_env)
+                after = psutil.Process(server.pid).cpu_times()
+                figure["server_cpu"] = after.user + after.system - server_cpu.user - server_cpu.system
+                now = _served(url)
+                figure["requests"] = now["hits"] + now["misses"] - served["hits"] - served["misses"]
+                figure["misses"], served = now["misses"] - served["misses"], now
+                figure["per_m"] = figure["cpu"] / (figure["bars"] / 1e6)
+                figures.setdefault(label, {"all": []})["all"].append(figure)
+        for entry in figures.values():  # the run with the median CPU per bar stands for the label
+            ordered = sorted(entry["all"], key=lambda f: f["per_m"])
+            entry.update(ordered[(len(ordered) - 1) // 2])
     finally:
         server.terminate()
         server.wait()
     report(args, figures)
+
+
+def _one_client(command: list[str], env: dict[str, str]) -> dict:
+    """One client process's figures, with the peak RSS and PSS of its whole process tree
+    sampled from outside (every 100 ms; PSS counts a shared page once among the processes
+    sharing it: the honest sum over processes)."""
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = {"rss": 0, "pss": 0}
+    sampler = threading.Thread(target=_sample_memory, args=(child, peak), daemon=True)
+    sampler.start()
+    out, err = child.communicate()
+    sampler.join()
+    if child.returncode != 0:
+        raise SystemExit(f"client failed ({child.returncode}): {err[-2000:]}")
+    figure = json.loads(out.strip().splitlines()[-1])
+    figure["tree_rss_mb"], figure["tree_pss_mb"] = peak["rss"] / 1e6, peak["pss"] / 1e6
+    return figure
+
+
+def _sample_memory(child: subprocess.Popen, peak: dict[str, int]) -> None:
+    import psutil
+
+    try:
+        root = psutil.Process(child.pid)
+    except psutil.NoSuchProcess:
+        return
+    while child.poll() is None:
+        rss = pss = 0
+        try:
+            members = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        for member in members:
+            try:
+                info = member.memory_full_info()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            rss, pss = rss + info.rss, pss + info.pss
+        peak["rss"], peak["pss"] = max(peak["rss"], rss), max(peak["pss"], pss)
+        time.sleep(0.1)
 
 
 def _served(url: str) -> dict:
@@ -340,19 +439,36 @@ def report(args: argparse.Namespace, figures: dict[str, dict]) -> None:
         f"({args.bars_per_day} bars/day), {args.workers} workers/threads each; "
         f"requests not pre-encoded (encoded when asked, in the server's process): {misses}"
     )
-    header = "client | bars | requests | wall s | client CPU s | CPU s per M bars | bars/s | peak RSS MB"
+    header = (
+        "client | bars | requests | wall s | client CPU s | CPU s per M bars | bars/s | cores busy "
+        "(CPU s / wall s) | peak RSS MB | peak PSS MB (process tree)"
+    )
     print(header)
     print("|".join("---" for _ in header.split("|")))
     for name, f in figures.items():
-        per_m = f["cpu"] / (f["bars"] / 1e6)
-        f["per_m"] = per_m
+        per_m = f["per_m"]
         print(
             f"{name} | {f['bars']:,} | {f['requests']:,} | {f['wall']:.1f} | {f['cpu']:.1f} | "
-            f"{per_m:.2f} | {f['bars'] / f['wall']:,.0f} | {f['peak_mb']:.0f}"
+            f"{per_m:.2f} | {f['bars'] / f['wall']:,.0f} | {f['cpu'] / f['wall']:.2f} | "
+            f"{f['tree_rss_mb']:.0f} | {f['tree_pss_mb']:.0f}"
+        )
+    for name, f in figures.items():
+        if len(f["all"]) > 1:
+            runs = ", ".join(f"{run['per_m']:.2f}" for run in f["all"])
+            pss = ", ".join(f"{run['tree_pss_mb']:.0f}" for run in f["all"])
+            print(
+                f"{name}: CPU s per M bars in each of {len(f['all'])} runs: {runs} (the median is shown); "
+                f"peak PSS MB: {pss}"
+            )
+    if "baseline" in figures and "polyledger" in figures:
+        ours, base = figures["polyledger"], figures["baseline"]
+        print(
+            f"polyledger / baseline ({args.baseline}): CPU per M bars {ours['per_m'] / base['per_m']:.2f}, "
+            f"peak PSS {ours['tree_pss_mb'] / base['tree_pss_mb']:.2f}"
         )
     for name, f in figures.items():
         print(f"server CPU while {name} ran: {f['server_cpu']:.1f} s (not counted as the client's)")
-    if len(figures) == 2:
+    if "polyledger" in figures and "massive" in figures:
         ours, peer = figures["polyledger"], figures["massive"]
         print(
             f"polyledger / massive: CPU per M bars {ours['per_m'] / peer['per_m']:.2f} "
@@ -360,6 +476,8 @@ def report(args: argparse.Namespace, figures: dict[str, dict]) -> None:
         )
     cores = os.cpu_count() or 1
     for name, f in figures.items():
+        if name == "baseline":
+            continue
         request_h = FULL_REQUESTS / RATE / 3600
         client_h = FULL_BARS / 1e6 * f["per_m"] / cores / 3600
         print(

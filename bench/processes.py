@@ -10,7 +10,8 @@ run and every process it started, from the kernel's accounting of waited-for chi
 and CPU s per million bars; the peak RSS of the run's whole process tree (sampled every
 50 ms: the sum over the parent and its children); and the N-process figures as ratios
 against the 1-process ones. Wall-clock figures mean something on an idle machine only;
-CPU seconds and RSS also under contention.
+CPU seconds, RSS and PSS (the processes' sum with shared pages counted once) also under
+contention.
 """
 
 from __future__ import annotations
@@ -51,26 +52,28 @@ def _cli(*args: object, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
 
 
 def _peak_rss(process: subprocess.Popen, peak: list[int]) -> None:
-    """The largest sum of RSS over the run and its children, sampled until it exits."""
+    """The largest sums of RSS and of PSS over the run and its children (and the parent's
+    own RSS), sampled until it exits. PSS shares each page among the processes mapping it:
+    their sum is what they hold together (RSS counts the shared libraries once per process)."""
     try:
         root = psutil.Process(process.pid)
     except psutil.NoSuchProcess:
         return
     while process.poll() is None:
-        total = 0
+        total = total_pss = 0
         try:
             for member in [root, *root.children(recursive=True)]:
                 try:
-                    rss = member.memory_info().rss
-                except psutil.NoSuchProcess:
+                    info = member.memory_full_info()
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
-                total += rss
+                total, total_pss = total + info.rss, total_pss + info.pss
                 if member.pid == root.pid:
-                    peak[1] = max(peak[1], rss)
+                    peak[1] = max(peak[1], info.rss)
         except psutil.NoSuchProcess:
             break
-        peak[0] = max(peak[0], total)
-        time.sleep(0.05)
+        peak[0], peak[2] = max(peak[0], total), max(peak[2], total_pss)
+        time.sleep(0.1)
 
 
 def one_run(url: str, tickers: list[str], months: int, workers: int, processes: int) -> dict[str, float]:
@@ -97,7 +100,7 @@ def one_run(url: str, tickers: list[str], months: int, workers: int, processes: 
             cwd=work,
             env=env,
         )
-        peak = [0, 0]  # the whole tree's, the parent's alone
+        peak = [0, 0, 0]  # the whole tree's RSS, the parent's alone, the whole tree's PSS
         sampler = threading.Thread(target=_peak_rss, args=(run, peak))
         sampler.start()
         out, err = run.communicate()
@@ -108,7 +111,14 @@ def one_run(url: str, tickers: list[str], months: int, workers: int, processes: 
         status = _cli("sql", "SELECT sum(rows) FROM units", "--format", "csv", cwd=work, env=env)
         bars = int(status.communicate()[0].splitlines()[1])
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "bars": bars, "rss_mb": peak[0] / 1e6, "parent_mb": peak[1] / 1e6}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "bars": bars,
+        "rss_mb": peak[0] / 1e6,
+        "parent_mb": peak[1] / 1e6,
+        "pss_mb": peak[2] / 1e6,
+    }
 
 
 def main() -> None:
@@ -135,14 +145,15 @@ def main() -> None:
             f"({figures['bars'] / figures['wall']:,.0f} bars/s), client CPU {figures['cpu']:.1f} s "
             f"({figures['cpu'] / figures['bars'] * 1e6:.2f} CPU s per million bars), "
             f"peak RSS of all its processes {figures['rss_mb']:.0f} MB (the first process alone "
-            f"{figures['parent_mb']:.0f} MB)"
+            f"{figures['parent_mb']:.0f} MB), peak PSS of all {figures['pss_mb']:.0f} MB, "
+            f"cores busy (CPU s / wall s) {figures['cpu'] / figures['wall']:.2f}"
         )
     one, many = results[1], results[args.processes]
     speed = (many["bars"] / many["wall"]) / (one["bars"] / one["wall"])
     print(
         f"--processes {args.processes} vs 1: bars/s x{speed:.2f}, "
         f"CPU per bar x{(many['cpu'] / many['bars']) / (one['cpu'] / one['bars']):.2f}, "
-        f"peak RSS x{many['rss_mb'] / one['rss_mb']:.2f}"
+        f"peak RSS x{many['rss_mb'] / one['rss_mb']:.2f}, peak PSS x{many['pss_mb'] / one['pss_mb']:.2f}"
     )
 
 

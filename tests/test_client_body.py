@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import gzip
 import threading
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from support import API_KEY
 
+try:
+    from isal import isal_zlib
+except ImportError:
+    isal_zlib = None
+
 from polyledger.errors import TransientError
+from polyledger.polygon import client as client_module
 from polyledger.polygon.client import PolygonClient, RetryPolicy
 from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.testing import Listing, StandInServer, SyntheticMarket
@@ -90,3 +97,32 @@ def test_reading_whole_bodies_keeps_the_connection_for_the_next_request():
         finally:
             client.close()
         assert server.stats.snapshot()["connections"] == 1
+
+
+INFLATERS = {"stdlib": zlib}
+if isal_zlib is not None:
+    INFLATERS["isal"] = isal_zlib
+
+
+@pytest.mark.parametrize("name", list(INFLATERS))
+def test_either_inflater_reads_every_encoding_and_fails_as_zlib_error(monkeypatch, name):
+    """ISA-L inflates when installed, the standard library otherwise: the same text from
+    either, every gzip member kept, and a stream cut short or garbled is zlib.error (what
+    the client maps to `truncated`) whichever library read it."""
+    module = INFLATERS[name]
+    monkeypatch.setattr(client_module, "_zlib", module)
+    monkeypatch.setattr(client_module, "_INFLATE_ERRORS", (zlib.error, module.error))
+    raw_deflate = zlib.compressobj(wbits=-15)
+    deflated = raw_deflate.compress(TEXT) + raw_deflate.flush()
+    assert client_module._inflate(BODIES["/two-members"][1], wbits=31) == TEXT
+    assert client_module._inflate(zlib.compress(TEXT), wbits=15) == TEXT
+    assert client_module._inflate(deflated, wbits=-15) == TEXT
+    garbled = GZIPPED[:10] + b"\xff" * 50  # a whole gzip header, then no valid deflate block
+    for broken in (GZIPPED[: len(GZIPPED) // 2], garbled):
+        with pytest.raises(zlib.error):
+            client_module._inflate(broken, wbits=31)
+
+
+def test_isa_l_inflates_when_installed():
+    """The project depends on isal (pyproject): where its wheel installed, it is the one used."""
+    assert isal_zlib is not None and client_module._zlib is isal_zlib

@@ -72,8 +72,17 @@ def decoded(monkeypatch: pytest.MonkeyPatch) -> DecodeSpy:
             spy.saw("general")
         return page
 
+    uniform = aggs._read_uniform
+
+    def spied_uniform(body: bytes, start: int = 0, end: int | None = None) -> pl.DataFrame | None:
+        bars = uniform(body, start, end)
+        if bars is not None and bars.height:
+            spy.saw("uniform")
+        return bars
+
     monkeypatch.setattr(aggs, "_decode_fast", spied_fast)
     monkeypatch.setattr(aggs, "_decode_general", spied_general)
+    monkeypatch.setattr(aggs, "_read_uniform", spied_uniform)
     return spy
 
 
@@ -162,6 +171,23 @@ def test_every_layout_reaches_the_files_exactly_through_its_decoder(
     assert not minute.filter(pl.col("ticker") == "SPLT").equals(other.filter(pl.col("ticker") == "SPLT"))
     # and the pages went through the decoder(s) their layout leads to
     assert set(decoded.pages) == PATHS[layout], decoded.pages
+
+
+def test_pages_as_the_api_writes_them_are_read_as_csv_exactly(work, market, decoded) -> None:
+    """Compact pages in the API's key order, `otc` closing the OTC bars (the stand-in's
+    plain style): every page with bars is read as CSV (`aggs._read_uniform`), none as JSON,
+    and the files are exactly the market's bars."""
+    plan(work, TICKERS)
+    with StandInServer(market, api_keys=(API_KEY,), page_cap=PAGE_CAP) as server:
+        result = run_cli("run", "--base-url", server.url, "--workers", "1", "--rate", "2000")
+    assert result.code == 0, result.out + result.err
+    assert_units_match_the_truth(work, market, True)
+    plain = ResponseStyle()
+    minute = expected(market, plain, "minute", MINUTE, True)
+    assert_frame_equal(read_dataset(work / "data", "minute"), minute)
+    assert_frame_equal(read_dataset(work / "data", "day"), expected(market, plain, "day", DAY, True))
+    assert minute["otc"].sum() > 0 and (~minute["otc"]).sum() > 0  # OTC bars among the others
+    assert decoded.pages["uniform"] == decoded.pages["fast"] >= 10 and "general" not in decoded.pages
 
 
 @pytest.mark.parametrize("keeps", [False, True], ids=["cursor_drops_adjusted", "cursor_keeps_adjusted"])

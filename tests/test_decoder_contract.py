@@ -9,8 +9,10 @@ import io
 import orjson
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from polyledger.errors import TransientError
+from polyledger.polygon import aggs as aggs_module
 from polyledger.polygon.aggs import PAGE_SCHEMA, RAW_BAR, _decode_fast, _decode_general, decode_aggregates
 
 BAR = {"t": 1704205800000, "o": 1.5, "h": 2.5, "l": 1.0, "c": 2.0, "v": 100.0, "vw": 1.8, "n": 7}
@@ -281,3 +283,131 @@ def test_a_results_count_other_than_the_bars_sent_is_bad_shape(render, count):
         with pytest.raises(TransientError, match=f"^resultsCount {count} but 2 bars$") as raised:
             decode(body)
         assert raised.value.error_class == "bad_shape"
+
+
+# --- compact arrays of one bar shape, read as CSV (`_read_uniform`) ---------------------
+
+API_ORDER = ["v", "vw", "o", "c", "h", "l", "t", "n"]  # the API's key order; `otc` last when sent
+
+
+def api_bar(index: int, **changes: object) -> dict:
+    bar = {key: BAR[key] for key in API_ORDER}
+    bar.update(t=BAR["t"] + 60_000 * index, c=2.0 + index / 8, n=index)
+    bar.update(changes)
+    return bar
+
+
+def array_of(bars: list[dict]) -> bytes:
+    return orjson.dumps(bars)[1:-1]
+
+
+def as_ndjson(array: bytes) -> pl.DataFrame:
+    return pl.read_ndjson(io.BytesIO(array.replace(b"},{", b"}\n{")), schema=dict(RAW_BAR.to_schema()))
+
+
+UNIFORM = {
+    "api-order": [api_bar(i) for i in range(5)],
+    "otc-on-some": [api_bar(i, **({"otc": True} if i % 2 else {})) for i in range(5)],
+    "otc-on-the-first": [api_bar(0, otc=True), api_bar(1), api_bar(2, otc=False)],
+    "without-vw-and-n": [{k: v for k, v in api_bar(i).items() if k not in ("vw", "n")} for i in range(3)],
+    "another-order": [dict(reversed(list(api_bar(i).items()))) for i in range(3)],
+    "numbers-as-json-writes-them": [api_bar(0, v=100, o=1e-3, h=-0.0), api_bar(1, v=2.5e6)],
+}
+
+
+@pytest.mark.parametrize("bars", list(UNIFORM.values()), ids=list(UNIFORM))
+def test_bars_of_one_shape_are_read_as_csv_exactly_as_json(bars):
+    """Every bar with the first bar's keys in its order (`otc` may close any): the CSV read
+    gives the very frame newline-delimited JSON gives, and the page decodes to it."""
+    array = array_of(bars)
+    frame = aggs_module._read_uniform(array)
+    assert frame is not None
+    assert_frame_equal(frame, as_ndjson(array))
+    page = _decode_fast(compact(envelope(bars)))
+    assert page is not None
+    assert_frame_equal(page.bars, as_ndjson(array))
+
+
+def _raw(bars: list[dict], old: bytes, new: bytes) -> bytes:
+    """The array with the last `old` (in the last bars: the first bar must stay whole) as `new`."""
+    text = array_of(bars)
+    head, found, tail = text.rpartition(old)
+    assert found and len(head) > len(array_of(bars[:1]))
+    return head + new + tail
+
+
+def _swapped(bar: dict, first: str, second: str) -> dict:
+    keys = list(bar)
+    one, two = keys.index(first), keys.index(second)
+    keys[one], keys[two] = keys[two], keys[one]
+    return {key: bar[key] for key in keys}
+
+
+FIVE = [api_bar(i) for i in range(5)]
+NOT_UNIFORM = {
+    "keys-of-one-bar-shuffled": array_of([*FIVE[:3], dict(reversed(list(FIVE[3].items()))), FIVE[4]]),
+    "two-prices-swapped-in-one-bar": array_of([*FIVE[:3], _swapped(FIVE[3], "o", "c"), FIVE[4]]),
+    "otc-swapped-with-n-in-one-bar": array_of([*FIVE[:3], _swapped(dict(FIVE[3], otc=True), "n", "otc")]),
+    "one-bar-without-vw": array_of([*FIVE[:2], {k: v for k, v in FIVE[2].items() if k != "vw"}, *FIVE[3:]]),
+    "vw-only-after-the-first-bar": array_of([{k: v for k, v in FIVE[0].items() if k != "vw"}, *FIVE[1:]]),
+    "a-key-more-in-one-bar": array_of([*FIVE[:4], dict(FIVE[4], x=1)]),
+    "an-unknown-key-in-every-bar": array_of([dict(bar, x=1) for bar in FIVE]),
+    "otc-not-last": array_of([dict(otc=True, **bar) for bar in FIVE]),
+    "a-number-as-a-string": array_of([*FIVE[:4], dict(FIVE[4], c="2.0")]),
+    "a-null-value": array_of([*FIVE[:4], dict(FIVE[4], vw=None)]),
+    "a-boolean-for-a-number": array_of([*FIVE[:4], dict(FIVE[4], o=True)]),
+    "an-empty-value": _raw(FIVE, b'"vw":1.8,', b'"vw":,'),
+    "nan": _raw(FIVE, b'"o":1.5', b'"o":NaN'),
+    "an-unquoted-key": _raw(FIVE, b'"h":', b"h:"),
+    "a-key-with-a-space": _raw(FIVE, b'"h":', b'" h":'),
+    "nothing-between-two-bars": _raw(FIVE, b"},{", b"}{"),
+    "a-blank-between-two-bars": _raw(FIVE, b"},{", b"},,{"),
+    "a-word-between-two-bars": _raw(FIVE, b"},{", b"}x,{"),
+    "a-key-more-closing-one-bar": array_of([*FIVE[:4], dict(FIVE[4], x=True)]),
+    "otc-without-a-value": _raw([*FIVE[:4], dict(FIVE[4], otc=True)], b'"otc":true', b'"otc":'),
+    "a-nested-object": _raw(FIVE, b'"n":4', b'"n":{"x":4}'),
+    "an-integer-time-as-a-float": _raw(FIVE, b'"t":1704206040000', b'"t":1704206040000.5'),
+    "otc-twice": _raw([*FIVE[:4], dict(FIVE[4], otc=True)], b'"otc":true', b'"otc":true,"otc":true'),
+}
+
+
+@pytest.mark.parametrize("array", list(NOT_UNIFORM.values()), ids=list(NOT_UNIFORM))
+def test_anything_but_one_bar_shape_is_left_to_the_json_readers(array):
+    """The CSV read takes only what it reads exactly as JSON would: bars of several shapes,
+    values that are not their column's type as written, and text that is not a bar array
+    are left to the JSON readers (their answer, or their error, stands)."""
+    assert aggs_module._read_uniform(array) is None
+    body = b'{"status":"OK","results":[' + array + b"]}"
+    try:
+        expected = _decode_general(body).bars
+    except TransientError as exc:
+        with pytest.raises(TransientError) as raised:
+            decode_aggregates(body)
+        assert raised.value.error_class == exc.error_class
+    else:
+        assert_frame_equal(decode_aggregates(body).bars, expected)
+
+
+@pytest.mark.parametrize("path", ["fast", "general"])
+def test_a_page_is_decoded_inside_the_gate(monkeypatch, path):
+    """Decodes pass one gate (`aggs.DECODING`, one per core): with a gate of one, a decode
+    in progress holds it on either path, so no other can start."""
+    gate = aggs_module.threading.BoundedSemaphore(1)
+    monkeypatch.setattr(aggs_module, "DECODING", gate)
+    seen: list[bool] = []
+    real = getattr(aggs_module, f"_decode_{path}")
+
+    def watched(body: bytes):  # type: ignore[no-untyped-def]
+        free = gate.acquire(blocking=False)
+        if free:
+            gate.release()
+        seen.append(free)
+        return real(body)
+
+    monkeypatch.setattr(aggs_module, f"_decode_{path}", watched)
+    body = compact(envelope(two_bars())) if path == "fast" else pretty(envelope(two_bars()))
+    if path == "general":  # the fast path refuses it, so the general one decodes it
+        monkeypatch.setattr(aggs_module, "_decode_fast", lambda body: None)
+    assert decode_aggregates(body).bars.height == 2
+    assert seen == [False]
+    assert gate.acquire(blocking=False)  # and given back afterwards

@@ -26,6 +26,7 @@ from polyledger.defaults import (
     DEFAULT_WORKERS,
 )
 from polyledger.errors import FatalRunError, InputError, LedgerError, one_line
+from polyledger.fetch.heap import return_freed_memory
 from polyledger.fetch.silence import SilenceWatch
 from polyledger.fetch.units import UnitJob, UnitOutcome, process_units
 from polyledger.ledger import SETTLED, Ledger, UnitState, new_owner_id, queries
@@ -172,6 +173,7 @@ class Run:
         stops gracefully; a second one while stopping propagates at once (still safe:
         files are atomic and leases expire)."""
         opts = self.options
+        return_freed_memory()  # peak memory with many workers: see fetch/heap.py
         self._check_adjustment()
         self._reclaim_expired()
         self.stats.total_units = self._units_in_scope()

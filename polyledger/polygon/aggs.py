@@ -8,6 +8,8 @@ empty result.
 from __future__ import annotations
 
 import io
+import os
+import threading
 from dataclasses import dataclass
 
 import orjson
@@ -39,6 +41,8 @@ PAGE_SCHEMA = {
 }
 REQUIRED = ("t", "o", "h", "l", "c", "v")
 SUCCESS_STATUSES = ("OK", "DELAYED")
+# decodes at once in this process (see decode_aggregates)
+DECODING = threading.BoundedSemaphore(max(2, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -52,13 +56,19 @@ class AggregatesPage:
 def decode_aggregates(body: bytes) -> AggregatesPage:
     """Parse one aggregates response body; raises TransientError(bad_shape/invalid_json).
 
-    The `results` array is cut out of the body and read by polars on its own (as
-    newline-delimited JSON when the body is compact, as the API sends it): about 4x faster
-    than reading the envelope with its nested list. Anything unusual takes the general
-    path below, which also names what is wrong. Either way a page's `resultsCount` must
-    be the number of bars it holds."""
-    page = _decode_fast(body)
-    return page if page is not None else _decode_general(body)
+    The `results` array is cut out of the body and read by polars on its own: as CSV when
+    the body is compact and every bar has the first bar's keys in its order (the API's own
+    pages, `_read_uniform`), else as newline-delimited JSON when compact, else as JSON;
+    about 4x faster than reading the envelope with its nested list. Anything unusual takes
+    the general path below, which also names what is wrong. Either way a page's `resultsCount` must
+    be the number of bars it holds.
+
+    At most one decode per core runs at a time (`DECODING`): a decode holds several times
+    its page in passing, more at once cannot go faster than the cores, and 16 workers
+    decoding together held some 100 MB more at their peak."""
+    with DECODING:
+        page = _decode_fast(body)
+        return page if page is not None else _decode_general(body)
 
 
 _RESULTS_KEY = b'"results":'
@@ -89,13 +99,16 @@ def _decode_fast(body: bytes) -> AggregatesPage | None:
             return None  # not the top-level array: only a full parse can tell which it is
         if envelope.get("status") not in SUCCESS_STATUSES:
             return None
-        array = body[start + 1 : end]
-        if not array or array.isspace():  # (strip() would copy the whole array)
-            return None  # empty: the general path applies the resultsCount check
-        if b"\n" in array:
+        # the array is searched in place, not copied (a page holds several MiB of it)
+        if body.find(b"{", start + 1, end) < 0:
+            return None  # no bar (empty, blank): the general path applies the resultsCount check
+        if body.find(b"\n", start + 1, end) >= 0:
             bars = pl.read_json(io.BytesIO(body[start : end + 1]), schema=_BAR_SCHEMA)
         else:
-            bars = pl.read_ndjson(io.BytesIO(array.replace(b"},{", b"}\n{")), schema=_BAR_SCHEMA)
+            bars = _read_uniform(body, start + 1, end)
+            if bars is None:  # bars of several shapes: read as newline-delimited JSON
+                ndjson = body[start + 1 : end].replace(b"},{", b"}\n{")
+                bars = pl.read_ndjson(io.BytesIO(ndjson), schema=_BAR_SCHEMA)
         if any(bars.get_column(name).null_count() for name in REQUIRED):
             return None
         count = envelope.get("resultsCount")
@@ -111,6 +124,61 @@ def _decode_fast(body: bytes) -> AggregatesPage | None:
         )
     except Exception:  # anything odd: let the general path decide and explain
         return None
+
+
+# a compact array of flat bars as CSV: `{` dropped, `}` ends a line, `:` separates like `,`
+_TO_CSV = bytes.maketrans(b"}:", b"\n,")
+_FLOATS = [name for name, dtype in _BAR_SCHEMA.items() if dtype == pl.Float64]
+
+
+def _read_uniform(body: bytes, start: int = 0, end: int | None = None) -> pl.DataFrame | None:
+    """The bars of a compact `results` array (`body[start:end]`, inside its brackets: no
+    whitespace, no newline) when every bar has
+    the first bar's keys in its order, `otc` allowed to close any of them (the API sends it
+    only when true); None when they do not, or the array is anything else.
+
+    Each bar becomes a CSV line `,"k1",v1,"k2",v2,...` and polars reads keys and values
+    as columns, with no quote character: a key is accepted only as it is written in the
+    first bar, quotes included, and a value must parse as its column's type as it stands
+    (a quoted string is no number). About 0.3 CPU s per million bars less than reading the
+    same bars as newline-delimited JSON, where each bar's keys are looked up one by one."""
+    end = len(body) if end is None else end
+    first_end = body.find(b"}", start, end)
+    try:
+        first = orjson.loads(body[start : first_end + 1]) if first_end > start else None
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(first, dict) or not first:
+        return None
+    keys = list(first)
+    if any(key not in _BAR_SCHEMA for key in keys):
+        return None
+    fixed = [key for key in keys if key != "otc"]  # every bar has these, in this order
+    names = ["_"] + [name for key in [*fixed, "otc"] for name in (f"key_{key}", key)]
+    schema = {"_": pl.String}
+    for key in [*fixed, "otc"]:
+        schema[f"key_{key}"], schema[key] = pl.String, _BAR_SCHEMA[key]
+    # the header line has none of the translated bytes: one copy of the array, translated
+    text = b"".join((",".join(names).encode(), b"\n,", memoryview(body)[start:end])).translate(_TO_CSV, b"{")
+    try:
+        frame = pl.read_csv(text, has_header=True, schema=schema, quote_char=None)
+    except pl.exceptions.PolarsError:  # a bar with more fields, a value not of its type, ...
+        return None
+    conditions = [pl.col("_").is_null()]  # nothing between one bar and the next
+    for key in fixed:
+        conditions.append((pl.col(f"key_{key}") == f'"{key}"').fill_null(False))
+        conditions.append(pl.col(key).is_finite() if key in _FLOATS else pl.col(key).is_not_null())
+    otc_key = pl.col("key_otc")
+    conditions.append(
+        (otc_key.is_null() & pl.col("otc").is_null())
+        | ((otc_key == '"otc"').fill_null(False) & pl.col("otc").is_not_null())
+    )
+    if not frame.select(pl.all_horizontal(conditions).fill_null(False).all()).item():
+        return None
+    return frame.select(
+        pl.col(key) if key in schema else pl.lit(None, dtype=dtype).alias(key)
+        for key, dtype in _BAR_SCHEMA.items()
+    )
 
 
 def _decode_general(body: bytes) -> AggregatesPage:

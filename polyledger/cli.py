@@ -208,6 +208,12 @@ def run(
         help="Worker processes: a number, or auto (one per CPU core). --workers and --rate are "
         "split among them.",
     ),
+    source: str = typer.Option(
+        "rest",
+        "--source",
+        help="Where minute and day bars come from: rest (the API) or flatfiles (the provider's day "
+        "files; --unadjusted ledgers only; keys in POLYLEDGER_FLATFILES_KEY_ID and _SECRET).",
+    ),
     ledger_path: str = LedgerOpt,
     data: str = DataOpt,
 ) -> None:
@@ -216,7 +222,7 @@ def run(
 
     Example: POLYGON_API_KEY=... polyledger run --workers 16
     """
-    from polyledger.datasets import check_dataset
+    from polyledger.datasets import FLAT_FILE_DATASETS, check_dataset
     from polyledger.fetch.processes import processes_wanted
     from polyledger.fetch.runner import Run, RunOptions
     from polyledger.ledger import Ledger
@@ -226,6 +232,31 @@ def run(
 
     for name in dataset or []:
         check_dataset(name)
+    if source not in ("rest", "flatfiles"):
+        raise InputError(f"--source must be rest or flatfiles, got {source!r}")
+    if source == "flatfiles":
+        from polyledger.flatfiles.route import run_flatfiles
+
+        flat = run_flatfiles(
+            _show_run,
+            ledger_path,
+            data,
+            datasets=tuple(dataset or ()),
+            adjusted=not unadjusted,
+            processes=processes,
+            log_setup=lambda: _setup_logging(log_file),
+            workers=workers,
+            lease_seconds=lease_seconds,
+            max_units=max_units,
+            max_attempts=max_attempts,
+        )
+        if flat.outcome == "interrupted":
+            raise typer.Exit(130)
+        if not flat.ok:
+            raise typer.Exit(1)
+        return
+    if set(dataset or ()) & set(FLAT_FILE_DATASETS):
+        raise InputError("minute_files and day_files units are read by `polyledger run --source flatfiles`")
     process_count = processes_wanted(processes, workers)
     api_key = api_key_from_env()
     if not api_key:
@@ -243,7 +274,8 @@ def run(
             rate=rate,
             adjusted=adjusted,
             lease_seconds=lease_seconds,
-            datasets=tuple(dataset) if dataset else None,
+            # the flat-file route's day units are never asked of the API
+            datasets=tuple(dataset) if dataset else _rest_datasets(ledger),
             max_units=max_units,
             max_attempts=max_attempts,
             give_up_after=give_up_after,
@@ -263,6 +295,27 @@ def run(
         raise typer.Exit(130)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _show_run(job):  # type: ignore[no-untyped-def]
+    """One run with the live display and its summary (the flat-file route runs two)."""
+    from polyledger.output.progress import RunDisplay, print_summary
+
+    console = _console()
+    with RunDisplay(console, job.client) as display, _signals_stop(job):
+        report = job.execute(on_tick=display.tick)
+    print_summary(console, report)
+    return report
+
+
+def _rest_datasets(ledger) -> tuple[str, ...] | None:  # type: ignore[no-untyped-def]
+    """Every dataset but the flat-file route's day units, if the ledger has any (else all: None)."""
+    from polyledger.datasets import FLAT_FILE_DATASETS, names
+    from polyledger.ledger import queries
+
+    if not queries.has_units(ledger, list(FLAT_FILE_DATASETS)):
+        return None
+    return tuple(name for name in names() if name not in FLAT_FILE_DATASETS)
 
 
 def _run_processes(ledger, location: str, data: str, url: str, options, count: int, level: int, console):  # type: ignore[no-untyped-def]
@@ -359,6 +412,12 @@ def audit(
         min=0.001,
         help="With --quality: |log return| between bars flagged as a jump.",
     ),
+    etags: bool = typer.Option(
+        False,
+        "--etags",
+        help="First list the flat-file bucket: units read from a day file replaced since are stale "
+        "(keys as for run --source flatfiles).",
+    ),
     ledger_path: str = LedgerOpt,
     data: str = DataOpt,
 ) -> None:
@@ -377,6 +436,13 @@ def audit(
     if not quality and (volume_tolerance != DEFAULT_VOLUME_TOLERANCE or jump != DEFAULT_JUMP_THRESHOLD):
         raise InputError("--volume-tolerance and --jump apply to --quality only")
     with Ledger(ledger_path, create=False) as ledger:
+        if etags:
+            from polyledger.flatfiles.etags import check_etags
+            from polyledger.flatfiles.source import FlatFilesConfig, FlatFilesSource
+
+            seen = check_etags(ledger, FlatFilesSource(FlatFilesConfig.from_env()))
+            if not as_json:
+                _echo(f"flat files: {seen.checked:,} day files listed, {seen.changed:,} replaced since read")
         report = audit_ledger(ledger)
         store = BarStore(data)
         findings = deep_check(ledger, store) if deep else []
@@ -497,7 +563,7 @@ def retry(
             return
         if stale:
             count = retry_stale(ledger, ticker or ())
-            _echo(f"{count} stale adjusted units are pending again: run `polyledger run` to fetch them")
+            _echo(f"{count} stale units are pending again: run `polyledger run` to fetch them")
             return
         count = retry_failed(ledger, error_class, ticker or (), dataset or ())
     _echo(f"{count} failed units are pending again: run `polyledger run` to fetch them")

@@ -17,6 +17,7 @@ other's claims nor get the same unit.
 from __future__ import annotations
 
 from polyledger.ledger.connection import RECONNECT_DELAYS
+from polyledger.ledger.flat_file_table import FlatFileTable
 from polyledger.ledger.listing_table import ListingTable
 from polyledger.ledger.liveness import Liveness
 from polyledger.ledger.planning import Planning
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 
-class Ledger(Planning, Liveness, Settling, Resets, Runs, SplitsAndFlags, ListingTable, Reads):
+class Ledger(Planning, Liveness, Settling, Resets, Runs, SplitsAndFlags, ListingTable, FlatFileTable, Reads):
     """A ledger: a SQLite file or a PostgreSQL database (`postgresql://user:pw@host/db`).
     Thread-safe: every thread has its own connection.
 

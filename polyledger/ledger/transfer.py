@@ -17,6 +17,7 @@ from polyledger.ledger.database import (
     parse_location,
 )
 from polyledger.ledger.models import (
+    FlatFile,
     Listing,
     QualityFlag,
     Run,
@@ -29,7 +30,7 @@ from polyledger.ledger.models import (
 from polyledger.ledger.records import iso, utc_now
 
 # parents before children (unit_attempts refers to units)
-TABLES = (Unit, UnitAttempt, Run, Setting, Split, QualityFlag, Listing, UnattributedBars)
+TABLES = (Unit, UnitAttempt, Run, Setting, Split, QualityFlag, Listing, UnattributedBars, FlatFile)
 BATCH_ROWS = 50_000
 
 

@@ -23,7 +23,7 @@ from flat_support import (
     use_bucket,
 )
 from polars.testing import assert_frame_equal
-from support import API_KEY, run_cli
+from support import API_KEY, run_cli, write_universe
 from test_s3 import moto_endpoint  # noqa: F401 - the session's local S3
 
 from polyledger.testing.flatfiles import FlatDefects, replace_day, s3_client
@@ -197,3 +197,34 @@ def test_a_403_is_one_line_naming_the_causes_without_secrets(work, denying, monk
     assert SECRET not in result.err + result.out and API_KEY not in result.err + result.out
     assert _Denying.seen and not any(API_KEY in request or SECRET in request for request in _Denying.seen)
     assert {row["state"] for row in _units(ledger, "minute")} == {"pending"}
+
+
+def test_a_day_read_again_with_another_etag_leaves_units_built_before_stale(
+    work, market, moto_endpoint, bucket
+):  # noqa: F811
+    from flat_support import OTHERS, UNIVERSE
+
+    publish_market(moto_endpoint, bucket, market)
+    ledger, data = plan(work, "flat", ("minute",))
+    assert _flat(ledger, data).code == 0
+    replace_day(s3_client(moto_endpoint), bucket, market, "minute", D(2023, 5, 10), UNIVERSE + OTHERS, "AAPL")
+    # a ticker planned since: every day is staged again for it, and 2023-05-10 is read anew
+    write_universe(work / "universe.csv", [*UNIVERSE, "SIRI"])
+    assert run_cli("plan", "--universe", "universe.csv", "--from", "2023-04-01", "--to", "2023-06-30",
+                   "--ledger", ledger).code == 0  # fmt: skip
+    assert _flat(ledger, data).code == 0
+    audit = run_cli("audit", "--ledger", ledger, "--data", data)  # no listing: the re-read told it
+    assert audit.code == 1 and "stale flat files" in audit.out, audit.out
+    stale = {(row.ticker, row.period) for row in _stale(ledger)}
+    may = {(row["ticker"], row["period"]) for row in _units(ledger, "minute") if row["period"] == "2023-05"}
+    assert stale == may - {("SIRI", "2023-05")} and ("AAPL", "2023-05") in stale  # SIRI's was built after
+    assert run_cli("retry", "--stale", "--ledger", ledger).code == 0
+    assert _flat(ledger, data).code == 0
+    assert run_cli("audit", "--ledger", ledger, "--data", data).code == 0
+
+
+def _stale(ledger: str) -> list:
+    from polyledger.ledger import Ledger
+
+    with Ledger(ledger, create=False) as opened:
+        return opened.stale_flat("minute", "minute_files")

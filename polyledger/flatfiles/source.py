@@ -169,12 +169,12 @@ class FlatFilesSource:
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 return FlatFilesDenied(denied_message(self.config.endpoint, self.config.bucket))
-            if status == 404 or code in ("NoSuchKey", "NotFound"):
-                return PermanentError(f"flat file {key} is not in the bucket", error_class="missing_file")
-            if code == "NoSuchBucket":
+            if code == "NoSuchBucket":  # a 404 too: said before a missing key
                 return FlatFilesDenied(
                     f"flat files: no bucket {self.config.bucket!r} at {self.config.endpoint}"
                 )
+            if status == 404 or code in ("NoSuchKey", "NotFound"):
+                return PermanentError(f"flat file {key} is not in the bucket", error_class="missing_file")
             if status >= 500 or code == "SlowDown":
                 return TransientError(
                     f"flat file {key}: HTTP {status} {code}", error_class=status_class(status or 503)

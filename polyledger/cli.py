@@ -297,6 +297,26 @@ def run(
         raise typer.Exit(1)
 
 
+def _reconcile(ledger, store, sample: int):  # type: ignore[no-untyped-def]
+    """`audit --reconcile N`: with an API client when a key is set (flat-file units need one)."""
+    import os
+
+    from polyledger.flatfiles.reconcile import reconcile
+    from polyledger.polygon.client import DEFAULT_BASE_URL, PolygonClient
+    from polyledger.polygon.ratelimit import RateLimiter
+
+    api_key = api_key_from_env()
+    client = None
+    if api_key:
+        url = _check_base_url(os.environ.get("POLYGON_BASE_URL") or DEFAULT_BASE_URL)
+        client = PolygonClient(api_key, base_url=url, limiter=RateLimiter(5.0, burst=1))
+    try:
+        return reconcile(ledger, store, sample, client=client)
+    finally:
+        if client is not None:
+            client.close()
+
+
 def _show_run(job):  # type: ignore[no-untyped-def]
     """One run with the live display and its summary (the flat-file route runs two)."""
     from polyledger.output.progress import RunDisplay, print_summary
@@ -412,6 +432,14 @@ def audit(
         min=0.001,
         help="With --quality: |log return| between bars flagged as a jump.",
     ),
+    reconcile: int = typer.Option(
+        0,
+        "--reconcile",
+        min=0,
+        help="Also compare N sampled minute/day units with the other route, bar for bar (vwap aside): "
+        "flat-file units with the API (key and POLYGON_BASE_URL from the environment), API units "
+        "with their staged day files.",
+    ),
     etags: bool = typer.Option(
         False,
         "--etags",
@@ -451,16 +479,28 @@ def audit(
             from polyledger.checks.quality import check_quality
 
             checked = check_quality(ledger, store, jump_threshold=jump, volume_tolerance=volume_tolerance)
+        reconciled = _reconcile(ledger, store, reconcile) if reconcile else None
     problems = [f for f in findings if f.kind != "stale_file"]
     # files and ledger disagreeing, or flagged bars, need attention whatever the ledger says;
     # --json carries the same code the process exits with
     code = 1 if problems or (checked is not None and not checked.clean) else report.exit_code
+    if reconciled is not None:
+        for item in reconciled:
+            if not as_json:
+                _echo(
+                    f"reconcile {item.dataset} {item.ticker} {item.period} ({item.source}): "
+                    f"{item.bars:,} bars, {item.only_stored} only stored, "
+                    f"{item.only_other} only the other route, {item.different} different"
+                )
+        code = code or (1 if any(not item.same for item in reconciled) else 0)
     if as_json:
         payload = dict(report.to_dict(), exit_code=code)
         if deep:
             payload["deep"] = {"consistent": not problems, "findings": [asdict(f) for f in findings]}
         if checked is not None:
             payload["quality"] = checked.to_dict()
+        if reconciled is not None:
+            payload["reconcile"] = [dict(asdict(item), same=item.same) for item in reconciled]
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
         print_audit(_console(), report)

@@ -3,6 +3,7 @@ route: bar for bar the same (vwap aside), holidays planned as nothing, a missing
 failed (never empty), a repeated row dropped and counted, a replaced file making its units
 stale, adjusted ledgers refused, a 403 told in one line without secrets."""
 
+# ruff: noqa: F811 - moto_endpoint, the fixture imported from test_s3, is each test's argument
 from __future__ import annotations
 
 import sqlite3
@@ -44,13 +45,13 @@ def _flat(ledger: str, data: str, *extra: object):  # type: ignore[no-untyped-de
 
 
 @pytest.fixture
-def bucket(moto_endpoint: str, work, monkeypatch: pytest.MonkeyPatch, request) -> str:  # noqa: F811
+def bucket(moto_endpoint: str, work, monkeypatch: pytest.MonkeyPatch, request) -> str:
     name = f"flat-{request.node.name.replace('_', '-')[:40].lower()}"
     use_bucket(monkeypatch, moto_endpoint, name)
     return name
 
 
-def test_flat_files_give_the_rest_routes_bars(work, market, server, moto_endpoint, bucket):  # noqa: F811
+def test_flat_files_give_the_rest_routes_bars(work, market, server, moto_endpoint, bucket):
     publish_market(moto_endpoint, bucket, market, FlatDefects(duplicated=(DUPLICATED,)))
     flat_ledger, flat_data = plan(work, "flat")
     rest_ledger, rest_data = plan(work, "rest")
@@ -90,7 +91,7 @@ def test_flat_files_give_the_rest_routes_bars(work, market, server, moto_endpoin
     assert audit.code == 0, audit.out
 
 
-def test_a_missing_day_file_fails_its_units_until_it_is_published(work, market, moto_endpoint, bucket):  # noqa: F811
+def test_a_missing_day_file_fails_its_units_until_it_is_published(work, market, moto_endpoint, bucket):
     missing = D(2023, 5, 10)
     publish_market(moto_endpoint, bucket, market, FlatDefects(missing=(missing,)))
     ledger, data = plan(work, "flat", ("minute",))
@@ -110,7 +111,7 @@ def test_a_missing_day_file_fails_its_units_until_it_is_published(work, market, 
     assert {row["state"] for row in _units(ledger, "minute")} <= {"done", "empty_confirmed"}
 
 
-def test_a_replaced_day_file_makes_its_units_stale_until_retried(work, market, moto_endpoint, bucket):  # noqa: F811
+def test_a_replaced_day_file_makes_its_units_stale_until_retried(work, market, moto_endpoint, bucket):
     from flat_support import OTHERS, UNIVERSE
 
     publish_market(moto_endpoint, bucket, market)
@@ -141,7 +142,7 @@ def test_a_replaced_day_file_makes_its_units_stale_until_retried(work, market, m
     assert run_cli("audit", "--etags", "--ledger", ledger, "--data", data).code == 0
 
 
-def test_only_unadjusted_ledgers_read_flat_files(work, moto_endpoint, bucket):  # noqa: F811
+def test_only_unadjusted_ledgers_read_flat_files(work, moto_endpoint, bucket):
     ledger, data = plan(work, "flat")
     refused = run_cli("run", "--source", "flatfiles", "--ledger", ledger, "--data", data)
     assert refused.code == 2 and "--unadjusted" in refused.err and len(refused.err.strip().splitlines()) == 1
@@ -201,7 +202,7 @@ def test_a_403_is_one_line_naming_the_causes_without_secrets(work, denying, monk
 
 def test_a_day_read_again_with_another_etag_leaves_units_built_before_stale(
     work, market, moto_endpoint, bucket
-):  # noqa: F811
+):
     from flat_support import OTHERS, UNIVERSE
 
     publish_market(moto_endpoint, bucket, market)
@@ -228,3 +229,31 @@ def _stale(ledger: str) -> list:
 
     with Ledger(ledger, create=False) as opened:
         return opened.stale_flat("minute", "minute_files")
+
+
+def test_mixed_routes_reconcile_bar_for_bar(work, market, server, moto_endpoint, bucket, monkeypatch):
+    publish_market(moto_endpoint, bucket, market)
+    ledger, data = plan(work, "mixed", ("minute",))
+    rest = run_cli("run", "--unadjusted", "--base-url", server.url, "--max-units", "4", "--ledger", ledger,
+                   "--data", data)  # fmt: skip
+    assert rest.code == 1 and "4 done" in rest.out, rest.out  # some months from the API ...
+    assert _flat(ledger, data).code == 0  # ... the others from flat files
+    assert {row["source"] for row in _units(ledger, "minute")} == {"rest", "flatfiles"}
+
+    monkeypatch.setenv("POLYGON_BASE_URL", server.url)
+    audit = run_cli("audit", "--reconcile", "100", "--ledger", ledger, "--data", data)
+    assert audit.code == 0, audit.out
+    lines = [line for line in audit.out.splitlines() if line.startswith("reconcile ")]
+    assert any("(rest)" in line for line in lines) and any("(flatfiles)" in line for line in lines)
+    assert all(line.endswith("0 only stored, 0 only the other route, 0 different") for line in lines), lines
+
+    unit = next(row for row in _units(ledger, "minute") if row["source"] == "flatfiles" and row["rows"])
+    path = work / data / unit["file_path"]
+    stored = pl.read_parquet(path)
+    stored.with_columns(
+        close=pl.when(pl.int_range(pl.len()) == 7).then(pl.col("close") + 1).otherwise("close")
+    ).write_parquet(path)
+    audit = run_cli("audit", "--reconcile", "100", "--ledger", ledger, "--data", data)
+    assert audit.code == 1
+    assert f"reconcile minute {unit['ticker']} {unit['period']} (flatfiles)" in audit.out
+    assert "0 only stored, 0 only the other route, 1 different" in audit.out

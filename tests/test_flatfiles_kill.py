@@ -2,6 +2,7 @@
 file in place, its unit not yet settled), then a second run: nothing lost, nothing
 duplicated, no temporary left."""
 
+# ruff: noqa: F811 - moto_endpoint, the fixture imported from test_s3, is each test's argument
 from __future__ import annotations
 
 import subprocess
@@ -36,7 +37,7 @@ def test_kill_9_mid_flat_run_then_resume_loses_and_repeats_nothing(
     moto_endpoint,
     monkeypatch,
     dataset,
-    count,  # noqa: F811
+    count,
 ):
     bucket = f"flat-kill-{dataset.replace('_', '-')}"
     use_bucket(monkeypatch, moto_endpoint, bucket)

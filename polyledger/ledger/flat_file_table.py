@@ -120,6 +120,15 @@ class FlatFileTable(UnitMoves):
             {"d": day_dataset},
         )
 
+    def done_units_with_source(self, dataset: str) -> list[Any]:
+        """(dataset, ticker, period, period_start, period_end, file_path, source) of the
+        dataset's done units, by id (what `flatfiles.reconcile` samples)."""
+        return self.query(
+            "SELECT dataset, ticker, period, period_start, period_end, file_path, source FROM units "
+            "WHERE dataset = :d AND state = 'done' ORDER BY id",
+            {"d": dataset},
+        )
+
     @_reconnecting
     def note_seen_etags(self, seen: Mapping[int, str]) -> int:
         """The ETags the bucket lists now, per day unit (a missing object: ''). Returns how

@@ -239,6 +239,17 @@ def test_mixed_routes_reconcile_bar_for_bar(work, market, server, moto_endpoint,
     assert rest.code == 1 and "4 done" in rest.out, rest.out  # some months from the API ...
     assert _flat(ledger, data).code == 0  # ... the others from flat files
     assert {row["source"] for row in _units(ledger, "minute")} == {"rest", "flatfiles"}
+    # a REST run leaves the day units alone (they are read from flat files only)
+    assert run_cli("retry", "--class", "all", "--ledger", ledger).code == 0
+    with sqlite3.connect(ledger) as db:
+        db.execute(
+            "UPDATE units SET state = 'pending' WHERE dataset = 'minute_files' AND period = '2023-05-10'"
+        )
+    again = run_cli("run", "--unadjusted", "--base-url", server.url, "--ledger", ledger, "--data", data)
+    assert again.code == 0, again.out  # the pending day unit is out of its scope ...
+    day = next(row for row in _units(ledger, "minute_files") if row["period"] == "2023-05-10")
+    assert (day["state"], day["attempts"]) == ("pending", 1)  # ... never claimed by it
+    assert _flat(ledger, data).code == 0
 
     monkeypatch.setenv("POLYGON_BASE_URL", server.url)
     audit = run_cli("audit", "--reconcile", "100", "--ledger", ledger, "--data", data)

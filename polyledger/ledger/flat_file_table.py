@@ -35,7 +35,6 @@ CHANGED_DAYS = (
 
 
 class FlatFileTable(UnitMoves):
-    @_reconnecting
     def claim_same_period(
         self, owner: str, lease_seconds: float, head: ClaimedUnit, limit: int
     ) -> list[ClaimedUnit]:
@@ -44,7 +43,8 @@ class FlatFileTable(UnitMoves):
         (they are sorted by ticker, so a run of tickers is a few row groups)."""
         if limit <= 0:
             return []
-        return self._claim_where(  # type: ignore[attr-defined]  # Claims, in the Ledger
+        # `_claim_where` reconnects (Claims, in the Ledger), as for `claim_following`
+        return self._claim_where(  # type: ignore[attr-defined]
             owner,
             lease_seconds,
             "state = 'pending' AND dataset = :_d AND ticker > :_t "

@@ -27,6 +27,7 @@ from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit
 from polyledger.trading_days import trading_days
 
 SETTLED = ("done", "empty_confirmed")
+SETTLE_EVERY = 32  # units settled per ledger transaction (their files are written first)
 TO_RAW = {stored: raw for raw, stored in RENAME.items()}
 
 
@@ -101,14 +102,19 @@ def build_units(units: Sequence[ClaimedUnit], job: UnitJob, outcomes: dict[int, 
     )
     by_ticker = staged_bars(job, files, sorted({unit.ticker for unit in ready}))
     empty = pl.DataFrame(schema=BAR_SCHEMA)
+    built: list[FetchedUnit] = []
     for unit in ready:
         try:
-            outcomes[unit.id] = _build_one(unit, by_ticker.get(unit.ticker, empty), job)
+            built.append(_build_one(unit, by_ticker.pop(unit.ticker, empty), job))
         except LeaseLost:
             outcomes[unit.id] = _logged(unit, UnitOutcome("lost"))
+        if len(built) >= SETTLE_EVERY:
+            _settle(built, job, outcomes)
+    _settle(built, job, outcomes)
 
 
-def _build_one(unit: ClaimedUnit, staged: pl.DataFrame, job: UnitJob) -> UnitOutcome:
+def _build_one(unit: ClaimedUnit, staged: pl.DataFrame, job: UnitJob) -> FetchedUnit:
+    """The unit's file written (its bars shaped as the REST route shapes them)."""
     raw = to_raw(staged)
     share = split_by_unit(
         raw, unit.ticker, [(unit.period_start, unit.period_end)], job.ledger.listings_of(unit.ticker)
@@ -125,7 +131,14 @@ def _build_one(unit: ClaimedUnit, staged: pl.DataFrame, job: UnitJob) -> UnitOut
             still_ours=lambda u=unit: job.ledger.still_holds(u),
         )
     attempt = AttemptRecord(bars=bars.height, duplicates=share.duplicates)
-    fetched = FetchedUnit(unit, attempt, stored, share.unattributed, source="flatfiles")
-    (ours,) = job.ledger.settle_fetched([fetched], False, job.run_id)
-    state = ("done" if stored else "empty_confirmed") if ours else "lost"
-    return _logged(unit, UnitOutcome(state, bars.height if ours else 0, 0))
+    return FetchedUnit(unit, attempt, stored, share.unattributed, source="flatfiles")
+
+
+def _settle(built: list[FetchedUnit], job: UnitJob, outcomes: dict[int, UnitOutcome]) -> None:
+    """Settle the built units in one transaction (their files are in place), and forget them."""
+    if not built:
+        return
+    for item, ours in zip(built, job.ledger.settle_fetched(built, False, job.run_id), strict=True):
+        state = ("done" if item.stored else "empty_confirmed") if ours else "lost"
+        outcomes[item.unit.id] = _logged(item.unit, UnitOutcome(state, item.attempt.bars if ours else 0, 0))
+    built.clear()

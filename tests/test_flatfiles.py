@@ -25,6 +25,7 @@ from flat_support import (
 )
 from polars.testing import assert_frame_equal
 from support import API_KEY, run_cli, write_universe
+from test_postgres import admin_url, new_database, pg_url  # noqa: F401 - PostgreSQL ledgers
 from test_s3 import moto_endpoint  # noqa: F401 - the session's local S3
 
 from polyledger.testing.flatfiles import FlatDefects, replace_day, s3_client
@@ -268,3 +269,20 @@ def test_mixed_routes_reconcile_bar_for_bar(work, market, server, moto_endpoint,
     assert audit.code == 1
     assert f"reconcile minute {unit['ticker']} {unit['period']} (flatfiles)" in audit.out
     assert "0 only stored, 0 only the other route, 1 different" in audit.out
+
+
+def test_the_flat_file_route_on_a_postgresql_ledger(work, market, moto_endpoint, bucket, pg_url):
+    """The same route on PostgreSQL: claims of a period's units, the flat_files table, staleness."""
+    from flat_support import OTHERS, UNIVERSE
+
+    publish_market(moto_endpoint, bucket, market)
+    write_universe(work / "universe.csv", UNIVERSE)
+    assert run_cli("plan", "--universe", "universe.csv", "--from", "2023-04-01", "--to", "2023-06-30",
+                   "--ledger", pg_url).code == 0  # fmt: skip
+    result = _flat(pg_url, "data", "--workers", "2")
+    assert result.code == 0, result.err + result.out
+    replace_day(s3_client(moto_endpoint), bucket, market, "minute", D(2023, 5, 10), UNIVERSE + OTHERS, "AAPL")
+    assert run_cli("audit", "--etags", "--ledger", pg_url, "--data", "data").code == 1
+    assert run_cli("retry", "--stale", "--ledger", pg_url).code == 0
+    assert _flat(pg_url, "data").code == 0
+    assert run_cli("audit", "--etags", "--deep", "--ledger", pg_url, "--data", "data").code == 0

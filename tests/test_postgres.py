@@ -45,6 +45,7 @@ TABLES = (
     "quality_flags",
     "listings",
     "unattributed_bars",
+    "flat_files",
 )
 
 

@@ -211,6 +211,12 @@ def run(
         help="Worker processes: a number, or auto (one per CPU core). --workers and --rate are "
         "split among them.",
     ),
+    source: str = typer.Option(
+        "rest",
+        "--source",
+        help="Where minute and day bars come from: rest (the API) or flatfiles (the provider's day "
+        "files; --unadjusted ledgers only; keys in POLYLEDGER_FLATFILES_KEY_ID and _SECRET).",
+    ),
     ledger_path: str = LedgerOpt,
     data: str = DataOpt,
 ) -> None:
@@ -219,7 +225,7 @@ def run(
 
     Example: POLYGON_API_KEY=... polyledger run --workers 16
     """
-    from polyledger.datasets import check_dataset
+    from polyledger.datasets import FLAT_FILE_DATASETS, check_dataset
     from polyledger.fetch.processes import processes_wanted
     from polyledger.fetch.runner import Run, RunOptions
     from polyledger.ledger import Ledger
@@ -229,6 +235,31 @@ def run(
 
     for name in dataset or []:
         check_dataset(name)
+    if source not in ("rest", "flatfiles"):
+        raise InputError(f"--source must be rest or flatfiles, got {source!r}")
+    if source == "flatfiles":
+        from polyledger.flatfiles.route import run_flatfiles
+
+        flat = run_flatfiles(
+            _show_run,
+            ledger_path,
+            data,
+            datasets=tuple(dataset or ()),
+            adjusted=not unadjusted,
+            processes=processes,
+            log_setup=lambda: _setup_logging(log_file),
+            workers=workers,
+            lease_seconds=lease_seconds,
+            max_units=max_units,
+            max_attempts=max_attempts,
+        )
+        if flat.outcome == "interrupted":
+            raise typer.Exit(130)
+        if not flat.ok:
+            raise typer.Exit(1)
+        return
+    if set(dataset or ()) & set(FLAT_FILE_DATASETS):
+        raise InputError("minute_files and day_files units are read by `polyledger run --source flatfiles`")
     process_count = processes_wanted(processes, workers)
     api_key = api_key_from_env()
     if not api_key:
@@ -246,7 +277,8 @@ def run(
             rate=rate,
             adjusted=adjusted,
             lease_seconds=lease_seconds,
-            datasets=tuple(dataset) if dataset else None,
+            # the flat-file route's day units are never asked of the API
+            datasets=tuple(dataset) if dataset else _rest_datasets(ledger),
             max_units=max_units,
             max_attempts=max_attempts,
             give_up_after=give_up_after,
@@ -279,6 +311,47 @@ def run(
         raise typer.Exit(130)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _reconcile(ledger, store, sample: int):  # type: ignore[no-untyped-def]
+    """`audit --reconcile N`: with an API client when a key is set (flat-file units need one)."""
+    import os
+
+    from polyledger.flatfiles.reconcile import reconcile
+    from polyledger.polygon.client import DEFAULT_BASE_URL, PolygonClient
+    from polyledger.polygon.ratelimit import RateLimiter
+
+    api_key = api_key_from_env()
+    client = None
+    if api_key:
+        url = _check_base_url(os.environ.get("POLYGON_BASE_URL") or DEFAULT_BASE_URL)
+        client = PolygonClient(api_key, base_url=url, limiter=RateLimiter(5.0, burst=1))
+    try:
+        return reconcile(ledger, store, sample, client=client)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _show_run(job):  # type: ignore[no-untyped-def]
+    """One run with the live display and its summary (the flat-file route runs two)."""
+    from polyledger.output.progress import RunDisplay, print_summary
+
+    console = _console()
+    with RunDisplay(console, job.client) as display, _signals_stop(job):
+        report = job.execute(on_tick=display.tick)
+    print_summary(console, report)
+    return report
+
+
+def _rest_datasets(ledger) -> tuple[str, ...] | None:  # type: ignore[no-untyped-def]
+    """Every dataset but the flat-file route's day units, if the ledger has any (else all: None)."""
+    from polyledger.datasets import FLAT_FILE_DATASETS, names
+    from polyledger.ledger import queries
+
+    if not queries.has_units(ledger, list(FLAT_FILE_DATASETS)):
+        return None
+    return tuple(name for name in names() if name not in FLAT_FILE_DATASETS)
 
 
 def _run_processes(ledger, location: str, data: str, url: str, options, count: int, level: int, console):  # type: ignore[no-untyped-def]
@@ -375,6 +448,20 @@ def audit(
         min=0.001,
         help="With --quality: |log return| between bars flagged as a jump.",
     ),
+    reconcile: int = typer.Option(
+        0,
+        "--reconcile",
+        min=0,
+        help="Also compare N sampled minute/day units with the other route, bar for bar (vwap aside): "
+        "flat-file units with the API (key and POLYGON_BASE_URL from the environment), API units "
+        "with their staged day files.",
+    ),
+    etags: bool = typer.Option(
+        False,
+        "--etags",
+        help="First list the flat-file bucket: units read from a day file replaced since are stale "
+        "(keys as for run --source flatfiles).",
+    ),
     ledger_path: str = LedgerOpt,
     data: str = DataOpt,
 ) -> None:
@@ -393,6 +480,13 @@ def audit(
     if not quality and (volume_tolerance != DEFAULT_VOLUME_TOLERANCE or jump != DEFAULT_JUMP_THRESHOLD):
         raise InputError("--volume-tolerance and --jump apply to --quality only")
     with Ledger(ledger_path, create=False) as ledger:
+        if etags:
+            from polyledger.flatfiles.etags import check_etags
+            from polyledger.flatfiles.source import FlatFilesConfig, FlatFilesSource
+
+            seen = check_etags(ledger, FlatFilesSource(FlatFilesConfig.from_env()))
+            if not as_json:
+                _echo(f"flat files: {seen.checked:,} day files listed, {seen.changed:,} replaced since read")
         report = audit_ledger(ledger)
         store = BarStore(data)
         findings = deep_check(ledger, store) if deep else []
@@ -401,16 +495,28 @@ def audit(
             from polyledger.checks.quality import check_quality
 
             checked = check_quality(ledger, store, jump_threshold=jump, volume_tolerance=volume_tolerance)
+        reconciled = _reconcile(ledger, store, reconcile) if reconcile else None
     problems = [f for f in findings if f.kind != "stale_file"]
     # files and ledger disagreeing, or flagged bars, need attention whatever the ledger says;
     # --json carries the same code the process exits with
     code = 1 if problems or (checked is not None and not checked.clean) else report.exit_code
+    if reconciled is not None:
+        for item in reconciled:
+            if not as_json:
+                _echo(
+                    f"reconcile {item.dataset} {item.ticker} {item.period} ({item.source}): "
+                    f"{item.bars:,} bars, {item.only_stored} only stored, "
+                    f"{item.only_other} only the other route, {item.different} different"
+                )
+        code = code or (1 if any(not item.same for item in reconciled) else 0)
     if as_json:
         payload = dict(report.to_dict(), exit_code=code)
         if deep:
             payload["deep"] = {"consistent": not problems, "findings": [asdict(f) for f in findings]}
         if checked is not None:
             payload["quality"] = checked.to_dict()
+        if reconciled is not None:
+            payload["reconcile"] = [dict(asdict(item), same=item.same) for item in reconciled]
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
         print_audit(_console(), report)
@@ -513,7 +619,7 @@ def retry(
             return
         if stale:
             count = retry_stale(ledger, ticker or ())
-            _echo(f"{count} stale adjusted units are pending again: run `polyledger run` to fetch them")
+            _echo(f"{count} stale units are pending again: run `polyledger run` to fetch them")
             return
         count = retry_failed(ledger, error_class, ticker or (), dataset or ())
     _echo(f"{count} failed units are pending again: run `polyledger run` to fetch them")

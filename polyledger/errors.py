@@ -101,12 +101,16 @@ class StorageError(FatalRunError):
 # http_5xx too).
 TRANSIENT_CLASSES = frozenset(
     {"http_429", "timeout", "connection", "truncated", "invalid_json", "bad_shape", "lease_expired"}
+    # flat files: a ticker unit whose days are not all read yet (they are being read)
+    | {"days_unread"}
 )
 # Retrying will not change these (nor any other http_4xx, nor internal:<exception type>);
 # `unknown` is what a failed unit without a class is grouped under.
 PERMANENT_CLASSES = frozenset(
     {"not_entitled", "not_found", "bad_request", "pagination", "adjusted_mismatch", "out_of_range"}
     | {"invalid_ticker", "protocol", "permanent", "fetch_error", "unknown"}
+    # flat files: a trading day's object is not in the bucket (late, or never published)
+    | {"missing_file"}
 )
 # the HTTP statuses whose class has a name of its own; any other is http_<status>
 _STATUS_CLASSES = {400: "bad_request", 403: "not_entitled", 404: "not_found"}

@@ -37,9 +37,13 @@ def retry_failed(
 
 
 def retry_stale(ledger: Ledger, tickers: Sequence[str] = ()) -> int:
-    """Queue again the adjusted bar units that a later split made stale (see audit); their
-    files are replaced when fetched. Returns how many were queued."""
-    return ledger.reset_stale(tickers)
+    """Queue again the adjusted bar units that a later split made stale, and the units built
+    from day files replaced since (see audit); their files are replaced when fetched.
+    Returns how many were queued."""
+    from polyledger.datasets.flat_days import ROUTES
+
+    # and the units built from flat files replaced since, with those day files
+    return ledger.reset_stale(tickers) + ledger.reset_stale_flat(ROUTES, tickers)
 
 
 def retry_flagged(ledger: Ledger, checks: Sequence[str] = (), tickers: Sequence[str] = ()) -> int:

@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"ledger", "polygon", "bars"},
     {"datasets"},
     {"storage"},  # a unit's path comes from its dataset's spec (storage/layout.py)
-    {"plan", "universe", "fetch"},
+    {"plan", "universe", "fetch", "flatfiles"},  # flatfiles: the flat-file route, beside fetch
     {
         "checks",
         "output",

@@ -50,6 +50,7 @@ TABLES = (
     "sync_lock",
     "key_rates",
     "key_members",
+    "flat_files",
 )
 
 

@@ -53,17 +53,20 @@ class DatasetAudit:
     never_attempted: int = 0
     stale_adjusted: int = 0  # adjusted units fetched before a later split of their ticker
     stale_examples: list[str] = field(default_factory=list)
+    # flat files: ticker units built from day files replaced since (or day files replaced)
+    stale_flatfiles: int = 0
     by_year: list[YearCoverage] = field(default_factory=list)  # datasets planned over a range only
     unattributed: list[UnattributedBars] = field(default_factory=list)  # bars inside no known listing
 
     @property
     def complete(self) -> bool:
-        return sum(self.by_state[state] for state in SETTLED) == self.units and not self.stale_adjusted
+        settled = sum(self.by_state[state] for state in SETTLED) == self.units
+        return settled and not self.stale_adjusted and not self.stale_flatfiles
 
     @property
     def needs_attention(self) -> bool:
         """Failed or stale units: running again will not fix them by itself."""
-        return bool(self.by_state[UnitState.FAILED] or self.stale_adjusted)
+        return bool(self.by_state[UnitState.FAILED] or self.stale_adjusted or self.stale_flatfiles)
 
 
 @dataclass
@@ -143,9 +146,26 @@ def audit(ledger: Ledger) -> AuditReport:
         entry.stale_examples = [
             f"{r.ticker} {r.period}: split on {r.execution_date}" for r in mine[:EXAMPLES_PER_CLASS]
         ]
+        _stale_flatfiles(ledger, entry)
         report.datasets.append(entry)
     report.listings = listing_summary(ledger)
     return report
+
+
+def _stale_flatfiles(ledger: Ledger, entry: DatasetAudit) -> None:
+    """Ticker units built from a day file replaced since, and the replaced day files."""
+    from polyledger.datasets.flat_days import ROUTES
+
+    if entry.dataset in ROUTES:
+        rows = ledger.stale_flat(entry.dataset, ROUTES[entry.dataset])
+        examples = [f"{r.ticker} {r.period}: a day file changed since it was read" for r in rows]
+    elif entry.dataset in ROUTES.values():
+        rows = ledger.changed_days(entry.dataset)
+        examples = [f"{str(r.period_start)[:10]}: the object's ETag changed" for r in rows]
+    else:
+        return
+    entry.stale_flatfiles = len(rows)
+    entry.stale_examples += examples[:EXAMPLES_PER_CLASS]
 
 
 def listing_summary(ledger: Ledger) -> ListingSummary:

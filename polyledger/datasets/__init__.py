@@ -8,7 +8,16 @@ docs/architecture.md.
 
 from __future__ import annotations
 
-from polyledger.datasets import day, details, dividends, grouped_daily, minute, splits, ticker_events
+from polyledger.datasets import (
+    day,
+    details,
+    dividends,
+    flat_days,
+    grouped_daily,
+    minute,
+    splits,
+    ticker_events,
+)
 from polyledger.datasets.spec import MARKET, DatasetSpec
 
 __all__ = ["MARKET", "DatasetSpec", "check_dataset", "check_key", "get", "names"]
@@ -17,6 +26,9 @@ _REGISTRY: dict[str, DatasetSpec] = {
     module.SPEC.name: module.SPEC
     for module in (minute, day, splits, dividends, details, ticker_events, grouped_daily)
 }
+# the flat-file route's day units (`run --source flatfiles`), never fetched from the API
+_REGISTRY.update({spec.name: spec for spec in (flat_days.MINUTE_SPEC, flat_days.DAY_SPEC)})
+FLAT_FILE_DATASETS = (flat_days.MINUTE_FILES, flat_days.DAY_FILES)
 
 
 def names(*, bars: bool | None = None, grain: str | None = None) -> tuple[str, ...]:

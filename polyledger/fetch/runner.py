@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from polyledger import datasets
 from polyledger.defaults import (
@@ -60,6 +61,7 @@ class RunOptions:
     give_up_after: float = DEFAULT_GIVE_UP_AFTER
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: tuple[float, float] = (10.0, DEFAULT_READ_TIMEOUT)
+    flatfiles: Any = None  # a `flatfiles.source.FlatFilesConfig`: read units from flat files
 
 
 @dataclass
@@ -156,6 +158,7 @@ class Run:
             adjusted=self.options.adjusted,
             run_id=self.run_id,
             max_attempts=self.options.max_attempts,
+            flatfiles=_flat_job(self.options.flatfiles),
         )
         self.watch = SilenceWatch(self.options.lease_seconds)  # other runs that stopped beating
         # the runs on this key share its rate, and what they learned of its limit
@@ -403,10 +406,17 @@ class Run:
     def _extend(self, head) -> list:  # type: ignore[no-untyped-def]
         """Claim the pending units that directly follow `head`, up to the group size (how
         many consecutive units one request may cover: the dataset's spec says)."""
-        extra = self._take(datasets.get(head.dataset).group_size - 1)
+        flat = self.options.flatfiles
+        if flat is not None and datasets.get(head.dataset).grain != "date":
+            # flat files: the same period's units of the following tickers, built in one pass
+            extra = self._take(flat.batch - 1)
+            claim = self.ledger.claim_same_period
+        else:
+            extra = self._take(datasets.get(head.dataset).group_size - 1)
+            claim = self.ledger.claim_following
         if not extra:
             return []
-        following = self.ledger.claim_following(self.owner, self.options.lease_seconds, head, extra)
+        following = claim(self.owner, self.options.lease_seconds, head, extra)
         self._give_back(extra - len(following))
         return following
 
@@ -447,3 +457,12 @@ class Run:
                 return False
             self.stop.wait(min(2.0, self.options.lease_seconds / 4))
         return False
+
+
+def _flat_job(config: Any) -> Any:
+    """The workers' shared flat-file reader, when the run reads flat files."""
+    if config is None:
+        return None
+    from polyledger.flatfiles.job import FlatJob
+
+    return FlatJob(config)

@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -56,6 +57,7 @@ class UnitJob:
     adjusted: bool
     run_id: str | None = None
     max_attempts: int = 3
+    flatfiles: Any = None  # a `flatfiles.job.FlatJob`: units read from flat files instead
 
 
 def _logged(unit: ClaimedUnit, outcome: UnitOutcome) -> UnitOutcome:
@@ -89,6 +91,10 @@ def process_units(
     asked again on its own (a 403 fails it, an empty answer confirms it), unless
     the symbol's listing windows explain it (it lies outside every one of them). Their outcomes come last.
     """
+    if job.flatfiles is not None:  # the flat-file route (`run --source flatfiles`)
+        from polyledger.flatfiles.units import process_flat
+
+        return process_flat(units, job, job.flatfiles)
     head, last = units[0], units[-1]
     spec = datasets.get(head.dataset)
     if spec.timespan is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from polyledger.ledger.connection import RECONNECT_DELAYS
 from polyledger.ledger.key_table import KeyTable
+from polyledger.ledger.flat_file_table import FlatFileTable
 from polyledger.ledger.listing_table import ListingTable
 from polyledger.ledger.liveness import Liveness
 from polyledger.ledger.planning import Planning
@@ -55,7 +56,17 @@ __all__ = [
 
 
 class Ledger(
-    Planning, Liveness, Settling, Resets, Runs, SplitsAndFlags, ListingTable, SyncMemory, KeyTable, Reads
+    Planning,
+    Liveness,
+    Settling,
+    Resets,
+    Runs,
+    SplitsAndFlags,
+    ListingTable,
+    SyncMemory,
+    KeyTable,
+    FlatFileTable,
+    Reads,
 ):
     """A ledger: a SQLite file or a PostgreSQL database (`postgresql://user:pw@host/db`).
     Thread-safe: every thread has its own connection.

@@ -34,6 +34,7 @@ class Unit(SQLModel, table=True):
     checksum: Optional[str] = None  # sha256 of the Parquet file
     bytes: Optional[int] = None  # size of the Parquet file
     requests: int = 0  # HTTP requests spent on this unit, all attempts
+    source: Optional[str] = None  # where its settled bars came from: rest | flatfiles
     lease_owner: Optional[str] = None
     lease_token: Optional[str] = None
     lease_expires_at: Optional[str] = None
@@ -220,3 +221,20 @@ class KeyMember(SQLModel, table=True):
     known: Optional[float] = None  # the key's limit as that run measured it
     throttled: int = 0  # 429s that run has seen
     ok: int = 0  # its requests accepted so far
+
+
+class FlatFile(SQLModel, table=True):
+    """One day file read from the provider's flat files for a day unit (`minute_files`,
+    `day_files`): what was read, and the ETag last seen in the bucket (a change: stale)."""
+
+    __tablename__ = "flat_files"
+
+    unit_id: int = Field(foreign_key="units.id", primary_key=True)
+    object_key: str
+    etag: str  # as read
+    size: int  # bytes of the gzip object
+    rows: int  # rows of the whole day file (every symbol)
+    universe: str  # hash of the tickers the day was staged for
+    seen_etag: Optional[str] = None  # last seen in the bucket (`audit --etags`)
+    read_at: str
+    changed_at: Optional[str] = None  # a read found another ETag than the one before

@@ -100,3 +100,4 @@ class FetchedUnit:
     attempt: AttemptRecord
     stored: StoredFile | None
     unattributed: Unattributed | None = None  # its bars inside no known listing of the symbol
+    source: str = "rest"  # where the bars came from: rest (the API) | flatfiles

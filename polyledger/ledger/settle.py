@@ -15,12 +15,14 @@ from polyledger.ledger.states import UnitState
 
 def _fetched_change(item: FetchedUnit, adjusted: bool | None) -> tuple[UnitState, str, dict]:
     """The state and columns a complete answer sets (for `Settling._settle`)."""
-    fetched = "adjusted = :adjusted, fetched_at = :_now, last_error = NULL, error_class = NULL"
+    fetched = (
+        "adjusted = :adjusted, fetched_at = :_now, last_error = NULL, error_class = NULL, source = :source"
+    )
     if item.stored is None:
         return (
             UnitState.EMPTY_CONFIRMED,
             f"rows = 0, file_path = NULL, checksum = NULL, bytes = NULL, {fetched}",
-            {"adjusted": adjusted},
+            {"adjusted": adjusted, "source": item.source},
         )
     stored = item.stored
     return (
@@ -32,6 +34,7 @@ def _fetched_change(item: FetchedUnit, adjusted: bool | None) -> tuple[UnitState
             "checksum": stored.checksum,
             "bytes": stored.bytes,
             "adjusted": adjusted,
+            "source": item.source,
         },
     )
 

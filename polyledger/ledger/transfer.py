@@ -18,6 +18,7 @@ from polyledger.ledger.database import (
 )
 from polyledger.ledger.models import (
     KeyRate,
+    FlatFile,
     Listing,
     Planned,
     QualityFlag,
@@ -45,6 +46,7 @@ TABLES = (
     Planned,
     UniverseBuild,
     KeyRate,
+    FlatFile,
 )
 BATCH_ROWS = 50_000
 

@@ -59,6 +59,14 @@ def print_audit(console: Console, report: AuditReport) -> None:
             )
             for example in entry.stale_examples:
                 console.print(f"    {example}", markup=False)
+        if entry.stale_flatfiles:
+            console.print(
+                f"  stale flat files: {entry.stale_flatfiles:,} units read from a day file replaced since "
+                "(`polyledger retry --stale` queues them again)",
+                markup=False,
+            )
+            for example in entry.stale_examples:
+                console.print(f"    {example}", markup=False)
         for item in entry.unattributed[:20]:
             console.print(
                 f"  unattributed: {item.ticker} {item.first_day}..{item.last_day}: {item.bars:,} bars "

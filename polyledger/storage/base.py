@@ -55,6 +55,7 @@ class BarStore(ABC):
         *,
         adjusted: bool | None = None,
         still_ours: Callable[[], bool] | None = None,
+        row_group_size: int | None = None,
     ) -> StoredFile:
         """Write a unit's bars atomically; returns what the ledger records about the file.
 
@@ -68,7 +69,12 @@ class BarStore(ABC):
         # zstd level 1: a third less CPU than polars' default level 3 for files about 8% larger
         # (writing is a large share of a run's CPU; the disk is rarely what limits it)
         bars.write_parquet(
-            buffer, compression="zstd", compression_level=1, statistics=True, metadata=metadata
+            buffer,
+            compression="zstd",
+            compression_level=1,
+            statistics=True,
+            metadata=metadata,
+            row_group_size=row_group_size,  # small for staged days: a run of tickers is a few groups
         )
         payload = buffer.getvalue()
         self._put(relative, payload, still_ours)

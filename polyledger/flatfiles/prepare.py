@@ -1,0 +1,46 @@
+"""Before a flat-file run: the day units its ticker units need, planned; days staged for a
+smaller universe than today's queued again (a ticker planned since is not in them)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from polyledger.datasets import MARKET
+from polyledger.datasets.flat_days import ROUTES
+from polyledger.flatfiles.job import period_of, universe_hash
+from polyledger.ledger import Ledger, PlannedUnit, UnitState
+from polyledger.trading_days import trading_days
+
+
+@dataclass(frozen=True)
+class Prepared:
+    days_added: int  # day units planned now
+    days_restaged: int  # day units queued again: staged for a smaller universe
+
+
+def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
+    """For each ticker dataset in `targets` (minute, day): a day unit for every trading day
+    of its pending units (a holiday is no unit), and the settled days whose staged
+    universe differs from today's back to pending."""
+    added = restaged = 0
+    for target in targets:
+        day_dataset = ROUTES[target]
+        days: set[dt.date] = set()
+        for start, end in ledger.pending_periods(target):
+            days.update(trading_days(start, end))
+        added += ledger.add_units(
+            PlannedUnit(day_dataset, MARKET, day, day, period_name=day.isoformat()) for day in sorted(days)
+        )
+        universe = {
+            period: universe_hash(tickers) for period, tickers in ledger.tickers_by_period(target).items()
+        }
+        outdated = [
+            row.unit_id
+            for row in ledger.flat_file_records(day_dataset)
+            if universe.get(period_of(target, dt.date.fromisoformat(str(row.period_start)[:10])))
+            != row.universe
+        ]
+        restaged += ledger.reset_ids(outdated, {UnitState.DONE, UnitState.EMPTY_CONFIRMED})
+    return Prepared(added, restaged)

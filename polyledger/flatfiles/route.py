@@ -1,0 +1,97 @@
+"""`run --source flatfiles`: the checks before anything is read, then two runs on the
+ledger's usual machinery (claims, leases, retries, the heartbeat): the day units first,
+then the ticker units built from them. A stop or a crash anywhere is resumed by running
+again: each run re-does only unsettled units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from polyledger.datasets.flat_days import MARKET_PREFIX, ROUTES
+from polyledger.defaults import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_WORKERS
+from polyledger.errors import InputError
+from polyledger.fetch.runner import Run, RunOptions, RunReport
+from polyledger.flatfiles.prepare import Prepared, prepare
+from polyledger.flatfiles.source import FlatFilesConfig, FlatFilesSource
+from polyledger.ledger import Ledger
+from polyledger.storage import BarStore
+
+REFUSE_ADJUSTED = (
+    "flat files are never split-adjusted: only an --unadjusted ledger may read them "
+    "(`polyledger run --source flatfiles --unadjusted`), or use --source rest"
+)
+
+
+@dataclass
+class FlatRunReport:
+    prepared: Prepared
+    runs: list[RunReport] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        return next((r.outcome for r in self.runs if r.outcome != "finished"), "finished")
+
+    @property
+    def ok(self) -> bool:
+        return len(self.runs) == 2 and all(r.ok for r in self.runs)
+
+
+def check_request(datasets: Sequence[str], adjusted: bool, processes: str) -> tuple[str, ...]:
+    """The ticker datasets to fill, or one line saying why not."""
+    if adjusted:
+        raise InputError(REFUSE_ADJUSTED)
+    if processes not in ("1", ""):
+        raise InputError("--source flatfiles runs in one process: use --workers for more threads")
+    targets = tuple(datasets) or tuple(ROUTES)
+    wrong = [name for name in targets if name not in ROUTES]
+    if wrong:
+        raise InputError(f"--source flatfiles fills {' and '.join(ROUTES)} units, not {', '.join(wrong)}")
+    return targets
+
+
+def run_flatfiles(
+    execute: Callable[[Run], RunReport],
+    ledger_path: str,
+    data: str,
+    *,
+    datasets: Sequence[str] = (),
+    adjusted: bool = False,
+    processes: str = "1",
+    log_setup: Callable[[], None] | None = None,
+    config: FlatFilesConfig | None = None,
+    workers: int = DEFAULT_WORKERS,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    max_units: int | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+) -> FlatRunReport:
+    """Plan the day units, read them, then build the ticker units; `execute(run)` runs one
+    (the CLI shows it live)."""
+    targets = check_request(datasets, adjusted, processes)
+    config = config or FlatFilesConfig.from_env()
+    with Ledger(ledger_path, create=False) as ledger:
+        if ledger.claim_setting("adjusted", "false") != "false":
+            raise InputError(f"this ledger holds adjusted bars; {REFUSE_ADJUSTED}")
+        store = BarStore(data)
+        store.ensure_writable()
+        FlatFilesSource(config).probe(f"{MARKET_PREFIX}/")  # a 403 is one line before any claim
+        if log_setup is not None:
+            log_setup()
+        report = FlatRunReport(prepare(ledger, targets))
+        common: dict[str, Any] = dict(
+            workers=workers,
+            adjusted=False,
+            lease_seconds=lease_seconds,
+            max_units=max_units,
+            max_attempts=max_attempts,
+            flatfiles=config,
+        )
+        for phase in (tuple(ROUTES[name] for name in targets), targets):
+            options = RunOptions(datasets=phase, **common)
+            run = Run(ledger, store, api_key="", base_url=config.endpoint, options=options)
+            report.runs.append(execute(run))
+            if report.runs[-1].outcome != "finished":
+                break
+    return report

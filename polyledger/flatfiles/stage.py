@@ -1,0 +1,101 @@
+"""One day unit: its flat file read and staged.
+
+The object is streamed, decompressed, to a temporary file and scanned lazily: only the
+universe's rows are collected (a day of the whole market is never in memory), converted
+to the stored bar schema (`window_start` nanoseconds -> the stored milliseconds, vwap
+null, otc false), sorted by ticker then time (stable: a repeated row stays next to its
+first, for the ticker unit to drop and count, as the REST route does) and written
+atomically as the day unit's file, in small row groups so a run of tickers is a few of
+them. The read (key, ETag, size, rows) is recorded before the unit settles.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+
+import polars as pl
+
+from polyledger.bars import BAR_SCHEMA
+from polyledger.datasets.flat_days import ROUTES, object_key
+from polyledger.errors import ProtocolError
+from polyledger.fetch.units import UnitJob, UnitOutcome, _logged
+from polyledger.flatfiles.job import FlatJob, period_of, universe_hash
+from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit
+from polyledger.periods import et_midnight_ms
+
+COLUMNS = {
+    "ticker": pl.String,
+    "volume": pl.Float64,
+    "open": pl.Float64,
+    "close": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "window_start": pl.Int64,
+    "transactions": pl.Int64,
+}
+STAGED_ROW_GROUP = 16_384  # rows: about 40 tickers of a busy minute day per group
+TARGET_OF = {day: target for target, day in ROUTES.items()}  # day dataset -> the units it feeds
+
+
+def read_day(path: Path, tickers: frozenset[str], day: dt.date) -> tuple[pl.DataFrame, int]:
+    """The rows of `tickers` in the day's CSV at `path` in the stored bar schema, sorted by
+    ticker and time; and how many rows the whole file has."""
+    scan = pl.scan_csv(path, schema_overrides=COLUMNS)
+    missing = set(COLUMNS) - set(scan.collect_schema().names())
+    if missing:
+        raise ProtocolError(f"flat file of {day} lacks {', '.join(sorted(missing))}", error_class="bad_shape")
+    total = int(scan.select(pl.len()).collect().item())
+    rows = scan.filter(pl.col("ticker").is_in(sorted(tickers))).collect()
+    start, end = et_midnight_ms(day) * 1_000_000, et_midnight_ms(day + dt.timedelta(days=1)) * 1_000_000
+    stray = int(((rows.get_column("window_start") < start) | (rows.get_column("window_start") >= end)).sum())
+    if stray:  # never stage another day's bars under this date
+        raise ProtocolError(
+            f"{stray} rows of the flat file of {day} are not on {day}", error_class="out_of_range"
+        )
+    staged = rows.select(
+        pl.col("ticker"),
+        pl.lit(None, dtype=pl.String).alias("security_id"),
+        (pl.col("window_start") // 1_000_000)
+        .cast(pl.Datetime("ms"))
+        .dt.replace_time_zone("UTC")
+        .alias("timestamp"),
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        pl.lit(None, dtype=pl.Float64).alias("vwap"),  # flat files have none
+        "transactions",
+        pl.lit(False).alias("otc"),
+    ).cast(BAR_SCHEMA)  # type: ignore[arg-type]
+    return staged.sort("ticker", "timestamp", maintain_order=True), total
+
+
+def stage_day(unit: ClaimedUnit, job: UnitJob, flat: FlatJob) -> UnitOutcome:
+    """Read, stage and settle one day unit (errors are the caller's to settle)."""
+    day = unit.period_start
+    target = TARGET_OF[unit.dataset]
+    tickers = flat.tickers(job.ledger, target, period_of(target, day))
+    key = object_key(unit.dataset, day)
+    with tempfile.TemporaryDirectory(prefix="polyledger-day-", dir=flat.config.workdir) as folder:
+        found = flat.source.fetch_day(key, Path(folder) / "day.csv")
+        staged, total = read_day(Path(folder) / "day.csv", tickers, day)
+    job.ledger.record_flat_file(unit.id, key, found.etag, found.size, total, universe_hash(tickers))
+    stored = None
+    if staged.height:
+        stored = job.store.write_unit(
+            unit.dataset,
+            unit.ticker,
+            day,
+            staged,
+            adjusted=False,
+            still_ours=lambda: job.ledger.still_holds(unit),
+            row_group_size=STAGED_ROW_GROUP,
+        )
+    attempt = AttemptRecord(requests=1, bytes=found.size, bars=staged.height)
+    fetched = FetchedUnit(unit, attempt, stored, source="flatfiles")
+    (ours,) = job.ledger.settle_fetched([fetched], False, job.run_id)
+    state = ("done" if stored else "empty_confirmed") if ours else "lost"
+    return _logged(unit, UnitOutcome(state, staged.height if ours else 0, 1))

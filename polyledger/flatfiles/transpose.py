@@ -1,0 +1,144 @@
+"""Ticker units (minute: ticker x month; day: ticker x year) built from staged days.
+
+A batch is units of one dataset and period, tickers in order (`Ledger.claim_same_period`).
+A unit is built only when every trading day of its period is read (a day unit `done`, or
+`empty_confirmed`: none of the universe traded); otherwise it fails with the day's class
+(a missing day file: `missing_file`), or goes back to the queue while days are still
+being read (`days_unread`). One lazy scan of the period's staged days, filtered to the
+batch's run of tickers (whole row groups skipped), serves the batch; each unit's bars then
+go through the REST route's own shaping (`bars.split_by_unit`: cut by session date, each
+timestamp once with repeats counted, attributed to listings), are written atomically to
+the same layout, and settle with source `flatfiles`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from polyledger.bars import BAR_SCHEMA, RENAME, split_by_unit
+from polyledger.datasets.flat_days import ROUTES
+from polyledger.errors import FetchError, LeaseLost, PermanentError, TransientError, is_transient_class
+from polyledger.fetch.units import UnitJob, UnitOutcome, _logged, _settle_failure
+from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit
+from polyledger.trading_days import trading_days
+
+SETTLED = ("done", "empty_confirmed")
+SETTLE_EVERY = 32  # units settled per ledger transaction (their files are written first)
+TO_RAW = {stored: raw for raw, stored in RENAME.items()}
+
+
+def unread(unit: ClaimedUnit, days: dict[dt.date, Any]) -> FetchError | None:
+    """Why the unit cannot be built yet (None: every trading day of it is read)."""
+    waiting = []
+    for day in trading_days(unit.period_start, unit.period_end):
+        row = days.get(day)
+        if row is not None and row.state == "failed":
+            name = row.error_class or "missing_file"
+            kind = TransientError if is_transient_class(name) else PermanentError
+            return kind(f"the flat file of {day} failed ({name})", error_class=name)
+        if row is None or row.state not in SETTLED:
+            waiting.append(day)
+    if waiting:
+        return TransientError(
+            f"{len(waiting)} flat files not read yet (first {waiting[0]})", error_class="days_unread"
+        )
+    return None
+
+
+def staged_bars(job: UnitJob, files: Sequence[str], tickers: Sequence[str]) -> dict[str, pl.DataFrame]:
+    """{ticker: its staged bars, in time order} for a sorted run of tickers."""
+    if not files or not tickers:
+        return {}
+    wanted = (
+        (pl.col("ticker") >= tickers[0]) & (pl.col("ticker") <= tickers[-1]) & pl.col("ticker").is_in(tickers)
+    )
+    frame = job.store.scan_parquet(list(files)).filter(wanted).collect()
+    # files in date order, each sorted by ticker then time: a ticker's rows stay in time order
+    return {str(key[0]): part for key, part in frame.partition_by("ticker", as_dict=True).items()}
+
+
+def to_raw(bars: pl.DataFrame) -> pl.DataFrame:
+    """Staged bars -> the page columns `split_by_unit` takes (t in epoch ms)."""
+    return bars.select(
+        pl.col("timestamp").dt.epoch("ms").alias("t"),
+        *[
+            pl.col(name).alias(TO_RAW[name])
+            for name in ("open", "high", "low", "close", "volume", "vwap", "transactions")
+        ],
+        "otc",
+    )
+
+
+def build_units(units: Sequence[ClaimedUnit], job: UnitJob, outcomes: dict[int, UnitOutcome]) -> None:
+    """Build, write and settle a batch of ticker units of one period from staged days,
+    each outcome put in `outcomes` (by unit id) as it settles (the caller settles the
+    rest if this raises)."""
+    day_dataset = ROUTES[units[0].dataset]
+    start, end = min(u.period_start for u in units), max(u.period_end for u in units)
+    days = {
+        dt.date.fromisoformat(str(row.period_start)[:10]): row
+        for row in job.ledger.flat_days(day_dataset, start, end)
+    }
+    ready = []
+    for unit in units:
+        problem = unread(unit, days)
+        if problem is None:
+            ready.append(unit)
+        else:
+            outcomes[unit.id] = _settle_failure(unit, job, AttemptRecord(), problem)
+    if not ready:
+        return
+    files = sorted(
+        {
+            days[day].file_path
+            for unit in ready
+            for day in trading_days(unit.period_start, unit.period_end)
+            if days[day].file_path
+        }
+    )
+    by_ticker = staged_bars(job, files, sorted({unit.ticker for unit in ready}))
+    empty = pl.DataFrame(schema=BAR_SCHEMA)
+    built: list[FetchedUnit] = []
+    for unit in ready:
+        try:
+            built.append(_build_one(unit, by_ticker.pop(unit.ticker, empty), job))
+        except LeaseLost:
+            outcomes[unit.id] = _logged(unit, UnitOutcome("lost"))
+        if len(built) >= SETTLE_EVERY:
+            _settle(built, job, outcomes)
+    _settle(built, job, outcomes)
+
+
+def _build_one(unit: ClaimedUnit, staged: pl.DataFrame, job: UnitJob) -> FetchedUnit:
+    """The unit's file written (its bars shaped as the REST route shapes them)."""
+    raw = to_raw(staged)
+    share = split_by_unit(
+        raw, unit.ticker, [(unit.period_start, unit.period_end)], job.ledger.listings_of(unit.ticker)
+    )[0]
+    bars = share.bars
+    stored = None
+    if bars.height:
+        stored = job.store.write_unit(
+            unit.dataset,
+            unit.ticker,
+            unit.period_start,
+            bars,
+            adjusted=False,
+            still_ours=lambda u=unit: job.ledger.still_holds(u),
+        )
+    attempt = AttemptRecord(bars=bars.height, duplicates=share.duplicates)
+    return FetchedUnit(unit, attempt, stored, share.unattributed, source="flatfiles")
+
+
+def _settle(built: list[FetchedUnit], job: UnitJob, outcomes: dict[int, UnitOutcome]) -> None:
+    """Settle the built units in one transaction (their files are in place), and forget them."""
+    if not built:
+        return
+    for item, ours in zip(built, job.ledger.settle_fetched(built, False, job.run_id), strict=True):
+        state = ("done" if item.stored else "empty_confirmed") if ours else "lost"
+        outcomes[item.unit.id] = _logged(item.unit, UnitOutcome(state, item.attempt.bars if ours else 0, 0))
+    built.clear()

@@ -1,0 +1,288 @@
+"""The flat-file route (`run --source flatfiles`) fills the same units and files as the REST
+route: bar for bar the same (vwap aside), holidays planned as nothing, a missing day file
+failed (never empty), a repeated row dropped and counted, a replaced file making its units
+stale, adjusted ledgers refused, a 403 told in one line without secrets."""
+
+# ruff: noqa: F811 - moto_endpoint, the fixture imported from test_s3, is each test's argument
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import polars as pl
+import pytest
+from flat_support import (
+    DAYS,
+    HOLIDAYS,
+    SECRET,
+    D,
+    bars,
+    plan,
+    publish_market,
+    use_bucket,
+)
+from polars.testing import assert_frame_equal
+from support import API_KEY, run_cli, write_universe
+from test_postgres import admin_url, new_database, pg_url  # noqa: F401 - PostgreSQL ledgers
+from test_s3 import moto_endpoint  # noqa: F401 - the session's local S3
+
+from polyledger.testing.flatfiles import FlatDefects, replace_day, s3_client
+
+DUPLICATED = (D(2023, 5, 10), "TINY")
+
+
+def _units(ledger: str, dataset: str) -> list[sqlite3.Row]:
+    with sqlite3.connect(ledger) as db:
+        db.row_factory = sqlite3.Row
+        return db.execute(
+            "SELECT * FROM units WHERE dataset = ? ORDER BY ticker, period_start", (dataset,)
+        ).fetchall()
+
+
+def _flat(ledger: str, data: str, *extra: object):  # type: ignore[no-untyped-def]
+    return run_cli("run", "--source", "flatfiles", "--unadjusted", "--ledger", ledger, "--data", data, *extra)
+
+
+@pytest.fixture
+def bucket(moto_endpoint: str, work, monkeypatch: pytest.MonkeyPatch, request) -> str:
+    name = f"flat-{request.node.name.replace('_', '-')[:40].lower()}"
+    use_bucket(monkeypatch, moto_endpoint, name)
+    return name
+
+
+def test_flat_files_give_the_rest_routes_bars(work, market, server, moto_endpoint, bucket):
+    publish_market(moto_endpoint, bucket, market, FlatDefects(duplicated=(DUPLICATED,)))
+    flat_ledger, flat_data = plan(work, "flat")
+    rest_ledger, rest_data = plan(work, "rest")
+
+    result = _flat(flat_ledger, flat_data, "--workers", "2")
+    assert result.code == 0, result.err + result.out
+    rest = run_cli(
+        "run", "--unadjusted", "--base-url", server.url, "--ledger", rest_ledger, "--data", rest_data
+    )
+    assert rest.code == 0, rest.err
+
+    for dataset in ("minute", "day"):
+        got, want = bars(work, flat_data, dataset), bars(work, rest_data, dataset)
+        assert want.height > 1000 if dataset == "minute" else want.height > 100
+        assert_frame_equal(got, want)
+        assert {row["source"] for row in _units(flat_ledger, dataset)} == {"flatfiles"}
+        assert {row["source"] for row in _units(rest_ledger, dataset)} == {"rest"}
+        # the same units settle the same way (rows aside: the synthetic market trades on holidays)
+        settled = [[(r["ticker"], r["period"], r["state"]) for r in _units(name, dataset)]
+                   for name in (flat_ledger, rest_ledger)]  # fmt: skip
+        assert settled[0] == settled[1] and {state for _, _, state in settled[0]} <= {
+            "done",
+            "empty_confirmed",
+        }
+    # a holiday is no unit: one day unit per trading day, each read once
+    days = _units(flat_ledger, "minute_files")
+    assert [row["period_start"] for row in days] == [day.isoformat() for day in DAYS]
+    assert not {day.isoformat() for day in HOLIDAYS} & {row["period_start"] for row in days}
+    # the repeated row of the day file is dropped and counted on its ticker's month
+    with sqlite3.connect(flat_ledger) as db:
+        counted = db.execute(
+            "SELECT u.ticker, u.period, sum(a.duplicates) FROM unit_attempts a JOIN units u ON u.id = a.unit_id "
+            "WHERE a.duplicates > 0 GROUP BY u.ticker, u.period"
+        ).fetchall()
+    assert sorted(counted) == [("TINY", "2023", 1), ("TINY", "2023-05", 1)]  # its minute and day rows
+    audit = run_cli("audit", "--ledger", flat_ledger, "--data", flat_data)
+    assert audit.code == 0, audit.out
+
+
+def test_a_missing_day_file_fails_its_units_until_it_is_published(work, market, moto_endpoint, bucket):
+    missing = D(2023, 5, 10)
+    publish_market(moto_endpoint, bucket, market, FlatDefects(missing=(missing,)))
+    ledger, data = plan(work, "flat", ("minute",))
+    assert _flat(ledger, data).code == 1
+
+    day = next(row for row in _units(ledger, "minute_files") if row["period_start"] == missing.isoformat())
+    assert (day["state"], day["error_class"]) == ("failed", "missing_file")
+    by_month = {(row["period"], row["state"], row["error_class"]) for row in _units(ledger, "minute")}
+    assert {state for period, state, _ in by_month if period == "2023-05"} == {"failed"}
+    assert {cls for period, _, cls in by_month if period == "2023-05"} == {"missing_file"}
+    assert {state for period, state, _ in by_month if period != "2023-05"} <= {"done", "empty_confirmed"}
+
+    publish_market(moto_endpoint, bucket, market)  # published late
+    assert run_cli("retry", "--class", "missing_file", "--ledger", ledger).code == 0
+    result = _flat(ledger, data, "--dataset", "minute")
+    assert result.code == 0, result.err + result.out
+    assert {row["state"] for row in _units(ledger, "minute")} <= {"done", "empty_confirmed"}
+
+
+def test_a_replaced_day_file_makes_its_units_stale_until_retried(work, market, moto_endpoint, bucket):
+    from flat_support import OTHERS, UNIVERSE
+
+    publish_market(moto_endpoint, bucket, market)
+    ledger, data = plan(work, "flat", ("minute",))
+    assert _flat(ledger, data, "--dataset", "minute").code == 0
+    before = bars(work, data, "minute")
+    assert run_cli("audit", "--etags", "--ledger", ledger, "--data", data).code == 0
+
+    day = D(2023, 5, 10)
+    replace_day(s3_client(moto_endpoint), bucket, market, "minute", day, UNIVERSE + OTHERS, "AAPL")
+    audit = run_cli("audit", "--etags", "--ledger", ledger, "--data", data)
+    assert audit.code == 1, audit.out
+    assert "1 replaced since read" in audit.out and "stale flat files" in audit.out
+
+    retried = run_cli("retry", "--stale", "--ledger", ledger)
+    assert retried.code == 0, retried.err
+    pending = {(row["dataset"], row["period"]) for row in _units(ledger, "minute") + _units(ledger, "minute_files")
+               if row["state"] == "pending"}  # fmt: skip
+    assert ("minute_files", "2023-05-10") in pending
+    assert {period for dataset, period in pending if dataset == "minute"} == {"2023-05"}
+
+    assert _flat(ledger, data, "--dataset", "minute").code == 0
+    after = bars(work, data, "minute")
+    joined = after.join(before, on=["ticker", "timestamp"], suffix="_old")
+    assert joined.height == before.height == after.height
+    changed = joined.filter(pl.col("close") != pl.col("close_old"))
+    assert changed.get_column("ticker").to_list() == ["AAPL"]
+    assert run_cli("audit", "--etags", "--ledger", ledger, "--data", data).code == 0
+
+
+def test_only_unadjusted_ledgers_read_flat_files(work, moto_endpoint, bucket):
+    ledger, data = plan(work, "flat")
+    refused = run_cli("run", "--source", "flatfiles", "--ledger", ledger, "--data", data)
+    assert refused.code == 2 and "--unadjusted" in refused.err and len(refused.err.strip().splitlines()) == 1
+    with sqlite3.connect(ledger) as db:  # a ledger that already holds adjusted bars
+        db.execute("INSERT INTO settings (key, value) VALUES ('adjusted', 'true')")
+    refused = _flat(ledger, data)
+    assert refused.code == 2 and "adjusted bars" in refused.err, refused.err
+    assert {row["state"] for row in _units(ledger, "minute")} == {"pending"}
+
+
+class _Denying(BaseHTTPRequestHandler):
+    """An S3 endpoint that answers every request 403, keeping what each one carried."""
+
+    seen: list[str] = []
+
+    def _deny(self) -> None:
+        type(self).seen.append(f"{self.requestline} {dict(self.headers)}")
+        body = (
+            b"<?xml version='1.0'?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+        )
+        self.send_response(403)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_HEAD = do_PUT = _deny
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def denying() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Denying)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_403_is_one_line_naming_the_causes_without_secrets(work, denying, monkeypatch):
+    use_bucket(monkeypatch, denying, "flatfiles")
+    ledger, data = plan(work, "flat")
+    result = _flat(ledger, data)
+    assert result.code == 1
+    line = result.err.strip()
+    assert len(line.splitlines()) == 1, result.err
+    assert "403" in line and "wrong keys" in line and "plan without flat files" in line and "endpoint" in line
+    assert SECRET not in result.err + result.out and API_KEY not in result.err + result.out
+    assert _Denying.seen and not any(API_KEY in request or SECRET in request for request in _Denying.seen)
+    assert {row["state"] for row in _units(ledger, "minute")} == {"pending"}
+
+
+def test_a_day_read_again_with_another_etag_leaves_units_built_before_stale(
+    work, market, moto_endpoint, bucket
+):
+    from flat_support import OTHERS, UNIVERSE
+
+    publish_market(moto_endpoint, bucket, market)
+    ledger, data = plan(work, "flat", ("minute",))
+    assert _flat(ledger, data).code == 0
+    replace_day(s3_client(moto_endpoint), bucket, market, "minute", D(2023, 5, 10), UNIVERSE + OTHERS, "AAPL")
+    # a ticker planned since: every day is staged again for it, and 2023-05-10 is read anew
+    write_universe(work / "universe.csv", [*UNIVERSE, "SIRI"])
+    assert run_cli("plan", "--universe", "universe.csv", "--from", "2023-04-01", "--to", "2023-06-30",
+                   "--ledger", ledger).code == 0  # fmt: skip
+    assert _flat(ledger, data).code == 0
+    audit = run_cli("audit", "--ledger", ledger, "--data", data)  # no listing: the re-read told it
+    assert audit.code == 1 and "stale flat files" in audit.out, audit.out
+    stale = {(row.ticker, row.period) for row in _stale(ledger)}
+    may = {(row["ticker"], row["period"]) for row in _units(ledger, "minute") if row["period"] == "2023-05"}
+    assert stale == may - {("SIRI", "2023-05")} and ("AAPL", "2023-05") in stale  # SIRI's was built after
+    assert run_cli("retry", "--stale", "--ledger", ledger).code == 0
+    assert _flat(ledger, data).code == 0
+    assert run_cli("audit", "--ledger", ledger, "--data", data).code == 0
+
+
+def _stale(ledger: str) -> list:
+    from polyledger.ledger import Ledger
+
+    with Ledger(ledger, create=False) as opened:
+        return opened.stale_flat("minute", "minute_files")
+
+
+def test_mixed_routes_reconcile_bar_for_bar(work, market, server, moto_endpoint, bucket, monkeypatch):
+    publish_market(moto_endpoint, bucket, market)
+    ledger, data = plan(work, "mixed", ("minute",))
+    rest = run_cli("run", "--unadjusted", "--base-url", server.url, "--max-units", "4", "--ledger", ledger,
+                   "--data", data)  # fmt: skip
+    assert rest.code == 1 and "4 done" in rest.out, rest.out  # some months from the API ...
+    assert _flat(ledger, data).code == 0  # ... the others from flat files
+    assert {row["source"] for row in _units(ledger, "minute")} == {"rest", "flatfiles"}
+    # a REST run leaves the day units alone (they are read from flat files only)
+    assert run_cli("retry", "--class", "all", "--ledger", ledger).code == 0
+    with sqlite3.connect(ledger) as db:
+        db.execute(
+            "UPDATE units SET state = 'pending' WHERE dataset = 'minute_files' AND period = '2023-05-10'"
+        )
+    again = run_cli("run", "--unadjusted", "--base-url", server.url, "--ledger", ledger, "--data", data)
+    assert again.code == 0, again.out  # the pending day unit is out of its scope ...
+    day = next(row for row in _units(ledger, "minute_files") if row["period"] == "2023-05-10")
+    assert (day["state"], day["attempts"]) == ("pending", 1)  # ... never claimed by it
+    assert _flat(ledger, data).code == 0
+
+    monkeypatch.setenv("POLYGON_BASE_URL", server.url)
+    audit = run_cli("audit", "--reconcile", "100", "--ledger", ledger, "--data", data)
+    assert audit.code == 0, audit.out
+    lines = [line for line in audit.out.splitlines() if line.startswith("reconcile ")]
+    assert any("(rest)" in line for line in lines) and any("(flatfiles)" in line for line in lines)
+    assert all(line.endswith("0 only stored, 0 only the other route, 0 different") for line in lines), lines
+
+    unit = next(row for row in _units(ledger, "minute") if row["source"] == "flatfiles" and row["rows"])
+    path = work / data / unit["file_path"]
+    stored = pl.read_parquet(path)
+    stored.with_columns(
+        close=pl.when(pl.int_range(pl.len()) == 7).then(pl.col("close") + 1).otherwise("close")
+    ).write_parquet(path)
+    audit = run_cli("audit", "--reconcile", "100", "--ledger", ledger, "--data", data)
+    assert audit.code == 1
+    assert f"reconcile minute {unit['ticker']} {unit['period']} (flatfiles)" in audit.out
+    assert "0 only stored, 0 only the other route, 1 different" in audit.out
+
+
+def test_the_flat_file_route_on_a_postgresql_ledger(work, market, moto_endpoint, bucket, pg_url):
+    """The same route on PostgreSQL: claims of a period's units, the flat_files table, staleness."""
+    from flat_support import OTHERS, UNIVERSE
+
+    publish_market(moto_endpoint, bucket, market)
+    write_universe(work / "universe.csv", UNIVERSE)
+    assert run_cli("plan", "--universe", "universe.csv", "--from", "2023-04-01", "--to", "2023-06-30",
+                   "--ledger", pg_url).code == 0  # fmt: skip
+    result = _flat(pg_url, "data", "--workers", "2")
+    assert result.code == 0, result.err + result.out
+    replace_day(s3_client(moto_endpoint), bucket, market, "minute", D(2023, 5, 10), UNIVERSE + OTHERS, "AAPL")
+    assert run_cli("audit", "--etags", "--ledger", pg_url, "--data", "data").code == 1
+    assert run_cli("retry", "--stale", "--ledger", pg_url).code == 0
+    assert _flat(pg_url, "data").code == 0
+    assert run_cli("audit", "--etags", "--deep", "--ledger", pg_url, "--data", "data").code == 0

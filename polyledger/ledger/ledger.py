@@ -17,8 +17,8 @@ other's claims nor get the same unit.
 from __future__ import annotations
 
 from polyledger.ledger.connection import RECONNECT_DELAYS
-from polyledger.ledger.key_table import KeyTable
 from polyledger.ledger.flat_file_table import FlatFileTable
+from polyledger.ledger.key_table import KeyTable
 from polyledger.ledger.listing_table import ListingTable
 from polyledger.ledger.liveness import Liveness
 from polyledger.ledger.planning import Planning

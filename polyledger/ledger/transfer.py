@@ -17,8 +17,8 @@ from polyledger.ledger.database import (
     parse_location,
 )
 from polyledger.ledger.models import (
-    KeyRate,
     FlatFile,
+    KeyRate,
     Listing,
     Planned,
     QualityFlag,

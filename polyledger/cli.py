@@ -253,6 +253,11 @@ def run(
             max_units=max_units,
             max_attempts=max_attempts,
         )
+        if flat.prepared.days_restaged:
+            _echo(f"day files read again: {flat.prepared.days_restaged:,} (staged for fewer tickers, or deleted)")
+        if flat.pruned is not None and (flat.pruned.deleted or flat.pruned.kept):
+            kept = f"; {flat.pruned.kept:,} could not be deleted (see the log)" if flat.pruned.kept else ""
+            _echo(f"staged day files deleted: {flat.pruned.deleted:,} (every unit of their periods settled){kept}")
         if flat.outcome == "interrupted":
             raise typer.Exit(130)
         if not flat.ok:
@@ -314,10 +319,12 @@ def run(
 
 
 def _reconcile(ledger, store, sample: int):  # type: ignore[no-untyped-def]
-    """`audit --reconcile N`: with an API client when a key is set (flat-file units need one)."""
+    """`audit --reconcile N`: with an API client when a key is set (flat-file units need
+    one), and the bucket when its keys are set (REST units whose staged days were deleted)."""
     import os
 
     from polyledger.flatfiles.reconcile import reconcile
+    from polyledger.flatfiles.source import FlatFilesConfig, FlatFilesSource
     from polyledger.polygon.client import DEFAULT_BASE_URL, PolygonClient
     from polyledger.polygon.ratelimit import RateLimiter
 
@@ -327,7 +334,11 @@ def _reconcile(ledger, store, sample: int):  # type: ignore[no-untyped-def]
         url = _check_base_url(os.environ.get("POLYGON_BASE_URL") or DEFAULT_BASE_URL)
         client = PolygonClient(api_key, base_url=url, limiter=RateLimiter(5.0, burst=1))
     try:
-        return reconcile(ledger, store, sample, client=client)
+        source = FlatFilesSource(FlatFilesConfig.from_env())
+    except InputError:  # no flat-file keys: units needing the bucket are skipped
+        source = None
+    try:
+        return reconcile(ledger, store, sample, client=client, source=source)
     finally:
         if client is not None:
             client.close()

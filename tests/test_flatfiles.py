@@ -15,8 +15,11 @@ import polars as pl
 import pytest
 from flat_support import (
     DAYS,
+    END,
     HOLIDAYS,
     SECRET,
+    START,
+    UNIVERSE,
     D,
     bars,
     plan,
@@ -90,6 +93,72 @@ def test_flat_files_give_the_rest_routes_bars(work, market, server, moto_endpoin
     assert sorted(counted) == [("TINY", "2023", 1), ("TINY", "2023-05", 1)]  # its minute and day rows
     audit = run_cli("audit", "--ledger", flat_ledger, "--data", flat_data)
     assert audit.code == 0, audit.out
+    # every period settled: the staged days are deleted, the day units stay done (read)
+    assert f"staged day files deleted: {2 * len(days)}" in result.out, result.out  # minute and day files
+    assert not list((work / flat_data).glob("*_files/**/*.parquet"))
+    assert {(row["state"], row["file_path"]) for row in days} == {("done", None)}
+    assert run_cli("audit", "--deep", "--ledger", flat_ledger, "--data", flat_data).code == 0
+
+
+def _staged(work, data: str) -> list:  # type: ignore[no-untyped-def]
+    return sorted((work / data / "minute_files").rglob("*.parquet"))
+
+
+def test_a_deleted_staged_day_is_read_again_when_a_unit_needs_it(work, market, server, moto_endpoint, bucket):
+    """A month rebuilt after its staged days were deleted (a file repaired, a ticker planned
+    since) has its days read from the bucket again, never taken as days without bars."""
+    publish_market(moto_endpoint, bucket, market)
+    ledger, data = plan(work, "flat", ("minute",))
+    assert _flat(ledger, data).code == 0
+    before = bars(work, data, "minute")
+    assert _staged(work, data) == []
+
+    unit = next(row for row in _units(ledger, "minute") if row["ticker"] == "AAPL" and row["period"] == "2023-05")
+    (work / data / unit["file_path"]).write_bytes(b"damaged")
+    assert run_cli("repair", "--ledger", ledger, "--data", data).code == 0  # quarantined, queued again
+    result = _flat(ledger, data)
+    assert result.code == 0, result.err + result.out
+    may = [day for day in DAYS if day.month == 5]
+    assert f"day files read again: {len(may)}" in result.out, result.out
+    assert_frame_equal(bars(work, data, "minute"), before)  # May's bars all back, none lost
+    assert _staged(work, data) == []
+
+    # a ticker planned since: every day of its months read again (staged for fewer tickers)
+    write_universe(work / "universe.csv", [*UNIVERSE, "PLUG"])
+    assert run_cli("plan", "--universe", "universe.csv", "--from", START, "--to", END, "--ledger", ledger).code == 0
+    assert _flat(ledger, data).code == 0
+    rest_ledger, rest_data = f"rest.db", "rest-data"
+    write_universe(work / "rest.csv", ["PLUG"])
+    assert run_cli("plan", "--universe", "rest.csv", "--from", START, "--to", END, "--ledger", rest_ledger).code == 0
+    rest = run_cli("run", "--unadjusted", "--base-url", server.url, "--ledger", rest_ledger, "--data", rest_data)
+    assert rest.code == 0, rest.err
+    plug = bars(work, data, "minute").filter(pl.col("ticker") == "PLUG")
+    assert plug.height > 1000
+    assert_frame_equal(plug, bars(work, rest_data, "minute"))
+    assert run_cli("audit", "--deep", "--ledger", ledger, "--data", data).code == 0
+
+
+def test_a_stop_between_deleting_a_staged_day_and_forgetting_it_heals_on_the_next_run(
+    work, market, moto_endpoint, bucket, monkeypatch
+):
+    from polyledger.flatfiles import route
+    from polyledger.flatfiles.prune import Pruned
+
+    publish_market(moto_endpoint, bucket, market)
+    ledger, data = plan(work, "flat", ("minute",))
+    with monkeypatch.context() as patched:
+        patched.setattr(route, "prune_staged", lambda *args: Pruned(0, 0))  # stopped before pruning
+        assert _flat(ledger, data).code == 0
+    staged = _staged(work, data)
+    assert len(staged) > 20
+    staged[0].unlink()  # deleted, and the run stopped before the ledger forgot it
+    deep = run_cli("audit", "--deep", "--ledger", ledger, "--data", data)
+    assert deep.code == 1 and "missing_file" in deep.out, deep.out
+    result = _flat(ledger, data)  # nothing to fetch: the prune alone
+    assert result.code == 0, result.err + result.out
+    assert f"staged day files deleted: {len(staged)}" in result.out, result.out
+    assert _staged(work, data) == []
+    assert run_cli("audit", "--deep", "--ledger", ledger, "--data", data).code == 0
 
 
 def test_a_missing_day_file_fails_its_units_until_it_is_published(work, market, moto_endpoint, bucket):
@@ -258,6 +327,14 @@ def test_mixed_routes_reconcile_bar_for_bar(work, market, server, moto_endpoint,
     lines = [line for line in audit.out.splitlines() if line.startswith("reconcile ")]
     assert any("(rest)" in line for line in lines) and any("(flatfiles)" in line for line in lines)
     assert all(line.endswith("0 only stored, 0 only the other route, 0 different") for line in lines), lines
+    # the REST units' staged days were deleted: without the bucket's keys they are skipped,
+    # never compared with days taken as empty
+    with monkeypatch.context() as keyless:
+        keyless.delenv("POLYLEDGER_FLATFILES_SECRET")
+        audit = run_cli("audit", "--reconcile", "100", "--ledger", ledger, "--data", data)
+    assert audit.code == 0, audit.out
+    lines = [line for line in audit.out.splitlines() if line.startswith("reconcile ")]
+    assert lines and not any("(rest)" in line for line in lines), lines
 
     unit = next(row for row in _units(ledger, "minute") if row["source"] == "flatfiles" and row["rows"])
     path = work / data / unit["file_path"]
@@ -284,5 +361,9 @@ def test_the_flat_file_route_on_a_postgresql_ledger(work, market, moto_endpoint,
     replace_day(s3_client(moto_endpoint), bucket, market, "minute", D(2023, 5, 10), UNIVERSE + OTHERS, "AAPL")
     assert run_cli("audit", "--etags", "--ledger", pg_url, "--data", "data").code == 1
     assert run_cli("retry", "--stale", "--ledger", pg_url).code == 0
-    assert _flat(pg_url, "data").code == 0
+    again = _flat(pg_url, "data")
+    assert again.code == 0, again.err + again.out
+    # May's deleted staged days read again for the month queued, then deleted again
+    assert f"day files read again: {len([day for day in DAYS if day.month == 5]) - 1}" in again.out, again.out
+    assert "staged day files deleted" in again.out and _staged(work, "data") == []
     assert run_cli("audit", "--etags", "--deep", "--ledger", pg_url, "--data", "data").code == 0

@@ -5,6 +5,7 @@ duplicated, no temporary left."""
 # ruff: noqa: F811 - moto_endpoint, the fixture imported from test_s3, is each test's argument
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import polars as pl
 import pytest
 from flat_support import END, HOLIDAYS, START, UNIVERSE, bars, plan, publish_market, use_bucket
 from polars.testing import assert_frame_equal
-from support import ledger_states, python_env, read_dataset, run_cli, truth, wait_for
+from support import ledger_states, python_env, run_cli, truth, wait_for
 from test_s3 import moto_endpoint  # noqa: F401 - the session's local S3
 
 from polyledger.storage import BarStore
@@ -68,7 +69,10 @@ def test_kill_9_mid_flat_run_then_resume_loses_and_repeats_nothing(
     assert set(ledger_states(work / ledger)) <= {"done", "empty_confirmed"}
     got = bars(work, data, "minute").drop("security_id", strict=False).select(_expected(market).columns)
     assert_frame_equal(got, _expected(market))  # every bar once, none lost
-    staged = read_dataset(work / data, "minute_files")
-    assert staged.height == staged.unique(["ticker", "timestamp"]).height == got.height
+    # every month settled: its staged days deleted, the day units done without a file
+    assert not list((work / data / "minute_files").rglob("*.parquet"))
+    with sqlite3.connect(work / ledger) as db:
+        days = db.execute("SELECT state, file_path FROM units WHERE dataset = 'minute_files'").fetchall()
+    assert days and set(days) == {("done", None)}
     assert BarStore(work / data).temporaries() == []
     assert run_cli("audit", "--deep", "--ledger", ledger, "--data", data).code == 0

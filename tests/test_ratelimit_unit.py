@@ -462,3 +462,19 @@ def test_a_new_grid_while_waiting_voids_the_slot_taken():
     assert clock.now == pytest.approx(1.5)  # the grid's first odd slot, not the old one at 1.0
     assert limiter.acquire() is True
     assert clock.now == pytest.approx(3.5)  # every 2nd slot of the leader's grid
+
+
+def test_before_the_board_says_successes_before_a_newcomer_count_at_the_share_of_their_time():
+    """Alone, the leader had every slot; after a second process joins, half. Before the
+    board has the newcomer's counts, the key-wide measure counts the leader's successes
+    before the join once and those after it twice: a 10/s key reads 10/s, not 20/s (each
+    success taken as half the key's, as it did before this was fixed)."""
+    leader, clock, _ = limiter_at(100, start=10)
+    successes(leader, clock, [0.1 * i for i in range(1, 31)])  # 10/s alone for 3 s
+    leader.lead(2)  # a newcomer at 3.0: the leader's share is every other slot
+    successes(leader, clock, [3.2, 3.4, 3.6])  # 5/s of its own
+    leader.on_throttled(None)
+    window = WINDOW_SECONDS
+    own_before = sum(1 for i in range(1, 31) if 0.1 * i >= 3.6 - window - 1e-9)
+    assert leader.known == pytest.approx((own_before + 2 * 3) / window)
+    assert leader.known == pytest.approx(10, rel=0.05)

@@ -1,5 +1,6 @@
 """Before a flat-file run: the day units its ticker units need, planned; days staged for a
-smaller universe than today's queued again (a ticker planned since is not in them)."""
+smaller universe than today's queued again (a ticker planned since is not in them), and
+days whose staged file was deleted (`prune`) queued again when a pending unit needs them."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ from polyledger.trading_days import trading_days
 @dataclass(frozen=True)
 class Prepared:
     days_added: int  # day units planned now
-    days_restaged: int  # day units queued again: staged for a smaller universe
+    days_restaged: int  # day units queued again: staged for a smaller universe, or pruned
 
 
 def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
     """For each ticker dataset in `targets` (minute, day): a day unit for every trading day
     of its pending units (a holiday is no unit), and the settled days whose staged
-    universe differs from today's back to pending."""
+    universe differs from today's, or whose staged file was deleted while a pending unit
+    needs it, back to pending."""
     added = restaged = 0
     for target in targets:
         day_dataset = ROUTES[target]
@@ -43,4 +45,5 @@ def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
             != row.universe
         ]
         restaged += ledger.reset_ids(outdated, {UnitState.DONE, UnitState.EMPTY_CONFIRMED})
+        restaged += ledger.reset_ids(ledger.pruned_needed(target, day_dataset), {UnitState.DONE})
     return Prepared(added, restaged)

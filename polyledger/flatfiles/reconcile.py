@@ -2,22 +2,28 @@
 unit fetched the other way, bar for bar (vwap and otc aside: flat files have neither).
 
 A unit filled from flat files is compared with the API's answer (a client is needed); a
-unit filled from the API with the bars rebuilt from its staged days, when they are all
-staged. Only the sessions both routes can have are compared: those with a day file.
+unit filled from the API with the bars rebuilt from its days once they are all read: from
+their staged files, and a day whose staged file was deleted (`prune`) read from the bucket
+again (flat-file keys needed; a month is some 21 objects). Only the sessions both routes
+can have are compared: those with a day file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from polyledger.bars import BAR_SCHEMA, split_by_unit
-from polyledger.datasets.flat_days import ROUTES
+from polyledger.datasets.flat_days import ROUTES, object_key
+from polyledger.flatfiles.source import FlatFilesSource
+from polyledger.flatfiles.stage import read_day
 from polyledger.flatfiles.transpose import SETTLED, to_raw
 from polyledger.ledger import Ledger
 from polyledger.periods import ET
@@ -54,19 +60,33 @@ def compare_bars(stored: pl.DataFrame, other: pl.DataFrame) -> tuple[int, int, i
     return left.height - joined.height, right.height - joined.height, different
 
 
-def rebuild_from_staged(
-    ledger: Ledger, store: BarStore, dataset: str, ticker: str, start: dt.date, end: dt.date
+def rebuild_from_flat_files(
+    ledger: Ledger,
+    store: BarStore,
+    dataset: str,
+    ticker: str,
+    start: dt.date,
+    end: dt.date,
+    source: FlatFilesSource | None = None,
 ) -> pl.DataFrame | None:
-    """The unit's bars from its staged days (None unless every trading day is read)."""
-    days = ledger.flat_days(ROUTES[dataset], start, end)
+    """The unit's bars from its days (None unless every trading day is read, and, for a
+    day whose staged file was deleted, unless `source` can read it again)."""
+    day_dataset = ROUTES[dataset]
+    days = ledger.flat_days(day_dataset, start, end)
     if len(days) != len(trading_days(start, end)) or any(row.state not in SETTLED for row in days):
         return None
+    pruned = [row for row in days if row.state == "done" and not row.file_path]
+    if pruned and source is None:
+        return None  # never as if those days had no bars
     files = [row.file_path for row in days if row.file_path]
-    staged = (
-        store.scan_parquet(files).filter(pl.col("ticker") == ticker).collect()
-        if files
-        else pl.DataFrame(schema=BAR_SCHEMA)
-    )
+    parts = [store.scan_parquet(files).filter(pl.col("ticker") == ticker).collect()] if files else []
+    for row in pruned:
+        day = dt.date.fromisoformat(str(row.period_start)[:10])
+        with tempfile.TemporaryDirectory(prefix="polyledger-reconcile-") as folder:
+            path = Path(folder) / "day.csv"
+            source.fetch_day(object_key(day_dataset, day), path)  # type: ignore[union-attr]
+            parts.append(read_day(path, frozenset({ticker}), day)[0])
+    staged = pl.concat(parts).sort("timestamp", maintain_order=True) if parts else pl.DataFrame(schema=BAR_SCHEMA)
     return split_by_unit(to_raw(staged), ticker, [(start, end)], ledger.listings_of(ticker))[0].bars
 
 
@@ -91,12 +111,13 @@ def reconcile(
     sample: int,
     *,
     client: Any = None,
+    source: FlatFilesSource | None = None,
     datasets: Sequence[str] = tuple(ROUTES),
     seed: int = 0,
 ) -> list[Reconciled]:
     """Up to `sample` done ticker units (chosen at random, `seed`) compared with the other
-    route; units that cannot be (no client for a flat-file unit, days not all staged for a
-    REST unit) are skipped."""
+    route; units that cannot be (no client for a flat-file unit; for a REST unit, days not
+    all read, or deleted when staged and no `source` to read them again) are skipped."""
     units = [row for dataset in datasets for row in ledger.done_units_with_source(dataset)]
     random.Random(seed).shuffle(units)
     found: list[Reconciled] = []
@@ -112,7 +133,7 @@ def reconcile(
                 continue
             other = fetch_rest(client, row.dataset, row.ticker, start, end)
         else:
-            rebuilt = rebuild_from_staged(ledger, store, row.dataset, row.ticker, start, end)
+            rebuilt = rebuild_from_flat_files(ledger, store, row.dataset, row.ticker, start, end, source)
             if rebuilt is None:
                 continue
             other = rebuilt

@@ -1,7 +1,8 @@
 """`run --source flatfiles`: the checks before anything is read, then two runs on the
 ledger's usual machinery (claims, leases, retries, the heartbeat): the day units first,
-then the ticker units built from them. A stop or a crash anywhere is resumed by running
-again: each run re-does only unsettled units.
+then the ticker units built from them, then the staged days no unit needs any more
+deleted (`prune`). A stop or a crash anywhere is resumed by running again: each run
+re-does only unsettled units.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from polyledger.defaults import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEF
 from polyledger.errors import InputError
 from polyledger.fetch.runner import Run, RunOptions, RunReport
 from polyledger.flatfiles.prepare import Prepared, prepare
+from polyledger.flatfiles.prune import Pruned, prune_staged
 from polyledger.flatfiles.source import FlatFilesConfig, FlatFilesSource
 from polyledger.ledger import Ledger
 from polyledger.storage import BarStore
@@ -29,6 +31,7 @@ REFUSE_ADJUSTED = (
 class FlatRunReport:
     prepared: Prepared
     runs: list[RunReport] = field(default_factory=list)
+    pruned: Pruned | None = None  # after both runs finished (not after a stop)
 
     @property
     def outcome(self) -> str:
@@ -67,8 +70,8 @@ def run_flatfiles(
     max_units: int | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> FlatRunReport:
-    """Plan the day units, read them, then build the ticker units; `execute(run)` runs one
-    (the CLI shows it live)."""
+    """Plan the day units, read them, build the ticker units, delete the staged days no
+    unit needs; `execute(run)` runs one (the CLI shows it live)."""
     targets = check_request(datasets, adjusted, processes)
     config = config or FlatFilesConfig.from_env()
     with Ledger(ledger_path, create=False) as ledger:
@@ -94,4 +97,6 @@ def run_flatfiles(
             report.runs.append(execute(run))
             if report.runs[-1].outcome != "finished":
                 break
+        else:
+            report.pruned = prune_staged(ledger, store, targets)
     return report

@@ -40,8 +40,8 @@ def unread(unit: ClaimedUnit, days: dict[dt.date, Any]) -> FetchError | None:
             name = row.error_class or "missing_file"
             kind = TransientError if is_transient_class(name) else PermanentError
             return kind(f"the flat file of {day} failed ({name})", error_class=name)
-        if row is None or row.state not in SETTLED:
-            waiting.append(day)
+        if row is None or row.state not in SETTLED or (row.state == "done" and not row.file_path):
+            waiting.append(day)  # not read, or its staged file deleted (`prune`): read again
     if waiting:
         return TransientError(
             f"{len(waiting)} flat files not read yet (first {waiting[0]})", error_class="days_unread"

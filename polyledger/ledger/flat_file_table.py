@@ -33,6 +33,22 @@ CHANGED_DAYS = (
     "AND f.seen_etag IS NOT NULL AND f.seen_etag <> f.etag AND d.state IN ('done', 'empty_confirmed')"
 )
 
+# day units (`:day_dataset`) read into a staged file that no unit of `:dataset` needs any
+# more: every unit of the periods holding the day is settled
+UNNEEDED_STAGED = (
+    "SELECT d.id, d.file_path FROM units d WHERE d.dataset = :day_dataset AND d.state = 'done' "
+    "AND d.file_path IS NOT NULL AND NOT EXISTS (SELECT 1 FROM units u WHERE u.dataset = :dataset "
+    "AND u.period_start <= d.period_start AND u.period_end >= d.period_start "
+    "AND u.state NOT IN ('done', 'empty_confirmed'))"
+)
+# day units whose staged file was deleted (`done`, no file) that a pending unit of
+# `:dataset` needs: they are read again
+PRUNED_NEEDED = (
+    "SELECT d.id FROM units d WHERE d.dataset = :day_dataset AND d.state = 'done' "
+    "AND d.file_path IS NULL AND EXISTS (SELECT 1 FROM units u WHERE u.dataset = :dataset "
+    "AND u.period_start <= d.period_start AND u.period_end >= d.period_start AND u.state = 'pending')"
+)
+
 
 class FlatFileTable(UnitMoves):
     def claim_same_period(
@@ -172,6 +188,32 @@ class FlatFileTable(UnitMoves):
             days = [row.id for row in self.query(CHANGED_DAYS, {"day_dataset": day_dataset})]
             count += self.reset_ids(days, {UnitState.DONE, UnitState.EMPTY_CONFIRMED})
         return count
+
+    def unneeded_staged(self, dataset: str, day_dataset: str) -> list[Any]:
+        """(id, file_path) of the day units whose staged file no unit of `dataset` needs
+        any more (every unit of the periods holding the day is settled), by id."""
+        return self.query(
+            f"SELECT * FROM ({UNNEEDED_STAGED}) AS unneeded ORDER BY id",
+            {"dataset": dataset, "day_dataset": day_dataset},
+        )
+
+    @_reconnecting
+    def forget_staged(self, ids: Sequence[int]) -> int:
+        """These done day units' staged files are deleted: their paths are forgotten (the
+        units stay done, their reads recorded). Returns how many."""
+        count = 0
+        with self._write() as cursor:
+            for first in range(0, len(ids), 500):
+                where, params = in_list("id", ids[first : first + 500], "i")
+                count += cursor.execute(
+                    f"UPDATE units SET file_path = NULL WHERE state = 'done' AND {where}", params
+                ).rowcount
+        return count
+
+    def pruned_needed(self, dataset: str, day_dataset: str) -> list[int]:
+        """The day units whose staged file was deleted that a pending unit of `dataset` needs."""
+        rows = self.query(PRUNED_NEEDED, {"dataset": dataset, "day_dataset": day_dataset})
+        return [row.id for row in rows]
 
     def reset_ids(self, ids: Sequence[int], sources: set[UnitState]) -> int:
         """These units (by id, in `sources` states) back to pending, in batches."""

@@ -96,6 +96,8 @@ class RateLimiter:
         self.index = 0
         self.leading = True
         self.anchor = now
+        self._gridded_at = now  # when `members` last changed, and what it was before
+        self._members_before = 1
 
     def _bounded(self, rate: float, members: int) -> float:
         return max(self.min_rate, min(self.ceiling * members, rate))
@@ -255,10 +257,15 @@ class RateLimiter:
         paused = sum(max(0.0, min(end, now) - max(start, now - span)) for start, end in self._pauses)
         flowed = max(1.0, span - PAUSE_WEIGHT * paused)
         others = self._others_rate(now - span)
-        if others is None:  # on a grid, before the board said: the others as this one
-            others = (self.members - 1) * own / flowed
-        seen = own + others * flowed  # key-wide successes over the window, about
-        accepted = own / flowed + others
+        if others is None:
+            # on a grid, before the board said: every process as this one, with the share of
+            # the slots it had then (before the last newcomer, it may have had them all: one
+            # process's window counted twice read a 10/s key as 20/s right after a join)
+            on_grid = sum(1 for at in self._successes if at > self._gridded_at)
+            seen = (own - on_grid) * self._members_before + on_grid * self.members
+        else:
+            seen = own + others * flowed  # key-wide successes over the window, about
+        accepted = seen / flowed
         if last is None and self.known is None:
             # a first 429: what came through so far was mostly the server's initial burst,
             # which says nothing of its rate; halve, and measure at the next one
@@ -341,6 +348,7 @@ class RateLimiter:
         # key's spacing at least after this process's last request
         if max(1, members) != self.members:
             self._others.clear()  # the others' total counts other runs now
+            self._gridded_at, self._members_before = self._clock(), self.members
         self.members, self.index, self.anchor = max(1, members), index, anchor
         self._next_slot = max(self._clock(), self._last_used + 1.0 / self.rate)
         self.generation += 1

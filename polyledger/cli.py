@@ -226,10 +226,9 @@ def run(
     Example: POLYGON_API_KEY=... polyledger run --workers 16
     """
     from polyledger.datasets import FLAT_FILE_DATASETS, check_dataset
-    from polyledger.fetch.processes import processes_wanted
+    from polyledger.fetch.processes import ProcessRun, processes_wanted
     from polyledger.fetch.runner import Run, RunOptions
     from polyledger.ledger import Ledger
-    from polyledger.output.progress import RunDisplay, print_summary
     from polyledger.polygon.client import DEFAULT_BASE_URL
     from polyledger.storage import BarStore
 
@@ -247,17 +246,19 @@ def run(
             datasets=tuple(dataset or ()),
             adjusted=not unadjusted,
             processes=processes,
+            log_level=_child_log_level(log_file),
             log_setup=lambda: _setup_logging(log_file),
             workers=workers,
             lease_seconds=lease_seconds,
             max_units=max_units,
             max_attempts=max_attempts,
         )
-        if flat.prepared.days_restaged:
-            _echo(f"day files read again: {flat.prepared.days_restaged:,} (staged for fewer tickers, or deleted)")
-        if flat.pruned is not None and (flat.pruned.deleted or flat.pruned.kept):
-            kept = f"; {flat.pruned.kept:,} could not be deleted (see the log)" if flat.pruned.kept else ""
-            _echo(f"staged day files deleted: {flat.pruned.deleted:,} (every unit of their periods settled){kept}")
+        restaged, pruned = flat.prepared.days_restaged, flat.pruned
+        if restaged:
+            _echo(f"day files read again: {restaged:,} (staged for fewer tickers, or deleted)")
+        if pruned is not None and (pruned.deleted or pruned.kept):
+            kept = f"; {pruned.kept:,} could not be deleted (see the log)" if pruned.kept else ""
+            _echo(f"staged day files deleted: {pruned.deleted:,} (every unit of their periods settled){kept}")
         if flat.outcome == "interrupted":
             raise typer.Exit(130)
         if not flat.ok:
@@ -302,16 +303,14 @@ def run(
             give_up_after=give_up_after,
             timeout=options.timeout,
         )
-        console = _console()
         if process_count > 1:
-            # children send the records the log file keeps; without one, warnings only
-            level = logging.INFO if log_file else logging.WARNING
-            report = _run_processes(ledger, ledger_path, data, url, options, process_count, level, console)
+            job = ProcessRun(
+                ledger, ledger_path, data, base_url=url, options=options, processes=process_count,
+                log_level=_child_log_level(log_file),
+            )  # fmt: skip
         else:
             job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
-            with RunDisplay(console, job.client) as display, _signals_stop(job):
-                report = job.execute(on_tick=display.tick)
-            print_summary(console, report)
+        report = _show_run(job)
     if report.outcome == "interrupted":
         raise typer.Exit(130)
     if not report.ok:
@@ -345,14 +344,30 @@ def _reconcile(ledger, store, sample: int):  # type: ignore[no-untyped-def]
 
 
 def _show_run(job):  # type: ignore[no-untyped-def]
-    """One run with the live display and its summary (the flat-file route runs two)."""
+    """One run (`Run`, or `ProcessRun` for --processes) with the live display and its
+    summary (the flat-file route runs two)."""
+    from polyledger.fetch.processes import ProcessRun
     from polyledger.output.progress import RunDisplay, print_summary
 
     console = _console()
-    with RunDisplay(console, job.client) as display, _signals_stop(job):
+    # a ProcessRun is its own client for the display: the sums over its children
+    with (
+        RunDisplay(console, job if isinstance(job, ProcessRun) else job.client) as display,
+        _signals_stop(job),
+    ):
         report = job.execute(on_tick=display.tick)
     print_summary(console, report)
+    if isinstance(job, ProcessRun):
+        _echo(f"processes: {', '.join(report.processes)} (one row each in the runs table)")
+        for line in report.lost:
+            _echo(line)
     return report
+
+
+def _child_log_level(log_file: Path | None) -> int:
+    """What children of --processes send up: the records the log file keeps; without one,
+    warnings only."""
+    return logging.INFO if log_file else logging.WARNING
 
 
 def _rest_datasets(ledger) -> tuple[str, ...] | None:  # type: ignore[no-untyped-def]
@@ -363,21 +378,6 @@ def _rest_datasets(ledger) -> tuple[str, ...] | None:  # type: ignore[no-untyped
     if not queries.has_units(ledger, list(FLAT_FILE_DATASETS)):
         return None
     return tuple(name for name in names() if name not in FLAT_FILE_DATASETS)
-
-
-def _run_processes(ledger, location: str, data: str, url: str, options, count: int, level: int, console):  # type: ignore[no-untyped-def]
-    """`run --processes N`: N child processes, one display, one summary."""
-    from polyledger.fetch.processes import ProcessRun
-    from polyledger.output.progress import RunDisplay, print_summary
-
-    job = ProcessRun(ledger, location, data, base_url=url, options=options, processes=count, log_level=level)
-    with RunDisplay(console, job) as display, _signals_stop(job):  # type: ignore[arg-type]
-        report = job.execute(on_tick=display.tick)
-    print_summary(console, report)
-    _echo(f"processes: {', '.join(report.processes)} (one row each in the runs table)")
-    for line in report.lost:
-        _echo(line)
-    return report
 
 
 def _check_base_url(url: str) -> str:

@@ -113,7 +113,9 @@ def test_a_deleted_staged_day_is_read_again_when_a_unit_needs_it(work, market, s
     before = bars(work, data, "minute")
     assert _staged(work, data) == []
 
-    unit = next(row for row in _units(ledger, "minute") if row["ticker"] == "AAPL" and row["period"] == "2023-05")
+    unit = next(
+        row for row in _units(ledger, "minute") if row["ticker"] == "AAPL" and row["period"] == "2023-05"
+    )
     (work / data / unit["file_path"]).write_bytes(b"damaged")
     assert run_cli("repair", "--ledger", ledger, "--data", data).code == 0  # quarantined, queued again
     result = _flat(ledger, data)
@@ -125,12 +127,20 @@ def test_a_deleted_staged_day_is_read_again_when_a_unit_needs_it(work, market, s
 
     # a ticker planned since: every day of its months read again (staged for fewer tickers)
     write_universe(work / "universe.csv", [*UNIVERSE, "PLUG"])
-    assert run_cli("plan", "--universe", "universe.csv", "--from", START, "--to", END, "--ledger", ledger).code == 0
+    assert (
+        run_cli("plan", "--universe", "universe.csv", "--from", START, "--to", END, "--ledger", ledger).code
+        == 0
+    )
     assert _flat(ledger, data).code == 0
-    rest_ledger, rest_data = f"rest.db", "rest-data"
+    rest_ledger, rest_data = "rest.db", "rest-data"
     write_universe(work / "rest.csv", ["PLUG"])
-    assert run_cli("plan", "--universe", "rest.csv", "--from", START, "--to", END, "--ledger", rest_ledger).code == 0
-    rest = run_cli("run", "--unadjusted", "--base-url", server.url, "--ledger", rest_ledger, "--data", rest_data)
+    assert (
+        run_cli("plan", "--universe", "rest.csv", "--from", START, "--to", END, "--ledger", rest_ledger).code
+        == 0
+    )
+    rest = run_cli(
+        "run", "--unadjusted", "--base-url", server.url, "--ledger", rest_ledger, "--data", rest_data
+    )
     assert rest.code == 0, rest.err
     plug = bars(work, data, "minute").filter(pl.col("ticker") == "PLUG")
     assert plug.height > 1000
@@ -159,6 +169,29 @@ def test_a_stop_between_deleting_a_staged_day_and_forgetting_it_heals_on_the_nex
     assert f"staged day files deleted: {len(staged)}" in result.out, result.out
     assert _staged(work, data) == []
     assert run_cli("audit", "--deep", "--ledger", ledger, "--data", data).code == 0
+
+
+def test_flat_files_in_two_processes_give_what_one_gives(work, market, moto_endpoint, bucket):
+    """`--processes 2`: each phase (the days, then the months) in two child processes on the
+    ledger, the flat-file keys from the environment they inherit; the same bars as one
+    process, each day read once, the staged days deleted after."""
+    publish_market(moto_endpoint, bucket, market)
+    ledger, data = plan(work, "two", ("minute",))
+    single_ledger, single_data = plan(work, "one", ("minute",))
+    result = _flat(ledger, data, "--processes", "2", "--workers", "2")
+    assert result.code == 0, result.err + result.out
+    assert result.out.count("processes: ") == 2, result.out  # the days, then the months
+    assert _flat(single_ledger, single_data).code == 0
+    assert_frame_equal(bars(work, data, "minute"), bars(work, single_data, "minute"))
+    with sqlite3.connect(work / ledger) as db:
+        runs = db.execute("SELECT id, units_settled FROM runs ORDER BY id").fetchall()
+        reads = db.execute("SELECT sum(attempts), count(*) FROM units WHERE dataset = 'minute_files'").fetchone()
+        months = db.execute("SELECT count(*) FROM units WHERE dataset = 'minute'").fetchone()[0]
+    assert len(runs) == 4, runs  # two children in each phase, a run each
+    assert sum(settled for _, settled in runs) == len(DAYS) + months
+    assert reads[0] == reads[1] == len(DAYS)  # each day read once
+    assert _staged(work, data) == []
+    assert SECRET not in result.out + result.err
 
 
 def test_a_missing_day_file_fails_its_units_until_it_is_published(work, market, moto_endpoint, bucket):

@@ -15,7 +15,7 @@ from typing import IO
 
 from polyledger import signals
 from polyledger.errors import InputError, PolyledgerError
-from polyledger.fetch.processes import QUIT, STOP, snapshot
+from polyledger.fetch.processes import QUIT, STOP, child_flat_config, snapshot
 from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
 from polyledger.secrets import RedactingFilter, api_key_from_env, redact
@@ -115,6 +115,7 @@ def main() -> int:
     options["datasets"] = tuple(options["datasets"]) if options["datasets"] else None
     options["timeout"] = tuple(options["timeout"])
     try:
+        options["flatfiles"] = child_flat_config(options.get("flatfiles"))
         with Ledger(config["ledger"], create=False) as ledger:
             job = Run(
                 ledger,

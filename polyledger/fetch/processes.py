@@ -48,6 +48,27 @@ CHILD_MODULE = "polyledger.fetch.child"
 STOP, QUIT = "stop", "quit"
 
 
+def flat_settings(config: Any) -> dict[str, Any]:
+    """A `FlatFilesConfig` without its keys, for a child (`child_flat_config` rebuilds it)."""
+    return {
+        "endpoint": config.endpoint,
+        "bucket": config.bucket,
+        "batch": config.batch,
+        "workdir": config.workdir,
+    }
+
+
+def child_flat_config(settings: dict[str, Any] | None) -> Any:
+    """The parent's `FlatFilesConfig` again: its settings, the keys from the environment."""
+    if settings is None:
+        return None
+    from dataclasses import replace
+
+    from polyledger.flatfiles.source import FlatFilesConfig
+
+    return replace(FlatFilesConfig.from_env(), **settings)
+
+
 def processes_wanted(value: str, workers: int) -> int:
     """`--processes`: a number, or `auto` (one per core, never more than the workers)."""
     if value.strip().lower() == "auto":
@@ -224,6 +245,9 @@ class ProcessRun:
                 "max_attempts": opts.max_attempts,
                 "give_up_after": opts.give_up_after,
                 "timeout": list(opts.timeout),
+                # where the flat files are, never the keys: a child reads those from the
+                # environment it inherits, as it does the API key
+                "flatfiles": None if opts.flatfiles is None else flat_settings(opts.flatfiles),
             },
         }
         process = subprocess.Popen(

@@ -86,7 +86,9 @@ def rebuild_from_flat_files(
             path = Path(folder) / "day.csv"
             source.fetch_day(object_key(day_dataset, day), path)  # type: ignore[union-attr]
             parts.append(read_day(path, frozenset({ticker}), day)[0])
-    staged = pl.concat(parts).sort("timestamp", maintain_order=True) if parts else pl.DataFrame(schema=BAR_SCHEMA)
+    staged = (
+        pl.concat(parts).sort("timestamp", maintain_order=True) if parts else pl.DataFrame(schema=BAR_SCHEMA)
+    )
     return split_by_unit(to_raw(staged), ticker, [(start, end)], ledger.listings_of(ticker))[0].bars
 
 

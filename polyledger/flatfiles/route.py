@@ -7,6 +7,7 @@ re-does only unsettled units.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from polyledger.datasets.flat_days import MARKET_PREFIX, ROUTES
 from polyledger.defaults import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_WORKERS
 from polyledger.errors import InputError
+from polyledger.fetch.processes import ProcessRun, processes_wanted
 from polyledger.fetch.runner import Run, RunOptions, RunReport
 from polyledger.flatfiles.prepare import Prepared, prepare
 from polyledger.flatfiles.prune import Pruned, prune_staged
@@ -42,12 +44,10 @@ class FlatRunReport:
         return len(self.runs) == 2 and all(r.ok for r in self.runs)
 
 
-def check_request(datasets: Sequence[str], adjusted: bool, processes: str) -> tuple[str, ...]:
+def check_request(datasets: Sequence[str], adjusted: bool) -> tuple[str, ...]:
     """The ticker datasets to fill, or one line saying why not."""
     if adjusted:
         raise InputError(REFUSE_ADJUSTED)
-    if processes not in ("1", ""):
-        raise InputError("--source flatfiles runs in one process: use --workers for more threads")
     targets = tuple(datasets) or tuple(ROUTES)
     wrong = [name for name in targets if name not in ROUTES]
     if wrong:
@@ -56,13 +56,14 @@ def check_request(datasets: Sequence[str], adjusted: bool, processes: str) -> tu
 
 
 def run_flatfiles(
-    execute: Callable[[Run], RunReport],
+    execute: Callable[[Run | ProcessRun], RunReport],
     ledger_path: str,
     data: str,
     *,
     datasets: Sequence[str] = (),
     adjusted: bool = False,
     processes: str = "1",
+    log_level: int = logging.INFO,
     log_setup: Callable[[], None] | None = None,
     config: FlatFilesConfig | None = None,
     workers: int = DEFAULT_WORKERS,
@@ -72,7 +73,8 @@ def run_flatfiles(
 ) -> FlatRunReport:
     """Plan the day units, read them, build the ticker units, delete the staged days no
     unit needs; `execute(run)` runs one (the CLI shows it live)."""
-    targets = check_request(datasets, adjusted, processes)
+    targets = check_request(datasets, adjusted)
+    count = processes_wanted(processes, workers)
     config = config or FlatFilesConfig.from_env()
     with Ledger(ledger_path, create=False) as ledger:
         if ledger.claim_setting("adjusted", "false") != "false":
@@ -93,7 +95,14 @@ def run_flatfiles(
         )
         for phase in (tuple(ROUTES[name] for name in targets), targets):
             options = RunOptions(datasets=phase, **common)
-            run = Run(ledger, store, api_key="", base_url=config.endpoint, options=options)
+            run: Run | ProcessRun
+            if count > 1:  # each phase in `count` processes: the staged days all read before the build
+                run = ProcessRun(
+                    ledger, ledger_path, data, base_url=config.endpoint, options=options,
+                    processes=count, log_level=log_level,
+                )  # fmt: skip
+            else:
+                run = Run(ledger, store, api_key="", base_url=config.endpoint, options=options)
             report.runs.append(execute(run))
             if report.runs[-1].outcome != "finished":
                 break

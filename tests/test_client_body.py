@@ -126,3 +126,44 @@ def test_either_inflater_reads_every_encoding_and_fails_as_zlib_error(monkeypatc
 def test_isa_l_inflates_when_installed():
     """The project depends on isal (pyproject): where its wheel installed, it is the one used."""
     assert isal_zlib is not None and client_module._zlib is isal_zlib
+
+
+def _taken(gate: threading.BoundedSemaphore) -> bool:
+    free = gate.acquire(blocking=False)
+    if free:
+        gate.release()
+    return not free
+
+
+def test_a_page_stays_compressed_until_the_gate_and_is_inflated_and_decoded_inside_it(base_url, monkeypatch):
+    """With `decode`, a 200's body is inflated and decoded inside `DECODING` (one per core):
+    a worker waiting for a core holds its page compressed. The gate is given back after,
+    also when the body was cut short (then a transient `truncated`, counted once)."""
+    gate = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(client_module, "DECODING", gate)
+    seen: list[tuple] = []
+    inflate = client_module._inflate_body
+
+    def watched_inflate(data: bytes, encoding: str) -> bytes:
+        seen.append(("inflate", encoding, _taken(gate)))
+        return inflate(data, encoding)
+
+    def decode(body: bytes) -> int:
+        seen.append(("decode", body == TEXT, _taken(gate)))
+        return len(body)
+
+    monkeypatch.setattr(client_module, "_inflate_body", watched_inflate)
+    client = client_of(base_url)
+    try:
+        response = client.get(f"{base_url}/gzip", decode=decode)
+        assert (response.decoded, response.body) == (len(TEXT), TEXT)
+        assert seen == [("inflate", "gzip", True), ("decode", True, True)]  # still gzip at the gate
+        assert not _taken(gate)
+        seen.clear()
+        with pytest.raises(TransientError) as caught:
+            client.get(f"{base_url}/cut", decode=decode)
+        assert caught.value.error_class == "truncated"
+        assert seen == [("inflate", "gzip", True)] and not _taken(gate)
+        assert client.errors_by_class == {"truncated": 1} and client.requests_sent == 2
+    finally:
+        client.close()

@@ -386,28 +386,3 @@ def test_anything_but_one_bar_shape_is_left_to_the_json_readers(array):
         assert raised.value.error_class == exc.error_class
     else:
         assert_frame_equal(decode_aggregates(body).bars, expected)
-
-
-@pytest.mark.parametrize("path", ["fast", "general"])
-def test_a_page_is_decoded_inside_the_gate(monkeypatch, path):
-    """Decodes pass one gate (`aggs.DECODING`, one per core): with a gate of one, a decode
-    in progress holds it on either path, so no other can start."""
-    gate = aggs_module.threading.BoundedSemaphore(1)
-    monkeypatch.setattr(aggs_module, "DECODING", gate)
-    seen: list[bool] = []
-    real = getattr(aggs_module, f"_decode_{path}")
-
-    def watched(body: bytes):  # type: ignore[no-untyped-def]
-        free = gate.acquire(blocking=False)
-        if free:
-            gate.release()
-        seen.append(free)
-        return real(body)
-
-    monkeypatch.setattr(aggs_module, f"_decode_{path}", watched)
-    body = compact(envelope(two_bars())) if path == "fast" else pretty(envelope(two_bars()))
-    if path == "general":  # the fast path refuses it, so the general one decodes it
-        monkeypatch.setattr(aggs_module, "_decode_fast", lambda body: None)
-    assert decode_aggregates(body).bars.height == 2
-    assert seen == [False]
-    assert gate.acquire(blocking=False)  # and given back afterwards

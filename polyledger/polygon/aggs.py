@@ -8,8 +8,6 @@ empty result.
 from __future__ import annotations
 
 import io
-import os
-import threading
 from dataclasses import dataclass
 
 import orjson
@@ -41,8 +39,6 @@ PAGE_SCHEMA = {
 }
 REQUIRED = ("t", "o", "h", "l", "c", "v")
 SUCCESS_STATUSES = ("OK", "DELAYED")
-# decodes at once in this process (see decode_aggregates)
-DECODING = threading.BoundedSemaphore(max(2, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -63,12 +59,10 @@ def decode_aggregates(body: bytes) -> AggregatesPage:
     the general path below, which also names what is wrong. Either way a page's `resultsCount` must
     be the number of bars it holds.
 
-    At most one decode per core runs at a time (`DECODING`): a decode holds several times
-    its page in passing, more at once cannot go faster than the cores, and 16 workers
-    decoding together held some 100 MB more at their peak."""
-    with DECODING:
-        page = _decode_fast(body)
-        return page if page is not None else _decode_general(body)
+    A run decodes inside the client's gate (`PolygonClient.get`: one body inflated and
+    decoded per core at a time): a decode holds several times its page in passing."""
+    page = _decode_fast(body)
+    return page if page is not None else _decode_general(body)
 
 
 _RESULTS_KEY = b'"results":'

@@ -2,7 +2,7 @@
 bytes and client CPU per million bars, peak RSS, and the full job (3,107 tickers,
 2004-2025, minute bars) projected for both routes on this machine.
 
-    python bench/flatfiles.py [--tickers 40] [--years 4] [--others 1.0] [--workers 2]
+    python bench/flatfiles.py [--tickers 40] [--years 4] [--others 1.0] [--workers 2] [--processes 1]
 
 The stand-ins: the REST API in-process (StandInServer), the flat files in moto's S3 (a
 process of its own), published before anything is timed. Each route runs in a child
@@ -85,7 +85,12 @@ def _child(args: argparse.Namespace) -> None:
             "FROM unit_attempts"
         )[0]
         states = {r.state: r.n for r in ledger.query("SELECT state, count(*) AS n FROM units GROUP BY state")}
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # the process's peak, plus N times the largest child's under --processes N (a phase's
+    # children end before the next phase's start: N at once at most): a bound, not a sample
+    peak_mb = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        + args.processes * resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * (args.processes > 1)
+    ) / 1024
     print(json.dumps(dict(bars=bars, requests=spent.requests, bytes=spent.bytes, wall=wall, cpu=cpu,
                           startup=startup, peak_mb=peak_mb, states=states)))  # fmt: skip
 
@@ -110,15 +115,18 @@ def _route(args: argparse.Namespace, ledger_path: Path, data: Path) -> None:
             ).execute()
     else:
         config = FlatFilesConfig("bench", "bench-secret", args.url, BUCKET)
+        # children of --processes read the keys from the environment they inherit
+        os.environ.update(POLYLEDGER_FLATFILES_KEY_ID="bench", POLYLEDGER_FLATFILES_SECRET="bench-secret")
         run_flatfiles(
             lambda run: run.execute(), str(ledger_path), str(data), datasets=("minute",), config=config,
-            workers=args.workers,
+            workers=args.workers, processes=str(args.processes),
         )  # fmt: skip
 
 
 def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """This process's CPU and its ended children's (`--processes`)."""
+    usage, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _free_port() -> int:
@@ -148,7 +156,8 @@ def _moto() -> tuple[subprocess.Popen, str]:
 def _run_child(route: str, url: str, scratch: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--child", route, "--url", url, "--scratch", scratch,
                "--tickers", str(args.tickers), "--years", str(args.years), "--others", str(args.others),
-               "--workers", str(args.workers), "--months", str(args.months)]  # fmt: skip
+               "--workers", str(args.workers), "--months", str(args.months),
+               "--processes", str(args.processes)]  # fmt: skip
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -198,6 +207,7 @@ def main() -> None:
         "--others", type=float, default=1.0, help="symbols outside the universe per one inside"
     )
     parser.add_argument("--workers", type=int, default=2, help="the flat-file run's threads")
+    parser.add_argument("--processes", type=int, default=1, help="the flat-file run's processes")
     parser.add_argument(
         "--full-gb", type=float, default=30.0, help="the full job's minute files, GB compressed"
     )

@@ -93,6 +93,7 @@ def stage_day(unit: ClaimedUnit, job: UnitJob, flat: FlatJob) -> UnitOutcome:
             adjusted=False,
             still_ours=lambda: job.ledger.still_holds(unit),
             row_group_size=STAGED_ROW_GROUP,
+            compression="lz4",  # kept only until its period settles: cheaper to write and read
         )
     attempt = AttemptRecord(requests=1, bytes=found.size, bars=staged.height)
     fetched = FetchedUnit(unit, attempt, stored, source="flatfiles")

@@ -56,6 +56,7 @@ class BarStore(ABC):
         adjusted: bool | None = None,
         still_ours: Callable[[], bool] | None = None,
         row_group_size: int | None = None,
+        compression: str = "zstd",
     ) -> StoredFile:
         """Write a unit's bars atomically; returns what the ledger records about the file.
 
@@ -67,11 +68,12 @@ class BarStore(ABC):
         buffer = io.BytesIO()
         metadata = None if adjusted is None else {ADJUSTED_KEY: "true" if adjusted else "false"}
         # zstd level 1: a third less CPU than polars' default level 3 for files about 8% larger
-        # (writing is a large share of a run's CPU; the disk is rarely what limits it)
+        # (writing is a large share of a run's CPU; the disk is rarely what limits it);
+        # `compression` lz4 for files kept only a while (staged flat-file days)
         bars.write_parquet(
             buffer,
-            compression="zstd",
-            compression_level=1,
+            compression=compression,  # type: ignore[arg-type]
+            compression_level=1 if compression == "zstd" else None,
             statistics=True,
             metadata=metadata,
             row_group_size=row_group_size,  # small for staged days: a run of tickers is a few groups

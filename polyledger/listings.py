@@ -137,16 +137,14 @@ class Unattributed:
     bars: int
 
 
-def constant_security_id(ticker: str, listings: Sequence[Listing]) -> pl.Expr | None:
+def constant_security_id(ticker: str, listings: Sequence[Listing]) -> str | None:
     """The one `security_id` every bar of `ticker` gets whatever its date (no listing
     recorded: the symbol's derived id; one listing without bounds: its id), or None when
     each bar's date decides."""
-    import polars as pl
-
     if not listings:
-        return pl.lit(derived_security_id(ticker), dtype=pl.String)
+        return derived_security_id(ticker)
     if len(listings) == 1 and listings[0].first_day is None and listings[0].last_day is None:
-        return pl.lit(listings[0].security_id, dtype=pl.String)  # the common case: no test per bar
+        return listings[0].security_id  # the common case: no test per bar
     return None
 
 
@@ -161,7 +159,7 @@ def attribute(
 
     same = constant_security_id(ticker, listings)
     if same is not None:
-        ids: pl.Expr = same
+        ids: pl.Expr = pl.lit(same, dtype=pl.String)
     else:
         ids = pl.lit(None, dtype=pl.String)
         for listing in listings:

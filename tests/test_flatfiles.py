@@ -185,7 +185,9 @@ def test_flat_files_in_two_processes_give_what_one_gives(work, market, moto_endp
     assert_frame_equal(bars(work, data, "minute"), bars(work, single_data, "minute"))
     with sqlite3.connect(work / ledger) as db:
         runs = db.execute("SELECT id, units_settled FROM runs ORDER BY id").fetchall()
-        reads = db.execute("SELECT sum(attempts), count(*) FROM units WHERE dataset = 'minute_files'").fetchone()
+        reads = db.execute(
+            "SELECT sum(attempts), count(*) FROM units WHERE dataset = 'minute_files'"
+        ).fetchone()
         months = db.execute("SELECT count(*) FROM units WHERE dataset = 'minute'").fetchone()[0]
     assert len(runs) == 4, runs  # two children in each phase, a run each
     assert sum(settled for _, settled in runs) == len(DAYS) + months
@@ -211,6 +213,34 @@ def test_a_missing_day_file_fails_its_units_until_it_is_published(work, market, 
     assert run_cli("retry", "--class", "missing_file", "--ledger", ledger).code == 0
     result = _flat(ledger, data, "--dataset", "minute")
     assert result.code == 0, result.err + result.out
+    assert {row["state"] for row in _units(ledger, "minute")} <= {"done", "empty_confirmed"}
+
+
+@pytest.mark.parametrize("column", ["window_start", "close"])
+def test_a_day_file_with_a_bar_missing_a_field_fails_never_stores_it(
+    work, market, moto_endpoint, bucket, column
+):
+    """A universe row of a day file with its time or a price left empty: the day is
+    `failed` (`bad_shape`), its months fail with it, nothing of it is stored; a corrected
+    file read after `retry` fills them."""
+    day = D(2023, 5, 10)
+    publish_market(moto_endpoint, bucket, market, FlatDefects(blank=((day, "AAPL", column),)))
+    ledger, data = plan(work, "flat", ("minute",))
+    result = _flat(ledger, data, "--max-attempts", "1")
+    assert result.code == 1, result.out
+    read = next(row for row in _units(ledger, "minute_files") if row["period_start"] == day.isoformat())
+    assert (read["state"], read["error_class"]) == ("failed", "bad_shape")
+    assert column in read["last_error"]
+    may = {
+        (row["state"], row["error_class"]) for row in _units(ledger, "minute") if row["period"] == "2023-05"
+    }
+    assert may == {("failed", "bad_shape")}
+    assert not (work / data / "minute_files" / "year=2023" / "month=05" / f"date={day}").exists()
+
+    publish_market(moto_endpoint, bucket, market)  # corrected
+    assert run_cli("retry", "--class", "bad_shape", "--ledger", ledger).code == 0
+    again = _flat(ledger, data)
+    assert again.code == 0, again.out
     assert {row["state"] for row in _units(ledger, "minute")} <= {"done", "empty_confirmed"}
 
 

@@ -35,6 +35,8 @@ COLUMNS = {
     "window_start": pl.Int64,
     "transactions": pl.Int64,
 }
+# what every row of the universe's must have (transactions may be empty, as `n` in a page)
+REQUIRED = ("window_start", "open", "high", "low", "close", "volume")
 STAGED_ROW_GROUP = 16_384  # rows: about 40 tickers of a busy minute day per group
 TARGET_OF = {day: target for target, day in ROUTES.items()}  # day dataset -> the units it feeds
 
@@ -48,6 +50,11 @@ def read_day(path: Path, tickers: frozenset[str], day: dt.date) -> tuple[pl.Data
         raise ProtocolError(f"flat file of {day} lacks {', '.join(sorted(missing))}", error_class="bad_shape")
     total = int(scan.select(pl.len()).collect().item())
     rows = scan.filter(pl.col("ticker").is_in(sorted(tickers))).collect()
+    empty = [name for name in REQUIRED if rows.get_column(name).null_count()]
+    if empty:  # as for the API's pages: a bar without its time or prices is never stored
+        raise ProtocolError(
+            f"the flat file of {day} has bars without {', '.join(empty)}", error_class="bad_shape"
+        )
     start, end = et_midnight_ms(day) * 1_000_000, et_midnight_ms(day + dt.timedelta(days=1)) * 1_000_000
     stray = int(((rows.get_column("window_start") < start) | (rows.get_column("window_start") >= end)).sum())
     if stray:  # never stage another day's bars under this date

@@ -4,7 +4,8 @@ mode for the tests and the bench): one gzip CSV per day and kind, columns
 nanoseconds, no vwap), rows sorted by ticker then time, as published.
 
 Defects on purpose: a day left out (`missing`), a ticker's first bar of a day written
-twice (`duplicated`), and an object replaced after publication (`replace_day`: a new ETag).
+twice (`duplicated`) or with a field left empty (`blank`), and an object replaced after
+publication (`replace_day`: a new ETag).
 Which days are published is the caller's choice (the provider publishes trading days only;
 the synthetic market trades every weekday).
 """
@@ -33,6 +34,7 @@ def object_key(kind: str, day: dt.date) -> str:
 class FlatDefects:
     missing: tuple[dt.date, ...] = ()  # days not published
     duplicated: tuple[tuple[dt.date, str], ...] = ()  # (day, ticker): its first bar twice
+    blank: tuple[tuple[dt.date, str, str], ...] = ()  # (day, ticker, column): its first bar's field empty
 
 
 def day_rows(market: SyntheticMarket, kind: str, day: dt.date, tickers: Iterable[str]) -> pl.DataFrame:
@@ -118,6 +120,12 @@ def publish(
                     if first.height:
                         at = int(first.get_column("_i")[0])
                         rows = pl.concat([rows.slice(0, at + 1), rows.slice(at, rows.height - at)])
+            for when, ticker, column in defects.blank:
+                if when == day:
+                    indexed = rows.with_row_index("_i")
+                    first = indexed.filter(pl.col("ticker") == ticker).get_column("_i").min()
+                    field = pl.when(pl.col("_i") == first).then(None).otherwise(pl.col(column))
+                    rows = indexed.with_columns(field.alias(column)).drop("_i")
             key = object_key(kind, day)
             answer = client.put_object(Bucket=bucket, Key=key, Body=gzip_csv(rows))
             etags[key] = answer["ETag"].strip('"')

@@ -87,10 +87,8 @@ def _child(args: argparse.Namespace) -> None:
         states = {r.state: r.n for r in ledger.query("SELECT state, count(*) AS n FROM units GROUP BY state")}
     # the process's peak, plus N times the largest child's under --processes N (a phase's
     # children end before the next phase's start: N at once at most): a bound, not a sample
-    peak_mb = (
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        + args.processes * resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * (args.processes > 1)
-    ) / 1024
+    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if args.processes > 1 else 0
+    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + args.processes * children_kb) / 1024
     print(json.dumps(dict(bars=bars, requests=spent.requests, bytes=spent.bytes, wall=wall, cpu=cpu,
                           startup=startup, peak_mb=peak_mb, states=states)))  # fmt: skip
 

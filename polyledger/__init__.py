@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from polyledger.fetch.heap import share_one_arena
+
+# before any thread allocates (polars starts its threads on import): a run's threads then
+# reuse each other's freed page buffers instead of faulting in new ones (fetch/heap.py)
+share_one_arena()
+
 if TYPE_CHECKING:
     from pathlib import Path
 

@@ -176,7 +176,8 @@ class Run:
         stops gracefully; a second one while stopping propagates at once (still safe:
         files are atomic and leases expire)."""
         opts = self.options
-        return_freed_memory()  # peak memory with many workers: see fetch/heap.py
+        heap = return_freed_memory()  # page buffers reused, memory bounded: see fetch/heap.py
+        log.debug("run heap: %s", heap or "as the C library has it")
         self._check_adjustment()
         self._reclaim_expired()
         self.stats.total_units = self._units_in_scope()

@@ -21,7 +21,9 @@ except ImportError:
 
 from polyledger.errors import TransientError
 from polyledger.polygon import client as client_module
+from polyledger.polygon import cores
 from polyledger.polygon.client import PolygonClient, RetryPolicy
+from polyledger.polygon.cores import CoreSlots
 from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.testing import Listing, StandInServer, SyntheticMarket
 
@@ -136,11 +138,12 @@ def _taken(gate: threading.BoundedSemaphore) -> bool:
 
 
 def test_a_page_stays_compressed_until_the_gate_and_is_inflated_and_decoded_inside_it(base_url, monkeypatch):
-    """With `decode`, a 200's body is inflated and decoded inside `DECODING` (one per core):
+    """With `decode`, a 200's body is inflated and decoded in a `cores.PAGE_WORK` slot (one per core):
     a worker waiting for a core holds its page compressed. The gate is given back after,
     also when the body was cut short (then a transient `truncated`, counted once)."""
-    gate = threading.BoundedSemaphore(1)
-    monkeypatch.setattr(client_module, "DECODING", gate)
+    slots = CoreSlots(1)
+    gate = slots._slots
+    monkeypatch.setattr(cores, "PAGE_WORK", slots)
     seen: list[tuple] = []
     inflate = client_module._inflate_body
 

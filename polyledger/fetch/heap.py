@@ -11,7 +11,7 @@ blocks that size in those arenas: with 16 workers that held some 200 MB no page 
   under the GIL, so threads hardly contend for the arena), blocks under 8 MiB come from
   it and free memory over 32 MiB at its top goes back to the system. It keeps about the
   largest set of blocks live at once: a page per core being decoded
-  (`polygon.client.DECODING`) and the compressed bodies waiting.
+  and written (`polygon.cores.PAGE_WORK`) and the compressed bodies waiting.
 - Arenas per thread already (a process whose threads allocated before polyledger was
   imported: glibc fixes the number of arenas then): every block of 1 MiB or more is
   mapped and unmapped when freed. Bounded as well, but each page faults its blocks in

@@ -28,12 +28,13 @@ from polyledger.errors import (
     TransientError,
 )
 from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit, Ledger, StoredFile
-from polyledger.listings import Listing, outside_every_listing
+from polyledger.listings import Listing, Unattributed, outside_every_listing
 from polyledger.periods import et_date_of_ms, et_midnight_ms
+from polyledger.polygon import cores
 from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchCost, iter_pages
 from polyledger.secrets import redact
-from polyledger.storage import BarStore
+from polyledger.storage import BarStore, EncodedUnit
 from polyledger.trading_days import trading_days
 
 log = logging.getLogger("polyledger.worker")  # the name run logs have always shown
@@ -104,13 +105,25 @@ def process_units(
     try:
         datasets.check_key(spec, head.ticker)  # a hand-edited ledger must not steer a path or a URL
         progress.listings = job.ledger.listings_of(head.ticker)  # whose bars are whose, by date
-        for page in iter_pages(
-            job.client, head.ticker, spec.timespan, head.period_start, last.period_end, job.adjusted, spent
-        ):
-            stray = bars_outside(page, head.period_start, last.period_end)
-            if stray:  # never let a mislabelled answer pass as an empty month
-                raise ProtocolError(f"{stray} bars outside the requested dates", error_class="out_of_range")
-            progress.add_page(page)
+        # each page shaped and written in the slot it was decoded in, given back before
+        # the next request: only as many pages as cores are held decoded (polygon/cores.py)
+        with cores.PAGE_WORK.keeping():
+            for page in iter_pages(
+                job.client,
+                head.ticker,
+                spec.timespan,
+                head.period_start,
+                last.period_end,
+                job.adjusted,
+                spent,
+            ):
+                stray = bars_outside(page, head.period_start, last.period_end)
+                if stray:  # never let a mislabelled answer pass as an empty month
+                    raise ProtocolError(
+                        f"{stray} bars outside the requested dates", error_class="out_of_range"
+                    )
+                progress.add_page(page)
+                cores.PAGE_WORK.release_kept()
         progress.finish()
         progress.ask_alone()
         return progress.outcomes
@@ -245,17 +258,20 @@ class _Progress:
         # read again now: a plan may have changed the listings since the group began (it
         # queues again only units already done, not these)
         self.listings = self.job.ledger.listings_of(ticker)
-        unit_bars = split_by_unit(
-            raw, ticker, [(unit.period_start, unit.period_end) for unit in units], self.listings
-        )
-        self.outcomes.extend(_store(units, unit_bars, self.job, [self._charge() for _ in units]))
-        for unit in units:
-            self.waiting.remove(unit)
-        if raw.height and self.waiting:
+        periods = [(unit.period_start, unit.period_end) for unit in units]
+        files = _encode(units, split_by_unit(raw, ticker, periods, self.listings), self.job)
+        if raw.height and len(self.waiting) > len(units):
             after = et_midnight_ms(units[-1].period_end + dt.timedelta(days=1))
             self._buffer = [raw.filter(pl.col("t") >= after)]
         else:
             self._buffer = []
+        del raw
+        # the page's CPU work is done and it is no longer held: its core goes to the next
+        # page while these files are written and settled (fsyncs, the ledger)
+        cores.PAGE_WORK.release_kept()
+        self.outcomes.extend(_store(units, files, self.job, [self._charge() for _ in units]))
+        for unit in units:
+            self.waiting.remove(unit)
 
     def _charge(self) -> AttemptRecord:
         requests, size = self.spent.requests - self._charged[0], self.spent.bytes - self._charged[1]
@@ -297,31 +313,61 @@ def _settle_failure(unit: ClaimedUnit, job: UnitJob, charge: AttemptRecord, exc:
         return _logged(unit, UnitOutcome("lost", 0, charge.requests))
 
 
+@dataclass(frozen=True)
+class _UnitFile:
+    """A unit's share of an answer, encoded: its file (None: no bars) and what its attempt
+    records, without the bars themselves."""
+
+    encoded: EncodedUnit | None
+    bars: int
+    duplicates: int
+    unattributed: Unattributed | None
+
+
+def _encode(units: Sequence[ClaimedUnit], unit_bars: Sequence[UnitBars], job: UnitJob) -> list[_UnitFile]:
+    return [
+        _UnitFile(
+            job.store.encode_unit(
+                unit.dataset, unit.ticker, unit.period_start, share.bars, adjusted=job.adjusted
+            )
+            if share.bars.height
+            else None,
+            share.bars.height,
+            share.duplicates,
+            share.unattributed,
+        )
+        for unit, share in zip(units, unit_bars, strict=True)
+    ]
+
+
 def _store(
     units: Sequence[ClaimedUnit],
-    unit_bars: Sequence[UnitBars],
+    files: Sequence[_UnitFile],
     job: UnitJob,
     charges: Sequence[AttemptRecord],
 ) -> list[UnitOutcome]:
-    """Write each unit's file, then settle them all in one ledger transaction. Files are
+    """Store each unit's file, then settle them all in one ledger transaction. Files are
     in place before the ledger says done: never a done unit without its file. A unit
     whose lease ran out is not written (its new owner's file stays) and is `lost`."""
     fetched, lost = [], set()
-    for unit, share, charge in zip(units, unit_bars, charges, strict=True):
-        bars, duplicates = share.bars, share.duplicates
+    for unit, file, charge in zip(units, files, charges, strict=True):
         attempt = AttemptRecord(
             requests=charge.requests,
             bytes=charge.bytes,
-            bars=bars.height,
+            bars=file.bars,
             request_id=charge.request_id,
-            duplicates=duplicates,
+            duplicates=file.duplicates,
         )
         try:
-            stored = _write(unit, bars, job, job.adjusted) if bars.height else None
+            stored = (
+                job.store.put_unit(file.encoded, still_ours=lambda unit=unit: job.ledger.still_holds(unit))
+                if file.encoded is not None
+                else None
+            )
         except LeaseLost:
             lost.add(unit.id)
             stored = None
-        fetched.append(FetchedUnit(unit, attempt, stored, share.unattributed))
+        fetched.append(FetchedUnit(unit, attempt, stored, file.unattributed))
     settled = iter(
         job.ledger.settle_fetched([f for f in fetched if f.unit.id not in lost], job.adjusted, job.run_id)
     )

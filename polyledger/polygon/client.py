@@ -4,7 +4,6 @@ retries with jittered exponential backoff, and every failure mapped to an error 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import zlib
@@ -29,6 +28,7 @@ from polyledger.errors import (
     one_line,
     status_class,
 )
+from polyledger.polygon import cores
 from polyledger.polygon.breaker import CircuitBreaker
 from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.secrets import redact
@@ -74,10 +74,6 @@ class Response(Generic[T]):
     decoded: T | None = None  # what `decode` made of the body, when given
     tries: int = 1  # requests sent, retries included
     encoding: str = ""  # the body's Content-Encoding while it is still compressed
-
-
-# bodies inflated and decoded at once in this process (see PolygonClient.get)
-DECODING = threading.BoundedSemaphore(max(2, os.cpu_count() or 1))
 
 
 class Stopped(Exception):
@@ -229,9 +225,10 @@ class PolygonClient:
         that fails to decode is retried like any transient error); raises FetchError
         subclasses otherwise.
 
-        With `decode`, a 200's body is inflated and decoded inside `DECODING` (one at a time
-        per core): until then a worker holds its page compressed, some 5x smaller, however
-        many workers wait for a core (16 workers held about 60 MB of inflated pages waiting)."""
+        With `decode`, a 200's body is inflated and decoded in one of `cores.PAGE_WORK`'s
+        slots (one per core): until then a worker holds its page compressed, some 5x
+        smaller, however many workers wait for a core (16 workers held about 60 MB of
+        inflated pages waiting)."""
         self.check_url(url)
         retry = 0
         while True:
@@ -240,7 +237,7 @@ class PolygonClient:
                 response = self._get_once(url, params, keep_compressed=decode is not None)
                 body, decoded = response.body, None
                 if decode is not None:
-                    with DECODING:
+                    with cores.PAGE_WORK.slot():
                         body, decoded = self._decoded(body, response.encoding, decode)
                 self.breaker.record(True)
                 return Response(body, response.status, response.request_id, decoded, retry + 1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from polyledger.storage.base import ADJUSTED_KEY, MARKER, BarStore, file_checksum
+from polyledger.storage.base import ADJUSTED_KEY, MARKER, BarStore, EncodedUnit, file_checksum
 from polyledger.storage.layout import (
     PART_NAME,
     TEMP_MARK,
@@ -24,6 +24,7 @@ from polyledger.storage.local import LocalStore
 from polyledger.storage.objectstore import ObjectStore
 
 __all__ = [
+    "EncodedUnit",
     "ADJUSTED_KEY",
     "MARKER",
     "PART_NAME",

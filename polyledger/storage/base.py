@@ -13,6 +13,7 @@ import io
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +22,15 @@ import polars as pl
 from polyledger.errors import InputError, LeaseLost
 from polyledger.ledger import StoredFile
 from polyledger.storage.layout import unit_relative_path
+
+
+@dataclass(frozen=True)
+class EncodedUnit:
+    """A unit's file ready to be stored: what the ledger will record, and its bytes."""
+
+    file: StoredFile
+    payload: bytes
+
 
 ADJUSTED_KEY = "polyledger.adjusted"  # in each bar file's Parquet metadata: "true" or "false"
 MARKER = "polyledger-data.json"  # at the location's root: what its bars are, e.g. {"adjusted": true}
@@ -64,7 +74,30 @@ class BarStore(ABC):
         so a file says what it holds wherever it is copied. `still_ours()` is asked right
         before the file takes its final name: when it says no (the writer's lease ran out,
         the unit may have a new owner), nothing replaces the file and LeaseLost is raised."""
-        relative = unit_relative_path(dataset, ticker, period_start)
+        encoded = self.encode_unit(
+            dataset,
+            ticker,
+            period_start,
+            bars,
+            adjusted=adjusted,
+            row_group_size=row_group_size,
+            compression=compression,
+        )
+        return self.put_unit(encoded, still_ours)
+
+    def encode_unit(
+        self,
+        dataset: str,
+        ticker: str,
+        period_start: dt.date,
+        bars: pl.DataFrame,
+        *,
+        adjusted: bool | None = None,
+        row_group_size: int | None = None,
+        compression: str = "zstd",
+    ) -> EncodedUnit:
+        """A unit's file as bytes, with its name and checksum: the CPU half of `write_unit`
+        (a writer may let go of the bars, and of its core, before the I/O half, `put_unit`)."""
         buffer = io.BytesIO()
         metadata = None if adjusted is None else {ADJUSTED_KEY: "true" if adjusted else "false"}
         # zstd level 1: a third less CPU than polars' default level 3 for files about 8% larger
@@ -79,13 +112,20 @@ class BarStore(ABC):
             row_group_size=row_group_size,  # small for staged days: a run of tickers is a few groups
         )
         payload = buffer.getvalue()
-        self._put(relative, payload, still_ours)
-        return StoredFile(
-            path=relative,
-            rows=bars.height,
-            checksum="sha256:" + hashlib.sha256(payload).hexdigest(),
-            bytes=len(payload),
+        return EncodedUnit(
+            StoredFile(
+                path=unit_relative_path(dataset, ticker, period_start),
+                rows=bars.height,
+                checksum="sha256:" + hashlib.sha256(payload).hexdigest(),
+                bytes=len(payload),
+            ),
+            payload,
         )
+
+    def put_unit(self, encoded: EncodedUnit, still_ours: Callable[[], bool] | None = None) -> StoredFile:
+        """Store an encoded unit's file atomically (see `write_unit`); what the ledger records."""
+        self._put(encoded.file.path, encoded.payload, still_ours)
+        return encoded.file
 
     @abstractmethod
     def _put(self, relative: str, payload: bytes, still_ours: Callable[[], bool] | None = None) -> None:

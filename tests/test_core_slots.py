@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import weakref
 
 import pytest
 from support import API_KEY, run_cli, write_universe
@@ -60,6 +61,17 @@ def test_a_block_that_raises_gives_its_slot_back_even_while_keeping():
         assert _free(slots) == 1  # a retry waits its delay without holding a core
 
 
+def test_a_kept_slot_serving_a_block_that_raises_is_given_back_too():
+    slots = CoreSlots(1)
+    with slots.keeping():
+        with slots.slot():
+            pass
+        assert _free(slots) == 0
+        with pytest.raises(ValueError), slots.slot():  # the kept one serves it, then it raises
+            raise ValueError("undecodable")
+        assert _free(slots) == 1
+
+
 def test_keeping_gives_back_what_it_kept_however_it_ends():
     slots = CoreSlots(1)
     with pytest.raises(RuntimeError), slots.keeping():
@@ -92,49 +104,82 @@ def test_keeping_is_per_thread():
     assert _free(slots) == 2
 
 
-def test_a_run_shapes_pages_inside_a_slot_and_stores_and_waits_for_requests_outside_one(work, monkeypatch):
+@pytest.mark.parametrize(
+    "history",
+    [
+        {},
+        # the plan's history starts inside a month, answered clipped: every group asks for the
+        # days before its first bar again on its own while it holds its first page
+        {"history_start": dt.date(2023, 3, 15), "straddle": "clip"},
+    ],
+)
+def test_a_run_encodes_pages_inside_a_slot_and_stores_and_waits_for_requests_outside_one(
+    work, monkeypatch, history
+):
     market = SyntheticMarket([Listing(f"K{i}", bars_per_day=120) for i in range(6)], seed=5)
     slots = CoreSlots(2)
     monkeypatch.setattr(cores, "PAGE_WORK", slots)
-    held_while_shaping: list[bool] = []
-    held_while_waiting: list[bool] = []
-    held_while_storing: list[bool] = []
-    add_page, acquire, put_unit = units_module._Progress.add_page, RateLimiter.acquire, BarStore.put_unit
+    held: dict[str, list[bool]] = {"encode": [], "store": [], "wait": []}
+    encode_unit, put_unit, acquire = BarStore.encode_unit, BarStore.put_unit, RateLimiter.acquire
 
-    def watched_add_page(self, page):  # type: ignore[no-untyped-def]
-        held_while_shaping.append(getattr(slots._thread, "held", False))
-        return add_page(self, page)
+    def holds() -> bool:
+        return getattr(slots._thread, "held", False)
+
+    def watched_encode_unit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        held["encode"].append(holds())
+        return encode_unit(self, *args, **kwargs)
+
+    def watched_put_unit(self, encoded, still_ours=None):  # type: ignore[no-untyped-def]
+        held["store"].append(holds())
+        return put_unit(self, encoded, still_ours)
 
     def watched_acquire(self, stop=None):  # type: ignore[no-untyped-def]
         if threading.current_thread().name.startswith("polyledger-worker"):
-            held_while_waiting.append(getattr(slots._thread, "held", False))
+            held["wait"].append(holds())
         return acquire(self, stop)
 
-    def watched_put_unit(self, encoded, still_ours=None):  # type: ignore[no-untyped-def]
-        held_while_storing.append(getattr(slots._thread, "held", False))
-        return put_unit(self, encoded, still_ours)
-
+    monkeypatch.setattr(BarStore, "encode_unit", watched_encode_unit)
     monkeypatch.setattr(BarStore, "put_unit", watched_put_unit)
+    monkeypatch.setattr(RateLimiter, "acquire", watched_acquire)
+    with StandInServer(market, api_keys=(API_KEY,), page_cap=3_000, **history) as server:
+        write_universe(work / "universe.csv", [f"K{i}" for i in range(6)])
+        planned = run_cli("plan", "--universe", "universe.csv", "--from", "2023-01-01", "--to", "2023-06-30")
+        assert planned.code == 0
+        result = run_cli("run", "--base-url", server.url, "--workers", "8", "--rate", "5000")
+    assert result.code in (0, 1), result.err  # clipped months before the history fail (not_entitled)
+    files = 6 * (3 if history else 6)  # every unit with bars: written once
+    assert len(held["encode"]) == files and all(held["encode"])  # every file encoded in a slot
+    assert len(held["store"]) == files and not any(held["store"])  # and stored outside one
+    assert len(held["wait"]) > 2 * 6 and not any(held["wait"])  # every request waited for outside one
+    assert _free(slots) == 2
+
+
+def test_no_decoded_page_is_kept_while_the_next_request_waits(work, monkeypatch):
+    """Pages of 3,000 bars, months of about 2,500: each page settles a month, and what it
+    leaves for the next is a copy of its tail, so the page itself must be gone by the time
+    its worker waits for its next request (a loop variable or a suspended generator holding
+    it would keep one decoded page per waiting worker)."""
+    market = SyntheticMarket([Listing(f"K{i}", bars_per_day=120) for i in range(6)], seed=5)
+    last = threading.local()
+    alive: list[bool] = []
+    add_page, acquire = units_module._Progress.add_page, RateLimiter.acquire
+
+    def watched_add_page(self, page):  # type: ignore[no-untyped-def]
+        last.page = weakref.ref(page)
+        return add_page(self, page)
+
+    def watched_acquire(self, stop=None):  # type: ignore[no-untyped-def]
+        page = getattr(last, "page", None)
+        if page is not None:
+            alive.append(page() is not None)
+            last.page = None
+        return acquire(self, stop)
+
     monkeypatch.setattr(units_module._Progress, "add_page", watched_add_page)
     monkeypatch.setattr(RateLimiter, "acquire", watched_acquire)
     with StandInServer(market, api_keys=(API_KEY,), page_cap=3_000) as server:
         write_universe(work / "universe.csv", [f"K{i}" for i in range(6)])
-        assert (
-            run_cli(
-                "plan",
-                "--universe",
-                "universe.csv",
-                "--from",
-                dt.date(2023, 1, 1),
-                "--to",
-                dt.date(2023, 6, 30),
-            ).code
-            == 0
-        )
-        result = run_cli("run", "--base-url", server.url, "--workers", "8", "--rate", "5000")
-    assert result.code == 0, result.err
-    assert len(held_while_shaping) >= 2 * 6  # several pages a ticker
-    assert all(held_while_shaping)
-    assert held_while_waiting and not any(held_while_waiting)
-    assert len(held_while_storing) == 6 * 6 and not any(held_while_storing)  # every unit's file
-    assert _free(slots) == 2
+        planned = run_cli("plan", "--universe", "universe.csv", "--from", "2023-01-01", "--to", "2023-06-30")
+        assert planned.code == 0
+        assert run_cli("run", "--base-url", server.url, "--workers", "8", "--rate", "5000").code == 0
+    assert len(alive) > 2 * 6 and not any(alive)

@@ -22,10 +22,14 @@ blocks that size in those arenas: with 16 workers that held some 200 MB no page 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import sys
 import tempfile
+
+try:
+    import ctypes
+except ImportError:  # a Python built without ctypes: malloc as it comes
+    ctypes = None  # type: ignore[assignment]
 
 # mallopt parameters (glibc's malloc.h)
 M_TRIM_THRESHOLD = -1
@@ -38,7 +42,7 @@ ARENA_PER_THREAD = (1 << 20, 2 << 20)
 
 
 def _mallopt():  # type: ignore[no-untyped-def]
-    if not sys.platform.startswith("linux"):
+    if ctypes is None or not sys.platform.startswith("linux"):
         return None
     try:
         mallopt = ctypes.CDLL(None).mallopt  # the C library this process runs on
@@ -50,7 +54,10 @@ def _mallopt():  # type: ignore[no-untyped-def]
 
 def share_one_arena() -> bool:
     """Ask glibc for one arena shared by all threads; it holds only if no thread other than
-    the main one has allocated yet (glibc fixes the count of arenas then). True when set."""
+    the main one has allocated yet (glibc fixes the count of arenas then). True when set;
+    a user's own `MALLOC_ARENA_MAX` (which glibc applied at start) is left alone."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
     mallopt = _mallopt()
     # mallopt returns 1 on success; another C library may have none, or ignore it (0)
     return mallopt is not None and mallopt(M_ARENA_MAX, 1) == 1
@@ -58,7 +65,7 @@ def share_one_arena() -> bool:
 
 def arenas() -> int | None:
     """How many arenas glibc's malloc has now (`malloc_info`), None when it cannot tell."""
-    if not sys.platform.startswith("linux"):
+    if ctypes is None or not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(None)

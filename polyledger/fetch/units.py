@@ -123,6 +123,7 @@ def process_units(
                         f"{stray} bars outside the requested dates", error_class="out_of_range"
                     )
                 progress.add_page(page)
+                del page  # the page lives on in `progress` only as long as it needs it
                 cores.PAGE_WORK.release_kept()
         progress.finish()
         progress.ask_alone()
@@ -253,19 +254,20 @@ class _Progress:
             self.outcomes.extend(process_units([unit], self.job, carried))
 
     def _settle(self, units: list[ClaimedUnit]) -> None:
-        raw = pl.concat(self._buffer) if self._buffer else pl.DataFrame()
         ticker = units[0].ticker
         # read again now: a plan may have changed the listings since the group began (it
         # queues again only units already done, not these)
         self.listings = self.job.ledger.listings_of(ticker)
         periods = [(unit.period_start, unit.period_end) for unit in units]
-        files = _encode(units, split_by_unit(raw, ticker, periods, self.listings), self.job)
-        if raw.height and len(self.waiting) > len(units):
-            after = et_midnight_ms(units[-1].period_end + dt.timedelta(days=1))
-            self._buffer = [raw.filter(pl.col("t") >= after)]
-        else:
-            self._buffer = []
-        del raw
+        with cores.PAGE_WORK.slot():  # the one its page was decoded in, or one taken now
+            raw = pl.concat(self._buffer) if self._buffer else pl.DataFrame()
+            files = _encode(units, split_by_unit(raw, ticker, periods, self.listings), self.job)
+            if raw.height and len(self.waiting) > len(units):
+                after = et_midnight_ms(units[-1].period_end + dt.timedelta(days=1))
+                self._buffer = [raw.filter(pl.col("t") >= after)]
+            else:
+                self._buffer = []
+            del raw
         # the page's CPU work is done and it is no longer held: its core goes to the next
         # page while these files are written and settled (fsyncs, the ledger)
         cores.PAGE_WORK.release_kept()

@@ -233,6 +233,7 @@ class PolygonClient:
         retry = 0
         while True:
             self._local.answer = (None, None)  # the HTTP status and request id of this try
+            cores.PAGE_WORK.release_kept()  # never wait for the limit or the network holding a core
             try:
                 response = self._get_once(url, params, keep_compressed=decode is not None)
                 body, decoded = response.body, None

@@ -2,13 +2,14 @@
 pages as there are cores are inflated, decoded, shaped and encoded at once, and only those
 are held decoded (in memory several times their compressed size).
 
-`PolygonClient.get` takes a slot to inflate and decode a body. A worker fetching a range
-(`fetch.units.process_units`) *keeps* it after the decode, through the shaping of the
-page's units and the encoding of their files, and gives it back, with the page, before
-the files' I/O and the ledger's settle (keeping it through the fsyncs halved the cores
-busy) and before asking for the next page: a worker waiting for a core, for the rate limit
-or for the network holds its page gzip, never decoded (16 workers held up to 16 decoded
-pages before: some 30 MB more at the peak, bench/RESULTS.md).
+`PolygonClient.get` takes a slot to inflate and decode a body, and gives back any slot its
+thread holds before each request. A worker fetching a range (`fetch.units.process_units`)
+*keeps* it after the decode, through the shaping of the page's units and the encoding of
+their files (`_Progress._settle` takes one for that when it has none), and gives it back,
+with the page, before the files' I/O and the ledger's settle (keeping it through the
+fsyncs halved the cores busy): a worker waiting for a core, for the rate limit or for the
+network holds its page gzip, never decoded (16 workers held up to 16 decoded pages
+before: some 30 MB more at the peak, bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -22,27 +23,26 @@ from collections.abc import Iterator
 class CoreSlots:
     def __init__(self, count: int) -> None:
         self._slots = threading.BoundedSemaphore(count)
-        self._thread = threading.local()  # keeping: depth of keeping(); held: a kept slot
+        # held: this thread has a slot now; keeping: depth of keeping() in this thread
+        self._thread = threading.local()
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
-        """A slot for the block (the thread's kept one when it has one). Inside `keeping()`
-        the slot outlives a block that ends normally, until `release_kept()`; a block that
-        raises gives it back at once (a retry must not wait for its delay holding a core)."""
+        """A slot for the block: the one this thread holds already, or one taken now. Inside
+        `keeping()` it outlives a block that ends normally, until `release_kept()`; a block
+        that raises gives it back at once (a retry must not wait for its delay holding a
+        core), whoever took it."""
         thread = self._thread
-        if getattr(thread, "held", False):
-            yield
-            return
-        self._slots.acquire()
+        if not getattr(thread, "held", False):
+            self._slots.acquire()
+            thread.held = True
         try:
             yield
         except BaseException:
-            self._slots.release()
+            self.release_kept()
             raise
-        if getattr(thread, "keeping", 0):
-            thread.held = True
-        else:
-            self._slots.release()
+        if not getattr(thread, "keeping", 0):
+            self.release_kept()
 
     @contextlib.contextmanager
     def keeping(self) -> Iterator[None]:
@@ -58,7 +58,9 @@ class CoreSlots:
                 self.release_kept()
 
     def release_kept(self) -> None:
-        """Give back the slot this thread kept, if any (before its next request)."""
+        """Give back the slot this thread holds, if any: before its page's files are stored,
+        and before every request (`PolygonClient.get`): no one waits for the rate limit or
+        the network holding a core."""
         thread = self._thread
         if getattr(thread, "held", False):
             thread.held = False

@@ -79,15 +79,19 @@ def iter_pages(
     last_bar: int | None = None  # of the previous page with bars
     try:
         for page in pages:
-            if page.bars.height:
-                times = page.bars.get_column("t")
+            bars = page.bars
+            del page  # nothing here keeps a decoded page while the next one is asked for
+            if bars.height:
+                times = bars.get_column("t")
                 if last_bar is not None and times.min() <= last_bar:  # type: ignore[operator]
                     raise ProtocolError(
                         "a page goes back to or before the previous page's last bar",
                         error_class="pagination",
                     )
                 last_bar = int(times.max())  # type: ignore[arg-type]
-                yield page.bars
+                del times
+                yield bars
+            del bars
     except PermanentError as exc:
         if exc.error_class != "not_found":
             raise

@@ -91,10 +91,12 @@ def iter_pages(
         if check is not None:
             page = check(page, params, partial(_ask_again, client, url, decode, spent, carried))
         yield page
-        if not page.next_url:
+        next_url = page.next_url
+        if not next_url:
             return
         guard(url, page, pages)
-        url, params = page.next_url, (dict(carried) if carried else None)
+        del page  # not kept while the next one is asked for: a decoded page is large
+        url, params = next_url, (dict(carried) if carried else None)
 
 
 def _ask_again(

@@ -10,13 +10,13 @@ blocks that size in those arenas: with 16 workers that held some 200 MB no page 
   it): a block freed by one worker is reused by the next (the big ones are allocated
   under the GIL, so threads hardly contend for the arena), blocks under 8 MiB come from
   it and free memory over 32 MiB at its top goes back to the system. It keeps about the
-  largest set of blocks live at once: a page per core being decoded
-  and written (`polygon.cores.PAGE_WORK`) and the compressed bodies waiting.
+  largest set of blocks live at once: a page per core being decoded and encoded
+  (`polygon.cores.PAGE_WORK`) and the compressed bodies waiting.
 - Arenas per thread already (a process whose threads allocated before polyledger was
   imported: glibc fixes the number of arenas then): every block of 1 MiB or more is
   mapped and unmapped when freed. Bounded as well, but each page faults its blocks in
   afresh: about 4,000 page faults a page, 10-25% more CPU (bench/RESULTS.md, 2026-12-01
-  09:00).
+  08:10-09:40).
 """
 
 from __future__ import annotations

@@ -105,8 +105,9 @@ def process_units(
     try:
         datasets.check_key(spec, head.ticker)  # a hand-edited ledger must not steer a path or a URL
         progress.listings = job.ledger.listings_of(head.ticker)  # whose bars are whose, by date
-        # each page shaped and written in the slot it was decoded in, given back before
-        # the next request: only as many pages as cores are held decoded (polygon/cores.py)
+        # each page shaped and its units' files encoded in the slot it was decoded in, given
+        # back before their I/O and the next request: only as many pages as cores are held
+        # decoded (polygon/cores.py)
         with cores.PAGE_WORK.keeping():
             for page in iter_pages(
                 job.client,

@@ -67,5 +67,5 @@ class CoreSlots:
             self._slots.release()
 
 
-# the process's slots: one per core (two at least: one page decoding while one is written)
+# the process's slots: one per core (two at least: one page decoding while one is encoded)
 PAGE_WORK = CoreSlots(max(2, os.cpu_count() or 1))

@@ -254,8 +254,17 @@ def run(
             max_attempts=max_attempts,
         )
         restaged, pruned = flat.prepared.days_restaged, flat.pruned
+        if flat.prepared.unpublished_again:
+            again = flat.prepared.unpublished_again
+            _echo(f"units tried again that waited for a day file not published: {again:,}")
         if restaged:
             _echo(f"day files read again: {restaged:,} (staged for fewer tickers, or deleted)")
+        waiting = sum(run.stats.errors.get("not_published", 0) for run in flat.runs)
+        if waiting:
+            _echo(
+                f"{waiting:,} units wait for day files not published yet (the provider publishes a day's "
+                "file around 11:00 US/Eastern the next day): run again later, nothing else to do"
+            )
         if pruned is not None and (pruned.deleted or pruned.kept):
             kept = f"; {pruned.kept:,} could not be deleted (see the log)" if pruned.kept else ""
             _echo(f"staged day files deleted: {pruned.deleted:,} (every unit of their periods settled){kept}")

@@ -109,8 +109,9 @@ TRANSIENT_CLASSES = frozenset(
 PERMANENT_CLASSES = frozenset(
     {"not_entitled", "not_found", "bad_request", "pagination", "adjusted_mismatch", "out_of_range"}
     | {"invalid_ticker", "protocol", "permanent", "fetch_error", "unknown"}
-    # flat files: a trading day's object is not in the bucket (late, or never published)
-    | {"missing_file"}
+    # flat files: a trading day's object is not in the bucket a day after it was due
+    # (`retry` it once it is there); not in it before that: a later run reads it by itself
+    | {"missing_file", "not_published"}
 )
 # the HTTP statuses whose class has a name of its own; any other is http_<status>
 _STATUS_CLASSES = {400: "bad_request", 403: "not_entitled", 404: "not_found"}

@@ -6,6 +6,7 @@ stale, adjusted ledgers refused, a 403 told in one line without secrets."""
 # ruff: noqa: F811 - moto_endpoint, the fixture imported from test_s3, is each test's argument
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ from support import API_KEY, run_cli, write_universe
 from test_postgres import admin_url, new_database, pg_url  # noqa: F401 - PostgreSQL ledgers
 from test_s3 import moto_endpoint  # noqa: F401 - the session's local S3
 
+from polyledger.flatfiles import publication
+from polyledger.periods import ET
 from polyledger.testing.flatfiles import FlatDefects, replace_day, s3_client
 
 DUPLICATED = (D(2023, 5, 10), "TINY")
@@ -214,6 +217,54 @@ def test_a_missing_day_file_fails_its_units_until_it_is_published(work, market, 
     result = _flat(ledger, data, "--dataset", "minute")
     assert result.code == 0, result.err + result.out
     assert {row["state"] for row in _units(ledger, "minute")} <= {"done", "empty_confirmed"}
+
+
+def test_a_day_file_not_published_yet_waits_and_a_later_run_reads_it(
+    work, market, moto_endpoint, bucket, monkeypatch
+):
+    """The provider publishes a day's file around 11:00 US/Eastern the next day: run the
+    morning after the plan's last session, that day's object is not in the bucket yet. Its
+    units say so (`not_published`, not `missing_file`), and the next run, once the file is
+    there, reads it without a `retry`."""
+    last = DAYS[-1]  # Friday 2023-06-30
+    publish_market(moto_endpoint, bucket, market, FlatDefects(missing=(last,)))
+    ledger, data = plan(work, "flat", ("minute",))
+    saturday = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(8, 0), tzinfo=ET)
+    monkeypatch.setattr(publication, "now", lambda: saturday)
+
+    early = _flat(ledger, data)
+    assert early.code == 1, early.out
+    assert "wait for day files not published yet" in early.out and SECRET not in early.out + early.err
+    day = next(row for row in _units(ledger, "minute_files") if row["period_start"] == last.isoformat())
+    assert (day["state"], day["error_class"]) == ("failed", "not_published")
+    months = {(row["period"], row["state"], row["error_class"]) for row in _units(ledger, "minute")}
+    assert {(state, cls) for period, state, cls in months if period == "2023-06"} == {
+        ("failed", "not_published")
+    }
+    assert {state for period, state, _ in months if period != "2023-06"} <= {"done", "empty_confirmed"}
+
+    publish_market(moto_endpoint, bucket, market)
+    monkeypatch.setattr(publication, "now", lambda: saturday + dt.timedelta(hours=4))
+    later = _flat(ledger, data)  # no retry: the run itself tries the waiting units again
+    assert later.code == 0, later.err + later.out
+    assert "units tried again that waited for a day file not published" in later.out
+    assert {row["state"] for row in _units(ledger, "minute")} <= {"done", "empty_confirmed"}
+
+
+@pytest.mark.parametrize(
+    ("day", "now", "waiting"),
+    [
+        # Friday's file: published around 11:00 ET on Saturday, missing a day after that
+        (dt.date(2023, 6, 30), dt.datetime(2023, 7, 1, 8, 0, tzinfo=ET), True),
+        (dt.date(2023, 6, 30), dt.datetime(2023, 7, 2, 10, 59, tzinfo=ET), True),
+        (dt.date(2023, 6, 30), dt.datetime(2023, 7, 2, 11, 0, tzinfo=ET), False),
+        # across the autumn clock change: US/Eastern wall time, whatever the UTC offset
+        (dt.date(2023, 11, 3), dt.datetime(2023, 11, 5, 15, 59, tzinfo=dt.timezone.utc), True),
+        (dt.date(2023, 11, 3), dt.datetime(2023, 11, 5, 16, 0, tzinfo=dt.timezone.utc), False),
+    ],
+)
+def test_a_day_file_is_waited_for_until_a_day_after_it_was_due(day, now, waiting):
+    assert publication.not_published_yet(day, now) is waiting
 
 
 @pytest.mark.parametrize("column", ["window_start", "close"])

@@ -21,10 +21,8 @@ blocks that size in those arenas: with 16 workers that held some 200 MB no page 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import tempfile
 
 try:
     import ctypes
@@ -64,29 +62,29 @@ def share_one_arena() -> bool:
 
 
 def arenas() -> int | None:
-    """How many arenas glibc's malloc has now (`malloc_info`), None when it cannot tell."""
+    """How many arenas glibc's malloc has now (`malloc_info`, written to a memory stream),
+    None when it cannot tell."""
     if ctypes is None or not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(None)
-        libc.fopen.restype, libc.fopen.argtypes = ctypes.c_void_p, (ctypes.c_char_p, ctypes.c_char_p)
-        libc.fclose.argtypes, libc.malloc_info.argtypes = (ctypes.c_void_p,), (ctypes.c_int, ctypes.c_void_p)
-        descriptor, path = tempfile.mkstemp(prefix="polyledger-malloc-")
-        os.close(descriptor)
+        libc.open_memstream.restype = ctypes.c_void_p
+        libc.open_memstream.argtypes = (ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t))
+        libc.fclose.argtypes, libc.free.argtypes = (ctypes.c_void_p,), (ctypes.c_void_p,)
+        libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+        buffer, size = ctypes.c_void_p(), ctypes.c_size_t()
+        stream = libc.open_memstream(ctypes.byref(buffer), ctypes.byref(size))
+        if not stream:
+            return None
+        status = libc.malloc_info(0, stream)
+        libc.fclose(stream)  # sets buffer and size; the buffer is ours to free
         try:
-            stream = libc.fopen(os.fsencode(path), b"w")
-            if not stream:
-                return None
-            status = libc.malloc_info(0, stream)
-            libc.fclose(stream)
-            with open(path, encoding="ascii", errors="replace") as handle:
-                report = handle.read()
+            report = ctypes.string_at(buffer.value, size.value) if buffer.value else b""
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            libc.free(buffer)
     except (OSError, AttributeError):
         return None
-    count = report.count("<heap nr=")
+    count = report.count(b"<heap nr=")
     return count if status == 0 and count else None
 
 

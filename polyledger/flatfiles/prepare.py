@@ -1,6 +1,8 @@
-"""Before a flat-file run: the day units its ticker units need, planned; days staged for a
-smaller universe than today's queued again (a ticker planned since is not in them), and
-days whose staged file was deleted (`prune`) queued again when a pending unit needs them."""
+"""Before a flat-file run: units that failed because a day's file was not published yet
+queued again (`not_published`: it may be there now), the day units its ticker units need
+planned; days staged for a smaller universe than today's queued again (a ticker planned
+since is not in them), and days whose staged file was deleted (`prune`) queued again when
+a pending unit needs them."""
 
 from __future__ import annotations
 
@@ -19,16 +21,18 @@ from polyledger.trading_days import trading_days
 class Prepared:
     days_added: int  # day units planned now
     days_restaged: int  # day units queued again: staged for a smaller universe, or pruned
+    unpublished_again: int = 0  # day and ticker units that waited for a file, queued again
 
 
 def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
     """For each ticker dataset in `targets` (minute, day): a day unit for every trading day
     of its pending units (a holiday is no unit), and the settled days whose staged
     universe differs from today's, or whose staged file was deleted while a pending unit
-    needs it, back to pending."""
-    added = restaged = 0
+    needs it, back to pending; first, the units that failed for a day not published yet."""
+    added = restaged = unpublished = 0
     for target in targets:
         day_dataset = ROUTES[target]
+        unpublished += ledger.reset_failed(["not_published"], datasets=[target, day_dataset])
         days: set[dt.date] = set()
         for start, end in ledger.pending_periods(target):
             days.update(trading_days(start, end))
@@ -46,4 +50,4 @@ def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
         ]
         restaged += ledger.reset_ids(outdated, {UnitState.DONE, UnitState.EMPTY_CONFIRMED})
         restaged += ledger.reset_ids(ledger.pruned_needed(target, day_dataset), {UnitState.DONE})
-    return Prepared(added, restaged)
+    return Prepared(added, restaged, unpublished)

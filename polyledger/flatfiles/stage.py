@@ -19,8 +19,9 @@ import polars as pl
 
 from polyledger.bars import BAR_SCHEMA
 from polyledger.datasets.flat_days import ROUTES, object_key
-from polyledger.errors import ProtocolError
+from polyledger.errors import PermanentError, ProtocolError
 from polyledger.fetch.units import UnitJob, UnitOutcome, _logged
+from polyledger.flatfiles import publication
 from polyledger.flatfiles.job import FlatJob, period_of, universe_hash
 from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit
 from polyledger.periods import et_midnight_ms
@@ -87,7 +88,17 @@ def stage_day(unit: ClaimedUnit, job: UnitJob, flat: FlatJob) -> UnitOutcome:
     tickers = flat.tickers(job.ledger, target, period_of(target, day))
     key = object_key(unit.dataset, day)
     with tempfile.TemporaryDirectory(prefix="polyledger-day-", dir=flat.config.workdir) as folder:
-        found = flat.source.fetch_day(key, Path(folder) / "day.csv")
+        try:
+            found = flat.source.fetch_day(key, Path(folder) / "day.csv")
+        except PermanentError as exc:
+            if exc.error_class == "missing_file" and publication.not_published_yet(day, publication.now()):
+                expected = publication.expected_at(day)
+                raise PermanentError(
+                    f"the flat file of {day} is not published yet (usually about "
+                    f"{expected:%H:%M} US/Eastern on {expected:%Y-%m-%d}): a later run reads it",
+                    error_class="not_published",
+                ) from None
+            raise
         staged, total = read_day(Path(folder) / "day.csv", tickers, day)
     job.ledger.record_flat_file(unit.id, key, found.etag, found.size, total, universe_hash(tickers))
     stored = None

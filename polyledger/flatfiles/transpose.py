@@ -39,7 +39,8 @@ def unread(unit: ClaimedUnit, days: dict[dt.date, Any]) -> FetchError | None:
         if row is not None and row.state == "failed":
             name = row.error_class or "missing_file"
             kind = TransientError if is_transient_class(name) else PermanentError
-            return kind(f"the flat file of {day} failed ({name})", error_class=name)
+            why = "is not published yet" if name == "not_published" else f"failed ({name})"
+            return kind(f"the flat file of {day} {why}", error_class=name)
         if row is None or row.state not in SETTLED or (row.state == "done" and not row.file_path):
             waiting.append(day)  # not read, or its staged file deleted (`prune`): read again
     if waiting:

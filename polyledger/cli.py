@@ -257,8 +257,17 @@ def run(
         if flat.prepared.unpublished_again:
             again = flat.prepared.unpublished_again
             _echo(f"units tried again that waited for a day file not published: {again:,}")
+        if flat.prepared.outdated_again:
+            again = flat.prepared.outdated_again
+            _echo(f"units built again whose day files were read for fewer tickers: {again:,}")
         if restaged:
             _echo(f"day files read again: {restaged:,} (staged for fewer tickers, or deleted)")
+        outdated = sum(run.stats.errors.get("days_outdated", 0) for run in flat.runs)
+        if outdated:
+            _echo(
+                f"{outdated:,} units were planned while their day files were being read (another `plan`): "
+                "run again to read those days for them and build them"
+            )
         waiting = sum(run.stats.errors.get("not_published", 0) for run in flat.runs)
         if waiting:
             _echo(
@@ -293,7 +302,7 @@ def run(
             adjusted=adjusted,
             lease_seconds=lease_seconds,
             # the flat-file route's day units are never asked of the API
-            datasets=tuple(dataset) if dataset else _rest_datasets(ledger),
+            datasets=tuple(dataset) if dataset else None,  # None: every dataset but flat files' days
             max_units=max_units,
             max_attempts=max_attempts,
             give_up_after=give_up_after,
@@ -377,16 +386,6 @@ def _child_log_level(log_file: Path | None) -> int:
     """What children of --processes send up: the records the log file keeps; without one,
     warnings only."""
     return logging.INFO if log_file else logging.WARNING
-
-
-def _rest_datasets(ledger) -> tuple[str, ...] | None:  # type: ignore[no-untyped-def]
-    """Every dataset but the flat-file route's day units, if the ledger has any (else all: None)."""
-    from polyledger.datasets import FLAT_FILE_DATASETS, names
-    from polyledger.ledger import queries
-
-    if not queries.has_units(ledger, list(FLAT_FILE_DATASETS)):
-        return None
-    return tuple(name for name in names() if name not in FLAT_FILE_DATASETS)
 
 
 def _check_base_url(url: str) -> str:

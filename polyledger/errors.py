@@ -112,6 +112,9 @@ PERMANENT_CLASSES = frozenset(
     # flat files: a trading day's object is not in the bucket a day after it was due
     # (`retry` it once it is there); not in it before that: a later run reads it by itself
     | {"missing_file", "not_published"}
+    # flat files: a ticker unit whose days were read for other tickers (one planned since):
+    # the next run reads them again and queues the unit again by itself
+    | {"days_outdated"}
 )
 # the HTTP statuses whose class has a name of its own; any other is http_<status>
 _STATUS_CLASSES = {400: "bad_request", 403: "not_entitled", 404: "not_found"}

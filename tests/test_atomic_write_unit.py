@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 import polyledger.storage.local as storage
-from polyledger.errors import StorageError
+from polyledger.errors import LeaseLost, StorageError
 from polyledger.storage import PART_NAME, TEMP_MARK, TEMP_SUFFIX, BarStore
 
 D = dt.date
@@ -269,3 +269,20 @@ def test_clean_temporaries_counts_only_what_it_removed(store, monkeypatch):
     monkeypatch.setattr(Path, "unlink", unlink)
     assert store.clean_temporaries([RELATIVE], older_than=100.0) == 1
     assert stuck.exists() and not gone.exists()
+
+
+def test_a_withdrawn_unit_file_is_removed_only_while_the_unit_is_ours(store):
+    store.write_unit("minute", "AAPL", D(2024, 3, 1), bars(3))
+    with pytest.raises(LeaseLost):
+        store.withdraw_unit(RELATIVE, still_ours=lambda: False)
+    assert store.exists(RELATIVE)  # a new owner may have written it: left alone
+    store.withdraw_unit(RELATIVE, still_ours=lambda: True)
+    assert not store.exists(RELATIVE)
+    store.withdraw_unit(RELATIVE)  # gone already: nothing to do
+
+
+def test_a_withdrawn_unit_file_that_cannot_be_removed_stops_the_run(store, monkeypatch):
+    store.write_unit("minute", "AAPL", D(2024, 3, 1), bars(3))
+    monkeypatch.setattr(type(store), "remove", lambda self, relative: False)
+    with pytest.raises(StorageError, match="cannot remove"):
+        store.withdraw_unit(RELATIVE)

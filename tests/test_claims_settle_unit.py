@@ -61,14 +61,17 @@ def test_claimed_rows_are_read_by_their_lowercase_names_as_postgresql_returns_th
     from polyledger.ledger import ClaimedUnit, pg
 
     # pg.Row, unlike sqlite3.Row, knows each column by its exact name only
-    row_class = pg._row_class(("id", "dataset", "ticker", "period_start", "period_end", "attempts"))
+    row_class = pg._row_class(
+        ("id", "dataset", "ticker", "period_start", "period_end", "attempts", "file_path")
+    )
+    earlier = "minute/ticker=B/year=2024/month=02/part.parquet"
     rows = [
-        tuple.__new__(row_class, (9, "minute", "B", "2024-02-01", "2024-02-29", 2)),
-        tuple.__new__(row_class, (3, "minute", "A", "2024-01-01", "2024-01-31", 1)),
+        tuple.__new__(row_class, (9, "minute", "B", "2024-02-01", "2024-02-29", 2, earlier)),
+        tuple.__new__(row_class, (3, "minute", "A", "2024-01-01", "2024-01-31", 1, None)),
     ]
     assert Ledger._claimed(rows, "tok", START) == [
         ClaimedUnit(3, "minute", "A", D(2024, 1, 1), D(2024, 1, 31), 1, "tok", iso(START)),
-        ClaimedUnit(9, "minute", "B", D(2024, 2, 1), D(2024, 2, 29), 2, "tok", iso(START)),
+        ClaimedUnit(9, "minute", "B", D(2024, 2, 1), D(2024, 2, 29), 2, "tok", iso(START), earlier),
     ]
 
 

@@ -33,8 +33,11 @@ from test_postgres import admin_url, new_database, pg_url  # noqa: F401 - Postgr
 from test_s3 import moto_endpoint  # noqa: F401 - the session's local S3
 
 from polyledger.flatfiles import publication
+from polyledger.flatfiles import units as flat_units
+from polyledger.flatfiles.prepare import prepare
+from polyledger.ledger import Ledger
 from polyledger.periods import ET
-from polyledger.testing.flatfiles import FlatDefects, replace_day, s3_client
+from polyledger.testing.flatfiles import FlatDefects, day_rows, gzip_csv, object_key, replace_day, s3_client
 
 DUPLICATED = (D(2023, 5, 10), "TINY")
 
@@ -267,6 +270,41 @@ def test_a_day_file_is_waited_for_until_a_day_after_it_was_due(day, now, waiting
     assert publication.not_published_yet(day, now) is waiting
 
 
+def test_a_ticker_planned_while_the_months_are_built_is_never_built_empty(
+    work, market, moto_endpoint, bucket, monkeypatch
+):
+    """`plan` from another terminal while a run builds the months: the new ticker's days
+    were staged without it. Its months (and the period's others built after the plan) fail
+    `days_outdated`, never `empty_confirmed`; the next run reads those days again and
+    builds them, every bar of the new ticker's in place."""
+    publish_market(moto_endpoint, bucket, market)
+    ledger, data = plan(work, "flat", ("minute",))
+    build, planned = flat_units.build_units, []
+
+    def plan_meanwhile(batch, job, flat, outcomes):  # type: ignore[no-untyped-def]
+        if not planned:
+            planned.append(write_universe(work / "grown.csv", [*UNIVERSE, "PLUG"]))
+            grown = run_cli("plan", "--universe", "grown.csv", "--from", START, "--to", END,
+                            "--dataset", "minute", "--ledger", ledger)  # fmt: skip
+            assert grown.code == 0, grown.err
+        return build(batch, job, flat, outcomes)
+
+    monkeypatch.setattr(flat_units, "build_units", plan_meanwhile)
+    first = _flat(ledger, data, "--workers", "1")
+    monkeypatch.setattr(flat_units, "build_units", build)
+    assert first.code == 1 and "run again to read those days for them" in first.out, first.out
+    plug = [row for row in _units(ledger, "minute") if row["ticker"] == "PLUG"]
+    assert {(row["state"], row["error_class"]) for row in plug} == {("failed", "days_outdated")}
+
+    second = _flat(ledger, data, "--workers", "1")
+    assert second.code == 0, second.err + second.out
+    assert "units built again whose day files were read for fewer tickers" in second.out
+    published = sum(day_rows(market, "minute", day, ["PLUG"]).height for day in DAYS)
+    plug = [row for row in _units(ledger, "minute") if row["ticker"] == "PLUG"]
+    assert {row["state"] for row in plug} == {"done"} and sum(row["rows"] for row in plug) == published > 0
+    assert run_cli("audit", "--deep", "--ledger", ledger, "--data", data).code == 0
+
+
 @pytest.mark.parametrize("column", ["window_start", "close"])
 def test_a_day_file_with_a_bar_missing_a_field_fails_never_stores_it(
     work, market, moto_endpoint, bucket, column
@@ -292,6 +330,28 @@ def test_a_day_file_with_a_bar_missing_a_field_fails_never_stores_it(
     assert run_cli("retry", "--class", "bad_shape", "--ledger", ledger).code == 0
     again = _flat(ledger, data)
     assert again.code == 0, again.out
+    assert {row["state"] for row in _units(ledger, "minute")} <= {"done", "empty_confirmed"}
+
+
+def test_a_day_file_with_no_rows_fails_never_an_empty_day(work, market, moto_endpoint, bucket):
+    """A trading day's object published with its header only: the whole market cannot have
+    traded nothing, so the day is `failed` (`bad_shape`) and its months with it, never
+    `empty_confirmed` with the months `done` without that session; the corrected file read
+    after `retry` fills them."""
+    day = D(2023, 5, 10)
+    publish_market(moto_endpoint, bucket, market, FlatDefects(emptied=(day,)))
+    ledger, data = plan(work, "flat", ("minute",))
+    assert _flat(ledger, data).code == 1
+    read = next(row for row in _units(ledger, "minute_files") if row["period_start"] == day.isoformat())
+    assert (read["state"], read["error_class"]) == ("failed", "bad_shape") and "no rows" in read["last_error"]
+    may = {
+        (row["state"], row["error_class"]) for row in _units(ledger, "minute") if row["period"] == "2023-05"
+    }
+    assert may == {("failed", "bad_shape")}
+
+    publish_market(moto_endpoint, bucket, market)  # corrected
+    assert run_cli("retry", "--class", "bad_shape", "--ledger", ledger).code == 0
+    assert _flat(ledger, data).code == 0
     assert {row["state"] for row in _units(ledger, "minute")} <= {"done", "empty_confirmed"}
 
 
@@ -326,7 +386,35 @@ def test_a_replaced_day_file_makes_its_units_stale_until_retried(work, market, m
     assert run_cli("audit", "--etags", "--ledger", ledger, "--data", data).code == 0
 
 
-def test_only_unadjusted_ledgers_read_flat_files(work, moto_endpoint, bucket):
+def test_bars_withdrawn_by_a_replaced_day_file_leave_the_folder_too(work, market, moto_endpoint, bucket):
+    """The provider replaces a day's file without a ticker's rows: that ticker's unit, built
+    again (`retry --stale`), has no bars now and settles `empty_confirmed`; its old file
+    goes with them, so a read of the folder (`data/minute/**`) agrees with the ledger."""
+    day = D(2023, 5, 10)
+    publish_market(moto_endpoint, bucket, market)
+    write_universe(work / "universe.csv", UNIVERSE)
+    assert run_cli("plan", "--universe", "universe.csv", "--from", day, "--to", day, "--dataset", "minute",
+                   "--ledger", "one.db").code == 0  # fmt: skip
+    assert _flat("one.db", "one").code == 0
+    tiny = next(row for row in _units("one.db", "minute") if row["ticker"] == "TINY")
+    assert tiny["state"] == "done" and (work / "one" / tiny["file_path"]).exists()
+
+    rows = day_rows(market, "minute", day, UNIVERSE).filter(pl.col("ticker") != "TINY")
+    s3_client(moto_endpoint).put_object(Bucket=bucket, Key=object_key("minute", day), Body=gzip_csv(rows))
+    assert run_cli("audit", "--etags", "--ledger", "one.db", "--data", "one").code == 1
+    assert run_cli("retry", "--stale", "--ledger", "one.db").code == 0
+    assert _flat("one.db", "one").code == 0
+
+    again = next(row for row in _units("one.db", "minute") if row["ticker"] == "TINY")
+    assert (again["state"], again["file_path"]) == ("empty_confirmed", None)
+    assert not (work / "one" / tiny["file_path"]).exists()
+    stored = pl.scan_parquet(work / "one" / "minute" / "**" / "*.parquet", hive_partitioning=False).collect()
+    assert stored.height and "TINY" not in stored.get_column("ticker").to_list()
+    assert run_cli("audit", "--deep", "--ledger", "one.db", "--data", "one").code == 0
+
+
+def test_only_unadjusted_ledgers_read_flat_files(work, market, moto_endpoint, bucket):
+    publish_market(moto_endpoint, bucket, market)
     ledger, data = plan(work, "flat")
     refused = run_cli("run", "--source", "flatfiles", "--ledger", ledger, "--data", data)
     assert refused.code == 2 and "--unadjusted" in refused.err and len(refused.err.strip().splitlines()) == 1
@@ -335,6 +423,14 @@ def test_only_unadjusted_ledgers_read_flat_files(work, moto_endpoint, bucket):
     refused = _flat(ledger, data)
     assert refused.code == 2 and "adjusted bars" in refused.err, refused.err
     assert {row["state"] for row in _units(ledger, "minute")} == {"pending"}
+
+    # a raw ledger with a data folder of adjusted bars: refused before a day is staged into it
+    raw, _ = plan(work, "raw")
+    (work / data).mkdir(exist_ok=True)
+    (work / data / "polyledger-data.json").write_text('{"adjusted": true}\n', encoding="utf-8")
+    refused = _flat(raw, data)
+    assert refused.code == 2 and "holds adjusted bars (polyledger-data.json)" in refused.err, refused.err
+    assert not (work / data / "minute_files").exists() and not _units(raw, "minute_files")
 
 
 class _Denying(BaseHTTPRequestHandler):
@@ -413,6 +509,25 @@ def _stale(ledger: str) -> list:
 
     with Ledger(ledger, create=False) as opened:
         return opened.stale_flat("minute", "minute_files")
+
+
+def test_the_nightly_sync_never_claims_the_flat_file_day_units(work, market, server, moto_endpoint, bucket):
+    """A ledger whose day units a flat-file run planned (then stopped): `sync`, a run of the
+    API, leaves them pending (nothing of the API serves them: claimed, they failed
+    `invalid_ticker` and failed every month built from them), and the flat run after it
+    reads them."""
+    publish_market(moto_endpoint, bucket, market)
+    ledger, data = plan(work, "flat", ("minute",))
+    with Ledger(work / ledger, create=False) as book:
+        book.claim_setting("adjusted", "false")
+        assert prepare(book, ("minute",)).days_added == len(DAYS)  # what a flat run plans first
+    synced = run_cli("sync", "--now", "2023-06-30T22:30:00-04:00", "--base-url", server.url,
+                     "--ledger", ledger, "--data", data)  # fmt: skip
+    # exit 3: the months are complete (fetched from the API), the day units still pending
+    assert synced.code == 3 and "minute: COMPLETE" in synced.out, synced.err + synced.out
+    assert {(row["state"], row["attempts"]) for row in _units(ledger, "minute_files")} == {("pending", 0)}
+    assert _flat(ledger, data).code == 0
+    assert {row["state"] for row in _units(ledger, "minute_files")} <= {"done", "empty_confirmed"}
 
 
 def test_mixed_routes_reconcile_bar_for_bar(work, market, server, moto_endpoint, bucket, monkeypatch):

@@ -13,7 +13,7 @@ from support import ScriptedClient
 
 from polyledger.errors import FatalRunError, NotEntitled, TransientError
 from polyledger.fetch.units import UnitJob, UnitOutcome, process_units
-from polyledger.ledger import ClaimedUnit, Ledger, PlannedUnit
+from polyledger.ledger import ClaimedUnit, Ledger, PlannedUnit, UnitState
 from polyledger.periods import et_midnight_ms
 from polyledger.polygon.client import Stopped
 from polyledger.secrets import register_secret
@@ -104,6 +104,23 @@ def test_one_page_for_three_months_settles_each_and_charges_the_request_once(led
         (0, 0, 1, "rq"),
     ]
     assert [a.run_id for a in history(ledger)] == ["run-1"] * 3
+
+
+def test_a_unit_fetched_again_without_bars_takes_its_old_file_away(ledger, store):
+    """A done unit fetched again (`retry --stale`, `repair`) whose answer has no bars now
+    settles `empty_confirmed` without its old file: a read of the folder agrees with the
+    ledger (the flat-file route's case: `test_flatfiles.py`)."""
+    process_units(months(ledger, 1), job(ScriptedClient([page([at(D(2024, 1, 2))])]), ledger, store))
+    path = "minute/ticker=AAPL/year=2024/month=01/part.parquet"
+    assert store.exists(path)
+    ledger.reset_units("dataset = 'minute'", {}, {UnitState.DONE})
+
+    (again,) = ledger.claim("w", 60)
+    assert again.previous_file == path
+    outcomes = process_units([again], job(ScriptedClient([page([])]), ledger, store))
+    assert outcomes == [UnitOutcome("empty_confirmed", 0, 1)]
+    assert (rows(ledger)[0].state, rows(ledger)[0].file_path) == ("empty_confirmed", None)
+    assert not store.exists(path)
 
 
 def test_pages_settle_months_as_they_complete_and_keep_only_later_bars(ledger, store):

@@ -36,7 +36,7 @@ from polyledger.polygon.client import PolygonClient, RetryPolicy
 from polyledger.polygon.keyshare import SYNC_SECONDS, KeyShare, LedgerBoard, key_id
 from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.secrets import redact
-from polyledger.storage import MARKER, BarStore, unit_relative_path
+from polyledger.storage import BarStore, unit_relative_path
 
 log = logging.getLogger("polyledger.run")
 
@@ -62,6 +62,14 @@ class RunOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: tuple[float, float] = (10.0, DEFAULT_READ_TIMEOUT)
     flatfiles: Any = None  # a `flatfiles.source.FlatFilesConfig`: read units from flat files
+
+    def __post_init__(self) -> None:
+        if self.flatfiles is None and self.datasets is None:
+            # a run of the API (`run`, `sync`, a notebook's) never claims the flat-file route's
+            # day units, whenever they were planned: claimed, they would fail (nothing of the
+            # API serves them) and fail the months built from them
+            flat_days = datasets.FLAT_FILE_DATASETS
+            self.datasets = tuple(name for name in datasets.names() if name not in flat_days)
 
 
 @dataclass
@@ -266,15 +274,7 @@ class Run:
             raise InputError(
                 f"this ledger holds {have} bars; use a separate ledger and data folder for {want} bars"
             )
-        marked = self.store.mark({"adjusted": self.options.adjusted}).get("adjusted")
-        if marked is not self.options.adjusted:
-            names = {True: "adjusted", False: "unadjusted"}
-            held = names[marked] if isinstance(marked, bool) else f"adjusted={marked!r}"
-            want = names[self.options.adjusted]
-            raise InputError(
-                f"data folder {self.store} holds {held} bars ({MARKER}); use a separate data folder "
-                f"for {want} bars"
-            )
+        self.store.hold_bars(adjusted=self.options.adjusted)
 
     def _heartbeat(self, finished: threading.Event) -> None:
         """Say this run is alive every beat and renew its leases every quarter lease, on its

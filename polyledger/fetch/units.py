@@ -362,11 +362,10 @@ def _store(
             duplicates=file.duplicates,
         )
         try:
-            stored = (
-                job.store.put_unit(file.encoded, still_ours=lambda unit=unit: job.ledger.still_holds(unit))
-                if file.encoded is not None
-                else None
-            )
+            ours = lambda unit=unit: job.ledger.still_holds(unit)  # noqa: E731
+            stored = job.store.put_unit(file.encoded, still_ours=ours) if file.encoded is not None else None
+            if stored is None and unit.previous_file:
+                job.store.withdraw_unit(unit.previous_file, still_ours=ours)
         except LeaseLost:
             lost.add(unit.id)
             stored = None

@@ -22,6 +22,7 @@ class Prepared:
     days_added: int  # day units planned now
     days_restaged: int  # day units queued again: staged for a smaller universe, or pruned
     unpublished_again: int = 0  # day and ticker units that waited for a file, queued again
+    outdated_again: int = 0  # ticker units whose days were read for other tickers, queued again
 
 
 def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
@@ -29,10 +30,11 @@ def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
     of its pending units (a holiday is no unit), and the settled days whose staged
     universe differs from today's, or whose staged file was deleted while a pending unit
     needs it, back to pending; first, the units that failed for a day not published yet."""
-    added = restaged = unpublished = 0
+    added = restaged = unpublished = requeued = 0
     for target in targets:
         day_dataset = ROUTES[target]
         unpublished += ledger.reset_failed(["not_published"], datasets=[target, day_dataset])
+        requeued += ledger.reset_failed(["days_outdated"], datasets=[target])
         days: set[dt.date] = set()
         for start, end in ledger.pending_periods(target):
             days.update(trading_days(start, end))
@@ -48,6 +50,7 @@ def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
             if universe.get(period_of(target, dt.date.fromisoformat(str(row.period_start)[:10])))
             != row.universe
         ]
+        outdated += ledger.unrecorded_flat_days(day_dataset)  # staged for what is unknown
         restaged += ledger.reset_ids(outdated, {UnitState.DONE, UnitState.EMPTY_CONFIRMED})
         restaged += ledger.reset_ids(ledger.pruned_needed(target, day_dataset), {UnitState.DONE})
-    return Prepared(added, restaged, unpublished)
+    return Prepared(added, restaged, unpublished, requeued)

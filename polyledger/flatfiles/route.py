@@ -81,6 +81,7 @@ def run_flatfiles(
             raise InputError(f"this ledger holds adjusted bars; {REFUSE_ADJUSTED}")
         store = BarStore(data)
         store.ensure_writable()
+        store.hold_bars(adjusted=False)  # before a day is staged into a folder of adjusted bars
         FlatFilesSource(config).probe(f"{MARKET_PREFIX}/")  # a 403 is one line before any claim
         if log_setup is not None:
             log_setup()

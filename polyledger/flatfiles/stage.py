@@ -50,6 +50,12 @@ def read_day(path: Path, tickers: frozenset[str], day: dt.date) -> tuple[pl.Data
     if missing:
         raise ProtocolError(f"flat file of {day} lacks {', '.join(sorted(missing))}", error_class="bad_shape")
     total = int(scan.select(pl.len()).collect().item())
+    if not total:  # a trading day's file holds the whole market: none of it is a defect
+        raise ProtocolError(
+            f"the flat file of {day} has no rows (a trading day's file holds the whole market): "
+            "not taken as a day none of the universe traded",
+            error_class="bad_shape",
+        )
     rows = scan.filter(pl.col("ticker").is_in(sorted(tickers))).collect()
     empty = [name for name in REQUIRED if rows.get_column(name).null_count()]
     if empty:  # as for the API's pages: a bar without its time or prices is never stored
@@ -113,6 +119,8 @@ def stage_day(unit: ClaimedUnit, job: UnitJob, flat: FlatJob) -> UnitOutcome:
             row_group_size=STAGED_ROW_GROUP,
             compression="lz4",  # kept only until its period settles: cheaper to write and read
         )
+    elif unit.previous_file:  # read before for other tickers, none of today's trade in it
+        job.store.withdraw_unit(unit.previous_file, still_ours=lambda: job.ledger.still_holds(unit))
     attempt = AttemptRecord(requests=1, bytes=found.size, bars=staged.height)
     fetched = FetchedUnit(unit, attempt, stored, source="flatfiles")
     (ours,) = job.ledger.settle_fetched([fetched], False, job.run_id)

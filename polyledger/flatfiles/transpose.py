@@ -23,6 +23,7 @@ from polyledger.bars import BAR_SCHEMA, RENAME, split_by_unit
 from polyledger.datasets.flat_days import ROUTES
 from polyledger.errors import FetchError, LeaseLost, PermanentError, TransientError, is_transient_class
 from polyledger.fetch.units import UnitJob, UnitOutcome, _logged, _settle_failure
+from polyledger.flatfiles.job import FlatJob, period_of
 from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit
 from polyledger.trading_days import trading_days
 
@@ -31,11 +32,21 @@ SETTLE_EVERY = 32  # units settled per ledger transaction (their files are writt
 TO_RAW = {stored: raw for raw, stored in RENAME.items()}
 
 
-def unread(unit: ClaimedUnit, days: dict[dt.date, Any]) -> FetchError | None:
-    """Why the unit cannot be built yet (None: every trading day of it is read)."""
+def unread(unit: ClaimedUnit, days: dict[dt.date, Any], staged_for: str | None = None) -> FetchError | None:
+    """Why the unit cannot be built yet (None: every trading day of it is read, for the
+    universe whose `universe_hash` is `staged_for` when given)."""
     waiting = []
     for day in trading_days(unit.period_start, unit.period_end):
         row = days.get(day)
+        if row is not None and row.state in SETTLED and staged_for is not None and row.universe != staged_for:
+            # read for another universe: a ticker planned since (during this run, or on
+            # another host) may be missing from it. The next run reads the day again
+            # (`prepare`) and queues this unit again: never built from it as empty
+            return PermanentError(
+                f"the flat file of {day} was read for other tickers (one planned since): the next run "
+                "reads it again",
+                error_class="days_outdated",
+            )
         if row is not None and row.state == "failed":
             name = row.error_class or "missing_file"
             kind = TransientError if is_transient_class(name) else PermanentError
@@ -74,11 +85,16 @@ def to_raw(bars: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def build_units(units: Sequence[ClaimedUnit], job: UnitJob, outcomes: dict[int, UnitOutcome]) -> None:
+def build_units(
+    units: Sequence[ClaimedUnit], job: UnitJob, flat: FlatJob, outcomes: dict[int, UnitOutcome]
+) -> None:
     """Build, write and settle a batch of ticker units of one period from staged days,
     each outcome put in `outcomes` (by unit id) as it settles (the caller settles the
     rest if this raises)."""
     day_dataset = ROUTES[units[0].dataset]
+    # the period's tickers as planned now: its days must have been staged for exactly them
+    first = units[0]
+    staged_for = flat.universe(job.ledger, first.dataset, period_of(first.dataset, first.period_start))
     start, end = min(u.period_start for u in units), max(u.period_end for u in units)
     days = {
         dt.date.fromisoformat(str(row.period_start)[:10]): row
@@ -86,7 +102,7 @@ def build_units(units: Sequence[ClaimedUnit], job: UnitJob, outcomes: dict[int, 
     }
     ready = []
     for unit in units:
-        problem = unread(unit, days)
+        problem = unread(unit, days, staged_for)
         if problem is None:
             ready.append(unit)
         else:
@@ -122,15 +138,13 @@ def _build_one(unit: ClaimedUnit, staged: pl.DataFrame, job: UnitJob) -> Fetched
     )[0]
     bars = share.bars
     stored = None
+    ours = lambda: job.ledger.still_holds(unit)  # noqa: E731
     if bars.height:
         stored = job.store.write_unit(
-            unit.dataset,
-            unit.ticker,
-            unit.period_start,
-            bars,
-            adjusted=False,
-            still_ours=lambda u=unit: job.ledger.still_holds(u),
+            unit.dataset, unit.ticker, unit.period_start, bars, adjusted=False, still_ours=ours
         )
+    elif unit.previous_file:  # built before with bars the replaced days no longer hold
+        job.store.withdraw_unit(unit.previous_file, still_ours=ours)
     attempt = AttemptRecord(bars=bars.height, duplicates=share.duplicates)
     return FetchedUnit(unit, attempt, stored, share.unattributed, source="flatfiles")
 

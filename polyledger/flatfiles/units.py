@@ -30,7 +30,7 @@ def process_flat(units: Sequence[ClaimedUnit], job: UnitJob, flat: FlatJob) -> l
         elif dataset in ROUTES:
             for unit in units:
                 check_key(get(dataset), unit.ticker)
-            build_units(units, job, outcomes)
+            build_units(units, job, flat, outcomes)
         else:
             raise InputError(f"{dataset} has no flat-file route (minute and day have)")
     except (FatalRunError, KeyboardInterrupt):

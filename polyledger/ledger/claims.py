@@ -73,7 +73,7 @@ class Claims(UnitMoves):
             landed = (
                 self._statement()
                 .execute(
-                    "SELECT id, dataset, ticker, period_start, period_end, attempts FROM units "
+                    "SELECT id, dataset, ticker, period_start, period_end, attempts, file_path FROM units "
                     "WHERE lease_token = :token AND state = 'running'",
                     {"token": token},
                 )
@@ -105,7 +105,7 @@ class Claims(UnitMoves):
             by_id=True,
             sets="lease_owner = :owner, lease_token = :token, lease_expires_at = :expires, "
             "attempts = attempts + 1",
-            returning="id, dataset, ticker, period_start, period_end, attempts",
+            returning="id, dataset, ticker, period_start, period_end, attempts, file_path",
         ).fetchall()
         return self._claimed(rows, token, now)
 
@@ -122,6 +122,7 @@ class Claims(UnitMoves):
                 attempts=row["attempts"],
                 lease_token=token,
                 claimed_at=claimed_at,
+                previous_file=row["file_path"],
             )
             for row in sorted(rows, key=lambda r: r["id"])
         ]

@@ -78,6 +78,11 @@ class FlatFileTable(UnitMoves):
         return [(dt.date.fromisoformat(str(a)[:10]), dt.date.fromisoformat(str(b)[:10])) for a, b in rows]
 
     @_reconnecting
+    def last_unit_id(self) -> int:
+        """The highest unit id: it grows whenever a unit is planned (what a flat-file run's
+        cached universe is checked against, at the cost of one index lookup)."""
+        return int(self.query("SELECT coalesce(max(id), 0) AS n FROM units")[0].n)
+
     def tickers_by_period(self, dataset: str) -> dict[str, frozenset[str]]:
         """{period: the tickers with a unit of `dataset` in it}: what a day file is staged for."""
         rows = self._statement().execute(
@@ -119,13 +124,23 @@ class FlatFileTable(UnitMoves):
             )
 
     def flat_days(self, day_dataset: str, start: dt.date, end: dt.date) -> list[Any]:
-        """The day units of [start, end] (id, period_start, state, error_class, file_path),
-        by date."""
+        """The day units of [start, end] (id, period_start, state, error_class, file_path,
+        and `universe`: what the last read was staged for, None if never read), by date."""
         return self.query(
-            "SELECT id, period_start, state, error_class, file_path FROM units "
-            "WHERE dataset = :d AND period_start >= :a AND period_start <= :b ORDER BY period_start",
+            "SELECT u.id, u.period_start, u.state, u.error_class, u.file_path, f.universe FROM units u "
+            "LEFT JOIN flat_files f ON f.unit_id = u.id "
+            "WHERE u.dataset = :d AND u.period_start >= :a AND u.period_start <= :b ORDER BY u.period_start",
             {"d": day_dataset, "a": start.isoformat(), "b": end.isoformat()},
         )
+
+    def unrecorded_flat_days(self, day_dataset: str) -> list[int]:
+        """Settled day units without a read on record (what they were staged for unknown)."""
+        rows = self.query(
+            "SELECT u.id FROM units u LEFT JOIN flat_files f ON f.unit_id = u.id WHERE u.dataset = :d "
+            "AND u.state IN ('done', 'empty_confirmed') AND f.unit_id IS NULL",
+            {"d": day_dataset},
+        )
+        return [row.id for row in rows]
 
     def flat_file_records(self, day_dataset: str) -> list[Any]:
         """(unit_id, period_start, object_key, etag, universe) of every day read and settled."""

@@ -68,6 +68,7 @@ class ClaimedUnit:
     attempts: int
     lease_token: str
     claimed_at: str
+    previous_file: str | None = None  # the file an earlier settle recorded (a unit fetched again)
 
 
 @dataclass(frozen=True)

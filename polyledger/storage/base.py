@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from polyledger.errors import InputError, LeaseLost
+from polyledger.errors import InputError, LeaseLost, StorageError
 from polyledger.ledger import StoredFile
 from polyledger.storage.layout import unit_relative_path
 
@@ -127,6 +127,16 @@ class BarStore(ABC):
         self._put(encoded.file.path, encoded.payload, still_ours)
         return encoded.file
 
+    def withdraw_unit(self, relative: str, still_ours: Callable[[], bool] | None = None) -> None:
+        """Remove the file a unit fetched again has no bars for any more (a replaced day file
+        without them; the API's answer empty now), before its unit settles without a file:
+        the ledger never says "no bars" while a read of the folder finds the old ones.
+        LeaseLost (nothing removed) when `still_ours()` says no; StorageError when the file
+        stays."""
+        self._check_still_ours(relative, still_ours)
+        if not self.remove(relative) and self.exists(relative):
+            raise StorageError(f"cannot remove {self.url_of(relative)}, which its unit has no bars for now")
+
     @abstractmethod
     def _put(self, relative: str, payload: bytes, still_ours: Callable[[], bool] | None = None) -> None:
         """Store the whole payload under `relative` so that readers see the old file or the
@@ -147,6 +157,18 @@ class BarStore(ABC):
         if not isinstance(marker, dict):
             raise InputError(f"{self.url_of(MARKER)} is not a polyledger marker (a JSON object)")
         return marker
+
+    def hold_bars(self, *, adjusted: bool) -> None:
+        """This location holds adjusted (or raw) bars: recorded in its marker by the first
+        run, checked by every later one; one line (InputError) when it holds the others."""
+        marked = self.mark({"adjusted": adjusted}).get("adjusted")
+        if marked is not adjusted:
+            names = {True: "adjusted", False: "unadjusted"}
+            held = names[marked] if isinstance(marked, bool) else f"adjusted={marked!r}"
+            raise InputError(
+                f"data folder {self} holds {held} bars ({MARKER}); use a separate data folder "
+                f"for {names[adjusted]} bars"
+            )
 
     def mark(self, marker: dict) -> dict:
         """Record `marker` unless the location has one already; returns the one in place.

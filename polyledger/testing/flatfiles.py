@@ -3,9 +3,9 @@ mode for the tests and the bench): one gzip CSV per day and kind, columns
 `ticker,volume,open,close,high,low,window_start,transactions` (`window_start` in epoch
 nanoseconds, no vwap), rows sorted by ticker then time, as published.
 
-Defects on purpose: a day left out (`missing`), a ticker's first bar of a day written
-twice (`duplicated`) or with a field left empty (`blank`), and an object replaced after
-publication (`replace_day`: a new ETag).
+Defects on purpose: a day left out (`missing`) or published with its header only
+(`emptied`), a ticker's first bar of a day written twice (`duplicated`) or with a field
+left empty (`blank`), and an object replaced after publication (`replace_day`: a new ETag).
 Which days are published is the caller's choice (the provider publishes trading days only;
 the synthetic market trades every weekday).
 """
@@ -35,6 +35,7 @@ class FlatDefects:
     missing: tuple[dt.date, ...] = ()  # days not published
     duplicated: tuple[tuple[dt.date, str], ...] = ()  # (day, ticker): its first bar twice
     blank: tuple[tuple[dt.date, str, str], ...] = ()  # (day, ticker, column): its first bar's field empty
+    emptied: tuple[dt.date, ...] = ()  # days published with the header and no row
 
 
 def day_rows(market: SyntheticMarket, kind: str, day: dt.date, tickers: Iterable[str]) -> pl.DataFrame:
@@ -126,6 +127,8 @@ def publish(
                     first = indexed.filter(pl.col("ticker") == ticker).get_column("_i").min()
                     field = pl.when(pl.col("_i") == first).then(None).otherwise(pl.col(column))
                     rows = indexed.with_columns(field.alias(column)).drop("_i")
+            if day in defects.emptied:
+                rows = rows.clear()
             key = object_key(kind, day)
             answer = client.put_object(Bucket=bucket, Key=key, Body=gzip_csv(rows))
             etags[key] = answer["ETag"].strip('"')

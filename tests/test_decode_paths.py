@@ -134,14 +134,15 @@ def aggs_targets(server: StandInServer) -> list[str]:
 
 
 # which decoder must turn pages with bars into bars, per layout: the fast path finds
-# `"results":` and skips whitespace after it, then reads `},{`-separated bars as
-# newline-delimited JSON, or an array with newlines in it as JSON; `}, {` is neither
+# `"results":` and skips whitespace after it, then reads bars of one shape as CSV and any
+# other array (laid out, spaced, of several shapes) as JSON once its values are checked
+# (`aggs.misshapen_bars`); the general path is for envelopes it cannot cut
 PATHS = {
     "compact": {"fast"},
     "lines": {"fast"},
     "pretty": {"fast"},
-    "spaced": {"general"},
-    "mixed": {"fast", "general"},
+    "spaced": {"fast"},
+    "mixed": {"fast"},
 }
 
 

@@ -19,7 +19,9 @@ from polyledger.periods import unit_periods
 from polyledger.polygon.client import PolygonClient
 from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.storage import BarStore
-from polyledger.testing import StandInServer
+from polyledger.testing import Listing as MarketListing
+from polyledger.testing import StandInServer, SyntheticMarket
+from polyledger.trading_days import trading_days
 
 D = dt.date
 HISTORY_START = D(2020, 1, 1)
@@ -110,16 +112,21 @@ def test_months_before_the_first_bar_that_nothing_explains_are_asked_again_one_b
     assert asked == [
         ("2023-01-01", "2023-08-31"),
         # June's first bar (the 14th) is after June's first day, and the ledger's listing
-        # (from March) does not explain it: its first days are asked alone (an empty 200)
-        ("2023-06-01", "2023-06-13"),
+        # (from March) does not explain it: June's first day is asked alone (an empty 200:
+        # inside the plan's history, so June's empty days are real)
+        ("2023-06-01", "2023-06-01"),
+        # March alone is empty, and starts before any day known inside the history: its
+        # first day alone (an empty 200) proves it, and every later month with it
         ("2023-03-01", "2023-03-31"),
+        ("2023-03-01", "2023-03-01"),
         ("2023-04-01", "2023-04-30"),
         ("2023-05-01", "2023-05-31"),
     ]
     assert set(states.values()) == {"empty_confirmed", "done"}  # an empty month alone is empty
     (tmp_path / "none").mkdir()
     _, asked_without, _ = run_newco_group(tmp_path / "none", market, None)
-    assert len(asked_without) == 1 + 1 + 5  # nothing explained: June's first days, every month before
+    # nothing explained: June's first day, every month before, January's first day alone
+    assert len(asked_without) == 1 + 1 + 5 + 1
 
 
 def test_a_wholly_empty_group_asks_each_unit_alone_and_charges_the_group_once(tmp_path, market):
@@ -129,6 +136,60 @@ def test_a_wholly_empty_group_asks_each_unit_alone_and_charges_the_group_once(tm
         client = PolygonClient(API_KEY, base_url=server.url, limiter=RateLimiter(1000.0))
         outcomes = process_units(units, UnitJob(client, ledger, BarStore(tmp_path / "data"), adjusted=True))
         asked = len(server.stats.requested)
-    assert asked == 1 + 3
-    # the group's request goes with the first unit asked again: 2 + 1 + 1 == 4
-    assert outcomes == [UnitOutcome("empty_confirmed", 0, 2)] + [UnitOutcome("empty_confirmed", 0, 1)] * 2
+    # the group, each month alone, and the first month's first day alone (then known inside
+    # the plan's history, and the later months with it)
+    assert asked == 1 + 3 + 1
+    # the group's request goes with the first unit asked again: 3 + 1 + 1 == 5
+    assert outcomes == [UnitOutcome("empty_confirmed", 0, 3)] + [UnitOutcome("empty_confirmed", 0, 1)] * 2
+
+
+# --- a plan's history starting inside a month (found by a review: such months ended
+# `empty_confirmed`, or `done` without their first days, on a clipped answer's word) --------
+
+
+def _clipped_at(tmp_path, market, history_start, ticker, months, listings=()):  # type: ignore[no-untyped-def]
+    """`months` of `ticker` as one group against a stand-in whose plan starts at
+    `history_start` and clips a straddling range silently: {period_start: (state, rows,
+    class)} and the ranges asked."""
+    with StandInServer(market, api_keys=(API_KEY,), history_start=history_start, straddle="clip") as server, \
+            Ledger(tmp_path / "ledger.db") as ledger:  # fmt: skip
+        if listings:
+            ledger.record_listings(assign_security_ids(list(listings)))
+        ledger.add_units([PlannedUnit("minute", ticker, s, e) for s, e in months])
+        units = ledger.claim("w", 60, limit=len(months))
+        client = PolygonClient(API_KEY, base_url=server.url, limiter=RateLimiter(1000.0))
+        process_units(units, UnitJob(client, ledger, BarStore(tmp_path / "data"), adjusted=True))
+        asked = [(frm, to) for _, frm, to in server.stats.requested]
+        rows = ledger.query("SELECT period_start, state, rows, error_class FROM units")
+    return {str(r.period_start): (r.state, r.rows, r.error_class) for r in rows}, asked
+
+
+def test_a_month_straddling_the_history_start_is_never_confirmed_empty(tmp_path):
+    # GONE traded April 3-20; the plan's history starts Monday April 24: April's answer,
+    # alone, is clipped to nothing
+    market = SyntheticMarket([MarketListing("GONE", delist_date=D(2023, 4, 20), bars_per_day=150)], seed=11)
+    months = list(unit_periods("month", D(2023, 1, 1), D(2023, 6, 30)))
+    states, asked = _clipped_at(
+        tmp_path, market, D(2023, 4, 24), "GONE", months, [Listing("GONE", last_day=D(2023, 4, 20))]
+    )
+    assert truth(market, "minute", "GONE", D(2023, 4, 1), D(2023, 4, 30)).height > 1000
+    assert states["2023-04-01"] == ("failed", None, "not_entitled")  # its first day alone: a 403
+    assert ("2023-04-03", "2023-04-03") in asked
+    assert states["2023-05-01"] == states["2023-06-01"] == ("empty_confirmed", 0, None)  # delisted
+
+
+def test_a_month_straddling_the_history_start_never_ends_done_without_its_first_days(tmp_path):
+    # one bar a day: the history starts on a day without a bar, after days with one
+    market = SyntheticMarket([MarketListing("SPRS", bars_per_day=1)], seed=11)
+    month = (D(2021, 1, 1), D(2021, 1, 31))
+    days = trading_days(*month)
+    start = next(
+        day
+        for index, day in enumerate(days[1:], start=1)
+        if truth(market, "minute", "SPRS", days[0], days[index - 1]).height
+        and not truth(market, "minute", "SPRS", day, day).height
+    )
+    states, asked = _clipped_at(tmp_path, market, start, "SPRS", [month])
+    # the answer's first bar is after the month's first day: that day alone is a 403
+    assert asked == [("2021-01-01", "2021-01-31"), ("2021-01-04", "2021-01-04")]
+    assert states == {"2021-01-01": ("failed", None, "not_entitled")}

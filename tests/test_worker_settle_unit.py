@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from support import ScriptedClient
 
-from polyledger.errors import FatalRunError, NotEntitled, TransientError
+from polyledger.errors import AuthError, FatalRunError, NotEntitled, TransientError
 from polyledger.fetch.units import UnitJob, UnitOutcome, process_units
 from polyledger.ledger import ClaimedUnit, Ledger, PlannedUnit, UnitState
 from polyledger.periods import et_midnight_ms
@@ -34,6 +34,7 @@ def page(
 ) -> bytes:
     bars = [{"t": t, "o": 1.0, "h": 2.0, "l": 0.5, "c": 1.5, "v": 10.0, "vw": 1.2, "n": 3} for t in times]
     body = {
+        "ticker": "AAPL",
         "status": "OK",
         "adjusted": True,
         "request_id": request_id,
@@ -117,8 +118,9 @@ def test_a_unit_fetched_again_without_bars_takes_its_old_file_away(ledger, store
 
     (again,) = ledger.claim("w", 60)
     assert again.previous_file == path
-    outcomes = process_units([again], job(ScriptedClient([page([])]), ledger, store))
-    assert outcomes == [UnitOutcome("empty_confirmed", 0, 1)]
+    # the empty month, then its first day alone (nothing known inside the plan's history yet)
+    outcomes = process_units([again], job(ScriptedClient([page([]), page([])]), ledger, store))
+    assert outcomes == [UnitOutcome("empty_confirmed", 0, 2)]
     assert (rows(ledger)[0].state, rows(ledger)[0].file_path) == ("empty_confirmed", None)
     assert not store.exists(path)
 
@@ -215,8 +217,8 @@ def test_attempts_left_depend_on_max_attempts(ledger, store):
 
 def test_a_permanent_error_on_a_group_is_asked_again_unit_by_unit(ledger, store):
     denied = NotEntitled("not entitled to that range", http_status=403)
-    # February's first bar is on the 7th: its first days are asked alone (an empty 200:
-    # February was not clipped at the plan's history)
+    # February's first bar is on the 7th: its first day is asked alone (an empty 200:
+    # February was not clipped at the plan's history, nor is March, which starts later)
     client = ScriptedClient(
         [denied, NotEntitled("still not", http_status=403), page([at(D(2024, 2, 7))]), page([]), page([])]
     )
@@ -230,7 +232,7 @@ def test_a_permanent_error_on_a_group_is_asked_again_unit_by_unit(ledger, store)
         ["2024-01-01", "2024-03-31"],
         ["2024-01-01", "2024-01-31"],
         ["2024-02-01", "2024-02-29"],
-        ["2024-02-01", "2024-02-06"],
+        ["2024-02-01", "2024-02-01"],
         ["2024-03-01", "2024-03-31"],
     ]
     assert [(r.state, r.error_class) for r in rows(ledger)] == [
@@ -239,6 +241,29 @@ def test_a_permanent_error_on_a_group_is_asked_again_unit_by_unit(ledger, store)
         ("empty_confirmed", None),
     ]
     assert history(ledger)[0].http_status == 403
+
+
+def test_a_fatal_error_while_units_are_asked_alone_gives_every_one_back(ledger, store):
+    """A 403 on the group, then the key refused while its months are asked one by one: the
+    run stops, and none of them is left `running` under its lease (found by a review)."""
+    client = ScriptedClient([NotEntitled("not entitled", http_status=403), AuthError("key refused")])
+    with pytest.raises(AuthError):
+        process_units(months(ledger, 1, 2, 3), job(client, ledger, store))
+    assert [(r.state, r.lease_owner) for r in rows(ledger)] == [("pending", None)] * 3
+
+
+@pytest.mark.parametrize("answered_for", ["MSFT", "aapl"])
+def test_an_answer_for_another_ticker_fails_the_unit_never_stored_as_the_asked_one(
+    ledger, store, answered_for
+):
+    """Found by a review: a page saying it holds MSFT's bars was stored as AAPL's. Symbols
+    are case-sensitive: `aapl` is another one."""
+    body = page([at(D(2024, 1, 2))]).replace(b'"ticker":"AAPL"', f'"ticker":"{answered_for}"'.encode())
+    assert f'"ticker":"{answered_for}"'.encode() in body
+    outcomes = process_units(months(ledger, 1), job(ScriptedClient([body]), ledger, store))
+    assert outcomes == [UnitOutcome("failed", 0, 1, "protocol")]
+    assert "MSFT" in rows(ledger)[0].last_error or "aapl" in rows(ledger)[0].last_error
+    assert not store.exists("minute/ticker=AAPL/year=2024/month=01/part.parquet")
 
 
 def test_a_permanent_error_on_two_units_is_asked_again_for_each(ledger, store):

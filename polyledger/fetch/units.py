@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -27,6 +27,7 @@ from polyledger.errors import (
     ProtocolError,
     TransientError,
 )
+from polyledger.fetch.entitled import EntitledFrom
 from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit, Ledger, StoredFile
 from polyledger.listings import Listing, Unattributed, outside_every_listing
 from polyledger.periods import et_date_of_ms, et_midnight_ms
@@ -59,6 +60,7 @@ class UnitJob:
     run_id: str | None = None
     max_attempts: int = 3
     flatfiles: Any = None  # a `flatfiles.job.FlatJob`: units read from flat files instead
+    entitled: EntitledFrom = field(default_factory=EntitledFrom)  # the plan's history, as seen
 
 
 def _logged(unit: ClaimedUnit, outcome: UnitOutcome) -> UnitOutcome:
@@ -166,6 +168,7 @@ class _Progress:
         self._buffer.append(page)
         if self._first_day is None:
             self._first_day = et_date_of_ms(int(page.get_column("t").min()))  # type: ignore[arg-type]
+            self.job.entitled.note(self.waiting[0].dataset, self._first_day)
             self._settle_explained(self._leading())
             self._probe_late_start()
         last_day = et_date_of_ms(int(page.get_column("t").max()))  # type: ignore[arg-type]
@@ -176,6 +179,13 @@ class _Progress:
     def finish(self) -> None:
         if self._first_day is None:  # no bar at all: every unit is before the first bar
             self._settle_explained(self._leading())
+            if not self._doubt_leading and self.waiting:
+                # one unit's empty answer: its own, unless its range may straddle the plan's
+                # history (then clipped to nothing): its first day asked alone says which
+                self._settle_explained(self.waiting)
+                if self.waiting:
+                    unit = self.waiting[0]
+                    self._probe_first_day(unit, unit.period_end, unit.period_end)
         trusted = self._trusted()
         if trusted:
             self._settle(trusted)
@@ -201,20 +211,26 @@ class _Progress:
     def _probe_late_start(self) -> None:
         """The unit holding the first bar may itself straddle the plan's history: when that
         bar comes after the unit's first trading day (and its listing does not explain it),
-        ask for the days before it alone. A range wholly before the history is a 403: then
-        the answer was clipped and the unit is `failed` (not_entitled), never `done` with
-        part of its days; bars there mean the answer left them out (asked again later)."""
+        the days before it may have been clipped off (`_probe_first_day`)."""
         assert self._first_day is not None
         holding = [unit for unit in self.waiting if unit.period_start <= self._first_day <= unit.period_end]
-        if not holding:
-            return
-        unit = holding[0]
+        if holding:
+            self._probe_first_day(holding[0], self._first_day - dt.timedelta(days=1), self._first_day)
+
+    def _probe_first_day(self, unit: ClaimedUnit, last: dt.date, listed_on: dt.date) -> None:
+        """Days [unit's first trading day (or, when a listing holding `listed_on` starts
+        inside the unit, that listing's), `last`] came back without a bar:
+        unless a bar was seen on or before the first of them (`EntitledFrom`), ask for that
+        first day alone. A single day is wholly inside the plan's history or wholly before
+        it (a 403): then the answer was clipped and the unit is `failed` (not_entitled),
+        never `done` without its first days nor `empty_confirmed`; a bar there means the
+        answer left it out (`clipped`, asked again later); none: the empty days are real."""
         start = unit.period_start
         for listing in self.listings:  # a listing starting inside the unit explains its first days
-            if listing.covers(self._first_day) and listing.first_day is not None:
+            if listing.covers(listed_on) and listing.first_day is not None:
                 start = max(start, listing.first_day)
-        days = trading_days(start, self._first_day - dt.timedelta(days=1))
-        if not days:
+        days = trading_days(start, last)
+        if not days or self.job.entitled.covers(unit.dataset, days[0]):
             return
         spec = datasets.get(unit.dataset)
         assert spec.timespan is not None
@@ -226,7 +242,7 @@ class _Progress:
                     unit.ticker,
                     spec.timespan,
                     days[0],
-                    days[-1],
+                    days[0],
                     self.job.adjusted,
                     self.spent,
                 )
@@ -235,10 +251,11 @@ class _Progress:
             self.waiting.remove(unit)
             self.outcomes.append(_settle_failure(unit, self.job, self._charge(), exc))
             return
+        self.job.entitled.note(unit.dataset, days[0])  # a 200: the day is inside the history
         if found:
             self.waiting.remove(unit)
             missing = TransientError(
-                f"{found} bars of {days[0]}..{days[-1]} were left out of the range's answer",
+                f"{found} bars of {days[0]} were left out of the answer for {days[0]}..{last}",
                 error_class="clipped",
             )
             self.outcomes.append(_settle_failure(unit, self.job, self._charge(), missing))
@@ -247,12 +264,19 @@ class _Progress:
         """Each unit still waiting asked again on its own (after a permanent error, or before
         the first bar and unexplained); the first carries what the group spent that no
         settled unit was charged, so every request is charged once."""
-        while self.waiting:
-            unit = self.waiting.pop(0)  # popped first: a fatal error releases only the rest
-            requests, size = self.spent.requests - self._charged[0], self.spent.bytes - self._charged[1]
-            self._charged = (self.spent.requests, self.spent.bytes)
-            carried = FetchCost(requests=requests, bytes=size, request_id=self.spent.request_id)
-            self.outcomes.extend(process_units([unit], self.job, carried))
+        try:
+            while self.waiting:
+                unit = self.waiting.pop(0)  # popped first: its own call releases it on a fatal error
+                requests, size = self.spent.requests - self._charged[0], self.spent.bytes - self._charged[1]
+                self._charged = (self.spent.requests, self.spent.bytes)
+                carried = FetchCost(requests=requests, bytes=size, request_id=self.spent.request_id)
+                self.outcomes.extend(process_units([unit], self.job, carried))
+        except (FatalRunError, KeyboardInterrupt):
+            # asked alone from process_units' handler of the group's error, whose own release
+            # of the waiting units does not see this: the rest go back to pending here
+            _release(self.waiting, self.job, undo=True)
+            self.waiting = []
+            raise
 
     def _settle(self, units: list[ClaimedUnit]) -> None:
         ticker = units[0].ticker

@@ -8,6 +8,7 @@ empty result.
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 
 import orjson
@@ -47,6 +48,7 @@ class AggregatesPage:
     next_url: str | None
     request_id: str | None
     adjusted: bool | None
+    ticker: str | None = None  # whose bars the answer says they are (None: it does not say)
 
 
 def decode_aggregates(body: bytes) -> AggregatesPage:
@@ -54,10 +56,11 @@ def decode_aggregates(body: bytes) -> AggregatesPage:
 
     The `results` array is cut out of the body and read by polars on its own: as CSV when
     the body is compact and every bar has the first bar's keys in its order (the API's own
-    pages, `_read_uniform`), else as newline-delimited JSON when compact, else as JSON;
-    about 4x faster than reading the envelope with its nested list. Anything unusual takes
-    the general path below, which also names what is wrong. Either way a page's `resultsCount` must
-    be the number of bars it holds.
+    pages, `_read_uniform`), else as JSON once its values are checked (`misshapen_bars`:
+    polars' JSON readers coerce to a schema); about 4x faster than reading the envelope with
+    its nested list. Anything unusual takes the general path below, which also names what
+    is wrong. Either way a page's `resultsCount` must be the number of bars it holds, and
+    `adjusted`, when sent, a boolean.
 
     A run decodes inside the client's gate (`PolygonClient.get`: one body inflated and
     decoded per core at a time): a decode holds several times its page in passing."""
@@ -96,13 +99,13 @@ def _decode_fast(body: bytes) -> AggregatesPage | None:
         # the array is searched in place, not copied (a page holds several MiB of it)
         if body.find(b"{", start + 1, end) < 0:
             return None  # no bar (empty, blank): the general path applies the resultsCount check
-        if body.find(b"\n", start + 1, end) >= 0:
+        uniform = None if body.find(b"\n", start + 1, end) >= 0 else _read_uniform(body, start + 1, end)
+        if uniform is not None:
+            bars = uniform
+        else:  # laid out or of several shapes: polars' JSON readers take a schema by coercing
+            if misshapen_bars(body[start : end + 1]):
+                return None  # the general path says what is wrong
             bars = pl.read_json(io.BytesIO(body[start : end + 1]), schema=_BAR_SCHEMA)
-        else:
-            bars = _read_uniform(body, start + 1, end)
-            if bars is None:  # bars of several shapes: read as newline-delimited JSON
-                ndjson = body[start + 1 : end].replace(b"},{", b"}\n{")
-                bars = pl.read_ndjson(io.BytesIO(ndjson), schema=_BAR_SCHEMA)
         if any(bars.get_column(name).null_count() for name in REQUIRED):
             return None
         count = envelope.get("resultsCount")
@@ -110,11 +113,15 @@ def _decode_fast(body: bytes) -> AggregatesPage | None:
             return None  # the general path says what is wrong
         next_url = envelope.get("next_url")
         adjusted = envelope.get("adjusted")
+        ticker = envelope.get("ticker")
+        if "adjusted" in envelope and not isinstance(adjusted, bool):
+            return None  # the general path says what is wrong
         return AggregatesPage(
             bars=bars,
             next_url=next_url if isinstance(next_url, str) and next_url else None,
             request_id=str(envelope["request_id"]) if envelope.get("request_id") is not None else None,
-            adjusted=adjusted if isinstance(adjusted, bool) else None,
+            adjusted=adjusted,
+            ticker=ticker if isinstance(ticker, str) else None,
         )
     except Exception:  # anything odd: let the general path decide and explain
         return None
@@ -175,6 +182,36 @@ def _read_uniform(body: bytes, start: int = 0, end: int | None = None) -> pl.Dat
     )
 
 
+def misshapen_bars(array: bytes) -> str | None:
+    """What is wrong with a `results` array's values (or a body's), None when nothing: checked before
+    polars' JSON readers, which take a schema by coercing (a fraction read as the integer
+    below it, `true` as 1.0, the first of a key given twice where JSON means the last)."""
+
+    def bar(pairs: list[tuple[str, object]]) -> dict:
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a bar gives a key twice")
+        for key, value in pairs:
+            kind = _BAR_SCHEMA.get(key)
+            if value is None or kind is None:
+                continue  # nulls and unknown keys: as the readers and the checks after them take them
+            if kind == pl.Boolean:
+                fits = isinstance(value, bool)
+            elif kind == pl.Int64:
+                fits = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not fits:
+                raise ValueError(f"a bar's {key} is {value!r}")
+        return dict(pairs)
+
+    try:
+        json.loads(array, object_pairs_hook=bar)
+    except ValueError as exc:  # json.JSONDecodeError is one
+        return str(exc)
+    return None
+
+
 def _decode_general(body: bytes) -> AggregatesPage:
     try:
         frame = pl.read_json(io.BytesIO(body), schema=PAGE_SCHEMA)
@@ -182,6 +219,9 @@ def _decode_general(body: bytes) -> AggregatesPage:
         detail = one_line(exc, limit=None)
         kind = "bad_shape" if "deserializing" in detail else "invalid_json"
         raise TransientError(f"undecodable aggregates body: {detail[:100]}", error_class=kind) from None
+    problem = misshapen_bars(body)  # the envelope's keys are no bar's: only repeats count there
+    if problem:
+        raise TransientError(f"aggregates body: {problem}", error_class="bad_shape")
     if frame.height != 1:
         raise TransientError("aggregates body is not one JSON object", error_class="bad_shape")
     envelope = frame.row(0, named=True)
@@ -208,4 +248,5 @@ def _decode_general(body: bytes) -> AggregatesPage:
         next_url=envelope["next_url"] or None,
         request_id=envelope["request_id"],
         adjusted=envelope["adjusted"],
+        ticker=envelope["ticker"],
     )

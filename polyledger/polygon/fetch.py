@@ -79,6 +79,11 @@ def iter_pages(
     last_bar: int | None = None  # of the previous page with bars
     try:
         for page in pages:
+            if page.ticker is not None and page.ticker != ticker:  # case-sensitive, as symbols are
+                raise ProtocolError(
+                    f"asked for {ticker}'s bars but the answer says they are {page.ticker}'s",
+                    error_class="protocol",
+                )
             bars = page.bars
             del page  # nothing here keeps a decoded page while the next one is asked for
             if bars.height:

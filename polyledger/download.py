@@ -329,6 +329,8 @@ class UnsettledUnitsWarning(UserWarning):
 
 
 def _date(value: dt.date | str | None, name: str) -> dt.date | None:
+    if isinstance(value, dt.datetime):  # a date to the type system, but whose day depends on a zone
+        raise InputError(f"invalid {name} {value!r}: expected a date (YYYY-MM-DD), not a date and time")
     if value is None or isinstance(value, dt.date):
         return value
     try:

@@ -85,7 +85,12 @@ def plan(
         return plan_days(ledger, dataset, start, end)
     check_range(dataset, start, end)
     listings = assign_security_ids([_listing(member) for member in universe])
-    check_securities(listings)
+    # with the other symbols' listings earlier plans recorded (a later universe may give a
+    # held security to a new symbol: `FB` open-ended, then `META` from the rename)
+    planned = {listing.ticker for listing in listings}
+    ids = {listing.security_id for listing in listings}
+    kept = [held for held in ledger.listings() if held.ticker not in planned and held.security_id in ids]
+    check_securities([*kept, *listings])
     changed = ledger.record_listings(listings)
     # their files carry the old attribution: fetched again, they get the new one
     relisted = ledger.reset_relisted(changed, datasets.names(bars=True)) if changed else 0

@@ -58,6 +58,12 @@ def test_bad_arguments_say_what_is_wrong(demo_download, tmp_path):
             dl.bars("hourly")
         with pytest.raises(InputError, match="invalid start '2023-02-30'"):
             dl.bars("minute", start="2023-02-30")
+        # a datetime is a date to Python, but its day depends on a zone (it crashed the
+        # adjusted read: found by a review)
+        with pytest.raises(InputError, match="expected a date .*not a date and time"):
+            dl.bars("day", adjust="splits", as_of=dt.datetime(2024, 2, 1))
+        with pytest.raises(InputError, match="invalid end"):
+            dl.bars("minute", end=dt.datetime(2023, 1, 31, 16, 0))
 
 
 def test_a_selection_with_failed_units_warns_and_bad_selections_are_errors(demo_download):

@@ -161,8 +161,34 @@ def test_plan_records_listings_and_a_bare_ticker_keeps_them(tmp_path):
         assert months == [f"2019-{m:02d}" for m in range(1, 7)] + [f"2021-{m:02d}" for m in range(3, 13)]
         plan(ledger, ["ABC"], "day", D(2019, 1, 1), D(2021, 12, 31))  # `--tickers`-style: says nothing new
         assert ledger.listings_of("ABC") == stored
+        # nor does a row with a name and nothing else (`ticker,name`): the two companies stay
+        # two (found by a review: they became one security over the gap between them)
+        relisted = plan(ledger, [Listing("ABC", name="ABC Corp")], "day", D(2019, 1, 1), D(2021, 12, 31))
+        assert ledger.listings_of("ABC") == stored and not relisted.relisted
         plan(ledger, ["NEW"], "day", D(2019, 1, 1), D(2019, 12, 31))
         assert [(i.ticker, i.security_id) for i in ledger.listings(tickers=["NEW"])] == [("NEW", "PL:NEW")]
+
+
+def test_a_later_plan_cannot_give_a_held_security_to_another_symbol_at_once(tmp_path):
+    """One security on one symbol at a time holds across plans too: an earlier plan's `FB`
+    (open-ended) and a later universe's `META` with the same FIGI from the rename overlap
+    (found by a review: both were accepted). Ending `FB`'s window in the same plan is the
+    fix, and is accepted."""
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        plan(
+            ledger,
+            [Listing("FB", D(2012, 5, 18), composite_figi="BBGX")],
+            "day",
+            D(2020, 1, 1),
+            D(2023, 12, 31),
+        )
+        meta = Listing("META", D(2022, 6, 9), composite_figi="BBGX")
+        with pytest.raises(InputError, match="'BBGX' is on 'FB' .* and 'META' .* at once"):
+            plan(ledger, [meta], "day", D(2020, 1, 1), D(2023, 12, 31))
+        assert [item.ticker for item in ledger.listings(security_id="BBGX")] == ["FB"]
+        renamed = Listing("FB", D(2012, 5, 18), D(2022, 6, 8), composite_figi="BBGX")
+        plan(ledger, [renamed, meta], "day", D(2020, 1, 1), D(2023, 12, 31))
+        assert [item.ticker for item in ledger.listings(security_id="BBGX")] == ["FB", "META"]
 
 
 # --- ticker events ----------------------------------------------------------------

@@ -3,6 +3,7 @@ symbol by each plan that describes it (`polyledger.listings`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -24,7 +25,10 @@ def _attribution(listings: Iterable[Listing]) -> set[tuple]:
 
 
 def _bare(listing: Listing) -> bool:
-    return listing == Listing(listing.ticker, security_id=listing.security_id, link=listing.link) and (
+    """Nothing known of the symbol but, perhaps, a name (no window, no identifier): it says
+    nothing of which companies traded under it."""
+    unnamed = dataclasses.replace(listing, name=None)
+    return unnamed == Listing(listing.ticker, security_id=listing.security_id, link=listing.link) and (
         listing.link == LINK_DERIVED
     )
 

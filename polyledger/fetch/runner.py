@@ -68,8 +68,8 @@ class RunOptions:
             # a run of the API (`run`, `sync`, a notebook's) never claims the flat-file route's
             # day units, whenever they were planned: claimed, they would fail (nothing of the
             # API serves them) and fail the months built from them
-            flat_days = datasets.FLAT_FILE_DATASETS
-            self.datasets = tuple(name for name in datasets.names() if name not in flat_days)
+            day_files = datasets.FLAT_FILE_DATASETS
+            self.datasets = tuple(name for name in datasets.names() if name not in day_files)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -386,7 +387,7 @@ def _store(
             duplicates=file.duplicates,
         )
         try:
-            ours = lambda unit=unit: job.ledger.still_holds(unit)  # noqa: E731
+            ours = partial(job.ledger.still_holds, unit)
             stored = job.store.put_unit(file.encoded, still_ours=ours) if file.encoded is not None else None
             if stored is None and unit.previous_file:
                 job.store.withdraw_unit(unit.previous_file, still_ours=ours)

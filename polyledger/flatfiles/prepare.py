@@ -30,11 +30,11 @@ def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
     of its pending units (a holiday is no unit), and the settled days whose staged
     universe differs from today's, or whose staged file was deleted while a pending unit
     needs it, back to pending; first, the units that failed for a day not published yet."""
-    added = restaged = unpublished = requeued = 0
+    added = restaged = unpublished = outdated_units = 0
     for target in targets:
         day_dataset = ROUTES[target]
         unpublished += ledger.reset_failed(["not_published"], datasets=[target, day_dataset])
-        requeued += ledger.reset_failed(["days_outdated"], datasets=[target])
+        outdated_units += ledger.reset_failed(["days_outdated"], datasets=[target])
         days: set[dt.date] = set()
         for start, end in ledger.pending_periods(target):
             days.update(trading_days(start, end))
@@ -53,4 +53,4 @@ def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
         outdated += ledger.unrecorded_flat_days(day_dataset)  # staged for what is unknown
         restaged += ledger.reset_ids(outdated, {UnitState.DONE, UnitState.EMPTY_CONFIRMED})
         restaged += ledger.reset_ids(ledger.pruned_needed(target, day_dataset), {UnitState.DONE})
-    return Prepared(added, restaged, unpublished, requeued)
+    return Prepared(added, restaged, unpublished, outdated_units)

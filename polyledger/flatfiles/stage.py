@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -108,6 +109,7 @@ def stage_day(unit: ClaimedUnit, job: UnitJob, flat: FlatJob) -> UnitOutcome:
         staged, total = read_day(Path(folder) / "day.csv", tickers, day)
     job.ledger.record_flat_file(unit.id, key, found.etag, found.size, total, universe_hash(tickers))
     stored = None
+    ours = partial(job.ledger.still_holds, unit)
     if staged.height:
         stored = job.store.write_unit(
             unit.dataset,
@@ -115,12 +117,12 @@ def stage_day(unit: ClaimedUnit, job: UnitJob, flat: FlatJob) -> UnitOutcome:
             day,
             staged,
             adjusted=False,
-            still_ours=lambda: job.ledger.still_holds(unit),
+            still_ours=ours,
             row_group_size=STAGED_ROW_GROUP,
             compression="lz4",  # kept only until its period settles: cheaper to write and read
         )
     elif unit.previous_file:  # read before for other tickers, none of today's trade in it
-        job.store.withdraw_unit(unit.previous_file, still_ours=lambda: job.ledger.still_holds(unit))
+        job.store.withdraw_unit(unit.previous_file, still_ours=ours)
     attempt = AttemptRecord(requests=1, bytes=found.size, bars=staged.height)
     fetched = FetchedUnit(unit, attempt, stored, source="flatfiles")
     (ours,) = job.ledger.settle_fetched([fetched], False, job.run_id)

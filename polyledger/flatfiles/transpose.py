@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -91,9 +92,9 @@ def build_units(
     """Build, write and settle a batch of ticker units of one period from staged days,
     each outcome put in `outcomes` (by unit id) as it settles (the caller settles the
     rest if this raises)."""
-    day_dataset = ROUTES[units[0].dataset]
-    # the period's tickers as planned now: its days must have been staged for exactly them
     first = units[0]
+    day_dataset = ROUTES[first.dataset]
+    # the period's tickers as planned now: its days must have been staged for exactly them
     staged_for = flat.universe(job.ledger, first.dataset, period_of(first.dataset, first.period_start))
     start, end = min(u.period_start for u in units), max(u.period_end for u in units)
     days = {
@@ -138,7 +139,7 @@ def _build_one(unit: ClaimedUnit, staged: pl.DataFrame, job: UnitJob) -> Fetched
     )[0]
     bars = share.bars
     stored = None
-    ours = lambda: job.ledger.still_holds(unit)  # noqa: E731
+    ours = partial(job.ledger.still_holds, unit)
     if bars.height:
         stored = job.store.write_unit(
             unit.dataset, unit.ticker, unit.period_start, bars, adjusted=False, still_ours=ours

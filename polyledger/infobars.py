@@ -129,7 +129,8 @@ def _past_thresholds(
     measure: np.ndarray, session: np.ndarray, window: int, bars_per_day: float
 ) -> np.ndarray:
     """Each minute's threshold: the mean daily total of the `window` sessions before its
-    own (fewer at the start) / bars_per_day; NaN in the first session (warm-up). Minutes
+    own (fewer at the start) / bars_per_day; NaN in the first session (warm-up) and where
+    those sessions total nothing. Minutes
     are in time order, so each session's minutes are contiguous."""
     if measure.size == 0:
         return measure.astype(np.float64)
@@ -141,6 +142,9 @@ def _past_thresholds(
     count = np.minimum(k, window)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_session = (totals[k] - totals[k - count]) / count / bars_per_day  # 0 / 0: NaN for the first
+    # sessions that measured nothing (no trades counted) set no threshold: a bar of 0 would
+    # close on every minute, each "complete"; those minutes wait as the warm-up does
+    per_session[per_session <= 0] = np.nan
     return np.repeat(per_session, lengths)
 
 

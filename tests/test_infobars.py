@@ -111,6 +111,22 @@ def test_bars_per_day_uses_only_past_sessions_and_the_first_is_warm_up():
     assert changed.head(2).equals(bars.head(2))  # the future does not move the past's bars
 
 
+def test_sessions_that_measured_nothing_set_no_threshold():
+    """Tick bars with bars_per_day: a first session whose trades were not counted (`n`
+    absent, read as 0) gives the next one a threshold of 0, which would close a "complete"
+    bar on every minute; such sessions wait as the warm-up does, and bars start once a
+    window has counted something."""
+    rows = [(et("2024-03-04", f"10:0{k}"), 10.0, 10.0, 10.0, 10.0, 100.0, 10.0, None) for k in range(3)]
+    rows += [
+        (et(day, f"10:0{k}"), 10.0, 10.0, 10.0, 10.0, 100.0, 10.0, 5)
+        for day in ("2024-03-05", "2024-03-06")
+        for k in range(4)
+    ]
+    bars = information_bars(minutes(rows), "tick", bars_per_day=2, window=1)
+    assert bars.select("minutes", "threshold").rows() == [(2, 10.0), (2, 10.0)]  # the 6th: 20 trades / 2
+    assert (bars.get_column("start") >= et("2024-03-06", "10:00")).all()
+
+
 def test_bad_thresholds_are_errors():
     for kwargs, message in (
         ({}, "give either threshold"),
@@ -193,8 +209,8 @@ def test_builders_on_the_raw_demo_keep_securities_apart_and_read_a_ticker_at_a_t
     per_day=st.integers(min_value=1, max_value=5),
 )
 def test_thresholds_are_the_mean_of_past_sessions_only(sessions, window, per_day):
-    """Against the definition, session by session: the first session is warm-up (no bars);
-    each bar's threshold is its opening session's mean of the `window` sessions before."""
+    """Against the definition, session by session: the first session is warm-up (no bars),
+    as is one whose past sessions traded nothing; each bar's threshold is its opening session's mean of the `window` sessions before."""
     rows, expected = [], {}
     day = dt.date(2024, 1, 1)
     for k, volumes in enumerate(sessions):
@@ -202,9 +218,10 @@ def test_thresholds_are_the_mean_of_past_sessions_only(sessions, window, per_day
         for m, volume in enumerate(volumes):
             stamp = et(day.isoformat(), f"10:{m:02d}")
             rows.append((stamp, 1.0, 1.0, 1.0, 1.0, volume, 1.0, 1))
-            expected[stamp] = sum(past) / len(past) / per_day if past else None
+            expected[stamp] = sum(past) / len(past) / per_day if sum(past) > 0 else None
         day += dt.timedelta(days=1 + k % 3)  # weekends and holidays: gaps between sessions
     bars = information_bars(minutes(rows), "volume", bars_per_day=per_day, window=window, keep_partial=True)
-    assert bars["minutes"].sum() == sum(len(v) for v in sessions[1:])  # the first session: warm-up
+    # the first session is warm-up, as is any whose past sessions traded nothing
+    assert bars["minutes"].sum() == sum(1 for threshold in expected.values() if threshold is not None)
     for start, threshold in bars.select("start", "threshold").iter_rows():
         assert threshold == pytest.approx(expected[start], rel=1e-12)

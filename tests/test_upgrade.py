@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import sqlite3
 from pathlib import Path
 
 import polars as pl
@@ -91,6 +92,8 @@ def test_an_upgraded_ledger_runs_on_and_reads_old_and_new_files_together(old):
     with polyledger.open(old / "ledger.db", old / "data") as dl:
         bars = dl.bars("minute", tickers=["OLDA"]).collect()
     assert set(bars.get_column("security_id")) == {"PL:OLDA"}
+    # in time order as read (the old months first), not only once sorted
+    assert bars.get_column("timestamp").is_sorted()
     assert_frame_equal(
         bars.select(STORED_COLUMNS).sort("timestamp"),
         truth(market, "minute", "OLDA", D(2023, 1, 1), D(2023, 3, 31)),
@@ -98,3 +101,44 @@ def test_an_upgraded_ledger_runs_on_and_reads_old_and_new_files_together(old):
     checked = run_cli("audit", "--quality")
     assert checked.code == 0, checked.out + checked.err
     assert run_cli("audit", "--deep").code == 0
+
+
+def _upgraded_in_place(demo: Path, work: Path, ticker: str, before: str) -> Path:
+    """A copy of a fetched demo as an upgrade in place leaves it: `ticker`'s months before
+    `before` written by the previous version (files without `security_id`), the later ones
+    since (the nightly sync adds months to a ledger as it goes)."""
+    folder = work / "upgraded"
+    shutil.copytree(demo, folder)
+    with sqlite3.connect(folder / "ledger.db") as con:
+        rows = con.execute(
+            "SELECT id, file_path FROM units WHERE dataset = 'minute' AND ticker = ? AND state = 'done' "
+            "AND period < ?",
+            (ticker, before),
+        ).fetchall()
+        assert rows
+        for unit_id, relative in rows:
+            path = folder / "data" / relative
+            pl.read_parquet(path).drop("security_id").write_parquet(path)
+            con.execute("UPDATE units SET fetched_at = '2020-01-01T00:00:00.000Z' WHERE id = ?", (unit_id,))
+        con.execute(
+            "INSERT OR REPLACE INTO settings (key, value) VALUES ('security_id_since', '2021-01-01T00:00:00.000Z')"
+        )
+    return folder
+
+
+@pytest.mark.filterwarnings("ignore::polyledger.download.UnsettledUnitsWarning")
+def test_old_and_new_files_of_a_ticker_read_in_time_order_adjusted_and_built(raw_demo_download, work):
+    """AAPL splits 1:4 on 2023-08-14 in the demo: with its months to June 2023 in files of
+    the previous version, the split-adjusted read still divides every bar before the split
+    (the adjustment walks a ticker's bars in time order), and bars built from the minutes
+    are the same as from the ledger before the upgrade."""
+    with polyledger.open(raw_demo_download / "ledger.db", raw_demo_download / "data") as dl:
+        expected = dl.bars("minute", tickers=["AAPL"], adjust="splits").collect()
+        expected_bars = dl.volume_bars("AAPL", threshold=2e5)
+    folder = _upgraded_in_place(raw_demo_download, work, "AAPL", "2023-07")
+    with polyledger.open(folder / "ledger.db", folder / "data") as dl:
+        got = dl.bars("minute", tickers=["AAPL"], adjust="splits").collect()
+        got_bars = dl.volume_bars("AAPL", threshold=2e5)
+    assert got.get_column("timestamp").is_sorted()
+    assert_frame_equal(got.select(STORED_COLUMNS), expected.select(STORED_COLUMNS))
+    assert got_bars.select("start", "end", "volume").equals(expected_bars.select("start", "end", "volume"))

@@ -254,7 +254,7 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
     added twice, unless it is another company's; every event left out is reported."""
     rows = table.to_dicts()
     holders = {(row["composite_figi"] or row["ticker"]): row for row in rows if row["active"]}
-    added: list[dict] = []
+    companies: list[tuple[dict, list[tuple[dt.date, str]]]] = []
     for (key,), answer in events.sort("date").group_by("ticker", maintain_order=True):
         holder = holders.get(str(key))
         if holder is None:
@@ -267,6 +267,12 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
         starts = [day for day, symbol in changes if symbol == holder["ticker"]]
         if starts and len(changes) > 1:
             holder["first_date"] = max(d for d in (holder["first_date"], max(starts)) if d is not None)
+        companies.append((holder, changes))
+    # Earlier symbols are linked only once every holder starts at its own symbol: a
+    # company that renamed into a symbol must not seem to hold it from its IPO while
+    # another company's earlier window on that symbol is checked.
+    added: list[dict] = []
+    for holder, changes in companies:
         for start, symbol in changes:
             if symbol == holder["ticker"]:
                 continue

@@ -186,6 +186,30 @@ def test_two_symbols_starting_on_one_day_are_reported_not_guessed():
     )
 
 
+@pytest.mark.parametrize("t_ipo", [D(2009, 6, 1), D(2015, 1, 2)])
+def test_a_symbol_given_up_and_renamed_into_keeps_both_companies_windows(t_ipo):
+    """G traded as SYM, then GNEW; T listed as TOLD, then took SYM. G's earlier SYM is
+    kept whichever company's events come first (T's IPO before or after G's)."""
+    g = _row("GNEW", active=True, composite_figi="BBGG", cik="1", list_date=D(2010, 1, 4), security_id="BBGG")
+    t = _row("SYM", active=True, composite_figi="BBGT", cik="2", list_date=t_ipo, security_id="BBGT")
+    events = pl.concat(
+        [
+            _events("BBGG", "BBGG", "1", [(D(2010, 1, 4), "SYM"), (D(2020, 1, 2), "GNEW")]),
+            _events("BBGT", "BBGT", "2", [(t_ipo, "TOLD"), (D(2021, 1, 4), "SYM")]),
+        ]
+    )
+    report = UniverseReport()
+    table = _link_renames(_table(g, t), events, report)
+    windows = table.select("ticker", "first_date", "last_date", "security_id").sort("ticker", "first_date")
+    assert windows.rows() == [
+        ("GNEW", D(2020, 1, 2), None, "BBGG"),
+        ("SYM", D(2010, 1, 4), D(2020, 1, 1), "BBGG"),
+        ("SYM", D(2021, 1, 4), None, "BBGT"),
+        ("TOLD", t_ipo, D(2021, 1, 3), "BBGT"),
+    ]
+    assert report.skipped_events == []
+
+
 def test_planned_units_are_the_same_whatever_the_order_of_a_symbols_rows():
     rows = [Listing("X", D(2021, 3, 1), None), Listing("X", None, D(2019, 9, 18))]
     forward = {u.period for u in plan_units(rows, "minute", D(2019, 1, 1), D(2021, 12, 31))}

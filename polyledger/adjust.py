@@ -9,9 +9,10 @@ Conventions (README "Adjusted on read", docs/research.md):
   the prices of every bar before E by r = split_from / split_to and divides its volume by
   r (a 1:4 split: earlier prices / 4, volumes x 4). `transactions` is never adjusted.
 - A cash dividend D with ex-date X is a total-return factor
-  f = 1 - D / P, P the "previous close": the close of the last day bar before X (within
-  14 calendar days), else the close of the last minute bar before X in that span; both
-  read raw and put on X's share basis (split between them applied). It multiplies the
+  f = 1 - D / P, P the "previous close": the close of the security's last day bar before
+  X (within 14 calendar days), else of its last minute bar before X in that span, under
+  any of its symbols (after a rename, the old one's); both read raw and put on X's share
+  basis (split between them applied). It multiplies the
   prices (not volumes) of every bar before X, as CRSP's cumulative factor does. A dividend
   without a previous close, or with D >= P, is left out, with a warning.
 - `as_of` = D puts every price on the share (and dividend) basis of day D: bars before D
@@ -234,7 +235,9 @@ def dividend_events(
     owned = [row for row in owned if row[0] is not None]  # a dividend of no known company
     if not owned:
         return pl.DataFrame(schema=_EVENTS)
-    closes = _previous_closes(download, [(security, ticker, ex) for security, ticker, ex, _ in owned])
+    closes = _previous_closes(
+        download, [(security, ticker, ex) for security, ticker, ex, _ in owned], listings
+    )
     out, skipped = [], []
     for security, ticker, ex, cash in owned:
         found = closes.get((security, ex))
@@ -262,26 +265,29 @@ def dividend_events(
 
 
 def _previous_closes(
-    download: Download, dividends: Sequence[tuple[str, str, dt.date]]
+    download: Download, dividends: Sequence[tuple[str, str, dt.date]], listings: Sequence[Listing]
 ) -> dict[tuple[str, dt.date], tuple[dt.date, float]]:
     """{(security_id, ex-date): (session date, raw close)} of the last bar of the security
-    before each ex-date (within CLOSE_LOOKBACK): day bars first (one read, only the
-    sessions near an ex-date kept), then minute bars for the dividends left without one
-    (a read of the days before each)."""
+    before each ex-date (within CLOSE_LOOKBACK), under whichever of its symbols it traded
+    then (an ex-date on the first session after a rename closed under the old symbol):
+    day bars first (one read, only the sessions near an ex-date kept), then minute bars
+    for the dividends left without one (a read of the days before each)."""
     found: dict[tuple[str, dt.date], tuple[dt.date, float]] = {}
     for dataset in ("day", "minute"):
         missing = [
-            (security, ticker, ex) for security, ticker, ex in dividends if (security, ex) not in found
+            (security, _symbols_before(listings, security, ticker, ex), ex)
+            for security, ticker, ex in dividends
+            if (security, ex) not in found
         ]
         if not missing:
             break
         near = pl.DataFrame(
             [
-                (ticker, ex - dt.timedelta(days=k))
-                for _, ticker, ex in missing
+                (security, ex - dt.timedelta(days=k))
+                for security, _, ex in missing
                 for k in range(1, CLOSE_LOOKBACK.days + 1)
             ],
-            schema={"ticker": pl.String(), "session": pl.Date()},
+            schema={"security_id": pl.String(), "session": pl.Date()},
             orient="row",
         ).unique()
         with warnings.catch_warnings():  # the caller warns about this selection already
@@ -289,24 +295,23 @@ def _previous_closes(
             if dataset == "day":
                 first = min(ex for _, _, ex in missing) - CLOSE_LOOKBACK
                 last = max(ex for _, _, ex in missing) - dt.timedelta(days=1)
-                tickers = sorted({ticker for _, ticker, _ in missing})
+                tickers = sorted({ticker for _, symbols, _ in missing for ticker in symbols})
                 reads = [download.bars("day", tickers=tickers, start=first, end=last)]
             else:
                 reads = [
                     download.bars(
-                        "minute", tickers=[ticker], start=ex - CLOSE_LOOKBACK, end=ex - dt.timedelta(days=1)
+                        "minute", tickers=symbols, start=ex - CLOSE_LOOKBACK, end=ex - dt.timedelta(days=1)
                     )
-                    for _, ticker, ex in missing
+                    for _, symbols, ex in missing
                 ]
         closes = (
             pl.concat(reads)
             .select(
-                "ticker",
                 "security_id",
                 pl.col("timestamp").dt.convert_time_zone(str(ET)).dt.date().alias("session"),
                 "close",
             )
-            .join(near.lazy(), on=["ticker", "session"], how="semi")
+            .join(near.lazy(), on=["security_id", "session"], how="semi")
             .group_by("security_id", "session")
             .agg(pl.col("close").last())  # bars are in time order: the session's last close
             .collect()
@@ -331,6 +336,14 @@ def _previous_closes(
         ).iter_rows():
             found[(security, ex)] = (session, close)
     return found
+
+
+def _symbols_before(listings: Sequence[Listing], security: str, ticker: str, ex: dt.date) -> list[str]:
+    """The dividend's symbol and every other symbol of its security listed in the
+    CLOSE_LOOKBACK days before its ex-date."""
+    span = Listing(ticker, first_day=ex - CLOSE_LOOKBACK, last_day=ex - dt.timedelta(days=1))
+    others = {x.ticker for x in listings if x.security_id == security and x.overlaps(span)}
+    return sorted(others | {ticker})
 
 
 def _split_rows(download: Download, symbols: Sequence[str]) -> list[tuple[str, dt.date, float, float]]:

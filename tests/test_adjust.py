@@ -61,7 +61,8 @@ LISTINGS = [
         dividends=(Dividend(D(2024, 2, 20), 0.2),),
     ),
     # a company renamed to a symbol that sorts first, then split: its files are read
-    # NEWA's before OLDN's, out of time order (the API adjusts NEWA's listing alone)
+    # NEWA's before OLDN's, out of time order (the API adjusts NEWA's listing alone); NEWA
+    # goes ex-dividend on its first session, its previous close is OLDN's
     Listing("OLDN", delist_date=D(2024, 2, 9), bars_per_day=40, company="renco", renamed=True),
     Listing(
         "NEWA",
@@ -69,6 +70,7 @@ LISTINGS = [
         bars_per_day=40,
         company="renco",
         splits=(Split(D(2024, 3, 4), 1, 2),),
+        dividends=(Dividend(D(2024, 2, 12), 0.5),),
     ),
 ]
 UNIVERSE = (
@@ -88,7 +90,8 @@ def _download(folder: Path, api: StandInServer, adjusted: bool) -> Path:
         plan(ledger, [m for m in members if m.ticker != "DIVM"], "day", FIRST, LAST)
         if not adjusted:
             plan_reference(ledger, [*TICKERS, "OLDN", "NEWA"], "splits", D(2024, 8, 1))
-            plan_reference(ledger, [t for t in TICKERS if t != "PLAIN"], "dividends", D(2024, 8, 1))
+            dividends = [t for t in TICKERS if t != "PLAIN"] + ["OLDN", "NEWA"]
+            plan_reference(ledger, dividends, "dividends", D(2024, 8, 1))
         options = RunOptions(workers=2, rate=500, adjusted=adjusted)
         assert (
             Run(ledger, BarStore(folder / "data"), api_key=KEY, base_url=api.url, options=options)
@@ -247,3 +250,20 @@ def test_a_split_after_a_rename_adjusts_the_companys_earlier_symbol_too(download
     want = raw.select(pl.when(session < D(2024, 3, 4)).then(0.5).otherwise(1.0)).to_series()
     assert ((by_ticker["close"] / raw["close"] - want).abs() < 1e-12).all()
     assert by_ticker.sort("timestamp").equals(by_security)
+
+
+@pytest.mark.parametrize("dataset", ["minute", "day"])
+def test_a_dividend_on_the_first_session_after_a_rename_uses_the_old_symbols_close(downloads, dataset):
+    """NEWA goes ex 0.50 on 02-12, its first session: the previous close is RENCO's last
+    one, OLDN's on 02-09. The dividend is applied (no warning), to OLDN's bars too."""
+    with _open(downloads[0]) as dl:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a dividend left out warns
+            total = dl.bars(dataset, security="RENCO", adjust="splits+dividends").collect()
+        splits_only = dl.bars(dataset, security="RENCO", adjust="splits").collect()
+        day = dl.bars("day", tickers=["OLDN"]).collect()
+    previous = day.filter(_session(day) == D(2024, 2, 9))["close"].item()
+    session = total.select(_session(total)).to_series()
+    assert set(total.filter(session < D(2024, 2, 12))["ticker"]) == {"OLDN"}
+    want = total.select(pl.when(session < D(2024, 2, 12)).then(1 - 0.5 / previous).otherwise(1.0)).to_series()
+    assert ((total["close"] / splits_only["close"] - want).abs() < 1e-12).all()

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from polyledger.datasets.dividends import unique_dividends
 from polyledger.errors import InputError
 from polyledger.ledger import SETTLED
 from polyledger.ledger.records import in_list
@@ -223,8 +224,9 @@ def dividend_events(
     download: Download, symbols: Sequence[str], listings: Sequence[Listing], splits: pl.DataFrame
 ) -> pl.DataFrame:
     """(security_id, ex-date, 1.0, 1 - cash / previous close) of each cash dividend."""
+    # once each, also from files fetched before dividends were de-duplicated on write
     dividends = (
-        download.reference("dividends", tickers=symbols)
+        unique_dividends(download.reference("dividends", tickers=symbols))
         .select("ticker", "ex_dividend_date", "cash_amount")
         .drop_nulls()
         .collect()

@@ -5,6 +5,7 @@ a download fetched adjusted is refused; unsettled splits/dividends warn."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import warnings
 from pathlib import Path
 
@@ -267,3 +268,20 @@ def test_a_dividend_on_the_first_session_after_a_rename_uses_the_old_symbols_clo
     assert set(total.filter(session < D(2024, 2, 12))["ticker"]) == {"OLDN"}
     want = total.select(pl.when(session < D(2024, 2, 12)).then(1 - 0.5 / previous).otherwise(1.0)).to_series()
     assert ((total["close"] / splits_only["close"] - want).abs() < 1e-12).all()
+
+
+def test_a_dividend_stored_twice_is_applied_once(downloads, tmp_path):
+    """A dividends file fetched before they were de-duplicated on write may hold one
+    twice (the API listed it twice): it is applied once."""
+    folder = tmp_path / "twice"
+    shutil.copytree(downloads[0], folder)
+    path = folder / "data" / "dividends" / "ticker=DIVS" / "part.parquet"
+    stored = pl.read_parquet(path)
+    pl.concat([stored, stored]).write_parquet(path)
+    with _open(downloads[0]) as dl, _open(folder) as twice:
+        assert twice.reference("dividends", tickers=["DIVS"]).collect().height == 2 * stored.height == 2
+        once = dl.bars("day", tickers="DIVS", adjust="splits+dividends").collect()
+        again = twice.bars("day", tickers="DIVS", adjust="splits+dividends").collect()
+        splits_only = dl.bars("day", tickers="DIVS", adjust="splits").collect()
+    assert not once.equals(splits_only)  # the dividend is applied
+    assert again.equals(once)

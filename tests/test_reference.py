@@ -14,7 +14,7 @@ from support import API_KEY, read_dataset, run_cli, truth
 
 from polyledger.checks.audit import audit
 from polyledger.datasets.details import DETAILS
-from polyledger.datasets.dividends import DIVIDENDS
+from polyledger.datasets.dividends import DIVIDENDS, unique_dividends
 from polyledger.datasets.reference import plan_reference, results_frame
 from polyledger.datasets.splits import SPLITS
 from polyledger.errors import TransientError
@@ -198,6 +198,38 @@ def test_splits_and_dividends_datasets_download_per_ticker_with_empty_confirmed_
     ]
     dividends = pl.read_parquet(tmp_path / "data" / "dividends" / "ticker=DIVY" / "part.parquet")
     assert dividends.select("ex_dividend_date", "cash_amount").rows() == [(dt.date(2023, 5, 5), 0.25)]
+
+
+def test_a_dividend_the_api_lists_twice_is_stored_once(tmp_path):
+    """The same dividend (one id) twice in the answer: one row in the file, as a split
+    listed twice is one row of the ledger's splits table."""
+    again = Dividend(dt.date(2023, 5, 5), 0.25)
+    market = SyntheticMarket([Listing("DIVY", bars_per_day=5, dividends=(again, again))], seed=2)
+    assert len(market.dividend_records("DIVY")) == 2
+    with Ledger(tmp_path / "ledger.db") as ledger, StandInServer(market, api_keys=(KEY,)) as api:
+        plan_reference(ledger, ["DIVY"], "dividends", dt.date(2024, 8, 1))
+        _run(ledger, tmp_path / "data", api.url)
+        assert [(r.state, r.rows) for r in ledger.query("SELECT * FROM units")] == [("done", 1)]
+    dividends = pl.read_parquet(tmp_path / "data" / "dividends" / "ticker=DIVY" / "part.parquet")
+    assert dividends.select("ex_dividend_date", "cash_amount").rows() == [(dt.date(2023, 5, 5), 0.25)]
+
+
+def test_dividends_are_keyed_by_id_else_by_what_they_say():
+    """Without ids, an identical record is one dividend; a special paid on a regular's
+    ex-date is another; two ids are two dividends, whatever they say."""
+    base = {"ticker": "X", "ex_dividend_date": "2024-03-01", "cash_amount": 0.25, "frequency": 4}
+    rows = [
+        base,
+        {**base, "historical_adjustment_factor": 0.9},  # recomputed by the API: the same dividend
+        {**base, "frequency": 0, "distribution_type": "special"},
+        {**base, "id": "E1"},
+        {**base, "id": "E2"},
+        {**base, "id": "E1"},
+    ]
+    frame = results_frame(rows, DIVIDENDS)
+    kept = unique_dividends(frame)
+    assert kept.select("frequency", "id").rows() == [(4, None), (0, None), (4, "E1"), (4, "E2")]
+    assert unique_dividends(frame.lazy()).collect().equals(kept)
 
 
 def test_plan_and_run_splits_from_the_command_line(work):

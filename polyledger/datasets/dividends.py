@@ -6,7 +6,7 @@ dividends/ticker=AAPL/part.parquet
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import polars as pl
 
@@ -38,11 +38,42 @@ DIVIDENDS = ReferenceEndpoint(
     },
     ("ex_dividend_date", "declaration_date", "record_date", "pay_date"),
 )
+# what a dividend is without its id: not split_adjusted_cash_amount nor
+# historical_adjustment_factor, which the API recomputes as later events come
+NATURAL_KEY = (
+    "ticker",
+    "ex_dividend_date",
+    "declaration_date",
+    "record_date",
+    "pay_date",
+    "cash_amount",
+    "currency",
+    "frequency",
+    "distribution_type",
+)
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def unique_dividends(frame: Frame) -> Frame:
+    """Each dividend once, in the order first sent: keyed by its `id` where it has one,
+    else by NATURAL_KEY (an answer listing one twice would otherwise apply it twice)."""
+    indexed = frame.with_row_index("_row")
+    has_id = pl.col("id").is_not_null()
+    return (
+        pl.concat(
+            [
+                indexed.filter(has_id).unique("id", keep="first", maintain_order=True),
+                indexed.filter(~has_id).unique(list(NATURAL_KEY), keep="first", maintain_order=True),
+            ]
+        )
+        .sort("_row")
+        .drop("_row")
+    )
 
 
 def fetch(client: PolygonClient, unit: ClaimedUnit, adjusted: bool, spent: FetchCost) -> pl.DataFrame:
     params = {**DIVIDENDS.params, "ticker": unit.ticker}
-    return fetch_results(client, DIVIDENDS, DIVIDENDS.path, params, unit.ticker, spent)
+    return unique_dividends(fetch_results(client, DIVIDENDS, DIVIDENDS.path, params, unit.ticker, spent))
 
 
 def layout(ticker: str, period_start: dt.date) -> str:

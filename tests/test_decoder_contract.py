@@ -362,6 +362,8 @@ NOT_UNIFORM = {
     "nan": _raw(FIVE, b'"o":1.5', b'"o":NaN'),
     "an-unquoted-key": _raw(FIVE, b'"h":', b"h:"),
     "a-key-with-a-space": _raw(FIVE, b'"h":', b'" h":'),
+    "an-empty-key": _raw(FIVE, b'"h":', b":"),
+    "an-empty-otc-key": _raw([*FIVE[:4], dict(FIVE[4], otc=True)], b'"otc":true', b":true"),
     "nothing-between-two-bars": _raw(FIVE, b"},{", b"}{"),
     "a-blank-between-two-bars": _raw(FIVE, b"},{", b"},,{"),
     "a-word-between-two-bars": _raw(FIVE, b"},{", b"}x,{"),

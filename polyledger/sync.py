@@ -252,6 +252,8 @@ class Sync:
         self.say(
             f"planned {name} {first} to {session}: {result.added} new units, {result.widened} widened"
             + (f", {result.relisted} queued again (listings changed)" if result.relisted else "")
+            # held by another run while planning: widened by the next sync, not by this one
+            + (f", {result.busy} being fetched by another run (widened next time)" if result.busy else "")
         )
 
     def _run(self, job: Run) -> RunReport:

@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -129,6 +130,17 @@ def test_first_sync_downloads_next_night_only_the_new_day_listings_in_delistings
     assert "1 queued again (listings changed)" in second.out
     # and the other February units were left as they were
     assert all(after[key] == units[key] for key in units if key[0] == "minute")
+
+
+def test_sync_says_which_periods_another_run_held_while_it_planned(work, stand_in):
+    """A month another run is fetching cannot be widened through the night's session: the
+    sync says so (the next sync widens it), rather than leaving it short without a word."""
+    _planned(stand_in.url, "minute")
+    with sqlite3.connect("ledger.db") as con:
+        con.execute("UPDATE units SET state = 'running' WHERE dataset = 'minute' AND ticker = 'ALFA'")
+    ran = run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url, "--workers", "2")
+    assert "2 widened" in ran.out, ran.out
+    assert "1 being fetched by another run (widened next time)" in ran.out, ran.out
 
 
 def test_splits_announced_since_the_last_sync_refetch_only_that_ticker_and_make_its_bars_stale(

@@ -116,3 +116,23 @@ def outcomes(*classes: str | None) -> RunStats:
 )
 def test_only_most_recent_units_failing_the_same_internal_way_is_a_bug(recent, verdict):
     assert outcomes(*recent).systematic_internal_error() == verdict
+
+
+def test_the_total_grows_with_units_planned_during_the_run():
+    """Five units counted at the start, six settled (one planned meanwhile, by another
+    terminal or a sync), two still pending: progress says 6/8, never 6/5; before the count
+    is reached the ledger is not asked again."""
+    asked: list[int] = []
+
+    def in_scope() -> int:
+        asked.append(2)
+        return 2
+
+    stats = outcomes(*[None] * 4)
+    stats.total_units = 5
+    stats.recount(in_scope)
+    assert (stats.settled, stats.total_units, asked) == (4, 5, [])
+    stats.add(UnitOutcome("done"))
+    stats.add(UnitOutcome("empty_confirmed"))
+    stats.recount(in_scope)
+    assert (stats.settled, stats.total_units) == (6, 8)

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,13 @@ class RunStats:
     @property
     def settled(self) -> int:
         return sum(self.outcomes[s] for s in SETTLED_OUTCOMES)
+
+    def recount(self, in_scope: Callable[[], int]) -> None:
+        """Units planned or queued again during the run (another terminal, a sync): once as
+        many settled as were counted at the start, the total is what settled plus what
+        `in_scope()` (pending and running) says, so progress never reads 6/5."""
+        if self.settled >= self.total_units:
+            self.total_units = max(self.total_units, self.settled + in_scope())
 
     def systematic_internal_error(self) -> str | None:
         """The error class of ours behind most recent outcomes, if there is one: a bug in
@@ -325,6 +333,8 @@ class Run:
         while any(thread.is_alive() for thread in threads):
             for thread in threads:
                 thread.join(timeout=tick_seconds / len(threads))
+            if not self.options.max_units:  # a budget is the total already
+                self.stats.recount(self._units_in_scope)
             if on_tick:
                 on_tick(self.stats)
             systematic = self.stats.systematic_internal_error()

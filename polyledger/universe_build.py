@@ -290,22 +290,56 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
                     "symbol to another company then"
                 )
                 continue
-            if not linked:
-                added.append(
-                    dict(
-                        holder,
-                        ticker=symbol,
-                        active=False,
-                        list_date=None,
-                        delisted_utc=None,
-                        market_cap=None,
-                        first_date=window[0],
-                        last_date=window[1],
-                        link=LINK_EVENT,
-                    )
+            if linked:
+                report.renamed.append((symbol, holder["ticker"]))
+                continue
+            added.append(
+                dict(
+                    holder,
+                    ticker=symbol,
+                    active=False,
+                    list_date=None,
+                    delisted_utc=None,
+                    market_cap=None,
+                    first_date=window[0],
+                    last_date=window[1],
+                    link=LINK_EVENT,
+                    _renamed_to=holder["ticker"],
                 )
-            report.renamed.append((symbol, holder["ticker"]))
-    return pl.DataFrame(rows + added, schema=table.schema)
+            )
+    kept = _unclaimed_by_others(added, report)
+    report.renamed.extend((row["ticker"], row.pop("_renamed_to")) for row in kept)
+    return pl.DataFrame(rows + kept, schema=table.schema)
+
+
+def _unclaimed_by_others(added: list[dict], report: UniverseReport) -> list[dict]:
+    """Earlier symbols taken from events, but those two companies' events claim at once
+    (the provider's answers disagree): which one held it is not ours to guess, whatever
+    order the companies came in, so neither is added and both are reported."""
+    by_symbol: dict[str, list[dict]] = {}
+    for row in added:
+        by_symbol.setdefault(row["ticker"], []).append(row)
+    kept = []
+    for rows in by_symbol.values():
+        for row in rows:
+            clash = next(
+                (
+                    other
+                    for other in rows
+                    if other["_renamed_to"] != row["_renamed_to"]  # another company's
+                    and other["first_date"] <= row["last_date"]
+                    and row["first_date"] <= other["last_date"]
+                ),
+                None,
+            )
+            if clash is None:
+                kept.append(row)
+            else:
+                report.skipped_events.append(
+                    f"{row['ticker']} ({row['first_date']} to {row['last_date']}) -> {row['_renamed_to']}: "
+                    f"another company's events ({clash['_renamed_to']}) claim that symbol then too"
+                )
+    return kept
 
 
 def _other_company(holder: dict, answer: pl.DataFrame) -> str | None:

@@ -210,6 +210,25 @@ def test_a_symbol_given_up_and_renamed_into_keeps_both_companies_windows(t_ipo):
     assert report.skipped_events == []
 
 
+@pytest.mark.parametrize("order", ["a-first", "b-first"])
+def test_an_old_symbol_two_companies_events_claim_at_once_is_given_to_neither(order):
+    """A and B both say they traded as OLD in 2012-2014 (the provider's events disagree):
+    both windows cannot hold, and which one is right is not ours to guess, whatever order
+    the companies come in: neither is added, both are reported; their own symbols stay."""
+    a = _row("ANEW", active=True, composite_figi="BBGA", cik="1", list_date=D(2010, 1, 4), security_id="BBGA")
+    b = _row("BNEW", active=True, composite_figi="BBGB", cik="2", list_date=D(2011, 1, 3), security_id="BBGB")
+    events = {
+        "a": _events("BBGA", "BBGA", "1", [(D(2012, 1, 3), "OLD"), (D(2015, 1, 2), "ANEW")]),
+        "b": _events("BBGB", "BBGB", "2", [(D(2013, 1, 2), "OLD"), (D(2016, 1, 4), "BNEW")]),
+    }
+    first, second = ("a", "b") if order == "a-first" else ("b", "a")
+    report = UniverseReport()
+    table = _link_renames(_table(a, b), pl.concat([events[first], events[second]]), report)
+    assert sorted(table.get_column("ticker").to_list()) == ["ANEW", "BNEW"]
+    assert sum("OLD" in line and "another company's events" in line for line in report.skipped_events) == 2
+    assert report.renamed == []
+
+
 def test_planned_units_are_the_same_whatever_the_order_of_a_symbols_rows():
     rows = [Listing("X", D(2021, 3, 1), None), Listing("X", None, D(2019, 9, 18))]
     forward = {u.period for u in plan_units(rows, "minute", D(2019, 1, 1), D(2021, 12, 31))}

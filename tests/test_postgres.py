@@ -568,3 +568,39 @@ def test_sync_lock_on_postgresql_holds_and_a_dead_holder_is_taken_over(work, ser
         assert ledger.sync_lock_holder(LOCK_NAME) is None
         days = ledger.query("SELECT period FROM units WHERE dataset = 'grouped_daily' ORDER BY period")
     assert [row.period for row in days] == ["2024-02-27", "2024-02-28", "2024-02-29"]
+
+
+def test_widening_never_widens_a_unit_a_worker_on_another_host_just_claimed(pg_url, monkeypatch):
+    """A wider plan reads the clipped units, then widens each. On PostgreSQL nothing stops a
+    worker on another host from claiming one in between (SQLite's plan holds the write lock):
+    it fetches the range it was given, so the unit must not be widened under it and then
+    settle `done` over days never asked. It is left clipped and counted busy (the next plan
+    widens it)."""
+    from polyledger.ledger import planning as planning_module
+
+    with Ledger(pg_url) as planner, Ledger(pg_url) as worker:
+        plan(planner, ["AAPL"], "minute", dt.date(2024, 3, 15), dt.date(2024, 3, 31))  # clipped: 03-15..03-31
+        claimed: list = []
+        real_bounds = planning_module.period_bounds
+
+        def bounds_while_a_worker_claims(period):  # type: ignore[no-untyped-def]
+            if not claimed:  # between the plan's read of the clipped units and its update
+                claimed.extend(worker.claim("other-host", 60))
+            return real_bounds(period)
+
+        monkeypatch.setattr(planning_module, "period_bounds", bounds_while_a_worker_claims)
+        result = plan(planner, ["AAPL"], "minute", dt.date(2024, 3, 1), dt.date(2024, 3, 31))
+        (unit,) = claimed
+        assert (unit.period_start, result.widened, result.busy) == (dt.date(2024, 3, 15), 0, 1)
+        worker.settle_done(
+            unit,
+            StoredFile("minute/ticker=AAPL/year=2024/month=03/part.parquet", 10, "0" * 64, 100),
+            True,
+            AttemptRecord(),
+        )
+        (row,) = planner.query("SELECT state, period_start, period_end FROM units")
+        assert (row.state, str(row.period_start)[:10]) == ("done", "2024-03-15")
+        monkeypatch.undo()
+        again = plan(planner, ["AAPL"], "minute", dt.date(2024, 3, 1), dt.date(2024, 3, 31))
+        (row,) = planner.query("SELECT state, period_start FROM units")
+        assert (again.widened, row.state, str(row.period_start)[:10]) == (1, "pending", "2024-03-01")

@@ -252,7 +252,10 @@ def expect_stale_adjusted(t: dict) -> list[dict]:
         later = [
             s["execution_date"]
             for s in t["splits"]
-            if s["ticker"] == u["ticker"] and u["period_start"] < s["execution_date"] > u["fetched_at"][:10]
+            # in force from the open of its execution date (14:30 UTC at the latest)
+            if s["ticker"] == u["ticker"]
+            and u["period_start"] < s["execution_date"]
+            and u["fetched_at"] < s["execution_date"] + "T14:30:00"
         ]
         if later:
             out.append({**pick(u, "dataset", "ticker", "period", "fetched_at"), "split_on": max(later)})

@@ -151,6 +151,30 @@ def test_a_later_split_makes_adjusted_units_stale_and_retry_stale_fetches_them_a
     )
 
 
+@pytest.mark.parametrize(
+    ("fetched", "stale"),
+    [
+        (dt.datetime(2024, 6, 10, 1, 0), True),  # 21:00 ET the evening before: already the 10th in UTC
+        (dt.datetime(2024, 6, 10, 13, 0), True),  # 09:00 ET, before the open
+        (dt.datetime(2024, 6, 10, 15, 0), False),  # 11:00 ET: the split is in force
+    ],
+)
+def test_a_unit_fetched_before_the_open_of_a_splits_day_is_stale(tmp_path, fetched, stale):
+    """A split takes effect at the open of its execution date (US/Eastern); the ledger's
+    fetched_at is UTC. A unit fetched adjusted the evening before (past midnight UTC) holds
+    the old basis: audit counts it stale and `retry --stale` queues it."""
+    from polyledger.ledger import AttemptRecord, StoredFile
+
+    with Ledger(tmp_path / "ledger.db", clock=lambda: fetched.replace(tzinfo=dt.timezone.utc)) as ledger:
+        plan(ledger, ["SPLT"], "minute", dt.date(2024, 5, 1), dt.date(2024, 5, 31))
+        (unit,) = ledger.claim("w", 60)
+        stored = StoredFile("minute/ticker=SPLT/year=2024/month=05/part.parquet", 10, "0" * 64, 100)
+        ledger.settle_done(unit, stored, True, AttemptRecord())
+        ledger.replace_splits("SPLT", [("2024-06-10", 1.0, 4.0)])
+        assert next(d for d in audit(ledger).datasets if d.dataset == "minute").stale_adjusted == int(stale)
+        assert retry_stale(ledger) == int(stale)
+
+
 def test_raw_units_never_go_stale(tmp_path):
     market = SyntheticMarket([Listing("SPLT", bars_per_day=10, splits=(Split(SPLIT_DAY, 1, 4),))], seed=5)
     path = tmp_path / "ledger.db"

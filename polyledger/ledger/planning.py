@@ -97,18 +97,26 @@ class Planning(UnitMoves):
                     continue
                 params = {"id": row["id"], "start": new_start, "end": new_end}
                 widen = "period_start = :start, period_end = :end"
+                # each update only from the state read: on PostgreSQL nothing stops a worker
+                # on another host claiming the unit since (it then fetches the range it was
+                # given, and a widened range would be settled `done` over days never asked)
                 if row["state"] == UnitState.PENDING.value:
-                    cursor.execute(f"UPDATE units SET {widen} WHERE id = :id", params)
+                    moved = cursor.execute(
+                        f"UPDATE units SET {widen} WHERE id = :id AND state = 'pending'", params
+                    ).rowcount
                 else:
                     # queued again with a fresh budget, as `retry` does: a unit that had used
                     # its attempts must not fail for good on its first transient error
-                    self._move(
+                    moved = self._move(
                         cursor,
                         UnitState.PENDING,
                         {UnitState(row["state"])},
                         "id = :id",
                         params,
                         sets=f"{widen}, attempts = 0",
-                    )
+                    ).rowcount
+                if not moved:  # claimed since it was read: left to the next plan, as a running one
+                    busy += 1
+                    continue
                 widened += 1
         return widened, busy

@@ -17,9 +17,12 @@ from polyledger.ledger.states import UnitState
 _STATES = tuple(state.value for state in UnitState)
 
 # Adjusted bar units whose prices predate a split that took effect after they were fetched:
-# the API has since rebased those prices, so they no longer join newer units. (Split
-# dates are ET session dates; fetched_at is UTC: a fetch on the execution date counts as
-# after it.) Raw (--unadjusted) units never go stale.
+# the API has since rebased those prices, so they no longer join newer units. A split
+# takes effect at the open of its execution date (an ET session date); fetched_at is UTC
+# text, so a fetch counts as after the split from 14:30 UTC that day (09:30 EST, 10:30
+# EDT: up to an hour late in summer, a refetch more, never a mix of bases missed; the
+# UTC date alone counted a fetch at 20:00 ET the evening before as after it). Raw
+# (--unadjusted) units never go stale.
 STALE_ADJUSTED = (
     # CROSS JOIN keeps SQLite's join order: the few splits first, then each one's units by index
     # (PostgreSQL plans it as the inner join it is). Portable: no ON after CROSS JOIN, and
@@ -27,7 +30,7 @@ STALE_ADJUSTED = (
     "SELECT u.id, u.dataset, u.ticker, u.period, max(s.execution_date) AS execution_date "
     "FROM splits s CROSS JOIN units u "
     "WHERE u.dataset IN ('minute', 'day') AND u.ticker = s.ticker AND u.state = 'done' AND u.adjusted "
-    "AND u.period_start < s.execution_date AND substr(u.fetched_at, 1, 10) < s.execution_date "
+    "AND u.period_start < s.execution_date AND u.fetched_at < s.execution_date || 'T14:30:00' "
     "GROUP BY u.id"
 )
 

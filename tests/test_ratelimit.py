@@ -187,15 +187,13 @@ def test_the_simulated_server_holds_the_burst_it_is_given_and_sends_retry_after_
 
 # --- the promised figures: 1-3 hosts, --rate 100, over max(60 s, 300 requests' time) -----------
 # As `bench/ratelimit.py --simulate` prints them (the table in bench/RESULTS.md). Known weak
-# spots, not promised (figures of 2026-12-01: accepted from 10 s / limit, 429s from 10 s):
-# - cold, 2-3 hosts on a key of 1/s or less: 5/60 with 2 hosts 0.73 (1.4%), with 3 hosts
-#   0.74 (1.3%); 1/s with 3 hosts 0.82 (0.0%) (1/s with 2 hosts holds: 0.91, 0.7%). Each
-#   429 decision costs tens of seconds of such a key, and the hosts' first ones are cold.
-# - hosts starting 0.5 s apart on a key of 1/s: 2 hosts cold 0.89, learned 0.76 (0.0%);
-#   3 hosts cold 0.66, learned 0.77 (0.9%). (5/60 with the gap: as without it.)
+# spot, not promised (figures of 2026-12-01, 15:00: accepted from 10 s / limit, 429s from
+# 10 s): hosts starting 0.5 s apart on a key of 1/s: 2 hosts cold 0.89, learned 0.89 (0.4%);
+# 3 hosts cold 0.65 (0.5%): a join's first decisions halve the key's rate, and the climb
+# back, a few seconds a step, measures low. (5/60 with the gap holds: 0.92-0.93.)
 
 LIMITS = [5 / 60, 1.0, 5.0, 10.0, 20.0, 100.0]
-FAST = [limit for limit in LIMITS if limit >= 5]
+GAPPED = [limit for limit in LIMITS if limit != 1.0]  # see the weak spot above
 GAP = 0.5  # hosts started half a second apart
 
 
@@ -235,26 +233,20 @@ def test_from_a_learned_limit_the_key_is_used_from_10_s_with_few_refusals(limit,
 
 
 @pytest.mark.parametrize("hosts", [1, 2, 3])
-@pytest.mark.parametrize("limit", FAST, ids=rps)
-def test_from_nothing_a_key_of_5_per_second_or_more_is_used_from_10_s(limit, hosts):
-    """Cold: nothing learned; --rate 100 is found out from the 429s within 10 s."""
+@pytest.mark.parametrize("limit", LIMITS, ids=rps)
+def test_from_nothing_a_key_of_any_size_is_used_from_10_s(limit, hosts):
+    """Cold: nothing learned; --rate 100 is found out from the 429s within 10 s, from 5
+    requests a minute to 100 a second (on slow keys shared by several hosts, a rate that
+    held without a 429 says what the key allows where the window's count reads low)."""
     key, seconds = simulate_key(limit, hosts, learned=None)
     assert key.ok_rate(10, seconds) >= 0.9 * limit
     assert key.throttled_share(10) <= 0.02
 
 
-@pytest.mark.parametrize("limit", LIMITS, ids=rps)
-def test_from_nothing_one_host_uses_a_key_of_any_size_from_10_s(limit):
-    """Cold, one host: 5 requests a minute and 1/s included."""
-    key, seconds = simulate_key(limit, 1, learned=None)
-    assert key.ok_rate(10, seconds) >= 0.85 * limit
-    assert key.throttled_share(10) <= 0.02
-
-
 @pytest.mark.parametrize("learned", [False, True], ids=["cold", "learned"])
 @pytest.mark.parametrize("hosts", [2, 3])
-@pytest.mark.parametrize("limit", FAST, ids=rps)
-def test_hosts_starting_half_a_second_apart_use_a_key_of_5_per_second_or_more(limit, hosts, learned):
+@pytest.mark.parametrize("limit", GAPPED, ids=rps)
+def test_hosts_starting_half_a_second_apart_use_the_key(limit, hosts, learned):
     """As hosts started by hand or by a scheduler: the later ones join the first's grid."""
     key, seconds = simulate_key(limit, hosts, learned=limit if learned else None, host_start_gap=GAP)
     assert key.ok_rate(10, seconds) >= 0.9 * limit

@@ -16,6 +16,11 @@ How the rate is found (by the process leading the key; the others follow it):
   successes between them (key-wide), the bucket empty at both, measure the limit: K / the
   time requests flowed between them. With too few successes between them to measure, the
   rate halves, and never stays above what the interval allows: K + 1 requests in it.
+- A window that spans a climb from under the limit reads low (on a slow key shared by
+  several hosts it is minutes long): a rate that held since the last decision for
+  HOLD_SECONDS and HOLD_REQUESTS key-wide without a 429 (more than a burst lets through
+  above a limit) counts as accepted. A window younger than its length (on a grid, the
+  run's first seconds) is under the limit already: no margin is taken off it.
 - Nothing refused yet: the rate is `--rate`. After a first cut, with nothing measured, it
   climbs by `SEEK` a second until the next 429 measures the limit.
 - At most one decision per second however many 429s arrive together; everyone pauses for
@@ -46,6 +51,10 @@ PAUSE_WEIGHT = 0.5  # share of a Retry-After pause not counted as time requests 
 # WINDOW_REQUESTS requests at the current rate when that is longer
 WINDOW_SECONDS = 3.0
 WINDOW_REQUESTS = 8
+# a rate in force this long, for this many requests key-wide, without a 429 is one the key
+# allows (more than a server's burst could have let through above its limit)
+HOLD_SECONDS = 10.0
+HOLD_REQUESTS = 2
 
 
 def _wait_on(condition: threading.Condition, timeout: float) -> None:
@@ -85,6 +94,9 @@ class RateLimiter:
         self._last_used = float("-inf")  # the slot of the last request sent
         self._paused_until = 0.0
         self._decided_at: float | None = None  # the last 429 decision
+        self._rate_since = now  # when the rate in force was set
+        self._ok_at_rate = 0  # requests accepted key-wide since (this process's times members)
+        self._held: float | None = None  # the highest rate in force HOLD_SECONDS since the last 429
         self._successes: deque[float] = deque()
         self._pauses: deque[tuple[float, float]] = deque()  # (from, to): Retry-After pauses
         self._others: deque[tuple[float, int]] = deque()  # (when, the others' accepted so far)
@@ -141,6 +153,11 @@ class RateLimiter:
         rate = self._bounded(rate, self.members)
         if rate == self.rate:
             return
+        held = now - self._rate_since >= HOLD_SECONDS and self._ok_at_rate >= HOLD_REQUESTS
+        if rate > self.rate and held:
+            # climbing from a rate that held without a 429 (each decision restarts the count)
+            self._held = max(self._held or 0.0, self.rate)
+        self._rate_since, self._ok_at_rate = now, 0
         if self.members > 1:
             # whole rounds, so every process keeps its place; slots taken on the old grid
             # are void (waiters take new ones), as on the others' when they follow.
@@ -182,6 +199,7 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             self.succeeded += 1
+            self._ok_at_rate += self.members
             self._successes.append(now)
             self._forget_old_successes(now)
             if self.leading and (self._decided_at is not None or self.known is not None):
@@ -266,6 +284,12 @@ class RateLimiter:
         else:
             seen = own + others * flowed  # key-wide successes over the window, about
         accepted = seen / flowed
+        # a window that spans a climb from under the limit reads low; a rate that held
+        # without a 429 long enough to outlast a burst is one the key allows
+        from_held = self._held is not None and self._held > accepted
+        if from_held:
+            accepted = self._held
+        self._held, self._rate_since, self._ok_at_rate = None, now, 0
         if last is None and self.known is None:
             # a first 429: what came through so far was mostly the server's initial burst,
             # which says nothing of its rate; halve, and measure at the next one
@@ -275,7 +299,11 @@ class RateLimiter:
             self.measurements += 1
             # at most MAX_CUT off at once: a window miscounted low (the others' counts lag
             # a sync) costs a second more of 429s, not minutes far under the limit
-            rate = max(BELOW_ACCEPTED * min(accepted, self.rate), (1.0 - MAX_CUT) * self.rate)
+            # a window not yet full (on a grid: the run is younger than it) holds the start's
+            # slack too: what it read is under the limit already, no margin taken off it
+            full = span >= self._window() - 1e-9 or self.members == 1
+            below = BELOW_ACCEPTED if full or from_held else 1.0
+            rate = max(below * min(accepted, self.rate), (1.0 - MAX_CUT) * self.rate)
         else:
             # too few successes to say: halve, and never stay above what the window let through
             rate = min(FIRST_CUT * self.rate, (seen + 1) / flowed)

@@ -604,3 +604,30 @@ def test_widening_never_widens_a_unit_a_worker_on_another_host_just_claimed(pg_u
         again = plan(planner, ["AAPL"], "minute", dt.date(2024, 3, 1), dt.date(2024, 3, 31))
         (row,) = planner.query("SELECT state, period_start FROM units")
         assert (again.widened, row.state, str(row.period_start)[:10]) == (1, "pending", "2024-03-01")
+
+
+def test_a_run_that_beats_while_its_silence_is_acted_on_keeps_its_units(pg_url, monkeypatch):
+    """A run seen silent is taken back only if it still shows that very heartbeat when its
+    units are: on PostgreSQL a heartbeat can commit after the check read `runs` and before
+    the take-back (SQLite's write lock keeps it out). Here it beats in between."""
+    from polyledger.ledger.claims import Claims
+
+    with Ledger(pg_url) as watcher, Ledger(pg_url) as victim:
+        plan(watcher, ["AAPL"], "minute", dt.date(2024, 3, 1), dt.date(2024, 3, 31))
+        victim.start_run("victim-run", workers=1, rate=1.0, adjusted=True, base_url="x", owner="victim")
+        (unit,) = victim.claim("victim", 600)
+        seen = {
+            row.owner: str(row.last_seen_at) for row in watcher.query("SELECT owner, last_seen_at FROM runs")
+        }
+        real_take_back = Claims._take_back
+
+        def take_back_after_a_beat(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            victim.clock = lambda: dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)
+            victim.run_alive("victim-run", 0, 0)
+            return real_take_back(self, *args, **kwargs)
+
+        monkeypatch.setattr(Claims, "_take_back", take_back_after_a_beat)
+        assert watcher.reclaim_silent(seen) == []
+        (run,) = watcher.query("SELECT outcome, ended_at, last_seen_at FROM runs")
+        assert str(run.last_seen_at) != seen["victim"] and run.ended_at is None
+        assert victim.still_holds(unit)

@@ -48,5 +48,15 @@ class Liveness(Claims):
             dead = sorted(owner for owner, seen in still if str(seen) == silent[owner])
             if not dead:
                 return []
-            test, params = in_list("lease_owner", dead, "o")
-            return self._take_back(cursor, test, params, now, _SILENT_TEXT, before_commit)
+            # checked again in the take-back's own statements: on PostgreSQL a heartbeat can
+            # commit between the read above and them (SQLite's write lock keeps it out)
+            params = {}
+            tests = []
+            for i, owner in enumerate(dead):
+                params[f"o{i}"], params[f"s{i}"] = owner, silent[owner]
+                tests.append(
+                    f"(lease_owner = :o{i} AND EXISTS (SELECT 1 FROM runs r WHERE r.owner = :o{i} "
+                    f"AND r.ended_at IS NULL AND r.last_seen_at = :s{i}))"
+                )
+            where = "(" + " OR ".join(tests) + ")"
+            return self._take_back(cursor, where, params, now, _SILENT_TEXT, before_commit)

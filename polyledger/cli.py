@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import sqlite3
 import sys
 import threading
 from dataclasses import asdict
@@ -185,6 +186,7 @@ def run(
         DEFAULT_LEASE_SECONDS,
         "--lease-seconds",
         min=1.0,
+        max=86_400.0,
         help="Lease on a claimed unit; renewed while working.",
     ),
     max_attempts: int = typer.Option(
@@ -197,10 +199,15 @@ def run(
         DEFAULT_GIVE_UP_AFTER,
         "--give-up-after",
         min=1.0,
+        max=86_400.0,
         help="Seconds the API may keep failing before the run stops.",
     ),
     timeout: float = typer.Option(
-        DEFAULT_READ_TIMEOUT, "--timeout", min=0.1, help="Seconds to wait for a response before retrying it."
+        DEFAULT_READ_TIMEOUT,
+        "--timeout",
+        min=0.1,
+        max=3_600.0,
+        help="Seconds to wait for a response before retrying it.",
     ),
     log_file: Optional[Path] = typer.Option(
         None, "--log-file", help="Also log every retried request, each unit's outcome and the run's end here."
@@ -291,6 +298,8 @@ def run(
     url = _check_base_url(base_url or DEFAULT_BASE_URL)
     if log_file is not None and not log_file.parent.is_dir():
         raise InputError(f"folder for --log-file does not exist: {log_file.parent}")
+    if log_file is not None and log_file.is_dir():
+        raise InputError(f"--log-file {log_file} is a folder: give a file in it")
     with Ledger(ledger_path, create=False) as ledger:
         store = BarStore(data)
         store.ensure_writable()
@@ -308,6 +317,15 @@ def run(
             give_up_after=give_up_after,
             timeout=(min(10.0, timeout), timeout),
         )
+        if process_count > 1:
+            job = ProcessRun(
+                ledger, ledger_path, data, base_url=url, options=options, processes=process_count,
+                log_level=_child_log_level(log_file),
+            )  # fmt: skip
+        else:
+            job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
+        report = _show_run(job)
+        # for `sync`, once the run was not refused (exit 2 changes nothing)
         from polyledger.sync import remember_run
 
         remember_run(
@@ -321,14 +339,6 @@ def run(
             give_up_after=give_up_after,
             timeout=options.timeout,
         )
-        if process_count > 1:
-            job = ProcessRun(
-                ledger, ledger_path, data, base_url=url, options=options, processes=process_count,
-                log_level=_child_log_level(log_file),
-            )  # fmt: skip
-        else:
-            job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
-        report = _show_run(job)
     if report.outcome == "interrupted":
         raise typer.Exit(130)
     if not report.ok:
@@ -402,6 +412,8 @@ def _check_base_url(url: str) -> str:
     if parts.username or parts.password or parts.query or parts.fragment:
         # the key travels in a header; a URL is logged and stored with the run
         raise InputError("--base-url must be https://host[:port][/path] without credentials or a query")
+    if redact(url) != url:  # the key pasted into the path: it would be stored with the run
+        raise InputError("--base-url holds the API key: give the URL without it (the key goes in a header)")
     return url
 
 
@@ -1039,10 +1051,13 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
-    except sqlalchemy.exc.OperationalError as exc:
-        detail = redact(" ".join(str(exc.orig).split()))
+    except (sqlalchemy.exc.DatabaseError, sqlite3.DatabaseError) as exc:
+        # through SQLAlchemy (`orig` is the driver's error) or a raw cursor of the hot path
+        detail = redact(" ".join(str(getattr(exc, "orig", None) or exc).split()))
         print(f"error: the ledger refused the operation: {detail}", file=sys.stderr)
-        return 2 if "readonly" in detail or "unable to open" in detail else 1
+        # the ledger as it is cannot be used (read-only, damaged, not a database): input
+        unusable = ("readonly", "unable to open", "malformed", "not a database")
+        return 2 if any(word in detail for word in unusable) else 1
     except PolyledgerError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 1

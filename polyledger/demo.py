@@ -19,6 +19,7 @@ from rich.console import Console
 from polyledger.checks.audit import audit
 from polyledger.checks.quality import check_quality
 from polyledger.datasets.reference import plan_reference
+from polyledger.errors import InputError
 from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
 from polyledger.output.progress import RunDisplay, print_summary
@@ -32,6 +33,7 @@ from polyledger.universe import read_members
 from polyledger.universe_build import build_universe
 
 DEMO_KEY = "demo-key"
+DEMO_SETTING = "demo"  # settings: this ledger is the demo's (it may resume; nothing else is written over)
 DEMO_FROM = dt.date(2022, 7, 1)
 DEMO_TO = dt.date(2024, 6, 30)
 # the demo "plan" is entitled from here on: a range wholly before it gets a 403, one reaching
@@ -82,6 +84,29 @@ def demo_market() -> SyntheticMarket:
     return SyntheticMarket(DEMO_LISTINGS, seed=2004)
 
 
+def _check_own_folder(directory: Path) -> None:
+    """The demo writes synthetic bars: never into a folder holding a ledger or bars of
+    anything else (a download's files would be replaced by them). Its own folder, from an
+    earlier demo, is resumed."""
+    ledger_path, data = directory / "ledger.db", directory / "data"
+    if ledger_path.exists():
+        try:
+            with Ledger(ledger_path, create=False) as ledger:
+                ours = ledger.setting(DEMO_SETTING) == "true"
+        except Exception:  # not a ledger at all, damaged, or another program's database
+            ours = False
+        if not ours:
+            raise InputError(
+                f"{directory} holds a ledger that is not the demo's: the demo writes synthetic bars, "
+                "so give it a folder of its own (--dir)"
+            )
+    elif data.is_dir() and any(data.iterdir()):
+        raise InputError(
+            f"{data} holds files and no demo ledger: the demo writes synthetic bars, so give it a "
+            "folder of its own (--dir)"
+        )
+
+
 def run_demo(
     directory: Path,
     *,
@@ -96,6 +121,7 @@ def run_demo(
     `run --unadjusted`), to be adjusted on read."""
     console = console or Console(highlight=False)
     directory = Path(directory)
+    _check_own_folder(directory)
     directory.mkdir(parents=True, exist_ok=True)
     universe = directory / "universe.csv"
     server = StandInServer(
@@ -108,6 +134,7 @@ def run_demo(
         faults=FaultPlan(rate=0.03, seed=1, slow_seconds=3.0),
     )
     with server, Ledger(directory / "ledger.db") as ledger:
+        ledger.claim_setting(DEMO_SETTING, "true")
         console.print(f"stand-in Polygon API at {server.url} (key: {DEMO_KEY})", markup=False)
         store = BarStore(directory / "data")
         details = Run(

@@ -42,6 +42,13 @@ def api_key_from_env(environ: dict[str, str] | None = None) -> str | None:
         value = environ.get(name, "").strip()
         if value:
             register_secret(value)
+            if not (value.isascii() and value.isprintable()) or any(char.isspace() for char in value):
+                from polyledger.errors import InputError  # errors imports this module
+
+                # every request would fail on it (a header is Latin-1 text, one token)
+                raise InputError(
+                    f"{name} holds characters a key cannot have (a pasted quote or space?): set the key alone"
+                )
             return value
     return None
 

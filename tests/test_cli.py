@@ -205,3 +205,117 @@ def test_sql_errors_say_read_only_only_for_writes(work):
     assert typo.code == 2 and "syntax error" in typo.err and "read-only" not in typo.err
     empty = run_cli("sql", "  ")
     assert empty.code == 2 and empty.err.startswith("error: empty query")
+
+
+# --- after a fresh-eyes review of the CLI (2026-12-01): each seen to fail before its fix ---
+
+
+def _planned(work) -> None:  # type: ignore[no-untyped-def]
+    write_universe(work / "u.csv", ["AAPL"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31").code == 0
+
+
+def _units(work) -> list[tuple]:  # type: ignore[no-untyped-def]
+    with sqlite3.connect(work / "ledger.db") as connection:
+        return connection.execute("SELECT state, attempts FROM units").fetchall()
+
+
+@pytest.mark.parametrize("command", ["status", "audit"])
+def test_a_damaged_ledger_is_one_line(work, command):
+    _planned(work)
+    (work / "broken.db").write_bytes((work / "ledger.db").read_bytes()[:20_000])  # a copy cut short
+    result = run_cli(command, "--ledger", "broken.db")
+    assert result.code == 2 and result.err.startswith("error: ") and result.err.count("\n") == 1, result.err
+
+
+def test_a_ledger_the_database_refuses_to_write_is_one_line(work, monkeypatch):
+    """A read-only ledger file (raw cursors of the hot path raise sqlite3's own errors)."""
+    from polyledger.ledger.planning import Planning
+
+    _planned(work)
+
+    def read_only(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(Planning, "add_units", read_only)
+    write_universe(work / "u.csv", ["AAPL", "MSFT"])
+    result = run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31")
+    assert result.code == 2 and "readonly" in result.err and result.err.count("\n") == 1, result.err
+
+
+def test_another_programs_sqlite_file_is_never_written_into(work):
+    with sqlite3.connect(work / "notes.db") as connection:
+        connection.execute("CREATE TABLE notes (body TEXT)")
+    result = run_cli("status", "--ledger", "notes.db")
+    assert result.code == 2 and "not a polyledger ledger" in result.err and result.err.count("\n") == 1
+    with sqlite3.connect(work / "notes.db") as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"notes"}
+    (work / "empty.db").touch()
+    result = run_cli("status", "--ledger", "empty.db")
+    assert result.code == 2 and "an empty database" in result.err
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("--lease-seconds", "inf"),
+        ("--lease-seconds", "1e15"),
+        ("--timeout", "inf"),
+        ("--give-up-after", "1e300"),
+    ],
+)
+def test_durations_no_run_can_use_are_refused_up_front(work, option):
+    _planned(work)
+    result = run_cli("run", "--base-url", "http://127.0.0.1:9", *option)
+    assert result.code == 2 and option[0] in result.err and result.err.count("\n") == 1, result.err
+    assert _units(work) == [("pending", 0)]
+
+
+def test_a_key_a_header_cannot_carry_is_refused_without_being_shown(work, monkeypatch):
+    _planned(work)
+    monkeypatch.setenv("POLYGON_API_KEY", API_KEY + "\u201d")  # a curly quote pasted with it
+    result = run_cli("run", "--base-url", "http://127.0.0.1:9")
+    assert result.code == 2 and "POLYGON_API_KEY holds characters" in result.err, result.err
+    assert API_KEY not in result.out + result.err
+    assert _units(work) == [("pending", 0)]
+
+
+def test_a_log_file_that_is_a_folder_is_one_line(work):
+    _planned(work)
+    (work / "logs").mkdir()
+    result = run_cli("run", "--base-url", "http://127.0.0.1:9", "--log-file", "logs")
+    assert result.code == 2 and "is a folder" in result.err and result.err.count("\n") == 1
+
+
+def test_the_key_in_the_base_urls_path_is_refused_and_never_stored(work):
+    _planned(work)
+    result = run_cli("run", "--base-url", f"http://127.0.0.1:9/{API_KEY}")
+    assert result.code == 2 and "holds the API key" in result.err and API_KEY not in result.err
+    assert API_KEY.encode() not in b"".join(path.read_bytes() for path in work.glob("ledger.db*"))
+
+
+def test_a_data_location_whose_host_is_not_found_is_one_line(work):
+    _planned(work)
+    result = run_cli("run", "--base-url", "http://127.0.0.1:9", "--data", "ftp://no-such-host.invalid/bars")
+    assert result.code == 2 and "cannot use data location" in result.err and result.err.count("\n") == 1
+
+
+def test_a_refused_run_changes_nothing(work, server):
+    """An unadjusted run refused on a data folder of adjusted bars (exit 2) leaves the ledger
+    as it was: the adjusted run meant then goes through."""
+    _planned(work)
+    assert run_cli("run", "--base-url", server.url, "--ledger", "ledger.db", "--workers", "2").code == 0
+    write_universe(work / "b.csv", ["MSFT"])
+    planned = run_cli(
+        "plan", "--universe", "b.csv", "--from", "2024-01-01", "--to", "2024-01-31", "--ledger", "b.db"
+    )
+    assert planned.code == 0
+    refused = run_cli("run", "--unadjusted", "--base-url", server.url, "--ledger", "b.db")
+    assert refused.code == 2 and "adjusted" in refused.err and refused.err.count("\n") == 1, refused.err
+    with sqlite3.connect(work / "b.db") as connection:
+        assert (
+            connection.execute("SELECT key FROM settings WHERE key IN ('adjusted', 'sync.run')").fetchall()
+            == []
+        )
+    assert run_cli("run", "--base-url", server.url, "--ledger", "b.db", "--workers", "2").code == 0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 
 import duckdb
 import polars as pl
+import pytest
 from rich.console import Console
 
 from polyledger.demo import DEMO_LISTINGS, HISTORY_START, UNKNOWN_TICKER, run_demo
@@ -70,3 +72,38 @@ def test_demo_runs_end_to_end_and_shows_every_outcome(tmp_path):
     assert reference == {"details": len(listed), "splits": 1, "dividends": 1}
     assert planned_before_listing == 0  # no unit outside the listing window
     assert frame.select(pl.struct("ticker", "timestamp").is_duplicated().any()).item() is False
+
+
+def test_the_demo_never_writes_its_bars_into_another_download(tmp_path):
+    """The demo writes synthetic bars: a folder holding another ledger, or bar files without
+    the demo's ledger, is refused before anything is written."""
+    from polyledger.errors import InputError
+    from polyledger.ledger import Ledger
+    from polyledger.plan import plan
+
+    quiet = Console(quiet=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with Ledger(mine / "ledger.db") as ledger:
+        plan(ledger, ["AAPL"], "day", dt.date(2023, 1, 1), dt.date(2023, 12, 31))
+    before = (mine / "ledger.db").read_bytes()
+    with pytest.raises(InputError, match="holds a ledger that is not the demo's"):
+        run_demo(mine, workers=2, console=quiet)
+    assert (mine / "ledger.db").read_bytes() == before and not (mine / "data").exists()
+    bars = tmp_path / "bars" / "data" / "day"
+    bars.mkdir(parents=True)
+    (bars / "part.parquet").write_bytes(b"not the demo's")
+    with pytest.raises(InputError, match="holds files and no demo ledger"):
+        run_demo(tmp_path / "bars", workers=2, console=quiet)
+    assert sorted(p.name for p in (tmp_path / "bars").iterdir()) == ["data"]
+
+
+def test_an_earlier_demos_folder_is_resumed(tmp_path):
+    from polyledger.demo import DEMO_SETTING, _check_own_folder
+    from polyledger.ledger import Ledger
+
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    with Ledger(demo / "ledger.db") as ledger:
+        ledger.claim_setting(DEMO_SETTING, "true")
+    _check_own_folder(demo)  # an earlier demo's folder: resumed

@@ -277,12 +277,14 @@ class Run:
         if not queries.has_units(self.ledger, bar_datasets):
             return
         wanted = "true" if self.options.adjusted else "false"
-        if self.ledger.claim_setting("adjusted", wanted) != wanted:
-            have, want = ("adjusted", "unadjusted") if wanted == "false" else ("unadjusted", "adjusted")
-            raise InputError(
-                f"this ledger holds {have} bars; use a separate ledger and data folder for {want} bars"
-            )
+        have, want = ("adjusted", "unadjusted") if wanted == "false" else ("unadjusted", "adjusted")
+        refusal = f"this ledger holds {have} bars; use a separate ledger and data folder for {want} bars"
+        # both checked before either is recorded: a refused run changes nothing
+        if self.ledger.setting("adjusted") not in (None, wanted):
+            raise InputError(refusal)
         self.store.hold_bars(adjusted=self.options.adjusted)
+        if self.ledger.claim_setting("adjusted", wanted) != wanted:  # another run, just now
+            raise InputError(refusal)
 
     def _heartbeat(self, finished: threading.Event) -> None:
         """Say this run is alive every beat and renew its leases every quarter lease, on its

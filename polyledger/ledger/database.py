@@ -261,7 +261,8 @@ def open_engine(path: Location, *, create: bool, migrate_schema: bool = True) ->
     path = parse_location(path)
     if isinstance(path, str):
         return open_postgres_engine(path, create=create, migrate_schema=migrate_schema)
-    if not path.exists():
+    existed = path.exists()
+    if not existed:
         if not create:
             raise InputError(f"no ledger at {path}: run `polyledger plan` first")
         if not path.parent.exists():
@@ -274,11 +275,29 @@ def open_engine(path: Location, *, create: bool, migrate_schema: bool = True) ->
     if not migrate_schema:
         return engine
     try:
+        if existed:
+            _check_is_ledger(engine, path, create)
         migrate(engine)
     except Exception:
         engine.dispose()
         raise
     return engine
+
+
+def _check_is_ledger(engine: Engine, path: Path, create: bool) -> None:
+    """An existing SQLite file is a ledger (it has a schema revision), or empty and to be
+    made one (create): never another program's database, which a migration would write
+    polyledger's tables into."""
+    if current_revision(engine) is not None:
+        return
+    tables = inspect(engine).get_table_names()
+    if tables:
+        raise InputError(
+            f"{path} is a SQLite database but not a polyledger ledger (it holds {', '.join(tables[:3])}"
+            f"{', ...' if len(tables) > 3 else ''}): give another --ledger"
+        )
+    if not create:
+        raise InputError(f"no ledger at {path} (an empty database): run `polyledger plan` first")
 
 
 def _check_is_sqlite(path: Path) -> None:

@@ -38,7 +38,7 @@ class ObjectStore(BarStore):
             try:
                 options = {"skip_instance_cache": True, "use_listings_cache": False}
                 self.fs, self.base = fsspec.core.url_to_fs(self.location, **options)
-            except (ImportError, ValueError) as exc:
+            except (ImportError, ValueError, OSError) as exc:  # OSError: a host not reached (ftp)
                 raise InputError(
                     f"cannot use data location {self.location}: {one_line(exc, 300, with_type=True)}"
                 ) from None

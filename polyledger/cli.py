@@ -48,8 +48,23 @@ LedgerOpt = typer.Option(
     "--ledger",
     help="Ledger: a SQLite file, or a PostgreSQL database postgresql://user:password@host[:port]/db.",
 )
+
+
+def _data_location(value: str) -> str:
+    """A place the files outlive the command in: never '' (the current folder by accident)
+    nor memory:// (gone when the process ends, its units `done`)."""
+    if not value.strip():
+        raise typer.BadParameter("give a folder or a URL such as s3://bucket/prefix")
+    if value.lower().startswith("memory://"):
+        raise typer.BadParameter("memory:// keeps nothing once the command ends: give a folder or a URL")
+    return value
+
+
 DataOpt = typer.Option(
-    "data", "--data", help="Data folder for the Parquet files, or a URL such as s3://bucket/prefix."
+    "data",
+    "--data",
+    callback=_data_location,
+    help="Data folder for the Parquet files, or a URL such as s3://bucket/prefix.",
 )
 WorkersOpt = typer.Option(DEFAULT_WORKERS, "--workers", min=1, max=256, help="Worker threads.")
 RateOpt = typer.Option(

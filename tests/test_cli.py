@@ -295,6 +295,14 @@ def test_the_key_in_the_base_urls_path_is_refused_and_never_stored(work):
     assert API_KEY.encode() not in b"".join(path.read_bytes() for path in work.glob("ledger.db*"))
 
 
+@pytest.mark.parametrize("data", ["", "  ", "memory://bars"])
+def test_a_data_location_nothing_outlives_is_refused(work, data):
+    _planned(work)
+    result = run_cli("run", "--base-url", "http://127.0.0.1:9", "--data", data)
+    assert result.code == 2 and "--data" in result.err and result.err.count("\n") == 1, result.err
+    assert _units(work) == [("pending", 0)]
+
+
 def test_a_data_location_whose_host_is_not_found_is_one_line(work):
     _planned(work)
     result = run_cli("run", "--base-url", "http://127.0.0.1:9", "--data", "ftp://no-such-host.invalid/bars")

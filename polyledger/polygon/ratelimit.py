@@ -304,6 +304,8 @@ class RateLimiter:
             full = span >= self._window() - 1e-9 or self.members == 1
             below = BELOW_ACCEPTED if full or from_held else 1.0
             rate = max(below * min(accepted, self.rate), (1.0 - MAX_CUT) * self.rate)
+            # but a 429 always cuts: a young window may hold the server's first bucket too
+            rate = min(rate, BELOW_ACCEPTED * self.rate)
         else:
             # too few successes to say: halve, and never stay above what the window let through
             rate = min(FIRST_CUT * self.rate, (seen + 1) / flowed)

@@ -631,3 +631,32 @@ def test_a_run_that_beats_while_its_silence_is_acted_on_keeps_its_units(pg_url, 
         (run,) = watcher.query("SELECT outcome, ended_at, last_seen_at FROM runs")
         assert str(run.last_seen_at) != seen["victim"] and run.ended_at is None
         assert victim.still_holds(unit)
+
+
+def test_two_plans_widening_one_pending_unit_never_narrow_each_other(pg_url, monkeypatch):
+    """Plan A reads a clipped unit (03-11..03-20) to widen it back to 03-04; plan B on another
+    host widens it to 03-28 in between. A's update must not write the range it worked out
+    from its stale read (B's days would be in no unit, a hole nobody is told of): it
+    counts the unit busy, and the next plan widens it from what B left."""
+    from polyledger.ledger import planning as planning_module
+
+    with Ledger(pg_url) as a, Ledger(pg_url) as b:
+        plan(a, ["AAPL"], "minute", dt.date(2024, 3, 11), dt.date(2024, 3, 20))  # clipped
+        planned_by_b: list = []
+        real_bounds = planning_module.period_bounds
+
+        def bounds_while_b_plans(period):  # type: ignore[no-untyped-def]
+            if not planned_by_b:  # between A's read of the clipped units and its update
+                planned_by_b.append(None)  # B's own plan passes through here too
+                planned_by_b[0] = plan(b, ["AAPL"], "minute", dt.date(2024, 3, 11), dt.date(2024, 3, 28))
+            return real_bounds(period)
+
+        monkeypatch.setattr(planning_module, "period_bounds", bounds_while_b_plans)
+        first = plan(a, ["AAPL"], "minute", dt.date(2024, 3, 4), dt.date(2024, 3, 20))
+        monkeypatch.undo()
+        assert (planned_by_b[0].widened, first.widened, first.busy) == (1, 0, 1)
+        (row,) = a.query("SELECT period_start, period_end FROM units")
+        assert (str(row.period_start)[:10], str(row.period_end)[:10]) == ("2024-03-11", "2024-03-28")
+        assert plan(a, ["AAPL"], "minute", dt.date(2024, 3, 4), dt.date(2024, 3, 20)).widened == 1
+        (row,) = a.query("SELECT period_start, period_end FROM units")
+        assert (str(row.period_start)[:10], str(row.period_end)[:10]) == ("2024-03-04", "2024-03-28")

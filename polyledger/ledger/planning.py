@@ -95,14 +95,22 @@ class Planning(UnitMoves):
                 if row["state"] == UnitState.RUNNING.value:
                     busy += 1
                     continue
-                params = {"id": row["id"], "start": new_start, "end": new_end}
+                params = {
+                    "id": row["id"],
+                    "start": new_start,
+                    "end": new_end,
+                    "old_start": row["period_start"],
+                    "old_end": row["period_end"],
+                }
                 widen = "period_start = :start, period_end = :end"
-                # each update only from the state read: on PostgreSQL nothing stops a worker
-                # on another host claiming the unit since (it then fetches the range it was
-                # given, and a widened range would be settled `done` over days never asked)
+                # each update only from the state and range read: on PostgreSQL nothing stops
+                # a worker on another host claiming the unit since (it then fetches the range
+                # it was given: a widened range would be settled `done` over days never
+                # asked), nor another plan widening it (whose range this one would narrow)
+                same = "id = :id AND period_start = :old_start AND period_end = :old_end"
                 if row["state"] == UnitState.PENDING.value:
                     moved = cursor.execute(
-                        f"UPDATE units SET {widen} WHERE id = :id AND state = 'pending'", params
+                        f"UPDATE units SET {widen} WHERE {same} AND state = 'pending'", params
                     ).rowcount
                 else:
                     # queued again with a fresh budget, as `retry` does: a unit that had used
@@ -111,11 +119,11 @@ class Planning(UnitMoves):
                         cursor,
                         UnitState.PENDING,
                         {UnitState(row["state"])},
-                        "id = :id",
+                        same,
                         params,
                         sets=f"{widen}, attempts = 0",
                     ).rowcount
-                if not moved:  # claimed since it was read: left to the next plan, as a running one
+                if not moved:  # claimed or widened since it was read: left to the next plan
                     busy += 1
                     continue
                 widened += 1

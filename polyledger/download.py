@@ -19,7 +19,6 @@ a file a crashed run left behind, or a unit being fetched again, is not read.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -256,25 +255,23 @@ class Download:
         (a ledger upgraded in place) are read as they would be stored now."""
         since = queries.security_id_since(self.ledger)
         done = [row for row in selected if row.state == UnitState.DONE]
-        listings = None
-        frames = []
-        # in the selection's order (ticker, then time: readers and adjustments rely on it),
-        # as runs of files of one kind: an upgraded ledger's older months precede its newer
-        for legacy, rows in itertools.groupby(
-            done,  # fetched before the cutover: written without the column
-            key=lambda row: since is not None and row.fetched_at is not None and row.fetched_at < since,
-        ):
-            run = list(rows)
-            # the files' `ticker` column is the symbol; a `ticker=` folder name is its path
-            # spelling (`ABC_pA` for ABCpA), which a hive read would put in its place
-            frame = self.store.scan_parquet([row.file_path for row in run], hive_partitioning=False)
-            if legacy:
-                if listings is None:
-                    listings = self.ledger.listings(tickers=sorted({row.ticker for row in done}))
-                held = {row.ticker for row in run}
-                frame = _upgraded_on_read(frame, [item for item in listings if item.ticker in held])
-            frames.append(frame)
+        old, new = [], []
+        for row in done:  # fetched before the cutover: written without the column
+            legacy = since is not None and row.fetched_at is not None and row.fetched_at < since
+            (old if legacy else new).append(row.file_path)
+        # the files' `ticker` column is the symbol; a `ticker=` folder name is its path
+        # spelling (`ABC_pA` for ABCpA), which a hive read would put in its place
+        frames = [self.store.scan_parquet(new, hive_partitioning=False)] if new else []
+        if old:
+            legacy = self.store.scan_parquet(old, hive_partitioning=False)
+            listings = self.ledger.listings(tickers=sorted({row.ticker for row in done}))
+            frames.append(_upgraded_on_read(legacy, listings))
         frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+        if old and new:
+            # both kinds: back in ticker then time order, as one scan of the selection reads
+            # them (adjusting on read and the bar builders walk a ticker's bars in time order;
+            # an upgraded ledger's older months are its legacy files)
+            frame = frame.sort("ticker", "timestamp", maintain_order=True)
         return frame.select(list(STORED_BAR_SCHEMA))
 
     def reference(self, dataset: str, *, tickers: Sequence[str] | None = None) -> pl.LazyFrame:

@@ -249,7 +249,7 @@ def run(
     """
     from polyledger.datasets import FLAT_FILE_DATASETS, check_dataset
     from polyledger.fetch.processes import ProcessRun, processes_wanted
-    from polyledger.fetch.runner import Run, RunOptions
+    from polyledger.fetch.runner import Run, RunOptions, check_adjustment
     from polyledger.ledger import Ledger
     from polyledger.polygon.client import DEFAULT_BASE_URL
     from polyledger.storage import BarStore
@@ -332,15 +332,9 @@ def run(
             give_up_after=give_up_after,
             timeout=(min(10.0, timeout), timeout),
         )
-        if process_count > 1:
-            job = ProcessRun(
-                ledger, ledger_path, data, base_url=url, options=options, processes=process_count,
-                log_level=_child_log_level(log_file),
-            )  # fmt: skip
-        else:
-            job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
-        report = _show_run(job)
-        # for `sync`, once the run was not refused (exit 2 changes nothing)
+        # for `sync`, once the run cannot be refused (exit 2 changes nothing), before it
+        # starts (a sync may begin while a long first run goes on)
+        check_adjustment(ledger, store, options)
         from polyledger.sync import remember_run
 
         remember_run(
@@ -354,6 +348,14 @@ def run(
             give_up_after=give_up_after,
             timeout=options.timeout,
         )
+        if process_count > 1:
+            job = ProcessRun(
+                ledger, ledger_path, data, base_url=url, options=options, processes=process_count,
+                log_level=_child_log_level(log_file),
+            )  # fmt: skip
+        else:
+            job = Run(ledger, store, api_key=api_key, base_url=url, options=options)
+        report = _show_run(job)
     if report.outcome == "interrupted":
         raise typer.Exit(130)
     if not report.ok:

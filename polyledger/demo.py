@@ -12,6 +12,7 @@ with only the entitled bars), and transient faults that are retried away.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from pathlib import Path
 
 from rich.console import Console
@@ -90,21 +91,29 @@ def _check_own_folder(directory: Path) -> None:
     earlier demo, is resumed."""
     ledger_path, data = directory / "ledger.db", directory / "data"
     if ledger_path.exists():
-        try:
-            with Ledger(ledger_path, create=False) as ledger:
-                ours = ledger.setting(DEMO_SETTING) == "true"
-        except Exception:  # not a ledger at all, damaged, or another program's database
-            ours = False
-        if not ours:
+        if not _is_demo_ledger(ledger_path):
             raise InputError(
                 f"{directory} holds a ledger that is not the demo's: the demo writes synthetic bars, "
-                "so give it a folder of its own (--dir)"
+                "so give it a folder of its own (--dir; an earlier version's demo folder: delete it)"
             )
     elif data.is_dir() and any(data.iterdir()):
         raise InputError(
             f"{data} holds files and no demo ledger: the demo writes synthetic bars, so give it a "
             "folder of its own (--dir)"
         )
+
+
+def _is_demo_ledger(path: Path) -> bool:
+    """Read-only (opening it as a ledger would migrate another version's schema)."""
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            row = connection.execute("SELECT value FROM settings WHERE key = ?", (DEMO_SETTING,)).fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error:  # not a ledger at all, damaged, or another program's database
+        return False
+    return row is not None and row[0] == "true"
 
 
 def run_demo(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -96,6 +97,16 @@ def test_the_demo_never_writes_its_bars_into_another_download(tmp_path):
     with pytest.raises(InputError, match="holds files and no demo ledger"):
         run_demo(tmp_path / "bars", workers=2, console=quiet)
     assert sorted(p.name for p in (tmp_path / "bars").iterdir()) == ["data"]
+    # a download of an earlier version: refused without opening it as a ledger (which migrates)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "ledger.db").write_bytes(
+        (Path(__file__).parent / "fixtures" / "ledger-0006" / "ledger.db").read_bytes()
+    )
+    with pytest.raises(InputError, match="not the demo's"):
+        run_demo(old, workers=2, console=quiet)
+    with sqlite3.connect(old / "ledger.db") as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == ("0006",)
 
 
 def test_an_earlier_demos_folder_is_resumed(tmp_path):

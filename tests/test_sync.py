@@ -4,6 +4,7 @@ the last completed session, plans through it, runs, audits, under a lock in the 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -141,6 +142,28 @@ def test_sync_says_which_periods_another_run_held_while_it_planned(work, stand_i
     ran = run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url, "--workers", "2")
     assert "2 widened" in ran.out, ran.out
     assert "1 being fetched by another run (widened next time)" in ran.out, ran.out
+
+
+def test_a_sync_started_while_a_run_works_reads_that_runs_options(work, stand_in, monkeypatch):
+    """`run --data elsewhere` remembers its options for `sync` as it starts (once it can no
+    longer be refused), not when it ends: a sync from cron during a long first run uses its
+    data folder, not ./data."""
+    from polyledger.fetch.runner import Run
+    from polyledger.sync import RUN_KEY
+
+    _planned(stand_in.url, "day")
+    seen: list = []
+    real_execute = Run.execute
+
+    def execute_and_look(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with Ledger("ledger.db", create=False) as other:  # what a sync starting now reads
+            seen.append(other.setting(RUN_KEY))
+        return real_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(Run, "execute", execute_and_look)
+    ran = run_cli("run", "--data", "elsewhere", "--base-url", stand_in.url)
+    assert ran.code == 0, ran.out + ran.err
+    assert seen[0] is not None and json.loads(seen[0])["data"].endswith("elsewhere")
 
 
 def test_splits_announced_since_the_last_sync_refetch_only_that_ticker_and_make_its_bars_stale(

@@ -137,6 +137,29 @@ class RunReport:
         return self.outcome == "finished" and not self.unsettled
 
 
+def check_adjustment(ledger: Ledger, store: BarStore, options: RunOptions) -> None:
+    """One ledger, one choice: adjusted and raw bars never end up side by side. Decided by
+    the first run that may fetch bars (not by one fetching only splits or details), and
+    recorded in the data folder too (`polyledger-data.json`), so that two ledgers with
+    different choices cannot share one folder: checked before any request (by `Run`, and
+    by `polyledger run` before it remembers its options)."""
+    adjustable = [name for name in datasets.names() if datasets.get(name).adjustable]
+    bar_datasets = [name for name in (options.datasets or adjustable) if name in adjustable]
+    if not bar_datasets:
+        return
+    if not queries.has_units(ledger, bar_datasets):
+        return
+    wanted = "true" if options.adjusted else "false"
+    have, want = ("adjusted", "unadjusted") if wanted == "false" else ("unadjusted", "adjusted")
+    refusal = f"this ledger holds {have} bars; use a separate ledger and data folder for {want} bars"
+    # both checked before either is recorded: a refused run changes nothing
+    if ledger.setting("adjusted") not in (None, wanted):
+        raise InputError(refusal)
+    store.hold_bars(adjusted=options.adjusted)
+    if ledger.claim_setting("adjusted", wanted) != wanted:  # another run, just now
+        raise InputError(refusal)
+
+
 class Run:
     """One `polyledger run`. Build it, then call `execute()` (blocking)."""
 
@@ -266,25 +289,7 @@ class Run:
         )
 
     def _check_adjustment(self) -> None:
-        """One ledger, one choice: adjusted and raw bars never end up side by side. Decided
-        by the first run that may fetch bars (not by one fetching only splits or details),
-        and recorded in the data folder too (`polyledger-data.json`), so that two ledgers
-        with different choices cannot share one folder: checked before any request."""
-        adjustable = [name for name in datasets.names() if datasets.get(name).adjustable]
-        bar_datasets = [name for name in (self.options.datasets or adjustable) if name in adjustable]
-        if not bar_datasets:
-            return
-        if not queries.has_units(self.ledger, bar_datasets):
-            return
-        wanted = "true" if self.options.adjusted else "false"
-        have, want = ("adjusted", "unadjusted") if wanted == "false" else ("unadjusted", "adjusted")
-        refusal = f"this ledger holds {have} bars; use a separate ledger and data folder for {want} bars"
-        # both checked before either is recorded: a refused run changes nothing
-        if self.ledger.setting("adjusted") not in (None, wanted):
-            raise InputError(refusal)
-        self.store.hold_bars(adjusted=self.options.adjusted)
-        if self.ledger.claim_setting("adjusted", wanted) != wanted:  # another run, just now
-            raise InputError(refusal)
+        check_adjustment(self.ledger, self.store, self.options)
 
     def _heartbeat(self, finished: threading.Event) -> None:
         """Say this run is alive every beat and renew its leases every quarter lease, on its

@@ -311,6 +311,11 @@ def test_audit_deep_finds_every_mismatch_and_repair_restores_consistency(work, m
         stray.mkdir(parents=True)
         (stray / "part.parquet").write_bytes(other.read_bytes())  # extra
         (data / "ticker=TINY/year=2023/month=01/.tmp-deadbeef-part.parquet").write_bytes(b"half")  # temporary
+        with sqlite3.connect(work / "ledger.db") as connection:  # left by a version that kept it
+            connection.execute(
+                "UPDATE units SET state = 'empty_confirmed', file_path = NULL "
+                "WHERE ticker = 'TINY' AND period = '2023-02'"
+            )
 
         result = run_cli("audit", "--deep", "--json")
         assert result.code == 1
@@ -321,9 +326,11 @@ def test_audit_deep_finds_every_mismatch_and_repair_restores_consistency(work, m
             ("unreadable_file", "ticker=PLUG"),
             ("extra_file", "ticker=NOBODY"),
             ("stray_temporary", "ticker=TINY"),
+            ("withdrawn_file", "ticker=TINY"),  # its unit has no bars now
         }
         fixed = run_cli("repair")
-        assert "3 units queued again, 2 files quarantined, 1 stray temporaries removed" in fixed.out
+        assert "3 units queued again, 3 files quarantined, 1 stray temporaries removed" in fixed.out
+        assert not (data / "ticker=TINY/year=2023/month=02/part.parquet").exists()
         assert list((work / "data" / ".quarantine").rglob("part.parquet"))  # the damaged file is kept
         assert run_cli("run", "--base-url", server.url).code == 0
     deep = json.loads(run_cli("audit", "--deep", "--json").out)["deep"]["findings"]

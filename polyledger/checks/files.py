@@ -21,7 +21,7 @@ UNIT_PROBLEMS = ("missing_file", "unreadable_file", "row_mismatch", "checksum_mi
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # one of UNIT_PROBLEMS, or extra_file, stray_temporary, stale_file
+    kind: str  # one of UNIT_PROBLEMS, or extra_file, stray_temporary, stale_file, withdrawn_file
     path: str  # relative to the data folder
     detail: str = ""
     unit_id: int | None = None
@@ -54,6 +54,16 @@ def deep_check(ledger: Ledger, store: BarStore, checksums: bool = True) -> list[
             findings.append(Finding("stray_temporary", relative, "left by an interrupted write"))
         elif name == PART_NAME and relative not in known:
             findings.append(Finding("extra_file", relative, "no unit in the ledger owns this file"))
+        elif name == PART_NAME and known[relative] == UnitState.EMPTY_CONFIRMED.value:
+            # the API answered no bars since this file was written: nothing fetches it again,
+            # and folder reads (`data/minute/**`) would return the withdrawn bars
+            findings.append(
+                Finding(
+                    "withdrawn_file",
+                    relative,
+                    "its unit has no bars now (empty_confirmed): `repair` moves it to .quarantine/",
+                )
+            )
         elif name == PART_NAME and known[relative] != UnitState.DONE.value:
             findings.append(
                 Finding("stale_file", relative, f"its unit is {known[relative]}: replaced when it is fetched")
@@ -102,7 +112,8 @@ def repair(
     ledger: Ledger, store: BarStore, findings: list[Finding], *, all_missing_is_fine: bool = False
 ) -> RepairResult:
     """Queue again every done unit whose file is missing or damaged (damaged files are moved
-    to `.quarantine/` first) and remove stray temporaries. Extra files are left alone.
+    to `.quarantine/` first), move files of units that have no bars now there too, and
+    remove stray temporaries. Extra files are left alone.
     When every file the ledger lists is missing, the location is almost surely the wrong
     one: refused unless `all_missing_is_fine` (else a typo re-queues the whole download)."""
     missing = sum(f.kind == "missing_file" for f in findings)
@@ -124,6 +135,11 @@ def repair(
             store.move(finding.path, target)  # an object store: copied, checked, then deleted
             quarantined.append(target)
         unit_ids.append(finding.unit_id)
+    for finding in findings:  # bars the API no longer answers: kept aside, never deleted
+        if finding.kind == "withdrawn_file" and store.exists(finding.path):
+            target = f"{QUARANTINE}/{stamp}/{finding.path}"
+            store.move(finding.path, target)
+            quarantined.append(target)
     requeued = ledger.reset_done_units(unit_ids)
     removed = sum(1 for f in findings if f.kind == "stray_temporary" and store.remove(f.path))
     return RepairResult(requeued=requeued, quarantined=quarantined, temporaries_removed=removed)

@@ -703,6 +703,10 @@ def universe(
     day = parse_date(as_of, "--date") if as_of else None
     if day is not None and day > et_today():
         raise InputError(f"--date {day} is in the future (US/Eastern): details exist up to today only")
+    from polyledger.plan import EARLIEST
+
+    if day is not None and day < EARLIEST:  # as `plan` refuses it
+        raise InputError(f"--date {day} is before {EARLIEST}: no stock data exists that early")
     type_list = [t.strip().upper() for t in types.split(",") if t.strip()]
     exchange_list = [e.strip().upper() for e in exchanges.split(",") if e.strip()]
     if not type_list or not exchange_list:

@@ -164,7 +164,11 @@ def _csv_records(path: Path) -> Iterator[_Record]:
     header_line, header = rows[0]
     names = [name.strip().lower() for name in header]
     if "ticker" not in names:
-        raise InputError(f"universe file {path} has no 'ticker' column in its header (line {header_line})")
+        separator = next((mark for mark in (";", "\t", "|") if any(mark in name for name in header)), None)
+        hint = f" (its columns look separated by {separator!r}: a universe CSV uses ',')" if separator else ""
+        raise InputError(
+            f"universe file {path} has no 'ticker' column in its header (line {header_line}){hint}"
+        )
     columns = {name: names.index(name) for name in COLUMNS if name in names}
     for number, row in rows[1:]:
         yield f"line {number}", {name: row[i] for name, i in columns.items() if i < len(row)}

@@ -30,6 +30,7 @@ from polyledger.testing import StandInServer
         (["serve", "--port", "99999"], "--port"),
         (["serve", "--straddle", "sometimes"], "--straddle must be one of 403, clip, not 'sometimes'"),
         (["universe", "--out", "u.csv", "--date", "2999-01-01"], "--date 2999-01-01 is in the future"),
+        (["universe", "--out", "u.csv", "--date", "1990-01-01"], "--date 1990-01-01 is before 2000-01-01"),
         (["universe", "--out", "u.csv", "--base-url", "http://me:pw@127.0.0.1:1"], "without credentials"),
         (["universe", "--out", "u.csv", "--base-url", "http://127.0.0.1:1/?apiKey=x"], "without credentials"),
     ],

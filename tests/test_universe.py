@@ -25,6 +25,8 @@ def test_reads_ticker_column_ignoring_others_blank_lines_and_bom(tmp_path):
     "text, message",
     [
         ("AAPL\nMSFT\n", "no 'ticker' column"),
+        ("ticker;name\nAAPL;Apple\n", "separated by ';': a universe CSV uses ','"),
+        ("ticker\tname\nAAPL\tApple\n", "separated by '\\t'"),
         ("ticker\nAA_PL\n", "invalid ticker 'AA_PL'"),
         ("ticker\n AAPL\n", "contains spaces"),
         ("ticker\nAA PL\n", "contains spaces"),

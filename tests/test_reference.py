@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
@@ -254,6 +255,21 @@ def test_dividends_are_keyed_by_id_else_by_what_they_say():
     kept = unique_dividends(frame)
     assert kept.select("frequency", "id").rows() == [(4, None), (0, None), (4, "E1"), (4, "E2")]
     assert unique_dividends(frame.lazy()).collect().equals(kept)
+
+
+def test_a_split_the_api_lists_twice_is_stored_once(monkeypatch):
+    """As dividends: the splits file holds each split once (by id, else by what it says);
+    the ledger's splits table keys them by date already."""
+    from polyledger.datasets import splits
+
+    row = {"ticker": "SPLT", "execution_date": "2024-06-10", "split_from": 1.0, "split_to": 4.0}
+    answer = results_frame(
+        [row, {**row, "historical_adjustment_factor": 0.25}, {**row, "id": "S1"}, {**row, "id": "S1"}], SPLITS
+    )
+    monkeypatch.setattr(splits, "fetch_results", lambda *args: answer)
+    unit = SimpleNamespace(ticker="SPLT")
+    stored = splits.fetch(None, unit, True, None)  # type: ignore[arg-type]
+    assert stored.select("id").rows() == [(None,), ("S1",)]
 
 
 def test_plan_and_run_splits_from_the_command_line(work):

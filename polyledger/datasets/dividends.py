@@ -6,11 +6,11 @@ dividends/ticker=AAPL/part.parquet
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from polyledger.datasets.reference import ReferenceEndpoint, fetch_results
+from polyledger.datasets.reference import Frame, ReferenceEndpoint, fetch_results, unique_records
 from polyledger.datasets.spec import DatasetSpec, ticker_path
 
 if TYPE_CHECKING:
@@ -51,24 +51,11 @@ NATURAL_KEY = (
     "frequency",
     "distribution_type",
 )
-Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
 def unique_dividends(frame: Frame) -> Frame:
-    """Each dividend once, in the order first sent: keyed by its `id` where it has one,
-    else by NATURAL_KEY (an answer listing one twice would otherwise apply it twice)."""
-    indexed = frame.with_row_index("_row")
-    has_id = pl.col("id").is_not_null()
-    return (
-        pl.concat(
-            [
-                indexed.filter(has_id).unique("id", keep="first", maintain_order=True),
-                indexed.filter(~has_id).unique(list(NATURAL_KEY), keep="first", maintain_order=True),
-            ]
-        )
-        .sort("_row")
-        .drop("_row")
-    )
+    """Each dividend once: by its `id`, else by NATURAL_KEY (`reference.unique_records`)."""
+    return unique_records(frame, NATURAL_KEY)
 
 
 def fetch(client: PolygonClient, unit: ClaimedUnit, adjusted: bool, spent: FetchCost) -> pl.DataFrame:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import polars as pl
 
@@ -34,6 +34,27 @@ class ReferenceEndpoint:
     params: dict[str, str]
     schema: dict[str, pl.DataType]
     dates: tuple[str, ...]  # columns sent as YYYY-MM-DD strings
+
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def unique_records(frame: Frame, natural_key: Sequence[str]) -> Frame:
+    """Each record once, in the order first sent: keyed by its `id` where it has one, else
+    by `natural_key` (an answer listing a split or a dividend twice would otherwise store
+    it twice, and a dividend apply twice)."""
+    indexed = frame.with_row_index("_row")
+    has_id = pl.col("id").is_not_null()
+    return (
+        pl.concat(
+            [
+                indexed.filter(has_id).unique("id", keep="first", maintain_order=True),
+                indexed.filter(~has_id).unique(list(natural_key), keep="first", maintain_order=True),
+            ]
+        )
+        .sort("_row")
+        .drop("_row")
+    )
 
 
 def results_frame(rows: Sequence[dict], endpoint: ReferenceEndpoint) -> pl.DataFrame:

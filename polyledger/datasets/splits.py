@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from polyledger.datasets.reference import ReferenceEndpoint, fetch_results
+from polyledger.datasets.reference import ReferenceEndpoint, fetch_results, unique_records
 from polyledger.datasets.spec import DatasetSpec, ticker_path
 
 if TYPE_CHECKING:
@@ -37,9 +37,14 @@ SPLITS = ReferenceEndpoint(
 )
 
 
+# what makes two records without an id the same split (historical_adjustment_factor is
+# recomputed by the API as later splits come)
+NATURAL_KEY = ("ticker", "execution_date", "split_from", "split_to", "adjustment_type")
+
+
 def fetch(client: PolygonClient, unit: ClaimedUnit, adjusted: bool, spent: FetchCost) -> pl.DataFrame:
     params = {**SPLITS.params, "ticker": unit.ticker}
-    return fetch_results(client, SPLITS, SPLITS.path, params, unit.ticker, spent)
+    return unique_records(fetch_results(client, SPLITS, SPLITS.path, params, unit.ticker, spent), NATURAL_KEY)
 
 
 def split_rows(frame: pl.DataFrame) -> list[tuple[str, float, float]]:

@@ -20,7 +20,9 @@ How the rate is found (by the process leading the key; the others follow it):
   several hosts it is minutes long): a rate that held since the last decision for
   HOLD_SECONDS and HOLD_REQUESTS key-wide without a 429 (more than a burst lets through
   above a limit) counts as accepted. A window younger than its length (on a grid, the
-  run's first seconds) is under the limit already: no margin is taken off it.
+  run's first seconds) holds the start's slack: no margin is taken off what it read, but
+  a 429 always cuts to at most 0.9 of the rate (that window may hold the server's first
+  bucket too).
 - Nothing refused yet: the rate is `--rate`. After a first cut, with nothing measured, it
   climbs by `SEEK` a second until the next 429 measures the limit.
 - At most one decision per second however many 429s arrive together; everyone pauses for

@@ -12,9 +12,9 @@ Conventions (README "Adjusted on read", docs/research.md):
   f = 1 - D / P, P the "previous close": the close of the security's last day bar before
   X (within 14 calendar days), else of its last minute bar before X in that span, under
   any of its symbols (after a rename, the old one's); both read raw and put on X's share
-  basis (split between them applied). It multiplies the
-  prices (not volumes) of every bar before X, as CRSP's cumulative factor does. A dividend
-  without a previous close, or with D >= P, is left out, with a warning.
+  basis (split between them applied). It multiplies the prices (not volumes) of every bar
+  before X, as CRSP's cumulative factor does. A dividend without a previous close, or
+  with D >= P, is left out, with a warning.
 - `as_of` = D puts every price on the share (and dividend) basis of day D: bars before D
   get the events in (bar, D], bars after D are divided by the events in (D, bar], so the
   series has no jump anywhere and equals the raw one on D. None (the default): every

@@ -130,8 +130,8 @@ def _past_thresholds(
 ) -> np.ndarray:
     """Each minute's threshold: the mean daily total of the `window` sessions before its
     own (fewer at the start) / bars_per_day; NaN in the first session (warm-up) and where
-    those sessions total nothing. Minutes
-    are in time order, so each session's minutes are contiguous."""
+    those sessions total nothing. Minutes are in time order, so each session's minutes are
+    contiguous."""
     if measure.size == 0:
         return measure.astype(np.float64)
     starts = np.flatnonzero(np.diff(session) != 0) + 1

@@ -313,9 +313,10 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
 
 
 def _unclaimed_by_others(added: list[dict], report: UniverseReport) -> list[dict]:
-    """Earlier symbols taken from events, but those two companies' events claim at once
-    (the provider's answers disagree): which one held it is not ours to guess, whatever
-    order the companies came in, so neither is added and both are reported."""
+    """The earlier symbols taken from events, less those two companies' events claim for
+    overlapping days (the provider's answers disagree): which one held it is not ours to
+    guess, whatever order the companies came in, so neither is added and both are
+    reported."""
     by_symbol: dict[str, list[dict]] = {}
     for row in added:
         by_symbol.setdefault(row["ticker"], []).append(row)

@@ -217,7 +217,7 @@ class Run:
         opts = self.options
         heap = return_freed_memory()  # page buffers reused, memory bounded: see fetch/heap.py
         log.debug("run heap: %s", heap or "as the C library has it")
-        self._check_adjustment()
+        check_adjustment(self.ledger, self.store, self.options)
         self._reclaim_expired()
         self.stats.total_units = self._units_in_scope()
         self.ledger.start_run(
@@ -287,9 +287,6 @@ class Run:
             request_errors=dict(self.client.errors_by_class),
             unsettled=self._unsettled(),
         )
-
-    def _check_adjustment(self) -> None:
-        check_adjustment(self.ledger, self.store, self.options)
 
     def _heartbeat(self, finished: threading.Event) -> None:
         """Say this run is alive every beat and renew its leases every quarter lease, on its

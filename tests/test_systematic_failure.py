@@ -130,9 +130,9 @@ def test_the_total_grows_with_units_planned_during_the_run():
 
     stats = outcomes(*[None] * 4)
     stats.total_units = 5
-    stats.recount(in_scope)
+    stats.recount(in_scope, None)
     assert (stats.settled, stats.total_units, asked) == (4, 5, [])
     stats.add(UnitOutcome("done"))
     stats.add(UnitOutcome("empty_confirmed"))
-    stats.recount(in_scope)
+    stats.recount(in_scope, None)
     assert (stats.settled, stats.total_units) == (6, 8)

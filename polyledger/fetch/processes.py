@@ -283,8 +283,7 @@ class ProcessRun:
                 if on_tick and time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + tick_seconds
                     self._sum()
-                    if not self.options.max_units:  # a budget is the total already
-                        self.stats.recount(self._units_in_scope)
+                    self.stats.recount(self._units_in_scope, self.options.max_units)
                     on_tick(self.stats)
             except KeyboardInterrupt:  # a second signal (graceful_stop raises it): pass it on
                 self._quit()

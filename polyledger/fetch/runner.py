@@ -100,11 +100,12 @@ class RunStats:
     def settled(self) -> int:
         return sum(self.outcomes[s] for s in SETTLED_OUTCOMES)
 
-    def recount(self, in_scope: Callable[[], int]) -> None:
+    def recount(self, in_scope: Callable[[], int], budget: int | None) -> None:
         """Units planned or queued again during the run (another terminal, a sync): once as
         many settled as were counted at the start, the total is what settled plus what
-        `in_scope()` (pending and running) says, so progress never reads 6/5."""
-        if self.settled >= self.total_units:
+        `in_scope()` (pending and running) says, so progress never reads 6/5. A --max-units
+        `budget` is the total already."""
+        if not budget and self.settled >= self.total_units:
             self.total_units = max(self.total_units, self.settled + in_scope())
 
     def systematic_internal_error(self) -> str | None:
@@ -337,8 +338,7 @@ class Run:
         while any(thread.is_alive() for thread in threads):
             for thread in threads:
                 thread.join(timeout=tick_seconds / len(threads))
-            if not self.options.max_units:  # a budget is the total already
-                self.stats.recount(self._units_in_scope)
+            self.stats.recount(self._units_in_scope, self.options.max_units)
             if on_tick:
                 on_tick(self.stats)
             systematic = self.stats.systematic_internal_error()

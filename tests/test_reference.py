@@ -272,6 +272,34 @@ def test_a_split_the_api_lists_twice_is_stored_once(monkeypatch):
     assert stored.select("id").rows() == [(None,), ("S1",)]
 
 
+def test_two_different_splits_on_one_day_fail_the_unit_saying_both(work):
+    """The ledger's splits table holds one ratio a day (what adjustment and the stale audit
+    read): two ratios on one date are refused with both named, never one kept silently;
+    the same split said two ways (1->4, 2->8) is one ratio."""
+    listings = [
+        Listing("SPLT", bars_per_day=5, splits=(Split(SPLIT_DAY, 1, 4), Split(SPLIT_DAY, 1, 5))),
+        Listing("SAME", bars_per_day=5, splits=(Split(SPLIT_DAY, 1, 4), Split(SPLIT_DAY, 2, 8))),
+    ]
+    (work / "u.csv").write_text("ticker\nSPLT\nSAME\n", encoding="utf-8")
+    assert run_cli("plan", "--universe", "u.csv", "--dataset", "splits").code == 0
+    with StandInServer(SyntheticMarket(listings, seed=2), api_keys=(API_KEY,)) as api:
+        ran = run_cli("run", "--base-url", api.url, "--dataset", "splits")
+    assert ran.code == 1, ran.out + ran.err
+    found = run_cli(
+        "sql", "SELECT ticker, state, error_class, last_error FROM units ORDER BY ticker", "--format", "csv"
+    )
+    rows = found.out.splitlines()[1:]
+    assert rows[0] == "SAME,done,,"
+    assert rows[1].startswith("SPLT,failed,conflicting_splits,")
+    assert "2 different splits of SPLT on 2024-06-10: 1->4 and 1->5" in rows[1]
+    table = run_cli(
+        "sql", "SELECT ticker, split_to / split_from AS r FROM splits ORDER BY ticker", "--format", "csv"
+    )
+    assert table.out.splitlines()[1:] == ["SAME,4.0"]  # nothing of SPLT's guessed into it
+    audited = run_cli("audit")
+    assert audited.code == 1 and "conflicting_splits" in audited.out
+
+
 def test_plan_and_run_splits_from_the_command_line(work):
     market = SyntheticMarket([Listing("SPLT", bars_per_day=5, splits=(Split(SPLIT_DAY, 1, 4),))], seed=2)
     (work / "u.csv").write_text("ticker\nSPLT\nNOSUCH\n", encoding="utf-8")

@@ -14,6 +14,7 @@ import polars as pl
 
 from polyledger.datasets.reference import ReferenceEndpoint, fetch_results, unique_records
 from polyledger.datasets.spec import DatasetSpec, ticker_path
+from polyledger.errors import PermanentError
 
 if TYPE_CHECKING:
     from polyledger.ledger import ClaimedUnit, Ledger
@@ -44,7 +45,39 @@ NATURAL_KEY = ("ticker", "execution_date", "split_from", "split_to", "adjustment
 
 def fetch(client: PolygonClient, unit: ClaimedUnit, adjusted: bool, spent: FetchCost) -> pl.DataFrame:
     params = {**SPLITS.params, "ticker": unit.ticker}
-    return unique_records(fetch_results(client, SPLITS, SPLITS.path, params, unit.ticker, spent), NATURAL_KEY)
+    frame = unique_records(
+        fetch_results(client, SPLITS, SPLITS.path, params, unit.ticker, spent), NATURAL_KEY
+    )
+    check_one_ratio_a_day(unit.ticker, frame)
+    return frame
+
+
+def check_one_ratio_a_day(ticker: str, frame: pl.DataFrame) -> None:
+    """Two different ratios on one execution date cannot both be the split: the unit
+    fails `conflicting_splits` saying both (the ledger's table, which adjustment and the
+    stale audit read, holds one ratio a day; keeping either one silently would adjust
+    every earlier bar by a guess). A later `retry --class conflicting_splits` asks again."""
+    ratios = (
+        frame.select("execution_date", "split_from", "split_to")
+        .drop_nulls()
+        .filter(pl.col("split_from") > 0)
+        .with_columns((pl.col("split_to") / pl.col("split_from")).round(9).alias("ratio"))
+        .unique(["execution_date", "ratio"], maintain_order=True)  # 1->4 and 2->8 agree
+    )
+    clashes = ratios.filter(pl.col("execution_date").is_duplicated())
+    if clashes.height:
+        day = clashes.get_column("execution_date")[0]
+        said = [
+            f"{a:g}->{b:g}"
+            for a, b in clashes.filter(pl.col("execution_date") == day)
+            .sort("ratio")
+            .select("split_from", "split_to")
+            .rows()
+        ]
+        raise PermanentError(
+            f"the API lists {len(said)} different splits of {ticker} on {day}: {' and '.join(said)}",
+            error_class="conflicting_splits",
+        )
 
 
 def split_rows(frame: pl.DataFrame) -> list[tuple[str, float, float]]:

@@ -284,11 +284,14 @@ def run(
             _echo(f"units built again whose day files were read for fewer tickers: {again:,}")
         if restaged:
             _echo(f"day files read again: {restaged:,} (staged for fewer tickers, or deleted)")
+        if len(flat.runs) == 1 and flat.runs[0].outcome == "finished":
+            left = f"{flat.days_left:,} day files still to read" if flat.days_left else "--max-units reached"
+            _echo(f"ticker units not built this run ({left}): run again to go on")
         outdated = sum(run.stats.errors.get("days_outdated", 0) for run in flat.runs)
         if outdated:
             _echo(
-                f"{outdated:,} units were planned while their day files were being read (another `plan`): "
-                "run again to read those days for them and build them"
+                f"{outdated:,} units need day files read again (a `plan` while they were read, or their "
+                "staged files deleted): run again to read those days and build them"
             )
         waiting = sum(run.stats.errors.get("not_published", 0) for run in flat.runs)
         if waiting:

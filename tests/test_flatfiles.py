@@ -7,6 +7,7 @@ stale, adjusted ledgers refused, a 403 told in one line without secrets."""
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -37,7 +38,16 @@ from polyledger.flatfiles import units as flat_units
 from polyledger.flatfiles.prepare import prepare
 from polyledger.ledger import Ledger
 from polyledger.periods import ET
-from polyledger.testing.flatfiles import FlatDefects, day_rows, gzip_csv, object_key, replace_day, s3_client
+from polyledger.testing.flatfiles import (
+    FlatDefects,
+    day_rows,
+    gzip_csv,
+    object_key,
+    publish,
+    replace_day,
+    s3_client,
+)
+from polyledger.trading_days import trading_days
 
 DUPLICATED = (D(2023, 5, 10), "TINY")
 
@@ -292,7 +302,7 @@ def test_a_ticker_planned_while_the_months_are_built_is_never_built_empty(
     monkeypatch.setattr(flat_units, "build_units", plan_meanwhile)
     first = _flat(ledger, data, "--workers", "1")
     monkeypatch.setattr(flat_units, "build_units", build)
-    assert first.code == 1 and "run again to read those days for them" in first.out, first.out
+    assert first.code == 1 and "run again to read those days and build them" in first.out, first.out
     plug = [row for row in _units(ledger, "minute") if row["ticker"] == "PLUG"]
     assert {(row["state"], row["error_class"]) for row in plug} == {("failed", "days_outdated")}
 
@@ -596,3 +606,208 @@ def test_the_flat_file_route_on_a_postgresql_ledger(work, market, moto_endpoint,
     assert f"day files read again: {len([day for day in DAYS if day.month == 5]) - 1}" in again.out, again.out
     assert "staged day files deleted" in again.out and _staged(work, "data") == []
     assert run_cli("audit", "--etags", "--deep", "--ledger", pg_url, "--data", "data").code == 0
+
+
+# --- found by a review (2026-12-01, evening) ------------------------------------------
+
+MAY = trading_days(dt.date(2023, 5, 1), dt.date(2023, 5, 31))
+SMALL = ["AAPL", "TINY"]
+
+
+def _bucket(monkeypatch: pytest.MonkeyPatch, endpoint: str, request: pytest.FixtureRequest) -> str:
+    import hashlib
+
+    name = f"rvw-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]}"
+    use_bucket(monkeypatch, endpoint, name)
+    return name
+
+
+def _plan_may(work, tickers, ledger="l.db", dataset="minute") -> None:  # type: ignore[no-untyped-def]
+    write_universe(work / "u.csv", tickers)
+    result = run_cli(
+        "plan", "--universe", "u.csv", "--from", "2023-05-01", "--to", "2023-05-31",
+        "--dataset", dataset, "--ledger", ledger,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+
+
+def test_max_units_runs_burn_the_months_attempts_and_fail_them_days_unread(
+    work, market, moto_endpoint, monkeypatch, request
+):
+    """`--max-units N` stops phase 1 (the days) with outcome "finished", so phase 2 runs with
+    a fresh budget of N and claims ticker-months whose days are still unread: each is
+    requeued `days_unread`, an attempt spent. Three such runs (the default --max-attempts)
+    fail the months for good; the full run after that leaves them failed."""
+    bucket = _bucket(monkeypatch, moto_endpoint, request)
+    publish(s3_client(moto_endpoint), bucket, market, MAY, SMALL, kinds=("minute",))
+    _plan_may(work, SMALL)
+    for _ in range(3):  # a user sampling the route a few units at a time
+        sample = _flat("l.db", "data", "--max-units", "3")
+        assert "ticker units not built this run (" in sample.out and "run again to go on" in sample.out, (
+            sample.out
+        )
+    claimed = sum(1 for row in _units("l.db", "minute_files") if row["state"] == "done")
+    assert claimed == 9  # three runs of 3 units: the budget counts both phases
+    full = _flat("l.db", "data")
+    months = {(row["ticker"], row["state"], row["error_class"]) for row in _units("l.db", "minute")}
+    assert months == {("AAPL", "done", None), ("TINY", "done", None)}, (months, full.out)
+
+
+def test_an_unparsable_value_in_another_symbols_row_is_called_a_bug_and_fails_the_day(
+    work, market, moto_endpoint, monkeypatch, request
+):
+    """docs/flatfiles.md: "Rows of other symbols are not checked (never stored)". But one
+    unparsable value anywhere in the day file (here SIRI's `transactions` written `12.0`, not
+    in the universe) makes polars' CSV scan raise ComputeError inside `read_day`
+    (polyledger/flatfiles/stage.py `scan.select(pl.len())`/`filter().collect()`), which is no
+    FetchError: the day and its months fail `internal:ComputeError`, the class of a bug in
+    polyledger, although AAPL's and TINY's rows are fine."""
+    bucket = _bucket(monkeypatch, moto_endpoint, request)
+    s3 = s3_client(moto_endpoint)
+    publish(s3, bucket, market, MAY, [*SMALL, "SIRI"], kinds=("minute",))
+    day = dt.date(2023, 5, 10)
+    rows = day_rows(market, "minute", day, [*SMALL, "SIRI"])
+    text = rows.write_csv()
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("SIRI,"))
+    fields = lines[at].split(",")
+    fields[-1] = f"{fields[-1]}.0"  # transactions "12.0": another symbol's row, never stored
+    lines[at] = ",".join(fields)
+    body = gzip.compress(("\n".join(lines) + "\n").encode())
+    s3.put_object(Bucket=bucket, Key=object_key("minute", day), Body=body)
+    _plan_may(work, SMALL)
+    result = _flat("l.db", "data", "--max-attempts", "1")
+    read = next(row for row in _units("l.db", "minute_files") if row["period_start"] == day.isoformat())
+    months = {(row["state"], row["error_class"]) for row in _units("l.db", "minute")}
+    assert not str(read["error_class"] or "").startswith("internal:"), (
+        read["error_class"],
+        read["last_error"],
+    )
+    assert months == {("done", None)}, (months, result.out)
+
+
+def test_an_unparsable_value_in_a_universe_row_fails_the_day_bad_shape(
+    work, market, moto_endpoint, monkeypatch, request
+):
+    """The same value in a row of the universe's: the day is `bad_shape` (a data class, one
+    line), its months with it; nothing of it stored."""
+    bucket = _bucket(monkeypatch, moto_endpoint, request)
+    s3 = s3_client(moto_endpoint)
+    publish(s3, bucket, market, MAY, SMALL, kinds=("minute",))
+    day = dt.date(2023, 5, 10)
+    lines = day_rows(market, "minute", day, SMALL).write_csv().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("AAPL,"))
+    lines[at] = lines[at] + ".5"  # transactions "12.5"
+    body = gzip.compress(("\n".join(lines) + "\n").encode())
+    s3.put_object(Bucket=bucket, Key=object_key("minute", day), Body=body)
+    _plan_may(work, SMALL)
+    result = _flat("l.db", "data", "--max-attempts", "1")
+    assert result.code == 1
+    read = next(row for row in _units("l.db", "minute_files") if row["period_start"] == day.isoformat())
+    assert (read["state"], read["error_class"]) == ("failed", "bad_shape")
+    assert read["last_error"].startswith(f"the flat file of {day} cannot be read as the documented CSV")
+    assert "\n" not in read["last_error"]
+    assert {(row["state"], row["error_class"]) for row in _units("l.db", "minute")} == {
+        ("failed", "bad_shape")
+    }
+
+
+def test_a_bucket_name_with_a_space_is_two_lines_of_error(work, moto_endpoint, monkeypatch):
+    """Bad input is one clear line: a POLYLEDGER_FLATFILES_BUCKET botocore refuses is
+    wrapped as `InputError(f"flat files: cannot list ...: {error}")` in
+    FlatFilesSource.probe (polyledger/flatfiles/source.py:137), and botocore's
+    ParamValidationError text holds a newline and two regexes."""
+    use_bucket(monkeypatch, moto_endpoint, "my flatfiles")
+    _plan_may(work, SMALL)
+    result = _flat("l.db", "data")
+    assert result.code == 2
+    assert len(result.err.strip().splitlines()) == 1, result.err
+
+
+@pytest.mark.parametrize("narrowed", [("--ticker", "AAPL"), ("--dataset", "minute")])
+def test_retrying_a_month_failed_for_a_missing_day_never_reads_the_day_again(
+    work, market, moto_endpoint, monkeypatch, request, narrowed
+):
+    """A month failed `missing_file`, its day since published: `retry --class missing_file`
+    narrowed to the ticker (or dataset) the user cares about puts the month back, but the
+    failed day unit (ticker '*', dataset minute_files) stays failed, and `prepare`
+    (polyledger/flatfiles/prepare.py) only requeues days that were pruned or staged for
+    another universe (and `not_published` ones): `unread` (transpose.py) fails the month
+    again with `missing_file` at once, the bucket never asked."""
+    bucket = _bucket(monkeypatch, moto_endpoint, request)
+    hole = dt.date(2023, 5, 10)
+    s3 = s3_client(moto_endpoint)
+    publish(s3, bucket, market, [day for day in MAY if day != hole], SMALL, kinds=("minute",))
+    _plan_may(work, SMALL)
+    assert _flat("l.db", "data").code == 1
+    assert {row["error_class"] for row in _units("l.db", "minute")} == {"missing_file"}
+
+    publish(s3, bucket, market, [hole], SMALL, kinds=("minute",))  # published late
+    assert run_cli("retry", "--class", "missing_file", *narrowed, "--ledger", "l.db").code == 0
+    result = _flat("l.db", "data")
+    aapl = next(row for row in _units("l.db", "minute") if row["ticker"] == "AAPL")
+    assert (aapl["state"], aapl["error_class"]) == ("done", None), (dict(aapl), result.out)
+
+
+def test_reconcile_compares_a_rest_month_with_days_staged_without_its_ticker(
+    work, market, server, moto_endpoint, monkeypatch, request
+):
+    """`rebuild_from_flat_files` (polyledger/flatfiles/reconcile.py) takes a REST unit's bars
+    from the staged day files whatever universe they were staged for (`flat_files.universe`
+    is never looked at): a ticker planned after the days were staged, and filled from the
+    API, is "rebuilt" as no bars, and `audit --reconcile` reports every one of its bars as
+    differing (exit 1) although both routes agree."""
+    from polyledger.flatfiles import route
+    from polyledger.flatfiles.prune import Pruned
+
+    bucket = _bucket(monkeypatch, moto_endpoint, request)
+    publish(s3_client(moto_endpoint), bucket, market, MAY, [*SMALL, "PLUG"], kinds=("minute",))
+    _plan_may(work, SMALL)
+    with monkeypatch.context() as patched:  # stopped (kill -9) between the build and the prune
+        patched.setattr(route, "prune_staged", lambda *args: Pruned(0, 0))
+        assert _flat("l.db", "data").code == 0
+    _plan_may(work, [*SMALL, "PLUG"])  # a ticker planned since, filled from the API
+    rest = run_cli("run", "--unadjusted", "--base-url", server.url, "--ledger", "l.db", "--data", "data")
+    assert rest.code == 0, rest.err + rest.out
+    plug = next(row for row in _units("l.db", "minute") if row["ticker"] == "PLUG")
+    assert (plug["state"], plug["source"]) == ("done", "rest") and plug["rows"] > 100
+
+    monkeypatch.setenv("POLYGON_BASE_URL", server.url)
+    audit = run_cli("audit", "--reconcile", "100", "--ledger", "l.db", "--data", "data")
+    lines = [line for line in audit.out.splitlines() if line.startswith("reconcile minute PLUG")]
+    assert lines and lines[0].endswith("0 only stored, 0 only the other route, 0 different"), lines
+
+
+def test_a_stop_between_deleting_a_staged_day_and_forgetting_it_fails_the_next_rebuild(
+    work, market, moto_endpoint, monkeypatch, request
+):
+    """prune.py deletes a staged day's file, then the ledger forgets its path; a stop in
+    between leaves a `done` day whose `file_path` names a deleted file. The docs say the next
+    run heals it, but the next run's prune comes *after* its build: a month of that period
+    queued again meanwhile (here `retry --stale` for another replaced day) passes `unread`
+    (transpose.py: done with a file_path) and `prepare` does not read the day again
+    (`pruned_needed` wants file_path NULL), so the batch's scan of the deleted file raises
+    and every month of the batch fails `internal:...` (the class of a polyledger bug)."""
+    from polyledger.flatfiles import route
+    from polyledger.flatfiles.prune import Pruned
+    from polyledger.testing.flatfiles import replace_day
+
+    bucket = _bucket(monkeypatch, moto_endpoint, request)
+    s3 = s3_client(moto_endpoint)
+    publish(s3, bucket, market, MAY, SMALL, kinds=("minute",))
+    _plan_may(work, SMALL)
+    with monkeypatch.context() as patched:
+        patched.setattr(route, "prune_staged", lambda *args: Pruned(0, 0))
+        assert _flat("l.db", "data").code == 0
+    staged = sorted((work / "data" / "minute_files").rglob("*.parquet"))
+    staged[0].unlink()  # the prune deleted this one, then was killed before the ledger forgot it
+
+    replace_day(s3, bucket, market, "minute", dt.date(2023, 5, 10), SMALL, "AAPL")
+    assert run_cli("audit", "--etags", "--ledger", "l.db", "--data", "data").code == 1
+    assert run_cli("retry", "--stale", "--ledger", "l.db").code == 0
+    first = _flat("l.db", "data")  # finds the file gone: the day forgotten, the months wait for it
+    assert first.code == 1 and "need day files read again" in first.out, first.out
+    assert {row["error_class"] for row in _units("l.db", "minute")} == {"days_outdated"}
+    result = _flat("l.db", "data")  # reads the day again, builds the months
+    months = {(row["ticker"], row["state"], row["error_class"]) for row in _units("l.db", "minute")}
+    assert months == {("AAPL", "done", None), ("TINY", "done", None)}, (months, result.out)

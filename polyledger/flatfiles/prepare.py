@@ -1,8 +1,8 @@
 """Before a flat-file run: units that failed because a day's file was not published yet
 queued again (`not_published`: it may be there now), the day units its ticker units need
 planned; days staged for a smaller universe than today's queued again (a ticker planned
-since is not in them), and days whose staged file was deleted (`prune`) queued again when
-a pending unit needs them."""
+since is not in them), and days whose staged file was deleted (`prune`), or that failed,
+queued again when a pending unit needs them."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ class Prepared:
 def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
     """For each ticker dataset in `targets` (minute, day): a day unit for every trading day
     of its pending units (a holiday is no unit), and the settled days whose staged
-    universe differs from today's, or whose staged file was deleted while a pending unit
-    needs it, back to pending; first, the units that failed for a day not published yet."""
+    universe differs from today's, or whose staged file was deleted or that failed while a
+    pending unit needs it, back to pending; first, the units that failed for a day not published yet."""
     added = restaged = unpublished = outdated_units = 0
     for target in targets:
         day_dataset = ROUTES[target]
@@ -52,5 +52,6 @@ def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
         ]
         outdated += ledger.unrecorded_flat_days(day_dataset)  # staged for what is unknown
         restaged += ledger.reset_ids(outdated, {UnitState.DONE, UnitState.EMPTY_CONFIRMED})
-        restaged += ledger.reset_ids(ledger.pruned_needed(target, day_dataset), {UnitState.DONE})
+        again = ledger.days_to_read_again(target, day_dataset)
+        restaged += ledger.reset_ids(again, {UnitState.DONE, UnitState.FAILED})
     return Prepared(added, restaged, unpublished, outdated_units)

@@ -22,6 +22,7 @@ import polars as pl
 
 from polyledger.bars import BAR_SCHEMA, split_by_unit
 from polyledger.datasets.flat_days import ROUTES, object_key
+from polyledger.flatfiles.job import period_of, universe_hash
 from polyledger.flatfiles.source import FlatFilesSource
 from polyledger.flatfiles.stage import read_day
 from polyledger.flatfiles.transpose import SETTLED, to_raw
@@ -70,17 +71,21 @@ def rebuild_from_flat_files(
     source: FlatFilesSource | None = None,
 ) -> pl.DataFrame | None:
     """The unit's bars from its days (None unless every trading day is read, and, for a
-    day whose staged file was deleted, unless `source` can read it again)."""
+    day whose staged file was deleted or that was read for other tickers, unless `source`
+    can read it again)."""
     day_dataset = ROUTES[dataset]
     days = ledger.flat_days(day_dataset, start, end)
     if len(days) != len(trading_days(start, end)) or any(row.state not in SETTLED for row in days):
         return None
-    pruned = [row for row in days if row.state == "done" and not row.file_path]
-    if pruned and source is None:
+    # what the unit's period holds now: a day staged (or found empty) for other tickers may
+    # lack this one (planned since, filled from the API), so it is read from the bucket again
+    staged_for = universe_hash(ledger.tickers_by_period(dataset).get(period_of(dataset, start), ()))
+    again = [row for row in days if (row.state == "done" and not row.file_path) or row.universe != staged_for]
+    if again and source is None:
         return None  # never as if those days had no bars
-    files = [row.file_path for row in days if row.file_path]
+    files = [row.file_path for row in days if row.file_path and row not in again]
     parts = [store.scan_parquet(files).filter(pl.col("ticker") == ticker).collect()] if files else []
-    for row in pruned:
+    for row in again:
         day = dt.date.fromisoformat(str(row.period_start)[:10])
         with tempfile.TemporaryDirectory(prefix="polyledger-reconcile-") as folder:
             path = Path(folder) / "day.csv"

@@ -34,6 +34,7 @@ class FlatRunReport:
     prepared: Prepared
     runs: list[RunReport] = field(default_factory=list)
     pruned: Pruned | None = None  # after both runs finished (not after a stop)
+    days_left: int = 0  # day units unread when the build was not started (--max-units)
 
     @property
     def outcome(self) -> str:
@@ -90,12 +91,13 @@ def run_flatfiles(
             workers=workers,
             adjusted=False,
             lease_seconds=lease_seconds,
-            max_units=max_units,
             max_attempts=max_attempts,
             flatfiles=config,
         )
-        for phase in (tuple(ROUTES[name] for name in targets), targets):
-            options = RunOptions(datasets=phase, **common)
+        budget = max_units  # --max-units counts the units of both phases together
+        days, months = tuple(ROUTES[name] for name in targets), targets
+        for phase in (days, months):
+            options = RunOptions(datasets=phase, max_units=budget, **common)
             run: Run | ProcessRun
             if count > 1:  # each phase in `count` processes: the staged days all read before the build
                 run = ProcessRun(
@@ -104,8 +106,16 @@ def run_flatfiles(
                 )  # fmt: skip
             else:
                 run = Run(ledger, store, api_key="", base_url=config.endpoint, options=options)
-            report.runs.append(execute(run))
-            if report.runs[-1].outcome != "finished":
+            last = execute(run)
+            report.runs.append(last)
+            if last.outcome != "finished":
+                break
+            if budget is not None:
+                budget = max(0, budget - sum(last.stats.outcomes.values()))
+            if phase is days and (budget == 0 or {"pending", "running"} & set(last.unsettled)):
+                # days left to read (a --max-units sample, another host's): a month built now
+                # would only go back to the queue `days_unread`, an attempt spent each time
+                report.days_left = sum(last.unsettled.get(state, 0) for state in ("pending", "running"))
                 break
         else:
             report.pruned = prune_staged(ledger, store, targets)

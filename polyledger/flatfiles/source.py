@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from polyledger.errors import FatalRunError, InputError, PermanentError, TransientError, status_class
+from polyledger.errors import (
+    FatalRunError,
+    InputError,
+    PermanentError,
+    TransientError,
+    one_line,
+    status_class,
+)
 from polyledger.secrets import register_secret
 
 KEY_ID_ENV = "POLYLEDGER_FLATFILES_KEY_ID"
@@ -134,7 +141,7 @@ class FlatFilesSource:
             error = self._error(exc, prefix)
             if isinstance(error, FatalRunError):
                 raise error from None
-            raise InputError(f"flat files: cannot list {self.config.endpoint}: {error}") from None
+            raise InputError(f"flat files: cannot list {self.config.endpoint}: {one_line(error)}") from None
 
     def fetch_day(self, key: str, into: Path) -> DayObject:
         """The object's CSV, decompressed as it streams into `into` (a day of the whole

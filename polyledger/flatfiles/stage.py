@@ -20,7 +20,7 @@ import polars as pl
 
 from polyledger.bars import BAR_SCHEMA
 from polyledger.datasets.flat_days import ROUTES, object_key
-from polyledger.errors import PermanentError, ProtocolError
+from polyledger.errors import PermanentError, ProtocolError, one_line
 from polyledger.fetch.units import UnitJob, UnitOutcome, _logged
 from polyledger.flatfiles import publication
 from polyledger.flatfiles.job import FlatJob, period_of, universe_hash
@@ -46,18 +46,29 @@ TARGET_OF = {day: target for target, day in ROUTES.items()}  # day dataset -> th
 def read_day(path: Path, tickers: frozenset[str], day: dt.date) -> tuple[pl.DataFrame, int]:
     """The rows of `tickers` in the day's CSV at `path` in the stored bar schema, sorted by
     ticker and time; and how many rows the whole file has."""
-    scan = pl.scan_csv(path, schema_overrides=COLUMNS)
-    missing = set(COLUMNS) - set(scan.collect_schema().names())
-    if missing:
-        raise ProtocolError(f"flat file of {day} lacks {', '.join(sorted(missing))}", error_class="bad_shape")
-    total = int(scan.select(pl.len()).collect().item())
-    if not total:  # a trading day's file holds the whole market: none of it is a defect
+    # read as text, filtered, then typed: a value that does not parse in another symbol's
+    # row (never stored) must not refuse the day; one in the universe's rows is bad_shape
+    scan = pl.scan_csv(path, infer_schema=False)
+    try:
+        missing = set(COLUMNS) - set(scan.collect_schema().names())
+        if missing:
+            raise ProtocolError(
+                f"flat file of {day} lacks {', '.join(sorted(missing))}", error_class="bad_shape"
+            )
+        total = int(scan.select(pl.len()).collect().item())
+        if not total:  # a trading day's file holds the whole market: none of it is a defect
+            raise ProtocolError(
+                f"the flat file of {day} has no rows (a trading day's file holds the whole market): "
+                "not taken as a day none of the universe traded",
+                error_class="bad_shape",
+            )
+        text = scan.select(list(COLUMNS)).filter(pl.col("ticker").is_in(sorted(tickers))).collect()
+        rows = text.cast(COLUMNS, strict=True)  # type: ignore[arg-type]
+    except pl.exceptions.PolarsError as exc:
         raise ProtocolError(
-            f"the flat file of {day} has no rows (a trading day's file holds the whole market): "
-            "not taken as a day none of the universe traded",
+            f"the flat file of {day} cannot be read as the documented CSV: {one_line(exc, 160)}",
             error_class="bad_shape",
-        )
-    rows = scan.filter(pl.col("ticker").is_in(sorted(tickers))).collect()
+        ) from None
     empty = [name for name in REQUIRED if rows.get_column(name).null_count()]
     if empty:  # as for the API's pages: a bar without its time or prices is never stored
         raise ProtocolError(

@@ -53,8 +53,15 @@ def unread(unit: ClaimedUnit, days: dict[dt.date, Any], staged_for: str | None =
             kind = TransientError if is_transient_class(name) else PermanentError
             why = "is not published yet" if name == "not_published" else f"failed ({name})"
             return kind(f"the flat file of {day} {why}", error_class=name)
-        if row is None or row.state not in SETTLED or (row.state == "done" and not row.file_path):
-            waiting.append(day)  # not read, or its staged file deleted (`prune`): read again
+        if row is not None and row.state == "done" and not row.file_path:
+            # its staged file deleted (`prune`, here or on another host) since `prepare`
+            # queued what this run reads: never claimed again in this run, read by the next
+            return PermanentError(
+                f"the staged file of {day} was deleted: the next run reads the day again",
+                error_class="days_outdated",
+            )
+        if row is None or row.state not in SETTLED:
+            waiting.append(day)  # not read yet (another host is reading it)
     if waiting:
         return TransientError(
             f"{len(waiting)} flat files not read yet (first {waiting[0]})", error_class="days_unread"
@@ -118,7 +125,25 @@ def build_units(
             if days[day].file_path
         }
     )
-    by_ticker = staged_bars(job, files, sorted({unit.ticker for unit in ready}))
+    try:
+        by_ticker = staged_bars(job, files, sorted({unit.ticker for unit in ready}))
+    except (OSError, pl.exceptions.PolarsError):
+        gone = [
+            row.id for row in days.values() if row.file_path in files and not job.store.exists(row.file_path)
+        ]
+        if not gone:
+            raise
+        # a prune stopped between deleting these files and forgetting them: forgotten now,
+        # the next run reads the days again (`prepare`) and builds the units again
+        job.ledger.forget_staged(gone)
+        problem = PermanentError(
+            f"{len(gone)} staged day files of the period are gone (a prune stopped before the ledger "
+            "forgot them): the next run reads them again",
+            error_class="days_outdated",
+        )
+        for unit in ready:
+            outcomes[unit.id] = _settle_failure(unit, job, AttemptRecord(), problem)
+        return
     empty = pl.DataFrame(schema=BAR_SCHEMA)
     built: list[FetchedUnit] = []
     for unit in ready:

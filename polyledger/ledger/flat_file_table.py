@@ -41,11 +41,12 @@ UNNEEDED_STAGED = (
     "AND u.period_start <= d.period_start AND u.period_end >= d.period_start "
     "AND u.state NOT IN ('done', 'empty_confirmed'))"
 )
-# day units whose staged file was deleted (`done`, no file) that a pending unit of
-# `:dataset` needs: they are read again
-PRUNED_NEEDED = (
-    "SELECT d.id FROM units d WHERE d.dataset = :day_dataset AND d.state = 'done' "
-    "AND d.file_path IS NULL AND EXISTS (SELECT 1 FROM units u WHERE u.dataset = :dataset "
+# day units a pending unit of `:dataset` needs that are read again: their staged file was
+# deleted (`done`, no file), or they failed (a missing file published since: a `retry`
+# of the ticker unit alone gives its days another try too)
+DAYS_TO_READ_AGAIN = (
+    "SELECT d.id FROM units d WHERE d.dataset = :day_dataset "
+    "AND (d.state = 'failed' OR (d.state = 'done' AND d.file_path IS NULL)) AND EXISTS (SELECT 1 FROM units u WHERE u.dataset = :dataset "
     "AND u.period_start <= d.period_start AND u.period_end >= d.period_start AND u.state = 'pending')"
 )
 
@@ -225,9 +226,10 @@ class FlatFileTable(UnitMoves):
                 ).rowcount
         return count
 
-    def pruned_needed(self, dataset: str, day_dataset: str) -> list[int]:
-        """The day units whose staged file was deleted that a pending unit of `dataset` needs."""
-        rows = self.query(PRUNED_NEEDED, {"dataset": dataset, "day_dataset": day_dataset})
+    def days_to_read_again(self, dataset: str, day_dataset: str) -> list[int]:
+        """The day units a pending unit of `dataset` needs whose staged file was deleted, or
+        that failed."""
+        rows = self.query(DAYS_TO_READ_AGAIN, {"dataset": dataset, "day_dataset": day_dataset})
         return [row.id for row in rows]
 
     def reset_ids(self, ids: Sequence[int], sources: set[UnitState]) -> int:

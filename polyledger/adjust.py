@@ -57,8 +57,12 @@ class UnsettledAdjustmentWarning(UserWarning):
     bars may miss events."""
 
 
-def check_choice(adjust: str | None, dataset: str) -> None:
+def check_choice(adjust: str | None, dataset: str, as_of: dt.date | str | None = None) -> None:
     if adjust is None:
+        if as_of is not None:  # a share basis means nothing to raw bars: not silently ignored
+            raise InputError(
+                f"as_of applies to adjusted reads: pass adjust={' or '.join(map(repr, CHOICES))}"
+            )
         return
     if adjust not in CHOICES:
         raise InputError(f"unknown adjust {adjust!r}: choose None, {', '.join(map(repr, CHOICES))}")
@@ -224,9 +228,10 @@ def dividend_events(
     download: Download, symbols: Sequence[str], listings: Sequence[Listing], splits: pl.DataFrame
 ) -> pl.DataFrame:
     """(security_id, ex-date, 1.0, 1 - cash / previous close) of each cash dividend."""
-    # once each, also from files fetched before dividends were de-duplicated on write
+    # once each, also from files fetched before dividends were de-duplicated on write; the
+    # read behind reference(): symbols without dividends units are warned of, not refused
     dividends = (
-        unique_dividends(download.reference("dividends", tickers=symbols))
+        unique_dividends(download._read_reference("dividends", symbols))
         .select("ticker", "ex_dividend_date", "cash_amount")
         .drop_nulls()
         .collect()
@@ -261,7 +266,7 @@ def dividend_events(
         warnings.warn(
             f"{len(skipped)} dividends left out of the adjustment: {', '.join(skipped[:5])}",
             UnsettledAdjustmentWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
     return pl.DataFrame(out, schema=_EVENTS, orient="row")
 
@@ -294,16 +299,16 @@ def _previous_closes(
         ).unique()
         with warnings.catch_warnings():  # the caller warns about this selection already
             warnings.simplefilter("ignore")
+            # the read behind bars(), not bars(): which refuses tickers without units of the
+            # dataset, and a security's symbols may have none (a download without day bars)
             if dataset == "day":
                 first = min(ex for _, _, ex in missing) - CLOSE_LOOKBACK
                 last = max(ex for _, _, ex in missing) - dt.timedelta(days=1)
                 tickers = sorted({ticker for _, symbols, _ in missing for ticker in symbols})
-                reads = [download.bars("day", tickers=tickers, start=first, end=last)]
+                reads = [download._read_bars("day", tickers, first, last)]
             else:
                 reads = [
-                    download.bars(
-                        "minute", tickers=symbols, start=ex - CLOSE_LOOKBACK, end=ex - dt.timedelta(days=1)
-                    )
+                    download._read_bars("minute", symbols, ex - CLOSE_LOOKBACK, ex - dt.timedelta(days=1))
                     for _, symbols, ex in missing
                 ]
         closes = (
@@ -388,5 +393,5 @@ def _warn_unsettled(download: Download, symbols: Sequence[str], datasets: Sequen
                 f"{', '.join(loose[:5])}{', ...' if len(loose) > 5 else ''} "
                 f"(`polyledger plan --dataset {dataset}`, then `run`)",
                 UnsettledAdjustmentWarning,
-                stacklevel=4,
+                stacklevel=5,
             )

@@ -119,24 +119,54 @@ class Download:
         last raw day-bar close before it, else the last minute bar's) as the bars are read,
         per security; nothing is rewritten. `as_of` puts every price on that day's share
         basis (default: every event known, as the API's adjusted=true). A download fetched
-        adjusted is refused. In full: polyledger/adjust.py, docs/research.md."""
+        adjusted is refused. In full: polyledger/adjust.py, docs/research.md.
+
+        A ticker the ledger has no units of in `dataset` (tickers are case-sensitive) is an
+        InputError, not an empty frame; `tickers=[]` reads nothing."""
         bar_datasets = datasets.names(bars=True)
         if dataset not in bar_datasets:
             raise InputError(f"unknown bar dataset {dataset!r}: choose one of {', '.join(bar_datasets)}")
-        adjust_module.check_choice(adjust, dataset)
+        adjust_module.check_choice(adjust, dataset, as_of)
         basis = _date(as_of, "as_of")
         first, last = _date(start, "start"), _date(end, "end")
         if first is not None and last is not None and first > last:
             raise InputError(f"start {first} is after end {last}")
         if isinstance(tickers, str):  # one ticker given bare: `tickers="AAPL"`
             tickers = [tickers]
+        by_date = datasets.get(dataset).keyed_by == "date"
         if security is not None:
+            if by_date:  # the whole market's bars, attributed to no listing: none would match
+                raise InputError(f"{dataset} bars carry no security_id: choose them with tickers=")
             symbols = sorted({listing.ticker for listing in self.ledger.listings(security_id=security)})
             if not symbols:
                 raise InputError(f"unknown security_id {security!r}: see .listings()")
+            strays = [t for t in tickers or () if t not in symbols]
+            if strays:  # they would select none of its bars: say so rather than read nothing
+                raise InputError(
+                    f"security {security!r} never traded as {_some(strays)}: "
+                    f"its symbols are {', '.join(symbols)}"
+                )
             tickers = [t for t in symbols if tickers is None or t in tickers]
+        elif tickers and not by_date:  # a date-keyed unit holds every symbol: no ticker to check
+            self._check_tickers(dataset, tickers)
+        return self._read_bars(dataset, tickers, first, last, security, adjust, basis)
+
+    def _read_bars(
+        self,
+        dataset: str,
+        tickers: Sequence[str] | None,
+        first: dt.date | None,
+        last: dt.date | None,
+        security: str | None = None,
+        adjust: str | None = None,
+        basis: dt.date | None = None,
+    ) -> pl.LazyFrame:
+        """bars(), its arguments checked. Adjusting on read reads its day and minute bars
+        here: a security's symbols, of which a dataset may have no units (no day bars
+        fetched), are not the caller's tickers."""
         by_date = datasets.get(dataset).keyed_by == "date"
-        selected = self._selected(dataset, None if by_date else tickers, first, last)
+        # units keyed by date hold every symbol: all of them, unless the list asks for none
+        selected = self._selected(dataset, None if by_date and tickers else tickers, first, last)
         _warn_unsettled(dataset, selected)
         if not _files(selected):
             return pl.LazyFrame(schema=STORED_BAR_SCHEMA)
@@ -275,10 +305,18 @@ class Download:
         return frame.select(list(STORED_BAR_SCHEMA))
 
     def reference(self, dataset: str, *, tickers: Sequence[str] | None = None) -> pl.LazyFrame:
-        """Splits, dividends or ticker details of `done` units, lazily."""
+        """Splits, dividends or ticker details of `done` units, lazily; tickers as in bars()."""
         reference = datasets.names(bars=False)
         if dataset not in reference:
             raise InputError(f"unknown reference dataset {dataset!r}: choose one of {', '.join(reference)}")
+        if isinstance(tickers, str):  # as in bars(): not a list of its letters
+            tickers = [tickers]
+        if tickers:
+            self._check_tickers(dataset, tickers)
+        return self._read_reference(dataset, tickers)
+
+    def _read_reference(self, dataset: str, tickers: Sequence[str] | None) -> pl.LazyFrame:
+        """reference(), its arguments checked (adjusting on read: a security's symbols)."""
         files = _files(self._selected(dataset, tickers, None, None))
         if not files:
             return pl.LazyFrame(schema=datasets.get(dataset).schema)
@@ -293,6 +331,23 @@ class Download:
     ) -> list[Any]:
         """The selection's units (state, file), in ticker and time order: one query."""
         return queries.selected_units(self.ledger, dataset, tickers, first, last)
+
+    def _check_tickers(self, dataset: str, tickers: Sequence[str]) -> None:
+        """An InputError naming the tickers the ledger has no `dataset` units of: read, a
+        misspelt or wrongly cased symbol would look like one that never traded."""
+        known = queries.tickers_with_units(self.ledger, dataset, tickers)
+        unknown = [t for t in dict.fromkeys(tickers) if t not in known]
+        if not unknown:
+            return
+        # the error's path only: a scan of the dataset's units for the same names in another case
+        cased = queries.tickers_with_units(self.ledger, dataset, unknown, ignore_case=True)
+        hint = f"; did you mean {_some(sorted(cased))}?" if cased else ""
+        if any("," in t for t in unknown):
+            hint += "; one symbol per item of the list"
+        raise InputError(
+            f"the ledger has no {dataset} units of {_some(unknown)} (tickers are case-sensitive{hint}): "
+            "see .units() and .listings()"
+        )
 
 
 def _upgraded_on_read(frame: pl.LazyFrame, listings: Sequence[Listing]) -> pl.LazyFrame:
@@ -325,7 +380,7 @@ def _warn_unsettled(dataset: str, selected: list[Any]) -> None:
             f"{sum(unsettled.values())} {dataset} units in this selection hold no bars yet "
             f"({states}): see .units(state=...) and `polyledger audit`",
             UnsettledUnitsWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -333,11 +388,19 @@ class UnsettledUnitsWarning(UserWarning):
     """Some units of a selection are failed, pending or running: their bars are missing."""
 
 
+def _some(names: Sequence[str], shown: int = 5) -> str:
+    """The first few names, and how many in all."""
+    more = f", ... ({len(names)} in all)" if len(names) > shown else ""
+    return ", ".join(map(repr, names[:shown])) + more
+
+
 def _date(value: dt.date | str | None, name: str) -> dt.date | None:
     if isinstance(value, dt.datetime):  # a date to the type system, but whose day depends on a zone
         raise InputError(f"invalid {name} {value!r}: expected a date (YYYY-MM-DD), not a date and time")
     if value is None or isinstance(value, dt.date):
         return value
+    if not isinstance(value, str):  # 20240201, an int: a one-line error, not a TypeError
+        raise InputError(f"invalid {name} {value!r}: expected a date (YYYY-MM-DD)")
     try:
         return dt.date.fromisoformat(value)
     except ValueError:

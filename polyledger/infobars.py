@@ -26,6 +26,7 @@ Definitions (docs/research.md):
 from __future__ import annotations
 
 import datetime as dt
+import numbers
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -66,8 +67,9 @@ def check_threshold(threshold: float | None, bars_per_day: float | None, window:
         raise InputError(f"threshold must be positive, not {threshold}")
     if bars_per_day is not None and not bars_per_day > 0:
         raise InputError(f"bars_per_day must be positive, not {bars_per_day}")
-    if window < 1:
-        raise InputError(f"window must be at least 1 session, not {window}")
+    # a float or a string fails deep in the numpy walk; a bool is an int to Python
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
+        raise InputError(f"window must be at least 1 session, a whole number, not {window!r}")
 
 
 def measure_of(kind: str) -> pl.Expr:

@@ -138,6 +138,13 @@ def test_bad_thresholds_are_errors():
             information_bars(HAND, "volume", **kwargs)
 
 
+@pytest.mark.parametrize("window", [2.5, 20.0, "20", True])
+def test_a_window_that_is_no_whole_number_of_sessions_is_an_error(window):
+    # found by a review: an IndexError or a TypeError deep in the walk, or (True) one session
+    with pytest.raises(InputError, match="window must be at least 1 session, a whole number"):
+        information_bars(HAND, "volume", bars_per_day=2, window=window)
+
+
 def reference_ends(volumes: list[float], threshold: float) -> list[int]:
     """The last minute of each closed bar, by the definition, one minute at a time."""
     ends, running = [], 0.0

@@ -272,10 +272,13 @@ def selected_units(
     first: dt.date | None,
     last: dt.date | None,
 ) -> Rows:
-    """(state, file_path, ticker, fetched_at) of the dataset's units of `tickers` that
-    overlap [first, last] (each bound optional), in ticker and time order: one query."""
+    """(state, file_path, ticker, fetched_at) of the dataset's units of `tickers` (None:
+    every ticker) that overlap [first, last] (each bound optional), in ticker and time
+    order: one query."""
     where, params = ["dataset = :dataset"], {"dataset": dataset}
-    if tickers:
+    if tickers is not None:
+        if not tickers:  # an empty list asks for no ticker, not for every one
+            return []
         test, names = in_list("ticker", tickers, "t")
         where.append(test)
         params.update(names)
@@ -290,6 +293,20 @@ def selected_units(
         "ORDER BY ticker, period_start",
         params,
     )
+
+
+def tickers_with_units(
+    ledger: LedgerConnection, dataset: str, tickers: Sequence[str], *, ignore_case: bool = False
+) -> set[str]:
+    """Which of `tickers` the dataset has units of, in any state: one query, on the
+    (dataset, ticker, period) index. `ignore_case`: the dataset's tickers that match one
+    but for case (ASCII), a scan of the dataset's units, for the hint of a misspelt one."""
+    column, names = ("upper(ticker)", [t.upper() for t in tickers]) if ignore_case else ("ticker", tickers)
+    test, params = in_list(column, names, "t")
+    rows = ledger.query(
+        f"SELECT DISTINCT ticker FROM units WHERE dataset = :d AND {test}", {"d": dataset, **params}
+    )
+    return {row.ticker for row in rows}
 
 
 def security_id_since(ledger: LedgerConnection) -> str | None:

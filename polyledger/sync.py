@@ -4,8 +4,9 @@
 1. every remembered universe a plan reads is built again with its filters, as of that
    session (new listings and delistings, point in time);
 2. every remembered plan is planned again through that session (a delisted ticker's
-   window ends, so it gets no new period); splits and dividends announced since their
-   units were fetched queue those units again (`sync_refs`);
+   window ends, so it gets no new period); bar units holding the session before that
+   one, read before that one ended, are read again (late corrections); splits and
+   dividends announced since their units were fetched queue those units again (`sync_refs`);
 3. one run, with the options the last `run` used unless overridden;
 4. the audit, whose code is the sync's (`exit_code`).
 
@@ -68,6 +69,14 @@ def last_completed_session(now: dt.datetime, delay: dt.timedelta = PUBLICATION_D
     day = local.date()
     if local < dt.datetime.combine(day, SESSION_END, tzinfo=ET) + delay:
         day -= dt.timedelta(days=1)
+    while not is_trading_day(day):
+        day -= dt.timedelta(days=1)
+    return day
+
+
+def previous_session(session: dt.date) -> dt.date:
+    """The NYSE trading day before `session`."""
+    day = session - dt.timedelta(days=1)
     while not is_trading_day(day):
         day -= dt.timedelta(days=1)
     return day
@@ -249,11 +258,19 @@ class Sync:
             result = plan(ledger, read_members(Path(source)), name, first, session)
         else:
             result = plan_days(ledger, name, first, session)
+        reread = 0
+        if name not in datasets.FLAT_FILE_DATASETS:  # built from day files, never fetched from the API
+            # a session's bars are corrected after the fact: every unit holding the session
+            # before this one is read once more, if it was read before this session ended
+            # (the current month's clipped unit is widened anyway, a month's last day is not)
+            ended = dt.datetime.combine(session, SESSION_END, tzinfo=ET)
+            reread = ledger.reset_read_before(name, previous_session(session), ended)
         self.say(
             f"planned {name} {first} to {session}: {result.added} new units, {result.widened} widened"
             + (f", {result.relisted} queued again (listings changed)" if result.relisted else "")
             # held by another run while planning: widened by the next sync, not by this one
             + (f", {result.busy} being fetched by another run (widened next time)" if result.busy else "")
+            + (f", {reread} queued again to re-read {previous_session(session)}" if reread else "")
         )
 
     def _run(self, job: Run) -> RunReport:

@@ -14,14 +14,17 @@ import sys
 import threading
 from pathlib import Path
 
+import polars as pl
 import pytest
 from rich.console import Console
-from support import API_KEY, run_cli
+from support import API_KEY, read_dataset, run_cli, truth
 
 from polyledger.ledger import Ledger
+from polyledger.ledger.connection import LedgerConnection
 from polyledger.sync import EXIT_LOCKED, Sync, SyncSettings, last_completed_session
 from polyledger.sync_lock import LOCK_NAME
 from polyledger.testing import Dividend, Listing, Split, StandInServer, SyntheticMarket
+from polyledger.testing.market import et_midnight_ms
 
 FIRST_NIGHT = "2024-02-29T22:30:00-05:00"  # Thursday, the last session of February
 NEXT_NIGHT = "2024-03-01T22:30:00-05:00"  # Friday: a new month
@@ -372,3 +375,75 @@ def test_a_holder_beats_while_it_runs_and_stops_beating_once_its_lock_is_taken(t
         assert ledger.sync_lock_holder(LOCK_NAME).token == "theirs"
     with Ledger(tmp_path / "ledger.db") as ledger:
         assert ledger.sync_lock_holder(LOCK_NAME).token == "theirs"  # its release left their lock alone
+
+
+def _ledger_clock_at(monkeypatch: pytest.MonkeyPatch, moment: str) -> None:
+    """Every Ledger opened from now on runs on a clock that reads `moment` now and moves on
+    in real time (what a host's clock reads at that moment of the night)."""
+    target = dt.datetime.fromisoformat(moment).astimezone(dt.timezone.utc)
+    started = dt.datetime.now(dt.timezone.utc)
+    clock = lambda: target + (dt.datetime.now(dt.timezone.utc) - started)  # noqa: E731
+    monkeypatch.setitem(LedgerConnection.__init__.__kwdefaults__, "clock", clock)
+
+
+def _sync_at(url: str, now: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """`sync --now now`, the ledger's clock reading `now` too (its fetched_at stamps)."""
+    _ledger_clock_at(monkeypatch, now)
+    return run_cli("sync", "--now", now, "--base-url", url)
+
+
+def _bars_of(day: dt.date, ticker: str = "ALFA") -> pl.DataFrame:
+    stored = read_dataset(Path("data"), "minute").filter(pl.col("ticker") == ticker)
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    return stored.filter(
+        (pl.col("timestamp") >= start) & (pl.col("timestamp") < start + dt.timedelta(days=1))
+    )
+
+
+class _Corrected(SyntheticMarket):
+    """The market with the volumes of some sessions corrected after the fact (every bar of
+    those days one share more), its listings and identities unchanged."""
+
+    def __init__(self, corrected: set[dt.date]) -> None:
+        super().__init__(LISTINGS, seed=5)
+        self.corrected = {et_midnight_ms(day) for day in corrected}
+
+    def minute_bars(self, ticker: str, start_ms: int, end_ms: int, *, adjusted: bool = False) -> pl.DataFrame:
+        bars = super().minute_bars(ticker, start_ms, end_ms, adjusted=adjusted)
+        day_ms = 24 * 3600 * 1000
+        hit = pl.lit(False)
+        for ms in self.corrected:
+            hit = hit | ((pl.col("t") >= ms) & (pl.col("t") < ms + day_ms))
+        return bars.with_columns(pl.when(hit).then(pl.col("v") + 1).otherwise(pl.col("v")).alias("v"))
+
+
+def test_a_months_last_trading_day_is_re_read_like_every_other_recent_day(work, monkeypatch):
+    """sync re-reads the current month every night (its clipped unit is widened and fetched
+    whole), so a late correction to a recent day is picked up the next night. A month's
+    last trading day must be too: the night it is the session, the month's unit reaches
+    its calendar end and is no longer clipped, so the next night reads it once more."""
+    wednesday, thursday = dt.date(2024, 2, 28), dt.date(2024, 2, 29)
+    with StandInServer(_Corrected(set()), api_keys=(API_KEY,)) as server:
+        _planned(server.url, "minute", "grouped_daily")
+        assert _sync_at(server.url, "2024-02-28T22:30:00-05:00", monkeypatch).code == 0
+        # the API corrects Wednesday's bars after the sync read them ...
+        server.market = _Corrected({wednesday})
+        assert _sync_at(server.url, "2024-02-29T22:30:00-05:00", monkeypatch).code == 0
+        # ... and the next night's sync picked the correction up
+        expected = truth(server.market, "minute", "ALFA", wednesday, wednesday)
+        assert _bars_of(wednesday).select(expected.columns).equals(expected)
+        # the API corrects Thursday's bars, 2024-02-29, the last session of February
+        server.market = _Corrected({wednesday, thursday})
+        friday = _sync_at(server.url, "2024-03-01T22:30:00-05:00", monkeypatch)
+        assert friday.code == 0, friday.out + friday.err
+        # February's units (and grouped_daily's 2024-02-29) were read at 22:30 that night:
+        # read once more; not the next night (read after Friday's session ended)
+        # (BRAV's February is queued again anyway: it was delisted on the 29th)
+        assert "(listings changed), 2 queued again to re-read 2024-02-29" in friday.out, friday.out
+        assert "0 widened, 1 queued again to re-read 2024-02-29" in friday.out, friday.out
+        monday = _sync_at(server.url, "2024-03-04T22:30:00-05:00", monkeypatch)
+        assert "re-read 2024-03-01" in monday.out and "re-read 2024-02-29" not in monday.out
+        expected = truth(server.market, "minute", "ALFA", thursday, thursday)
+        stored = _bars_of(thursday)
+    assert stored.height == expected.height > 0
+    assert stored.select(expected.columns).equals(expected), "the last day of February was never re-read"

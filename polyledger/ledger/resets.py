@@ -3,12 +3,13 @@ budget; their history stays in `unit_attempts`."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from polyledger.ledger.connection import _reconnecting
 from polyledger.ledger.moves import UnitMoves
 from polyledger.ledger.queries import STALE_ADJUSTED
-from polyledger.ledger.records import in_list
+from polyledger.ledger.records import in_list, iso
 from polyledger.ledger.states import UnitState
 
 
@@ -57,6 +58,14 @@ class Resets(UnitMoves):
             return 0
         settled = {UnitState.DONE, UnitState.EMPTY_CONFIRMED}
         return self._reset_chosen("1 = 1", {}, settled, tickers, [dataset])
+
+    def reset_read_before(self, dataset: str, day: dt.date, before: dt.datetime) -> int:
+        """Done and empty units of `dataset` whose period holds `day`, fetched before `before`,
+        back to pending (`sync`: each session read once more the night after)."""
+        where = "period_start <= :day AND period_end >= :day AND fetched_at < :before"
+        params = {"day": day.isoformat(), "before": iso(before)}
+        settled = {UnitState.DONE, UnitState.EMPTY_CONFIRMED}
+        return self._reset_chosen(where, params, settled, datasets=[dataset])
 
     def reset_done_units(self, unit_ids: Sequence[int]) -> int:
         """These done units (by id) back to pending: their files were found wanting."""

@@ -1,12 +1,16 @@
 """Splits and dividends announced since a ticker's unit was fetched: `sync` asks the
 whole market's recent ones in one listing (a page or two), and queues again only the
-settled units of tickers with a record their file does not hold. Fetched again, a splits
-unit replaces the ticker's rows in the ledger's `splits` table, and adjusted bar units
-fetched before a new split become stale exactly as `audit` reports them today."""
+settled units of tickers with a record their file does not hold, or whose file holds a
+record dated inside the listing's window that it no longer lists (withdrawn). Fetched
+again, a splits unit replaces the ticker's rows in the ledger's `splits` table, and
+adjusted bar units fetched before a new split become stale exactly as `audit` reports
+them today."""
 
 from __future__ import annotations
 
 import datetime as dt
+
+import polars as pl
 
 from polyledger.ledger import Ledger, queries
 from polyledger.polygon.client import PolygonClient
@@ -54,21 +58,28 @@ def since_when(ledger: Ledger, dataset: str) -> dt.date | None:
 def refresh(
     ledger: Ledger, store: BarStore, client: PolygonClient, dataset: str, today: dt.date
 ) -> list[str]:
-    """Queue again the settled units of tickers with records announced since; returns
-    those tickers. The check's date is remembered for the next sync."""
+    """Queue again the settled units of tickers with records announced since, or with
+    records withdrawn since (dated inside the window, no longer listed); returns those
+    tickers. The check's date is remembered for the next sync."""
     since = since_when(ledger, dataset)
     if since is None:
         return []
     recent = announced(client, dataset, since)
+    # files that may hold a record the listing should show: the ledger knows whose splits
+    # are recent; a dividends file is read whenever done (None: all of them)
+    dated = queries.tickers_with_splits_since(ledger, since) if dataset == "splits" else None
+    field = REFRESHED[dataset][1]
     stale = []
     for row in queries.settled_reference_units(ledger, dataset):
-        ids = recent.get(row.ticker)
-        if not ids:
-            continue
+        ids = recent.get(row.ticker, set())
         held: set[str] = set()
-        if row.state == "done" and row.file_path:
-            held = set(store.read_parquet(row.file_path, columns=["id"]).get_column("id").to_list())
-        if ids - held:
+        held_recent: set[str] = set()  # dated inside the window: must still be listed
+        readable = row.state == "done" and row.file_path
+        if readable and (ids or dated is None or row.ticker in dated):
+            frame = store.read_parquet(row.file_path, columns=["id", field])
+            held = set(frame.get_column("id").to_list())
+            held_recent = set(frame.filter(pl.col(field) >= since).get_column("id").to_list())
+        if ids - held or held_recent - ids:
             stale.append(row.ticker)
     ledger.reset_settled(dataset, stale)
     ledger.set_setting(checked_key(dataset), today.isoformat())

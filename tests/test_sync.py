@@ -447,3 +447,32 @@ def test_a_months_last_trading_day_is_re_read_like_every_other_recent_day(work, 
         stored = _bars_of(thursday)
     assert stored.height == expected.height > 0
     assert stored.select(expected.columns).equals(expected), "the last day of February was never re-read"
+
+
+def _char_splits(*splits: Split) -> SyntheticMarket:
+    """The market with CHAR's splits as given (the API's records of them)."""
+    listings = [Listing("CHAR", bars_per_day=3, splits=splits) if x.ticker == "CHAR" else x for x in LISTINGS]
+    return SyntheticMarket(listings, seed=5)
+
+
+def test_a_split_the_api_withdrew_leaves_the_ledger(work, monkeypatch):
+    """sync re-fetched a splits unit only when a record id appeared that its file lacked: a
+    split the API withdraws (entered in error) stayed in the ledger's `splits` table, and
+    so in every adjusted read and every stale judgement, for good. A record the file holds,
+    dated inside the window sync lists, that the listing no longer shows queues it again."""
+    with StandInServer(_char_splits(Split(dt.date(2024, 3, 11), 1, 2)), api_keys=(API_KEY,)) as server:
+        _planned(server.url, "minute", "splits")
+        first = _sync_at(server.url, FIRST_NIGHT, monkeypatch)
+        assert first.code == 1 and "stale adjusted" in first.out  # fetched before a split to come
+        with Ledger("ledger.db", create=False) as ledger:
+            assert [tuple(r) for r in ledger.query("SELECT ticker, execution_date FROM splits")] == [
+                ("CHAR", "2024-03-11")
+            ]
+        server.market = _char_splits()  # withdrawn
+        assert server.market.split_records() == []
+        second = _sync_at(server.url, NEXT_NIGHT, monkeypatch)
+    assert "1 queued again for records announced since fetched (CHAR)" in second.out, second.out
+    assert second.code == 0, second.out
+    with Ledger("ledger.db", create=False) as ledger:
+        held = [tuple(r) for r in ledger.query("SELECT ticker, execution_date FROM splits")]
+    assert held == [], f"the ledger still holds a split the API no longer has: {held}"

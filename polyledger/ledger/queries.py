@@ -365,3 +365,11 @@ def settled_reference_units(ledger: LedgerConnection, dataset: str) -> Rows:
         "WHERE dataset = :d AND state IN ('done', 'empty_confirmed') ORDER BY ticker",
         {"d": dataset},
     )
+
+
+def tickers_with_splits_since(ledger: LedgerConnection, since: dt.date) -> set[str]:
+    """Tickers whose recorded splits include one dated `since` or later."""
+    rows = ledger.query(
+        "SELECT DISTINCT ticker FROM splits WHERE execution_date >= :since", {"since": since.isoformat()}
+    )
+    return {row.ticker for row in rows}

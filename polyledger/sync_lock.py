@@ -4,9 +4,11 @@
 The holder beats every `beat` seconds. A second sync finds the row and either stops (the
 holder is alive: `LockHeld`, its own exit code) or takes the lock over, saying so, when
 the holder is dead: its heartbeat is older than `stale_after` (measured by the database's
-clock, which also wrote it: hosts' clocks are never compared), or it ran on this very host
-under a pid that no longer exists. The takeover only lands if the row still shows the
-heartbeat it was judged by. The lock is released on every way out of the `with` block."""
+clock, which also wrote it: hosts' clocks are never compared), or it ran on a host of this
+very name under a pid that no longer exists here and its heartbeat is a few beats old
+(containers share a hostname, not their pids: a live holder there still beats). The
+takeover only lands if the row still shows the heartbeat it was judged by. The lock is
+released on every way out of the `with` block."""
 
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 LOCK_NAME = "sync"
 BEAT_SECONDS = 5.0
 STALE_AFTER = 60.0  # a holder silent for 12 beats is dead (a slow ledger delays a beat, not 12)
+# a holder of this hostname whose pid is gone here is dead once silent this long: another
+# container's live sync (same hostname, its own pids) beats well within it
+QUIET_AFTER = 3 * BEAT_SECONDS
 
 
 class LockHeld(PolyledgerError):
@@ -52,10 +57,17 @@ def _pid_gone(pid: int) -> bool:
     return False
 
 
-def dead_reason(holder: LockHolder, stale_after: float, host: str) -> str | None:
+def dead_reason(
+    holder: LockHolder, stale_after: float, host: str, quiet_after: float = QUIET_AFTER
+) -> str | None:
     """Why `holder` is dead, or None while it may be alive."""
-    if holder.host == host and holder.pid != os.getpid() and _pid_gone(holder.pid):
-        return f"pid {holder.pid} no longer runs on this host"
+    if (
+        holder.host == host
+        and holder.age > quiet_after
+        and holder.pid != os.getpid()
+        and _pid_gone(holder.pid)
+    ):
+        return f"pid {holder.pid} no longer runs on this host, no heartbeat for {holder.age:.0f} s"
     if holder.age > stale_after:
         return f"no heartbeat for {holder.age:.0f} s"
     return None
@@ -66,11 +78,17 @@ class SyncLock:
     says whose lock was taken from a dead holder (one line), else None."""
 
     def __init__(
-        self, ledger: Ledger, *, beat: float = BEAT_SECONDS, stale_after: float = STALE_AFTER
+        self,
+        ledger: Ledger,
+        *,
+        beat: float = BEAT_SECONDS,
+        stale_after: float = STALE_AFTER,
+        quiet_after: float = QUIET_AFTER,
     ) -> None:
         self.ledger = ledger
         self.beat = beat
         self.stale_after = stale_after
+        self.quiet_after = quiet_after
         self.host = socket.gethostname()
         self.token = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.took_over: str | None = None
@@ -85,7 +103,7 @@ class SyncLock:
             holder = self.ledger.sync_lock_holder(LOCK_NAME)
             if holder is None:
                 continue
-            reason = dead_reason(holder, self.stale_after, self.host)
+            reason = dead_reason(holder, self.stale_after, self.host, self.quiet_after)
             if reason is None:
                 raise LockHeld(holder)
             if self.ledger.take_over_sync_lock(LOCK_NAME, holder, self.token, self.host, pid):

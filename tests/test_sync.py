@@ -21,8 +21,9 @@ from support import API_KEY, read_dataset, run_cli, truth
 
 from polyledger.ledger import Ledger
 from polyledger.ledger.connection import LedgerConnection
+from polyledger.ledger.records import iso
 from polyledger.sync import EXIT_LOCKED, Sync, SyncSettings, last_completed_session
-from polyledger.sync_lock import LOCK_NAME
+from polyledger.sync_lock import LOCK_NAME, SyncLock
 from polyledger.testing import Dividend, Listing, Split, StandInServer, SyntheticMarket
 from polyledger.testing.market import et_midnight_ms
 
@@ -254,8 +255,9 @@ def _lock_row(host: str, pid: int, beat: str) -> None:
     ("host", "pid", "beat", "reason"),
     [
         ("other-host", 4242, "2026-01-01T00:00:00.000Z", "no heartbeat for "),
-        # this host, a pid that no longer runs: taken at once, however fresh its heartbeat
-        (None, None, None, "no longer runs on this host"),
+        # this host, a pid that no longer runs: taken once silent for a few beats (20 s),
+        # long before the minute a holder elsewhere gets
+        (None, None, None, "no longer runs on this host, no heartbeat for 2"),
     ],
 )
 def test_a_dead_holders_lock_is_taken_over_in_one_line(work, stand_in, host, pid, beat, reason):
@@ -263,8 +265,11 @@ def test_a_dead_holders_lock_is_taken_over_in_one_line(work, stand_in, host, pid
     if host is None:  # a child that has exited: its pid is free
         child = subprocess.Popen([sys.executable, "-c", "pass"])
         child.wait()
+        quiet = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=20)  # the database's clock
         with Ledger("ledger.db", create=False) as ledger:
             assert ledger.try_sync_lock(LOCK_NAME, "someone", socket.gethostname(), child.pid)
+            with ledger.engine.begin() as connection:
+                connection.exec_driver_sql(f"UPDATE sync_lock SET beat_at = '{iso(quiet)}'")
     else:
         _lock_row(host, pid, beat)
     result = run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url)
@@ -286,6 +291,24 @@ def test_a_live_holder_on_another_host_keeps_its_lock(work, stand_in):
     assert result.code == EXIT_LOCKED
     assert "another sync is running: host other-host pid 4242 since " in result.err
     assert not any(key[0] == "grouped_daily" and key[2] == "2024-02-29" for key in _units())  # nothing done
+
+
+def test_a_live_sync_on_a_host_of_the_same_name_keeps_its_lock(work, stand_in):
+    """Two containers on one machine commonly share its hostname (`--network host`) and
+    each has its own pid namespace: a pid of the other container does not exist in this
+    one. A live holder, beating, must not be taken for dead for that."""
+    _planned(stand_in.url, "grouped_daily")
+    # the other container's pid: one that does not exist here (a reaped child's)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    with Ledger("ledger.db", create=False) as ledger, SyncLock(ledger) as live:
+        with ledger.engine.begin() as connection:  # the holder, as the other container wrote it
+            connection.exec_driver_sql(f"UPDATE sync_lock SET pid = {child.pid}")
+        holder = ledger.sync_lock_holder(LOCK_NAME)
+        assert holder.token == live.token and holder.host == socket.gethostname() and holder.age < 5
+        second = run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url)
+        still_ours = ledger.beat_sync_lock(LOCK_NAME, live.token)
+    assert (second.code, still_ours) == (EXIT_LOCKED, True), second.out[:300]
 
 
 @pytest.mark.parametrize("how", ["interrupt", "sigterm"])
@@ -361,8 +384,6 @@ def test_forget_stops_syncing_a_dataset_and_only_that_one(work, stand_in):
 
 def test_a_holder_beats_while_it_runs_and_stops_beating_once_its_lock_is_taken(tmp_path):
     from support import wait_for
-
-    from polyledger.sync_lock import SyncLock
 
     with Ledger(tmp_path / "ledger.db") as ledger, SyncLock(ledger, beat=0.01) as lock:
         first = ledger.sync_lock_holder(LOCK_NAME)

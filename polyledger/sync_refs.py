@@ -25,7 +25,7 @@ REFRESHED = {
 }
 # records dated up to this long before the last check are asked again: a split or a
 # dividend entered late, after its date, is still picked up
-LOOKBACK = dt.timedelta(days=31)
+LOOKBACK = dt.timedelta(days=queries.LATE_ENTRY_DAYS)
 
 
 def checked_key(dataset: str) -> str:

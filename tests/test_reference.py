@@ -383,3 +383,47 @@ def test_deep_check_refuses_a_data_folder_that_does_not_exist(work):
             result.code == 2 and "data folder typo does not exist, yet the ledger lists 1 files" in result.err
         )
     assert run_cli("sql", "SELECT state FROM units", "--format", "csv").out.splitlines() == ["state", "done"]
+
+
+def test_a_split_keeps_when_it_was_first_recorded_and_units_fetched_before_a_late_one_are_stale(tmp_path):
+    """replace_splits replaces a ticker's splits whole, but a split unchanged in date and
+    ratio keeps its first recorded_at (fetched again for another split, it must not make
+    the units fetched since its date stale); a unit fetched after a split's date but
+    before it was first recorded, within 31 days of the date, is stale; later, it is not."""
+    from support import LedgerClock
+
+    from polyledger.ledger import PlannedUnit
+    from polyledger.ledger.queries import stale_adjusted
+
+    clock = LedgerClock(dt.datetime(2024, 3, 5, 3, 30, tzinfo=dt.timezone.utc))
+    with Ledger(tmp_path / "ledger.db", clock=clock) as ledger:
+        ledger.replace_splits("SPLT", [("2024-03-01", 1.0, 2.0)])
+        clock.advance(86_400)
+        ledger.replace_splits("SPLT", [("2024-03-01", 1.0, 2.0), ("2024-06-03", 1.0, 3.0)])
+        rows = ledger.query("SELECT execution_date, recorded_at FROM splits ORDER BY 1")
+        assert [tuple(r) for r in rows] == [
+            ("2024-03-01", "2024-03-05T03:30:00.000Z"),  # as first recorded
+            ("2024-06-03", "2024-03-06T03:30:00.000Z"),
+        ]
+        clock.advance(86_400)
+        ledger.replace_splits("SPLT", [("2024-03-01", 1.0, 4.0)])  # a corrected ratio: new
+        # OLDT newly planned: its split of 2024-01-02 first recorded on 2024-03-07
+        ledger.replace_splits("OLDT", [("2024-01-02", 1.0, 2.0)])
+        assert [tuple(r) for r in ledger.query("SELECT ticker, recorded_at FROM splits ORDER BY 1")] == [
+            ("OLDT", "2024-03-07T03:30:00.000Z"),
+            ("SPLT", "2024-03-07T03:30:00.000Z"),
+        ]
+        fetched = {
+            ("SPLT", "2024-02"): "2024-03-04",  # after the date, before it was recorded: stale
+            ("SPLT", "2024-01"): "2024-03-08",  # after it was recorded
+            ("OLDT", "2023-12"): "2024-02-20",  # before recorded, but 49 days after the date
+        }
+        for (ticker, period), day in fetched.items():
+            first = dt.date.fromisoformat(f"{period}-01")
+            ledger.add_units([PlannedUnit("minute", ticker, first, first + dt.timedelta(days=27))])
+            with ledger.engine.begin() as connection:
+                connection.exec_driver_sql(
+                    f"UPDATE units SET state = 'done', adjusted = 1, fetched_at = '{day}T12:00:00.000Z' "
+                    f"WHERE ticker = '{ticker}' AND period = '{period}'"
+                )
+        assert [tuple(r)[:3] for r in stale_adjusted(ledger)] == [("minute", "SPLT", "2024-02")]

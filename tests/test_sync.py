@@ -497,3 +497,72 @@ def test_a_split_the_api_withdrew_leaves_the_ledger(work, monkeypatch):
     with Ledger("ledger.db", create=False) as ledger:
         held = [tuple(r) for r in ledger.query("SELECT ticker, execution_date FROM splits")]
     assert held == [], f"the ledger still holds a split the API no longer has: {held}"
+
+
+def test_a_month_fetched_the_evening_before_a_split_is_stale(work, monkeypatch):
+    """The documented nightly sync (22:30 New York) fetches CHAR's January on Thursday
+    evening, 2024-02-29; the API rebases its adjusted prices for a 1:2 split taking effect
+    at Friday's open, 2024-03-01. Those January bars are on the old share basis: they no
+    longer join March's, so they must be reported stale and `retry --stale` must redo them.
+    The ledger stamps the fetch in UTC, 2024-03-01T03:30Z, the split's date. (February is
+    read again on Friday night anyway: it holds Thursday's session.)"""
+    with StandInServer(_char_splits(), api_keys=(API_KEY,)) as server:
+        built = run_cli("universe", "--out", "universe.csv", "--date", "2024-02-28", "--base-url", server.url)
+        assert built.code == 0, built.out + built.err
+        for args in (
+            ["--from", "2024-01-29", "--to", "2024-02-28", "--dataset", "minute"],
+            ["--dataset", "splits"],
+        ):
+            assert run_cli("plan", "--universe", "universe.csv", *args).code == 0
+        first = _sync_at(server.url, FIRST_NIGHT, monkeypatch)
+        assert first.code == 0, first.out + first.err
+        # the split is announced (and applied by the API) for Friday's open
+        server.market = _char_splits(Split(dt.date(2024, 3, 1), 1, 2))
+        second = _sync_at(server.url, NEXT_NIGHT, monkeypatch)
+    assert "queued again for records announced since fetched (CHAR)" in second.out, second.out
+    with Ledger("ledger.db", create=False) as ledger:
+        assert [tuple(r) for r in ledger.query("SELECT ticker, execution_date FROM splits")] == [
+            ("CHAR", "2024-03-01")
+        ]
+        (jan,) = ledger.query(
+            "SELECT fetched_at, adjusted FROM units WHERE dataset = 'minute' AND ticker = 'CHAR' "
+            "AND period = '2024-01'"
+        )
+        assert jan.fetched_at.startswith("2024-03-01T03:3") and jan.adjusted  # fetched before the open
+    # what is stored for January is not what the API now serves adjusted: half the prices
+    stored = read_dataset(Path("data"), "minute").filter(pl.col("ticker") == "CHAR")
+    jan_stored = stored.filter(pl.col("timestamp") < dt.datetime(2024, 2, 1, 5, tzinfo=dt.timezone.utc))
+    now_served = truth(
+        server.market, "minute", "CHAR", dt.date(2024, 1, 29), dt.date(2024, 1, 31), adjusted=True
+    )
+    assert jan_stored.height == now_served.height > 0
+    assert jan_stored["close"].to_list() != now_served["close"].to_list()
+    # CHAR's January is on the pre-split basis: audit must say so (exit 1), retry must redo it
+    assert second.code == 1 and "stale adjusted" in second.out, second.out
+    assert run_cli("retry", "--stale").out.startswith("1 stale units are pending again")
+
+
+def test_a_split_entered_after_its_date_makes_the_months_fetched_before_it_stale(work, monkeypatch):
+    """sync_refs looks back 31 days so that "a split entered late, after its date, is still
+    picked up": CHAR's 1:2 split of 2024-03-01 reaches the API on 2024-03-05. CHAR's February,
+    fetched on the night of 2024-03-04, holds the prices of before the API knew of it; it
+    was judged against the execution date only (fetched after it): never stale, never
+    fetched again. Fetched before the split was first recorded, within 31 days of it, it is."""
+    with StandInServer(_char_splits(), api_keys=(API_KEY,)) as server:
+        _planned(server.url, "minute", "splits")
+        first = _sync_at(server.url, "2024-03-04T22:30:00-05:00", monkeypatch)
+        assert first.code == 0, first.out + first.err
+        server.market = _char_splits(Split(dt.date(2024, 3, 1), 1, 2))  # entered late
+        second = _sync_at(server.url, "2024-03-05T22:30:00-05:00", monkeypatch)
+    assert "queued again for records announced since fetched (CHAR)" in second.out, second.out
+    stored = read_dataset(Path("data"), "minute").filter(pl.col("ticker") == "CHAR")
+    feb_stored = stored.filter(pl.col("timestamp") < dt.datetime(2024, 3, 1, 5, tzinfo=dt.timezone.utc))
+    now_served = truth(
+        server.market, "minute", "CHAR", dt.date(2024, 2, 26), dt.date(2024, 2, 29), adjusted=True
+    )
+    assert feb_stored["close"].to_list() != now_served["close"].to_list()  # the old basis
+    assert second.code == 1 and "stale adjusted" in second.out, second.out[-400:]
+    with Ledger("ledger.db", create=False) as ledger:
+        assert [(r.ticker, r.period) for r in ledger.query(
+            "SELECT ticker, period FROM units WHERE dataset = 'minute' AND state = 'done' ORDER BY 1, 2"
+        ) if r.ticker == "CHAR"] == [("CHAR", "2024-02"), ("CHAR", "2024-03")]  # fmt: skip

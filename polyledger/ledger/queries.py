@@ -16,23 +16,42 @@ from polyledger.ledger.states import UnitState
 
 _STATES = tuple(state.value for state in UnitState)
 
+# how late, after its date, the API may enter a split or a dividend: `sync` lists records
+# dated this far back, and a split first recorded late makes units fetched before it stale
+LATE_ENTRY_DAYS = 31
+# the last date a split's late entry may still have changed a fetch, per dialect (text)
+_LATE_UNTIL = {
+    "sqlite": f"date(s.execution_date, '+{LATE_ENTRY_DAYS} days')",
+    "postgresql": f"to_char(s.execution_date::date + {LATE_ENTRY_DAYS}, 'YYYY-MM-DD')",
+}
+
 # Adjusted bar units whose prices predate a split that took effect after they were fetched:
 # the API has since rebased those prices, so they no longer join newer units. A split
 # takes effect at the open of its execution date (an ET session date); fetched_at is UTC
 # text, so a fetch counts as after the split from 14:30 UTC that day (09:30 EST, 10:30
 # EDT: up to an hour late in summer, a refetch more, never a mix of bases missed; the
-# UTC date alone counted a fetch at 20:00 ET the evening before as after it). Raw
-# (--unadjusted) units never go stale.
-STALE_ADJUSTED = (
+# UTC date alone counted a fetch at 20:00 ET the evening before as after it). So does a
+# unit fetched after that but before the split was first recorded, within LATE_ENTRY_DAYS
+# of it: the API may not have known of it yet. Raw (--unadjusted) units never go stale.
+# Timestamps are fixed-width ISO text, compared as text.
+_STALE_ADJUSTED = (
     # CROSS JOIN keeps SQLite's join order: the few splits first, then each one's units by index
     # (PostgreSQL plans it as the inner join it is). Portable: no ON after CROSS JOIN, and
     # `adjusted` is a boolean there (u.adjusted = 1 would not compare)
     "SELECT u.id, u.dataset, u.ticker, u.period, max(s.execution_date) AS execution_date "
     "FROM splits s CROSS JOIN units u "
     "WHERE u.dataset IN ('minute', 'day') AND u.ticker = s.ticker AND u.state = 'done' AND u.adjusted "
-    "AND u.period_start < s.execution_date AND u.fetched_at < s.execution_date || 'T14:30:00' "
+    "AND u.period_start < s.execution_date AND (u.fetched_at < s.execution_date || 'T14:30:00' "
+    "OR (u.fetched_at < s.recorded_at AND u.fetched_at < {late_until})) "
     "GROUP BY u.id"
 )
+
+
+def stale_adjusted_sql(dialect: str) -> str:
+    """The query of stale adjusted units (id, dataset, ticker, period, execution_date) in
+    `dialect` ("sqlite", "postgresql")."""
+    return _STALE_ADJUSTED.format(late_until=_LATE_UNTIL[dialect])
+
 
 # no attempt counted, none charged a request, no error or fetch left behind (a unit queued
 # again by retry or repair has a fresh budget but keeps those)
@@ -70,9 +89,10 @@ def units_by_year(ledger: LedgerConnection) -> Rows:
 
 
 def stale_adjusted(ledger: LedgerConnection) -> Rows:
-    """(dataset, ticker, period, execution_date) of every stale adjusted unit (`STALE_ADJUSTED`)."""
+    """(dataset, ticker, period, execution_date) of every stale adjusted unit (`stale_adjusted_sql`)."""
+    stale = stale_adjusted_sql(ledger.dialect)
     return ledger.query(
-        f"SELECT dataset, ticker, period, execution_date FROM ({STALE_ADJUSTED}) AS stale ORDER BY 1, 2, 3"
+        f"SELECT dataset, ticker, period, execution_date FROM ({stale}) AS stale ORDER BY 1, 2, 3"
     )
 
 
@@ -117,7 +137,8 @@ def tickers_per_dataset(ledger: LedgerConnection) -> dict[str, int]:
 
 def stale_per_dataset(ledger: LedgerConnection) -> dict[str, int]:
     """{dataset: stale adjusted units}, datasets with none left out."""
-    rows = ledger.query(f"SELECT dataset, count(*) AS n FROM ({STALE_ADJUSTED}) AS stale GROUP BY dataset")
+    stale = stale_adjusted_sql(ledger.dialect)
+    rows = ledger.query(f"SELECT dataset, count(*) AS n FROM ({stale}) AS stale GROUP BY dataset")
     return {row.dataset: row.n for row in rows}
 
 

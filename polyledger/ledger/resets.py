@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from polyledger.ledger.connection import _reconnecting
 from polyledger.ledger.moves import UnitMoves
-from polyledger.ledger.queries import STALE_ADJUSTED
+from polyledger.ledger.queries import stale_adjusted_sql
 from polyledger.ledger.records import in_list, iso
 from polyledger.ledger.states import UnitState
 
@@ -32,8 +32,8 @@ class Resets(UnitMoves):
         return self._reset_chosen(where, params, {UnitState.FAILED}, tickers, datasets)
 
     def reset_stale(self, tickers: Sequence[str] = ()) -> int:
-        """Adjusted units a later split made stale (`queries.STALE_ADJUSTED`) back to pending."""
-        where = f"id IN (SELECT id FROM ({STALE_ADJUSTED}) AS stale)"
+        """Adjusted units a later split made stale (`queries.stale_adjusted_sql`) back to pending."""
+        where = f"id IN (SELECT id FROM ({stale_adjusted_sql(self.dialect)}) AS stale)"
         return self._reset_chosen(where, {}, {UnitState.DONE}, tickers)
 
     def reset_flagged(self, checks: Sequence[str] = (), tickers: Sequence[str] = ()) -> int:

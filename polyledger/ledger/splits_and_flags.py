@@ -12,14 +12,27 @@ from polyledger.ledger.records import iso
 class SplitsAndFlags(LedgerConnection):
     @_reconnecting
     def replace_splits(self, ticker: str, splits: Sequence[tuple[str, float, float]]) -> None:
-        """The ticker's known splits, (execution_date, split_from, split_to), replaced whole."""
+        """The ticker's known splits, (execution_date, split_from, split_to), replaced whole.
+        A split unchanged in date and ratio keeps when it was first recorded: units fetched
+        before then may predate the API's knowing of it (`queries.stale_adjusted_sql`)."""
         now = iso(self.clock())
         with self._write() as cursor:
+            held = cursor.execute(
+                "SELECT execution_date, split_from, split_to, recorded_at FROM splits WHERE ticker = ?",
+                (ticker,),
+            ).fetchall()
+            first = {
+                (row["execution_date"], float(row["split_from"]), float(row["split_to"])): row["recorded_at"]
+                for row in held
+            }
             cursor.execute("DELETE FROM splits WHERE ticker = ?", (ticker,))
             cursor.executemany(
                 "INSERT INTO splits (ticker, execution_date, split_from, split_to, recorded_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ticker, execution_date) DO NOTHING",
-                [(ticker, day, split_from, split_to, now) for day, split_from, split_to in splits],
+                [
+                    (ticker, day, split_from, split_to, first.get((day, split_from, split_to), now))
+                    for day, split_from, split_to in splits
+                ],
             )
 
     def replace_quality_flags(self, datasets: Sequence[str], flags: Iterable[dict]) -> int:

@@ -78,7 +78,9 @@ def refresh(
         if readable and (ids or dated is None or row.ticker in dated):
             frame = store.read_parquet(row.file_path, columns=["id", field])
             held = set(frame.get_column("id").to_list())
-            held_recent = set(frame.filter(pl.col(field) >= since).get_column("id").to_list())
+            # records without an id (older answers) cannot be told withdrawn: never every night
+            recent_ids = frame.filter((pl.col(field) >= since) & pl.col("id").is_not_null()).get_column("id")
+            held_recent = set(recent_ids.to_list())
         if ids - held or held_recent - ids:
             stale.append(row.ticker)
     ledger.reset_settled(dataset, stale)

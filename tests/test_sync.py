@@ -566,3 +566,41 @@ def test_a_split_entered_after_its_date_makes_the_months_fetched_before_it_stale
         assert [(r.ticker, r.period) for r in ledger.query(
             "SELECT ticker, period FROM units WHERE dataset = 'minute' AND state = 'done' ORDER BY 1, 2"
         ) if r.ticker == "CHAR"] == [("CHAR", "2024-02"), ("CHAR", "2024-03")]  # fmt: skip
+
+
+def test_a_record_without_an_id_is_never_taken_for_withdrawn(tmp_path, monkeypatch):
+    """sync_refs tells a withdrawn record by its id missing from the listing: a file's
+    record without an id (an older answer) inside the window would look withdrawn every
+    night, its unit fetched again each time; only records with ids are compared."""
+    from types import SimpleNamespace
+
+    from polyledger import sync_refs
+    from polyledger.storage import BarStore
+
+    store = BarStore(tmp_path / "data")
+    store.ensure_writable()
+    frame = pl.DataFrame(
+        {"ticker": ["CHAR", "CHAR"], "execution_date": [dt.date(2024, 3, 11), dt.date(2024, 3, 12)],
+         "id": [None, "S1"]},
+        schema={"ticker": pl.String, "execution_date": pl.Date, "id": pl.String},
+    )  # fmt: skip
+    store._put("splits/ticker=CHAR/part.parquet", _parquet_bytes(frame))
+    unit = SimpleNamespace(ticker="CHAR", state="done", file_path="splits/ticker=CHAR/part.parquet")
+    monkeypatch.setattr(sync_refs.queries, "settled_reference_units", lambda ledger, dataset: [unit])
+    monkeypatch.setattr(sync_refs.queries, "tickers_with_splits_since", lambda ledger, since: {"CHAR"})
+    monkeypatch.setattr(sync_refs, "since_when", lambda ledger, dataset: dt.date(2024, 3, 1))
+    queued: list[list[str]] = []
+    ledger = SimpleNamespace(reset_settled=lambda dataset, tickers: queued.append(tickers),
+                             set_setting=lambda key, value: None)  # fmt: skip
+    monkeypatch.setattr(sync_refs, "announced", lambda client, dataset, since: {"CHAR": {"S1"}})
+    assert sync_refs.refresh(ledger, store, None, "splits", dt.date(2024, 3, 20)) == []  # type: ignore[arg-type]
+    monkeypatch.setattr(sync_refs, "announced", lambda client, dataset, since: {})  # S1 withdrawn
+    assert sync_refs.refresh(ledger, store, None, "splits", dt.date(2024, 3, 20)) == ["CHAR"]  # type: ignore[arg-type]
+
+
+def _parquet_bytes(frame: pl.DataFrame) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()

@@ -46,7 +46,8 @@ UNNEEDED_STAGED = (
 # of the ticker unit alone gives its days another try too)
 DAYS_TO_READ_AGAIN = (
     "SELECT d.id FROM units d WHERE d.dataset = :day_dataset "
-    "AND (d.state = 'failed' OR (d.state = 'done' AND d.file_path IS NULL)) AND EXISTS (SELECT 1 FROM units u WHERE u.dataset = :dataset "
+    "AND (d.state = 'failed' OR (d.state = 'done' AND d.file_path IS NULL)) "
+    "AND EXISTS (SELECT 1 FROM units u WHERE u.dataset = :dataset "
     "AND u.period_start <= d.period_start AND u.period_end >= d.period_start AND u.state = 'pending')"
 )
 

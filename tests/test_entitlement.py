@@ -193,3 +193,82 @@ def test_a_month_straddling_the_history_start_never_ends_done_without_its_first_
     # the answer's first bar is after the month's first day: that day alone is a 403
     assert asked == [("2021-01-01", "2021-01-31"), ("2021-01-04", "2021-01-04")]
     assert states == {"2021-01-01": ("failed", None, "not_entitled")}
+
+
+# --- a reused symbol's month straddling the plan's history (found by a review) --------
+
+
+def test_a_reused_symbols_month_clipped_by_the_plans_history_is_never_done_without_the_first_companys_days(
+    tmp_path,
+):
+    """Promise: a month straddling the plan's history is never `done` without its first
+    days (operations.md: "its listing's first day not explaining it"). REUS is one company
+    until Friday 2023-03-10 and an unrelated one from Friday 2023-03-17; the plan's history
+    starts Wednesday 2023-03-15 and the API clips the straddling answer silently. The
+    answer's first bar is the second company's (17th). The second listing starting on the
+    17th is taken to explain every earlier day of March, although the first company's
+    listing covers March 1-10: no probe is made, and March ends `done` holding none of the
+    first company's bars."""
+
+    first_gone, second_listed, history = D(2023, 3, 10), D(2023, 3, 17), D(2023, 3, 15)
+    market = SyntheticMarket(
+        [
+            MarketListing("REUS", delist_date=first_gone, bars_per_day=150),
+            MarketListing("REUS", list_date=second_listed, bars_per_day=150),
+        ],
+        seed=11,
+    )
+    march = (D(2023, 3, 1), D(2023, 3, 31))
+    first_company_bars = truth(market, "minute", "REUS", D(2023, 3, 1), first_gone).height
+    assert first_company_bars > 500  # the first company traded six sessions of March
+    with StandInServer(market, api_keys=(API_KEY,), history_start=history, straddle="clip") as server, \
+            Ledger(tmp_path / "ledger.db") as ledger:  # fmt: skip
+        ledger.record_listings(
+            assign_security_ids(
+                [Listing("REUS", last_day=first_gone), Listing("REUS", first_day=second_listed)]
+            )
+        )
+        ledger.add_units([PlannedUnit("minute", "REUS", *march)])
+        units = ledger.claim("w", 60, limit=1)
+        client = PolygonClient(API_KEY, base_url=server.url, limiter=RateLimiter(1000.0))
+        process_units(units, UnitJob(client, ledger, BarStore(tmp_path / "data"), adjusted=True))
+        (row,) = ledger.query("SELECT state, rows, error_class FROM units")
+    full_month = truth(market, "minute", "REUS", *march).height
+    # March 1-10 lie before the plan's history: the unit must fail (not_entitled) or be
+    # asked again, never be `done` with only the second company's bars
+    assert not (row.state == "done" and row.rows < full_month), (row.state, row.rows, full_month)
+
+
+def test_a_reused_symbols_month_clipped_to_nothing_is_never_confirmed_empty(tmp_path):
+    """Promise: `empty_confirmed` only when the API truly answered no bars, never after a
+    clipped entitlement answer. REUS is one company until 2023-03-10; the ledger's second
+    listing of the symbol starts 2023-03-27 (its list date), and it first trades in April.
+    The plan's history starts 2023-03-15 and the straddling answer for March is clipped to
+    nothing. The probe of the month's first day is skipped in favour of the second
+    listing's first day (the 27th, inside the history: an empty 200), so March is
+    confirmed empty although the first company traded six sessions in it."""
+
+    first_gone, history = D(2023, 3, 10), D(2023, 3, 15)
+    market = SyntheticMarket(
+        [
+            MarketListing("REUS", delist_date=first_gone, bars_per_day=150),
+            MarketListing("REUS", list_date=D(2023, 4, 3), bars_per_day=150),
+        ],
+        seed=11,
+    )
+    march = (D(2023, 3, 1), D(2023, 3, 31))
+    assert truth(market, "minute", "REUS", *march).height > 500  # the first company's six sessions
+    assert truth(market, "minute", "REUS", history, march[1]).height == 0  # nothing inside the history
+    with StandInServer(market, api_keys=(API_KEY,), history_start=history, straddle="clip") as server, \
+            Ledger(tmp_path / "ledger.db") as ledger:  # fmt: skip
+        ledger.record_listings(
+            assign_security_ids(
+                [Listing("REUS", last_day=first_gone), Listing("REUS", first_day=D(2023, 3, 27))]
+            )
+        )
+        ledger.add_units([PlannedUnit("minute", "REUS", *march)])
+        units = ledger.claim("w", 60, limit=1)
+        client = PolygonClient(API_KEY, base_url=server.url, limiter=RateLimiter(1000.0))
+        process_units(units, UnitJob(client, ledger, BarStore(tmp_path / "data"), adjusted=True))
+        (row,) = ledger.query("SELECT state, rows, error_class FROM units")
+    assert row.state != "empty_confirmed", (row.state, row.rows, row.error_class)

@@ -164,18 +164,25 @@ class _Progress:
         # answer is its own
         self._doubt_leading = len(units) > 1
         self._first_day: dt.date | None = None  # of the group's first bar
+        self._complete_before: dt.date | None = None  # the last page's last bar's day
+        self._spent_before: tuple[int, int, str | None] | None = None  # the cost up to that page
 
     def add_page(self, page: pl.DataFrame) -> None:
+        # the units the previous page completed settle only now: this page's bars were
+        # checked to follow that page's when it was fetched (polygon/fetch.py), so no later
+        # bar can be theirs; a page going back fails the group before they settle
+        if self._complete_before is not None:
+            complete = [unit for unit in self._trusted() if unit.period_end < self._complete_before]
+            if complete:
+                self._settle(complete, upto=self._spent_before)  # charged the pages they came in
+        self._spent_before = (self.spent.requests, self.spent.bytes, self.spent.request_id)
         self._buffer.append(page)
         if self._first_day is None:
             self._first_day = et_date_of_ms(int(page.get_column("t").min()))  # type: ignore[arg-type]
             self.job.entitled.note(self.waiting[0].dataset, self._first_day)
             self._settle_explained(self._leading())
             self._probe_late_start()
-        last_day = et_date_of_ms(int(page.get_column("t").max()))  # type: ignore[arg-type]
-        complete = [unit for unit in self._trusted() if unit.period_end < last_day]
-        if complete:
-            self._settle(complete)
+        self._complete_before = et_date_of_ms(int(page.get_column("t").max()))  # type: ignore[arg-type]
 
     def finish(self) -> None:
         if self._first_day is None:  # no bar at all: every unit is before the first bar
@@ -228,8 +235,11 @@ class _Progress:
         answer left it out (`clipped`, asked again later); none: the empty days are real."""
         start = unit.period_start
         for listing in self.listings:  # a listing starting inside the unit explains its first days
-            if listing.covers(listed_on) and listing.first_day is not None:
-                start = max(start, listing.first_day)
+            if listing.covers(listed_on) and listing.first_day is not None and listing.first_day > start:
+                # unless another listing of the symbol (a reused symbol's earlier company)
+                # traded on some of them: then they are asked as any unit's first days
+                if outside_every_listing(self.listings, start, listing.first_day - dt.timedelta(days=1)):
+                    start = listing.first_day
         days = trading_days(start, last)
         if not days or self.job.entitled.covers(unit.dataset, days[0]):
             return
@@ -279,7 +289,7 @@ class _Progress:
             self.waiting = []
             raise
 
-    def _settle(self, units: list[ClaimedUnit]) -> None:
+    def _settle(self, units: list[ClaimedUnit], upto: tuple[int, int, str | None] | None = None) -> None:
         ticker = units[0].ticker
         # read again now: a plan may have changed the listings since the group began (it
         # queues again only units already done, not these)
@@ -297,14 +307,19 @@ class _Progress:
         # the page's CPU work is done and it is no longer held: its core goes to the next
         # page while these files are written and settled (fsyncs, the ledger)
         cores.PAGE_WORK.release_kept()
-        self.outcomes.extend(_store(units, files, self.job, [self._charge() for _ in units]))
+        self.outcomes.extend(_store(units, files, self.job, [self._charge(upto) for _ in units]))
         for unit in units:
             self.waiting.remove(unit)
 
-    def _charge(self) -> AttemptRecord:
-        requests, size = self.spent.requests - self._charged[0], self.spent.bytes - self._charged[1]
-        self._charged = (self.spent.requests, self.spent.bytes)
-        return AttemptRecord(requests=requests, bytes=size, request_id=self.spent.request_id)
+    def _charge(self, upto: tuple[int, int, str | None] | None = None) -> AttemptRecord:
+        """The requests and bytes spent since the last charge (up to `upto`: the cost as it
+        stood at a page, when its units settle at the next one)."""
+        requests, size, request_id = upto or (self.spent.requests, self.spent.bytes, self.spent.request_id)
+        charge = AttemptRecord(
+            requests=requests - self._charged[0], bytes=size - self._charged[1], request_id=request_id
+        )
+        self._charged = (requests, size)
+        return charge
 
     def fail(self, exc: Exception) -> list[UnitOutcome]:
         charge = self._charge()

@@ -660,3 +660,27 @@ def test_two_plans_widening_one_pending_unit_never_narrow_each_other(pg_url, mon
         assert plan(a, ["AAPL"], "minute", dt.date(2024, 3, 4), dt.date(2024, 3, 20)).widened == 1
         (row,) = a.query("SELECT period_start, period_end FROM units")
         assert (str(row.period_start)[:10], str(row.period_end)[:10]) == ("2024-03-04", "2024-03-28")
+
+
+def test_a_live_lease_is_never_expired_by_another_hosts_clock(pg_url):
+    """Found by a review: a host whose clock ran more than a lease ahead took back a live
+    run's freshly renewed units (leases written by one host's clock, judged by another's).
+    On PostgreSQL every host's ledger clock is the server's (server_clock.py)."""
+    from polyledger.ledger import Ledger, PlannedUnit
+    from polyledger.ledger.records import utc_now
+    from polyledger.ledger.server_clock import ServerClock
+
+    def ahead() -> dt.datetime:
+        return utc_now() + dt.timedelta(minutes=2)
+
+    with Ledger(pg_url) as a, Ledger(pg_url) as b:
+        assert isinstance(a.clock, ServerClock)  # the default on PostgreSQL
+        b.clock = ServerClock(b._server_now, local=ahead)  # host B's clock two minutes fast
+        a.add_units([PlannedUnit("minute", "ALFA", dt.date(2024, 2, 1), dt.date(2024, 2, 29))])
+        a.start_run("run-a", workers=1, rate=1.0, adjusted=True, base_url="http://x", owner="host-a")
+        (unit,) = a.claim("host-a", 60.0, 1)
+        assert a.heartbeat("host-a", 60.0) == 1
+        assert b.reclaim_expired() == []
+        assert a.still_holds(unit)
+        b.clock = ahead  # as before: host B's own clock
+        assert b.reclaim_expired() != []  # the same lease, judged by B's clock, taken back

@@ -4,6 +4,7 @@ reconnecting when a PostgreSQL server drops a connection."""
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import sqlite3
@@ -27,6 +28,7 @@ from polyledger.ledger.database import (
     parse_location,
 )
 from polyledger.ledger.records import Clock, utc_now
+from polyledger.ledger.server_clock import ServerClock
 
 if TYPE_CHECKING:
     from polyledger.ledger.ledger import Ledger
@@ -90,8 +92,9 @@ class LedgerConnection:
         # the SQLite file; for PostgreSQL None (`name` says where the ledger is)
         self.path: Path | None = None if self.postgres else Path(self.location)
         self.name = describe(self.location)
-        self.clock = clock
         self.engine: Engine = open_engine(self.location, create=create)
+        # hosts sharing a server agree on its time, never on their own (leases: server_clock.py)
+        self.clock = ServerClock(self._server_now) if self.postgres and clock is utc_now else clock
         self._local = threading.local()
         self._connections: list = []
         self._connections_lock = threading.Lock()
@@ -167,6 +170,9 @@ class LedgerConnection:
             cursor.execute("ROLLBACK")
             raise
         cursor.execute("COMMIT")
+
+    def _server_now(self) -> dt.datetime:
+        return self.query("SELECT clock_timestamp() AS now")[0].now
 
     def query(self, sql: str, params: dict | None = None) -> list:
         """Rows of a read query (named parameters), for audits and tests."""

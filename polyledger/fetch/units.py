@@ -164,25 +164,33 @@ class _Progress:
         # answer is its own
         self._doubt_leading = len(units) > 1
         self._first_day: dt.date | None = None  # of the group's first bar
-        self._complete_before: dt.date | None = None  # the last page's last bar's day
-        self._spent_before: tuple[int, int, str | None] | None = None  # the cost up to that page
+        # the units the last page completed, encoded, with the cost up to that page: stored
+        # and settled once the next page is checked to follow it (or at the end)
+        self._encoded: tuple[list[ClaimedUnit], list[_UnitFile], tuple[int, int, str | None]] | None = None
 
     def add_page(self, page: pl.DataFrame) -> None:
-        # the units the previous page completed settle only now: this page's bars were
-        # checked to follow that page's when it was fetched (polygon/fetch.py), so no later
-        # bar can be theirs; a page going back fails the group before they settle
-        if self._complete_before is not None:
-            complete = [unit for unit in self._trusted() if unit.period_end < self._complete_before]
-            if complete:
-                self._settle(complete, upto=self._spent_before)  # charged the pages they came in
-        self._spent_before = (self.spent.requests, self.spent.bytes, self.spent.request_id)
+        # this page was checked to follow the last one when it was fetched (polygon/fetch.py):
+        # no later bar can be the units that page completed, so they settle now; a page going
+        # back fails the group before they do, and they are asked alone (never done with a hole)
+        previous, self._encoded = self._encoded, None
         self._buffer.append(page)
         if self._first_day is None:
             self._first_day = et_date_of_ms(int(page.get_column("t").min()))  # type: ignore[arg-type]
             self.job.entitled.note(self.waiting[0].dataset, self._first_day)
             self._settle_explained(self._leading())
             self._probe_late_start()
-        self._complete_before = et_date_of_ms(int(page.get_column("t").max()))  # type: ignore[arg-type]
+        last_day = et_date_of_ms(int(page.get_column("t").max()))  # type: ignore[arg-type]
+        held = previous[0] if previous else []
+        complete = [unit for unit in self._trusted() if unit.period_end < last_day and unit not in held]
+        if complete:
+            # encoded now, in the page's slot, so the page itself is let go before the next
+            # request (only as many pages as cores are held decoded: polygon/cores.py)
+            files = self._encode(complete)
+            self._encoded = (complete, files, (self.spent.requests, self.spent.bytes, self.spent.request_id))
+        # the page's CPU work is done: its core goes on while the files are written
+        cores.PAGE_WORK.release_kept()
+        if previous:
+            self._store(*previous)  # charged what was spent up to their page
 
     def finish(self) -> None:
         if self._first_day is None:  # no bar at all: every unit is before the first bar
@@ -194,6 +202,7 @@ class _Progress:
                 if self.waiting:
                     unit = self.waiting[0]
                     self._probe_first_day(unit, unit.period_end, unit.period_end)
+        self._store_encoded()
         trusted = self._trusted()
         if trusted:
             self._settle(trusted)
@@ -289,7 +298,11 @@ class _Progress:
             self.waiting = []
             raise
 
-    def _settle(self, units: list[ClaimedUnit], upto: tuple[int, int, str | None] | None = None) -> None:
+    def _settle(self, units: list[ClaimedUnit]) -> None:
+        self._store(units, self._encode(units))
+
+    def _encode(self, units: list[ClaimedUnit]) -> list[_UnitFile]:
+        """The units' files, from the buffered pages (which keep only what comes after them)."""
         ticker = units[0].ticker
         # read again now: a plan may have changed the listings since the group began (it
         # queues again only units already done, not these)
@@ -307,9 +320,23 @@ class _Progress:
         # the page's CPU work is done and it is no longer held: its core goes to the next
         # page while these files are written and settled (fsyncs, the ledger)
         cores.PAGE_WORK.release_kept()
+        return files
+
+    def _store(
+        self,
+        units: list[ClaimedUnit],
+        files: list[_UnitFile],
+        upto: tuple[int, int, str | None] | None = None,
+    ) -> None:
         self.outcomes.extend(_store(units, files, self.job, [self._charge(upto) for _ in units]))
         for unit in units:
             self.waiting.remove(unit)
+
+    def _store_encoded(self) -> None:
+        if self._encoded is not None:
+            units, files, upto = self._encoded
+            self._encoded = None
+            self._store(units, files, upto)  # charged what was spent up to their page
 
     def _charge(self, upto: tuple[int, int, str | None] | None = None) -> AttemptRecord:
         """The requests and bytes spent since the last charge (up to `upto`: the cost as it

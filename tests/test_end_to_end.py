@@ -355,3 +355,59 @@ def test_two_processes_on_one_key_retry_the_server_limit_and_get_every_bar(work,
         read_dataset(work / "data", "minute"),
         expected_dataset(market, "minute", tickers, D(2023, 3, 1), D(2023, 3, 31)),
     )
+
+
+# --- one ledger, one data folder (found by a review) -------------------------------------
+
+
+def _files_of(ledger: str) -> list[tuple[str, int]]:
+    with sqlite3.connect(ledger) as db:
+        return db.execute("SELECT file_path, rows FROM units WHERE state = 'done' ORDER BY id").fetchall()
+
+
+def test_a_second_ledger_never_writes_into_anothers_data_folder(work, server):
+    """Ledger A holds AAPL's January; ledger B (another --ledger, the same default --data)
+    planned January 1-10 would replace A's month file with ten days while A's audit still
+    said COMPLETE. Refused on one line, before any request, A's file as it was; with its
+    own folder B runs."""
+    write_universe(work / "u.csv", ["AAPL"])
+    for ledger, end in (("A.db", "2023-01-31"), ("B.db", "2023-01-10")):
+        planned = run_cli(
+            "plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", end, "--ledger", ledger
+        )
+        assert planned.code == 0
+    assert run_cli("run", "--workers", "1", "--base-url", server.url, "--ledger", "A.db").code == 0
+    ((path, rows),) = _files_of("A.db")
+    before, asked = (work / "data" / path).read_bytes(), server.stats.total
+    refused = run_cli("run", "--workers", "1", "--base-url", server.url, "--ledger", "B.db")
+    assert (refused.code, refused.out) == (2, "") and server.stats.total == asked
+    assert refused.err.startswith("error: data folder data holds another ledger's files")
+    assert len(refused.err.strip().splitlines()) == 1
+    assert (work / "data" / path).read_bytes() == before and pl.read_parquet(
+        work / "data" / path
+    ).height == rows
+    assert (
+        run_cli("run", "--workers", "1", "--base-url", server.url, "--ledger", "B.db", "--data", "b").code
+        == 0
+    )
+
+
+def test_one_ledgers_files_never_spread_over_two_folders_and_a_moved_folder_is_found(work, server):
+    """`run --data elsewhere` on a ledger whose files are in ./data put its new months there:
+    no folder held the download any more. Refused on one line; the same folder moved (its
+    marker and files with it) is the ledger's, and so is a folder an earlier version
+    marked without naming its ledger, once it holds the ledger's files."""
+    write_universe(work / "u.csv", ["AAPL", "TINY"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31")
+    assert run_cli("run", "--workers", "1", "--base-url", server.url).code == 0
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-02-28")
+    refused = run_cli("run", "--workers", "1", "--base-url", server.url, "--data", "elsewhere")
+    assert refused.code == 2 and "holds none of this ledger's files" in refused.err, refused.err
+    assert not (work / "elsewhere").exists() or not list((work / "elsewhere").rglob("*.parquet"))
+    (work / "data").rename(work / "moved")
+    marker = work / "moved" / "polyledger-data.json"
+    marker.write_text('{"adjusted": true}\n', encoding="utf-8")  # as an earlier version wrote it
+    moved = run_cli("run", "--workers", "1", "--base-url", server.url, "--data", "moved")
+    assert moved.code == 0, moved.err + moved.out
+    assert run_cli("audit", "--deep", "--data", "moved").code == 0
+    assert json.loads(marker.read_text(encoding="utf-8"))["ledger"]  # named for this ledger now

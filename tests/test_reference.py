@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -362,8 +363,11 @@ def test_a_data_folder_keeps_one_choice_even_across_ledgers(work):
         "error: data folder data holds adjusted bars (polyledger-data.json); "
         "use a separate data folder for unadjusted bars\n"
     )
-    assert json.loads((work / "data" / "polyledger-data.json").read_text()) == {"adjusted": True}
-    assert json.loads((work / "raw" / "polyledger-data.json").read_text()) == {"adjusted": False}
+    for folder, ledger, flag in (("data", "adjusted.db", True), ("raw", "raw.db", False)):
+        with sqlite3.connect(work / ledger) as db:
+            (named,) = db.execute("SELECT value FROM settings WHERE key = 'ledger_id'").fetchone()
+        marker = json.loads((work / folder / "polyledger-data.json").read_text())
+        assert marker == {"adjusted": flag, "ledger": named}  # each folder, its ledger's
     assert len(files) == 2 and {path: path.read_bytes() for path in files} == before
     for folder, flag in (("data", "true"), ("raw", "false")):
         for path in (work / folder).rglob("*.parquet"):

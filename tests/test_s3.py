@@ -20,6 +20,7 @@ from polars.testing import assert_frame_equal
 from support import API_KEY, STORED_COLUMNS, run_cli, skip_unless_required, truth, write_universe
 
 import polyledger
+from polyledger.ledger import Ledger
 from polyledger.testing import Listing, StandInServer, SyntheticMarket
 
 D = dt.date
@@ -132,7 +133,8 @@ def test_full_run_to_s3_equals_the_truth_and_audits_clean(work, market, bucket):
     keys.remove("bars/v1/polyledger-data.json")  # the folder's adjusted choice, written once
     assert keys and all(key.endswith("/part.parquet") for key in keys)  # one PUT each, no temporaries
     marker = _client().get_object(Bucket=bucket, Key="bars/v1/polyledger-data.json")["Body"].read()
-    assert json.loads(marker) == {"adjusted": True}
+    with Ledger("ledger.db") as ledger:  # the folder's adjusted choice and its ledger, written once
+        assert json.loads(marker) == {"adjusted": True, "ledger": ledger.identity()}
     assert "bars/v1/minute/ticker=AAPL/year=2023/month=03/part.parquet" in keys
     assert "bars/v1/day/ticker=SIRI/year=2023/part.parquet" in keys
 

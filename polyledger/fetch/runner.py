@@ -139,25 +139,27 @@ class RunReport:
 
 
 def check_adjustment(ledger: Ledger, store: BarStore, options: RunOptions) -> None:
-    """One ledger, one choice: adjusted and raw bars never end up side by side. Decided by
-    the first run that may fetch bars (not by one fetching only splits or details), and
-    recorded in the data folder too (`polyledger-data.json`), so that two ledgers with
-    different choices cannot share one folder: checked before any request (by `Run`, and
-    by `polyledger run` before it remembers its options)."""
+    """One ledger, one data folder, one choice: adjusted and raw bars never end up side by
+    side, and no ledger's run writes into another's folder (its month files would be
+    replaced) nor spreads its own files over two folders. The choice is decided by the
+    first run that may fetch bars (not by one fetching only splits or details); both are
+    recorded in the data folder's marker (`polyledger-data.json`). Checked before any
+    request (by `Run`, and by `polyledger run` before it remembers its options)."""
     adjustable = [name for name in datasets.names() if datasets.get(name).adjustable]
     bar_datasets = [name for name in (options.datasets or adjustable) if name in adjustable]
-    if not bar_datasets:
-        return
-    if not queries.has_units(ledger, bar_datasets):
-        return
+    deciding = bool(bar_datasets) and queries.has_units(ledger, bar_datasets)
     wanted = "true" if options.adjusted else "false"
     have, want = ("adjusted", "unadjusted") if wanted == "false" else ("unadjusted", "adjusted")
     refusal = f"this ledger holds {have} bars; use a separate ledger and data folder for {want} bars"
-    # both checked before either is recorded: a refused run changes nothing
-    if ledger.setting("adjusted") not in (None, wanted):
+    # all checked before anything is recorded: a refused run changes nothing
+    if deciding and ledger.setting("adjusted") not in (None, wanted):
         raise InputError(refusal)
-    store.hold_bars(adjusted=options.adjusted)
-    if ledger.claim_setting("adjusted", wanted) != wanted:  # another run, just now
+    store.hold(
+        ledger.identity(),
+        adjusted=options.adjusted if deciding else None,
+        samples=queries.stored_files(ledger),
+    )
+    if deciding and ledger.claim_setting("adjusted", wanted) != wanted:  # another run, just now
         raise InputError(refusal)
 
 

@@ -20,7 +20,7 @@ from polyledger.fetch.runner import Run, RunOptions, RunReport
 from polyledger.flatfiles.prepare import Prepared, prepare
 from polyledger.flatfiles.prune import Pruned, prune_staged
 from polyledger.flatfiles.source import FlatFilesConfig, FlatFilesSource
-from polyledger.ledger import Ledger
+from polyledger.ledger import Ledger, queries
 from polyledger.storage import BarStore
 
 REFUSE_ADJUSTED = (
@@ -82,7 +82,8 @@ def run_flatfiles(
             raise InputError(f"this ledger holds adjusted bars; {REFUSE_ADJUSTED}")
         store = BarStore(data)
         store.ensure_writable()
-        store.hold_bars(adjusted=False)  # before a day is staged into a folder of adjusted bars
+        # before a day is staged into a folder of adjusted bars, or of another ledger's
+        store.hold(ledger.identity(), adjusted=False, samples=queries.stored_files(ledger))
         FlatFilesSource(config).probe(f"{MARKET_PREFIX}/")  # a 403 is one line before any claim
         if log_setup is not None:
             log_setup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 
 from sqlalchemy import insert, text
 
@@ -25,6 +26,11 @@ class Runs(LedgerConnection):
                 {"k": key, "v": value},
             )
             return cursor.execute("SELECT value FROM settings WHERE key = :k", {"k": key}).fetchone()[0]
+
+    def identity(self) -> str:
+        """This ledger's id, made by the first call: what its data folder's marker names, so
+        that another ledger's run never writes into it (copied by export/import)."""
+        return self.claim_setting("ledger_id", uuid.uuid4().hex)
 
     @_reconnecting
     def start_run(

@@ -158,17 +158,50 @@ class BarStore(ABC):
             raise InputError(f"{self.url_of(MARKER)} is not a polyledger marker (a JSON object)")
         return marker
 
-    def hold_bars(self, *, adjusted: bool) -> None:
-        """This location holds adjusted (or raw) bars: recorded in its marker by the first
-        run, checked by every later one; one line (InputError) when it holds the others."""
-        marked = self.mark({"adjusted": adjusted}).get("adjusted")
-        if marked is not adjusted:
+    def hold(self, ledger_id: str, *, adjusted: bool | None = None, samples: Sequence[str] = ()) -> None:
+        """This location holds one ledger's files, and adjusted or raw bars (`adjusted`, when
+        the run decides it): both recorded in its marker by the first run, checked by every
+        later one; one line (InputError) when they differ. A folder not yet named for a
+        ledger is this one's only if it holds one of `samples` (files the ledger says it
+        stored), or the ledger stored none: a moved folder is found, a second folder for one
+        ledger's files is refused (its download would be split over two)."""
+        marker = self.marker() or {}
+        self._check_marker(marker, ledger_id, adjusted)
+        if "ledger" not in marker and samples and not any(self.exists(sample) for sample in samples):
+            raise InputError(
+                f"data folder {self} holds none of this ledger's files (e.g. {samples[0]}): give "
+                "--data the folder that does, or use a new ledger for a new folder"
+            )
+        wanted = {**marker, "ledger": ledger_id}
+        if adjusted is not None and "adjusted" not in marker:
+            wanted["adjusted"] = adjusted
+        if wanted != marker:
+            # a new folder's marker is written once (a second ledger racing for it loses);
+            # an earlier version's gets the keys it lacks
+            marker = self._remark(wanted) if marker else self.mark(wanted)
+            self._check_marker(marker, ledger_id, adjusted)
+
+    def _check_marker(self, marker: dict, ledger_id: str, adjusted: bool | None) -> None:
+        marked = marker.get("adjusted")
+        if adjusted is not None and marked is not None and marked is not adjusted:
             names = {True: "adjusted", False: "unadjusted"}
             held = names[marked] if isinstance(marked, bool) else f"adjusted={marked!r}"
             raise InputError(
                 f"data folder {self} holds {held} bars ({MARKER}); use a separate data folder "
                 f"for {names[adjusted]} bars"
             )
+        if marker.get("ledger", ledger_id) != ledger_id:
+            raise InputError(
+                f"data folder {self} holds another ledger's files ({MARKER}): a run of this ledger "
+                "would replace them; give this ledger its own --data folder"
+            )
+
+    def _remark(self, marker: dict) -> dict:
+        """The marker replaced, atomically (a key added to it: never one changed)."""
+        self._put(MARKER, json.dumps(marker, sort_keys=True).encode() + b"\n")
+        current = self.marker()
+        assert current is not None
+        return current
 
     def mark(self, marker: dict) -> dict:
         """Record `marker` unless the location has one already; returns the one in place.

@@ -60,6 +60,11 @@ def _data_location(value: str) -> str:
     return value
 
 
+def _optional_data_location(value: Optional[str]) -> Optional[str]:
+    """As `_data_location`, where leaving the option out means the remembered one (sync)."""
+    return None if value is None else _data_location(value)
+
+
 DataOpt = typer.Option(
     "data",
     "--data",
@@ -777,7 +782,10 @@ def sync(
     ),
     base_url: Optional[str] = BaseUrlOpt,
     data: Optional[str] = typer.Option(
-        None, "--data", help="Data folder or URL [default: the last run's, else ./data]."
+        None,
+        "--data",
+        callback=_optional_data_location,
+        help="Data folder or URL [default: the last run's, else ./data].",
     ),
     forget: Optional[list[str]] = typer.Option(
         None, "--forget", help="Instead: stop syncing this dataset (repeatable); its units and files stay."

@@ -604,3 +604,12 @@ def _parquet_bytes(frame: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
     return buffer.getvalue()
+
+
+@pytest.mark.parametrize("data", ["memory://x", ""])
+def test_sync_refuses_a_data_location_that_keeps_nothing(work, data):
+    """As `run`: files in memory:// are gone when the command ends (their units would be
+    `done`), and '' would be the current folder by accident (found by a review)."""
+    refused = run_cli("sync", "--data", data)
+    assert refused.code == 2 and "Invalid value for '--data'" in refused.err, refused.err
+    assert not (work / "ledger.db").exists()

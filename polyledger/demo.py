@@ -89,17 +89,19 @@ def _check_own_folder(directory: Path) -> None:
     """The demo writes synthetic bars: never into a folder holding a ledger or bars of
     anything else (a download's files would be replaced by them). Its own folder, from an
     earlier demo, is resumed."""
-    ledger_path, data = directory / "ledger.db", directory / "data"
+    ledger_path = directory / "ledger.db"
     if ledger_path.exists():
         if not _is_demo_ledger(ledger_path):
             raise InputError(
                 f"{directory} holds a ledger that is not the demo's: the demo writes synthetic bars, "
                 "so give it a folder of its own (--dir; an earlier version's demo folder: delete it)"
             )
-    elif data.is_dir() and any(data.iterdir()):
+    elif directory.is_dir() and any(directory.iterdir()):
+        # a download's data folder, a universe file: anything here without the demo's
+        # ledger may be the user's, and the demo would write over it
         raise InputError(
-            f"{data} holds files and no demo ledger: the demo writes synthetic bars, so give it a "
-            "folder of its own (--dir)"
+            f"{directory} holds files and no demo ledger: the demo writes synthetic bars and its own "
+            "ledger, universe and report, so give it an empty folder or a new one (--dir)"
         )
 
 

@@ -97,6 +97,16 @@ def test_the_demo_never_writes_its_bars_into_another_download(tmp_path):
     with pytest.raises(InputError, match="holds files and no demo ledger"):
         run_demo(tmp_path / "bars", workers=2, console=quiet)
     assert sorted(p.name for p in (tmp_path / "bars").iterdir()) == ["data"]
+    # a download's data folder itself (found by a review), or a folder with a universe file
+    with pytest.raises(InputError, match="holds files and no demo ledger"):
+        run_demo(tmp_path / "bars" / "data", workers=2, console=quiet)
+    assert sorted(p.name for p in (tmp_path / "bars" / "data").iterdir()) == ["day"]
+    mine_too = tmp_path / "universe-only"
+    mine_too.mkdir()
+    (mine_too / "universe.csv").write_text("ticker\nAAPL\n", encoding="utf-8")
+    with pytest.raises(InputError, match="holds files and no demo ledger"):
+        run_demo(mine_too, workers=2, console=quiet)
+    assert (mine_too / "universe.csv").read_text(encoding="utf-8") == "ticker\nAAPL\n"
     # a download of an earlier version: refused without opening it as a ledger (which migrates)
     old = tmp_path / "old"
     old.mkdir()

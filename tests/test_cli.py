@@ -312,7 +312,8 @@ def test_a_data_location_whose_host_is_not_found_is_one_line(work):
 
 def test_a_refused_run_changes_nothing(work, server):
     """An unadjusted run refused on a data folder of adjusted bars (exit 2) leaves the ledger
-    as it was: the adjusted run meant then goes through."""
+    as it was: the adjusted run meant then goes through (in a folder of its own: one ledger,
+    one folder)."""
     _planned(work)
     assert run_cli("run", "--base-url", server.url, "--ledger", "ledger.db", "--workers", "2").code == 0
     write_universe(work / "b.csv", ["MSFT"])
@@ -327,4 +328,7 @@ def test_a_refused_run_changes_nothing(work, server):
             connection.execute("SELECT key FROM settings WHERE key IN ('adjusted', 'sync.run')").fetchall()
             == []
         )
-    assert run_cli("run", "--base-url", server.url, "--ledger", "b.db", "--workers", "2").code == 0
+    assert (
+        run_cli("run", "--base-url", server.url, "--ledger", "b.db", "--workers", "2", "--data", "b").code
+        == 0
+    )

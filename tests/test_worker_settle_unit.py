@@ -519,3 +519,14 @@ def test_a_worker_whose_lease_ran_out_writes_nothing_even_before_a_reclaim(tmp_p
         assert not store.exists("minute/ticker=AAPL/year=2024/month=01/part.parquet")
         assert store.temporaries() == []
         assert ledger.reclaim_expired() == [("minute", "AAPL", D(2024, 1, 1))]
+
+
+def test_a_transient_error_on_a_later_page_keeps_the_month_an_earlier_page_completed(ledger, store):
+    """Found by a review: page one completes January (its bars run past January's end), the
+    next request is a 503 after the client's retries. A 503 says nothing against page one:
+    January is stored, done; only February goes back to the queue."""
+    first = page([at(D(2024, 1, 2)), at(D(2024, 2, 3))], next_from=at(D(2024, 2, 3)) + 1, to="2024-02-29")
+    error = TransientError("server said 503", error_class="http_503", http_status=503)
+    process_units(months(ledger, 1, 2), job(ScriptedClient([first, error]), ledger, store))
+    assert [(r.state, r.rows) for r in rows(ledger)] == [("done", 1), ("pending", None)]
+    assert stored_rows(store, 1) == 1

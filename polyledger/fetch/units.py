@@ -138,6 +138,10 @@ def process_units(
             return progress.outcomes
         return progress.outcomes + progress.fail(exc)
     except FetchError as exc:
+        # a transient failure (a 503, a timeout) says nothing against the pages before it:
+        # the months they completed are kept; only an answer that contradicts itself
+        # (a PermanentError, above) sends them to be asked alone
+        progress.store_encoded()
         return progress.outcomes + progress.fail(exc)
     except Stopped:
         # a stop is not the units' fault: their attempt is not counted against --max-attempts
@@ -202,7 +206,7 @@ class _Progress:
                 if self.waiting:
                     unit = self.waiting[0]
                     self._probe_first_day(unit, unit.period_end, unit.period_end)
-        self._store_encoded()
+        self.store_encoded()
         trusted = self._trusted()
         if trusted:
             self._settle(trusted)
@@ -332,7 +336,7 @@ class _Progress:
         for unit in units:
             self.waiting.remove(unit)
 
-    def _store_encoded(self) -> None:
+    def store_encoded(self) -> None:
         if self._encoded is not None:
             units, files, upto = self._encoded
             self._encoded = None

@@ -401,6 +401,11 @@ def test_a_split_keeps_when_it_was_first_recorded_and_units_fetched_before_a_lat
 
     clock = LedgerClock(dt.datetime(2024, 3, 5, 3, 30, tzinfo=dt.timezone.utc))
     with Ledger(tmp_path / "ledger.db", clock=clock) as ledger:
+        # both tickers' splits were looked at before (a first look says nothing of when the
+        # API learnt of a split: test_a_split_found_by_the_first_look_...)
+        plan_reference(ledger, ["SPLT", "OLDT"], "splits", dt.date(2024, 8, 1))
+        with ledger.engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE units SET fetched_at = '2024-02-01T00:00:00.000Z'")
         ledger.replace_splits("SPLT", [("2024-03-01", 1.0, 2.0)])
         clock.advance(86_400)
         ledger.replace_splits("SPLT", [("2024-03-01", 1.0, 2.0), ("2024-06-03", 1.0, 3.0)])
@@ -431,3 +436,28 @@ def test_a_split_keeps_when_it_was_first_recorded_and_units_fetched_before_a_lat
                     f"WHERE ticker = '{ticker}' AND period = '{period}'"
                 )
         assert [tuple(r)[:3] for r in stale_adjusted(ledger)] == [("minute", "SPLT", "2024-02")]
+
+
+def test_a_split_found_by_the_first_look_makes_only_units_fetched_before_its_date_stale(tmp_path):
+    """Found by a review: splits planned after the bars (or added to a ledger later) are
+    first recorded days after bars fetched on the new basis; taken as a late entry, they
+    made those months stale (audit exit 1, fetched again). A ticker's first look records
+    its splits as of their own dates."""
+    from support import LedgerClock
+
+    from polyledger.ledger import PlannedUnit
+    from polyledger.ledger.queries import stale_adjusted
+
+    clock = LedgerClock(dt.datetime(2024, 2, 21, 12, 0, tzinfo=dt.timezone.utc))
+    with Ledger(tmp_path / "ledger.db", clock=clock) as ledger:
+        plan_reference(ledger, ["CHAR"], "splits", dt.date(2024, 8, 1))
+        for month, fetched in (("2024-02", "2024-02-20"), ("2024-01", "2024-02-13")):
+            first = dt.date.fromisoformat(f"{month}-01")
+            ledger.add_units([PlannedUnit("minute", "CHAR", first, first + dt.timedelta(days=27))])
+            with ledger.engine.begin() as connection:
+                connection.exec_driver_sql(
+                    f"UPDATE units SET state = 'done', adjusted = 1, fetched_at = '{fetched}T12:00:00.000Z' "
+                    f"WHERE dataset = 'minute' AND period = '{month}'"
+                )
+        ledger.replace_splits("CHAR", [("2024-02-14", 1.0, 2.0)])  # the splits' first look
+        assert [tuple(r)[:3] for r in stale_adjusted(ledger)] == [("minute", "CHAR", "2024-01")]

@@ -14,7 +14,10 @@ class SplitsAndFlags(LedgerConnection):
     def replace_splits(self, ticker: str, splits: Sequence[tuple[str, float, float]]) -> None:
         """The ticker's known splits, (execution_date, split_from, split_to), replaced whole.
         A split unchanged in date and ratio keeps when it was first recorded: units fetched
-        before then may predate the API's knowing of it (`queries.stale_adjusted_sql`)."""
+        before then may predate the API's knowing of it (`queries.stale_adjusted_sql`). A
+        split found by the ticker's first look (its splits never fetched before: planned
+        after its bars, say) says nothing of when the API learnt of it: recorded as of its
+        own date, so only the units fetched before that date are stale by it."""
         now = iso(self.clock())
         with self._write() as cursor:
             held = cursor.execute(
@@ -25,12 +28,23 @@ class SplitsAndFlags(LedgerConnection):
                 (row["execution_date"], float(row["split_from"]), float(row["split_to"])): row["recorded_at"]
                 for row in held
             }
+            # the unit settles after this: a fetch time on it is an earlier look's
+            looked_before = cursor.execute(
+                "SELECT 1 FROM units WHERE dataset = 'splits' AND ticker = ? AND fetched_at IS NOT NULL",
+                (ticker,),
+            ).fetchone()
             cursor.execute("DELETE FROM splits WHERE ticker = ?", (ticker,))
             cursor.executemany(
                 "INSERT INTO splits (ticker, execution_date, split_from, split_to, recorded_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ticker, execution_date) DO NOTHING",
                 [
-                    (ticker, day, split_from, split_to, first.get((day, split_from, split_to), now))
+                    (
+                        ticker,
+                        day,
+                        split_from,
+                        split_to,
+                        first.get((day, split_from, split_to), now if looked_before else day),
+                    )
                     for day, split_from, split_to in splits
                 ],
             )

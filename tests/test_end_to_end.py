@@ -411,3 +411,36 @@ def test_one_ledgers_files_never_spread_over_two_folders_and_a_moved_folder_is_f
     assert moved.code == 0, moved.err + moved.out
     assert run_cli("audit", "--deep", "--data", "moved").code == 0
     assert json.loads(marker.read_text(encoding="utf-8"))["ledger"]  # named for this ledger now
+
+
+def test_a_new_ledger_never_takes_an_earlier_versions_folder_from_the_ledger_whose_files_it_holds(
+    work, server
+):
+    """Found by a review: an earlier version's marker names no ledger; a new ledger B, which
+    stored nothing, named ledger A's folder for itself on its first run (its ten days
+    replacing A's month), and A was refused on its own folder from then on. B is refused;
+    A's next run names the folder for A."""
+    write_universe(work / "u.csv", ["AAPL"])
+    for ledger, end in (("A.db", "2023-01-31"), ("B.db", "2023-01-10")):
+        planned = run_cli(
+            "plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", end, "--ledger", ledger
+        )
+        assert planned.code == 0
+    assert run_cli("run", "--workers", "1", "--base-url", server.url, "--ledger", "A.db").code == 0
+    ((path, rows),) = _files_of("A.db")
+    marker = work / "data" / "polyledger-data.json"
+    marker.write_text('{"adjusted": true}\n', encoding="utf-8")  # as an earlier version wrote it
+    with sqlite3.connect("A.db") as db:  # A, made by the earlier version, had no id yet
+        db.execute("DELETE FROM settings WHERE key = 'ledger_id'")
+    refused = run_cli("run", "--workers", "1", "--base-url", server.url, "--ledger", "B.db")
+    assert refused.code == 2 and "holds files of a ledger its marker does not name" in refused.err, (
+        refused.err
+    )
+    assert json.loads(marker.read_text(encoding="utf-8")) == {"adjusted": True}
+    assert pl.read_parquet(work / "data" / path).height == rows
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-02-28", "--ledger", "A.db")
+    again = run_cli("run", "--workers", "1", "--base-url", server.url, "--ledger", "A.db")
+    assert again.code == 0, again.err
+    with sqlite3.connect("A.db") as db:
+        (named,) = db.execute("SELECT value FROM settings WHERE key = 'ledger_id'").fetchone()
+    assert json.loads(marker.read_text(encoding="utf-8")) == {"adjusted": True, "ledger": named}

@@ -165,6 +165,7 @@ def test_a_sync_started_while_a_run_works_reads_that_runs_options(work, stand_in
         return real_execute(self, *args, **kwargs)
 
     monkeypatch.setattr(Run, "execute", execute_and_look)
+    (work / "data").rename(work / "elsewhere")  # the universe's details with it: one ledger, one folder
     ran = run_cli("run", "--data", "elsewhere", "--base-url", stand_in.url)
     assert ran.code == 0, ran.out + ran.err
     assert seen[0] is not None and json.loads(seen[0])["data"].endswith("elsewhere")
@@ -356,6 +357,7 @@ def test_plan_and_universe_are_remembered_with_absolute_paths(work, stand_in):
 
 def test_sync_runs_with_the_last_runs_options_unless_given(work, stand_in):
     _planned(stand_in.url, "grouped_daily")
+    (work / "data").rename(work / "elsewhere")  # the universe's details with it: one ledger, one folder
     ran = run_cli("run", "--workers", "3", "--rate", "7", "--data", "elsewhere", "--base-url", stand_in.url)
     assert ran.code == 0, ran.out + ran.err
     assert run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url).code == 0

@@ -163,15 +163,24 @@ class BarStore(ABC):
         the run decides it): both recorded in its marker by the first run, checked by every
         later one; one line (InputError) when they differ. A folder not yet named for a
         ledger is this one's only if it holds one of `samples` (files the ledger says it
-        stored), or the ledger stored none: a moved folder is found, a second folder for one
-        ledger's files is refused (its download would be split over two)."""
+        stored), or the ledger stored none and the folder holds no files: a moved folder is
+        found, a second folder for one ledger's files is refused (its download would be split
+        over two), and so is an earlier version's download for a new ledger."""
         marker = self.marker() or {}
         self._check_marker(marker, ledger_id, adjusted)
-        if "ledger" not in marker and samples and not any(self.exists(sample) for sample in samples):
-            raise InputError(
-                f"data folder {self} holds none of this ledger's files (e.g. {samples[0]}): give "
-                "--data the folder that does, or use a new ledger for a new folder"
-            )
+        if "ledger" not in marker:
+            if samples and not any(self.exists(sample) for sample in samples):
+                raise InputError(
+                    f"data folder {self} holds none of this ledger's files (e.g. {samples[0]}): give "
+                    "--data the folder that does, or use a new ledger for a new folder"
+                )
+            if not samples and next(self.walk(), None) is not None:
+                # an earlier version's download, of a ledger not named: naming it for this
+                # one would lock that ledger out of its own files (and replace them)
+                raise InputError(
+                    f"data folder {self} holds files of a ledger its marker does not name (an earlier "
+                    "version's download): run that ledger on it first, or give this ledger its own --data"
+                )
         wanted = {**marker, "ledger": ledger_id}
         if adjusted is not None and "adjusted" not in marker:
             wanted["adjusted"] = adjusted

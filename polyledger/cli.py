@@ -648,7 +648,10 @@ def retry(
         False, "--stale", help="Instead: queue adjusted units that a later split made stale (see audit)."
     ),
     flagged: bool = typer.Option(
-        False, "--flagged", help="Instead: queue done units that audit --quality flagged (see --check)."
+        False,
+        "--flagged",
+        help="Instead: queue done units that audit --quality flagged (see --check; --ticker and "
+        "--dataset narrow it).",
     ),
     check: Optional[list[str]] = typer.Option(
         None, "--check", help="With --flagged: only units with this quality check's flags (repeatable)."
@@ -668,9 +671,11 @@ def retry(
         )
     if check and not flagged:
         raise InputError("--check applies to --flagged only")
+    if flagged and error_class != "transient":
+        raise InputError("--class chooses failed units: it does not apply to --flagged (done units)")
     with Ledger(ledger_path, create=False) as ledger:
         if flagged:
-            count = retry_flagged(ledger, check or (), ticker or ())
+            count = retry_flagged(ledger, check or (), ticker or (), dataset or ())
             _echo(f"{count} flagged units are pending again: run `polyledger run`, then `audit --quality`")
             return
         if stale:

@@ -46,7 +46,15 @@ def retry_stale(ledger: Ledger, tickers: Sequence[str] = ()) -> int:
     return ledger.reset_stale(tickers) + ledger.reset_stale_flat(ROUTES, tickers)
 
 
-def retry_flagged(ledger: Ledger, checks: Sequence[str] = (), tickers: Sequence[str] = ()) -> int:
+def retry_flagged(
+    ledger: Ledger,
+    checks: Sequence[str] = (),
+    tickers: Sequence[str] = (),
+    datasets: Sequence[str] = (),
+) -> int:
     """Queue again the done units that `audit --quality` flagged (all checks, or those
-    named), to be downloaded afresh; the next quality check tells whether that helped."""
-    return ledger.reset_flagged(checks, tickers)
+    named), of some tickers and datasets when given, to be downloaded afresh; the next
+    quality check tells whether that helped."""
+    for name in datasets:
+        check_dataset(name)
+    return ledger.reset_flagged(checks, tickers, datasets)

@@ -359,10 +359,10 @@ def test_a_notebook_reads_only_the_bars_of_units_the_ledger_says_are_done(work, 
 # --- retry --flagged --check, and names without a market cap ------------------------------
 
 
-def _quality_flag(ticker: str, unit_id: int, check: str) -> dict:
+def _quality_flag(ticker: str, unit_id: int, check: str, dataset: str = "minute") -> dict:
     """A finding as `audit --quality` stores it in quality_flags."""
     return {
-        "dataset": "minute",
+        "dataset": dataset,
         "ticker": ticker,
         "session_date": "2024-01-02",
         "check_name": check,
@@ -399,6 +399,34 @@ def test_retry_flagged_queues_only_the_units_of_the_checks_asked_for(work):
     assert pending() == ["AAA"]
     assert run_cli("retry", "--flagged").code == 0
     assert pending() == ["AAA", "BBB"]  # CCC was never flagged: still done
+
+
+def test_retry_flagged_is_narrowed_by_dataset_and_refuses_class(work):
+    """docs/commands.md `retry --flagged [--dataset D]`: only the flagged units of that
+    dataset go back to pending (those of other datasets stay done, never downloaded again);
+    `--class`, which chooses failed units, is refused with --flagged (one line, exit 2)."""
+    with Ledger(work / "ledger.db") as ledger:
+        plan(ledger, ["AAA"], "minute", D(2024, 1, 1), D(2024, 1, 31))
+        plan(ledger, ["AAA"], "day", D(2024, 1, 1), D(2024, 12, 31))
+        flags: dict[str, list[dict]] = {}
+        for unit in ledger.claim("w", 60, limit=2):
+            stored = StoredFile(path=f"{unit.dataset}.parquet", rows=1, checksum="sha256:0", bytes=1)
+            ledger.settle_done(unit, stored, True, AttemptRecord(requests=1, bars=1))
+            flags[unit.dataset] = [_quality_flag("AAA", unit.id, "ohlc_violation", unit.dataset)]
+        for dataset, found in flags.items():
+            ledger.replace_quality_flags([dataset], found)
+
+    def pending() -> list[str]:
+        with Ledger(work / "ledger.db") as ledger:
+            return [r.dataset for r in ledger.query("SELECT dataset FROM units WHERE state = 'pending'")]
+
+    refused = run_cli("retry", "--flagged", "--class", "all")
+    assert refused.code == 2 and "--class" in refused.err and len(refused.err.strip().splitlines()) == 1
+    assert pending() == []
+    assert run_cli("retry", "--flagged", "--dataset", "bogus").code == 2
+    narrowed = run_cli("retry", "--flagged", "--dataset", "day")
+    assert narrowed.code == 0 and narrowed.out.startswith("1 flagged units are pending again")
+    assert pending() == ["day"]  # the flagged minute unit is still done
 
 
 def test_a_name_without_a_known_market_cap_is_kept_under_cap_max(work, market):

@@ -36,13 +36,16 @@ class Resets(UnitMoves):
         where = f"id IN (SELECT id FROM ({stale_adjusted_sql(self.dialect)}) AS stale)"
         return self._reset_chosen(where, {}, {UnitState.DONE}, tickers)
 
-    def reset_flagged(self, checks: Sequence[str] = (), tickers: Sequence[str] = ()) -> int:
-        """Done units a quality check flagged (all checks, or those named) back to pending."""
+    def reset_flagged(
+        self, checks: Sequence[str] = (), tickers: Sequence[str] = (), datasets: Sequence[str] = ()
+    ) -> int:
+        """Done units a quality check flagged (all checks, or those named) back to pending,
+        of some tickers and datasets when given."""
         flagged, params = "SELECT unit_id FROM quality_flags WHERE unit_id IS NOT NULL", {}
         if checks:
             test, params = in_list("check_name", checks, "k")
             flagged += f" AND {test}"
-        return self._reset_chosen(f"id IN ({flagged})", params, {UnitState.DONE}, tickers)
+        return self._reset_chosen(f"id IN ({flagged})", params, {UnitState.DONE}, tickers, datasets)
 
     def reset_relisted(self, tickers: Sequence[str], datasets: Sequence[str]) -> int:
         """Done bar units of symbols whose listings changed back to pending: fetched again,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from polyledger.checks.quality import CHECKS
 from polyledger.datasets import check_dataset
 from polyledger.errors import InputError, is_known_class, is_transient_class
 from polyledger.ledger import Ledger
@@ -57,4 +58,7 @@ def retry_flagged(
     quality check tells whether that helped."""
     for name in datasets:
         check_dataset(name)
+    for name in checks:
+        if name not in CHECKS:  # a typo would otherwise match no flag and say "0 ... pending again"
+            raise InputError(f"unknown quality check {name!r} (checks: {', '.join(CHECKS)})")
     return ledger.reset_flagged(checks, tickers, datasets)

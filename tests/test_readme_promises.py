@@ -397,6 +397,10 @@ def test_retry_flagged_queues_only_the_units_of_the_checks_asked_for(work):
 
     assert run_cli("retry", "--flagged", "--check", "missing_session").code == 0
     assert pending() == ["AAA"]
+    typo = run_cli("retry", "--flagged", "--check", "missing_sessions")
+    assert typo.code == 2 and len(typo.err.strip().splitlines()) == 1
+    assert "unknown quality check 'missing_sessions'" in typo.err and "missing_session," in typo.err
+    assert pending() == ["AAA"]  # nothing changed
     assert run_cli("retry", "--flagged").code == 0
     assert pending() == ["AAA", "BBB"]  # CCC was never flagged: still done
 

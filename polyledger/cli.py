@@ -134,7 +134,8 @@ def plan(
     if not spec.needs_range:
         if start or end:
             raise InputError(f"--from/--to do not apply to {dataset}: a unit holds a ticker's whole history")
-        tickers = read_universe(universe)  # type: ignore[arg-type]
+        # a unit per ticker: a reused symbol's two rows (two listings) are one unit
+        tickers = list(dict.fromkeys(read_universe(universe)))  # type: ignore[arg-type]
         with Ledger(ledger_path) as ledger:
             added = plan_reference(ledger, tickers, dataset, et_today())
             ledger.remember_plan(dataset, _source(universe), None, None)

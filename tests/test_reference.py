@@ -318,6 +318,23 @@ def test_plan_and_run_splits_from_the_command_line(work):
     assert states.splitlines()[1:] == ["NOSUCH,empty_confirmed,0", "SPLT,done,1"]
 
 
+def test_plan_counts_a_reused_symbols_two_listings_as_one_reference_unit(work):
+    """A symbol on two rows of the universe (two listings, distinct windows) is one splits
+    unit: a new ledger says every unit is new, none already in it."""
+    (work / "u.csv").write_text(
+        "ticker,list_date,delisted_utc\n"
+        "ECHO,2001-01-02,2010-06-30T00:00:00Z\n"
+        "SOLO,2005-01-03,\n"
+        "ECHO,2015-03-02,\n",
+        encoding="utf-8",
+    )
+    planned = run_cli("plan", "--universe", "u.csv", "--dataset", "splits")
+    assert planned.code == 0, planned.err
+    assert "planned 2 splits units (one per ticker): 2 new, 0 already in" in planned.out
+    again = run_cli("plan", "--universe", "u.csv", "--dataset", "splits")
+    assert "planned 2 splits units (one per ticker): 0 new, 2 already in" in again.out
+
+
 def test_only_a_run_that_fetches_bars_decides_adjusted_or_raw(work):
     """Fetching splits (or a universe's details) first must not lock the ledger into
     adjusted bars: `run --unadjusted` afterwards is the README's recommended path."""

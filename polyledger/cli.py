@@ -14,7 +14,7 @@ import sys
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import sqlalchemy.exc
 import typer
@@ -33,6 +33,9 @@ from polyledger.defaults import (
 )
 from polyledger.errors import InputError, PolyledgerError
 from polyledger.secrets import RedactingFilter, api_key_from_env, redact
+
+if TYPE_CHECKING:
+    from polyledger.flatfiles.reconcile import Reconciliation
 
 app = typer.Typer(
     name="polyledger",
@@ -397,6 +400,20 @@ def _reconcile(ledger, store, sample: int):  # type: ignore[no-untyped-def]
             client.close()
 
 
+def _reconcile_summary(reconciled: Reconciliation, sample: int) -> str:
+    """`audit --reconcile N`'s last line: how many units were compared, why others were not."""
+    from polyledger.flatfiles.reconcile import SKIPPED
+
+    line = f"reconcile: {len(reconciled.compared)} of {sample} units compared"
+    if reconciled.skipped:
+        reasons = ", ".join(f"{count:,} {SKIPPED[reason]}" for reason, count in reconciled.skipped.items())
+        line += f"; {reconciled.skipped.total():,} could not be: {reasons}"
+    tried = len(reconciled.compared) + reconciled.skipped.total()
+    if tried < sample:
+        line += f" ({tried:,} done minute/day units in all)"
+    return line
+
+
 def _show_run(job):  # type: ignore[no-untyped-def]
     """One run (`Run`, or `ProcessRun` for --processes) with the live display and its
     summary (the flat-file route runs two)."""
@@ -523,8 +540,9 @@ def audit(
     data: str = DataOpt,
 ) -> None:
     """Completeness per dataset and year. Exit 0: complete; 1: failed or stale units (or,
-    with --deep, files and ledger disagree; with --quality, a bar is flagged); 3: only
-    pending or running units left (run again).
+    with --deep, files and ledger disagree; with --quality, a bar is flagged; with
+    --reconcile, a unit differs or none could be compared); 3: only pending or running
+    units left (run again).
 
     Example: polyledger audit --deep --quality --json
     """
@@ -558,14 +576,18 @@ def audit(
     # --json carries the same code the process exits with
     code = 1 if problems or (checked is not None and not checked.clean) else report.exit_code
     if reconciled is not None:
-        for item in reconciled:
+        for item in reconciled.compared:
             if not as_json:
                 _echo(
                     f"reconcile {item.dataset} {item.ticker} {item.period} ({item.source}): "
                     f"{item.bars:,} bars, {item.only_stored} only stored, "
                     f"{item.only_other} only the other route, {item.different} different"
                 )
-        code = code or (1 if any(not item.same for item in reconciled) else 0)
+        if not as_json:
+            _echo(_reconcile_summary(reconciled, reconcile))
+        # none compared is nothing verified: never the silence of all matched
+        unverified = not reconciled.compared or any(not item.same for item in reconciled.compared)
+        code = code or (1 if unverified else 0)
     if as_json:
         payload = dict(report.to_dict(), exit_code=code)
         if deep:
@@ -573,7 +595,8 @@ def audit(
         if checked is not None:
             payload["quality"] = checked.to_dict()
         if reconciled is not None:
-            payload["reconcile"] = [dict(asdict(item), same=item.same) for item in reconciled]
+            payload["reconcile"] = [dict(asdict(item), same=item.same) for item in reconciled.compared]
+            payload["reconcile_skipped"] = dict(reconciled.skipped)
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
         print_audit(_console(), report)

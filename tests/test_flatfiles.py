@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -585,6 +586,37 @@ def test_mixed_routes_reconcile_bar_for_bar(work, market, server, moto_endpoint,
     assert audit.code == 1
     assert f"reconcile minute {unit['ticker']} {unit['period']} (flatfiles)" in audit.out
     assert "0 only stored, 0 only the other route, 1 different" in audit.out
+    # neither key: no unit can be compared, and the audit says so and why (exit 1), never
+    # the silence of all matched
+    with monkeypatch.context() as keyless:
+        keyless.delenv("POLYLEDGER_FLATFILES_SECRET")
+        keyless.delenv("POLYGON_API_KEY")
+        audit = run_cli("audit", "--reconcile", "3", "--ledger", ledger, "--data", data)
+    assert audit.code == 1, audit.out
+    summary = next(line for line in audit.out.splitlines() if line.startswith("reconcile: "))
+    assert summary.startswith("reconcile: 0 of 3 units compared; "), summary
+    assert "filled from flat files, no API key to ask" in summary
+    assert "filled from the API, their staged days deleted and no flat-file keys" in summary
+
+
+def test_reconcile_of_a_rest_only_download_says_nothing_was_compared(work, server, monkeypatch):
+    """`audit --reconcile N` on a download from the API alone, no day files read: not one
+    unit can be compared. One line says so and why, and the audit exits 1 (nothing was
+    verified), where it used to print nothing and exit 0."""
+    monkeypatch.delenv("POLYLEDGER_FLATFILES_KEY_ID", raising=False)
+    monkeypatch.delenv("POLYLEDGER_FLATFILES_SECRET", raising=False)
+    write_universe(work / "u.csv", ["AAPL"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2023-04-01", "--to", "2023-05-31").code == 0
+    assert run_cli("run", "--unadjusted", "--base-url", server.url).code == 0
+    assert run_cli("audit").code == 0
+    audit = run_cli("audit", "--reconcile", "3")
+    assert audit.code == 1, audit.out
+    assert (
+        "reconcile: 0 of 3 units compared; 2 could not be: 2 filled from the API, their days not all "
+        "read from flat files (2 done minute/day units in all)"
+    ) in audit.out
+    as_json = json.loads(run_cli("audit", "--reconcile", "3", "--json").out)
+    assert as_json["exit_code"] == 1 and as_json["reconcile_skipped"] == {"days_unread": 2}
 
 
 def test_the_flat_file_route_on_a_postgresql_ledger(work, market, moto_endpoint, bucket, pg_url):

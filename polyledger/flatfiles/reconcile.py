@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import random
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,16 @@ from polyledger.storage import BarStore
 from polyledger.trading_days import trading_days
 
 COMPARED = ["ticker", "timestamp", "open", "high", "low", "close", "volume", "transactions"]
+# why a unit could not be compared, said with the count so that none compared is never read
+# as all matched
+NO_API_KEY = "no_api_key"
+DAYS_UNREAD = "days_unread"
+NO_FLATFILE_KEYS = "no_flatfile_keys"
+SKIPPED = {
+    NO_API_KEY: "filled from flat files, no API key to ask",
+    DAYS_UNREAD: "filled from the API, their days not all read from flat files",
+    NO_FLATFILE_KEYS: "filled from the API, their staged days deleted and no flat-file keys",
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,14 @@ class Reconciled:
     @property
     def same(self) -> bool:
         return not (self.only_stored or self.only_other or self.different)
+
+
+@dataclass
+class Reconciliation:
+    """The units compared, and how many units tried could not be, by reason (SKIPPED)."""
+
+    compared: list[Reconciled] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
 
 
 def compare_bars(stored: pl.DataFrame, other: pl.DataFrame) -> tuple[int, int, int]:
@@ -69,20 +88,20 @@ def rebuild_from_flat_files(
     start: dt.date,
     end: dt.date,
     source: FlatFilesSource | None = None,
-) -> pl.DataFrame | None:
-    """The unit's bars from its days (None unless every trading day is read, and, for a
-    day whose staged file was deleted or that was read for other tickers, unless `source`
-    can read it again)."""
+) -> pl.DataFrame | str:
+    """The unit's bars from its days, or why they cannot be rebuilt: DAYS_UNREAD unless
+    every trading day is read, NO_FLATFILE_KEYS for a day whose staged file was deleted or
+    that was read for other tickers when no `source` can read it again."""
     day_dataset = ROUTES[dataset]
     days = ledger.flat_days(day_dataset, start, end)
     if len(days) != len(trading_days(start, end)) or any(row.state not in SETTLED for row in days):
-        return None
+        return DAYS_UNREAD
     # what the unit's period holds now: a day staged (or found empty) for other tickers may
     # lack this one (planned since, filled from the API), so it is read from the bucket again
     staged_for = universe_hash(ledger.tickers_by_period(dataset).get(period_of(dataset, start), ()))
     again = [row for row in days if (row.state == "done" and not row.file_path) or row.universe != staged_for]
     if again and source is None:
-        return None  # never as if those days had no bars
+        return NO_FLATFILE_KEYS  # never as if those days had no bars
     files = [row.file_path for row in days if row.file_path and row not in again]
     parts = [store.scan_parquet(files).filter(pl.col("ticker") == ticker).collect()] if files else []
     for row in again:
@@ -121,13 +140,15 @@ def reconcile(
     source: FlatFilesSource | None = None,
     datasets: Sequence[str] = tuple(ROUTES),
     seed: int = 0,
-) -> list[Reconciled]:
+) -> Reconciliation:
     """Up to `sample` done ticker units (chosen at random, `seed`) compared with the other
     route; units that cannot be (no client for a flat-file unit; for a REST unit, days not
-    all read, or deleted when staged and no `source` to read them again) are skipped."""
+    all read, or deleted when staged and no `source` to read them again) are skipped and
+    counted by reason."""
     units = [row for dataset in datasets for row in ledger.done_units_with_source(dataset)]
     random.Random(seed).shuffle(units)
-    found: list[Reconciled] = []
+    result = Reconciliation()
+    found = result.compared
     for row in units:
         if len(found) >= sample:
             break
@@ -137,11 +158,13 @@ def reconcile(
         )
         if row.source == "flatfiles":
             if client is None:
+                result.skipped[NO_API_KEY] += 1
                 continue
             other = fetch_rest(client, row.dataset, row.ticker, start, end)
         else:
             rebuilt = rebuild_from_flat_files(ledger, store, row.dataset, row.ticker, start, end, source)
-            if rebuilt is None:
+            if isinstance(rebuilt, str):
+                result.skipped[rebuilt] += 1
                 continue
             other = rebuilt
         stored = _on_trading_days(store.read_parquet(row.file_path), start, end)
@@ -158,4 +181,4 @@ def reconcile(
                 different,
             )
         )
-    return found
+    return result

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -67,6 +68,50 @@ def test_a_refused_key_changes_no_unit_of_any_state_or_dataset(work, market, mon
             assert server.stats.by_status[401] >= 1, scope  # the refusal really came back
             assert unit_snapshot(work / "ledger.db") == before, scope
             assert attempt_count(work / "ledger.db") == attempts, scope
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+def test_a_refused_key_gives_each_unit_back_once_counted_and_logged_once(work, market, monkeypatch, workers):
+    """A 401 stops the run: every unit it had claimed goes back to pending once, and the
+    summary's "N given back" and the log's `state=released` lines say so, one each. No
+    worker claims a unit given back after the run began to stop (it was 0 given back with
+    one worker, the release lost on the fatal path; with 8, a unit claimed and given back
+    again by other workers, logged and counted twice)."""
+    write_universe(work / "universe.csv", ["TINY", "NEWCO", "AAPL"])
+    plan("--from", "2023-01-01", "--to", "2023-02-28")
+    before = unit_snapshot(work / "ledger.db")
+    monkeypatch.setenv("POLYGON_API_KEY", "pk_REVOKED_key_0000")
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        result = run_cli("run", "--base-url", server.url, "--workers", workers, "--log-file", "run.log")
+    assert result.code == 1 and "API key was refused" in result.out + result.err
+    assert unit_snapshot(work / "ledger.db") == before  # every unit back as it was
+    released = [line for line in (work / "run.log").read_text().splitlines() if "state=released" in line]
+    units = [line.split("unit: ", 1)[1] for line in released]
+    assert released and len(set(units)) == len(units), released  # each unit logged once
+    given_back = re.search(r"(\d+) given back", result.out)
+    assert given_back and int(given_back.group(1)) == len(units), (result.out, released)
+
+
+def test_a_unit_claimed_as_the_run_stops_goes_back_untouched(work, market):
+    """A worker that claims a unit just after another worker's fatal error stopped the run
+    (the stop falls between its check and its claim) gives it back at once: no request,
+    nothing counted or logged, the unit as it was (pending, no attempt)."""
+    write_universe(work / "universe.csv", ["TINY"])
+    plan("--from", "2023-01-01", "--to", "2023-01-31")
+    before = unit_snapshot(work / "ledger.db")
+    with StandInServer(market, api_keys=(API_KEY,)) as server, Ledger(work / "ledger.db") as ledger:
+        job = Run(ledger, BarStore(work / "data"), api_key=API_KEY, base_url=server.url)
+        claim = ledger.claim
+
+        def claim_as_the_run_stops(*args, **kwargs):  # type: ignore[no-untyped-def]
+            job.stop.set()  # another worker's fatal error, just before this claim
+            return claim(*args, **kwargs)
+
+        ledger.claim = claim_as_the_run_stops  # type: ignore[method-assign]
+        job._work()
+        assert server.stats.bars_requests == 0
+    assert job.stats.outcomes == {}
+    assert unit_snapshot(work / "ledger.db") == before
 
 
 # --- adjusted or raw ------------------------------------------------------------------------

@@ -201,6 +201,8 @@ class Run:
             run_id=self.run_id,
             max_attempts=self.options.max_attempts,
             flatfiles=_flat_job(self.options.flatfiles),
+            stop=self.stop,
+            count=self.stats.add,
         )
         self.watch = SilenceWatch(self.options.lease_seconds)  # other runs that stopped beating
         # the runs on this key share its rate, and what they learned of its limit
@@ -417,6 +419,12 @@ class Run:
                     return
                 continue
             group = units + self._extend(units[0])
+            if self.stop.is_set():
+                # claimed as the run stopped (a fatal error gives its units back after the
+                # stop): back untouched, neither asked nor counted, nor logged a second time
+                for unit in group:
+                    self.ledger.release(unit, undo_attempt=True)
+                return
             for outcome in process_units(group, self.job):  # each unit logged where it settled
                 self.stats.add(outcome)
 

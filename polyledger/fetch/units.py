@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -50,6 +51,10 @@ class UnitOutcome:
     error_class: str | None = None
 
 
+def _uncounted(outcome: UnitOutcome) -> None:
+    """No run to count for (a unit test calling process_units)."""
+
+
 @dataclass(frozen=True)
 class UnitJob:
     """What every unit of a run shares."""
@@ -62,6 +67,12 @@ class UnitJob:
     max_attempts: int = 3
     flatfiles: Any = None  # a `flatfiles.job.FlatJob`: units read from flat files instead
     entitled: EntitledFrom = field(default_factory=EntitledFrom)  # the plan's history, as seen
+    # the run's stop, set by a fatal error before its units go back: no other worker of the
+    # run claims them again
+    stop: threading.Event = field(default_factory=threading.Event)
+    # the run's counters, for the outcomes of a group cut short by a fatal error or an
+    # interrupt: the raise returns none of them
+    count: Callable[[UnitOutcome], None] = _uncounted
 
 
 def _logged(unit: ClaimedUnit, outcome: UnitOutcome) -> UnitOutcome:
@@ -147,7 +158,7 @@ def process_units(
         # a stop is not the units' fault: their attempt is not counted against --max-attempts
         return progress.outcomes + _release(progress.waiting, job, undo=True)
     except (FatalRunError, KeyboardInterrupt):
-        _release(progress.waiting, job, undo=True)
+        _give_back_raising(progress.waiting, job, progress.outcomes)
         raise
     except Exception as exc:  # a bug must fail the units visibly, never leave them running
         return progress.outcomes + progress.fail(exc)
@@ -297,9 +308,10 @@ class _Progress:
                 self.outcomes.extend(process_units([unit], self.job, carried))
         except (FatalRunError, KeyboardInterrupt):
             # asked alone from process_units' handler of the group's error, whose own release
-            # of the waiting units does not see this: the rest go back to pending here
-            _release(self.waiting, self.job, undo=True)
-            self.waiting = []
+            # of the waiting units does not see this: the rest go back to pending here, and
+            # the group's outcomes are counted here, once (the unit asked counted its own)
+            _give_back_raising(self.waiting, self.job, self.outcomes)
+            self.waiting, self.outcomes = [], []
             raise
 
     def _settle(self, units: list[ClaimedUnit]) -> None:
@@ -495,11 +507,22 @@ def _process_whole_unit(unit: ClaimedUnit, spec: datasets.DatasetSpec, job: Unit
     except Stopped:
         return _release([unit], job, undo=True)[0]
     except (FatalRunError, KeyboardInterrupt):
-        _release([unit], job, undo=True)
+        _give_back_raising([unit], job)
         raise
     except (FetchError, InputError) as exc:
         charge = AttemptRecord(requests=spent.requests, bytes=spent.bytes, request_id=spent.request_id)
         return _settle_failure(unit, job, charge, exc)
+
+
+def _give_back_raising(
+    units: Sequence[ClaimedUnit], job: UnitJob, settled: Sequence[UnitOutcome] = ()
+) -> None:
+    """A fatal error or an interrupt, about to be raised: the run stops first (no other
+    worker claims these units again), they go back to pending, and what the group settled
+    and gave back is counted, once each, since the raise returns nothing."""
+    job.stop.set()
+    for outcome in [*settled, *_release(units, job, undo=True)]:
+        job.count(outcome)
 
 
 def _release(units: Sequence[ClaimedUnit], job: UnitJob, *, undo: bool) -> list[UnitOutcome]:

@@ -10,7 +10,14 @@ from collections.abc import Sequence
 from polyledger.datasets import FLAT_FILE_DATASETS, check_key, get
 from polyledger.datasets.flat_days import ROUTES
 from polyledger.errors import FatalRunError, FetchError, InputError, LeaseLost
-from polyledger.fetch.units import UnitJob, UnitOutcome, _logged, _release, _settle_failure
+from polyledger.fetch.units import (
+    UnitJob,
+    UnitOutcome,
+    _give_back_raising,
+    _logged,
+    _release,
+    _settle_failure,
+)
 from polyledger.flatfiles.job import FlatJob
 from polyledger.flatfiles.stage import stage_day
 from polyledger.flatfiles.transpose import build_units
@@ -34,7 +41,7 @@ def process_flat(units: Sequence[ClaimedUnit], job: UnitJob, flat: FlatJob) -> l
         else:
             raise InputError(f"{dataset} has no flat-file route (minute and day have)")
     except (FatalRunError, KeyboardInterrupt):
-        _release(_unsettled(units, outcomes), job, undo=True)
+        _give_back_raising(_unsettled(units, outcomes), job, list(outcomes.values()))
         raise
     except Exception as exc:  # noqa: BLE001 - FetchError, InputError, or a bug: fail them visibly
         for unit in _unsettled(units, outcomes):

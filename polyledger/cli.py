@@ -651,6 +651,7 @@ def repair(
 
     store = BarStore(data)
     with Ledger(ledger_path, create=False) as ledger:
+        store.check_holder(ledger.setting("ledger_id"))  # never quarantine another ledger's files
         _refuse_while_running(ledger, "repair")
         findings = deep_check(ledger, store)
         result = repair_units(ledger, store, findings, all_missing_is_fine=yes)

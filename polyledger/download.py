@@ -47,6 +47,11 @@ class Download:
     def __init__(self, ledger: Path | str = "ledger.db", data: Path | str = "data") -> None:
         self.ledger = Ledger(ledger, create=False)
         self.store = BarStore(data)
+        try:  # another ledger's folder: its files would read as this ledger's
+            self.store.check_holder(self.ledger.setting("ledger_id"))
+        except InputError:
+            self.ledger.close()
+            raise
 
     def close(self) -> None:
         self.ledger.close()

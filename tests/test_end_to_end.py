@@ -444,3 +444,41 @@ def test_a_new_ledger_never_takes_an_earlier_versions_folder_from_the_ledger_who
     with sqlite3.connect("A.db") as db:
         (named,) = db.execute("SELECT value FROM settings WHERE key = 'ledger_id'").fetchone()
     assert json.loads(marker.read_text(encoding="utf-8")) == {"adjusted": True, "ledger": named}
+
+
+def _two_ledgers_one_default_folder(work, server) -> str:  # type: ignore[no-untyped-def]
+    """Ledger A: AAPL's January 2023 in ./data (the default); ledger B: AAPL January 1-10
+    in its own folder ./b, as the refusal tells a second ledger to do. A's file's path."""
+    write_universe(work / "u.csv", ["AAPL"])
+    for ledger, end in (("A.db", "2023-01-31"), ("B.db", "2023-01-10")):
+        planned = run_cli(
+            "plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", end, "--ledger", ledger
+        )
+        assert planned.code == 0, planned.err
+    assert run_cli("run", "--workers", "1", "--base-url", server.url, "--ledger", "A.db").code == 0
+    done_b = run_cli("run", "--workers", "1", "--base-url", server.url, "--ledger", "B.db", "--data", "b")
+    assert done_b.code == 0, done_b.err
+    ((path, _rows),) = _files_of("A.db")
+    return path
+
+
+def test_repair_never_quarantines_another_ledgers_files(work, server):
+    """Found by a review: `repair --ledger B.db` without --data (./data: A's folder) moved
+    A's January into .quarantine/ (a row_mismatch in B's eyes). Refused on one line."""
+    path = _two_ledgers_one_default_folder(work, server)
+    before = (work / "data" / path).read_bytes()
+    repaired = run_cli("repair", "--ledger", "B.db")
+    assert repaired.code == 2 and "holds another ledger's files" in repaired.err, repaired.err + repaired.out
+    assert (work / "data" / path).read_bytes() == before
+
+
+def test_open_never_reads_another_ledgers_folder_as_its_own(work, server):
+    """Found by a review: polyledger.open("B.db", "data") returned A's whole January as B's."""
+    import polyledger
+    from polyledger.errors import InputError
+
+    _two_ledgers_one_default_folder(work, server)
+    with pytest.raises(InputError, match="holds another ledger's files"):
+        polyledger.open("B.db", "data")
+    with polyledger.open("B.db", "b") as own:
+        assert own.bars("minute", tickers=["AAPL"]).collect().height == _files_of("B.db")[0][1]

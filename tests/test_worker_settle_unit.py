@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from support import ScriptedClient
 
-from polyledger.errors import AuthError, FatalRunError, NotEntitled, TransientError
+from polyledger.errors import AuthError, FatalRunError, NotEntitled, StorageError, TransientError
 from polyledger.fetch.units import UnitJob, UnitOutcome, process_units
 from polyledger.ledger import ClaimedUnit, Ledger, PlannedUnit, UnitState
 from polyledger.periods import et_midnight_ms
@@ -530,3 +530,30 @@ def test_a_transient_error_on_a_later_page_keeps_the_month_an_earlier_page_compl
     process_units(months(ledger, 1, 2), job(ScriptedClient([first, error]), ledger, store))
     assert [(r.state, r.rows) for r in rows(ledger)] == [("done", 1), ("pending", None)]
     assert stored_rows(store, 1) == 1
+
+
+def test_a_stop_after_a_page_keeps_the_month_that_page_completed(ledger, store):
+    """Found by a review: a stop (Ctrl-C, another worker's 401) after page one released
+    January with February, unstored, its requests to be made again."""
+    first = page([at(D(2024, 1, 2)), at(D(2024, 2, 3))], next_from=at(D(2024, 2, 3)) + 1, to="2024-02-29")
+    process_units(months(ledger, 1, 2), job(ScriptedClient([first, Stopped()]), ledger, store))
+    assert [(r.state, r.rows) for r in rows(ledger)] == [("done", 1), ("pending", None)]
+    assert stored_rows(store, 1) == 1
+
+
+def test_a_full_disk_while_keeping_the_months_after_a_503_gives_the_group_back(ledger, store, monkeypatch):
+    """Found by a review: the months kept after a 503 are stored from the error's handler;
+    a StorageError there (a fatal error) skipped the group's own fatal handler and left its
+    units `running` under a dead lease. They go back to pending and the run stops."""
+    first = page([at(D(2024, 1, 2)), at(D(2024, 2, 3))], next_from=at(D(2024, 2, 3)) + 1, to="2024-02-29")
+    error = TransientError("server said 503", error_class="http_503", http_status=503)
+
+    def full(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise StorageError("cannot write minute/...: No space left on device")
+
+    monkeypatch.setattr(store, "put_unit", full)
+    work = job(ScriptedClient([first, error]), ledger, store)
+    with pytest.raises(StorageError):
+        process_units(months(ledger, 1, 2), work)
+    assert [r.state for r in rows(ledger)] == ["pending", "pending"]
+    assert work.stop.is_set()

@@ -152,10 +152,12 @@ def process_units(
         # a transient failure (a 503, a timeout) says nothing against the pages before it:
         # the months they completed are kept; only an answer that contradicts itself
         # (a PermanentError, above) sends them to be asked alone
-        progress.store_encoded()
+        _keep_encoded(progress, job)
         return progress.outcomes + progress.fail(exc)
     except Stopped:
-        # a stop is not the units' fault: their attempt is not counted against --max-attempts
+        # a stop is not the units' fault: their attempt is not counted against --max-attempts;
+        # the months already complete are kept, the rest go back
+        _keep_encoded(progress, job)
         return progress.outcomes + _release(progress.waiting, job, undo=True)
     except (FatalRunError, KeyboardInterrupt):
         _give_back_raising(progress.waiting, job, progress.outcomes)
@@ -512,6 +514,16 @@ def _process_whole_unit(unit: ClaimedUnit, spec: datasets.DatasetSpec, job: Unit
     except (FetchError, InputError) as exc:
         charge = AttemptRecord(requests=spent.requests, bytes=spent.bytes, request_id=spent.request_id)
         return _settle_failure(unit, job, charge, exc)
+
+
+def _keep_encoded(progress: _Progress, job: UnitJob) -> None:
+    """Store the months a page completed, from a handler of the group's end: a fatal error
+    meanwhile (a full disk) gives the group back before it is raised, as in the group."""
+    try:
+        progress.store_encoded()
+    except (FatalRunError, KeyboardInterrupt):
+        _give_back_raising(progress.waiting, job, progress.outcomes)
+        raise
 
 
 def _give_back_raising(

@@ -256,13 +256,15 @@ def unit_files(ledger: LedgerConnection) -> Rows:
 # --- runs -----------------------------------------------------------------------------
 
 
-def stored_files(ledger: LedgerConnection, limit: int = 3) -> list[str]:
-    """A few of the files the ledger says are stored (its data folder holds them)."""
+def stored_files(ledger: LedgerConnection, limit: int = 3) -> list[tuple[str, str | None]]:
+    """(path, checksum) of a few of the files the ledger says are stored (its data folder
+    holds them)."""
     rows = ledger.query(
-        "SELECT file_path FROM units WHERE state = 'done' AND file_path IS NOT NULL ORDER BY id LIMIT :n",
+        "SELECT file_path, checksum FROM units WHERE state = 'done' AND file_path IS NOT NULL "
+        "ORDER BY id LIMIT :n",
         {"n": limit},
     )
-    return [row.file_path for row in rows]
+    return [(row.file_path, row.checksum) for row in rows]
 
 
 def has_units(ledger: LedgerConnection, datasets: Sequence[str]) -> bool:

@@ -158,23 +158,27 @@ class BarStore(ABC):
             raise InputError(f"{self.url_of(MARKER)} is not a polyledger marker (a JSON object)")
         return marker
 
-    def hold(self, ledger_id: str, *, adjusted: bool | None = None, samples: Sequence[str] = ()) -> None:
+    def hold(
+        self, ledger_id: str, *, adjusted: bool | None = None, samples: Sequence[tuple[str, str | None]] = ()
+    ) -> None:
         """This location holds one ledger's files, and adjusted or raw bars (`adjusted`, when
         the run decides it): both recorded in its marker by the first run, checked by every
         later one; one line (InputError) when they differ. A folder not yet named for a
-        ledger is this one's only if it holds one of `samples` (files the ledger says it
-        stored), or the ledger stored none and the folder holds no files: a moved folder is
+        ledger is this one's only if it holds `samples` (files the ledger says it stored, as
+        it recorded them), or the ledger stored none and the folder holds no files: a moved folder is
         found, a second folder for one ledger's files is refused (its download would be split
         over two), and so is an earlier version's download for a new ledger."""
         marker = self.marker() or {}
         self._check_marker(marker, ledger_id, adjusted)
         if "ledger" not in marker:
-            if samples and not any(self.exists(sample) for sample in samples):
+            if samples and not all(self._holds(path, checksum) for path, checksum in samples):
                 raise InputError(
-                    f"data folder {self} holds none of this ledger's files (e.g. {samples[0]}): give "
-                    "--data the folder that does, or use a new ledger for a new folder"
+                    f"data folder {self} holds none of this ledger's files (e.g. {samples[0][0]}): give "
+                    "--data the folder that does (move it here whole, its marker with it), or use a new "
+                    "ledger for a new folder"
                 )
-            if not samples and next(self.walk(), None) is not None:
+            unit_files = (name for name in self.walk() if not name.rsplit("/", 1)[-1].startswith("."))
+            if not samples and next(unit_files, None) is not None:
                 # an earlier version's download, of a ledger not named: naming it for this
                 # one would lock that ledger out of its own files (and replace them)
                 raise InputError(
@@ -189,6 +193,24 @@ class BarStore(ABC):
             # an earlier version's gets the keys it lacks
             marker = self._remark(wanted) if marker else self.mark(wanted)
             self._check_marker(marker, ledger_id, adjusted)
+
+    def _holds(self, relative: str, checksum: str | None) -> bool:
+        """Is this ledger's file here: the path, and the bytes the ledger recorded (another
+        ledger's file of the same ticker and month has the path, not the bytes)?"""
+        if not self.exists(relative):
+            return False
+        return checksum is None or self.rows_and_checksum(relative)[1] == checksum
+
+    def check_holder(self, ledger_id: str | None) -> None:
+        """Read-only: one line (InputError) when the location's marker names another ledger
+        (`repair` would quarantine its files, a read would take them for this ledger's);
+        a ledger without an id yet (no run of this version) or a folder naming none passes."""
+        marker = self.marker() or {}
+        if ledger_id is not None and marker.get("ledger", ledger_id) != ledger_id:
+            raise InputError(
+                f"data folder {self} holds another ledger's files ({MARKER}): give --data this "
+                "ledger's own folder"
+            )
 
     def _check_marker(self, marker: dict, ledger_id: str, adjusted: bool | None) -> None:
         marked = marker.get("adjusted")

@@ -156,7 +156,10 @@ def _run_child(route: str, url: str, scratch: str, args: argparse.Namespace) -> 
                "--tickers", str(args.tickers), "--years", str(args.years), "--others", str(args.others),
                "--workers", str(args.workers), "--months", str(args.months),
                "--processes", str(args.processes)]  # fmt: skip
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{route} child failed ({done.returncode}): {done.stderr[-3000:]}")
+    out = done.stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

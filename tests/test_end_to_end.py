@@ -365,19 +365,26 @@ def _files_of(ledger: str) -> list[tuple[str, int]]:
         return db.execute("SELECT file_path, rows FROM units WHERE state = 'done' ORDER BY id").fetchall()
 
 
-def test_a_second_ledger_never_writes_into_anothers_data_folder(work, server):
-    """Ledger A holds AAPL's January; ledger B (another --ledger, the same default --data)
-    planned January 1-10 would replace A's month file with ten days while A's audit still
-    said COMPLETE. Refused on one line, before any request, A's file as it was; with its
-    own folder B runs."""
+def _a_done_b_planned(work, server) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+    """Ledger A: AAPL's January 2023 done in ./data (the default); ledger B: January 1-10
+    planned. A's file and its rows."""
     write_universe(work / "u.csv", ["AAPL"])
     for ledger, end in (("A.db", "2023-01-31"), ("B.db", "2023-01-10")):
         planned = run_cli(
             "plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", end, "--ledger", ledger
         )
-        assert planned.code == 0
+        assert planned.code == 0, planned.err
     assert run_cli("run", "--workers", "1", "--base-url", server.url, "--ledger", "A.db").code == 0
     ((path, rows),) = _files_of("A.db")
+    return path, rows
+
+
+def test_a_second_ledger_never_writes_into_anothers_data_folder(work, server):
+    """Ledger A holds AAPL's January; ledger B (another --ledger, the same default --data)
+    planned January 1-10 would replace A's month file with ten days while A's audit still
+    said COMPLETE. Refused on one line, before any request, A's file as it was; with its
+    own folder B runs."""
+    path, rows = _a_done_b_planned(work, server)
     before, asked = (work / "data" / path).read_bytes(), server.stats.total
     refused = run_cli("run", "--workers", "1", "--base-url", server.url, "--ledger", "B.db")
     assert (refused.code, refused.out) == (2, "") and server.stats.total == asked
@@ -420,14 +427,7 @@ def test_a_new_ledger_never_takes_an_earlier_versions_folder_from_the_ledger_who
     stored nothing, named ledger A's folder for itself on its first run (its ten days
     replacing A's month), and A was refused on its own folder from then on. B is refused;
     A's next run names the folder for A."""
-    write_universe(work / "u.csv", ["AAPL"])
-    for ledger, end in (("A.db", "2023-01-31"), ("B.db", "2023-01-10")):
-        planned = run_cli(
-            "plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", end, "--ledger", ledger
-        )
-        assert planned.code == 0
-    assert run_cli("run", "--workers", "1", "--base-url", server.url, "--ledger", "A.db").code == 0
-    ((path, rows),) = _files_of("A.db")
+    path, rows = _a_done_b_planned(work, server)
     marker = work / "data" / "polyledger-data.json"
     marker.write_text('{"adjusted": true}\n', encoding="utf-8")  # as an earlier version wrote it
     with sqlite3.connect("A.db") as db:  # A, made by the earlier version, had no id yet
@@ -449,16 +449,9 @@ def test_a_new_ledger_never_takes_an_earlier_versions_folder_from_the_ledger_who
 def _two_ledgers_one_default_folder(work, server) -> str:  # type: ignore[no-untyped-def]
     """Ledger A: AAPL's January 2023 in ./data (the default); ledger B: AAPL January 1-10
     in its own folder ./b, as the refusal tells a second ledger to do. A's file's path."""
-    write_universe(work / "u.csv", ["AAPL"])
-    for ledger, end in (("A.db", "2023-01-31"), ("B.db", "2023-01-10")):
-        planned = run_cli(
-            "plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", end, "--ledger", ledger
-        )
-        assert planned.code == 0, planned.err
-    assert run_cli("run", "--workers", "1", "--base-url", server.url, "--ledger", "A.db").code == 0
+    path, _rows = _a_done_b_planned(work, server)
     done_b = run_cli("run", "--workers", "1", "--base-url", server.url, "--ledger", "B.db", "--data", "b")
     assert done_b.code == 0, done_b.err
-    ((path, _rows),) = _files_of("A.db")
     return path
 
 

@@ -86,6 +86,24 @@ def test_the_key_is_read_from_the_process_environment_by_default(monkeypatch, ow
     assert own_secrets == {"env-key"}
 
 
+@pytest.mark.parametrize(
+    "pasted",
+    ["abc def123", "\u201cabc123\u201d", "abc\x07123", "abc\u00e9123"],
+    ids=["inner-space", "curly-quotes", "control", "non-ascii-printable"],
+)
+def test_a_key_no_header_can_carry_is_refused_in_one_line_never_shown(pasted, own_secrets):
+    """A pasted key with an inner space, curly quotes, a control character or another
+    non-ASCII letter would fail every request: refused before any, the key never shown
+    (each rule of `api_key_from_env` has its own case: found surviving mutation)."""
+    from polyledger.errors import InputError
+
+    with pytest.raises(InputError) as refused:
+        api_key_from_env({"POLYGON_API_KEY": pasted})
+    assert "POLYGON_API_KEY holds characters a key cannot have" in str(refused.value)
+    assert pasted not in str(refused.value) and "\n" not in str(refused.value)
+    assert pasted in own_secrets  # registered first: redacted wherever it might show
+
+
 def record(msg: str, args: tuple | None = None) -> logging.LogRecord:
     return logging.LogRecord("polyledger", logging.INFO, __file__, 1, msg, args, None)
 

@@ -116,3 +116,29 @@ def test_a_marker_that_is_not_a_json_object_is_an_input_error(tmp_path):
     (tmp_path / MARKER).write_text("[true]", encoding="utf-8")
     with pytest.raises(InputError, match=f"{MARKER} is not a polyledger marker"):
         store.mark({"adjusted": True})
+
+
+def test_a_run_starting_with_another_of_its_ledger_never_takes_that_ones_files_for_an_earlier_versions(
+    tmp_path, monkeypatch
+):
+    """Found by the full suite (three processes on one new S3 folder): a process read no
+    marker, the other process of the same ledger then named the folder and wrote its first
+    files, and the first, finding files and no stored file of its own yet, refused the
+    folder as an earlier version's. A process names a folder before writing a file, so
+    the marker is read again before refusing."""
+    from polyledger.storage import BarStore
+
+    store = BarStore(tmp_path / "data")
+    store.ensure_writable()
+    store.hold("ledger-1", adjusted=True)  # the other process: named first ...
+    store._put("minute/ticker=A/year=2024/month=01/part.parquet", b"its first file")  # ... then wrote
+    reads = iter([None])  # this process's first look, before the other's marker was there
+    real = type(store).marker
+
+    def late_marker(self):  # type: ignore[no-untyped-def]
+        return next(reads, "now") and real(self)
+
+    monkeypatch.setattr(type(store), "marker", late_marker)
+    store.hold("ledger-1", adjusted=True)  # the same ledger: never refused
+    with pytest.raises(InputError, match="another ledger"):
+        store.hold("ledger-2", adjusted=True)

@@ -178,7 +178,13 @@ class BarStore(ABC):
                     "ledger for a new folder"
                 )
             unit_files = (name for name in self.walk() if not name.rsplit("/", 1)[-1].startswith("."))
-            if not samples and next(unit_files, None) is not None:
+            holds_files = not samples and next(unit_files, None) is not None
+            if holds_files:
+                # another process of this ledger names a folder before it writes a file: its
+                # files are this ledger's when the marker names it now (runs starting together)
+                marker = self.marker() or {}
+                self._check_marker(marker, ledger_id, adjusted)
+            if holds_files and "ledger" not in marker:
                 # an earlier version's download, of a ledger not named: naming it for this
                 # one would lock that ledger out of its own files (and replace them)
                 raise InputError(

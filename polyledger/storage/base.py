@@ -211,12 +211,8 @@ class BarStore(ABC):
         """Read-only: one line (InputError) when the location's marker names another ledger
         (`repair` would quarantine its files, a read would take them for this ledger's);
         a ledger without an id yet (no run of this version) or a folder naming none passes."""
-        marker = self.marker() or {}
-        if ledger_id is not None and marker.get("ledger", ledger_id) != ledger_id:
-            raise InputError(
-                f"data folder {self} holds another ledger's files ({MARKER}): give --data this "
-                "ledger's own folder"
-            )
+        if ledger_id is not None:
+            self._check_marker(self.marker() or {}, ledger_id, None)
 
     def _check_marker(self, marker: dict, ledger_id: str, adjusted: bool | None) -> None:
         marked = marker.get("adjusted")
@@ -229,8 +225,8 @@ class BarStore(ABC):
             )
         if marker.get("ledger", ledger_id) != ledger_id:
             raise InputError(
-                f"data folder {self} holds another ledger's files ({MARKER}): a run of this ledger "
-                "would replace them; give this ledger its own --data folder"
+                f"data folder {self} holds another ledger's files ({MARKER}): give this ledger its "
+                "own --data folder"
             )
 
     def _remark(self, marker: dict) -> dict:

@@ -478,3 +478,31 @@ def test_a_split_found_by_the_first_look_makes_only_units_fetched_before_its_dat
                 )
         ledger.replace_splits("CHAR", [("2024-02-14", 1.0, 2.0)])  # the splits' first look
         assert [tuple(r)[:3] for r in stale_adjusted(ledger)] == [("minute", "CHAR", "2024-01")]
+
+
+def test_bars_fetched_in_the_run_that_records_a_split_are_not_stale_by_it(tmp_path):
+    """Found by the full suite (a sync's order of work varies): a month fetched minutes
+    before the same run recorded a split the API already knew was stale by the late-entry
+    rule. A fetch counts as before the split was known only well before it was recorded
+    (12 hours: a late entry is found a night or more later)."""
+    from support import LedgerClock
+
+    from polyledger.ledger import PlannedUnit
+    from polyledger.ledger.queries import stale_adjusted
+
+    clock = LedgerClock(dt.datetime(2024, 3, 6, 3, 35, tzinfo=dt.timezone.utc))
+    with Ledger(tmp_path / "ledger.db", clock=clock) as ledger:
+        plan_reference(ledger, ["CHAR"], "splits", dt.date(2024, 8, 1))
+        with ledger.engine.begin() as connection:  # looked at before: not a first look
+            connection.exec_driver_sql("UPDATE units SET fetched_at = '2024-02-01T00:00:00.000Z'")
+        fetched = {"2024-02": "2024-03-06T03:30:00.000Z", "2024-01": "2024-03-05T03:30:00.000Z"}
+        for month, at in fetched.items():  # minutes before (this run), a night before
+            first = dt.date.fromisoformat(f"{month}-01")
+            ledger.add_units([PlannedUnit("minute", "CHAR", first, first + dt.timedelta(days=27))])
+            with ledger.engine.begin() as connection:
+                connection.exec_driver_sql(
+                    f"UPDATE units SET state = 'done', adjusted = 1, fetched_at = '{at}' "
+                    f"WHERE dataset = 'minute' AND period = '{month}'"
+                )
+        ledger.replace_splits("CHAR", [("2024-03-01", 1.0, 2.0)])  # recorded at 03:35
+        assert [tuple(r)[:3] for r in stale_adjusted(ledger)] == [("minute", "CHAR", "2024-01")]

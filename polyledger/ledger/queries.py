@@ -24,6 +24,17 @@ _LATE_UNTIL = {
     "sqlite": f"date(s.execution_date, '+{LATE_ENTRY_DAYS} days')",
     "postgresql": f"to_char(s.execution_date::date + {LATE_ENTRY_DAYS}, 'YYYY-MM-DD')",
 }
+# a fetch counts as before a late split was known when it came this long before the split
+# was first recorded: the bars and the splits of one run (or one nightly sync) are fetched
+# minutes apart, in any order, while a late entry is found a night or more later
+SEEN_MARGIN_HOURS = 12
+_SEEN_BEFORE = {
+    "sqlite": f"strftime('%Y-%m-%dT%H:%M:%fZ', s.recorded_at, '-{SEEN_MARGIN_HOURS} hours')",
+    "postgresql": (
+        f"to_char((s.recorded_at::timestamptz - interval '{SEEN_MARGIN_HOURS} hours') AT TIME ZONE 'UTC', "
+        '\'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"\')'
+    ),
+}
 
 # Adjusted bar units whose prices predate a split that took effect after they were fetched:
 # the API has since rebased those prices, so they no longer join newer units. A split
@@ -31,8 +42,8 @@ _LATE_UNTIL = {
 # text, so a fetch counts as after the split from 14:30 UTC that day (09:30 EST, 10:30
 # EDT: up to an hour late in summer, a refetch more, never a mix of bases missed; the
 # UTC date alone counted a fetch at 20:00 ET the evening before as after it). So does a
-# unit fetched after that but before the split was first recorded, within LATE_ENTRY_DAYS
-# of it: the API may not have known of it yet. Raw (--unadjusted) units never go stale.
+# unit fetched after that but well before the split was first recorded (SEEN_MARGIN_HOURS),
+# within LATE_ENTRY_DAYS of it: the API may not have known of it yet. Raw (--unadjusted) units never go stale.
 # Timestamps are fixed-width ISO text, compared as text.
 _STALE_ADJUSTED = (
     # CROSS JOIN keeps SQLite's join order: the few splits first, then each one's units by index
@@ -42,7 +53,7 @@ _STALE_ADJUSTED = (
     "FROM splits s CROSS JOIN units u "
     "WHERE u.dataset IN ('minute', 'day') AND u.ticker = s.ticker AND u.state = 'done' AND u.adjusted "
     "AND u.period_start < s.execution_date AND (u.fetched_at < s.execution_date || 'T14:30:00' "
-    "OR (u.fetched_at < s.recorded_at AND u.fetched_at < {late_until})) "
+    "OR (u.fetched_at < {seen_before} AND u.fetched_at < {late_until})) "
     "GROUP BY u.id"
 )
 
@@ -50,7 +61,7 @@ _STALE_ADJUSTED = (
 def stale_adjusted_sql(dialect: str) -> str:
     """The query of stale adjusted units (id, dataset, ticker, period, execution_date) in
     `dialect` ("sqlite", "postgresql")."""
-    return _STALE_ADJUSTED.format(late_until=_LATE_UNTIL[dialect])
+    return _STALE_ADJUSTED.format(late_until=_LATE_UNTIL[dialect], seen_before=_SEEN_BEFORE[dialect])
 
 
 # no attempt counted, none charged a request, no error or fetch left behind (a unit queued

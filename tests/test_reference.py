@@ -406,6 +406,19 @@ def test_deep_check_refuses_a_data_folder_that_does_not_exist(work):
     assert run_cli("sql", "SELECT state FROM units", "--format", "csv").out.splitlines() == ["state", "done"]
 
 
+def _fetched_month(ledger: Ledger, ticker: str, month: str, fetched_at: str) -> None:
+    """A minute unit of `month` (YYYY-MM), done with adjusted bars fetched at `fetched_at`."""
+    from polyledger.ledger import PlannedUnit
+
+    first = dt.date.fromisoformat(f"{month}-01")
+    ledger.add_units([PlannedUnit("minute", ticker, first, first + dt.timedelta(days=27))])
+    with ledger.engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"UPDATE units SET state = 'done', adjusted = 1, fetched_at = '{fetched_at}' "
+            f"WHERE dataset = 'minute' AND ticker = '{ticker}' AND period = '{month}'"
+        )
+
+
 def test_a_split_keeps_when_it_was_first_recorded_and_units_fetched_before_a_late_one_are_stale(tmp_path):
     """replace_splits replaces a ticker's splits whole, but a split unchanged in date and
     ratio keeps its first recorded_at (fetched again for another split, it must not make
@@ -413,7 +426,6 @@ def test_a_split_keeps_when_it_was_first_recorded_and_units_fetched_before_a_lat
     before it was first recorded, within 31 days of the date, is stale; later, it is not."""
     from support import LedgerClock
 
-    from polyledger.ledger import PlannedUnit
     from polyledger.ledger.queries import stale_adjusted
 
     clock = LedgerClock(dt.datetime(2024, 3, 5, 3, 30, tzinfo=dt.timezone.utc))
@@ -445,13 +457,7 @@ def test_a_split_keeps_when_it_was_first_recorded_and_units_fetched_before_a_lat
             ("OLDT", "2023-12"): "2024-02-20",  # before recorded, but 49 days after the date
         }
         for (ticker, period), day in fetched.items():
-            first = dt.date.fromisoformat(f"{period}-01")
-            ledger.add_units([PlannedUnit("minute", ticker, first, first + dt.timedelta(days=27))])
-            with ledger.engine.begin() as connection:
-                connection.exec_driver_sql(
-                    f"UPDATE units SET state = 'done', adjusted = 1, fetched_at = '{day}T12:00:00.000Z' "
-                    f"WHERE ticker = '{ticker}' AND period = '{period}'"
-                )
+            _fetched_month(ledger, ticker, period, f"{day}T12:00:00.000Z")
         assert [tuple(r)[:3] for r in stale_adjusted(ledger)] == [("minute", "SPLT", "2024-02")]
 
 
@@ -462,20 +468,13 @@ def test_a_split_found_by_the_first_look_makes_only_units_fetched_before_its_dat
     its splits as of their own dates."""
     from support import LedgerClock
 
-    from polyledger.ledger import PlannedUnit
     from polyledger.ledger.queries import stale_adjusted
 
     clock = LedgerClock(dt.datetime(2024, 2, 21, 12, 0, tzinfo=dt.timezone.utc))
     with Ledger(tmp_path / "ledger.db", clock=clock) as ledger:
         plan_reference(ledger, ["CHAR"], "splits", dt.date(2024, 8, 1))
         for month, fetched in (("2024-02", "2024-02-20"), ("2024-01", "2024-02-13")):
-            first = dt.date.fromisoformat(f"{month}-01")
-            ledger.add_units([PlannedUnit("minute", "CHAR", first, first + dt.timedelta(days=27))])
-            with ledger.engine.begin() as connection:
-                connection.exec_driver_sql(
-                    f"UPDATE units SET state = 'done', adjusted = 1, fetched_at = '{fetched}T12:00:00.000Z' "
-                    f"WHERE dataset = 'minute' AND period = '{month}'"
-                )
+            _fetched_month(ledger, "CHAR", month, f"{fetched}T12:00:00.000Z")
         ledger.replace_splits("CHAR", [("2024-02-14", 1.0, 2.0)])  # the splits' first look
         assert [tuple(r)[:3] for r in stale_adjusted(ledger)] == [("minute", "CHAR", "2024-01")]
 
@@ -487,7 +486,6 @@ def test_bars_fetched_in_the_run_that_records_a_split_are_not_stale_by_it(tmp_pa
     (12 hours: a late entry is found a night or more later)."""
     from support import LedgerClock
 
-    from polyledger.ledger import PlannedUnit
     from polyledger.ledger.queries import stale_adjusted
 
     clock = LedgerClock(dt.datetime(2024, 3, 6, 3, 35, tzinfo=dt.timezone.utc))
@@ -497,12 +495,6 @@ def test_bars_fetched_in_the_run_that_records_a_split_are_not_stale_by_it(tmp_pa
             connection.exec_driver_sql("UPDATE units SET fetched_at = '2024-02-01T00:00:00.000Z'")
         fetched = {"2024-02": "2024-03-06T03:30:00.000Z", "2024-01": "2024-03-05T03:30:00.000Z"}
         for month, at in fetched.items():  # minutes before (this run), a night before
-            first = dt.date.fromisoformat(f"{month}-01")
-            ledger.add_units([PlannedUnit("minute", "CHAR", first, first + dt.timedelta(days=27))])
-            with ledger.engine.begin() as connection:
-                connection.exec_driver_sql(
-                    f"UPDATE units SET state = 'done', adjusted = 1, fetched_at = '{at}' "
-                    f"WHERE dataset = 'minute' AND period = '{month}'"
-                )
+            _fetched_month(ledger, "CHAR", month, at)
         ledger.replace_splits("CHAR", [("2024-03-01", 1.0, 2.0)])  # recorded at 03:35
         assert [tuple(r)[:3] for r in stale_adjusted(ledger)] == [("minute", "CHAR", "2024-01")]

@@ -258,7 +258,7 @@ def run(
     """
     from polyledger.datasets import FLAT_FILE_DATASETS, check_dataset
     from polyledger.fetch.processes import ProcessRun, processes_wanted
-    from polyledger.fetch.runner import Run, RunOptions, check_adjustment
+    from polyledger.fetch.runner import Run, RunOptions, check_data_folder
     from polyledger.ledger import Ledger
     from polyledger.polygon.client import DEFAULT_BASE_URL
     from polyledger.storage import BarStore
@@ -346,7 +346,7 @@ def run(
         )
         # for `sync`, once the run cannot be refused (exit 2 changes nothing), before it
         # starts (a sync may begin while a long first run goes on)
-        check_adjustment(ledger, store, options)
+        check_data_folder(ledger, store, options)
         from polyledger.sync import remember_run
 
         remember_run(

@@ -138,7 +138,7 @@ class RunReport:
         return self.outcome == "finished" and not self.unsettled
 
 
-def check_adjustment(ledger: Ledger, store: BarStore, options: RunOptions) -> None:
+def check_data_folder(ledger: Ledger, store: BarStore, options: RunOptions) -> None:
     """One ledger, one data folder, one choice: adjusted and raw bars never end up side by
     side, and no ledger's run writes into another's folder (its month files would be
     replaced) nor spreads its own files over two folders. The choice is decided by the
@@ -222,7 +222,7 @@ class Run:
         opts = self.options
         heap = return_freed_memory()  # page buffers reused, memory bounded: see fetch/heap.py
         log.debug("run heap: %s", heap or "as the C library has it")
-        check_adjustment(self.ledger, self.store, self.options)
+        check_data_folder(self.ledger, self.store, self.options)
         self._reclaim_expired()
         self.stats.total_units = self._units_in_scope()
         self.ledger.start_run(

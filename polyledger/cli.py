@@ -293,7 +293,9 @@ def run(
             _echo(f"units built again whose day files were read for fewer tickers: {again:,}")
         if restaged:
             _echo(f"day files read again: {restaged:,} (staged for fewer tickers, or deleted)")
-        if len(flat.runs) == 1 and flat.runs[0].outcome == "finished":
+        if not flat.years:
+            _echo("nothing to read: every unit of the flat-file route is settled (`polyledger audit`)")
+        if flat.build_skipped:
             left = f"{flat.days_left:,} day files still to read" if flat.days_left else "--max-units reached"
             _echo(f"ticker units not built this run ({left}): run again to go on")
         outdated = sum(run.stats.errors.get("days_outdated", 0) for run in flat.runs)
@@ -416,11 +418,14 @@ def _reconcile_summary(reconciled: Reconciliation, sample: int) -> str:
 
 def _show_run(job):  # type: ignore[no-untyped-def]
     """One run (`Run`, or `ProcessRun` for --processes) with the live display and its
-    summary (the flat-file route runs two)."""
+    summary (the flat-file route runs two a year)."""
     from polyledger.fetch.processes import ProcessRun
     from polyledger.output.progress import RunDisplay, print_summary
 
     console = _console()
+    window = job.options.window
+    if window is not None:  # the flat-file route: a year's days, then its units
+        _echo(f"{window[0].year}: {', '.join(job.options.datasets)}")
     # a ProcessRun is its own client for the display: the sums over its children
     with (
         RunDisplay(console, job if isinstance(job, ProcessRun) else job.client) as display,

@@ -843,3 +843,43 @@ def test_a_stop_between_deleting_a_staged_day_and_forgetting_it_fails_the_next_r
     result = _flat("l.db", "data")  # reads the day again, builds the months
     months = {(row["ticker"], row["state"], row["error_class"]) for row in _units("l.db", "minute")}
     assert months == {("AAPL", "done", None), ("TINY", "done", None)}, (months, result.out)
+
+
+def test_a_year_is_staged_built_and_pruned_before_the_next_years_days_are_read(
+    work, market, moto_endpoint, monkeypatch, request
+):
+    """The staged days on disk are at most a year's: a plan over two years has its first
+    year's days read, its months built and those days deleted before any day of the second
+    year is read (a whole plan's staged days take about what its bars take)."""
+    from polyledger.fetch.runner import Run
+    from polyledger.flatfiles.route import run_flatfiles
+
+    bucket = _bucket(monkeypatch, moto_endpoint, request)
+    days = trading_days(D(2022, 12, 1), D(2023, 1, 31))
+    publish(s3_client(moto_endpoint), bucket, market, days, SMALL, kinds=("minute",))
+    write_universe(work / "u.csv", SMALL)
+    planned = run_cli(
+        "plan", "--universe", "u.csv", "--from", "2022-12-01", "--to", "2023-01-31", "--dataset", "minute",
+        "--ledger", "l.db",
+    )  # fmt: skip
+    assert planned.code == 0, planned.err
+    seen: list[tuple[int, tuple[str, ...], list[str]]] = []  # (year, datasets, staged days on disk)
+
+    def execute(run: Run):  # type: ignore[no-untyped-def]
+        staged = sorted(path.as_posix() for path in (work / "data" / "minute_files").rglob("*.parquet"))
+        seen.append((run.options.window[0].year, run.options.datasets, staged))
+        return run.execute()
+
+    report = run_flatfiles(execute, "l.db", "data", datasets=("minute",), workers=2)
+    assert report.ok and report.years == 2, report
+    assert [(year, names) for year, names, _ in seen] == [
+        (2022, ("minute_files",)), (2022, ("minute",)), (2023, ("minute_files",)), (2023, ("minute",)),
+    ]  # fmt: skip
+    december = [day for day in days if day.year == 2022]
+    # the year's days staged when its months are built, and only those
+    assert len(seen[1][2]) == len(december) and all("2022" in path for path in seen[1][2])
+    assert seen[2][2] == []  # and deleted before the next year's are read
+    assert report.pruned is not None and report.pruned.deleted == len(days)
+    months = {(row["ticker"], row["period"], row["state"]) for row in _units("l.db", "minute")}
+    assert months == {(t, p, "done") for t in SMALL for p in ("2022-12", "2023-01")}
+    assert run_cli("audit", "--deep", "--ledger", "l.db", "--data", "data").code == 0

@@ -6,6 +6,7 @@ its parent vanishes (stdin closes). See `polyledger.fetch.processes`."""
 from __future__ import annotations
 
 import _thread
+import datetime as dt
 import json
 import logging
 import os
@@ -114,6 +115,8 @@ def main() -> int:
     options = dict(config["options"])
     options["datasets"] = tuple(options["datasets"]) if options["datasets"] else None
     options["timeout"] = tuple(options["timeout"])
+    if options.get("window"):
+        options["window"] = tuple(dt.date.fromisoformat(day) for day in options["window"])
     try:
         options["flatfiles"] = child_flat_config(options.get("flatfiles"))
         with Ledger(config["ledger"], create=False) as ledger:

@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from polyledger.errors import InputError, PolyledgerError
-from polyledger.fetch.runner import RunOptions, RunReport, RunStats
-from polyledger.ledger import SETTLED, Ledger, UnitState
+from polyledger.fetch.runner import RunOptions, RunReport, RunStats, units_to_do, unsettled_in_scope
+from polyledger.ledger import Ledger, UnitState
 
 log = logging.getLogger("polyledger.run")
 
@@ -248,6 +248,7 @@ class ProcessRun:
                 # where the flat files are, never the keys: a child reads those from the
                 # environment it inherits, as it does the API key
                 "flatfiles": None if opts.flatfiles is None else flat_settings(opts.flatfiles),
+                "window": None if opts.window is None else [day.isoformat() for day in opts.window],
             },
         }
         process = subprocess.Popen(
@@ -389,21 +390,10 @@ class ProcessRun:
         return report
 
     def _units_in_scope(self) -> int:
-        counts = self.ledger.counts()
-        names = self.options.datasets or tuple(counts)
-        total = sum(
-            counts.get(d, {}).get(s, 0) for d in names for s in (UnitState.PENDING, UnitState.RUNNING)
-        )
-        return min(total, self.options.max_units) if self.options.max_units else total
+        return units_to_do(self.ledger, self.options)
 
     def _unsettled(self) -> dict[str, int]:
-        counts = self.ledger.counts()
-        unsettled: Counter = Counter()
-        for name in self.options.datasets or tuple(counts):
-            for state, count in counts.get(name, {}).items():
-                if state not in SETTLED:
-                    unsettled[state] += count
-        return dict(unsettled)
+        return unsettled_in_scope(self.ledger, self.options)
 
 
 def _state(name: str) -> Any:

@@ -63,6 +63,8 @@ class RunOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: tuple[float, float] = (10.0, DEFAULT_READ_TIMEOUT)
     flatfiles: Any = None  # a `flatfiles.source.FlatFilesConfig`: read units from flat files
+    # only units whose period starts in it (the flat route's stages, a year at a time)
+    window: tuple[dt.date, dt.date] | None = None
 
     def __post_init__(self) -> None:
         if self.flatfiles is None and self.datasets is None:
@@ -71,6 +73,27 @@ class RunOptions:
             # API serves them) and fail the months built from them
             day_files = datasets.FLAT_FILE_DATASETS
             self.datasets = tuple(name for name in datasets.names() if name not in day_files)
+
+
+def _states_in_scope(ledger: Ledger, options: RunOptions) -> Counter:
+    """Units per state of the datasets (and window) a run's options take in."""
+    counts = ledger.counts(options.window)
+    found: Counter = Counter()
+    for dataset in options.datasets or tuple(counts):
+        found.update(counts.get(dataset, {}))
+    return found
+
+
+def unsettled_in_scope(ledger: Ledger, options: RunOptions) -> dict[str, int]:
+    """{state: units} of a run's scope not done or empty (what it leaves behind)."""
+    return {state: n for state, n in _states_in_scope(ledger, options).items() if state not in SETTLED and n}
+
+
+def units_to_do(ledger: Ledger, options: RunOptions) -> int:
+    """Pending and running units of a run's scope, within its --max-units."""
+    found = _states_in_scope(ledger, options)
+    total = found[UnitState.PENDING] + found[UnitState.RUNNING]
+    return min(total, options.max_units) if options.max_units else total
 
 
 @dataclass
@@ -364,21 +387,10 @@ class Run:
         self.stop.set()
 
     def _unsettled(self) -> dict[str, int]:
-        counts = self.ledger.counts()
-        unsettled: Counter = Counter()
-        for dataset in self.options.datasets or tuple(counts):
-            for state, count in counts.get(dataset, {}).items():
-                if state not in SETTLED:
-                    unsettled[state] += count
-        return dict(unsettled)
+        return unsettled_in_scope(self.ledger, self.options)
 
     def _units_in_scope(self) -> int:
-        counts = self.ledger.counts()
-        datasets = self.options.datasets or tuple(counts)
-        pending = sum(counts.get(d, {}).get(UnitState.PENDING, 0) for d in datasets)
-        running = sum(counts.get(d, {}).get(UnitState.RUNNING, 0) for d in datasets)
-        total = pending + running
-        return min(total, self.options.max_units) if self.options.max_units else total
+        return units_to_do(self.ledger, self.options)
 
     # --- workers -----------------------------------------------------------------
 
@@ -412,7 +424,7 @@ class Run:
         while not self.stop.is_set():
             if not self._take(1):
                 return
-            units = self.ledger.claim(self.owner, opts.lease_seconds, 1, opts.datasets)
+            units = self.ledger.claim(self.owner, opts.lease_seconds, 1, opts.datasets, opts.window)
             if not units:
                 self._give_back(1)
                 if not self._wait_for_others():
@@ -475,7 +487,7 @@ class Run:
         for their leases to expire. False when there is nothing left to do."""
         while not self.stop.is_set():
             self._reclaim_expired()
-            pending, others = self.ledger.open_work(self.owner, self.options.datasets)
+            pending, others = self.ledger.open_work(self.owner, self.options.datasets, self.options.window)
             if pending:
                 return True
             if not others:

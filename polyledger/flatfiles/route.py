@@ -1,12 +1,15 @@
-"""`run --source flatfiles`: the checks before anything is read, then two runs on the
-ledger's usual machinery (claims, leases, retries, the heartbeat): the day units first,
-then the ticker units built from them, then the staged days no unit needs any more
-deleted (`prune`). A stop or a crash anywhere is resumed by running again: each run
-re-does only unsettled units.
+"""`run --source flatfiles`: the checks before anything is read, then, a calendar year at a
+time, two runs on the ledger's usual machinery (claims, leases, retries, the heartbeat):
+the year's day units first, then the ticker units built from them, then the staged days no
+unit needs any more deleted (`prune`). A year at a time, so the staged days on disk are at
+most a year's, never the whole plan's (they take about what the bars they hold take in
+the dataset). A stop or a crash anywhere is resumed by running again: each run re-does
+only unsettled units.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +35,11 @@ REFUSE_ADJUSTED = (
 @dataclass
 class FlatRunReport:
     prepared: Prepared
-    runs: list[RunReport] = field(default_factory=list)
-    pruned: Pruned | None = None  # after both runs finished (not after a stop)
-    days_left: int = 0  # day units unread when the build was not started (--max-units)
+    runs: list[RunReport] = field(default_factory=list)  # two a year: its days, then its units
+    pruned: Pruned | None = None  # summed over the years whose two runs finished
+    days_left: int = 0  # day units unread when a year's build was not started (--max-units)
+    build_skipped: bool = False  # a year's days were not all read: its units were not built
+    years: int = 0  # the years with work when the run started
 
     @property
     def outcome(self) -> str:
@@ -42,7 +47,11 @@ class FlatRunReport:
 
     @property
     def ok(self) -> bool:
-        return len(self.runs) == 2 and all(r.ok for r in self.runs)
+        return len(self.runs) == 2 * self.years and all(r.ok for r in self.runs)
+
+
+def _summed(before: Pruned | None, now: Pruned) -> Pruned:
+    return now if before is None else Pruned(before.deleted + now.deleted, before.kept + now.kept)
 
 
 def check_request(datasets: Sequence[str], adjusted: bool) -> tuple[str, ...]:
@@ -97,27 +106,35 @@ def run_flatfiles(
         )
         budget = max_units  # --max-units counts the units of both phases together
         days, months = tuple(ROUTES[name] for name in targets), targets
-        for phase in (days, months):
-            options = RunOptions(datasets=phase, max_units=budget, **common)
-            run: Run | ProcessRun
-            if count > 1:  # each phase in `count` processes: the staged days all read before the build
-                run = ProcessRun(
-                    ledger, ledger_path, data, base_url=config.endpoint, options=options,
-                    processes=count, log_level=log_level,
-                )  # fmt: skip
-            else:
-                run = Run(ledger, store, api_key="", base_url=config.endpoint, options=options)
-            last = execute(run)
-            report.runs.append(last)
-            if last.outcome != "finished":
-                break
-            if budget is not None:
-                budget = max(0, budget - sum(last.stats.outcomes.values()))
-            if phase is days and (budget == 0 or {"pending", "running"} & set(last.unsettled)):
-                # days left to read (a --max-units sample, another host's): a month built now
-                # would only go back to the queue `days_unread`, an attempt spent each time
-                report.days_left = sum(last.unsettled.get(state, 0) for state in ("pending", "running"))
-                break
-        else:
+        years = ledger.open_years(days + months)
+        report.years = len(years)
+        if not years:  # nothing to read: staged days an earlier run left may still go
             report.pruned = prune_staged(ledger, store, targets)
+        for year in years:
+            window = (dt.date(year, 1, 1), dt.date(year, 12, 31))
+            for phase in (days, months):
+                options = RunOptions(datasets=phase, max_units=budget, window=window, **common)
+                run: Run | ProcessRun
+                if count > 1:  # each phase in `count` processes: the year's days all read before its build
+                    run = ProcessRun(
+                        ledger, ledger_path, data, base_url=config.endpoint, options=options,
+                        processes=count, log_level=log_level,
+                    )  # fmt: skip
+                else:
+                    run = Run(ledger, store, api_key="", base_url=config.endpoint, options=options)
+                last = execute(run)
+                report.runs.append(last)
+                if last.outcome != "finished":
+                    return report
+                if budget is not None:
+                    budget = max(0, budget - sum(last.stats.outcomes.values()))
+                if phase is days and (budget == 0 or {"pending", "running"} & set(last.unsettled)):
+                    # days left to read (a --max-units sample, another host's): a month built now
+                    # would only go back to the queue `days_unread`, an attempt spent each time
+                    report.days_left = sum(last.unsettled.get(state, 0) for state in ("pending", "running"))
+                    report.build_skipped = True
+                    return report
+            report.pruned = _summed(report.pruned, prune_staged(ledger, store, targets))
+            if budget == 0:
+                return report
     return report

@@ -21,10 +21,12 @@ class Claims(UnitMoves):
         lease_seconds: float,
         limit: int = 1,
         datasets: Sequence[str] | None = None,
+        window: tuple[dt.date, dt.date] | None = None,
     ) -> list[ClaimedUnit]:
         """Atomically take up to `limit` pending units under a lease held by `owner`:
-        least-tried first (a unit that keeps failing waits behind the others), then id order."""
-        dataset_filter, params = self._dataset_filter(datasets)
+        least-tried first (a unit that keeps failing waits behind the others), then id order;
+        of `datasets` and of periods starting in `window` when given."""
+        dataset_filter, params = self._scope_filter(datasets, window)
         return self._claim_where(
             owner, lease_seconds, f"state = 'pending'{dataset_filter} ORDER BY attempts, id", limit, params
         )

@@ -79,6 +79,16 @@ class FlatFileTable(UnitMoves):
         )
         return [(dt.date.fromisoformat(str(a)[:10]), dt.date.fromisoformat(str(b)[:10])) for a, b in rows]
 
+    def open_years(self, datasets: Sequence[str]) -> list[int]:
+        """The years in which pending or running units of `datasets` start, in order (a
+        running one may be a dead run's, taken back by the next claim)."""
+        names, params = in_list("dataset", datasets, "d")
+        rows = self.query(
+            f"SELECT DISTINCT period_start FROM units WHERE state IN ('pending', 'running') AND {names}",
+            params,
+        )
+        return sorted({int(str(row.period_start)[:4]) for row in rows})
+
     @_reconnecting
     def last_unit_id(self) -> int:
         """The highest unit id: it grows whenever a unit is planned (what a flat-file run's

@@ -3,6 +3,7 @@ state machine (`states.py`); and the row each attempt leaves in `unit_attempts`.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import sqlite3
 from collections.abc import Sequence
@@ -72,10 +73,17 @@ class UnitMoves(LedgerConnection):
         params = dict(params, _target=target.value, _now=iso(self.clock()))
         return cursor.execute(sql, params)
 
-    def _dataset_filter(self, datasets: Sequence[str] | None) -> tuple[str, dict]:
-        """` AND dataset IN (...)` for claims and counts of pending units; `+dataset` (SQLite)
-        filters the rows found through the pending index instead of searching by dataset."""
-        if not datasets:
-            return "", {}
-        test, params = in_list(f"{self._plus}dataset", datasets, "_ds")
-        return f" AND {test}", params
+    def _scope_filter(
+        self, datasets: Sequence[str] | None, window: tuple[dt.date, dt.date] | None = None
+    ) -> tuple[str, dict]:
+        """` AND dataset IN (...)` (and a period window) for claims and counts of pending
+        units; `+dataset` (SQLite) filters the rows found through the pending index instead
+        of searching by dataset. `window`: only units whose period starts in it."""
+        test, params = "", {}
+        if datasets:
+            names, params = in_list(f"{self._plus}dataset", datasets, "_ds")
+            test = f" AND {names}"
+        if window is not None:
+            test += " AND period_start >= :_w0 AND period_start <= :_w1"
+            params = {**params, "_w0": window[0].isoformat(), "_w1": window[1].isoformat()}
+        return test, params

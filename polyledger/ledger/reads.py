@@ -4,6 +4,7 @@ notebook are named functions in `polyledger.ledger.queries`.)"""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from polyledger.ledger.moves import UnitMoves
@@ -11,16 +12,25 @@ from polyledger.ledger.records import iso
 
 
 class Reads(UnitMoves):
-    def counts(self) -> dict[str, dict[str, int]]:
-        """{dataset: {state: units}}"""
+    def counts(self, window: tuple[dt.date, dt.date] | None = None) -> dict[str, dict[str, int]]:
+        """{dataset: {state: units}} (of periods starting in `window` when given)"""
         result: dict[str, dict[str, int]] = {}
-        for row in self.query("SELECT dataset, state, count(*) AS n FROM units GROUP BY dataset, state"):
+        test, params = self._scope_filter(None, window)
+        where = f" WHERE {test.removeprefix(' AND ')}" if test else ""
+        sql = f"SELECT dataset, state, count(*) AS n FROM units{where} GROUP BY dataset, state"
+        for row in self.query(sql, params):
             result.setdefault(row.dataset, {})[row.state] = row.n
         return result
 
-    def open_work(self, owner: str, datasets: Sequence[str] | None = None) -> tuple[int, int]:
-        """(pending units, units running under someone else's live lease)."""
-        dataset_filter, params = self._dataset_filter(datasets)
+    def open_work(
+        self,
+        owner: str,
+        datasets: Sequence[str] | None = None,
+        window: tuple[dt.date, dt.date] | None = None,
+    ) -> tuple[int, int]:
+        """(pending units, units running under someone else's live lease), of `datasets` and
+        of periods starting in `window` when given."""
+        dataset_filter, params = self._scope_filter(datasets, window)
         params.update(owner=owner, now=iso(self.clock()))
         row = self.query(
             "SELECT "

@@ -4,9 +4,10 @@
 1. every remembered universe a plan reads is built again with its filters, as of that
    session (new listings and delistings, point in time);
 2. every remembered plan is planned again through that session (a delisted ticker's
-   window ends, so it gets no new period); bar units holding the session before that
-   one, read before that one ended, are read again (late corrections); splits and
-   dividends announced since their units were fetched queue those units again (`sync_refs`);
+   window ends, so it gets no new period); bar units holding a session of the last 40
+   days, before that one, read before the session after it ended, are read again (late
+   corrections, whatever nights were skipped: `queue_rereads`); splits and dividends
+   announced since their units were fetched queue those units again (`sync_refs`);
 3. one run, with the options the last `run` used unless overridden;
 4. the audit, whose code is the sync's (`exit_code`).
 
@@ -31,6 +32,7 @@ from polyledger.datasets.reference import plan_reference
 from polyledger.errors import InputError
 from polyledger.fetch.runner import Run, RunOptions, RunReport
 from polyledger.ledger import Ledger
+from polyledger.ledger.resets import Reread
 from polyledger.ledger.sync_memory import RememberedPlan, RememberedUniverse
 from polyledger.output.progress import RunDisplay, print_summary
 from polyledger.output.render import print_audit
@@ -39,7 +41,7 @@ from polyledger.plan import plan, plan_days
 from polyledger.storage import BarStore
 from polyledger.sync_lock import SyncLock
 from polyledger.sync_refs import REFRESHED, refresh
-from polyledger.trading_days import is_trading_day
+from polyledger.trading_days import is_trading_day, trading_days
 from polyledger.universe import read_members, read_universe
 from polyledger.universe_build import build_universe
 
@@ -49,6 +51,9 @@ RUN_KEY = "sync.run"  # settings: the options of the last `run`, as JSON
 # session's last bars shortly after: a session counts as completed an hour later
 SESSION_END = dt.time(20, 0)
 PUBLICATION_DELAY = dt.timedelta(hours=1)
+# how far back sync looks for sessions a unit was read too soon after (`queue_rereads`):
+# over a month of nights skipped, in one UPDATE of at most ~28 sessions' tests
+REREAD_LOOKBACK = dt.timedelta(days=40)
 # what `run` remembers for `sync`; the rest (--dataset, --max-units, --log-file) is per run
 REMEMBERED = (
     "workers",
@@ -80,6 +85,34 @@ def previous_session(session: dt.date) -> dt.date:
     while not is_trading_day(day):
         day -= dt.timedelta(days=1)
     return day
+
+
+def reread_deadlines(
+    session: dt.date, lookback: dt.timedelta = REREAD_LOOKBACK
+) -> dict[dt.date, dt.datetime]:
+    """Each session S from `lookback` before `session` through the one before it, with the
+    end of the session after S: a unit holding S fetched before then was never read a
+    full session after S, so it may lack S's late corrections."""
+    days = trading_days(session - lookback, previous_session(session))
+    following = [*days[1:], session] if days else []  # consecutive: the last one's next is tonight's
+    ends = [dt.datetime.combine(after, SESSION_END, tzinfo=ET) for after in following]
+    return dict(zip(days, ends, strict=True))
+
+
+def queue_rereads(ledger: Ledger, dataset: str, session: dt.date) -> Reread:
+    """Queue again the settled units of `dataset` read too soon after one of their sessions
+    (`reread_deadlines`). The API corrects a session's bars after the fact; asking only for
+    the session before tonight's missed every session whose next night's sync was skipped.
+    A unit read again tonight is past every one of these deadlines (they are at most
+    tonight's session's end): it is re-read at most once for each of its sessions."""
+    return ledger.reset_read_too_soon(dataset, reread_deadlines(session))
+
+
+def reread_text(sessions: tuple[dt.date, ...]) -> str:
+    """The sessions re-read, for sync's line (which separates its parts by commas)."""
+    if len(sessions) <= 2:
+        return " and ".join(day.isoformat() for day in sessions)
+    return f"{len(sessions)} sessions from {sessions[0]} to {sessions[-1]}"
 
 
 def remember_run(ledger: Ledger, **options: object) -> None:
@@ -258,19 +291,21 @@ class Sync:
             result = plan(ledger, read_members(Path(source)), name, first, session)
         else:
             result = plan_days(ledger, name, first, session)
-        reread = 0
+        reread = Reread(0, ())
         if name not in datasets.FLAT_FILE_DATASETS:  # built from day files, never fetched from the API
-            # a session's bars are corrected after the fact: every unit holding the session
-            # before this one is read once more, if it was read before this session ended
-            # (the current month's clipped unit is widened anyway, a month's last day is not)
-            ended = dt.datetime.combine(session, SESSION_END, tzinfo=ET)
-            reread = ledger.reset_read_before(name, previous_session(session), ended)
+            # after planning: a clipped unit just widened is pending, read whole anyway; what
+            # is left is a unit no longer widened (a month's last day, a day unit, a delisting)
+            reread = queue_rereads(ledger, name, session)
         self.say(
             f"planned {name} {first} to {session}: {result.added} new units, {result.widened} widened"
             + (f", {result.relisted} queued again (listings changed)" if result.relisted else "")
             # held by another run while planning: widened by the next sync, not by this one
             + (f", {result.busy} being fetched by another run (widened next time)" if result.busy else "")
-            + (f", {reread} queued again to re-read {previous_session(session)}" if reread else "")
+            + (
+                f", {reread.units} queued again to re-read {reread_text(reread.sessions)}"
+                if reread.units
+                else ""
+            )
         )
 
     def _run(self, job: Run) -> RunReport:

@@ -29,6 +29,7 @@ from support import (
 )
 from test_claims_concurrency import assert_no_double_claims_across_two_processes
 from test_queries import busy_ledger, documented  # noqa: F401 - busy_ledger is a fixture
+from test_sync import check_re_reads
 
 from polyledger.ledger import AttemptRecord, Ledger, StoredFile, UnitState, new_owner_id
 from polyledger.ledger.models import SQLModel
@@ -261,6 +262,11 @@ def test_plan_claim_settle_audit_retry_on_postgres(pg_url):
 
 def test_no_double_claims_across_two_processes_and_16_threads_on_postgres(pg_url):
     assert_no_double_claims_across_two_processes(pg_url)
+
+
+def test_sync_re_reads_units_read_too_soon_on_postgres(pg_url):
+    """The re-read's one UPDATE (its RETURNING, ISO texts compared as times) on PostgreSQL."""
+    check_re_reads(pg_url)
 
 
 # --- sql, migrate ------------------------------------------------------------------------

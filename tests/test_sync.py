@@ -22,7 +22,14 @@ from support import API_KEY, read_dataset, run_cli, truth
 from polyledger.ledger import Ledger
 from polyledger.ledger.connection import LedgerConnection
 from polyledger.ledger.records import iso
-from polyledger.sync import EXIT_LOCKED, Sync, SyncSettings, last_completed_session
+from polyledger.sync import (
+    EXIT_LOCKED,
+    Sync,
+    SyncSettings,
+    last_completed_session,
+    queue_rereads,
+    reread_text,
+)
 from polyledger.sync_lock import LOCK_NAME, SyncLock
 from polyledger.testing import Dividend, Listing, Split, StandInServer, SyntheticMarket
 from polyledger.testing.market import et_midnight_ms
@@ -50,7 +57,7 @@ def stand_in():  # type: ignore[no-untyped-def]
         yield server
 
 
-def _planned(url: str, *datasets: str) -> None:
+def _planned(url: str, *datasets: str, to: str = "2024-02-28") -> None:
     """universe as of the first night, then the plans sync repeats (a fixed --to, too)."""
     built = run_cli("universe", "--out", "universe.csv", "--date", "2024-02-28", "--base-url", url)
     assert built.code == 0, built.out + built.err
@@ -59,7 +66,7 @@ def _planned(url: str, *datasets: str) -> None:
         if dataset != "grouped_daily":
             args += ["--universe", "universe.csv"]
         if dataset not in ("splits", "dividends"):
-            args += ["--from", "2024-02-26", "--to", "2024-02-28"]
+            args += ["--from", "2024-02-26", "--to", to]
         planned = run_cli(*args)
         assert planned.code == 0, planned.out + planned.err
 
@@ -470,6 +477,127 @@ def test_a_months_last_trading_day_is_re_read_like_every_other_recent_day(work, 
         stored = _bars_of(thursday)
     assert stored.height == expected.height > 0
     assert stored.select(expected.columns).equals(expected), "the last day of February was never re-read"
+
+
+def test_a_months_last_session_is_re_read_when_the_next_nights_sync_was_skipped(work, monkeypatch):
+    """sync re-read only the session before tonight's: with Friday night's sync skipped
+    (machine off, sync failed), Monday's re-read Friday and February's units, read on
+    Thursday night, the last session of February, were never read a full session after
+    it. Every unit read before the session after one of its sessions ended is re-read."""
+    thursday = dt.date(2024, 2, 29)
+    with StandInServer(_Corrected(set()), api_keys=(API_KEY,)) as server:
+        _planned(server.url, "minute", "grouped_daily")
+        assert _sync_at(server.url, "2024-02-29T22:30:00-05:00", monkeypatch).code == 0
+        server.market = _Corrected({thursday})  # corrected after Thursday night's read
+        monday = _sync_at(server.url, "2024-03-04T22:30:00-05:00", monkeypatch)  # Friday: no sync
+        assert monday.code == 0, monday.out + monday.err
+        # ALFA's and CHAR's Februaries (BRAV's is queued again anyway: delisted on the 29th)
+        # and grouped_daily's 2024-02-29; the 26th to 28th were read a full session later
+        assert "(listings changed), 2 queued again to re-read 2024-02-29" in monday.out, monday.out
+        assert "0 widened, 1 queued again to re-read 2024-02-29" in monday.out, monday.out
+        expected = truth(server.market, "minute", "ALFA", thursday, thursday)
+        stored = _bars_of(thursday)
+    assert stored.height == expected.height > 0
+    assert stored.select(expected.columns).equals(expected), "the last day of February was never re-read"
+
+
+def test_the_session_before_a_skipped_night_is_re_read(work, monkeypatch):
+    """Monday's sync reads Monday's session, Tuesday's is skipped: Wednesday's re-read only
+    Tuesday's units, so grouped_daily's Monday (a day unit, never widened) stayed read once,
+    before Tuesday's session ended. The months' units are widened and read whole anyway."""
+    with StandInServer(_Corrected(set()), api_keys=(API_KEY,)) as server:
+        _planned(server.url, "minute", "grouped_daily", to="2024-02-26")
+        assert _sync_at(server.url, "2024-02-26T22:30:00-05:00", monkeypatch).code == 0
+        wednesday = _sync_at(server.url, "2024-02-28T22:30:00-05:00", monkeypatch)
+    assert wednesday.code == 0, wednesday.out + wednesday.err
+    assert "planned minute 2024-02-26 to 2024-02-28: 0 new units, 3 widened\n" in wednesday.out, wednesday.out
+    assert "2 new units, 0 widened, 1 queued again to re-read 2024-02-26" in wednesday.out, wednesday.out
+    with Ledger("ledger.db", create=False) as ledger:
+        reads = ledger.query(
+            "SELECT count(*) FROM unit_attempts a JOIN units u ON u.id = a.unit_id "
+            "WHERE u.dataset = 'grouped_daily' AND u.period = '2024-02-26'"
+        )
+    assert reads[0][0] == 2, "Monday's grouped_daily was read once, before Tuesday's session ended"
+
+
+def _settled(ledger: Ledger, dataset: str, ticker: str, first: dt.date, last: dt.date, fetched: str) -> None:
+    """A unit of `dataset` over [first, last], done with bars fetched at `fetched` (ISO, a zone);
+    grouped_daily's units are days."""
+    from polyledger.ledger import PlannedUnit
+
+    name = first.isoformat() if dataset == "grouped_daily" else None
+    ledger.add_units([PlannedUnit(dataset, ticker, first, last, name)])
+    stamp = iso(dt.datetime.fromisoformat(fetched))
+    with ledger.engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"UPDATE units SET state = 'done', fetched_at = '{stamp}' WHERE dataset = '{dataset}' "
+            f"AND ticker = '{ticker}' AND period_start = '{first}'"
+        )
+
+
+def _pending(ledger: Ledger) -> set[tuple[str, str]]:
+    return {
+        (r.ticker, r.period_start)
+        for r in ledger.query("SELECT ticker, period_start FROM units WHERE state = 'pending'")
+    }
+
+
+def check_re_reads(location: str) -> None:
+    """The re-read rule on one ledger (SQLite here, PostgreSQL in test_postgres): units
+    read before the session after one of theirs ended are queued once, whatever nights
+    were skipped; units read a full session later, or already re-read, are not."""
+    feb = dt.date(2024, 2, 1), dt.date(2024, 2, 29)
+    with Ledger(location) as ledger:
+        _settled(ledger, "minute", "THUR", *feb, "2024-02-29T22:30:00-05:00")  # Thursday night
+        _settled(ledger, "minute", "FRI1", *feb, "2024-03-01T19:59:59-05:00")  # before Friday's end
+        _settled(ledger, "minute", "FRI2", *feb, "2024-03-01T20:00:00-05:00")  # at Friday's end
+        _settled(ledger, "minute", "SATU", *feb, "2024-03-02T10:00:00-05:00")  # well after
+        # January, re-read the night after its last session: read a full session after it
+        _settled(
+            ledger, "minute", "JANU", dt.date(2024, 1, 2), dt.date(2024, 1, 31), "2024-02-01T22:30:00-05:00"
+        )
+        # Monday night; Friday night's sync was skipped
+        queued = queue_rereads(ledger, "minute", dt.date(2024, 3, 4))
+        assert (queued.units, queued.sessions) == (2, (dt.date(2024, 2, 29),))
+        assert _pending(ledger) == {("THUR", "2024-02-01"), ("FRI1", "2024-02-01")}
+        # read again that night: past every session's deadline, never picked again
+        with ledger.engine.begin() as connection:
+            stamp = iso(dt.datetime.fromisoformat("2024-03-04T22:40:00-05:00"))
+            connection.exec_driver_sql(
+                f"UPDATE units SET state = 'done', fetched_at = '{stamp}' WHERE state = 'pending'"
+            )
+        assert queue_rereads(ledger, "minute", dt.date(2024, 3, 4)).units == 0  # a second sync that night
+        assert queue_rereads(ledger, "minute", dt.date(2024, 3, 5)).units == 0  # the next night
+        assert _pending(ledger) == set()
+
+
+def test_a_unit_is_re_read_once_for_each_session_it_was_read_too_soon_after(tmp_path):
+    check_re_reads(str(tmp_path / "ledger.db"))
+
+
+def test_units_of_several_sessions_say_each_session_re_read(tmp_path):
+    """grouped_daily's days each read the night of their session by a plain `run` (its own
+    cron), then the first sync: each is re-read, and the summary says which sessions."""
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        for day in (26, 27, 28):
+            session = dt.date(2024, 2, day)
+            _settled(ledger, "grouped_daily", "us-stocks", session, session, f"{session}T22:30:00-05:00")
+        queued = queue_rereads(ledger, "grouped_daily", dt.date(2024, 2, 29))  # Thursday night
+        assert queued.units == 3
+        assert queued.sessions == (dt.date(2024, 2, 26), dt.date(2024, 2, 27), dt.date(2024, 2, 28))
+    assert reread_text(queued.sessions) == "3 sessions from 2024-02-26 to 2024-02-28"
+    assert reread_text(queued.sessions[1:]) == "2024-02-27 and 2024-02-28"
+
+
+def test_the_re_read_looks_back_forty_days(tmp_path):
+    """A unit read the night of a session over 40 days before tonight's is past the window
+    (a bounded query; older sessions' corrections are not looked for)."""
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        for day in ("2024-01-23", "2024-01-24"):  # 41 and 40 days before 2024-03-04
+            session = dt.date.fromisoformat(day)
+            _settled(ledger, "grouped_daily", "us-stocks", session, session, f"{day}T22:30:00-05:00")
+        queued = queue_rereads(ledger, "grouped_daily", dt.date(2024, 3, 4))
+    assert (queued.units, queued.sessions) == (1, (dt.date(2024, 1, 24),))
 
 
 def _char_splits(*splits: Split) -> SyntheticMarket:

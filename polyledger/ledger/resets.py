@@ -4,13 +4,34 @@ budget; their history stays in `unit_attempts`."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from polyledger.ledger.connection import _reconnecting
 from polyledger.ledger.moves import UnitMoves
 from polyledger.ledger.queries import stale_adjusted_sql
 from polyledger.ledger.records import in_list, iso
 from polyledger.ledger.states import UnitState
+
+
+@dataclass(frozen=True)
+class Reread:
+    """Units queued again because they were read too soon after a session (`sync`)."""
+
+    units: int
+    sessions: tuple[dt.date, ...]  # every session one of them was read too soon after, in order
+
+
+def _reread(rows: Sequence, deadlines: Mapping[dt.date, str]) -> Reread:
+    """The units moved and the sessions they re-read: those of each unit's period it was
+    fetched before the deadline of (ISO texts compare as times, as in the UPDATE)."""
+    sessions = {
+        day
+        for row in rows
+        for day, deadline in deadlines.items()
+        if row["period_start"] <= day.isoformat() <= row["period_end"] and row["fetched_at"] < deadline
+    }
+    return Reread(len(rows), tuple(sorted(sessions)))
 
 
 class Resets(UnitMoves):
@@ -62,13 +83,39 @@ class Resets(UnitMoves):
         settled = {UnitState.DONE, UnitState.EMPTY_CONFIRMED}
         return self._reset_chosen("1 = 1", {}, settled, tickers, [dataset])
 
-    def reset_read_before(self, dataset: str, day: dt.date, before: dt.datetime) -> int:
-        """Done and empty units of `dataset` whose period holds `day`, fetched before `before`,
-        back to pending (`sync`: each session read once more the night after)."""
-        where = "period_start <= :day AND period_end >= :day AND fetched_at < :before"
-        params = {"day": day.isoformat(), "before": iso(before)}
+    @_reconnecting
+    def reset_read_too_soon(self, dataset: str, deadlines: Mapping[dt.date, dt.datetime]) -> Reread:
+        """Done and empty units of `dataset` holding a session of `deadlines` and fetched
+        before its deadline (`sync`: the end of the session after it, so never read a full
+        session after it) back to pending, in one UPDATE. Once read again, a unit's
+        fetched_at is past every deadline given: it is not picked again."""
+        if not deadlines:
+            return Reread(0, ())
+        days = sorted(deadlines)
+        params: dict = {"_first": days[0].isoformat(), "_last": days[-1].isoformat()}
+        params["_latest"] = iso(max(deadlines.values()))
+        params["dataset"] = dataset
+        tests = []
+        for i, day in enumerate(days):
+            params[f"s{i}"], params[f"e{i}"] = day.isoformat(), iso(deadlines[day])
+            tests.append(f"(period_start <= :s{i} AND period_end >= :s{i} AND fetched_at < :e{i})")
+        # the coarse bounds first: most units end before the window or were read since
+        where = (
+            "dataset = :dataset AND period_end >= :_first AND period_start <= :_last "
+            f"AND fetched_at < :_latest AND ({' OR '.join(tests)})"
+        )
         settled = {UnitState.DONE, UnitState.EMPTY_CONFIRMED}
-        return self._reset_chosen(where, params, settled, datasets=[dataset])
+        with self._write() as cursor:
+            rows = self._move(
+                cursor,
+                UnitState.PENDING,
+                settled,
+                where,
+                params,
+                sets="attempts = 0",
+                returning="period_start, period_end, fetched_at",
+            ).fetchall()
+        return _reread(rows, {day: iso(deadline) for day, deadline in deadlines.items()})
 
     def reset_done_units(self, unit_ids: Sequence[int]) -> int:
         """These done units (by id) back to pending: their files were found wanting."""

@@ -184,8 +184,9 @@ def plan(
         _echo(f"{result.widened} partly planned periods were widened and queued to be fetched whole")
     if result.relisted:
         _echo(
-            f"{result.relisted} done units queued again: their symbol's listings changed since they were "
-            "stored, so their bars are fetched again under the new security_id"
+            f"{result.relisted} units queued again: their symbol's listings changed over their dates since "
+            "they were settled (a done one's bars get the new security_id; an empty one, which the old "
+            "windows explained, is asked again)"
         )
     if result.busy:
         _echo(f"{result.busy} partly planned periods are being fetched right now: plan again after the run")

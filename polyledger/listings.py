@@ -184,3 +184,62 @@ def outside_every_listing(listings: Sequence[Listing], start: dt.date, end: dt.d
     nothing is."""
     period = Listing("", start, end)
     return bool(listings) and not any(listing.overlaps(period) for listing in listings)
+
+
+Days = tuple[dt.date | None, dt.date | None]  # session dates, both ends inclusive; None: unbounded
+
+
+@dataclass(frozen=True)
+class ListingChange:
+    """What new listings of a symbol change for its settled units. `changed`: the days
+    whose security differs (a bar stored there carries a wrong `security_id`, or has one
+    where it should have none, or none where it should). `listed`: the days inside a
+    listing now and inside none before (part of `changed`): an empty answer for them was
+    explained by the old windows, never checked against the plan's history (`fetch.units`),
+    so a unit confirmed empty there may hold bars."""
+
+    ticker: str
+    changed: tuple[Days, ...] = ()
+    listed: tuple[Days, ...] = ()
+
+
+def listing_change(ticker: str, old: Sequence[Listing], new: Sequence[Listing]) -> ListingChange:
+    """The days of `ticker` the change from `old` to `new` listings touches, as few ranges
+    as possible: both sides' window bounds cut time into spans inside which neither side
+    changes, and each span is compared on one of its days."""
+    bounds = sorted(
+        {item.first_day for item in (*old, *new) if item.first_day is not None}
+        | {item.last_day + dt.timedelta(days=1) for item in (*old, *new) if item.last_day is not None}
+    )
+    spans = zip([None, *bounds], [*(bound - dt.timedelta(days=1) for bound in bounds), None], strict=True)
+    changed: list[Days] = []
+    listed: list[Days] = []
+    after_changed = after_listed = False  # the previous span was added: extend it
+    for start, end in spans:
+        day = start or end or dt.date(2000, 1, 1)  # any day of the span
+        old_ids, old_held = _held_on(ticker, old, day)
+        new_ids, new_held = _held_on(ticker, new, day)
+        after_changed = _add(changed, (start, end), old_ids != new_ids, after_changed)
+        after_listed = _add(listed, (start, end), new_held and not old_held, after_listed)
+    return ListingChange(ticker, tuple(changed), tuple(listed))
+
+
+def _add(ranges: list[Days], span: Days, touched: bool, extend: bool) -> bool:
+    """`span` added to `ranges` when touched (joined to the last range when it follows it);
+    whether it was."""
+    if not touched:
+        return False
+    if extend:
+        ranges[-1] = (ranges[-1][0], span[1])
+    else:
+        ranges.append(span)
+    return True
+
+
+def _held_on(ticker: str, listings: Sequence[Listing], day: dt.date) -> tuple[tuple[str, ...], bool]:
+    """The security ids a bar of `day` may get (`attribute`), and whether a listing holds
+    the day (`outside_every_listing`: with no listing known, nothing is explained)."""
+    if not listings:
+        return (derived_security_id(ticker),), True
+    ids = tuple(sorted(item.security_id or "" for item in listings if item.covers(day)))
+    return ids, bool(ids)

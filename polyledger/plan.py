@@ -31,7 +31,7 @@ class PlanResult:
     widened: int = 0  # clipped units extended by this wider plan
     busy: int = 0  # clipped units that could not be widened while a worker holds them
     outside_listing: int = 0  # ticker x period pairs outside a listing window: not planned
-    relisted: int = 0  # done units queued again: their symbol's listings changed since they were stored
+    relisted: int = 0  # settled units queued again: their symbol's listings changed over their days
 
     @property
     def already_planned(self) -> int:
@@ -91,9 +91,10 @@ def plan(
     ids = {listing.security_id for listing in listings}
     kept = [held for held in ledger.listings() if held.ticker not in planned and held.security_id in ids]
     check_securities([*kept, *listings])
-    changed = ledger.record_listings(listings)
-    # their files carry the old attribution: fetched again, they get the new one
-    relisted = ledger.reset_relisted(changed, datasets.names(bars=True)) if changed else 0
+    changes = ledger.record_listings(listings)
+    # units over the days whose listing changed: a done one's files carry the old
+    # attribution, an empty one may have been explained by the old windows
+    relisted = ledger.reset_relisted(changes, datasets.names(bars=True)) if changes else 0
     periods = _periods(dataset, start, end)
     spans = _spans(listings, periods)  # a small tuple per ticker (or per listing of a reused one)
     added = ledger.add_units(_units(dataset, periods, spans))  # streamed, never a list of units

@@ -129,6 +129,39 @@ def test_months_before_the_first_bar_that_nothing_explains_are_asked_again_one_b
     assert len(asked_without) == 1 + 1 + 5 + 1
 
 
+def test_months_explained_by_windows_a_plan_changed_during_the_fetch_are_asked_again(tmp_path, market):
+    """NEWCO's listing starts June 14 when the group is claimed; while its request is out,
+    a plan says March: March-May are judged by the windows as they are when the answer
+    comes, not as they were when the group began (found by a review: they were settled
+    empty, and the plan, which queues again only settled units, had passed)."""
+    with StandInServer(market, api_keys=(API_KEY,)) as server, Ledger(tmp_path / "ledger.db") as ledger:
+        ledger.record_listings(assign_security_ids([Listing("NEWCO", first_day=D(2023, 6, 14))]))
+        ledger.add_units([PlannedUnit("minute", "NEWCO", s, e) for s, e in NEWCO_MONTHS])
+        units = ledger.claim("w", 60, limit=len(NEWCO_MONTHS))
+        client = PolygonClient(API_KEY, base_url=server.url, limiter=RateLimiter(1000.0))
+        ask = client.get
+        planned = []
+
+        def plan_then_ask(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if not planned:  # the plan commits while the group's first request is out
+                changes = ledger.record_listings(
+                    assign_security_ids([Listing("NEWCO", first_day=D(2023, 3, 1))])
+                )
+                planned.append(ledger.reset_relisted(changes, ["minute"]))
+            return ask(*args, **kwargs)
+
+        client.get = plan_then_ask  # type: ignore[method-assign]
+        process_units(units, UnitJob(client, ledger, BarStore(tmp_path / "data"), adjusted=True))
+        asked = [(frm, to) for _, frm, to in server.stats.requested]
+    assert planned == [0]  # the group's units were running: none queued again
+    assert [month for month in asked if month[0] != month[1]] == [
+        ("2023-01-01", "2023-08-31"),
+        ("2023-03-01", "2023-03-31"),
+        ("2023-04-01", "2023-04-30"),
+        ("2023-05-01", "2023-05-31"),
+    ]
+
+
 def test_a_wholly_empty_group_asks_each_unit_alone_and_charges_the_group_once(tmp_path, market):
     with StandInServer(market, api_keys=(API_KEY,)) as server, Ledger(tmp_path / "ledger.db") as ledger:
         ledger.add_units([PlannedUnit("minute", UNKNOWN, s, e) for s, e in NEWCO_MONTHS[:3]])

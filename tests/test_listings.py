@@ -4,6 +4,7 @@ bars by session date, and the ledger's listings table (`polyledger/listings.py`)
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from pathlib import Path
 
 import polars as pl
@@ -167,6 +168,80 @@ def test_plan_records_listings_and_a_bare_ticker_keeps_them(tmp_path):
         assert ledger.listings_of("ABC") == stored and not relisted.relisted
         plan(ledger, ["NEW"], "day", D(2019, 1, 1), D(2019, 12, 31))
         assert [(i.ticker, i.security_id) for i in ledger.listings(tickers=["NEW"])] == [("NEW", "PL:NEW")]
+
+
+def _settled(ledger: Ledger, states: str) -> dict[str, str]:
+    """XYZ's 2020 months set to `states` (one letter a month: d done, e empty_confirmed),
+    then each month's state."""
+    with sqlite3.connect(ledger.path) as connection:
+        for month, letter in enumerate(states, start=1):
+            state = {"d": "done", "e": "empty_confirmed"}[letter]
+            connection.execute("UPDATE units SET state = ? WHERE period = ?", (state, f"2020-{month:02d}"))
+    return _months(ledger)
+
+
+def _months(ledger: Ledger) -> dict[str, str]:
+    return {row.period: row.state for row in ledger.query("SELECT period, state FROM units ORDER BY period")}
+
+
+@pytest.mark.parametrize(
+    ("listings", "queued"),
+    [
+        # delisted on 2020-08-14: only the bars after it change hands (to nobody); August
+        # and September stay empty, explained the more
+        ([Listing("XYZ", D(2020, 1, 1), D(2020, 8, 14), security_id="A")], ["2020-10", "2020-11", "2020-12"]),
+        # another security from April: the done months from April on; the empty months'
+        # days were inside a listing before and still are
+        (
+            [
+                Listing("XYZ", D(2020, 1, 1), D(2020, 3, 31), security_id="A"),
+                Listing("XYZ", D(2020, 4, 1), security_id="B"),
+            ],
+            ["2020-04", "2020-05", "2020-06", "2020-10", "2020-11", "2020-12"],
+        ),
+        # the same windows and security: nothing
+        ([Listing("XYZ", D(2020, 1, 1), security_id="A")], []),
+    ],
+)
+def test_a_listings_change_queues_again_only_the_done_units_over_days_that_changed_hands(
+    tmp_path, listings, queued
+):
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        plan(
+            ledger, [Listing("XYZ", D(2020, 1, 1), security_id="A")], "minute", D(2020, 1, 1), D(2020, 12, 31)
+        )
+        before = _settled(ledger, "ddddddeeeddd")
+        replanned = plan(ledger, listings, "minute", D(2020, 1, 1), D(2020, 12, 31))
+        after = _months(ledger)
+    assert sorted(m for m in after if after[m] != before[m]) == queued
+    assert all(after[m] == "pending" for m in queued) and replanned.relisted == len(queued)
+
+
+def test_a_listings_change_queues_again_the_empty_units_over_days_newly_inside_a_listing(tmp_path):
+    """An empty month outside every listing was settled on the windows' word (the group's
+    answer may have been clipped by the plan's history): once a listing holds one of its
+    days, it is asked again; an empty month the change leaves outside, or that was inside
+    a listing already, is not."""
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        plan(
+            ledger, [Listing("XYZ", D(2020, 1, 1), security_id="A")], "minute", D(2020, 1, 1), D(2020, 12, 31)
+        )
+        narrowed = [Listing("XYZ", D(2020, 5, 20), D(2020, 10, 31), security_id="A")]
+        plan(ledger, narrowed, "minute", D(2020, 1, 1), D(2020, 12, 31))
+        before = _settled(ledger, "eeeeddddeeee")
+        # the listing starts earlier (2020-03-02, a Monday) and the symbol's next company is found
+        corrected = [
+            Listing("XYZ", D(2020, 3, 2), D(2020, 10, 31), security_id="A"),
+            Listing("XYZ", D(2020, 12, 1), security_id="C"),
+        ]
+        replanned = plan(ledger, corrected, "minute", D(2020, 1, 1), D(2020, 12, 31))
+        after = _months(ledger)
+    changed = sorted(m for m in after if after[m] != before[m])
+    # March and April (newly listed) and May (done, its days before the 20th now A's);
+    # December, the new company's; not January or February (still before any listing),
+    # nor September and October (empty inside a listing both times), nor November
+    assert changed == ["2020-03", "2020-04", "2020-05", "2020-12"]
+    assert replanned.relisted == 4
 
 
 def test_a_later_plan_cannot_give_a_held_security_to_another_symbol_at_once(tmp_path):

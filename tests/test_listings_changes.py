@@ -9,7 +9,7 @@ import warnings
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from support import API_KEY, STORED_COLUMNS, as_stored, run_cli
+from support import API_KEY, STORED_COLUMNS, as_stored, read_dataset, run_cli
 
 import polyledger
 from polyledger.errors import InputError
@@ -40,7 +40,7 @@ def test_listings_that_change_after_bars_are_stored_queue_those_units_again(work
         assert run_cli("universe", "--out", "u.csv", "--base-url", server.url).code == 0
         replanned = run_cli("plan", "--universe", "u.csv", *window)
         assert replanned.code == 0, replanned.err
-        assert "done units queued again: their symbol's listings changed" in replanned.out
+        assert "units queued again: their symbol's listings changed" in replanned.out
         assert run_cli("run", "--base-url", server.url, "--unadjusted").code == 0
     with polyledger.open(work / "ledger.db", work / "data") as dl:
         first, second = dl.listings(tickers=["ECHO"]).sort("first_day").get_column("security_id").to_list()
@@ -258,3 +258,108 @@ def market_listing(ticker: str, listed: dt.date | None = None, delist: dt.date |
     from polyledger.testing import Listing as MarketListing
 
     return MarketListing(ticker, list_date=listed, delist_date=delist, bars_per_day=5)
+
+
+# --- months confirmed empty on listings that later change (found by a review: they stayed
+# `empty_confirmed` for ever, a hole no retry reaches) ----------------------------------------
+
+
+def _states(work) -> dict[str, tuple]:  # type: ignore[no-untyped-def]
+    with polyledger.open(work / "ledger.db", work / "data") as dl:
+        units = dl.units("minute").sort("period_start").select("period", "state", "error_class").rows()
+    return {period: (state, error_class) for period, state, error_class in units}
+
+
+def _run(server: StandInServer) -> int:
+    """One worker: a ticker's pending months are one group, so what a run settles on the
+    group's answer is the same every time."""
+    ran = run_cli("run", "--base-url", server.url, "--unadjusted", "--workers", "1")
+    assert ran.code in (0, 1), ran.out + ran.err
+    return ran.code
+
+
+def _fetch_after_an_upgrade(server: StandInServer) -> None:
+    """The plan's history reaches back to the first bar (an upgrade): the months that failed
+    as not entitled are asked again."""
+    server.history_start = None
+    assert run_cli("retry", "--class", "not_entitled").code == 0
+    assert _run(server) == 0
+
+
+def test_months_a_narrower_listing_explained_empty_are_asked_again_when_it_widens(work):
+    """WIDE trades throughout; the plan's history starts 2020-04-01 and a straddling range
+    comes back clipped. Planned from the bare ticker, then a universe says WIDE was listed
+    on 2020-04-15: January-March, before the group's first bar and outside every listing,
+    are settled empty on the clipped answer's word. The universe is corrected (listed in
+    2019): those months must not stay empty, they lie inside the listing now."""
+    market = SyntheticMarket([market_listing("WIDE")], seed=3)
+    window = ("--from", "2020-01-01", "--to", "2020-06-30")
+    server = StandInServer(market, api_keys=(API_KEY,), history_start=D(2020, 4, 1), straddle="clip")
+    with server:
+        (work / "bare.csv").write_text("ticker\nWIDE\n", encoding="utf-8")
+        (work / "narrow.csv").write_text(
+            "ticker,security_id,list_date\nWIDE,CO1,2020-04-15\n", encoding="utf-8"
+        )
+        (work / "wide.csv").write_text(
+            "ticker,security_id,list_date\nWIDE,CO1,2019-06-03\n", encoding="utf-8"
+        )
+        assert run_cli("plan", "--universe", "bare.csv", *window).code == 0
+        assert run_cli("plan", "--universe", "narrow.csv", *window).code == 0
+        assert _run(server) == 0
+        before = _states(work)
+        assert [before[p][0] for p in ("2020-01", "2020-02", "2020-03")] == ["empty_confirmed"] * 3
+        replanned = run_cli("plan", "--universe", "wide.csv", *window)
+        assert replanned.code == 0, replanned.err
+        # the three empty months, and April (its days before the 15th belonged to nobody);
+        # May and June keep their bars: no day of theirs changed hands
+        assert "4 units queued again: their symbol's listings changed" in replanned.out, replanned.out
+        assert _run(server) == 1  # failed units: the months before the history
+        after = _states(work)
+        assert [after[p] for p in ("2020-01", "2020-02", "2020-03")] == [("failed", "not_entitled")] * 3
+        _fetch_after_an_upgrade(server)
+    assert set(_states(work).values()) == {("done", None)}
+    assert_frame_equal(
+        read_dataset(work / "data", "minute"), served(market, "WIDE", D(2020, 1, 1), D(2020, 6, 30))
+    )
+
+
+def test_a_month_a_listings_first_day_explained_empty_is_asked_again_when_the_symbol_gets_another(work):
+    """REUS is one company until 2023-03-10, an unrelated one from 2023-04-03 (its list date
+    says 2023-03-27); the plan's history starts 2023-03-15 and March's answer is clipped to
+    nothing. Knowing only the second company, March's days before the 27th are explained
+    (nobody listed) and March is confirmed empty. The universe then finds the first
+    company: March's first days are inside a listing now, and March must be asked again."""
+    market = SyntheticMarket(
+        [
+            market_listing("REUS", delist=D(2023, 3, 10)),
+            market_listing("REUS", listed=D(2023, 4, 3)),
+        ],
+        seed=11,
+    )
+    window = ("--from", "2023-01-01", "--to", "2023-04-30")
+    server = StandInServer(market, api_keys=(API_KEY,), history_start=D(2023, 3, 15), straddle="clip")
+    with server:
+        (work / "one.csv").write_text("ticker,security_id,list_date\nREUS,NEW,2023-03-27\n", encoding="utf-8")
+        (work / "both.csv").write_text(
+            "ticker,security_id,list_date,delisted_utc\n"
+            "REUS,OLD,,2023-03-10T00:00:00Z\nREUS,NEW,2023-03-27,\n",
+            encoding="utf-8",
+        )
+        assert run_cli("plan", "--universe", "one.csv", *window).code == 0
+        assert _run(server) == 0
+        assert _states(work) == {"2023-03": ("empty_confirmed", None), "2023-04": ("done", None)}
+        replanned = run_cli("plan", "--universe", "both.csv", *window)
+        assert replanned.code == 0, replanned.err
+        # January and February are new units (the first company's); March is queued again;
+        # April's bars all stay the second company's
+        assert "2 new" in replanned.out and "1 units queued again" in replanned.out, replanned.out
+        assert _run(server) == 1
+        assert _states(work)["2023-03"] == ("failed", "not_entitled")  # its first day alone: a 403
+        _fetch_after_an_upgrade(server)
+    assert set(_states(work).values()) == {("done", None)}
+    assert_frame_equal(
+        read_dataset(work / "data", "minute"), served(market, "REUS", D(2023, 1, 1), D(2023, 4, 30))
+    )
+    with polyledger.open(work / "ledger.db", work / "data") as dl:
+        old = dl.bars("minute", security="OLD").collect()
+    assert_frame_equal(old.select(STORED_COLUMNS), served(market, "REUS", D(2023, 1, 1), D(2023, 3, 10)))

@@ -134,12 +134,11 @@ def test_first_sync_downloads_next_night_only_the_new_day_listings_in_delistings
     }
     assert {key for key in new if key[0] == "grouped_daily"} == {("grouped_daily", "us-stocks", "2024-03-01")}
     assert after[("minute", "NEWB", "2024-03")] == ("2024-03-01", "2024-03-01", "done")
-    # the run fetched the new day's bar units only, and BRAV's last month: its listing now
-    # ends (delisted_utc), so `plan` refetches its bars under the new window, as it always does
+    # the run fetched the new day's bar units only: BRAV's listing now ends (delisted_utc
+    # 2024-02-29), which changes no day of its February, so February keeps its bars
     fetched = {key for key in _attempted_by_last_run() if key[0] in ("minute", "grouped_daily")}
-    relisted = ("minute", "BRAV", "2024-02")
-    assert fetched == {key for key in new if key[0] in ("minute", "grouped_daily")} | {relisted}
-    assert "1 queued again (listings changed)" in second.out
+    assert fetched == {key for key in new if key[0] in ("minute", "grouped_daily")}
+    assert "(listings changed)" not in second.out
     # and the other February units were left as they were
     assert all(after[key] == units[key] for key in units if key[0] == "minute")
 
@@ -468,8 +467,7 @@ def test_a_months_last_trading_day_is_re_read_like_every_other_recent_day(work, 
         assert friday.code == 0, friday.out + friday.err
         # February's units (and grouped_daily's 2024-02-29) were read at 22:30 that night:
         # read once more; not the next night (read after Friday's session ended)
-        # (BRAV's February is queued again anyway: it was delisted on the 29th)
-        assert "(listings changed), 2 queued again to re-read 2024-02-29" in friday.out, friday.out
+        assert "0 widened, 3 queued again to re-read 2024-02-29" in friday.out, friday.out
         assert "0 widened, 1 queued again to re-read 2024-02-29" in friday.out, friday.out
         monday = _sync_at(server.url, "2024-03-04T22:30:00-05:00", monkeypatch)
         assert "re-read 2024-03-01" in monday.out and "re-read 2024-02-29" not in monday.out

@@ -118,7 +118,6 @@ def process_units(
     progress = _Progress(units, job, spent)
     try:
         datasets.check_key(spec, head.ticker)  # a hand-edited ledger must not steer a path or a URL
-        progress.listings = job.ledger.listings_of(head.ticker)  # whose bars are whose, by date
         # each page shaped and its units' files encoded in the slot it was decoded in, given
         # back before their I/O and the next request: only as many pages as cores are held
         # decoded (polygon/cores.py)
@@ -176,7 +175,9 @@ class _Progress:
         self.outcomes: list[UnitOutcome] = []
         self._buffer: list[pl.DataFrame] = []
         self._charged = (0, 0)  # requests and bytes already charged to settled units
-        self.listings: list[Listing] = []  # the symbol's listings: each bar's security_id
+        # the symbol's listings (each bar's security_id; which empty days they explain), read
+        # once the answer begins (`_read_listings`) and again for each unit's file
+        self.listings: list[Listing] = []
         # a group's answer may be clipped at the start (see process_units); one unit's empty
         # answer is its own
         self._doubt_leading = len(units) > 1
@@ -194,6 +195,7 @@ class _Progress:
         if self._first_day is None:
             self._first_day = et_date_of_ms(int(page.get_column("t").min()))  # type: ignore[arg-type]
             self.job.entitled.note(self.waiting[0].dataset, self._first_day)
+            self._read_listings()
             self._settle_explained(self._leading())
             self._probe_late_start()
         last_day = et_date_of_ms(int(page.get_column("t").max()))  # type: ignore[arg-type]
@@ -211,6 +213,7 @@ class _Progress:
 
     def finish(self) -> None:
         if self._first_day is None:  # no bar at all: every unit is before the first bar
+            self._read_listings()
             self._settle_explained(self._leading())
             if not self._doubt_leading and self.waiting:
                 # one unit's empty answer: its own, unless its range may straddle the plan's
@@ -234,6 +237,13 @@ class _Progress:
 
     def _trusted(self) -> list[ClaimedUnit]:
         return [unit for unit in self.waiting if not self._before_first_bar(unit)]
+
+    def _read_listings(self) -> None:
+        """The symbol's windows read again once the answer begins (its first page, or its
+        empty end), before they explain any unit (`_settle_explained`, `_probe_first_day`):
+        a plan that changed them since the group began queues again only settled units
+        (`Ledger.reset_relisted`), not these."""
+        self.listings = self.job.ledger.listings_of(self.waiting[0].ticker)
 
     def _settle_explained(self, leading: list[ClaimedUnit]) -> None:
         """Settle empty the leading units the listing windows explain; the others stay
@@ -323,7 +333,7 @@ class _Progress:
         """The units' files, from the buffered pages (which keep only what comes after them)."""
         ticker = units[0].ticker
         # read again now: a plan may have changed the listings since the group began (it
-        # queues again only units already done, not these)
+        # queues again only units already settled, not these)
         self.listings = self.job.ledger.listings_of(ticker)
         periods = [(unit.period_start, unit.period_end) for unit in units]
         with cores.PAGE_WORK.slot():  # the one its page was decoded in, or one taken now

@@ -10,18 +10,13 @@ from collections.abc import Iterable, Sequence
 
 from polyledger.ledger.connection import LedgerConnection, _reconnecting
 from polyledger.ledger.records import in_list, iso
-from polyledger.listings import LINK_DERIVED, Listing
+from polyledger.listings import LINK_DERIVED, Listing, ListingChange, listing_change
 
 _COLUMNS = "ticker, first_day, last_day, security_id, link, name, cik, composite_figi, share_class_figi"
 
 
 def _day(value: object) -> dt.date | None:
     return dt.date.fromisoformat(str(value)[:10]) if value else None
-
-
-def _attribution(listings: Iterable[Listing]) -> set[tuple]:
-    """What decides each bar's security_id: the windows and their ids."""
-    return {(item.first_day, item.last_day, item.security_id) for item in listings}
 
 
 def _bare(listing: Listing) -> bool:
@@ -39,12 +34,13 @@ def _listing(row: Sequence) -> Listing:
 
 
 class ListingTable(LedgerConnection):
-    def record_listings(self, listings: Iterable[Listing]) -> list[str]:
+    def record_listings(self, listings: Iterable[Listing]) -> list[ListingChange]:
         """Every symbol of `listings` (ids assigned) gets exactly these listings, in one
         transaction; other symbols keep theirs. A bare ticker (no window, nothing known
         of it) says nothing new: it keeps the listings an earlier plan recorded, or gets
-        its derived one. Returns the symbols whose windows or securities changed (they
-        had listings before): their stored bars carry the old attribution."""
+        its derived one. Returns, for each symbol that had listings before, the days whose
+        security or listed-ness changed, if any (`listing_change`, by symbol): its settled
+        units over them may be wrong (`Ledger.reset_relisted`)."""
         by_ticker: dict[str, list[Listing]] = defaultdict(list)
         for listing in listings:
             by_ticker[listing.ticker].append(listing)
@@ -57,11 +53,8 @@ class ListingTable(LedgerConnection):
         if not by_ticker:
             return []
         self._replace_listings(by_ticker)
-        return sorted(
-            t
-            for t, items in by_ticker.items()
-            if before[t] and _attribution(before[t]) != _attribution(items)
-        )
+        changes = (listing_change(t, before[t], items) for t, items in sorted(by_ticker.items()) if before[t])
+        return [change for change in changes if change.changed]
 
     @_reconnecting
     def _replace_listings(self, by_ticker: dict[str, list[Listing]]) -> int:

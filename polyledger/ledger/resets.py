@@ -12,6 +12,7 @@ from polyledger.ledger.moves import UnitMoves
 from polyledger.ledger.queries import stale_adjusted_sql
 from polyledger.ledger.records import in_list, iso
 from polyledger.ledger.states import UnitState
+from polyledger.listings import ListingChange
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,34 @@ class Resets(UnitMoves):
             flagged += f" AND {test}"
         return self._reset_chosen(f"id IN ({flagged})", params, {UnitState.DONE}, tickers, datasets)
 
-    def reset_relisted(self, tickers: Sequence[str], datasets: Sequence[str]) -> int:
-        """Done bar units of symbols whose listings changed back to pending: fetched again,
-        their bars get the new listings' security_id (and unattributed bars are recounted)."""
-        if not tickers:
-            return 0
-        return self._reset_chosen("1 = 1", {}, {UnitState.DONE}, tickers, datasets)
+    @_reconnecting
+    def reset_relisted(self, changes: Sequence[ListingChange], datasets: Sequence[str]) -> int:
+        """Settled bar units that new listings of their symbol make wrong back to pending, in
+        one transaction: done units holding a day whose security changed (fetched again,
+        their bars get the new listings' security_id and unattributed bars are recounted),
+        and empty units holding a day that lies inside a listing now and lay inside none
+        before (their emptiness was taken from the old windows, never checked against the
+        plan's history). Units over days the change leaves alone keep their state."""
+        dataset_test, dataset_params = in_list("dataset", datasets, "d")
+        where = f"ticker = :t AND period_end >= :first AND period_start <= :last AND {dataset_test}"
+        moved = 0
+        with self._write() as cursor:
+            for change in changes:
+                for days, sources in (
+                    (change.changed, {UnitState.DONE}),
+                    (change.listed, {UnitState.EMPTY_CONFIRMED}),
+                ):
+                    for first, last in days:
+                        params = {
+                            **dataset_params,
+                            "t": change.ticker,
+                            "first": (first or dt.date.min).isoformat(),
+                            "last": (last or dt.date.max).isoformat(),
+                        }
+                        moved += self._move(
+                            cursor, UnitState.PENDING, sources, where, params, "attempts = 0"
+                        ).rowcount
+        return moved
 
     def reset_settled(self, dataset: str, tickers: Sequence[str]) -> int:
         """Done and empty units of `dataset` for these tickers back to pending (`sync`: a

@@ -11,6 +11,10 @@ ticker would cost at least), and the unit files the bars become (zstd, at the fu
 mean unit size). Each figure is this process's CPU (user + sys, every thread), the median
 of `--repeat` runs. The floor is gunzip + read + the unit files: what any design reading
 these files and writing these files pays, staging and shaping aside.
+
+Then the staging formats (not in the floor): the day's universe bars written as the route
+stages them (Parquet, lz4, small row groups) and as Arrow IPC (lz4, uncompressed), with
+their bytes per bar: what a staging read without decoding would cost to write and keep.
 """
 
 from __future__ import annotations
@@ -102,6 +106,20 @@ def main() -> None:
             / bars
             * 1e6
         )
+        formats = {
+            "Parquet lz4 (as staged)": lambda out: staged.write_parquet(
+                out, compression="lz4", statistics=True, row_group_size=16_384
+            ),
+            "Arrow IPC lz4": lambda out: staged.write_ipc(out, compression="lz4"),
+            "Arrow IPC uncompressed": lambda out: staged.write_ipc(out, compression="uncompressed"),
+        }
+        staging = {}
+        for name, write in formats.items():
+            target = Path(scratch) / "staged"
+            staging[name] = (
+                _median_cpu(lambda write=write, target=target: write(target), args.repeat) / bars * 1e6,
+                target.stat().st_size / bars,
+            )
     cores = os.cpu_count() or 1
     print(f"day file: {total:,} rows, {bars:,} of the universe ({args.tickers} tickers, "
           f"--others {args.others:g}), {len(body) / 1e6:.1f} MB gzip")  # fmt: skip
@@ -113,6 +131,9 @@ def main() -> None:
     print(f"floor {floor:.2f} CPU s per M bars -> the full job ({FULL_TICKERS:,} tickers x "
           f"{FULL_YEARS} years, {FULL_BARS / 1e9:.2f} G bars) >= {hours:.2f} h on {cores} cores, "
           "staging and shaping aside")  # fmt: skip
+    print("staging a day (not in the floor):")
+    for name, (cost, size) in staging.items():
+        print(f"  {name:38s} {cost:5.2f} CPU s per M universe bars, {size:5.1f} bytes a bar")
 
 
 if __name__ == "__main__":

@@ -489,9 +489,9 @@ def test_a_months_last_session_is_re_read_when_the_next_nights_sync_was_skipped(
         server.market = _Corrected({thursday})  # corrected after Thursday night's read
         monday = _sync_at(server.url, "2024-03-04T22:30:00-05:00", monkeypatch)  # Friday: no sync
         assert monday.code == 0, monday.out + monday.err
-        # ALFA's and CHAR's Februaries (BRAV's is queued again anyway: delisted on the 29th)
-        # and grouped_daily's 2024-02-29; the 26th to 28th were read a full session later
-        assert "(listings changed), 2 queued again to re-read 2024-02-29" in monday.out, monday.out
+        # the three Februaries (BRAV's delisting on the 29th changes none of its February's
+        # days) and grouped_daily's 2024-02-29; the 26th to 28th were read a full session later
+        assert "3 new units, 0 widened, 3 queued again to re-read 2024-02-29" in monday.out, monday.out
         assert "0 widened, 1 queued again to re-read 2024-02-29" in monday.out, monday.out
         expected = truth(server.market, "minute", "ALFA", thursday, thursday)
         stored = _bars_of(thursday)

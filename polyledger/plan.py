@@ -91,10 +91,9 @@ def plan(
     ids = {listing.security_id for listing in listings}
     kept = [held for held in ledger.listings() if held.ticker not in planned and held.security_id in ids]
     check_securities([*kept, *listings])
-    changes = ledger.record_listings(listings)
-    # units over the days whose listing changed: a done one's files carry the old
-    # attribution, an empty one may have been explained by the old windows
-    relisted = ledger.reset_relisted(changes, datasets.names(bars=True)) if changes else 0
+    # units over the days whose listing changed, queued again with the listings: a done
+    # one's files carry the old attribution, an empty one may have been explained by the old windows
+    relisted = ledger.record_listings(listings, requeue=datasets.names(bars=True)).requeued
     periods = _periods(dataset, start, end)
     spans = _spans(listings, periods)  # a small tuple per ticker (or per listing of a reused one)
     added = ledger.add_units(_units(dataset, periods, spans))  # streamed, never a list of units

@@ -144,10 +144,10 @@ def test_months_explained_by_windows_a_plan_changed_during_the_fetch_are_asked_a
 
         def plan_then_ask(*args, **kwargs):  # type: ignore[no-untyped-def]
             if not planned:  # the plan commits while the group's first request is out
-                changes = ledger.record_listings(
-                    assign_security_ids([Listing("NEWCO", first_day=D(2023, 3, 1))])
+                recorded = ledger.record_listings(
+                    assign_security_ids([Listing("NEWCO", first_day=D(2023, 3, 1))]), requeue=["minute"]
                 )
-                planned.append(ledger.reset_relisted(changes, ["minute"]))
+                planned.append(recorded.requeued)
             return ask(*args, **kwargs)
 
         client.get = plan_then_ask  # type: ignore[method-assign]

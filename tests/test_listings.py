@@ -244,6 +244,38 @@ def test_a_listings_change_queues_again_the_empty_units_over_days_newly_inside_a
     assert replanned.relisted == 4
 
 
+def test_a_plan_stopped_while_queueing_changed_units_leaves_the_old_listings(tmp_path, monkeypatch):
+    """The new listings and the units they make wrong go back to pending in one transaction:
+    a plan stopped between the two (killed, a lost connection) would leave the listings
+    recorded, so the next plan would see no change and the units would never be asked again."""
+    from polyledger.ledger.resets import Resets
+
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        plan(
+            ledger, [Listing("XYZ", D(2020, 1, 1), security_id="A")], "minute", D(2020, 1, 1), D(2020, 12, 31)
+        )
+        narrowed = [Listing("XYZ", D(2020, 5, 20), D(2020, 10, 31), security_id="A")]
+        plan(ledger, narrowed, "minute", D(2020, 1, 1), D(2020, 12, 31))
+        before = _settled(ledger, "eeeeddddeeee")
+        corrected = [Listing("XYZ", D(2020, 3, 2), D(2020, 10, 31), security_id="A")]
+
+        def killed(*args: object) -> int:
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as patched:
+            patched.setattr(Resets, "_requeue_relisted", killed)
+            with pytest.raises(KeyboardInterrupt):
+                plan(ledger, corrected, "minute", D(2020, 1, 1), D(2020, 12, 31))
+        assert _months(ledger) == before
+        assert [(x.first_day, x.last_day) for x in ledger.listings_of("XYZ")] == [
+            (D(2020, 5, 20), D(2020, 10, 31))
+        ]
+        replanned = plan(ledger, corrected, "minute", D(2020, 1, 1), D(2020, 12, 31))
+        after = _months(ledger)
+    assert sorted(m for m in after if after[m] != before[m]) == ["2020-03", "2020-04", "2020-05"]
+    assert replanned.relisted == 3
+
+
 def test_a_later_plan_cannot_give_a_held_security_to_another_symbol_at_once(tmp_path):
     """One security on one symbol at a time holds across plans too: an earlier plan's `FB`
     (open-ended) and a later universe's `META` with the same FIGI from the rename overlap

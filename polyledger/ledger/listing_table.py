@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from polyledger.ledger.connection import LedgerConnection, _reconnecting
 from polyledger.ledger.records import in_list, iso
@@ -33,14 +34,22 @@ def _listing(row: Sequence) -> Listing:
     return Listing(ticker, _day(first), _day(last), security_id, link, name, cik, figi, share_class)
 
 
+@dataclass(frozen=True)
+class RecordedListings:
+    changes: list[ListingChange]  # the symbols whose listings changed over some days
+    requeued: int = 0  # settled units those changes made wrong, queued again with them
+
+
 class ListingTable(LedgerConnection):
-    def record_listings(self, listings: Iterable[Listing]) -> list[ListingChange]:
+    def record_listings(self, listings: Iterable[Listing], requeue: Sequence[str] = ()) -> RecordedListings:
         """Every symbol of `listings` (ids assigned) gets exactly these listings, in one
         transaction; other symbols keep theirs. A bare ticker (no window, nothing known
         of it) says nothing new: it keeps the listings an earlier plan recorded, or gets
         its derived one. Returns, for each symbol that had listings before, the days whose
         security or listed-ness changed, if any (`listing_change`, by symbol): its settled
-        units over them may be wrong (`Ledger.reset_relisted`)."""
+        units over them may be wrong. Those of the datasets in `requeue` go back to pending
+        in the same transaction (`Ledger.reset_relisted`): a plan killed between the two
+        would leave the new listings recorded and the units never queued again."""
         by_ticker: dict[str, list[Listing]] = defaultdict(list)
         for listing in listings:
             by_ticker[listing.ticker].append(listing)
@@ -51,13 +60,17 @@ class ListingTable(LedgerConnection):
             if before[ticker]:
                 del by_ticker[ticker]
         if not by_ticker:
-            return []
-        self._replace_listings(by_ticker)
+            return RecordedListings([])
         changes = (listing_change(t, before[t], items) for t, items in sorted(by_ticker.items()) if before[t])
-        return [change for change in changes if change.changed]
+        changed = [change for change in changes if change.changed]
+        return RecordedListings(changed, self._replace_listings(by_ticker, changed, requeue))
 
     @_reconnecting
-    def _replace_listings(self, by_ticker: dict[str, list[Listing]]) -> int:
+    def _replace_listings(
+        self, by_ticker: dict[str, list[Listing]], changes: Sequence[ListingChange], requeue: Sequence[str]
+    ) -> int:
+        """The symbols' listings replaced, and the units of `requeue` the changes make wrong
+        queued again (`Resets._requeue_relisted`), in one transaction; how many were."""
         now = iso(self.clock())
         rows = [
             (
@@ -80,7 +93,9 @@ class ListingTable(LedgerConnection):
             cursor.executemany(
                 f"INSERT INTO listings ({_COLUMNS}, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
-        return len(rows)
+            if changes and requeue:  # the Ledger's (Resets), as claim_same_period uses Claims'
+                return self._requeue_relisted(cursor, changes, requeue)  # type: ignore[attr-defined]
+        return 0
 
     @_reconnecting
     def listings_of(self, ticker: str) -> list[Listing]:

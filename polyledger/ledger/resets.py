@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from polyledger.ledger.connection import _reconnecting
 from polyledger.ledger.moves import UnitMoves
@@ -72,30 +73,38 @@ class Resets(UnitMoves):
     @_reconnecting
     def reset_relisted(self, changes: Sequence[ListingChange], datasets: Sequence[str]) -> int:
         """Settled bar units that new listings of their symbol make wrong back to pending, in
-        one transaction: done units holding a day whose security changed (fetched again,
-        their bars get the new listings' security_id and unattributed bars are recounted),
-        and empty units holding a day that lies inside a listing now and lay inside none
-        before (their emptiness was taken from the old windows, never checked against the
-        plan's history). Units over days the change leaves alone keep their state."""
+        one transaction (`_requeue_relisted`; a plan does it in the transaction that records
+        the listings: `record_listings(..., requeue=...)`)."""
+        with self._write() as cursor:
+            return self._requeue_relisted(cursor, changes, datasets)
+
+    def _requeue_relisted(
+        self, cursor: Any, changes: Sequence[ListingChange], datasets: Sequence[str]
+    ) -> int:
+        """Done units holding a day whose security changed (fetched again, their bars get the
+        new listings' security_id and unattributed bars are recounted), and empty units
+        holding a day that lies inside a listing now and lay inside none before (their
+        emptiness was taken from the old windows, never checked against the plan's history),
+        back to pending on `cursor`'s transaction. Units over days the change leaves alone
+        keep their state."""
         dataset_test, dataset_params = in_list("dataset", datasets, "d")
         where = f"ticker = :t AND period_end >= :first AND period_start <= :last AND {dataset_test}"
         moved = 0
-        with self._write() as cursor:
-            for change in changes:
-                for days, sources in (
-                    (change.changed, {UnitState.DONE}),
-                    (change.listed, {UnitState.EMPTY_CONFIRMED}),
-                ):
-                    for first, last in days:
-                        params = {
-                            **dataset_params,
-                            "t": change.ticker,
-                            "first": (first or dt.date.min).isoformat(),
-                            "last": (last or dt.date.max).isoformat(),
-                        }
-                        moved += self._move(
-                            cursor, UnitState.PENDING, sources, where, params, "attempts = 0"
-                        ).rowcount
+        for change in changes:
+            for days, sources in (
+                (change.changed, {UnitState.DONE}),
+                (change.listed, {UnitState.EMPTY_CONFIRMED}),
+            ):
+                for first, last in days:
+                    params = {
+                        **dataset_params,
+                        "t": change.ticker,
+                        "first": (first or dt.date.min).isoformat(),
+                        "last": (last or dt.date.max).isoformat(),
+                    }
+                    moved += self._move(
+                        cursor, UnitState.PENDING, sources, where, params, "attempts = 0"
+                    ).rowcount
         return moved
 
     def reset_settled(self, dataset: str, tickers: Sequence[str]) -> int:

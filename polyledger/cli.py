@@ -295,7 +295,10 @@ def run(
         if restaged:
             _echo(f"day files read again: {restaged:,} (staged for fewer tickers, or deleted)")
         if not flat.years:
-            _echo("nothing to read: every unit of the flat-file route is settled (`polyledger audit`)")
+            _echo("nothing to read: no unit of the flat-file route is pending")
+        if flat.years_left:
+            more = f"{flat.years_left} more year{'s' if flat.years_left != 1 else ''}"
+            _echo(f"--max-units reached: {more} to read and build: run again to go on")
         if flat.build_skipped:
             left = f"{flat.days_left:,} day files still to read" if flat.days_left else "--max-units reached"
             _echo(f"ticker units not built this run ({left}): run again to go on")
@@ -314,6 +317,9 @@ def run(
         if pruned is not None and (pruned.deleted or pruned.kept):
             kept = f"; {pruned.kept:,} could not be deleted (see the log)" if pruned.kept else ""
             _echo(f"staged day files deleted: {pruned.deleted:,} (every unit of their periods settled){kept}")
+        if flat.outcome == "finished" and flat.unsettled:  # a stopped run says so already
+            left = ", ".join(f"{count:,} {state}" for state, count in sorted(flat.unsettled.items()))
+            _echo(f"not complete: {left} (see `polyledger audit`; `polyledger retry` requeues failed units)")
         if flat.outcome == "interrupted":
             raise typer.Exit(130)
         if not flat.ok:

@@ -9,6 +9,7 @@ only unsettled units.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from polyledger.datasets.flat_days import MARKET_PREFIX, ROUTES
 from polyledger.defaults import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_WORKERS
 from polyledger.errors import InputError
 from polyledger.fetch.processes import ProcessRun, processes_wanted
-from polyledger.fetch.runner import Run, RunOptions, RunReport
+from polyledger.fetch.runner import Run, RunOptions, RunReport, unsettled_in_scope
 from polyledger.flatfiles.prepare import Prepared, prepare
 from polyledger.flatfiles.prune import Pruned, prune_staged
 from polyledger.flatfiles.source import FlatFilesConfig, FlatFilesSource
@@ -40,6 +41,10 @@ class FlatRunReport:
     days_left: int = 0  # day units unread when a year's build was not started (--max-units)
     build_skipped: bool = False  # a year's days were not all read: its units were not built
     years: int = 0  # the years with work when the run started
+    years_left: int = 0  # of them, not started (--max-units spent at a year's end)
+    # {state: units} of the route's datasets, every year, not done or empty when it ended:
+    # earlier runs' failures count, as on the REST route
+    unsettled: dict[str, int] = field(default_factory=dict)
 
     @property
     def outcome(self) -> str:
@@ -47,7 +52,7 @@ class FlatRunReport:
 
     @property
     def ok(self) -> bool:
-        return len(self.runs) == 2 * self.years and all(r.ok for r in self.runs)
+        return self.outcome == "finished" and not self.unsettled
 
 
 def _summed(before: Pruned | None, now: Pruned) -> Pruned:
@@ -104,37 +109,61 @@ def run_flatfiles(
             max_attempts=max_attempts,
             flatfiles=config,
         )
+
+        def make_run(options: RunOptions) -> Run | ProcessRun:
+            options = dataclasses.replace(options, **common)
+            if count > 1:  # each phase in `count` processes: the year's days all read before its build
+                return ProcessRun(
+                    ledger, ledger_path, data, base_url=config.endpoint, options=options,
+                    processes=count, log_level=log_level,
+                )  # fmt: skip
+            return Run(ledger, store, api_key="", base_url=config.endpoint, options=options)
+
         budget = max_units  # --max-units counts the units of both phases together
         days, months = tuple(ROUTES[name] for name in targets), targets
         years = ledger.open_years(days + months)
         report.years = len(years)
         if not years:  # nothing to read: staged days an earlier run left may still go
             report.pruned = prune_staged(ledger, store, targets)
-        for year in years:
+        for done, year in enumerate(years):
+            if budget == 0:  # spent at the end of the year before
+                report.years_left = len(years) - done
+                break
             window = (dt.date(year, 1, 1), dt.date(year, 12, 31))
-            for phase in (days, months):
-                options = RunOptions(datasets=phase, max_units=budget, window=window, **common)
-                run: Run | ProcessRun
-                if count > 1:  # each phase in `count` processes: the year's days all read before its build
-                    run = ProcessRun(
-                        ledger, ledger_path, data, base_url=config.endpoint, options=options,
-                        processes=count, log_level=log_level,
-                    )  # fmt: skip
-                else:
-                    run = Run(ledger, store, api_key="", base_url=config.endpoint, options=options)
-                last = execute(run)
-                report.runs.append(last)
-                if last.outcome != "finished":
-                    return report
-                if budget is not None:
-                    budget = max(0, budget - sum(last.stats.outcomes.values()))
-                if phase is days and (budget == 0 or {"pending", "running"} & set(last.unsettled)):
-                    # days left to read (a --max-units sample, another host's): a month built now
-                    # would only go back to the queue `days_unread`, an attempt spent each time
-                    report.days_left = sum(last.unsettled.get(state, 0) for state in ("pending", "running"))
-                    report.build_skipped = True
-                    return report
+            if not _run_year(execute, report, window, (days, months), budget, make_run):
+                break
+            budget = _left(budget, report.runs[-2:])
             report.pruned = _summed(report.pruned, prune_staged(ledger, store, targets))
-            if budget == 0:
-                return report
+        scope = RunOptions(datasets=days + months, flatfiles=config)
+        report.unsettled = unsettled_in_scope(ledger, scope)
     return report
+
+
+def _left(budget: int | None, runs: Sequence[RunReport]) -> int | None:
+    """What is left of --max-units after `runs`."""
+    return None if budget is None else max(0, budget - sum(sum(r.stats.outcomes.values()) for r in runs))
+
+
+def _run_year(
+    execute: Callable[[Run | ProcessRun], RunReport],
+    report: FlatRunReport,
+    window: tuple[dt.date, dt.date],
+    phases: tuple[tuple[str, ...], tuple[str, ...]],
+    budget: int | None,
+    make_run: Callable[[RunOptions], Run | ProcessRun],
+) -> bool:
+    """A year's days, then its ticker units; whether the run goes on to the next year."""
+    days, months = phases
+    for phase in (days, months):
+        last = execute(make_run(RunOptions(datasets=phase, max_units=budget, window=window)))
+        report.runs.append(last)
+        if last.outcome != "finished":
+            return False
+        budget = _left(budget, [last])
+        if phase is days and (budget == 0 or {"pending", "running"} & set(last.unsettled)):
+            # days left to read (a --max-units sample, another host's): a month built now
+            # would only go back to the queue `days_unread`, an attempt spent each time
+            report.days_left = sum(last.unsettled.get(state, 0) for state in ("pending", "running"))
+            report.build_skipped = True
+            return False
+    return True

@@ -25,10 +25,13 @@ class Claims(UnitMoves):
     ) -> list[ClaimedUnit]:
         """Atomically take up to `limit` pending units under a lease held by `owner`:
         least-tried first (a unit that keeps failing waits behind the others), then id order;
-        of `datasets` and of periods starting in `window` when given."""
+        of `datasets` and of periods starting in `window` when given (then earliest period
+        first, in the order of an index of its own: the other windows' pending units are
+        never walked past)."""
         dataset_filter, params = self._scope_filter(datasets, window)
+        order = "attempts, id" if window is None else "attempts, period_start, id"
         return self._claim_where(
-            owner, lease_seconds, f"state = 'pending'{dataset_filter} ORDER BY attempts, id", limit, params
+            owner, lease_seconds, f"state = 'pending'{dataset_filter} ORDER BY {order}", limit, params
         )
 
     def claim_following(

@@ -124,10 +124,15 @@ def build_universe(
         report.outcome = "interrupted"
         return report
     report.funnel.append(("listed", listed.height))
-    kept = listed.filter(
-        pl.col("type").is_in(list(types)) & pl.col("primary_exchange").is_in(list(exchanges))
-    )
-    report.funnel.append((f"{'+'.join(types)} on {'/'.join(exchanges)}", kept.height))
+    wanted = pl.col("type").is_in(list(types))
+    if "CS" in types:
+        # before about 2019 the API gives many common stocks no type at all: dropping them
+        # would bring survivorship bias back, so an untyped listing is kept with CS
+        wanted = wanted | pl.col("type").is_null()
+    kept = listed.filter(wanted & pl.col("primary_exchange").is_in(list(exchanges)))
+    untyped = kept.get_column("type").null_count()
+    also = f" (or no type: {untyped:,})" if untyped else ""
+    report.funnel.append((f"{'+'.join(types)}{also} on {'/'.join(exchanges)}", kept.height))
     if kept.height == 0:
         raise InputError(
             f"no ticker of type {'/'.join(types)} on {'/'.join(exchanges)} among {listed.height:,} listed: "

@@ -7,6 +7,7 @@ import datetime as dt
 
 import polars as pl
 import pytest
+import requests
 from support import API_KEY, run_cli
 
 from polyledger.testing import Listing, StandInServer, SyntheticMarket
@@ -129,3 +130,38 @@ def test_filters_that_keep_nothing_are_bad_input(work, universe_market):
         "error: no ticker of type ADRC on XNAS/XNYS among 7 listed: check --type and --exchange (nothing written)"
     )
     assert not (work / "u.csv").exists()
+
+
+def test_universe_keeps_a_delisted_common_stock_the_list_gives_no_type(work):
+    """Before about 2019 the API gives many common stocks no type at all (the tickers list
+    leaves the key off): the default `--type CS` dropped them before any details were
+    asked, a funnel count the only trace (found by a review against the recorded samples)."""
+    market = SyntheticMarket(
+        [
+            Listing("ALFA", bars_per_day=5),
+            Listing(
+                "OLDCO",
+                bars_per_day=5,
+                list_date=dt.date(2004, 1, 5),
+                delist_date=dt.date(2015, 3, 2),
+                type=None,
+            ),
+            Listing("ETFX", bars_per_day=5, type="ETF"),
+        ],
+        seed=3,
+    )
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        listed = requests.get(
+            f"{server.url}/v3/reference/tickers",
+            params={"active": "false"},
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=10,
+        ).json()["results"]
+        assert [(row["ticker"], "type" in row) for row in listed] == [("OLDCO", False)]  # as the API answers
+        result = run_cli("universe", "--out", "u.csv", "--base-url", server.url)
+        etfs = run_cli("universe", "--out", "etf.csv", "--base-url", server.url, "--type", "ETF")
+    assert result.code == 0, result.out + result.err
+    assert pl.read_csv(work / "u.csv").get_column("ticker").to_list() == ["ALFA", "OLDCO"]
+    assert "CS (or no type: 1) on XNAS/XNYS 2" in result.out, result.out
+    assert etfs.code == 0, etfs.out + etfs.err  # an untyped listing is a possible common stock only
+    assert pl.read_csv(work / "etf.csv").get_column("ticker").to_list() == ["ETFX"]

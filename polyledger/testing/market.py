@@ -103,7 +103,7 @@ class Listing:
     bars_per_day: int = 200  # average minute bars per weekday session
     name: str | None = None  # None: "<TICKER> Synthetic Holdings Inc."
     primary_exchange: str = "XNAS"
-    type: str = "CS"
+    type: str | None = "CS"  # None: no type, as the API answers many common stocks before ~2019
     splits: tuple[Split, ...] = ()
     dividends: tuple[Dividend, ...] = ()
     company: str | None = None
@@ -506,6 +506,8 @@ class SyntheticMarket:
             "currency_name": "usd",
             "cik": f"{1_000_000 + key % 1_000_000:010d}",
         }
+        if listing.type is None:  # as the API answers many common stocks listed before ~2019
+            del out["type"]
         if listing.figi:
             out["composite_figi"] = _figi(key, 0xC0F1)
             out["share_class_figi"] = _figi(key, 0x5C1A)

@@ -32,7 +32,7 @@ from polyledger import datasets, infobars
 from polyledger.bars import BAR_SCHEMA
 from polyledger.checks.audit import STATES, AuditReport, audit
 from polyledger.datasets import check_dataset
-from polyledger.errors import InputError
+from polyledger.errors import InputError, some_of
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
 from polyledger.listings import Listing
 from polyledger.periods import ET
@@ -148,7 +148,7 @@ class Download:
             strays = [t for t in tickers or () if t not in symbols]
             if strays:  # they would select none of its bars: say so rather than read nothing
                 raise InputError(
-                    f"security {security!r} never traded as {_some(strays)}: "
+                    f"security {security!r} never traded as {some_of(strays)}: "
                     f"its symbols are {', '.join(symbols)}"
                 )
             tickers = [t for t in symbols if tickers is None or t in tickers]
@@ -346,11 +346,11 @@ class Download:
             return
         # the error's path only: a scan of the dataset's units for the same names in another case
         cased = queries.tickers_with_units(self.ledger, dataset, unknown, ignore_case=True)
-        hint = f"; did you mean {_some(sorted(cased))}?" if cased else ""
+        hint = f"; did you mean {some_of(sorted(cased))}?" if cased else ""
         if any("," in t for t in unknown):
             hint += "; one symbol per item of the list"
         raise InputError(
-            f"the ledger has no {dataset} units of {_some(unknown)} (tickers are case-sensitive{hint}): "
+            f"the ledger has no {dataset} units of {some_of(unknown)} (tickers are case-sensitive{hint}): "
             "see .units() and .listings()"
         )
 
@@ -391,12 +391,6 @@ def _warn_unsettled(dataset: str, selected: list[Any]) -> None:
 
 class UnsettledUnitsWarning(UserWarning):
     """Some units of a selection are failed, pending or running: their bars are missing."""
-
-
-def _some(names: Sequence[str], shown: int = 5) -> str:
-    """The first few names, and how many in all."""
-    more = f", ... ({len(names)} in all)" if len(names) > shown else ""
-    return ", ".join(map(repr, names[:shown])) + more
 
 
 def _date(value: dt.date | str | None, name: str) -> dt.date | None:

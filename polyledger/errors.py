@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from polyledger.secrets import redact
 
 
@@ -138,6 +140,12 @@ def is_known_class(name: str) -> bool:
         or name.startswith("internal:")
         or (name.startswith("http_") and name[5:].isdigit())
     )
+
+
+def some_of(names: Sequence[str], shown: int = 5) -> str:
+    """The first few names, quoted, and how many in all (for a one-line message)."""
+    more = f", ... ({len(names)} in all)" if len(names) > shown else ""
+    return ", ".join(map(repr, names[:shown])) + more
 
 
 def one_line(exc: BaseException | str, limit: int | None = 200, *, with_type: bool = False) -> str:

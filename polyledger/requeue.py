@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from polyledger.checks.quality import CHECKS
 from polyledger.datasets import check_dataset
-from polyledger.errors import InputError, is_known_class, is_transient_class
-from polyledger.ledger import Ledger
+from polyledger.errors import InputError, is_known_class, is_transient_class, some_of
+from polyledger.ledger import Ledger, queries
 
 GROUPS = ("transient", "all")
 
@@ -22,6 +22,7 @@ def retry_failed(
     may cure), `all`, or one class name as stored in the ledger (e.g. `not_entitled`)."""
     for name in datasets:
         check_dataset(name)
+    check_tickers(ledger, tickers, datasets)
     present = ledger.failed_classes()
     if error_class == "all":
         classes = list(present)
@@ -43,6 +44,7 @@ def retry_stale(ledger: Ledger, tickers: Sequence[str] = ()) -> int:
     Returns how many were queued."""
     from polyledger.datasets.flat_days import ROUTES
 
+    check_tickers(ledger, tickers)
     # and the units built from flat files replaced since, with those day files
     return ledger.reset_stale(tickers) + ledger.reset_stale_flat(ROUTES, tickers)
 
@@ -58,7 +60,28 @@ def retry_flagged(
     quality check tells whether that helped."""
     for name in datasets:
         check_dataset(name)
+    check_tickers(ledger, tickers, datasets)
     for name in checks:
         if name not in CHECKS:  # a typo would otherwise match no flag and say "0 ... pending again"
             raise InputError(f"unknown quality check {name!r} (checks: {', '.join(CHECKS)})")
     return ledger.reset_flagged(checks, tickers, datasets)
+
+
+def check_tickers(ledger: Ledger, tickers: Sequence[str], datasets: Sequence[str] = ()) -> None:
+    """An InputError naming the tickers the ledger has no units of (of `datasets` when
+    given): a misspelt or wrongly cased symbol would match nothing and say "0 ... pending
+    again" of a ticker whose units stay failed."""
+    if not tickers:
+        return
+    known: set[str] = set()
+    for dataset in datasets or [None]:
+        known |= queries.tickers_with_units(ledger, dataset, tickers)
+    unknown = [t for t in dict.fromkeys(tickers) if t not in known]
+    if not unknown:
+        return
+    cased = set().union(
+        *(queries.tickers_with_units(ledger, d, unknown, ignore_case=True) for d in datasets or [None])
+    )
+    hint = f"; did you mean {some_of(sorted(cased))}?" if cased else ""
+    of = f" {'/'.join(datasets)}" if datasets else ""
+    raise InputError(f"the ledger has no{of} units of {some_of(unknown)} (tickers are case-sensitive{hint})")

@@ -150,6 +150,18 @@ def _shown(value: object) -> str:
     return repr(value if isinstance(value, str) else str(value))
 
 
+def _one_column_each(path: Path, names: list[str]) -> None:
+    """An InputError when a column polyledger reads is there twice (e.g. `ticker` and
+    `Ticker`, as a join of two lists gives): which one is meant is ambiguous, and reading
+    the first would leave the other's tickers silently unplanned."""
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(
+            f"universe file {path} has the column {', '.join(map(repr, twice))} more than once "
+            "(column names are compared without case): keep one"
+        )
+
+
 def _csv_records(path: Path) -> Iterator[_Record]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -169,6 +181,7 @@ def _csv_records(path: Path) -> Iterator[_Record]:
         raise InputError(
             f"universe file {path} has no 'ticker' column in its header (line {header_line}){hint}"
         )
+    _one_column_each(path, [name for name in names if name in COLUMNS])
     columns = {name: names.index(name) for name in COLUMNS if name in names}
     for number, row in rows[1:]:
         yield f"line {number}", {name: row[i] for name, i in columns.items() if i < len(row)}
@@ -181,7 +194,8 @@ def _parquet_records(path: Path) -> Iterator[_Record]:
         schema = pl.read_parquet_schema(path)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"universe file {path} is not a readable Parquet file: {one_line(exc)}") from None
-    names = {name.strip().lower(): name for name in reversed(list(schema))}  # first spelling wins
+    _one_column_each(path, [name.strip().lower() for name in schema if name.strip().lower() in COLUMNS])
+    names = {name.strip().lower(): name for name in schema}
     if "ticker" not in names:
         raise InputError(f"universe file {path} has no 'ticker' column")
     wanted = {name: names[name] for name in COLUMNS if name in names}

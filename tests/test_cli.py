@@ -332,3 +332,24 @@ def test_a_refused_run_changes_nothing(work, server):
         run_cli("run", "--base-url", server.url, "--ledger", "b.db", "--workers", "2", "--data", "b").code
         == 0
     )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [("--class", "all"), ("--flagged",), ("--stale",), ("--class", "all", "--dataset", "minute")],
+)
+def test_retry_with_a_ticker_the_ledger_does_not_have_is_an_error(work, options):
+    """`retry --ticker aapl` (the ledger has AAPL, failed) said "0 failed units are pending
+    again" and exited 0: its month stayed failed while the user believed nothing was left
+    (found by a review). Tickers are case-sensitive: one line, exit 2, with the hint."""
+    write_universe(work / "u.csv", ["AAPL"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31").code == 0
+    with Ledger(work / "ledger.db") as ledger:
+        unit = ledger.claim("w", 60)[0]
+        ledger.settle_failed(unit, AttemptRecord(error_class="not_entitled", error="HTTP 403"))
+    result = run_cli("retry", *options, "--ticker", "aapl")
+    assert result.code == 2 and result.err.count("\n") == 1, (result.code, result.out, result.err)
+    assert "'aapl'" in result.err and "did you mean 'AAPL'?" in result.err, result.err
+    with sqlite3.connect(work / "ledger.db") as db:
+        assert db.execute("SELECT state FROM units").fetchall() == [("failed",)]
+    assert run_cli("retry", "--class", "all", "--ticker", "AAPL").code == 0

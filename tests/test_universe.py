@@ -252,3 +252,23 @@ def test_a_parquet_name_on_a_text_file_is_an_input_error(tmp_path):
     path.write_text("ticker\nAAPL\n", encoding="utf-8")
     with pytest.raises(InputError, match="not a readable Parquet file"):
         read_members(path)
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_universe_with_two_ticker_columns_is_refused_not_half_read(tmp_path: Path, kind: str) -> None:
+    """`ticker,name,Ticker` (a join of two lists) was read from its first ticker column
+    only: the other's tickers were silently never planned (found by a review)."""
+    path = tmp_path / f"u.{kind}"
+    if kind == "csv":
+        path.write_text("ticker,name,Ticker\nAAPL,x,MSFT\n", encoding="utf-8")
+    else:
+        pl.DataFrame({"ticker": ["AAPL"], "name": ["x"], "Ticker": ["MSFT"]}).write_parquet(path)
+    with pytest.raises(InputError, match="'ticker' more than once"):
+        read_members(path)
+
+
+def test_plan_refuses_a_universe_with_two_ticker_columns_in_one_line(work) -> None:
+    (work / "u.csv").write_text("ticker,name,Ticker\nAAPL,x,MSFT\n", encoding="utf-8")
+    result = run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31")
+    assert result.code == 2 and result.err.startswith("error: ") and result.err.count("\n") == 1, result.err
+    assert not (work / "ledger.db").exists()

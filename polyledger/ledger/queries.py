@@ -339,16 +339,15 @@ def selected_units(
 
 
 def tickers_with_units(
-    ledger: LedgerConnection, dataset: str, tickers: Sequence[str], *, ignore_case: bool = False
+    ledger: LedgerConnection, dataset: str | None, tickers: Sequence[str], *, ignore_case: bool = False
 ) -> set[str]:
-    """Which of `tickers` the dataset has units of, in any state: one query, on the
-    (dataset, ticker, period) index. `ignore_case`: the dataset's tickers that match one
-    but for case (ASCII), a scan of the dataset's units, for the hint of a misspelt one."""
+    """Which of `tickers` the dataset (None: any) has units of, in any state: one query, on
+    the (dataset, ticker, period) index. `ignore_case`: the tickers that match one but for
+    case (ASCII), a scan of the units, for the hint of a misspelt one."""
     column, names = ("upper(ticker)", [t.upper() for t in tickers]) if ignore_case else ("ticker", tickers)
     test, params = in_list(column, names, "t")
-    rows = ledger.query(
-        f"SELECT DISTINCT ticker FROM units WHERE dataset = :d AND {test}", {"d": dataset, **params}
-    )
+    where = test if dataset is None else f"dataset = :d AND {test}"
+    rows = ledger.query(f"SELECT DISTINCT ticker FROM units WHERE {where}", {"d": dataset, **params})
     return {row.ticker for row in rows}
 
 

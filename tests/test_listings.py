@@ -217,18 +217,22 @@ def test_a_listings_change_queues_again_only_the_done_units_over_days_that_chang
     assert all(after[m] == "pending" for m in queued) and replanned.relisted == len(queued)
 
 
+def _narrowed_and_settled(ledger: Ledger) -> dict[str, str]:
+    """XYZ's 2020 planned whole, its listing then narrowed to 2020-05-20..10-31, and its
+    months settled: empty but May to August; the months' states."""
+    plan(ledger, [Listing("XYZ", D(2020, 1, 1), security_id="A")], "minute", D(2020, 1, 1), D(2020, 12, 31))
+    narrowed = [Listing("XYZ", D(2020, 5, 20), D(2020, 10, 31), security_id="A")]
+    plan(ledger, narrowed, "minute", D(2020, 1, 1), D(2020, 12, 31))
+    return _settled(ledger, "eeeeddddeeee")
+
+
 def test_a_listings_change_queues_again_the_empty_units_over_days_newly_inside_a_listing(tmp_path):
     """An empty month outside every listing was settled on the windows' word (the group's
     answer may have been clipped by the plan's history): once a listing holds one of its
     days, it is asked again; an empty month the change leaves outside, or that was inside
     a listing already, is not."""
     with Ledger(tmp_path / "ledger.db") as ledger:
-        plan(
-            ledger, [Listing("XYZ", D(2020, 1, 1), security_id="A")], "minute", D(2020, 1, 1), D(2020, 12, 31)
-        )
-        narrowed = [Listing("XYZ", D(2020, 5, 20), D(2020, 10, 31), security_id="A")]
-        plan(ledger, narrowed, "minute", D(2020, 1, 1), D(2020, 12, 31))
-        before = _settled(ledger, "eeeeddddeeee")
+        before = _narrowed_and_settled(ledger)
         # the listing starts earlier (2020-03-02, a Monday) and the symbol's next company is found
         corrected = [
             Listing("XYZ", D(2020, 3, 2), D(2020, 10, 31), security_id="A"),
@@ -251,12 +255,7 @@ def test_a_plan_stopped_while_queueing_changed_units_leaves_the_old_listings(tmp
     from polyledger.ledger.resets import Resets
 
     with Ledger(tmp_path / "ledger.db") as ledger:
-        plan(
-            ledger, [Listing("XYZ", D(2020, 1, 1), security_id="A")], "minute", D(2020, 1, 1), D(2020, 12, 31)
-        )
-        narrowed = [Listing("XYZ", D(2020, 5, 20), D(2020, 10, 31), security_id="A")]
-        plan(ledger, narrowed, "minute", D(2020, 1, 1), D(2020, 12, 31))
-        before = _settled(ledger, "eeeeddddeeee")
+        before = _narrowed_and_settled(ledger)
         corrected = [Listing("XYZ", D(2020, 3, 2), D(2020, 10, 31), security_id="A")]
 
         def killed(*args: object) -> int:

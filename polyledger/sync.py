@@ -30,7 +30,7 @@ from polyledger import datasets, signals
 from polyledger.checks.audit import audit
 from polyledger.datasets.reference import plan_reference
 from polyledger.errors import InputError
-from polyledger.fetch.runner import Run, RunOptions, RunReport
+from polyledger.fetch.runner import Run, RunOptions, RunReport, check_data_folder
 from polyledger.ledger import Ledger
 from polyledger.ledger.resets import Reread
 from polyledger.ledger.sync_memory import RememberedPlan, RememberedUniverse
@@ -201,6 +201,8 @@ class Sync:
             url = self.check_base_url(base_url or self.default_base_url)
             store = BarStore(data or "data")
             store.ensure_writable()
+            # the folder checked before anything is planned: a refused sync changes nothing
+            check_data_folder(ledger, store, options)
             session = last_completed_session(self.settings.now)
             with _stoppable(None), SyncLock(ledger) as lock:
                 if lock.took_over:

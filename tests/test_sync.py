@@ -741,3 +741,15 @@ def test_sync_refuses_a_data_location_that_keeps_nothing(work, data):
     refused = run_cli("sync", "--data", data)
     assert refused.code == 2 and "Invalid value for '--data'" in refused.err, refused.err
     assert not (work / "ledger.db").exists()
+
+
+def test_a_sync_refused_another_data_folder_plans_nothing(work, stand_in):
+    """`sync --data elsewhere` on a ledger whose files are in ./data is refused (one ledger,
+    one data folder), and refused before planning: exit 2 promises nothing changed, and the
+    next night's units were planned first (found by a review)."""
+    _planned(stand_in.url, "minute", "grouped_daily")
+    assert run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url, "--workers", "2").code == 0
+    units = _units()
+    refused = run_cli("sync", "--now", NEXT_NIGHT, "--base-url", stand_in.url, "--data", "elsewhere")
+    assert refused.code == 2 and refused.err.count("\n") == 1, refused.out + refused.err
+    assert _units() == units

@@ -6,27 +6,35 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
+import orjson
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from support import API_KEY, read_dataset, run_cli, truth
+from support import API_KEY, ScriptedClient, read_dataset, run_cli, truth
 
+import polyledger
 from polyledger.checks.audit import audit
+from polyledger.datasets import splits as splits_module
 from polyledger.datasets.details import DETAILS
 from polyledger.datasets.dividends import DIVIDENDS, unique_dividends
 from polyledger.datasets.reference import plan_reference, results_frame
 from polyledger.datasets.splits import SPLITS
-from polyledger.errors import TransientError
+from polyledger.errors import PermanentError, TransientError
 from polyledger.fetch.runner import Run, RunOptions
-from polyledger.ledger import Ledger
+from polyledger.fetch.units import UnitJob, UnitOutcome, process_units
+from polyledger.ledger import Ledger, PlannedUnit
+from polyledger.periods import et_midnight_ms
 from polyledger.plan import plan
 from polyledger.polygon.reference import decode_results
 from polyledger.requeue import retry_stale
 from polyledger.storage import BarStore
-from polyledger.testing import Dividend, Listing, Split, StandInServer, SyntheticMarket
+from polyledger.testing import Dividend, Listing, Split, StandInServer, SyntheticMarket, messy_listings
+from polyledger.testing.messy import SPLIT_TWICE
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -299,6 +307,210 @@ def test_two_different_splits_on_one_day_fail_the_unit_saying_both(work):
     assert table.out.splitlines()[1:] == ["SAME,4.0"]  # nothing of SPLT's guessed into it
     audited = run_cli("audit")
     assert audited.code == 1 and "conflicting_splits" in audited.out
+
+
+# -- one split listed on two dates ------------------------------------------------------------
+#
+# The recorded /v3/reference/splits answer lists SHOP's one 10-for-1 split twice: execution
+# dates 2022-06-22 and 2022-06-29, both 1 -> 10 (Shopify split once; shares traded
+# split-adjusted from 2022-06-29). Both kept, every price before 2022-06-22 would be adjusted
+# by 1/100 instead of 1/10, silently.
+
+SHOP_REAL, SHOP_EARLY = dt.date(2022, 6, 29), dt.date(2022, 6, 22)
+
+
+def _shop_splits_as_stocks_v1() -> bytes:
+    """The recorded SHOP records, in /stocks/v1/splits' shape (an adjustment_type each)."""
+    answer = json.loads(recorded("api-mocks/v3/reference/splits.json"))
+    shop = [
+        dict(row, adjustment_type="forward_split") for row in answer["results"] if row["ticker"] == "SHOP"
+    ]
+    assert [(r["execution_date"], r["split_from"], r["split_to"]) for r in shop] == [
+        ("2022-06-29", 1, 10),
+        ("2022-06-22", 1, 10),
+    ]
+    return orjson.dumps({"status": "OK", "request_id": answer["request_id"], "results": shop})
+
+
+def _raw_day_bars(moves_on: Sequence[dt.date] | None) -> bytes:
+    """SHOP's raw daily bars of 2022-06-13 to 07-08 as /range answers them: about 300, and a
+    tenth of the price from each of `moves_on` on (the bars of a 1 -> 10 split's date);
+    None: no bars."""
+    bars, price = [], 300.0
+    for day in (
+        dt.date(2022, 6, 13) + dt.timedelta(days=n) for n in range(26 if moves_on is not None else 0)
+    ):
+        if day.weekday() >= 5 or day in (dt.date(2022, 6, 20), dt.date(2022, 7, 4)):
+            continue
+        price = price / 10 if day in moves_on else price * (1.01 if day.day % 2 else 0.99)
+        t = et_midnight_ms(day)
+        bars.append(
+            {"t": t, "o": price, "h": price * 1.02, "l": price * 0.98, "c": price, "v": 1e6, "n": 900}
+        )
+    return orjson.dumps(
+        {"ticker": "SHOP", "status": "OK", "adjusted": False, "request_id": "rq", "results": bars}
+    )
+
+
+def _fetch_shop_splits(ledger: Ledger, store: BarStore, moves_on: Sequence[dt.date] | None) -> UnitOutcome:
+    """SHOP's raw day bars of 2022 fetched first (unless None: its mid-June to early-July
+    bars, and nothing on the year's first day when the worker asks it alone), then its
+    splits unit, each by the worker against a scripted answer; the splits unit's outcome."""
+    job = partial(UnitJob, ledger=ledger, store=store, adjusted=False, run_id="run-1")
+    if moves_on is not None:
+        ledger.add_units([PlannedUnit("day", "SHOP", dt.date(2022, 1, 1), dt.date(2022, 12, 31))])
+        (day,) = process_units(
+            ledger.claim("w", 60, limit=1),
+            job(client=ScriptedClient([_raw_day_bars(moves_on), _raw_day_bars(None)])),
+        )
+        assert day.state == "done"
+    plan_reference(ledger, ["SHOP"], "splits", dt.date(2024, 8, 1))
+    (outcome,) = process_units(
+        ledger.claim("w", 60, limit=1), job(client=ScriptedClient([_shop_splits_as_stocks_v1()]))
+    )
+    return outcome
+
+
+def _shop_splits_unit(ledger: Ledger) -> tuple:
+    (row,) = ledger.query(
+        "SELECT state, error_class, last_error, file_path FROM units WHERE dataset = 'splits'"
+    )
+    return row
+
+
+def test_a_split_the_api_lists_twice_a_week_apart_is_not_applied_twice(tmp_path):
+    """The recorded answer, and no bars in the ledger to tell which date is real: the unit
+    fails `conflicting_splits` naming both dates, nothing of SHOP's splits is stored (the
+    ledger's table, which adjustment reads, holds none: its adjusted reads warn that SHOP's
+    splits are not settled), rather than adjust prices before 2022-06-22 by 1/100."""
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        outcome = _fetch_shop_splits(ledger, BarStore(tmp_path / "data"), None)
+        unit = _shop_splits_unit(ledger)
+        table = ledger.query("SELECT execution_date, split_from, split_to FROM splits")
+    assert (outcome.state, outcome.error_class) == ("failed", "conflicting_splits")
+    assert (unit.state, unit.error_class, unit.file_path) == ("failed", "conflicting_splits", None)
+    assert (
+        "the API lists one 1->10 split of SHOP on 2 dates 7 days apart, 2022-06-22 and 2022-06-29: "
+        "the ledger has no raw day or minute bars of SHOP around every date to tell which is real; "
+        "neither is kept"
+    ) in unit.last_error
+    assert [tuple(row) for row in table] == []
+    assert not (tmp_path / "data" / "splits").exists()
+
+
+@pytest.mark.parametrize(
+    ("moves_on", "kept"),
+    [
+        ((SHOP_REAL,), SHOP_REAL),
+        ((SHOP_EARLY,), SHOP_EARLY),  # the bars decide, not which record is newer
+        ((), None),  # moved on neither date: the bars do not say which split happened
+        ((SHOP_EARLY, SHOP_REAL), None),  # by 1/10 on both: never both applied
+    ],
+    ids=["real-date-last", "real-date-first", "neither", "both"],
+)
+def test_a_split_listed_twice_is_kept_on_the_date_the_ledgers_raw_day_bars_move_by_it(
+    tmp_path, moves_on, kept
+):
+    """With SHOP's raw day bars in the ledger, the date whose open is a tenth of the close
+    before it (and the other's is not) is the split's: the file and the ledger's table hold
+    it alone. Bars moving on neither date, or on both, fail the unit, naming what they show."""
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        outcome = _fetch_shop_splits(ledger, BarStore(tmp_path / "data"), moves_on)
+        unit = _shop_splits_unit(ledger)
+        table = [
+            tuple(row) for row in ledger.query("SELECT execution_date, split_from, split_to FROM splits")
+        ]
+    if kept is None:
+        assert (outcome.state, unit.error_class) == ("failed", "conflicting_splits")
+        assert (
+            "SHOP on 2 dates 7 days apart, 2022-06-22 and 2022-06-29: its raw bars (open / previous close: "
+            in (unit.last_error)
+        )
+        assert table == []
+        return
+    assert (outcome.state, unit.error_class) == ("done", None)
+    assert table == [(kept.isoformat(), 1.0, 10.0)]
+    stored = pl.read_parquet(tmp_path / "data" / unit.file_path)
+    assert stored.select("execution_date", "split_from", "split_to").rows() == [(kept, 1.0, 10.0)]
+
+
+def test_splits_of_one_ratio_within_31_days_are_one_split_listed_twice():
+    """One ratio (said any way) on dates at most 31 days apart is one split listed twice; 32
+    days apart, or another ratio, are splits of their own. A ratio closer to 1 than 5:4 is
+    never told by bars: a day may move that much by itself."""
+    row = {"ticker": "X", "split_from": 1.0, "split_to": 2.0}
+    frame = results_frame(
+        [{**row, "execution_date": day} for day in ("2024-01-02", "2024-01-02", "2024-02-02")]
+        + [{**row, "execution_date": day} for day in ("2024-06-03", "2024-07-05")]  # 32 days
+        + [{**row, "execution_date": "2024-09-02", "split_from": 2.0, "split_to": 4.0}]
+        + [{**row, "execution_date": "2024-09-09"}]
+        + [{**row, "execution_date": "2024-01-10", "split_to": 3.0}],
+        SPLITS,
+    )
+    assert splits_module.listed_twice(frame) == [
+        (1.0, 2.0, 2.0, [dt.date(2024, 1, 2), dt.date(2024, 2, 2)]),
+        (2.0, 4.0, 2.0, [dt.date(2024, 9, 2), dt.date(2024, 9, 9)]),  # 1->2 first said 2->4
+    ]
+    small = results_frame(
+        [
+            {**row, "execution_date": day, "split_from": 10.0, "split_to": 11.0}
+            for day in ("2024-03-01", "2024-03-08")
+        ],
+        SPLITS,
+    )
+    sessions = pl.DataFrame(
+        {
+            "session": [dt.date(2024, 2, 29), dt.date(2024, 3, 1), dt.date(2024, 3, 7), dt.date(2024, 3, 8)],
+            "open": [100.0, 100 / 1.1, 100 / 1.1, 100 / 1.1],
+            "close": [100.0, 100 / 1.1, 100 / 1.1, 100 / 1.1],
+        }
+    )
+    with pytest.raises(PermanentError, match="a ratio this close to 1 cannot be told") as refused:
+        splits_module.one_date_each("X", small, sessions)
+    assert refused.value.error_class == "conflicting_splits"
+    apart = frame.slice(3, 2)  # 32 days apart: two splits, as they came
+    assert splits_module.one_date_each("X", apart, None).equals(apart)
+
+
+def test_a_split_listed_twice_fails_until_raw_day_bars_tell_its_date_then_adjusts_once(work):
+    """End to end through the stand-in, whose messy market lists SHOP's one 10-for-1 split on
+    2022-06-22 and on 2022-06-29, as the recorded answer does (its prices move on 06-29).
+    Fetched before any bars, the splits unit fails `conflicting_splits` naming both dates and
+    `audit` says so; once the raw day bars of 2022 are in the ledger, `retry --class
+    conflicting_splits` and a run keep the 06-29 split alone, and the adjusted read is the
+    market's own adjusted bars: prices before 06-22 times 1/10, not 1/100."""
+    market = SyntheticMarket(messy_listings(bars_per_day=5), seed=5)
+    (work / "u.csv").write_text(f"ticker\n{SPLIT_TWICE}\n", encoding="utf-8")
+    table_sql = "SELECT execution_date, split_from, split_to FROM splits WHERE ticker = 'SHOP'"
+    assert run_cli("plan", "--universe", "u.csv", "--dataset", "splits").code == 0
+    with StandInServer(market, api_keys=(API_KEY,)) as api:
+        first = run_cli("run", "--base-url", api.url, "--unadjusted", "--dataset", "splits")
+        assert first.code == 1, first.out + first.err
+        unit = run_cli("sql", "SELECT state, error_class, last_error FROM units", "--format", "csv").out
+        assert unit.splitlines()[1].startswith("failed,conflicting_splits,")
+        assert "1->10 split of SHOP on 2 dates 7 days apart, 2022-06-22 and 2022-06-29" in unit
+        assert run_cli("sql", table_sql, "--format", "csv").out.splitlines()[1:] == []
+        audited = run_cli("audit")
+        assert audited.code == 1 and "conflicting_splits" in audited.out
+        planned = run_cli(
+            "plan", "--universe", "u.csv", "--dataset", "day", "--from", "2022-01-01", "--to", "2022-12-31"
+        )
+        assert planned.code == 0, planned.err
+        days = run_cli("run", "--base-url", api.url, "--unadjusted", "--dataset", "day")
+        assert days.code == 0, days.out + days.err
+        assert run_cli("retry", "--class", "conflicting_splits").code == 0
+        again = run_cli("run", "--base-url", api.url, "--unadjusted", "--dataset", "splits")
+        assert again.code == 0, again.out + again.err
+    assert run_cli("sql", table_sql, "--format", "csv").out.splitlines()[1:] == ["2022-06-29,1.0,10.0"]
+    with polyledger.open(work / "ledger.db", work / "data") as dl:
+        adjusted = dl.bars("day", tickers=[SPLIT_TWICE], adjust="splits").collect()
+    expected = truth(market, "day", SPLIT_TWICE, dt.date(2022, 1, 1), dt.date(2022, 12, 31), adjusted=True)
+    assert adjusted.height == expected.height > 200
+    assert_frame_equal(
+        adjusted.select("timestamp", "open", "close"),
+        expected.select("timestamp", "open", "close"),
+        rel_tol=1e-3,
+    )
 
 
 def test_plan_and_run_splits_from_the_command_line(work):

@@ -9,9 +9,9 @@ units table's `ticker` column) and its date.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
 
@@ -28,8 +28,19 @@ PART_NAME = "part.parquet"
 
 # (client, unit, adjusted, spent) -> the unit's rows in the stored schema
 FetchUnit = Callable[["PolygonClient", "ClaimedUnit", bool, "FetchCost"], pl.DataFrame]
-# (ledger, unit, rows) -> None: what else a fetched unit updates (the ledger's splits table)
-AfterFetch = Callable[["Ledger", "ClaimedUnit", pl.DataFrame], None]
+
+
+class FileReader(Protocol):
+    """What an `AfterFetch` may read of the run's data: the files the ledger lists (the
+    run's `storage.BarStore`, a layer above the datasets)."""
+
+    def scan_parquet(self, relatives: Sequence[str], **kwargs: object) -> pl.LazyFrame: ...
+
+
+# (ledger, the run's files, unit, rows) -> the rows to store: what else a fetched unit
+# reads and updates (splits: a split listed on two dates told by the ledger's raw bars, then
+# the ledger's splits table)
+AfterFetch = Callable[["Ledger", FileReader, "ClaimedUnit", pl.DataFrame], pl.DataFrame]
 
 
 @dataclass(frozen=True)

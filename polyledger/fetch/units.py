@@ -505,7 +505,7 @@ def _process_whole_unit(unit: ClaimedUnit, spec: datasets.DatasetSpec, job: Unit
         datasets.check_key(spec, unit.ticker)
         frame = spec.fetch_unit(job.client, unit, job.adjusted, spent)
         if spec.after_fetch is not None:
-            spec.after_fetch(job.ledger, unit, frame)
+            frame = spec.after_fetch(job.ledger, job.store, unit, frame)
         adjusted = job.adjusted if spec.adjustable else None
         stored = _write(unit, frame, job, adjusted) if frame.height else None
         attempt = AttemptRecord(

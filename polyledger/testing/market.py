@@ -20,7 +20,7 @@ import itertools
 import math
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -62,15 +62,30 @@ _FIGI_ALPHABET = "BCDFGHJKLMNPQRSTVWXYZ0123456789"  # FIGIs never use vowels
 
 @dataclass(frozen=True)
 class Split:
-    """A split effective at the open of execution_date: split_from old shares become split_to."""
+    """A split effective at the open of execution_date: split_from old shares become split_to.
+
+    also_listed_on: a second date the splits endpoints list it on, a record of its own (its
+    own id, the same ratio), as the recorded /v3/reference/splits answer lists Shopify's one
+    10-for-1 split on 2022-06-22 and 2022-06-29. Prices move once, on execution_date."""
 
     execution_date: dt.date
     split_from: float
     split_to: float
+    also_listed_on: dt.date | None = None
 
     def __post_init__(self) -> None:
         if not (self.split_from > 0 and self.split_to > 0):
             raise ValueError(f"split ratio must be positive: {self.split_from}:{self.split_to}")
+        if self.also_listed_on == self.execution_date:
+            raise ValueError(f"also_listed_on is another date than the split's {self.execution_date}")
+
+    @property
+    def listed(self) -> list[Split]:
+        """The records the API lists of it: itself, and on also_listed_on."""
+        once = replace(self, also_listed_on=None)
+        if self.also_listed_on is None:
+            return [once]
+        return [once, replace(once, execution_date=self.also_listed_on)]
 
 
 @dataclass(frozen=True)
@@ -588,7 +603,10 @@ class SyntheticMarket:
         for symbol in [ticker] if ticker is not None else self.tickers:
             for listing in reversed(self._symbols.get(symbol, ())):
                 factor = 1.0
-                for split in sorted(listing.splits, key=lambda x: x.execution_date)[::-1]:
+                # a split also listed on a second date is two records, each counted in the
+                # factors (the API's answer agrees with itself, and is wrong)
+                records = [record for split in listing.splits for record in split.listed]
+                for split in sorted(records, key=lambda x: x.execution_date)[::-1]:
                     factor *= split.split_from / split.split_to
                     out.append(self._split_record(symbol, split, factor))
         return out

@@ -11,13 +11,16 @@
 - GONE is delisted (last session 2021-12-31) and has no FIGI.
 - ABCpA (a preferred, type PFD) and ABCPA (a common stock) are different securities;
   BRK.A is a dotted share class.
+- SHOP's one 10-for-1 split (prices move once, at the open of 2022-06-29) is listed by the
+  splits endpoints on two dates, 2022-06-22 and 2022-06-29, as the recorded
+  /v3/reference/splits answer lists Shopify's (tests/fixtures/api-mocks/v3/reference/splits.json).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from polyledger.testing.market import Listing
+from polyledger.testing.market import Listing, Split
 
 D = dt.date
 REUSED = "ECHO"
@@ -25,6 +28,8 @@ RENAMED_FROM, RENAMED_TO = "FACE", "MTVS"
 RENAME_DAY = D(2022, 6, 9)  # MTVS's first session; FACE's last is the day before
 NO_FIGI = "GONE"
 PREFERRED, COMMON_LOOKALIKE, DOTTED = "ABCpA", "ABCPA", "BRK.A"
+SPLIT_TWICE = "SHOP"
+SPLIT_DAY, SPLIT_LISTED_EARLY = D(2022, 6, 29), D(2022, 6, 22)  # the real date, and the other one
 
 
 def messy_listings(bars_per_day: int = 20) -> list[Listing]:
@@ -99,5 +104,13 @@ def messy_listings(bars_per_day: int = 20) -> list[Listing]:
             bars_per_day=bars_per_day,
             name="Berkshire Synthetic Holdings Inc. Class A",
             primary_exchange="XNYS",
+        ),
+        Listing(
+            SPLIT_TWICE,
+            list_date=start,
+            bars_per_day=bars_per_day,
+            name="Shopfront Synthetic Inc. Class A Subordinate Voting Shares",
+            primary_exchange="XNYS",
+            splits=(Split(SPLIT_DAY, 1, 10, also_listed_on=SPLIT_LISTED_EARLY),),
         ),
     ]

@@ -26,7 +26,7 @@ ECHO_A = (D(2019, 1, 2), D(2019, 9, 18))  # Echo Acoustics, delisted
 ECHO_GAP = (D(2019, 9, 23), D(2019, 9, 27))  # bars of nobody the reference data knows
 ECHO_B = D(2021, 3, 1)  # Echo Biotherapeutics, listed since
 RENAME = D(2022, 6, 9)  # FACE's last session is the day before; MTVS from here on
-ACTIVE_NOW = ["ABCPA", "ABCpA", "BRK.A", "ECHO", "MTVS"]  # byte order: "P" (0x50) < "p" (0x70)
+ACTIVE_NOW = ["ABCPA", "ABCpA", "BRK.A", "ECHO", "MTVS", "SHOP"]  # byte order: "P" (0x50) < "p" (0x70)
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +224,7 @@ def test_an_inactive_name_can_lack_figis(http, standin) -> None:
 
 def test_symbols_are_case_sensitive_and_sorted_by_byte(http, standin) -> None:
     assert listed(http, standin, order="desc", limit=2) == ACTIVE_NOW[::-1]
-    assert listed(http, standin, **{"ticker.gte": "ABCa"}) == ["ABCpA", "BRK.A", "ECHO", "MTVS"]
+    assert listed(http, standin, **{"ticker.gte": "ABCa"}) == ["ABCpA", "BRK.A", "ECHO", "MTVS", "SHOP"]
     assert listed(http, standin, **{"ticker.lt": "ABCa"}) == ["ABCPA"]
     assert listed(http, standin, ticker="ABCpA") == ["ABCpA"] and listed(http, standin, ticker="abcpa") == []
     pfd = get(http, standin, "/v3/reference/tickers/ABCpA")["results"]
@@ -289,3 +289,22 @@ def test_a_symbols_only_listing_keeps_the_key_of_its_ticker(messy: SyntheticMark
     }
     face, mtvs = messy.listings_of("FACE")[0], messy.listings_of("MTVS")[0]
     assert messy.listing_key(face) == messy.listing_key(mtvs)
+
+
+# -- a split listed on two dates ---------------------------------------------------------------
+
+
+def test_a_split_is_listed_on_two_dates_as_the_recorded_answer_lists_shopifys(http, standin) -> None:
+    """Both splits endpoints list SHOP's one 10-for-1 split on the recorded answer's two dates
+    (2022-06-29, 2022-06-22; newest first), each a record of its own; its raw prices move
+    once, at the open of 2022-06-29."""
+    recorded = json.loads((FIXTURES / "api-mocks/v3/reference/splits.json").read_text(encoding="utf-8"))
+    keys = ("execution_date", "split_from", "split_to", "ticker")
+    sample = [{k: row[k] for k in keys} for row in recorded["results"] if row["ticker"] == "SHOP"]
+    for path in ("/v3/reference/splits", "/stocks/v1/splits"):
+        served = walk(http, standin, path, ticker="SHOP")
+        assert [{k: row[k] for k in keys} for row in served] == sample, path
+        assert len({row["id"] for row in served}) == 2
+    bars = range_bars(http, standin, "SHOP", "day", "2022-06-15", "2022-07-06", 50)
+    moves = bars.select("d", (pl.col("o") / pl.col("c").shift()).alias("move")).drop_nulls()
+    assert moves.filter(pl.col("move") < 0.5).get_column("d").to_list() == [D(2022, 6, 29)]

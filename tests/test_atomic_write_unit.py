@@ -271,18 +271,46 @@ def test_clean_temporaries_counts_only_what_it_removed(store, monkeypatch):
     assert stuck.exists() and not gone.exists()
 
 
-def test_a_withdrawn_unit_file_is_removed_only_while_the_unit_is_ours(store):
-    store.write_unit("minute", "AAPL", D(2024, 3, 1), bars(3))
+def test_a_withdrawn_unit_file_is_kept_aside_only_while_the_unit_is_ours(store):
+    """Moved to `.quarantine/<stamp>/<its path>`, never deleted (found by a review: it was
+    deleted, the bars once downloaded gone), and never over an earlier one kept there."""
+    stored = store.write_unit("minute", "AAPL", D(2024, 3, 1), bars(3))
+    before = store.path_of(RELATIVE).read_bytes()
     with pytest.raises(LeaseLost):
         store.withdraw_unit(RELATIVE, still_ours=lambda: False)
     assert store.exists(RELATIVE)  # a new owner may have written it: left alone
-    store.withdraw_unit(RELATIVE, still_ours=lambda: True)
-    assert not store.exists(RELATIVE)
-    store.withdraw_unit(RELATIVE)  # gone already: nothing to do
+    kept = store.withdraw_unit(RELATIVE, still_ours=lambda: True)
+    assert kept is not None and kept.startswith(".quarantine/") and kept.endswith("/" + RELATIVE)
+    assert not store.exists(RELATIVE) and store.path_of(kept).read_bytes() == before
+    assert stored.rows == 3 and RELATIVE not in set(store.walk())  # no read, no audit sees it
+    assert store.withdraw_unit(RELATIVE) is None  # gone already: nothing to do
+
+    store.write_unit("minute", "AAPL", D(2024, 3, 1), bars(2))  # again, and withdrawn again
+    stamp = kept.split("/")[1]
+    again = store.quarantine(RELATIVE, stamp)  # the same second: beside the first, not over it
+    assert again == f".quarantine/{stamp}-2/{RELATIVE}"
+    assert store.path_of(kept).read_bytes() == before
+    assert pl.read_parquet(store.path_of(again)).height == 2
 
 
-def test_a_withdrawn_unit_file_that_cannot_be_removed_stops_the_run(store, monkeypatch):
+def test_a_withdrawn_staged_day_is_deleted(store):
+    """A staged flat-file day (a copy of the provider's file, read again from the bucket
+    when needed) is deleted, not kept aside: `keep=False`."""
     store.write_unit("minute", "AAPL", D(2024, 3, 1), bars(3))
+    assert store.withdraw_unit(RELATIVE, keep=False) is None
+    assert not store.exists(RELATIVE) and not (store.root / ".quarantine").exists()
+
+
+def test_a_withdrawn_unit_file_that_cannot_be_moved_aside_stops_the_run(store, monkeypatch):
+    store.write_unit("minute", "AAPL", D(2024, 3, 1), bars(3))
+
+    def refused(self, source, target):  # type: ignore[no-untyped-def]
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(type(store), "move", refused)
+    with pytest.raises(StorageError, match="cannot move .* to .quarantine/: PermissionError"):
+        store.withdraw_unit(RELATIVE)
+    assert store.exists(RELATIVE)
     monkeypatch.setattr(type(store), "remove", lambda self, relative: False)
     with pytest.raises(StorageError, match="cannot remove"):
-        store.withdraw_unit(RELATIVE)
+        store.withdraw_unit(RELATIVE, keep=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import sqlite3
@@ -475,3 +476,36 @@ def test_open_never_reads_another_ledgers_folder_as_its_own(work, server):
         polyledger.open("B.db", "data")
     with polyledger.open("B.db", "b") as own:
         assert own.bars("minute", tickers=["AAPL"]).collect().height == _files_of("B.db")[0][1]
+
+
+def test_a_month_fetched_again_with_no_bars_now_keeps_its_old_file_aside(work, server):
+    """Found by a review: a done month queued again (here `plan`, the universe now naming
+    the company; `sync`'s re-read, `retry --stale` and `retry --flagged` do the same) whose
+    answer has no bars now settled `empty_confirmed` and deleted its file: the bars
+    downloaded were gone, no copy anywhere. The file is moved to `.quarantine/` (as
+    `repair` moves a `withdrawn_file`), the run says where, and a read of the dataset
+    folder agrees with the ledger."""
+    write_universe(work / "u.csv", ["TINY"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31").code == 0
+    assert run_cli("run", "--base-url", server.url).code == 0
+    with sqlite3.connect(work / "ledger.db") as db:
+        (rows, path) = db.execute("SELECT rows, file_path FROM units WHERE state = 'done'").fetchone()
+    digest = hashlib.sha256((work / "data" / path).read_bytes()).hexdigest()
+
+    # the API has no January bars for TINY any more (a glitch, a symbol moved, a correction)
+    server.market = SyntheticMarket([Listing("TINY", list_date=D(2024, 6, 3), bars_per_day=5)], seed=11)
+    (work / "u2.csv").write_text("ticker,composite_figi\nTINY,BBG000TINY01\n", encoding="utf-8")
+    replanned = run_cli("plan", "--universe", "u2.csv", "--from", "2024-01-01", "--to", "2024-01-31")
+    assert replanned.code == 0 and "queued again" in replanned.out, replanned.out
+    again = run_cli("run", "--base-url", server.url)
+    assert again.code == 0, again.err
+    assert ledger_states(work / "ledger.db") == {"empty_confirmed": 1}  # fetched again, no bars now
+
+    assert not (work / "data" / path).exists()
+    (kept,) = (work / "data" / ".quarantine").rglob("*.parquet")
+    assert kept.relative_to(work / "data").as_posix().endswith("/" + path)
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == digest and pl.read_parquet(kept).height == rows
+    said = kept.relative_to(work / "data").as_posix()
+    assert "ticker=TINY" in again.err and said in again.err, again.err  # the run says where it is
+    assert not list((work / "data" / "minute").rglob("*.parquet"))  # the folder read agrees
+    assert run_cli("audit", "--deep").code == 0

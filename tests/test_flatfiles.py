@@ -400,7 +400,9 @@ def test_a_replaced_day_file_makes_its_units_stale_until_retried(work, market, m
 def test_bars_withdrawn_by_a_replaced_day_file_leave_the_folder_too(work, market, moto_endpoint, bucket):
     """The provider replaces a day's file without a ticker's rows: that ticker's unit, built
     again (`retry --stale`), has no bars now and settles `empty_confirmed`; its old file
-    goes with them, so a read of the folder (`data/minute/**`) agrees with the ledger."""
+    leaves the dataset's folder, so a read of the folder (`data/minute/**`) agrees with the
+    ledger, and is kept aside in `.quarantine/` (found by a review: it was deleted), the
+    run saying where."""
     day = D(2023, 5, 10)
     publish_market(moto_endpoint, bucket, market)
     write_universe(work / "universe.csv", UNIVERSE)
@@ -413,15 +415,48 @@ def test_bars_withdrawn_by_a_replaced_day_file_leave_the_folder_too(work, market
     rows = day_rows(market, "minute", day, UNIVERSE).filter(pl.col("ticker") != "TINY")
     s3_client(moto_endpoint).put_object(Bucket=bucket, Key=object_key("minute", day), Body=gzip_csv(rows))
     assert run_cli("audit", "--etags", "--ledger", "one.db", "--data", "one").code == 1
+    before = (work / "one" / tiny["file_path"]).read_bytes()
     assert run_cli("retry", "--stale", "--ledger", "one.db").code == 0
-    assert _flat("one.db", "one").code == 0
+    built = _flat("one.db", "one")
+    assert built.code == 0, built.err
 
     again = next(row for row in _units("one.db", "minute") if row["ticker"] == "TINY")
     assert (again["state"], again["file_path"]) == ("empty_confirmed", None)
     assert not (work / "one" / tiny["file_path"]).exists()
+    (kept,) = (work / "one" / ".quarantine").rglob("*.parquet")
+    assert kept.read_bytes() == before and kept.as_posix().endswith("/" + tiny["file_path"])
+    assert kept.relative_to(work).as_posix() in built.err.replace("\\", "/"), built.err
     stored = pl.scan_parquet(work / "one" / "minute" / "**" / "*.parquet", hive_partitioning=False).collect()
     assert stored.height and "TINY" not in stored.get_column("ticker").to_list()
     assert run_cli("audit", "--deep", "--ledger", "one.db", "--data", "one").code == 0
+
+
+def test_a_staged_day_read_again_with_none_of_its_tickers_is_deleted_not_kept(
+    work, market, moto_endpoint, bucket
+):
+    """A staged day is a copy of the provider's file (the bucket keeps it, and a month that
+    needs it again reads it from there): read again with none of the universe's rows now,
+    its staged file is deleted, not kept aside in `.quarantine/` (where month files go)."""
+    day = D(2023, 5, 10)
+    publish_market(moto_endpoint, bucket, market)
+    write_universe(work / "universe.csv", ["TINY"])
+    assert run_cli("plan", "--universe", "universe.csv", "--from", day, "--to", day, "--dataset", "minute",
+                   "--ledger", "one.db").code == 0  # fmt: skip
+    first = _flat("one.db", "one", "--max-units", "1")  # the day staged, its month not built
+    assert first.code == 1 and "not complete: 1 pending" in first.out, first.out
+    (staged,) = _units("one.db", "minute_files")
+    assert staged["state"] == "done" and (work / "one" / staged["file_path"]).exists()
+
+    rows = day_rows(market, "minute", day, UNIVERSE).filter(pl.col("ticker") != "TINY")
+    s3_client(moto_endpoint).put_object(Bucket=bucket, Key=object_key("minute", day), Body=gzip_csv(rows))
+    assert run_cli("audit", "--etags", "--ledger", "one.db", "--data", "one").code == 1
+    assert run_cli("retry", "--stale", "--ledger", "one.db").code == 0
+    assert _flat("one.db", "one").code == 0
+
+    (again,) = _units("one.db", "minute_files")
+    assert (again["state"], again["file_path"]) == ("empty_confirmed", None)
+    assert not (work / "one" / staged["file_path"]).exists()
+    assert not (work / "one" / ".quarantine").exists()
 
 
 def test_only_unadjusted_ledgers_read_flat_files(work, market, moto_endpoint, bucket):

@@ -17,7 +17,15 @@ from collections.abc import Iterator
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from support import API_KEY, STORED_COLUMNS, run_cli, skip_unless_required, truth, write_universe
+from support import (
+    API_KEY,
+    STORED_COLUMNS,
+    ledger_states,
+    run_cli,
+    skip_unless_required,
+    truth,
+    write_universe,
+)
 
 import polyledger
 from polyledger.ledger import Ledger
@@ -216,6 +224,35 @@ def test_audit_deep_and_repair_against_s3(work, market, bucket):
         read_s3_dataset(url, "minute").filter(pl.col("ticker") != "NOBODY"),
         expected(market, "minute", tickers, D(2023, 1, 1), D(2023, 3, 31)),
     )
+
+
+def test_a_month_fetched_again_with_no_bars_now_is_kept_aside_under_the_prefix(work, market, bucket):
+    """The object store's withdrawal (found by a review: the object was deleted): the month's
+    object is copied to `.quarantine/` under the prefix, checked, then deleted from the
+    dataset's prefix; the run says where; a read of the prefix agrees with the ledger."""
+    url = f"s3://{bucket}/data"
+    write_universe(work / "u.csv", ["TINY"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31").code == 0
+    client = _client()
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        assert run_cli("run", "--base-url", server.url, "--data", url).code == 0
+        key = "data/minute/ticker=TINY/year=2024/month=01/part.parquet"
+        before = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+        # no January bars for TINY any more; the universe now names the company: queued again
+        server.market = SyntheticMarket([Listing("TINY", list_date=D(2024, 6, 3), bars_per_day=5)], seed=11)
+        (work / "u2.csv").write_text("ticker,composite_figi\nTINY,BBG000TINY01\n", encoding="utf-8")
+        replanned = run_cli("plan", "--universe", "u2.csv", "--from", "2024-01-01", "--to", "2024-01-31")
+        assert replanned.code == 0 and "queued again" in replanned.out, replanned.out
+        again = run_cli("run", "--base-url", server.url, "--data", url)
+    assert again.code == 0, again.err
+    assert ledger_states(work / "ledger.db") == {"empty_confirmed": 1}  # fetched again, no bars now
+    (kept,) = _keys(bucket, "data/.quarantine/")
+    assert kept.endswith("/minute/ticker=TINY/year=2024/month=01/part.parquet")
+    assert client.get_object(Bucket=bucket, Key=kept)["Body"].read() == before  # never lost
+    assert f"s3://{bucket}/{kept}" in again.err, again.err
+    assert _keys(bucket, "data/minute/") == []
+    assert run_cli("audit", "--deep", "--data", url).code == 0
 
 
 def test_a_missing_bucket_is_a_one_line_error(work, bucket):

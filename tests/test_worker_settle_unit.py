@@ -107,10 +107,11 @@ def test_one_page_for_three_months_settles_each_and_charges_the_request_once(led
     assert [a.run_id for a in history(ledger)] == ["run-1"] * 3
 
 
-def test_a_unit_fetched_again_without_bars_takes_its_old_file_away(ledger, store):
+def test_a_unit_fetched_again_without_bars_takes_its_old_file_away(ledger, store, caplog):
     """A done unit fetched again (`retry --stale`, `repair`) whose answer has no bars now
     settles `empty_confirmed` without its old file: a read of the folder agrees with the
-    ledger (the flat-file route's case: `test_flatfiles.py`)."""
+    ledger (the flat-file route's case: `test_flatfiles.py`). The file is kept aside in
+    `.quarantine/`, never deleted, and the run's log says where."""
     process_units(months(ledger, 1), job(ScriptedClient([page([at(D(2024, 1, 2))])]), ledger, store))
     path = "minute/ticker=AAPL/year=2024/month=01/part.parquet"
     assert store.exists(path)
@@ -122,7 +123,11 @@ def test_a_unit_fetched_again_without_bars_takes_its_old_file_away(ledger, store
     outcomes = process_units([again], job(ScriptedClient([page([]), page([])]), ledger, store))
     assert outcomes == [UnitOutcome("empty_confirmed", 0, 2)]
     assert (rows(ledger)[0].state, rows(ledger)[0].file_path) == ("empty_confirmed", None)
-    assert not store.exists(path)
+    assert not store.exists(path) and path not in set(store.walk())
+    (kept,) = (store.root / ".quarantine").rglob("*.parquet")
+    assert kept.as_posix().endswith("/" + path) and pl.read_parquet(kept).height == 1
+    (said,) = [r for r in caplog.records if "kept aside" in r.getMessage()]
+    assert said.levelname == "WARNING" and str(kept) in said.getMessage()
 
 
 def test_pages_settle_months_as_they_complete_and_keep_only_later_bars(ledger, store):

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from polyledger.errors import InputError, one_line
 from polyledger.ledger import Ledger, UnitState, queries
 from polyledger.storage import PART_NAME, TEMP_MARK, BarStore, unit_relative_path
+from polyledger.storage.layout import quarantine_stamp
 
-QUARANTINE = ".quarantine"
 # kinds that mean a done unit is not what the ledger says: repair queues it again
 UNIT_PROBLEMS = ("missing_file", "unreadable_file", "row_mismatch", "checksum_mismatch")
 
@@ -124,22 +124,18 @@ def repair(
                 f"every one of the {files} files the ledger lists is missing from {store.location}: "
                 "wrong --data? (repair --yes queues them all to be downloaded again)"
             )
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = quarantine_stamp()
     quarantined: list[str] = []
     unit_ids: list[int] = []
     for finding in findings:
         if finding.kind not in UNIT_PROBLEMS or finding.unit_id is None:
             continue
-        if store.exists(finding.path):
-            target = f"{QUARANTINE}/{stamp}/{finding.path}"
-            store.move(finding.path, target)  # an object store: copied, checked, then deleted
-            quarantined.append(target)
+        if store.exists(finding.path):  # an object store: copied, checked, then deleted
+            quarantined.append(store.quarantine(finding.path, stamp))
         unit_ids.append(finding.unit_id)
     for finding in findings:  # bars the API no longer answers: kept aside, never deleted
         if finding.kind == "withdrawn_file" and store.exists(finding.path):
-            target = f"{QUARANTINE}/{stamp}/{finding.path}"
-            store.move(finding.path, target)
-            quarantined.append(target)
+            quarantined.append(store.quarantine(finding.path, stamp))
     requeued = ledger.reset_done_units(unit_ids)
     removed = sum(1 for f in findings if f.kind == "stray_temporary" and store.remove(f.path))
     return RepairResult(requeued=requeued, quarantined=quarantined, temporaries_removed=removed)

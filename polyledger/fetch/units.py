@@ -85,6 +85,24 @@ def _logged(unit: ClaimedUnit, outcome: UnitOutcome) -> UnitOutcome:
     return outcome
 
 
+def withdraw_file(unit: ClaimedUnit, job: UnitJob, still_ours: Callable[[], bool]) -> None:
+    """A unit fetched again that has no bars now: its old file moved to `.quarantine/`
+    (never deleted; LeaseLost when the unit is no longer ours), and the run says where, on
+    stderr and in its log: the bars once downloaded are there, outside the dataset's folder."""
+    assert unit.previous_file is not None
+    kept = job.store.withdraw_unit(unit.previous_file, still_ours=still_ours)
+    if kept is not None:
+        log.warning(
+            "unit: dataset=%s ticker=%s period=%s..%s has no bars now (empty_confirmed): its old "
+            "file is kept aside as %s, outside the dataset's folder (no read or audit takes it)",
+            unit.dataset,
+            unit.ticker,
+            unit.period_start,
+            unit.period_end,
+            job.store.url_of(kept),
+        )
+
+
 def process_units(
     units: Sequence[ClaimedUnit], job: UnitJob, spent: FetchCost | None = None
 ) -> list[UnitOutcome]:
@@ -460,7 +478,7 @@ def _store(
             ours = partial(job.ledger.still_holds, unit)
             stored = job.store.put_unit(file.encoded, still_ours=ours) if file.encoded is not None else None
             if stored is None and unit.previous_file:
-                job.store.withdraw_unit(unit.previous_file, still_ours=ours)
+                withdraw_file(unit, job, ours)
         except LeaseLost:
             lost.add(unit.id)
             stored = None

@@ -133,7 +133,10 @@ def stage_day(unit: ClaimedUnit, job: UnitJob, flat: FlatJob) -> UnitOutcome:
             compression="lz4",  # kept only until its period settles: cheaper to write and read
         )
     elif unit.previous_file:  # read before for other tickers, none of today's trade in it
-        job.store.withdraw_unit(unit.previous_file, still_ours=ours)
+        # deleted, not kept aside: a staged day is a temporary copy of the provider's file
+        # (pruned once its periods settle), which stays in the bucket and is read from there
+        # again whenever a month needs it; the months built from it are kept aside
+        job.store.withdraw_unit(unit.previous_file, still_ours=ours, keep=False)
     attempt = AttemptRecord(requests=1, bytes=found.size, bars=staged.height)
     fetched = FetchedUnit(unit, attempt, stored, source="flatfiles")
     (ours,) = job.ledger.settle_fetched([fetched], False, job.run_id)

@@ -23,7 +23,7 @@ import polars as pl
 from polyledger.bars import BAR_SCHEMA, RENAME, split_by_unit
 from polyledger.datasets.flat_days import ROUTES
 from polyledger.errors import FetchError, LeaseLost, PermanentError, TransientError, is_transient_class
-from polyledger.fetch.units import UnitJob, UnitOutcome, _logged, _settle_failure
+from polyledger.fetch.units import UnitJob, UnitOutcome, _logged, _settle_failure, withdraw_file
 from polyledger.flatfiles.job import FlatJob, period_of
 from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit
 from polyledger.trading_days import trading_days
@@ -169,8 +169,8 @@ def _build_one(unit: ClaimedUnit, staged: pl.DataFrame, job: UnitJob) -> Fetched
         stored = job.store.write_unit(
             unit.dataset, unit.ticker, unit.period_start, bars, adjusted=False, still_ours=ours
         )
-    elif unit.previous_file:  # built before with bars the replaced days no longer hold
-        job.store.withdraw_unit(unit.previous_file, still_ours=ours)
+    elif unit.previous_file:  # built before with bars the replaced days no longer hold: kept aside
+        withdraw_file(unit, job, ours)
     attempt = AttemptRecord(bars=bars.height, duplicates=share.duplicates)
     return FetchedUnit(unit, attempt, stored, share.unattributed, source="flatfiles")
 

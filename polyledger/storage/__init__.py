@@ -14,6 +14,7 @@ from pathlib import Path
 from polyledger.storage.base import ADJUSTED_KEY, MARKER, BarStore, EncodedUnit, file_checksum
 from polyledger.storage.layout import (
     PART_NAME,
+    QUARANTINE,
     TEMP_MARK,
     TEMP_SUFFIX,
     is_file_url,
@@ -28,6 +29,7 @@ __all__ = [
     "ADJUSTED_KEY",
     "MARKER",
     "PART_NAME",
+    "QUARANTINE",
     "TEMP_MARK",
     "TEMP_SUFFIX",
     "BarStore",

@@ -19,9 +19,9 @@ from typing import BinaryIO
 
 import polars as pl
 
-from polyledger.errors import InputError, LeaseLost, StorageError
+from polyledger.errors import InputError, LeaseLost, StorageError, one_line
 from polyledger.ledger import StoredFile
-from polyledger.storage.layout import unit_relative_path
+from polyledger.storage.layout import QUARANTINE, quarantine_stamp, unit_relative_path
 
 
 @dataclass(frozen=True)
@@ -127,15 +127,47 @@ class BarStore(ABC):
         self._put(encoded.file.path, encoded.payload, still_ours)
         return encoded.file
 
-    def withdraw_unit(self, relative: str, still_ours: Callable[[], bool] | None = None) -> None:
-        """Remove the file a unit fetched again has no bars for any more (a replaced day file
-        without them; the API's answer empty now), before its unit settles without a file:
-        the ledger never says "no bars" while a read of the folder finds the old ones.
-        LeaseLost (nothing removed) when `still_ours()` says no; StorageError when the file
+    def withdraw_unit(
+        self, relative: str, still_ours: Callable[[], bool] | None = None, *, keep: bool = True
+    ) -> str | None:
+        """Take the file of a unit fetched again that has no bars any more (a replaced day
+        file without them; the API's answer empty now) out of its dataset folder, before its
+        unit settles without a file: the ledger never says "no bars" while a read of the
+        folder finds the old ones. The file is moved aside (`quarantine`), never deleted:
+        bars once downloaded stay on disk; returns where it went, None when there was no
+        file. `keep=False` deletes it instead: only for a staged flat-file day, a copy of the
+        provider's file that is read again from the bucket whenever it is needed.
+        LeaseLost (nothing moved) when `still_ours()` says no; StorageError when the file
         stays."""
         self._check_still_ours(relative, still_ours)
-        if not self.remove(relative) and self.exists(relative):
-            raise StorageError(f"cannot remove {self.url_of(relative)}, which its unit has no bars for now")
+        if not self.exists(relative):
+            return None
+        if not keep:
+            if not self.remove(relative) and self.exists(relative):
+                raise StorageError(
+                    f"cannot remove {self.url_of(relative)}, which its unit has no bars for now"
+                )
+            return None
+        try:
+            return self.quarantine(relative)
+        except Exception as exc:  # a disk, permissions, a network: the unit must not settle
+            raise StorageError(
+                f"cannot move {self.url_of(relative)}, which its unit has no bars for now, to "
+                f"{QUARANTINE}/: {one_line(exc, 300, with_type=True)}"
+            ) from None
+
+    def quarantine(self, relative: str, stamp: str | None = None) -> str:
+        """Move a file out of the dataset folders to `.quarantine/<stamp>/<relative>` (`stamp`
+        UTC now unless given), never over a file already there (another `-N` folder then);
+        returns its new path. Atomic as `move` is: an interruption leaves the file at least
+        once, never nowhere."""
+        stamp = stamp or quarantine_stamp()
+        target, number = f"{QUARANTINE}/{stamp}/{relative}", 1
+        while self.exists(target):
+            number += 1
+            target = f"{QUARANTINE}/{stamp}-{number}/{relative}"
+        self.move(relative, target)
+        return target
 
     @abstractmethod
     def _put(self, relative: str, payload: bytes, still_ours: Callable[[], bool] | None = None) -> None:

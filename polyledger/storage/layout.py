@@ -7,7 +7,9 @@ dataset's spec says where: `polyledger/datasets/`), e.g.
     details/as_of=2024-03-01/ticker=AAPL/part.parquet
     grouped_daily/year=2024/month=03/date=2024-03-08/part.parquet
 
-and how a temporary is named, so that readers and audits can tell it from a real file.
+and how a temporary is named, so that readers and audits can tell it from a real file, and
+where files taken out of the dataset folders are kept (`.quarantine/`, a dot folder: no
+dataset's read, no audit and no walk of the location sees it).
 """
 
 from __future__ import annotations
@@ -17,10 +19,24 @@ import datetime as dt
 from polyledger import datasets
 from polyledger.datasets.spec import PART_NAME
 
-__all__ = ["PART_NAME", "TEMP_MARK", "TEMP_SUFFIX", "is_file_url", "is_url", "unit_relative_path"]
+__all__ = [
+    "PART_NAME",
+    "QUARANTINE",
+    "TEMP_MARK",
+    "TEMP_SUFFIX",
+    "is_file_url",
+    "is_url",
+    "unit_relative_path",
+]
 
 TEMP_MARK = ".tmp-"
 TEMP_SUFFIX = ".partial"  # not ".parquet": a `**/*.parquet` reader never sees a half file
+QUARANTINE = ".quarantine"  # .quarantine/<UTC stamp>/<the file's path>: kept aside, never deleted
+
+
+def quarantine_stamp() -> str:
+    """The folder of `.quarantine/` files moved aside now go to (UTC, to the second)."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
 def unit_relative_path(dataset: str, ticker: str, period_start: dt.date) -> str:

@@ -171,9 +171,12 @@ class LocalStore(BarStore):
             return False
 
     def move(self, source: str, target: str) -> None:
-        path = self.path_of(target)
+        """One rename (atomic), then both folders fsynced: the move survives a power loss."""
+        path, origin = self.path_of(target), self.path_of(source)
         path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.path_of(source), path)
+        os.replace(origin, path)
+        _fsync_folder(path.parent)
+        _fsync_folder(origin.parent)
 
 
 def _local_path_of_file_url(url: str) -> Path:

@@ -651,7 +651,7 @@ def repair(
 ) -> None:
     """Make files and ledger agree: queue again every done unit whose file is missing or
     damaged (damaged files are kept in <data>/.quarantine/), remove stray temporaries.
-    Files the ledger does not know are reported, never deleted.
+    Parquet files no unit owns, whatever their name, are reported, never moved or deleted.
 
     Example: polyledger repair && polyledger run
     """

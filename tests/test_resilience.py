@@ -338,6 +338,42 @@ def test_audit_deep_finds_every_mismatch_and_repair_restores_consistency(work, m
     assert (stray / "part.parquet").exists()
 
 
+def test_audit_deep_reports_a_parquet_file_no_unit_owns_whatever_its_name(work, market):
+    """Found by a review: a second Parquet file in a month's folder (`part (1).parquet`, a
+    file manager's copy) is read by the folder read docs/data.md gives
+    (`data/minute/**/*.parquet`): that month's bars come twice. `audit --deep` looked only
+    at files named `part.parquet` and said files and ledger agree. Every `*.parquet` no
+    unit owns is an `extra_file` (exit 1), whatever its name; `repair` reports it and
+    leaves it where it is, as it does every file no unit owns."""
+    write_universe(work / "u.csv", ["TINY"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-02-29").code == 0
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        assert run_cli("run", "--base-url", server.url).code == 0
+    month = work / "data" / "minute" / "ticker=TINY" / "year=2024" / "month=01"
+    copies = [month / "part (1).parquet", month.parent / "PART.PARQUET", month / "notes" / "old.parquet"]
+    for copy in copies:
+        copy.parent.mkdir(exist_ok=True)
+        copy.write_bytes((month / "part.parquet").read_bytes())
+    (month / "readme.txt").write_text("not a Parquet file: no reader of *.parquet takes it\n")
+
+    folder = pl.scan_parquet(str(work / "data" / "minute" / "**" / "*.parquet"), hive_partitioning=False)
+    with sqlite3.connect(work / "ledger.db") as db:
+        recorded = db.execute("SELECT sum(rows) FROM units").fetchone()[0]
+    assert folder.collect().height > recorded  # the premise: the folder read counts January twice
+
+    audit = run_cli("audit", "--deep", "--json")
+    findings = json.loads(audit.out)["deep"]["findings"]
+    extra = sorted(f["path"] for f in findings if f["kind"] == "extra_file")
+    assert audit.code == 1 and extra == sorted(p.relative_to(work / "data").as_posix() for p in copies), (
+        f"audit --deep exit {audit.code}, findings {findings}"
+    )
+    assert len(findings) == len(copies)
+    repaired = run_cli("repair")
+    assert "0 units queued again, 0 files quarantined" in repaired.out and "part (1).parquet" in repaired.out
+    assert all(copy.exists() for copy in copies)  # reported, never moved or deleted
+    assert run_cli("audit", "--deep").code == 1
+
+
 def test_repair_refuses_while_a_run_holds_units(work):
     write_universe(work / "u.csv", ["TINY"])
     run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31")

@@ -193,6 +193,9 @@ def test_audit_deep_and_repair_against_s3(work, market, bucket):
         client.put_object(Bucket=bucket, Key=cut_key, Body=whole[:-100])  # truncated: unreadable
         extra_key = "data/minute/ticker=NOBODY/year=2023/month=03/part.parquet"
         client.put_object(Bucket=bucket, Key=extra_key, Body=whole)
+        copy_key = "data/minute/ticker=SIRI/year=2023/month=02/part (1).parquet"  # any name: read too
+        siri_february = "data/minute/ticker=SIRI/year=2023/month=02/part.parquet"
+        client.copy_object(Bucket=bucket, Key=copy_key, CopySource={"Bucket": bucket, "Key": siri_february})
 
         result = run_cli("audit", "--deep", "--json", "--data", url)
         assert result.code == 1
@@ -202,6 +205,7 @@ def test_audit_deep_and_repair_against_s3(work, market, bucket):
             ("checksum_mismatch", "minute/ticker=PLUG/year=2023/month=02/part.parquet"),
             ("unreadable_file", "minute/ticker=TINY/year=2023/month=03/part.parquet"),
             ("extra_file", "minute/ticker=NOBODY/year=2023/month=03/part.parquet"),
+            ("extra_file", "minute/ticker=SIRI/year=2023/month=02/part (1).parquet"),
         }
 
         fixed = run_cli("repair", "--data", url)
@@ -214,14 +218,14 @@ def test_audit_deep_and_repair_against_s3(work, market, bucket):
 
         assert run_cli("run", "--base-url", server.url, "--data", url).code == 0
     deep = json.loads(run_cli("audit", "--deep", "--json", "--data", url).out)["deep"]["findings"]
-    assert [f["kind"] for f in deep] == ["extra_file"]  # reported, never deleted
-    assert extra_key in _keys(bucket, "data/")
+    assert [f["kind"] for f in deep] == ["extra_file"] * 2  # reported, never moved or deleted
+    assert {extra_key, copy_key} <= set(_keys(bucket, "data/"))
     # a typo in --data does not make every object look missing (repair would queue them all)
     for command in ("audit", "repair"):
         wrong = run_cli(command, *(["--deep"] if command == "audit" else []), "--data", f"s3://{bucket}/dat")
         assert wrong.code == 2 and "does not exist, yet the ledger lists" in wrong.err, wrong.err
     assert_frame_equal(
-        read_s3_dataset(url, "minute").filter(pl.col("ticker") != "NOBODY"),
+        read_s3_dataset(url, "minute").filter(pl.col("ticker") != "NOBODY").unique(maintain_order=True),
         expected(market, "minute", tickers, D(2023, 1, 1), D(2023, 3, 31)),
     )
 

@@ -1,8 +1,10 @@
 """Do the files on disk and the ledger agree? (`audit --deep`, `repair`)
 
 The ledger is the record: a `done` unit must have its file with the recorded row count
-and checksum. Files the ledger does not know are reported, never deleted; a damaged
-file is moved to `.quarantine/` before its unit is queued again, so no byte is lost.
+and checksum. Parquet files the ledger does not know, whatever their name (a
+`part (1).parquet` copy beside a month's file is read by `data/minute/**/*.parquet` too),
+are reported, never moved or deleted; a damaged file is moved to `.quarantine/` before its
+unit is queued again, so no byte is lost.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 from polyledger.errors import InputError, one_line
 from polyledger.ledger import Ledger, UnitState, queries
-from polyledger.storage import PART_NAME, TEMP_MARK, BarStore, unit_relative_path
+from polyledger.storage import TEMP_MARK, BarStore, unit_relative_path
 from polyledger.storage.layout import quarantine_stamp
 
 # kinds that mean a done unit is not what the ledger says: repair queues it again
@@ -52,9 +54,16 @@ def deep_check(ledger: Ledger, store: BarStore, checksums: bool = True) -> list[
         name = relative.rsplit("/", 1)[-1]  # walk() skips .quarantine/ (a dot folder)
         if name.startswith(TEMP_MARK):
             findings.append(Finding("stray_temporary", relative, "left by an interrupted write"))
-        elif name == PART_NAME and relative not in known:
-            findings.append(Finding("extra_file", relative, "no unit in the ledger owns this file"))
-        elif name == PART_NAME and known[relative] == UnitState.EMPTY_CONFIRMED.value:
+        elif relative not in known:
+            if _is_parquet(name):  # any name: a `**/*.parquet` read of the folder takes it
+                findings.append(
+                    Finding(
+                        "extra_file",
+                        relative,
+                        "no unit in the ledger owns this file: a read of the folder takes its bars too",
+                    )
+                )
+        elif known[relative] == UnitState.EMPTY_CONFIRMED.value:
             # the API answered no bars since this file was written: nothing fetches it again,
             # and folder reads (`data/minute/**`) would return the withdrawn bars
             findings.append(
@@ -64,11 +73,18 @@ def deep_check(ledger: Ledger, store: BarStore, checksums: bool = True) -> list[
                     "its unit has no bars now (empty_confirmed): `repair` moves it to .quarantine/",
                 )
             )
-        elif name == PART_NAME and known[relative] != UnitState.DONE.value:
+        elif known[relative] != UnitState.DONE.value:
             findings.append(
                 Finding("stale_file", relative, f"its unit is {known[relative]}: replaced when it is fetched")
             )
     return findings
+
+
+def _is_parquet(name: str) -> bool:
+    """A Parquet file by its name, in any case (`*.parquet` matches `PART.PARQUET` where
+    names are case-insensitive: Windows, macOS); anything else (a note, `.DS_Store`) is no
+    reader's business."""
+    return name.lower().endswith(".parquet")
 
 
 def _expected_path(dataset: str, ticker: str, period_start: str) -> str | None:
@@ -113,7 +129,8 @@ def repair(
 ) -> RepairResult:
     """Queue again every done unit whose file is missing or damaged (damaged files are moved
     to `.quarantine/` first), move files of units that have no bars now there too, and
-    remove stray temporaries. Extra files are left alone.
+    remove stray temporaries. Extra files (any `*.parquet` no unit owns) are left where they
+    are, reported: whose they are (a copy, another tool's output) is the user's to say.
     When every file the ledger lists is missing, the location is almost surely the wrong
     one: refused unless `all_missing_is_fine` (else a typo re-queues the whole download)."""
     missing = sum(f.kind == "missing_file" for f in findings)

@@ -5,6 +5,7 @@ group's months before its first bar are never taken as empty on that answer's wo
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 
 import polars as pl
@@ -65,6 +66,37 @@ def test_units_before_the_plans_history_fail_not_entitled_and_the_rest_equal_the
         assert_frame_equal(read_dataset(work / "data", dataset), expected.sort("ticker", "timestamp"))
     # every answered request is charged to exactly one unit (a refused one returns nothing)
     assert sum(row[-1] for row in rows) == answered
+
+
+def test_a_month_the_api_calls_future_fails_not_entitled_at_once_and_audit_says_so(work, market):
+    """polygon-api.md, Errors: a 403 NOT_AUTHORIZED for future dates, handled as any 403:
+    `failed` `not_entitled`, not retried, reported by audit. The API's today behind the
+    one polyledger's clock calls ended (skew at the `yesterday` boundary): March 2024 is
+    planned, the stand-in's today is 2024-03-12 (found by a review of the stand-in: it
+    used to serve bars of any future date)."""
+    with StandInServer(market, api_keys=(API_KEY,), today=D(2024, 3, 12)) as server:
+        write_universe(work / "universe.csv", ["MID3"])
+        planned = run_cli("plan", "--universe", "universe.csv", "--from", "2024-02-01", "--to", "2024-03-31")
+        assert planned.code == 0, planned.err
+        result = run_cli("run", "--base-url", server.url, "--workers", "1")
+        asked = server.stats.bars_requests
+        assert result.code == 1, result.out + result.err
+        with sqlite3.connect(work / "ledger.db") as connection:
+            units = connection.execute(
+                "SELECT period_start, state, error_class, attempts FROM units ORDER BY period_start"
+            ).fetchall()
+        assert units == [("2024-02-01", "done", None, 1), ("2024-03-01", "failed", "not_entitled", 1)]
+        assert asked == 1 + 2  # the two months together (403), then one by one; the 403 never retried
+        audit = run_cli("audit", "--json")
+        assert audit.code == 1
+        (failure,) = json.loads(audit.out)["datasets"][0]["failures"]
+        assert (failure["error_class"], failure["units"]) == ("not_entitled", 1)
+        # once the month has ended for the API too, `retry --class not_entitled` gets it
+        server.today = D(2024, 4, 1)
+        assert run_cli("retry", "--class", "not_entitled").code == 0
+        assert run_cli("run", "--base-url", server.url).code == 0
+    stored = read_dataset(work / "data", "minute")
+    assert_frame_equal(stored, truth(market, "minute", "MID3", D(2024, 2, 1), D(2024, 3, 31)))
 
 
 # --- the listing windows' predicate ----------------------------------------------------------

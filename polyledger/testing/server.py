@@ -10,6 +10,8 @@ and it can serve flawed minute bars on purpose (Defects) for the data quality ch
 ResponseStyle varies, seeded, what the real API may vary in an aggregates body (spacing,
 key order, pretty printing, bars without `vw`/`n`, a few bars outside the asked dates);
 `cursor_keeps_adjusted` and `withhold_results` cover two other uncertain answers.
+Future dates (after its `today`: the machine's US/Eastern date unless set) are a 403
+NOT_AUTHORIZED, as the API answers them, on /range and grouped daily alike.
 
 Grouped daily bars (/v2/aggs/grouped/locale/us/market/stocks/{date}): every listing's
 /range day bar of that date, `T` = its ticker, `t` = 16:00 ET; on a weekend or an NYSE
@@ -81,8 +83,9 @@ ALL_FAULTS = ("429", "500", "502", "503", "reset", "truncated", "invalid_json", 
 # one key per line; lines: compact, but one bar per line inside the results array
 LAYOUTS = ("compact", "spaced", "pretty", "lines")
 WITHHELD_AS = ("absent", "null", "empty")  # how a withheld results array is (not) sent
-# how a range that straddles history_start is answered: 403, or clip (200 with only the bars
-# from history_start on, the earlier days silently absent); the API may do either
+# how a range that straddles history_start (or reaches past today) is answered: 403, or clip
+# (200 with only the entitled bars: from history_start on, up to today; the others silently
+# absent); the API may do either
 STRADDLE_MODES = ("403", "clip")
 _STRAY_WINDOW_DAYS = 40  # how far beyond the asked dates stray bars are looked for
 _ROWS_HERE = b"@rows@"  # placeholder for the results array (no ticker or URL holds "@")
@@ -303,12 +306,18 @@ def _parse_bound(text: str, *, end: bool) -> int:
 
 class StandInServer:
     """Threaded HTTP/1.1 server; settable at runtime: latency, always_status, rate_limit,
-    faults, page_cap, history_start, broken_next_url, defects, send_retry_after, style,
+    faults, page_cap, history_start, today, broken_next_url, defects, send_retry_after, style,
     cursor_keeps_adjusted, withhold_results, withheld_as, straddle, set_api_keys().
 
     history_start: a range wholly before it is a 403 NOT_AUTHORIZED; one that straddles it is
     a 403 too, or with straddle="clip" a 200 with only the bars from history_start on (no
     sign that earlier days were left out), as the real API may answer.
+
+    today: the stand-in's US/Eastern date (None: the machine's, asked at each request).
+    Future dates are a 403 NOT_AUTHORIZED, as the API answers them (polygon-api.md, Errors),
+    although the synthetic market trades every weekday for ever: a range starting after
+    today, and grouped daily of a later date; a range reaching past today is a 403 too, or
+    with straddle="clip" a 200 with the bars up to today.
 
     cursor_keeps_adjusted: next_url's cursor also carries `adjusted` (by default it carries
     limit and sort only, so a continuation page without `adjusted` answers the default,
@@ -330,6 +339,7 @@ class StandInServer:
         faults: FaultPlan | None = None,
         page_cap: int | None = None,
         history_start: dt.date | None = None,
+        today: dt.date | None = None,
         straddle: str = "403",
         always_status: int | None = None,
         broken_next_url: Iterable[str] = frozenset(),
@@ -349,6 +359,7 @@ class StandInServer:
         self._refusals = 0
         self.page_cap = page_cap
         self.history_start = history_start
+        self.today = today
         if straddle not in STRADDLE_MODES:
             raise ValueError(f"straddle must be one of {STRADDLE_MODES}, not {straddle!r}")
         self.straddle = straddle
@@ -374,6 +385,10 @@ class StandInServer:
         self.faults = faults or FaultPlan()
 
     # -- runtime knobs -------------------------------------------------------------------
+    def current_day(self) -> dt.date:
+        """The stand-in's today (US/Eastern): `today`, else the machine's."""
+        return self.today if self.today is not None else dt.datetime.now(ET).date()
+
     def set_api_keys(self, keys: Iterable[str]) -> None:
         self.api_keys = frozenset(keys)
 
@@ -649,7 +664,7 @@ class _Handler(BaseHTTPRequestHandler):
             adjusted = _agg_params({k: v for k, v in query.items() if k == "adjusted"})["adjusted"]
         except (_BadRequest, ValueError) as exc:
             return self._json(400, {"error": f"Failed to parse query parameters: {exc}"})
-        if st.history_start is not None and day < st.history_start:
+        if (st.history_start is not None and day < st.history_start) or day > st.current_day():
             return self._json(403, {"status": "NOT_AUTHORIZED", "message": NOT_ENTITLED})
         rows = _grouped_rows(st.market, st.defects, day, adjusted) if _market_open(day) else []
         head: dict[str, object] = {
@@ -693,6 +708,10 @@ class _Handler(BaseHTTPRequestHandler):
             if end <= entitled or (start < entitled and st.straddle == "403"):
                 return self._json(403, {"status": "NOT_AUTHORIZED", "message": NOT_ENTITLED})
             served_from = max(start, entitled)
+        future = et_midnight_ms(st.current_day() + dt.timedelta(days=1))  # the first instant after today
+        if start >= future or (end > future and st.straddle == "403"):
+            return self._json(403, {"status": "NOT_AUTHORIZED", "message": NOT_ENTITLED})
+        served_to = min(end, future)  # clipped to today when straddle="clip"
 
         fault, variant = st._draw_fault()
         if fault is not None:
@@ -706,7 +725,7 @@ class _Handler(BaseHTTPRequestHandler):
         if st.page_cap is not None:
             limit = min(limit, st.page_cap)
         # one bar beyond the page tells whether a next_url is due
-        bars = st._served(timespan, ticker, served_from, end, limit + 1, desc, params["adjusted"])
+        bars = st._served(timespan, ticker, served_from, served_to, limit + 1, desc, params["adjusted"])
         page = bars.head(limit)
         next_url = (
             self._next_url(ticker, timespan, frm, to, page, limit, desc, params["adjusted"])
@@ -715,7 +734,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         page = st.defects.garble(ticker, timespan, page)  # after next_url: a repeat stays in its page
         page = self._with_strays(
-            ticker, timespan, frm, page, (start, end), desc, params["adjusted"], next_url
+            ticker, timespan, frm, page, (start, served_to), desc, params["adjusted"], next_url
         )
         page = st.style.strip(ticker, page)
         head: dict[str, object] = {
@@ -770,9 +789,10 @@ class _Handler(BaseHTTPRequestHandler):
                 adjusted=adjusted,
             )
             frames.insert(0, before.reverse())
-        if style.stray_after and next_url is None:
+        future = et_midnight_ms(st.current_day() + dt.timedelta(days=1))  # no bar of a future date
+        if style.stray_after and next_url is None and end < future:
             after = st.market.bars(
-                timespan, ticker, end, end + reach, limit=style.stray_after, adjusted=adjusted
+                timespan, ticker, end, min(end + reach, future), limit=style.stray_after, adjusted=adjusted
             )
             frames.append(after)
         return pl.concat(frames) if len(frames) > 1 else page

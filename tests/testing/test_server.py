@@ -245,6 +245,40 @@ def test_clip_answers_a_straddling_range_with_the_entitled_bars_only(
         StandInServer(market, straddle="sometimes")
 
 
+def test_future_dates_are_refused_as_the_api_refuses_them(make_server: MakeServer, http, market) -> None:
+    """polygon-api.md, Errors: 403 NOT_AUTHORIZED for "future dates". The synthetic market
+    trades every weekday for ever; the stand-in used to answer /range and grouped daily of
+    2100 with bars (found by a review of the stand-in against the samples)."""
+    refused = (403, "NOT_AUTHORIZED")
+    machine = make_server()  # today is the machine's (US/Eastern) unless set
+    for path in (
+        "/v2/aggs/ticker/MID/range/1/day/2100-01-04/2100-01-08",
+        "/v2/aggs/grouped/locale/us/market/stocks/2100-01-04",
+    ):
+        r = http.get(f"{machine.url}{path}")
+        assert (r.status_code, r.json()["status"]) == refused, path
+    server = make_server(today=D(2024, 3, 13))  # a Wednesday
+    future = et_midnight_ms(D(2024, 3, 14))
+    for url in (
+        aggs_url(server, "MID", "day", "2024-03-14", "2024-03-15"),
+        aggs_url(server, "MID", "minute", future, future + 3_600_000),  # epoch-ms bounds alike
+        aggs_url(server, "MID", "day", "2024-03-01", "2024-03-29"),  # reaching past today: 403 by default
+        f"{server.url}/v2/aggs/grouped/locale/us/market/stocks/2024-03-14",
+    ):
+        r = http.get(url)
+        assert (r.status_code, r.json()["status"]) == refused, url
+    until_today = http.get(aggs_url(server, "MID", "day", "2024-03-01", "2024-03-13")).json()
+    assert until_today["resultsCount"] == 9  # today and before are answered
+    grouped = http.get(f"{server.url}/v2/aggs/grouped/locale/us/market/stocks/2024-03-13").json()
+    assert grouped["resultsCount"] == len(market.tickers)
+    # straddle="clip": a range reaching past today gets the bars up to today only
+    clip = make_server(today=D(2024, 3, 13), straddle="clip")
+    served = follow(http, aggs_url(clip, "MID", "day", "2024-03-01", "2024-03-29"), limit=5000)
+    bars = to_frame([bar for page in served for bar in page.get("results", [])])
+    assert bars.equals(market.day_bars("MID", et_midnight_ms(D(2024, 3, 1)), future))
+    assert http.get(aggs_url(clip, "MID", "day", "2024-03-14", "2024-03-29")).status_code == 403
+
+
 @pytest.mark.parametrize(
     ("path", "params"),
     [

@@ -793,6 +793,11 @@ def universe(
         _echo(f"symbols with several listings (reused): {', '.join(report.reused[:10])}")
     for earlier, current in report.renamed[:10]:
         _echo(f"earlier symbol {earlier} of {current} (ticker events): planned under {current}'s security_id")
+    for label, lines in report.event_lines():
+        for line in lines[:10]:
+            _echo(f"{label}: {line}")
+        if len(lines) > 10:
+            _echo(f"... and {len(lines) - 10} more {label}s")
     for ticker, reason in report.failed_details[:20]:
         _echo(f"details failed: {ticker}: {reason}")
     if len(report.failed_details) > 20:

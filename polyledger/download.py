@@ -323,9 +323,14 @@ class Download:
     def _read_reference(self, dataset: str, tickers: Sequence[str] | None) -> pl.LazyFrame:
         """reference(), its arguments checked (adjusting on read: a security's symbols)."""
         files = _files(self._selected(dataset, tickers, None, None))
+        schema = datasets.get(dataset).schema
         if not files:
-            return pl.LazyFrame(schema=datasets.get(dataset).schema)
-        return self.store.scan_parquet(files, hive_partitioning=False)  # the `ticker` column, as above
+            return pl.LazyFrame(schema=schema)
+        # the `ticker` column from the files, as above; a file written before a column was
+        # added (ticker_events' trading) reads with it null
+        return self.store.scan_parquet(
+            files, hive_partitioning=False, schema=schema, missing_columns="insert", extra_columns="ignore"
+        )
 
     def audit(self) -> AuditReport:
         """The ledger's audit (`polyledger audit`): completeness per dataset and year."""

@@ -263,6 +263,10 @@ class Sync:
             self.say(f"universe {build.out} not rebuilt: {report.outcome}; nothing planned or run")
             return 130 if report.outcome == "interrupted" else 1
         self.say(f"universe {build.out} as of {session}: {report.funnel_text()}")
+        for label, lines in report.event_lines():
+            if lines:  # `polyledger universe` prints each one
+                plural = "s" if len(lines) > 1 else ""
+                self.say(f"universe {build.out}: {len(lines)} {label}{plural}, e.g. {lines[0]}")
         return None
 
     def _plan(

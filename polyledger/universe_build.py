@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from polyledger.datasets.details import DETAILS
+from polyledger.datasets.ticker_events import SLACK
 from polyledger.datasets.ticker_events import SPEC as EVENTS
 from polyledger.errors import InputError
 from polyledger.fetch.runner import Run, RunReport, RunStats
@@ -31,6 +32,7 @@ from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchCost
 from polyledger.polygon.reference import iter_results
 from polyledger.storage import BarStore
+from polyledger.trading_days import trading_days
 
 COLUMNS = (
     "ticker",
@@ -49,6 +51,9 @@ COLUMNS = (
     "security_id",
     "link",
 )
+# a first open after a change of symbol within this factor of the last close continues the
+# company's price (a day's move; a former holder of the symbol rarely trades that close)
+PRICE_FACTOR = 1.5
 # the tickers list's fields: those of the details it shares, typed as the details are
 LIST_SCHEMA = {
     name: DETAILS.schema[name]
@@ -76,9 +81,21 @@ class UniverseReport:
     reused: list[str] = field(default_factory=list)  # symbols with several listings
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (earlier symbol, current one)
     skipped_events: list[str] = field(default_factory=list)  # ticker events not used, and why
+    # changes of symbol the trading placed on another day than their event's date, and those
+    # the trading could not confirm (kept at the event's date): one line each
+    placed_by_trading: list[str] = field(default_factory=list)
+    unconfirmed_changes: list[str] = field(default_factory=list)
 
     def funnel_text(self) -> str:
         return " -> ".join(f"{step} {count:,}" for step, count in self.funnel)
+
+    def event_lines(self) -> list[tuple[str, list[str]]]:
+        """What the ticker events did not settle on their own, by kind: (label, lines)."""
+        return [
+            ("change of symbol placed by trading", self.placed_by_trading),
+            ("change of symbol not confirmed by trading", self.unconfirmed_changes),
+            ("ticker event left out", self.skipped_events),
+        ]
 
 
 def list_tickers(client: PolygonClient, as_of: dt.date | None) -> pl.DataFrame:
@@ -232,7 +249,11 @@ def _details(ledger: Ledger, store: BarStore, period: str) -> pl.DataFrame:
 
 
 def _events(ledger: Ledger, store: BarStore, period: str) -> pl.DataFrame:
-    frames = [store.read_parquet(path) for path, _ in queries.done_build_files(ledger, EVENTS.name, period)]
+    # a file written before the trading columns existed reads with them null
+    frames = [
+        pl.concat([pl.DataFrame(schema=EVENTS.schema), store.read_parquet(path)], how="diagonal_relaxed")
+        for path, _ in queries.done_build_files(ledger, EVENTS.name, period)
+    ]
     return pl.concat(frames) if frames else pl.DataFrame(schema=EVENTS.schema)
 
 
@@ -254,7 +275,8 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
     """Each active listing's earlier symbols (its ticker events) become listings of its
     security, from each event's date to the day before the next symbol's; the listing
     itself starts at its own symbol's event (its `list_date` may be the company's IPO,
-    when another company held the symbol). An answer for another company (FIGI or CIK
+    when another company held the symbol). A change's date is where the trading around
+    it puts it (`_placed_by_trading`). An answer for another company (FIGI or CIK
     differ) is dropped; a symbol the lists already hold for that window is linked, not
     added twice, unless it is another company's; every event left out is reported."""
     rows = table.to_dicts()
@@ -268,7 +290,7 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
         if other:
             report.skipped_events.append(f"{holder['ticker']}: events answered for {other}, not this company")
             continue
-        changes = answer.select("date", "symbol").unique(maintain_order=True).rows()
+        changes = _placed_by_trading(answer, report)
         starts = [day for day, symbol in changes if symbol == holder["ticker"]]
         if starts and len(changes) > 1:
             holder["first_date"] = max(d for d in (holder["first_date"], max(starts)) if d is not None)
@@ -315,6 +337,91 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
     kept = _unclaimed_by_others(added, report)
     report.renamed.extend((row["ticker"], row.pop("_renamed_to")) for row in kept)
     return pl.DataFrame(rows + kept, schema=table.schema)
+
+
+def _placed_by_trading(answer: pl.DataFrame, report: UniverseReport) -> list[tuple[dt.date, str]]:
+    """A company's (date, symbol) changes, oldest first, each change from one symbol to the
+    next dated where the trading shows it (`trading_boundary`), else at its event's date
+    and reported as unconfirmed. The dates stay in order (the windows never overlap)."""
+    rows = answer.unique(["date", "symbol"], maintain_order=True).sort("date").to_dicts()
+    per_day = Counter(row["date"] for row in rows)
+    changes: list[tuple[dt.date, str]] = []
+    for i, row in enumerate(rows):
+        day, symbol = row["date"], row["symbol"]
+        before = rows[i - 1] if i else None
+        if before is None or per_day[day] > 1 or per_day[before["date"]] > 1:
+            changes.append((day, symbol))  # the first symbol, or an ambiguous day (reported later)
+            continue
+        previous = before["symbol"]
+        if row.get("previous_symbol") != previous:
+            boundary, why = None, "its trading was not read (events fetched by an earlier version)"
+        elif row.get("previous_bars") is None or row.get("bars") is None:
+            boundary, why = None, f"its trading could not be read: {row.get('trading_unread') or 'no answer'}"
+        else:
+            boundary, why = trading_boundary(day, previous, symbol, row["previous_bars"], row["bars"])
+        following = rows[i + 1]["date"] if i + 1 < len(rows) else None
+        if boundary is not None and (
+            boundary <= changes[-1][0] or (following is not None and boundary >= following)
+        ):
+            boundary, why = None, f"the trading puts it on {boundary}, beyond the company's other changes"
+        if boundary is None:
+            report.unconfirmed_changes.append(
+                f"{previous} -> {symbol} on {day} (the event's date, kept): {why}; bars of the days "
+                "around it may belong to no listing (audit reports them)"
+            )
+            changes.append((day, symbol))
+            continue
+        if boundary != day:
+            report.placed_by_trading.append(
+                f"{previous} -> {symbol}: the ticker event says {day}, the trading {boundary} "
+                f"({previous} last traded {_last_before(row['previous_bars'], boundary)}, {symbol} "
+                f"from {_first_after(row['bars'], boundary)}): the windows meet there"
+            )
+        changes.append((boundary, symbol))
+    return changes
+
+
+def trading_boundary(
+    day: dt.date, previous: str, symbol: str, previous_bars: list[dict], bars: list[dict]
+) -> tuple[dt.date | None, str]:
+    """Where a change from `previous` to `symbol` whose event says `day` happened, read from
+    both symbols' day bars within `SLACK` of `day` ({day, open, close} each): the first
+    session after `previous`'s last bar, when `symbol` traded then and at a price that
+    continues `previous`'s (the same company's: not a former holder of `symbol` still
+    trading, nor another company that took `previous` at once), and `symbol` did not
+    trade between `day` and that last bar. Else (None, why not)."""
+    if not previous_bars:
+        return None, f"{previous} did not trade within {SLACK.days} days of it"
+    last = max(previous_bars, key=lambda bar: bar["day"])
+    later = sorted((bar for bar in bars if bar["day"] > last["day"]), key=lambda bar: bar["day"])
+    ended = f"{previous}'s last bar ({last['day']})"
+    if not later:
+        return None, f"{symbol} did not trade after {ended} within {SLACK.days} days"
+    if any(day <= bar["day"] <= last["day"] for bar in bars):
+        return None, f"{previous} and {symbol} both traded between {day} and {last['day']}"
+    first = later[0]
+    if not _continues(last["close"], first["open"]):
+        return None, (
+            f"{symbol}'s first price after {previous}'s last bar ({first['open']} on {first['day']}) "
+            f"does not continue {previous}'s ({last['close']} on {last['day']})"
+        )
+    following = trading_days(last["day"] + dt.timedelta(days=1), last["day"] + dt.timedelta(days=14))
+    return min([first["day"], *following[:1]]), ""
+
+
+def _continues(close: float | None, open_: float | None) -> bool:
+    """A first open within a factor of `PRICE_FACTOR` of the last close."""
+    if not close or not open_ or close <= 0 or open_ <= 0:
+        return False
+    return 1 / PRICE_FACTOR <= open_ / close <= PRICE_FACTOR
+
+
+def _last_before(bars: list[dict], boundary: dt.date) -> dt.date | None:
+    return max((bar["day"] for bar in bars if bar["day"] < boundary), default=None)
+
+
+def _first_after(bars: list[dict], boundary: dt.date) -> dt.date | None:
+    return min((bar["day"] for bar in bars if bar["day"] >= boundary), default=None)
 
 
 def _unclaimed_by_others(added: list[dict], report: UniverseReport) -> list[dict]:

@@ -174,6 +174,116 @@ def read_members_of(table: pl.DataFrame) -> list[Listing]:
     )
 
 
+# --- a change of symbol placed by the trading around it (its event's date is a few days off) ---
+
+
+def _traded(first: dt.date, last: dt.date, price: float) -> list[dict]:
+    """Day bars on the weekdays of [first, last], around `price`."""
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    return [{"day": d, "open": price, "close": price * 1.01} for d in days if d.weekday() < 5]
+
+
+def _renamed(event_day: dt.date, old_bars: list[dict] | None, new_bars: list[dict] | None, unread=None):
+    """HOLDER's events, OLD (2015) -> NEW (`event_day`), with the trading the events unit
+    read around the change (None: not read, `unread` saying why)."""
+    from polyledger.datasets.ticker_events import SCHEMA
+
+    events = _events("BBGNEW", "BBGNEW", "1", [(D(2015, 1, 2), "OLD"), (event_day, "NEW")])
+    trading = pl.DataFrame(
+        {
+            "previous_symbol": [None, "OLD"],
+            "previous_bars": [None, old_bars],
+            "bars": [None, new_bars],
+            "trading_unread": [None, unread],
+        },
+        schema={k: SCHEMA[k] for k in ("previous_symbol", "previous_bars", "bars", "trading_unread")},
+    )
+    return pl.concat([events, trading], how="horizontal")
+
+
+def _windows(table: pl.DataFrame) -> list[tuple]:
+    return sorted(
+        (row["ticker"], max(d for d in (row["list_date"], row["first_date"]) if d), row["last_date"])
+        for row in table.iter_rows(named=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("event_day", "placed"),
+    [
+        (D(2022, 6, 11), True),  # late, on a Saturday: the recorded FB -> META answer
+        (D(2022, 6, 6), True),  # early: OLD still traded until the 8th
+        (D(2022, 6, 9), False),  # where the trading puts it: nothing to say
+    ],
+)
+def test_a_change_of_symbol_is_placed_where_the_trading_shows_it(event_day, placed):
+    """OLD's last bar 2022-06-08, NEW's first after it 06-09 at a price continuing OLD's
+    (a former holder of NEW traded it until 06-01, at another price): the windows meet on
+    06-09 whatever day the event says, within a week of it."""
+    old = _traded(D(2022, 6, 1), D(2022, 6, 8), 100.0)
+    new = _traded(D(2022, 5, 30), D(2022, 6, 1), 12.0) + _traded(D(2022, 6, 9), D(2022, 6, 17), 101.0)
+    window = (event_day - dt.timedelta(days=7), event_day + dt.timedelta(days=7))
+    report = UniverseReport()
+    table = _link_renames(
+        _table(HOLDER),
+        _renamed(
+            event_day,
+            [b for b in old if window[0] <= b["day"] <= window[1]],
+            [b for b in new if window[0] <= b["day"] <= window[1]],
+        ),
+        report,
+    )
+    assert _windows(table) == [("NEW", D(2022, 6, 9), None), ("OLD", D(2015, 1, 2), D(2022, 6, 8))]
+    assert report.unconfirmed_changes == []
+    assert len(report.placed_by_trading) == int(placed)
+    if placed:
+        assert report.placed_by_trading[0].startswith(
+            f"OLD -> NEW: the ticker event says {event_day}, the trading 2022-06-09 (OLD last traded "
+            "2022-06-08, NEW from 2022-06-09)"
+        )
+
+
+@pytest.mark.parametrize(
+    ("old_bars", "new_bars", "unread", "why"),
+    [
+        # a former holder of NEW still trading right after OLD's last bar, at its own price
+        (
+            _traded(D(2022, 6, 6), D(2022, 6, 8), 100.0),
+            _traded(D(2022, 6, 6), D(2022, 6, 10), 12.0) + _traded(D(2022, 6, 13), D(2022, 6, 17), 101.0),
+            None,
+            "NEW's first price after OLD's last bar (12.0 on 2022-06-09) does not continue OLD's (101.0",
+        ),
+        # OLD taken at once by another company: both symbols traded after the event's date
+        (
+            _traded(D(2022, 6, 6), D(2022, 6, 8), 100.0) + _traded(D(2022, 6, 14), D(2022, 6, 15), 30.0),
+            _traded(D(2022, 6, 9), D(2022, 6, 17), 101.0),
+            None,
+            "OLD and NEW both traded between 2022-06-11 and 2022-06-15",
+        ),
+        ([], _traded(D(2022, 6, 9), D(2022, 6, 17), 101.0), None, "OLD did not trade within 7 days of it"),
+        (
+            _traded(D(2022, 6, 6), D(2022, 6, 8), 100.0),
+            [],
+            None,
+            "NEW did not trade after OLD's last bar (2022-06-08) within 7 days",
+        ),
+        (None, None, "not_entitled: Your plan doesn't include this data timeframe.", "its trading could not"),
+    ],
+)
+def test_a_change_the_trading_does_not_show_cleanly_keeps_its_date_and_is_reported(
+    old_bars, new_bars, unread, why
+):
+    """Never a guess: when the trading does not show one clean handover from OLD to NEW
+    (the same company's price), the windows meet at the event's date as before, and the
+    universe says the change is unconfirmed and why."""
+    report = UniverseReport()
+    table = _link_renames(_table(HOLDER), _renamed(D(2022, 6, 11), old_bars, new_bars, unread), report)
+    assert _windows(table) == [("NEW", D(2022, 6, 11), None), ("OLD", D(2015, 1, 2), D(2022, 6, 10))]
+    assert report.placed_by_trading == []
+    (line,) = report.unconfirmed_changes
+    assert line.startswith("OLD -> NEW on 2022-06-11 (the event's date, kept): ") and why in line, line
+
+
 def test_two_symbols_starting_on_one_day_are_reported_not_guessed():
     report = UniverseReport()
     events = _events(

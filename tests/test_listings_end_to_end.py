@@ -19,12 +19,14 @@ import polyledger
 from polyledger.periods import ET
 from polyledger.testing import StandInServer, SyntheticMarket, messy_listings
 from polyledger.testing.market import et_midnight_ms
+from polyledger.testing.messy import RENAME_EVENT_DAY
 
 D = dt.date
 START, END = D(2019, 1, 1), D(2023, 12, 31)
 HISTORY_START = D(2019, 7, 1)  # the plan's entitlement: earlier ranges 403, straddling ones clipped
 ECHO_A_LAST, GAP, ECHO_B_FIRST = D(2019, 9, 18), (D(2019, 9, 23), D(2019, 9, 27)), D(2021, 3, 1)
 RENAME = D(2022, 6, 9)
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def served(market: SyntheticMarket, ticker: str, first: dt.date, last: dt.date) -> pl.DataFrame:
@@ -123,6 +125,63 @@ def test_the_renamed_company_is_whole_across_its_symbols(download):
     )
     assert set(bars.get_column("ticker")) == {"FACE", "MTVS"}
     assert_frame_equal(bars.select(STORED_COLUMNS), expected)
+
+
+def test_a_renamed_symbols_window_covers_its_first_sessions_though_the_event_date_is_late(download):
+    """The messy market dates FACE -> MTVS 2022-06-11 (a Saturday), as the recorded answer
+    of /vX/reference/tickers/META/events dates FB -> META, while MTVS traded from 06-09.
+    The trading places the change (FACE's last bar 06-08, MTVS's first after it 06-09 at a
+    price continuing FACE's): both windows meet there, the universe says so, and MTVS's
+    first sessions are the company's, none unattributed (found by a review of the
+    stand-in against the samples: MTVS's window started at the event's date)."""
+    work, market, outputs = download
+    sample = json.loads(
+        (FIXTURES / "api-mocks/vX/reference/tickers/META/events&types=ticker_change.json").read_text()
+    )
+    assert sample["results"]["events"][0]["date"] == "2022-06-11"  # the recorded answer
+    assert market.events("MTVS")["events"][0]["date"] == RENAME_EVENT_DAY.isoformat() == "2022-06-11"
+    rows = pl.read_csv(work / "u.csv", infer_schema_length=0)
+    windows = rows.filter(pl.col("ticker").is_in(["FACE", "MTVS"])).select(
+        "ticker", "first_date", "last_date"
+    )
+    assert sorted(windows.rows()) == [("FACE", "2019-01-02", "2022-06-08"), ("MTVS", "2022-06-09", None)]
+    assert (
+        "change of symbol placed by trading: FACE -> MTVS: the ticker event says 2022-06-11, the trading "
+        "2022-06-09 (FACE last traded 2022-06-08, MTVS from 2022-06-09)" in outputs["universe"]
+    )
+    with polyledger.open(work / "ledger.db", work / "data") as dl:
+        (security,) = dl.listings(tickers=["MTVS"]).get_column("security_id").to_list()
+        first_days = dl.bars("minute", tickers=["MTVS"], start="2022-06-01", end="2022-06-10").collect()
+        (change,) = dl.reference("ticker_events").filter(pl.col("symbol") == "MTVS").collect().to_dicts()
+    # the trading the events unit read, kept with the event: each symbol's day bars within a week
+    assert (change["date"], change["previous_symbol"], change["trading_unread"]) == (
+        RENAME_EVENT_DAY,
+        "FACE",
+        None,
+    )
+    assert [bar["day"] for bar in change["previous_bars"]] == [D(2022, 6, d) for d in (6, 7, 8)]
+    assert [bar["day"] for bar in change["bars"]] == [D(2022, 6, d) for d in (9, 10, 13, 14, 15, 16, 17)]
+    assert first_days.height == served(market, "MTVS", RENAME, D(2022, 6, 10)).height > 0
+    assert set(first_days.get_column("security_id")) == {security}
+
+
+def test_a_change_of_symbol_the_trading_cannot_confirm_keeps_its_date_and_is_reported(work):
+    """The plan's history starts after the rename: the trading around it is refused (403),
+    so the change stays at the event's date, the universe says it is unconfirmed, and the
+    events unit is still done (its symbols found)."""
+    market = SyntheticMarket(messy_listings(), seed=5)
+    with StandInServer(market, api_keys=(API_KEY,), history_start=D(2022, 7, 1)) as server:
+        built = run_cli("universe", "--out", "u.csv", "--base-url", server.url)
+    assert built.code == 0, built.out + built.err
+    assert (
+        "change of symbol not confirmed by trading: FACE -> MTVS on 2022-06-11 (the event's date, kept): "
+        "its trading could not be read: not_entitled" in built.out
+    )
+    rows = pl.read_csv(work / "u.csv", infer_schema_length=0)
+    windows = rows.filter(pl.col("ticker").is_in(["FACE", "MTVS"])).select(
+        "ticker", "first_date", "last_date"
+    )
+    assert sorted(windows.rows()) == [("FACE", "2019-01-02", "2022-06-10"), ("MTVS", "2022-06-11", None)]
 
 
 def test_audit_reports_the_bars_of_nobody_and_the_listings(download):

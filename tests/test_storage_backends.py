@@ -102,6 +102,30 @@ def test_a_write_whose_lease_ran_out_leaves_the_file_in_place(store):
     assert not store.exists("minute/ticker=AAPL/year=2024/month=02/part.parquet")
 
 
+def test_a_datasets_files_from_before_a_column_was_added_read_with_it_null(store):
+    """ticker_events gained its trading columns: a file written before reads beside a new
+    one, the new columns null (as `dl.reference` and `universe` read them), on each backend."""
+    from polyledger.datasets.ticker_events import SCHEMA
+
+    day = dt.date(2022, 6, 11)
+    new = pl.DataFrame(
+        [{"ticker": "BBGX", "date": day, "symbol": "NEW", "previous_symbol": "OLD", "trading_unread": "x"}],
+        schema=SCHEMA,
+    )
+    old = new.select("ticker", "date", "symbol").with_columns(ticker=pl.lit("BBGY"))
+    paths = [
+        store.write_unit("ticker_events", "BBGX", day, new).path,
+        store.write_unit("ticker_events", "BBGY", day, old).path,
+    ]
+    for order in (paths, paths[::-1]):
+        read = store.scan_parquet(
+            order, hive_partitioning=False, schema=SCHEMA, missing_columns="insert", extra_columns="ignore"
+        ).collect()
+        assert read.schema == pl.Schema(SCHEMA)
+        rows = {row["ticker"]: row for row in read.iter_rows(named=True)}
+        assert (rows["BBGX"]["previous_symbol"], rows["BBGY"]["previous_symbol"]) == ("OLD", None)
+
+
 def test_the_marker_is_written_once_and_the_first_stays(store):
     assert store.marker() is None
     assert store.mark({"adjusted": False}) == {"adjusted": False}

@@ -141,7 +141,12 @@ class ObjectStore(BarStore):
         for relative in relatives:
             with fs.open(self._key(relative), "rb") as handle:
                 frames.append(pl.read_parquet(handle.read()).lazy())
-        return pl.concat(frames) if frames else pl.LazyFrame()
+        # files of one dataset written before and after a column was added: that column null
+        schema = kwargs.get("schema")
+        if not frames:
+            return pl.LazyFrame(schema=schema) if schema else pl.LazyFrame()  # type: ignore[arg-type]
+        frame = pl.concat(frames, how="diagonal_relaxed")
+        return frame.select([pl.col(n).cast(t) for n, t in schema.items()]) if schema else frame  # type: ignore[union-attr]
 
     def read_parquet(self, relative: str, **kwargs: object) -> pl.DataFrame:
         with self.open(relative) as handle:

@@ -110,6 +110,9 @@ class Listing:
     and the tickers list forgets it (a later listing of the same company must follow).
     known: False = bars served under the symbol that no reference endpoint knows about
     (such as a few stray bars between two companies holding the symbol).
+    event_date: the date /events gives the ticker_change into this listing's symbol; None:
+    its list date (its first session). The real answer may be a few days off: the recorded
+    META answer dates FB -> META 2022-06-11, a Saturday, for a first session of 06-09.
     """
 
     ticker: str
@@ -125,6 +128,7 @@ class Listing:
     figi: bool = True
     renamed: bool = False
     known: bool = True
+    event_date: dt.date | None = None
 
     def __post_init__(self) -> None:
         # accept lists too, but keep the dataclass hashable
@@ -565,9 +569,10 @@ class SyntheticMarket:
 
     def events(self, identifier: str) -> dict | None:
         """/vX/reference/tickers/{id}/events results: the ticker_change events (the day each
-        symbol of the company started), newest first, of the company whose composite FIGI
-        is `identifier`, else of the company holding the symbol `identifier` now; None
-        (404) for a symbol nobody holds now, as the real API misses delisted names."""
+        symbol of the company started, or its listing's `event_date`), newest first, of
+        the company whose composite FIGI is `identifier`, else of the company holding the
+        symbol `identifier` now; None (404) for a symbol nobody holds now, as the real API
+        misses delisted names."""
         known = [listing for listing in self._all_listings() if listing.known]
         by_figi = {_figi(self._keys[x], 0xC0F1): self._keys[x] for x in known if x.figi}
         key = by_figi.get(identifier)
@@ -586,7 +591,7 @@ class SyntheticMarket:
             {
                 "ticker_change": {"ticker": listing.ticker},
                 "type": "ticker_change",
-                "date": self._reported_list_date(listing).isoformat(),
+                "date": (listing.event_date or self._reported_list_date(listing)).isoformat(),
             }
             for listing in reversed(company)
         ]

@@ -7,7 +7,9 @@
   listing no reference endpoint knows). /range for ECHO over 2019-2022 answers all three.
 - FACE is renamed MTVS: the same company (cik, FIGIs, price path) traded as FACE until
   2022-06-08 and as MTVS from 2022-06-09; FACE has no delisted_utc and drops out of the
-  tickers list, but a point-in-time list before the rename shows it active.
+  tickers list, but a point-in-time list before the rename shows it active. Its ticker
+  event is dated 2022-06-11, a Saturday two days late, as the recorded answer of the
+  real FB -> META change is (META traded from 2022-06-09).
 - GONE is delisted (last session 2021-12-31) and has no FIGI.
 - ABCpA (a preferred, type PFD) and ABCPA (a common stock) are different securities;
   BRK.A is a dotted share class.
@@ -26,6 +28,7 @@ D = dt.date
 REUSED = "ECHO"
 RENAMED_FROM, RENAMED_TO = "FACE", "MTVS"
 RENAME_DAY = D(2022, 6, 9)  # MTVS's first session; FACE's last is the day before
+RENAME_EVENT_DAY = D(2022, 6, 11)  # what /events says: a Saturday, two days late (as META's)
 NO_FIGI = "GONE"
 PREFERRED, COMMON_LOOKALIKE, DOTTED = "ABCpA", "ABCPA", "BRK.A"
 SPLIT_TWICE = "SHOP"
@@ -75,6 +78,7 @@ def messy_listings(bars_per_day: int = 20) -> list[Listing]:
             bars_per_day=bars_per_day,
             name="Metaverse Facet Platforms Inc. Class A Common Stock",
             company="facet",
+            event_date=RENAME_EVENT_DAY,
         ),
         Listing(
             NO_FIGI,

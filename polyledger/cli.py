@@ -14,7 +14,7 @@ import sys
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 import sqlalchemy.exc
 import typer
@@ -891,6 +891,12 @@ def _forget(ledger_path: str, names: list[str]) -> None:
     _echo(f"sync no longer plans {', '.join(names)} (its units and files stay; `plan` it again to resume)")
 
 
+def _interrupted() -> NoReturn:
+    """Ctrl-C stopped the command: "interrupted", exit 130 (typer alone exits 130 silently)."""
+    print("interrupted", file=sys.stderr)
+    raise typer.Exit(130)
+
+
 def _refuse_while_running(ledger, action: str) -> None:  # type: ignore[no-untyped-def]
     from polyledger.ledger.transfer import live_leases
 
@@ -911,13 +917,31 @@ def sql(
     """
     import csv
 
+    from polyledger import signals
     from polyledger.ledger.readonly import run_read_only
 
     if output not in ("table", "csv", "json"):
         raise InputError(f"unknown --format {output!r}: choose table, csv or json")
     if not query.strip():
         raise InputError('empty query: polyledger sql "SELECT ..."')
-    columns, rows = run_read_only(ledger_path, query)
+    # Ctrl-C (or SIGTERM) stops the query at once, even if the command was started with
+    # SIGINT ignored. sqlite3 swallows an exception raised inside its callbacks (the
+    # authorizer then answers "not authorized"): the flag tells an interruption apart
+    interrupted = threading.Event()
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    try:
+        with signals.handling(interrupt):
+            columns, rows = run_read_only(ledger_path, query)
+    except KeyboardInterrupt:
+        _interrupted()
+    except InputError:
+        if interrupted.is_set():
+            _interrupted()
+        raise
     if output == "json":
         records = [dict(zip(columns, row, strict=True)) for row in rows]
         sys.stdout.write(json.dumps(records, indent=2, default=_json_value) + "\n")

@@ -1,11 +1,15 @@
-"""The command line as a user meets it: clear one-line errors, exit codes, read-only SQL."""
+"""The command line as a user meets it: clear one-line errors, exit codes, read-only SQL,
+Ctrl-C."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
 import sqlite3
 import subprocess
+import sys
 
 import pytest
 from support import API_KEY, cli_command, python_env, run_cli, write_universe
@@ -82,6 +86,80 @@ def test_sql_is_read_only_and_prints_results(work):
     denied = run_cli("sql", "DELETE FROM units")
     assert denied.code == 2 and "SQL error" in denied.err
     assert run_cli("sql", "SELECT count(*) AS n FROM units", "--format", "csv").out.splitlines()[1] == "6"
+
+
+# `polyledger sql ...` whose ledger connection has a `started()` SQL function: a query
+# calling it once prints "query started" when SQLite runs it on, in C, where no Python code
+# runs (a thread says so once the main thread has left the function: a signal arriving
+# while it is still inside would be acted on there, not in SQLite)
+SQL_WITH_A_START_LINE = """
+import sys, threading, time
+from polyledger.cli import main
+from polyledger.ledger import readonly
+
+opened = readonly.open_read_only
+main_thread = threading.main_thread().ident
+
+def in_started():
+    frame = sys._current_frames()[main_thread]
+    while frame is not None and frame.f_code.co_name != "started":
+        frame = frame.f_back
+    return frame is not None
+
+def announce():
+    while in_started():
+        time.sleep(0.001)
+    print("query started", flush=True)
+
+def open_with_a_start_line(path):
+    connection = opened(path)
+
+    def started():
+        threading.Thread(target=announce, daemon=True).start()
+        return 1
+
+    connection.create_function("started", 0, started)
+    return connection
+
+readonly.open_read_only = open_with_a_start_line
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT as a terminal's Ctrl-C does")
+@pytest.mark.parametrize(
+    "inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["sigint-default", "sigint-ignored"]
+)
+def test_ctrl_c_stops_a_long_sql_query(work, inherited):
+    """`polyledger sql` with a query that runs long (a runaway recursive CTE, a cross join of
+    unit_attempts on a big ledger) ignored Ctrl-C: SQLite runs in one C call that never
+    returns to Python, so the KeyboardInterrupt was never raised and the command had to be
+    killed (found by a review). Ctrl-C stops it at once: "interrupted", exit 130, also when
+    the command was started with SIGINT ignored (a background job; docs/commands.md)."""
+    write_universe(work / "u.csv", ["AAPL"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31").code == 0
+    query = "WITH RECURSIVE c(x) AS (SELECT started() UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+    child = subprocess.Popen(
+        [sys.executable, "-c", SQL_WITH_A_START_LINE, "sql", query],
+        cwd=work,
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, inherited),
+    )
+    try:
+        assert child.stdout.readline() == "query started\n"  # inside the query, in SQLite
+        child.send_signal(signal.SIGINT)
+        try:
+            out, err = child.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail("polyledger sql kept running 15 s after Ctrl-C (SIGINT)")
+        assert (child.returncode, err, out) == (130, "interrupted\n", "")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
 
 
 def test_status_and_audit_show_what_is_left(work):

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import sqlite3
+import subprocess
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -21,10 +23,13 @@ from support import (
     API_KEY,
     LISTINGS,
     UNKNOWN,
+    cli_command,
+    python_env,
     read_dataset,
     run_cli,
     skip_unless_required,
     truth,
+    wait_for,
     write_universe,
 )
 from test_claims_concurrency import assert_no_double_claims_across_two_processes
@@ -393,6 +398,50 @@ def test_export_to_postgres_and_import_back_round_trips_every_table(demo_downloa
         assert len(ledger.claim(new_owner_id(), 600, limit=1)) == 1
     busy = run_cli("export", "--ledger", back, "--to", new_database())
     assert busy.code == 2 and "a run holds 1 units" in busy.err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT as a terminal's Ctrl-C does")
+@pytest.mark.parametrize(
+    "inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["sigint-default", "sigint-ignored"]
+)
+def test_ctrl_c_stops_a_long_sql_query_on_postgres(pg_url, admin_url, inherited):
+    """Ctrl-C stops `polyledger sql` on PostgreSQL too, the query cancelled on the server:
+    "interrupted", exit 130, also when the command was started with SIGINT ignored."""
+    Ledger(pg_url).close()
+    marker = f"polyledger_sleeps_{uuid.uuid4().hex[:8]}"
+    query = f"SELECT pg_sleep(600) AS {marker}"
+
+    def running() -> bool:
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            return bool(
+                connection.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s "
+                    "AND pid != pg_backend_pid()",
+                    (f"%{marker}%",),
+                ).fetchone()
+            )
+
+    child = subprocess.Popen(
+        cli_command("sql", "--ledger", pg_url, query),
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, inherited),
+    )
+    try:
+        assert wait_for(running, 60)  # the server runs it
+        child.send_signal(signal.SIGINT)
+        try:
+            out, err = child.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail("polyledger sql kept running 15 s after Ctrl-C (SIGINT)")
+        assert (child.returncode, err, out) == (130, "interrupted\n", "")
+        assert wait_for(lambda: not running(), 10)  # cancelled on the server, not left sleeping
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
 
 
 def test_every_documented_query_gives_the_same_answer_on_postgres(busy_ledger, pg_url):  # noqa: F811

@@ -1005,7 +1005,10 @@ def import_ledger(
 def _copy(source: str, target: str) -> None:
     from polyledger.ledger.transfer import copy_ledger
 
-    result = copy_ledger(source, target)
+    try:
+        result = copy_ledger(source, target)
+    except KeyboardInterrupt:
+        _interrupted()  # the copy is not there, or the target as empty as it was
     counts = ", ".join(f"{rows:,} {table}" for table, rows in result.rows.items())
     _echo(f"copied {result.source} to {result.target}: {counts}")
 

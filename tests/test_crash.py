@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL loses nothing: its leases expire and the next run finishes."""
+"""A run killed with SIGKILL loses nothing: its leases expire and the next run finishes. A
+ledger copy (`export`/`import`) killed midway leaves no ledger that looks whole."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import datetime as dt
 import os
 import sqlite3
 import subprocess
+import sys
 import time
 
+import pytest
 from polars.testing import assert_frame_equal
 from support import (
     API_KEY,
@@ -125,3 +128,88 @@ def test_a_young_temporary_may_belong_to_a_live_writer(tmp_path):
     young.write_bytes(b"being written")
     assert store.clean_temporaries([unit], older_than=30) == 0 and young.exists()
     assert store.clean_temporaries([unit], older_than=0) == 1 and not young.exists()
+
+
+# `polyledger export`'s copy (argv: source, target), killed as kill -9 would (no handler
+# runs) when it reads batch N of a table (argv: "table:N"), 100 rows a batch
+KILLED_COPY = """
+import os, sys
+from polyledger.ledger import transfer
+
+table, number = sys.argv[3].split(":")
+read = transfer._read_batches
+
+def killed_midway(location, model, batch):
+    for count, rows in enumerate(read(location, model, batch)):
+        if model.__tablename__ == table and count == int(number):
+            os._exit(137)
+        yield rows
+
+transfer._read_batches = killed_midway
+transfer.copy_ledger(sys.argv[1], sys.argv[2], batch=100)
+"""
+
+
+def _units(path) -> int:  # type: ignore[no-untyped-def]
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT count(*) FROM units").fetchone()[0]
+
+
+@pytest.mark.parametrize("target", ["new", "empty"])
+def test_export_killed_mid_copy_does_not_leave_a_ledger_that_looks_whole(work, target):
+    """`polyledger export --to copy.db` (and `import`, the same copy) committed the units in
+    batches: killed between two (kill -9, power loss, the OOM killer), it left copy.db with
+    the first 100 of 480 units, which `status`, `audit` and `run` took for a whole ledger,
+    and a second export was refused as "not empty" (found by a review). A new SQLite ledger
+    is now written under a temporary name and renamed when whole; an empty one made before
+    is filled in one transaction, which SQLite takes back when the copy dies."""
+    write_universe(work / "u.csv", [f"T{number:03d}" for number in range(40)])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-12-31").code == 0
+    if target == "empty":
+        Ledger(work / "copy.db").close()
+
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_COPY, "ledger.db", "copy.db", "units:1"],  # 100 units written
+        cwd=work,
+        env=python_env(),
+        timeout=120,
+    )
+    assert killed.returncode == 137
+
+    status = run_cli("status", "--ledger", "copy.db")
+    if target == "new":  # no ledger at all; only the temporary, named as none is
+        assert status.code == 2 and "no ledger at copy.db" in status.err, status.out
+        left = sorted(path.name for path in work.iterdir() if path.name.startswith("copy.db"))
+        assert left and all(".partial" in name for name in left), left
+    else:  # the empty ledger it was
+        assert status.code == 0 and _units(work / "copy.db") == 0
+
+    again = run_cli("export", "--to", "copy.db")
+    assert again.code == 0, again.err
+    assert "480 units" in again.out and _units(work / "copy.db") == 480
+
+
+def test_an_interrupted_copy_leaves_nothing_behind(work, monkeypatch):
+    """Ctrl-C (or any error) during `export` into a new SQLite file: no copy.db and no
+    temporary; into an empty ledger: the ledger as empty as it was."""
+    from polyledger.ledger import transfer
+
+    write_universe(work / "u.csv", [f"T{number:03d}" for number in range(40)])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-12-31").code == 0
+    read = transfer._read_batches
+
+    def interrupted_after_the_first_batch(location, model, batch):  # type: ignore[no-untyped-def]
+        for number, rows in enumerate(read(location, model, 100)):
+            if number == 1:
+                raise KeyboardInterrupt
+            yield rows
+
+    monkeypatch.setattr(transfer, "_read_batches", interrupted_after_the_first_batch)
+    before = sorted(path.name for path in work.iterdir())
+    result = run_cli("export", "--to", "copy.db")
+    assert (result.code, result.err) == (130, "interrupted\n")
+    assert sorted(path.name for path in work.iterdir()) == before
+
+    Ledger(work / "empty.db").close()
+    assert run_cli("export", "--to", "empty.db").code == 130
+    assert _units(work / "empty.db") == 0

@@ -13,6 +13,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -33,6 +34,7 @@ from support import (
     write_universe,
 )
 from test_claims_concurrency import assert_no_double_claims_across_two_processes
+from test_crash import KILLED_COPY
 from test_queries import busy_ledger, documented  # noqa: F401 - busy_ledger is a fixture
 from test_sync import check_re_reads
 
@@ -398,6 +400,31 @@ def test_export_to_postgres_and_import_back_round_trips_every_table(demo_downloa
         assert len(ledger.claim(new_owner_id(), 600, limit=1)) == 1
     busy = run_cli("export", "--ledger", back, "--to", new_database())
     assert busy.code == 2 and "a run holds 1 units" in busy.err
+
+
+def test_an_export_to_postgres_killed_midway_leaves_the_ledger_empty(work, new_database):
+    """An export killed midway (kill -9: no handler runs) left a PostgreSQL ledger with the
+    tables committed so far (each table was a transaction of its own), which `status` took
+    for a whole ledger, and a second export was refused as "not empty" (found by a review).
+    The copy is one transaction: the server rolls it back when the connection dies."""
+    write_universe(work / "u.csv", [f"T{number:03d}" for number in range(40)])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-12-31").code == 0
+    target = new_database()
+    killed = subprocess.run(
+        # once units, unit_attempts, runs, settings, splits and quality_flags are written
+        [sys.executable, "-c", KILLED_COPY, "ledger.db", target, "listings:0"],
+        cwd=work,
+        env=python_env(),
+        timeout=120,
+    )
+    assert killed.returncode == 137
+    with psycopg.connect(target, autocommit=True) as connection:
+        for table in TABLES:
+            assert connection.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
+    again = run_cli("export", "--to", target)
+    assert again.code == 0 and "480 units" in again.out, again.err
+    with Ledger(target, create=False) as ledger:
+        assert ledger.query("SELECT count(*) FROM units")[0][0] == 480
 
 
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT as a terminal's Ctrl-C does")

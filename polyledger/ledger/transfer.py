@@ -1,9 +1,19 @@
 """Copying a whole ledger between SQLite and PostgreSQL (either way): every table, ids,
-states and leases as they are, in batches (a million units stream through in chunks)."""
+states and leases as they are, read in batches (a million units stream through in chunks).
+
+A copy is whole or is not there at all, even when the process is killed outright (kill -9,
+power loss: no handler runs): a new SQLite ledger is written under a temporary name beside
+it (`<name>.<hex>.partial`), fsynced and renamed into place at the end; an existing empty
+SQLite ledger and a PostgreSQL ledger are filled in one transaction (the schema a new one
+gets first holds no rows: the ledger stays empty until the copy commits).
+"""
 
 from __future__ import annotations
 
+import os
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine, text
 
@@ -79,13 +89,22 @@ def live_leases(engine: Engine) -> int:
         ).scalar_one()
 
 
-def _occupied(engine: Engine) -> list[str]:
-    with engine.connect() as connection:
-        return [
-            model.__tablename__
-            for model in TABLES
-            if connection.execute(text(f"SELECT 1 FROM {model.__tablename__} LIMIT 1")).first()
-        ]
+def _occupied(connection) -> list[str]:  # type: ignore[no-untyped-def]
+    """The tables holding rows (a sqlite3 or a psycopg connection)."""
+    return [
+        model.__tablename__
+        for model in TABLES
+        if connection.execute(f"SELECT 1 FROM {model.__tablename__} LIMIT 1").fetchone()
+    ]
+
+
+def _refuse_occupied(connection, target: Location) -> None:  # type: ignore[no-untyped-def]
+    occupied = _occupied(connection)
+    if occupied:
+        raise InputError(
+            f"the target ledger {describe(target)} is not empty (it has {', '.join(occupied)}): "
+            "copy into a new or empty ledger"
+        )
 
 
 def _read_batches(location: Location, model, batch: int):  # type: ignore[no-untyped-def]
@@ -113,7 +132,7 @@ def _read_batches(location: Location, model, batch: int):  # type: ignore[no-unt
 
 def copy_ledger(source: Location, target: Location, *, batch: int = BATCH_ROWS) -> TransferResult:
     """Copy every table of the ledger at `source` into `target` (a new or empty ledger,
-    migrated first). Refuses while a run holds live leases on the source."""
+    migrated first), all or nothing. Refuses while a run holds live leases on the source."""
     source, target = parse_location(source), parse_location(target)
     if describe(source) == describe(target):
         raise InputError("source and target are the same ledger")
@@ -124,63 +143,121 @@ def copy_ledger(source: Location, target: Location, *, batch: int = BATCH_ROWS) 
             raise InputError(
                 f"a run holds {live} units of {describe(source)} right now: copy the ledger after it ends"
             )
-        target_engine = open_engine(target, create=True)
-        try:
-            occupied = _occupied(target_engine)
-        finally:
-            target_engine.dispose()
     finally:
         source_engine.dispose()
-    if occupied:
-        raise InputError(
-            f"the target ledger {describe(target)} is not empty (it has {', '.join(occupied)}): "
-            "copy into a new or empty ledger"
-        )
-    connection = _connect(target)
-    copied: dict[str, int] = {}
-    try:
-        for model in TABLES:
-            copied[model.__tablename__] = _write_table(
-                connection, target, model, _read_batches(source, model, batch)
-            )
-        if isinstance(target, str):
-            _fix_sequences(connection)
-    except BaseException:
-        connection.close()
-        _empty(target)  # a half copy must not look like a ledger: it is empty again
-        raise
-    connection.close()
+    if isinstance(target, str):
+        copied = _copy_to_postgres(source, target, batch)
+    elif target.exists():
+        copied = _copy_to_existing_sqlite(source, target, batch)
+    else:
+        copied = _copy_to_new_sqlite(source, target, batch)
     return TransferResult(describe(source), describe(target), copied)
 
 
-def _write_table(connection, target: Location, model, batches) -> int:  # type: ignore[no-untyped-def]
-    table, columns = model.__tablename__, _columns(model)
-    count = 0
-    if isinstance(target, str):
-        booleans = {i for i, column in enumerate(model.__table__.columns) if column.type.python_type is bool}
+def _copy_to_postgres(source: Location, target: str, batch: int) -> dict[str, int]:
+    """COPY every table in one transaction: a copy killed on the way is rolled back by the
+    server (PostgreSQL holds a transaction of millions of rows without trouble)."""
+    open_engine(target, create=True).dispose()  # migrated: the tables, no rows
+    connection = connect_postgres(target)
+    try:
         with connection.transaction():
-            with connection.cursor() as cursor:
-                with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                    for rows in batches:
-                        for row in rows:
-                            if booleans:  # SQLite keeps booleans as 0/1
-                                row = tuple(
-                                    bool(v) if i in booleans and v is not None else v
-                                    for i, v in enumerate(row)
-                                )
-                            copy.write_row(row)
-                        count += len(rows)
-        return count
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-    for rows in batches:
-        connection.execute("BEGIN IMMEDIATE")
+            _refuse_occupied(connection, target)
+            copied = {
+                model.__tablename__: _copy_table_to_postgres(
+                    connection, model, _read_batches(source, model, batch)
+                )
+                for model in TABLES
+            }
+            _fix_sequences(connection)
+    finally:
+        connection.close()
+    return copied
+
+
+def _copy_to_existing_sqlite(source: Location, target: Path, batch: int) -> dict[str, int]:
+    """An empty ledger (or an empty file, made one) filled in one transaction: killed on the
+    way, SQLite's journal takes it back to empty when the file is next opened."""
+    open_engine(target, create=True).dispose()  # another program's database is refused here
+    connection = connect_sqlite(target)
+    try:
+        return _fill_sqlite(connection, source, target, batch)
+    finally:
+        connection.close()
+
+
+def _copy_to_new_sqlite(source: Location, target: Path, batch: int) -> dict[str, int]:
+    """Written under a temporary name beside the target, fsynced, renamed into place: until
+    the rename there is no ledger at `target`, after it the whole copy. Killed outright, the
+    copy leaves only the temporary (`<name>.<hex>.partial`, never taken for a ledger)."""
+    partial = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        open_engine(partial, create=True).dispose()  # the newest schema
+        connection = connect_sqlite(partial)
         try:
-            connection.executemany(sql, [tuple(row) for row in rows])
-        except BaseException:
+            # a temporary needs no journal: a failed copy is deleted, never rolled back
+            connection.execute("PRAGMA journal_mode=OFF")
+            connection.execute("PRAGMA synchronous=OFF")
+            copied = _fill_sqlite(connection, source, target, batch)
+            connection.execute("PRAGMA journal_mode=WAL")  # as every ledger is
+        finally:
+            connection.close()
+        with open(partial, "rb+") as handle:
+            os.fsync(handle.fileno())
+        if target.exists():  # made while the copy ran: never replaced
+            raise InputError(f"{target} was made while the copy ran: copy into a new or empty ledger")
+        os.replace(partial, target)
+    except BaseException:
+        for leftover in (partial, *(partial.with_name(partial.name + end) for end in _SIDE_FILES)):
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise
+    _fsync_folder(target.parent)
+    return copied
+
+
+_SIDE_FILES = ("-journal", "-wal", "-shm")
+
+
+def _fill_sqlite(connection, source: Location, target: Path, batch: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Every table in one transaction, taken before the target is found empty."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        _refuse_occupied(connection, target)
+        copied = {}
+        for model in TABLES:
+            table, columns = model.__tablename__, _columns(model)
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+            count = 0
+            for rows in _read_batches(source, model, batch):
+                connection.executemany(sql, [tuple(row) for row in rows])
+                count += len(rows)
+            copied[table] = count
+    except BaseException:
+        try:
             connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-        count += len(rows)
+        except Exception:  # noqa: BLE001 - the first error is the one to tell
+            pass
+        raise
+    connection.execute("COMMIT")
+    return copied
+
+
+def _copy_table_to_postgres(connection, model, batches) -> int:  # type: ignore[no-untyped-def]
+    table, columns = model.__tablename__, _columns(model)
+    booleans = {i for i, column in enumerate(model.__table__.columns) if column.type.python_type is bool}
+    count = 0
+    with connection.cursor() as cursor:
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for rows in batches:
+                for row in rows:
+                    if booleans:  # SQLite keeps booleans as 0/1
+                        row = tuple(
+                            bool(v) if i in booleans and v is not None else v for i, v in enumerate(row)
+                        )
+                    copy.write_row(row)
+                count += len(rows)
     return count
 
 
@@ -196,18 +273,15 @@ def _fix_sequences(connection) -> None:  # type: ignore[no-untyped-def]
             )
 
 
-def _empty(target: Location) -> None:
-    try:
-        connection = _connect(target)
-    except Exception:
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); Windows cannot open folders for this."""
+    if os.name != "posix":
         return
+    descriptor = os.open(folder, os.O_RDONLY)
     try:
-        for model in reversed(TABLES):
-            connection.execute(f"DELETE FROM {model.__tablename__}")
-    except Exception:
-        pass
+        os.fsync(descriptor)
     finally:
-        connection.close()
+        os.close(descriptor)
 
 
 def schema_revision(location: Location) -> tuple[str | None, str]:

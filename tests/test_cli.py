@@ -1,11 +1,12 @@
 """The command line as a user meets it: clear one-line errors, exit codes, read-only SQL,
-Ctrl-C."""
+Ctrl-C, ledger copies between SQLite files."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -160,6 +161,65 @@ def test_ctrl_c_stops_a_long_sql_query(work, inherited):
         if child.poll() is None:
             child.kill()
             child.communicate()
+
+
+def _one_line_error(result) -> bool:  # type: ignore[no-untyped-def]
+    return result.err.startswith("error: ") and result.err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "--to", "units.csv"],
+        ["export", "--to", "bars.parquet"],
+        ["export", "--to", "units.xlsx"],
+        ["import", "--from", "u.csv", "--ledger", "copy.db"],  # a CSV file is no ledger to copy
+        ["import", "--from", "ledger.db", "--ledger", "units.json"],
+    ],
+)
+def test_export_to_a_csv_file_is_not_a_sqlite_database_named_csv(work, args):
+    """`polyledger export --to units.csv` (what a user types to get the ledger as CSV) said
+    "copied ledger.db to units.csv", exit 0, and wrote a SQLite database under the .csv name:
+    a spreadsheet opens garbage, and `plan --universe units.csv` later says "not UTF-8 text"
+    (found by a review). A SQLite ledger a copy makes is named .db, .sqlite or .sqlite3 (or
+    has no suffix): anything else is refused on one line, exit 2, writing nothing, pointing
+    at `polyledger sql ... --format csv`."""
+    write_universe(work / "u.csv", ["AAPL"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31").code == 0
+    before = {path.name: path.read_bytes() for path in work.iterdir()}
+    result = run_cli(*args)
+    assert result.code == 2 and _one_line_error(result), (result.code, result.out, result.err)
+    assert "is not a ledger's name" in result.err
+    assert 'polyledger sql "SELECT * FROM units" --format csv' in result.err
+    assert {path.name: path.read_bytes() for path in work.iterdir()} == before
+
+
+def test_a_ledger_copied_between_sqlite_files_is_the_same_ledger(work):
+    """export/import between SQLite files (the names a ledger has: .db, .sqlite, .sqlite3, no
+    suffix; an existing SQLite file whatever its name) copy every table as it is."""
+
+    def dump(path) -> dict:  # type: ignore[no-untyped-def]
+        with sqlite3.connect(work / path) as db:
+            tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            return {table: db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() for table in tables}
+
+    write_universe(work / "u.csv", ["AAPL", "MSFT"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-03-31").code == 0
+    with Ledger(work / "ledger.db") as ledger:
+        ledger.identity()  # settings.ledger_id, which a copy keeps
+        unit = ledger.claim("w", 60)[0]
+        ledger.settle_failed(unit, AttemptRecord(error_class="not_entitled", error="HTTP 403"))
+    original = dump("ledger.db")
+    assert original["settings"] and original["unit_attempts"]
+
+    assert run_cli("export", "--to", "copy.sqlite3").code == 0
+    shutil.copy(work / "copy.sqlite3", work / "ledger.db.bak")  # a backup: a SQLite file named so
+    imported = run_cli("import", "--from", "ledger.db.bak", "--ledger", "restored")
+    assert imported.code == 0, imported.err
+    assert dump("copy.sqlite3") == dump("restored") == original
+    assert not [path.name for path in work.iterdir() if ".partial" in path.name]
+    again = run_cli("export", "--to", "restored")
+    assert again.code == 2 and "is not empty" in again.err and _one_line_error(again)
 
 
 def test_status_and_audit_show_what_is_left(work):

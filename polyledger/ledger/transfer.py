@@ -11,6 +11,7 @@ gets first holds no rows: the ledger stays empty until the copy commits).
 from __future__ import annotations
 
 import os
+import shlex
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,9 @@ TABLES = (
     FlatFile,
 )
 BATCH_ROWS = 50_000
+# the names a SQLite ledger a copy makes may have (or none): never a data file's (.csv ...)
+LEDGER_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 @dataclass
@@ -107,6 +111,30 @@ def _refuse_occupied(connection, target: Location) -> None:  # type: ignore[no-u
         )
 
 
+def check_ledger_name(location: Location) -> None:
+    """A SQLite file a copy makes or reads is named as a ledger is (.db, .sqlite, .sqlite3
+    or no suffix), so `export --to units.csv` never writes a database under a data file's
+    name; a file that is a SQLite database already is taken whatever its name."""
+    if isinstance(location, str) or location.suffix.lower() in ("", *LEDGER_SUFFIXES):
+        return
+    if _is_sqlite_file(location):
+        return
+    as_csv = shlex.quote(str(location.with_suffix(".csv")))
+    raise InputError(
+        f"{location} is not a ledger's name (a SQLite ledger's ends .db, .sqlite or .sqlite3): export "
+        f'and import copy a whole ledger; for a table as CSV: polyledger sql "SELECT * FROM units" '
+        f"--format csv > {as_csv}"
+    )
+
+
+def _is_sqlite_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
 def _read_batches(location: Location, model, batch: int):  # type: ignore[no-untyped-def]
     """The table's rows in primary-key order, `batch` at a time, from a server-side cursor
     (PostgreSQL) or a stepping sqlite3 cursor: never the whole table in memory."""
@@ -134,6 +162,8 @@ def copy_ledger(source: Location, target: Location, *, batch: int = BATCH_ROWS) 
     """Copy every table of the ledger at `source` into `target` (a new or empty ledger,
     migrated first), all or nothing. Refuses while a run holds live leases on the source."""
     source, target = parse_location(source), parse_location(target)
+    for location in (source, target):
+        check_ledger_name(location)
     if describe(source) == describe(target):
         raise InputError("source and target are the same ledger")
     source_engine = open_engine(source, create=False)
@@ -299,4 +329,4 @@ def schema_revision(location: Location) -> tuple[str | None, str]:
     return before, after
 
 
-__all__ = ["TABLES", "TransferResult", "copy_ledger", "live_leases", "schema_revision"]
+__all__ = ["TABLES", "TransferResult", "check_ledger_name", "copy_ledger", "live_leases", "schema_revision"]

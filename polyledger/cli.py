@@ -660,10 +660,11 @@ def repair(
     from polyledger.ledger import Ledger
     from polyledger.output.render import print_findings
     from polyledger.storage import BarStore
+    from polyledger.storage.home import check_home
 
     store = BarStore(data)
     with Ledger(ledger_path, create=False) as ledger:
-        store.check_holder(ledger.setting("ledger_id"))  # never quarantine another ledger's files
+        check_home(ledger, store)  # never quarantine another ledger's (or folder's) files
         _refuse_while_running(ledger, "repair")
         findings = deep_check(ledger, store)
         result = repair_units(ledger, store, findings, all_missing_is_fine=yes)

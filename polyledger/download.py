@@ -37,6 +37,7 @@ from polyledger.ledger import SETTLED, Ledger, UnitState, queries
 from polyledger.listings import Listing
 from polyledger.periods import ET
 from polyledger.storage import BarStore
+from polyledger.storage.home import check_home
 
 STORED_BAR_SCHEMA = {**BAR_SCHEMA, "timestamp": pl.Datetime("ms", "UTC")}
 
@@ -47,8 +48,8 @@ class Download:
     def __init__(self, ledger: Path | str = "ledger.db", data: Path | str = "data") -> None:
         self.ledger = Ledger(ledger, create=False)
         self.store = BarStore(data)
-        try:  # another ledger's folder: its files would read as this ledger's
-            self.store.check_holder(self.ledger.setting("ledger_id"))
+        try:  # another ledger's folder (or another of this one's): its files would read as this ledger's
+            check_home(self.ledger, self.store)
         except InputError:
             self.ledger.close()
             raise

@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import sqlite3
+import subprocess
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -16,11 +17,14 @@ from support import (
     API_KEY,
     LISTINGS,
     UNKNOWN,
+    cli_command,
     ledger_states,
+    python_env,
     read_dataset,
     run_cli,
     run_side_by_side,
     truth,
+    wait_for,
     write_universe,
 )
 
@@ -410,15 +414,97 @@ def test_one_ledgers_files_never_spread_over_two_folders_and_a_moved_folder_is_f
     assert run_cli("run", "--workers", "1", "--base-url", server.url).code == 0
     run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-02-28")
     refused = run_cli("run", "--workers", "1", "--base-url", server.url, "--data", "elsewhere")
-    assert refused.code == 2 and "holds none of this ledger's files" in refused.err, refused.err
-    assert not (work / "elsewhere").exists() or not list((work / "elsewhere").rglob("*.parquet"))
+    home = (work / "data").resolve()
+    assert refused.code == 2 and f"is not this ledger's: it uses {home} " in refused.err, refused.err
+    assert len(refused.err.strip().splitlines()) == 1
+    assert not (work / "elsewhere").exists() or not list((work / "elsewhere").iterdir())
     (work / "data").rename(work / "moved")
     marker = work / "moved" / "polyledger-data.json"
+    folder_id = json.loads(marker.read_text(encoding="utf-8"))["id"]
     marker.write_text('{"adjusted": true}\n', encoding="utf-8")  # as an earlier version wrote it
     moved = run_cli("run", "--workers", "1", "--base-url", server.url, "--data", "moved")
     assert moved.code == 0, moved.err + moved.out
     assert run_cli("audit", "--deep", "--data", "moved").code == 0
-    assert json.loads(marker.read_text(encoding="utf-8"))["ledger"]  # named for this ledger now
+    named = json.loads(marker.read_text(encoding="utf-8"))
+    assert named["ledger"] and named["id"] == folder_id  # named for this ledger again, the same folder
+    assert _recorded_folder("ledger.db") == {"id": folder_id, "location": str((work / "moved").resolve())}
+
+
+def _recorded_folder(ledger_path) -> dict:  # type: ignore[no-untyped-def]
+    with sqlite3.connect(ledger_path) as db:
+        (value,) = db.execute("SELECT value FROM settings WHERE key = 'data_folder'").fetchone()
+    return json.loads(value)
+
+
+def test_two_runs_on_a_new_ledger_do_not_split_its_files_over_two_data_folders(work, server):
+    """Found by a review: the check looked for the ledger's stored files, so while the
+    first run of a new ledger had settled nothing, a second `run` with another `--data`
+    (another terminal, another working directory's `./data`) was accepted, and the
+    ledger's files ended up in two folders, each an incomplete download the ledger called
+    complete. The ledger records the folder its first run marked (the marker's own id):
+    the second run is refused on one line, exit 2, naming that folder, and B stays as it
+    was; the first run finishes; a folder moved whole is still the ledger's."""
+    write_universe(work / "u.csv", ["TINY", "MID3", "MID2", "BF-B"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-02-29").code == 0
+    server.latency = 1.5  # a slow API: the first run settles nothing for a while
+    env = dict(python_env(), POLYGON_API_KEY=API_KEY)
+    first = subprocess.Popen(
+        cli_command("run", "--workers", "1", "--data", "A", "--base-url", server.url),
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert wait_for(lambda: (work / "A" / "polyledger-data.json").exists(), 60)
+        with sqlite3.connect(work / "ledger.db") as db:  # the premise: nothing settled yet
+            assert db.execute("SELECT count(*) FROM units WHERE state = 'done'").fetchone()[0] == 0
+        second = run_cli("run", "--data", "B", "--base-url", server.url)
+    finally:
+        out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert (second.code, second.out) == (2, ""), second.out
+    assert second.err.startswith(
+        f"error: data folder B is not this ledger's: it uses {(work / 'A').resolve()} "
+    )
+    assert len(second.err.strip().splitlines()) == 1
+    assert not list((work / "B").iterdir())  # no marker, no file: as it was found
+    server.latency = 0.0
+    (work / "A").rename(work / "moved")
+    assert run_cli("run", "--data", "moved", "--base-url", server.url).code == 0
+    assert run_cli("audit", "--deep", "--data", "moved").code == 0
+    assert run_cli("run", "--data", "A", "--base-url", server.url).code == 2  # a new A is not it
+
+
+def test_two_first_runs_starting_together_on_two_folders_agree_on_one(tmp_path, monkeypatch):
+    """Two first runs of a new ledger, each on its own new folder, both read no recorded
+    folder: each checks its folder, then claims the ledger's setting (atomic), and only
+    then marks the folder: the loser is refused, naming the winner's folder, its own
+    folder untouched. Two on one folder both mark it with the id claimed first (an object
+    store's marker is no conditional write: both may write it)."""
+    from polyledger.errors import InputError
+    from polyledger.ledger import Ledger
+    from polyledger.storage import BarStore
+    from polyledger.storage import home as home_module
+
+    first, second = BarStore(tmp_path / "A"), BarStore(tmp_path / "B")
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        home_module.hold_home(ledger, first, adjusted=True)
+        recorded = home_module.home_of(ledger)
+        assert recorded is not None and recorded.id == first.marker()["id"]
+        with monkeypatch.context() as race:  # the others read the setting before the first claimed it
+            race.setattr(home_module, "home_of", lambda _ledger: None)
+            with pytest.raises(InputError, match=f"data folder {second} is not this ledger's: it uses "):
+                home_module.hold_home(ledger, second, adjusted=True)
+            looks, real = iter([None]), type(first).marker  # ... and A's marker too (its first look)
+            race.setattr(type(first), "marker", lambda store: next(looks, "now") and real(store))
+            home_module.hold_home(ledger, first, adjusted=True)
+        assert second.marker() is None and home_module.home_of(ledger) == recorded
+        assert first.marker()["id"] == recorded.id
+        home_module.hold_home(ledger, first, adjusted=True)  # its own folder, again: accepted
+        with pytest.raises(InputError, match="is not this ledger's"):
+            home_module.hold_home(ledger, second, adjusted=True)
+        assert second.marker() is None
 
 
 def test_a_new_ledger_never_takes_an_earlier_versions_folder_from_the_ledger_whose_files_it_holds(
@@ -432,7 +518,7 @@ def test_a_new_ledger_never_takes_an_earlier_versions_folder_from_the_ledger_who
     marker = work / "data" / "polyledger-data.json"
     marker.write_text('{"adjusted": true}\n', encoding="utf-8")  # as an earlier version wrote it
     with sqlite3.connect("A.db") as db:  # A, made by the earlier version, had no id yet
-        db.execute("DELETE FROM settings WHERE key = 'ledger_id'")
+        db.execute("DELETE FROM settings WHERE key IN ('ledger_id', 'data_folder')")
     refused = run_cli("run", "--workers", "1", "--base-url", server.url, "--ledger", "B.db")
     assert refused.code == 2 and "holds files of a ledger its marker does not name" in refused.err, (
         refused.err
@@ -444,7 +530,8 @@ def test_a_new_ledger_never_takes_an_earlier_versions_folder_from_the_ledger_who
     assert again.code == 0, again.err
     with sqlite3.connect("A.db") as db:
         (named,) = db.execute("SELECT value FROM settings WHERE key = 'ledger_id'").fetchone()
-    assert json.loads(marker.read_text(encoding="utf-8")) == {"adjusted": True, "ledger": named}
+    folder = _recorded_folder("A.db")["id"]
+    assert json.loads(marker.read_text(encoding="utf-8")) == {"adjusted": True, "ledger": named, "id": folder}
 
 
 def _two_ledgers_one_default_folder(work, server) -> str:  # type: ignore[no-untyped-def]
@@ -509,3 +596,57 @@ def test_a_month_fetched_again_with_no_bars_now_keeps_its_old_file_aside(work, s
     assert "ticker=TINY" in again.err and said in again.err, again.err  # the run says where it is
     assert not list((work / "data" / "minute").rglob("*.parquet"))  # the folder read agrees
     assert run_cli("audit", "--deep").code == 0
+
+
+def test_a_first_run_killed_before_it_marked_its_folder_leaves_it_to_the_next_run_there(tmp_path):
+    """A first run killed between claiming its folder and writing the id into its marker:
+    the next run on that folder marks it (any other folder is refused); once marked, a
+    folder without the id is never the ledger's, not even a new one where the ledger's
+    was (that one moved, its marker with it)."""
+    from polyledger.errors import InputError
+    from polyledger.ledger import Ledger
+    from polyledger.storage import BarStore
+    from polyledger.storage.home import SETTING, hold_home, home_of
+
+    folder, other = BarStore(tmp_path / "A"), BarStore(tmp_path / "B")
+    folder.ensure_writable()
+    where = folder.absolute_location()
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        ledger.claim_setting(SETTING, json.dumps({"id": "c" * 32, "location": where, "unmarked": True}))
+        with pytest.raises(InputError, match=f"is not this ledger's: it uses {where} "):
+            hold_home(ledger, other)
+        hold_home(ledger, folder)
+        assert folder.marker()["id"] == "c" * 32 and home_of(ledger).marked
+        (tmp_path / "A").rename(tmp_path / "moved")
+        folder.ensure_writable()  # a new, empty folder where the ledger's was
+        with pytest.raises(InputError, match=f"data folder {folder} is not this ledger's"):
+            hold_home(ledger, folder)
+        assert folder.marker() is None
+        hold_home(ledger, BarStore(tmp_path / "moved"))
+        assert home_of(ledger).location == str((tmp_path / "moved").resolve())
+
+
+def test_repair_and_open_refuse_another_folder_of_the_same_ledger(work, server):
+    """A folder marked for this ledger by a run it did not keep (a copy, or the marker a
+    losing first run left) is not the ledger's folder: `repair` would queue every month
+    again as missing, a read would find none of its files. Both refuse it on one line,
+    naming the folder the ledger uses; a folder without a marker is read as before."""
+    import polyledger
+    from polyledger.errors import InputError
+
+    path, _rows = _a_done_b_planned(work, server)
+    ledger_id = json.loads((work / "data" / "polyledger-data.json").read_text(encoding="utf-8"))["ledger"]
+    (work / "other").mkdir()
+    (work / "other" / "polyledger-data.json").write_text(
+        json.dumps({"adjusted": True, "id": "f" * 32, "ledger": ledger_id}), encoding="utf-8"
+    )
+    home = (work / "data").resolve()
+    repaired = run_cli("repair", "--ledger", "A.db", "--data", "other")
+    assert repaired.code == 2 and f"is not this ledger's: it uses {home} " in repaired.err, repaired.err
+    assert len(repaired.err.strip().splitlines()) == 1
+    with pytest.raises(InputError, match="is not this ledger's: it uses "):
+        polyledger.open("A.db", "other")
+    with polyledger.open("A.db", "data") as own:
+        assert own.bars("minute", tickers=["AAPL"]).collect().height > 0
+    assert run_cli("repair", "--ledger", "A.db").code == 0
+    assert (work / "data" / path).exists()

@@ -595,8 +595,10 @@ def test_a_data_folder_keeps_one_choice_even_across_ledgers(work):
     for folder, ledger, flag in (("data", "adjusted.db", True), ("raw", "raw.db", False)):
         with sqlite3.connect(work / ledger) as db:
             (named,) = db.execute("SELECT value FROM settings WHERE key = 'ledger_id'").fetchone()
+            (home,) = db.execute("SELECT value FROM settings WHERE key = 'data_folder'").fetchone()
         marker = json.loads((work / folder / "polyledger-data.json").read_text())
-        assert marker == {"adjusted": flag, "ledger": named}  # each folder, its ledger's
+        # each folder, its ledger's, with the id its ledger recorded
+        assert marker == {"adjusted": flag, "ledger": named, "id": json.loads(home)["id"]}
     assert len(files) == 2 and {path: path.read_bytes() for path in files} == before
     for folder, flag in (("data", "true"), ("raw", "false")):
         for path in (work / folder).rglob("*.parquet"):

@@ -141,8 +141,10 @@ def test_full_run_to_s3_equals_the_truth_and_audits_clean(work, market, bucket):
     keys.remove("bars/v1/polyledger-data.json")  # the folder's adjusted choice, written once
     assert keys and all(key.endswith("/part.parquet") for key in keys)  # one PUT each, no temporaries
     marker = _client().get_object(Bucket=bucket, Key="bars/v1/polyledger-data.json")["Body"].read()
-    with Ledger("ledger.db") as ledger:  # the folder's adjusted choice and its ledger, written once
-        assert json.loads(marker) == {"adjusted": True, "ledger": ledger.identity()}
+    with Ledger("ledger.db") as ledger:  # the folder's adjusted choice, its ledger and its id, written once
+        recorded = json.loads(ledger.setting("data_folder"))  # the ledger's record of its folder
+        assert json.loads(marker) == {"adjusted": True, "ledger": ledger.identity(), "id": recorded["id"]}
+        assert recorded["location"] == url
     assert "bars/v1/minute/ticker=AAPL/year=2023/month=03/part.parquet" in keys
     assert "bars/v1/day/ticker=SIRI/year=2023/part.parquet" in keys
 

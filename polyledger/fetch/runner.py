@@ -38,6 +38,7 @@ from polyledger.polygon.keyshare import SYNC_SECONDS, KeyShare, LedgerBoard, key
 from polyledger.polygon.ratelimit import RateLimiter
 from polyledger.secrets import redact
 from polyledger.storage import BarStore, unit_relative_path
+from polyledger.storage.home import hold_home
 
 log = logging.getLogger("polyledger.run")
 
@@ -164,10 +165,11 @@ class RunReport:
 def check_data_folder(ledger: Ledger, store: BarStore, options: RunOptions) -> None:
     """One ledger, one data folder, one choice: adjusted and raw bars never end up side by
     side, and no ledger's run writes into another's folder (its month files would be
-    replaced) nor spreads its own files over two folders. The choice is decided by the
-    first run that may fetch bars (not by one fetching only splits or details); both are
-    recorded in the data folder's marker (`polyledger-data.json`). Checked before any
-    request (by `Run`, and by `polyledger run` before it remembers its options)."""
+    replaced) nor spreads its own files over two folders (the ledger records the folder
+    its first run marked: `storage/home.py`). The choice is decided by the first run that
+    may fetch bars (not by one fetching only splits or details); both are recorded in the
+    data folder's marker (`polyledger-data.json`). Checked before any request (by `Run`,
+    and by `polyledger run` before it remembers its options)."""
     adjustable = [name for name in datasets.names() if datasets.get(name).adjustable]
     bar_datasets = [name for name in (options.datasets or adjustable) if name in adjustable]
     deciding = bool(bar_datasets) and queries.has_units(ledger, bar_datasets)
@@ -177,11 +179,7 @@ def check_data_folder(ledger: Ledger, store: BarStore, options: RunOptions) -> N
     # all checked before anything is recorded: a refused run changes nothing
     if deciding and ledger.setting("adjusted") not in (None, wanted):
         raise InputError(refusal)
-    store.hold(
-        ledger.identity(),
-        adjusted=options.adjusted if deciding else None,
-        samples=queries.stored_files(ledger),
-    )
+    hold_home(ledger, store, adjusted=options.adjusted if deciding else None)
     if deciding and ledger.claim_setting("adjusted", wanted) != wanted:  # another run, just now
         raise InputError(refusal)
 

@@ -24,8 +24,9 @@ from polyledger.fetch.runner import Run, RunOptions, RunReport, unsettled_in_sco
 from polyledger.flatfiles.prepare import Prepared, prepare
 from polyledger.flatfiles.prune import Pruned, prune_staged
 from polyledger.flatfiles.source import FlatFilesConfig, FlatFilesSource
-from polyledger.ledger import Ledger, queries
+from polyledger.ledger import Ledger
 from polyledger.storage import BarStore
+from polyledger.storage.home import hold_home
 
 REFUSE_ADJUSTED = (
     "flat files are never split-adjusted: only an --unadjusted ledger may read them "
@@ -97,7 +98,7 @@ def run_flatfiles(
         store = BarStore(data)
         store.ensure_writable()
         # before a day is staged into a folder of adjusted bars, or of another ledger's
-        store.hold(ledger.identity(), adjusted=False, samples=queries.stored_files(ledger))
+        hold_home(ledger, store, adjusted=False)
         FlatFilesSource(config).probe(f"{MARKET_PREFIX}/")  # a 403 is one line before any claim
         if log_setup is not None:
             log_setup()

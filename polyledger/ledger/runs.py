@@ -27,6 +27,13 @@ class Runs(LedgerConnection):
             )
             return cursor.execute("SELECT value FROM settings WHERE key = :k", {"k": key}).fetchone()[0]
 
+    @_reconnecting
+    def release_setting(self, key: str, value: str) -> None:
+        """Forget `key` if it still holds `value` (a claim this process made and could not
+        keep); another value stays."""
+        with self._write() as cursor:
+            cursor.execute("DELETE FROM settings WHERE key = :k AND value = :v", {"k": key, "v": value})
+
     def identity(self) -> str:
         """This ledger's id, made by the first call: what its data folder's marker names, so
         that another ledger's run never writes into it (copied by export/import)."""

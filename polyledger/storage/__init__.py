@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from polyledger.storage.base import ADJUSTED_KEY, MARKER, BarStore, EncodedUnit, file_checksum
+from polyledger.storage.base import ADJUSTED_KEY, MARKER, BarStore, DataHome, EncodedUnit, file_checksum
 from polyledger.storage.layout import (
     PART_NAME,
     QUARANTINE,
@@ -33,6 +33,7 @@ __all__ = [
     "TEMP_MARK",
     "TEMP_SUFFIX",
     "BarStore",
+    "DataHome",
     "LocalStore",
     "ObjectStore",
     "backend_for",

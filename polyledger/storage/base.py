@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,25 @@ class EncodedUnit:
 
 ADJUSTED_KEY = "polyledger.adjusted"  # in each bar file's Parquet metadata: "true" or "false"
 MARKER = "polyledger-data.json"  # at the location's root: what its bars are, e.g. {"adjusted": true}
+
+
+@dataclass(frozen=True)
+class DataHome:
+    """The data folder a ledger recorded at its first run (`storage/home.py`): its marker's
+    random `id`, which travels with the folder, and where it was last used; `marked`
+    False while the first run has claimed it but not yet written the id into its marker."""
+
+    id: str
+    location: str
+    marked: bool = True
+
+    def refusal(self, store: BarStore) -> str:
+        """One line: why `store` is not this ledger's folder, and what to do."""
+        return (
+            f"data folder {store} is not this ledger's: it uses {self.location} (marked by its first "
+            f"run: {MARKER} id {self.id[:12]}); give --data that folder, or move that folder here whole "
+            "(its marker with it), or use a new ledger for a new folder"
+        )
 
 
 class BarStore(ABC):
@@ -191,18 +211,38 @@ class BarStore(ABC):
         return marker
 
     def hold(
-        self, ledger_id: str, *, adjusted: bool | None = None, samples: Sequence[tuple[str, str | None]] = ()
-    ) -> None:
+        self,
+        ledger_id: str,
+        *,
+        adjusted: bool | None = None,
+        samples: Sequence[tuple[str, str | None]] = (),
+        home: DataHome | None = None,
+        claimed: bool = False,
+        write: bool = True,
+    ) -> dict:
         """This location holds one ledger's files, and adjusted or raw bars (`adjusted`, when
         the run decides it): both recorded in its marker by the first run, checked by every
-        later one; one line (InputError) when they differ. A folder not yet named for a
-        ledger is this one's only if it holds `samples` (files the ledger says it stored, as
-        it recorded them), or the ledger stored none and the folder holds no files: a moved folder is
-        found, a second folder for one ledger's files is refused (its download would be split
-        over two), and so is an earlier version's download for a new ledger."""
+        later one; one line (InputError) when they differ. Returns the marker.
+
+        `home` is the folder the ledger records (`storage/home.py`): a folder whose marker
+        has another id is refused; so is one whose marker has no id, unless the ledger's
+        first run claimed it and has not marked it yet (`claimed`) or it holds `samples`
+        (the ledger's folder moved, its marker lost or written by an earlier version); it
+        then gets the home's id. A folder
+        not named for a ledger is this one's only if it holds `samples` (files the ledger
+        says it stored, as it recorded them), or the ledger stored none and the folder holds
+        no files: a moved folder is found, a second folder for one ledger's files is refused
+        (its download would be split over two), and so is an earlier version's download for
+        a new ledger. All checked before anything is written (`write=False`: only checked):
+        a refused run leaves the folder as it was."""
         marker = self.marker() or {}
-        self._check_marker(marker, ledger_id, adjusted)
-        if "ledger" not in marker:
+        self._check_marker(marker, ledger_id, adjusted, home)
+        if home is not None and not claimed and "id" not in marker:
+            # the ledger's folder moved with its marker lost (or an earlier version's marker):
+            # its files say so; a new or another folder holds none of them
+            if not samples or not all(self._holds(path, checksum) for path, checksum in samples):
+                raise InputError(home.refusal(self))
+        elif "ledger" not in marker:
             if samples and not all(self._holds(path, checksum) for path, checksum in samples):
                 raise InputError(
                     f"data folder {self} holds none of this ledger's files (e.g. {samples[0][0]}): give "
@@ -215,7 +255,7 @@ class BarStore(ABC):
                 # another process of this ledger names a folder before it writes a file: its
                 # files are this ledger's when the marker names it now (runs starting together)
                 marker = self.marker() or {}
-                self._check_marker(marker, ledger_id, adjusted)
+                self._check_marker(marker, ledger_id, adjusted, home)
             if holds_files and "ledger" not in marker:
                 # an earlier version's download, of a ledger not named: naming it for this
                 # one would lock that ledger out of its own files (and replace them)
@@ -223,14 +263,20 @@ class BarStore(ABC):
                     f"data folder {self} holds files of a ledger its marker does not name (an earlier "
                     "version's download): run that ledger on it first, or give this ledger its own --data"
                 )
+        if not write:
+            return marker
+        # the folder's own id: the one its ledger records (random, made by the first run: a
+        # moved folder keeps it, another folder never has it)
         wanted = {**marker, "ledger": ledger_id}
+        wanted.setdefault("id", home.id if home is not None else uuid.uuid4().hex)
         if adjusted is not None and "adjusted" not in marker:
             wanted["adjusted"] = adjusted
         if wanted != marker:
             # a new folder's marker is written once (a second ledger racing for it loses);
             # an earlier version's gets the keys it lacks
             marker = self._remark(wanted) if marker else self.mark(wanted)
-            self._check_marker(marker, ledger_id, adjusted)
+            self._check_marker(marker, ledger_id, adjusted, home)
+        return marker
 
     def _holds(self, relative: str, checksum: str | None) -> bool:
         """Is this ledger's file here: the path, and the bytes the ledger recorded (another
@@ -239,14 +285,22 @@ class BarStore(ABC):
             return False
         return checksum is None or self.rows_and_checksum(relative)[1] == checksum
 
-    def check_holder(self, ledger_id: str | None) -> None:
+    def check_holder(self, ledger_id: str | None, home: DataHome | None = None) -> None:
         """Read-only: one line (InputError) when the location's marker names another ledger
-        (`repair` would quarantine its files, a read would take them for this ledger's);
-        a ledger without an id yet (no run of this version) or a folder naming none passes."""
+        (`repair` would quarantine its files, a read would take them for this ledger's),
+        or has an id other than the folder the ledger recorded (`home`: another folder of
+        this ledger's, e.g. one a second run was given); a ledger without an id yet (no run
+        of this version) or a folder naming none passes."""
         if ledger_id is not None:
-            self._check_marker(self.marker() or {}, ledger_id, None)
+            self._check_marker(self.marker() or {}, ledger_id, None, home)
 
-    def _check_marker(self, marker: dict, ledger_id: str, adjusted: bool | None) -> None:
+    def absolute_location(self) -> str:
+        """The location as the ledger records it: the same whatever the working directory."""
+        return self.location
+
+    def _check_marker(
+        self, marker: dict, ledger_id: str, adjusted: bool | None, home: DataHome | None = None
+    ) -> None:
         marked = marker.get("adjusted")
         if adjusted is not None and marked is not None and marked is not adjusted:
             names = {True: "adjusted", False: "unadjusted"}
@@ -260,6 +314,8 @@ class BarStore(ABC):
                 f"data folder {self} holds another ledger's files ({MARKER}): give this ledger its "
                 "own --data folder"
             )
+        if home is not None and marker.get("id", home.id) != home.id:
+            raise InputError(home.refusal(self))
 
     def _remark(self, marker: dict) -> dict:
         """The marker replaced, atomically (a key added to it: never one changed)."""

@@ -30,6 +30,9 @@ class LocalStore(BarStore):
         self.location = str(self.root)
         self.protocol = "file"
 
+    def absolute_location(self) -> str:
+        return str(self.root.resolve())
+
     def path_of(self, relative: str) -> Path:
         """A file's path on this machine."""
         return self.root.joinpath(*relative.split("/"))

@@ -1,0 +1,82 @@
+"""One ledger, one data folder: the folder a ledger's first run is given is recorded in the
+ledger (setting `data_folder`: the random `id` its marker carries, and where the folder
+was last used), and every later run, `repair` and `polyledger.open` compare the marker
+of the folder they are given with it. The id travels with the folder (a folder moved
+whole, its marker with it, is still the ledger's); a second folder (another `--data`,
+another working directory's `./data`) never has it, even while the ledger has stored
+nothing anywhere yet.
+
+The first run checks the folder, claims the setting (`claim_setting`: atomic across
+processes and hosts; `"unmarked": true` in it until the marker is written), then writes
+the claimed id into the folder's marker: of two first runs starting together, on two
+folders, one claims and the other is refused before it writes anything; on one folder,
+both write the same id. A run killed between the claim and the marker leaves the folder
+to be marked by the next run on it; once marked, a folder without the id is never the
+ledger's (not even a new one where the old one was: the old one may have moved).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from polyledger.errors import InputError
+from polyledger.ledger import Ledger, queries
+from polyledger.storage.base import BarStore, DataHome
+
+SETTING = "data_folder"
+
+
+def home_of(ledger: Ledger) -> DataHome | None:
+    """The folder the ledger recorded, or None before its first run (of this version)."""
+    value = ledger.setting(SETTING)
+    return None if value is None else _decoded(value)
+
+
+def _decoded(value: str) -> DataHome:
+    try:
+        content = json.loads(value)
+        return DataHome(str(content["id"]), str(content["location"]), not content.get("unmarked", False))
+    except (ValueError, TypeError, KeyError):
+        wrong = f"the ledger's {SETTING} setting is not one polyledger wrote: {value[:80]!r}"
+        raise InputError(wrong) from None
+
+
+def hold_home(ledger: Ledger, store: BarStore, adjusted: bool | None = None) -> None:
+    """The run's data folder is the ledger's, or becomes it (the first run): checked and
+    recorded before any request; one line (InputError) otherwise, the folder unchanged."""
+    ledger_id, samples = ledger.identity(), queries.stored_files(ledger)
+    where = store.absolute_location()
+    home = home_of(ledger)
+    if home is not None and (home.marked or home.location != where):
+        store.hold(ledger_id, adjusted=adjusted, samples=samples, home=home)
+        if home.location != where:  # the folder moved: said from now on
+            ledger.set_setting(SETTING, _encoded(DataHome(home.id, where, home.marked)))
+        return
+    if home is None:  # the first run: the folder checked, claimed, then marked with the claimed id
+        marker = store.hold(ledger_id, adjusted=adjusted, samples=samples, write=False)
+        mine = DataHome(str(marker.get("id") or uuid.uuid4().hex), where, marked=False)
+        home = _decoded(ledger.claim_setting(SETTING, _encoded(mine)))  # what the first claim recorded
+        if home.id != mine.id and home.location != where:  # another first run, on another folder
+            raise InputError(home.refusal(store))
+    else:  # claimed, not marked yet: another process's first run, now, or one killed in between
+        mine = None
+    try:
+        store.hold(ledger_id, adjusted=adjusted, samples=samples, home=home, claimed=True)
+    except InputError:
+        if home == mine:  # taken by another ledger meanwhile: this ledger has no folder yet
+            ledger.release_setting(SETTING, _encoded(home))
+        raise
+    if not home.marked:  # from now on a folder without the id is not the ledger's
+        ledger.set_setting(SETTING, _encoded(DataHome(home.id, home.location)))
+
+
+def check_home(ledger: Ledger, store: BarStore) -> None:
+    """Read-only (`repair`, `polyledger.open`): one line when the folder's marker names
+    another ledger, or another folder of this one."""
+    store.check_holder(ledger.setting("ledger_id"), home_of(ledger))
+
+
+def _encoded(home: DataHome) -> str:
+    unmarked = {} if home.marked else {"unmarked": True}
+    return json.dumps({"id": home.id, "location": home.location, **unmarked}, sort_keys=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from polyledger.cli import main as cli_main
 from polyledger.testing import Listing, SyntheticMarket
@@ -221,3 +223,20 @@ def skip_unless_required(reason: str) -> None:
     if os.environ.get("POLYLEDGER_REQUIRE_SERVICES") == "1":
         pytest.fail(f"required service missing: {reason}")
     pytest.skip(reason)
+
+
+def ctrl_c(child: subprocess.Popen, started) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    """Ctrl-C (SIGINT) to `child` once `started()` says it is inside its work: (its exit
+    code, stderr, stdout). A child still running 15 s after fails the test (killed)."""
+    try:
+        assert started()
+        child.send_signal(signal.SIGINT)
+        try:
+            out, err = child.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the command kept running 15 s after Ctrl-C (SIGINT)")
+        return child.returncode, err, out
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()

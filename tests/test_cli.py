@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from support import API_KEY, cli_command, python_env, run_cli, write_universe
+from support import API_KEY, cli_command, ctrl_c, python_env, run_cli, write_universe
 
 from polyledger.ledger import AttemptRecord, Ledger
 from polyledger.testing import StandInServer
@@ -149,18 +149,8 @@ def test_ctrl_c_stops_a_long_sql_query(work, inherited):
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, inherited),
     )
-    try:
-        assert child.stdout.readline() == "query started\n"  # inside the query, in SQLite
-        child.send_signal(signal.SIGINT)
-        try:
-            out, err = child.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            pytest.fail("polyledger sql kept running 15 s after Ctrl-C (SIGINT)")
-        assert (child.returncode, err, out) == (130, "interrupted\n", "")
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
+    answer = ctrl_c(child, lambda: child.stdout.readline() == "query started\n")  # inside SQLite
+    assert answer == (130, "interrupted\n", "")
 
 
 def _one_line_error(result) -> bool:  # type: ignore[no-untyped-def]

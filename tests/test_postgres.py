@@ -25,6 +25,7 @@ from support import (
     LISTINGS,
     UNKNOWN,
     cli_command,
+    ctrl_c,
     python_env,
     read_dataset,
     run_cli,
@@ -456,19 +457,12 @@ def test_ctrl_c_stops_a_long_sql_query_on_postgres(pg_url, admin_url, inherited)
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, inherited),
     )
-    try:
-        assert wait_for(running, 60)  # the server runs it
-        child.send_signal(signal.SIGINT)
-        try:
-            out, err = child.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            pytest.fail("polyledger sql kept running 15 s after Ctrl-C (SIGINT)")
-        assert (child.returncode, err, out) == (130, "interrupted\n", "")
-        assert wait_for(lambda: not running(), 10)  # cancelled on the server, not left sleeping
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
+    assert ctrl_c(child, lambda: wait_for(running, 60)) == (
+        130,
+        "interrupted\n",
+        "",
+    )  # once the server runs it
+    assert wait_for(lambda: not running(), 10)  # cancelled on the server, not left sleeping
 
 
 def test_every_documented_query_gives_the_same_answer_on_postgres(busy_ledger, pg_url):  # noqa: F811

@@ -166,3 +166,15 @@ def test_a_run_starting_with_another_of_its_ledger_never_takes_that_ones_files_f
     store.hold("ledger-1", adjusted=True)  # the same ledger: never refused
     with pytest.raises(InputError, match="another ledger"):
         store.hold("ledger-2", adjusted=True)
+
+
+def test_an_object_store_walk_names_only_objects_under_its_prefix(monkeypatch):
+    """Found by test_multihost (three processes of one first run on one new S3 prefix): a
+    listing named the prefix itself while another process's write probe came and went, the
+    walk took it for a file in the folder, and the process refused its own new folder as
+    an earlier version's download."""
+    store = BarStore(f"memory://polyledger-test-{uuid.uuid4().hex}/data")
+    fs = store._filesystem()
+    inside = f"{store.base}/minute/ticker=A/year=2024/month=01/part.parquet"
+    monkeypatch.setattr(fs, "find", lambda path: [store.base, inside, f"{store.base}-other/minute/x.parquet"])
+    assert list(store.walk()) == ["minute/ticker=A/year=2024/month=01/part.parquet"]

@@ -169,10 +169,14 @@ class ObjectStore(BarStore):
         return self._filesystem().open(self._key(relative), "rb")
 
     def walk(self) -> Iterator[str]:
+        """Only objects under the prefix: a listing may name the prefix itself (S3, while
+        another process's probe comes and goes), which is no file in it."""
         fs = self._filesystem()
         prefix = f"{self.base}/" if self.base else ""
         for key in fs.find(self.base):
-            relative = key[len(prefix) :] if key.startswith(prefix) else key
+            if not key.startswith(prefix):
+                continue
+            relative = key[len(prefix) :]
             if "/" in relative and not relative.startswith("."):
                 yield relative
 

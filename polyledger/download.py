@@ -28,14 +28,15 @@ from typing import Any
 import polars as pl
 
 from polyledger import adjust as adjust_module
-from polyledger import datasets, infobars
+from polyledger import coverage, datasets, infobars
 from polyledger.bars import BAR_SCHEMA
 from polyledger.checks.audit import STATES, AuditReport, audit
-from polyledger.datasets import check_dataset
+from polyledger.datasets import MARKET, check_dataset
 from polyledger.errors import InputError, some_of
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
 from polyledger.listings import Listing
 from polyledger.periods import ET
+from polyledger.plan import EARLIEST
 from polyledger.storage import BarStore
 from polyledger.storage.home import check_home
 
@@ -174,6 +175,7 @@ class Download:
         # units keyed by date hold every symbol: all of them, unless the list asks for none
         selected = self._selected(dataset, None if by_date and tickers else tickers, first, last)
         _warn_unsettled(dataset, selected)
+        self._warn_unplanned(dataset, None if by_date else tickers, first, last, selected, security)
         if not _files(selected):
             return pl.LazyFrame(schema=STORED_BAR_SCHEMA)
         if adjust is not None:  # before any read: a download fetched adjusted is refused
@@ -343,6 +345,61 @@ class Download:
         """The selection's units (state, file), in ticker and time order: one query."""
         return queries.selected_units(self.ledger, dataset, tickers, first, last)
 
+    def _warn_unplanned(
+        self,
+        dataset: str,
+        tickers: Sequence[str] | None,
+        first: dt.date | None,
+        last: dt.date | None,
+        selected: list[Any],
+        security: str | None,
+    ) -> None:
+        """A selection over trading days no unit covers (never planned, or planned only in
+        part) returns no bars for them, as if nothing traded: say so, naming the holes
+        (`coverage.py`: inside the symbol's listing windows only). The asked tickers, or
+        those the read returns; an open bound: the ticker's own units (holes between them)."""
+        spans: dict[str, list[tuple[dt.date, dt.date]]] = {}
+        for row in selected:
+            spans.setdefault(row.ticker, []).append((_day_of(row.period_start), _day_of(row.period_end)))
+        if datasets.get(dataset).keyed_by == "date":
+            asked = [MARKET]  # its units hold every symbol: the days are the market's
+        else:
+            asked = list(spans) if tickers is None else list(dict.fromkeys(tickers))
+        floor, ceiling = EARLIEST, coverage.last_plannable_day()
+        bounds = {}
+        for ticker in asked:
+            own = spans.get(ticker, [])
+            low = first if first is not None else (own[0][0] if own else None)
+            high = last if last is not None else max((end for _, end in own), default=None)
+            if low is not None and high is not None and max(low, floor) <= min(high, ceiling):
+                bounds[ticker] = (max(low, floor), min(high, ceiling))
+        if not bounds:
+            return
+        windows: dict[str, list[coverage.Window]] = {}
+        if asked != [MARKET]:
+            listed = self.ledger.listings(security_id=security, tickers=None if tickers is None else asked)
+            for listing in listed:
+                windows.setdefault(listing.ticker, []).append((listing.first_day, listing.last_day))
+        calendar = coverage.TradingCalendar(
+            min(low for low, _ in bounds.values()), max(high for _, high in bounds.values())
+        )
+        found = [
+            hole
+            for ticker, (low, high) in bounds.items()
+            for hole in coverage.holes(
+                ticker, coverage.uncovered(spans.get(ticker, []), low, high), windows.get(ticker), calendar
+            )
+        ]
+        if found:
+            days = sum(hole.trading_days for hole in found)
+            warnings.warn(
+                f"{days} trading days in this selection are in no {dataset} unit (never planned, "
+                f"or planned only in part), so they read as days without bars: {coverage.describe(found)}; "
+                "plan them (`polyledger plan`) or narrow start/end",
+                UnplannedDaysWarning,
+                stacklevel=4,
+            )
+
     def _check_tickers(self, dataset: str, tickers: Sequence[str]) -> None:
         """An InputError naming the tickers the ledger has no `dataset` units of: read, a
         misspelt or wrongly cased symbol would look like one that never traded."""
@@ -397,6 +454,14 @@ def _warn_unsettled(dataset: str, selected: list[Any]) -> None:
 
 class UnsettledUnitsWarning(UserWarning):
     """Some units of a selection are failed, pending or running: their bars are missing."""
+
+
+class UnplannedDaysWarning(UserWarning):
+    """Some trading days of a selection are in no unit (never planned): their bars are missing."""
+
+
+def _day_of(value: object) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
 
 
 def _date(value: dt.date | str | None, name: str) -> dt.date | None:

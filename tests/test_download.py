@@ -9,11 +9,16 @@ import warnings
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from support import DEMO_BEFORE_HISTORY, STORED_COLUMNS, read_dataset
+from support import DEMO_BEFORE_HISTORY, STORED_COLUMNS, read_dataset, run_cli, write_universe
 
 import polyledger
-from polyledger.download import STORED_BAR_SCHEMA, UnsettledUnitsWarning
+from polyledger.download import STORED_BAR_SCHEMA, UnplannedDaysWarning, UnsettledUnitsWarning
 from polyledger.errors import InputError
+from polyledger.ledger import Ledger
+from polyledger.listings import Listing
+from polyledger.plan import plan
+
+D = dt.date
 
 
 def test_units_are_the_ledgers_rows(demo_download):
@@ -154,3 +159,79 @@ def test_a_start_that_is_no_date_nor_text_is_a_one_line_error(demo_download, sta
     with polyledger.open(demo_download / "ledger.db", demo_download / "data") as dl:
         with pytest.raises(InputError, match=f"invalid start {start}: expected a date"):
             dl.bars("minute", tickers=["AAPL"], start=start)  # it raised a TypeError
+
+
+def _read(dl, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """The bars and the messages of the UnplannedDaysWarnings the read gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = dl.bars(*args, **kwargs).collect()
+    return frame, [str(w.message) for w in caught if w.category is UnplannedDaysWarning]
+
+
+def test_reading_months_the_ledger_never_planned_is_not_silent(work, server):
+    """Found by a review: `plan` January, then `plan` March: the ledger's record of the
+    plan (`planned`) said minute bars from 2024-01-01 to 2024-03-31, `audit` said
+    COMPLETE (exit 0), and `dl.bars(start="2024-01-01", end="2024-03-31")` returned
+    January and March without a word about February: a hole read as a month without
+    trades. The read warns (UnplannedDaysWarning, naming the hole) and `audit` reports it
+    (`unplanned`, exit 1); once February is planned and run, both are silent."""
+    write_universe(work / "u.csv", ["TINY"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31").code == 0
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-03-01", "--to", "2024-03-31").code == 0
+    assert run_cli("run", "--base-url", server.url).code == 0
+    with polyledger.open("ledger.db", "data") as dl:
+        frame, said = _read(dl, "minute", tickers=["TINY"], start="2024-01-01", end="2024-03-31")
+        inside, quiet = _read(dl, "minute", tickers=["TINY"], start="2024-03-04", end="2024-03-08")
+    assert set(frame.get_column("timestamp").dt.month().to_list()) == {1, 3}  # February is missing
+    assert said == [
+        "20 trading days in this selection are in no minute unit (never planned, or planned only in "
+        "part), so they read as days without bars: TINY 2024-02-01..2024-02-29; plan them "
+        "(`polyledger plan`) or narrow start/end"
+    ]
+    assert inside.height > 0 and quiet == []
+    audited = run_cli("audit")
+    assert audited.code == 1 and "minute: INCOMPLETE" in audited.out, audited.out
+    assert "unplanned: 20 trading days of 1 tickers" in audited.out
+    assert "TINY 2024-02-01..2024-02-29: 20 trading days" in audited.out
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-02-01", "--to", "2024-02-29").code == 0
+    assert run_cli("run", "--base-url", server.url).code == 0
+    with polyledger.open("ledger.db", "data") as dl:
+        frame, said = _read(dl, "minute", tickers=["TINY"], start="2024-01-01", end="2024-03-31")
+    assert set(frame.get_column("timestamp").dt.month().to_list()) == {1, 2, 3} and said == []
+    assert run_cli("audit").code == 0
+
+
+def test_days_outside_a_listing_or_the_plans_are_told_apart_from_holes(tmp_path):
+    """A symbol has no units outside its listing windows by design (before its listing,
+    after its delisting, between a reused symbol's two companies): no warning there. Days
+    no unit covers inside them are named, per ticker: a month never planned, the part of
+    a month a plan left out, a read reaching past the last plan; an open bound only
+    judges the days between the ticker's own units; a day-keyed dataset names days."""
+    path = tmp_path / "ledger.db"
+    with Ledger(path) as ledger:
+        members = [
+            Listing("GONE", last_day=D(2024, 2, 20)),
+            Listing("NEWCO", first_day=D(2024, 3, 14)),
+            Listing("REUSED", last_day=D(2024, 1, 10), composite_figi="BBG000000RU1"),
+            Listing("REUSED", D(2024, 3, 5), D(2024, 3, 28), composite_figi="BBG000000RU2"),
+            "TINY",
+        ]
+        plan(ledger, members, "minute", D(2024, 1, 1), D(2024, 3, 31))
+        plan(ledger, ["TINY"], "minute", D(2024, 6, 1), D(2024, 6, 15))
+        plan(ledger, [], "grouped_daily", D(2024, 1, 2), D(2024, 1, 5))
+        plan(ledger, [], "grouped_daily", D(2024, 1, 10), D(2024, 1, 12))
+    with polyledger.open(path, tmp_path / "data") as dl:
+        _, listed = _read(dl, "minute", start="2024-01-01", end="2024-03-31")
+        _, later = _read(dl, "minute", tickers=["GONE", "REUSED"], start="2024-01-01", end="2024-06-28")
+        _, tiny = _read(dl, "minute", tickers=["TINY"], start="2024-01-01", end="2024-06-28")
+        _, between = _read(dl, "minute", tickers=["TINY"])
+        _, days = _read(dl, "grouped_daily", tickers=["AAPL"], start="2024-01-02", end="2024-01-12")
+    assert listed == [] and later == []
+    assert tiny == [
+        "53 trading days in this selection are in no minute unit (never planned, or planned only in "
+        "part), so they read as days without bars: TINY 2024-04-01..2024-05-31, TINY "
+        "2024-06-17..2024-06-28; plan them (`polyledger plan`) or narrow start/end"
+    ]
+    assert len(between) == 1 and ": TINY 2024-04-01..2024-05-31; plan them" in between[0]
+    assert len(days) == 1 and ": 2024-01-08..2024-01-09; plan them" in days[0]

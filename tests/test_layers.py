@@ -30,7 +30,8 @@ LAYERS: list[set[str]] = [
     {"ledger", "polygon", "bars"},
     {"datasets"},
     {"storage"},  # a unit's path comes from its dataset's spec (storage/layout.py)
-    {"plan", "universe", "fetch", "flatfiles"},  # flatfiles: the flat-file route, beside fetch
+    # flatfiles: the flat-file route, beside fetch; coverage: the days a ticker's units cover
+    {"plan", "universe", "fetch", "flatfiles", "coverage"},
     {
         "checks",
         "output",

@@ -227,3 +227,41 @@ def test_a_run_never_asks_outside_the_listing_and_gets_every_bar(work, market):
     assert expected.filter(pl.col("ticker") == "GONE").height > 0
     assert_frame_equal(read_dataset(work / "data", "minute"), expected.sort("ticker", "timestamp"))
     assert run_cli("audit").code == 0
+
+
+def test_audit_reports_days_inside_the_planned_range_that_no_unit_covers(ledger):
+    """The ledger's record of what `plan` was asked (`planned`: the earliest --from to the
+    last --to) spans January to March after a plan of January then one of March: February
+    is in no unit, and `audit` says so (`unplanned`, exit 1), not COMPLETE. Only days the
+    record says were planned, between a ticker's units and inside its listing windows,
+    count: a reused symbol's days between its companies, the part of a range another
+    universe planned only, and a dataset planned without the record are no hole."""
+    check_unplanned_days(ledger)
+
+
+def check_unplanned_days(ledger):  # type: ignore[no-untyped-def]
+    """The audit's `unplanned` class on `ledger` (SQLite here, PostgreSQL in test_postgres)."""
+    from polyledger.checks.audit import UnplannedDays, audit
+
+    members = [
+        AAPL,
+        Listing("REUSED", last_day=D(2024, 1, 10), composite_figi="BBG000000RU1"),
+        Listing("REUSED", first_day=D(2024, 3, 5), composite_figi="BBG000000RU2"),
+    ]
+    for start, end in ((D(2024, 1, 1), D(2024, 1, 15)), (D(2024, 3, 1), D(2024, 3, 31))):
+        plan(ledger, members, "minute", start, end)
+        ledger.remember_plan("minute", "/u.csv", start, end)  # as `polyledger plan` records it
+    plan(ledger, [AAPL], "minute", D(2024, 6, 1), D(2024, 6, 30))  # another universe, its own range
+    ledger.remember_plan("minute", "/other.csv", D(2024, 6, 1), D(2024, 6, 30))
+    plan(ledger, [AAPL], "day", D(2020, 1, 1), D(2020, 12, 31))  # planned, never recorded: not judged
+    plan(ledger, [AAPL], "day", D(2022, 1, 1), D(2022, 12, 31))
+    plan(ledger, [], "grouped_daily", D(2024, 1, 2), D(2024, 1, 5))
+    plan(ledger, [], "grouped_daily", D(2024, 1, 10), D(2024, 1, 12))
+    ledger.remember_plan("grouped_daily", "", D(2024, 1, 2), D(2024, 1, 12))
+    for unit in ledger.claim("w", 60, limit=100):
+        ledger.settle_empty(unit, False, AttemptRecord())
+    report = {entry.dataset: entry for entry in audit(ledger).datasets}
+    assert report["minute"].unplanned == [UnplannedDays("AAPL", "2024-01-16", "2024-02-29", 32)]
+    assert report["grouped_daily"].unplanned == [UnplannedDays("us-stocks", "2024-01-08", "2024-01-09", 2)]
+    assert report["day"].unplanned == [] and report["day"].complete
+    assert not report["minute"].complete and audit(ledger).exit_code == 1

@@ -36,6 +36,7 @@ from support import (
 )
 from test_claims_concurrency import assert_no_double_claims_across_two_processes
 from test_crash import KILLED_COPY
+from test_plan_windows import check_unplanned_days
 from test_queries import busy_ledger, documented  # noqa: F401 - busy_ledger is a fixture
 from test_sync import check_re_reads
 
@@ -266,6 +267,11 @@ def test_plan_claim_settle_audit_retry_on_postgres(pg_url):
         assert ledger.reclaim_expired() == [(late[0].dataset, late[0].ticker, late[0].period_start)]
         with pytest.raises(Exception, match="no longer ours"):
             ledger.settle_empty(late[0], True, AttemptRecord())
+
+
+def test_audit_reports_unplanned_days_on_postgres(pg_url):
+    with Ledger(pg_url) as ledger:  # its day arithmetic is the dialect's
+        check_unplanned_days(ledger)
 
 
 def test_no_double_claims_across_two_processes_and_16_threads_on_postgres(pg_url):

@@ -286,3 +286,18 @@ def test_no_quality_check_yet(tmp_path):
     assert "COMPLETE: every unit is settled" in page and "INCOMPLETE" not in page
     assert "No failed units." in page and "No bars stored yet." in page
     assert "Stale adjusted units" not in page
+
+
+def test_days_the_plan_record_spans_but_no_unit_covers_make_the_page_incomplete(tmp_path):
+    """As `audit`: a plan of January then one of March records January to March; February
+    in no unit is no COMPLETE page."""
+    with Ledger(tmp_path / "ledger.db", clock=FakeClock()) as ledger:
+        for start, end in ((D(2024, 1, 1), D(2024, 1, 31)), (D(2024, 3, 1), D(2024, 3, 31))):
+            plan(ledger, ["AAPL"], "minute", start, end)
+            ledger.remember_plan("minute", "/u.csv", start, end)
+        for unit in ledger.claim("w", 60, limit=2):
+            ledger.settle_empty(unit, False, AttemptRecord())
+        page = write_report(ledger, tmp_path / "report.html").html.read_text(encoding="utf-8")
+        assert not audit(ledger).complete
+    assert "INCOMPLETE: 20 trading days inside the planned range in no unit" in page
+    assert "COMPLETE: every unit is settled" not in page

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass, field
 
-from polyledger import datasets
+from polyledger import coverage, datasets
 from polyledger.errors import InputError
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
 
@@ -42,6 +42,19 @@ class UnattributedBars:
 
 
 @dataclass
+class UnplannedDays:
+    """Trading days of a ticker inside the range the ledger records as planned (`planned`:
+    the earliest `--from` to the last `--to`) and inside its listing windows, between two
+    of its units, that no unit covers: `plan` was run over two ranges with a hole between
+    them. `run` never fetches them; `plan` over them (or `sync`) does."""
+
+    ticker: str
+    first_day: str
+    last_day: str
+    trading_days: int
+
+
+@dataclass
 class DatasetAudit:
     dataset: str
     units: int
@@ -57,16 +70,19 @@ class DatasetAudit:
     stale_flatfiles: int = 0
     by_year: list[YearCoverage] = field(default_factory=list)  # datasets planned over a range only
     unattributed: list[UnattributedBars] = field(default_factory=list)  # bars inside no known listing
+    unplanned: list[UnplannedDays] = field(default_factory=list)  # holes inside the planned range
 
     @property
     def complete(self) -> bool:
         settled = sum(self.by_state[state] for state in SETTLED) == self.units
-        return settled and not self.stale_adjusted and not self.stale_flatfiles
+        return settled and not self.stale_adjusted and not self.stale_flatfiles and not self.unplanned
 
     @property
     def needs_attention(self) -> bool:
-        """Failed or stale units: running again will not fix them by itself."""
-        return bool(self.by_state[UnitState.FAILED] or self.stale_adjusted or self.stale_flatfiles)
+        """Failed or stale units, or days never planned: running again will not fix them by itself."""
+        return bool(
+            self.by_state[UnitState.FAILED] or self.stale_adjusted or self.stale_flatfiles or self.unplanned
+        )
 
 
 @dataclass
@@ -113,9 +129,11 @@ def status_counts(ledger: Ledger) -> list[dict]:
 
 def audit(ledger: Ledger) -> AuditReport:
     """Per dataset: units by state, rows, failures grouped by class with examples,
-    tickers that have no bars at all, units never attempted, stale adjusted units, bars
-    inside no known listing of their symbol (reported; they do not make it incomplete).
-    A handful of queries, each one pass or an index lookup: ~1 s on 1,000,000 units."""
+    tickers that have no bars at all, units never attempted, stale adjusted units, days
+    inside the planned range no unit covers (`unplanned`), bars inside no known listing
+    of their symbol (reported; they do not make it incomplete). A handful of queries,
+    each one pass or an index lookup: ~1 s on 1,000,000 units (a pass more where the
+    ledger records a plan's range)."""
     report = AuditReport(datasets=[])
     years = queries.units_by_year(ledger)  # one pass: per dataset and year
     counted: dict[str, DatasetAudit] = {}
@@ -131,6 +149,8 @@ def audit(ledger: Ledger) -> AuditReport:
             entry.by_year.append(YearCoverage(row.year, row.units, settled, row.failed))
     stale = queries.stale_adjusted(ledger)
     unattributed = queries.unattributed_bars(ledger)
+    report.listings = listing_summary(ledger)
+    unplanned = unplanned_days(ledger)
     for name, entry in counted.items():
         entry.unattributed = [
             UnattributedBars(r.ticker, str(r.first_day), str(r.last_day), int(r.bars), int(r.units))
@@ -147,9 +167,44 @@ def audit(ledger: Ledger) -> AuditReport:
             f"{r.ticker} {r.period}: split on {r.execution_date}" for r in mine[:EXAMPLES_PER_CLASS]
         ]
         _stale_flatfiles(ledger, entry)
+        entry.unplanned = unplanned.get(name, [])
         report.datasets.append(entry)
-    report.listings = listing_summary(ledger)
     return report
+
+
+def unplanned_days(ledger: Ledger) -> dict[str, list[UnplannedDays]]:
+    """Per dataset, the holes between a ticker's units inside the range the ledger records
+    as planned for it (`planned`; a dataset it has no row of, planned before the table or
+    through the API, is not judged) and inside the symbol's listing windows: trading days
+    no unit covers, which the ledger's own record of the plan says are in it. A plan of
+    January then one of March records January to March: February is such a hole. One
+    pass over the units (`queries.unit_gaps`); usually no row."""
+    planned: dict[str, list[coverage.Window]] = {}
+    last = coverage.last_plannable_day()
+    for plan in ledger.remembered_plans():
+        if plan.first_day is not None and _ranged(plan.dataset):
+            planned.setdefault(plan.dataset, []).append((plan.first_day, plan.last_day or last))
+    # each dataset's planned ranges as one set of days (two universes' ranges may overlap)
+    ranges = {name: coverage.union(spans) for name, spans in planned.items()}
+    gaps = queries.unit_gaps(ledger, sorted(ranges))
+    if not gaps:
+        return {}
+    windows: dict[str, list[coverage.Window]] = {}
+    for listing in ledger.listings(tickers=sorted({row.ticker for row in gaps})):
+        windows.setdefault(listing.ticker, []).append((listing.first_day, listing.last_day))
+    low = min(first for spans in ranges.values() for first, _ in spans)
+    calendar = coverage.TradingCalendar(low, max(end for spans in ranges.values() for _, end in spans))
+    found: dict[str, list[UnplannedDays]] = {}
+    for row in gaps:
+        after = dt.date.fromisoformat(str(row.previous_end)[:10]) + coverage.DAY
+        before = dt.date.fromisoformat(str(row.period_start)[:10]) - coverage.DAY
+        inside = [(max(after, a), min(before, b)) for a, b in ranges[row.dataset]]  # type: ignore[type-var]
+        spans = [(a, b) for a, b in inside if a <= b]
+        for hole in coverage.holes(row.ticker, spans, windows.get(row.ticker), calendar):
+            found.setdefault(row.dataset, []).append(
+                UnplannedDays(hole.ticker, str(hole.first_day), str(hole.last_day), hole.trading_days)
+            )
+    return found
 
 
 def _stale_flatfiles(ledger: Ledger, entry: DatasetAudit) -> None:

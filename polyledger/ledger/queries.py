@@ -99,6 +99,51 @@ def units_by_year(ledger: LedgerConnection) -> Rows:
     )
 
 
+# the day after a unit's last one, as ISO text, and the days from one ISO date to another
+# (both counted), per dialect
+_DAY_AFTER = {
+    "sqlite": "date(previous_end, '+1 day')",
+    "postgresql": "to_char(previous_end::date + 1, 'YYYY-MM-DD')",
+}
+_DAYS = {
+    "sqlite": "julianday({last}) - julianday({first}) + 1",
+    "postgresql": "({last})::date - ({first})::date + 1",
+}
+_GAPS_PER_QUERY = 500  # tickers per lookup (bound parameters stay few)
+
+
+def unit_gaps(ledger: LedgerConnection, datasets: Sequence[str]) -> Rows:
+    """(dataset, ticker, previous_end, period_start) wherever a ticker's unit does not
+    start the day after its previous unit ends: the calendar days between are in no unit.
+    One pass over the datasets' units finds the tickers whose units cover fewer days than
+    their first to their last (units never overlap); only theirs are then read in order."""
+    if not datasets:
+        return []
+    test, params = in_list("dataset", datasets, "d")
+    days = _DAYS[ledger.dialect]
+    holed: dict[str, list[str]] = {}
+    for row in ledger.query(
+        f"SELECT dataset, ticker FROM units WHERE {test} GROUP BY dataset, ticker "
+        f"HAVING sum({days.format(first='period_start', last='period_end')}) "
+        f"< {days.format(first='min(period_start)', last='max(period_end)')}",
+        params,
+    ):
+        holed.setdefault(row.dataset, []).append(row.ticker)
+    gaps: Rows = []
+    for dataset, tickers in holed.items():
+        for at in range(0, len(tickers), _GAPS_PER_QUERY):
+            names, more = in_list("ticker", tickers[at : at + _GAPS_PER_QUERY], "t")
+            gaps += ledger.query(
+                "SELECT dataset, ticker, previous_end, period_start FROM (SELECT dataset, ticker, "
+                "period_start, lag(period_end) OVER (PARTITION BY ticker ORDER BY period) AS previous_end "
+                f"FROM units WHERE dataset = :d AND {names}) AS ordered "
+                f"WHERE previous_end IS NOT NULL AND period_start > {_DAY_AFTER[ledger.dialect]} "
+                "ORDER BY ticker, period_start",
+                {"d": dataset, **more},
+            )
+    return gaps
+
+
 def stale_adjusted(ledger: LedgerConnection) -> Rows:
     """(dataset, ticker, period, execution_date) of every stale adjusted unit (`stale_adjusted_sql`)."""
     stale = stale_adjusted_sql(ledger.dialect)
@@ -315,9 +360,9 @@ def selected_units(
     first: dt.date | None,
     last: dt.date | None,
 ) -> Rows:
-    """(state, file_path, ticker, fetched_at) of the dataset's units of `tickers` (None:
-    every ticker) that overlap [first, last] (each bound optional), in ticker and time
-    order: one query."""
+    """(state, file_path, ticker, fetched_at, period_start, period_end) of the dataset's
+    units of `tickers` (None: every ticker) that overlap [first, last] (each bound
+    optional), in ticker and time order: one query."""
     where, params = ["dataset = :dataset"], {"dataset": dataset}
     if tickers is not None:
         if not tickers:  # an empty list asks for no ticker, not for every one
@@ -332,7 +377,8 @@ def selected_units(
         where.append("period_start <= :last")
         params["last"] = last.isoformat()
     return ledger.query(
-        f"SELECT state, file_path, ticker, fetched_at FROM units WHERE {' AND '.join(where)} "
+        "SELECT state, file_path, ticker, fetched_at, period_start, period_end FROM units "
+        f"WHERE {' AND '.join(where)} "
         "ORDER BY ticker, period_start",
         params,
     )

@@ -6,8 +6,10 @@ from rich.console import Console
 from rich.table import Table
 
 from polyledger import datasets
-from polyledger.checks.audit import AuditReport
+from polyledger.checks.audit import EXAMPLES_PER_CLASS as EXAMPLES
+from polyledger.checks.audit import AuditReport, UnplannedDays
 from polyledger.checks.files import Finding
+from polyledger.datasets import MARKET
 
 
 def print_audit(console: Console, report: AuditReport) -> None:
@@ -67,6 +69,16 @@ def print_audit(console: Console, report: AuditReport) -> None:
             )
             for example in entry.stale_examples:
                 console.print(f"    {example}", markup=False)
+        if entry.unplanned:
+            days = sum(item.trading_days for item in entry.unplanned)
+            tickers = len({item.ticker for item in entry.unplanned})
+            console.print(
+                f"  unplanned: {days:,} trading days of {tickers:,} tickers inside the planned range are in "
+                "no unit (`polyledger plan` over them, or `polyledger sync`, plans them), e.g.",
+                markup=False,
+            )
+            for item in entry.unplanned[:EXAMPLES]:
+                console.print(f"    {_hole(item)}: {item.trading_days:,} trading days", markup=False)
         for item in entry.unattributed[:20]:
             console.print(
                 f"  unattributed: {item.ticker} {item.first_day}..{item.last_day}: {item.bars:,} bars "
@@ -74,6 +86,11 @@ def print_audit(console: Console, report: AuditReport) -> None:
                 markup=False,
             )
     _print_listings(console, report)
+
+
+def _hole(item: UnplannedDays) -> str:
+    days = f"{item.first_day}..{item.last_day}"
+    return days if item.ticker == MARKET else f"{item.ticker} {days}"
 
 
 def _print_listings(console: Console, report: AuditReport) -> None:

@@ -134,6 +134,11 @@ def _header(ledger: Ledger, summaries: list[DatasetSummary], generated: str, fla
             reasons.append(f"{open_units:,} units not settled")
         if stale:
             reasons.append(f"{stale:,} stale adjusted units")
+        unplanned = sum(s.unplanned for s in summaries)
+        if unplanned:
+            reasons.append(
+                f"{unplanned:,} trading days inside the planned range in no unit (see `polyledger audit`)"
+            )
         word = "INCOMPLETE" if not complete else "SETTLED, BUT FLAGGED"
         verdict = f'<p class="verdict bad">{word}: {_e(", ".join(reasons))}.</p>'
     rows = [

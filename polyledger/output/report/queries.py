@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from polyledger import datasets
-from polyledger.checks.audit import STATES
+from polyledger.checks.audit import STATES, unplanned_days
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
 
 MAX_TICKERS = 60  # more than this: coverage per year x month for the whole universe
@@ -25,14 +25,15 @@ class DatasetSummary:
     tickers: int = 0
     by_state: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATES, 0))
     stale_adjusted: int = 0
+    unplanned: int = 0  # trading days inside the planned range in no unit (`audit`'s `unplanned`)
 
     @property
     def settled(self) -> int:
         return sum(self.by_state[state] for state in SETTLED)
 
     @property
-    def complete(self) -> bool:  # as `audit`: every unit settled and nothing stale
-        return self.settled == self.units and not self.stale_adjusted
+    def complete(self) -> bool:  # as `audit`: every unit settled, nothing stale, no day never planned
+        return self.settled == self.units and not self.stale_adjusted and not self.unplanned
 
 
 class Cell(NamedTuple):
@@ -79,6 +80,8 @@ def dataset_summaries(ledger: Ledger, counts: list[Any]) -> list[DatasetSummary]
         summaries[dataset].tickers = tickers
     for dataset, stale in queries.stale_per_dataset(ledger).items():
         summaries[dataset].stale_adjusted = stale
+    for dataset, holes in unplanned_days(ledger).items():
+        summaries[dataset].unplanned = sum(hole.trading_days for hole in holes)
     rank = {name: i for i, name in enumerate(datasets.names())}
     return sorted(summaries.values(), key=lambda s: (rank.get(s.dataset, len(rank)), s.dataset))
 

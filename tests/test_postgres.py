@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -556,9 +557,13 @@ def test_a_run_survives_the_server_dropping_its_connections(work, market, pg_url
     with StandInServer(market, api_keys=(API_KEY,), page_cap=5_000) as server:
         counted = server.stats._request
 
+        counting = threading.Lock()
+
         def count_then_cut(*args):  # type: ignore[no-untyped-def]
-            counted(*args)
-            if server.stats.total in (10, 60):  # while the run's workers wait for these answers
+            with counting:  # each total seen by its own request (two threads may count at once)
+                counted(*args)
+                total = server.stats.total
+            if total in (10, 60):  # while the run's workers wait for these answers
                 with psycopg.connect(admin_url, autocommit=True) as admin:
                     cut.append(
                         admin.execute(

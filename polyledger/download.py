@@ -35,7 +35,7 @@ from polyledger.datasets import MARKET, check_dataset
 from polyledger.errors import InputError, some_of
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
 from polyledger.listings import Listing
-from polyledger.periods import ET
+from polyledger.periods import ET, iso_date
 from polyledger.plan import EARLIEST
 from polyledger.storage import BarStore
 from polyledger.storage.home import check_home
@@ -472,6 +472,6 @@ def _date(value: dt.date | str | None, name: str) -> dt.date | None:
     if not isinstance(value, str):  # 20240201, an int: a one-line error, not a TypeError
         raise InputError(f"invalid {name} {value!r}: expected a date (YYYY-MM-DD)")
     try:
-        return dt.date.fromisoformat(value)
+        return iso_date(value)
     except ValueError:
         raise InputError(f"invalid {name} {value!r}: expected YYYY-MM-DD") from None

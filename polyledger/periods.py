@@ -6,18 +6,31 @@ All dates are US/Eastern session dates, both ends inclusive, as the API reads th
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 ET = ZoneInfo("America/New_York")
 
 
+# fromisoformat alone also takes 20230101 and 2023-W01-1 on Python 3.11+ (not on 3.10):
+# nobody means those, and a date must read the same on every Python the tool runs on
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def iso_date(text: str) -> dt.date:
+    """A YYYY-MM-DD date and nothing else; ValueError otherwise."""
+    if not DATE_RE.fullmatch(text):
+        raise ValueError(f"not YYYY-MM-DD: {text!r}")
+    return dt.date.fromisoformat(text)
+
+
 def parse_date(text: str, option: str) -> dt.date:
-    """An ISO date, or an InputError naming the option."""
+    """A YYYY-MM-DD date, or an InputError naming the option."""
     from polyledger.errors import InputError
 
     try:
-        return dt.date.fromisoformat(text.strip())
+        return iso_date(text.strip())
     except (ValueError, AttributeError):
         raise InputError(f"invalid date {text!r} for {option}: expected YYYY-MM-DD") from None
 

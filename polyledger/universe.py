@@ -20,10 +20,9 @@ from pathlib import Path
 
 from polyledger.errors import InputError, one_line
 from polyledger.listings import LINKS, Listing, assign_security_ids, check_securities
+from polyledger.periods import DATE_RE, iso_date
 from polyledger.symbols import validate_ticker
 
-# fromisoformat alone also takes 20230101 and 2023-W01-1, which nobody means here
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 IDENTITY_COLUMNS = ("name", "cik", "composite_figi", "share_class_figi", "security_id", "link")
 COLUMNS = ("ticker", "list_date", "delisted_utc", "first_date", "last_date", *IDENTITY_COLUMNS)
@@ -106,12 +105,10 @@ def _date(where: str, column: str, value: object) -> dt.date | None:
         return None
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
-    text = str(value).strip()
-    if DATE_RE.match(text):
-        try:
-            return dt.date.fromisoformat(text)
-        except ValueError:
-            pass
+    try:
+        return iso_date(str(value).strip())
+    except ValueError:
+        pass
     raise InputError(f"{where}: invalid {column} {_shown(value)}: expected YYYY-MM-DD")
 
 
@@ -130,8 +127,8 @@ def _last_day(where: str, value: object) -> dt.date | None:
         return value
     text = str(value).strip()
     try:
-        if DATE_RE.match(text):
-            return dt.date.fromisoformat(text)
+        if DATE_RE.fullmatch(text):
+            return iso_date(text)
         if TIMESTAMP_RE.match(text):
             return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
     except ValueError:

@@ -24,6 +24,9 @@ from polyledger.testing import StandInServer
     [
         (["plan", "--universe", "missing.csv", "--from", "2024-01-01"], "universe file not found"),
         (["plan", "--universe", "u.csv", "--from", "2024-02-30"], "invalid date '2024-02-30' for --from"),
+        # Python 3.11's fromisoformat takes these (3.10's does not): refused on every Python
+        (["plan", "--universe", "u.csv", "--from", "20240101"], "invalid date '20240101' for --from"),
+        (["plan", "--universe", "u.csv", "--from", "2024-W01-1"], "invalid date '2024-W01-1' for --from"),
         (["plan", "--universe", "u.csv", "--from", "2024-03-01", "--to", "2024-01-01"], "is after --to"),
         (["plan", "--universe", "u.csv", "--from", "2024-01-01", "--dataset", "hourly"], "unknown dataset"),
         (["plan", "--universe", "bad.csv", "--from", "2024-01-01"], "invalid ticker 'aa/pl'"),

@@ -64,6 +64,8 @@ def test_bad_arguments_say_what_is_wrong(demo_download, tmp_path):
             dl.bars("hourly")
         with pytest.raises(InputError, match="invalid start '2023-02-30'"):
             dl.bars("minute", start="2023-02-30")
+        with pytest.raises(InputError, match="invalid end '20230301'"):  # taken by 3.11's fromisoformat
+            dl.bars("minute", end="20230301")
         # a datetime is a date to Python, but its day depends on a zone (it crashed the
         # adjusted read: found by a review)
         with pytest.raises(InputError, match="expected a date .*not a date and time"):

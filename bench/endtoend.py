@@ -173,7 +173,19 @@ def serve(args: argparse.Namespace) -> None:
                 cache.write_bytes(pickle.dumps((_cache_key(args), port, pages.pages)))
         count = len(pages.pages)
         print(pages.url, count, sum(map(len, pages.pages.values())), flush=True)
-        pages.httpd.serve_forever()
+        # stopped with SIGTERM; pages encoded on a miss join the cache, so the next bench's
+        # clients are not timed beside the server encoding them
+        signal.signal(signal.SIGTERM, _exit_on_term)
+        try:
+            pages.httpd.serve_forever()
+        finally:
+            if cache is not None and len(pages.pages) > count:
+                port = pages.httpd.server_address[1]
+                cache.write_bytes(pickle.dumps((_cache_key(args), port, pages.pages)))
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _cache_key(args: argparse.Namespace) -> tuple:

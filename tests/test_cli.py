@@ -73,6 +73,8 @@ def test_unwritable_data_folder_is_an_input_error(work):
     (work / "data").write_text("a file where the data folder should be")
     result = run_cli("run", "--base-url", "http://127.0.0.1:9")
     assert result.code == 2 and "data folder data is not writable" in result.err
+    nested = run_cli("run", "--base-url", "http://127.0.0.1:9", "--data", "data/inside")  # under a file
+    assert nested.code == 2 and "data folder data/inside is not writable" in nested.err.replace("\\", "/")
     with sqlite3.connect(work / "ledger.db") as connection:
         assert connection.execute("SELECT state, attempts FROM units").fetchall() == [("pending", 0)]
 

@@ -468,12 +468,13 @@ def test_two_runs_on_a_new_ledger_do_not_split_its_files_over_two_data_folders(w
         f"error: data folder B is not this ledger's: it uses {(work / 'A').resolve()} "
     )
     assert len(second.err.strip().splitlines()) == 1
-    assert not list((work / "B").iterdir())  # no marker, no file: as it was found
+    assert not (work / "B").exists()  # no marker, no file, not even the folder (found by a review)
     server.latency = 0.0
     (work / "A").rename(work / "moved")
     assert run_cli("run", "--data", "moved", "--base-url", server.url).code == 0
     assert run_cli("audit", "--deep", "--data", "moved").code == 0
     assert run_cli("run", "--data", "A", "--base-url", server.url).code == 2  # a new A is not it
+    assert not (work / "A").exists()
 
 
 def test_two_first_runs_starting_together_on_two_folders_agree_on_one(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ old file or the new one, never a part (and the rename itself survives a power lo
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 import uuid
@@ -40,9 +41,16 @@ class LocalStore(BarStore):
     # --- writing --------------------------------------------------------------------
 
     def ensure_writable(self) -> None:
+        """A probe file written and removed in the folder, or, while it does not exist, in
+        the nearest folder above it that does: the folder itself is made by the first write
+        (the marker), after every check, so a refused run leaves no empty folder behind."""
+        existing = self.root
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / f"{TEMP_MARK}probe-{uuid.uuid4().hex}"
+            if not existing.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file")
+            probe = existing / f"{TEMP_MARK}probe-{uuid.uuid4().hex}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:

@@ -947,6 +947,7 @@ def sql(
         records = [dict(zip(columns, row, strict=True)) for row in rows]
         sys.stdout.write(json.dumps(records, indent=2, default=_json_value) + "\n")
     elif output == "csv":
+        _utf8_when_redirected(sys.stdout)
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(rows)
@@ -1134,6 +1135,19 @@ def _make_streams_safe() -> None:
                 reconfigure(errors="replace")
             except (ValueError, OSError):
                 pass
+
+
+def _utf8_when_redirected(stream: object) -> None:
+    """Data written to a file or a pipe (`sql --format csv > out.csv`) is UTF-8 whatever the
+    console's code page (Windows: cp1252 would turn a company's name into `?`); a console
+    keeps its own encoding, its characters replaced where it has none."""
+    isatty, reconfigure = getattr(stream, "isatty", None), getattr(stream, "reconfigure", None)
+    if isatty is None or reconfigure is None or isatty():
+        return
+    try:
+        reconfigure(encoding="utf-8")
+    except (ValueError, OSError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

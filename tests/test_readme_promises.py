@@ -244,6 +244,8 @@ def test_text_a_cp1252_console_cannot_encode_is_replaced_not_a_crash(work):
         assert shown.returncode == 0, shown.stderr.decode("cp1252", errors="replace")
         assert b"Traceback" not in shown.stderr
         assert "TINY" in shown.stdout.decode("cp1252")  # the rest of the row still arrives
+        if output == "csv":  # data sent to a file or a pipe is UTF-8: no name turned into `?`
+            assert shown.stdout.decode("utf-8").splitlines()[1] == "\u6f22\u5b57 \u2192 \u2713,TINY"
 
 
 # --- the queue and the attempt history ------------------------------------------------------

@@ -76,6 +76,7 @@ def test_recorded_ticker_details_parse_one_object_as_one_row():
         row = frame.row(0, named=True)
         assert row["ticker"] == "AAPL" and row["list_date"] == dt.date(1980, 12, 12)
         assert row["market_cap"] > 1e11 and row["cik"] == "0000320193"
+        assert row["sic_code"] == "3571"  # a string: leading zeros of other codes kept
 
 
 def test_recorded_tickers_list_pages_carry_their_next_url():

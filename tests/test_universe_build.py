@@ -118,6 +118,8 @@ def test_details_are_kept_per_build_date_and_an_interrupted_build_writes_nothing
         "2024-01-02": "details/as_of=2024-01-02/ticker=ALFA/part.parquet",
         "2024-06-03": "details/as_of=2024-06-03/ticker=ALFA/part.parquet",
     }
+    stored = pl.read_parquet(work / "data" / files["2024-06-03"])
+    assert stored.get_column("sic_code").to_list() == [universe_market.reference("ALFA")["sic_code"]]
     assert report.outcome == "interrupted" and report.written == []
     assert not (work / "stopped.csv").exists()
 

@@ -6,8 +6,8 @@ nanoseconds, no vwap), rows sorted by ticker then time, as published.
 Defects on purpose: a day left out (`missing`) or published with its header only
 (`emptied`), a ticker's first bar of a day written twice (`duplicated`) or with a field
 left empty (`blank`), and an object replaced after publication (`replace_day`: a new ETag).
-Which days are published is the caller's choice (the provider publishes trading days only;
-the synthetic market trades every weekday).
+Which days are published is the caller's choice (the provider publishes trading days only,
+the days the synthetic market trades; a holiday's file would hold no row).
 """
 
 from __future__ import annotations

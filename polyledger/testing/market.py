@@ -15,6 +15,7 @@ listing of the symbol in one answer; the reference data tells them apart.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import math
@@ -23,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
+import holidays
 import numpy as np
 import polars as pl
 
@@ -118,7 +120,7 @@ class Listing:
     ticker: str
     list_date: dt.date | None = None  # no bars before (ET date)
     delist_date: dt.date | None = None  # no bars after (ET date); its last session
-    bars_per_day: int = 200  # average minute bars per weekday session
+    bars_per_day: int = 200  # average minute bars per session
     name: str | None = None  # None: "<TICKER> Synthetic Holdings Inc."
     primary_exchange: str = "XNAS"
     type: str | None = "CS"  # None: no type, as the API answers many common stocks before ~2019
@@ -254,6 +256,27 @@ def split_factors(
 def _number(x: float) -> float | int:
     """1.0 -> 1: the API writes whole split ratios as integers."""
     return int(x) if float(x).is_integer() else float(x)
+
+
+@functools.cache
+def _nyse_closed(year: int) -> frozenset[dt.date]:
+    return frozenset(holidays.financial_holidays("NYSE", years=year))
+
+
+def nyse_open(day: dt.date) -> bool:
+    """A weekday the NYSE is open (the `holidays` package's calendar, special closures
+    included): the market trades then only, as the real one (no bars on New Year's Day).
+    The stand-in's own calendar: it imports nothing from the code it stands in for."""
+    return day.weekday() < 5 and day not in _nyse_closed(day.year)
+
+
+_SIC_CODES = (
+    ("3571", "ELECTRONIC COMPUTERS"),
+    ("2834", "PHARMACEUTICAL PREPARATIONS"),
+    ("6022", "STATE COMMERCIAL BANKS"),
+    ("7372", "SERVICES-PREPACKAGED SOFTWARE"),
+    ("1311", "CRUDE PETROLEUM & NATURAL GAS"),
+)
 
 
 def _weekday(day: dt.date, step: int) -> dt.date:
@@ -563,6 +586,8 @@ class SyntheticMarket:
         out["list_date"] = self._reported_list_date(listing).isoformat()
         out["share_class_shares_outstanding"] = shares
         out["weighted_shares_outstanding"] = shares - key % 1000
+        # as the recorded details carry them (a four-digit string, and its words)
+        out["sic_code"], out["sic_description"] = _SIC_CODES[key % len(_SIC_CODES)]
         if "delisted_utc" in summary:
             out["delisted_utc"] = summary["delisted_utc"]
         return out
@@ -702,7 +727,7 @@ class SyntheticMarket:
         out = []
         day = first
         while day <= last:
-            if day.weekday() < 5:
+            if nyse_open(day):
                 out.append(day)
             day += dt.timedelta(days=1)
         return out

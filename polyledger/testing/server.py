@@ -16,7 +16,7 @@ NOT_AUTHORIZED, as the API answers them, on /range and grouped daily alike.
 Grouped daily bars (/v2/aggs/grouped/locale/us/market/stocks/{date}): every listing's
 /range day bar of that date, `T` = its ticker, `t` = 16:00 ET; on a weekend or an NYSE
 holiday (the `holidays` package's calendar) a 200 with resultsCount 0 and no `results`
-(the synthetic market itself trades every weekday). Defects.grouped_changed and
+(the synthetic market trades on NYSE sessions only, as /range shows). Defects.grouped_changed and
 grouped_left_out make it disagree with /range on purpose.
 
 Reference data (same keys, rate limit and stats; faults apply to aggregates only):
@@ -51,7 +51,6 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-import holidays
 import orjson
 import polars as pl
 
@@ -61,6 +60,7 @@ from polyledger.testing.market import (
     MINUTE_MS,
     SyntheticMarket,
     et_midnight_ms,
+    nyse_open,
 )
 
 AGGS_PATH = re.compile(r"^/v2/aggs/ticker/([^/]+)/range/([^/]+)/([^/]+)/([^/]+)/([^/]+)$")
@@ -315,7 +315,7 @@ class StandInServer:
 
     today: the stand-in's US/Eastern date (None: the machine's, asked at each request).
     Future dates are a 403 NOT_AUTHORIZED, as the API answers them (polygon-api.md, Errors),
-    although the synthetic market trades every weekday for ever: a range starting after
+    although the synthetic market trades every session for ever: a range starting after
     today, and grouped daily of a later date; a range reaching past today is a 403 too, or
     with straddle="clip" a 200 with the bars up to today.
 
@@ -666,7 +666,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, {"error": f"Failed to parse query parameters: {exc}"})
         if (st.history_start is not None and day < st.history_start) or day > st.current_day():
             return self._json(403, {"status": "NOT_AUTHORIZED", "message": NOT_ENTITLED})
-        rows = _grouped_rows(st.market, st.defects, day, adjusted) if _market_open(day) else []
+        rows = _grouped_rows(st.market, st.defects, day, adjusted) if nyse_open(day) else []
         head: dict[str, object] = {
             "queryCount": len(rows),
             "resultsCount": len(rows),
@@ -1210,11 +1210,6 @@ def _agg_params(query: dict[str, list[str]]) -> dict:
     if not 1 <= limit <= MAX_LIMIT:
         raise _BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
     return {"adjusted": adjusted == "true", "sort": sort, "limit": limit}
-
-
-def _market_open(day: dt.date) -> bool:
-    """A weekday the NYSE is open (the grouped endpoint answers nothing on other days)."""
-    return day.weekday() < 5 and day not in holidays.financial_holidays("NYSE", years=day.year)
 
 
 def _grouped_rows(market: SyntheticMarket, defects: Defects, day: dt.date, adjusted: bool) -> list[dict]:

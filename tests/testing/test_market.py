@@ -142,7 +142,7 @@ def test_day_bars_aggregate_the_minute_bars(market: SyntheticMarket) -> None:
         vw=(pl.col("vw") * pl.col("v")).sum() / pl.col("v").sum(),
     )
     days = market.day_bars("MID", *MARCH)
-    assert days.height == expected.height == 21
+    assert days.height == expected.height == 20  # March 2024's 21 weekdays less Good Friday
     for col in ("o", "h", "l", "c", "n"):
         assert days[col].equals(expected[col]), col
     assert ((days["v"] - expected["v"]).abs() < 1e-6).all()
@@ -152,6 +152,17 @@ def test_day_bars_aggregate_the_minute_bars(market: SyntheticMarket) -> None:
     # t is 00:00 ET of the session date
     want_t = [et_midnight_ms(d) for d in expected["date"]]
     assert days["t"].to_list() == want_t
+
+
+def test_the_market_trades_on_nyse_sessions_only(market: SyntheticMarket) -> None:
+    """As the real market: no bars on a holiday (Good Friday, New Year's Day), nor on a
+    special closure (the day of mourning of 2025-01-09); bars the weekdays around them."""
+    for closed in (D(2024, 3, 29), D(2024, 1, 1), D(2025, 1, 9)):
+        day = (et_midnight_ms(closed), et_midnight_ms(closed + dt.timedelta(days=1)))
+        assert market.minute_bars("DENSE", *day).height == 0, closed
+        assert market.day_bars("DENSE", *day).height == 0, closed
+        after = closed + dt.timedelta(days=3 if closed.weekday() == 4 else 1)
+        assert market.minute_bars("DENSE", et_midnight_ms(after), et_midnight_ms(after) + 86_400_000).height
 
 
 def test_day_bar_t_is_et_midnight_across_dst(market: SyntheticMarket) -> None:

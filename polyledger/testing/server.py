@@ -173,7 +173,9 @@ class ResponseStyle:
     sent without `vw` and, independently, without `n` (`lacks` says which).  stray_before /
     stray_after: the first page (the one whose `from` is a date) starts with this many of the
     market's bars from just before the asked dates; the last page ends with this many from
-    just after them (fewer when the market has fewer within 40 days).
+    just after them (fewer when the market has fewer within 40 days).  delayed: every
+    aggregates answer says `"status": "DELAYED"`, as the API's answers on a delayed plan do
+    (polygon-api.md: OK or DELAYED, both success).
     """
 
     layout: str = "compact"
@@ -181,6 +183,7 @@ class ResponseStyle:
     missing_fields: float = 0.0
     stray_before: int = 0
     stray_after: int = 0
+    delayed: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -742,7 +745,7 @@ class _Handler(BaseHTTPRequestHandler):
             "queryCount": page.height,
             "resultsCount": page.height,
             "adjusted": params["adjusted"],
-            "status": "OK",
+            "status": "DELAYED" if st.style.delayed else "OK",
             "request_id": uuid.uuid4().hex,
             "count": page.height,
         }

@@ -9,7 +9,8 @@ Conventions (README "Adjusted on read", docs/research.md):
   the prices of every bar before E by r = split_from / split_to and divides its volume by
   r (a 1:4 split: earlier prices / 4, volumes x 4). `transactions` is never adjusted.
 - A cash dividend D with ex-date X is a total-return factor
-  f = 1 - D / P, P the "previous close": the close of the security's last day bar before
+  f = 1 - D / P (D the sum of the security's cash dividends with that ex-date: a regular
+  and a special one going ex together are one distribution), P the "previous close": the close of the security's last day bar before
   X (within 14 calendar days), else of its last minute bar before X in that span, under
   any of its symbols (after a rename, the old one's); both read raw and put on X's share
   basis (split between them applied). It multiplies the prices (not volumes) of every bar
@@ -227,7 +228,8 @@ def security_on(listings: Sequence[Listing], ticker: str, day: dt.date) -> str |
 def dividend_events(
     download: Download, symbols: Sequence[str], listings: Sequence[Listing], splits: pl.DataFrame
 ) -> pl.DataFrame:
-    """(security_id, ex-date, 1.0, 1 - cash / previous close) of each cash dividend."""
+    """(security_id, ex-date, 1.0, 1 - cash / previous close) of each ex-date of a security,
+    cash the sum of its dividends going ex that day."""
     # once each, also from files fetched before dividends were de-duplicated on write; the
     # read behind reference(): symbols without dividends units are warned of, not refused
     dividends = (
@@ -236,10 +238,17 @@ def dividend_events(
         .drop_nulls()
         .collect()
     )
-    owned = [
-        (security_on(listings, ticker, ex), ticker, ex, cash) for ticker, ex, cash in dividends.iter_rows()
-    ]
-    owned = [row for row in owned if row[0] is not None]  # a dividend of no known company
+    # one distribution per (security, ex-date): a regular and a special dividend going ex
+    # together are 1 - (D1 + D2) / P, not (1 - D1/P)(1 - D2/P), which leaves the pre-ex
+    # prices too high; summed before the ratio (the first one's symbol kept, for messages)
+    summed: dict[tuple[str, dt.date], tuple[str, float]] = {}
+    for ticker, ex, cash in dividends.iter_rows():
+        security = security_on(listings, ticker, ex)
+        if security is None:  # a dividend of no known company
+            continue
+        first_ticker, total = summed.get((security, ex), (ticker, 0.0))
+        summed[(security, ex)] = (first_ticker, total + cash)
+    owned = [(security, ticker, ex, cash) for (security, ex), (ticker, cash) in summed.items()]
     if not owned:
         return pl.DataFrame(schema=_EVENTS)
     closes = _previous_closes(

@@ -105,6 +105,23 @@ def test_two_cash_dividends_on_one_ex_date_adjust_by_their_sum(folder):
     assert total.filter(session < TWOD_EX)["close"][-1] == pytest.approx(previous - sum(TWOD_CASH), abs=1e-9)
 
 
+def test_the_stand_in_factor_of_two_dividends_on_one_ex_date_is_of_their_sum(folder, market):
+    """The stand-in's historical_adjustment_factor follows the same rule as the library: both
+    of TWOD's records of 2024-02-14 carry 1 - (0.05 + 0.30) / P, which is what adjusting on
+    read applies to the bars before it."""
+    with _open(folder) as dl:
+        raw = dl.bars("day", tickers=["TWOD"]).collect()
+        total = dl.bars("day", tickers=["TWOD"], adjust="splits+dividends").collect()
+    session = _session(raw)
+    previous = raw.filter(session < TWOD_EX)["close"][-1]
+    records = market.dividend_records("TWOD")
+    assert sorted(r["cash_amount"] for r in records) == sorted(TWOD_CASH)
+    for record in records:
+        assert record["historical_adjustment_factor"] == pytest.approx(1 - sum(TWOD_CASH) / previous, abs=1e-6)
+    got = (total["close"] / raw["close"]).filter(session < TWOD_EX)
+    assert (got - records[0]["historical_adjustment_factor"]).abs().max() < 1e-6
+
+
 def test_the_previous_close_is_the_last_session_before_the_ex_date_not_an_older_day_bar(folder, market):
     """STALE goes ex 0.40 on Monday 2024-01-08. Its last session before is Friday 01-05
     (its minute bars are there); its 2024 day unit is not fetched yet, so the newest day

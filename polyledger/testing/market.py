@@ -645,7 +645,9 @@ class SyntheticMarket:
         """/stocks/v1/dividends results of one ticker (None: all), by ticker, newest first.
 
         historical_adjustment_factor is the product of (1 - cash / previous close) over this
-        dividend and every later one of the listing, both split-adjusted to today's share basis.
+        dividend's ex-date and every later one of the listing, both split-adjusted to today's
+        share basis; cash is the sum of the dividends going ex that day (each of their records
+        has the day's factor).
         """
         out = []
         for symbol in [ticker] if ticker is not None else self.tickers:
@@ -658,12 +660,17 @@ class SyntheticMarket:
         out = []
         for listing in reversed(self._symbols.get(symbol, ())):
             factor = 1.0
-            for div in sorted(listing.dividends, key=lambda x: x.ex_dividend_date)[::-1]:
-                cash = div.cash_amount * self._later_split_factor(listing, div.ex_dividend_date)
-                close = self._close_before(symbol, div.ex_dividend_date)
-                if close:
-                    factor *= max(0.0, 1.0 - cash / close)
-                out.append(self._dividend_record(symbol, self._keys[listing], div, cash, factor))
+            newest_first = sorted(listing.dividends, key=lambda x: x.ex_dividend_date)[::-1]
+            for ex in sorted({div.ex_dividend_date for div in newest_first}, reverse=True):
+                same_day = [div for div in newest_first if div.ex_dividend_date == ex]
+                later_splits = self._later_split_factor(listing, ex)
+                close = self._close_before(symbol, ex)
+                if close:  # dividends going ex together are one distribution: 1 - (D1 + D2) / P
+                    total = sum(div.cash_amount for div in same_day) * later_splits
+                    factor *= max(0.0, 1.0 - total / close)
+                for div in same_day:  # each record of the day: the factor of the day's total
+                    cash = div.cash_amount * later_splits
+                    out.append(self._dividend_record(symbol, self._keys[listing], div, cash, factor))
         return tuple(out)
 
     def _split_record(self, ticker: str, split: Split, factor: float) -> dict:

@@ -10,12 +10,14 @@ Conventions (README "Adjusted on read", docs/research.md):
   r (a 1:4 split: earlier prices / 4, volumes x 4). `transactions` is never adjusted.
 - A cash dividend D with ex-date X is a total-return factor
   f = 1 - D / P (D the sum of the security's cash dividends with that ex-date: a regular
-  and a special one going ex together are one distribution), P the "previous close": the close of the security's last day bar before
-  X (within 14 calendar days), else of its last minute bar before X in that span, under
-  any of its symbols (after a rename, the old one's); both read raw and put on X's share
-  basis (split between them applied). It multiplies the prices (not volumes) of every bar
-  before X, as CRSP's cumulative factor does. A dividend without a previous close, or
-  with D >= P, is left out, with a warning.
+  and a special one going ex together are one distribution), P the "previous close": the
+  close of the security's latest session before X (within 14 calendar days) in its day or
+  minute bars, whichever has the later one (the day bar's close on the same session; a
+  session held only in minute bars, its day unit not fetched yet, beats an older day
+  bar), under any of its symbols (after a rename, the old one's); both read raw and put
+  on X's share basis (split between them applied). It multiplies the prices (not
+  volumes) of every bar before X, as CRSP's cumulative factor does. A dividend without a
+  previous close, or with D >= P, is left out, with a warning.
 - `as_of` = D puts every price on the share (and dividend) basis of day D: bars before D
   get the events in (bar, D], bars after D are divided by the events in (D, bar], so the
   series has no jump anywhere and equals the raw one on D. None (the default): every
@@ -42,6 +44,7 @@ from polyledger.ledger import SETTLED
 from polyledger.ledger.records import in_list
 from polyledger.listings import Listing
 from polyledger.periods import ET
+from polyledger.trading_days import is_trading_day
 
 if TYPE_CHECKING:
     from polyledger.download import Download
@@ -283,17 +286,21 @@ def dividend_events(
 def _previous_closes(
     download: Download, dividends: Sequence[tuple[str, str, dt.date]], listings: Sequence[Listing]
 ) -> dict[tuple[str, dt.date], tuple[dt.date, float]]:
-    """{(security_id, ex-date): (session date, raw close)} of the last bar of the security
-    before each ex-date (within CLOSE_LOOKBACK), under whichever of its symbols it traded
-    then (an ex-date on the first session after a rename closed under the old symbol):
-    day bars first (one read, only the sessions near an ex-date kept), then minute bars
-    for the dividends left without one (a read of the days before each)."""
+    """{(security_id, ex-date): (session date, raw close)} of the security's latest session
+    before each ex-date (within CLOSE_LOOKBACK) across its day and minute bars, under
+    whichever of its symbols it traded then (an ex-date on the first session after a rename
+    closed under the old symbol): day bars first (one read, only the sessions near an
+    ex-date kept), then minute bars for the dividends whose day bar is not of the last
+    trading day before the ex-date (a read of the days before each): a later session held
+    only in minute bars (day units not fetched yet) beats an older day bar. On the same
+    session the day bar's close is kept."""
     found: dict[tuple[str, dt.date], tuple[dt.date, float]] = {}
     for dataset in ("day", "minute"):
         missing = [
             (security, _symbols_before(listings, security, ticker, ex), ex)
             for security, ticker, ex in dividends
-            if (security, ex) not in found
+            # a day bar of the session just before the ex-date is the latest there can be
+            if (security, ex) not in found or found[(security, ex)][0] < _last_trading_day_before(ex)
         ]
         if not missing:
             break
@@ -350,8 +357,17 @@ def _previous_closes(
         for security, ex, session, close in matched.select(
             "security_id", "ex", "session", "close"
         ).iter_rows():
-            found[(security, ex)] = (session, close)
+            if (security, ex) not in found or session > found[(security, ex)][0]:
+                found[(security, ex)] = (session, close)  # only a later session replaces a day bar's
     return found
+
+
+def _last_trading_day_before(day: dt.date) -> dt.date:
+    """The NYSE's last trading day before `day`."""
+    day -= dt.timedelta(days=1)
+    while not is_trading_day(day):
+        day -= dt.timedelta(days=1)
+    return day
 
 
 def _symbols_before(listings: Sequence[Listing], security: str, ticker: str, ex: dt.date) -> list[str]:

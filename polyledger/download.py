@@ -123,7 +123,8 @@ class Download:
         applies the ledger's splits (before each execution date: prices times
         split_from / split_to, volumes divided by it) and cash dividends (before each
         ex-date: prices times 1 - dividend / previous close, the previous close being the
-        last raw day-bar close before it, else the last minute bar's) as the bars are read,
+        raw close of the latest session before it in the day or minute bars, the day
+        bar's on the same session; dividends with one ex-date summed) as the bars are read,
         per security; nothing is rewritten. `as_of` puts every price on that day's share
         basis (default: every event known, as the API's adjusted=true). A download fetched
         adjusted is refused. In full: polyledger/adjust.py, docs/research.md.

@@ -130,7 +130,8 @@ class Download:
         adjusted is refused. In full: polyledger/adjust.py, docs/research.md.
 
         A ticker the ledger has no units of in `dataset` (tickers are case-sensitive) is an
-        InputError, not an empty frame; `tickers=[]` reads nothing."""
+        InputError, not an empty frame; for grouped_daily, a ticker none of its fetched
+        files holds; `tickers=[]` reads nothing."""
         bar_datasets = datasets.names(bars=True)
         if dataset not in bar_datasets:
             raise InputError(f"unknown bar dataset {dataset!r}: choose one of {', '.join(bar_datasets)}")
@@ -155,8 +156,8 @@ class Download:
                     f"its symbols are {', '.join(symbols)}"
                 )
             tickers = [t for t in symbols if tickers is None or t in tickers]
-        elif tickers and not by_date:  # a date-keyed unit holds every symbol: no ticker to check
-            self._check_tickers(dataset, tickers)
+        elif tickers:
+            self._check_tickers(dataset, tickers, first, last)
         return self._read_bars(dataset, tickers, first, last, security, adjust, basis)
 
     def _read_bars(
@@ -401,22 +402,73 @@ class Download:
                 stacklevel=4,
             )
 
-    def _check_tickers(self, dataset: str, tickers: Sequence[str]) -> None:
+    def _check_tickers(
+        self,
+        dataset: str,
+        tickers: Sequence[str],
+        first: dt.date | None = None,
+        last: dt.date | None = None,
+    ) -> None:
         """An InputError naming the tickers the ledger has no `dataset` units of: read, a
-        misspelt or wrongly cased symbol would look like one that never traded."""
-        known = queries.tickers_with_units(self.ledger, dataset, tickers)
+        misspelt or wrongly cased symbol would look like one that never traded. A dataset
+        keyed by date has no unit per ticker: the tickers its fetched files hold instead."""
+        by_date = datasets.get(dataset).keyed_by == "date"
+        if by_date:
+            known = self._tickers_in_files(dataset, tickers, first, last)
+            if known is None:  # nothing fetched: no ticker can be told apart (the read warns)
+                return
+        else:
+            known = queries.tickers_with_units(self.ledger, dataset, tickers)
         unknown = [t for t in dict.fromkeys(tickers) if t not in known]
         if not unknown:
             return
-        # the error's path only: a scan of the dataset's units for the same names in another case
-        cased = queries.tickers_with_units(self.ledger, dataset, unknown, ignore_case=True)
+        # the error's path only: the same names in another case, a scan of the dataset's units
+        # (of its files' tickers, keyed by date)
+        if by_date:
+            cased = self._tickers_in_files(dataset, unknown, None, None, ignore_case=True) or set()
+        else:
+            cased = queries.tickers_with_units(self.ledger, dataset, unknown, ignore_case=True)
         hint = f"; did you mean {some_of(sorted(cased))}?" if cased else ""
         if any("," in t for t in unknown):
             hint += "; one symbol per item of the list"
+        held = "bars" if by_date else "units"
         raise InputError(
-            f"the ledger has no {dataset} units of {some_of(unknown)} (tickers are case-sensitive{hint}): "
+            f"the ledger has no {dataset} {held} of {some_of(unknown)} (tickers are case-sensitive{hint}): "
             "see .units() and .listings()"
         )
+
+    def _tickers_in_files(
+        self,
+        dataset: str,
+        tickers: Sequence[str],
+        first: dt.date | None,
+        last: dt.date | None,
+        *,
+        ignore_case: bool = False,
+    ) -> set[str] | None:
+        """Which of `tickers` the `done` files of a date-keyed dataset hold (None: it has
+        none): first those of [first, last], the read's own files (the `ticker` column
+        only, filtered); only for a ticker not there (one that did not trade in the span,
+        or a misspelt one), the dataset's other files. `ignore_case`: the tickers that
+        match one but for case (ASCII)."""
+        selected = _files(self._selected(dataset, None, first, last))
+        everything = _files(self._selected(dataset, None, None, None)) if first or last else selected
+        if not everything:
+            return None
+
+        def spelt(name: str) -> str:
+            return name.upper() if ignore_case else name
+
+        column = pl.col("ticker").str.to_uppercase() if ignore_case else pl.col("ticker")
+        found: set[str] = set()  # as the files spell them
+        for files in (selected, sorted(set(everything) - set(selected))):
+            seen = {spelt(held) for held in found}
+            wanted = list(dict.fromkeys(spelt(t) for t in tickers if spelt(t) not in seen))
+            if not files or not wanted:
+                continue
+            scan = self.store.scan_parquet(files, hive_partitioning=False).select("ticker")
+            found |= set(scan.filter(column.is_in(wanted)).unique().collect()["ticker"].to_list())
+        return found
 
 
 def _upgraded_on_read(frame: pl.LazyFrame, listings: Sequence[Listing]) -> pl.LazyFrame:

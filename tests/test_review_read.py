@@ -182,3 +182,22 @@ def test_a_security_without_units_of_the_dataset_is_not_a_silent_empty_frame(fol
             except InputError:
                 return  # told: fine
     assert caught, f"{read.height} day bars of {security}, no error, no warning"
+
+
+def test_grouped_daily_tickers_are_checked_against_the_tickers_its_files_hold(folder):
+    """grouped_daily has no unit per ticker: a ticker is known when its fetched files hold
+    it, in the read's span or, failing that, on any other fetched day (a symbol that did
+    not trade in the span is not an error, as with units of another period)."""
+    with _open(folder) as dl:
+        with pytest.raises(InputError) as cased:
+            dl.bars("grouped_daily", tickers=["TWOD", "twod"])
+        with pytest.raises(InputError, match=r"no grouped_daily bars of 'NOPE' \(tickers are case-sensitive\)"):
+            dl.bars("grouped_daily", tickers=["NOPE"], start="2024-03-04", end="2024-03-05")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # days planned in no unit: warned of, not refused
+            later = dl.bars("grouped_daily", tickers=["TWOD"], start="2024-05-01", end="2024-05-31")
+        assert later.collect().height == 0
+        assert dl.bars("grouped_daily", tickers=["MINO"], start="2024-03-08").collect().height == 1
+    message = str(cased.value)
+    assert "no grouped_daily bars of 'twod'" in message and "did you mean 'TWOD'?" in message
+    assert "\n" not in message

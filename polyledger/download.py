@@ -131,7 +131,8 @@ class Download:
 
         A ticker the ledger has no units of in `dataset` (tickers are case-sensitive) is an
         InputError, not an empty frame; for grouped_daily, a ticker none of its fetched
-        files holds; `tickers=[]` reads nothing."""
+        files holds; so is a `security` none of whose symbols has units of `dataset`;
+        `tickers=[]` reads nothing."""
         bar_datasets = datasets.names(bars=True)
         if dataset not in bar_datasets:
             raise InputError(f"unknown bar dataset {dataset!r}: choose one of {', '.join(bar_datasets)}")
@@ -154,6 +155,15 @@ class Download:
                 raise InputError(
                     f"security {security!r} never traded as {some_of(strays)}: "
                     f"its symbols are {', '.join(symbols)}"
+                )
+            if tickers:  # named: each is checked, as in a read by ticker
+                self._check_tickers(dataset, tickers)
+            # as a read by ticker, a security none of whose symbols has units of the dataset
+            # (none fetched) is an error, not an empty frame read as a company that never traded
+            elif tickers is None and not queries.tickers_with_units(self.ledger, dataset, symbols):
+                raise InputError(
+                    f"the ledger has no {dataset} units of security {security!r} (its symbols: "
+                    f"{', '.join(symbols)}): see .units() and .listings()"
                 )
             tickers = [t for t in symbols if tickers is None or t in tickers]
         elif tickers:

@@ -201,3 +201,20 @@ def test_grouped_daily_tickers_are_checked_against_the_tickers_its_files_hold(fo
     message = str(cased.value)
     assert "no grouped_daily bars of 'twod'" in message and "did you mean 'TWOD'?" in message
     assert "\n" not in message
+
+
+def test_a_read_by_security_refuses_as_a_read_by_ticker_does(folder):
+    """The security read's error names the security and its symbols, on one line; naming
+    a symbol of it too is checked as a read by ticker is; `tickers=[]` still reads nothing."""
+    with _open(folder) as dl:
+        security = dl.listings(tickers=["MINO"])["security_id"].item()
+        with pytest.raises(InputError) as refused:
+            dl.bars("day", security=security)
+        with pytest.raises(InputError, match="no day units of 'MINO'"):
+            dl.bars("day", security=security, tickers=["MINO"])
+        assert dl.bars("day", security=security, tickers=[]).collect().height == 0
+        twod = dl.listings(tickers=["TWOD"])["security_id"].item()
+        assert dl.bars("day", security=twod).collect().height > 0
+    assert str(refused.value) == (
+        f"the ledger has no day units of security '{security}' (its symbols: MINO): see .units() and .listings()"
+    )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +78,10 @@ class Download:
             pl.col("period_start", "period_end").str.to_date()
         )
 
-    def listings(self, *, tickers: Sequence[str] | None = None, security: str | None = None) -> pl.DataFrame:
+    def listings(self, *, tickers: Iterable[str] | None = None, security: str | None = None) -> pl.DataFrame:
         """The ledger's listings: each symbol's windows (first and last session date; null
         = unbounded) and the security each belongs to, with how its id was made (`link`)."""
-        if isinstance(tickers, str):
-            tickers = [tickers]
+        tickers = _ticker_list(tickers)
         rows = self.ledger.listings(security_id=security, tickers=tickers)
         return pl.DataFrame(
             [listing.__dict__ for listing in rows],
@@ -103,7 +102,7 @@ class Download:
         self,
         dataset: str = "minute",
         *,
-        tickers: Sequence[str] | None = None,
+        tickers: Iterable[str] | None = None,
         start: dt.date | str | None = None,
         end: dt.date | str | None = None,
         security: str | None = None,
@@ -141,8 +140,7 @@ class Download:
         first, last = _date(start, "start"), _date(end, "end")
         if first is not None and last is not None and first > last:
             raise InputError(f"start {first} is after end {last}")
-        if isinstance(tickers, str):  # one ticker given bare: `tickers="AAPL"`
-            tickers = [tickers]
+        tickers = _ticker_list(tickers)
         by_date = datasets.get(dataset).keyed_by == "date"
         if security is not None:
             if by_date:  # the whole market's bars, attributed to no listing: none would match
@@ -324,13 +322,12 @@ class Download:
             frame = frame.sort("ticker", "timestamp", maintain_order=True)
         return frame.select(list(STORED_BAR_SCHEMA))
 
-    def reference(self, dataset: str, *, tickers: Sequence[str] | None = None) -> pl.LazyFrame:
+    def reference(self, dataset: str, *, tickers: Iterable[str] | None = None) -> pl.LazyFrame:
         """Splits, dividends or ticker details of `done` units, lazily; tickers as in bars()."""
         reference = datasets.names(bars=False)
         if dataset not in reference:
             raise InputError(f"unknown reference dataset {dataset!r}: choose one of {', '.join(reference)}")
-        if isinstance(tickers, str):  # as in bars(): not a list of its letters
-            tickers = [tickers]
+        tickers = _ticker_list(tickers)
         if tickers:
             self._check_tickers(dataset, tickers)
         return self._read_reference(dataset, tickers)
@@ -479,6 +476,27 @@ class Download:
             scan = self.store.scan_parquet(files, hive_partitioning=False).select("ticker")
             found |= set(scan.filter(column.is_in(wanted)).unique().collect()["ticker"].to_list())
         return found
+
+
+def _ticker_list(tickers: Iterable[str] | None) -> list[str] | None:
+    """`tickers` as a list, read once: one ticker given bare (`"AAPL"`, not a list of its
+    letters), or any iterable of strings (a generator, a polars Series, a numpy array),
+    which the checks and the read would otherwise each go through (a spent generator reads
+    nothing; a Series' truth is ambiguous). Anything else is a one-line InputError."""
+    if tickers is None:
+        return None
+    if isinstance(tickers, str):
+        return [tickers]
+    try:
+        names = list(tickers)
+    except TypeError:
+        raise InputError(
+            f"invalid tickers {type(tickers).__name__}: give a ticker or a list of tickers"
+        ) from None
+    odd = [name for name in names if not isinstance(name, str)]  # an int, a null of a Series
+    if odd:
+        raise InputError(f"invalid ticker {odd[0]!r} ({type(odd[0]).__name__}): tickers are strings")
+    return [str(name) for name in names]  # numpy's str_ as str
 
 
 def _upgraded_on_read(frame: pl.LazyFrame, listings: Sequence[Listing]) -> pl.LazyFrame:

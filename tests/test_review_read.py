@@ -117,7 +117,9 @@ def test_the_stand_in_factor_of_two_dividends_on_one_ex_date_is_of_their_sum(fol
     records = market.dividend_records("TWOD")
     assert sorted(r["cash_amount"] for r in records) == sorted(TWOD_CASH)
     for record in records:
-        assert record["historical_adjustment_factor"] == pytest.approx(1 - sum(TWOD_CASH) / previous, abs=1e-6)
+        assert record["historical_adjustment_factor"] == pytest.approx(
+            1 - sum(TWOD_CASH) / previous, abs=1e-6
+        )
     got = (total["close"] / raw["close"]).filter(session < TWOD_EX)
     assert (got - records[0]["historical_adjustment_factor"]).abs().max() < 1e-6
 
@@ -191,7 +193,9 @@ def test_grouped_daily_tickers_are_checked_against_the_tickers_its_files_hold(fo
     with _open(folder) as dl:
         with pytest.raises(InputError) as cased:
             dl.bars("grouped_daily", tickers=["TWOD", "twod"])
-        with pytest.raises(InputError, match=r"no grouped_daily bars of 'NOPE' \(tickers are case-sensitive\)"):
+        with pytest.raises(
+            InputError, match=r"no grouped_daily bars of 'NOPE' \(tickers are case-sensitive\)"
+        ):
             dl.bars("grouped_daily", tickers=["NOPE"], start="2024-03-04", end="2024-03-05")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # days planned in no unit: warned of, not refused
@@ -218,3 +222,33 @@ def test_a_read_by_security_refuses_as_a_read_by_ticker_does(folder):
     assert str(refused.value) == (
         f"the ledger has no day units of security '{security}' (its symbols: MINO): see .units() and .listings()"
     )
+
+
+def test_tickers_may_be_any_iterable_of_strings_read_once(folder):
+    """A generator was spent by the check and read 0 rows; a polars Series or a numpy array
+    raised "truth value is ambiguous". Any iterable of strings is read once; anything else
+    is a one-line InputError."""
+    import numpy as np
+
+    with _open(folder) as dl:
+        want = dl.bars("day", tickers=["TWOD"]).collect()
+        assert want.height > 0
+        given = {
+            "generator": (t for t in ["TWOD"]),
+            "polars Series": pl.Series(["TWOD"]),
+            "numpy array": np.array(["TWOD"]),
+            "tuple": ("TWOD",),
+        }
+        for kind, tickers in given.items():
+            assert dl.bars("day", tickers=tickers).collect().equals(want), kind
+        assert dl.bars("day", tickers=pl.Series([], dtype=pl.String)).collect().height == 0  # as []
+        assert dl.reference("dividends", tickers=pl.Series(["TWOD"])).collect().height == 2
+        assert dl.listings(tickers=(t for t in ["TWOD"])).height == 1
+        for bad, match in (
+            (5, "invalid tickers int"),
+            ([5], "invalid ticker 5"),
+            (pl.Series([None, "TWOD"]), "invalid ticker None"),
+        ):
+            with pytest.raises(InputError, match=match) as refused:
+                dl.bars("day", tickers=bad)
+            assert "\n" not in str(refused.value)

@@ -1,7 +1,7 @@
 """Rate control: how soon processes on one key use its limit, and how many 429s it costs.
 
     python bench/ratelimit.py [--limits 1,10:5:2,100] [--processes 1,2,3] [--seconds 30]
-    python bench/ratelimit.py --simulate
+    python bench/ratelimit.py --simulate [--gaps 0,0.5,2,5]
 
 Against the stand-in (its own process) limiting the key to R requests/s (`R:B:K`: a bucket
 of B requests, Retry-After on every K-th 429 only), N processes run on ONE ledger (as
@@ -14,13 +14,16 @@ and <= 2% 429s).
 
 `--simulate` prints the same table from `polyledger.testing.ratesim` (the real limiter
 on a virtual clock; a server bucket of a second's worth of requests, Retry-After 1 s): it
-covers keys too slow to measure in real time (5 requests/minute over an hour).
+covers keys too slow to measure in real time (5 requests/minute over an hour). With
+`--gaps`, each case is run with the processes started that many seconds apart (real
+processes start 0.5-5 s apart: imports, the ledger's board), in a column of its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import subprocess
 import sys
@@ -39,7 +42,6 @@ from polyledger.storage import BarStore
 KEY = "ratelimit-key"
 SETTLE_SECONDS = 10.0  # the issue's "within 10 s of the start"
 SAMPLE_SECONDS = 0.25
-GAP = 0.0
 MONTH = (dt.date(2023, 3, 1), dt.date(2023, 3, 31))
 
 
@@ -130,32 +132,35 @@ def real(limits: list[str], counts: list[int], seconds: float) -> None:
                     )
 
 
-def simulated() -> None:
+def simulated(gaps: list[float] | None = None) -> None:
     from polyledger.testing.ratesim import simulate_shared_key
 
-    print("| key (R/s) | hosts | start | accepted from 10 s / R | 429s | 429s from 10 s | seconds |")
-    print("|---|---|---|---|---|---|---|")
+    columns = "| key (R/s) | hosts | start | accepted from 10 s / R | 429s | 429s from 10 s | seconds |"
+    print(columns if gaps is None else "| start gap s " + columns)
+    print("|---" * (7 if gaps is None else 8) + "|")
     for limit in (5 / 60, 1.0, 5.0, 10.0, 20.0, 100.0):
         seconds = max(60.0, 300.0 / limit)
-        for hosts in (1, 2, 3):
-            for warm in (False, True):
-                key = simulate_shared_key(
-                    limit=limit,
-                    hosts=hosts,
-                    start_rate=100.0,
-                    seconds=seconds,
-                    workers=8,
-                    retry_after=1.0,
-                    retry_after_every=2 if limit == 10 else 1,
-                    server_burst=5 if limit == 10 else None,
-                    learned=limit if warm else None,
-                    host_start_gap=GAP,
-                )
-                print(
-                    f"| {limit:.3g} | {hosts} | {'learned' if warm else 'cold'} | "
-                    f"{key.ok_rate(SETTLE_SECONDS, seconds) / limit:.2f} | {key.throttled_share():.1%} | "
-                    f"{key.throttled_share(SETTLE_SECONDS):.1%} | {seconds:.0f} |"
-                )
+        for hosts, gap, warm in itertools.product((1, 2, 3), gaps or [0.0], (False, True)):
+            if hosts == 1 and gap:
+                continue  # one process: nothing to stagger
+            key = simulate_shared_key(
+                limit=limit,
+                hosts=hosts,
+                start_rate=100.0,
+                seconds=seconds,
+                workers=8,
+                retry_after=1.0,
+                retry_after_every=2 if limit == 10 else 1,
+                server_burst=5 if limit == 10 else None,
+                learned=limit if warm else None,
+                host_start_gap=gap,
+            )
+            print(
+                ("" if gaps is None else f"| {gap:g} ")
+                + f"| {limit:.3g} | {hosts} | {'learned' if warm else 'cold'} | "
+                f"{key.ok_rate(SETTLE_SECONDS, seconds) / limit:.2f} | {key.throttled_share():.1%} | "
+                f"{key.throttled_share(SETTLE_SECONDS):.1%} | {seconds:.0f} |"
+            )
 
 
 def main() -> None:
@@ -164,12 +169,13 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2,3")
     parser.add_argument("--seconds", type=float, default=30.0, help="about how long each run lasts")
     parser.add_argument("--simulate", action="store_true")
+    parser.add_argument("--gaps", help="--simulate: processes started this many seconds apart, e.g. 0,0.5,2,5")
     parser.add_argument("--child", nargs=3, metavar=("URL", "LEDGER", "DATA"))
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
     elif args.simulate:
-        simulated()
+        simulated(None if args.gaps is None else [float(gap) for gap in args.gaps.split(",")])
     else:
         real(args.limits.split(","), [int(n) for n in args.processes.split(",")], args.seconds)
 

@@ -18,6 +18,7 @@ from polyledger.polygon.keyshare import (
     LEARNED_FOR_SECONDS,
     KeyShare,
     LedgerBoard,
+    SYNC_SECONDS,
     Member,
     MemoryBoard,
     key_id,
@@ -193,3 +194,82 @@ def test_a_later_run_on_the_key_starts_at_the_limit_an_earlier_run_learned(ledge
     alongside._join_key()
     assert (alongside.limiter.leading, alongside.limiter.members, alongside.limiter.index) == (False, 2, 1)
     assert alongside.limiter.rate == later.limiter.rate
+
+
+# Staggered joins (processes starting 0.5-5 s apart, as real ones do): a join must not put
+# two requests closer than the key's spacing, nor be taken for evidence of a lower limit.
+
+
+def test_a_newcomer_takes_no_slot_until_the_leader_has_made_room_for_it():
+    clock = Clock()
+    board = MemoryBoard(clock)
+    first, second = shares_on(board, clock, 2)  # a key of 1/s: the grid of two at 1.0
+    leader = first.limiter
+    clock.now = leader.anchor + 1.8  # just before a slot that is the leader's on that grid
+    newcomer = KeyShare(board, "p2", RateLimiter(1.0, clock=clock))
+    newcomer.sync()  # reads the leader's grid of two (it has not seen the newcomer yet)
+    generation, joined = newcomer.limiter.generation, clock.now
+    # a slot on that grid is another's: none due before the newcomer reads the next grid
+    assert clock.now + newcomer.limiter.reserve() > joined + SYNC_SECONDS
+    clock.now = joined + 0.2
+    first.sync()  # the leader makes room: a grid of three
+    second.sync()
+    clock.now = joined + SYNC_SECONDS
+    newcomer.sync()
+    assert newcomer.limiter.generation != generation  # the slot taken on the old grid is void
+    assert (newcomer.limiter.rate, newcomer.limiter.anchor, newcomer.limiter.members) == (
+        leader.rate,
+        leader.anchor,
+        3,
+    )
+    own = clock.now + newcomer.limiter.reserve()
+    assert round((own - leader.anchor) * leader.rate) % 3 == 2  # its own place in each round
+
+
+def test_the_leaders_new_grid_keeps_the_keys_spacing_from_a_followers_last_request():
+    clock = Clock()
+    board = MemoryBoard(clock)
+    first, second = shares_on(board, clock, 2)
+    leader, follower = first.limiter, second.limiter
+    # on the grid of two at 1/s the leader sends at even slots, the follower at odd ones
+    clock.now = leader.anchor
+    sent = clock.now + leader.reserve()
+    leader.used(sent)
+    clock.now = sent + 1.0
+    sent_by_follower = clock.now + follower.reserve()
+    follower.used(sent_by_follower)
+    clock.now = sent_by_follower + 0.3  # a third process joins; the leader regrids at its sync
+    KeyShare(board, "p2", RateLimiter(1.0, clock=clock)).sync()
+    first.sync()
+    assert leader.members == 3
+    assert clock.now + leader.reserve() >= sent_by_follower + 1.0 / leader.rate - 1e-9
+
+
+def test_a_429_on_a_grid_keeps_this_processs_next_slot():
+    clock = Clock()
+    first, second = shares_on(MemoryBoard(clock), clock, 2, rate=10.0)
+    follower = second.limiter
+    clock.now = 1.2
+    slot = clock.now + follower.reserve()
+    follower.used(slot)
+    clock.now = slot + 0.04  # the answer, a round trip later: 429, Retry-After: 0
+    follower.on_throttled(0.0)
+    following = clock.now + follower.reserve()
+    # its next slot on the grid, one of its spacings after the refused one: not a round later
+    assert following == pytest.approx(slot + follower.members / follower.rate)
+
+
+def test_a_followers_429_at_a_rate_the_leader_already_cut_is_not_decided_again():
+    clock = Clock()
+    leader, follower = shares_on(MemoryBoard(clock), clock, 2, rate=10.0)
+    clock.now = 1.2
+    leader.limiter.on_throttled(None)  # the leader cuts: 10 -> 5
+    assert leader.limiter.rate == 5.0
+    clock.now = 1.5
+    follower.limiter.on_throttled(None)  # still at 10/s: it follows the cut at its next sync
+    clock.now = 2.0
+    leader.sync()
+    follower.sync()  # publishes its 429, at 10/s
+    clock.now = 3.0
+    leader.sync()
+    assert leader.limiter.rate == 5.0  # not 2.5: the follower's 429 is what the cut was for

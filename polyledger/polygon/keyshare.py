@@ -176,7 +176,10 @@ class KeyShare:
         refused_elsewhere = False
         for m in members:
             if m.member != self.member:
-                refused_elsewhere |= m.throttled > self._others_throttled.get(m.member, m.throttled)
+                # a 429 at a rate above the leader's now (the follower had not yet taken the
+                # leader's last cut) says nothing the leader did not act on
+                refused = m.throttled > self._others_throttled.get(m.member, m.throttled)
+                refused_elsewhere |= refused and m.rate <= rate * (1.0 + 1e-9)
                 self._others_throttled[m.member] = m.throttled
         names = [m.member for m in members]
         if not names or names[0] == self.member:

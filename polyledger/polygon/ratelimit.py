@@ -57,6 +57,9 @@ WINDOW_REQUESTS = 8
 # allows (more than a server's burst could have let through above its limit)
 HOLD_SECONDS = 10.0
 HOLD_REQUESTS = 2
+# a newcomer on a grid takes no slot until the leader has made room for it: at most this long
+# (two syncs of `keyshare`; the leader makes room at its next sync)
+JOIN_HOLD = 2.0
 
 
 def _wait_on(condition: threading.Condition, timeout: float) -> None:
@@ -112,6 +115,10 @@ class RateLimiter:
         self.anchor = now
         self._gridded_at = now  # when `members` last changed, and what it was before
         self._members_before = 1
+        # a follower just joined: the leader's grid it read (rate, anchor), and until when it
+        # takes no slot unless the leader publishes another grid
+        self._joining: tuple[float, float] | None = None
+        self._joining_until = 0.0
 
     def _bounded(self, rate: float, members: int) -> float:
         return max(self.min_rate, min(self.ceiling * members, rate))
@@ -141,13 +148,16 @@ class RateLimiter:
     def _reserve_on_grid(self, now: float) -> float:
         # the first slot of this process (j = index mod members) not before `earliest`;
         # no catch-up on a grid: a slot left unused is another process's room
+        slot = self._own_slot(max(now, self._paused_until, self._next_slot, self._joining_until))
+        self._next_slot = slot + 1.0 / self.rate  # the next call snaps to this process's next slot
+        return max(0.0, slot - now)
+
+    def _own_slot(self, earliest: float) -> float:
+        """The first slot of this process's on its grid not before `earliest`."""
         spacing = 1.0 / self.rate
-        earliest = max(now, self._paused_until, self._next_slot)
         j = math.ceil((earliest - self.anchor) / spacing - 1e-9)
         j += (self.index - j) % self.members
-        slot = self.anchor + j * spacing
-        self._next_slot = slot + spacing  # the next call snaps to this process's next slot
-        return max(0.0, slot - now)
+        return self.anchor + j * spacing
 
     def _set_rate(self, rate: float, now: float) -> None:
         """A new key rate. On a grid, the leader's new grid starts at the next slot of the
@@ -245,7 +255,11 @@ class RateLimiter:
             # slots taken at the old rate are void: the schedule starts again after the pause,
             # and never sooner than one spacing at the new rate (a short Retry-After must not
             # let each 429 release the next request early)
-            self._next_slot = max(self._paused_until, now + self.members / self.rate)
+            # (on a grid: one of this process's spacings after its last request, not after the
+            # answer, which came a round trip later: that would skip its next slot, a round)
+            used = self._last_used
+            after = used if self.members > 1 and float("-inf") < used <= now else now
+            self._next_slot = max(self._paused_until, after + self.members / self.rate)
             self.generation += 1
             self._changed.notify_all()
 
@@ -349,8 +363,12 @@ class RateLimiter:
             if not self.leading:
                 self._others.clear()  # counts read as a follower measured another leader's key
             if members != self.members or not self.leading:
-                # the new grid starts no sooner than a spacing after this one's last request
-                self._regrid(members, 0, max(now, self._last_used + 1.0 / self.rate))
+                # the new grid starts no sooner than a spacing after this one's last request,
+                # at a slot that was this process's on the grid the others are still on (until
+                # their next sync): a slot of the key's lattice nobody else takes
+                earliest = max(now, self._last_used + 1.0 / self.rate)
+                anchor = self._own_slot(earliest) if self.members > 1 else earliest
+                self._regrid(members, 0, anchor)
             self.leading = True
             if self._target is not None:
                 self._set_rate(self._target, now)
@@ -360,6 +378,19 @@ class RateLimiter:
         """Another process leads: the key's `rate` and grid are its, this process takes
         place `index` in each round of `members` slots."""
         with self._lock:
+            now = self._clock()
+            if self.leading and self._last_used == float("-inf"):
+                # a newcomer (nothing sent yet): the grid read was the leader's before it knew
+                # of this process, and its slots are all taken; take none until the leader
+                # publishes another (at its next sync), or for JOIN_HOLD at most
+                self._joining = (rate, anchor)
+                self._joining_until = now + JOIN_HOLD
+            elif self._joining is not None and (
+                (rate, anchor) != self._joining or now >= self._joining_until
+            ):
+                self._joining, self._joining_until = None, 0.0
+                self.generation += 1  # waiters take slots on the grid that has room for them
+                self._changed.notify_all()
             self.leading = False
             self.known = known
             rate = self._bounded(rate, members)

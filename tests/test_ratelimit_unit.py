@@ -478,3 +478,44 @@ def test_before_the_board_says_successes_before_a_newcomer_count_at_the_share_of
     own_before = sum(1 for i in range(1, 31) if 0.1 * i >= 3.6 - window - 1e-9)
     assert leader.known == pytest.approx((own_before + 2 * 3) / window)
     assert leader.known == pytest.approx(10, rel=0.05)
+
+
+def test_on_a_grid_a_429_within_a_window_of_a_measurement_confirms_it_and_cuts_by_the_margin():
+    """Problem B: a slow key's window on a grid is long (8 key requests: 24 s at 1/s for 3
+    processes); a 429 a few seconds after a measurement would count a window holding that
+    decision's pause and cut and the start's slack, read low, and make a low reading the
+    known limit (then climbed back at CLIMB: minutes). It confirms the measurement instead."""
+    limiter, clock, _ = limiter_at(10, start=1.0)
+    limiter.lead(3)
+    limiter.note_others(0)
+    successes(limiter, clock, [1.0, 4.0, 7.0])
+    clock.now = 8.0
+    limiter.note_others(5)
+    limiter.on_throttled(None)  # 3 own + the others' 5 in 8 s: the key accepted 1/s
+    assert limiter.measurements == 1 and limiter.known == pytest.approx(1.0)
+    measured_rate = limiter.rate
+    successes(limiter, clock, [10.0])
+    clock.now = 13.0  # 5 s on: far younger than the window
+    limiter.on_throttled(None)
+    assert limiter.measurements == 1  # not measured again
+    assert limiter.rate == pytest.approx(BELOW_ACCEPTED * measured_rate)  # the margin off the rate
+    # the limit: over the new rate, and not over the measurement it confirms
+    assert limiter.rate <= limiter.known <= 1.0
+    window = limiter._window()  # at the rate in force now
+    successes(limiter, clock, [14.0 + 3.0 * i for i in range(int(window / 3.0))])
+    clock.now = 8.0 + window + 1.0
+    limiter.note_others(25)
+    limiter.on_throttled(None)  # a window after the measurement: measured again
+    assert limiter.measurements == 2
+
+
+def test_alone_a_429_soon_after_a_measurement_measures_again():
+    """Alone the window counts from its first success (no start's slack): every 429 measures."""
+    limiter, clock, _ = limiter_at(10, start=10)
+    successes(limiter, clock, [0.1 * i for i in range(1, 21)])
+    clock.now = 2.5
+    limiter.on_throttled(None)
+    successes(limiter, clock, [3.6 + 0.1 * i for i in range(10)])
+    clock.now = 4.6
+    limiter.on_throttled(None)
+    assert limiter.measurements == 2

@@ -23,6 +23,15 @@ How the rate is found (by the process leading the key; the others follow it):
   run's first seconds) holds the start's slack: no margin is taken off what it read, but
   a 429 always cuts to at most 0.9 of the rate (that window may hold the server's first
   bucket too).
+- On a grid a window is long (8 key requests: 24 s at 1/s for 3 processes). A 429 within a
+  window of the last measurement, with no other cut between, at a rate the reading would
+  cut by at most MAX_CUT, would count a window holding that decision's pause and cut, and
+  the start's slack: it reads low (0.6-0.8 of a 1/s key) and, made the known limit, is
+  climbed back from at CLIMB, minutes. It confirms the measurement instead: the limit is
+  under the rate that drew it and over what the key accepted; the rate is cut by the
+  margin (BELOW_ACCEPTED) and the limit known is the higher of the reading and that rate.
+  The next measurement waits for a window after the last one. Alone, the window counts
+  from its first success (no start's slack): every 429 measures.
 - Nothing refused yet: the rate is `--rate`. After a first cut, with nothing measured, it
   climbs by `SEEK` a second until the next 429 measures the limit.
 - At most one decision per second however many 429s arrive together; everyone pauses for
@@ -99,6 +108,7 @@ class RateLimiter:
         self._last_used = float("-inf")  # the slot of the last request sent
         self._paused_until = 0.0
         self._decided_at: float | None = None  # the last 429 decision
+        self._measured_at: float | None = None  # the last decision that measured the limit
         self._rate_since = now  # when the rate in force was set
         self._ok_at_rate = 0  # requests accepted key-wide since (this process's times members)
         self._held: float | None = None  # the highest rate in force HOLD_SECONDS since the last 429
@@ -306,13 +316,30 @@ class RateLimiter:
         if from_held:
             accepted = self._held
         self._held, self._rate_since, self._ok_at_rate = None, now, 0
-        if last is None and self.known is None:
+        measured = self._measured_at
+        if (
+            measured is not None
+            and self.members > 1
+            and self.known is not None
+            and now - measured < self._window()
+            and accepted >= (1.0 - MAX_CUT) * self.rate
+        ):
+            # a 429 within a window of the last measurement (on a grid), no other cut since,
+            # a reading that would cut by at most MAX_CUT: its window spans that decision's
+            # pause and cut, and the start's slack, and reads low. It confirms the
+            # measurement, a little high: the limit is under the rate that drew this 429
+            # and over what the key accepted
+            rate = BELOW_ACCEPTED * self.rate
+            self.known = max(accepted, rate)
+        elif last is None and self.known is None:
             # a first 429: what came through so far was mostly the server's initial burst,
             # which says nothing of its rate; halve, and measure at the next one
             rate = FIRST_CUT * self.rate
+            self._measured_at = None
         elif seen >= MIN_MEASURED:
             self.known = accepted
             self.measurements += 1
+            self._measured_at = now
             # at most MAX_CUT off at once: a window miscounted low (the others' counts lag
             # a sync) costs a second more of 429s, not minutes far under the limit
             # a window not yet full (on a grid: the run is younger than it) holds the start's
@@ -325,6 +352,7 @@ class RateLimiter:
         else:
             # too few successes to say: halve, and never stay above what the window let through
             rate = min(FIRST_CUT * self.rate, (seen + 1) / flowed)
+            self._measured_at = None  # the rate is no longer the measurement's
         self._target = None
         self._set_rate(rate, now)
 

@@ -17,7 +17,8 @@ Conventions (README "Adjusted on read", docs/research.md):
   bar), under any of its symbols (after a rename, the old one's); both read raw and put
   on X's share basis (split between them applied). It multiplies the prices (not
   volumes) of every bar before X, as CRSP's cumulative factor does. A dividend without a
-  previous close, or with D >= P, is left out, with a warning.
+  previous close, with D >= P, or paid in another currency than the bars' (USD), is left
+  out, with a warning.
 - `as_of` = D puts every price on the share (and dividend) basis of day D: bars before D
   get the events in (bar, D], bars after D are divided by the events in (D, bar], so the
   series has no jump anywhere and equals the raw one on D. None (the default): every
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 CHOICES = ("splits", "splits+dividends")
 PRICE_COLUMNS = ("open", "high", "low", "close", "vwap")
 CLOSE_LOOKBACK = dt.timedelta(days=14)  # how far back a dividend's previous close is looked for
+BAR_CURRENCY = "USD"  # what US stock bars are priced in: a dividend in another currency is left out
 _BEGINNING = dt.datetime(1800, 1, 1, tzinfo=dt.timezone.utc)
 _EVENTS = {"security_id": pl.String(), "date": pl.Date(), "split": pl.Float64(), "dividend": pl.Float64()}
 
@@ -237,7 +239,7 @@ def dividend_events(
     # read behind reference(): symbols without dividends units are warned of, not refused
     dividends = (
         unique_dividends(download._read_reference("dividends", symbols))
-        .select("ticker", "ex_dividend_date", "cash_amount")
+        .select("ticker", "ex_dividend_date", "cash_amount", pl.col("currency").fill_null(BAR_CURRENCY))
         .drop_nulls()
         .collect()
     )
@@ -245,19 +247,23 @@ def dividend_events(
     # together are 1 - (D1 + D2) / P, not (1 - D1/P)(1 - D2/P), which leaves the pre-ex
     # prices too high; summed before the ratio (the first one's symbol kept, for messages)
     summed: dict[tuple[str, dt.date], tuple[str, float]] = {}
-    for ticker, ex, cash in dividends.iter_rows():
+    skipped = []
+    for ticker, ex, cash, currency in dividends.iter_rows():
         security = security_on(listings, ticker, ex)
         if security is None:  # a dividend of no known company
+            continue
+        if currency.upper() != BAR_CURRENCY:  # 0.50 CAD is not 0.50 off a price in dollars
+            skipped.append(f"{ticker} {ex} (paid in {currency}, the bars are in {BAR_CURRENCY})")
             continue
         first_ticker, total = summed.get((security, ex), (ticker, 0.0))
         summed[(security, ex)] = (first_ticker, total + cash)
     owned = [(security, ticker, ex, cash) for (security, ex), (ticker, cash) in summed.items()]
-    if not owned:
-        return pl.DataFrame(schema=_EVENTS)
-    closes = _previous_closes(
-        download, [(security, ticker, ex) for security, ticker, ex, _ in owned], listings
+    closes = (
+        _previous_closes(download, [(security, ticker, ex) for security, ticker, ex, _ in owned], listings)
+        if owned
+        else {}
     )
-    out, skipped = [], []
+    out = []
     for security, ticker, ex, cash in owned:
         found = closes.get((security, ex))
         if found is None:

@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 
 import polyledger
+from polyledger.adjust import UnsettledAdjustmentWarning
 from polyledger.datasets.reference import plan_reference
 from polyledger.download import UnsettledUnitsWarning
 from polyledger.errors import InputError
@@ -35,6 +36,7 @@ KEY = "review-read-key"
 D = dt.date
 TWOD_EX, TWOD_CASH = D(2024, 2, 14), (0.05, 0.30)
 STALE_EX, STALE_CASH = D(2024, 1, 8), 0.4
+MINO_EX = D(2024, 3, 12)  # a dividend paid in Canadian dollars
 LISTINGS = [
     Listing(
         "TWOD",
@@ -42,7 +44,7 @@ LISTINGS = [
         dividends=(Dividend(TWOD_EX, TWOD_CASH[0]), Dividend(TWOD_EX, TWOD_CASH[1], frequency=0)),
     ),
     Listing("STALE", bars_per_day=40, dividends=(Dividend(STALE_EX, STALE_CASH),)),
-    Listing("MINO", bars_per_day=40),
+    Listing("MINO", bars_per_day=40, dividends=(Dividend(MINO_EX, 0.5, currency="CAD"),)),
 ]
 UNIVERSE = "ticker,list_date,delisted_utc,security_id\nTWOD,,,\nSTALE,,,\nMINO,,,\n"
 
@@ -255,3 +257,17 @@ def test_tickers_may_be_any_iterable_of_strings_read_once(folder):
             with pytest.raises(InputError, match=match) as refused:
                 dl.bars("day", tickers=bad)
             assert "\n" not in str(refused.value)
+
+
+def test_a_dividend_in_another_currency_than_the_bars_is_left_out_and_said(folder):
+    """A few foreign issuers' dividends are reported in their own currency: 0.50 CAD taken
+    off a price in dollars would be the wrong size (found by a review). It is left out of
+    the adjustment with the warning every dividend left out gets; the bars stay raw."""
+    with _open(folder) as dl:
+        (currency,) = dl.reference("dividends", tickers=["MINO"]).collect().get_column("currency")
+        raw = dl.bars("minute", tickers=["MINO"]).collect()
+        with pytest.warns(UnsettledAdjustmentWarning, match=r"MINO 2024-03-12 \(paid in CAD"):
+            total = dl.bars("minute", tickers=["MINO"], adjust="splits+dividends").collect()
+    assert currency == "CAD"
+    assert raw.filter(_session(raw) < MINO_EX).height > 0
+    assert total.select("open", "close").equals(raw.select("open", "close"))

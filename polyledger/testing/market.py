@@ -98,6 +98,7 @@ class Dividend:
     cash_amount: float
     pay_date: dt.date | None = None  # None: a deterministic date after the record date
     frequency: int = 4  # payments per year; 0 = special
+    currency: str = "USD"  # as the API reports it (a few foreign issuers pay in their own)
 
 
 @dataclass(frozen=True)
@@ -696,7 +697,7 @@ class SyntheticMarket:
         paid = div.pay_date or _weekday(record + dt.timedelta(days=7 + (h >> 8) % 21), 1)
         return {
             "cash_amount": _number(div.cash_amount),
-            "currency": "USD",
+            "currency": div.currency,
             "declaration_date": declared.isoformat(),
             "distribution_type": "recurring" if div.frequency > 0 else "special",
             "ex_dividend_date": ex.isoformat(),

@@ -291,7 +291,9 @@ def run(
             _echo(f"units tried again that waited for a day file not published: {again:,}")
         if flat.prepared.outdated_again:
             again = flat.prepared.outdated_again
-            _echo(f"units built again whose day files were read for fewer tickers: {again:,}")
+            _echo(
+                f"units built again whose day files were read for fewer tickers (or not planned): {again:,}"
+            )
         if restaged:
             _echo(f"day files read again: {restaged:,} (staged for fewer tickers, or deleted)")
         if not flat.years:
@@ -305,7 +307,7 @@ def run(
         outdated = sum(run.stats.errors.get("days_outdated", 0) for run in flat.runs)
         if outdated:
             _echo(
-                f"{outdated:,} units need day files read again (a `plan` while they were read, or their "
+                f"{outdated:,} units need day files read again (a `plan` during the run, or their "
                 "staged files deleted): run again to read those days and build them"
             )
         waiting = sum(run.stats.errors.get("not_published", 0) for run in flat.runs)

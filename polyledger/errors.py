@@ -114,8 +114,9 @@ PERMANENT_CLASSES = frozenset(
     # flat files: a trading day's object is not in the bucket a day after it was due
     # (`retry` it once it is there); not in it before that: a later run reads it by itself
     | {"missing_file", "not_published"}
-    # flat files: a ticker unit whose days were read for other tickers (one planned since):
-    # the next run reads them again and queues the unit again by itself
+    # flat files: a ticker unit whose days were read for other tickers (one planned since),
+    # or have no day unit (it was queued after its run planned the days): the next run
+    # reads them and queues the unit again by itself
     | {"days_outdated"}
 )
 # the HTTP statuses whose class has a name of its own; any other is http_<status>

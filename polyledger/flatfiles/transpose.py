@@ -4,7 +4,10 @@ A batch is units of one dataset and period, tickers in order (`Ledger.claim_same
 A unit is built only when every trading day of its period is read (a day unit `done`, or
 `empty_confirmed`: none of the universe traded); otherwise it fails with the day's class
 (a missing day file: `missing_file`), or goes back to the queue while days are still
-being read (`days_unread`). One lazy scan of the period's staged days, filtered to the
+being read (`days_unread`: their day units are pending or running). A day with no day unit
+at all is no day being read: the unit was queued after `prepare` planned the run's days
+(a `plan` during the run), so it fails `days_outdated` and the next run plans and reads the
+day, then builds it. One lazy scan of the period's staged days, filtered to the
 batch's run of tickers (whole row groups skipped), serves the batch; each unit's bars then
 go through the REST route's own shaping (`bars.split_by_unit`: cut by session date, each
 timestamp once with repeats counted, attributed to listings), are written atomically to
@@ -39,7 +42,17 @@ def unread(unit: ClaimedUnit, days: dict[dt.date, Any], staged_for: str | None =
     waiting = []
     for day in trading_days(unit.period_start, unit.period_end):
         row = days.get(day)
-        if row is not None and row.state in SETTLED and staged_for is not None and row.universe != staged_for:
+        if row is None:
+            # no day unit at all: nobody is reading it (a host reading a day holds its unit).
+            # The unit was queued after `prepare` planned the days (a `plan` during the run,
+            # a unit taken back from a dead run): retrying now cannot help, the next run
+            # plans the day (`prepare` queues `days_outdated` units again)
+            return PermanentError(
+                f"no day unit of {day} is planned (the unit was queued after this run planned its days): "
+                "the next run reads the day",
+                error_class="days_outdated",
+            )
+        if row.state in SETTLED and staged_for is not None and row.universe != staged_for:
             # read for another universe: a ticker planned since (during this run, or on
             # another host) may be missing from it. The next run reads the day again
             # (`prepare`) and queues this unit again: never built from it as empty
@@ -48,19 +61,19 @@ def unread(unit: ClaimedUnit, days: dict[dt.date, Any], staged_for: str | None =
                 "reads it again",
                 error_class="days_outdated",
             )
-        if row is not None and row.state == "failed":
+        if row.state == "failed":
             name = row.error_class or "missing_file"
             kind = TransientError if is_transient_class(name) else PermanentError
             why = "is not published yet" if name == "not_published" else f"failed ({name})"
             return kind(f"the flat file of {day} {why}", error_class=name)
-        if row is not None and row.state == "done" and not row.file_path:
+        if row.state == "done" and not row.file_path:
             # its staged file deleted (`prune`, here or on another host) since `prepare`
             # queued what this run reads: never claimed again in this run, read by the next
             return PermanentError(
                 f"the staged file of {day} was deleted: the next run reads the day again",
                 error_class="days_outdated",
             )
-        if row is None or row.state not in SETTLED:
+        if row.state not in SETTLED:
             waiting.append(day)  # not read yet (another host is reading it)
     if waiting:
         return TransientError(

@@ -918,3 +918,20 @@ def test_a_year_is_staged_built_and_pruned_before_the_next_years_days_are_read(
     months = {(row["ticker"], row["period"], row["state"]) for row in _units("l.db", "minute")}
     assert months == {(t, p, "done") for t in SMALL for p in ("2022-12", "2023-01")}
     assert run_cli("audit", "--deep", "--ledger", "l.db", "--data", "data").code == 0
+
+
+def test_units_a_dead_run_left_running_are_built_by_the_first_flat_run(
+    work, market, moto_endpoint, monkeypatch, request
+):
+    """A killed run's units (running, leases expired) are taken back before `prepare` plans
+    the days (flatfiles/route.py): their days are planned and read, and they are built in
+    this very run, not failed `days_outdated` for the next one."""
+    bucket = _bucket(monkeypatch, moto_endpoint, request)
+    publish(s3_client(moto_endpoint), bucket, market, MAY, SMALL, kinds=("minute",))
+    _plan_may(work, SMALL)
+    with Ledger("l.db") as ledger:  # a REST run that claimed both months, then was killed
+        assert len(ledger.claim("dead-run", lease_seconds=0.01, limit=10, datasets=["minute"])) == 2
+    result = _flat("l.db", "data")
+    months = {(row["ticker"], row["state"], row["error_class"]) for row in _units("l.db", "minute")}
+    assert months == {("AAPL", "done", None), ("TINY", "done", None)}, (months, result.out)
+    assert result.code == 0, result.out

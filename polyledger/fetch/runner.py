@@ -466,17 +466,11 @@ class Run:
         Then the units of runs this one saw stop beating for a whole window (killed, cut off):
         their temporaries are at least the window less a beat old."""
 
-        def cleaner(older_than: float):  # type: ignore[no-untyped-def]
-            def clean(units: list[tuple[str, str, dt.date]]) -> None:
-                beside = [unit_relative_path(*unit) for unit in units]
-                self.store.clean_temporaries(beside, older_than=older_than)
-
-            return clean
-
-        self.ledger.reclaim_expired(before_commit=cleaner(self.options.lease_seconds / 2))
+        take_back_expired(self.ledger, self.store, self.options.lease_seconds)
         silent = self.watch.silent(self.ledger.clock())
         if silent and self.watch.window is not None:
-            taken = self.ledger.reclaim_silent(silent, before_commit=cleaner(self.watch.window / 2))
+            clean = temporaries_cleaner(self.store, self.watch.window / 2)
+            taken = self.ledger.reclaim_silent(silent, before_commit=clean)
             if taken:
                 log.info("took back %d units of a run that stopped sending heartbeats", len(taken))
 
@@ -492,6 +486,26 @@ class Run:
                 return False
             self.stop.wait(min(2.0, self.options.lease_seconds / 4))
         return False
+
+
+def temporaries_cleaner(
+    store: BarStore, older_than: float
+) -> Callable[[list[tuple[str, str, dt.date]]], None]:
+    """What removes, beside units taken back, the temporaries older than `older_than` seconds."""
+
+    def clean(units: list[tuple[str, str, dt.date]]) -> None:
+        store.clean_temporaries([unit_relative_path(*unit) for unit in units], older_than=older_than)
+
+    return clean
+
+
+def take_back_expired(
+    ledger: Ledger, store: BarStore, lease_seconds: float
+) -> list[tuple[str, str, dt.date]]:
+    """Units whose lease ran out (their worker died) back to pending, the temporaries a
+    dead writer left beside them removed first (those older than half a lease: see
+    `Run._reclaim_expired`). Returns them as (dataset, ticker, period_start)."""
+    return ledger.reclaim_expired(before_commit=temporaries_cleaner(store, lease_seconds / 2))
 
 
 def _flat_job(config: Any) -> Any:

@@ -4,7 +4,10 @@ the year's day units first, then the ticker units built from them, then the stag
 unit needs any more deleted (`prune`). A year at a time, so the staged days on disk are at
 most a year's, never the whole plan's (they take about what the bars they hold take in
 the dataset). A stop or a crash anywhere is resumed by running again: each run re-does
-only unsettled units.
+only unsettled units. The units of a dead run (leases expired) are taken back before
+`prepare` plans the days, so their days are planned and they are built in this run; a
+unit queued once the days are planned (a `plan` during the run, a lease that expires
+later) fails `days_outdated` at the build and is built by the next run.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from polyledger.datasets.flat_days import MARKET_PREFIX, ROUTES
 from polyledger.defaults import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, DEFAULT_WORKERS
 from polyledger.errors import InputError
 from polyledger.fetch.processes import ProcessRun, processes_wanted
-from polyledger.fetch.runner import Run, RunOptions, RunReport, unsettled_in_scope
+from polyledger.fetch.runner import Run, RunOptions, RunReport, take_back_expired, unsettled_in_scope
 from polyledger.flatfiles.prepare import Prepared, prepare
 from polyledger.flatfiles.prune import Pruned, prune_staged
 from polyledger.flatfiles.source import FlatFilesConfig, FlatFilesSource
@@ -102,6 +105,9 @@ def run_flatfiles(
         FlatFilesSource(config).probe(f"{MARKET_PREFIX}/")  # a 403 is one line before any claim
         if log_setup is not None:
             log_setup()
+        # a dead run's units (kill -9) back to pending first: `prepare` plans the days of
+        # pending units only, and a unit taken back later (by the build's claims) finds none
+        take_back_expired(ledger, store, lease_seconds)
         report = FlatRunReport(prepare(ledger, targets))
         common: dict[str, Any] = dict(
             workers=workers,

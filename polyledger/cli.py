@@ -294,6 +294,9 @@ def run(
             _echo(
                 f"units built again whose day files were read for fewer tickers (or not planned): {again:,}"
             )
+        if flat.prepared.unplanned_again:
+            again = flat.prepared.unplanned_again
+            _echo(f"units failed days_unread for day files never planned, built again: {again:,}")
         if restaged:
             _echo(f"day files read again: {restaged:,} (staged for fewer tickers, or deleted)")
         if not flat.years:

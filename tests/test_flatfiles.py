@@ -34,10 +34,11 @@ from support import API_KEY, run_cli, write_universe
 from test_postgres import admin_url, new_database, pg_url  # noqa: F401 - PostgreSQL ledgers
 from test_s3 import moto_endpoint  # noqa: F401 - the session's local S3
 
+from polyledger.datasets import MARKET
 from polyledger.flatfiles import publication
 from polyledger.flatfiles import units as flat_units
 from polyledger.flatfiles.prepare import prepare
-from polyledger.ledger import Ledger
+from polyledger.ledger import Ledger, PlannedUnit
 from polyledger.periods import ET
 from polyledger.testing.flatfiles import (
     FlatDefects,
@@ -935,3 +936,54 @@ def test_units_a_dead_run_left_running_are_built_by_the_first_flat_run(
     months = {(row["ticker"], row["state"], row["error_class"]) for row in _units("l.db", "minute")}
     assert months == {("AAPL", "done", None), ("TINY", "done", None)}, (months, result.out)
     assert result.code == 0, result.out
+
+
+def _fail_days_unread(ledger: str, period: str) -> None:
+    """The period's minute units failed `days_unread`, attempts spent (what earlier versions
+    left of units queued after their run planned the days)."""
+    with sqlite3.connect(ledger) as db:
+        db.execute(
+            "UPDATE units SET state = 'failed', error_class = 'days_unread', attempts = 3 "
+            "WHERE dataset = 'minute' AND period = ?",
+            (period,),
+        )
+
+
+def test_units_failed_days_unread_for_days_never_planned_are_queued_again(work):
+    """`prepare` queues again the units failed `days_unread` with a day that has no day unit
+    (no run would plan it for a failed unit) and plans their days; one whose days all have
+    units (read, or being read elsewhere) is left failed, for `retry`."""
+    write_universe(work / "u.csv", SMALL)
+    planned = run_cli(
+        "plan", "--universe", "u.csv", "--from", "2023-05-01", "--to", "2023-06-30", "--dataset", "minute",
+        "--ledger", "l.db",
+    )  # fmt: skip
+    assert planned.code == 0, planned.err
+    june = trading_days(D(2023, 6, 1), D(2023, 6, 30))
+    with Ledger("l.db") as ledger:  # June's days planned (by the run whose build failed June)
+        ledger.add_units(
+            PlannedUnit("minute_files", MARKET, day, day, period_name=day.isoformat()) for day in june
+        )
+    _fail_days_unread("l.db", "2023-05")
+    _fail_days_unread("l.db", "2023-06")
+    with Ledger("l.db") as ledger:
+        prepared = prepare(ledger, ["minute"])
+    assert prepared.unplanned_again == 2 and prepared.days_added == len(MAY), prepared
+    states = {(row["period"], row["state"], row["attempts"]) for row in _units("l.db", "minute")}
+    assert states == {("2023-05", "pending", 0), ("2023-06", "failed", 3)}, states
+
+
+def test_a_month_failed_days_unread_for_days_never_planned_is_built_by_the_next_flat_run(
+    work, market, moto_endpoint, monkeypatch, request
+):
+    """A ledger left with months failed `days_unread` and no day units for them: the next
+    flat run queues them again, reads their days and builds them, and says so."""
+    bucket = _bucket(monkeypatch, moto_endpoint, request)
+    publish(s3_client(moto_endpoint), bucket, market, MAY, SMALL, kinds=("minute",))
+    _plan_may(work, SMALL)
+    _fail_days_unread("l.db", "2023-05")
+    result = _flat("l.db", "data")
+    months = {(row["ticker"], row["state"], row["error_class"]) for row in _units("l.db", "minute")}
+    assert months == {("AAPL", "done", None), ("TINY", "done", None)}, (months, result.out)
+    assert result.code == 0, result.out
+    assert "units failed days_unread for day files never planned, built again: 2" in result.out, result.out

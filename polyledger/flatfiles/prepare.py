@@ -1,8 +1,11 @@
 """Before a flat-file run: units that failed because a day's file was not published yet
-queued again (`not_published`: it may be there now), the day units its ticker units need
-planned; days staged for a smaller universe than today's queued again (a ticker planned
-since is not in them), and days whose staged file was deleted (`prune`), or that failed,
-queued again when a pending unit needs them."""
+queued again (`not_published`: it may be there now), and ticker units whose days must be
+read (again) for them (`days_outdated`: read for fewer tickers, deleted under them, or
+never planned: queued after the last run planned its days; and `days_unread` with a day
+that has no day unit, which earlier versions left failed for good); the day units the
+pending ticker units need planned; days staged for a smaller universe than today's
+queued again (a ticker planned since is not in them), and days whose staged file was
+deleted (`prune`), or that failed, queued again when a pending unit needs them."""
 
 from __future__ import annotations
 
@@ -22,19 +25,22 @@ class Prepared:
     days_added: int  # day units planned now
     days_restaged: int  # day units queued again: staged for a smaller universe, or pruned
     unpublished_again: int = 0  # day and ticker units that waited for a file, queued again
-    outdated_again: int = 0  # ticker units whose days were read for other tickers, queued again
+    outdated_again: int = 0  # ticker units failed `days_outdated` (days to read for them), queued again
+    unplanned_again: int = 0  # ticker units failed `days_unread` for days never planned, queued again
 
 
 def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
     """For each ticker dataset in `targets` (minute, day): a day unit for every trading day
     of its pending units (a holiday is no unit), and the settled days whose staged
     universe differs from today's, or whose staged file was deleted or that failed while a
-    pending unit needs it, back to pending; first, the units that failed for a day not published yet."""
-    added = restaged = unpublished = outdated_units = 0
+    pending unit needs it, back to pending; first, the units that failed for a day not
+    published yet, or not read for them (`days_outdated`, `_unread_unplanned`)."""
+    added = restaged = unpublished = outdated_units = unplanned = 0
     for target in targets:
         day_dataset = ROUTES[target]
         unpublished += ledger.reset_failed(["not_published"], datasets=[target, day_dataset])
         outdated_units += ledger.reset_failed(["days_outdated"], datasets=[target])
+        unplanned += ledger.reset_ids(_unread_unplanned(ledger, target, day_dataset), {UnitState.FAILED})
         days: set[dt.date] = set()
         for start, end in ledger.pending_periods(target):
             days.update(trading_days(start, end))
@@ -54,4 +60,23 @@ def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
         restaged += ledger.reset_ids(outdated, {UnitState.DONE, UnitState.EMPTY_CONFIRMED})
         again = ledger.days_to_read_again(target, day_dataset)
         restaged += ledger.reset_ids(again, {UnitState.DONE, UnitState.FAILED})
-    return Prepared(added, restaged, unpublished, outdated_units)
+    return Prepared(added, restaged, unpublished, outdated_units, unplanned)
+
+
+def _unread_unplanned(ledger: Ledger, target: str, day_dataset: str) -> list[int]:
+    """The ids of `target`'s units failed `days_unread` with a trading day that has no day
+    unit. Earlier versions failed a unit so when it was queued after its run planned the
+    days (today it fails `days_outdated`); no run plans days for a failed unit, so they
+    stayed failed. Queued again, their days are planned. Units whose days all have units
+    (days really being read elsewhere) are left to `retry`, as before."""
+    ids = []
+    planned: dict[tuple[dt.date, dt.date], bool] = {}  # the units of one period share the answer
+    for row in ledger.failed_with(target, "days_unread"):
+        start = dt.date.fromisoformat(str(row.period_start)[:10])
+        end = dt.date.fromisoformat(str(row.period_end)[:10])
+        if (start, end) not in planned:
+            have = {str(day.period_start)[:10] for day in ledger.flat_days(day_dataset, start, end)}
+            planned[start, end] = all(day.isoformat() in have for day in trading_days(start, end))
+        if not planned[start, end]:
+            ids.append(row.id)
+    return ids

@@ -79,6 +79,14 @@ class FlatFileTable(UnitMoves):
         )
         return [(dt.date.fromisoformat(str(a)[:10]), dt.date.fromisoformat(str(b)[:10])) for a, b in rows]
 
+    def failed_with(self, dataset: str, error_class: str) -> list[Any]:
+        """(id, period_start, period_end) of `dataset`'s units failed with `error_class`."""
+        return self.query(
+            "SELECT id, period_start, period_end FROM units WHERE dataset = :d AND state = 'failed' "
+            "AND error_class = :c",
+            {"d": dataset, "c": error_class},
+        )
+
     def open_years(self, datasets: Sequence[str]) -> list[int]:
         """The years in which pending or running units of `datasets` start, in order (a
         running one may be a dead run's, taken back by the next claim)."""

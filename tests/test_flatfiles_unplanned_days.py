@@ -1,4 +1,5 @@
-"""Review of the flat-file data path: failing tests for defects found (see each docstring)."""
+"""Flat-file units that reach the build with no day unit planned for their days (a dead run's
+units, a month planned during a run): built, never failed for good (found by a review)."""
 
 # ruff: noqa: F811 - moto_endpoint, the fixture imported from test_s3, is each test's argument
 from __future__ import annotations

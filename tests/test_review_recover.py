@@ -1,0 +1,155 @@
+"""Review of the recovery tools (repair, retry, audit --deep, quarantine, restored ledgers):
+each test states a defect found by the review and fails until it is fixed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import shutil
+import sqlite3
+
+import pytest
+from support import API_KEY, ledger_states, run_cli, write_universe
+
+from polyledger.storage import LocalStore
+from polyledger.testing import Listing, StandInServer, SyntheticMarket
+
+D = dt.date
+
+
+def _flip_a_byte(path) -> None:  # type: ignore[no-untyped-def]
+    content = bytearray(path.read_bytes())
+    content[len(content) // 3] ^= 0xFF  # inside the data: the footer still reads (checksum_mismatch)
+    path.write_bytes(bytes(content))
+
+
+def _two_tickers_downloaded(work, market) -> list:  # type: ignore[no-untyped-def]
+    write_universe(work / "u.csv", ["SIRI", "TINY"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31").code == 0
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        assert run_cli("run", "--base-url", server.url).code == 0
+    files = sorted((work / "data" / "minute").rglob("part.parquet"))
+    assert len(files) == 2
+    return files
+
+
+def test_repair_that_cannot_move_a_damaged_file_aside_says_so_in_one_line(work, market, monkeypatch):
+    """`repair` moves a damaged file to .quarantine/ with a bare os.replace: when the move
+    fails (a read-only or immutable folder, a permission, e.g. `chattr +i` on the month's
+    folder, checked by hand as root) the OSError escapes `main` as a Python traceback and
+    exit 1, not the one-line error every other bad situation gets.
+    (polyledger/checks/files.py `repair` -> storage/base.py `quarantine` -> local.py `move`)"""
+    files = _two_tickers_downloaded(work, market)
+    _flip_a_byte(files[0])
+
+    def refuse(self, source, target):  # type: ignore[no-untyped-def]
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(self.path_of(source)))
+
+    monkeypatch.setattr(LocalStore, "move", refuse)
+    try:
+        result = run_cli("repair")
+    except OSError as exc:
+        pytest.fail(f"repair ended in a traceback instead of a one-line error: {exc!r}")
+    assert result.code != 0 and result.err.startswith("error: "), result
+    assert len(result.err.strip().splitlines()) == 1, result.err
+
+
+def test_a_repair_stopped_midway_never_leaves_a_done_unit_without_its_file(work, market, monkeypatch):
+    """`repair` first moves every damaged file to .quarantine/, and only at the end queues
+    their units again (`reset_done_units`). When it stops in between (the second move
+    fails; equally a kill or a power cut there), the units whose files it already moved
+    stay `done` while their files are no longer in the data folder: plain `audit` says
+    COMPLETE (exit 0) and a folder read silently lacks that month. The repair made things
+    worse: before it, the month's file was at least still there.
+    (polyledger/checks/files.py `repair`: quarantine loop before `ledger.reset_done_units`)"""
+    files = _two_tickers_downloaded(work, market)
+    for path in files:
+        _flip_a_byte(path)
+    real_move = LocalStore.move
+    moves: list[str] = []
+
+    def second_move_fails(self, source, target):  # type: ignore[no-untyped-def]
+        moves.append(source)
+        if len(moves) == 2:
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(self.path_of(source)))
+        real_move(self, source, target)
+
+    monkeypatch.setattr(LocalStore, "move", second_move_fails)
+    try:
+        run_cli("repair")
+    except OSError:
+        pass  # the first test's defect: not what this one is about
+    monkeypatch.setattr(LocalStore, "move", real_move)
+    assert len(moves) == 2 and not (work / "data" / moves[0]).exists()  # the premise: one file moved
+    with sqlite3.connect(work / "ledger.db") as db:
+        (state,) = db.execute("SELECT state FROM units WHERE file_path = ?", (moves[0],)).fetchone()
+    audit = run_cli("audit")
+    assert state != "done" and audit.code != 0, (
+        f"{moves[0]} is in .quarantine/, its unit is still {state!r} and `audit` exits {audit.code}"
+    )
+
+
+def test_a_ledger_backed_up_before_its_first_run_is_refused_its_own_data_folder(work, market):
+    """The everyday backup: `cp ledger.db ledger.db.bak` after `plan`, before the first
+    (long) run. The ledger's id (`settings.ledger_id`, which the data folder's marker
+    names) is made lazily by the first run (`Ledger.identity`, called from `hold_home`),
+    so the backup has none. Restored (the file back, or `import --from ledger.db.bak`)
+    while the data folder is newer, every `run` and `repair` is refused with "data folder
+    data holds another ledger's files ... give this ledger its own --data folder": false
+    (it is this ledger's folder) and its advice is to download everything again elsewhere.
+    The refused run also stores a fresh random ledger_id in the restored ledger, so the
+    lock-out is permanent. Expected: the restored ledger resumes on its folder, as a backup
+    taken after the first run does.
+    (polyledger/ledger/runs.py `identity`, polyledger/storage/home.py `hold_home`)"""
+    write_universe(work / "u.csv", ["TINY"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-02-28").code == 0
+    shutil.copyfile(work / "ledger.db", work / "ledger.db.bak")  # no run holds it: the file is whole
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        assert run_cli("run", "--base-url", server.url).code == 0
+        files = sorted((work / "data" / "minute").rglob("part.parquet"))
+        assert files
+        for suffix in ("", "-wal", "-shm"):
+            (work / f"ledger.db{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(work / "ledger.db.bak", work / "ledger.db")  # the backup restored
+
+        again = run_cli("run", "--base-url", server.url)
+    assert again.code == 0, f"exit {again.code}: {again.err.strip()}"
+    assert ledger_states(work / "ledger.db") == {"done": 2}
+    assert run_cli("audit", "--deep").code == 0
+
+
+def test_retry_flagged_requeues_the_empty_months_audit_quality_flags_as_missing_sessions(work):
+    """`audit --quality` flags `missing_session` ("the strongest sign of a silently
+    incomplete month") on settled minute units, empty_confirmed ones included, and exits 1;
+    its detail names the unit ("minute unit 2024-02 is empty_confirmed"). The documented
+    cure, `retry --flagged --check missing_session`, moves only `done` units: it prints
+    "0 flagged units are pending again", exits 0, and the flags (and audit's exit 1) stay
+    for ever; no recovery command (retry --class: failed units; repair: files) can queue
+    those months again. Here the API had no February/March minute bars for AAA at the
+    first run and has them (and the daily bars) now.
+    (polyledger/ledger/resets.py `reset_flagged`: sources {DONE} only)"""
+    write_universe(work / "u.csv", ["AAA"])
+    gone = SyntheticMarket([Listing("AAA", delist_date=D(2024, 1, 31), bars_per_day=20)], seed=3)
+    whole = SyntheticMarket([Listing("AAA", bars_per_day=20)], seed=3)
+    with StandInServer(gone, api_keys=(API_KEY,)) as server:
+        assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-03-31").code == 0
+        assert run_cli("run", "--base-url", server.url).code == 0
+        server.market = whole
+        planned = run_cli(
+            "plan", "--universe", "u.csv", "--dataset", "day", "--from", "2024-01-01", "--to", "2024-03-31"
+        )
+        assert planned.code == 0
+        assert run_cli("run", "--base-url", server.url).code == 0
+    with sqlite3.connect(work / "ledger.db") as db:
+        empty = db.execute(
+            "SELECT count(*) FROM units WHERE dataset = 'minute' AND state = 'empty_confirmed'"
+        ).fetchone()[0]
+    assert empty == 2  # the premise: February and March settled empty
+    quality = run_cli("audit", "--quality")
+    assert quality.code == 1 and "missing_session" in quality.out
+
+    retried = run_cli("retry", "--flagged", "--check", "missing_session")
+    assert retried.code == 0
+    assert not retried.out.startswith("0 "), (
+        f"audit --quality flags {empty} empty months, retry --flagged says: {retried.out.strip()}"
+    )

@@ -153,3 +153,32 @@ def test_retry_flagged_requeues_the_empty_months_audit_quality_flags_as_missing_
     assert not retried.out.startswith("0 "), (
         f"audit --quality flags {empty} empty months, retry --flagged says: {retried.out.strip()}"
     )
+
+
+def test_a_copy_of_the_data_folder_is_not_taken_for_the_ledgers_folder(work, market):
+    """docs/data.md: "a run given another folder is refused ... its download would be split
+    over two folders, each incomplete while the ledger calls it complete"; only a folder
+    *moved* whole keeps the ledger. A *copy* (`cp -a data backup`, the usual backup) carries
+    the same marker id, and `hold_home` takes any folder with the id as the ledger's folder
+    moved, even while the recorded one is still there with that id: a run on the backup is
+    accepted (the ledger now records ./backup), the next run on ./data is accepted too
+    (recorded back), and the download is split over the two folders. Plain `audit` says
+    COMPLETE (exit 0) while ./data lacks the months fetched into the backup.
+    (polyledger/storage/home.py `hold_home`: `home.location != where` accepted on the id alone)"""
+    write_universe(work / "u.csv", ["TINY"])
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        assert run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31").code == 0
+        assert run_cli("run", "--base-url", server.url).code == 0
+        shutil.copytree(work / "data", work / "backup")  # a backup copy, marker and all
+        assert run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-03-31").code == 0
+        on_copy = run_cli("run", "--base-url", server.url, "--data", "backup")
+        write_universe(work / "u2.csv", ["SIRI"])
+        assert run_cli("plan", "--universe", "u2.csv", "--from", "2023-01-01", "--to", "2023-01-31").code == 0
+        on_data = run_cli("run", "--base-url", server.url)
+    if on_copy.code != 0 or on_data.code != 0:
+        return  # one of the two folders was refused: nothing split
+    whole = [run_cli("audit", "--deep", "--data", folder).code == 0 for folder in ("data", "backup")]
+    assert any(whole), (
+        "both runs accepted, yet neither ./data nor ./backup holds every done unit's file; "
+        f"`audit` (the ledger) exits {run_cli('audit').code}"
+    )

@@ -171,22 +171,28 @@ class BarStore(ABC):
         try:
             return self.quarantine(relative)
         except Exception as exc:  # a disk, permissions, a network: the unit must not settle
+            reason = one_line(exc, 300, with_type=not isinstance(exc, StorageError))
             raise StorageError(
                 f"cannot move {self.url_of(relative)}, which its unit has no bars for now, to "
-                f"{QUARANTINE}/: {one_line(exc, 300, with_type=True)}"
+                f"{QUARANTINE}/: {reason}"
             ) from None
 
     def quarantine(self, relative: str, stamp: str | None = None) -> str:
         """Move a file out of the dataset folders to `.quarantine/<stamp>/<relative>` (`stamp`
         UTC now unless given), never over a file already there (another `-N` folder then);
         returns its new path. Atomic as `move` is: an interruption leaves the file at least
-        once, never nowhere."""
+        once, never nowhere. StorageError (one line) when it cannot be moved."""
         stamp = stamp or quarantine_stamp()
         target, number = f"{QUARANTINE}/{stamp}/{relative}", 1
         while self.exists(target):
             number += 1
             target = f"{QUARANTINE}/{stamp}-{number}/{relative}"
-        self.move(relative, target)
+        try:
+            self.move(relative, target)
+        except OSError as exc:  # a backend's own I/O error: one line, never a traceback
+            raise StorageError(
+                f"cannot move {self.url_of(relative)} to {QUARANTINE}/: {one_line(exc, 300, with_type=True)}"
+            ) from None
         return target
 
     @abstractmethod

@@ -182,12 +182,17 @@ class LocalStore(BarStore):
             return False
 
     def move(self, source: str, target: str) -> None:
-        """One rename (atomic), then both folders fsynced: the move survives a power loss."""
+        """One rename (atomic), then both folders fsynced: the move survives a power loss.
+        StorageError (one line, as for a write) when the folder refuses it: a permission, a
+        read-only or immutable folder, a full disk for the new folder."""
         path, origin = self.path_of(target), self.path_of(source)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(origin, path)
-        _fsync_folder(path.parent)
-        _fsync_folder(origin.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(origin, path)
+            _fsync_folder(path.parent)
+            _fsync_folder(origin.parent)
+        except OSError as exc:
+            raise StorageError(f"cannot move {source} to {target}: {exc.strerror or exc}") from None
 
 
 def _local_path_of_file_url(url: str) -> Path:

@@ -193,7 +193,19 @@ class ObjectStore(BarStore):
         """Copy, check the copy, then delete the original, so an interruption leaves both,
         never neither."""
         fs = self._filesystem()
-        fs.copy(self._key(source), self._key(target))
-        if fs.info(self._key(target))["size"] != fs.info(self._key(source))["size"]:
+        try:
+            fs.copy(self._key(source), self._key(target))
+            same = fs.info(self._key(target))["size"] == fs.info(self._key(source))["size"]
+        except Exception as exc:  # network, permissions, bucket gone (as for `_put`)
+            raise StorageError(
+                f"cannot move {source} to {target} in {self.location}: {one_line(exc, 300, with_type=True)}"
+            ) from None
+        if not same:
             raise StorageError(f"copying {source} to {target} did not give the same object")
-        fs.rm_file(self._key(source))
+        try:
+            fs.rm_file(self._key(source))
+        except Exception as exc:  # the copy is whole: the file is there twice, never nowhere
+            raise StorageError(
+                f"cannot remove {source} from {self.location} after copying it to {target}: "
+                f"{one_line(exc, 300, with_type=True)}"
+            ) from None

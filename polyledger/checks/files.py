@@ -3,8 +3,9 @@
 The ledger is the record: a `done` unit must have its file with the recorded row count
 and checksum. Parquet files the ledger does not know, whatever their name (a
 `part (1).parquet` copy beside a month's file is read by `data/minute/**/*.parquet` too),
-are reported, never moved or deleted; a damaged file is moved to `.quarantine/` before its
-unit is queued again, so no byte is lost.
+are reported, never moved or deleted; a damaged file is moved to `.quarantine/` right
+after its unit is queued again: a `done` unit never lacks its file, and the damaged bytes
+are kept (unless `repair` stops between the two: the unit's next fetch replaces them).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from polyledger.storage.layout import quarantine_stamp
 
 # kinds that mean a done unit is not what the ledger says: repair queues it again
 UNIT_PROBLEMS = ("missing_file", "unreadable_file", "row_mismatch", "checksum_mismatch")
+# damaged units requeued per transaction by `repair`, each batch before its files move
+REPAIR_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -127,8 +130,8 @@ class RepairResult:
 def repair(
     ledger: Ledger, store: BarStore, findings: list[Finding], *, all_missing_is_fine: bool = False
 ) -> RepairResult:
-    """Queue again every done unit whose file is missing or damaged (damaged files are moved
-    to `.quarantine/` first), move files of units that have no bars now there too, and
+    """Queue again every done unit whose file is missing or damaged (damaged files are then
+    moved to `.quarantine/`, batch by batch), move files of units that have no bars now there too, and
     remove stray temporaries. Extra files (any `*.parquet` no unit owns) are left where they
     are, reported: whose they are (a copy, another tool's output) is the user's to say.
     When every file the ledger lists is missing, the location is almost surely the wrong
@@ -143,16 +146,19 @@ def repair(
             )
     stamp = quarantine_stamp()
     quarantined: list[str] = []
-    unit_ids: list[int] = []
-    for finding in findings:
-        if finding.kind not in UNIT_PROBLEMS or finding.unit_id is None:
-            continue
-        if store.exists(finding.path):  # an object store: copied, checked, then deleted
-            quarantined.append(store.quarantine(finding.path, stamp))
-        unit_ids.append(finding.unit_id)
+    requeued = 0
+    damaged = [f for f in findings if f.kind in UNIT_PROBLEMS and f.unit_id is not None]
+    for start in range(0, len(damaged), REPAIR_BATCH):
+        batch = damaged[start : start + REPAIR_BATCH]
+        # the units back to pending *before* their files move: at no moment is a unit `done`
+        # while its file is in .quarantine/ (stopped in between, by an error or a kill, a
+        # unit is pending with its damaged file still in place: the next run replaces it)
+        requeued += ledger.reset_done_units([f.unit_id for f in batch if f.unit_id is not None])
+        for finding in batch:
+            if store.exists(finding.path):  # an object store: copied, checked, then deleted
+                quarantined.append(store.quarantine(finding.path, stamp))
     for finding in findings:  # bars the API no longer answers: kept aside, never deleted
         if finding.kind == "withdrawn_file" and store.exists(finding.path):
             quarantined.append(store.quarantine(finding.path, stamp))
-    requeued = ledger.reset_done_units(unit_ids)
     removed = sum(1 for f in findings if f.kind == "stray_temporary" and store.remove(f.path))
     return RepairResult(requeued=requeued, quarantined=quarantined, temporaries_removed=removed)

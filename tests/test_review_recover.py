@@ -182,3 +182,33 @@ def test_a_copy_of_the_data_folder_is_not_taken_for_the_ledgers_folder(work, mar
         "both runs accepted, yet neither ./data nor ./backup holds every done unit's file; "
         f"`audit` (the ledger) exits {run_cli('audit').code}"
     )
+
+
+def test_a_run_refused_a_folder_stores_no_new_ledger_id(work, market):
+    """The second half of the restored-backup lock-out: a ledger without an id (planned by
+    an earlier version) refused a folder whose marker names another ledger must not store
+    a random id of its own, which would refuse it that folder for good."""
+    write_universe(work / "u.csv", ["TINY"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31").code == 0
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        assert run_cli("run", "--base-url", server.url).code == 0
+        assert (
+            run_cli(
+                "plan",
+                "--universe",
+                "u.csv",
+                "--from",
+                "2023-01-01",
+                "--to",
+                "2023-01-31",
+                "--ledger",
+                "old.db",
+            ).code
+            == 0
+        )
+        with sqlite3.connect(work / "old.db") as db:  # as an earlier version planned it: no id
+            db.execute("DELETE FROM settings WHERE key = 'ledger_id'")
+        refused = run_cli("run", "--base-url", server.url, "--ledger", "old.db")
+    assert refused.code == 2 and "another ledger's files" in refused.err, refused.err
+    with sqlite3.connect(work / "old.db") as db:
+        assert db.execute("SELECT value FROM settings WHERE key = 'ledger_id'").fetchone() is None

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from polyledger.ledger.connection import _reconnecting
 from polyledger.ledger.moves import UnitMoves
 from polyledger.ledger.records import PlannedUnit, iso
+from polyledger.ledger.runs import CLAIM_SETTING, LEDGER_ID, new_ledger_id
 from polyledger.ledger.states import UnitState
 from polyledger.periods import period_bounds
 
@@ -26,9 +27,14 @@ class Planning(UnitMoves):
         )
         added = 0
         batch: list[tuple] = []
+        identity = {"k": LEDGER_ID, "v": new_ledger_id()}
 
         def flush() -> int:
             with self._write() as cursor:
+                # the ledger's id with its first units (a no-op once it has one): made at the
+                # first run, it was missing from a backup taken after `plan`, and that backup,
+                # restored, was refused its own data folder (the marker names the id)
+                cursor.execute(CLAIM_SETTING, identity)
                 cursor.executemany(sql, batch)
                 return cursor.rowcount
 

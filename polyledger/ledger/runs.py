@@ -15,16 +15,22 @@ from polyledger.ledger.records import iso
 _RUNS = Run.__table__
 
 
+LEDGER_ID = "ledger_id"  # the setting: what the ledger's data folder's marker names
+# a setting recorded unless the ledger has one already (named parameters k, v)
+CLAIM_SETTING = "INSERT INTO settings (key, value) VALUES (:k, :v) ON CONFLICT (key) DO NOTHING"
+
+
+def new_ledger_id() -> str:
+    return uuid.uuid4().hex
+
+
 class Runs(LedgerConnection):
     @_reconnecting
     def claim_setting(self, key: str, value: str) -> str:
         """Record `value` for `key` unless the ledger has one already; returns the stored
         value. Atomic, so two processes starting together agree on the first one."""
         with self._write() as cursor:
-            cursor.execute(
-                "INSERT INTO settings (key, value) VALUES (:k, :v) ON CONFLICT (key) DO NOTHING",
-                {"k": key, "v": value},
-            )
+            cursor.execute(CLAIM_SETTING, {"k": key, "v": value})
             return cursor.execute("SELECT value FROM settings WHERE key = :k", {"k": key}).fetchone()[0]
 
     @_reconnecting
@@ -35,9 +41,11 @@ class Runs(LedgerConnection):
             cursor.execute("DELETE FROM settings WHERE key = :k AND value = :v", {"k": key, "v": value})
 
     def identity(self) -> str:
-        """This ledger's id, made by the first call: what its data folder's marker names, so
-        that another ledger's run never writes into it (copied by export/import)."""
-        return self.claim_setting("ledger_id", uuid.uuid4().hex)
+        """This ledger's id: what its data folder's marker names, so that another ledger's
+        run never writes into it (copied by export/import). Made with the first units
+        planned (`add_units`), so a backup taken after `plan` has it; a ledger planned by
+        an earlier version gets it here, at its first call."""
+        return self.claim_setting(LEDGER_ID, new_ledger_id())
 
     @_reconnecting
     def start_run(

@@ -295,8 +295,8 @@ class BarStore(ABC):
         """Read-only: one line (InputError) when the location's marker names another ledger
         (`repair` would quarantine its files, a read would take them for this ledger's),
         or has an id other than the folder the ledger recorded (`home`: another folder of
-        this ledger's, e.g. one a second run was given); a ledger without an id yet (no run
-        of this version) or a folder naming none passes."""
+        this ledger's, e.g. one a second run was given); a ledger without an id yet
+        (planned by an earlier version, not run since) or a folder naming none passes."""
         if ledger_id is not None:
             self._check_marker(self.marker() or {}, ledger_id, None, home)
 

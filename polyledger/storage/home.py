@@ -22,6 +22,7 @@ import uuid
 
 from polyledger.errors import InputError
 from polyledger.ledger import Ledger, queries
+from polyledger.ledger.runs import LEDGER_ID, new_ledger_id
 from polyledger.storage.base import BarStore, DataHome
 
 SETTING = "data_folder"
@@ -45,9 +46,13 @@ def _decoded(value: str) -> DataHome:
 def hold_home(ledger: Ledger, store: BarStore, adjusted: bool | None = None) -> None:
     """The run's data folder is the ledger's, or becomes it (the first run): checked and
     recorded before any request; one line (InputError) otherwise, the folder unchanged."""
-    ledger_id, samples = ledger.identity(), queries.stored_files(ledger)
-    where = store.absolute_location()
-    home = home_of(ledger)
+    samples, where, home = queries.stored_files(ledger), store.absolute_location(), home_of(ledger)
+    if ledger.setting(LEDGER_ID) is None:
+        # planned by an earlier version: its id is made now, but only once the folder is
+        # known to name no other ledger (stored by a refused run, a random id would lock
+        # the ledger out of its own folder for good, were it a backup of that folder's)
+        store.check_holder(new_ledger_id(), home)
+    ledger_id = ledger.identity()
     if home is not None and (home.marked or home.location != where):
         store.hold(ledger_id, adjusted=adjusted, samples=samples, home=home)
         if home.location != where:  # the folder moved: said from now on
@@ -74,7 +79,7 @@ def hold_home(ledger: Ledger, store: BarStore, adjusted: bool | None = None) -> 
 def check_home(ledger: Ledger, store: BarStore) -> None:
     """Read-only (`repair`, `polyledger.open`): one line when the folder's marker names
     another ledger, or another folder of this one."""
-    store.check_holder(ledger.setting("ledger_id"), home_of(ledger))
+    store.check_holder(ledger.setting(LEDGER_ID), home_of(ledger))
 
 
 def _encoded(home: DataHome) -> str:

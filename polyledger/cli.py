@@ -693,8 +693,8 @@ def retry(
     flagged: bool = typer.Option(
         False,
         "--flagged",
-        help="Instead: queue done units that audit --quality flagged (see --check; --ticker and "
-        "--dataset narrow it).",
+        help="Instead: queue settled units (done or empty) that audit --quality flagged (see --check; "
+        "--ticker and --dataset narrow it).",
     ),
     check: Optional[list[str]] = typer.Option(
         None, "--check", help="With --flagged: only units with this quality check's flags (repeatable)."
@@ -715,7 +715,7 @@ def retry(
     if check and not flagged:
         raise InputError("--check applies to --flagged only")
     if flagged and error_class != "transient":
-        raise InputError("--class chooses failed units: it does not apply to --flagged (done units)")
+        raise InputError("--class chooses failed units: it does not apply to --flagged (settled units)")
     with Ledger(ledger_path, create=False) as ledger:
         if flagged:
             count = retry_flagged(ledger, check or (), ticker or (), dataset or ())

@@ -55,9 +55,9 @@ def retry_flagged(
     tickers: Sequence[str] = (),
     datasets: Sequence[str] = (),
 ) -> int:
-    """Queue again the done units that `audit --quality` flagged (all checks, or those
-    named), of some tickers and datasets when given, to be downloaded afresh; the next
-    quality check tells whether that helped."""
+    """Queue again the settled units (done or empty_confirmed) that `audit --quality`
+    flagged (all checks, or those named), of some tickers and datasets when given, to be
+    downloaded afresh; the next quality check tells whether that helped."""
     for name in datasets:
         check_dataset(name)
     check_tickers(ledger, tickers, datasets)

@@ -62,13 +62,16 @@ class Resets(UnitMoves):
     def reset_flagged(
         self, checks: Sequence[str] = (), tickers: Sequence[str] = (), datasets: Sequence[str] = ()
     ) -> int:
-        """Done units a quality check flagged (all checks, or those named) back to pending,
-        of some tickers and datasets when given."""
+        """Settled units a quality check flagged (all checks, or those named) back to
+        pending, of some tickers and datasets when given: `done` ones, and `empty_confirmed`
+        ones (`missing_session` flags a month that settled empty while daily bars say it
+        traded: only a fetch again can cure it)."""
         flagged, params = "SELECT unit_id FROM quality_flags WHERE unit_id IS NOT NULL", {}
         if checks:
             test, params = in_list("check_name", checks, "k")
             flagged += f" AND {test}"
-        return self._reset_chosen(f"id IN ({flagged})", params, {UnitState.DONE}, tickers, datasets)
+        settled = {UnitState.DONE, UnitState.EMPTY_CONFIRMED}
+        return self._reset_chosen(f"id IN ({flagged})", params, settled, tickers, datasets)
 
     @_reconnecting
     def reset_relisted(self, changes: Sequence[ListingChange], datasets: Sequence[str]) -> int:

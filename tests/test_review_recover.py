@@ -212,3 +212,33 @@ def test_a_run_refused_a_folder_stores_no_new_ledger_id(work, market):
     assert refused.code == 2 and "another ledger's files" in refused.err, refused.err
     with sqlite3.connect(work / "old.db") as db:
         assert db.execute("SELECT value FROM settings WHERE key = 'ledger_id'").fetchone() is None
+
+
+def test_a_copy_is_refused_naming_the_folder_and_a_real_move_still_works(work, market):
+    """The copy's refusal is one line naming the folder the ledger records (and how to use
+    the other place instead: a move); `repair` and `polyledger.open` refuse the copy too.
+    Once the folder is moved (the recorded one gone), the moved one is the ledger's; a
+    symbolic link to the ledger's folder is that folder, not a copy."""
+    import polyledger
+    from polyledger.errors import InputError
+
+    write_universe(work / "u.csv", ["TINY"])
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        assert run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31").code == 0
+        assert run_cli("run", "--base-url", server.url).code == 0
+        shutil.copytree(work / "data", work / "backup")
+        recorded = str((work / "data").resolve())
+        refused = run_cli("run", "--base-url", server.url, "--data", "backup")
+        assert refused.code == 2 and len(refused.err.strip().splitlines()) == 1, refused.err
+        assert f"is a copy of this ledger's folder {recorded}" in refused.err and "move" in refused.err
+        assert run_cli("repair", "--data", "backup").code == 2
+        with pytest.raises(InputError, match="is a copy"):
+            polyledger.open("ledger.db", "backup")
+        (work / "link").symlink_to(work / "data", target_is_directory=True)
+        assert run_cli("run", "--base-url", server.url, "--data", "link").code == 0
+        shutil.rmtree(work / "backup")
+        (work / "link").unlink()
+        (work / "data").rename(work / "moved")
+        moved = run_cli("run", "--base-url", server.url, "--data", "moved")
+        assert moved.code == 0, moved.err
+        assert run_cli("audit", "--deep", "--data", "moved").code == 0

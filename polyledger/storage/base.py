@@ -47,6 +47,16 @@ class DataHome:
     location: str
     marked: bool = True
 
+    def copy_refusal(self, store: BarStore) -> str:
+        """One line: `store` carries this folder's marker id while the folder itself is
+        still where the ledger recorded it: a copy (a backup), not the folder moved."""
+        return (
+            f"data folder {store} is a copy of this ledger's folder {self.location}, which is still "
+            f"there with the same {MARKER} (id {self.id[:12]}): give --data {self.location}; to keep "
+            f"the files at {store} instead, move that folder there rather than copy it (one folder "
+            "holds the ledger's files)"
+        )
+
     def refusal(self, store: BarStore) -> str:
         """One line: why `store` is not this ledger's folder, and what to do."""
         return (
@@ -303,6 +313,10 @@ class BarStore(ABC):
     def absolute_location(self) -> str:
         """The location as the ledger records it: the same whatever the working directory."""
         return self.location
+
+    def same_place(self, other: BarStore) -> bool:
+        """Are the two one location (reached by two names), not two?"""
+        return self.absolute_location() == other.absolute_location()
 
     def _check_marker(
         self, marker: dict, ledger_id: str, adjusted: bool | None, home: DataHome | None = None

@@ -4,7 +4,9 @@ was last used), and every later run, `repair` and `polyledger.open` compare the 
 of the folder they are given with it. The id travels with the folder (a folder moved
 whole, its marker with it, is still the ledger's); a second folder (another `--data`,
 another working directory's `./data`) never has it, even while the ledger has stored
-nothing anywhere yet.
+nothing anywhere yet. A copy of the folder (`cp -a data backup`) has it too: it is
+refused while the recorded folder is still there with that id (a move leaves no folder
+behind with it).
 
 The first run checks the folder, claims the setting (`claim_setting`: atomic across
 processes and hosts; `"unmarked": true` in it until the marker is written), then writes
@@ -20,10 +22,10 @@ from __future__ import annotations
 import json
 import uuid
 
-from polyledger.errors import InputError
+from polyledger.errors import InputError, one_line
 from polyledger.ledger import Ledger, queries
 from polyledger.ledger.runs import LEDGER_ID, new_ledger_id
-from polyledger.storage.base import BarStore, DataHome
+from polyledger.storage.base import MARKER, BarStore, DataHome
 
 SETTING = "data_folder"
 
@@ -54,6 +56,7 @@ def hold_home(ledger: Ledger, store: BarStore, adjusted: bool | None = None) -> 
         store.check_holder(new_ledger_id(), home)
     ledger_id = ledger.identity()
     if home is not None and (home.marked or home.location != where):
+        _refuse_copy(home, store)
         store.hold(ledger_id, adjusted=adjusted, samples=samples, home=home)
         if home.location != where:  # the folder moved: said from now on
             ledger.set_setting(SETTING, _encoded(DataHome(home.id, where, home.marked)))
@@ -78,8 +81,46 @@ def hold_home(ledger: Ledger, store: BarStore, adjusted: bool | None = None) -> 
 
 def check_home(ledger: Ledger, store: BarStore) -> None:
     """Read-only (`repair`, `polyledger.open`): one line when the folder's marker names
-    another ledger, or another folder of this one."""
-    store.check_holder(ledger.setting(LEDGER_ID), home_of(ledger))
+    another ledger, or another folder of this one, or the folder is a copy of the one the
+    ledger records (`repair` would queue again what the copy lacks, a read would lack it)."""
+    home = home_of(ledger)
+    store.check_holder(ledger.setting(LEDGER_ID), home)
+    if home is not None and _marked_as(store, home):  # a folder without the id: checked as before
+        _refuse_copy(home, store)
+
+
+def _refuse_copy(home: DataHome, store: BarStore) -> None:
+    """One line (InputError) when `store` is not the folder the ledger recorded while that
+    one is still there, its marker with the recorded id: `store` is then another folder
+    (a copy carries the id too: `cp -a data backup`), never the folder moved, and a run on
+    it would split the download over two folders. Once the recorded folder is gone, or
+    holds that id no more, a folder with the id is the one moved (as before)."""
+    if home.location == store.absolute_location():
+        return
+    try:
+        recorded = BarStore(home.location)
+        if recorded.same_place(store):  # one folder under another name (a link): no copy
+            return
+        there = recorded.present() and recorded.exists(MARKER)
+    except Exception as exc:  # cannot tell whether it is still there: a split is never risked
+        raise InputError(
+            f"data folder {store} is not the one this ledger recorded, {home.location}, which cannot "
+            f"be read to tell whether it is still there: {one_line(exc, 200, with_type=True)}"
+        ) from None
+    try:
+        marker = recorded.marker() if there else None
+    except InputError:  # a marker that is not polyledger's: not the ledger's folder any more
+        return
+    if marker is not None and marker.get("id") == home.id:
+        raise InputError(home.copy_refusal(store) if _marked_as(store, home) else home.refusal(store))
+
+
+def _marked_as(store: BarStore, home: DataHome) -> bool:
+    """Does `store`'s marker carry the home's id (a copy), rather than none or another?"""
+    try:
+        return (store.marker() or {}).get("id") == home.id
+    except InputError:
+        return False
 
 
 def _encoded(home: DataHome) -> str:

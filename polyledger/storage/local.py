@@ -34,6 +34,15 @@ class LocalStore(BarStore):
     def absolute_location(self) -> str:
         return str(self.root.resolve())
 
+    def same_place(self, other: BarStore) -> bool:
+        """Also one folder under two paths (a symbolic link, a bind mount)."""
+        if isinstance(other, LocalStore) and self.root.is_dir() and other.root.is_dir():
+            try:
+                return os.path.samefile(self.root, other.root)
+            except OSError:
+                pass
+        return super().same_place(other)
+
     def path_of(self, relative: str) -> Path:
         """A file's path on this machine."""
         return self.root.joinpath(*relative.split("/"))

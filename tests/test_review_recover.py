@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import json
 import shutil
 import sqlite3
 
@@ -242,3 +243,20 @@ def test_a_copy_is_refused_naming_the_folder_and_a_real_move_still_works(work, m
         moved = run_cli("run", "--base-url", server.url, "--data", "moved")
         assert moved.code == 0, moved.err
         assert run_cli("audit", "--deep", "--data", "moved").code == 0
+
+
+def test_audit_deep_and_repair_see_the_files_at_the_data_folders_root(work, market):
+    """`audit --deep` and `repair` walked only the dataset folders: a `data/old.parquet`
+    (read by `data/**/*.parquet`) was never reported, and the temporary a killed marker
+    write leaves at the root never removed. The marker itself is no finding."""
+    _two_tickers_downloaded(work, market)
+    stray = work / "data" / ".tmp-0123abcd-polyledger-data.json.partial"
+    stray.write_bytes(b"{")
+    shutil.copyfile(next((work / "data" / "minute").rglob("part.parquet")), work / "data" / "old.parquet")
+    deep = run_cli("audit", "--deep", "--json")
+    assert deep.code == 1
+    found = {(f["kind"], f["path"]) for f in json.loads(deep.out)["deep"]["findings"]}
+    assert found == {("stray_temporary", stray.name), ("extra_file", "old.parquet")}, found
+    assert run_cli("repair").code == 0
+    assert not stray.exists() and (work / "data" / "old.parquet").exists()  # reported, never moved
+    assert (work / "data" / "polyledger-data.json").exists()

@@ -261,6 +261,30 @@ def test_a_month_fetched_again_with_no_bars_now_is_kept_aside_under_the_prefix(w
     assert run_cli("audit", "--deep", "--data", url).code == 0
 
 
+def test_a_copied_prefix_is_refused_and_a_root_object_is_reported(work, market, bucket):
+    """Under a prefix as in a folder: an object at the prefix's root (`data/old.parquet`) is
+    an `extra_file` of `audit --deep`, and a copy of the prefix, marker and all, is refused
+    while the recorded prefix is still there (a run on it would split the download)."""
+    url = f"s3://{bucket}/data"
+    write_universe(work / "u.csv", ["TINY"])
+    run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31")
+    client = _client()
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        assert run_cli("run", "--base-url", server.url, "--data", url).code == 0
+        for key in _keys(bucket, "data/"):
+            client.copy_object(
+                Bucket=bucket, Key="backup/" + key[len("data/") :], CopySource={"Bucket": bucket, "Key": key}
+            )
+        refused = run_cli("run", "--base-url", server.url, "--data", f"s3://{bucket}/backup")
+        assert refused.code == 2 and f"is a copy of this ledger's folder {url}" in refused.err, refused.err
+        (month,) = [key for key in _keys(bucket, "data/minute/") if key.endswith(".parquet")]
+        client.copy_object(Bucket=bucket, Key="data/old.parquet", CopySource={"Bucket": bucket, "Key": month})
+        deep = run_cli("audit", "--deep", "--json", "--data", url)
+        assert deep.code == 1
+        findings = {(f["kind"], f["path"]) for f in json.loads(deep.out)["deep"]["findings"]}
+        assert findings == {("extra_file", "old.parquet")}, findings
+
+
 def test_a_missing_bucket_is_a_one_line_error(work, bucket):
     write_universe(work / "u.csv", ["TINY"])
     run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31")

@@ -11,11 +11,12 @@ are kept (unless `repair` stops between the two: the unit's next fetch replaces 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import asdict, dataclass
 
 from polyledger.errors import InputError, one_line
 from polyledger.ledger import Ledger, UnitState, queries
-from polyledger.storage import TEMP_MARK, BarStore, unit_relative_path
+from polyledger.storage import MARKER, TEMP_MARK, BarStore, unit_relative_path
 from polyledger.storage.layout import quarantine_stamp
 
 # kinds that mean a done unit is not what the ledger says: repair queues it again
@@ -53,7 +54,10 @@ def deep_check(ledger: Ledger, store: BarStore, checksums: bool = True) -> list[
             known[owned] = row.state
         if row.state == UnitState.DONE.value and row.file_path:
             findings.extend(_check_unit_file(store, row, checksums))
-    for relative in store.walk():
+    # the root's own files too: a `data/old.parquet` is read by `data/**/*.parquet`, and a
+    # killed marker write leaves its temporary there (the marker itself is no finding)
+    at_root = (name for name in store.root_files() if name != MARKER)
+    for relative in itertools.chain(store.walk(), at_root):
         name = relative.rsplit("/", 1)[-1]  # walk() skips .quarantine/ (a dot folder)
         if name.startswith(TEMP_MARK):
             findings.append(Finding("stray_temporary", relative, "left by an interrupted write"))

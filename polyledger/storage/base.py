@@ -424,6 +424,11 @@ class BarStore(ABC):
         """Every file in the dataset folders (top-level folders not starting with '.'),
         relative to the location, with forward slashes."""
 
+    @abstractmethod
+    def root_files(self) -> Iterator[str]:
+        """The files at the location's root itself (its marker; a stray `old.parquet`, or
+        the temporary of a marker write that was killed), by name."""
+
     # --- moving and removing ----------------------------------------------------------
 
     @abstractmethod

@@ -181,6 +181,13 @@ class LocalStore(BarStore):
                     if path.is_file():
                         yield path.relative_to(self.root).as_posix()
 
+    def root_files(self) -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for path in self.root.iterdir():
+            if path.is_file():
+                yield path.name
+
     # --- moving and removing ----------------------------------------------------------
 
     def remove(self, relative: str) -> bool:

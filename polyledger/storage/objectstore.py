@@ -180,6 +180,14 @@ class ObjectStore(BarStore):
             if "/" in relative and not relative.startswith("."):
                 yield relative
 
+    def root_files(self) -> Iterator[str]:
+        fs = self._filesystem()
+        prefix = f"{self.base}/" if self.base else ""
+        for key in fs.find(self.base, maxdepth=1):
+            relative = key[len(prefix) :] if key.startswith(prefix) else ""
+            if relative and "/" not in relative:
+                yield relative
+
     # --- moving and removing ----------------------------------------------------------
 
     def remove(self, relative: str) -> bool:

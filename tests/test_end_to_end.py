@@ -427,7 +427,8 @@ def test_one_ledgers_files_never_spread_over_two_folders_and_a_moved_folder_is_f
     assert run_cli("audit", "--deep", "--data", "moved").code == 0
     named = json.loads(marker.read_text(encoding="utf-8"))
     assert named["ledger"] and named["id"] == folder_id  # named for this ledger again, the same folder
-    assert _recorded_folder("ledger.db") == {"id": folder_id, "location": str((work / "moved").resolve())}
+    recorded = _recorded_folder("ledger.db")
+    assert (recorded["id"], recorded["location"]) == (folder_id, str((work / "moved").resolve()))
 
 
 def _recorded_folder(ledger_path) -> dict:  # type: ignore[no-untyped-def]

@@ -260,3 +260,35 @@ def test_audit_deep_and_repair_see_the_files_at_the_data_folders_root(work, mark
     assert run_cli("repair").code == 0
     assert not stray.exists() and (work / "data" / "old.parquet").exists()  # reported, never moved
     assert (work / "data" / "polyledger-data.json").exists()
+
+
+def test_a_ledger_copied_together_with_its_folder_uses_the_copied_folder(work, market):
+    """`cp -a project project2`: the ledger and its folder copied together are a new pair
+    (the copied ledger is no longer where it recorded its folder), so the copy of the folder
+    is that ledger's, while the original ledger is still refused the copy."""
+    files = _two_tickers_downloaded(work, market)
+    (work / "p2").mkdir()
+    shutil.copytree(work / "data", work / "p2" / "data")
+    shutil.copyfile(work / "ledger.db", work / "p2" / "ledger.db")  # no run holds it: whole
+    write_universe(work / "u.csv", ["SIRI", "TINY"])
+    for ledger in ("ledger.db", "p2/ledger.db"):
+        assert (
+            run_cli(
+                "plan",
+                "--universe",
+                "u.csv",
+                "--from",
+                "2023-01-01",
+                "--to",
+                "2023-02-28",
+                "--ledger",
+                ledger,
+            ).code
+            == 0
+        )
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        assert run_cli("run", "--base-url", server.url, "--data", "p2/data").code == 2
+        copied = run_cli("run", "--base-url", server.url, "--ledger", "p2/ledger.db", "--data", "p2/data")
+        assert copied.code == 0, copied.err
+    assert run_cli("audit", "--deep", "--ledger", "p2/ledger.db", "--data", "p2/data").code == 0
+    assert all(path.exists() for path in files)  # the original folder as it was

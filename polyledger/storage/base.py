@@ -46,6 +46,9 @@ class DataHome:
     id: str
     location: str
     marked: bool = True
+    # where the ledger itself was when it recorded the folder (None: recorded by an earlier
+    # version): a ledger found elsewhere is a copy (or moved), and so may its folder be
+    ledger: str | None = None
 
     def copy_refusal(self, store: BarStore) -> str:
         """One line: `store` carries this folder's marker id while the folder itself is

@@ -39,7 +39,13 @@ def home_of(ledger: Ledger) -> DataHome | None:
 def _decoded(value: str) -> DataHome:
     try:
         content = json.loads(value)
-        return DataHome(str(content["id"]), str(content["location"]), not content.get("unmarked", False))
+        place = content.get("ledger")
+        return DataHome(
+            str(content["id"]),
+            str(content["location"]),
+            not content.get("unmarked", False),
+            None if place is None else str(place),
+        )
     except (ValueError, TypeError, KeyError):
         wrong = f"the ledger's {SETTING} setting is not one polyledger wrote: {value[:80]!r}"
         raise InputError(wrong) from None
@@ -49,6 +55,7 @@ def hold_home(ledger: Ledger, store: BarStore, adjusted: bool | None = None) -> 
     """The run's data folder is the ledger's, or becomes it (the first run): checked and
     recorded before any request; one line (InputError) otherwise, the folder unchanged."""
     samples, where, home = queries.stored_files(ledger), store.absolute_location(), home_of(ledger)
+    place = _place_of(ledger)
     if ledger.setting(LEDGER_ID) is None:
         # planned by an earlier version: its id is made now, but only once the folder is
         # known to name no other ledger (stored by a refused run, a random id would lock
@@ -56,14 +63,14 @@ def hold_home(ledger: Ledger, store: BarStore, adjusted: bool | None = None) -> 
         store.check_holder(new_ledger_id(), home)
     ledger_id = ledger.identity()
     if home is not None and (home.marked or home.location != where):
-        _refuse_copy(home, store)
+        _refuse_copy(home, store, place)
         store.hold(ledger_id, adjusted=adjusted, samples=samples, home=home)
-        if home.location != where:  # the folder moved: said from now on
-            ledger.set_setting(SETTING, _encoded(DataHome(home.id, where, home.marked)))
+        if home.location != where or home.ledger != place:  # the folder (or ledger) moved: said from now on
+            ledger.set_setting(SETTING, _encoded(DataHome(home.id, where, home.marked, place)))
         return
     if home is None:  # the first run: the folder checked, claimed, then marked with the claimed id
         marker = store.hold(ledger_id, adjusted=adjusted, samples=samples, write=False)
-        mine = DataHome(str(marker.get("id") or uuid.uuid4().hex), where, marked=False)
+        mine = DataHome(str(marker.get("id") or uuid.uuid4().hex), where, marked=False, ledger=place)
         home = _decoded(ledger.claim_setting(SETTING, _encoded(mine)))  # what the first claim recorded
         if home.id != mine.id and home.location != where:  # another first run, on another folder
             raise InputError(home.refusal(store))
@@ -76,7 +83,7 @@ def hold_home(ledger: Ledger, store: BarStore, adjusted: bool | None = None) -> 
             ledger.release_setting(SETTING, _encoded(home))
         raise
     if not home.marked:  # from now on a folder without the id is not the ledger's
-        ledger.set_setting(SETTING, _encoded(DataHome(home.id, home.location)))
+        ledger.set_setting(SETTING, _encoded(DataHome(home.id, home.location, ledger=home.ledger or place)))
 
 
 def check_home(ledger: Ledger, store: BarStore) -> None:
@@ -86,16 +93,24 @@ def check_home(ledger: Ledger, store: BarStore) -> None:
     home = home_of(ledger)
     store.check_holder(ledger.setting(LEDGER_ID), home)
     if home is not None and _marked_as(store, home):  # a folder without the id: checked as before
-        _refuse_copy(home, store)
+        _refuse_copy(home, store, _place_of(ledger))
 
 
-def _refuse_copy(home: DataHome, store: BarStore) -> None:
+def _place_of(ledger: Ledger) -> str:
+    """Where the ledger itself is (a SQLite file's absolute path, a server's URL)."""
+    return str(ledger.path.resolve()) if ledger.path is not None else ledger.name
+
+
+def _refuse_copy(home: DataHome, store: BarStore, place: str) -> None:
     """One line (InputError) when `store` is not the folder the ledger recorded while that
     one is still there, its marker with the recorded id: `store` is then another folder
     (a copy carries the id too: `cp -a data backup`), never the folder moved, and a run on
     it would split the download over two folders. Once the recorded folder is gone, or
-    holds that id no more, a folder with the id is the one moved (as before)."""
-    if home.location == store.absolute_location():
+    holds that id no more, a folder with the id is the one moved (as before). A ledger
+    no longer where it recorded the folder (`place`) is a copy itself, or moved: copied
+    together with its folder (`cp -a project project2`), the two are a new pair, whose
+    folder is the copy."""
+    if home.location == store.absolute_location() or home.ledger not in (None, place):
         return
     try:
         recorded = BarStore(home.location)
@@ -125,4 +140,5 @@ def _marked_as(store: BarStore, home: DataHome) -> bool:
 
 def _encoded(home: DataHome) -> str:
     unmarked = {} if home.marked else {"unmarked": True}
-    return json.dumps({"id": home.id, "location": home.location, **unmarked}, sort_keys=True)
+    place = {} if home.ledger is None else {"ledger": home.ledger}
+    return json.dumps({"id": home.id, "location": home.location, **unmarked, **place}, sort_keys=True)

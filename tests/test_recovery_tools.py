@@ -1,5 +1,6 @@
-"""Review of the recovery tools (repair, retry, audit --deep, quarantine, restored ledgers):
-each test states a defect found by the review and fails until it is fixed."""
+"""The recovery tools where a review found them wanting (repair, retry --flagged, audit
+--deep, quarantine, a restored ledger, a copied data folder): each test states the defect
+it failed on."""
 
 from __future__ import annotations
 

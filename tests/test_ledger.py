@@ -230,6 +230,22 @@ def test_expired_lease_returns_unit_and_late_worker_cannot_settle(ledger, clock)
     assert states(ledger) == {("A", "2024-01-01"): "empty_confirmed"}
 
 
+def test_a_day_files_read_that_lost_its_lease_records_nothing(ledger, clock):
+    """Found by a review: a flat-file day's read recorded the object's ETag before checking
+    its lease, so a read whose lease ran out (its unit read again by another worker, the
+    day file maybe replaced in between) replaced the newer read's record: the ETag the
+    staleness check compares with would not be the staged file's."""
+    ledger.add_units([PlannedUnit("minute_files", "", D(2024, 1, 2), D(2024, 1, 2))])
+    late = ledger.claim("late-worker", 30)[0]
+    clock.advance(35)
+    ledger.reclaim_expired()
+    taker = ledger.claim("new-worker", 30)[0]
+    assert ledger.record_flat_file(taker, "key", "etag-new", 10, 5, "u")
+    assert not ledger.record_flat_file(late, "key", "etag-old", 9, 4, "u")
+    rows = ledger.query("SELECT etag, size, rows FROM flat_files")
+    assert [tuple(row) for row in rows] == [("etag-new", 10, 5)]
+
+
 def test_heartbeat_keeps_a_lease_alive(ledger, clock):
     plan(ledger, ["A"], "minute", D(2024, 1, 1), D(2024, 1, 31))
     ledger.claim("w", 30)

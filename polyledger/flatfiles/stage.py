@@ -118,7 +118,8 @@ def stage_day(unit: ClaimedUnit, job: UnitJob, flat: FlatJob) -> UnitOutcome:
                 ) from None
             raise
         staged, total = read_day(Path(folder) / "day.csv", tickers, day)
-    job.ledger.record_flat_file(unit.id, key, found.etag, found.size, total, universe_hash(tickers))
+    if not job.ledger.record_flat_file(unit, key, found.etag, found.size, total, universe_hash(tickers)):
+        return _logged(unit, UnitOutcome("lost", 0, 1))  # another read holds the unit now
     stored = None
     ours = partial(job.ledger.still_holds, unit)
     if staged.height:

@@ -115,13 +115,24 @@ class FlatFileTable(UnitMoves):
 
     @_reconnecting
     def record_flat_file(
-        self, unit_id: int, object_key: str, etag: str, size: int, rows: int, universe: str
-    ) -> None:
+        self, unit: ClaimedUnit, object_key: str, etag: str, size: int, rows: int, universe: str
+    ) -> bool:
         """What a day unit's read found, replacing an earlier read's record (recorded before
         the unit settles: a reclaimed unit's next read records again). A new ETag marks
-        the day changed now: ticker units built from it before are stale."""
+        the day changed now: ticker units built from it before are stale. Only while the
+        read still holds the unit's lease (False, nothing written, otherwise): a read whose
+        lease ran out must not replace the record of the read that took the unit over,
+        whose staged file may hold another version of the day."""
         now = iso(self.clock())
+        unit_id = unit.id
         with self._write() as cursor:
+            held = cursor.execute(
+                "SELECT id FROM units WHERE id = :id AND lease_token = :token "
+                "AND state = 'running' AND lease_expires_at >= :now",
+                {"id": unit_id, "token": unit.lease_token, "now": now},
+            ).fetchone()
+            if held is None:
+                return False
             before = cursor.execute(
                 "SELECT etag, changed_at FROM flat_files WHERE unit_id = :id", {"id": unit_id}
             ).fetchone()
@@ -142,6 +153,7 @@ class FlatFileTable(UnitMoves):
                     "changed": changed_at,
                 },
             )
+        return True
 
     def flat_days(self, day_dataset: str, start: dt.date, end: dt.date) -> list[Any]:
         """The day units of [start, end] (id, period_start, state, error_class, file_path,

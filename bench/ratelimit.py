@@ -133,28 +133,16 @@ def real(limits: list[str], counts: list[int], seconds: float) -> None:
 
 
 def simulated(gaps: list[float] | None = None) -> None:
-    from polyledger.testing.ratesim import simulate_shared_key
+    from polyledger.testing.ratesim import TABLE_LIMITS, simulate_table_key
 
     columns = "| key (R/s) | hosts | start | accepted from 10 s / R | 429s | 429s from 10 s | seconds |"
     print(columns if gaps is None else "| start gap s " + columns)
     print("|---" * (7 if gaps is None else 8) + "|")
-    for limit in (5 / 60, 1.0, 5.0, 10.0, 20.0, 100.0):
-        seconds = max(60.0, 300.0 / limit)
+    for limit in TABLE_LIMITS:
         for hosts, gap, warm in itertools.product((1, 2, 3), gaps or [0.0], (False, True)):
             if hosts == 1 and gap:
                 continue  # one process: nothing to stagger
-            key = simulate_shared_key(
-                limit=limit,
-                hosts=hosts,
-                start_rate=100.0,
-                seconds=seconds,
-                workers=8,
-                retry_after=1.0,
-                retry_after_every=2 if limit == 10 else 1,
-                server_burst=5 if limit == 10 else None,
-                learned=limit if warm else None,
-                host_start_gap=gap,
-            )
+            key, seconds = simulate_table_key(limit, hosts, limit if warm else None, gap)
             print(
                 ("" if gaps is None else f"| {gap:g} ")
                 + f"| {limit:.3g} | {hosts} | {'learned' if warm else 'cold'} | "
@@ -169,7 +157,7 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2,3")
     parser.add_argument("--seconds", type=float, default=30.0, help="about how long each run lasts")
     parser.add_argument("--simulate", action="store_true")
-    parser.add_argument("--gaps", help="--simulate: processes started this many seconds apart, e.g. 0,0.5,2,5")
+    parser.add_argument("--gaps", help="--simulate: processes started this many seconds apart (0,0.5,2,5)")
     parser.add_argument("--child", nargs=3, metavar=("URL", "LEDGER", "DATA"))
     args = parser.parse_args()
     if args.child:

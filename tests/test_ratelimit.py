@@ -11,7 +11,7 @@ import pytest
 
 import polyledger.testing.ratesim as ratesim
 from polyledger.polygon.ratelimit import FIRST_CUT, RateLimiter
-from polyledger.testing.ratesim import SimulatedKey, simulate_shared_key
+from polyledger.testing.ratesim import TABLE_LIMITS, simulate_shared_key, simulate_table_key
 
 
 class Clock:
@@ -241,30 +241,8 @@ def test_four_hosts_on_a_deep_bucket_see_few_429s_after_10_s():
 # other row of the gaps table holds (a key of 1/s with hosts 0.5 s apart was 0.63-0.89 before
 # the joins kept the grid's spacing and a 429 soon after a measurement confirmed it).
 
-LIMITS = [5 / 60, 1.0, 5.0, 10.0, 20.0, 100.0]
+LIMITS = list(TABLE_LIMITS)
 GAP = 0.5  # hosts started half a second apart
-
-
-def simulate_key(
-    limit: float, hosts: int, learned: float | None, host_start_gap: float = 0.0
-) -> tuple[SimulatedKey, float]:
-    """The table's configuration: the issue's server at 10/s (a bucket of 5, Retry-After on
-    every second 429), a bucket of a second's worth and Retry-After: 1 otherwise."""
-    seconds = max(60.0, 300 / limit)
-    issue = limit == 10.0
-    key = simulate_shared_key(
-        limit=limit,
-        hosts=hosts,
-        start_rate=100.0,
-        seconds=seconds,
-        workers=8,
-        retry_after=1.0,
-        retry_after_every=2 if issue else 1,
-        server_burst=5 if issue else None,
-        learned=learned,
-        host_start_gap=host_start_gap,
-    )
-    return key, seconds
 
 
 def rps(limit: float) -> str:
@@ -275,7 +253,7 @@ def rps(limit: float) -> str:
 @pytest.mark.parametrize("limit", LIMITS, ids=rps)
 def test_from_a_learned_limit_the_key_is_used_from_10_s_with_few_refusals(limit, hosts):
     """Warm: an earlier run on the ledger learned the key's limit."""
-    key, seconds = simulate_key(limit, hosts, learned=limit)
+    key, seconds = simulate_table_key(limit, hosts, learned=limit)
     assert key.ok_rate(10, seconds) >= 0.9 * limit
     assert key.throttled_share() <= 0.02
 
@@ -286,7 +264,7 @@ def test_from_nothing_a_key_of_any_size_is_used_from_10_s(limit, hosts):
     """Cold: nothing learned; --rate 100 is found out from the 429s within 10 s, from 5
     requests a minute to 100 a second (on slow keys shared by several hosts, a rate that
     held without a 429 says what the key allows where the window's count reads low)."""
-    key, seconds = simulate_key(limit, hosts, learned=None)
+    key, seconds = simulate_table_key(limit, hosts, learned=None)
     assert key.ok_rate(10, seconds) >= 0.9 * limit
     assert key.throttled_share(10) <= 0.02
 
@@ -296,7 +274,7 @@ def test_from_nothing_a_key_of_any_size_is_used_from_10_s(limit, hosts):
 @pytest.mark.parametrize("limit", LIMITS, ids=rps)
 def test_hosts_starting_half_a_second_apart_use_the_key(limit, hosts, learned):
     """As hosts started by hand or by a scheduler: the later ones join the first's grid."""
-    key, seconds = simulate_key(limit, hosts, learned=limit if learned else None, host_start_gap=GAP)
+    key, seconds = simulate_table_key(limit, hosts, learned=limit if learned else None, host_start_gap=GAP)
     assert key.ok_rate(10, seconds) >= 0.9 * limit
     refused = key.throttled_share() if learned else key.throttled_share(10)  # as the tables above
     assert refused <= 0.02

@@ -19,6 +19,11 @@ from polyledger.testing import Listing, StandInServer, SyntheticMarket
 D = dt.date
 
 
+def _plan(universe: str, first: str, last: str, *extra: str) -> int:
+    """`polyledger plan --universe <universe> --from <first> --to <last> <extra>`'s exit code."""
+    return run_cli("plan", "--universe", universe, "--from", first, "--to", last, *extra).code
+
+
 def _flip_a_byte(path) -> None:  # type: ignore[no-untyped-def]
     content = bytearray(path.read_bytes())
     content[len(content) // 3] ^= 0xFF  # inside the data: the footer still reads (checksum_mismatch)
@@ -27,7 +32,7 @@ def _flip_a_byte(path) -> None:  # type: ignore[no-untyped-def]
 
 def _two_tickers_downloaded(work, market) -> list:  # type: ignore[no-untyped-def]
     write_universe(work / "u.csv", ["SIRI", "TINY"])
-    assert run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31").code == 0
+    assert _plan("u.csv", "2023-01-01", "2023-01-31") == 0
     with StandInServer(market, api_keys=(API_KEY,)) as server:
         assert run_cli("run", "--base-url", server.url).code == 0
     files = sorted((work / "data" / "minute").rglob("part.parquet"))
@@ -104,7 +109,7 @@ def test_a_ledger_backed_up_before_its_first_run_is_refused_its_own_data_folder(
     taken after the first run does.
     (polyledger/ledger/runs.py `identity`, polyledger/storage/home.py `hold_home`)"""
     write_universe(work / "u.csv", ["TINY"])
-    assert run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-02-28").code == 0
+    assert _plan("u.csv", "2023-01-01", "2023-02-28") == 0
     shutil.copyfile(work / "ledger.db", work / "ledger.db.bak")  # no run holds it: the file is whole
     with StandInServer(market, api_keys=(API_KEY,)) as server:
         assert run_cli("run", "--base-url", server.url).code == 0
@@ -134,13 +139,10 @@ def test_retry_flagged_requeues_the_empty_months_audit_quality_flags_as_missing_
     gone = SyntheticMarket([Listing("AAA", delist_date=D(2024, 1, 31), bars_per_day=20)], seed=3)
     whole = SyntheticMarket([Listing("AAA", bars_per_day=20)], seed=3)
     with StandInServer(gone, api_keys=(API_KEY,)) as server:
-        assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-03-31").code == 0
+        assert _plan("u.csv", "2024-01-01", "2024-03-31") == 0
         assert run_cli("run", "--base-url", server.url).code == 0
         server.market = whole
-        planned = run_cli(
-            "plan", "--universe", "u.csv", "--dataset", "day", "--from", "2024-01-01", "--to", "2024-03-31"
-        )
-        assert planned.code == 0
+        assert _plan("u.csv", "2024-01-01", "2024-03-31", "--dataset", "day") == 0
         assert run_cli("run", "--base-url", server.url).code == 0
     with sqlite3.connect(work / "ledger.db") as db:
         empty = db.execute(
@@ -169,13 +171,13 @@ def test_a_copy_of_the_data_folder_is_not_taken_for_the_ledgers_folder(work, mar
     (polyledger/storage/home.py `hold_home`: `home.location != where` accepted on the id alone)"""
     write_universe(work / "u.csv", ["TINY"])
     with StandInServer(market, api_keys=(API_KEY,)) as server:
-        assert run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31").code == 0
+        assert _plan("u.csv", "2023-01-01", "2023-01-31") == 0
         assert run_cli("run", "--base-url", server.url).code == 0
         shutil.copytree(work / "data", work / "backup")  # a backup copy, marker and all
-        assert run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-03-31").code == 0
+        assert _plan("u.csv", "2023-01-01", "2023-03-31") == 0
         on_copy = run_cli("run", "--base-url", server.url, "--data", "backup")
         write_universe(work / "u2.csv", ["SIRI"])
-        assert run_cli("plan", "--universe", "u2.csv", "--from", "2023-01-01", "--to", "2023-01-31").code == 0
+        assert _plan("u2.csv", "2023-01-01", "2023-01-31") == 0
         on_data = run_cli("run", "--base-url", server.url)
     if on_copy.code != 0 or on_data.code != 0:
         return  # one of the two folders was refused: nothing split
@@ -191,23 +193,10 @@ def test_a_run_refused_a_folder_stores_no_new_ledger_id(work, market):
     an earlier version) refused a folder whose marker names another ledger must not store
     a random id of its own, which would refuse it that folder for good."""
     write_universe(work / "u.csv", ["TINY"])
-    assert run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31").code == 0
+    assert _plan("u.csv", "2023-01-01", "2023-01-31") == 0
     with StandInServer(market, api_keys=(API_KEY,)) as server:
         assert run_cli("run", "--base-url", server.url).code == 0
-        assert (
-            run_cli(
-                "plan",
-                "--universe",
-                "u.csv",
-                "--from",
-                "2023-01-01",
-                "--to",
-                "2023-01-31",
-                "--ledger",
-                "old.db",
-            ).code
-            == 0
-        )
+        assert _plan("u.csv", "2023-01-01", "2023-01-31", "--ledger", "old.db") == 0
         with sqlite3.connect(work / "old.db") as db:  # as an earlier version planned it: no id
             db.execute("DELETE FROM settings WHERE key = 'ledger_id'")
         refused = run_cli("run", "--base-url", server.url, "--ledger", "old.db")
@@ -226,7 +215,7 @@ def test_a_copy_is_refused_naming_the_folder_and_a_real_move_still_works(work, m
 
     write_universe(work / "u.csv", ["TINY"])
     with StandInServer(market, api_keys=(API_KEY,)) as server:
-        assert run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-01-31").code == 0
+        assert _plan("u.csv", "2023-01-01", "2023-01-31") == 0
         assert run_cli("run", "--base-url", server.url).code == 0
         shutil.copytree(work / "data", work / "backup")
         recorded = str((work / "data").resolve())
@@ -273,20 +262,7 @@ def test_a_ledger_copied_together_with_its_folder_uses_the_copied_folder(work, m
     shutil.copyfile(work / "ledger.db", work / "p2" / "ledger.db")  # no run holds it: whole
     write_universe(work / "u.csv", ["SIRI", "TINY"])
     for ledger in ("ledger.db", "p2/ledger.db"):
-        assert (
-            run_cli(
-                "plan",
-                "--universe",
-                "u.csv",
-                "--from",
-                "2023-01-01",
-                "--to",
-                "2023-02-28",
-                "--ledger",
-                ledger,
-            ).code
-            == 0
-        )
+        assert _plan("u.csv", "2023-01-01", "2023-02-28", "--ledger", ledger) == 0
     with StandInServer(market, api_keys=(API_KEY,)) as server:
         assert run_cli("run", "--base-url", server.url, "--data", "p2/data").code == 2
         copied = run_cli("run", "--base-url", server.url, "--ledger", "p2/ledger.db", "--data", "p2/data")

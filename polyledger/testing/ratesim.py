@@ -201,3 +201,31 @@ def simulate_shared_key(
             push(at + policy.delay(retry, pause, rng=jitter), "ready", host, retry=retry + 1)
     result.final_rates = [limiter.rate for limiter in limiters]
     return result
+
+
+TABLE_LIMITS = (5 / 60, 1.0, 5.0, 10.0, 20.0, 100.0)  # keys of the promised table, requests/s
+
+
+def simulate_table_key(
+    limit: float, hosts: int, learned: float | None, host_start_gap: float = 0.0
+) -> tuple[SimulatedKey, float]:
+    """One row of the promised table (`bench/ratelimit.py --simulate` prints it,
+    `tests/test_ratelimit.py` holds it): --rate 100, 8 workers, over max(60 s, 300
+    requests' time); the issue's server at 10/s (a bucket of 5, Retry-After on every
+    second 429), a bucket of a second's worth and Retry-After: 1 otherwise. The key and
+    how many seconds it ran."""
+    seconds = max(60.0, 300 / limit)
+    issue = limit == 10.0
+    key = simulate_shared_key(
+        limit=limit,
+        hosts=hosts,
+        start_rate=100.0,
+        seconds=seconds,
+        workers=8,
+        retry_after=1.0,
+        retry_after_every=2 if issue else 1,
+        server_burst=5 if issue else None,
+        learned=learned,
+        host_start_gap=host_start_gap,
+    )
+    return key, seconds

@@ -443,6 +443,24 @@ def test_a_data_location_whose_host_is_not_found_is_one_line(work):
     assert result.code == 2 and "cannot use data location" in result.err and result.err.count("\n") == 1
 
 
+def test_status_counts_no_rows_for_a_unit_queued_again(work, server):
+    """A unit queued again (repair, retry --stale) keeps its last fetch's row count until
+    it is fetched anew; `status` showed it beside `pending`, as if those bars were held
+    there (a review noted it). Rows are counted for done units only, as `audit` does."""
+    from polyledger.checks.audit import audit, status_counts
+
+    write_universe(work / "u.csv", ["AAPL"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2023-01-01", "--to", "2023-02-28").code == 0
+    assert run_cli("run", "--base-url", server.url).code == 0
+    with Ledger(work / "ledger.db") as ledger:
+        (january,) = ledger.query("SELECT id, rows FROM units WHERE period = '2023-01'")
+        assert january.rows > 0
+        ledger.reset_done_units([january.id])
+        counts = {row["state"]: row["rows"] for row in status_counts(ledger)}
+        assert counts["pending"] == 0
+        assert counts["done"] == audit(ledger).datasets[0].rows > 0
+
+
 def test_a_refused_run_changes_nothing(work, server):
     """An unadjusted run refused on a data folder of adjusted bars (exit 2) leaves the ledger
     as it was: the adjusted run meant then goes through (in a folder of its own: one ledger,

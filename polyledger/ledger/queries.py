@@ -77,9 +77,12 @@ Rows = list[Any]  # SQLAlchemy rows: row.column
 
 
 def units_by_state(ledger: LedgerConnection) -> Rows:
-    """(dataset, state, units, rows) per dataset and state, in that order."""
+    """(dataset, state, units, rows) per dataset and state, in that order; rows of done
+    units only, as the audit counts them (a unit queued again keeps the count of its last
+    fetch until it is fetched anew: shown beside `pending` it read as bars held there)."""
     return ledger.query(
-        "SELECT dataset, state, count(*) AS units, coalesce(sum(rows), 0) AS rows "
+        "SELECT dataset, state, count(*) AS units, "
+        "coalesce(sum(CASE WHEN state = 'done' THEN rows ELSE 0 END), 0) AS rows "
         "FROM units GROUP BY dataset, state ORDER BY dataset, state"
     )
 

@@ -135,8 +135,8 @@ def repair(
     ledger: Ledger, store: BarStore, findings: list[Finding], *, all_missing_is_fine: bool = False
 ) -> RepairResult:
     """Queue again every done unit whose file is missing or damaged (damaged files are then
-    moved to `.quarantine/`, batch by batch), move files of units that have no bars now there too, and
-    remove stray temporaries. Extra files (any `*.parquet` no unit owns) are left where they
+    moved to `.quarantine/`, batch by batch), move files of units that have no bars now
+    there too, and remove stray temporaries. Extra files (any `*.parquet` no unit owns) are left where they
     are, reported: whose they are (a copy, another tool's output) is the user's to say.
     When every file the ledger lists is missing, the location is almost surely the wrong
     one: refused unless `all_missing_is_fine` (else a typo re-queues the whole download)."""

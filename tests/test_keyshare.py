@@ -16,9 +16,9 @@ from polyledger.ledger import Ledger
 from polyledger.polygon.keyshare import (
     ALIVE_SECONDS,
     LEARNED_FOR_SECONDS,
+    SYNC_SECONDS,
     KeyShare,
     LedgerBoard,
-    SYNC_SECONDS,
     Member,
     MemoryBoard,
     key_id,

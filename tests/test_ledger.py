@@ -311,6 +311,30 @@ def test_models_match_the_migrated_schema(ledger):
             assert columns == set(model.__table__.columns.keys()), model.__tablename__
 
 
+def test_the_schema_head_constant_is_the_migration_scripts_head():
+    """A ledger at SCHEMA_HEAD opens without reading the scripts: a new migration whose
+    constant was not moved would leave every existing ledger unmigrated."""
+    from polyledger.ledger.database import SCHEMA_HEAD, head_revision
+
+    assert SCHEMA_HEAD == head_revision()
+
+
+def test_a_ledger_at_the_head_opens_without_alembic(tmp_path):
+    """A `run --processes` child opens a migrated ledger: alembic (its scripts, mako) is
+    not imported for it, in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    Ledger(tmp_path / "ledger.db").close()  # created and migrated here
+    probe = (
+        "import sys; from polyledger.ledger import Ledger; "
+        f"Ledger({str(tmp_path / 'ledger.db')!r}).close(); "
+        "print(sorted(m for m in ('alembic', 'mako') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_wider_plan_widens_clipped_units_and_requeues_settled_ones(ledger):
     plan(ledger, ["A"], "minute", D(2024, 1, 10), D(2024, 2, 15))
     for unit in ledger.claim("w", 60, limit=2):

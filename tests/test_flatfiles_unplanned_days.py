@@ -69,7 +69,9 @@ def test_units_a_killed_rest_run_left_running_are_built_by_the_flat_route(
     assert months == {("AAPL", "done", None), ("TINY", "done", None)}, (months, first.out, second.out)
 
 
-def test_a_month_planned_during_a_run_is_built_by_the_next_run(work, market, moto_endpoint, monkeypatch, request):
+def test_a_month_planned_during_a_run_is_built_by_the_next_run(
+    work, market, moto_endpoint, monkeypatch, request
+):
     """`plan` from another terminal while a flat run builds the months, here adding June to a
     plan of May: docs/flatfiles.md says units planned during a run are built by the next run
     ("Planned during a run, it fails that period's units still to be built `days_outdated`

@@ -154,7 +154,26 @@ class FlatFilesSource:
                 shutil.copyfileobj(unzipped, out, 1 << 20)
             return DayObject(key, str(answer.get("ETag", "")).strip('"'), size)
         except Exception as exc:  # noqa: BLE001 - each mapped to one of ours
-            raise self._error(exc, key) from None
+            raise (self._denied_object(key) if _object_denied(exc) else self._error(exc, key)) from None
+
+    def _denied_object(self, key: str) -> Exception:
+        """A GET of one object answered 403, which is not always the keys: S3 answers 403
+        rather than 404 for a missing object to keys that may not list, and a plan may not
+        include every year. A LIST of the key tells which: not listed is `missing_file`,
+        listed is `not_entitled` (that day's units fail, the run goes on); the LIST denied
+        too is the keys or the plan, and stops the run."""
+        try:
+            self._count(0)
+            page = self.client().list_objects_v2(Bucket=self.config.bucket, Prefix=key, MaxKeys=1)
+        except Exception as exc:  # noqa: BLE001 - each mapped to one of ours
+            return self._error(exc, key)
+        if any(item.get("Key") == key for item in page.get("Contents", ())):
+            return PermanentError(
+                f"flat file {key}: access denied (403) to an object the bucket lists: "
+                "a plan whose flat files do not reach that day?",
+                error_class="not_entitled",
+            )
+        return PermanentError(f"flat file {key} is not in the bucket (403)", error_class="missing_file")
 
     def list_etags(self, prefix: str) -> dict[str, str]:
         """{key: ETag} of every object under `prefix` (a thousand per request)."""
@@ -212,3 +231,14 @@ class FlatFilesSource:
 
             return StorageError(f"flat files: cannot write the day's temporary file: {exc}")
         return exc
+
+
+def _object_denied(exc: Exception) -> bool:
+    """A 403 that may be about the object rather than the keys (wrong keys say so)."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return status == 403 and code not in ("InvalidAccessKeyId", "SignatureDoesNotMatch")

@@ -14,8 +14,9 @@ Conventions (README "Adjusted on read", docs/research.md):
   close of the security's latest session before X (within 14 calendar days) in its day or
   minute bars, whichever has the later one (the day bar's close on the same session; a
   session held only in minute bars, its day unit not fetched yet, beats an older day
-  bar; from minute bars, the session's last trade, after-hours included), under any of its symbols (after a rename, the old one's); both read raw and put
-  on X's share basis (split between them applied). It multiplies the prices (not
+  bar; from minute bars, the session's last trade, after-hours included), under any of
+  its symbols (after a rename, the old one's); both read raw and put on X's share basis
+  (split between them applied). It multiplies the prices (not
   volumes) of every bar before X, as CRSP's cumulative factor does. A dividend without a
   previous close, with D >= P, or paid in another currency than the bars' (USD), is left
   out, with a warning.

@@ -16,7 +16,9 @@ Definitions (docs/research.md):
 - `threshold=X` fixes it. `bars_per_day=K` instead sets each session's threshold to the
   mean of the measure's daily totals over the previous `window` sessions (of this
   security, with bars; fewer at the start) divided by K: only past sessions, no look-ahead.
-  The first session has no past: its minutes are warm-up and make no bar.
+  The first session has no past: its minutes are warm-up and make no bar. A session whose
+  past sessions measured nothing sets no threshold: the last one set holds (a bar open
+  across it keeps its minutes); before any was set, its minutes are warm-up too.
 - Columns: ticker (of the bar's last minute), security_id, start (first minute's start),
   end (last minute's end, exclusive), open, high, low, close, volume, dollar_volume,
   vwap (dollar_volume / volume), transactions, minutes (minute bars in it), threshold,
@@ -99,7 +101,10 @@ def information_bars(
     else:
         session = frame["timestamp"].dt.convert_time_zone(str(ET)).dt.date().to_physical().to_numpy()
         thresholds = _past_thresholds(frame["_measure"].to_numpy(), session, window, bars_per_day)  # type: ignore[arg-type]
-        frame = frame.with_columns(_threshold=pl.Series(thresholds)).filter(pl.col("_threshold").is_not_nan())
+        # NaN: no threshold of the session's own; the last one set holds (a bar open across
+        # such a session keeps its minutes), and the minutes before any was set are warm-up
+        held = pl.Series(thresholds).fill_nan(None).forward_fill()
+        frame = frame.with_columns(_threshold=held).filter(pl.col("_threshold").is_not_null())
     if frame.height == 0:
         return pl.DataFrame(schema=BAR_COLUMNS)
     ids, complete = _bar_ids(frame["_measure"].to_numpy(), frame["_threshold"].to_numpy())
@@ -145,7 +150,7 @@ def _past_thresholds(
     with np.errstate(invalid="ignore", divide="ignore"):
         per_session = (totals[k] - totals[k - count]) / count / bars_per_day  # 0 / 0: NaN for the first
     # sessions that measured nothing (no trades counted) set no threshold: a bar of 0 would
-    # close on every minute, each "complete"; those minutes wait as the warm-up does
+    # close on every minute, each "complete" (`information_bars` holds the last one set)
     per_session[per_session <= 0] = np.nan
     return np.repeat(per_session, lengths)
 

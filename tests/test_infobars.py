@@ -216,19 +216,22 @@ def test_builders_on_the_raw_demo_keep_securities_apart_and_read_a_ticker_at_a_t
     per_day=st.integers(min_value=1, max_value=5),
 )
 def test_thresholds_are_the_mean_of_past_sessions_only(sessions, window, per_day):
-    """Against the definition, session by session: the first session is warm-up (no bars),
-    as is one whose past sessions traded nothing; each bar's threshold is its opening session's mean of the `window` sessions before."""
+    """Against the definition, session by session: the first session is warm-up (no bars);
+    each bar's threshold is its opening session's mean of the `window` sessions before; a
+    session whose past sessions traded nothing keeps the last threshold set (warm-up too
+    before any was set)."""
     rows, expected = [], {}
-    day = dt.date(2024, 1, 1)
+    day, held = dt.date(2024, 1, 1), None
     for k, volumes in enumerate(sessions):
         past = [sum(v) for v in sessions[max(0, k - window) : k]]
+        held = sum(past) / len(past) / per_day if sum(past) > 0 else held
         for m, volume in enumerate(volumes):
             stamp = et(day.isoformat(), f"10:{m:02d}")
             rows.append((stamp, 1.0, 1.0, 1.0, 1.0, volume, 1.0, 1))
-            expected[stamp] = sum(past) / len(past) / per_day if sum(past) > 0 else None
+            expected[stamp] = held
         day += dt.timedelta(days=1 + k % 3)  # weekends and holidays: gaps between sessions
     bars = information_bars(minutes(rows), "volume", bars_per_day=per_day, window=window, keep_partial=True)
-    # the first session is warm-up, as is any whose past sessions traded nothing
+    # warm-up: the minutes before the first threshold; every minute after is in a bar
     assert bars["minutes"].sum() == sum(1 for threshold in expected.values() if threshold is not None)
     for start, threshold in bars.select("start", "threshold").iter_rows():
         assert threshold == pytest.approx(expected[start], rel=1e-12)

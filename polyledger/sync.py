@@ -18,6 +18,7 @@ EXIT_LOCKED and says who holds it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
@@ -54,6 +55,8 @@ PUBLICATION_DELAY = dt.timedelta(hours=1)
 # how far back sync looks for sessions a unit was read too soon after (`queue_rereads`):
 # over a month of nights skipped, in one UPDATE of at most ~28 sessions' tests
 REREAD_LOOKBACK = dt.timedelta(days=40)
+# what a universe's build fetches (its own run, before the plans)
+UNIVERSE_DATASETS = ("details", "ticker_events")
 # what `run` remembers for `sync`; the rest (--dataset, --max-units, --log-file) is per run
 REMEMBERED = (
     "workers",
@@ -223,11 +226,16 @@ class Sync:
             code = self._universe(ledger, store, url, options, build, session)
             if code is not None:
                 return code
+        # the datasets sync plans, only: a forgotten one's pending units wait for a `run`
+        synced = tuple(dict.fromkeys(p.dataset for p in plans if p.dataset in datasets.names()))
+        options = dataclasses.replace(options, datasets=synced)
         job = Run(ledger, store, api_key=self.settings.api_key, base_url=url, options=options)
         for remembered in plans:
             self._plan(ledger, store, job, remembered, session)
         report = self._run(job)
-        checked = audit(ledger)
+        checked = audit(ledger)  # of what sync fetches: a forgotten dataset's state is not its
+        kept = set(synced) | set(UNIVERSE_DATASETS)
+        checked = dataclasses.replace(checked, datasets=[d for d in checked.datasets if d.dataset in kept])
         print_audit(self.console, checked)
         if report.outcome == "interrupted":
             return 130
@@ -245,9 +253,7 @@ class Sync:
         session: dt.date,
     ) -> int | None:
         """Build a remembered universe again as of `session`; an exit code if it was not."""
-        details = RunOptions(
-            workers=options.workers, rate=options.rate, datasets=("details", "ticker_events")
-        )
+        details = RunOptions(workers=options.workers, rate=options.rate, datasets=UNIVERSE_DATASETS)
         job = Run(ledger, store, api_key=self.settings.api_key, base_url=url, options=details)
         with RunDisplay(self.console, job.client) as display, _stoppable(job):
             report = build_universe(

@@ -388,6 +388,9 @@ def test_forget_stops_syncing_a_dataset_and_only_that_one(work, stand_in):
     units = _units()
     assert units[("grouped_daily", "us-stocks", "2024-02-29")][2] == "done"
     assert {units[key][:2] for key in units if key[0] == "minute"} == {("2024-02-26", "2024-02-28")}
+    # nor fetched: sync's run takes in the datasets it plans only (a forgotten dataset's
+    # pending units were downloaded every night, its failures setting sync's exit code)
+    assert {units[key][2] for key in units if key[0] == "minute"} == {"pending"}
 
 
 def test_a_holder_beats_while_it_runs_and_stops_beating_once_its_lock_is_taken(tmp_path):

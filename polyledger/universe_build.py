@@ -54,6 +54,9 @@ COLUMNS = (
 # a first open after a change of symbol within this factor of the last close continues the
 # company's price (a day's move; a former holder of the symbol rarely trades that close)
 PRICE_FACTOR = 1.5
+# placing a change may move a start another company's change depends on (renames into
+# each other's symbols): the placing is repeated until the starts settle, at most this often
+PLACING_ROUNDS = 4
 # the tickers list's fields: those of the details it shares, typed as the details are
 LIST_SCHEMA = {
     name: DETAILS.schema[name]
@@ -85,6 +88,8 @@ class UniverseReport:
     # the trading could not confirm (kept at the event's date): one line each
     placed_by_trading: list[str] = field(default_factory=list)
     unconfirmed_changes: list[str] = field(default_factory=list)
+    # earlier symbols' windows ended before another company's listing of the symbol starts
+    shortened: list[str] = field(default_factory=list)
 
     def funnel_text(self) -> str:
         return " -> ".join(f"{step} {count:,}" for step, count in self.funnel)
@@ -94,6 +99,7 @@ class UniverseReport:
         return [
             ("change of symbol placed by trading", self.placed_by_trading),
             ("change of symbol not confirmed by trading", self.unconfirmed_changes),
+            ("earlier symbol's window shortened", self.shortened),
             ("ticker event left out", self.skipped_events),
         ]
 
@@ -276,12 +282,13 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
     security, from each event's date to the day before the next symbol's; the listing
     itself starts at its own symbol's event (its `list_date` may be the company's IPO,
     when another company held the symbol). A change's date is where the trading around
-    it puts it (`_placed_by_trading`). An answer for another company (FIGI or CIK
-    differ) is dropped; a symbol the lists already hold for that window is linked, not
-    added twice, unless it is another company's; every event left out is reported."""
+    it puts it (`_placed_changes`). An answer for another company (FIGI or CIK differ)
+    is dropped; a symbol the lists already hold for that window is linked, not added
+    twice, unless it is another company's: then the window ends the day before that
+    company's listing starts (`_clear_of_others`); every event left out is reported."""
     rows = table.to_dicts()
     holders = {(row["composite_figi"] or row["ticker"]): row for row in rows if row["active"]}
-    companies: list[tuple[dict, list[tuple[dt.date, str]]]] = []
+    answers: list[tuple[dict, pl.DataFrame]] = []
     for (key,), answer in events.sort("date").group_by("ticker", maintain_order=True):
         holder = holders.get(str(key))
         if holder is None:
@@ -290,11 +297,12 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
         if other:
             report.skipped_events.append(f"{holder['ticker']}: events answered for {other}, not this company")
             continue
-        changes = _placed_by_trading(answer, report)
+        answers.append((holder, answer))
+    companies = _placed_changes(answers, rows, report)
+    for holder, changes in companies:
         starts = [day for day, symbol in changes if symbol == holder["ticker"]]
         if starts and len(changes) > 1:
             holder["first_date"] = max(d for d in (holder["first_date"], max(starts)) if d is not None)
-        companies.append((holder, changes))
     # Earlier symbols are linked only once every holder starts at its own symbol: a
     # company that renamed into a symbol must not seem to hold it from its IPO while
     # another company's earlier window on that symbol is checked.
@@ -310,14 +318,10 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
                 )
                 continue
             window = (start, min(later) - dt.timedelta(days=1))
-            linked = _link_existing(rows, symbol, window, holder)
-            if linked is None:
-                report.skipped_events.append(
-                    f"{symbol} ({window[0]} to {window[1]}) -> {holder['ticker']}: the lists give that "
-                    "symbol to another company then"
-                )
+            window = _clear_of_others(rows, symbol, window, holder, report)
+            if window is None:
                 continue
-            if linked:
+            if _link_existing(rows, symbol, window, holder):
                 report.renamed.append((symbol, holder["ticker"]))
                 continue
             added.append(
@@ -339,10 +343,65 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
     return pl.DataFrame(rows + kept, schema=table.schema)
 
 
-def _placed_by_trading(answer: pl.DataFrame, report: UniverseReport) -> list[tuple[dt.date, str]]:
+# (symbol, first day, the listing's row): where a listing of a symbol starts, and whose it is
+Start = tuple[str, dt.date, dict]
+
+
+def _placed_changes(
+    answers: list[tuple[dict, pl.DataFrame]], rows: list[dict], report: UniverseReport
+) -> list[tuple[dict, list[tuple[dt.date, str]]]]:
+    """Each company's changes (`_placed_by_trading`), placed knowing where the other
+    companies' listings of each symbol start: an old symbol's bars from another company's
+    start on it are that company's, not the renamed one's (the ETF that gave up META the
+    day Facebook took it). A start the trading moves may move another company's change
+    (renames into each other's symbols), so the placing is repeated until the starts
+    settle; the last round's lines are reported."""
+    with_events = {id(holder) for holder, _ in answers}
+    listed = [
+        (row["ticker"], first, row)
+        for row in rows
+        if id(row) not in with_events and (first := _first_day(row)) is not None
+    ]
+    events: list[Start] | None = None
+    for _ in range(PLACING_ROUNDS):
+        said = UniverseReport()
+        starts = listed + (events or [])
+        placed = [
+            (holder, _placed_by_trading(answer, said, _starts_of_others(starts, holder)))
+            for holder, answer in answers
+        ]
+        now = [(symbol, day, holder) for holder, changes in placed for day, symbol in changes]
+        if now == events:
+            break
+        events = now
+    report.placed_by_trading.extend(said.placed_by_trading)
+    report.unconfirmed_changes.extend(said.unconfirmed_changes)
+    return placed
+
+
+def _starts_of_others(starts: list[Start], holder: dict) -> dict[str, list[dt.date]]:
+    """Per symbol, the days other companies' listings of it start."""
+    others: dict[str, list[dt.date]] = {}
+    for symbol, day, row in starts:
+        if not _same_company(row, holder):
+            others.setdefault(symbol, []).append(day)
+    return others
+
+
+def _same_company(row: dict, holder: dict) -> bool:
+    """Known to be the holder's company: its row, its security, its FIGI or its CIK."""
+    if row is holder or (row["security_id"] and row["security_id"] == holder["security_id"]):
+        return True
+    return any(row.get(column) and row[column] == holder.get(column) for column in ("composite_figi", "cik"))
+
+
+def _placed_by_trading(
+    answer: pl.DataFrame, report: UniverseReport, others: dict[str, list[dt.date]]
+) -> list[tuple[dt.date, str]]:
     """A company's (date, symbol) changes, oldest first, each change from one symbol to the
     next dated where the trading shows it (`trading_boundary`), else at its event's date
-    and reported as unconfirmed. The dates stay in order (the windows never overlap)."""
+    and reported as unconfirmed. The dates stay in order (the windows never overlap).
+    `others`: per symbol, the days other companies' listings of it start."""
     rows = answer.unique(["date", "symbol"], maintain_order=True).sort("date").to_dicts()
     per_day = Counter(row["date"] for row in rows)
     changes: list[tuple[dt.date, str]] = []
@@ -358,7 +417,8 @@ def _placed_by_trading(answer: pl.DataFrame, report: UniverseReport) -> list[tup
         elif row.get("previous_bars") is None or row.get("bars") is None:
             boundary, why = None, f"its trading could not be read: {row.get('trading_unread') or 'no answer'}"
         else:
-            boundary, why = trading_boundary(day, previous, symbol, row["previous_bars"], row["bars"])
+            taken = _taken(others.get(previous, []), changes[-1][0], day)
+            boundary, why = trading_boundary(day, previous, symbol, row["previous_bars"], row["bars"], taken)
         following = rows[i + 1]["date"] if i + 1 < len(rows) else None
         if boundary is not None and (
             boundary <= changes[-1][0] or (following is not None and boundary >= following)
@@ -372,27 +432,44 @@ def _placed_by_trading(answer: pl.DataFrame, report: UniverseReport) -> list[tup
             changes.append((day, symbol))
             continue
         if boundary != day:
+            taker = f"; {why}" if why else ""
             report.placed_by_trading.append(
                 f"{previous} -> {symbol}: the ticker event says {day}, the trading {boundary} "
                 f"({previous} last traded {_last_before(row['previous_bars'], boundary)}, {symbol} "
-                f"from {_first_after(row['bars'], boundary)}): the windows meet there"
+                f"from {_first_after(row['bars'], boundary)}{taker}): the windows meet there"
             )
         changes.append((boundary, symbol))
     return changes
 
 
+def _taken(starts: list[dt.date], since: dt.date, day: dt.date) -> dt.date | None:
+    """The first day another company's listing of a symbol starts, after the renamed company
+    took it (`since`) and within `SLACK` of the change away from it (`day`): that company
+    took the symbol at once."""
+    return min((d for d in starts if d > since and abs(d - day) <= SLACK), default=None)
+
+
 def trading_boundary(
-    day: dt.date, previous: str, symbol: str, previous_bars: list[dict], bars: list[dict]
+    day: dt.date,
+    previous: str,
+    symbol: str,
+    previous_bars: list[dict],
+    bars: list[dict],
+    taken: dt.date | None = None,
 ) -> tuple[dt.date | None, str]:
     """Where a change from `previous` to `symbol` whose event says `day` happened, read from
     both symbols' day bars within `SLACK` of `day` ({day, open, close} each): the first
-    session after `previous`'s last bar, when `symbol` traded then and at a price that
-    continues `previous`'s (the same company's: not a former holder of `symbol` still
-    trading, nor another company that took `previous` at once), and `symbol` did not
-    trade between `day` and that last bar. Else (None, why not)."""
-    if not previous_bars:
-        return None, f"{previous} did not trade within {SLACK.days} days of it"
-    last = max(previous_bars, key=lambda bar: bar["day"])
+    session after `previous`'s last bar of the company's own (`_own_bars`: not those of
+    another company that took `previous` at once, from `taken` when known), when `symbol`
+    traded then and at a price that continues `previous`'s (the same company's: not a
+    former holder of `symbol` still trading), and `symbol` did not trade between `day`
+    and that last bar. Else (None, why not). With a date, the reason is empty or says
+    which of `previous`'s bars were another company's."""
+    own, cut = _own_bars(previous_bars, bars, taken)
+    if not own:
+        after = f" before another company's start under it ({taken})" if taken else ""
+        return None, f"{previous} did not trade within {SLACK.days} days of it{after}"
+    last = own[-1]
     later = sorted((bar for bar in bars if bar["day"] > last["day"]), key=lambda bar: bar["day"])
     ended = f"{previous}'s last bar ({last['day']})"
     if not later:
@@ -406,7 +483,30 @@ def trading_boundary(
             f"does not continue {previous}'s ({last['close']} on {last['day']})"
         )
     following = trading_days(last["day"] + dt.timedelta(days=1), last["day"] + dt.timedelta(days=14))
-    return min([first["day"], *following[:1]]), ""
+    taker = f"{previous}'s bars from {cut} are another company's" if cut is not None else ""
+    return min([first["day"], *following[:1]]), taker
+
+
+def _own_bars(
+    previous_bars: list[dict], bars: list[dict], taken: dt.date | None
+) -> tuple[list[dict], dt.date | None]:
+    """The renamed company's bars under its old symbol, oldest first, and the day from
+    which the rest are another company's (None: all its own). Another company's: those
+    from `taken`, and those from a session on which the old symbol's price breaks off
+    while the new symbol opens, its first session since, continuing it (a company that
+    took the old symbol at once, though the universe does not hold it)."""
+    own = sorted(
+        (bar for bar in previous_bars if taken is None or bar["day"] < taken), key=lambda bar: bar["day"]
+    )
+    cut = taken if len(own) < len(previous_bars) else None
+    for i in range(1, len(own)):
+        before, bar = own[i - 1], own[i]
+        if _continues(before["close"], bar["open"]):
+            continue
+        handover = min((b for b in bars if b["day"] > before["day"]), key=lambda b: b["day"], default=None)
+        if handover and handover["day"] == bar["day"] and _continues(before["close"], handover["open"]):
+            return own[:i], bar["day"]
+    return own, cut
 
 
 def _continues(close: float | None, open_: float | None) -> bool:
@@ -428,12 +528,14 @@ def _unclaimed_by_others(added: list[dict], report: UniverseReport) -> list[dict
     """The earlier symbols taken from events, less those two companies' events claim for
     overlapping days (the provider's answers disagree): which one held it is not ours to
     guess, whatever order the companies came in, so neither is added and both are
-    reported."""
+    reported. An overlap within `SLACK` is an event's date a few days off, not a
+    disagreement: the windows meet where the later one starts (`_meet_within_slack`)."""
     by_symbol: dict[str, list[dict]] = {}
     for row in added:
         by_symbol.setdefault(row["ticker"], []).append(row)
     kept = []
     for rows in by_symbol.values():
+        _meet_within_slack(rows, report)
         for row in rows:
             clash = next(
                 (
@@ -455,6 +557,52 @@ def _unclaimed_by_others(added: list[dict], report: UniverseReport) -> list[dict
     return kept
 
 
+def _meet_within_slack(rows: list[dict], report: UniverseReport) -> None:
+    """One symbol's windows from two companies' events that overlap by no more than `SLACK`,
+    one starting first: the earlier ends the day before the later starts (reported)."""
+    for row in sorted(rows, key=lambda r: r["first_date"]):
+        for other in rows:
+            if other["_renamed_to"] == row["_renamed_to"]:
+                continue
+            start, end = other["first_date"], min(row["last_date"], other["last_date"])
+            if row["first_date"] < start <= row["last_date"] and end - start < SLACK:
+                _shorten(row, start, f"{other['_renamed_to']}'s events", report)
+
+
+def _clear_of_others(
+    rows: list[dict], symbol: str, window: tuple[dt.date, dt.date], holder: dict, report: UniverseReport
+) -> tuple[dt.date, dt.date] | None:
+    """The holder's window of its earlier `symbol`, ended the day before another company's
+    listing of it starts inside the window (reported): the days before are the holder's
+    history, never dropped because its change away was dated late. None (reported): the
+    other company's listing holds the window's first day, or has no first day."""
+    clash = [row for row in _listed_over(rows, symbol, window, holder) if not _may_be_holders(row, holder)]
+    if not clash:
+        return window
+    starts = [_first_day(row) for row in clash]
+    if any(start is None or start <= window[0] for start in starts):
+        report.skipped_events.append(
+            f"{symbol} ({window[0]} to {window[1]}) -> {holder['ticker']}: the lists give that "
+            "symbol to another company then"
+        )
+        return None
+    taken = min(start for start in starts if start is not None)
+    row = {"ticker": symbol, "first_date": window[0], "last_date": window[1], "_renamed_to": holder["ticker"]}
+    _shorten(row, taken, "listing", report)
+    return window[0], row["last_date"]
+
+
+def _shorten(row: dict, taken: dt.date, whose: str, report: UniverseReport) -> None:
+    """End the window of `row` (an earlier symbol, renamed to `_renamed_to`) the day
+    before another company's start on its symbol, `taken`."""
+    last = taken - dt.timedelta(days=1)
+    report.shortened.append(
+        f"{row['ticker']} ({row['first_date']} to {row['last_date']}) -> {row['_renamed_to']}: ends "
+        f"{last}, the day before another company's {row['ticker']} starts ({taken}, by the {whose})"
+    )
+    row["last_date"] = last
+
+
 def _other_company(holder: dict, answer: pl.DataFrame) -> str | None:
     """The company an events answer names when it is not the holder's (None: it is, or it
     does not say)."""
@@ -465,28 +613,40 @@ def _other_company(holder: dict, answer: pl.DataFrame) -> str | None:
     return None
 
 
-def _link_existing(
-    rows: list[dict], symbol: str, window: tuple[dt.date, dt.date], holder: dict
-) -> bool | None:
-    """Link the listed rows of `symbol` that overlap `window` to the holder's security.
-    True: linked; False: none there; None: one of them is another company's."""
+def _listed_over(rows: list[dict], symbol: str, window: tuple[dt.date, dt.date], holder: dict) -> list[dict]:
+    """The listed rows of `symbol`, other than the holder, whose windows overlap `window`."""
     found = []
     for row in rows:
         if row["ticker"] != symbol or row is holder:
             continue
-        first = max((d for d in (row["list_date"], row["first_date"]) if d is not None), default=None)
+        first = _first_day(row)
         last = _delisted_day(row["delisted_utc"]) or row["last_date"]
         if (first is None or first <= window[1]) and (last is None or last >= window[0]):
             found.append(row)
-    for row in found:
-        for column in ("composite_figi", "cik"):
-            if row.get(column) and holder.get(column) and row[column] != holder[column]:
-                return None
+    return found
+
+
+def _may_be_holders(row: dict, holder: dict) -> bool:
+    """Not known to be another company's: no FIGI or CIK both rows know differs."""
+    return not any(
+        row.get(column) and holder.get(column) and row[column] != holder[column]
+        for column in ("composite_figi", "cik")
+    )
+
+
+def _link_existing(rows: list[dict], symbol: str, window: tuple[dt.date, dt.date], holder: dict) -> bool:
+    """Link the listed rows of `symbol` that overlap `window` (none another company's, by
+    `_clear_of_others`) to the holder's security. False: none there."""
+    found = _listed_over(rows, symbol, window, holder)
     for row in found:
         row["security_id"], row["link"] = holder["security_id"], LINK_EVENT
         row["first_date"] = max(d for d in (row["first_date"], window[0]) if d is not None)
         row["last_date"] = min(d for d in (row["last_date"], window[1]) if d is not None)
     return bool(found)
+
+
+def _first_day(row: dict) -> dt.date | None:
+    return max((d for d in (row["list_date"], row["first_date"]) if d is not None), default=None)
 
 
 def _delisted_day(value: str | None) -> dt.date | None:

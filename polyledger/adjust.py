@@ -36,7 +36,7 @@ import math
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -45,7 +45,7 @@ from polyledger.errors import InputError
 from polyledger.ledger import SETTLED
 from polyledger.ledger.records import in_list
 from polyledger.listings import Listing
-from polyledger.periods import ET
+from polyledger.periods import ET, stored_date
 from polyledger.trading_days import is_trading_day
 
 if TYPE_CHECKING:
@@ -392,11 +392,7 @@ def _split_rows(download: Download, symbols: Sequence[str]) -> list[tuple[str, d
     rows = download.ledger.query(
         f"SELECT ticker, execution_date, split_from, split_to FROM splits WHERE {test}", params
     )
-    return [(row.ticker, _as_date(row.execution_date), row.split_from, row.split_to) for row in rows]
-
-
-def _as_date(value: Any) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+    return [(row.ticker, stored_date(row.execution_date), row.split_from, row.split_to) for row in rows]
 
 
 def _related_listings(download: Download, tickers: Sequence[str]) -> list[Listing]:

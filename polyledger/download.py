@@ -35,7 +35,7 @@ from polyledger.datasets import MARKET, check_dataset
 from polyledger.errors import InputError, some_of
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
 from polyledger.listings import Listing
-from polyledger.periods import ET, iso_date
+from polyledger.periods import ET, iso_date, stored_date
 from polyledger.plan import EARLIEST
 from polyledger.storage import BarStore
 from polyledger.storage.home import check_home
@@ -369,7 +369,9 @@ class Download:
         those the read returns; an open bound: the ticker's own units (holes between them)."""
         spans: dict[str, list[tuple[dt.date, dt.date]]] = {}
         for row in selected:
-            spans.setdefault(row.ticker, []).append((_day_of(row.period_start), _day_of(row.period_end)))
+            spans.setdefault(row.ticker, []).append(
+                (stored_date(row.period_start), stored_date(row.period_end))
+            )
         if datasets.get(dataset).keyed_by == "date":
             asked = [MARKET]  # its units hold every symbol: the days are the market's
         else:
@@ -539,10 +541,6 @@ class UnsettledUnitsWarning(UserWarning):
 
 class UnplannedDaysWarning(UserWarning):
     """Some trading days of a selection are in no unit (never planned): their bars are missing."""
-
-
-def _day_of(value: object) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
 
 
 def _date(value: dt.date | str | None, name: str) -> dt.date | None:

@@ -25,6 +25,16 @@ def iso_date(text: str) -> dt.date:
     return dt.date.fromisoformat(text)
 
 
+def stored_date(value: object) -> dt.date:
+    """A date as a ledger or a frame gives it back: a date (PostgreSQL, polars), or text
+    beginning YYYY-MM-DD (SQLite; a timestamp's date part)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
 def parse_date(text: str, option: str) -> dt.date:
     """A YYYY-MM-DD date, or an InputError naming the option."""
     from polyledger.errors import InputError

@@ -50,3 +50,15 @@ def test_periods_tile_the_range_exactly(start, days, grain):
 def test_bad_dates(text):
     with pytest.raises(InputError, match="--from"):
         parse_date(text, "--from")
+
+
+def test_stored_date_reads_a_ledger_date_from_either_backend():
+    """SQLite gives dates back as text (a timestamp's too), PostgreSQL and polars as dates."""
+    from polyledger.periods import stored_date
+
+    day = dt.date(2024, 2, 29)
+    for value in (day, dt.datetime(2024, 2, 29, 23, 59), "2024-02-29", "2024-02-29 00:00:00.000000"):
+        got = stored_date(value)
+        assert got == day and type(got) is dt.date, value
+    with pytest.raises(ValueError):
+        stored_date("29/02/2024")

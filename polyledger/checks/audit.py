@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from polyledger import coverage, datasets
 from polyledger.errors import InputError
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
+from polyledger.periods import stored_date
 
 STATES = tuple(state.value for state in UnitState)
 EXAMPLES_PER_CLASS = 3
@@ -196,8 +197,8 @@ def unplanned_days(ledger: Ledger) -> dict[str, list[UnplannedDays]]:
     calendar = coverage.TradingCalendar(low, max(end for spans in ranges.values() for _, end in spans))
     found: dict[str, list[UnplannedDays]] = {}
     for row in gaps:
-        after = dt.date.fromisoformat(str(row.previous_end)[:10]) + coverage.DAY
-        before = dt.date.fromisoformat(str(row.period_start)[:10]) - coverage.DAY
+        after = stored_date(row.previous_end) + coverage.DAY
+        before = stored_date(row.period_start) - coverage.DAY
         inside = [(max(after, a), min(before, b)) for a, b in ranges[row.dataset]]  # type: ignore[type-var]
         spans = [(a, b) for a, b in inside if a <= b]
         for hole in coverage.holes(row.ticker, spans, windows.get(row.ticker), calendar):

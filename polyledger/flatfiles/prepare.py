@@ -17,6 +17,7 @@ from polyledger.datasets import MARKET
 from polyledger.datasets.flat_days import ROUTES
 from polyledger.flatfiles.job import period_of, universe_hash
 from polyledger.ledger import Ledger, PlannedUnit, UnitState
+from polyledger.periods import stored_date
 from polyledger.trading_days import trading_days
 
 
@@ -53,8 +54,7 @@ def prepare(ledger: Ledger, targets: Sequence[str]) -> Prepared:
         outdated = [
             row.unit_id
             for row in ledger.flat_file_records(day_dataset)
-            if universe.get(period_of(target, dt.date.fromisoformat(str(row.period_start)[:10])))
-            != row.universe
+            if universe.get(period_of(target, stored_date(row.period_start))) != row.universe
         ]
         outdated += ledger.unrecorded_flat_days(day_dataset)  # staged for what is unknown
         restaged += ledger.reset_ids(outdated, {UnitState.DONE, UnitState.EMPTY_CONFIRMED})
@@ -72,8 +72,8 @@ def _unread_unplanned(ledger: Ledger, target: str, day_dataset: str) -> list[int
     ids = []
     planned: dict[tuple[dt.date, dt.date], bool] = {}  # the units of one period share the answer
     for row in ledger.failed_with(target, "days_unread"):
-        start = dt.date.fromisoformat(str(row.period_start)[:10])
-        end = dt.date.fromisoformat(str(row.period_end)[:10])
+        start = stored_date(row.period_start)
+        end = stored_date(row.period_end)
         if (start, end) not in planned:
             have = {str(day.period_start)[:10] for day in ledger.flat_days(day_dataset, start, end)}
             planned[start, end] = all(day.isoformat() in have for day in trading_days(start, end))

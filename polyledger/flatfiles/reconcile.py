@@ -28,7 +28,7 @@ from polyledger.flatfiles.source import FlatFilesSource
 from polyledger.flatfiles.stage import read_day
 from polyledger.flatfiles.transpose import SETTLED, to_raw
 from polyledger.ledger import Ledger
-from polyledger.periods import ET
+from polyledger.periods import ET, stored_date
 from polyledger.storage import BarStore
 from polyledger.trading_days import trading_days
 
@@ -105,7 +105,7 @@ def rebuild_from_flat_files(
     files = [row.file_path for row in days if row.file_path and row not in again]
     parts = [store.scan_parquet(files).filter(pl.col("ticker") == ticker).collect()] if files else []
     for row in again:
-        day = dt.date.fromisoformat(str(row.period_start)[:10])
+        day = stored_date(row.period_start)
         with tempfile.TemporaryDirectory(prefix="polyledger-reconcile-") as folder:
             path = Path(folder) / "day.csv"
             source.fetch_day(object_key(day_dataset, day), path)  # type: ignore[union-attr]
@@ -153,8 +153,8 @@ def reconcile(
         if len(found) >= sample:
             break
         start, end = (
-            dt.date.fromisoformat(str(row.period_start)[:10]),
-            dt.date.fromisoformat(str(row.period_end)[:10]),
+            stored_date(row.period_start),
+            stored_date(row.period_end),
         )
         if row.source == "flatfiles":
             if client is None:

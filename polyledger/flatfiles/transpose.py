@@ -29,6 +29,7 @@ from polyledger.errors import FetchError, LeaseLost, PermanentError, TransientEr
 from polyledger.fetch.units import UnitJob, UnitOutcome, _logged, _settle_failure, withdraw_file
 from polyledger.flatfiles.job import FlatJob, period_of
 from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit
+from polyledger.periods import stored_date
 from polyledger.trading_days import trading_days
 
 SETTLED = ("done", "empty_confirmed")
@@ -117,10 +118,7 @@ def build_units(
     # the period's tickers as planned now: its days must have been staged for exactly them
     staged_for = flat.universe(job.ledger, first.dataset, period_of(first.dataset, first.period_start))
     start, end = min(u.period_start for u in units), max(u.period_end for u in units)
-    days = {
-        dt.date.fromisoformat(str(row.period_start)[:10]): row
-        for row in job.ledger.flat_days(day_dataset, start, end)
-    }
+    days = {stored_date(row.period_start): row for row in job.ledger.flat_days(day_dataset, start, end)}
     ready = []
     for unit in units:
         problem = unread(unit, days, staged_for)

@@ -12,6 +12,7 @@ from polyledger.ledger.connection import _reconnecting
 from polyledger.ledger.moves import _INSERT_ATTEMPT, _LEASE_EXPIRED, _LEASE_EXPIRED_TEXT, UnitMoves
 from polyledger.ledger.records import ClaimedUnit, in_list, iso
 from polyledger.ledger.states import UnitState
+from polyledger.periods import stored_date
 
 
 class Claims(UnitMoves):
@@ -226,9 +227,7 @@ class Claims(UnitMoves):
         ).fetchall()
         moved = [(unit_id, *holders[unit_id]) for unit_id, *_ in rows if unit_id in holders]
         self._record_lost_attempts(cursor, moved, now, error)
-        reclaimed = [
-            (dataset, ticker, dt.date.fromisoformat(str(start)[:10])) for _, dataset, ticker, start in rows
-        ]
+        reclaimed = [(dataset, ticker, stored_date(start)) for _, dataset, ticker, start in rows]
         if reclaimed and before_commit is not None:
             before_commit(reclaimed)
         return reclaimed

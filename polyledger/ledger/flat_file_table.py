@@ -13,6 +13,7 @@ from polyledger.ledger.connection import _reconnecting
 from polyledger.ledger.moves import UnitMoves
 from polyledger.ledger.records import ClaimedUnit, in_list, iso
 from polyledger.ledger.states import UnitState
+from polyledger.periods import stored_date
 
 # Ticker units built from flat files whose days changed since: a day read again with
 # another ETag after the unit was built (changed_at), a day whose object now has another
@@ -77,7 +78,7 @@ class FlatFileTable(UnitMoves):
             "SELECT DISTINCT period_start, period_end FROM units WHERE dataset = :d AND state = 'pending'",
             {"d": dataset},
         )
-        return [(dt.date.fromisoformat(str(a)[:10]), dt.date.fromisoformat(str(b)[:10])) for a, b in rows]
+        return [(stored_date(a), stored_date(b)) for a, b in rows]
 
     def failed_with(self, dataset: str, error_class: str) -> list[Any]:
         """(id, period_start, period_end) of `dataset`'s units failed with `error_class`."""

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from polyledger.ledger.connection import LedgerConnection, _reconnecting
 from polyledger.ledger.records import in_list, iso
 from polyledger.listings import LINK_DERIVED, Listing, ListingChange, listing_change
+from polyledger.periods import stored_date
 
 _COLUMNS = "ticker, first_day, last_day, security_id, link, name, cik, composite_figi, share_class_figi"
 
 
 def _day(value: object) -> dt.date | None:
-    return dt.date.fromisoformat(str(value)[:10]) if value else None
+    return stored_date(value) if value else None
 
 
 def _bare(listing: Listing) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from polyledger.ledger.connection import LedgerConnection, _reconnecting
 from polyledger.ledger.records import iso
+from polyledger.periods import stored_date
 
 _PG_NOW = "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 _SQLITE_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
@@ -45,7 +46,7 @@ class LockHolder:
 
 
 def _day(value: object) -> dt.date | None:
-    return dt.date.fromisoformat(str(value)[:10]) if value else None
+    return stored_date(value) if value else None
 
 
 def _seconds_between(earlier: str, later: str) -> float:

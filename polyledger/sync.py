@@ -29,6 +29,7 @@ from rich.console import Console
 
 from polyledger import datasets, signals
 from polyledger.checks.audit import audit
+from polyledger.datasets.flat_days import ROUTES
 from polyledger.datasets.reference import plan_reference
 from polyledger.errors import InputError
 from polyledger.fetch.runner import Run, RunOptions, RunReport, check_data_folder
@@ -234,7 +235,8 @@ class Sync:
             self._plan(ledger, store, job, remembered, session)
         report = self._run(job)
         checked = audit(ledger)  # of what sync fetches: a forgotten dataset's state is not its
-        kept = set(synced) | set(UNIVERSE_DATASETS)
+        # with the universe's datasets, and the day files a synced dataset's flat route reads
+        kept = set(synced) | set(UNIVERSE_DATASETS) | {ROUTES[d] for d in synced if d in ROUTES}
         checked = dataclasses.replace(checked, datasets=[d for d in checked.datasets if d.dataset in kept])
         print_audit(self.console, checked)
         if report.outcome == "interrupted":

@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import sqlite3
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Optional
@@ -135,7 +137,7 @@ def plan(
     if spec.needs_universe and universe is None:
         raise InputError(f"--universe is required for {dataset}")
     if not spec.needs_range:
-        if start or end:
+        if start is not None or end is not None:
             raise InputError(f"--from/--to do not apply to {dataset}: a unit holds a ticker's whole history")
         # a unit per ticker: a reused symbol's two rows (two listings) are one unit
         tickers = list(dict.fromkeys(read_universe(universe)))  # type: ignore[arg-type]
@@ -151,7 +153,7 @@ def plan(
         raise InputError(f"--from is required for {dataset} bars (YYYY-MM-DD)")
     first = parse_date(start, "--from")
     yesterday = et_today() - dt.timedelta(days=1)
-    last = parse_date(end, "--to") if end else yesterday
+    last = parse_date(end, "--to") if end is not None else yesterday
     check_range(dataset, first, last)
     if last > yesterday:
         raise InputError(
@@ -161,7 +163,7 @@ def plan(
     if not spec.needs_universe:
         with Ledger(ledger_path) as ledger:
             result = plan_units(ledger, [], dataset, first, last)
-            ledger.remember_plan(dataset, "", first, last if end else None)
+            ledger.remember_plan(dataset, "", first, last if end is not None else None)
         ignored = " (--universe ignored: each unit holds every symbol)" if universe is not None else ""
         _echo(
             f"planned {result.units_in_plan} {dataset} units, one per trading day ({first} to {last}): "
@@ -171,7 +173,7 @@ def plan(
     members = read_members(universe)  # type: ignore[arg-type]  # validated before the ledger is touched
     with Ledger(ledger_path) as ledger:
         result = plan_units(ledger, members, dataset, first, last)
-        ledger.remember_plan(dataset, _source(universe), first, last if end else None)
+        ledger.remember_plan(dataset, _source(universe), first, last if end is not None else None)
     outside = (
         f"; {result.outside_listing} outside listing windows, not planned" if result.outside_listing else ""
     )
@@ -336,7 +338,7 @@ def run(
     api_key = api_key_from_env()
     if not api_key:
         raise InputError("no API key: set POLYGON_API_KEY (or MASSIVE_API_KEY)")
-    url = _check_base_url(base_url or DEFAULT_BASE_URL)
+    url = _check_base_url(DEFAULT_BASE_URL if base_url is None else base_url)
     if log_file is not None and not log_file.parent.is_dir():
         raise InputError(f"folder for --log-file does not exist: {log_file.parent}")
     if log_file is not None and log_file.is_dir():
@@ -469,6 +471,8 @@ def _check_base_url(url: str) -> str:
         raise InputError(f"invalid --base-url {url!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(f"--base-url must look like https://host[:port], got {url!r}")
+    if not all(char.isalnum() or char in ".-_:" for char in parts.hostname):  # a space, a comma...
+        raise InputError(f"invalid --base-url {url!r}: {parts.hostname!r} is not a host name")
     if parts.username or parts.password or parts.query or parts.fragment:
         # the key travels in a header; a URL is logged and stored with the run
         raise InputError("--base-url must be https://host[:port][/path] without credentials or a query")
@@ -756,7 +760,7 @@ def universe(
     from polyledger.storage import BarStore
     from polyledger.universe_build import build_universe
 
-    day = parse_date(as_of, "--date") if as_of else None
+    day = parse_date(as_of, "--date") if as_of is not None else None
     if day is not None and day > et_today():
         raise InputError(f"--date {day} is in the future (US/Eastern): details exist up to today only")
     from polyledger.plan import EARLIEST
@@ -770,7 +774,7 @@ def universe(
     api_key = api_key_from_env()
     if not api_key:
         raise InputError("no API key: set POLYGON_API_KEY (or MASSIVE_API_KEY)")
-    url = _check_base_url(base_url or DEFAULT_BASE_URL)
+    url = _check_base_url(DEFAULT_BASE_URL if base_url is None else base_url)
     with Ledger(ledger_path) as ledger:
         store = BarStore(data)
         store.ensure_writable()
@@ -949,8 +953,9 @@ def sql(
             _interrupted()
         raise
     if output == "json":
-        records = [dict(zip(columns, row, strict=True)) for row in rows]
-        sys.stdout.write(json.dumps(records, indent=2, default=_json_value) + "\n")
+        names = _unique_names(columns)  # `SELECT u.id, a.id`: both kept, as id and id_2
+        records = [{name: _finite(value) for name, value in zip(names, row, strict=True)} for row in rows]
+        sys.stdout.write(json.dumps(records, indent=2, default=_json_value, allow_nan=False) + "\n")
     elif output == "csv":
         _utf8_when_redirected(sys.stdout)
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -1020,6 +1025,23 @@ def _copy(source: str, target: str) -> None:
     _echo(f"copied {result.source} to {result.target}: {counts}")
 
 
+def _unique_names(columns: Sequence[str]) -> list[str]:
+    """Column names as JSON keys: a repeated name gets _2, _3, ... (never one already there)."""
+    names: list[str] = []
+    for column in columns:
+        name, number = column, 1
+        while name in names or (number > 1 and name in columns):
+            number += 1
+            name = f"{column}_{number}"
+        names.append(name)
+    return names
+
+
+def _finite(value: object) -> object:
+    """JSON has no infinity nor NaN: null for them (the table and CSV show them as they are)."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def _json_value(value: object) -> object:
     return value.hex() if isinstance(value, (bytes, bytearray, memoryview)) else str(value)
 
@@ -1061,7 +1083,7 @@ def serve(
     ),
     latency: float = typer.Option(0.0, "--latency", min=0.0, help="Seconds added to each response."),
     rate_limit: Optional[float] = typer.Option(
-        None, "--rate-limit", help="Server-side requests/second per key."
+        None, "--rate-limit", min=0.01, help="Server-side requests/second per key."
     ),
     rate_burst: Optional[float] = typer.Option(
         None, "--rate-burst", min=1.0, help="Requests a key's bucket holds [default: a second's worth]."
@@ -1093,6 +1115,8 @@ def serve(
     from polyledger.testing import FaultPlan, Listing, StandInServer, SyntheticMarket
     from polyledger.testing.server import STRADDLE_MODES
 
+    if rate_limit is not None and not math.isfinite(rate_limit):
+        raise InputError(f"--rate-limit must be a number of requests per second, not {rate_limit}")
     if straddle not in STRADDLE_MODES:
         raise InputError(f"--straddle must be one of {', '.join(STRADDLE_MODES)}, not {straddle!r}")
     if tickers:

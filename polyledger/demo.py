@@ -89,6 +89,9 @@ def _check_own_folder(directory: Path) -> None:
     """The demo writes synthetic bars: never into a folder holding a ledger or bars of
     anything else (a download's files would be replaced by them). Its own folder, from an
     earlier demo, is resumed."""
+    taken = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if taken is not None and not taken.is_dir():  # the folder, or one it would be made in
+        raise InputError(f"{taken} is a file, not a folder: give the demo a folder (--dir)")
     ledger_path = directory / "ledger.db"
     if ledger_path.exists():
         if not _is_demo_ledger(ledger_path):

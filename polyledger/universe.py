@@ -162,12 +162,17 @@ def _one_column_each(path: Path, names: list[str]) -> None:
 def _csv_records(path: Path) -> Iterator[_Record]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
+            # strict: a quote never closed is an error, not the rest of the file in one field
+            reader = csv.reader(handle, strict=True)
+            read, first_line = [], 1
+            for row in reader:  # numbered by the line a row begins on (a quoted field may span lines)
+                read.append((first_line, row))
+                first_line = reader.line_num + 1
     except UnicodeDecodeError:
         raise InputError(f"universe file {path} is not UTF-8 text") from None
     except csv.Error as exc:
-        raise InputError(f"universe file {path} is not valid CSV: {exc}") from None
-    rows = [(number, row) for number, row in enumerate(rows, start=1) if any(c.strip() for c in row)]
+        raise InputError(f"universe file {path} is not valid CSV: {exc} (line {reader.line_num})") from None
+    rows = [(number, row) for number, row in read if any(c.strip() for c in row)]
     if not rows:
         raise InputError(f"universe file {path} is empty")
     header_line, header = rows[0]

@@ -141,7 +141,7 @@ def repair(
     When every file the ledger lists is missing, the location is almost surely the wrong
     one: refused unless `all_missing_is_fine` (else a typo re-queues the whole download)."""
     missing = sum(f.kind == "missing_file" for f in findings)
-    if missing > 1 and not all_missing_is_fine:
+    if missing and not all_missing_is_fine:
         files = _listed_files(ledger)
         if missing == files:
             raise InputError(

@@ -53,7 +53,24 @@ def test_the_offset_is_measured_again_every_few_minutes_and_kept_when_the_server
     assert clock() == host.server and host.asked == 2
     host.down, host.skew = True, dt.timedelta(minutes=4)
     host.advance(REMEASURE_SECONDS)
-    assert clock() == host.server + dt.timedelta(minutes=1)  # the last offset holds
+    assert clock() == host.server  # the monotonic clock carries the last measurement on
     fresh = ServerClock(host.server_now, local=host.local, monotonic=lambda: host.elapsed)
     with pytest.raises(ConnectionError):  # never a guess when nothing was ever measured
         fresh()
+
+
+def test_a_wall_clock_step_or_a_suspend_is_noticed_and_measured_again_at_once():
+    """A step of the host's clock seconds after a measurement (NTP, `date -s`) used to move
+    the ledger's clock with it for up to REMEASURE_SECONDS (host B then took back host A's
+    live units); a suspended machine's monotonic clock stands still while the wall clock
+    moves on. Either way the two clocks part, and the server is asked again."""
+    host = _Host()
+    clock = ServerClock(host.server_now, local=host.local, monotonic=lambda: host.elapsed)
+    clock()
+    host.skew += dt.timedelta(minutes=2)  # stepped forward, no time gone by
+    assert clock() == host.server and host.asked == 2
+    host.server += dt.timedelta(minutes=10)  # suspended ten minutes: the monotonic clock stood still
+    assert clock() == host.server and host.asked == 3
+    host.advance(10)
+    assert clock() == host.server and host.asked == 3  # no step since: not asked again
+

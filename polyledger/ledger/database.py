@@ -82,6 +82,19 @@ def describe(location: Location) -> str:
     return redact_url(location) if is_postgres(location) else str(location)
 
 
+def postgres_place(url: str) -> str:
+    """A PostgreSQL ledger's place however a host spells its URL (`postgres://`,
+    `postgresql+psycopg://`, a user, a password, options, the default port left out):
+    postgresql://host:port/database. (Hosts reaching the server by different names still
+    differ: nothing in a URL tells them apart.)"""
+    parts = urlsplit(libpq_url(url))
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        port = 5432
+    return f"postgresql://{(parts.hostname or 'localhost').lower()}:{port}{parts.path or '/'}"
+
+
 def libpq_url(url: str) -> str:
     """The URL as psycopg.connect takes it (no SQLAlchemy driver suffix)."""
     for prefix in ("postgresql+psycopg://", "postgres://"):

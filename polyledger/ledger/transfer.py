@@ -85,11 +85,16 @@ def _connect(location: Location):  # type: ignore[no-untyped-def]
 
 
 def live_leases(engine: Engine) -> int:
-    """Units a run holds right now (running under a lease that has not expired)."""
+    """Units a run holds right now (running under a lease that has not expired), by the
+    clock leases are written in: on PostgreSQL the server's, as every host's decisions
+    are (this host's own clock may be minutes off)."""
     with engine.connect() as connection:
+        now = utc_now()
+        if engine.dialect.name == "postgresql":
+            now = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
         return connection.execute(
             text("SELECT count(*) FROM units WHERE state = 'running' AND lease_expires_at >= :now"),
-            {"now": iso(utc_now())},
+            {"now": iso(now)},
         ).scalar_one()
 
 

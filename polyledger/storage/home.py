@@ -24,6 +24,7 @@ import uuid
 
 from polyledger.errors import InputError, one_line
 from polyledger.ledger import Ledger, queries
+from polyledger.ledger.database import is_postgres, postgres_place
 from polyledger.ledger.runs import LEDGER_ID, new_ledger_id
 from polyledger.storage.base import MARKER, BarStore, DataHome
 
@@ -65,7 +66,7 @@ def hold_home(ledger: Ledger, store: BarStore, adjusted: bool | None = None) -> 
     if home is not None and (home.marked or home.location != where):
         _refuse_copy(home, store, place)
         store.hold(ledger_id, adjusted=adjusted, samples=samples, home=home)
-        if home.location != where or home.ledger != place:  # the folder (or ledger) moved: said from now on
+        if home.location != where or not _same_ledger(home.ledger, place):  # moved: said from now on
             ledger.set_setting(SETTING, _encoded(DataHome(home.id, where, home.marked, place)))
         return
     if home is None:  # the first run: the folder checked, claimed, then marked with the claimed id
@@ -97,8 +98,14 @@ def check_home(ledger: Ledger, store: BarStore) -> None:
 
 
 def _place_of(ledger: Ledger) -> str:
-    """Where the ledger itself is (a SQLite file's absolute path, a server's URL)."""
-    return str(ledger.path.resolve()) if ledger.path is not None else ledger.name
+    """Where the ledger itself is (a SQLite file's absolute path, a server's database)."""
+    return str(ledger.path.resolve()) if ledger.path is not None else postgres_place(ledger.name)
+
+
+def _same_ledger(recorded: str | None, place: str) -> bool:
+    """A place recorded by this version or an earlier one (which kept a PostgreSQL URL as
+    the host spelled it) is the ledger's `place`."""
+    return recorded is not None and (postgres_place(recorded) if is_postgres(recorded) else recorded) == place
 
 
 def _refuse_copy(home: DataHome, store: BarStore, place: str) -> None:
@@ -110,7 +117,9 @@ def _refuse_copy(home: DataHome, store: BarStore, place: str) -> None:
     no longer where it recorded the folder (`place`) is a copy itself, or moved: copied
     together with its folder (`cp -a project project2`), the two are a new pair, whose
     folder is the copy."""
-    if home.location == store.absolute_location() or home.ledger not in (None, place):
+    if home.location == store.absolute_location() or not (
+        home.ledger is None or _same_ledger(home.ledger, place)
+    ):
         return
     try:
         recorded = BarStore(home.location)

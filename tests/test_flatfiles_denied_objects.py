@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from flat_support import SECRET, D, plan, publish_market, use_bucket
-from support import API_KEY, run_cli
+from support import API_KEY
+from test_flatfiles import _flat, _units
 from test_s3 import moto_endpoint  # noqa: F401 - the session's local S3
 
 from polyledger.testing.flatfiles import FlatDefects
@@ -81,18 +82,6 @@ def front(moto_endpoint: str, work, monkeypatch: pytest.MonkeyPatch, request) ->
     finally:
         httpd.shutdown()
         httpd.server_close()
-
-
-def _units(ledger: str, dataset: str) -> list[sqlite3.Row]:
-    with sqlite3.connect(ledger) as db:
-        db.row_factory = sqlite3.Row
-        return db.execute(
-            "SELECT * FROM units WHERE dataset = ? ORDER BY ticker, period_start", (dataset,)
-        ).fetchall()
-
-
-def _flat(ledger: str, data: str):  # type: ignore[no-untyped-def]
-    return run_cli("run", "--source", "flatfiles", "--unadjusted", "--ledger", ledger, "--data", data)
 
 
 def _day(ledger: str, day: D) -> sqlite3.Row:

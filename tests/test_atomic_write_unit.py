@@ -182,7 +182,7 @@ def test_write_bytes_writes_the_whole_payload(tmp_path):
     assert target.read_bytes() == b"0123456789"
 
 
-def test_an_object_store_write_is_one_put_and_its_failure_a_storage_error(tmp_path):
+def test_an_object_store_write_is_whole_and_its_failure_a_storage_error(tmp_path):
     import fsspec
 
     location = f"memory://polyledger-test-{tmp_path.name}"
@@ -228,10 +228,10 @@ def test_temporaries_are_found_in_the_whole_store_or_beside_given_units(store):
     assert store.temporaries([RELATIVE]) == [a]
 
 
-def test_no_temporaries_when_the_store_does_not_exist_yet_or_is_an_object_store(tmp_path):
+def test_no_temporaries_when_the_store_does_not_exist_yet_local_or_object(tmp_path):
     assert BarStore(tmp_path / "absent").temporaries() == []
     assert BarStore(tmp_path / "absent").temporaries([RELATIVE]) == []
-    assert BarStore(f"memory://polyledger-test-{tmp_path.name}").temporaries() == []  # each object is one PUT
+    assert BarStore(f"memory://polyledger-test-{tmp_path.name}").temporaries() == []  # none written yet
 
 
 class FrozenTime:

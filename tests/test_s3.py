@@ -1,4 +1,4 @@
-"""`--data s3://bucket/prefix`: the same hive layout in object storage, one PUT per object,
+"""`--data s3://bucket/prefix`: the same hive layout in object storage, each object whole,
 and `audit --deep` / `repair` against it. Runs against moto in server mode (a local S3)."""
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def test_full_run_to_s3_equals_the_truth_and_audits_clean(work, market, bucket):
 
     keys = _keys(bucket, "bars/v1/")
     keys.remove("bars/v1/polyledger-data.json")  # the folder's adjusted choice, written once
-    assert keys and all(key.endswith("/part.parquet") for key in keys)  # one PUT each, no temporaries
+    assert keys and all(key.endswith("/part.parquet") for key in keys)  # no temporary left behind
     marker = _client().get_object(Bucket=bucket, Key="bars/v1/polyledger-data.json")["Body"].read()
     with Ledger("ledger.db") as ledger:  # the folder's adjusted choice, its ledger and its id, written once
         recorded = json.loads(ledger.setting("data_folder"))  # the ledger's record of its folder

@@ -1,6 +1,6 @@
 """The data location as a backend: one interface (`base.BarStore`), a local folder
 (`local.LocalStore`: temporary + fsync + rename) and an object store
-(`objectstore.ObjectStore`: one PUT per object), with the file layout they share
+(`objectstore.ObjectStore`: temporary key + server-side copy), with the file layout they share
 (`layout`). `BarStore(location)` or `open_store(location)` gives the right backend.
 
 A new backend is one module here with a `BarStore` subclass, and a line in `backend_for`.

@@ -15,7 +15,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import BinaryIO
 
 import polars as pl
@@ -378,8 +378,9 @@ class BarStore(ABC):
         """Create the location if need be, or raise an InputError saying why it cannot be used."""
 
     @abstractmethod
-    def temporaries(self, beside: Iterable[str] | None = None) -> list[Path]:
-        """Leftovers of interrupted writes, in the whole store or only beside the given unit files."""
+    def temporaries(self, beside: Iterable[str] | None = None) -> Sequence[PurePath]:
+        """Leftovers of interrupted writes, in the whole store or only beside the given unit
+        files: local paths, or an object store's keys relative to its location."""
 
     @abstractmethod
     def clean_temporaries(self, beside: Iterable[str], older_than: float) -> int:

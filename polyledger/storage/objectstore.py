@@ -1,22 +1,27 @@
 """An object store (`s3://bucket/prefix`, any fsspec protocol): the same layout, each
-unit's file one PUT of the whole object, which is atomic there (readers see the old object
-or the new one, never a part), so there are no temporaries. S3 endpoint and credentials
+file uploaded whole to a temporary key beside its final one, then copied over the final key
+on the server (S3 CopyObject: no bytes sent again) once the writer's lease is checked, and
+the temporary deleted, as the local backend renames its temporary: readers see the old
+object or the new one, never a part, and a writer whose lease ran out while its upload was
+in flight never replaces the file of the unit's new owner. S3 endpoint and credentials
 come from the standard AWS environment variables."""
 
 from __future__ import annotations
 
 import io
+import itertools
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any, BinaryIO
 
 import polars as pl
 
-from polyledger.errors import InputError, StorageError, one_line
+from polyledger.errors import InputError, LeaseLost, StorageError, one_line
 from polyledger.storage.base import BarStore, file_checksum
-from polyledger.storage.layout import TEMP_MARK
+from polyledger.storage.layout import TEMP_MARK, TEMP_SUFFIX
 
 
 class ObjectStore(BarStore):
@@ -65,17 +70,32 @@ class ObjectStore(BarStore):
             ) from None
 
     def _put(self, relative: str, payload: bytes, still_ours: Callable[[], bool] | None = None) -> None:
-        self._check_still_ours(relative, still_ours)
+        """Uploaded to a temporary key, `still_ours()` asked, copied over the final key on
+        the server, the temporary deleted. Why not one PUT to the final key: its lease check
+        comes before an upload of any length (a slow link, a stalled host), so a late PUT
+        replaced the file of the unit's new owner; here the window is the copy's, not the
+        upload's (locally: the rename's). Any failure removes the temporary (best effort):
+        LeaseLost when the lease is gone, StorageError (one line) otherwise."""
+        fs, final = self._filesystem(), self._key(relative)
+        temporary = self._temporary_key(relative)
         try:
-            self._filesystem().pipe_file(self._key(relative), payload)  # one PUT: atomic
-        except Exception as exc:  # network, permissions, bucket gone: the run cannot go on
+            fs.pipe_file(temporary, payload)
+            self._check_still_ours(relative, still_ours)
+            fs.cp_file(temporary, final)  # server-side (CopyObject): whole, or not at all
+            fs.rm_file(temporary)
+        except BaseException as exc:
+            self._discard(temporary)
+            if isinstance(exc, LeaseLost) or not isinstance(exc, Exception):
+                raise  # the lease gone, or an interrupt: as they are
+            # network, permissions, bucket gone: the run cannot go on
             raise StorageError(
                 f"cannot write {relative} to {self.location}: {one_line(exc, 300, with_type=True)}"
             ) from None
 
     def _put_once(self, relative: str, payload: bytes) -> None:
-        """One PUT, unless the object is there. (Not conditional on the server: two first
-        runs on one new location within the same moment would both write it.)"""
+        """One PUT, unless the object is there (no lease to check, so no temporary: a PUT
+        is whole or nothing). Not conditional on the server: two first runs on one new
+        location within the same moment would both write it."""
         try:
             fs, key = self._filesystem(), self._key(relative)
             if not fs.exists(key):
@@ -85,11 +105,65 @@ class ObjectStore(BarStore):
                 f"cannot write {relative} to {self.location}: {one_line(exc, 300, with_type=True)}"
             ) from None
 
-    def temporaries(self, beside: Iterable[str] | None = None) -> list[Path]:
-        return []  # each object is one PUT: nothing is ever left half-written
+    def _temporary_key(self, relative: str) -> str:
+        """Beside the final key, named as the local backend names its temporaries (its own
+        for each write; not `*.parquet`, so no reader of the prefix takes it for a file)."""
+        folder, _, name = relative.rpartition("/")
+        temporary = f"{TEMP_MARK}{uuid.uuid4().hex}-{name}{TEMP_SUFFIX}"
+        return self._key(f"{folder}/{temporary}" if folder else temporary)
+
+    def _discard(self, key: str) -> None:
+        """Delete an object if it can be (never hides the error that came first)."""
+        try:
+            self._filesystem().rm_file(key)
+        except Exception:  # already gone, or the store unreachable: a stray for `repair`
+            pass
+
+    def temporaries(self, beside: Iterable[str] | None = None) -> list[PurePosixPath]:
+        """Keys relative to the location (`.tmp-*` objects a killed writer left), in the
+        whole store or only beside the given unit files."""
+        return [PurePosixPath(relative) for relative, _ in self._temporaries(beside)]
 
     def clean_temporaries(self, beside: Iterable[str], older_than: float) -> int:
-        return 0
+        """As the local backend's: a younger one may belong to a writer that is slow but
+        alive, so it stays (ages by the store's clock against this host's). Best effort: a
+        listing or a delete that fails leaves the temporary for `repair`."""
+        removed = 0
+        cutoff = time.time() - older_than
+        try:
+            for relative, modified in self._temporaries(beside):
+                if modified is None or modified > cutoff:
+                    continue  # young, or of an age the store does not say: `repair`'s
+                if self.remove(relative):
+                    removed += 1
+        except Exception:  # a listing refused: nothing more removed now
+            pass
+        return removed
+
+    def _temporaries(self, beside: Iterable[str] | None) -> Iterator[tuple[str, float | None]]:
+        """(relative key, modified time as a POSIX timestamp if known) of each temporary."""
+        fs = self._filesystem()
+        if beside is None:
+            found: Iterable[str] = itertools.chain(self.walk(), self.root_files())
+            relatives = [r for r in found if r.rsplit("/", 1)[-1].startswith(TEMP_MARK)]
+        else:
+            relatives = []
+            for folder in sorted({relative.rpartition("/")[0] for relative in beside}):
+                try:
+                    entries = fs.ls(self._key(folder) if folder else self.base, detail=True)
+                except FileNotFoundError:
+                    continue
+                prefix = f"{self.base}/" if self.base else ""
+                for entry in entries:
+                    name = str(entry["name"]).rstrip("/")
+                    if entry.get("type") == "file" and name.rsplit("/", 1)[-1].startswith(TEMP_MARK):
+                        relatives.append(name[len(prefix) :] if name.startswith(prefix) else name)
+        for relative in relatives:
+            try:
+                modified = fs.modified(self._key(relative)).timestamp()
+            except Exception:  # gone meanwhile, or a store that does not say
+                modified = None
+            yield relative, modified
 
     # --- reading --------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from polyledger.listings import Listing, Unattributed, attribute, constant_security_id
@@ -115,20 +116,21 @@ def split_by_unit(
     bars = to_stored_bars(raw, ticker)
     if not bars.get_column("timestamp").is_sorted():
         bars = bars.sort("timestamp", maintain_order=True)  # stable: first seen first
-    times = bars.get_column("timestamp").to_physical()  # epoch ms
-    firsts = times.search_sorted(pl.Series([et_midnight_ms(start) for start, _ in periods]), side="left")
-    lasts = times.search_sorted(
-        pl.Series([et_midnight_ms(end + dt.timedelta(days=1)) for _, end in periods]), side="left"
+    times = bars.get_column("timestamp").to_physical().to_numpy()  # epoch ms, no copy
+    firsts = np.searchsorted(times, [et_midnight_ms(start) for start, _ in periods], side="left")
+    lasts = np.searchsorted(
+        times, [et_midnight_ms(end + dt.timedelta(days=1)) for _, end in periods], side="left"
     )
     same_id = constant_security_id(ticker, listings)
     out = []
-    for first, last in zip(firsts.to_list(), lasts.to_list(), strict=True):
+    for first, last in zip(firsts.tolist(), lasts.tolist(), strict=True):
         length = max(last - first, 0)
         unit = bars.slice(first, length)
-        repeated = times.slice(first, length).diff().fill_null(1) == 0  # a bar at its predecessor's time
+        unit_times = times[first : first + length]
+        repeated = unit_times[1:] == unit_times[:-1]  # a bar at its predecessor's time
         duplicates = int(repeated.sum())
         if duplicates:
-            unit = unit.filter(~repeated)
+            unit = unit.filter(pl.Series(np.concatenate(([True], ~repeated))))
         if same_id is not None:
             attributed, unattributed = unit.clone(), None
             attributed.insert_column(1, constant_column("security_id", same_id, unit.height))

@@ -137,15 +137,15 @@ import os, sys
 from polyledger.ledger import transfer
 
 table, number = sys.argv[3].split(":")
-read = transfer._read_batches
+read = transfer._Snapshot.batches
 
-def killed_midway(location, model, batch):
-    for count, rows in enumerate(read(location, model, batch)):
+def killed_midway(snapshot, model, batch):
+    for count, rows in enumerate(read(snapshot, model, batch)):
         if model.__tablename__ == table and count == int(number):
             os._exit(137)
         yield rows
 
-transfer._read_batches = killed_midway
+transfer._Snapshot.batches = killed_midway
 transfer.copy_ledger(sys.argv[1], sys.argv[2], batch=100)
 """
 
@@ -196,15 +196,15 @@ def test_an_interrupted_copy_leaves_nothing_behind(work, monkeypatch):
 
     write_universe(work / "u.csv", [f"T{number:03d}" for number in range(40)])
     assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-12-31").code == 0
-    read = transfer._read_batches
+    read = transfer._Snapshot.batches
 
-    def interrupted_after_the_first_batch(location, model, batch):  # type: ignore[no-untyped-def]
-        for number, rows in enumerate(read(location, model, 100)):
+    def interrupted_after_the_first_batch(snapshot, model, batch):  # type: ignore[no-untyped-def]
+        for number, rows in enumerate(read(snapshot, model, 100)):
             if number == 1:
                 raise KeyboardInterrupt
             yield rows
 
-    monkeypatch.setattr(transfer, "_read_batches", interrupted_after_the_first_batch)
+    monkeypatch.setattr(transfer._Snapshot, "batches", interrupted_after_the_first_batch)
     before = sorted(path.name for path in work.iterdir())
     result = run_cli("export", "--to", "copy.db")
     assert (result.code, result.err) == (130, "interrupted\n")
@@ -213,3 +213,32 @@ def test_an_interrupted_copy_leaves_nothing_behind(work, monkeypatch):
     Ledger(work / "empty.db").close()
     assert run_cli("export", "--to", "empty.db").code == 130
     assert _units(work / "empty.db") == 0
+
+
+def test_a_copy_is_of_one_moment_whatever_is_written_to_the_source_meanwhile(work, monkeypatch):
+    """`export` read each table in a transaction of its own: a write to the source between
+    two tables (a `plan`, a `retry` from another terminal) gave the copy attempts of units it
+    lacked, and the copy failed on the foreign key (found by a review). Every table is now
+    read in one read transaction: the copy is the ledger as it was when the copy began."""
+    from polyledger.ledger import AttemptRecord, PlannedUnit, transfer
+
+    write_universe(work / "u.csv", ["AAA"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-03-31").code == 0
+    read = transfer._Snapshot.batches
+
+    def a_plan_meanwhile(snapshot, model, batch):  # type: ignore[no-untyped-def]
+        yield from read(snapshot, model, batch)
+        if model.__tablename__ == "units":  # after the units, before their attempts
+            with Ledger(work / "ledger.db") as other:
+                other.add_units([PlannedUnit("minute", "BBB", dt.date(2024, 1, 1), dt.date(2024, 1, 31))])
+                for unit in other.claim("w", 60, limit=10):  # a run settling months meanwhile
+                    other.settle_empty(unit, True, AttemptRecord())
+
+    monkeypatch.setattr(transfer._Snapshot, "batches", a_plan_meanwhile)
+    result = run_cli("export", "--to", "copy.db")
+    assert result.code == 0, result.err
+    with sqlite3.connect(work / "copy.db") as db:
+        assert db.execute("SELECT count(*) FROM units").fetchone()[0] == 3  # AAA's three months
+        orphans = "SELECT count(*) FROM unit_attempts WHERE unit_id NOT IN (SELECT id FROM units)"
+        assert db.execute(orphans).fetchone()[0] == 0
+    assert _units(work / "ledger.db") == 4  # the source has BBB's month now

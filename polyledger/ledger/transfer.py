@@ -140,27 +140,42 @@ def _is_sqlite_file(path: Path) -> bool:
         return False
 
 
-def _read_batches(location: Location, model, batch: int):  # type: ignore[no-untyped-def]
-    """The table's rows in primary-key order, `batch` at a time, from a server-side cursor
-    (PostgreSQL) or a stepping sqlite3 cursor: never the whole table in memory."""
-    table, columns = model.__tablename__, _columns(model)
-    sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {_order(model)}"
-    connection = _connect(location)
-    try:
+class _Snapshot:
+    """The source ledger read as of one moment: every table in one read-only transaction
+    (REPEATABLE READ on PostgreSQL; on SQLite one read transaction, which WAL keeps at its
+    first read), so a `plan` or `retry` writing meanwhile never leaves the copy with
+    attempts of units it lacks."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self.connection = _connect(location)
         if isinstance(location, str):
-            connection.autocommit = False
-            with connection.cursor(name=f"polyledger_export_{table}") as cursor:
+            self.connection.autocommit = False
+            self.connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        else:
+            self.connection.execute("BEGIN")
+
+    def batches(self, model, batch: int):  # type: ignore[no-untyped-def]
+        """The table's rows in primary-key order, `batch` at a time, from a server-side
+        cursor (PostgreSQL) or a stepping sqlite3 cursor: never the whole table in memory."""
+        table, columns = model.__tablename__, _columns(model)
+        sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {_order(model)}"
+        if isinstance(self.location, str):
+            with self.connection.cursor(name=f"polyledger_export_{table}") as cursor:
                 cursor.itersize = batch
                 cursor.execute(sql)
                 while rows := cursor.fetchmany(batch):
                     yield rows
-            connection.rollback()
         else:
-            cursor = connection.execute(sql)
+            cursor = self.connection.execute(sql)
             while rows := cursor.fetchmany(batch):
                 yield rows
-    finally:
-        connection.close()
+
+    def close(self) -> None:
+        try:
+            self.connection.rollback()  # read only: nothing to keep
+        finally:
+            self.connection.close()
 
 
 def copy_ledger(source: Location, target: Location, *, batch: int = BATCH_ROWS) -> TransferResult:
@@ -180,16 +195,20 @@ def copy_ledger(source: Location, target: Location, *, batch: int = BATCH_ROWS) 
             )
     finally:
         source_engine.dispose()
-    if isinstance(target, str):
-        copied = _copy_to_postgres(source, target, batch)
-    elif target.exists():
-        copied = _copy_to_existing_sqlite(source, target, batch)
-    else:
-        copied = _copy_to_new_sqlite(source, target, batch)
+    snapshot = _Snapshot(source)
+    try:
+        if isinstance(target, str):
+            copied = _copy_to_postgres(snapshot, target, batch)
+        elif target.exists():
+            copied = _copy_to_existing_sqlite(snapshot, target, batch)
+        else:
+            copied = _copy_to_new_sqlite(snapshot, target, batch)
+    finally:
+        snapshot.close()
     return TransferResult(describe(source), describe(target), copied)
 
 
-def _copy_to_postgres(source: Location, target: str, batch: int) -> dict[str, int]:
+def _copy_to_postgres(source: _Snapshot, target: str, batch: int) -> dict[str, int]:
     """COPY every table in one transaction: a copy killed on the way is rolled back by the
     server (PostgreSQL holds a transaction of millions of rows without trouble)."""
     open_engine(target, create=True).dispose()  # migrated: the tables, no rows
@@ -198,9 +217,7 @@ def _copy_to_postgres(source: Location, target: str, batch: int) -> dict[str, in
         with connection.transaction():
             _refuse_occupied(connection, target)
             copied = {
-                model.__tablename__: _copy_table_to_postgres(
-                    connection, model, _read_batches(source, model, batch)
-                )
+                model.__tablename__: _copy_table_to_postgres(connection, model, source.batches(model, batch))
                 for model in TABLES
             }
             _fix_sequences(connection)
@@ -209,7 +226,7 @@ def _copy_to_postgres(source: Location, target: str, batch: int) -> dict[str, in
     return copied
 
 
-def _copy_to_existing_sqlite(source: Location, target: Path, batch: int) -> dict[str, int]:
+def _copy_to_existing_sqlite(source: _Snapshot, target: Path, batch: int) -> dict[str, int]:
     """An empty ledger (or an empty file, made one) filled in one transaction: killed on the
     way, SQLite's journal takes it back to empty when the file is next opened."""
     open_engine(target, create=True).dispose()  # another program's database is refused here
@@ -220,7 +237,7 @@ def _copy_to_existing_sqlite(source: Location, target: Path, batch: int) -> dict
         connection.close()
 
 
-def _copy_to_new_sqlite(source: Location, target: Path, batch: int) -> dict[str, int]:
+def _copy_to_new_sqlite(source: _Snapshot, target: Path, batch: int) -> dict[str, int]:
     """Written under a temporary name beside the target, fsynced, renamed into place: until
     the rename there is no ledger at `target`, after it the whole copy. Killed outright, the
     copy leaves only the temporary (`<name>.<hex>.partial`, never taken for a ledger)."""
@@ -255,7 +272,7 @@ def _copy_to_new_sqlite(source: Location, target: Path, batch: int) -> dict[str,
 _SIDE_FILES = ("-journal", "-wal", "-shm")
 
 
-def _fill_sqlite(connection, source: Location, target: Path, batch: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def _fill_sqlite(connection, source: _Snapshot, target: Path, batch: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Every table in one transaction, taken before the target is found empty."""
     connection.execute("BEGIN IMMEDIATE")
     try:
@@ -265,7 +282,7 @@ def _fill_sqlite(connection, source: Location, target: Path, batch: int) -> dict
             table, columns = model.__tablename__, _columns(model)
             sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
             count = 0
-            for rows in _read_batches(source, model, batch):
+            for rows in source.batches(model, batch):
                 connection.executemany(sql, [tuple(row) for row in rows])
                 count += len(rows)
             copied[table] = count

@@ -15,6 +15,7 @@ dataset's read, no audit and no walk of the location sees it).
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from polyledger import datasets
 from polyledger.datasets.spec import PART_NAME
@@ -25,6 +26,7 @@ __all__ = [
     "TEMP_MARK",
     "TEMP_SUFFIX",
     "is_file_url",
+    "temporary_name",
     "is_url",
     "unit_relative_path",
 ]
@@ -32,6 +34,12 @@ __all__ = [
 TEMP_MARK = ".tmp-"
 TEMP_SUFFIX = ".partial"  # not ".parquet": a `**/*.parquet` reader never sees a half file
 QUARANTINE = ".quarantine"  # .quarantine/<UTC stamp>/<the file's path>: kept aside, never deleted
+
+
+def temporary_name(name: str) -> str:
+    """A file's temporary name beside it while it is written: its own for each write (two
+    writers never share one), marked so `audit`, `repair` and the cleaners know it."""
+    return f"{TEMP_MARK}{uuid.uuid4().hex}-{name}{TEMP_SUFFIX}"
 
 
 def quarantine_stamp() -> str:

@@ -16,7 +16,7 @@ import polars as pl
 
 from polyledger.errors import InputError, StorageError
 from polyledger.storage.base import BarStore, file_checksum
-from polyledger.storage.layout import PART_NAME, TEMP_MARK, TEMP_SUFFIX, is_file_url
+from polyledger.storage.layout import PART_NAME, TEMP_MARK, is_file_url, temporary_name
 
 
 class LocalStore(BarStore):
@@ -79,7 +79,7 @@ class LocalStore(BarStore):
         """Temporary name in the same folder (its own for each write, so two writers never
         share one), fsync, `before_rename()` (it may raise), rename; the temporary never
         outlives a failure."""
-        temporary = final.with_name(f"{TEMP_MARK}{uuid.uuid4().hex}-{PART_NAME}{TEMP_SUFFIX}")
+        temporary = final.with_name(temporary_name(PART_NAME))
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             with open(temporary, "xb") as handle:
@@ -103,7 +103,7 @@ class LocalStore(BarStore):
         final = self.path_of(relative)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            temporary = final.with_name(f"{TEMP_MARK}{uuid.uuid4().hex}-{final.name}{TEMP_SUFFIX}")
+            temporary = final.with_name(temporary_name(final.name))
             try:
                 with open(temporary, "xb") as handle:
                     self._write_bytes(handle, payload)

@@ -21,7 +21,7 @@ import polars as pl
 
 from polyledger.errors import InputError, LeaseLost, StorageError, one_line
 from polyledger.storage.base import BarStore, file_checksum
-from polyledger.storage.layout import TEMP_MARK, TEMP_SUFFIX
+from polyledger.storage.layout import TEMP_MARK, temporary_name
 
 
 class ObjectStore(BarStore):
@@ -109,7 +109,7 @@ class ObjectStore(BarStore):
         """Beside the final key, named as the local backend names its temporaries (its own
         for each write; not `*.parquet`, so no reader of the prefix takes it for a file)."""
         folder, _, name = relative.rpartition("/")
-        temporary = f"{TEMP_MARK}{uuid.uuid4().hex}-{name}{TEMP_SUFFIX}"
+        temporary = temporary_name(name)
         return self._key(f"{folder}/{temporary}" if folder else temporary)
 
     def _discard(self, key: str) -> None:
@@ -143,6 +143,7 @@ class ObjectStore(BarStore):
     def _temporaries(self, beside: Iterable[str] | None) -> Iterator[tuple[str, float | None]]:
         """(relative key, modified time as a POSIX timestamp if known) of each temporary."""
         fs = self._filesystem()
+        listed: dict[str, float] = {}  # modified times a listing gave already
         if beside is None:
             found: Iterable[str] = itertools.chain(self.walk(), self.root_files())
             relatives = [r for r in found if r.rsplit("/", 1)[-1].startswith(TEMP_MARK)]
@@ -157,8 +158,14 @@ class ObjectStore(BarStore):
                 for entry in entries:
                     name = str(entry["name"]).rstrip("/")
                     if entry.get("type") == "file" and name.rsplit("/", 1)[-1].startswith(TEMP_MARK):
-                        relatives.append(name[len(prefix) :] if name.startswith(prefix) else name)
+                        relative = name[len(prefix) :] if name.startswith(prefix) else name
+                        relatives.append(relative)
+                        if entry.get("LastModified") is not None:  # said by the listing: not asked again
+                            listed[relative] = entry["LastModified"].timestamp()
         for relative in relatives:
+            if relative in listed:
+                yield relative, listed[relative]
+                continue
             try:
                 modified = fs.modified(self._key(relative)).timestamp()
             except Exception:  # gone meanwhile, or a store that does not say

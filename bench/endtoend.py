@@ -296,12 +296,15 @@ def _measure(action):  # type: ignore[no-untyped-def]
 
 def _profiler() -> subprocess.Popen | None:
     """py-spy recording this process's job when ENDTOEND_PYSPY names an output file
-    (`--format` from ENDTOEND_PYSPY_FORMAT, e.g. raw for collapsed stacks)."""
+    (`--format` from ENDTOEND_PYSPY_FORMAT, e.g. raw for collapsed stacks; ENDTOEND_PYSPY_GIL
+    set: where the interpreter's own time goes)."""
     output = os.environ.get("ENDTOEND_PYSPY")
     if not output:
         return None
     spy = Path(sys.executable).with_name("py-spy")
     command = [str(spy), "record", "--pid", str(os.getpid()), "-o", output, "--threads", "--nonblocking"]
+    if os.environ.get("ENDTOEND_PYSPY_GIL"):  # only the samples of the thread holding the GIL
+        command.append("--gil")
     command += ["--format", os.environ.get("ENDTOEND_PYSPY_FORMAT", "flamegraph"), "--rate", "200"]
     profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # py-spy attaches before the job starts (a bench, not a test)

@@ -105,6 +105,9 @@ TRANSIENT_CLASSES = frozenset(
     {"http_429", "timeout", "connection", "truncated", "invalid_json", "bad_shape", "lease_expired"}
     # flat files: a ticker unit whose days are not all read yet (they are being read)
     | {"days_unread"}
+    # an answer that left out bars it has (a first day asked alone held some), or came
+    # before the unit's last day had ended by the API's own clock
+    | {"clipped", "not_ended"}
 )
 # Retrying will not change these (nor any other http_4xx, nor internal:<exception type>);
 # `unknown` is what a failed unit without a class is grouped under.

@@ -73,4 +73,3 @@ def test_a_wall_clock_step_or_a_suspend_is_noticed_and_measured_again_at_once():
     assert clock() == host.server and host.asked == 3
     host.advance(10)
     assert clock() == host.server and host.asked == 3  # no step since: not asked again
-

@@ -241,9 +241,34 @@ class _Progress:
                     unit = self.waiting[0]
                     self._probe_first_day(unit, unit.period_end, unit.period_end)
         self.store_encoded()
-        trusted = self._trusted()
+        trusted = self._ended(self._trusted())
         if trusted:
             self._settle(trusted)
+
+    def _ended(self, units: list[ClaimedUnit]) -> list[ClaimedUnit]:
+        """The units the answer ended in whose last day had ended (its next US/Eastern
+        midnight passed) by the API's clock when it last answered (its Date header); the
+        others are failed `not_ended`, a transient error: an API whose today lies inside a
+        unit sends that day's bars so far, or none (plan refuses a day not yet ended by this
+        machine's clock, but the API's may be behind it), and the unit must settle neither
+        `done` with them nor `empty_confirmed`. Units a later page completed never get here."""
+        served = self.spent.served_at
+        if served is None:
+            return units
+        ended = []
+        for unit in units:
+            if served * 1000 >= et_midnight_ms(unit.period_end + dt.timedelta(days=1)):
+                ended.append(unit)
+                continue
+            self.waiting.remove(unit)
+            api_day = et_date_of_ms(int(served * 1000))
+            early = TransientError(
+                f"the API answered on {api_day} (US/Eastern, its Date header), before {unit.period_end} "
+                "had ended: its bars may be incomplete",
+                error_class="not_ended",
+            )
+            self.outcomes.append(_settle_failure(unit, self.job, self._charge(), early))
+        return ended
 
     def _before_first_bar(self, unit: ClaimedUnit) -> bool:
         """Whether the group's answer may be clipped for this unit: before its first bar

@@ -3,6 +3,8 @@ retries with jittered exponential backoff, and every failure mapped to an error 
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import logging
 import random
 import threading
@@ -74,6 +76,7 @@ class Response(Generic[T]):
     decoded: T | None = None  # what `decode` made of the body, when given
     tries: int = 1  # requests sent, retries included
     encoding: str = ""  # the body's Content-Encoding while it is still compressed
+    served_at: float | None = None  # the API's clock when it answered (its Date header), epoch s
 
 
 class Stopped(Exception):
@@ -124,6 +127,19 @@ def _retry_after(response: requests.Response) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None  # an HTTP-date: back off on our own instead
+
+
+def _served_at(response: requests.Response) -> float | None:
+    """The answer's `Date` header as epoch seconds; None when absent or not a date."""
+    value = response.headers.get("Date")
+    if not value:
+        return None
+    try:
+        stamp = email.utils.parsedate_to_datetime(value)
+        # an HTTP date is GMT: one written without a zone ("-0000") too
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.timezone.utc)).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def _request_id(response: requests.Response) -> str | None:
@@ -241,7 +257,14 @@ class PolygonClient:
                     with cores.PAGE_WORK.slot():
                         body, decoded = self._decoded(body, response.encoding, decode)
                 self.breaker.record(True)
-                return Response(body, response.status, response.request_id, decoded, retry + 1)
+                return Response(
+                    body,
+                    response.status,
+                    response.request_id,
+                    decoded,
+                    retry + 1,
+                    served_at=response.served_at,
+                )
             except TransientError as exc:
                 if retry >= self.retry.max_retries:
                     raise
@@ -330,7 +353,13 @@ class PolygonClient:
         if status == 200:
             self._count(None)
             self.limiter.on_success()
-            return Response(body=body, status=status, request_id=request_id, encoding=encoding)
+            return Response(
+                body=body,
+                status=status,
+                request_id=request_id,
+                encoding=encoding,
+                served_at=_served_at(response),
+            )
         message = redact(_error_text(response))
         if status == 429:
             retry_after = _retry_after(response)

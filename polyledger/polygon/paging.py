@@ -23,11 +23,15 @@ from polyledger.polygon.client import PolygonClient
 @dataclass
 class FetchCost:
     """What a fetch has spent so far (requests, bytes, the last request id), filled as
-    pages arrive, so a caller still knows it when the fetch fails half-way."""
+    pages arrive, so a caller still knows it when the fetch fails half-way; and when the
+    API last answered."""
 
     requests: int = 0
     bytes: int = 0
     request_id: str | None = None
+    # the API's clock at its last answer (its Date header, epoch s; None: it sent none):
+    # whether the last day asked for had ended for the API when it answered
+    served_at: float | None = None
 
 
 class Page(Protocol):
@@ -68,6 +72,8 @@ def get_page(
     spent.requests += response.tries
     spent.bytes += len(response.body)
     spent.request_id = page.request_id or response.request_id
+    if response.served_at is not None:
+        spent.served_at = response.served_at
     return page
 
 

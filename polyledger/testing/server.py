@@ -11,7 +11,8 @@ ResponseStyle varies, seeded, what the real API may vary in an aggregates body (
 key order, pretty printing, bars without `vw`/`n`, a few bars outside the asked dates);
 `cursor_keeps_adjusted` and `withhold_results` cover two other uncertain answers.
 Future dates (after its `today`: the machine's US/Eastern date unless set) are a 403
-NOT_AUTHORIZED, as the API answers them, on /range and grouped daily alike.
+NOT_AUTHORIZED, as the API answers them, on /range and grouped daily alike. Its `Date`
+header is its clock (noon US/Eastern of `today` when set).
 
 Grouped daily bars (/v2/aggs/grouped/locale/us/market/stocks/{date}): every listing's
 /range day bar of that date, `T` = its ticker, `t` = 16:00 ET; on a weekend or an NYSE
@@ -532,6 +533,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # silence the per-request stderr log
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header: the stand-in's clock (noon US/Eastern of its `today` when set),
+        as the API's answers carry its own clock."""
+        today = self.server.standin.today
+        if timestamp is None and today is not None:
+            timestamp = dt.datetime.combine(today, dt.time(12), tzinfo=ET).timestamp()
+        return super().date_time_string(timestamp)
 
     def setup(self) -> None:
         super().setup()

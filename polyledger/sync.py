@@ -255,7 +255,9 @@ class Sync:
         session: dt.date,
     ) -> int | None:
         """Build a remembered universe again as of `session`; an exit code if it was not."""
-        details = RunOptions(workers=options.workers, rate=options.rate, datasets=UNIVERSE_DATASETS)
+        # the night's options (lease, attempts, timeouts, give-up: a flaky network's settings
+        # hold for the universe's requests too), its own datasets
+        details = dataclasses.replace(options, datasets=UNIVERSE_DATASETS, flatfiles=None, window=None)
         job = Run(ledger, store, api_key=self.settings.api_key, base_url=url, options=details)
         with RunDisplay(self.console, job.client) as display, _stoppable(job):
             report = build_universe(

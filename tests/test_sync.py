@@ -378,6 +378,29 @@ def test_sync_runs_with_the_last_runs_options_unless_given(work, stand_in):
     assert not (work / "data" / "grouped_daily").exists()
 
 
+def test_the_universes_rebuild_runs_with_the_nights_options_too(work, stand_in, monkeypatch):
+    import polyledger.sync
+
+    _planned(stand_in.url, "day")  # a plan reading the universe: sync builds it again
+    settings = ["--lease-seconds", "123", "--max-attempts", "5", "--give-up-after", "77", "--timeout", "9"]
+    ran = run_cli("run", "--workers", "3", "--rate", "7", *settings, "--base-url", stand_in.url)
+    assert ran.code == 0, ran.out + ran.err
+    built = []
+
+    class Recorded(polyledger.sync.Run):
+        def __init__(self, *args, options, **kwargs):
+            built.append(options)
+            super().__init__(*args, options=options, **kwargs)
+
+    monkeypatch.setattr(polyledger.sync, "Run", Recorded)
+    assert run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url).code == 0
+    universe, night = built  # the universe's build, then the night's run
+    assert universe.datasets == polyledger.sync.UNIVERSE_DATASETS and night.datasets == ("day",)
+    for options in built:
+        assert (options.workers, options.rate, options.lease_seconds) == (3, 7.0, 123.0)
+        assert (options.max_attempts, options.give_up_after, options.timeout[1]) == (5, 77.0, 9.0)
+
+
 def test_forget_stops_syncing_a_dataset_and_only_that_one(work, stand_in):
     _planned(stand_in.url, "minute", "grouped_daily")
     unknown = run_cli("sync", "--forget", "day")

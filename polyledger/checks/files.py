@@ -14,7 +14,7 @@ import datetime as dt
 import itertools
 from dataclasses import asdict, dataclass
 
-from polyledger.errors import InputError, one_line
+from polyledger.errors import InputError, StorageError, one_line
 from polyledger.ledger import Ledger, UnitState, queries
 from polyledger.storage import MARKER, TEMP_MARK, BarStore, unit_relative_path
 from polyledger.storage.layout import quarantine_stamp
@@ -108,6 +108,8 @@ def _check_unit_file(store: BarStore, row, checksums: bool) -> list[Finding]:  #
         return [Finding("missing_file", row.file_path, "the unit is done but its file is gone", row.id)]
     try:
         rows, checksum = store.rows_and_checksum(row.file_path, checksum=bool(checksums and row.checksum))
+    except StorageError:  # the bytes could not be read: nothing is known of the file, and
+        raise  # the check stops (one line) rather than call a good file damaged
     except Exception as exc:  # any parse failure means the file is damaged
         return [Finding("unreadable_file", row.file_path, one_line(exc, 200, with_type=True), row.id)]
     if rows != row.rows:

@@ -413,7 +413,8 @@ class BarStore(ABC):
     @abstractmethod
     def rows_and_checksum(self, relative: str, checksum: bool = True) -> tuple[int, str | None]:
         """A Parquet file's row count (from its footer) and, if asked, its `file_checksum`;
-        raises whatever the reader raises for a damaged file."""
+        raises whatever the reader raises for a damaged file, StorageError when the bytes
+        could not be read (a request that failed, a permission: nothing said of the file)."""
 
     @abstractmethod
     def exists(self, relative: str) -> bool:

@@ -163,8 +163,11 @@ class LocalStore(BarStore):
         import pyarrow.parquet as pq  # audits only: the writers never need it
 
         path = self.path_of(relative)
-        rows = pq.read_metadata(path).num_rows  # the footer only
-        return rows, file_checksum(path) if checksum else None
+        try:
+            footer = pq.read_metadata(path)  # the footer only
+        except PermissionError as exc:  # not readable by this user: no damage to the file
+            raise StorageError(f"cannot read {relative} in {self.root}: {exc.strerror or exc}") from None
+        return footer.num_rows, file_checksum(path) if checksum else None
 
     def exists(self, relative: str) -> bool:
         return self.path_of(relative).is_file()

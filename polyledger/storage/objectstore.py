@@ -238,13 +238,32 @@ class ObjectStore(BarStore):
         import pyarrow as pa  # audits only: the writers never need it
         import pyarrow.parquet as pq
 
-        with self.open(relative) as handle:
-            content = handle.read()
+        try:
+            with self.open(relative) as handle:
+                content = handle.read()
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # a GET that failed says nothing about the file's bytes
+            raise StorageError(
+                f"cannot read {relative} in {self.location}: {one_line(exc, 300, with_type=True)}"
+            ) from None
         rows = pq.read_metadata(pa.BufferReader(content)).num_rows
         return rows, file_checksum(io.BytesIO(content)) if checksum else None
 
     def exists(self, relative: str) -> bool:
-        return bool(self._filesystem().isfile(self._key(relative)))
+        """A HEAD of the key: False only when the store says there is no such object (not
+        fsspec's `isfile`, which answers False for any error: a 500, a throttle, a timeout
+        would read as "missing", and repair would queue a good unit again and move its file);
+        StorageError (one line) when the store cannot say."""
+        try:
+            info = self._filesystem().info(self._key(relative))
+        except FileNotFoundError:
+            return False
+        except Exception as exc:
+            raise StorageError(
+                f"cannot tell whether {relative} is in {self.location}: {one_line(exc, 300, with_type=True)}"
+            ) from None
+        return info.get("type") == "file"
 
     def open(self, relative: str) -> BinaryIO:
         return self._filesystem().open(self._key(relative), "rb")

@@ -92,7 +92,8 @@ class AuthError(FatalRunError):
 
 
 class StorageError(FatalRunError):
-    """The data folder cannot be written (disk full, read-only, permissions)."""
+    """The data folder, or a file a command writes, cannot be written (disk full,
+    read-only, permissions)."""
 
     error_class = "storage"
 

@@ -31,6 +31,7 @@ from polyledger.periods import et_today
 from polyledger.polygon.client import PolygonClient, Stopped
 from polyledger.polygon.fetch import FetchCost
 from polyledger.polygon.reference import iter_results
+from polyledger.replace_file import replace_file
 from polyledger.storage import BarStore
 from polyledger.trading_days import trading_days
 
@@ -193,9 +194,9 @@ def build_universe(
         report.funnel.append((f"cap < {cap_max:,.0f} (or unknown)", table.height))
     table = table.sort("ticker", pl.col("list_date").fill_null(dt.date.min), nulls_last=False).select(COLUMNS)
     report.reused = sorted(t for t, n in Counter(table.get_column("ticker").to_list()).items() if n > 1)
-    table.write_csv(out)
+    replace_file(out, table.write_csv)  # a build stopped half-way keeps the previous universe
     parquet = out.with_suffix(".parquet")
-    table.write_parquet(parquet)
+    replace_file(parquet, table.write_parquet)
     report.written = [out, parquet]
     return report
 

@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
         "trading_days",
         "signals",
         "listings",
+        "replace_file",
     },
     {"ledger", "polygon", "bars"},
     {"datasets"},

@@ -167,3 +167,27 @@ def test_universe_keeps_a_delisted_common_stock_the_list_gives_no_type(work):
     assert "CS (or no type: 1) on XNAS/XNYS 2" in result.out, result.out
     assert etfs.code == 0, etfs.out + etfs.err  # an untyped listing is a possible common stock only
     assert pl.read_csv(work / "etf.csv").get_column("ticker").to_list() == ["ETFX"]
+
+
+@pytest.mark.parametrize("stopped_in", ["write_csv", "write_parquet"])
+def test_a_universe_build_stopped_while_writing_keeps_the_previous_files_whole(
+    work, universe_market, monkeypatch, stopped_in
+):
+    """A build stopped half-way through writing (Ctrl-C, a full disk) leaves the previous
+    universe.csv and universe.parquet as they were, and no partial file beside them."""
+    with StandInServer(universe_market, api_keys=(API_KEY,)) as server:
+        assert run_cli("universe", "--out", "u.csv", "--base-url", server.url).code == 0
+        before = {name: (work / name).read_bytes() for name in ("u.csv", "u.parquet")}
+        real = getattr(pl.DataFrame, stopped_in)
+
+        def half_then_stopped(frame, target, *args, **kwargs):  # type: ignore[no-untyped-def]
+            real(frame.head(1), target, *args, **kwargs)  # a part of the table reached the disk
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(pl.DataFrame, stopped_in, half_then_stopped)
+        # the same build again: its details are in the ledger, so only its own files are written
+        stopped = run_cli("universe", "--out", "u.csv", "--base-url", server.url)
+    assert stopped.code == 1 and stopped.err.startswith("error: cannot write "), stopped
+    assert "No space left on device" in stopped.err and len(stopped.err.strip().splitlines()) == 1
+    assert {name: (work / name).read_bytes() for name in ("u.csv", "u.parquet")} == before
+    assert sorted(path.name for path in work.iterdir() if path.name.startswith(".u.")) == []

@@ -21,6 +21,7 @@ from polyledger.output.report.queries import (
     period_states,
     quality,
 )
+from polyledger.replace_file import replace_file
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def write_report(ledger: Ledger, out: Path, *, title: str | None = None) -> Repo
         sections.append(_stale_section(summaries))
         sections.append(_listings_section(ledger))
     page = PAGE.format(title=_e(title), css=CSS, body="\n".join(s for s in sections if s))
-    out.write_text(page, encoding="utf-8")
+    replace_file(out, lambda temporary: temporary.write_text(page, encoding="utf-8"))
     return ReportFiles(html=out, coverage_png=png_path)
 
 

@@ -7,8 +7,10 @@ the holder is dead: its heartbeat is older than `stale_after` (measured by the d
 clock, which also wrote it: hosts' clocks are never compared), or it ran on a host of this
 very name under a pid that no longer exists here and its heartbeat is a few beats old
 (containers share a hostname, not their pids: a live holder there still beats). The
-takeover only lands if the row still shows the heartbeat it was judged by. The lock is
-released on every way out of the `with` block."""
+takeover only lands if the row still shows the heartbeat it was judged by. A row holding
+this lock's own token is its own (a write that landed, its answer lost to a reconnect): it
+is held, never taken for another sync's. The lock is released on every way out of the
+`with` block."""
 
 from __future__ import annotations
 
@@ -97,25 +99,35 @@ class SyncLock:
 
     def acquire(self) -> None:
         pid = os.getpid()
+        taking: str | None = None  # the takeover tried, should its answer be lost
         for _ in range(3):  # a holder that leaves between our two looks: look again
             if self.ledger.try_sync_lock(LOCK_NAME, self.token, self.host, pid):
                 return
             holder = self.ledger.sync_lock_holder(LOCK_NAME)
             if holder is None:
                 continue
+            if holder.token == self.token:
+                # our own row: a write that landed but whose answer was lost (a PostgreSQL
+                # reconnect repeats the call, which then finds the row it wrote)
+                self.took_over = taking
+                return
             reason = dead_reason(holder, self.stale_after, self.host, self.quiet_after)
             if reason is None:
                 raise LockHeld(holder)
+            taking = (
+                f"took over the sync lock of host {holder.host} pid {holder.pid} "
+                f"(since {holder.since}): {reason}"
+            )
             if self.ledger.take_over_sync_lock(LOCK_NAME, holder, self.token, self.host, pid):
-                self.took_over = (
-                    f"took over the sync lock of host {holder.host} pid {holder.pid} "
-                    f"(since {holder.since}): {reason}"
-                )
+                self.took_over = taking
                 return
         holder = self.ledger.sync_lock_holder(LOCK_NAME)
-        if holder is not None:
-            raise LockHeld(holder)
-        raise PolyledgerError("could not take the sync lock: the ledger kept changing hands")
+        if holder is None:
+            raise PolyledgerError("could not take the sync lock: the ledger kept changing hands")
+        if holder.token == self.token:  # the last takeover landed, its answer lost
+            self.took_over = taking
+            return
+        raise LockHeld(holder)
 
     def release(self) -> None:
         self._stop.set()

@@ -432,6 +432,63 @@ def test_a_holder_beats_while_it_runs_and_stops_beating_once_its_lock_is_taken(t
         assert ledger.sync_lock_holder(LOCK_NAME).token == "theirs"  # its release left their lock alone
 
 
+def test_a_lock_whose_insert_landed_but_whose_answer_was_lost_is_not_held_against_itself(
+    tmp_path, monkeypatch
+):
+    """On PostgreSQL every lock call is `_reconnecting`: when the connection drops between
+    COMMIT and its answer, the call is made again (connection.py says so, and claims take
+    back their own units by token). The repeated INSERT ... ON CONFLICT DO NOTHING then
+    answers 0 rows, and `SyncLock.acquire` judged the row it had just written: same host, a
+    heartbeat 0 s old, its own pid (not "gone") -> LockHeld naming itself: the sync exited
+    4, "another sync is running: host <this> pid <this>". The repeat is simulated here: the
+    first INSERT lands, its answer says it did not (found by a review)."""
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        real = ledger.try_sync_lock
+        calls: list[int] = []
+
+        def landed_but_answer_lost(name, token, host, pid):  # type: ignore[no-untyped-def]
+            calls.append(1)
+            real(name, token, host, pid)  # committed ...
+            return False if len(calls) == 1 else real(name, token, host, pid)  # ... answer lost
+
+        monkeypatch.setattr(ledger, "try_sync_lock", landed_but_answer_lost)
+        lock = SyncLock(ledger, beat=3600)
+        try:
+            lock.acquire()
+        except Exception as exc:  # noqa: BLE001
+            holder = ledger.sync_lock_holder(LOCK_NAME)
+            pytest.fail(
+                f"{type(exc).__name__}: {exc} -- the row is this very lock's "
+                f"(token {holder.token == lock.token if holder else None})"
+            )
+        finally:
+            ledger.release_sync_lock(LOCK_NAME, lock.token)
+
+
+def test_a_takeover_whose_answer_was_lost_holds_the_lock_and_says_whose_it_took(work, monkeypatch):
+    """The same lost answer on a takeover: the UPDATE of a dead holder's row lands, its
+    answer says it did not, and the next look finds this lock's own token, 0 s old, its own
+    pid: it is this sync's lock (and the line says whose it took), not another sync's."""
+    with Ledger("ledger.db"):
+        pass
+    _lock_row("other-host", 4242, "2024-01-01T00:00:00.000Z")  # dead: no beat for long
+    with Ledger("ledger.db", create=False) as ledger:
+        real = ledger.take_over_sync_lock
+
+        def landed_but_answer_lost(name, holder, token, host, pid):  # type: ignore[no-untyped-def]
+            assert real(name, holder, token, host, pid)  # committed ...
+            return False  # ... answer lost
+
+        monkeypatch.setattr(ledger, "take_over_sync_lock", landed_but_answer_lost)
+        lock = SyncLock(ledger, beat=3600)
+        try:
+            lock.acquire()
+            assert ledger.sync_lock_holder(LOCK_NAME).token == lock.token
+            assert (lock.took_over or "").startswith("took over the sync lock of host other-host pid 4242 ")
+        finally:
+            ledger.release_sync_lock(LOCK_NAME, lock.token)
+
+
 def _ledger_clock_at(monkeypatch: pytest.MonkeyPatch, moment: str) -> None:
     """Every Ledger opened from now on runs on a clock that reads `moment` now and moves on
     in real time (what a host's clock reads at that moment of the night)."""

@@ -48,8 +48,9 @@ def _reconnecting(method: Callable) -> Callable:
     Safe to repeat: a transaction cut off by a dropped connection is rolled back by the
     server, unless the drop fell between COMMIT and its answer. Then a settle finds its unit
     already moved and raises LeaseLost (as for any lost lease; the file is written and the
-    unit settled), and a claim, repeated with the same lease token, takes back the units
-    that had landed. Arguments are never iterators (a repeat would find them used up). After
+    unit settled), a claim, repeated with the same lease token, takes back the units that
+    had landed, and the sync lock, its INSERT or takeover repeated, finds its own token in
+    the row and holds it. Arguments are never iterators (a repeat would find them used up). After
     about half a minute without the server: LedgerError."""
 
     @functools.wraps(method)

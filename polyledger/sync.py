@@ -7,9 +7,10 @@
    window ends, so it gets no new period); bar units holding a session of the last 40
    days, before that one, read before the session after it ended, are read again (late
    corrections, whatever nights were skipped: `queue_rereads`); splits and dividends
-   announced since their units were fetched queue those units again (`sync_refs`);
+   announced since their units were fetched queue those units again (`sync_refs`); a
+   listing of them that fails is said in one line and the night goes on without it;
 3. one run, with the options the last `run` used unless overridden;
-4. the audit, whose code is the sync's (`exit_code`).
+4. the audit, whose code is the sync's (`exit_code`), or 1 if a listing failed.
 
 All of it under the ledger's sync lock (`sync_lock`): a second sync exits with
 EXIT_LOCKED and says who holds it.
@@ -31,7 +32,7 @@ from polyledger import datasets, signals
 from polyledger.checks.audit import audit
 from polyledger.datasets.flat_days import ROUTES
 from polyledger.datasets.reference import plan_reference
-from polyledger.errors import InputError
+from polyledger.errors import FetchError, InputError, one_line
 from polyledger.fetch.runner import Run, RunOptions, RunReport, check_data_folder
 from polyledger.ledger import Ledger
 from polyledger.ledger.resets import Reread
@@ -42,7 +43,7 @@ from polyledger.periods import ET
 from polyledger.plan import plan, plan_days
 from polyledger.storage import BarStore
 from polyledger.sync_lock import SyncLock
-from polyledger.sync_refs import REFRESHED, refresh
+from polyledger.sync_refs import REFRESHED, covered, refresh
 from polyledger.trading_days import is_trading_day, trading_days
 from polyledger.universe import read_members, read_universe
 from polyledger.universe_build import build_universe
@@ -174,6 +175,20 @@ def _stoppable(job: Run | None) -> Iterator[None]:
         yield
 
 
+def _some(tickers: list[str], shown: int = 10) -> str:
+    return ", ".join(tickers[:shown]) + (" ..." if len(tickers) > shown else "")
+
+
+def _unchecked_text(ledger: Ledger, dataset: str, exc: FetchError) -> str:
+    """What a failed refresh leaves unknown, for the plan's line."""
+    tickers = covered(ledger, dataset)
+    return (
+        f"{dataset} announced or withdrawn since fetched not checked ({one_line(exc)}): "
+        f"adjusted prices of {len(tickers)} tickers ({_some(tickers)}) may be on an old basis, "
+        "unseen by audit; the next sync checks again (exit 1)"
+    )
+
+
 class Sync:
     """One sync of the ledger at `location`; `execute()` returns the exit code."""
 
@@ -231,8 +246,12 @@ class Sync:
         synced = tuple(dict.fromkeys(p.dataset for p in plans if p.dataset in datasets.names()))
         options = dataclasses.replace(options, datasets=synced)
         job = Run(ledger, store, api_key=self.settings.api_key, base_url=url, options=options)
+        # a refresh that failed (said in its line) costs the night's exit code, not its bars
+        unchecked: list[str] = []
         for remembered in plans:
-            self._plan(ledger, store, job, remembered, session)
+            failed = self._plan(ledger, store, job, remembered, session)
+            if failed:
+                unchecked.append(failed)
         report = self._run(job)
         checked = audit(ledger)  # of what sync fetches: a forgotten dataset's state is not its
         # with the universe's datasets, and the day files a synced dataset's flat route reads
@@ -243,6 +262,8 @@ class Sync:
             return 130
         if report.outcome != "finished":
             return 1  # the run stopped itself (bad key, disk full, an API that stayed down)
+        if unchecked:
+            return 1  # the audit cannot see what a listing not read would have made stale
         return checked.exit_code
 
     def _universe(
@@ -281,28 +302,35 @@ class Sync:
 
     def _plan(
         self, ledger: Ledger, store: BarStore, job: Run, remembered: RememberedPlan, session: dt.date
-    ) -> None:
+    ) -> str | None:
+        """Plan one remembered dataset through `session`, said in one line; the dataset's
+        name if its refresh failed (the rest of the night goes on)."""
         name, source = remembered.dataset, remembered.universe
         try:
             spec = datasets.get(name)
         except InputError:
             self.say(f"{name}: not a dataset this polyledger knows; skipped")
-            return
+            return None
         if not spec.needs_range:
             tickers = read_universe(Path(source))
             added = plan_reference(ledger, tickers, name, session)
             line = f"planned {name}: {added} new tickers"
+            failed = None
             if name in REFRESHED:
-                queued = refresh(ledger, store, job.client, name, session)
-                shown = ", ".join(queued[:10]) + (" ..." if len(queued) > 10 else "")
-                line += f"; {len(queued)} queued again for records announced since fetched" + (
-                    f" ({shown})" if queued else ""
-                )
+                try:
+                    queued = refresh(ledger, store, job.client, name, session)
+                except FetchError as exc:  # the listing, after its retries; a fatal error stops all
+                    failed = name
+                    line += "; " + _unchecked_text(ledger, name, exc)
+                else:
+                    line += f"; {len(queued)} queued again for records announced since fetched" + (
+                        f" ({_some(queued)})" if queued else ""
+                    )
             self.say(line)
-            return
+            return failed
         first = remembered.first_day
         if first is None or first > session:
-            return
+            return None
         if spec.needs_universe:
             result = plan(ledger, read_members(Path(source)), name, first, session)
         else:
@@ -323,6 +351,7 @@ class Sync:
                 else ""
             )
         )
+        return None
 
     def _run(self, job: Run) -> RunReport:
         with RunDisplay(self.console, job.client) as display, _stoppable(job):

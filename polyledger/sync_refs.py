@@ -55,12 +55,19 @@ def since_when(ledger: Ledger, dataset: str) -> dt.date | None:
     return dt.date.fromisoformat(min(fetched)) - LOOKBACK if fetched else None
 
 
+def covered(ledger: Ledger, dataset: str) -> list[str]:
+    """The tickers a refresh of `dataset` checks: those with a settled unit."""
+    return [row.ticker for row in queries.settled_reference_units(ledger, dataset)]
+
+
 def refresh(
     ledger: Ledger, store: BarStore, client: PolygonClient, dataset: str, today: dt.date
 ) -> list[str]:
     """Queue again the settled units of tickers with records announced since, or with
     records withdrawn since (dated inside the window, no longer listed); returns those
-    tickers. The check's date is remembered for the next sync."""
+    tickers. The check's date is remembered for the next sync, once the check is done: a
+    listing that fails raises before anything is queued or remembered, and the next sync
+    asks again from the last check that worked."""
     since = since_when(ledger, dataset)
     if since is None:
         return []

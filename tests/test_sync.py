@@ -19,9 +19,12 @@ import pytest
 from rich.console import Console
 from support import API_KEY, read_dataset, run_cli, truth
 
+from polyledger import sync_refs
+from polyledger.errors import AuthError, TransientError
 from polyledger.ledger import Ledger
 from polyledger.ledger.connection import LedgerConnection
 from polyledger.ledger.records import iso
+from polyledger.polygon.breaker import CircuitOpen
 from polyledger.sync import (
     EXIT_LOCKED,
     Sync,
@@ -807,6 +810,92 @@ def test_a_record_without_an_id_is_never_taken_for_withdrawn(tmp_path, monkeypat
     assert sync_refs.refresh(ledger, store, None, "splits", dt.date(2024, 3, 20)) == []  # type: ignore[arg-type]
     monkeypatch.setattr(sync_refs, "announced", lambda client, dataset, since: {})  # S1 withdrawn
     assert sync_refs.refresh(ledger, store, None, "splits", dt.date(2024, 3, 20)) == ["CHAR"]  # type: ignore[arg-type]
+
+
+def test_a_failed_splits_refresh_does_not_cost_the_nights_bars(work, monkeypatch):
+    """The splits refresh (`sync_refs.announced`, one market-wide listing) fails after its
+    retries (the reference endpoint answers 503 tonight). It was called from Sync._plan with
+    no handling, so the exception left `_phases` before the run: the minute month planned a
+    moment earlier was never fetched, no bar of the night was synced, and the audit never
+    printed. A reference listing's outage fails the night's exit code (exit 1, said in one
+    line), not the bars the researchers read tomorrow; and the next night asks again from
+    the last check that worked (found by a review)."""
+    market = SyntheticMarket([Listing("ALFA", bars_per_day=3), Listing("CHAR", bars_per_day=3)], seed=5)
+    asked: list[dt.date] = []  # the `since` of each listing asked
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        built = run_cli("universe", "--out", "universe.csv", "--date", "2024-02-28", "--base-url", server.url)
+        assert built.code == 0, built.out + built.err
+        for args in (
+            ["--dataset", "minute", "--from", "2024-02-26", "--to", "2024-02-28"],
+            ["--dataset", "splits"],
+        ):
+            assert run_cli("plan", "--universe", "universe.csv", *args).code == 0
+        first = run_cli("sync", "--now", FIRST_NIGHT, "--base-url", server.url)
+        assert first.code == 0, first.out + first.err  # splits settled: the next night refreshes
+
+        def outage(client, dataset, since):  # type: ignore[no-untyped-def]
+            asked.append(since)
+            raise TransientError(
+                "server error 503: service unavailable", error_class="http_503", http_status=503
+            )
+
+        real = sync_refs.announced
+        monkeypatch.setattr(sync_refs, "announced", outage)
+        second = run_cli("sync", "--now", NEXT_NIGHT, "--base-url", server.url)
+        with Ledger("ledger.db", create=False) as ledger:
+            march = {
+                r.ticker: r.state
+                for r in ledger.query(
+                    "SELECT ticker, state FROM units WHERE dataset = 'minute' AND period = '2024-03'"
+                )
+            }
+            mark = ledger.setting(sync_refs.checked_key("splits"))
+        monkeypatch.setattr(sync_refs, "announced", lambda *a: (asked.append(a[2]), real(*a))[1])
+        third = run_cli("sync", "--now", "2024-03-04T22:30:00-05:00", "--base-url", server.url)
+    assert march == {"ALFA": "done", "CHAR": "done"}, (
+        f"exit {second.code}; 2024-03-01's minute units: {march} (the night's bars were not synced "
+        f"because the splits listing failed); stderr: {second.err.strip()[:200]}"
+    )
+    assert second.code == 1, "the failed refresh must show in the exit code"
+    said = [line for line in second.out.splitlines() if "not checked" in line]
+    assert said == [
+        "planned splits: 0 new tickers; splits announced or withdrawn since fetched not checked "
+        "(server error 503: service unavailable): adjusted prices of 2 tickers (ALFA, CHAR) may be "
+        "on an old basis, unseen by audit; the next sync checks again (exit 1)"
+    ], second.out
+    assert "minute: COMPLETE" in second.out and second.err == ""  # the audit, no error
+    # the failed check is not remembered as done: the next night asks from the same date
+    assert mark is None
+    assert third.code == 0 and "planned splits: 0 new tickers; 0 queued again" in third.out, third.out
+    assert len(asked) == 2 and asked[1] == asked[0]
+    with Ledger("ledger.db", create=False) as ledger:
+        assert ledger.setting(sync_refs.checked_key("splits")) == "2024-03-04"
+
+
+@pytest.mark.parametrize(
+    "fatal",
+    [AuthError("the API key was refused (401: bad key); check POLYGON_API_KEY"),
+     CircuitOpen("the API kept failing for 300 s")],
+)  # fmt: skip
+def test_a_refresh_that_fails_fatally_still_stops_the_sync_at_once(work, monkeypatch, fatal):
+    """A refresh's failure that is no listing's (a refused key, an API down for minutes)
+    stops the sync where it is, as a run does: nothing run, no audit, exit 1."""
+    with StandInServer(
+        SyntheticMarket([Listing("ALFA", bars_per_day=3)], seed=5), api_keys=(API_KEY,)
+    ) as server:
+        _planned(server.url, "minute", "splits")
+        assert run_cli("sync", "--now", FIRST_NIGHT, "--base-url", server.url).code == 0
+
+        def refused(client, dataset, since):  # type: ignore[no-untyped-def]
+            raise fatal
+
+        monkeypatch.setattr(sync_refs, "announced", refused)
+        second = run_cli("sync", "--now", NEXT_NIGHT, "--base-url", server.url)
+    assert second.code == 1 and second.err == f"error: {fatal}\n", second.err
+    assert "COMPLETE" not in second.out and "not checked" not in second.out
+    assert _units()[("minute", "ALFA", "2024-03")][2] == "pending"
+    with Ledger("ledger.db", create=False) as ledger:
+        assert ledger.sync_lock_holder(LOCK_NAME) is None
 
 
 def _parquet_bytes(frame: pl.DataFrame) -> bytes:

@@ -612,7 +612,7 @@ def audit(
     if as_json:
         payload = dict(report.to_dict(), exit_code=code)
         if deep:
-            payload["deep"] = {"consistent": not problems, "findings": [asdict(f) for f in findings]}
+            payload["deep"] = {"consistent": not problems, "findings": [f.to_dict() for f in findings]}
         if checked is not None:
             payload["quality"] = checked.to_dict()
         if reconciled is not None:
@@ -678,9 +678,14 @@ def repair(
         findings = deep_check(ledger, store)
         result = repair_units(ledger, store, findings, all_missing_is_fine=yes)
     print_findings(_console(), findings)
+    skipped = (
+        f"; {result.skipped} left alone: a run changed their units since the check (run repair again)"
+        if result.skipped
+        else ""
+    )
     _echo(
         f"repair: {result.requeued} units queued again, {len(result.quarantined)} files quarantined, "
-        f"{result.temporaries_removed} stray temporaries removed"
+        f"{result.temporaries_removed} stray temporaries removed{skipped}"
     )
 
 

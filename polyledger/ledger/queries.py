@@ -306,9 +306,11 @@ def listed_files(ledger: LedgerConnection) -> int:
 
 
 def unit_files(ledger: LedgerConnection) -> Rows:
-    """(id, dataset, ticker, period_start, state, rows, file_path, checksum) of every unit."""
+    """(id, dataset, ticker, period_start, state, rows, file_path, checksum, attempts,
+    updated_at) of every unit."""
     return ledger.query(
-        "SELECT id, dataset, ticker, period_start, state, rows, file_path, checksum FROM units"
+        "SELECT id, dataset, ticker, period_start, state, rows, file_path, checksum, attempts, updated_at "
+        "FROM units"
     )
 
 

@@ -72,6 +72,20 @@ class ClaimedUnit:
 
 
 @dataclass(frozen=True)
+class SeenUnit:
+    """A settled unit as a check read it (`audit --deep`): `repair` acts on it only while it
+    is still exactly so (`Resets.hold_unchanged`); any change since (a run fetched it again,
+    a reset queued it) leaves it alone."""
+
+    id: int
+    state: str  # done | empty_confirmed
+    attempts: int
+    updated_at: str  # every state change sets it
+    file_path: str | None
+    checksum: str | None
+
+
+@dataclass(frozen=True)
 class AttemptRecord:
     """What one attempt did, stored in unit_attempts when the unit settles."""
 

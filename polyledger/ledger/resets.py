@@ -11,7 +11,7 @@ from typing import Any
 from polyledger.ledger.connection import _reconnecting
 from polyledger.ledger.moves import UnitMoves
 from polyledger.ledger.queries import stale_adjusted_sql
-from polyledger.ledger.records import in_list, iso
+from polyledger.ledger.records import SeenUnit, in_list, iso
 from polyledger.ledger.states import UnitState
 from polyledger.listings import ListingChange
 
@@ -158,6 +158,105 @@ class Resets(UnitMoves):
             return 0
         where, params = in_list("id", unit_ids, "u")
         return self.reset_units(where, params, {UnitState.DONE})
+
+    # --- repair's holds: settled units taken only while still as a check found them ---------
+
+    @_reconnecting
+    def hold_unchanged(
+        self, seen: Sequence[SeenUnit], owner: str, token: str, lease_seconds: float
+    ) -> list[int]:
+        """Take the units `seen` (by `audit --deep`'s check) that are still exactly as seen
+        (state, attempts, file, checksum, last change) under a lease of `owner` (`token`,
+        `lease_seconds`), in one transaction: each queued again (pending) and at once
+        claimed, so no run can claim it or find it pending in between. Not an attempt
+        (`attempts` stays as it was). Returns the ids taken, in order; a unit a run fetched,
+        holds or queued again since the check is not taken. Given back by `release_held`;
+        if the holder dies, its lease's expiry takes them back (`reclaim_expired`).
+        Repeated after a dropped connection, it first looks for the units the lost answer
+        took (as a claim does)."""
+        if getattr(self._local, "retrying", False):
+            landed = (
+                self._statement()
+                .execute(
+                    "SELECT id FROM units WHERE lease_token = :token AND state = 'running' ORDER BY id",
+                    {"token": token},
+                )
+                .fetchall()
+            )
+            if landed:
+                return [row[0] for row in landed]
+        taken: list[int] = []
+        expires = iso(self.clock() + dt.timedelta(seconds=lease_seconds))
+        unchanged = (
+            "id = :id AND attempts = :attempts AND updated_at = :updated_at "
+            "AND coalesce(file_path, '') = :file_path AND coalesce(checksum, '') = :checksum"
+        )
+        with self._write() as cursor:
+            # in id order: transactions locking units always take them in one order
+            for unit in sorted(seen, key=lambda unit: unit.id):
+                params = {
+                    "id": unit.id,
+                    "attempts": unit.attempts,
+                    "updated_at": unit.updated_at,
+                    "file_path": unit.file_path or "",
+                    "checksum": unit.checksum or "",
+                }
+                moved = self._move(
+                    cursor, UnitState.PENDING, {UnitState(unit.state)}, unchanged, params, by_id=True
+                ).rowcount
+                if moved == 1:
+                    taken.append(unit.id)
+            if taken:
+                where, params = in_list("id", taken, "u")
+                self._move(
+                    cursor,
+                    UnitState.RUNNING,
+                    {UnitState.PENDING},
+                    where,
+                    dict(params, owner=owner, token=token, expires=expires),
+                    sets="lease_owner = :owner, lease_token = :token, lease_expires_at = :expires",
+                    by_id=True,
+                )
+        return taken
+
+    @_reconnecting
+    def holds_unit(self, unit_id: int, token: str) -> bool:
+        """Is this unit still held under `token` (`hold_unchanged`), its lease not run out?
+        Asked right before its file moves."""
+        rows = (
+            self._statement()
+            .execute(
+                "SELECT id FROM units WHERE id = :id AND lease_token = :token "
+                "AND state = 'running' AND lease_expires_at >= :now_iso",
+                {"id": unit_id, "token": token, "now_iso": iso(self.clock())},
+            )
+            .fetchall()
+        )
+        return len(rows) == 1
+
+    @_reconnecting
+    def release_held(self, unit_ids: Sequence[int], token: str, target: UnitState) -> int:
+        """Units held under `token` given back, only those it still holds: to `pending` with
+        a fresh attempt budget (as `reset_units`: their files were found wanting), or back to
+        `empty_confirmed` (their withdrawn files moved aside). Returns how many."""
+        if not unit_ids:
+            return 0
+        if target not in (UnitState.PENDING, UnitState.EMPTY_CONFIRMED):
+            raise ValueError(f"held units go back to pending or empty_confirmed, not {target.value}")
+        where, params = in_list("id", unit_ids, "u")
+        sets = "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
+        if target is UnitState.PENDING:
+            sets += ", attempts = 0"
+        with self._write() as cursor:
+            return self._move(
+                cursor,
+                target,
+                {UnitState.RUNNING},
+                f"{where} AND lease_token = :token",
+                dict(params, token=token),
+                sets=sets,
+                by_id=True,
+            ).rowcount
 
     def _reset_chosen(
         self,

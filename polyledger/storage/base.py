@@ -194,19 +194,30 @@ class BarStore(ABC):
         """Move a file out of the dataset folders to `.quarantine/<stamp>/<relative>` (`stamp`
         UTC now unless given), never over a file already there (another `-N` folder then);
         returns its new path. Atomic as `move` is: an interruption leaves the file at least
-        once, never nowhere. StorageError (one line) when it cannot be moved."""
+        once, never nowhere. A local folder's `move` itself refuses a taken name
+        (FileExistsError: the next folder is tried), so two quarantines racing under one
+        stamp (two hosts, one second) keep both copies; an object store has only the look
+        before its copy. StorageError (one line) when it cannot be moved."""
         stamp = stamp or quarantine_stamp()
-        target, number = f"{QUARANTINE}/{stamp}/{relative}", 1
-        while self.exists(target):
+        number = 1
+        while True:
+            target = (
+                f"{QUARANTINE}/{stamp}/{relative}"
+                if number == 1
+                else f"{QUARANTINE}/{stamp}-{number}/{relative}"
+            )
+            if not self.exists(target):
+                try:
+                    self.move(relative, target)
+                    return target
+                except FileExistsError:
+                    pass  # taken since the look (another quarantine under this stamp): the next one
+                except OSError as exc:  # a backend's own I/O error: one line, never a traceback
+                    raise StorageError(
+                        f"cannot move {self.url_of(relative)} to {QUARANTINE}/: "
+                        f"{one_line(exc, 300, with_type=True)}"
+                    ) from None
             number += 1
-            target = f"{QUARANTINE}/{stamp}-{number}/{relative}"
-        try:
-            self.move(relative, target)
-        except OSError as exc:  # a backend's own I/O error: one line, never a traceback
-            raise StorageError(
-                f"cannot move {self.url_of(relative)} to {QUARANTINE}/: {one_line(exc, 300, with_type=True)}"
-            ) from None
-        return target
 
     @abstractmethod
     def _put(self, relative: str, payload: bytes, still_ours: Callable[[], bool] | None = None) -> None:

@@ -4,6 +4,7 @@ old file or the new one, never a part (and the rename itself survives a power lo
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -202,16 +203,32 @@ class LocalStore(BarStore):
 
     def move(self, source: str, target: str) -> None:
         """One rename (atomic), then both folders fsynced: the move survives a power loss.
+        Never over a file at `target`: its name is first claimed by an exclusive create (an
+        empty file; FileExistsError, nothing moved, when the name is taken, even by a move
+        that looked a moment ago and found it free), then the rename replaces only that
+        claim. Stopped in between, an empty file stays at `target`, the file at `source`.
         StorageError (one line, as for a write) when the folder refuses it: a permission, a
         read-only or immutable folder, a full disk for the new folder."""
         path, origin = self.path_of(target), self.path_of(source)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            claimed = _claim_name(path)
+        except OSError as exc:
+            raise StorageError(f"cannot move {source} to {target}: {exc.strerror or exc}") from None
+        if not claimed:  # the name is taken: the caller may try another
+            raise FileExistsError(errno.EEXIST, "a file has this name already", target)
+        renamed = False
+        try:
             os.replace(origin, path)
+            renamed = True
             _fsync_folder(path.parent)
             _fsync_folder(origin.parent)
         except OSError as exc:
             raise StorageError(f"cannot move {source} to {target}: {exc.strerror or exc}") from None
+        finally:
+            if not renamed:  # the claimed name given back: nothing moved
+                with contextlib.suppress(OSError):  # left, it is an empty file in .quarantine/
+                    path.unlink(missing_ok=True)
 
 
 def _local_path_of_file_url(url: str) -> Path:
@@ -222,6 +239,17 @@ def _local_path_of_file_url(url: str) -> Path:
     if os.name == "nt" and path.startswith("/") and len(path) > 2 and path[2] == ":":
         path = path[1:]  # file:///C:/data
     return Path(path)
+
+
+def _claim_name(path: Path) -> bool:
+    """Create `path` empty, only if nothing has that name (O_EXCL: one atomic step, on POSIX
+    and Windows alike); False when something has."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+    except FileExistsError:
+        return False
+    os.close(descriptor)
+    return True
 
 
 def _fsync_folder(folder: Path) -> None:

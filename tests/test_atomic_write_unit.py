@@ -304,7 +304,7 @@ def test_a_withdrawn_staged_day_is_deleted(store):
 def test_a_withdrawn_unit_file_that_cannot_be_moved_aside_stops_the_run(store, monkeypatch):
     store.write_unit("minute", "AAPL", D(2024, 3, 1), bars(3))
 
-    def refused(self, source, target):  # type: ignore[no-untyped-def]
+    def refused(self, source, target, before_remove=None):  # type: ignore[no-untyped-def]
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(type(store), "move", refused)

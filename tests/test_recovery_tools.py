@@ -49,7 +49,7 @@ def test_repair_that_cannot_move_a_damaged_file_aside_says_so_in_one_line(work, 
     files = _two_tickers_downloaded(work, market)
     _flip_a_byte(files[0])
 
-    def refuse(self, source, target):  # type: ignore[no-untyped-def]
+    def refuse(self, source, target, before_remove=None):  # type: ignore[no-untyped-def]
         raise PermissionError(errno.EPERM, "Operation not permitted", str(self.path_of(source)))
 
     monkeypatch.setattr(LocalStore, "move", refuse)
@@ -75,11 +75,11 @@ def test_a_repair_stopped_midway_never_leaves_a_done_unit_without_its_file(work,
     real_move = LocalStore.move
     moves: list[str] = []
 
-    def second_move_fails(self, source, target):  # type: ignore[no-untyped-def]
+    def second_move_fails(self, source, target, before_remove=None):  # type: ignore[no-untyped-def]
         moves.append(source)
         if len(moves) == 2:
             raise PermissionError(errno.EPERM, "Operation not permitted", str(self.path_of(source)))
-        real_move(self, source, target)
+        real_move(self, source, target, before_remove)
 
     monkeypatch.setattr(LocalStore, "move", second_move_fails)
     try:

@@ -333,11 +333,11 @@ def test_a_repair_stopped_by_a_failed_move_leaves_no_unit_held(work, monkeypatch
     real_move = LocalStore.move
     moves: list[str] = []
 
-    def second_move_fails(self, source, target):  # type: ignore[no-untyped-def]
+    def second_move_fails(self, source, target, before_remove=None):  # type: ignore[no-untyped-def]
         moves.append(source)
         if len(moves) == 2:
             raise PermissionError(errno.EPERM, "Operation not permitted", str(self.path_of(source)))
-        real_move(self, source, target)
+        real_move(self, source, target, before_remove)
 
     monkeypatch.setattr(LocalStore, "move", second_move_fails)
     result = run_cli("repair")

@@ -170,8 +170,9 @@ class BarStore(ABC):
         bars once downloaded stay on disk; returns where it went, None when there was no
         file. `keep=False` deletes it instead: only for a staged flat-file day, a copy of the
         provider's file that is read again from the bucket whenever it is needed.
-        LeaseLost (nothing moved) when `still_ours()` says no; StorageError when the file
-        stays."""
+        LeaseLost when `still_ours()` says no, asked first and again last before the file
+        leaves the folder (it stays there; on an object store a copy of it may be in
+        .quarantine/ too); StorageError when the file stays."""
         self._check_still_ours(relative, still_ours)
         if not self.exists(relative):
             return None
@@ -182,7 +183,13 @@ class BarStore(ABC):
                 )
             return None
         try:
-            return self.quarantine(relative)
+            # the lease asked again right before the step that takes the file out of the
+            # dataset's folder (on an object store, after the copy: a delete is immediate)
+            return self.quarantine(
+                relative, before_remove=lambda: self._check_still_ours(relative, still_ours)
+            )
+        except LeaseLost:
+            raise
         except Exception as exc:  # a disk, permissions, a network: the unit must not settle
             reason = one_line(exc, 300, with_type=not isinstance(exc, StorageError))
             raise StorageError(
@@ -190,14 +197,17 @@ class BarStore(ABC):
                 f"{QUARANTINE}/: {reason}"
             ) from None
 
-    def quarantine(self, relative: str, stamp: str | None = None) -> str:
+    def quarantine(
+        self, relative: str, stamp: str | None = None, before_remove: Callable[[], None] | None = None
+    ) -> str:
         """Move a file out of the dataset folders to `.quarantine/<stamp>/<relative>` (`stamp`
         UTC now unless given), never over a file already there (another `-N` folder then);
         returns its new path. Atomic as `move` is: an interruption leaves the file at least
         once, never nowhere. A local folder's `move` itself refuses a taken name
         (FileExistsError: the next folder is tried), so two quarantines racing under one
         stamp (two hosts, one second) keep both copies; an object store has only the look
-        before its copy. StorageError (one line) when it cannot be moved."""
+        before its copy. `before_remove` as for `move`. StorageError (one line) when it
+        cannot be moved."""
         stamp = stamp or quarantine_stamp()
         number = 1
         while True:
@@ -208,7 +218,7 @@ class BarStore(ABC):
             )
             if not self.exists(target):
                 try:
-                    self.move(relative, target)
+                    self.move(relative, target, before_remove)
                     return target
                 except FileExistsError:
                     pass  # taken since the look (another quarantine under this stamp): the next one
@@ -452,8 +462,10 @@ class BarStore(ABC):
         """Delete a file; False if it could not be."""
 
     @abstractmethod
-    def move(self, source: str, target: str) -> None:
-        """Move a file within the location; an interruption leaves it at least once."""
+    def move(self, source: str, target: str, before_remove: Callable[[], None] | None = None) -> None:
+        """Move a file within the location; an interruption leaves it at least once.
+        `before_remove()` is asked last before the file leaves `source` (it may raise, e.g.
+        LeaseLost: the file then stays there; on an object store its copy stays too)."""
 
 
 def file_checksum(source: Path | BinaryIO) -> str:

@@ -201,12 +201,13 @@ class LocalStore(BarStore):
         except OSError:
             return False
 
-    def move(self, source: str, target: str) -> None:
+    def move(self, source: str, target: str, before_remove: Callable[[], None] | None = None) -> None:
         """One rename (atomic), then both folders fsynced: the move survives a power loss.
         Never over a file at `target`: its name is first claimed by an exclusive create (an
         empty file; FileExistsError, nothing moved, when the name is taken, even by a move
         that looked a moment ago and found it free), then the rename replaces only that
-        claim. Stopped in between, an empty file stays at `target`, the file at `source`.
+        claim, `before_remove()` asked last before it. Stopped in between, an empty file
+        stays at `target`, the file at `source`.
         StorageError (one line, as for a write) when the folder refuses it: a permission, a
         read-only or immutable folder, a full disk for the new folder."""
         path, origin = self.path_of(target), self.path_of(source)
@@ -219,6 +220,8 @@ class LocalStore(BarStore):
             raise FileExistsError(errno.EEXIST, "a file has this name already", target)
         renamed = False
         try:
+            if before_remove is not None:
+                before_remove()
             os.replace(origin, path)
             renamed = True
             _fsync_folder(path.parent)

@@ -297,9 +297,9 @@ class ObjectStore(BarStore):
         except OSError:
             return False
 
-    def move(self, source: str, target: str) -> None:
-        """Copy, check the copy, then delete the original, so an interruption leaves both,
-        never neither."""
+    def move(self, source: str, target: str, before_remove: Callable[[], None] | None = None) -> None:
+        """Copy, check the copy, `before_remove()`, then delete the original, so an
+        interruption leaves both, never neither."""
         fs = self._filesystem()
         try:
             fs.copy(self._key(source), self._key(target))
@@ -310,6 +310,8 @@ class ObjectStore(BarStore):
             ) from None
         if not same:
             raise StorageError(f"copying {source} to {target} did not give the same object")
+        if before_remove is not None:
+            before_remove()
         try:
             fs.rm_file(self._key(source))
         except Exception as exc:  # the copy is whole: the file is there twice, never nowhere

@@ -22,8 +22,11 @@ Conventions (README "Adjusted on read", docs/research.md):
   out, with a warning.
 - `as_of` = D puts every price on the share (and dividend) basis of day D: bars before D
   get the events in (bar, D], bars after D are divided by the events in (D, bar], so the
-  series has no jump anywhere and equals the raw one on D. None (the default): every
-  event known, i.e. the basis of today, the API's `adjusted=true` convention.
+  series has no jump anywhere and equals the raw one on D. None (the default): today's
+  basis (US/Eastern, `periods.et_today`), the API's `adjusted=true` convention: a split
+  or a dividend announced for a later day (the listings carry them from their
+  announcement) changes no price before it has happened. Events after both the basis
+  and today change no bar (no session after today is held): they are left out.
 - Events belong to a security (`security_id`): an event of symbol T on day E is the one of
   the listing of T whose window holds E, and it applies to every bar of that security,
   under any of its symbols. Bars inside no listing (null `security_id`) stay raw.
@@ -45,7 +48,7 @@ from polyledger.errors import InputError
 from polyledger.ledger import SETTLED
 from polyledger.ledger.records import in_list
 from polyledger.listings import Listing
-from polyledger.periods import ET, stored_date
+from polyledger.periods import ET, et_today, stored_date
 from polyledger.trading_days import is_trading_day
 
 if TYPE_CHECKING:
@@ -107,14 +110,21 @@ def adjusted(
     in_time_order: bool = False,
 ) -> pl.LazyFrame:
     """`frame` (bars of `tickers`, one symbol's files after another's in that order, each
-    in time order; or each security's bars `in_time_order`) with the factors applied."""
+    in time order; or each security's bars `in_time_order`) with the factors applied, on
+    the share basis of `as_of` (None: today's)."""
     listings = _related_listings(download, tickers)
     symbols = sorted({listing.ticker for listing in listings} | set(tickers))
     with_dividends = adjust == "splits+dividends"
     _warn_unsettled(download, symbols, ("splits", "dividends") if with_dividends else ("splits",))
-    events = split_events(_split_rows(download, symbols), listings)
+    # only events up to today (or a later as_of) are known to have happened: without
+    # as_of every one of them applies, which is today's basis; an announced split or
+    # dividend after it would otherwise rebase every bar, the latest session's too. An
+    # event after both is in B(bar) and B(as_of) alike for every bar there is (no session
+    # after today is held): left out, it costs no previous close, nor a warning for none
+    horizon = et_today() if as_of is None else max(as_of, et_today())
+    events = split_events(_split_rows(download, symbols), listings).filter(pl.col("date") <= horizon)
     if with_dividends:
-        events = pl.concat([events, dividend_events(download, symbols, listings, events)])
+        events = pl.concat([events, dividend_events(download, symbols, listings, events, horizon)])
     in_order = in_time_order or all(
         _traded_in_read_order(group, tickers) for group in _by_security(listings, tickers).values()
     )
@@ -144,7 +154,8 @@ def factor_steps(events: pl.DataFrame, as_of: dt.date | None) -> pl.DataFrame:
     table (security_id, since = 00:00 ET of the day, price, volume), since-sorted.
 
     With B(d) = the product of the ratios of the events after day d, a bar of day d is
-    multiplied by B(d) / B(as_of) (B(as_of) = 1 without as_of): see the module's doc."""
+    multiplied by B(d) / B(as_of) (B(as_of) = 1 without as_of: every event in `events`
+    applies; `adjusted` passes those up to today, today's basis): see the module's doc."""
     by_security: dict[str, dict[dt.date, list[float]]] = defaultdict(dict)
     for security, day, split, dividend in events.iter_rows():
         split_now, dividend_now = by_security[security].get(day, [1.0, 1.0])
@@ -232,18 +243,24 @@ def security_on(listings: Sequence[Listing], ticker: str, day: dt.date) -> str |
 
 
 def dividend_events(
-    download: Download, symbols: Sequence[str], listings: Sequence[Listing], splits: pl.DataFrame
+    download: Download,
+    symbols: Sequence[str],
+    listings: Sequence[Listing],
+    splits: pl.DataFrame,
+    until: dt.date | None = None,
 ) -> pl.DataFrame:
-    """(security_id, ex-date, 1.0, 1 - cash / previous close) of each ex-date of a security,
-    cash the sum of its dividends going ex that day."""
+    """(security_id, ex-date, 1.0, 1 - cash / previous close) of each ex-date of a security
+    (up to `until`, when given), cash the sum of its dividends going ex that day."""
     # once each, also from files fetched before dividends were de-duplicated on write; the
     # read behind reference(): symbols without dividends units are warned of, not refused
-    dividends = (
+    listed = (
         unique_dividends(download._read_reference("dividends", symbols))
         .select("ticker", "ex_dividend_date", "cash_amount", pl.col("currency").fill_null(BAR_CURRENCY))
         .drop_nulls()
-        .collect()
     )
+    if until is not None:  # a dividend not due yet changes no bar of today's basis
+        listed = listed.filter(pl.col("ex_dividend_date") <= until)
+    dividends = listed.collect()
     # one distribution per (security, ex-date): a regular and a special dividend going ex
     # together are 1 - (D1 + D2) / P, not (1 - D1/P)(1 - D2/P), which leaves the pre-ex
     # prices too high; summed before the ratio (the first one's symbol kept, for messages)

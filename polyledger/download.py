@@ -125,7 +125,8 @@ class Download:
         raw close of the latest session before it in the day or minute bars, the day
         bar's on the same session; dividends with one ex-date summed) as the bars are read,
         per security; nothing is rewritten. `as_of` puts every price on that day's share
-        basis (default: every event known, as the API's adjusted=true). A download fetched
+        basis (default: today's, as the API's adjusted=true: a split or a dividend
+        announced for a later day changes nothing yet). A download fetched
         adjusted is refused. In full: polyledger/adjust.py, docs/research.md.
 
         A ticker the ledger has no units of in `dataset` (tickers are case-sensitive) is an

@@ -30,6 +30,12 @@ Conventions (README "Adjusted on read", docs/research.md):
 - Events belong to a security (`security_id`): an event of symbol T on day E is the one of
   the listing of T whose window holds E, and it applies to every bar of that security,
   under any of its symbols. Bars inside no listing (null `security_id`) stay raw.
+- What the ledger may not know is said, never refused: a ticker whose splits (dividends)
+  unit is not settled (`UnsettledAdjustmentWarning`), or whose bars in the read go past
+  the last session the ledger knows its splits (dividends) through
+  (`StaleAdjustmentWarning`): the unit's fetch, or `sync`'s last look at the market's
+  listing (`sync.checked.<dataset>`), whichever is later. An event in between is in no
+  table, and the series may sit on two share bases across it.
 """
 
 from __future__ import annotations
@@ -38,8 +44,8 @@ import datetime as dt
 import math
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -49,6 +55,7 @@ from polyledger.ledger import SETTLED
 from polyledger.ledger.records import in_list
 from polyledger.listings import Listing
 from polyledger.periods import ET, et_today, stored_date
+from polyledger.sync_refs import checked_key
 from polyledger.trading_days import is_trading_day
 
 if TYPE_CHECKING:
@@ -65,6 +72,12 @@ _EVENTS = {"security_id": pl.String(), "date": pl.Date(), "split": pl.Float64(),
 class UnsettledAdjustmentWarning(UserWarning):
     """Some tickers' splits or dividends units are not fetched (or failed): their adjusted
     bars may miss events."""
+
+
+class StaleAdjustmentWarning(UnsettledAdjustmentWarning):
+    """Some tickers' bars go past the last session the ledger knows their splits (or
+    dividends) through: an event since is in no table, and their adjusted bars may sit
+    on two share bases across it."""
 
 
 def check_choice(adjust: str | None, dataset: str, as_of: dt.date | str | None = None) -> None:
@@ -108,14 +121,16 @@ def adjusted(
     as_of: dt.date | None,
     *,
     in_time_order: bool = False,
+    bars_to: Mapping[str, dt.date] | None = None,
 ) -> pl.LazyFrame:
     """`frame` (bars of `tickers`, one symbol's files after another's in that order, each
     in time order; or each security's bars `in_time_order`) with the factors applied, on
-    the share basis of `as_of` (None: today's)."""
+    the share basis of `as_of` (None: today's). `bars_to`: the last session each ticker's
+    bars in the read may hold, for the warning of events the ledger may not know yet."""
     listings = _related_listings(download, tickers)
     symbols = sorted({listing.ticker for listing in listings} | set(tickers))
     with_dividends = adjust == "splits+dividends"
-    _warn_unsettled(download, symbols, ("splits", "dividends") if with_dividends else ("splits",))
+    _warn_unsettled(download, symbols, ("splits", "dividends") if with_dividends else ("splits",), bars_to)
     # only events up to today (or a later as_of) are known to have happened: without
     # as_of every one of them applies, which is today's basis; an announced split or
     # dividend after it would otherwise rebase every bar, the latest session's too. An
@@ -420,17 +435,25 @@ def _related_listings(download: Download, tickers: Sequence[str]) -> list[Listin
     return [listing for listing in everything if listing.security_id in securities]
 
 
-def _warn_unsettled(download: Download, symbols: Sequence[str], datasets: Sequence[str]) -> None:
+def _warn_unsettled(
+    download: Download,
+    symbols: Sequence[str],
+    datasets: Sequence[str],
+    bars_to: Mapping[str, dt.date] | None = None,
+) -> None:
     """Say which tickers' splits (dividends) are not known: planned but not settled, or
-    never planned; their adjusted bars may miss events."""
+    never planned; their adjusted bars may miss events. With `bars_to`, also those whose
+    bars go past what their settled units know (`_warn_stale`)."""
     if not symbols:
         return
     test, params = in_list("ticker", symbols, "t")
     for dataset in datasets:
         rows = download.ledger.query(
-            f"SELECT ticker, state FROM units WHERE dataset = :d AND {test}", {"d": dataset, **params}
+            f"SELECT ticker, state, fetched_at FROM units WHERE dataset = :d AND {test}",
+            {"d": dataset, **params},
         )
-        states = {row.ticker: row.state for row in rows}
+        units = {row.ticker: row for row in rows}
+        states = {ticker: row.state for ticker, row in units.items()}
         loose = [f"{t} ({states.get(t, 'not planned')})" for t in symbols if states.get(t) not in SETTLED]
         if loose:
             warnings.warn(
@@ -440,3 +463,50 @@ def _warn_unsettled(download: Download, symbols: Sequence[str], datasets: Sequen
                 UnsettledAdjustmentWarning,
                 stacklevel=5,
             )
+        if bars_to:
+            _warn_stale(download, dataset, units, bars_to)
+
+
+def _warn_stale(
+    download: Download, dataset: str, units: Mapping[str, Any], bars_to: Mapping[str, dt.date]
+) -> None:
+    """Say which tickers' bars go past the last session the ledger knows their `dataset`
+    through: the later of their settled unit's fetch (`known_through`) and `sync`'s last
+    look at the market's listing (which queues again the unit of a ticker with an event
+    since, so a unit still settled after it was vouched for). A split or a dividend in
+    between is in no table: across it the adjusted bars may sit on two share bases. Said,
+    naming the tickers and both dates; the read goes on (unsettled units are said above)."""
+    checked = download.ledger.setting(checked_key(dataset))
+    checked_to = stored_date(checked) if checked else None
+    behind = []
+    for ticker, last in sorted(bars_to.items()):
+        unit = units.get(ticker)
+        if unit is None or unit.state not in SETTLED:
+            continue
+        known = max((d for d in (known_through(unit.fetched_at), checked_to) if d is not None), default=None)
+        if known is not None and last > known:
+            behind.append(f"{ticker} ({dataset} known to {known}, bars to {last})")
+    if behind:
+        since = (
+            "a split since would leave their adjusted bars on two share bases"
+            if dataset == "splits"
+            else "a dividend since would be missing from their adjusted bars"
+        )
+        warnings.warn(
+            f"{dataset} of {len(behind)} tickers are known to a day before their last bars, {since}: "
+            f"{', '.join(behind[:5])}{', ...' if len(behind) > 5 else ''} (`polyledger sync` looks for "
+            f"{dataset} announced since and fetches those tickers' units again)",
+            StaleAdjustmentWarning,
+            stacklevel=6,
+        )
+
+
+def known_through(fetched_at: object) -> dt.date | None:
+    """The last session whose events a fetch at `fetched_at` (the ledger's UTC text) saw:
+    an event takes effect at its day's open, and a fetch counts as after it from 14:30 UTC
+    that day, as in the stale audit (ledger/queries.py)."""
+    if not fetched_at:
+        return None
+    text = str(fetched_at)
+    day = stored_date(text)
+    return day if text[11:16] >= "14:30" else day - dt.timedelta(days=1)

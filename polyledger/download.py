@@ -206,7 +206,13 @@ class Download:
                 frame = frame.filter(session <= last)
         if adjust is not None:  # each security's bars are in time order by now
             frame = adjust_module.adjusted(
-                self, frame, read, adjust, basis, in_time_order=security is not None
+                self,
+                frame,
+                read,
+                adjust,
+                basis,
+                in_time_order=security is not None,
+                bars_to=_bars_to(selected, last),
             )
         return frame
 
@@ -516,6 +522,18 @@ def _upgraded_on_read(frame: pl.LazyFrame, listings: Sequence[Listing]) -> pl.La
             inside = inside & (session <= listing.last_day)
         ids = pl.when(inside).then(pl.lit(listing.security_id, dtype=pl.String)).otherwise(ids)
     return frame.with_columns(ids.alias("security_id"), pl.col("otc").fill_null(False))
+
+
+def _bars_to(selected: Sequence[Any], last: dt.date | None) -> dict[str, dt.date]:
+    """{ticker: the last session its done units in the selection may hold, up to `last`}:
+    the ledger's answer, without reading a bar (a unit settles once its last day ended)."""
+    out: dict[str, dt.date] = {}
+    for row in selected:
+        if row.state == UnitState.DONE:
+            end = stored_date(row.period_end)
+            end = end if last is None else min(end, last)
+            out[row.ticker] = max(end, out.get(row.ticker, end))
+    return out
 
 
 def _files(selected: list[Any]) -> list[str]:

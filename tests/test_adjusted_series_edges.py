@@ -4,19 +4,23 @@ reason its docstring gives.
 
 - the default share basis is today's: a split or a dividend dated after today changes
   no price yet;
+- bars later than the last time the ledger learned a ticker's splits (or dividends) are
+  not returned as an adjusted series without a word: they may sit on two share bases;
 
 Deterministic: a stand-in API on 127.0.0.1, fixed dates (or dates counted from today's
-where the promise is about today), no sleeps."""
+where the promise is about today), the ledger's times set by SQL, no sleeps."""
 
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import warnings
 from pathlib import Path
 
 import polars as pl
 
 import polyledger
+from polyledger.adjust import UnsettledAdjustmentWarning
 from polyledger.datasets.reference import plan_reference
 from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
@@ -121,3 +125,104 @@ def test_a_dividend_that_has_not_gone_ex_yet_does_not_change_todays_prices(tmp_p
         f"latest session {_session(raw).max()}: raw close {raw['close'][-1]}, adjusted "
         f"{default['close'][-1]}: a dividend going ex on {ex} was applied before it"
     )
+
+
+# --- bars later than the splits (dividends) the ledger knows: said, not silent -------------
+
+
+def _stale_download(folder: Path, dataset: str, later: SyntheticMarket, earlier: SyntheticMarket) -> None:
+    """CHAR's `dataset` unit fetched from `earlier` (on 2024-01-15 by the ledger's clock),
+    its raw day bars of 2024-01-01..02-29 from `later` (on 2024-03-01)."""
+    (folder / "u.csv").write_text("ticker\nCHAR\n", encoding="utf-8")
+    with Ledger(folder / "ledger.db") as ledger:
+        plan_reference(ledger, ["CHAR"], "splits", D(2024, 8, 1))
+        if dataset == "dividends":
+            plan_reference(ledger, ["CHAR"], "dividends", D(2024, 8, 1))
+        plan(ledger, read_members(folder / "u.csv"), "day", D(2024, 1, 1), D(2024, 2, 29))
+    with StandInServer(earlier, api_keys=(KEY,)) as server:
+        _fetch(folder, server, ("splits", "dividends") if dataset == "dividends" else ("splits",))
+        server.market = later  # the event is announced and goes through; the bars come after
+        _fetch(folder, server, ("day",))
+    with sqlite3.connect(folder / "ledger.db") as con:  # when each was fetched, on the ledger's clock
+        con.execute(
+            "UPDATE units SET fetched_at = '2024-01-15T03:30:00.000Z' WHERE dataset IN ('splits', 'dividends')"
+        )
+        con.execute("UPDATE units SET fetched_at = '2024-03-01T03:30:00.000Z' WHERE dataset = 'day'")
+
+
+def _stale_said(caught: list[warnings.WarningMessage], dataset: str) -> list[str]:
+    """What the read said of `dataset` known for less than the bars (not of units unsettled)."""
+    return [
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, UnsettledAdjustmentWarning)
+        and str(w.message).startswith(f"{dataset} of ")
+        and "not settled" not in str(w.message)
+    ]
+
+
+def test_adjusted_bars_newer_than_the_splits_the_ledger_knows_are_not_returned_silently(tmp_path):
+    """CHAR's splits unit was fetched on 2024-01-15 (no split then). Its raw day bars were
+    fetched later, through 2024-02-29; the API meanwhile recorded a 1:2 split executed on
+    2024-02-12, so the raw bars halve there. Nothing fetches a splits unit again but
+    `sync`'s refresh (a plain `run` never does), and the ledger knows the splits unit
+    predates every bar from 2024-01-16 on. Yet `adjust="splits"` returned the bars with no
+    warning at all: an "adjusted" series with a 50% drop that is no price move. The read
+    says the splits may be stale, naming the ticker and both dates; it is not refused.
+    What the ledger does know keeps quiet: bars read up to the fetch, a `sync` check
+    (sync.checked.splits) after the bars, a splits unit fetched after them."""
+    before = SyntheticMarket([Listing("CHAR", bars_per_day=20)], seed=3)
+    after = SyntheticMarket([Listing("CHAR", bars_per_day=20, splits=(Split(D(2024, 2, 12), 1, 2),))], seed=3)
+    _stale_download(tmp_path, "splits", after, before)
+    with _open(tmp_path) as dl:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            adjusted = dl.bars("day", tickers=["CHAR"], adjust="splits").collect()
+    session = _session(adjusted)
+    jump = (
+        adjusted.filter(session == D(2024, 2, 12))["open"].item()
+        / adjusted.filter(session == D(2024, 2, 9))["close"].item()
+    )
+    said = _stale_said(caught, "splits")
+    assert said, (
+        f"adjusted CHAR moves x{jump:.2f} overnight on 2024-02-12 (a 1:2 split the ledger never "
+        "fetched), and the read said nothing although CHAR's splits were last fetched 2024-01-15, "
+        f"before its bars through 2024-02-29; warnings: {[str(w.message) for w in caught]}"
+    )
+    assert len(said) == 1 and "CHAR" in said[0], said
+    assert "2024-01-14" in said[0] and "2024-02-29" in said[0], said[0]  # known to, bars to
+    assert adjusted.height == session.n_unique() > 0  # read all the same
+    with _open(tmp_path) as dl, warnings.catch_warnings():
+        warnings.simplefilter("error")  # bars up to what the splits unit knows: nothing to say
+        dl.bars("day", tickers=["CHAR"], adjust="splits", end="2024-01-12").collect()
+    with Ledger(tmp_path / "ledger.db") as ledger:  # a sync's check that queued nothing
+        ledger.set_setting("sync.checked.splits", "2024-03-01")
+    with _open(tmp_path) as dl, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dl.bars("day", tickers=["CHAR"], adjust="splits").collect()
+    with sqlite3.connect(tmp_path / "ledger.db") as con:
+        con.execute("DELETE FROM settings WHERE key = 'sync.checked.splits'")
+        con.execute("UPDATE units SET fetched_at = '2024-02-29T21:30:00.000Z' WHERE dataset = 'splits'")
+    with _open(tmp_path) as dl, warnings.catch_warnings():
+        warnings.simplefilter("error")  # fetched after 2024-02-29's open: knows its splits
+        dl.bars("day", tickers=["CHAR"], adjust="splits").collect()
+
+
+def test_adjusted_bars_newer_than_the_dividends_the_ledger_knows_are_not_returned_silently(tmp_path):
+    """As splits: CHAR's dividends unit was fetched on 2024-01-15, its day bars through
+    2024-02-29; a dividend going ex on 2024-02-05 since is not in the ledger, and the
+    total-return series read as if there were none. Said, naming the ticker and dates."""
+    before = SyntheticMarket([Listing("CHAR", bars_per_day=20)], seed=3)
+    after = SyntheticMarket(
+        [Listing("CHAR", bars_per_day=20, dividends=(Dividend(D(2024, 2, 5), 0.5),))], seed=3
+    )
+    _stale_download(tmp_path, "dividends", after, before)
+    with _open(tmp_path) as dl:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            total = dl.bars("day", tickers=["CHAR"], adjust="splits+dividends").collect()
+    said = _stale_said(caught, "dividends")
+    assert len(said) == 1 and "CHAR" in said[0], [str(w.message) for w in caught]
+    assert "2024-01-14" in said[0] and "2024-02-29" in said[0], said[0]
+    assert len(_stale_said(caught, "splits")) == 1  # its splits unit is as old
+    assert total.height > 0

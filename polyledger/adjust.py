@@ -266,8 +266,10 @@ def dividend_events(
 ) -> pl.DataFrame:
     """(security_id, ex-date, 1.0, 1 - cash / previous close) of each ex-date of a security
     (up to `until`, when given), cash the sum of its dividends going ex that day."""
-    # once each, also from files fetched before dividends were de-duplicated on write; the
-    # read behind reference(): symbols without dividends units are warned of, not refused
+    # each dividend once: also one the API listed under two ids (the file keeps both), or
+    # a file fetched before records were de-duplicated on write; a regular and a special
+    # dividend of one day stay two. The read behind reference(): symbols without
+    # dividends units are warned of, not refused
     listed = (
         unique_dividends(download._read_reference("dividends", symbols))
         .select("ticker", "ex_dividend_date", "cash_amount", pl.col("currency").fill_null(BAR_CURRENCY))

@@ -6,6 +6,7 @@ reason its docstring gives.
   no price yet;
 - bars later than the last time the ledger learned a ticker's splits (or dividends) are
   not returned as an adjusted series without a word: they may sit on two share bases;
+- one dividend the API lists twice under two ids is applied once.
 
 Deterministic: a stand-in API on 127.0.0.1, fixed dates (or dates counted from today's
 where the promise is about today), the ledger's times set by SQL, no sleeps."""
@@ -226,3 +227,42 @@ def test_adjusted_bars_newer_than_the_dividends_the_ledger_knows_are_not_returne
     assert "2024-01-14" in said[0] and "2024-02-29" in said[0], said[0]
     assert len(_stale_said(caught, "splits")) == 1  # its splits unit is as old
     assert total.height > 0
+
+
+# --- one dividend listed twice under two ids: applied once -------------------------------
+
+
+def test_a_recurring_dividend_listed_twice_under_two_ids_is_applied_once(tmp_path):
+    """The API has listed one dividend twice (polygon-io/issues#162: "Duplicate dividends on
+    the same day"); the splits dataset guards against the same (SHOP's split listed twice).
+    Two records identical in every field (ex, declaration, record and pay dates, cash,
+    currency, quarterly frequency, type) but their ids are one dividend, not a regular
+    plus a special one: `unique_dividends` de-duplicated by id only, and
+    `dividend_events` summed the two, so every price before the ex-date got 1 - 2D/P."""
+    folder = tmp_path
+    market = SyntheticMarket(
+        [Listing("DIVS", bars_per_day=20, dividends=(Dividend(D(2024, 2, 5), 0.5),))], seed=3
+    )
+    (folder / "u.csv").write_text("ticker\nDIVS\n", encoding="utf-8")
+    with Ledger(folder / "ledger.db") as ledger:
+        plan_reference(ledger, ["DIVS"], "splits", D(2024, 8, 1))
+        plan_reference(ledger, ["DIVS"], "dividends", D(2024, 8, 1))
+        plan(ledger, read_members(folder / "u.csv"), "day", D(2024, 1, 1), D(2024, 2, 29))
+    with StandInServer(market, api_keys=(KEY,)) as server:
+        _fetch(folder, server, ("splits", "dividends", "day"))
+    path = folder / "data" / "dividends" / "ticker=DIVS" / "part.parquet"
+    stored = pl.read_parquet(path)
+    assert stored.height == 1
+    # what the fetch stores when the API lists it twice (it keeps records with distinct ids)
+    pl.concat([stored, stored.with_columns(pl.lit("E-the-same-dividend-again").alias("id"))]).write_parquet(
+        path
+    )
+    with _open(folder) as dl:
+        total = dl.bars("day", tickers="DIVS", adjust="splits+dividends").collect()
+        splits_only = dl.bars("day", tickers="DIVS", adjust="splits").collect()
+    got = total["close"][0] / splits_only["close"][0]
+    api_factor = market.dividend_records("DIVS")[0]["historical_adjustment_factor"]
+    assert abs(got - api_factor) < 1e-6, (
+        f"factor before the ex-date {got:.6f}, the API's {api_factor:.6f}: the one 0.50 dividend "
+        "was applied twice"
+    )

@@ -1,6 +1,12 @@
 """Dividends: one unit per ticker, every dividend of its history (stocks/v1/dividends).
 
 dividends/ticker=AAPL/part.parquet
+
+The file holds each record the API listed once per `id` (`sync`'s refresh compares the
+ids it lists with the file's). The API has listed one dividend twice under two ids
+(polygon-io/issues#162, "Duplicate dividends on the same day"): records that say the
+same (NATURAL_KEY) are one dividend to whoever reads them (`unique_dividends`), while a
+regular and a special one going ex on one day differ in frequency and type and stay two.
 """
 
 from __future__ import annotations
@@ -38,8 +44,8 @@ DIVIDENDS = ReferenceEndpoint(
     },
     ("ex_dividend_date", "declaration_date", "record_date", "pay_date"),
 )
-# what a dividend is without its id: not split_adjusted_cash_amount nor
-# historical_adjustment_factor, which the API recomputes as later events come
+# what a dividend is, whatever its id: not split_adjusted_cash_amount nor
+# historical_adjustment_factor either, which the API recomputes as later events come
 NATURAL_KEY = (
     "ticker",
     "ex_dividend_date",
@@ -54,13 +60,19 @@ NATURAL_KEY = (
 
 
 def unique_dividends(frame: Frame) -> Frame:
-    """Each dividend once: by its `id`, else by NATURAL_KEY (`reference.unique_records`)."""
-    return unique_records(frame, NATURAL_KEY)
+    """Each dividend once, in the order first listed: records identical in NATURAL_KEY are
+    one dividend whatever their ids (one listed twice under two ids would otherwise be
+    paid twice: adjusting on read sums the cash going ex on a day)."""
+    return frame.unique(list(NATURAL_KEY), keep="first", maintain_order=True)
 
 
 def fetch(client: PolygonClient, unit: ClaimedUnit, adjusted: bool, spent: FetchCost) -> pl.DataFrame:
     params = {**DIVIDENDS.params, "ticker": unit.ticker}
-    return unique_dividends(fetch_results(client, DIVIDENDS, DIVIDENDS.path, params, unit.ticker, spent))
+    # as listed, each id once (records without one, by what they say): sync's refresh
+    # compares ids, and a file without an id the API lists would be fetched every night
+    return unique_records(
+        fetch_results(client, DIVIDENDS, DIVIDENDS.path, params, unit.ticker, spent), NATURAL_KEY
+    )
 
 
 def layout(ticker: str, period_start: dt.date) -> str:

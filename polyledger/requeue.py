@@ -60,22 +60,27 @@ def retry_flagged(
     downloaded afresh; the next quality check tells whether that helped."""
     for name in datasets:
         check_dataset(name)
-    check_tickers(ledger, tickers, datasets)
+    check_tickers(ledger, tickers, datasets, flagged=True)
     for name in checks:
         if name not in CHECKS:  # a typo would otherwise match no flag and say "0 ... pending again"
             raise InputError(f"unknown quality check {name!r} (checks: {', '.join(CHECKS)})")
     return ledger.reset_flagged(checks, tickers, datasets)
 
 
-def check_tickers(ledger: Ledger, tickers: Sequence[str], datasets: Sequence[str] = ()) -> None:
+def check_tickers(
+    ledger: Ledger, tickers: Sequence[str], datasets: Sequence[str] = (), *, flagged: bool = False
+) -> None:
     """An InputError naming the tickers the ledger has no units of (of `datasets` when
-    given): a misspelt or wrongly cased symbol would match nothing and say "0 ... pending
-    again" of a ticker whose units stay failed."""
+    given; with `flagged`, nor quality flags: a grouped day's flag names the symbol): a
+    misspelt or wrongly cased symbol would match nothing and say "0 ... pending again" of
+    a ticker whose units stay failed."""
     if not tickers:
         return
     known: set[str] = set()
     for dataset in datasets or [None]:
         known |= queries.tickers_with_units(ledger, dataset, tickers)
+        if flagged:
+            known |= queries.flagged_tickers(ledger, dataset, tickers)
     unknown = [t for t in dict.fromkeys(tickers) if t not in known]
     if not unknown:
         return

@@ -6,7 +6,8 @@ within GROUPED_TOLERANCE of each other (`grouped_mismatch`). A symbol in a settl
 unit's bars but absent from that date's grouped bars (`missing_in_grouped`), and a
 symbol in the grouped bars but absent from a settled day unit that covers the date
 (`missing_in_day`). Tickers without day units, and dates without a settled grouped unit,
-are not compared: absence there says nothing.
+are not compared: absence there says nothing; nor is a day bar traded over the counter
+(`otc`): grouped daily leaves OTC securities out unless asked to include them.
 
 Read a year at a time: that year's grouped files (every symbol, ~250 days) and the day
 files of the same year (one per ticker).
@@ -83,12 +84,13 @@ def _read(store: BarStore, units: Sequence, dataset: str) -> tuple[pl.DataFrame,
                 "ticker",
                 session=pl.col("timestamp").dt.convert_time_zone(str(ET)).dt.date(),
                 **{name: pl.col(name).cast(pl.Float64) for name in FIELDS},
+                otc=pl.col("otc").fill_null(False) if "otc" in frame.columns else pl.lit(False),
                 unit_id=pl.lit(unit.id, dtype=pl.Int64),
             )
         )
     if not frames:
         schema = {"ticker": pl.String, "session": pl.Date, **dict.fromkeys(FIELDS, pl.Float64)}
-        return pl.DataFrame(schema={**schema, "unit_id": pl.Int64}), flags
+        return pl.DataFrame(schema={**schema, "otc": pl.Boolean, "unit_id": pl.Int64}), flags
     return pl.concat(frames), flags
 
 
@@ -124,7 +126,10 @@ def _compare(
         for row in both.with_columns(off=off).filter(pl.col("off") > GROUPED_TOLERANCE).iter_rows(named=True)
     ]
     settled_dates = {day_: unit for day_, unit in dates.items()}
-    for row in day.join(grouped, on=_KEY, how="anti").iter_rows(named=True):
+    # grouped daily is asked without include_otc (the API's default: OTC securities left
+    # out), so a session a symbol traded over the counter is in its day bars only
+    listed = day.filter(~pl.col("otc"))
+    for row in listed.join(grouped, on=_KEY, how="anti").iter_rows(named=True):
         unit = settled_dates[row["session"]]
         detail = (
             f"the day bar has {row['volume']:,.0f} shares but the grouped bars of {row['session']} "

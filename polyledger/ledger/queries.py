@@ -402,6 +402,15 @@ def tickers_with_units(
     return {row.ticker for row in rows}
 
 
+def flagged_tickers(ledger: LedgerConnection, dataset: str | None, tickers: Sequence[str]) -> set[str]:
+    """Which of `tickers` a quality flag of the dataset (None: any) names: a flag of the
+    grouped bars names the symbol, its unit is the market's day."""
+    test, params = in_list("ticker", tickers, "t")
+    where = test if dataset is None else f"dataset = :d AND {test}"
+    rows = ledger.query(f"SELECT DISTINCT ticker FROM quality_flags WHERE {where}", {"d": dataset, **params})
+    return {row.ticker for row in rows}
+
+
 def security_id_since(ledger: LedgerConnection) -> str | None:
     """When bar files started carrying `security_id` (the listings migration): files
     fetched before lack the column."""

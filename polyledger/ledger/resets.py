@@ -63,15 +63,20 @@ class Resets(UnitMoves):
         self, checks: Sequence[str] = (), tickers: Sequence[str] = (), datasets: Sequence[str] = ()
     ) -> int:
         """Settled units a quality check flagged (all checks, or those named) back to
-        pending, of some tickers and datasets when given: `done` ones, and `empty_confirmed`
-        ones (`missing_session` flags a month that settled empty while daily bars say it
-        traded: only a fetch again can cure it)."""
+        pending, of the flags of some tickers and of some datasets when given: `done` ones,
+        and `empty_confirmed` ones (`missing_session` flags a month that settled empty while
+        daily bars say it traded: only a fetch again can cure it). A ticker is the flag's:
+        a grouped day's flag names the symbol, its unit is the whole market's."""
         flagged, params = "SELECT unit_id FROM quality_flags WHERE unit_id IS NOT NULL", {}
         if checks:
             test, params = in_list("check_name", checks, "k")
             flagged += f" AND {test}"
+        if tickers:
+            test, names = in_list("ticker", tickers, "t")
+            flagged += f" AND {test}"
+            params = {**params, **names}
         settled = {UnitState.DONE, UnitState.EMPTY_CONFIRMED}
-        return self._reset_chosen(f"id IN ({flagged})", params, settled, tickers, datasets)
+        return self._reset_chosen(f"id IN ({flagged})", params, settled, (), datasets)
 
     @_reconnecting
     def reset_relisted(self, changes: Sequence[ListingChange], datasets: Sequence[str]) -> int:

@@ -20,7 +20,7 @@ from polyledger.periods import stored_date
 # ETag than the one read (seen by `audit --etags`), or a day queued again (not settled).
 # The day units are those of `:day_dataset` inside the unit's period.
 STALE_FLAT = (
-    "SELECT DISTINCT u.id, u.dataset, u.ticker, u.period FROM units u "
+    "SELECT DISTINCT u.id, u.dataset, u.ticker, u.period, u.period_start, u.period_end FROM units u "
     "JOIN units d ON d.dataset = :day_dataset AND d.period_start >= u.period_start "
     "AND d.period_start <= u.period_end "
     "LEFT JOIN flat_files f ON f.unit_id = d.id "
@@ -209,7 +209,8 @@ class FlatFileTable(UnitMoves):
         return int(rows[0])
 
     def stale_flat(self, dataset: str, day_dataset: str) -> list[Any]:
-        """(id, dataset, ticker, period) of `dataset`'s units built from day files that changed since."""
+        """(id, dataset, ticker, period, period_start, period_end) of `dataset`'s units built
+        from day files that changed since."""
         return self.query(
             f"SELECT * FROM ({STALE_FLAT}) AS stale ORDER BY ticker, period",
             {"dataset": dataset, "day_dataset": day_dataset},
@@ -223,17 +224,22 @@ class FlatFileTable(UnitMoves):
         )
 
     def reset_stale_flat(self, routes: Mapping[str, str], tickers: Sequence[str] = ()) -> int:
-        """The stale ticker units of each dataset -> day dataset in `routes`, and the day
-        units whose object changed, back to pending. Returns how many."""
+        """The stale ticker units of each dataset -> day dataset in `routes` (of `tickers`
+        when given), and the day units whose object changed (those inside the queued
+        units' periods, when `tickers` narrows them: another ticker's stale unit stays
+        stale, its day file's change recorded), back to pending. Returns how many."""
         count = 0
         for dataset, day_dataset in routes.items():
-            ids = [
-                row.id
-                for row in self.stale_flat(dataset, day_dataset)
-                if not tickers or row.ticker in tickers
+            stale = [
+                row for row in self.stale_flat(dataset, day_dataset) if not tickers or row.ticker in tickers
             ]
-            count += self.reset_ids(ids, {UnitState.DONE, UnitState.EMPTY_CONFIRMED})
-            days = [row.id for row in self.query(CHANGED_DAYS, {"day_dataset": day_dataset})]
+            count += self.reset_ids([row.id for row in stale], {UnitState.DONE, UnitState.EMPTY_CONFIRMED})
+            spans = [(stored_date(row.period_start), stored_date(row.period_end)) for row in stale]
+            days = [
+                row.id
+                for row in self.changed_days(day_dataset)
+                if not tickers or any(first <= stored_date(row.period_start) <= last for first, last in spans)
+            ]
             count += self.reset_ids(days, {UnitState.DONE, UnitState.EMPTY_CONFIRMED})
         return count
 

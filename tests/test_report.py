@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from matplotlib import image as mpimg
-from support import API_KEY, LISTINGS, UNKNOWN
+from support import API_KEY, LISTINGS, UNKNOWN, run_cli, write_universe
 
 from polyledger.checks.audit import audit
 from polyledger.fetch.runner import Run, RunOptions
@@ -301,3 +301,32 @@ def test_days_the_plan_record_spans_but_no_unit_covers_make_the_page_incomplete(
         assert not audit(ledger).complete
     assert "INCOMPLETE: 20 trading days inside the planned range in no unit" in page
     assert "COMPLETE: every unit is settled" not in page
+
+
+def settle_all_done(ledger: Ledger) -> None:
+    """Every pending unit `done` with a (nominal) file: for ledger-only checks."""
+    for unit in ledger.claim("w", 60, limit=1000):
+        stored = StoredFile(f"minute/{unit.ticker}/{unit.period_start}.parquet", 100, "x", 1)
+        ledger.settle_done(unit, stored, True, AttemptRecord(requests=1, bars=100))
+
+
+def test_the_report_heatmap_does_not_paint_a_year_with_unplanned_months_fully_settled(work):
+    """commands.md (report): "a coverage heatmap (tickers x years ...) with failed and
+    unfetched cells marked". Plan January-March then October-December of one universe:
+    audit reports April-September as `unplanned` (exit 1), yet the heatmap's AAPL/2024
+    cell is 100% settled, the same as a whole year: the cell's share is settled units
+    over *planned* units (polyledger/output/report/queries.py:137-147, `_cells`;
+    charts.py:66), so months no unit holds are invisible on the page researchers look
+    at (only a total of days is printed elsewhere)."""
+    from polyledger.output.report.queries import coverage_grids, dataset_summaries, period_states
+
+    write_universe(work / "u.csv", ["AAPL"])
+    for start, end in (("2024-01-01", "2024-03-31"), ("2024-10-01", "2024-12-31")):
+        assert run_cli("plan", "--universe", "u.csv", "--from", start, "--to", end).code == 0
+    with Ledger(work / "ledger.db") as opened:
+        settle_all_done(opened)
+        assert audit(opened).exit_code == 1  # April-September: unplanned
+        counts = period_states(opened)
+        (grid,) = coverage_grids(opened, dataset_summaries(opened, counts), counts)
+    cell = grid.cells["AAPL", "2024"]
+    assert (cell.settled, cell.units) == (6, 12), f"AAPL 2024 painted {cell.settled}/{cell.units} settled"

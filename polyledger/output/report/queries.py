@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime as dt
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from polyledger import datasets
-from polyledger.checks.audit import STATES, unplanned_days
+from polyledger.checks.audit import STATES, UnplannedDays, unplanned_days
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
 
 MAX_TICKERS = 60  # more than this: coverage per year x month for the whole universe
@@ -26,6 +27,7 @@ class DatasetSummary:
     by_state: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATES, 0))
     stale_adjusted: int = 0
     unplanned: int = 0  # trading days inside the planned range in no unit (`audit`'s `unplanned`)
+    holes: list[UnplannedDays] = field(default_factory=list)  # those days, as audit finds them
 
     @property
     def settled(self) -> int:
@@ -82,6 +84,7 @@ def dataset_summaries(ledger: Ledger, counts: list[Any]) -> list[DatasetSummary]
         summaries[dataset].stale_adjusted = stale
     for dataset, holes in unplanned_days(ledger).items():
         summaries[dataset].unplanned = sum(hole.trading_days for hole in holes)
+        summaries[dataset].holes = holes
     rank = {name: i for i, name in enumerate(datasets.names())}
     return sorted(summaries.values(), key=lambda s: (rank.get(s.dataset, len(rank)), s.dataset))
 
@@ -90,7 +93,8 @@ def coverage_grids(ledger: Ledger, summaries: list[DatasetSummary], counts: list
     """Minute: tickers x years (cell = share of the ticker-year's months settled), or years x
     months for the whole universe when there are too many tickers. Day: tickers x years, or
     one row of years. Grouped daily (keyed by date): years x months, the share of each
-    month's trading days settled."""
+    month's trading days settled. A month (a year, for yearly units) audit finds in no unit
+    between two plans counts as an unsettled unit of its cell (`_with_holes`)."""
     grids = []
     for summary in summaries:
         name = summary.dataset
@@ -100,6 +104,7 @@ def coverage_grids(ledger: Ledger, summaries: list[DatasetSummary], counts: list
         if grain == "date":
             own = [row for row in counts if row.dataset == name]
             cells = _cells((r.period[:4], MONTHS[int(r.period[5:7]) - 1], r.state, r.units) for r in own)
+            cells = _with_holes(cells, summary.holes, lambda _, d: (str(d.year), MONTHS[d.month - 1]), grain)
             title = f"{name} bars: share of each month's trading days settled (every symbol)"
             if cells:
                 grids.append(Grid(title, _year_range(r for r, _ in cells), list(MONTHS), cells, ""))
@@ -112,6 +117,7 @@ def coverage_grids(ledger: Ledger, summaries: list[DatasetSummary], counts: list
         if summary.tickers <= MAX_TICKERS:
             rows = queries.ticker_year_states(ledger, name)
             cells = _cells((row.ticker, row.year, row.state, row.units) for row in rows)
+            cells = _with_holes(cells, summary.holes, lambda ticker, d: (ticker, str(d.year)), grain)
             row_labels, columns = sorted({r for r, _ in cells}), _year_range(c for _, c in cells)
             if grain == "month":
                 title, note = f"{name} bars: share of each ticker-year's months settled", ""
@@ -120,18 +126,43 @@ def coverage_grids(ledger: Ledger, summaries: list[DatasetSummary], counts: list
         elif grain == "month":
             own = [row for row in counts if row.dataset == name and len(row.period) == 7]
             cells = _cells((r.period[:4], MONTHS[int(r.period[5:7]) - 1], r.state, r.units) for r in own)
+            cells = _with_holes(cells, summary.holes, lambda _, d: (str(d.year), MONTHS[d.month - 1]), grain)
             row_labels, columns = _year_range(r for r, _ in cells), list(MONTHS)
             title = f"{name} bars: share of all {summary.tickers:,} tickers' units settled, per month"
             note = too_many
         else:
             own = [row for row in counts if row.dataset == name]
             cells = _cells(("all tickers", r.period[:4], r.state, r.units) for r in own)
+            cells = _with_holes(cells, summary.holes, lambda _, d: ("all tickers", str(d.year)), grain)
             row_labels, columns = ["all tickers"], _year_range(c for _, c in cells)
             title = f"day bars: share of all {summary.tickers:,} tickers' years settled"
             note = too_many
         if cells:
             grids.append(Grid(title, row_labels, columns, cells, note))
     return grids
+
+
+def _with_holes(
+    cells: dict[tuple[str, str], Cell],
+    holes: Iterable[UnplannedDays],
+    key: Callable[[str, dt.date], tuple[str, str]],
+    grain: str,
+) -> dict[tuple[str, str], Cell]:
+    """The cells with each period (a month; a year for yearly units) that audit's
+    unplanned days touch counted as one unit more, not settled (`key` names its cell): a
+    year whose months between two plans are in no unit is never painted settled (a
+    cell's share is of its units, and those months have none)."""
+    touched: set[tuple[str, tuple[str, str], str]] = set()
+    for hole in holes:
+        day, last = dt.date.fromisoformat(hole.first_day), dt.date.fromisoformat(hole.last_day)
+        while day <= last:
+            period = day.isoformat()[:4] if grain == "year" else day.isoformat()[:7]
+            touched.add((hole.ticker, key(hole.ticker, day), period))
+            day = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)  # the next month's first
+    for _, where, _ in sorted(touched):
+        cell = cells.get(where, Cell(0, 0, 0, 0))
+        cells[where] = cell._replace(units=cell.units + 1)
+    return cells
 
 
 def _cells(counts: Iterable[tuple[str, str, str, int]]) -> dict[tuple[str, str], Cell]:

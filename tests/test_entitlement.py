@@ -161,11 +161,14 @@ def test_months_before_the_first_bar_that_nothing_explains_are_asked_again_one_b
     assert len(asked_without) == 1 + 1 + 5 + 1
 
 
-def test_months_explained_by_windows_a_plan_changed_during_the_fetch_are_asked_again(tmp_path, market):
+def test_months_a_plan_changed_during_the_fetch_are_taken_back_and_never_settled_on_the_old_windows(
+    tmp_path, market
+):
     """NEWCO's listing starts June 14 when the group is claimed; while its request is out,
-    a plan says March: March-May are judged by the windows as they are when the answer
-    comes, not as they were when the group began (found by a review: they were settled
-    empty, and the plan, which queues again only settled units, had passed)."""
+    a plan says March. March-June (their windows changed) are taken back from the group
+    (pending: the next run fetches them against the new windows), never settled empty on
+    the old ones (found by a review: they were settled empty, the plan having queued again
+    only settled units); the months the change leaves alone settle as the answer says."""
     with StandInServer(market, api_keys=(API_KEY,)) as server, Ledger(tmp_path / "ledger.db") as ledger:
         ledger.record_listings(assign_security_ids([Listing("NEWCO", first_day=D(2023, 6, 14))]))
         ledger.add_units([PlannedUnit("minute", "NEWCO", s, e) for s, e in NEWCO_MONTHS])
@@ -183,15 +186,11 @@ def test_months_explained_by_windows_a_plan_changed_during_the_fetch_are_asked_a
             return ask(*args, **kwargs)
 
         client.get = plan_then_ask  # type: ignore[method-assign]
-        process_units(units, UnitJob(client, ledger, BarStore(tmp_path / "data"), adjusted=True))
-        asked = [(frm, to) for _, frm, to in server.stats.requested]
-    assert planned == [0]  # the group's units were running: none queued again
-    assert [month for month in asked if month[0] != month[1]] == [
-        ("2023-01-01", "2023-08-31"),
-        ("2023-03-01", "2023-03-31"),
-        ("2023-04-01", "2023-04-30"),
-        ("2023-05-01", "2023-05-31"),
-    ]
+        outcomes = process_units(units, UnitJob(client, ledger, BarStore(tmp_path / "data"), adjusted=True))
+        states = [row.state for row in ledger.query("SELECT state FROM units ORDER BY period_start")]
+    assert planned == [4]  # March-June, running, taken from the group
+    assert sum(outcome.state == "lost" for outcome in outcomes) == 4
+    assert states == ["empty_confirmed"] * 2 + ["pending"] * 4 + ["done"] * 2
 
 
 def test_a_wholly_empty_group_asks_each_unit_alone_and_charges_the_group_once(tmp_path, market):

@@ -9,10 +9,11 @@ import warnings
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from support import API_KEY, STORED_COLUMNS, as_stored, read_dataset, run_cli
+from support import API_KEY, STORED_COLUMNS, as_stored, read_dataset, run_cli, write_universe
 
 import polyledger
 from polyledger.errors import InputError
+from polyledger.ledger import Ledger
 from polyledger.listings import Listing, assign_security_ids
 from polyledger.plan import plan_units
 from polyledger.testing import StandInServer, SyntheticMarket, messy_listings
@@ -473,3 +474,39 @@ def test_a_month_a_listings_first_day_explained_empty_is_asked_again_when_the_sy
     with polyledger.open(work / "ledger.db", work / "data") as dl:
         old = dl.bars("minute", security="OLD").collect()
     assert_frame_equal(old.select(STORED_COLUMNS), served(market, "REUS", D(2023, 1, 1), D(2023, 3, 10)))
+
+
+def test_a_plan_that_changes_a_symbols_security_while_a_run_holds_its_unit_takes_it_back(
+    work, server, monkeypatch
+):
+    """docs/listings.md: "a stored `security_id` always matches the ledger's listings". A
+    plan made while a run holds one of the units over the days it changes (another
+    terminal, another host, `sync`) takes that unit back from its worker, whose settle
+    then finds its lease gone: the unit is fetched again with the new listing, never left
+    `done` with the old security_id (found by a review: a plan queued only settled units
+    again). Deterministic: the plan is made at the worker's settle."""
+    from polyledger.plan import plan
+
+    write_universe(work / "u.csv", ["AAPL"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2023-03-01", "--to", "2023-03-31").code == 0
+    figi = "BBG000B9XRY4"
+    original = Ledger.settle_fetched
+    planned: list[int] = []
+
+    def settle_after_a_plan(self, fetched, adjusted, run_id=None):  # type: ignore[no-untyped-def]
+        if not planned:
+            with Ledger(work / "ledger.db") as other:  # `plan` from another terminal
+                march = (dt.date(2023, 3, 1), dt.date(2023, 3, 31))
+                planned.append(plan(other, [Listing("AAPL", composite_figi=figi)], "minute", *march).relisted)
+        return original(self, fetched, adjusted, run_id)
+
+    monkeypatch.setattr(Ledger, "settle_fetched", settle_after_a_plan)
+    first = run_cli("run", "--base-url", server.url, "--workers", "1", "--rate", "2000")
+    monkeypatch.setattr(Ledger, "settle_fetched", original)
+    assert planned == [1], first.out + first.err  # the running unit, taken back
+    assert first.code == 0, first.out + first.err  # the run claimed it again and fetched it afresh
+    with Ledger(work / "ledger.db") as opened:
+        unit = opened.query("SELECT id, state, file_path FROM units WHERE ticker = 'AAPL'")[0]
+    assert unit.state == "done" and server.stats.bars_requests == 2, first.out  # asked again
+    assert pl.read_parquet(work / "data" / unit.file_path)["security_id"].unique().to_list() == [figi]
+    assert run_cli("audit").code == 0

@@ -36,6 +36,11 @@ def _reread(rows: Sequence, deadlines: Mapping[dt.date, str]) -> Reread:
     return Reread(len(rows), tuple(sorted(sessions)))
 
 
+# a running unit queued again under its worker: a fresh budget, its lease gone (the
+# worker's file write and settle check the lease: LeaseLost, nothing replaced)
+_TAKEN_BACK = "attempts = 0, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
+
+
 class Resets(UnitMoves):
     @_reconnecting
     def reset_units(self, where: str, params: dict, sources: set[UnitState]) -> int:
@@ -93,8 +98,9 @@ class Resets(UnitMoves):
         new listings' security_id and unattributed bars are recounted), and empty units
         holding a day that lies inside a listing now and lay inside none before (their
         emptiness was taken from the old windows, never checked against the plan's history),
-        back to pending on `cursor`'s transaction. Units over days the change leaves alone
-        keep their state."""
+        back to pending on `cursor`'s transaction, and running units over either (their
+        workers read the old windows). Units over days the change leaves alone keep their
+        state."""
         dataset_test, dataset_params = in_list("dataset", datasets, "d")
         where = f"ticker = :t AND period_end >= :first AND period_start <= :last AND {dataset_test}"
         moved = 0
@@ -112,6 +118,12 @@ class Resets(UnitMoves):
                     }
                     moved += self._move(
                         cursor, UnitState.PENDING, sources, where, params, "attempts = 0"
+                    ).rowcount
+                    # a unit a run holds now was read against the old windows: taken from
+                    # its worker (whose write and settle are fenced by the lease) and
+                    # fetched again, never settled with the old security_id or emptiness
+                    moved += self._move(
+                        cursor, UnitState.PENDING, {UnitState.RUNNING}, where, params, _TAKEN_BACK
                     ).rowcount
         return moved
 

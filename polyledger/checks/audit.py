@@ -45,9 +45,10 @@ class UnattributedBars:
 @dataclass
 class UnplannedDays:
     """Trading days of a ticker inside the range the ledger records as planned (`planned`:
-    the earliest `--from` to the last `--to`) and inside its listing windows, between two
-    of its units, that no unit covers: `plan` was run over two ranges with a hole between
-    them. `run` never fetches them; `plan` over them (or `sync`) does."""
+    the earliest `--from` to the latest `--to` ever given) and inside its listing windows,
+    between two of its units, that no unit covers: `plan` was run over two ranges with a
+    hole between them (in either order; a narrower plan since changes nothing). `run`
+    never fetches them; `plan` over them (or `sync`) does."""
 
     ticker: str
     first_day: str
@@ -178,13 +179,16 @@ def unplanned_days(ledger: Ledger) -> dict[str, list[UnplannedDays]]:
     as planned for it (`planned`; a dataset it has no row of, planned before the table or
     through the API, is not judged) and inside the symbol's listing windows: trading days
     no unit covers, which the ledger's own record of the plan says are in it. A plan of
-    January then one of March records January to March: February is such a hole. One
-    pass over the units (`queries.unit_gaps`); usually no row."""
+    January then one of March (or of March, then January) records January to March:
+    February is such a hole. The record's range ends at the latest `--to` ever given, not
+    the last (which `sync` plans through): a narrower plan since leaves the units on both
+    sides of a hole, and the hole with them. One pass over the units (`queries.unit_gaps`);
+    usually no row."""
     planned: dict[str, list[coverage.Window]] = {}
     last = coverage.last_plannable_day()
     for plan in ledger.remembered_plans():
         if plan.first_day is not None and _ranged(plan.dataset):
-            planned.setdefault(plan.dataset, []).append((plan.first_day, plan.last_day or last))
+            planned.setdefault(plan.dataset, []).append((plan.first_day, plan.widest_day or last))
     # each dataset's planned ranges as one set of days (two universes' ranges may overlap)
     ranges = {name: coverage.union(spans) for name, spans in planned.items()}
     gaps = queries.unit_gaps(ledger, sorted(ranges))

@@ -164,6 +164,7 @@ class Planned(SQLModel, table=True):
     first_day: Optional[str] = None  # ISO date, the earliest --from; None for per-ticker datasets
     last_day: Optional[str] = None  # the last --to given; None: through yesterday
     planned_at: str
+    widest_day: Optional[str] = None  # the latest --to ever given; None: one was given none
 
 
 class UniverseBuild(SQLModel, table=True):

@@ -23,7 +23,9 @@ class RememberedPlan:
     dataset: str
     universe: str  # absolute path of the universe file; '' for none
     first_day: dt.date | None
-    last_day: dt.date | None  # the --to given last; None: through yesterday
+    last_day: dt.date | None  # the --to given last; None: through yesterday (what `sync` plans through)
+    # the latest --to ever given; None: one was given none, or none known (per-ticker datasets)
+    widest_day: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -66,16 +68,22 @@ class SyncMemory(LedgerConnection):
         self, dataset: str, universe: str, first_day: dt.date | None, last_day: dt.date | None
     ) -> None:
         """One row per dataset and universe file: the earliest --from ever asked, the last
-        --to given (None: through yesterday)."""
+        --to given (None: through yesterday; what `sync` plans through) and the latest --to
+        ever given (`widest_day`; None once one was given none): a narrower or an earlier
+        plan since does not shrink the range `audit` judges."""
         first = first_day.isoformat() if first_day else None
         last = last_day.isoformat() if last_day else None
         with self._write() as cursor:
             cursor.execute(
-                "INSERT INTO planned (dataset, universe, first_day, last_day, planned_at) "
-                "VALUES (:d, :u, :f, :l, :now) ON CONFLICT (dataset, universe) DO UPDATE SET "
+                "INSERT INTO planned (dataset, universe, first_day, last_day, widest_day, planned_at) "
+                "VALUES (:d, :u, :f, :l, :l, :now) ON CONFLICT (dataset, universe) DO UPDATE SET "
                 # min() of two texts, NULL-safe, the same SQL on both dialects
                 "first_day = CASE WHEN planned.first_day IS NULL OR excluded.first_day < planned.first_day "
                 "THEN excluded.first_day ELSE planned.first_day END, "
+                # max() of two texts where NULL (through yesterday) is the latest
+                "widest_day = CASE WHEN planned.widest_day IS NULL OR excluded.widest_day IS NULL THEN NULL "
+                "WHEN excluded.widest_day > planned.widest_day THEN excluded.widest_day "
+                "ELSE planned.widest_day END, "
                 "last_day = excluded.last_day, planned_at = excluded.planned_at",
                 {"d": dataset, "u": universe, "f": first, "l": last, "now": iso(self.clock())},
             )
@@ -83,9 +91,9 @@ class SyncMemory(LedgerConnection):
     @_reconnecting
     def remembered_plans(self) -> list[RememberedPlan]:
         rows = self._statement().execute(
-            "SELECT dataset, universe, first_day, last_day FROM planned ORDER BY id"
+            "SELECT dataset, universe, first_day, last_day, widest_day FROM planned ORDER BY id"
         )
-        return [RememberedPlan(r[0], r[1], _day(r[2]), _day(r[3])) for r in rows.fetchall()]
+        return [RememberedPlan(r[0], r[1], _day(r[2]), _day(r[3]), _day(r[4])) for r in rows.fetchall()]
 
     @_reconnecting
     def forget_plans(self, dataset: str) -> int:

@@ -66,3 +66,31 @@ def test_a_plan_of_march_then_one_of_january_spans_february_too(work):
         {"ticker": "AAPL", "first_day": "2024-02-01", "last_day": "2024-02-29", "trading_days": 20}
     ]
     assert code == 1
+
+
+def test_a_clipped_month_a_run_held_while_a_plan_widened_it_is_reported_by_audit(work):
+    """commands.md (plan): a unit an earlier plan clipped is widened and fetched whole; a
+    unit a run holds is left (`busy`: "plan again after the run"). Until that next plan,
+    the days the plan asked for and could not give the unit are `unplanned` (exit 1), not
+    COMPLETE; the next plan widens the unit and they are work left (pending)."""
+    write_universe(work / "u.csv", ["AAPL"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-03-01", "--to", "2024-03-15").code == 0
+    with Ledger(work / "ledger.db") as opened:
+        (held,) = opened.claim("run-on-another-terminal", 600)
+        widened = run_cli("plan", "--universe", "u.csv", "--from", "2024-03-01", "--to", "2024-03-31")
+        assert "being fetched right now" in widened.out
+        opened.settle_empty(held, True, AttemptRecord(requests=1))  # the run settles what it was given
+        row = opened.query("SELECT period_end, state FROM units")[0]
+        assert (row.period_end, row.state) == ("2024-03-15", "empty_confirmed")
+    code, report = audit_json()
+    assert minute_entry(report)["unplanned"] == [
+        {"ticker": "AAPL", "first_day": "2024-03-18", "last_day": "2024-03-28", "trading_days": 9}
+    ], "March 18-28 (29th: Good Friday) are planned (--to 2024-03-31) and in no unit"
+    assert code == 1
+    # "plan again after the run": the unit is widened, the days are queued, none is owed
+    again = run_cli("plan", "--universe", "u.csv", "--from", "2024-03-01", "--to", "2024-03-31")
+    assert "1 partly planned periods were widened" in again.out
+    code, report = audit_json()
+    assert minute_entry(report)["unplanned"] == [] and code == 3
+    with Ledger(work / "ledger.db") as opened:
+        assert opened.query("SELECT count(*) AS n FROM unwidened")[0].n == 0

@@ -62,6 +62,7 @@ TABLES = (
     "key_rates",
     "key_members",
     "flat_files",
+    "unwidened",
 )
 
 

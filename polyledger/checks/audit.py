@@ -44,11 +44,12 @@ class UnattributedBars:
 
 @dataclass
 class UnplannedDays:
-    """Trading days of a ticker inside the range the ledger records as planned (`planned`:
-    the earliest `--from` to the latest `--to` ever given) and inside its listing windows,
-    between two of its units, that no unit covers: `plan` was run over two ranges with a
-    hole between them (in either order; a narrower plan since changes nothing). `run`
-    never fetches them; `plan` over them (or `sync`) does."""
+    """Trading days of a ticker inside its listing windows that the ledger records as
+    planned and no unit covers: between two of its units, inside the range `planned`
+    records (the earliest `--from` to the latest `--to` ever given: `plan` was run over two
+    ranges with a hole between them, in either order), or asked of a clipped unit a plan
+    could not widen while a run held it (`unwidened`). `run` never fetches them; `plan`
+    over them (or `sync`) does."""
 
     ticker: str
     first_day: str
@@ -175,15 +176,21 @@ def audit(ledger: Ledger) -> AuditReport:
 
 
 def unplanned_days(ledger: Ledger) -> dict[str, list[UnplannedDays]]:
-    """Per dataset, the holes between a ticker's units inside the range the ledger records
-    as planned for it (`planned`; a dataset it has no row of, planned before the table or
-    through the API, is not judged) and inside the symbol's listing windows: trading days
-    no unit covers, which the ledger's own record of the plan says are in it. A plan of
-    January then one of March (or of March, then January) records January to March:
-    February is such a hole. The record's range ends at the latest `--to` ever given, not
-    the last (which `sync` plans through): a narrower plan since leaves the units on both
-    sides of a hole, and the hole with them. One pass over the units (`queries.unit_gaps`);
-    usually no row."""
+    """Per dataset, the trading days inside the symbol's listing windows that the ledger's
+    own records say were planned and no unit covers:
+
+    - the holes between a ticker's units inside the range the ledger records as planned
+      for it (`planned`; a dataset it has no row of, planned before the table or through
+      the API, is not judged). A plan of January then one of March (or of March, then
+      January) records January to March: February is such a hole. The record's range
+      ends at the latest `--to` ever given, not the last (which `sync` plans through): a
+      narrower plan since leaves the units on both sides of a hole, and the hole with them;
+    - the days a plan asked of a clipped unit it could not widen while a run held it
+      (`unwidened`): the run settled the range it was given, and the rest of what the plan
+      asked is in no unit until a later plan widens it.
+
+    One pass over the units (`queries.unit_gaps`) and a look at the small `unwidened`
+    table; usually no row."""
     planned: dict[str, list[coverage.Window]] = {}
     last = coverage.last_plannable_day()
     for plan in ledger.remembered_plans():
@@ -191,22 +198,29 @@ def unplanned_days(ledger: Ledger) -> dict[str, list[UnplannedDays]]:
             planned.setdefault(plan.dataset, []).append((plan.first_day, plan.widest_day or last))
     # each dataset's planned ranges as one set of days (two universes' ranges may overlap)
     ranges = {name: coverage.union(spans) for name, spans in planned.items()}
-    gaps = queries.unit_gaps(ledger, sorted(ranges))
-    if not gaps:
-        return {}
-    windows: dict[str, list[coverage.Window]] = {}
-    for listing in ledger.listings(tickers=sorted({row.ticker for row in gaps})):
-        windows.setdefault(listing.ticker, []).append((listing.first_day, listing.last_day))
-    low = min(first for spans in ranges.values() for first, _ in spans)
-    calendar = coverage.TradingCalendar(low, max(end for spans in ranges.values() for _, end in spans))
-    found: dict[str, list[UnplannedDays]] = {}
-    for row in gaps:
+    uncovered: dict[tuple[str, str], list[coverage.Window]] = {}
+    for row in queries.unit_gaps(ledger, sorted(ranges)):
         after = stored_date(row.previous_end) + coverage.DAY
         before = stored_date(row.period_start) - coverage.DAY
         inside = [(max(after, a), min(before, b)) for a, b in ranges[row.dataset]]  # type: ignore[type-var]
-        spans = [(a, b) for a, b in inside if a <= b]
-        for hole in coverage.holes(row.ticker, spans, windows.get(row.ticker), calendar):
-            found.setdefault(row.dataset, []).append(
+        uncovered.setdefault((row.dataset, row.ticker), []).extend((a, b) for a, b in inside if a <= b)
+    for row in queries.unwidened_units(ledger):
+        asked = (stored_date(row.first_day), min(stored_date(row.last_day), last))
+        held = (stored_date(row.period_start), stored_date(row.period_end))
+        spans = [(asked[0], held[0] - coverage.DAY), (held[1] + coverage.DAY, asked[1])]
+        uncovered.setdefault((row.dataset, row.ticker), []).extend((a, b) for a, b in spans if a <= b)
+    spans_of = {key: coverage.union(spans) for key, spans in uncovered.items() if spans}
+    if not spans_of:
+        return {}
+    windows: dict[str, list[coverage.Window]] = {}
+    for listing in ledger.listings(tickers=sorted({ticker for _, ticker in spans_of})):
+        windows.setdefault(listing.ticker, []).append((listing.first_day, listing.last_day))
+    low = min(first for spans in spans_of.values() for first, _ in spans)
+    calendar = coverage.TradingCalendar(low, max(end for spans in spans_of.values() for _, end in spans))
+    found: dict[str, list[UnplannedDays]] = {}
+    for (dataset, ticker), spans in sorted(spans_of.items()):
+        for hole in coverage.holes(ticker, spans, windows.get(ticker), calendar):
+            found.setdefault(dataset, []).append(
                 UnplannedDays(hole.ticker, str(hole.first_day), str(hole.last_day), hole.trading_days)
             )
     return found

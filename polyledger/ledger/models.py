@@ -167,6 +167,18 @@ class Planned(SQLModel, table=True):
     widest_day: Optional[str] = None  # the latest --to ever given; None: one was given none
 
 
+class Unwidened(SQLModel, table=True):
+    """A clipped unit a plan asked to widen while a run held it (`busy`): the days the plan
+    asked of it, in no unit until a later plan widens it (`audit`: `unplanned`)."""
+
+    __tablename__ = "unwidened"
+
+    unit_id: int = Field(foreign_key="units.id", primary_key=True)
+    first_day: str  # ISO date
+    last_day: str  # ISO date
+    planned_at: str
+
+
 class UniverseBuild(SQLModel, table=True):
     """How `universe` built a file: what `sync` builds it again with."""
 

@@ -69,7 +69,10 @@ class Planning(UnitMoves):
         """Units an earlier plan clipped (part of a month or year) that a plan of `tickers` x
         [start, end] covers further are widened, and, if settled, queued again so the
         period is fetched whole (its file is then replaced by a superset of itself).
-        Returns (widened, busy): busy units are being fetched right now and left alone."""
+        Returns (widened, busy): busy units are being fetched right now and left alone,
+        the range asked of each recorded (`unwidened`): the run settles the range it was
+        given, and the days asked beyond it are in no unit until a later plan widens it
+        (`audit` reports them). A row a unit now covers is forgotten."""
         with self._write() as cursor:
             month_end = (
                 "to_char(date_trunc('month', period_start::date) + interval '1 month - 1 day', 'YYYY-MM-DD')"
@@ -100,6 +103,7 @@ class Planning(UnitMoves):
                     continue
                 if row["state"] == UnitState.RUNNING.value:
                     busy += 1
+                    self._owe(cursor, row["id"], new_start, new_end)
                     continue
                 params = {
                     "id": row["id"],
@@ -131,6 +135,23 @@ class Planning(UnitMoves):
                     ).rowcount
                 if not moved:  # claimed or widened since it was read: left to the next plan
                     busy += 1
+                    self._owe(cursor, row["id"], new_start, new_end)
                     continue
                 widened += 1
+            cursor.execute(
+                "DELETE FROM unwidened WHERE EXISTS (SELECT 1 FROM units u WHERE u.id = unwidened.unit_id "
+                "AND u.period_start <= unwidened.first_day AND u.period_end >= unwidened.last_day)"
+            )
         return widened, busy
+
+    def _owe(self, cursor, unit_id: int, first: str, last: str) -> None:  # type: ignore[no-untyped-def]
+        """Record the days a plan asked of a unit it could not widen (the widest asked)."""
+        cursor.execute(
+            "INSERT INTO unwidened (unit_id, first_day, last_day, planned_at) VALUES (:id, :f, :l, :now) "
+            "ON CONFLICT (unit_id) DO UPDATE SET "
+            "first_day = CASE WHEN excluded.first_day < unwidened.first_day "
+            "THEN excluded.first_day ELSE unwidened.first_day END, "
+            "last_day = CASE WHEN excluded.last_day > unwidened.last_day "
+            "THEN excluded.last_day ELSE unwidened.last_day END, planned_at = excluded.planned_at",
+            {"id": unit_id, "f": first, "l": last, "now": iso(self.clock())},
+        )

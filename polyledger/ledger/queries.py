@@ -147,6 +147,18 @@ def unit_gaps(ledger: LedgerConnection, datasets: Sequence[str]) -> Rows:
     return gaps
 
 
+def unwidened_units(ledger: LedgerConnection) -> Rows:
+    """(dataset, ticker, period_start, period_end, first_day, last_day) of every unit a plan
+    asked to widen to first_day..last_day while a run held it (`unwidened`) and that still
+    does not cover it: the days between are in no unit. Usually no row (a small table)."""
+    return ledger.query(
+        "SELECT u.dataset, u.ticker, u.period_start, u.period_end, w.first_day, w.last_day "
+        "FROM unwidened w JOIN units u ON u.id = w.unit_id "
+        "WHERE w.first_day < u.period_start OR w.last_day > u.period_end "
+        "ORDER BY u.dataset, u.ticker, u.period_start"
+    )
+
+
 def stale_adjusted(ledger: LedgerConnection) -> Rows:
     """(dataset, ticker, period, execution_date) of every stale adjusted unit (`stale_adjusted_sql`)."""
     stale = stale_adjusted_sql(ledger.dialect)

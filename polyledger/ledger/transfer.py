@@ -40,6 +40,7 @@ from polyledger.ledger.models import (
     Unit,
     UnitAttempt,
     UniverseBuild,
+    Unwidened,
 )
 from polyledger.ledger.records import iso, utc_now
 
@@ -58,6 +59,7 @@ TABLES = (
     UniverseBuild,
     KeyRate,
     FlatFile,
+    Unwidened,
 )
 BATCH_ROWS = 50_000
 # the names a SQLite ledger a copy makes may have (or none): never a data file's (.csv ...)

@@ -19,7 +19,8 @@ def retry_failed(
     datasets: Sequence[str] = (),
 ) -> int:
     """Move failed units back to pending. `error_class` is `transient` (every class a retry
-    may cure), `all`, or one class name as stored in the ledger (e.g. `not_entitled`)."""
+    may cure), `all`, `http_5xx` (every server error: stored as `http_500`, `http_503`, ...),
+    or one class name as stored in the ledger (e.g. `not_entitled`)."""
     for name in datasets:
         check_dataset(name)
     check_tickers(ledger, tickers, datasets)
@@ -28,6 +29,8 @@ def retry_failed(
         classes = list(present)
     elif error_class == "transient":
         classes = [name for name in present if is_transient_class(name)]
+    elif error_class == "http_5xx":  # the family docs/ledger.md names: every 5xx stored
+        classes = [name for name in present if is_transient_class(name) and name.startswith("http_5")]
     elif error_class in present:
         classes = [error_class]
     elif is_known_class(error_class):

@@ -1,6 +1,7 @@
-"""`retry --stale --ticker T` queues T's stale flat-file units and only the replaced day
-files inside their months, never another ticker's (a whole market's day file read again
-for nothing); the other tickers' stale units stay stale (found by a review)."""
+"""`retry` queues what it names and nothing else: `retry --stale --ticker T` T's stale
+flat-file units and only the replaced day files inside their months, never another
+ticker's (a whole market's day file read again for nothing), the other tickers' stale
+units staying stale; `retry --class http_5xx` every server error (found by reviews)."""
 
 from __future__ import annotations
 
@@ -70,3 +71,20 @@ def test_retry_stale_of_one_ticker_does_not_queue_other_tickers_day_files(ledger
     # MSFT's February stays stale, its day file's change on record: `retry --stale` gets it
     assert {r.ticker for r in ledger.stale_flat("minute", day_dataset)} == {"MSFT"}
     assert retry_stale(ledger) == 2
+
+
+def test_retry_class_http_5xx_queues_every_server_error_and_only_those(ledger):
+    """docs/ledger.md names `http_5xx` among the error classes; units are stored with the
+    status itself (`http_500`, `http_503`): `retry --class http_5xx` queues them all, and
+    no other class (found by a new user's review: it queued nothing and said 0)."""
+    from polyledger.errors import TransientError
+    from polyledger.requeue import retry_failed
+
+    classes = ["http_500", "http_503", "http_429", "timeout"]
+    ledger.add_units([PlannedUnit("minute", t, D(2024, 1, 1), D(2024, 1, 31)) for t in ("A", "B", "C", "D")])
+    for unit, error_class in zip(ledger.claim("w", 60, limit=4), classes, strict=True):
+        failure = TransientError("server error", error_class=error_class)
+        ledger.settle_failed(unit, AttemptRecord(error_class=failure.error_class, error=str(failure)))
+    assert retry_failed(ledger, "http_5xx") == 2
+    pending = {r.ticker for r in ledger.query("SELECT ticker FROM units WHERE state = 'pending'")}
+    assert pending == {"A", "B"}

@@ -341,14 +341,31 @@ class Download:
 
     def _read_reference(self, dataset: str, tickers: Sequence[str] | None) -> pl.LazyFrame:
         """reference(), its arguments checked (adjusting on read: a security's symbols)."""
-        files = _files(self._selected(dataset, tickers, None, None))
-        schema = datasets.get(dataset).schema
-        if not files:
-            return pl.LazyFrame(schema=schema)
+        selected = self._selected(dataset, tickers, None, None)
+        spec = datasets.get(dataset)
+        # one file per build date (details, ticker_events): each row says which build it
+        # is of, or a ticker's snapshots would read as copies of one another
+        snapshots = "as_of=" in spec.layout("T", dt.date.min)
+        if not _files(selected):
+            return pl.LazyFrame(schema={**spec.schema, **({"as_of": pl.Date} if snapshots else {})})
         # the `ticker` column from the files, as above; a file written before a column was
         # added (ticker_events' trading) reads with it null
-        return self.store.scan_parquet(
-            files, hive_partitioning=False, schema=schema, missing_columns="insert", extra_columns="ignore"
+        options: dict[str, Any] = {
+            "hive_partitioning": False,
+            "schema": spec.schema,
+            "missing_columns": "insert",
+            "extra_columns": "ignore",
+        }
+        if not snapshots:
+            return self.store.scan_parquet(_files(selected), **options)
+        by_day: dict[dt.date, list[Any]] = {}
+        for row in selected:
+            by_day.setdefault(stored_date(row.period_start), []).append(row)
+        builds = [(day, _files(rows)) for day, rows in sorted(by_day.items())]
+        return pl.concat(
+            self.store.scan_parquet(files, **options).with_columns(as_of=pl.lit(day, dtype=pl.Date))
+            for day, files in builds
+            if files
         )
 
     def audit(self) -> AuditReport:

@@ -191,3 +191,21 @@ def test_a_universe_build_stopped_while_writing_keeps_the_previous_files_whole(
     assert "No space left on device" in stopped.err and len(stopped.err.strip().splitlines()) == 1
     assert {name: (work / name).read_bytes() for name in ("u.csv", "u.parquet")} == before
     assert sorted(path.name for path in work.iterdir() if path.name.startswith(".u.")) == []
+
+
+def test_details_of_two_builds_read_back_with_the_date_each_is_as_of(work, universe_market):
+    """Each `universe` build keeps its own details (`details/as_of=D/...`): read back with
+    `dl.reference`, every row says which build it is of (found by a new user's review:
+    two builds read as two indistinguishable copies of each ticker)."""
+    import polyledger
+
+    with StandInServer(universe_market, api_keys=(API_KEY,)) as server:
+        for day in ("2024-03-01", "2024-06-03"):
+            built = run_cli("universe", "--out", "u.csv", "--base-url", server.url, "--date", day)
+            assert built.code == 0, built.out + built.err
+    with polyledger.open(work / "ledger.db", work / "data") as dl:
+        details = dl.reference("details", tickers=["ALFA"]).collect()
+        none = dl.reference("details", tickers=["ALFA"]).filter(pl.lit(False)).collect()
+    assert details.get_column("as_of").to_list() == [dt.date(2024, 3, 1), dt.date(2024, 6, 3)]
+    assert details.get_column("ticker").to_list() == ["ALFA", "ALFA"]
+    assert none.schema["as_of"] == pl.Date

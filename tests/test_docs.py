@@ -165,3 +165,20 @@ def test_a_misspelt_option_an_unknown_command_or_a_bad_value_is_caught():
     assert problems("polyledger run --workers many")
     assert problems("polyledger export --ledger ledger.db")  # --to is required
     assert command_lines("text `POLYGON_API_KEY=x polyledger run --rate 5`\n") == ["polyledger run --rate 5"]
+
+
+def test_the_shipped_example_ledger_is_at_the_schema_head_and_shows_every_state():
+    """docs/ledger.md: `ledger.db.example` is a demo ledger "with every state in it"; read
+    as it is shipped (sqlite3, no migration), so a schema change that forgets to make it
+    again is caught (found by a new user's review: it was at 0010 with no empty unit)."""
+    import sqlite3
+
+    from polyledger.ledger.database import SCHEMA_HEAD
+    from polyledger.ledger.states import UnitState
+
+    example = Path(__file__).resolve().parents[1] / "ledger.db.example"
+    with sqlite3.connect(f"file:{example}?mode=ro", uri=True) as connection:
+        (version,) = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        states = {row[0] for row in connection.execute("SELECT DISTINCT state FROM units")}
+    assert version == SCHEMA_HEAD, "make it again: polyledger demo --example-ledger ledger.db.example"
+    assert states == {state.value for state in UnitState}

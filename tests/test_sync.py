@@ -419,6 +419,29 @@ def test_forget_stops_syncing_a_dataset_and_only_that_one(work, stand_in):
     assert {units[key][2] for key in units if key[0] == "minute"} == {"pending"}
 
 
+def test_forget_stops_the_sync_of_a_dataset_not_audits_judgement_of_its_holes(work, stand_in):
+    """`sync --forget D` takes D out of sync only: `audit` still reports the days between
+    D's units that no unit covers (found by a new user's review: the hole vanished, exit
+    0), and a `plan` of D makes sync plan it again."""
+    built = run_cli("universe", "--out", "universe.csv", "--date", "2024-02-28", "--base-url", stand_in.url)
+    assert built.code == 0, built.out + built.err
+    for first, last in (("2024-01-02", "2024-01-31"), ("2024-03-01", "2024-03-28")):
+        planned = run_cli("plan", "--universe", "universe.csv", "--from", first, "--to", last)
+        assert planned.code == 0, planned.err
+    assert run_cli("run", "--base-url", stand_in.url).code == 0  # its units all settled
+    before = run_cli("audit")
+    assert before.code == 1 and "unplanned" in before.out
+    assert run_cli("sync", "--forget", "minute").code == 0
+    after = run_cli("audit")
+    assert after.code == 1 and "unplanned" in after.out, after.out
+    assert run_cli("sync", "--forget", "minute").code == 2  # forgotten already: sync plans nothing
+    assert (
+        run_cli("plan", "--universe", "universe.csv", "--from", "2024-02-01", "--to", "2024-02-29").code == 0
+    )
+    with Ledger("ledger.db", create=False) as ledger:
+        assert [plan.dataset for plan in ledger.remembered_plans()] == ["minute"]  # synced again
+
+
 def test_a_holder_beats_while_it_runs_and_stops_beating_once_its_lock_is_taken(tmp_path):
     from support import wait_for
 

@@ -193,7 +193,7 @@ def unplanned_days(ledger: Ledger) -> dict[str, list[UnplannedDays]]:
     table; usually no row."""
     planned: dict[str, list[coverage.Window]] = {}
     last = coverage.last_plannable_day()
-    for plan in ledger.remembered_plans():
+    for plan in ledger.remembered_plans(forgotten=True):  # `sync --forget` stops a sync, not audit
         if plan.first_day is not None and _ranged(plan.dataset):
             planned.setdefault(plan.dataset, []).append((plan.first_day, plan.widest_day or last))
     # each dataset's planned ranges as one set of days (two universes' ranges may overlap)

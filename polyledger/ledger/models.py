@@ -165,6 +165,7 @@ class Planned(SQLModel, table=True):
     last_day: Optional[str] = None  # the last --to given; None: through yesterday
     planned_at: str
     widest_day: Optional[str] = None  # the latest --to ever given; None: one was given none
+    forgotten: bool = False  # `sync --forget`: not synced; audit still judges its range
 
 
 class Unwidened(SQLModel, table=True):

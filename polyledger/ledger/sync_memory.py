@@ -84,22 +84,32 @@ class SyncMemory(LedgerConnection):
                 "widest_day = CASE WHEN planned.widest_day IS NULL OR excluded.widest_day IS NULL THEN NULL "
                 "WHEN excluded.widest_day > planned.widest_day THEN excluded.widest_day "
                 "ELSE planned.widest_day END, "
-                "last_day = excluded.last_day, planned_at = excluded.planned_at",
-                {"d": dataset, "u": universe, "f": first, "l": last, "now": iso(self.clock())},
+                "last_day = excluded.last_day, planned_at = excluded.planned_at, "
+                # planned again: synced again (`sync --forget` undone)
+                "forgotten = :no",
+                {"d": dataset, "u": universe, "f": first, "l": last, "now": iso(self.clock()), "no": False},
             )
 
     @_reconnecting
-    def remembered_plans(self) -> list[RememberedPlan]:
+    def remembered_plans(self, *, forgotten: bool = False) -> list[RememberedPlan]:
+        """The plans `sync` repeats; with `forgotten`, those `sync --forget` took out of
+        it too (what was planned, for `audit`'s holes)."""
+        where = "" if forgotten else " WHERE forgotten = :no"
         rows = self._statement().execute(
-            "SELECT dataset, universe, first_day, last_day, widest_day FROM planned ORDER BY id"
+            f"SELECT dataset, universe, first_day, last_day, widest_day FROM planned{where} ORDER BY id",
+            {"no": False},
         )
         return [RememberedPlan(r[0], r[1], _day(r[2]), _day(r[3]), _day(r[4])) for r in rows.fetchall()]
 
     @_reconnecting
     def forget_plans(self, dataset: str) -> int:
-        """`sync` stops planning `dataset` (its units stay). Returns the rows forgotten."""
+        """`sync` stops planning `dataset` (its units stay, and `audit` still judges the
+        range it was planned for). Returns the rows forgotten."""
         with self._write() as cursor:
-            return cursor.execute("DELETE FROM planned WHERE dataset = :d", {"d": dataset}).rowcount
+            return cursor.execute(
+                "UPDATE planned SET forgotten = :yes WHERE dataset = :d AND forgotten = :no",
+                {"d": dataset, "yes": True, "no": False},
+            ).rowcount
 
     @_reconnecting
     def remember_universe(

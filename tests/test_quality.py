@@ -355,3 +355,26 @@ def test_audit_quality_and_report_from_the_command_line(work):
     assert "ohlc_violation" in (work / "r.html").read_text(encoding="utf-8")
     bad = run_cli("report", "--out", "r.txt")
     assert bad.code == 2 and bad.err.strip() == "error: --out must be an .html file: r.txt"
+
+
+def test_intraday_bars_without_daily_ones_are_said_not_compared_not_called_clean(files):
+    """The minute-vs-daily checks (volume_mismatch, missing_session: the strongest signs
+    of a silently incomplete month) need daily bars: a ticker without them is named as not
+    compared, in the report and on the command line, never silently `clean` (found by a
+    new user's review)."""
+    from rich.console import Console
+
+    from polyledger.output.render import print_quality
+
+    times = [et_ms(DAY, 10, m) for m in range(3)]
+    files.add("minute", "NODAY", *MARCH, make_bars("NODAY", times))
+    files.add("minute", "BOTH", *MARCH, make_bars("BOTH", times))
+    files.add(
+        "day", "BOTH", D(2024, 1, 1), D(2024, 12, 31), make_bars("BOTH", [et_ms(DAY, 0)], volume=[300.0])
+    )
+    report = check_quality(files.ledger, files.data)
+    assert report.clean and report.without_daily == ["NODAY"]
+    assert report.to_dict()["without_daily"] == ["NODAY"]
+    console = Console(record=True, width=200)
+    print_quality(console, report)
+    assert "not compared with daily bars (none stored): 1 tickers' sessions" in console.export_text()

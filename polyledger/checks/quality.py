@@ -87,6 +87,10 @@ class QualityReport:
     bars: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHECKS, 0))
     examples: dict[str, list[str]] = field(default_factory=dict)
+    # tickers with intraday bars but no daily bar to compare them with: their sessions'
+    # volumes and missing sessions (the strongest signs of a silently incomplete month)
+    # were not checked, which no flag can say
+    without_daily: list[str] = field(default_factory=list)
 
     @property
     def flags(self) -> int:
@@ -114,6 +118,7 @@ class QualityReport:
             "volume_tolerance": self.volume_tolerance,
             "counts": dict(self.counts),
             "examples": {name: list(items) for name, items in self.examples.items()},
+            "without_daily": list(self.without_daily),
         }
 
 
@@ -194,6 +199,8 @@ def _check_ticker(ledger: Ledger, data: BarStore, ticker: str, report: QualityRe
         units = _units(ledger, name, ticker)
         scanned = _scan(data, units, name, ticker, splits, report)
         flags += scanned.flags
+        if "volume_mismatch" in spec.quality_checks and scanned.sessions.height and not day.sessions.height:
+            report.without_daily.append(ticker)
         if "volume_mismatch" in spec.quality_checks:
             flags += _reconcile(name, ticker, units, scanned.sessions, day.sessions, report.volume_tolerance)
     return flags

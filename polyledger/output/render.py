@@ -133,6 +133,14 @@ def print_quality(console: Console, report) -> None:  # type: ignore[no-untyped-
         f"({', '.join(report.datasets)}): {'clean' if report.clean else f'{report.flags:,} flags'}",
         markup=False,
     )
+    if report.without_daily:
+        shown = ", ".join(report.without_daily[:10]) + (", ..." if len(report.without_daily) > 10 else "")
+        console.print(
+            f"  not compared with daily bars (none stored): {len(report.without_daily):,} tickers' sessions, "
+            f"so no volume_mismatch or missing_session could be found for them ({shown}; "
+            "plan --dataset day over the same range, run, then audit --quality again)",
+            markup=False,
+        )
     for name, count in report.counts.items():
         if not count:
             continue

@@ -189,8 +189,13 @@ def build_universe(
     table = _with_security_ids(_bound_reused(table))
     table = _link_renames(table, _events(run.ledger, run.store, period), report)
     if cap_max is not None:
-        # a delisted name often has no market cap: dropping it would bring survivorship bias back
-        table = table.filter(pl.col("market_cap").is_null() | (pl.col("market_cap") < cap_max))
+        # a delisted name often has no market cap: dropping it would bring survivorship bias
+        # back; an earlier symbol of a company (its ticker events) has its company's, so a
+        # large company is not kept under its old symbol alone
+        known = pl.col("security_id").is_not_null()
+        company = pl.when(known).then(pl.col("market_cap").max().over("security_id"))
+        cap = pl.col("market_cap").fill_null(company)
+        table = table.filter(cap.is_null() | (cap < cap_max))
         report.funnel.append((f"cap < {cap_max:,.0f} (or unknown)", table.height))
     table = table.sort("ticker", pl.col("list_date").fill_null(dt.date.min), nulls_last=False).select(COLUMNS)
     report.reused = sorted(t for t, n in Counter(table.get_column("ticker").to_list()).items() if n > 1)

@@ -209,3 +209,22 @@ def test_details_of_two_builds_read_back_with_the_date_each_is_as_of(work, unive
     assert details.get_column("as_of").to_list() == [dt.date(2024, 3, 1), dt.date(2024, 6, 3)]
     assert details.get_column("ticker").to_list() == ["ALFA", "ALFA"]
     assert none.schema["as_of"] == pl.Date
+
+
+def test_a_cap_filter_drops_a_large_company_under_its_earlier_symbols_too(work):
+    """An earlier symbol of a company (found from its ticker events: FACE of MTVS) has no
+    market cap of its own; under `--cap-max` it is judged by its company's, so a large
+    company is never kept under its old symbol alone (found by a new user's review)."""
+    from polyledger.testing import messy_listings
+
+    market = SyntheticMarket(messy_listings(), seed=5)
+    cap = market.reference("MTVS")["market_cap"]
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        args = ("universe", "--base-url", server.url, "--type", "CS")
+        wide = run_cli(*args, "--out", "u.csv", "--cap-max", str(cap * 2))
+        narrow = run_cli(*args, "--out", "small.csv", "--cap-max", str(cap))
+    assert wide.code == 0 and narrow.code == 0, wide.out + wide.err + narrow.out + narrow.err
+    kept_wide = set(pl.read_csv(work / "u.csv").get_column("ticker"))
+    kept_narrow = set(pl.read_csv(work / "small.csv").get_column("ticker"))
+    assert {"FACE", "MTVS"} <= kept_wide
+    assert not {"FACE", "MTVS"} & kept_narrow and kept_narrow

@@ -272,6 +272,7 @@ def run(
         raise InputError(f"--source must be rest or flatfiles, got {source!r}")
     if source == "flatfiles":
         from polyledger.flatfiles.route import run_flatfiles
+        from polyledger.output.progress import unsettled_text
 
         flat = run_flatfiles(
             _show_run,
@@ -325,8 +326,7 @@ def run(
             kept = f"; {pruned.kept:,} could not be deleted (see the log)" if pruned.kept else ""
             _echo(f"staged day files deleted: {pruned.deleted:,} (every unit of their periods settled){kept}")
         if flat.outcome == "finished" and flat.unsettled:  # a stopped run says so already
-            left = ", ".join(f"{count:,} {state}" for state, count in sorted(flat.unsettled.items()))
-            _echo(f"not complete: {left} (see `polyledger audit`; `polyledger retry` requeues failed units)")
+            _echo(f"not complete: {unsettled_text(flat.unsettled)}")
         if flat.outcome == "interrupted":
             raise typer.Exit(130)
         if not flat.ok:

@@ -89,7 +89,8 @@ class RunDisplay:
         if self.client.stop.is_set() and not self._told_stopping:
             self._told_stopping = True
             self.console.print(
-                "stopping: finishing units in flight (Ctrl-C again to quit at once)",
+                # a Ctrl-C, a SIGTERM or the run's own stop (a refused key, an API down): no "again"
+                "stopping: finishing units in flight (Ctrl-C to quit at once)",
                 highlight=False,
                 markup=False,
             )
@@ -130,9 +131,15 @@ def print_summary(console: Console, report: RunReport) -> None:
     if report.message:
         console.print(f"stopped: {report.message}", highlight=False, markup=False)
     if report.unsettled:
-        left = ", ".join(f"{count} {state}" for state, count in sorted(report.unsettled.items()))
-        console.print(
-            f"not complete yet: {left} (see `polyledger audit`; `polyledger retry` requeues failed units)",
-            highlight=False,
-            markup=False,
-        )
+        console.print(f"not complete yet: {unsettled_text(report.unsettled)}", highlight=False, markup=False)
+
+
+def unsettled_text(unsettled: dict[str, int]) -> str:
+    """What a run left unsettled, with what to do about each kind."""
+    left = ", ".join(f"{count:,} {state}" for state, count in sorted(unsettled.items()))
+    steps = ["see `polyledger audit`"]
+    if unsettled.get("failed"):
+        steps.append("`polyledger retry` requeues failed units")
+    if unsettled.get("pending") or unsettled.get("running"):
+        steps.append("`polyledger run` again fetches the pending ones")
+    return f"{left} ({'; '.join(steps)})"

@@ -51,6 +51,10 @@ class Download:
         self.store = BarStore(data)
         try:  # another ledger's folder (or another of this one's): its files would read as this ledger's
             check_home(self.ledger, self.store)
+            files = queries.listed_files(self.ledger)
+            if files and not self.store.present():  # a typo: say so now, not as a reader's error later
+                missing = f"data folder {self.store.location} does not exist"
+                raise InputError(f"{missing}, yet the ledger lists {files:,} files in it")
         except InputError:
             self.ledger.close()
             raise

@@ -59,6 +59,12 @@ def test_reference_data_and_audit(demo_download):
 def test_bad_arguments_say_what_is_wrong(demo_download, tmp_path):
     with pytest.raises(InputError, match="no ledger at"):
         polyledger.open(tmp_path / "missing.db", tmp_path)
+    # a typo in the data folder: said at once, not as a reader's FileNotFoundError later
+    # (found by a new user's review)
+    with pytest.raises(
+        InputError, match=r"data folder .*nodata does not exist, yet the ledger lists [\d,]+ files"
+    ):
+        polyledger.open(demo_download / "ledger.db", tmp_path / "nodata")
     with polyledger.open(demo_download / "ledger.db", demo_download / "data") as dl:
         with pytest.raises(InputError, match="unknown bar dataset 'hourly'"):
             dl.bars("hourly")

@@ -1002,6 +1002,8 @@ def export_ledger(
 
     Example: polyledger export --ledger ledger.db --to postgresql://polyledger@db-host/polyledger
     """
+    if not to.strip():
+        raise InputError("--to is empty: give a PostgreSQL URL or a SQLite file to copy the ledger into")
     _copy(ledger_path, to)
 
 
@@ -1016,6 +1018,10 @@ def import_ledger(
 
     Example: polyledger import --from postgresql://polyledger@db-host/polyledger --ledger ledger.db
     """
+    if not source.strip():
+        raise InputError("--from is empty: give the PostgreSQL URL or the SQLite file to copy from")
+    if "://" not in source and not Path(source).exists():
+        raise InputError(f"no ledger to import at {source}")
     _copy(source, ledger_path)
 
 

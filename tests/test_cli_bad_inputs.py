@@ -177,3 +177,21 @@ def test_a_universe_error_names_the_line_its_row_begins_on(work):
     (work / "u.csv").write_text('ticker,name\nAAPL,"Apple\nInc"\nb@d,Bad\n', encoding="utf-8")
     result = run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31")
     assert result.code == 2 and "u.csv line 4: invalid ticker 'b@d'" in result.err, result.err
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("export", "--to", ""), "error: --to is empty"),
+        (("import", "--from", ""), "error: --from is empty"),
+        (("import", "--from", "nothere.db"), "error: no ledger to import at nothere.db"),
+    ],
+)
+def test_export_and_import_say_what_is_wrong_with_their_other_ledger(work, args, said):
+    """Found by a new user's review: `export --to ''` said "ledger path is a folder, not a
+    file: .", and `import --from nothere.db` "run `polyledger plan` first"."""
+    write_universe(work / "u.csv", ["AAPL"])
+    assert run_cli("plan", "--universe", "u.csv", "--from", "2024-01-01", "--to", "2024-01-31").code == 0
+    result = run_cli(*args, "--ledger", "ledger.db" if args[0] == "export" else "new.db")
+    assert result.code == 2 and result.err.startswith(said) and result.err.count("\n") == 1, result
+    assert not (work / "new.db").exists()

@@ -240,3 +240,37 @@ def ctrl_c(child: subprocess.Popen, started) -> tuple[int, str, str]:  # type: i
         if child.poll() is None:
             child.kill()
             child.communicate()
+
+
+# --- one unit with one bar: the storage and repair tests' smallest done unit ----------------
+
+FEB_2024 = dt.date(2024, 2, 1)
+
+
+def one_bar(ticker: str, close: float) -> pl.DataFrame:
+    """One minute bar of `ticker` (2024-02-01 15:00 UTC): a file whose content says which write made it."""
+    return pl.DataFrame(
+        {
+            "ticker": [ticker],
+            "timestamp": [dt.datetime(2024, 2, 1, 15, tzinfo=dt.timezone.utc)],
+            "close": [close],
+        },
+        schema={"ticker": pl.String, "timestamp": pl.Datetime("ms", "UTC"), "close": pl.Float64},
+    )
+
+
+def settle_one_done(ledger, store, ticker: str, close: float):  # type: ignore[no-untyped-def]
+    """One minute unit of `ticker` (Feb 2024) planned, claimed, its one-bar file written,
+    settled done: (its id, the StoredFile)."""
+    from polyledger.ledger import AttemptRecord, FetchedUnit, PlannedUnit
+
+    ledger.add_units([PlannedUnit("minute", ticker, FEB_2024, dt.date(2024, 2, 29))])
+    (unit,) = ledger.claim("setup", 60.0, 1)
+    assert unit.ticker == ticker
+    stored = store.write_unit("minute", ticker, FEB_2024, one_bar(ticker, close), adjusted=True)
+    assert ledger.settle_fetched([FetchedUnit(unit, AttemptRecord(bars=1), stored)], True) == [True]
+    return unit.id, stored
+
+
+def unit_state(ledger, unit_id: int) -> str:  # type: ignore[no-untyped-def]
+    return ledger.query("SELECT state FROM units WHERE id = :id", {"id": unit_id})[0].state

@@ -8,9 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import errno
 
-import polars as pl
 import pytest
-from support import LedgerClock, run_cli
+from support import LedgerClock, one_bar, run_cli, settle_one_done, unit_state
 from test_postgres import admin_url, new_database, pg_url  # noqa: F401 - fixtures (skip without a server)
 
 from polyledger.checks.files import deep_check
@@ -23,31 +22,6 @@ D = dt.date
 FEB = D(2024, 2, 1)
 STAMP = "20260101T000000Z"
 LEASE = 600.0  # repair's own (checks/files.py LEASE)
-
-
-def _bars(ticker: str, close: float) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "ticker": [ticker],
-            "timestamp": [dt.datetime(2024, 2, 1, 15, tzinfo=dt.timezone.utc)],
-            "close": [close],
-        },
-        schema={"ticker": pl.String, "timestamp": pl.Datetime("ms", "UTC"), "close": pl.Float64},
-    )
-
-
-def _done(ledger: Ledger, store: BarStore, ticker: str, close: float):  # type: ignore[no-untyped-def]
-    """One minute unit of `ticker` (Feb 2024) planned, claimed, its file written, settled done."""
-    ledger.add_units([PlannedUnit("minute", ticker, FEB, D(2024, 2, 29))])
-    (unit,) = ledger.claim("setup", 60.0, 1)
-    assert unit.ticker == ticker
-    stored = store.write_unit("minute", ticker, FEB, _bars(ticker, close), adjusted=True)
-    assert ledger.settle_fetched([FetchedUnit(unit, AttemptRecord(bars=1), stored)], True) == [True]
-    return unit.id, stored
-
-
-def _state(ledger: Ledger, unit_id: int) -> str:
-    return ledger.query("SELECT state FROM units WHERE id = :id", {"id": unit_id})[0].state
 
 
 # --- repair acting on findings a run has made stale ------------------------------------------
@@ -79,7 +53,7 @@ def test_repair_never_moves_away_the_file_a_run_just_wrote_for_a_withdrawn_findi
         ledger.add_units([PlannedUnit("minute", "ALFA", FEB, D(2024, 2, 29))])
         (unit,) = ledger.claim("earlier-run", 60.0, 1)
         assert ledger.settle_fetched([FetchedUnit(unit, AttemptRecord(), None)], True) == [True]
-        store.write_unit("minute", "ALFA", FEB, _bars("ALFA", 1.0), adjusted=True)  # a withdrawn file
+        store.write_unit("minute", "ALFA", FEB, one_bar("ALFA", 1.0), adjusted=True)  # a withdrawn file
     written = {}
 
     def a_run_fetches_it_again() -> None:
@@ -90,7 +64,7 @@ def test_repair_never_moves_away_the_file_a_run_just_wrote_for_a_withdrawn_findi
                 "minute",
                 "ALFA",
                 FEB,
-                _bars("ALFA", 2.0),
+                one_bar("ALFA", 2.0),
                 adjusted=True,
                 still_ours=lambda: run.still_holds(again),
             )
@@ -102,7 +76,7 @@ def test_repair_never_moves_away_the_file_a_run_just_wrote_for_a_withdrawn_findi
 
     assert result.code == 0, result.err
     with Ledger(work / "ledger.db") as ledger:
-        state = _state(ledger, unit.id)
+        state = unit_state(ledger, unit.id)
     assert not (state == "done" and not store.exists(written["path"])), (
         f"the unit is {state!r} while the file its run just wrote was moved to .quarantine/ by repair"
     )
@@ -115,8 +89,8 @@ def test_repair_never_moves_away_the_file_of_a_unit_a_run_is_writing(work, monke
     is; the run then settles `done` with its file in place."""
     store = BarStore(work / "data")
     with Ledger(work / "ledger.db") as ledger:
-        alfa, stored = _done(ledger, store, "ALFA", 1.0)
-        _done(ledger, store, "BRAVO", 2.0)
+        alfa, stored = settle_one_done(ledger, store, "ALFA", 1.0)
+        settle_one_done(ledger, store, "BRAVO", 2.0)
     path = store.path_of(stored.path)
     damaged = bytearray(path.read_bytes())
     damaged[len(damaged) // 3] ^= 0xFF
@@ -129,7 +103,12 @@ def test_repair_never_moves_away_the_file_of_a_unit_a_run_is_writing(work, monke
         (unit,) = run.claim("host-b", 60.0, 1)
         writing["unit"] = unit
         writing["stored"] = BarStore(work / "data").write_unit(
-            "minute", "ALFA", FEB, _bars("ALFA", 3.0), adjusted=True, still_ours=lambda: run.still_holds(unit)
+            "minute",
+            "ALFA",
+            FEB,
+            one_bar("ALFA", 3.0),
+            adjusted=True,
+            still_ours=lambda: run.still_holds(unit),
         )
 
     _run_between_check_and_repair(monkeypatch, a_run_claims_and_writes_it)
@@ -143,7 +122,7 @@ def test_repair_never_moves_away_the_file_of_a_unit_a_run_is_writing(work, monke
 
     assert result.code == 0, result.err
     with Ledger(work / "ledger.db") as ledger:
-        state = _state(ledger, alfa)
+        state = unit_state(ledger, alfa)
     assert not (settled == [True] and state == "done" and not store.exists(stored.path)), (
         "repair moved the file a run had just written to .quarantine/; the run then settled its unit done"
     )
@@ -155,8 +134,8 @@ def test_repair_never_requeues_a_unit_a_run_made_good_since_the_check(work, monk
     neither queues it again nor moves its fresh file to .quarantine/."""
     store = BarStore(work / "data")
     with Ledger(work / "ledger.db") as ledger:
-        alfa, stored = _done(ledger, store, "ALFA", 1.0)
-        _done(ledger, store, "BRAVO", 2.0)
+        alfa, stored = settle_one_done(ledger, store, "ALFA", 1.0)
+        settle_one_done(ledger, store, "BRAVO", 2.0)
     store.path_of(stored.path).unlink()  # a missing file: the unit is queued again, rightly
 
     def a_run_fetches_it_again() -> None:
@@ -167,7 +146,7 @@ def test_repair_never_requeues_a_unit_a_run_made_good_since_the_check(work, monk
                 "minute",
                 "ALFA",
                 FEB,
-                _bars("ALFA", 3.0),
+                one_bar("ALFA", 3.0),
                 adjusted=True,
                 still_ours=lambda: run.still_holds(unit),
             )
@@ -178,7 +157,7 @@ def test_repair_never_requeues_a_unit_a_run_made_good_since_the_check(work, monk
 
     assert result.code == 0, result.err
     with Ledger(work / "ledger.db") as ledger:
-        state = _state(ledger, alfa)
+        state = unit_state(ledger, alfa)
     assert state == "done" and store.exists(stored.path), (
         f"the unit a run had just fetched is {state!r} again and its fresh file was moved to .quarantine/"
     )
@@ -211,14 +190,14 @@ def test_repair_holds_only_units_still_as_seen_without_counting_an_attempt(work,
     damaged ones go to pending with a fresh budget, withdrawn ones back to empty_confirmed."""
     store = BarStore(work / "data")
     with Ledger(location) as ledger:
-        alfa, _ = _done(ledger, store, "ALFA", 1.0)
-        bravo, _ = _done(ledger, store, "BRAVO", 2.0)
+        alfa, _ = settle_one_done(ledger, store, "ALFA", 1.0)
+        bravo, _ = settle_one_done(ledger, store, "BRAVO", 2.0)
         ledger.add_units([PlannedUnit("minute", "EMPTY", FEB, D(2024, 2, 29))])
         (empty,) = ledger.claim("setup", 60.0, 1)
         assert ledger.settle_fetched([FetchedUnit(empty, AttemptRecord(), None)], True) == [True]
         seen = {f.unit_id: f.seen for f in deep_check(ledger, store) if f.seen is not None}
         assert seen == {}  # every file as written: nothing to do
-        store.write_unit("minute", "EMPTY", FEB, _bars("EMPTY", 9.0), adjusted=True)  # a withdrawn file
+        store.write_unit("minute", "EMPTY", FEB, one_bar("EMPTY", 9.0), adjusted=True)  # a withdrawn file
         for ticker in ("ALFA", "BRAVO"):
             (store.root / "minute" / f"ticker={ticker}" / "year=2024" / "month=02" / "part.parquet").unlink()
         seen = {f.unit_id: f.seen for f in deep_check(ledger, store) if f.seen is not None}
@@ -226,7 +205,7 @@ def test_repair_holds_only_units_still_as_seen_without_counting_an_attempt(work,
         # BRAVO fetched again by a run since the check: not as seen any more
         assert ledger.reset_settled("minute", ["BRAVO"]) == 1
         (again,) = ledger.claim("host-b", 60.0, 1)
-        stored = store.write_unit("minute", "BRAVO", FEB, _bars("BRAVO", 3.0), adjusted=True)
+        stored = store.write_unit("minute", "BRAVO", FEB, one_bar("BRAVO", 3.0), adjusted=True)
         assert ledger.settle_fetched([FetchedUnit(again, AttemptRecord(bars=1), stored)], True) == [True]
 
         held = ledger.hold_unchanged(list(seen.values()), "repair:test", "tok", LEASE)
@@ -259,7 +238,7 @@ def test_units_a_dead_repair_held_go_back_to_the_queue_when_its_lease_runs_out(w
     store = BarStore(work / "data")
     clock = LedgerClock()
     with Ledger(location, clock=clock) as ledger:
-        alfa, _ = _done(ledger, store, "ALFA", 1.0)
+        alfa, _ = settle_one_done(ledger, store, "ALFA", 1.0)
         (store.root / "minute" / "ticker=ALFA" / "year=2024" / "month=02" / "part.parquet").unlink()
         (finding,) = deep_check(ledger, store)
         assert ledger.hold_unchanged([finding.seen], "repair:dead", "tok", LEASE) == [alfa]
@@ -282,8 +261,8 @@ def test_a_repair_whose_hold_lapsed_never_moves_the_file_of_a_unit_taken_back(wo
     store = BarStore(work / "data")
     clock = LedgerClock()
     with Ledger(work / "ledger.db", clock=clock) as ledger:
-        alfa, _ = _done(ledger, store, "ALFA", 1.0)
-        bravo, bravo_file = _done(ledger, store, "BRAVO", 2.0)
+        alfa, _ = settle_one_done(ledger, store, "ALFA", 1.0)
+        bravo, bravo_file = settle_one_done(ledger, store, "BRAVO", 2.0)
         for path in (store.root / "minute").rglob("part.parquet"):
             damaged = bytearray(path.read_bytes())
             damaged[len(damaged) // 3] ^= 0xFF
@@ -303,7 +282,7 @@ def test_a_repair_whose_hold_lapsed_never_moves_the_file_of_a_unit_taken_back(wo
                     "minute",
                     "BRAVO",
                     FEB,
-                    _bars("BRAVO", 3.0),
+                    one_bar("BRAVO", 3.0),
                     adjusted=True,
                     still_ours=lambda: ledger.still_holds(claimed["BRAVO"]),
                 )
@@ -315,7 +294,7 @@ def test_a_repair_whose_hold_lapsed_never_moves_the_file_of_a_unit_taken_back(wo
         assert written and store.exists(bravo_file.path), "repair moved the file of a unit it no longer held"
         assert store.rows_and_checksum(bravo_file.path)[1] == written["stored"].checksum
         assert len(result.quarantined) == 1 and result.skipped == 1 and result.requeued == 0
-        assert {_state(ledger, alfa), _state(ledger, bravo)} == {"running"}  # the run's, untouched
+        assert {unit_state(ledger, alfa), unit_state(ledger, bravo)} == {"running"}  # the run's, untouched
 
 
 def test_a_repair_stopped_by_a_failed_move_leaves_no_unit_held(work, monkeypatch):
@@ -325,7 +304,7 @@ def test_a_repair_stopped_by_a_failed_move_leaves_no_unit_held(work, monkeypatch
     would wait on them) and none `done` without its file."""
     store = BarStore(work / "data")
     with Ledger(work / "ledger.db") as ledger:
-        ids = [_done(ledger, store, ticker, 1.0)[0] for ticker in ("ALFA", "BRAVO", "CHARLIE")]
+        ids = [settle_one_done(ledger, store, ticker, 1.0)[0] for ticker in ("ALFA", "BRAVO", "CHARLIE")]
     for path in (store.root / "minute").rglob("part.parquet"):
         damaged = bytearray(path.read_bytes())
         damaged[len(damaged) // 3] ^= 0xFF
@@ -344,7 +323,7 @@ def test_a_repair_stopped_by_a_failed_move_leaves_no_unit_held(work, monkeypatch
 
     assert result.code != 0 and len(moves) == 2
     with Ledger(work / "ledger.db") as ledger:
-        states = {_state(ledger, unit_id) for unit_id in ids}
+        states = {unit_state(ledger, unit_id) for unit_id in ids}
     assert states == {"pending"}, f"after a failed repair its units are {states}"
 
 
@@ -357,7 +336,7 @@ def test_two_quarantines_racing_under_one_stamp_never_replace_each_other_locally
     the unit's new file; A's move must then take another folder (`-2`), never replace B's
     quarantined copy (a plain `os.replace` would, silently)."""
     store_a, store_b = BarStore(work / "data"), BarStore(work / "data")
-    first = store_a.encode_unit("minute", "ALFA", FEB, _bars("ALFA", 1.0), adjusted=True)
+    first = store_a.encode_unit("minute", "ALFA", FEB, one_bar("ALFA", 1.0), adjusted=True)
     store_a.put_unit(first)
     target = f"{QUARANTINE}/{STAMP}/{first.file.path}"
     real_exists = store_a.exists
@@ -367,7 +346,7 @@ def test_two_quarantines_racing_under_one_stamp_never_replace_each_other_locally
         answer = real_exists(relative)
         if relative == target and not raced:
             raced.append(store_b.quarantine(first.file.path, STAMP))  # B, same stamp
-            second = store_b.encode_unit("minute", "ALFA", FEB, _bars("ALFA", 2.0), adjusted=True)
+            second = store_b.encode_unit("minute", "ALFA", FEB, one_bar("ALFA", 2.0), adjusted=True)
             store_b.put_unit(second)  # a run's new file for the unit
         return answer
 
@@ -386,10 +365,10 @@ def test_sequential_quarantines_in_one_second_keep_both_copies_locally(work):
     """Control: one after the other, two quarantines under one stamp keep both copies
     (`-2`): the stamp's resolution alone loses nothing."""
     store = BarStore(work / "data")
-    one = store.encode_unit("minute", "ALFA", FEB, _bars("ALFA", 1.0), adjusted=True)
+    one = store.encode_unit("minute", "ALFA", FEB, one_bar("ALFA", 1.0), adjusted=True)
     store.put_unit(one)
     first = store.quarantine(one.file.path, STAMP)
-    two = store.encode_unit("minute", "ALFA", FEB, _bars("ALFA", 2.0), adjusted=True)
+    two = store.encode_unit("minute", "ALFA", FEB, one_bar("ALFA", 2.0), adjusted=True)
     store.put_unit(two)
     second = store.quarantine(two.file.path, STAMP)
     assert first != second

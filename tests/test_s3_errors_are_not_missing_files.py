@@ -10,42 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import errno
 
-import polars as pl
-from support import run_cli
+from support import one_bar, run_cli, settle_one_done, unit_state
 from test_s3 import bucket, moto_endpoint  # noqa: F401 - fixtures (moto in server mode)
 
 from polyledger.errors import StorageError
-from polyledger.ledger import AttemptRecord, FetchedUnit, Ledger, PlannedUnit
+from polyledger.ledger import Ledger
 from polyledger.storage import QUARANTINE, BarStore
 
 D = dt.date
 FEB = D(2024, 2, 1)
 STAMP = "20260101T000000Z"
-
-
-def _bars(ticker: str, close: float) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "ticker": [ticker],
-            "timestamp": [dt.datetime(2024, 2, 1, 15, tzinfo=dt.timezone.utc)],
-            "close": [close],
-        },
-        schema={"ticker": pl.String, "timestamp": pl.Datetime("ms", "UTC"), "close": pl.Float64},
-    )
-
-
-def _done(ledger: Ledger, store: BarStore, ticker: str, close: float):  # type: ignore[no-untyped-def]
-    """One minute unit of `ticker` (Feb 2024) planned, claimed, its file written, settled done."""
-    ledger.add_units([PlannedUnit("minute", ticker, FEB, D(2024, 2, 29))])
-    (unit,) = ledger.claim("setup", 60.0, 1)
-    assert unit.ticker == ticker
-    stored = store.write_unit("minute", ticker, FEB, _bars(ticker, close), adjusted=True)
-    assert ledger.settle_fetched([FetchedUnit(unit, AttemptRecord(bars=1), stored)], True) == [True]
-    return unit.id, stored
-
-
-def _state(ledger: Ledger, unit_id: int) -> str:
-    return ledger.query("SELECT state FROM units WHERE id = :id", {"id": unit_id})[0].state
 
 
 def _fail_s3_once(monkeypatch, method: str, suffix: str, error: Exception) -> list:  # type: ignore[no-untyped-def]
@@ -99,15 +73,15 @@ def test_s3_a_head_that_fails_once_is_no_missing_file_and_repair_keeps_the_good_
     (polyledger/storage/objectstore.py:247 `exists`, read by checks/files.py:107)"""
     url = f"s3://{bucket}/data"
     with Ledger(work / "ledger.db") as ledger:
-        alfa, stored = _done(ledger, BarStore(url), "ALFA", 1.0)
-        _done(ledger, BarStore(url), "BRAVO", 2.0)  # two files: not "every file missing"
+        alfa, stored = settle_one_done(ledger, BarStore(url), "ALFA", 1.0)
+        settle_one_done(ledger, BarStore(url), "BRAVO", 2.0)  # two files: not "every file missing"
     failed = _fail_s3_once(monkeypatch, "_info", stored.path, _server_error())
 
     result = run_cli("repair", "--data", url)
 
     assert failed, "the premise: one HEAD of ALFA's file failed"
     with Ledger(work / "ledger.db") as ledger:
-        state = _state(ledger, alfa)
+        state = unit_state(ledger, alfa)
     assert "missing_file" not in result.out and state == "done" and BarStore(url).exists(stored.path), (
         f"one failed HEAD: repair said {result.out.strip()!r}, ALFA's good unit is now {state!r} "
         f"and its file is {'in place' if BarStore(url).exists(stored.path) else 'moved to .quarantine/'}"
@@ -130,14 +104,14 @@ def test_s3_a_get_that_times_out_once_is_no_damaged_file(
     to .quarantine/. (polyledger/checks/files.py:110-112 `except Exception`)"""
     url = f"s3://{bucket}/data"
     with Ledger(work / "ledger.db") as ledger:
-        alfa, stored = _done(ledger, BarStore(url), "ALFA", 1.0)
+        alfa, stored = settle_one_done(ledger, BarStore(url), "ALFA", 1.0)
     failed = _fail_s3_once(monkeypatch, "_open", stored.path, TimeoutError("Read timeout on endpoint URL"))
 
     result = run_cli("repair", "--data", url)
 
     assert failed, "the premise: one GET of ALFA's file failed"
     with Ledger(work / "ledger.db") as ledger:
-        state = _state(ledger, alfa)
+        state = unit_state(ledger, alfa)
     assert "unreadable_file" not in result.out and state == "done" and BarStore(url).exists(stored.path), (
         f"one timed-out GET: repair said {result.out.strip()!r}, ALFA's good unit is now {state!r}"
     )
@@ -156,7 +130,7 @@ def test_s3_withdrawing_a_file_whose_head_fails_never_says_there_was_none(
     (polyledger/storage/base.py:176 `if not self.exists(relative): return None`, through
     objectstore.py:247)"""
     store = BarStore(f"s3://{bucket}/data")
-    encoded = store.encode_unit("minute", "ALFA", FEB, _bars("ALFA", 1.0), adjusted=True)
+    encoded = store.encode_unit("minute", "ALFA", FEB, one_bar("ALFA", 1.0), adjusted=True)
     store.put_unit(encoded)
     _fail_s3_once(monkeypatch, "_info", encoded.file.path, _server_error())
 
@@ -188,10 +162,10 @@ def test_s3_repair_never_takes_another_ledgers_prefix_for_its_own_after_one_fail
     with Ledger(work / "one.db") as one, Ledger(work / "two.db") as two:
         hold_home(one, BarStore(one_url), adjusted=True)
         hold_home(two, BarStore(two_url), adjusted=True)
-        _done(one, BarStore(one_url), "ALFA", 1.0)
-        _done(one, BarStore(one_url), "BRAVO", 1.0)
-        _done(two, BarStore(two_url), "ALFA", 2.0)
-        _, theirs = _done(two, BarStore(two_url), "BRAVO", 2.0)
+        settle_one_done(one, BarStore(one_url), "ALFA", 1.0)
+        settle_one_done(one, BarStore(one_url), "BRAVO", 1.0)
+        settle_one_done(two, BarStore(two_url), "ALFA", 2.0)
+        _, theirs = settle_one_done(two, BarStore(two_url), "BRAVO", 2.0)
     refused = run_cli("repair", "--ledger", "one.db", "--data", two_url)
     assert refused.code == 2 and "another ledger" in refused.err, refused  # the premise
     _fail_s3_once(monkeypatch, "_info", f"two/{MARKER}", _server_error())
@@ -215,11 +189,11 @@ def test_s3_a_second_quarantine_in_the_same_second_never_replaces_the_first(
     (polyledger/storage/base.py:200 `while self.exists(target)` + objectstore.py:247,286
     `fs.copy` over whatever is there)"""
     store = BarStore(f"s3://{bucket}/data")
-    first = store.encode_unit("minute", "ALFA", FEB, _bars("ALFA", 1.0), adjusted=True)
+    first = store.encode_unit("minute", "ALFA", FEB, one_bar("ALFA", 1.0), adjusted=True)
     store.put_unit(first)
     target = store.quarantine(first.file.path, STAMP)
     assert target == f"{QUARANTINE}/{STAMP}/{first.file.path}"
-    second = store.encode_unit("minute", "ALFA", FEB, _bars("ALFA", 2.0), adjusted=True)
+    second = store.encode_unit("minute", "ALFA", FEB, one_bar("ALFA", 2.0), adjusted=True)
     store.put_unit(second)
     _fail_s3_once(monkeypatch, "_info", target, _server_error())
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-import polars as pl
 import pytest
+from support import one_bar
 from test_s3 import bucket, moto_endpoint  # noqa: F401 - fixtures (moto in server mode)
 
 import polyledger.storage.local as local_storage
@@ -21,17 +21,6 @@ from polyledger.storage import BarStore
 
 D = dt.date
 FEB = D(2024, 2, 1)
-
-
-def _bars(close: float) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "ticker": ["ALFA"],
-            "timestamp": [dt.datetime(2024, 2, 1, 15, tzinfo=dt.timezone.utc)],
-            "close": [close],
-        },
-        schema={"ticker": pl.String, "timestamp": pl.Datetime("ms", "UTC"), "close": pl.Float64},
-    )
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -47,7 +36,7 @@ def test_a_withdraw_whose_lease_lapses_mid_move_never_takes_away_the_new_owners_
     with Ledger(work / "ledger.db") as a, Ledger(work / "ledger.db") as b:
         a.add_units([PlannedUnit("minute", "ALFA", FEB, D(2024, 2, 29))])
         (first,) = a.claim("setup", 60.0, 1)
-        old = BarStore(location).write_unit("minute", "ALFA", FEB, _bars(1.0), adjusted=True)
+        old = BarStore(location).write_unit("minute", "ALFA", FEB, one_bar("ALFA", 1.0), adjusted=True)
         assert a.settle_fetched([FetchedUnit(first, AttemptRecord(bars=1), old)], True) == [True]
         assert a.reset_settled("minute", ["ALFA"]) == 1  # fetched again (e.g. sync's re-read)
         (unit_a,) = a.claim("host-a", 60.0, 1)
@@ -60,7 +49,12 @@ def test_a_withdraw_whose_lease_lapses_mid_move_never_takes_away_the_new_owners_
             assert b.reclaim_expired() != []
             (unit_b,) = b.claim("host-b", 60.0, 1)
             written = BarStore(location).write_unit(
-                "minute", "ALFA", FEB, _bars(2.0), adjusted=True, still_ours=lambda: b.still_holds(unit_b)
+                "minute",
+                "ALFA",
+                FEB,
+                one_bar("ALFA", 2.0),
+                adjusted=True,
+                still_ours=lambda: b.still_holds(unit_b),
             )
             assert b.settle_fetched([FetchedUnit(unit_b, AttemptRecord(bars=1), written)], True) == [True]
             taken_over.append(written)

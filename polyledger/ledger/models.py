@@ -78,7 +78,7 @@ class Run(SQLModel, table=True):
     adjusted: bool
     base_url: str
     outcome: Optional[str] = None  # finished | stopped | interrupted | lost (died: leases reclaimed)
-    units_settled: int = 0  # kept current with the heartbeat, so a run that dies still shows its work
+    units_settled: int = 0  # units it finished (done, empty or failed), kept current with the heartbeat
     requests: int = 0
     owner: Optional[str] = None  # the lease owner id of its workers
     last_seen_at: Optional[str] = None  # its last heartbeat

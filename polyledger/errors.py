@@ -109,6 +109,9 @@ TRANSIENT_CLASSES = frozenset(
     # an answer that left out bars it has (a first day asked alone held some), or came
     # before the unit's last day had ended by the API's own clock
     | {"clipped", "not_ended"}
+    # a running unit a plan took back from its run (the symbol's listings changed over its
+    # days): an attempt's class, the unit pending again
+    | {"relisted"}
 )
 # Retrying will not change these (nor any other http_4xx, nor internal:<exception type>);
 # `unknown` is what a failed unit without a class is grouped under.

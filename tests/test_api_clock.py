@@ -83,3 +83,22 @@ def test_an_answers_date_header_is_read_as_gmt_and_a_garbled_one_as_none(header,
         answer.headers["Date"] = header
     served = _served_at(answer)
     assert served == (expected.timestamp() if expected else None)
+
+
+def test_a_grouped_days_bars_the_api_has_not_ended_fail_not_ended_too(work, market):
+    """A day of grouped bars (fetched whole, not by range) is judged by the API's clock too
+    (found by a review of the change: it settled `done` with the day so far); reference
+    data as of today (details) is not."""
+    # the stand-in's clock (its Date header) is noon US/Eastern of 2024-03-12: that day has
+    # not ended for the API; a range unit over it fails not_ended, a grouped daily unit must too
+    with StandInServer(market, api_keys=(API_KEY,), today=D(2024, 3, 12)) as server:
+        planned = run_cli("plan", "--dataset", "grouped_daily", "--from", "2024-03-11", "--to", "2024-03-12")
+        assert planned.code == 0, planned.err + planned.out
+        run_cli("run", "--base-url", server.url, "--workers", "1", "--max-attempts", "1")
+    with sqlite3.connect(work / "ledger.db") as connection:
+        states = connection.execute(
+            "SELECT period_start, state, error_class FROM units WHERE dataset = 'grouped_daily' "
+            "ORDER BY period_start"
+        ).fetchall()
+    assert states[0][1] == "done"
+    assert states[1][1:] == ("failed", "not_ended"), states

@@ -508,5 +508,16 @@ def test_a_plan_that_changes_a_symbols_security_while_a_run_holds_its_unit_takes
     with Ledger(work / "ledger.db") as opened:
         unit = opened.query("SELECT id, state, file_path FROM units WHERE ticker = 'AAPL'")[0]
     assert unit.state == "done" and server.stats.bars_requests == 2, first.out  # asked again
+    with Ledger(work / "ledger.db") as opened:  # every attempt a row, the one taken back too
+        attempts = opened.query(
+            "SELECT a.outcome, a.error_class, a.run_id = r.id AS of_the_run FROM unit_attempts a "
+            "JOIN runs r ON r.id = (SELECT id FROM runs ORDER BY started_at DESC LIMIT 1) ORDER BY a.id"
+        )
+        runs = opened.query("SELECT outcome FROM runs")
+    assert [(a.outcome, a.error_class, bool(a.of_the_run)) for a in attempts] == [
+        ("pending", "relisted", True),
+        ("done", None, True),
+    ]
+    assert [run.outcome for run in runs] == ["finished"]  # the run was not taken for dead
     assert pl.read_parquet(work / "data" / unit.file_path)["security_id"].unique().to_list() == [figi]
     assert run_cli("audit").code == 0

@@ -204,3 +204,38 @@ def test_s3_a_second_quarantine_in_the_same_second_never_replaces_the_first(
     assert store.rows_and_checksum(target)[1] == first.file.checksum, (
         f"{target}, the first quarantined file, was replaced by the second"
     )
+
+
+def test_prune_keeps_a_staged_day_it_cannot_delete_when_the_store_cannot_say_either(
+    work,
+    bucket,  # noqa: F811 - the fixture
+    monkeypatch,
+):
+    """flatfiles/prune.py: a staged day that "could not be deleted: left, and still
+    recorded" (`Pruned.kept`, a warning) is the documented outcome of a failed delete. Since
+    `ObjectStore.exists` raises StorageError (a FatalRunError) when the store cannot say,
+    a throttled DELETE followed by a throttled HEAD (`store.remove(...) or not
+    store.exists(...)`) stops the whole flat-file route between years instead."""
+    from types import SimpleNamespace
+
+    from polyledger.flatfiles.prune import prune_staged
+    from polyledger.storage import BarStore
+
+    store = BarStore(f"s3://{bucket}/data")
+    staged = "flat_days/minute/2024-02-01.csv.gz"
+    store._filesystem().pipe(store._key(staged), b"staged")
+    forgotten: list = []
+    ledger = SimpleNamespace(
+        unneeded_staged=lambda target, route: [SimpleNamespace(id=7, file_path=staged)],
+        forget_staged=lambda ids: forgotten.extend(ids) or len(ids),
+    )
+    fs = store._filesystem()
+    assert store._filesystem() is fs  # one filesystem per store: its methods can be made to fail
+
+    def throttled(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise _server_error()  # a DELETE, then a HEAD, answered 503 SlowDown / 500 once retries ran out
+
+    monkeypatch.setattr(fs, "rm_file", throttled)
+    monkeypatch.setattr(fs, "info", throttled)
+    pruned = prune_staged(ledger, store, ["minute"])  # raised StorageError (found by a review)
+    assert (pruned.deleted, pruned.kept, forgotten) == (0, 1, [])

@@ -41,6 +41,9 @@ from polyledger.storage import BarStore, EncodedUnit
 from polyledger.trading_days import trading_days
 
 log = logging.getLogger("polyledger.worker")  # the name run logs have always shown
+# bars, not reference data: a day of them is whole only once the day has ended (a
+# ticker's details as of today are what they are today)
+BAR_DATASETS = frozenset(datasets.names(bars=True))
 
 
 @dataclass(frozen=True)
@@ -252,21 +255,13 @@ class _Progress:
         unit sends that day's bars so far, or none (plan refuses a day not yet ended by this
         machine's clock, but the API's may be behind it), and the unit must settle neither
         `done` with them nor `empty_confirmed`. Units a later page completed never get here."""
-        served = self.spent.served_at
-        if served is None:
-            return units
         ended = []
         for unit in units:
-            if served * 1000 >= et_midnight_ms(unit.period_end + dt.timedelta(days=1)):
+            early = not_ended(unit, self.spent.served_at)
+            if early is None:
                 ended.append(unit)
                 continue
             self.waiting.remove(unit)
-            api_day = et_date_of_ms(int(served * 1000))
-            early = TransientError(
-                f"the API answered on {api_day} (US/Eastern, its Date header), before {unit.period_end} "
-                "had ended: its bars may be incomplete",
-                error_class="not_ended",
-            )
             self.outcomes.append(_settle_failure(unit, self.job, self._charge(), early))
         return ended
 
@@ -537,6 +532,20 @@ def _write(unit: ClaimedUnit, frame: pl.DataFrame, job: UnitJob, adjusted: bool 
     )
 
 
+def not_ended(unit: ClaimedUnit, served_at: float | None) -> TransientError | None:
+    """The error of a unit whose last day had not ended (its next US/Eastern midnight) by
+    the API's clock when it answered (`served_at`, its Date header; None: it sent none, or
+    the answer may be trusted), else None."""
+    if served_at is None or served_at * 1000 >= et_midnight_ms(unit.period_end + dt.timedelta(days=1)):
+        return None
+    api_day = et_date_of_ms(int(served_at * 1000))
+    return TransientError(
+        f"the API answered on {api_day} (US/Eastern, its Date header), before {unit.period_end} "
+        "had ended: its bars may be incomplete",
+        error_class="not_ended",
+    )
+
+
 def _process_whole_unit(unit: ClaimedUnit, spec: datasets.DatasetSpec, job: UnitJob) -> UnitOutcome:
     """Fetch, write and settle one unit fetched whole (splits, dividends, details, grouped
     daily bars), under the range bars' rules: transient failures go back in the queue while
@@ -547,6 +556,9 @@ def _process_whole_unit(unit: ClaimedUnit, spec: datasets.DatasetSpec, job: Unit
     try:
         datasets.check_key(spec, unit.ticker)
         frame = spec.fetch_unit(job.client, unit, job.adjusted, spent)
+        early = not_ended(unit, spent.served_at) if unit.dataset in BAR_DATASETS else None
+        if early is not None:  # a day of bars (grouped daily) the API's clock had not ended
+            raise early
         if spec.after_fetch is not None:
             frame = spec.after_fetch(job.ledger, job.store, unit, frame)
         adjusted = job.adjusted if spec.adjustable else None

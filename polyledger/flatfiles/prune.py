@@ -34,7 +34,7 @@ def prune_staged(ledger: Ledger, store: BarStore, targets: Sequence[str]) -> Pru
     kept = 0
     for target in targets:
         for row in ledger.unneeded_staged(target, ROUTES[target]):
-            if store.remove(row.file_path) or not store.exists(row.file_path):
+            if store.remove(row.file_path) or store.surely_gone(row.file_path):
                 deleted.append(row.id)
             else:
                 kept += 1

@@ -140,7 +140,7 @@ def build_units(
         by_ticker = staged_bars(job, files, sorted({unit.ticker for unit in ready}))
     except (OSError, pl.exceptions.PolarsError):
         gone = [
-            row.id for row in days.values() if row.file_path in files and not job.store.exists(row.file_path)
+            row.id for row in days.values() if row.file_path in files and job.store.surely_gone(row.file_path)
         ]
         if not gone:
             raise

@@ -4,15 +4,13 @@ given back, and the units of a worker that died reclaimed (its lost attempt reco
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 
 from polyledger.ledger.connection import _reconnecting
-from polyledger.ledger.moves import _INSERT_ATTEMPT, _LEASE_EXPIRED, _LEASE_EXPIRED_TEXT, UnitMoves
-from polyledger.ledger.records import ClaimedUnit, in_list, iso
+from polyledger.ledger.moves import _LEASE_EXPIRED_TEXT, UnitMoves
+from polyledger.ledger.records import ClaimedUnit, iso
 from polyledger.ledger.states import UnitState
-from polyledger.periods import stored_date
 
 
 class Claims(UnitMoves):
@@ -189,82 +187,6 @@ class Claims(UnitMoves):
                 now,
                 _LEASE_EXPIRED_TEXT,
                 before_commit,
-            )
-
-    def _take_back(
-        self,
-        cursor: sqlite3.Cursor,
-        where: str,
-        params: dict,
-        now: str,
-        error: str,
-        before_commit: Callable[[list[tuple[str, str, dt.date]]], object] | None,
-    ) -> list[tuple[str, str, dt.date]]:
-        """Running units where `where` holds back to pending, in the caller's transaction:
-        their lost attempts recorded (`error`), their runs closed as `lost`."""
-        # read the holders first: RETURNING shows the row after the update (no owner);
-        # PostgreSQL: locked in id order, so two runs taking back the same units never deadlock
-        lock = " FOR UPDATE" if self.postgres else ""
-        holders = {
-            row[0]: (row[1], row[2])
-            for row in cursor.execute(
-                f"SELECT id, lease_owner, updated_at FROM units WHERE state = 'running' AND {where} "
-                f"ORDER BY id{lock}",
-                params,
-            ).fetchall()
-        }
-        if not holders:
-            return []
-        rows = self._move(
-            cursor,
-            UnitState.PENDING,
-            {UnitState.RUNNING},
-            where,
-            dict(params, _lost_text=error),
-            sets="lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
-            f"error_class = '{_LEASE_EXPIRED}', last_error = :_lost_text",
-            returning="id, dataset, ticker, period_start",
-        ).fetchall()
-        moved = [(unit_id, *holders[unit_id]) for unit_id, *_ in rows if unit_id in holders]
-        self._record_lost_attempts(cursor, moved, now, error)
-        reclaimed = [(dataset, ticker, stored_date(start)) for _, dataset, ticker, start in rows]
-        if reclaimed and before_commit is not None:
-            before_commit(reclaimed)
-        return reclaimed
-
-    def _record_lost_attempts(
-        self, cursor: sqlite3.Cursor, moved: list[tuple], now: str, error: str = _LEASE_EXPIRED_TEXT
-    ) -> None:
-        """One `unit_attempts` row per reclaimed unit, charged to the run that held it, and
-        that run closed as `lost` (ended when it was last seen) if it never ended."""
-        owners = sorted({owner for _, owner, _ in moved if owner})
-        runs: dict[str, str] = {}
-        if owners:
-            test, params = in_list("owner", owners, "o")
-            runs = dict(cursor.execute(f"SELECT owner, id FROM runs WHERE {test}", params).fetchall())
-            cursor.execute(
-                "UPDATE runs SET outcome = 'lost', ended_at = COALESCE(last_seen_at, started_at) "
-                f"WHERE ended_at IS NULL AND {test}",
-                params,
-            )
-        for unit_id, owner, claimed_at in moved:
-            cursor.execute(
-                _INSERT_ATTEMPT,
-                {
-                    "unit_id": unit_id,
-                    "run_id": runs.get(owner),
-                    "started_at": claimed_at,
-                    "ended_at": now,
-                    "outcome": UnitState.PENDING.value,
-                    "error_class": _LEASE_EXPIRED,
-                    "error": error,
-                    "http_status": None,
-                    "request_id": None,
-                    "requests": 0,  # whatever the dead worker sent was never reported
-                    "bytes": 0,
-                    "bars": 0,
-                    "duplicates": 0,
-                },
             )
 
     @_reconnecting

@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from polyledger.ledger.connection import LedgerConnection
 from polyledger.ledger.records import in_list, iso
 from polyledger.ledger.states import UnitState, allowed_sources
+from polyledger.periods import stored_date
 
 
 @functools.lru_cache(maxsize=256)
@@ -72,6 +73,96 @@ class UnitMoves(LedgerConnection):
         sql = _move_sql(target, frozenset(sources), where, sets, returning, by_id, self.postgres)
         params = dict(params, _target=target.value, _now=iso(self.clock()))
         return cursor.execute(sql, params)
+
+    def _take_back(
+        self,
+        cursor: sqlite3.Cursor,
+        where: str,
+        params: dict,
+        now: str,
+        error: str,
+        before_commit: Callable[[list[tuple[str, str, dt.date]]], object] | None = None,
+        *,
+        error_class: str = _LEASE_EXPIRED,
+        runs_lost: bool = True,
+    ) -> list[tuple[str, str, dt.date]]:
+        """Running units where `where` holds back to pending, in the caller's transaction:
+        their lost attempts recorded (`error`, `error_class`), their runs closed as `lost`
+        (`runs_lost`: they stopped; a run a plan took a unit from goes on)."""
+        # read the holders first: RETURNING shows the row after the update (no owner);
+        # PostgreSQL: locked in id order, so two runs taking back the same units never deadlock
+        lock = " FOR UPDATE" if self.postgres else ""
+        holders = {
+            row[0]: (row[1], row[2])
+            for row in cursor.execute(
+                f"SELECT id, lease_owner, updated_at FROM units WHERE state = 'running' AND {where} "
+                f"ORDER BY id{lock}",
+                params,
+            ).fetchall()
+        }
+        if not holders:
+            return []
+        rows = self._move(
+            cursor,
+            UnitState.PENDING,
+            {UnitState.RUNNING},
+            where,
+            dict(params, _lost_text=error, _lost_class=error_class),
+            sets="lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
+            "error_class = :_lost_class, last_error = :_lost_text",
+            returning="id, dataset, ticker, period_start",
+        ).fetchall()
+        moved = [(unit_id, *holders[unit_id]) for unit_id, *_ in rows if unit_id in holders]
+        self._record_lost_attempts(cursor, moved, now, error, error_class=error_class, runs_lost=runs_lost)
+        reclaimed = [(dataset, ticker, stored_date(start)) for _, dataset, ticker, start in rows]
+        if reclaimed and before_commit is not None:
+            before_commit(reclaimed)
+        return reclaimed
+
+    def _record_lost_attempts(
+        self,
+        cursor: sqlite3.Cursor,
+        moved: list[tuple],
+        now: str,
+        error: str = _LEASE_EXPIRED_TEXT,
+        *,
+        error_class: str = _LEASE_EXPIRED,
+        runs_lost: bool = True,
+    ) -> None:
+        """One `unit_attempts` row per unit taken from its holder ((id, lease owner, claimed
+        at)), charged to the run that held it, and, `runs_lost`, that run closed as `lost`
+        (ended when it was last seen) if it never ended; a run still going (a plan took a
+        unit from it) stays open."""
+        owners = sorted({owner for _, owner, _ in moved if owner})
+        runs: dict[str, str] = {}
+        if owners:
+            test, params = in_list("owner", owners, "o")
+            runs = dict(cursor.execute(f"SELECT owner, id FROM runs WHERE {test}", params).fetchall())
+            if runs_lost:
+                cursor.execute(
+                    "UPDATE runs SET outcome = 'lost', ended_at = COALESCE(last_seen_at, started_at) "
+                    f"WHERE ended_at IS NULL AND {test}",
+                    params,
+                )
+        for unit_id, owner, claimed_at in moved:
+            cursor.execute(
+                _INSERT_ATTEMPT,
+                {
+                    "unit_id": unit_id,
+                    "run_id": runs.get(owner),
+                    "started_at": claimed_at,
+                    "ended_at": now,
+                    "outcome": UnitState.PENDING.value,
+                    "error_class": error_class,
+                    "error": error,
+                    "http_status": None,
+                    "request_id": None,
+                    "requests": 0,  # whatever its worker sent was never reported
+                    "bytes": 0,
+                    "bars": 0,
+                    "duplicates": 0,
+                },
+            )
 
     def _scope_filter(
         self, datasets: Sequence[str] | None, window: tuple[dt.date, dt.date] | None = None

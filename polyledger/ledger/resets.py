@@ -36,9 +36,10 @@ def _reread(rows: Sequence, deadlines: Mapping[dt.date, str]) -> Reread:
     return Reread(len(rows), tuple(sorted(sessions)))
 
 
-# a running unit queued again under its worker: a fresh budget, its lease gone (the
+# a running unit taken from its worker when a plan changes its symbol's listings (the
 # worker's file write and settle check the lease: LeaseLost, nothing replaced)
-_TAKEN_BACK = "attempts = 0, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
+RELISTED = "relisted"
+_RELISTED_TEXT = "taken back from its run: a plan changed the symbol's listings over its days"
 
 
 class Resets(UnitMoves):
@@ -119,13 +120,18 @@ class Resets(UnitMoves):
                     moved += self._move(
                         cursor, UnitState.PENDING, sources, where, params, "attempts = 0"
                     ).rowcount
-                    # a unit a run holds now was read against the old windows: taken from
-                    # its worker (whose write and settle are fenced by the lease) and
-                    # fetched again, never settled with the old security_id or emptiness
-                    moved += self._move(
-                        cursor, UnitState.PENDING, {UnitState.RUNNING}, where, params, _TAKEN_BACK
-                    ).rowcount
+                    moved += self._take_from_run(cursor, where, params)
         return moved
+
+    def _take_from_run(self, cursor: Any, where: str, params: dict) -> int:
+        """Running units where `where` holds back to pending, their attempts recorded: a
+        unit a run holds was read against the old windows; taken from its worker (whose
+        write and settle are fenced by the lease) it is fetched again, never settled with
+        the old security_id or emptiness. The run goes on."""
+        now = iso(self.clock())
+        return len(
+            self._take_back(cursor, where, params, now, _RELISTED_TEXT, error_class=RELISTED, runs_lost=False)
+        )
 
     def reset_settled(self, dataset: str, tickers: Sequence[str]) -> int:
         """Done and empty units of `dataset` for these tickers back to pending (`sync`: a

@@ -439,7 +439,16 @@ class BarStore(ABC):
 
     @abstractmethod
     def exists(self, relative: str) -> bool:
-        """Is there a file at `relative`?"""
+        """Is there a file at `relative`? StorageError when the store cannot say."""
+
+    def surely_gone(self, relative: str) -> bool:
+        """True only when the store says there is no file at `relative`: a file it cannot
+        tell about (a request that failed) is taken to be there, for what forgets a file's
+        record when it is gone (a pruned staged day: kept recorded, tried again later)."""
+        try:
+            return not self.exists(relative)
+        except StorageError:
+            return False
 
     @abstractmethod
     def open(self, relative: str) -> BinaryIO:

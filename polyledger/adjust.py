@@ -52,6 +52,7 @@ import polars as pl
 from polyledger.datasets.dividends import unique_dividends
 from polyledger.errors import InputError
 from polyledger.ledger import SETTLED
+from polyledger.ledger.queries import OPEN_UTC
 from polyledger.ledger.records import in_list
 from polyledger.listings import Listing
 from polyledger.periods import ET, et_today, stored_date
@@ -511,4 +512,4 @@ def known_through(fetched_at: object) -> dt.date | None:
         return None
     text = str(fetched_at)
     day = stored_date(text)
-    return day if text[11:16] >= "14:30" else day - dt.timedelta(days=1)
+    return day if text[11:16] >= OPEN_UTC else day - dt.timedelta(days=1)

@@ -349,7 +349,7 @@ class Download:
         spec = datasets.get(dataset)
         # one file per build date (details, ticker_events): each row says which build it
         # is of, or a ticker's snapshots would read as copies of one another
-        snapshots = "as_of=" in spec.layout("T", dt.date.min)
+        snapshots = spec.per_build
         if not _files(selected):
             return pl.LazyFrame(schema={**spec.schema, **({"as_of": pl.Date} if snapshots else {})})
         # the `ticker` column from the files, as above; a file written before a column was

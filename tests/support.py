@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 
 from polyledger.cli import main as cli_main
+from polyledger.storage import BarStore
 from polyledger.testing import Listing, SyntheticMarket
 from polyledger.testing.market import et_midnight_ms
 
@@ -274,3 +275,27 @@ def settle_one_done(ledger, store, ticker: str, close: float):  # type: ignore[n
 
 def unit_state(ledger, unit_id: int) -> str:  # type: ignore[no-untyped-def]
     return ledger.query("SELECT state FROM units WHERE id = :id", {"id": unit_id})[0].state
+
+
+def write_one_fenced(ledger, location, unit, close: float):  # type: ignore[no-untyped-def]
+    """The one-bar file of a Feb 2024 minute unit `unit` holds, written as its worker
+    writes it: fenced by the lease (`still_ours`)."""
+    return BarStore(location).write_unit(
+        "minute",
+        unit.ticker,
+        FEB_2024,
+        one_bar(unit.ticker, close),
+        adjusted=True,
+        still_ours=lambda: ledger.still_holds(unit),
+    )
+
+
+def fetch_one_again(ledger, location, owner: str, close: float):  # type: ignore[no-untyped-def]
+    """A run (`owner`) claims the one pending unit, writes its one-bar file fenced by the
+    lease and settles it done: the StoredFile."""
+    from polyledger.ledger import AttemptRecord, FetchedUnit
+
+    (unit,) = ledger.claim(owner, 60.0, 1)
+    stored = write_one_fenced(ledger, location, unit, close)
+    assert ledger.settle_fetched([FetchedUnit(unit, AttemptRecord(bars=1), stored)], True) == [True]
+    return stored

@@ -9,7 +9,15 @@ import datetime as dt
 import errno
 
 import pytest
-from support import LedgerClock, one_bar, run_cli, settle_one_done, unit_state
+from support import (
+    LedgerClock,
+    fetch_one_again,
+    one_bar,
+    run_cli,
+    settle_one_done,
+    unit_state,
+    write_one_fenced,
+)
 from test_postgres import admin_url, new_database, pg_url  # noqa: F401 - fixtures (skip without a server)
 
 from polyledger.checks.files import deep_check
@@ -59,17 +67,7 @@ def test_repair_never_moves_away_the_file_a_run_just_wrote_for_a_withdrawn_findi
     def a_run_fetches_it_again() -> None:
         with Ledger(work / "ledger.db") as run:
             assert run.reset_settled("minute", ["ALFA"]) == 1
-            (again,) = run.claim("host-b", 60.0, 1)
-            stored = BarStore(work / "data").write_unit(
-                "minute",
-                "ALFA",
-                FEB,
-                one_bar("ALFA", 2.0),
-                adjusted=True,
-                still_ours=lambda: run.still_holds(again),
-            )
-            assert run.settle_fetched([FetchedUnit(again, AttemptRecord(bars=1), stored)], True) == [True]
-            written["path"] = stored.path
+            written["path"] = fetch_one_again(run, work / "data", "host-b", 2.0).path
 
     _run_between_check_and_repair(monkeypatch, a_run_fetches_it_again)
     result = run_cli("repair")
@@ -102,14 +100,7 @@ def test_repair_never_moves_away_the_file_of_a_unit_a_run_is_writing(work, monke
         assert run.reset_settled("minute", ["ALFA"]) == 1  # e.g. sync: a split announced since
         (unit,) = run.claim("host-b", 60.0, 1)
         writing["unit"] = unit
-        writing["stored"] = BarStore(work / "data").write_unit(
-            "minute",
-            "ALFA",
-            FEB,
-            one_bar("ALFA", 3.0),
-            adjusted=True,
-            still_ours=lambda: run.still_holds(unit),
-        )
+        writing["stored"] = write_one_fenced(run, work / "data", unit, 3.0)
 
     _run_between_check_and_repair(monkeypatch, a_run_claims_and_writes_it)
     try:
@@ -141,16 +132,7 @@ def test_repair_never_requeues_a_unit_a_run_made_good_since_the_check(work, monk
     def a_run_fetches_it_again() -> None:
         with Ledger(work / "ledger.db") as run:
             assert run.reset_settled("minute", ["ALFA"]) == 1
-            (unit,) = run.claim("host-b", 60.0, 1)
-            again = BarStore(work / "data").write_unit(
-                "minute",
-                "ALFA",
-                FEB,
-                one_bar("ALFA", 3.0),
-                adjusted=True,
-                still_ours=lambda: run.still_holds(unit),
-            )
-            assert run.settle_fetched([FetchedUnit(unit, AttemptRecord(bars=1), again)], True) == [True]
+            fetch_one_again(run, work / "data", "host-b", 3.0)
 
     _run_between_check_and_repair(monkeypatch, a_run_fetches_it_again)
     result = run_cli("repair")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from support import one_bar
+from support import fetch_one_again, one_bar
 from test_s3 import bucket, moto_endpoint  # noqa: F401 - fixtures (moto in server mode)
 
 import polyledger.storage.local as local_storage
@@ -47,17 +47,7 @@ def test_a_withdraw_whose_lease_lapses_mid_move_never_takes_away_the_new_owners_
             """A paused mid-move: its lease runs out, B takes the unit, writes and settles it."""
             b.clock = lambda: utc_now() + dt.timedelta(minutes=2)
             assert b.reclaim_expired() != []
-            (unit_b,) = b.claim("host-b", 60.0, 1)
-            written = BarStore(location).write_unit(
-                "minute",
-                "ALFA",
-                FEB,
-                one_bar("ALFA", 2.0),
-                adjusted=True,
-                still_ours=lambda: b.still_holds(unit_b),
-            )
-            assert b.settle_fetched([FetchedUnit(unit_b, AttemptRecord(bars=1), written)], True) == [True]
-            taken_over.append(written)
+            taken_over.append(fetch_one_again(b, location, "host-b", 2.0))
 
         if location.startswith("s3://"):  # paused during the copy to .quarantine/
             fs = store_a._filesystem()

@@ -67,4 +67,5 @@ SPEC = DatasetSpec(
     stand_in="/v3/reference/tickers/{T}?date=D: a synthetic listing's details as of D",
     fetch_unit=fetch,
     planned_by="universe",
+    per_build=True,
 )

@@ -64,6 +64,9 @@ class DatasetSpec:
     adjustable: bool = False  # asked adjusted or not: under the ledger's one `adjusted` choice
     bars: bool = False  # rows are bars (OHLCV, a timestamp each); else reference rows
     planned_by: str = "plan"  # the command that plans its units (details: `universe`)
+    # one file per ticker and universe build date (`as_of=D/`): read back, each row says
+    # which build it is of (`as_of`)
+    per_build: bool = False
 
     def __post_init__(self) -> None:
         if self.grain not in GRAINS:

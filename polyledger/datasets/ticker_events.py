@@ -154,4 +154,5 @@ SPEC = DatasetSpec(
     stand_in="/vX/reference/tickers/{T}/events: ticker_change events of the company holding T now",
     fetch_unit=fetch,
     planned_by="universe",
+    per_build=True,
 )

@@ -45,6 +45,7 @@ _SEEN_BEFORE = {
 # unit fetched after that but well before the split was first recorded (SEEN_MARGIN_HOURS),
 # within LATE_ENTRY_DAYS of it: the API may not have known of it yet. Raw (--unadjusted) units never go stale.
 # Timestamps are fixed-width ISO text, compared as text.
+OPEN_UTC = "14:30"  # a fetch at or after it (UTC) on an event's day has seen the event
 _STALE_ADJUSTED = (
     # CROSS JOIN keeps SQLite's join order: the few splits first, then each one's units by index
     # (PostgreSQL plans it as the inner join it is). Portable: no ON after CROSS JOIN, and
@@ -52,7 +53,7 @@ _STALE_ADJUSTED = (
     "SELECT u.id, u.dataset, u.ticker, u.period, max(s.execution_date) AS execution_date "
     "FROM splits s CROSS JOIN units u "
     "WHERE u.dataset IN ('minute', 'day') AND u.ticker = s.ticker AND u.state = 'done' AND u.adjusted "
-    "AND u.period_start < s.execution_date AND (u.fetched_at < s.execution_date || 'T14:30:00' "
+    f"AND u.period_start < s.execution_date AND (u.fetched_at < s.execution_date || 'T{OPEN_UTC}:00' "
     "OR (u.fetched_at < {seen_before} AND u.fetched_at < {late_until})) "
     "GROUP BY u.id"
 )

@@ -10,6 +10,7 @@ from polyledger.checks.audit import EXAMPLES_PER_CLASS as EXAMPLES
 from polyledger.checks.audit import AuditReport, UnplannedDays
 from polyledger.checks.files import Finding
 from polyledger.datasets import MARKET
+from polyledger.errors import some_of
 
 
 def print_audit(console: Console, report: AuditReport) -> None:
@@ -134,10 +135,10 @@ def print_quality(console: Console, report) -> None:  # type: ignore[no-untyped-
         markup=False,
     )
     if report.without_daily:
-        shown = ", ".join(report.without_daily[:10]) + (", ..." if len(report.without_daily) > 10 else "")
+        names = some_of(report.without_daily)
         console.print(
             f"  not compared with daily bars (none stored): {len(report.without_daily):,} tickers' sessions, "
-            f"so no volume_mismatch or missing_session could be found for them ({shown}; "
+            f"so no volume_mismatch or missing_session could be found for them ({names}; "
             "plan --dataset day over the same range, run, then audit --quality again)",
             markup=False,
         )

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from polyledger import datasets
 from polyledger.checks.audit import STATES, UnplannedDays, unplanned_days
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
+from polyledger.periods import stored_date, unit_periods
 
 MAX_TICKERS = 60  # more than this: coverage per year x month for the whole universe
 FLAGS_SHOWN = 20
@@ -154,11 +155,9 @@ def _with_holes(
     cell's share is of its units, and those months have none)."""
     touched: set[tuple[str, tuple[str, str], str]] = set()
     for hole in holes:
-        day, last = dt.date.fromisoformat(hole.first_day), dt.date.fromisoformat(hole.last_day)
-        while day <= last:
+        for day, _ in unit_periods("month", stored_date(hole.first_day), stored_date(hole.last_day)):
             period = day.isoformat()[:4] if grain == "year" else day.isoformat()[:7]
             touched.add((hole.ticker, key(hole.ticker, day), period))
-            day = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)  # the next month's first
     for _, where, _ in sorted(touched):
         cell = cells.get(where, Cell(0, 0, 0, 0))
         cells[where] = cell._replace(units=cell.units + 1)

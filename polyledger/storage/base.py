@@ -133,13 +133,14 @@ class BarStore(ABC):
         (a writer may let go of the bars, and of its core, before the I/O half, `put_unit`)."""
         buffer = io.BytesIO()
         metadata = None if adjusted is None else {ADJUSTED_KEY: "true" if adjusted else "false"}
-        # zstd level 1: a third less CPU than polars' default level 3 for files about 8% larger
-        # (writing is a large share of a run's CPU; the disk is rarely what limits it);
-        # `compression` lz4 for files kept only a while (staged flat-file days)
+        # zstd level 2: polars' default level 3 costs 15% more CPU for files no smaller, level
+        # 1 the same CPU for files 3-11% larger (bench/RESULTS.md, 2026-12-02 09:30; writing
+        # is a large share of a run's CPU); `compression` lz4 for files kept only a while
+        # (staged flat-file days)
         bars.write_parquet(
             buffer,
             compression=compression,  # type: ignore[arg-type]
-            compression_level=1 if compression == "zstd" else None,
+            compression_level=2 if compression == "zstd" else None,
             statistics=True,
             metadata=metadata,
             row_group_size=row_group_size,  # small for staged days: a run of tickers is a few groups

@@ -150,28 +150,35 @@ class Download:
         if security is not None:
             if by_date:  # the whole market's bars, attributed to no listing: none would match
                 raise InputError(f"{dataset} bars carry no security_id: choose them with tickers=")
-            symbols = sorted({listing.ticker for listing in self.ledger.listings(security_id=security)})
-            if not symbols:
-                raise InputError(f"unknown security_id {security!r}: see .listings()")
-            strays = [t for t in tickers or () if t not in symbols]
-            if strays:  # they would select none of its bars: say so rather than read nothing
-                raise InputError(
-                    f"security {security!r} never traded as {some_of(strays)}: "
-                    f"its symbols are {', '.join(symbols)}"
-                )
-            if tickers:  # named: each is checked, as in a read by ticker
-                self._check_tickers(dataset, tickers)
-            # as a read by ticker, a security none of whose symbols has units of the dataset
-            # (none fetched) is an error, not an empty frame read as a company that never traded
-            elif tickers is None and not queries.tickers_with_units(self.ledger, dataset, symbols):
-                raise InputError(
-                    f"the ledger has no {dataset} units of security {security!r} (its symbols: "
-                    f"{', '.join(symbols)}): see .units() and .listings()"
-                )
+            symbols = self._check_security(dataset, security, tickers)
             tickers = [t for t in symbols if tickers is None or t in tickers]
         elif tickers:
             self._check_tickers(dataset, tickers, first, last)
         return self._read_bars(dataset, tickers, first, last, security, adjust, basis)
+
+    def _check_security(self, dataset: str, security: str, tickers: Sequence[str] | None = None) -> list[str]:
+        """The symbols of `security`, or an InputError: an unknown security_id, tickers it
+        never traded as, or (no tickers named) a security none of whose symbols has units
+        of `dataset`."""
+        symbols = sorted({listing.ticker for listing in self.ledger.listings(security_id=security)})
+        if not symbols:
+            raise InputError(f"unknown security_id {security!r}: see .listings()")
+        strays = [t for t in tickers or () if t not in symbols]
+        if strays:  # they would select none of its bars: say so rather than read nothing
+            raise InputError(
+                f"security {security!r} never traded as {some_of(strays)}: "
+                f"its symbols are {', '.join(symbols)}"
+            )
+        if tickers:  # named: each is checked, as in a read by ticker
+            self._check_tickers(dataset, tickers)
+        # as a read by ticker, a security none of whose symbols has units of the dataset
+        # (none fetched) is an error, not an empty frame read as a company that never traded
+        elif tickers is None and not queries.tickers_with_units(self.ledger, dataset, symbols):
+            raise InputError(
+                f"the ledger has no {dataset} units of security {security!r} (its symbols: "
+                f"{', '.join(symbols)}): see .units() and .listings()"
+            )
+        return symbols
 
     def _read_bars(
         self,

@@ -28,6 +28,7 @@ Definitions (docs/research.md):
 from __future__ import annotations
 
 import datetime as dt
+import math
 import numbers
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
@@ -65,10 +66,13 @@ BAR_COLUMNS = {
 def check_threshold(threshold: float | None, bars_per_day: float | None, window: int) -> None:
     if (threshold is None) == (bars_per_day is None):
         raise InputError("give either threshold= (fixed) or bars_per_day= (from past daily totals)")
-    if threshold is not None and not threshold > 0:
-        raise InputError(f"threshold must be positive, not {threshold}")
-    if bars_per_day is not None and not bars_per_day > 0:
-        raise InputError(f"bars_per_day must be positive, not {bars_per_day}")
+    for name, value in (("threshold", threshold), ("bars_per_day", bars_per_day)):
+        # inf would close no bar (bars_per_day=inf: thresholds of 0, "measured nothing"), an
+        # empty frame as if nothing traded; a string fails in the comparison; True is 1
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf
+        ):
+            raise InputError(f"{name} must be positive and finite (a number), not {value!r}")
     # a float or a string fails deep in the numpy walk; a bool is an int to Python
     if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
         raise InputError(f"window must be at least 1 session, a whole number, not {window!r}")
@@ -213,11 +217,17 @@ def build(
     if (tickers is None) == (securities is None):
         raise InputError("give either tickers or securities")
     read = dict(start=start, end=end, adjust=adjust)
+    # every argument and name checked before a bar is read (a list of none too): a misspelt
+    # ticker at the end of a universe is not found after hours of building the others
+    download.bars("minute", tickers=[], **read)  # type: ignore[arg-type]
     if tickers is not None:
-        names = [tickers] if isinstance(tickers, str) else list(tickers)
+        names = _names(tickers, "tickers")
+        download._check_tickers("minute", names)
         reads = (download.bars("minute", tickers=[name], **read) for name in names)  # type: ignore[arg-type]
     else:
-        names = [securities] if isinstance(securities, str) else list(securities)  # type: ignore[list-item]
+        names = _names(securities, "securities")
+        for name in names:
+            download._check_security("minute", name)
         reads = (download.bars("minute", security=name, **read) for name in names)  # type: ignore[arg-type]
     out = [
         information_bars(
@@ -231,6 +241,23 @@ def build(
         for stream in streams(minutes.collect() for minutes in reads)
     ]
     return pl.concat(out) if out else pl.DataFrame(schema=BAR_COLUMNS)
+
+
+def _names(given: Sequence[str] | str | None, what: str) -> list[str]:
+    """`tickers` or `securities` as a list, each name once: a universe file has a row per
+    listing (a reused symbol twice) and `listings()` a security per listing (a renamed
+    company twice); read twice, a name's bars would come twice. One name given bare, or any
+    iterable of strings; anything else is a one-line InputError."""
+    if isinstance(given, str):
+        return [given]
+    try:
+        names = list(given)  # type: ignore[arg-type]
+    except TypeError:
+        raise InputError(f"invalid {what} {type(given).__name__}: give a name or a list of names") from None
+    odd = [name for name in names if not isinstance(name, str)]
+    if odd:
+        raise InputError(f"invalid {what} item {odd[0]!r} ({type(odd[0]).__name__}): names are strings")
+    return list(dict.fromkeys(str(name) for name in names))
 
 
 def streams(read_minutes: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:

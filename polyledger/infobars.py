@@ -173,16 +173,21 @@ def _bar_ids(measure: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, i
     base = np.concatenate(([0.0], cumulative[:-1]))
     opened = np.arange(n)
     close = np.maximum(np.searchsorted(cumulative, base + thresholds, side="left"), opened)
-    while True:  # float rounding: the sum short of the threshold at j: one minute later
-        short = (close < n) & (cumulative[np.minimum(close, n - 1)] - base < thresholds)
-        if not short.any():
+    # float rounding: the sum short of the threshold at j: on to the next minute that adds
+    # to it; or reached one minute earlier already: back to the first minute of that sum.
+    # Minutes that measure nothing are jumped over at once (a pass per minute of a long run
+    # of them cost the square of its length)
+    while True:
+        short = np.flatnonzero((close < n) & (cumulative[np.minimum(close, n - 1)] - base < thresholds))
+        if not short.size:
             break
-        close[short] += 1
-    while True:  # ... or reached one minute earlier already
-        early = (close > opened) & (cumulative[np.maximum(close - 1, 0)] - base >= thresholds)
-        if not early.any():
+        close[short] = np.searchsorted(cumulative, cumulative[close[short]], side="right")
+    while True:
+        early = np.flatnonzero((close > opened) & (cumulative[np.maximum(close - 1, 0)] - base >= thresholds))
+        if not early.size:
             break
-        close[early] -= 1
+        reached = np.searchsorted(cumulative, cumulative[close[early] - 1], side="left")
+        close[early] = np.maximum(reached, opened[early])
     ends = []
     i = 0
     while i < n:

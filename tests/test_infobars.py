@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 import polyledger
 from polyledger.errors import InputError
-from polyledger.infobars import information_bars
+from polyledger.infobars import _bar_ids, information_bars
 from polyledger.periods import ET
 
 UTC = dt.timezone.utc
@@ -184,6 +185,43 @@ def test_bars_partition_the_minutes_and_conserve_volume(volumes, threshold, gaps
     # bars follow each other: each starts at the minute after the previous one's last
     assert (bars["start"].shift(-1).drop_nulls() >= bars["end"].head(bars.height - 1)).all()
     assert bars.select((pl.col("high") >= pl.max_horizontal("open", "close")).all()).item()
+
+
+def cumulative_ends(measure: list[float], thresholds: list[float]) -> list[int]:
+    """The closing rule as docs/research.md defines it, minute by minute: a bar opened at
+    minute i closes on the first j whose cumulative sum C[j] - C[i-1] reaches i's threshold
+    (the same float sums as the builder's, so rounding decides alike)."""
+    cumulative = np.cumsum(measure)
+    ends, i = [], 0
+    while i < len(measure):
+        base = cumulative[i - 1] if i else 0.0
+        j = next((k for k in range(i, len(measure)) if cumulative[k] - base >= thresholds[i]), None)
+        if j is None:
+            break
+        ends.append(j)
+        i = j + 1
+    return ends
+
+
+# values whose float sums round (0.1 + 0.2 > 0.3), and long runs of minutes measuring nothing
+FLOATS = st.sampled_from([0.0, 0.1, 0.2, 0.3, 0.7, 1 / 3, 0.5934435177559062, 0.5165781941249967, 2.5])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    runs=st.lists(st.tuples(FLOATS, st.integers(min_value=1, max_value=40)), min_size=1, max_size=12),
+    threshold=FLOATS.filter(lambda value: value > 0),
+)
+def test_bars_close_where_the_cumulative_sum_reaches_the_threshold(runs, threshold):
+    """Float sums: a bar closes exactly where the definition says, across runs of minutes
+    that measure nothing (a rounding nudge used to step over them a minute per pass)."""
+    measure = [value for value, length in runs for _ in range(length)]
+    thresholds = [threshold] * len(measure)
+    ids, closed = _bar_ids(np.array(measure), np.array(thresholds))
+    ends = cumulative_ends(measure, thresholds)
+    assert closed == len(ends)
+    # a new bar number on the minute after each close (none after the last minute)
+    assert [int(i) for i in np.flatnonzero(np.diff(ids))] == [j for j in ends if j < len(measure) - 1]
 
 
 @pytest.mark.filterwarnings("ignore::polyledger.download.UnsettledUnitsWarning")  # failed months, on purpose

@@ -28,8 +28,10 @@ Conventions (README "Adjusted on read", docs/research.md):
   announcement) changes no price before it has happened. Events after both the basis
   and today change no bar (no session after today is held): they are left out.
 - Events belong to a security (`security_id`): an event of symbol T on day E is the one of
-  the listing of T whose window holds E, and it applies to every bar of that security,
-  under any of its symbols. Bars inside no listing (null `security_id`) stay raw.
+  the listing of T whose window holds E (else of T's company that traded under another
+  symbol on E: one listed under the symbol a company took after it, `security_on`), and
+  it applies to every bar of that security, under any of its symbols, once however many
+  of its symbols list it. Bars inside no listing (null `security_id`) stay raw.
 - What the ledger may not know is said, never refused: a ticker whose splits (dividends)
   unit is not settled (`UnsettledAdjustmentWarning`), or whose bars in the read go past
   the last session the ledger knows its splits (dividends) through
@@ -49,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from polyledger.datasets.dividends import unique_dividends
+from polyledger.datasets.dividends import NATURAL_KEY, unique_dividends
 from polyledger.errors import InputError
 from polyledger.ledger import SETTLED
 from polyledger.ledger.queries import OPEN_UTC
@@ -240,22 +242,34 @@ def apply_steps(frame: pl.LazyFrame, steps: pl.DataFrame, *, in_time_order: bool
 def split_events(
     rows: Iterable[tuple[str, dt.date, float, float]], listings: Sequence[Listing]
 ) -> pl.DataFrame:
-    """(security_id, date, split ratio, 1.0) of each (ticker, execution_date, from, to)
-    whose date falls inside a listing of its ticker; the others belong to no known company."""
-    out = []
+    """(security_id, date, split ratio, 1.0) of each (ticker, execution_date, from, to) of a
+    known company (`security_on`), each split once: one listed under two of its symbols
+    is one split."""
+    out: dict[tuple[str, dt.date, float], None] = {}
     for ticker, day, split_from, split_to in rows:
         security = security_on(listings, ticker, day)
         if security is not None and split_from > 0 and split_to > 0:
-            out.append((security, day, split_from / split_to, 1.0))
-    return pl.DataFrame(out, schema=_EVENTS, orient="row")
+            out[(security, day, split_from / split_to)] = None
+    return pl.DataFrame([(*event, 1.0) for event in out], schema=_EVENTS, orient="row")
 
 
 def security_on(listings: Sequence[Listing], ticker: str, day: dt.date) -> str | None:
-    """The security of `ticker`'s listing whose window holds `day`."""
-    for listing in listings:
-        if listing.ticker == ticker and listing.covers(day):
+    """The security a split or a dividend of `ticker` dated `day` belongs to: that of
+    `ticker`'s listing whose window holds `day`; else that of the one company among
+    `ticker`'s that traded under another of its symbols on `day` (the API lists an event
+    under a company's symbol, and has listed one made before a rename under the symbol it
+    took: polygon-io/issues#253). None: no known company's, or more than one's."""
+    own = [listing for listing in listings if listing.ticker == ticker]
+    for listing in own:
+        if listing.covers(day):
             return listing.security_id
-    return None
+    companies = {listing.security_id for listing in own} - {None}
+    then = {
+        listing.security_id
+        for listing in listings
+        if listing.security_id in companies and listing.covers(day)
+    }
+    return then.pop() if len(then) == 1 else None
 
 
 def dividend_events(
@@ -273,27 +287,13 @@ def dividend_events(
     # dividends units are warned of, not refused
     listed = (
         unique_dividends(download._read_reference("dividends", symbols))
-        .select("ticker", "ex_dividend_date", "cash_amount", pl.col("currency").fill_null(BAR_CURRENCY))
-        .drop_nulls()
+        .select(*NATURAL_KEY)
+        .with_columns(pl.col("currency").fill_null(BAR_CURRENCY))
+        .drop_nulls(["ticker", "ex_dividend_date", "cash_amount"])
     )
     if until is not None:  # a dividend not due yet changes no bar of today's basis
         listed = listed.filter(pl.col("ex_dividend_date") <= until)
-    dividends = listed.collect()
-    # one distribution per (security, ex-date): a regular and a special dividend going ex
-    # together are 1 - (D1 + D2) / P, not (1 - D1/P)(1 - D2/P), which leaves the pre-ex
-    # prices too high; summed before the ratio (the first one's symbol kept, for messages)
-    summed: dict[tuple[str, dt.date], tuple[str, float]] = {}
-    skipped = []
-    for ticker, ex, cash, currency in dividends.iter_rows():
-        security = security_on(listings, ticker, ex)
-        if security is None:  # a dividend of no known company
-            continue
-        if currency.upper() != BAR_CURRENCY:  # 0.50 CAD is not 0.50 off a price in dollars
-            skipped.append(f"{ticker} {ex} (paid in {currency}, the bars are in {BAR_CURRENCY})")
-            continue
-        first_ticker, total = summed.get((security, ex), (ticker, 0.0))
-        summed[(security, ex)] = (first_ticker, total + cash)
-    owned = [(security, ticker, ex, cash) for (security, ex), (ticker, cash) in summed.items()]
+    owned, skipped = _cash_per_ex_date(listed.collect(), listings)
     closes = (
         _previous_closes(download, [(security, ticker, ex) for security, ticker, ex, _ in owned], listings)
         if owned
@@ -323,6 +323,35 @@ def dividend_events(
             stacklevel=5,
         )
     return pl.DataFrame(out, schema=_EVENTS, orient="row")
+
+
+def _cash_per_ex_date(
+    dividends: pl.DataFrame, listings: Sequence[Listing]
+) -> tuple[list[tuple[str, str, dt.date, float]], list[str]]:
+    """(security_id, ticker, ex-date, cash) of each ex-date of a known company (`security_on`):
+    one distribution, a regular and a special dividend going ex together summed (1 - (D1 +
+    D2) / P, not (1 - D1/P)(1 - D2/P), which leaves the pre-ex prices too high; the first
+    one's symbol kept, for messages). A dividend listed under two of the company's symbols
+    is one dividend. Also returns those left out: paid in another currency than the bars'."""
+    summed: dict[tuple[str, dt.date], tuple[str, float]] = {}
+    seen: set[tuple] = set()
+    skipped = []
+    for row in dividends.iter_rows(named=True):
+        ticker, ex, cash, currency = (
+            row[k] for k in ("ticker", "ex_dividend_date", "cash_amount", "currency")
+        )
+        security = security_on(listings, ticker, ex)
+        said = (security, *(value for name, value in row.items() if name != "ticker"))
+        if security is None or said in seen:  # no known company's; listed under another symbol too
+            continue
+        seen.add(said)
+        if currency.upper() != BAR_CURRENCY:  # 0.50 CAD is not 0.50 off a price in dollars
+            skipped.append(f"{ticker} {ex} (paid in {currency}, the bars are in {BAR_CURRENCY})")
+            continue
+        first_ticker, total = summed.get((security, ex), (ticker, 0.0))
+        summed[(security, ex)] = (first_ticker, total + cash)
+    owned = [(security, ticker, ex, cash) for (security, ex), (ticker, cash) in summed.items()]
+    return owned, skipped
 
 
 def _previous_closes(

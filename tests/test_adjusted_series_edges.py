@@ -6,7 +6,9 @@ reason its docstring gives.
   no price yet;
 - bars later than the last time the ledger learned a ticker's splits (or dividends) are
   not returned as an adjusted series without a word: they may sit on two share bases;
-- one dividend the API lists twice under two ids is applied once.
+- one dividend the API lists twice under two ids is applied once;
+- a split or a dividend made under a company's earlier symbol and listed under its later
+  one applies to the earlier symbol's bars (a later review's suspicion, confirmed).
 
 Deterministic: a stand-in API on 127.0.0.1, fixed dates (or dates counted from today's
 where the promise is about today), the ledger's times set by SQL, no sleeps."""
@@ -19,6 +21,7 @@ import warnings
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 import polyledger
 from polyledger.adjust import UnsettledAdjustmentWarning
@@ -265,4 +268,67 @@ def test_a_recurring_dividend_listed_twice_under_two_ids_is_applied_once(tmp_pat
     assert abs(got - api_factor) < 1e-6, (
         f"factor before the ex-date {got:.6f}, the API's {api_factor:.6f}: the one 0.50 dividend "
         "was applied twice"
+    )
+
+
+# --- a split or a dividend listed under the company's later symbol ---------------------------
+
+SPLIT_ON, EX_ON = D(2019, 3, 4), D(2019, 5, 6)  # both while the company traded as OLD
+RENCO_UNIVERSE = "ticker,list_date,delisted_utc,security_id\nOLD,,2019-06-28,RENCO\nNEW,2019-07-01,,RENCO\n"
+
+
+def _renamed_company(folder: Path, listed_under: tuple[str, ...]) -> None:
+    """RENCO traded as OLD until 2019-06-28 and as NEW from 2019-07-01. As OLD it split 1:2
+    (2019-03-04) and went ex a 0.25 dividend (2019-05-06), both listed by the API under
+    `listed_under`. Its raw day bars of 2019, splits and dividends, fetched."""
+    events = {"listed_under": listed_under}
+    old = Listing(
+        "OLD",
+        delist_date=D(2019, 6, 28),
+        bars_per_day=20,
+        company="renco",
+        renamed=True,
+        splits=(Split(SPLIT_ON, 1, 2, **events),),
+        dividends=(Dividend(EX_ON, 0.25, **events),),
+    )
+    new = Listing("NEW", list_date=D(2019, 7, 1), bars_per_day=20, company="renco")
+    (folder / "u.csv").write_text(RENCO_UNIVERSE, encoding="utf-8")
+    with Ledger(folder / "ledger.db") as ledger:
+        plan_reference(ledger, ["OLD", "NEW"], "splits", D(2020, 1, 2))
+        plan_reference(ledger, ["OLD", "NEW"], "dividends", D(2020, 1, 2))
+        plan(ledger, read_members(folder / "u.csv"), "day", D(2019, 1, 1), D(2019, 12, 31))
+    with StandInServer(SyntheticMarket([old, new], seed=3), api_keys=(KEY,)) as server:
+        _fetch(folder, server, ("splits", "dividends", "day"))
+
+
+@pytest.mark.parametrize("listed_under", [("OLD",), ("NEW",), ("OLD", "NEW")], ids="+".join)
+def test_a_split_and_a_dividend_listed_under_the_companys_later_symbol_still_apply(tmp_path, listed_under):
+    """The API lists a company's corporate actions by symbol, and has listed a split made
+    under an earlier symbol under the one the company trades as now (polygon-io/issues#253:
+    DRAD's 2019 split listed under STRR, its symbol from 2021; polygon-api.md does not say
+    which). An event of NEW dated before NEW's first session falls inside no listing of NEW:
+    `split_events` and `dividend_events` dropped it as "no known company", and RENCO's
+    adjusted series kept OLD's split (a 50% drop that is no price move) and left the
+    dividend out, without a word. Wherever the API lists them -- under OLD, under NEW, or
+    under both (one event, applied once) -- they apply to the company's bars."""
+    _renamed_company(tmp_path, listed_under)
+    with _open(tmp_path) as dl, warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing unsettled, nothing left out
+        raw = dl.bars("day", security="RENCO").collect()
+        splits_only = dl.bars("day", security="RENCO", adjust="splits").collect()
+        total = dl.bars("day", security="RENCO", adjust="splits+dividends").collect()
+    session = _session(raw)
+    assert set(raw["ticker"]) == {"OLD", "NEW"} and session.min() < SPLIT_ON
+    split_factor = splits_only["close"] / raw["close"]
+    want = pl.Series([0.5 if day < SPLIT_ON else 1.0 for day in session])
+    assert ((split_factor - want).abs() < 1e-12).all(), (
+        f"listed under {listed_under}: adjusted / raw closes before the 1:2 split are "
+        f"{sorted(set(split_factor.filter(session < SPLIT_ON).round(6)))}, want 0.5"
+    )
+    previous = raw.filter(session < EX_ON)["close"][-1]  # OLD's, on the ex-date's basis
+    dividend_factor = total["close"] / splits_only["close"]
+    want = pl.Series([1 - 0.25 / previous if day < EX_ON else 1.0 for day in session])
+    assert ((dividend_factor - want).abs() < 1e-12).all(), (
+        f"listed under {listed_under}: factor before the ex-date "
+        f"{sorted(set(dividend_factor.filter(session < EX_ON).round(6)))}, want {1 - 0.25 / previous:.6f}"
     )

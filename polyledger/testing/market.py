@@ -68,18 +68,32 @@ class Split:
 
     also_listed_on: a second date the splits endpoints list it on, a record of its own (its
     own id, the same ratio), as the recorded /v3/reference/splits answer lists Shopify's one
-    10-for-1 split on 2022-06-22 and 2022-06-29. Prices move once, on execution_date."""
+    10-for-1 split on 2022-06-22 and 2022-06-29. Prices move once, on execution_date.
+
+    listed_under: the symbols the endpoints list it under, a record each (empty: its
+    listing's own). The real API has listed a company's split under the symbol it traded
+    as later rather than as then (polygon-io/issues#253: DRAD's 2019 split listed under
+    STRR, its symbol from 2021); ("OLD", "NEW") lists it under both.
+    corrected_from: the ratio its record was first listed with. The provider fixed the
+    record in place: it says the right ratio now, under the id the first one had."""
 
     execution_date: dt.date
     split_from: float
     split_to: float
     also_listed_on: dt.date | None = None
+    listed_under: tuple[str, ...] = ()
+    corrected_from: tuple[float, float] | None = None  # the ratio first listed
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "listed_under", tuple(self.listed_under))
         if not (self.split_from > 0 and self.split_to > 0):
             raise ValueError(f"split ratio must be positive: {self.split_from}:{self.split_to}")
         if self.also_listed_on == self.execution_date:
             raise ValueError(f"also_listed_on is another date than the split's {self.execution_date}")
+
+    @property
+    def ratio(self) -> tuple[float, float]:
+        return self.split_from, self.split_to
 
     @property
     def listed(self) -> list[Split]:
@@ -92,13 +106,20 @@ class Split:
 
 @dataclass(frozen=True)
 class Dividend:
-    """A cash dividend per share, in the share basis of its ex-dividend date."""
+    """A cash dividend per share, in the share basis of its ex-dividend date.
+
+    listed_under and corrected_from (the cash amount first listed) as a Split's."""
 
     ex_dividend_date: dt.date
     cash_amount: float
     pay_date: dt.date | None = None  # None: a deterministic date after the record date
     frequency: int = 4  # payments per year; 0 = special
     currency: str = "USD"  # as the API reports it (a few foreign issuers pay in their own)
+    listed_under: tuple[str, ...] = ()
+    corrected_from: float | None = None  # the cash amount first listed
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "listed_under", tuple(self.listed_under))
 
 
 @dataclass(frozen=True)
@@ -351,6 +372,8 @@ class SyntheticMarket:
             for listing in group:
                 self._keys[listing] = self._key_of(self._identity(listing, len(group)))
         self._check_renames()
+        self._inherited = self._splits_before()
+        self._listed_elsewhere = self._events_listed_elsewhere()
         self._probs: dict[int, np.ndarray] = {}
         # a ticker's dividend records: each needs the close before it (two weeks of minute
         # bars), and the stand-in asks again for every page; listings never change
@@ -383,6 +406,43 @@ class SyntheticMarket:
                     f"{listing.ticker} is renamed on {listing.delist_date}, but no later listing "
                     "of the same company follows (give both the same company)"
                 )
+
+    def _splits_before(self) -> dict[Listing, float]:
+        """listing -> the price multiplier of the splits its company made under earlier
+        symbols: after a split and a rename, the new symbol trades on the split's basis."""
+        companies: dict[int, list[Listing]] = {}
+        for listing in self._all_listings():
+            companies.setdefault(self._keys[listing], []).append(listing)
+        return {
+            listing: math.prod(
+                split.split_from / split.split_to
+                for other in company
+                if other.start < listing.start
+                for split in other.splits
+            )
+            for company in companies.values()
+            for listing in company
+        }
+
+    def _events_listed_elsewhere(self) -> dict[str, tuple[Listing, ...]]:
+        """symbol -> the listings of other symbols with a split or a dividend listed under it."""
+        out: dict[str, list[Listing]] = {}
+        for listing in self._all_listings():
+            named = {
+                symbol for event in (*listing.splits, *listing.dividends) for symbol in event.listed_under
+            }
+            for symbol in sorted(named - {listing.ticker}):
+                out.setdefault(symbol, []).append(listing)
+        return {symbol: tuple(found) for symbol, found in out.items()}
+
+    def _listings_listed_under(self, symbol: str) -> list[Listing]:
+        """The listings whose splits and dividends may be listed under `symbol`, oldest first."""
+        own = self._symbols.get(symbol, ())
+        return sorted({*own, *self._listed_elsewhere.get(symbol, ())}, key=lambda x: x.start)
+
+    @staticmethod
+    def _listed_under(listing: Listing, event: Split | Dividend) -> tuple[str, ...]:
+        return event.listed_under or (listing.ticker,)
 
     def _all_listings(self) -> Iterable[Listing]:
         for ticker in self.tickers:
@@ -632,14 +692,15 @@ class SyntheticMarket:
         """
         out = []
         for symbol in [ticker] if ticker is not None else self.tickers:
-            for listing in reversed(self._symbols.get(symbol, ())):
+            for listing in reversed(self._listings_listed_under(symbol)):
                 factor = 1.0
                 # a split also listed on a second date is two records, each counted in the
                 # factors (the API's answer agrees with itself, and is wrong)
                 records = [record for split in listing.splits for record in split.listed]
                 for split in sorted(records, key=lambda x: x.execution_date)[::-1]:
                     factor *= split.split_from / split.split_to
-                    out.append(self._split_record(symbol, split, factor))
+                    if symbol in self._listed_under(listing, split):
+                        out.append(self._split_record(symbol, split, factor))
         return out
 
     def dividend_records(self, ticker: str | None = None) -> list[dict]:
@@ -659,19 +720,20 @@ class SyntheticMarket:
 
     def _dividends_of(self, symbol: str) -> tuple[dict, ...]:
         out = []
-        for listing in reversed(self._symbols.get(symbol, ())):
+        for listing in reversed(self._listings_listed_under(symbol)):
             factor = 1.0
             newest_first = sorted(listing.dividends, key=lambda x: x.ex_dividend_date)[::-1]
             for ex in sorted({div.ex_dividend_date for div in newest_first}, reverse=True):
                 same_day = [div for div in newest_first if div.ex_dividend_date == ex]
                 later_splits = self._later_split_factor(listing, ex)
-                close = self._close_before(symbol, ex)
+                close = self._close_before(listing.ticker, ex)  # where it traded then
                 if close:  # dividends going ex together are one distribution: 1 - (D1 + D2) / P
                     total = sum(div.cash_amount for div in same_day) * later_splits
                     factor *= max(0.0, 1.0 - total / close)
                 for div in same_day:  # each record of the day: the factor of the day's total
                     cash = div.cash_amount * later_splits
-                    out.append(self._dividend_record(symbol, self._keys[listing], div, cash, factor))
+                    if symbol in self._listed_under(listing, div):
+                        out.append(self._dividend_record(symbol, self._keys[listing], div, cash, factor))
         return tuple(out)
 
     def _split_record(self, ticker: str, split: Split, factor: float) -> dict:
@@ -679,8 +741,9 @@ class SyntheticMarket:
             "adjustment_type": "reverse_split" if split.split_to < split.split_from else "forward_split",
             "execution_date": split.execution_date.isoformat(),
             "historical_adjustment_factor": round(factor, 6),
+            # a record corrected in place keeps the id its first ratio gave it
             "id": _event_id(
-                self.seed, "split", ticker, split.execution_date, split.split_from, split.split_to
+                self.seed, "split", ticker, split.execution_date, *(split.corrected_from or split.ratio)
             ),
             "split_from": _number(split.split_from),
             "split_to": _number(split.split_to),
@@ -703,7 +766,13 @@ class SyntheticMarket:
             "ex_dividend_date": ex.isoformat(),
             "frequency": div.frequency,
             "historical_adjustment_factor": round(factor, 6),
-            "id": _event_id(self.seed, "dividend", ticker, ex, div.cash_amount),
+            "id": _event_id(  # a record corrected in place keeps the id its first cash gave it
+                self.seed,
+                "dividend",
+                ticker,
+                ex,
+                div.cash_amount if div.corrected_from is None else div.corrected_from,
+            ),
             "pay_date": paid.isoformat(),
             "record_date": record.isoformat(),
             "split_adjusted_cash_amount": round(adjusted_cash, 6),
@@ -778,16 +847,18 @@ class SyntheticMarket:
         cols["dates"] = dates
         return cols
 
-    @staticmethod
     def _adjust(
-        cols: dict, listing: Listing, dates: list[dt.date], day_idx: np.ndarray, adjusted: bool
+        self, cols: dict, listing: Listing, dates: list[dt.date], day_idx: np.ndarray, adjusted: bool
     ) -> None:
         """Apply the splits to generated bar values in place, raw or adjusted (prices back on
-        the 1e-4 grid)."""
+        the 1e-4 grid): the listing's own, and those its company made under earlier symbols."""
         factors = split_factors(listing.splits, dates, adjusted)
-        if factors is None:
+        earlier = self._inherited[listing]
+        if factors is None and earlier == 1.0:
             return
-        price, volume = factors[0][day_idx], factors[1][day_idx]
+        if factors is None:
+            factors = np.ones(len(dates)), np.ones(len(dates))
+        price, volume = factors[0][day_idx] * earlier, factors[1][day_idx] / earlier
         for name in ("o", "h", "l", "c", "vw"):
             # rounding is monotone, so h >= max(o, c), l <= min(o, c) and l <= vw <= h survive
             cols[name] = np.round(cols[name] * price, 4)

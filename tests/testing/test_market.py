@@ -178,3 +178,40 @@ def test_day_bar_included_iff_its_t_is_in_the_window(market: SyntheticMarket) ->
     assert market.day_bars("DENSE", friday, friday + 1)["t"].to_list() == [friday]
     assert market.day_bars("DENSE", friday + 1, friday + 86_400_000).height == 0
     assert market.day_bars("DENSE", friday - 1, friday).height == 0
+
+
+def test_a_companys_events_are_listed_under_the_symbols_given_and_a_correction_keeps_its_id() -> None:
+    """`listed_under`: the splits and dividends endpoints list an event under the symbols
+    named (the real API has listed a split made before a rename under the later symbol);
+    the company's later symbol trades on the basis of a split made under an earlier one.
+    `corrected_from`: a record fixed in place says the new value under its first id."""
+    from polyledger.testing import Dividend, Split
+
+    def renamed(split: Split, dividend: Dividend) -> SyntheticMarket:
+        old = Listing(
+            "OLD", delist_date=dt.date(2019, 6, 28), bars_per_day=20, company="renco", renamed=True,
+            splits=(split,), dividends=(dividend,),
+        )  # fmt: skip
+        new = Listing("NEW", list_date=dt.date(2019, 7, 1), bars_per_day=20, company="renco")
+        return SyntheticMarket([old, new], seed=3)
+
+    day = dt.date(2019, 3, 4)
+    under_new = renamed(Split(day, 1, 2, listed_under=("NEW",)), Dividend(day, 0.25, listed_under=("NEW",)))
+    for records in (under_new.split_records, under_new.dividend_records):
+        assert records("OLD") == [] and [r["ticker"] for r in records("NEW")] == ["NEW"]
+        assert [r["ticker"] for r in records()] == ["NEW"]  # market-wide: once
+    both = renamed(Split(day, 1, 2, listed_under=("OLD", "NEW")), Dividend(day, 0.25))
+    assert [r["ticker"] for r in both.split_records()] == ["NEW", "OLD"]
+    assert [r["ticker"] for r in both.dividend_records()] == ["OLD"]  # its listing's own
+    # the rename is no jump: NEW's first open is near OLD's last close, both on the split's basis
+    bars = {
+        t: under_new.day_bars(t, et_midnight_ms(dt.date(2019, 6, 20)), et_midnight_ms(dt.date(2019, 7, 10)))
+        for t in ("OLD", "NEW")
+    }
+    assert abs(bars["NEW"]["o"][0] / bars["OLD"]["c"][-1] - 1) < 0.05
+
+    fixed = renamed(Split(day, 1, 2, corrected_from=(1, 3)), Dividend(day, 0.25, corrected_from=0.52))
+    wrong = renamed(Split(day, 1, 3), Dividend(day, 0.52))
+    for name, field in (("split_records", "split_to"), ("dividend_records", "cash_amount")):
+        (now,), (first,) = getattr(fixed, name)("OLD"), getattr(wrong, name)("OLD")
+        assert now["id"] == first["id"] and now[field] != first[field]

@@ -7,8 +7,9 @@
    window ends, so it gets no new period); bar units holding a session of the last 40
    days, before that one, read before the session after it ended, are read again (late
    corrections, whatever nights were skipped: `queue_rereads`); splits and dividends
-   announced since their units were fetched queue those units again (`sync_refs`); a
-   listing of them that fails is said in one line and the night goes on without it;
+   announced, corrected or withdrawn since their units were fetched queue those units
+   again (`sync_refs`); a listing of them that fails is said in one line and the night
+   goes on without it;
 3. one run, with the options the last `run` used unless overridden;
 4. the audit, whose code is the sync's (`exit_code`), or 1 if a listing failed.
 

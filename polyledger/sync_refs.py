@@ -1,46 +1,65 @@
 """Splits and dividends announced since a ticker's unit was fetched: `sync` asks the
 whole market's recent ones in one listing (a page or two), and queues again only the
-settled units of tickers with a record their file does not hold, or whose file holds a
-record dated inside the listing's window that it no longer lists (withdrawn). Fetched
-again, a splits unit replaces the ticker's rows in the ledger's `splits` table, and
-adjusted bar units fetched before a new split become stale exactly as `audit` reports
-them today."""
+settled units of tickers with a record their file does not hold as listed (a new one, or
+one the provider corrected under its id), or whose file holds a record dated inside the
+listing's window that the listing no longer shows as held (withdrawn, or corrected).
+Fetched again, a splits unit replaces the ticker's rows in the ledger's `splits` table,
+and adjusted bar units fetched before a new split become stale exactly as `audit`
+reports them today."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import NamedTuple
 
 import polars as pl
 
+from polyledger.datasets import dividends, splits
+from polyledger.datasets.reference import ReferenceEndpoint, results_frame
 from polyledger.ledger import Ledger, queries
 from polyledger.polygon.client import PolygonClient
 from polyledger.polygon.fetch import FetchCost
 from polyledger.polygon.reference import iter_results
 from polyledger.storage import BarStore
 
-# dataset -> (listing endpoint, the date a record is filtered by)
+
+class Refreshed(NamedTuple):
+    """A dataset sync lists market-wide: its endpoint (path and columns), the date its
+    records are asked by, and what a record says (compared under its id: the provider
+    corrects a record in place, a ratio or an amount fixed under the same id; not what it
+    recomputes as later events come, such as historical_adjustment_factor)."""
+
+    endpoint: ReferenceEndpoint
+    dated_by: str
+    says: tuple[str, ...]
+
+
 REFRESHED = {
-    "splits": ("/stocks/v1/splits", "execution_date"),
-    "dividends": ("/stocks/v1/dividends", "ex_dividend_date"),
+    "splits": Refreshed(splits.SPLITS, "execution_date", splits.NATURAL_KEY),
+    "dividends": Refreshed(dividends.DIVIDENDS, "ex_dividend_date", dividends.NATURAL_KEY),
 }
 # records dated up to this long before the last check are asked again: a split or a
 # dividend entered late, after its date, is still picked up
 LOOKBACK = dt.timedelta(days=queries.LATE_ENTRY_DAYS)
+Record = tuple[object, ...]  # a record as compared: its id, then what it says (Refreshed.says)
 
 
 def checked_key(dataset: str) -> str:
     return f"sync.checked.{dataset}"
 
 
-def announced(client: PolygonClient, dataset: str, since: dt.date) -> dict[str, set[str]]:
-    """ticker -> ids of the dataset's records dated `since` or later, market-wide."""
-    path, field = REFRESHED[dataset]
-    params = {"limit": "5000", f"{field}.gte": since.isoformat()}
-    out: dict[str, set[str]] = {}
-    for page in iter_results(client, path, params, FetchCost()):
-        for row in page:
-            if row.get("ticker") and row.get("id"):
-                out.setdefault(str(row["ticker"]), set()).add(str(row["id"]))
+def announced(client: PolygonClient, dataset: str, since: dt.date) -> dict[str, set[Record]]:
+    """ticker -> the dataset's records dated `since` or later, market-wide, each its id and
+    what it says, in the file's types (the rows a unit's fetch would store)."""
+    listed = REFRESHED[dataset]
+    params = {"limit": "5000", f"{listed.dated_by}.gte": since.isoformat()}
+    rows = [row for page in iter_results(client, listed.endpoint.path, params, FetchCost()) for row in page]
+    frame = results_frame(rows, listed.endpoint).filter(
+        pl.col("ticker").is_not_null() & pl.col("id").is_not_null()
+    )
+    out: dict[str, set[Record]] = {}
+    for ticker, record in zip(frame["ticker"], frame.select("id", *listed.says).rows(), strict=True):
+        out.setdefault(ticker, set()).add(record)
     return out
 
 
@@ -63,11 +82,11 @@ def covered(ledger: Ledger, dataset: str) -> list[str]:
 def refresh(
     ledger: Ledger, store: BarStore, client: PolygonClient, dataset: str, today: dt.date
 ) -> list[str]:
-    """Queue again the settled units of tickers with records announced since, or with
-    records withdrawn since (dated inside the window, no longer listed); returns those
-    tickers. The check's date is remembered for the next sync, once the check is done: a
-    listing that fails raises before anything is queued or remembered, and the next sync
-    asks again from the last check that worked."""
+    """Queue again the settled units of tickers with records announced or corrected since,
+    or with records withdrawn or corrected since (dated inside the window, no longer listed
+    as held); returns those tickers. The check's date is remembered for the next sync, once
+    the check is done: a listing that fails raises before anything is queued or remembered,
+    and the next sync asks again from the last check that worked."""
     since = since_when(ledger, dataset)
     if since is None:
         return []
@@ -75,21 +94,25 @@ def refresh(
     # files that may hold a record the listing should show: the ledger knows whose splits
     # are recent; a dividends file is read whenever done (None: all of them)
     dated = queries.tickers_with_splits_since(ledger, since) if dataset == "splits" else None
-    field = REFRESHED[dataset][1]
     stale = []
     for row in queries.settled_reference_units(ledger, dataset):
-        ids = recent.get(row.ticker, set())
-        held: set[str] = set()
-        held_recent: set[str] = set()  # dated inside the window: must still be listed
+        listed = recent.get(row.ticker, set())
+        held: set[Record] = set()
+        held_recent: set[Record] = set()  # dated inside the window: must still be listed
         readable = row.state == "done" and row.file_path
-        if readable and (ids or dated is None or row.ticker in dated):
-            frame = store.read_parquet(row.file_path, columns=["id", field])
-            held = set(frame.get_column("id").to_list())
-            # records without an id (older answers) cannot be told withdrawn: never every night
-            recent_ids = frame.filter((pl.col(field) >= since) & pl.col("id").is_not_null()).get_column("id")
-            held_recent = set(recent_ids.to_list())
-        if ids - held or held_recent - ids:
+        if readable and (listed or dated is None or row.ticker in dated):
+            held, held_recent = _held(store, row.file_path, REFRESHED[dataset], since)
+        if listed - held or held_recent - listed:
             stale.append(row.ticker)
     ledger.reset_settled(dataset, stale)
     ledger.set_setting(checked_key(dataset), today.isoformat())
     return stale
+
+
+def _held(store: BarStore, path: str, listed: Refreshed, since: dt.date) -> tuple[set[Record], set[Record]]:
+    """A unit file's records as `announced` gives them: all of them, and those dated
+    `since` or later that have an id (records without one, from older answers, cannot be
+    told withdrawn: never every night)."""
+    frame = store.read_parquet(path, columns=["id", *listed.says]).select("id", *listed.says)
+    recent = frame.filter((pl.col(listed.dated_by) >= since) & pl.col("id").is_not_null())
+    return set(frame.rows()), set(recent.rows())

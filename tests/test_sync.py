@@ -39,6 +39,7 @@ from polyledger.testing.market import et_midnight_ms
 
 FIRST_NIGHT = "2024-02-29T22:30:00-05:00"  # Thursday, the last session of February
 NEXT_NIGHT = "2024-03-01T22:30:00-05:00"  # Friday: a new month
+CORRECTED_ON = dt.date(2024, 2, 14)  # a split or an ex-date the API corrects a record of
 LISTINGS = [
     Listing("ALFA", bars_per_day=3),
     Listing("BRAV", bars_per_day=3, primary_exchange="XNYS", delist_date=dt.date(2024, 2, 29)),
@@ -709,7 +710,12 @@ def test_the_re_read_looks_back_forty_days(tmp_path):
 
 def _char_splits(*splits: Split) -> SyntheticMarket:
     """The market with CHAR's splits as given (the API's records of them)."""
-    listings = [Listing("CHAR", bars_per_day=3, splits=splits) if x.ticker == "CHAR" else x for x in LISTINGS]
+    return _char_with(splits=splits)
+
+
+def _char_with(**events: tuple) -> SyntheticMarket:
+    """The market with CHAR's splits or dividends as given (the API's records of them)."""
+    listings = [Listing("CHAR", bars_per_day=3, **events) if x.ticker == "CHAR" else x for x in LISTINGS]
     return SyntheticMarket(listings, seed=5)
 
 
@@ -805,6 +811,48 @@ def test_a_split_entered_after_its_date_makes_the_months_fetched_before_it_stale
         ) if r.ticker == "CHAR"] == [("CHAR", "2024-02"), ("CHAR", "2024-03")]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("dataset", "first", "corrected", "field", "value"),
+    [
+        ("splits", Split(CORRECTED_ON, 1, 3), Split(CORRECTED_ON, 1, 2, corrected_from=(1, 3)), "split_to", 2.0),
+        ("dividends", Dividend(CORRECTED_ON, 0.52), Dividend(CORRECTED_ON, 0.25, corrected_from=0.52), "cash_amount", 0.25),
+    ],
+)  # fmt: skip
+def test_a_record_the_api_corrected_under_its_id_is_fetched_again(
+    work, monkeypatch, dataset, first, corrected, field, value
+):
+    """The provider fixes a split's ratio or a dividend's amount in place, under the same
+    id (polygon-io/issues#51: "I went ahead and corrected the existing splits"). sync's
+    refresh compared ids only: the listing's id was in CHAR's file, so the unit was never
+    fetched again, and the ledger kept the wrong 1:3 (or 0.52) for good: every adjusted
+    read of CHAR wrong, silently. A record the listing shows saying something else than
+    the file's record of its id (what NATURAL_KEY compares) queues the unit again."""
+    records = f"{dataset[:-1]}_records"  # split_records, dividend_records
+    wrong = getattr(_char_with(**{dataset: (first,)}), records)("CHAR")
+    with StandInServer(_char_with(**{dataset: (first,)}), api_keys=(API_KEY,)) as server:
+        _planned(server.url, dataset)
+        assert _sync_at(server.url, FIRST_NIGHT, monkeypatch).code == 0
+        server.market = _char_with(**{dataset: (corrected,)})
+        assert [r["id"] for r in getattr(server.market, records)("CHAR")] == [r["id"] for r in wrong]
+        second = _sync_at(server.url, NEXT_NIGHT, monkeypatch)
+        stored = pl.read_parquet(Path("data") / dataset / "ticker=CHAR" / "part.parquet")
+        third = _sync_at(server.url, "2024-03-04T22:30:00-05:00", monkeypatch)
+    assert "1 queued again for records announced since fetched (CHAR)" in second.out, (
+        f"CHAR's {dataset} file still says {field} {stored[field].to_list()}, the API {value}: {second.out}"
+    )
+    assert second.code == 0, second.out
+    assert stored[field].to_list() == [value]
+    if dataset == "splits":
+        with Ledger("ledger.db", create=False) as ledger:
+            held = [
+                tuple(r)
+                for r in ledger.query("SELECT ticker, execution_date, split_from, split_to FROM splits")
+            ]
+        assert held == [("CHAR", CORRECTED_ON.isoformat(), 1.0, 2.0)]
+    # fetched again, the file says what the listing says: not queued again night after night
+    assert f"planned {dataset}: 0 new tickers; 0 queued again" in third.out, third.out
+
+
 def test_a_record_without_an_id_is_never_taken_for_withdrawn(tmp_path, monkeypatch):
     """sync_refs tells a withdrawn record by its id missing from the listing: a file's
     record without an id (an older answer) inside the window would look withdrawn every
@@ -818,9 +866,12 @@ def test_a_record_without_an_id_is_never_taken_for_withdrawn(tmp_path, monkeypat
     store.ensure_writable()
     frame = pl.DataFrame(
         {"ticker": ["CHAR", "CHAR"], "execution_date": [dt.date(2024, 3, 11), dt.date(2024, 3, 12)],
+         "split_from": [1.0, 1.0], "split_to": [2.0, 3.0], "adjustment_type": ["forward_split"] * 2,
          "id": [None, "S1"]},
-        schema={"ticker": pl.String, "execution_date": pl.Date, "id": pl.String},
+        schema={"ticker": pl.String, "execution_date": pl.Date, "split_from": pl.Float64,
+                "split_to": pl.Float64, "adjustment_type": pl.String, "id": pl.String},
     )  # fmt: skip
+    s1 = ("S1", "CHAR", dt.date(2024, 3, 12), 1.0, 3.0, "forward_split")  # as the listing gives it
     store._put("splits/ticker=CHAR/part.parquet", _parquet_bytes(frame))
     unit = SimpleNamespace(ticker="CHAR", state="done", file_path="splits/ticker=CHAR/part.parquet")
     monkeypatch.setattr(sync_refs.queries, "settled_reference_units", lambda ledger, dataset: [unit])
@@ -829,7 +880,7 @@ def test_a_record_without_an_id_is_never_taken_for_withdrawn(tmp_path, monkeypat
     queued: list[list[str]] = []
     ledger = SimpleNamespace(reset_settled=lambda dataset, tickers: queued.append(tickers),
                              set_setting=lambda key, value: None)  # fmt: skip
-    monkeypatch.setattr(sync_refs, "announced", lambda client, dataset, since: {"CHAR": {"S1"}})
+    monkeypatch.setattr(sync_refs, "announced", lambda client, dataset, since: {"CHAR": {s1}})
     assert sync_refs.refresh(ledger, store, None, "splits", dt.date(2024, 3, 20)) == []  # type: ignore[arg-type]
     monkeypatch.setattr(sync_refs, "announced", lambda client, dataset, since: {})  # S1 withdrawn
     assert sync_refs.refresh(ledger, store, None, "splits", dt.date(2024, 3, 20)) == ["CHAR"]  # type: ignore[arg-type]

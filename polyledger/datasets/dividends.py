@@ -3,7 +3,7 @@
 dividends/ticker=AAPL/part.parquet
 
 The file holds each record the API listed once per `id` (`sync`'s refresh compares the
-ids it lists with the file's). The API has listed one dividend twice under two ids
+records it lists, id and what each says, with the file's). The API has listed one dividend twice under two ids
 (polygon-io/issues#162, "Duplicate dividends on the same day"): records that say the
 same (NATURAL_KEY) are one dividend to whoever reads them (`unique_dividends`), while a
 regular and a special one going ex on one day differ in frequency and type and stay two.
@@ -69,7 +69,8 @@ def unique_dividends(frame: Frame) -> Frame:
 def fetch(client: PolygonClient, unit: ClaimedUnit, adjusted: bool, spent: FetchCost) -> pl.DataFrame:
     params = {**DIVIDENDS.params, "ticker": unit.ticker}
     # as listed, each id once (records without one, by what they say): sync's refresh
-    # compares ids, and a file without an id the API lists would be fetched every night
+    # compares records by id, and a file without a record the API lists would be fetched
+    # every night
     return unique_records(
         fetch_results(client, DIVIDENDS, DIVIDENDS.path, params, unit.ticker, spent), NATURAL_KEY
     )

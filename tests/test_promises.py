@@ -179,8 +179,13 @@ def test_audit_exit_codes_0_1_3_and_2(work, market):
         assert run_cli("run", "--base-url", server.url).code == 0
         assert audit_code() == 0
 
-    with Ledger(work / "ledger.db") as ledger:  # a split after these adjusted units were fetched
+    with Ledger(work / "ledger.db") as ledger:  # a split announced for a later day: nothing stale yet
         ledger.replace_splits("TINY", [("2099-01-03", 1.0, 2.0)])
+    assert audit_code() == 0
+    with sqlite3.connect(work / "ledger.db") as con:  # these adjusted units fetched on 2024-01-02,
+        con.execute("UPDATE units SET fetched_at = '2024-01-02T12:00:00.000Z' WHERE fetched_at IS NOT NULL")
+    with Ledger(work / "ledger.db") as ledger:  # a split since they were fetched
+        ledger.replace_splits("TINY", [("2024-06-03", 1.0, 2.0)])
     assert audit_code() == 1  # stale adjusted units
     with Ledger(work / "ledger.db") as ledger:
         ledger.replace_splits("TINY", [])

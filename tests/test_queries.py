@@ -252,10 +252,12 @@ def expect_stale_adjusted(t: dict) -> list[dict]:
         later = [
             s["execution_date"]
             for s in t["splits"]
-            # in force from the open of its execution date (14:30 UTC at the latest)
+            # in force from the open of its execution date (14:30 UTC at the latest); one
+            # still to come stales nothing
             if s["ticker"] == u["ticker"]
             and u["period_start"] < s["execution_date"]
             and u["fetched_at"] < s["execution_date"] + "T14:30:00"
+            and s["execution_date"] <= dt.datetime.now(dt.timezone.utc).date().isoformat()
         ]
         if later:
             out.append({**pick(u, "dataset", "ticker", "period", "fetched_at"), "split_on": max(later)})

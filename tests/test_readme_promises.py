@@ -333,6 +333,7 @@ def test_adjusted_units_fetched_before_a_later_split_make_audit_exit_1_until_ret
             )
             ledger.settle_done(unit, stored, True, AttemptRecord(requests=1, bars=1))
         ledger.replace_splits("SPLT", [("2024-06-10", 1.0, 4.0)])
+    with Ledger(work / "ledger.db", clock=_fetched_on(D(2024, 6, 11))) as ledger:  # once it took effect
         assert audit(ledger).exit_code == 1
     assert run_cli("audit").code == 1
     assert json.loads(run_cli("audit", "--json").out)["exit_code"] == 1

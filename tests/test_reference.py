@@ -173,15 +173,20 @@ def test_a_later_split_makes_adjusted_units_stale_and_retry_stale_fetches_them_a
 def test_a_unit_fetched_before_the_open_of_a_splits_day_is_stale(tmp_path, fetched, stale):
     """A split takes effect at the open of its execution date (US/Eastern); the ledger's
     fetched_at is UTC. A unit fetched adjusted the evening before (past midnight UTC) holds
-    the old basis: audit counts it stale and `retry --stale` queues it."""
+    the old basis: audit counts it stale and `retry --stale` queues it (audited once the
+    split is in force)."""
+    from support import LedgerClock
+
     from polyledger.ledger import AttemptRecord, StoredFile
 
-    with Ledger(tmp_path / "ledger.db", clock=lambda: fetched.replace(tzinfo=dt.timezone.utc)) as ledger:
+    clock = LedgerClock(fetched.replace(tzinfo=dt.timezone.utc))
+    with Ledger(tmp_path / "ledger.db", clock=clock) as ledger:
         plan(ledger, ["SPLT"], "minute", dt.date(2024, 5, 1), dt.date(2024, 5, 31))
         (unit,) = ledger.claim("w", 60)
         stored = StoredFile("minute/ticker=SPLT/year=2024/month=05/part.parquet", 10, "0" * 64, 100)
         ledger.settle_done(unit, stored, True, AttemptRecord())
         ledger.replace_splits("SPLT", [("2024-06-10", 1.0, 4.0)])
+        clock.now = dt.datetime(2024, 6, 11, 12, 0, tzinfo=dt.timezone.utc)
         assert next(d for d in audit(ledger).datasets if d.dataset == "minute").stale_adjusted == int(stale)
         assert retry_stale(ledger) == int(stale)
 

@@ -50,8 +50,8 @@ LISTINGS = [
 
 def _market(*, split: bool = False) -> SyntheticMarket:
     listings = list(LISTINGS)
-    if split:  # a split announced for a date after the bars were fetched (real clock)
-        listings[2] = Listing("CHAR", bars_per_day=3, splits=(Split(dt.date(2027, 1, 4), 1, 2),))
+    if split:  # announced after the first night, in force from Monday 2024-03-04's open
+        listings[2] = Listing("CHAR", bars_per_day=3, splits=(Split(dt.date(2024, 3, 4), 1, 2),))
     return SyntheticMarket(listings, seed=5)
 
 
@@ -182,26 +182,31 @@ def test_a_sync_started_while_a_run_works_reads_that_runs_options(work, stand_in
 
 
 def test_splits_announced_since_the_last_sync_refetch_only_that_ticker_and_make_its_bars_stale(
-    work, stand_in
+    work, stand_in, monkeypatch
 ):
+    _ledger_clock_at(monkeypatch, "2024-02-28T22:30:00-05:00")  # planned the night before
     _planned(stand_in.url, "minute", "splits")
-    first = run_cli("sync", "--now", FIRST_NIGHT, "--base-url", stand_in.url)
+    first = _sync_at(stand_in.url, FIRST_NIGHT, monkeypatch)
     assert first.code == 0, first.out + first.err
-    stand_in.market = _market(split=True)  # CHAR announces a split
-    second = run_cli("sync", "--now", NEXT_NIGHT, "--base-url", stand_in.url)
+    stand_in.market = _market(split=True)  # CHAR announces a split for Monday
+    second = _sync_at(stand_in.url, NEXT_NIGHT, monkeypatch)
     assert "1 queued again for records announced since fetched (CHAR)" in second.out, second.out
     splits = {key for key in _attempted_by_last_run() if key[0] == "splits"}
     assert splits == {("splits", "CHAR", "all"), ("splits", "NEWB", "all")}  # NEWB: new in the universe
     with Ledger("ledger.db", create=False) as ledger:
         assert [tuple(r) for r in ledger.query("SELECT ticker, execution_date FROM splits")] == [
-            ("CHAR", "2027-01-04")
+            ("CHAR", "2024-03-04")
         ]
-    # adjusted bars fetched before the split are stale as `audit` says today: exit 1
-    assert second.code == 1 and "stale adjusted" in second.out
+    assert second.code == 0, second.out  # not in force yet: nothing stale
     # the next night CHAR's file holds the split: nothing is asked again
-    third = run_cli("sync", "--now", "2024-03-04T22:30:00-05:00", "--base-url", stand_in.url)
+    third = _sync_at(stand_in.url, "2024-03-04T22:30:00-05:00", monkeypatch)
     assert "planned splits: 0 new tickers; 0 queued again" in third.out, third.out
     assert not {key for key in _attempted_by_last_run() if key[0] == "splits"}
+    # in force since Monday's open: February's adjusted bars, last read on Friday night, are
+    # stale as `audit` says today: exit 1
+    assert (
+        third.code == 1 and "stale adjusted" in third.out and "CHAR 2024-02: split on 2024-03-04" in third.out
+    )
 
 
 def test_dividends_announced_since_the_last_sync_refetch_only_that_tickers_unit(work, stand_in):
@@ -727,7 +732,7 @@ def test_a_split_the_api_withdrew_leaves_the_ledger(work, monkeypatch):
     with StandInServer(_char_splits(Split(dt.date(2024, 3, 11), 1, 2)), api_keys=(API_KEY,)) as server:
         _planned(server.url, "minute", "splits")
         first = _sync_at(server.url, FIRST_NIGHT, monkeypatch)
-        assert first.code == 1 and "stale adjusted" in first.out  # fetched before a split to come
+        assert first.code == 0 and "stale adjusted" not in first.out  # a split to come stales nothing yet
         with Ledger("ledger.db", create=False) as ledger:
             assert [tuple(r) for r in ledger.query("SELECT ticker, execution_date FROM splits")] == [
                 ("CHAR", "2024-03-11")
@@ -783,6 +788,38 @@ def test_a_month_fetched_the_evening_before_a_split_is_stale(work, monkeypatch):
     # CHAR's January is on the pre-split basis: audit must say so (exit 1), retry must redo it
     assert second.code == 1 and "stale adjusted" in second.out, second.out
     assert run_cli("retry", "--stale").out.startswith("1 stale units are pending again")
+
+
+def test_a_split_announced_for_a_later_day_is_no_staleness_until_it_executes(work, monkeypatch):
+    """An adjusted ledger synced nightly; on 2024-03-01 the API announces CHAR's 1:2 split
+    for 2024-03-06. Until that day's open every price the API serves is on the old basis,
+    the bars fetched before the announcement included: nothing is stale. The stale audit
+    compared each fetch with the split's date alone, so every night from the announcement
+    on exited 1 ("stale adjusted"), and the cure it names could not cure it: `retry
+    --stale` fetched the units again, still before the split, stale again the next night.
+    A known future split is not staleness: the nights before it exit 0, the night it
+    executes flags the units fetched before its open, and `retry --stale` cures them."""
+    with StandInServer(_char_splits(), api_keys=(API_KEY,)) as server:
+        _planned(server.url, "minute", "splits")
+        assert _sync_at(server.url, FIRST_NIGHT, monkeypatch).code == 0
+        server.market = _char_splits(Split(dt.date(2024, 3, 6), 1, 2))  # announced, for Wednesday
+        announced = _sync_at(server.url, NEXT_NIGHT, monkeypatch)
+        waiting = _sync_at(server.url, "2024-03-04T22:30:00-05:00", monkeypatch)
+        executed = _sync_at(server.url, "2024-03-06T22:30:00-05:00", monkeypatch)
+        retried = run_cli("retry", "--stale")
+        cured = _sync_at(server.url, "2024-03-07T22:30:00-05:00", monkeypatch)
+    assert "1 queued again for records announced since fetched (CHAR)" in announced.out, announced.out
+    with Ledger("ledger.db", create=False) as ledger:
+        assert [tuple(r) for r in ledger.query("SELECT ticker, execution_date FROM splits")] == [
+            ("CHAR", "2024-03-06")
+        ]
+    for night in (announced, waiting):
+        assert night.code == 0 and "stale adjusted" not in night.out, night.out[-600:]
+    # February, last read on 2024-03-01's night, is on the old basis once the split is in force
+    assert executed.code == 1 and "stale adjusted: 1 units" in executed.out, executed.out[-600:]
+    assert "CHAR 2024-02: split on 2024-03-06" in executed.out
+    assert retried.out.startswith("1 stale units are pending again"), retried.out
+    assert cured.code == 0 and "stale adjusted" not in cured.out, cured.out[-600:]
 
 
 def test_a_split_entered_after_its_date_makes_the_months_fetched_before_it_stale(work, monkeypatch):

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import text
 
 from polyledger.ledger.connection import LedgerConnection
-from polyledger.ledger.records import in_list
+from polyledger.ledger.records import in_list, iso
 from polyledger.ledger.states import UnitState
 
 _STATES = tuple(state.value for state in UnitState)
@@ -44,6 +44,9 @@ _SEEN_BEFORE = {
 # UTC date alone counted a fetch at 20:00 ET the evening before as after it). So does a
 # unit fetched after that but well before the split was first recorded (SEEN_MARGIN_HOURS),
 # within LATE_ENTRY_DAYS of it: the API may not have known of it yet. Raw (--unadjusted) units never go stale.
+# A split announced for a later day stales nothing before its open (`:now`, by the ledger's
+# clock): until then the API serves every price on the old basis, and a fetch again could
+# not cure it (`audit` exiting 1 night after night on an alarm nobody can clear).
 # Timestamps are fixed-width ISO text, compared as text.
 OPEN_UTC = "14:30"  # a fetch at or after it (UTC) on an event's day has seen the event
 _STALE_ADJUSTED = (
@@ -53,7 +56,8 @@ _STALE_ADJUSTED = (
     "SELECT u.id, u.dataset, u.ticker, u.period, max(s.execution_date) AS execution_date "
     "FROM splits s CROSS JOIN units u "
     "WHERE u.dataset IN ('minute', 'day') AND u.ticker = s.ticker AND u.state = 'done' AND u.adjusted "
-    f"AND u.period_start < s.execution_date AND (u.fetched_at < s.execution_date || 'T{OPEN_UTC}:00' "
+    f"AND u.period_start < s.execution_date AND s.execution_date || 'T{OPEN_UTC}:00' <= :now "
+    f"AND (u.fetched_at < s.execution_date || 'T{OPEN_UTC}:00' "
     "OR (u.fetched_at < {seen_before} AND u.fetched_at < {late_until})) "
     "GROUP BY u.id"
 )
@@ -61,8 +65,14 @@ _STALE_ADJUSTED = (
 
 def stale_adjusted_sql(dialect: str) -> str:
     """The query of stale adjusted units (id, dataset, ticker, period, execution_date) in
-    `dialect` ("sqlite", "postgresql")."""
+    `dialect` ("sqlite", "postgresql"), as of `:now` (`stale_as_of`)."""
     return _STALE_ADJUSTED.format(late_until=_LATE_UNTIL[dialect], seen_before=_SEEN_BEFORE[dialect])
+
+
+def stale_as_of(ledger: LedgerConnection) -> dict[str, str]:
+    """The parameters of `stale_adjusted_sql`: now, by the ledger's clock (the one its
+    fetched_at and recorded_at are stamped by)."""
+    return {"now": iso(ledger.clock())}
 
 
 # no attempt counted, none charged a request, no error or fetch left behind (a unit queued
@@ -164,7 +174,8 @@ def stale_adjusted(ledger: LedgerConnection) -> Rows:
     """(dataset, ticker, period, execution_date) of every stale adjusted unit (`stale_adjusted_sql`)."""
     stale = stale_adjusted_sql(ledger.dialect)
     return ledger.query(
-        f"SELECT dataset, ticker, period, execution_date FROM ({stale}) AS stale ORDER BY 1, 2, 3"
+        f"SELECT dataset, ticker, period, execution_date FROM ({stale}) AS stale ORDER BY 1, 2, 3",
+        stale_as_of(ledger),
     )
 
 
@@ -210,7 +221,9 @@ def tickers_per_dataset(ledger: LedgerConnection) -> dict[str, int]:
 def stale_per_dataset(ledger: LedgerConnection) -> dict[str, int]:
     """{dataset: stale adjusted units}, datasets with none left out."""
     stale = stale_adjusted_sql(ledger.dialect)
-    rows = ledger.query(f"SELECT dataset, count(*) AS n FROM ({stale}) AS stale GROUP BY dataset")
+    rows = ledger.query(
+        f"SELECT dataset, count(*) AS n FROM ({stale}) AS stale GROUP BY dataset", stale_as_of(ledger)
+    )
     return {row.dataset: row.n for row in rows}
 
 

@@ -3,10 +3,11 @@
 dividends/ticker=AAPL/part.parquet
 
 The file holds each record the API listed once per `id` (`sync`'s refresh compares the
-records it lists, id and what each says, with the file's). The API has listed one dividend twice under two ids
-(polygon-io/issues#162, "Duplicate dividends on the same day"): records that say the
-same (NATURAL_KEY) are one dividend to whoever reads them (`unique_dividends`), while a
-regular and a special one going ex on one day differ in frequency and type and stay two.
+records it lists, each id and what it says, with the file's). The API has listed one
+dividend twice under two ids (polygon-io/issues#162, "Duplicate dividends on the same
+day"): records that say the same (NATURAL_KEY) are one dividend to whoever reads them
+(`unique_dividends`), while a regular and a special one going ex on one day differ in
+frequency and type and stay two.
 """
 
 from __future__ import annotations

@@ -172,7 +172,7 @@ def plan(
         return
     members = read_members(universe)  # type: ignore[arg-type]  # validated before the ledger is touched
     with Ledger(ledger_path) as ledger:
-        result = plan_units(ledger, members, dataset, first, last)
+        result = plan_units(ledger, members, dataset, first, last, source=_source(universe))
         ledger.remember_plan(dataset, _source(universe), first, last if end is not None else None)
     outside = (
         f"; {result.outside_listing} outside listing windows, not planned" if result.outside_listing else ""
@@ -182,6 +182,11 @@ def plan(
         f"({first} to {last}): {result.added} new, {result.already_planned} already in "
         f"{_where(ledger_path)}{outside}"
     )
+    if result.backfilled:
+        _echo(
+            f"{result.backfilled} units planned outside --from/--to: their symbol's listings changed to "
+            "reach days this universe was planned for before (a listing now starting earlier or ending later)"
+        )
     if result.widened:
         _echo(f"{result.widened} partly planned periods were widened and queued to be fetched whole")
     if result.relisted:

@@ -7,19 +7,34 @@ import datetime as dt
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from polyledger import datasets
+from polyledger.coverage import last_plannable_day
 from polyledger.datasets import MARKET
 from polyledger.errors import InputError
-from polyledger.ledger import Ledger, PlannedUnit
+from polyledger.ledger import Ledger, PlannedUnit, queries
 from polyledger.listings import Listing, assign_security_ids, check_securities
-from polyledger.periods import unit_periods
+from polyledger.periods import stored_date, unit_periods
 from polyledger.trading_days import trading_days
 
 EARLIEST = dt.date(2000, 1, 1)  # Polygon's stock history starts in 2003; anything earlier is a typo
 
 Period = tuple[dt.date, dt.date]
 Span = tuple[str, int, int]  # a ticker and the [lo, hi) indexes of its periods to plan
+
+
+class Owed(NamedTuple):
+    """Units a plan owes outside its own range (`_owed`): the periods of the range recorded
+    as planned for its universe, and each ticker's spans of them."""
+
+    periods: list[Period]
+    spans: list[Span]
+
+    def days(self) -> Iterator[tuple[str, Period]]:
+        """Each span's ticker and days, first to last."""
+        for ticker, lo, hi in self.spans:
+            yield ticker, (self.periods[lo][0], self.periods[hi - 1][1])
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,9 @@ class PlanResult:
     busy: int = 0  # clipped units that could not be widened while a worker holds them
     outside_listing: int = 0  # ticker x period pairs outside a listing window: not planned
     relisted: int = 0  # settled units queued again: their symbol's listings changed over their days
+    # units outside [start, end]: days the universe was planned for, brought into a listing
+    # window by this plan's change of listings (`_owed`)
+    backfilled: int = 0
 
     @property
     def already_planned(self) -> int:
@@ -74,13 +92,21 @@ def _streamed_spans(universe: Iterable[Listing | str], periods: Sequence[Period]
 
 
 def plan(
-    ledger: Ledger, universe: Sequence[Listing | str], dataset: str, start: dt.date, end: dt.date
+    ledger: Ledger,
+    universe: Sequence[Listing | str],
+    dataset: str,
+    start: dt.date,
+    end: dt.date,
+    source: str | None = None,
 ) -> PlanResult:
     """Add the missing units for universe x [start, end]; existing units keep their state.
     Plain tickers have no listing window; listings skip the periods outside theirs (a
     symbol with several listings gets the periods of each). The listings are recorded in
-    the ledger: they attribute each stored bar to its security. A date-keyed dataset
-    ignores the universe (`plan_days`)."""
+    the ledger: they attribute each stored bar to its security. With `source`, the
+    universe file as the ledger's `planned` names it, the days a change of listings brings
+    into a window are planned over the whole range recorded as planned for it, not only
+    inside [start, end] (`_owed`). A date-keyed dataset ignores the universe
+    (`plan_days`)."""
     if datasets.get(dataset).keyed_by == "date":
         return plan_days(ledger, dataset, start, end)
     check_range(dataset, start, end)
@@ -91,15 +117,22 @@ def plan(
     ids = {listing.security_id for listing in listings}
     kept = [held for held in ledger.listings() if held.ticker not in planned and held.security_id in ids]
     check_securities([*kept, *listings])
+    # what a change of listings owes the range planned for the universe, planned before the
+    # change is recorded: a plan stopped in between sees the change again, one after would not
+    backfilled, added, widened = _plan_owed(
+        ledger, dataset, _owed(ledger, dataset, source, listings), start, end
+    )
     # units over the days whose listing changed, queued again with the listings: a done
     # one's files carry the old attribution, an empty one may have been explained by the old windows
-    relisted = ledger.record_listings(listings, requeue=datasets.names(bars=True)).requeued
+    recorded = ledger.record_listings(listings, requeue=datasets.names(bars=True))
     periods = _periods(dataset, start, end)
     spans = _spans(listings, periods)  # a small tuple per ticker (or per listing of a reused one)
-    added = ledger.add_units(_units(dataset, periods, spans))  # streamed, never a list of units
+    added += ledger.add_units(_units(dataset, periods, spans))  # streamed, never a list of units
     # a ticker with nothing to plan here must not get its old units re-queued either
-    listed = sorted({ticker for ticker, lo, hi in spans if hi > lo})
-    widened, busy = ledger.widen_clipped(dataset, listed, start, end)
+    asked = {ticker: [(start, end)] for ticker in sorted({ticker for ticker, lo, hi in spans if hi > lo})}
+    for ticker, days in _unwidened(ledger, dataset, listings):
+        asked.setdefault(ticker, []).append(days)
+    more, busy = ledger.widen_clipped(dataset, asked)
     in_plan = sum(hi - lo for _ticker, lo, hi in spans)
     tickers = len({listing.ticker for listing in listings})
     return PlanResult(
@@ -107,10 +140,11 @@ def plan(
         tickers=tickers,
         units_in_plan=in_plan,
         added=added,
-        widened=widened,
+        widened=widened + more,
         busy=busy,
         outside_listing=tickers * len(periods) - in_plan,
-        relisted=relisted,
+        relisted=recorded.requeued,
+        backfilled=backfilled,
     )
 
 
@@ -140,16 +174,84 @@ def _spans(listings: Sequence[Listing], periods: Sequence[Period]) -> list[Span]
     by_ticker: dict[str, list[tuple[int, int]]] = {}
     for listing in listings:
         by_ticker.setdefault(listing.ticker, []).append(_span(listing, periods)[1:])
-    spans: list[Span] = []
-    for ticker, ranges in by_ticker.items():
-        merged: list[list[int]] = []
-        for lo, hi in sorted(ranges):
-            if merged and lo <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], hi)
-            else:
-                merged.append([lo, hi])
-        spans.extend((ticker, lo, hi) for lo, hi in merged)
-    return spans
+    return [(ticker, lo, hi) for ticker, ranges in by_ticker.items() for lo, hi in _merged(ranges)]
+
+
+def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Index ranges [lo, hi) joined where they overlap or touch, empty ones dropped, in order."""
+    merged: list[list[int]] = []
+    for lo, hi in sorted(pair for pair in ranges if pair[1] > pair[0]):
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return [(lo, hi) for lo, hi in merged]
+
+
+def _planned_range(ledger: Ledger, dataset: str, source: str) -> Period | None:
+    """What the ledger records as planned for the universe file `source` and `dataset`
+    before this plan (`planned`: the earliest --from to the latest --to, or through the
+    last plannable day once a plan of it was given none; `sync --forget` stops a sync, not
+    the record). None: nothing yet."""
+    for remembered in ledger.remembered_plans(forgotten=True):
+        if (remembered.dataset, remembered.universe) != (dataset, source) or remembered.first_day is None:
+            continue
+        last = remembered.widest_day or last_plannable_day()
+        return (remembered.first_day, last) if remembered.first_day <= last else None
+    return None
+
+
+def _owed(ledger: Ledger, dataset: str, source: str | None, listings: Sequence[Listing]) -> Owed:
+    """The periods over the days a change of `listings` brings into a window
+    (`ListingChange.listed`) inside the range recorded as planned for the universe file
+    `source` (`_planned_range`), cut as a plan of that range cuts them. Without them, a
+    listing corrected to start earlier or end later (or two windows found one) and a plan
+    of another range since left those days in no unit: `run` never fetched them, and
+    `audit`, which judges the days between a ticker's units only, said nothing of those
+    before its first or after its last."""
+    planned = _planned_range(ledger, dataset, source) if source else None
+    if planned is None:
+        return Owed([], [])
+    periods = _periods(dataset, *planned)
+    spans = [
+        (change.ticker, lo, hi)
+        for change in ledger.listing_changes(listings)
+        for lo, hi in _merged(_span(Listing(change.ticker, *days), periods)[1:] for days in change.listed)
+    ]
+    return Owed(periods, spans)
+
+
+def _plan_owed(
+    ledger: Ledger, dataset: str, owed: Owed, start: dt.date, end: dt.date
+) -> tuple[int, int, int]:
+    """Add the owed units and widen the clipped ones among them. Returns how many were
+    added outside [start, end] and inside it (the plan's own periods, cut as the universe's
+    range cuts them: the plan's cut may only widen them), and how many widened. A unit a
+    run holds is owed its days (`unwidened`): widened by this plan's last widening if the
+    change takes it from its run, else by a later plan (`_unwidened`)."""
+    if not owed.spans:
+        return 0, 0, 0
+    inside: list[PlannedUnit] = []
+    outside: list[PlannedUnit] = []
+    for unit in _units(dataset, owed.periods, owed.spans):  # a few periods of the changed symbols
+        (inside if unit.period_start <= end and unit.period_end >= start else outside).append(unit)
+    added_outside, added_inside = ledger.add_units(outside), ledger.add_units(inside)
+    asked: dict[str, list[Period]] = {}
+    for ticker, days in owed.days():
+        asked.setdefault(ticker, []).append(days)
+    widened, _busy = ledger.widen_clipped(dataset, asked)  # the busy are counted by the last widening
+    return added_outside, added_inside, widened
+
+
+def _unwidened(ledger: Ledger, dataset: str, listings: Sequence[Listing]) -> Iterator[tuple[str, Period]]:
+    """What an earlier plan asked of a clipped unit of the universe's tickers and could not
+    give it while a run held it (`unwidened`): any plan of them since widens it, whatever
+    its own range (what asked it may be a change of listings, recorded since and not seen
+    again)."""
+    tickers = {listing.ticker for listing in listings}
+    for row in queries.unwidened_units(ledger):  # a small table, usually empty
+        if row.dataset == dataset and row.ticker in tickers:
+            yield row.ticker, (stored_date(row.first_day), stored_date(row.last_day))
 
 
 def _span(listing: Listing, periods: Sequence[Period]) -> Span:

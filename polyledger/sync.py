@@ -333,7 +333,7 @@ class Sync:
         if first is None or first > session:
             return None
         if spec.needs_universe:
-            result = plan(ledger, read_members(Path(source)), name, first, session)
+            result = plan(ledger, read_members(Path(source)), name, first, session, source=source)
         else:
             result = plan_days(ledger, name, first, session)
         reread = Reread(0, ())
@@ -344,6 +344,7 @@ class Sync:
         self.say(
             f"planned {name} {first} to {session}: {result.added} new units, {result.widened} widened"
             + (f", {result.relisted} queued again (listings changed)" if result.relisted else "")
+            + (f", {result.backfilled} more after {session} (listings changed)" if result.backfilled else "")
             # held by another run while planning: widened by the next sync, not by this one
             + (f", {result.busy} being fetched by another run (widened next time)" if result.busy else "")
             + (

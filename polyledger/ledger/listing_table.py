@@ -51,6 +51,20 @@ class ListingTable(LedgerConnection):
         units over them may be wrong. Those of the datasets in `requeue` go back to pending
         in the same transaction (`Ledger.reset_relisted`): a plan killed between the two
         would leave the new listings recorded and the units never queued again."""
+        by_ticker, changed = self._described(listings)
+        if not by_ticker:
+            return RecordedListings([])
+        return RecordedListings(changed, self._replace_listings(by_ticker, changed, requeue))
+
+    def listing_changes(self, listings: Iterable[Listing]) -> list[ListingChange]:
+        """What `record_listings(listings)` would change, recording nothing: a plan does what
+        a change owes it before recording the change, which the next plan no longer sees."""
+        return self._described(listings)[1]
+
+    def _described(self, listings: Iterable[Listing]) -> tuple[dict[str, list[Listing]], list[ListingChange]]:
+        """The symbols `listings` describe (a bare ticker an earlier plan recorded listings of
+        describes nothing), and for each that had listings before, the days its change
+        touches (`listing_change`), if any."""
         by_ticker: dict[str, list[Listing]] = defaultdict(list)
         for listing in listings:
             by_ticker[listing.ticker].append(listing)
@@ -60,11 +74,8 @@ class ListingTable(LedgerConnection):
         for ticker in [t for t, items in by_ticker.items() if len(items) == 1 and _bare(items[0])]:
             if before[ticker]:
                 del by_ticker[ticker]
-        if not by_ticker:
-            return RecordedListings([])
         changes = (listing_change(t, before[t], items) for t, items in sorted(by_ticker.items()) if before[t])
-        changed = [change for change in changes if change.changed]
-        return RecordedListings(changed, self._replace_listings(by_ticker, changed, requeue))
+        return by_ticker, [change for change in changes if change.changed]
 
     @_reconnecting
     def _replace_listings(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from polyledger.ledger.connection import _reconnecting
 from polyledger.ledger.moves import UnitMoves
@@ -11,6 +11,8 @@ from polyledger.ledger.records import PlannedUnit, iso
 from polyledger.ledger.runs import CLAIM_SETTING, LEDGER_ID, new_ledger_id
 from polyledger.ledger.states import UnitState
 from polyledger.periods import period_bounds
+
+DayRange = tuple[dt.date, dt.date]  # the first and last day asked, inclusive
 
 
 class Planning(UnitMoves):
@@ -57,21 +59,19 @@ class Planning(UnitMoves):
             added += flush()
         return added
 
-    def widen_clipped(
-        self, dataset: str, tickers: Iterable[str], start: dt.date, end: dt.date
-    ) -> tuple[int, int]:
-        return self._widen_clipped(dataset, frozenset(tickers), start, end)
+    def widen_clipped(self, dataset: str, asked: Mapping[str, Sequence[DayRange]]) -> tuple[int, int]:
+        """Widen the clipped units of `dataset` that the days a plan asked of their ticker
+        cover further (`asked`: ticker -> [(first, last), ...]; `_widen_clipped`)."""
+        return self._widen_clipped(dataset, {ticker: tuple(ranges) for ticker, ranges in asked.items()})
 
     @_reconnecting
-    def _widen_clipped(
-        self, dataset: str, tickers: frozenset[str], start: dt.date, end: dt.date
-    ) -> tuple[int, int]:
-        """Units an earlier plan clipped (part of a month or year) that a plan of `tickers` x
-        [start, end] covers further are widened, and, if settled, queued again so the
-        period is fetched whole (its file is then replaced by a superset of itself).
-        Returns (widened, busy): busy units are being fetched right now and left alone,
-        the range asked of each recorded (`unwidened`): the run settles the range it was
-        given, and the days asked beyond it are in no unit until a later plan widens it
+    def _widen_clipped(self, dataset: str, asked: dict[str, tuple[DayRange, ...]]) -> tuple[int, int]:
+        """Units an earlier plan clipped (part of a month or year) that a plan asking a
+        ticker for the days of `asked` covers further are widened, and, if settled, queued
+        again so the period is fetched whole (its file is then replaced by a superset of
+        itself). Returns (widened, busy): busy units are being fetched right now and left
+        alone, the range asked of each recorded (`unwidened`): the run settles the range it
+        was given, and the days asked beyond it are in no unit until a later plan widens it
         (`audit` reports them). A row a unit now covers is forgotten."""
         with self._write() as cursor:
             month_end = (
@@ -92,13 +92,12 @@ class Planning(UnitMoves):
             ).fetchall()
             widened = busy = 0
             for row in clipped:
-                if row["ticker"] not in tickers:
-                    continue
                 first, last = period_bounds(row["period"])
-                if start > last or end < first:
-                    continue
-                new_start = min(row["period_start"], max(start, first).isoformat())
-                new_end = max(row["period_end"], min(end, last).isoformat())
+                new_start, new_end = row["period_start"], row["period_end"]
+                for start, end in asked.get(row["ticker"], ()):
+                    if start <= last and end >= first:
+                        new_start = min(new_start, max(start, first).isoformat())
+                        new_end = max(new_end, min(end, last).isoformat())
                 if (new_start, new_end) == (row["period_start"], row["period_end"]):
                     continue
                 if row["state"] == UnitState.RUNNING.value:

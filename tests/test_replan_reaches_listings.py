@@ -1,0 +1,268 @@
+"""A universe's listings corrected after it was planned: the plan that records the change
+also plans the days it brings into a window inside the range the ledger records as planned
+for that universe (`planned`: the earliest `--from` to the latest `--to`), whatever its own
+`--from`/`--to` (found by a review of `plan`: a listing moved to start earlier, then `plan
+--from` a later day, left the months between in no unit; `run` never fetched them and
+`audit` said nothing, a hole before a ticker's first unit being no hole it judges)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from support import API_KEY, run_cli
+
+from polyledger.ledger import AttemptRecord, Ledger
+from polyledger.listings import Listing
+from polyledger.periods import et_today
+from polyledger.plan import plan
+from polyledger.testing import Listing as MarketListing
+from polyledger.testing import StandInServer, SyntheticMarket
+
+D = dt.date
+HEADER = "ticker,security_id,list_date,delisted_utc\n"
+RANGE = ("--from", "2014-01-01", "--to", "2016-12-31")
+
+
+def write(path: Path, *rows: str) -> None:
+    path.write_text(HEADER + "".join(f"{row}\n" for row in rows), encoding="utf-8")
+
+
+def planned(universe: str, *window: str) -> str:
+    result = run_cli("plan", "--universe", universe, *window)
+    assert result.code == 0, result.out + result.err
+    return result.out
+
+
+def months(ticker: str, ledger: str = "ledger.db") -> list[str]:
+    with Ledger(ledger, create=False) as opened:
+        rows = opened.query(
+            "SELECT period FROM units WHERE dataset = 'minute' AND ticker = :t ORDER BY period", {"t": ticker}
+        )
+    return [row.period for row in rows]
+
+
+def unit(ticker: str, period: str) -> tuple[str, str, str]:
+    with Ledger("ledger.db", create=False) as opened:
+        row = opened.query(
+            "SELECT period_start, period_end, state FROM units WHERE ticker = :t AND period = :p",
+            {"t": ticker, "p": period},
+        )[0]
+    return row.period_start, row.period_end, row.state
+
+
+def calendar(first: str, last: str) -> list[str]:
+    """The months first..last ('2014-06'), as the ledger names them."""
+    year, month = int(first[:4]), int(first[5:])
+    found = []
+    while f"{year:04d}-{month:02d}" <= last:
+        found.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return found
+
+
+def settle_all_empty() -> None:
+    with Ledger("ledger.db", create=False) as opened:
+        for claimed in opened.claim("w", 60, limit=10_000):
+            opened.settle_empty(claimed, True, AttemptRecord(requests=1))
+
+
+def audit() -> tuple[int, dict]:
+    result = run_cli("audit", "--json")
+    report = json.loads(result.out)
+    return result.code, next(d for d in report["datasets"] if d["dataset"] == "minute")
+
+
+def test_a_listing_corrected_to_start_earlier_gets_its_months_from_a_later_narrower_plan(work):
+    """LATE was said to list on 2015-03-02; the universe, planned 2014-2016, is corrected
+    to 2014-06-02, then planned for 2016 only. June 2014 to February 2015 lie inside the
+    range planned for the universe and inside the listing now: planned, so `run` fetches
+    them (on the code before: in no unit, and `audit` exited 0 once the rest settled)."""
+    write(work / "u.csv", "LATE,CO1,2015-03-02,")
+    planned("u.csv", *RANGE)
+    assert months("LATE") == calendar("2015-03", "2016-12")
+    settle_all_empty()
+    write(work / "u.csv", "LATE,CO1,2014-06-02,")
+    out = planned("u.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert months("LATE") == calendar("2014-06", "2016-12"), out
+    assert {unit("LATE", month)[2] for month in calendar("2014-06", "2015-02")} == {"pending"}
+    assert unit("LATE", "2014-06") == ("2014-06-01", "2014-06-30", "pending")  # a whole month
+    assert "9 units planned outside --from/--to" in out, out
+    code, minute = audit()
+    assert (code, minute["unplanned"]) == (3, [])  # work left: run again
+    settle_all_empty()
+    assert audit()[0] == 0
+
+
+def test_a_delisting_moved_later_gets_its_months_from_an_earlier_plan(work):
+    """GONE's last session was said to be 2015-06-30, then 2016-03-31; the universe, planned
+    2014-2016, is planned again for 2014 only: July 2015 to March 2016 are planned too. The
+    range is the latest `--to` ever given, as `audit` judges it: a plan of 2014 made before
+    the correction does not shrink it."""
+    write(work / "u.csv", "GONE,CO2,,2015-06-30T00:00:00Z")
+    planned("u.csv", *RANGE)
+    planned("u.csv", "--from", "2014-01-01", "--to", "2014-12-31")
+    assert months("GONE") == calendar("2014-01", "2015-06")
+    write(work / "u.csv", "GONE,CO2,,2016-03-31T00:00:00Z")
+    planned("u.csv", "--from", "2014-01-01", "--to", "2014-12-31")
+    assert months("GONE") == calendar("2014-01", "2016-03")
+
+
+def test_a_delisting_found_wrong_gets_the_months_through_yesterday_a_plan_without_to_asked(work):
+    """Planned without `--to` (through yesterday), GONE's listing ended 2024-03-28; it never
+    ended after all. A plan of January and February only plans April through yesterday
+    too: the universe was planned through yesterday, and GONE is listed there now."""
+    yesterday = et_today() - dt.timedelta(days=1)
+    write(work / "u.csv", "GONE,CO2,,2024-03-28T00:00:00Z")
+    planned("u.csv", "--from", "2024-01-01")
+    assert months("GONE") == calendar("2024-01", "2024-03")
+    write(work / "u.csv", "GONE,CO2,,")
+    planned("u.csv", "--from", "2024-01-01", "--to", "2024-02-29")
+    assert months("GONE") == calendar("2024-01", yesterday.isoformat()[:7])
+    assert unit("GONE", yesterday.isoformat()[:7])[1] == yesterday.isoformat()
+
+
+def test_an_earlier_listing_found_for_a_symbol_gets_its_months(work):
+    """SPLT was one listing from 2015; the universe finds an earlier company under the
+    symbol (2014-02-03 to 2014-08-29): its months are planned by a plan of 2016."""
+    write(work / "u.csv", "SPLT,CO3,2015-01-02,")
+    planned("u.csv", *RANGE)
+    write(work / "u.csv", "SPLT,CO0,2014-02-03,2014-08-29T00:00:00Z", "SPLT,CO3,2015-01-02,")
+    planned("u.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert months("SPLT") == calendar("2014-02", "2014-08") + calendar("2015-01", "2016-12")
+
+
+def test_the_months_between_two_listings_found_one_are_planned(work):
+    """MERG's two windows (to 2014-06-30, from 2015-03-02) turn out to be one company: the
+    months between are inside the listing now, and planned by a plan of 2016 (before, they
+    were in no unit: `audit` reported them, and only a plan over them planned them)."""
+    write(work / "u.csv", "MERG,CO4,2014-01-02,2014-06-30T00:00:00Z", "MERG,CO5,2015-03-02,")
+    planned("u.csv", *RANGE)
+    assert months("MERG") == calendar("2014-01", "2014-06") + calendar("2015-03", "2016-12")
+    write(work / "u.csv", "MERG,CO4,2014-01-02,")
+    planned("u.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert months("MERG") == calendar("2014-01", "2016-12")
+
+
+def test_a_plan_since_a_plan_without_to_adds_the_days_listed_now_and_nothing_after(work):
+    """Planned without `--to` some days ago (through that day's yesterday), OPEN's listing
+    is corrected to start a month earlier: a plan of April adds February, the month the
+    listing gains, and leaves the last month as the plan without `--to` cut it: extending
+    to yesterday is the work of such a plan or of `sync`, not of a plan of April."""
+    write(work / "u.csv", "OPEN,CO8,2024-03-01,")
+    planned("u.csv", "--from", "2024-01-01", "--to", "2024-05-10")
+    with sqlite3.connect(work / "ledger.db") as raw:  # as if planned without --to on 2024-05-11
+        raw.execute("UPDATE planned SET last_day = NULL, widest_day = NULL")
+    write(work / "u.csv", "OPEN,CO8,2024-02-01,")
+    out = planned("u.csv", "--from", "2024-04-01", "--to", "2024-04-30")
+    assert months("OPEN") == calendar("2024-02", "2024-05")
+    assert unit("OPEN", "2024-05")[:2] == ("2024-05-01", "2024-05-10")
+    assert "1 units planned outside --from/--to" in out and "widened" not in out, out
+
+
+def test_a_unit_a_run_holds_over_the_days_a_listing_gains_is_taken_back_and_widened(work):
+    """LATE's February 2015 is planned clipped (10th-20th) by another universe, and a run
+    holds it when a.csv's correction brings February into the listing: the unit is taken
+    from its run (its worker read the old windows) and widened to the month the range
+    planned for a.csv asks, with the months before it."""
+    write(work / "a.csv", "LATE,CO1,2015-03-02,")
+    planned("a.csv", *RANGE)
+    write(work / "b.csv", "LATE,,,")  # a bare ticker: the listing a.csv's plan recorded stays
+    planned("b.csv", "--from", "2015-02-10", "--to", "2015-02-20")
+    with Ledger("ledger.db", create=False) as opened:
+        for claimed in opened.claim("w", 600, limit=10_000):
+            if claimed.period_start != D(2015, 2, 10):
+                opened.settle_empty(claimed, True, AttemptRecord(requests=1))
+    assert unit("LATE", "2015-02") == ("2015-02-10", "2015-02-20", "running")
+    write(work / "a.csv", "LATE,CO1,2014-06-02,")
+    out = planned("a.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert "units queued again" in out, out
+    assert unit("LATE", "2015-02") == ("2015-02-01", "2015-02-28", "pending")
+    assert months("LATE") == calendar("2014-06", "2016-12")
+    code, minute = audit()
+    assert (code, minute["unplanned"]) == (3, [])
+
+
+def test_a_clipped_unit_a_run_holds_in_a_month_a_listing_gains_is_owed_and_audited(work):
+    """LATE's February 2015 was planned for its 2nd-5th by another universe, and a run
+    holds it when a.csv's correction lists LATE from the 10th: none of the unit's days
+    changed, so its run keeps it, and the plan cannot widen it (`busy`). The days it owes
+    are `unplanned` for `audit` (exit 1) until a plan after the run widens it."""
+    write(work / "a.csv", "LATE,CO1,2015-03-02,")
+    planned("a.csv", *RANGE)
+    write(work / "b.csv", "LATE,,,")
+    planned("b.csv", "--from", "2015-02-02", "--to", "2015-02-05")
+    with Ledger("ledger.db", create=False) as opened:
+        held = [c for c in opened.claim("w", 600, limit=10_000) if c.period_start == D(2015, 2, 2)]
+        assert len(held) == 1
+    write(work / "a.csv", "LATE,CO1,2015-02-10,")
+    out = planned("a.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert "1 partly planned periods are being fetched right now" in out, out
+    with Ledger("ledger.db", create=False) as opened:
+        opened.settle_empty(held[0], True, AttemptRecord(requests=1))  # the run settles what it was given
+    assert unit("LATE", "2015-02") == ("2015-02-02", "2015-02-05", "empty_confirmed")
+    code, minute = audit()
+    assert code == 1 and minute["unplanned"] == [
+        {"ticker": "LATE", "first_day": "2015-02-10", "last_day": "2015-02-27", "trading_days": 13}
+    ], minute["unplanned"]
+    again = planned("a.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert "1 partly planned periods were widened" in again, again
+    assert unit("LATE", "2015-02") == ("2015-02-01", "2015-02-28", "pending")
+    assert audit()[1]["unplanned"] == []
+
+
+def test_a_plan_stopped_once_it_recorded_a_change_has_planned_what_the_change_owes(tmp_path, monkeypatch):
+    """The months a change of listings owes are planned before the change is recorded: a
+    plan stopped just after recording it (killed, a lost connection) leaves them planned,
+    for the next plan sees no change and would never plan them."""
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        old = Listing("LATE", D(2015, 3, 2), security_id="CO1")
+        plan(ledger, [old], "minute", D(2014, 1, 1), D(2016, 12, 31), source="/u.csv")
+        ledger.remember_plan("minute", "/u.csv", D(2014, 1, 1), D(2016, 12, 31))  # as `polyledger plan` does
+        corrected = [Listing("LATE", D(2014, 6, 2), security_id="CO1")]
+        record = Ledger.record_listings
+
+        def recorded_then_killed(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            record(self, *args, **kwargs)
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as patched:
+            patched.setattr(Ledger, "record_listings", recorded_then_killed)
+            with pytest.raises(KeyboardInterrupt):
+                plan(ledger, corrected, "minute", D(2016, 1, 1), D(2016, 12, 31), source="/u.csv")
+        assert ledger.listings_of("LATE")[0].first_day == D(2014, 6, 2)  # recorded: no change to see again
+        again = plan(ledger, corrected, "minute", D(2016, 1, 1), D(2016, 12, 31), source="/u.csv")
+        rows = ledger.query("SELECT period FROM units WHERE ticker = 'LATE' ORDER BY period")
+    assert [row.period for row in rows] == calendar("2014-06", "2016-12")
+    assert (again.backfilled, again.added) == (0, 0)
+
+
+def test_day_bars_get_the_years_a_corrected_listing_reaches(work):
+    """The same for day bars: their units are years."""
+    write(work / "u.csv", "LATE,CO1,2015-03-02,")
+    planned("u.csv", "--dataset", "day", "--from", "2010-01-01", "--to", "2020-12-31")
+    write(work / "u.csv", "LATE,CO1,2012-06-01,")
+    out = planned("u.csv", "--dataset", "day", "--from", "2020-01-01", "--to", "2020-12-31")
+    with Ledger("ledger.db", create=False) as opened:
+        years = [row.period for row in opened.query("SELECT period FROM units ORDER BY period")]
+    assert years == [str(year) for year in range(2012, 2021)]
+    assert "3 units planned outside --from/--to" in out, out
+
+
+def test_sync_plans_the_months_a_corrected_listing_reaches(work):
+    """`sync` plans every remembered plan from its earliest `--from` through the night's
+    session: the months a corrected listing reaches are planned and fetched that night
+    (by the same `plan`)."""
+    market = SyntheticMarket([MarketListing("LATE", bars_per_day=2)], seed=3)
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        write(work / "u.csv", "LATE,CO1,2016-04-01,")
+        planned("u.csv", "--from", "2016-01-01", "--to", "2016-06-30")
+        assert run_cli("run", "--base-url", server.url).code == 0
+        write(work / "u.csv", "LATE,CO1,2016-02-01,")
+        synced = run_cli("sync", "--now", "2016-07-01T22:30:00-04:00", "--base-url", server.url)
+        assert synced.code == 0, synced.out + synced.err
+    assert months("LATE") == calendar("2016-02", "2016-07")
+    assert {unit("LATE", month)[2] for month in calendar("2016-02", "2016-07")} == {"done"}

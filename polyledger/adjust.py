@@ -29,7 +29,7 @@ Conventions (README "Adjusted on read", docs/research.md):
   and today change no bar (no session after today is held): they are left out.
 - Events belong to a security (`security_id`): an event of symbol T on day E is the one of
   the listing of T whose window holds E (else of T's company that traded under another
-  symbol on E: one listed under the symbol a company took after it, `security_on`), and
+  symbol on E: one listed under the symbol a company took after it, `EventOwners`), and
   it applies to every bar of that security, under any of its symbols, once however many
   of its symbols list it. Bars inside no listing (null `security_id`) stay raw.
 - What the ledger may not know is said, never refused: a ticker whose splits (dividends)
@@ -243,33 +243,46 @@ def split_events(
     rows: Iterable[tuple[str, dt.date, float, float]], listings: Sequence[Listing]
 ) -> pl.DataFrame:
     """(security_id, date, split ratio, 1.0) of each (ticker, execution_date, from, to) of a
-    known company (`security_on`), each split once: one listed under two of its symbols
+    known company (`EventOwners`), each split once: one listed under two of its symbols
     is one split."""
     out: dict[tuple[str, dt.date, float], None] = {}
+    owners = EventOwners(listings)
     for ticker, day, split_from, split_to in rows:
-        security = security_on(listings, ticker, day)
+        security = owners.security_on(ticker, day)
         if security is not None and split_from > 0 and split_to > 0:
             out[(security, day, split_from / split_to)] = None
     return pl.DataFrame([(*event, 1.0) for event in out], schema=_EVENTS, orient="row")
 
 
-def security_on(listings: Sequence[Listing], ticker: str, day: dt.date) -> str | None:
-    """The security a split or a dividend of `ticker` dated `day` belongs to: that of
-    `ticker`'s listing whose window holds `day`; else that of the one company among
-    `ticker`'s that traded under another of its symbols on `day` (the API lists an event
-    under a company's symbol, and has listed one made before a rename under the symbol it
-    took: polygon-io/issues#253). None: no known company's, or more than one's."""
-    own = [listing for listing in listings if listing.ticker == ticker]
-    for listing in own:
-        if listing.covers(day):
-            return listing.security_id
-    companies = {listing.security_id for listing in own} - {None}
-    then = {
-        listing.security_id
-        for listing in listings
-        if listing.security_id in companies and listing.covers(day)
-    }
-    return then.pop() if len(then) == 1 else None
+class EventOwners:
+    """Which company a split or a dividend belongs to, the listings indexed once (a read
+    of a whole universe asks it for tens of thousands of events)."""
+
+    def __init__(self, listings: Sequence[Listing]) -> None:
+        self._by_ticker: dict[str, list[Listing]] = defaultdict(list)
+        self._by_security: dict[str, list[Listing]] = defaultdict(list)
+        for listing in listings:
+            self._by_ticker[listing.ticker].append(listing)
+            if listing.security_id is not None:
+                self._by_security[listing.security_id].append(listing)
+
+    def security_on(self, ticker: str, day: dt.date) -> str | None:
+        """The security an event of `ticker` dated `day` belongs to: that of `ticker`'s
+        listing whose window holds `day`; else that of the one company among `ticker`'s
+        that traded under another of its symbols on `day` (the API lists an event under a
+        company's symbol, and has listed one made before a rename under the symbol it
+        took: polygon-io/issues#253). None: no known company's, or more than one's."""
+        own = self._by_ticker.get(ticker, [])
+        for listing in own:
+            if listing.covers(day):
+                return listing.security_id
+        companies = {listing.security_id for listing in own} - {None}
+        then = {
+            security
+            for security in companies
+            if any(listing.covers(day) for listing in self._by_security[security])  # type: ignore[index]
+        }
+        return then.pop() if len(then) == 1 else None
 
 
 def dividend_events(
@@ -328,7 +341,7 @@ def dividend_events(
 def _cash_per_ex_date(
     dividends: pl.DataFrame, listings: Sequence[Listing]
 ) -> tuple[list[tuple[str, str, dt.date, float]], list[str]]:
-    """(security_id, ticker, ex-date, cash) of each ex-date of a known company (`security_on`):
+    """(security_id, ticker, ex-date, cash) of each ex-date of a known company (`EventOwners`):
     one distribution, a regular and a special dividend going ex together summed (1 - (D1 +
     D2) / P, not (1 - D1/P)(1 - D2/P), which leaves the pre-ex prices too high; the first
     one's symbol kept, for messages). A dividend listed under two of the company's symbols
@@ -336,11 +349,12 @@ def _cash_per_ex_date(
     summed: dict[tuple[str, dt.date], tuple[str, float]] = {}
     seen: set[tuple] = set()
     skipped = []
+    owners = EventOwners(listings)
     for row in dividends.iter_rows(named=True):
         ticker, ex, cash, currency = (
             row[k] for k in ("ticker", "ex_dividend_date", "cash_amount", "currency")
         )
-        security = security_on(listings, ticker, ex)
+        security = owners.security_on(ticker, ex)
         said = (security, *(value for name, value in row.items() if name != "ticker"))
         if security is None or said in seen:  # no known company's; listed under another symbol too
             continue

@@ -140,9 +140,12 @@ def adjusted(
     # event after both is in B(bar) and B(as_of) alike for every bar there is (no session
     # after today is held): left out, it costs no previous close, nor a warning for none
     horizon = et_today() if as_of is None else max(as_of, et_today())
-    events = split_events(_split_rows(download, symbols), listings).filter(pl.col("date") <= horizon)
+    # whose an event listed under one of the symbols is: every company that ever held one of
+    # them is asked (a symbol reused after a rename is another company's now)
+    holders = download.ledger.listings(tickers=symbols)
+    events = split_events(_split_rows(download, symbols), holders).filter(pl.col("date") <= horizon)
     if with_dividends:
-        events = pl.concat([events, dividend_events(download, symbols, listings, events, horizon)])
+        events = pl.concat([events, dividend_events(download, symbols, holders, events, horizon)])
     in_order = in_time_order or all(
         _traded_in_read_order(group, tickers) for group in _by_security(listings, tickers).values()
     )
@@ -268,18 +271,26 @@ class EventOwners:
 
     def security_on(self, ticker: str, day: dt.date) -> str | None:
         """The security an event of `ticker` dated `day` belongs to: that of `ticker`'s
-        listing whose window holds `day`; else that of the one company among `ticker`'s
-        that traded under another of its symbols on `day` (the API lists an event under a
-        company's symbol, and has listed one made before a rename under the symbol it
-        took: polygon-io/issues#253). None: no known company's, or more than one's."""
+        listing whose window holds `day`; else that of the one company that took `ticker`
+        after `day` and traded under another of its symbols on `day` (the API has listed an
+        event made before a rename under the symbol taken: polygon-io/issues#253). None: no
+        known company's, or more than one's. The listings must hold every company that
+        ever traded under `ticker`."""
         own = self._by_ticker.get(ticker, [])
         for listing in own:
             if listing.covers(day):
                 return listing.security_id
-        companies = {listing.security_id for listing in own} - {None}
+        # only a company that took the symbol after the day: the API lists an event under a
+        # symbol the company has now or later, never under one it left (another company's
+        # since, whose event dated a few days before its listing is not the leaver's)
+        later = {
+            listing.security_id
+            for listing in own
+            if listing.security_id is not None and listing.first_day is not None and listing.first_day > day
+        }
         then = {
             security
-            for security in companies
+            for security in later
             if any(listing.covers(day) for listing in self._by_security[security])  # type: ignore[index]
         }
         return then.pop() if len(then) == 1 else None

@@ -63,19 +63,32 @@ BAR_COLUMNS = {
 }
 
 
-def check_threshold(threshold: float | None, bars_per_day: float | None, window: int) -> None:
+def check_threshold(
+    threshold: float | None, bars_per_day: float | None, window: int
+) -> tuple[float | None, float | None]:
+    """`threshold` and `bars_per_day` as floats (a Decimal from a database, a numpy scalar
+    or 0-d array, a Fraction: anything `float()` takes), or a one-line InputError."""
     if (threshold is None) == (bars_per_day is None):
         raise InputError("give either threshold= (fixed) or bars_per_day= (from past daily totals)")
-    for name, value in (("threshold", threshold), ("bars_per_day", bars_per_day)):
-        # inf would close no bar (bars_per_day=inf: thresholds of 0, "measured nothing"), an
-        # empty frame as if nothing traded; a string fails in the comparison; True is 1
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf
-        ):
-            raise InputError(f"{name} must be positive and finite (a number), not {value!r}")
     # a float or a string fails deep in the numpy walk; a bool is an int to Python
     if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
         raise InputError(f"window must be at least 1 session, a whole number, not {window!r}")
+    return _positive_number("threshold", threshold), _positive_number("bars_per_day", bars_per_day)
+
+
+def _positive_number(name: str, value: object) -> float | None:
+    """None, or `value` as a positive finite float: inf would close no bar (bars_per_day=inf:
+    thresholds of 0, "measured nothing"), an empty frame as if nothing traded; True is 1 to
+    Python and "5" no number."""
+    if value is None:
+        return None
+    try:
+        number = float(value) if not isinstance(value, (bool, str, bytes)) else math.nan  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0 < number < math.inf:
+        raise InputError(f"{name} must be positive and finite (a number), not {value!r}")
+    return number
 
 
 def measure_of(kind: str) -> pl.Expr:
@@ -98,10 +111,10 @@ def information_bars(
     keep_partial: bool = False,
 ) -> pl.DataFrame:
     """The bars of one security's minute bars (in time order): see the module's doc."""
-    check_threshold(threshold, bars_per_day, window)
+    threshold, bars_per_day = check_threshold(threshold, bars_per_day, window)
     frame = minutes.with_columns(_measure=measure_of(kind), _dollars=measure_of("dollar"))
     if threshold is not None:
-        frame = frame.with_columns(_threshold=pl.lit(float(threshold)))
+        frame = frame.with_columns(_threshold=pl.lit(threshold))
     else:
         session = frame["timestamp"].dt.convert_time_zone(str(ET)).dt.date().to_physical().to_numpy()
         thresholds = _past_thresholds(frame["_measure"].to_numpy(), session, window, bars_per_day)  # type: ignore[arg-type]
@@ -217,7 +230,7 @@ def build(
 ) -> pl.DataFrame:
     """Bars of each security of `tickers` (each ticker read alone), or of each of
     `securities` across its symbols: one ticker's (security's) minute bars in memory at a time."""
-    check_threshold(threshold, bars_per_day, window)
+    threshold, bars_per_day = check_threshold(threshold, bars_per_day, window)
     measure_of(kind)
     if (tickers is None) == (securities is None):
         raise InputError("give either tickers or securities")

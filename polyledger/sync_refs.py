@@ -10,6 +10,7 @@ reports them today."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import polars as pl
@@ -102,7 +103,10 @@ def refresh(
         readable = row.state == "done" and row.file_path
         if readable and (listed or dated is None or row.ticker in dated):
             held, held_recent = _held(store, row.file_path, REFRESHED[dataset], since)
-        if listed - held or held_recent - listed:
+        unheld = listed - held
+        if dataset == "splits":
+            unheld = _not_kept_on_another_date(unheld, held, REFRESHED[dataset])
+        if unheld or held_recent - listed:
             stale.append(row.ticker)
     ledger.reset_settled(dataset, stale)
     ledger.set_setting(checked_key(dataset), today.isoformat())
@@ -116,3 +120,27 @@ def _held(store: BarStore, path: str, listed: Refreshed, since: dt.date) -> tupl
     frame = store.read_parquet(path, columns=["id", *listed.says]).select("id", *listed.says)
     recent = frame.filter((pl.col(listed.dated_by) >= since) & pl.col("id").is_not_null())
     return set(frame.rows()), set(recent.rows())
+
+
+def _not_kept_on_another_date(records: set[Record], held: set[Record], listed: Refreshed) -> set[Record]:
+    """`records` but those of a split the file holds on another date: the API lists some
+    splits twice (the same ratio a few days apart), a unit's file keeps the real date's
+    record only (`splits.one_date_each`), and the other one, still listed, is no news (a
+    unit fetched again every night for weeks otherwise)."""
+    if not records or not held:
+        return records
+    names = ("id", *listed.says)
+
+    def frame(rows: Iterable[Record]) -> pl.DataFrame:
+        return pl.DataFrame([dict(zip(names, row, strict=True)) for row in rows]).select(
+            "execution_date", "split_from", "split_to"
+        )
+
+    held_days = set(frame(held)["execution_date"].to_list())
+    news = set()
+    for record in records:
+        twins = splits.listed_twice(frame([*held, record]))
+        day = dict(zip(names, record, strict=True))["execution_date"]
+        if not any(day in twin.days and held_days & (set(twin.days) - {day}) for twin in twins):
+            news.add(record)
+    return news

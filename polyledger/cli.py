@@ -187,6 +187,11 @@ def plan(
             f"{result.backfilled} units planned outside --from/--to: their symbol's listings changed to "
             "reach days this universe was planned for before (a listing now starting earlier or ending later)"
         )
+    for other in result.elsewhere:
+        _echo(
+            f"{other.added} {other.dataset} units planned ({other.widened} widened) over the range this "
+            f"universe's {other.dataset} bars were planned for: the same change of listings"
+        )
     if result.widened:
         _echo(f"{result.widened} partly planned periods were widened and queued to be fetched whole")
     if result.relisted:

@@ -37,6 +37,15 @@ class Owed(NamedTuple):
             yield ticker, (self.periods[lo][0], self.periods[hi - 1][1])
 
 
+class OwedElsewhere(NamedTuple):
+    """Units of another bar dataset planned from the same universe file that a plan's
+    change of listings owed (`_owed`): added and widened over that dataset's recorded range."""
+
+    dataset: str
+    added: int
+    widened: int
+
+
 @dataclass(frozen=True)
 class PlanResult:
     dataset: str
@@ -50,6 +59,9 @@ class PlanResult:
     # units outside [start, end]: days the universe was planned for, brought into a listing
     # window by this plan's change of listings (`_owed`)
     backfilled: int = 0
+    # the same change's units of the other bar datasets planned from the universe file,
+    # each over its own recorded range: the change is recorded once, seen by this plan only
+    elsewhere: tuple[OwedElsewhere, ...] = ()
 
     @property
     def already_planned(self) -> int:
@@ -105,7 +117,8 @@ def plan(
     the ledger: they attribute each stored bar to its security. With `source`, the
     universe file as the ledger's `planned` names it, the days a change of listings brings
     into a window are planned over the whole range recorded as planned for it, not only
-    inside [start, end] (`_owed`). A date-keyed dataset ignores the universe
+    inside [start, end], and so are those of the other bar datasets planned from it, over
+    theirs (`_owed`, `PlanResult.elsewhere`). A date-keyed dataset ignores the universe
     (`plan_days`)."""
     if datasets.get(dataset).keyed_by == "date":
         return plan_days(ledger, dataset, start, end)
@@ -117,11 +130,17 @@ def plan(
     ids = {listing.security_id for listing in listings}
     kept = [held for held in ledger.listings() if held.ticker not in planned and held.security_id in ids]
     check_securities([*kept, *listings])
-    # what a change of listings owes the range planned for the universe, planned before the
-    # change is recorded: a plan stopped in between sees the change again, one after would not
-    backfilled, added, widened = _plan_owed(
-        ledger, dataset, _owed(ledger, dataset, source, listings), start, end
-    )
+    # what a change of listings owes the ranges planned for the universe, of every bar
+    # dataset planned from it, planned before the change is recorded: a plan stopped in
+    # between sees the change again, one after (of this dataset or another) would not
+    backfilled = added = widened = 0
+    elsewhere: list[OwedElsewhere] = []
+    for name, owed in _owed(ledger, source, listings).items():
+        outside, inside, more = _plan_owed(ledger, name, owed, start, end)
+        if name == dataset:
+            backfilled, added, widened = outside, inside, more
+        else:  # the plan's --from/--to are this dataset's: all of another's are outside them
+            elsewhere.append(OwedElsewhere(name, outside + inside, more))
     # units over the days whose listing changed, queued again with the listings: a done
     # one's files carry the old attribution, an empty one may have been explained by the old windows
     recorded = ledger.record_listings(listings, requeue=datasets.names(bars=True))
@@ -145,6 +164,7 @@ def plan(
         outside_listing=tickers * len(periods) - in_plan,
         relisted=recorded.requeued,
         backfilled=backfilled,
+        elsewhere=tuple(elsewhere),
     )
 
 
@@ -188,37 +208,45 @@ def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in merged]
 
 
-def _planned_range(ledger: Ledger, dataset: str, source: str) -> Period | None:
-    """What the ledger records as planned for the universe file `source` and `dataset`
-    before this plan (`planned`: the earliest --from to the latest --to, or through the
-    last plannable day once a plan of it was given none; `sync --forget` stops a sync, not
-    the record). None: nothing yet."""
+def _planned_ranges(ledger: Ledger, source: str) -> dict[str, Period]:
+    """What the ledger records as planned for the universe file `source` before this plan,
+    by ticker-keyed bar dataset (`planned`: the earliest --from to the latest --to, or
+    through the last plannable day once a plan of it was given none; `sync --forget` stops
+    a sync, not the record). A dataset not planned from it yet is absent."""
+    bars = {name for name in datasets.names(bars=True) if datasets.get(name).keyed_by != "date"}
+    ranges: dict[str, Period] = {}
     for remembered in ledger.remembered_plans(forgotten=True):
-        if (remembered.dataset, remembered.universe) != (dataset, source) or remembered.first_day is None:
+        if remembered.universe != source or remembered.dataset not in bars or remembered.first_day is None:
             continue
         last = remembered.widest_day or last_plannable_day()
-        return (remembered.first_day, last) if remembered.first_day <= last else None
-    return None
+        if remembered.first_day <= last:
+            ranges.setdefault(remembered.dataset, (remembered.first_day, last))
+    return ranges
 
 
-def _owed(ledger: Ledger, dataset: str, source: str | None, listings: Sequence[Listing]) -> Owed:
-    """The periods over the days a change of `listings` brings into a window
-    (`ListingChange.listed`) inside the range recorded as planned for the universe file
-    `source` (`_planned_range`), cut as a plan of that range cuts them. Without them, a
-    listing corrected to start earlier or end later (or two windows found one) and a plan
-    of another range since left those days in no unit: `run` never fetched them, and
-    `audit`, which judges the days between a ticker's units only, said nothing of those
-    before its first or after its last."""
-    planned = _planned_range(ledger, dataset, source) if source else None
-    if planned is None:
-        return Owed([], [])
-    periods = _periods(dataset, *planned)
-    spans = [
-        (change.ticker, lo, hi)
-        for change in ledger.listing_changes(listings)
-        for lo, hi in _merged(_span(Listing(change.ticker, *days), periods)[1:] for days in change.listed)
-    ]
-    return Owed(periods, spans)
+def _owed(ledger: Ledger, source: str | None, listings: Sequence[Listing]) -> dict[str, Owed]:
+    """By bar dataset planned from the universe file `source`, the periods over the days a
+    change of `listings` brings into a window (`ListingChange.listed`; a new symbol of a
+    security the ledger knows under another, its windows) inside the range recorded as
+    planned for it (`_planned_ranges`), cut as a plan of that range cuts them. Without
+    them, a listing corrected to start earlier or end later (or two windows found one, or a
+    company renamed) and a plan of another range since left those days in no unit: `run`
+    never fetched them, and `audit`, which judges the days between a ticker's units only,
+    said nothing of those before its first or after its last. Every dataset's, since the
+    change is recorded once: the next plan, of any dataset, no longer sees it."""
+    ranges = _planned_ranges(ledger, source) if source else {}
+    changes = ledger.listing_changes(listings) if ranges else []
+    owed: dict[str, Owed] = {}
+    for name, planned in ranges.items():
+        periods = _periods(name, *planned)
+        spans = [
+            (change.ticker, lo, hi)
+            for change in changes
+            for lo, hi in _merged(_span(Listing(change.ticker, *days), periods)[1:] for days in change.listed)
+        ]
+        if spans:
+            owed[name] = Owed(periods, spans)
+    return owed
 
 
 def _plan_owed(

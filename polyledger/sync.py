@@ -345,6 +345,10 @@ class Sync:
             f"planned {name} {first} to {session}: {result.added} new units, {result.widened} widened"
             + (f", {result.relisted} queued again (listings changed)" if result.relisted else "")
             + (f", {result.backfilled} more after {session} (listings changed)" if result.backfilled else "")
+            + "".join(
+                f", {other.added} {other.dataset} units planned, {other.widened} widened (listings changed)"
+                for other in result.elsewhere
+            )
             # held by another run while planning: widened by the next sync, not by this one
             + (f", {result.busy} being fetched by another run (widened next time)" if result.busy else "")
             + (

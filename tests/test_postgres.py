@@ -772,3 +772,29 @@ def test_a_live_lease_is_never_expired_by_another_hosts_clock(pg_url):
         assert a.still_holds(unit)
         b.clock = ahead  # as before: host B's own clock
         assert b.reclaim_expired() != []  # the same lease, judged by B's clock, taken back
+
+
+def test_a_rename_and_another_datasets_range_are_owed_on_postgres(pg_url):
+    """`_owed` on PostgreSQL: META, new to the listings, of a security FB holds, gets its
+    months over the range planned for the file, and the day bars planned from it their
+    year, by the minute plan that records the change (`_known_securities`, `_planned_ranges`)."""
+    from polyledger.listings import Listing
+
+    fb = Listing("FB", dt.date(2012, 5, 18), None, "CO1")
+    with Ledger(pg_url) as ledger:
+        for dataset in ("minute", "day"):
+            plan(ledger, [fb], dataset, dt.date(2022, 1, 1), dt.date(2022, 12, 31), source="/u.csv")
+            ledger.remember_plan(dataset, "/u.csv", dt.date(2022, 1, 1), dt.date(2022, 12, 31))
+        renamed = [
+            Listing("FB", dt.date(2012, 5, 18), dt.date(2022, 6, 8), "CO1"),
+            Listing("META", dt.date(2022, 6, 9), None, "CO1"),
+        ]
+        result = plan(ledger, renamed, "minute", dt.date(2023, 1, 1), dt.date(2023, 1, 31), source="/u.csv")
+        assert (result.backfilled, [tuple(other) for other in result.elsewhere]) == (7, [("day", 1, 0)])
+        rows = ledger.query(
+            "SELECT dataset, period FROM units WHERE ticker = 'META' ORDER BY dataset, period"
+        )
+        months = [f"2022-{month:02d}" for month in range(6, 13)] + ["2023-01"]
+        assert [(row.dataset, row.period) for row in rows] == [("day", "2022")] + [
+            ("minute", m) for m in months
+        ]

@@ -266,3 +266,49 @@ def test_sync_plans_the_months_a_corrected_listing_reaches(work):
         assert synced.code == 0, synced.out + synced.err
     assert months("LATE") == calendar("2016-02", "2016-07")
     assert {unit("LATE", month)[2] for month in calendar("2016-02", "2016-07")} == {"done"}
+
+
+def test_a_change_recorded_by_the_day_plan_plans_the_minute_months_over_their_own_range(work):
+    """The change is recorded once, by the first plan that sees it: that plan plans what it
+    owes every bar dataset planned from the file, each over its own recorded range and on
+    its own grid (minute 2014-2016, day 2010-2020 here), and says so; the minute plan
+    after it sees no change and needs none."""
+    write(work / "u.csv", "LATE,CO1,2015-03-02,")
+    planned("u.csv", *RANGE)
+    planned("u.csv", "--dataset", "day", "--from", "2010-01-01", "--to", "2020-12-31")
+    write(work / "u.csv", "LATE,CO1,2012-06-01,")
+    out = planned("u.csv", "--dataset", "day", "--from", "2020-01-01", "--to", "2020-12-31")
+    assert "3 units planned outside --from/--to" in out, out  # day 2012-2014
+    assert "14 minute units planned (0 widened)" in out, out  # January 2014 - February 2015
+    assert months("LATE") == calendar("2014-01", "2016-12")  # not 2012: minute bars were planned from 2014
+    again = planned("u.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert "outside --from/--to" not in again, again
+
+
+def test_a_new_symbol_of_a_new_security_is_not_planned_outside_the_plans_range(work):
+    """Only a new symbol of a security the ledger knows under another one (a rename) owes
+    its window over the recorded range: a company new to the ledger was not in the range
+    planned for the file, and gets what its first plan asks."""
+    write(work / "u.csv", "FB,CO1,2012-05-18,")
+    planned("u.csv", *RANGE)
+    write(work / "u.csv", "FB,CO1,2012-05-18,", "NEWCO,CO2,2014-06-02,")
+    out = planned("u.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert months("NEWCO") == calendar("2016-01", "2016-12"), out
+    assert "outside --from/--to" not in out, out
+
+
+def test_a_rename_plans_the_new_symbols_months_over_the_range_and_audit_judges_them(work):
+    """FB (CO1) planned 2014-2016; renamed META from 2015-06-09 (FB's listing ends the day
+    before); the file planned for 2016 only. META's months from June 2015 are planned
+    (a symbol new to the listings, of a security the ledger knows under FB), and FB's
+    months after the rename are queued again (their days left FB's listing)."""
+    write(work / "u.csv", "FB,CO1,2012-05-18,")
+    planned("u.csv", *RANGE)
+    settle_all_empty()
+    write(work / "u.csv", "FB,CO1,2012-05-18,2015-06-08T00:00:00Z", "META,CO1,2015-06-09,")
+    out = planned("u.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert months("META") == calendar("2015-06", "2016-12"), out
+    assert "7 units planned outside --from/--to" in out, out
+    settle_all_empty()
+    code, minute = audit()
+    assert (code, minute["unplanned"]) == (0, []), minute

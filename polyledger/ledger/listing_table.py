@@ -35,6 +35,21 @@ def _listing(row: Sequence) -> Listing:
     return Listing(ticker, _day(first), _day(last), security_id, link, name, cik, figi, share_class)
 
 
+def _renamed(ticker: str, listings: Sequence[Listing], known: set[str]) -> ListingChange:
+    """The change of a symbol with no listings before: its bars had no security
+    (`listing_change` from none), and the windows of its listings whose security another
+    symbol holds are `listed`: the company traded over the range planned for the universe
+    under that symbol, so its days under this one are owed as a window brought in (a
+    symbol whose securities are all new lists nothing: its first plan plans it)."""
+    windows = sorted(
+        ((item.first_day, item.last_day) for item in listings if item.security_id in known),
+        key=lambda days: (days[0] or dt.date.min, days[1] or dt.date.max),
+    )
+    if not windows:
+        return ListingChange(ticker)  # nothing changed: not reported
+    return dataclasses.replace(listing_change(ticker, [], listings), listed=tuple(windows))
+
+
 @dataclass(frozen=True)
 class RecordedListings:
     changes: list[ListingChange]  # the symbols whose listings changed over some days
@@ -46,9 +61,10 @@ class ListingTable(LedgerConnection):
         """Every symbol of `listings` (ids assigned) gets exactly these listings, in one
         transaction; other symbols keep theirs. A bare ticker (no window, nothing known
         of it) says nothing new: it keeps the listings an earlier plan recorded, or gets
-        its derived one. Returns, for each symbol that had listings before, the days whose
-        security or listed-ness changed, if any (`listing_change`, by symbol): its settled
-        units over them may be wrong. Those of the datasets in `requeue` go back to pending
+        its derived one. Returns, for each symbol that had listings before (or that takes
+        a security another symbol holds: `_renamed`), the days whose security or
+        listed-ness changed, if any (`listing_change`, by symbol): its settled units over
+        them may be wrong. Those of the datasets in `requeue` go back to pending
         in the same transaction (`Ledger.reset_relisted`): a plan killed between the two
         would leave the new listings recorded and the units never queued again."""
         by_ticker, changed = self._described(listings)
@@ -64,7 +80,9 @@ class ListingTable(LedgerConnection):
     def _described(self, listings: Iterable[Listing]) -> tuple[dict[str, list[Listing]], list[ListingChange]]:
         """The symbols `listings` describe (a bare ticker an earlier plan recorded listings of
         describes nothing), and for each that had listings before, the days its change
-        touches (`listing_change`), if any."""
+        touches (`listing_change`), if any. A symbol new to the listings that takes a
+        security another symbol holds (a rename: `META` for `FB`'s company) changes too:
+        the windows of those listings are `listed` (`_renamed`)."""
         by_ticker: dict[str, list[Listing]] = defaultdict(list)
         for listing in listings:
             by_ticker[listing.ticker].append(listing)
@@ -74,8 +92,22 @@ class ListingTable(LedgerConnection):
         for ticker in [t for t, items in by_ticker.items() if len(items) == 1 and _bare(items[0])]:
             if before[ticker]:
                 del by_ticker[ticker]
-        changes = (listing_change(t, before[t], items) for t, items in sorted(by_ticker.items()) if before[t])
+        new = sorted({item.security_id for t, items in by_ticker.items() if not before[t] for item in items})
+        known = self._known_securities([security_id for security_id in new if security_id])
+        changes = [
+            listing_change(t, before[t], items) if before[t] else _renamed(t, items, known)
+            for t, items in sorted(by_ticker.items())
+        ]
         return by_ticker, [change for change in changes if change.changed]
+
+    @_reconnecting
+    def _known_securities(self, security_ids: Sequence[str]) -> set[str]:
+        """Those of `security_ids` some recorded listing holds."""
+        if not security_ids:
+            return set()
+        test, params = in_list("security_id", security_ids, "s")
+        rows = self._statement().execute(f"SELECT DISTINCT security_id FROM listings WHERE {test}", params)
+        return {row[0] for row in rows.fetchall()}
 
     @_reconnecting
     def _replace_listings(

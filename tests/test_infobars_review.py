@@ -4,7 +4,10 @@ the lists they are given, and the thresholds a typo or a computation can produce
 from __future__ import annotations
 
 import math
+from decimal import Decimal
+from fractions import Fraction
 
+import numpy as np
 import polars as pl
 import pytest
 from test_infobars import HAND
@@ -129,3 +132,32 @@ def test_a_misspelt_ticker_is_refused_before_any_bars_are_built(raw_demo_downloa
         with pytest.raises(InputError, match="unknown security_id 'NOPE'"):
             dl.volume_bars(securities=[dl.listings(tickers="TINY")["security_id"][0], "NOPE"], threshold=1e5)
     assert built == [], f"bars built before the error: {built}"
+
+
+@pytest.mark.parametrize(
+    "threshold",
+    [Decimal("5"), np.array(5.0)],
+    ids=["Decimal", "0-d ndarray"],
+)
+def test_a_threshold_that_is_a_decimal_or_a_0d_array_still_builds_bars(threshold):
+    """A fixed threshold read from PostgreSQL (NUMERIC comes back as `decimal.Decimal`:
+    `SELECT avg(...)` through psycopg), or left as a 0-d array by numpy code, built bars on
+    fa31484 (`float(threshold)` is all the threshold is used through). The day's check
+    asks `isinstance(value, numbers.Real)`, which neither is: a legitimate, positive,
+    finite number is refused with "must be positive and finite (a number)"."""
+    want = information_bars(HAND, "volume", threshold=5.0)
+    got = information_bars(HAND, "volume", threshold=threshold)
+    assert got.equals(want)
+
+
+def test_a_bars_per_day_the_check_accepts_is_not_a_crash_deep_in_polars():
+    """`bars_per_day=Fraction(1)` passes the day's check (a `numbers.Real`, positive,
+    finite), then fails deep inside (numpy divides into an object array, polars refuses
+    `is_not_nan` on it): the bare polars error the check exists to prevent. Either it is
+    refused in one line or it is used as the number it is (`float(bars_per_day)`)."""
+    want = information_bars(HAND, "volume", bars_per_day=1.0)
+    try:
+        got = information_bars(HAND, "volume", bars_per_day=Fraction(1))
+    except InputError:
+        return
+    assert got.equals(want)

@@ -37,10 +37,12 @@ def planned(universe: str, *window: str) -> str:
     return result.out
 
 
-def months(ticker: str, ledger: str = "ledger.db") -> list[str]:
+def months(ticker: str, ledger: str = "ledger.db", dataset: str = "minute") -> list[str]:
+    """The ticker's periods (years for day bars)."""
     with Ledger(ledger, create=False) as opened:
         rows = opened.query(
-            "SELECT period FROM units WHERE dataset = 'minute' AND ticker = :t ORDER BY period", {"t": ticker}
+            "SELECT period FROM units WHERE dataset = :d AND ticker = :t ORDER BY period",
+            {"d": dataset, "t": ticker},
         )
     return [row.period for row in rows]
 
@@ -70,10 +72,10 @@ def settle_all_empty() -> None:
             opened.settle_empty(claimed, True, AttemptRecord(requests=1))
 
 
-def audit() -> tuple[int, dict]:
+def audit(dataset: str = "minute") -> tuple[int, dict]:
     result = run_cli("audit", "--json")
     report = json.loads(result.out)
-    return result.code, next(d for d in report["datasets"] if d["dataset"] == "minute")
+    return result.code, next(d for d in report["datasets"] if d["dataset"] == dataset)
 
 
 def test_a_listing_corrected_to_start_earlier_gets_its_months_from_a_later_narrower_plan(work):
@@ -312,3 +314,28 @@ def test_a_rename_plans_the_new_symbols_months_over_the_range_and_audit_judges_t
     settle_all_empty()
     code, minute = audit()
     assert (code, minute["unplanned"]) == (0, []), minute
+
+
+def test_a_listing_change_recorded_by_the_minute_plan_still_owes_the_day_datasets_years(work):
+    """u.csv is planned for minute bars and for day bars, 2014-2016. LATE's listing is
+    corrected from 2015-03-02 to 2014-06-02, and the file planned again for 2016, minute
+    bars first, then day bars (as the README's everyday use plans one dataset after the
+    other). The minute plan records the change and plans June 2014 - February 2015; the
+    day plan sees no change any more (`listing_changes` compares with what the minute plan
+    just recorded), so day bars of 2014 -- inside LATE's listing and inside the range
+    planned for u.csv's day bars -- are in no unit: `run` never fetches them and `audit`,
+    which judges only the days between a ticker's units, exits 0 once the rest settle."""
+    write(work / "u.csv", "LATE,CO1,2015-03-02,")
+    planned("u.csv", "--dataset", "minute", "--from", "2014-01-01", "--to", "2016-12-31")
+    planned("u.csv", "--dataset", "day", "--from", "2014-01-01", "--to", "2016-12-31")
+    assert months("LATE", dataset="day") == ["2015", "2016"]
+    write(work / "u.csv", "LATE,CO1,2014-06-02,")
+    planned("u.csv", "--dataset", "minute", "--from", "2016-01-01", "--to", "2016-12-31")
+    out = planned("u.csv", "--dataset", "day", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert months("LATE") == calendar("2014-06", "2016-12")  # the minute plan's owed months
+    settle_all_empty()
+    code, day = audit("day")
+    assert months("LATE", dataset="day") == ["2014", "2015", "2016"], (
+        f"LATE's day bars of 2014 (listed from 2014-06-02 now, inside u.csv's planned 2014-2016) are in "
+        f"no unit; day plan said {out!r}; audit exit {code}, unplanned {day['unplanned']}"
+    )

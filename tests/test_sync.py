@@ -1036,3 +1036,51 @@ def test_a_sync_refused_another_data_folder_plans_nothing(work, stand_in):
     refused = run_cli("sync", "--now", NEXT_NIGHT, "--base-url", stand_in.url, "--data", "elsewhere")
     assert refused.code == 2 and refused.err.count("\n") == 1, refused.out + refused.err
     assert _units() == units
+
+
+def test_a_split_the_api_lists_on_two_dates_is_not_fetched_again_every_night(tmp_path, monkeypatch):
+    """Found by a review. The API lists
+    one 10-for-1 split on two dates (SHOP's, 2022-06-22 and 2022-06-29); `copy_to_ledger`
+    keeps the real date's record in the file and drops the other (`one_date_each`). The
+    market-wide listing sync compares with still shows both: the dropped record is "a
+    record the file does not hold", so the splits unit is queued again every night the
+    two dates are inside the lookback (about five weeks), fetched, the record dropped
+    again, and queued again the next night."""
+    import io
+    from types import SimpleNamespace
+
+    from polyledger.storage import BarStore
+
+    store = BarStore(tmp_path / "data")
+    store.ensure_writable()
+    kept = pl.DataFrame(
+        {"ticker": ["SHOP"], "execution_date": [dt.date(2022, 6, 29)], "split_from": [1.0], "split_to": [10.0],
+         "adjustment_type": ["forward_split"], "historical_adjustment_factor": [0.1], "id": ["S-29"]},
+        schema={"ticker": pl.String, "execution_date": pl.Date, "split_from": pl.Float64, "split_to": pl.Float64,
+                "adjustment_type": pl.String, "historical_adjustment_factor": pl.Float64, "id": pl.String},
+    )  # fmt: skip
+    buffer = io.BytesIO()
+    kept.write_parquet(buffer)
+    store._put("splits/ticker=SHOP/part.parquet", buffer.getvalue())
+    listed = {
+        (
+            "S-22",
+            "SHOP",
+            dt.date(2022, 6, 22),
+            1.0,
+            10.0,
+            "forward_split",
+        ),  # the record one_date_each dropped
+        ("S-29", "SHOP", dt.date(2022, 6, 29), 1.0, 10.0, "forward_split"),
+    }
+    unit = SimpleNamespace(ticker="SHOP", state="done", file_path="splits/ticker=SHOP/part.parquet")
+    monkeypatch.setattr(sync_refs.queries, "settled_reference_units", lambda ledger, dataset: [unit])
+    monkeypatch.setattr(sync_refs.queries, "tickers_with_splits_since", lambda ledger, since: {"SHOP"})
+    monkeypatch.setattr(sync_refs, "since_when", lambda ledger, dataset: dt.date(2022, 6, 1))
+    monkeypatch.setattr(sync_refs, "announced", lambda client, dataset, since: {"SHOP": listed})
+    queued: list[list[str]] = []
+    ledger = SimpleNamespace(
+        reset_settled=lambda dataset, tickers: queued.append(tickers), set_setting=lambda key, value: None
+    )
+    nights = [sync_refs.refresh(ledger, store, None, "splits", dt.date(2022, 7, 1 + n)) for n in range(3)]  # type: ignore[arg-type]
+    assert nights == [[], [], []], f"SHOP's splits unit queued again night after night: {nights}"

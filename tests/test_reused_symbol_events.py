@@ -1,0 +1,98 @@
+"""A split of a reused symbol belongs to the company that holds the symbol then, never to
+one that left it (found by a review of the rename fallback of `adjust.EventOwners`).
+
+RENCO traded as OLD, then as NEW; OTHERCO took the freed symbol OLD later. The API lists
+a company's events under a symbol it has then or later (polygon-io/issues#253), never
+under one it left: OTHERCO's split under OLD is no event of RENCO's, however RENCO's
+bars are read. Real SQLite ledgers, a stand-in API on 127.0.0.1, fixed dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from pathlib import Path
+
+import polyledger
+from polyledger.datasets.reference import plan_reference
+from polyledger.fetch.runner import Run, RunOptions
+from polyledger.ledger import Ledger
+from polyledger.plan import plan
+from polyledger.storage import BarStore
+from polyledger.testing import Listing, Split, StandInServer, SyntheticMarket
+from polyledger.universe import read_members
+
+D = dt.date
+HEADER = "ticker,security_id,list_date,delisted_utc\n"
+KEY = "reused-symbol-key"
+
+
+def _fetch(folder: Path, server: StandInServer, datasets: tuple[str, ...]) -> None:
+    with Ledger(folder / "ledger.db") as ledger:
+        run = Run(
+            ledger,
+            BarStore(folder / "data"),
+            api_key=KEY,
+            base_url=server.url,
+            options=RunOptions(workers=1, rate=500, adjusted=False, datasets=datasets),
+        )
+        assert run.execute().outcome == "finished"
+
+
+def _reused_after_a_rename(folder: Path, other_split: Split) -> None:
+    """RENCO traded as OLD until 2019-06-28 and as NEW from 2019-07-01 (a rename; it never
+    split). Another company, OTHERCO, lists under the freed symbol OLD from 2019-09-03 and
+    makes `other_split` (listed under OLD, its symbol). Raw day bars of 2019, and the
+    splits of both symbols, fetched."""
+    old = Listing("OLD", delist_date=D(2019, 6, 28), bars_per_day=20, company="renco", renamed=True)
+    new = Listing("NEW", list_date=D(2019, 7, 1), bars_per_day=20, company="renco")
+    reuse = Listing("OLD", list_date=D(2019, 9, 3), bars_per_day=20, company="other", splits=(other_split,))
+    (folder / "u.csv").write_text(
+        HEADER + "OLD,RENCO,,2019-06-28\nNEW,RENCO,2019-07-01,\nOLD,OTHERCO,2019-09-03,\n", encoding="utf-8"
+    )
+    with Ledger(folder / "ledger.db") as ledger:
+        plan_reference(ledger, ["OLD", "NEW"], "splits", D(2020, 1, 2))
+        plan(ledger, read_members(folder / "u.csv"), "day", D(2019, 1, 1), D(2019, 12, 31))
+    with StandInServer(SyntheticMarket([old, new, reuse], seed=3), api_keys=(KEY,)) as server:
+        _fetch(folder, server, ("splits", "day"))
+
+
+def _renco_split_factors(folder: Path, **read: object) -> list[float]:
+    """The distinct adjusted / raw close ratios of RENCO's bars in a read."""
+    with polyledger.open(folder / "ledger.db", folder / "data") as dl, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = dl.bars("day", **read).collect()  # type: ignore[arg-type]
+        adjusted = dl.bars("day", adjust="splits", **read).collect()  # type: ignore[arg-type]
+    renco = (adjusted["close"] / raw["close"]).filter(raw["security_id"] == "RENCO")
+    assert renco.len() > 100
+    return sorted(set(renco.round(9).to_list()))
+
+
+def test_another_companys_split_under_a_reused_symbol_does_not_adjust_the_company_that_left_it(tmp_path):
+    """RENCO left the symbol OLD (renamed to NEW); OTHERCO took OLD and split 1:2 on
+    2019-10-01, inside OTHERCO's own listing of OLD. Read by RENCO's current symbol,
+    `dl.bars("day", tickers=["NEW"], adjust="splits")`: `_related_listings` gives RENCO's
+    listings only (OTHERCO's listing of OLD is not RENCO's), `_split_rows` reads OLD's
+    splits (OTHERCO's), and `security_on("OLD", 2019-10-01)` finds no listing of OLD
+    covering the day among them, then falls back to "the one company among OLD's that
+    traded under another of its symbols" that day: RENCO, as NEW. RENCO's bars before
+    2019-10-01 are halved and their volumes doubled by a split it never made; before the
+    day's change the split was (rightly) no company's here. Read as security="RENCO" it is
+    right (OTHERCO's listing is then among the listings)."""
+    _reused_after_a_rename(tmp_path, Split(D(2019, 10, 1), 1, 2))
+    assert _renco_split_factors(tmp_path, security="RENCO") == [1.0]  # consistent: no split of RENCO's
+    factors = _renco_split_factors(tmp_path, tickers=["NEW"])
+    assert factors == [1.0], f"RENCO's bars read as NEW adjusted by OTHERCO's 1:2 split: factors {factors}"
+
+
+def test_a_split_of_a_reused_symbol_dated_between_its_companies_is_not_given_to_the_one_that_left(tmp_path):
+    """The same two companies; OTHERCO's split is listed under OLD dated 2019-08-26, a few
+    days before OTHERCO's first recorded session of OLD (2019-09-03): a listing date a few
+    days off, or a split made just before the listing. On that day no listing of OLD is
+    open. `security_on` takes the one company of OLD's that traded under another symbol
+    then -- RENCO as NEW -- although OLD is RENCO's *earlier* symbol: the API lists a
+    company's events under the symbol it has now or later (polygon-io/issues#253, the
+    change's own rationale), never under one it left, which another company holds now.
+    RENCO's whole series before 2019-08-26 is halved, even read as security="RENCO"."""
+    _reused_after_a_rename(tmp_path, Split(D(2019, 8, 26), 1, 2))
+    factors = _renco_split_factors(tmp_path, security="RENCO")
+    assert factors == [1.0], f"RENCO's bars adjusted by a split listed under the symbol it left: {factors}"

@@ -212,16 +212,27 @@ def _planned_ranges(ledger: Ledger, source: str) -> dict[str, Period]:
     """What the ledger records as planned for the universe file `source` before this plan,
     by ticker-keyed bar dataset (`planned`: the earliest --from to the latest --to, or
     through the last plannable day once a plan of it was given none; `sync --forget` stops
-    a sync, not the record). A dataset not planned from it yet is absent."""
+    a sync, not the record). A dataset not planned from it yet is absent. A file never
+    planned from its path before gets the span of every file's ranges."""
     bars = {name for name in datasets.names(bars=True) if datasets.get(name).keyed_by != "date"}
     ranges: dict[str, Period] = {}
+    hulls: dict[str, Period] = {}  # every file's, for a path planned from for the first time
+    known_path = False
     for remembered in ledger.remembered_plans(forgotten=True):
-        if remembered.universe != source or remembered.dataset not in bars or remembered.first_day is None:
+        known_path = known_path or remembered.universe == source
+        if remembered.dataset not in bars or remembered.first_day is None:
             continue
-        last = remembered.widest_day or last_plannable_day()
-        if remembered.first_day <= last:
-            ranges.setdefault(remembered.dataset, (remembered.first_day, last))
-    return ranges
+        first, last = remembered.first_day, remembered.widest_day or last_plannable_day()
+        if first > last:
+            continue
+        if remembered.universe == source:
+            ranges.setdefault(remembered.dataset, (first, last))
+        low, high = hulls.get(remembered.dataset, (first, last))
+        hulls[remembered.dataset] = (min(low, first), max(high, last))
+    # a path the ledger has no record of (the file moved or renamed, a dated build of the
+    # same universe): what the ledger planned from any file, so a change the file brings is
+    # owed over it, never over nothing (a hole `audit` could not see)
+    return ranges if known_path else hulls
 
 
 def _owed(ledger: Ledger, source: str | None, listings: Sequence[Listing]) -> dict[str, Owed]:

@@ -339,3 +339,22 @@ def test_a_listing_change_recorded_by_the_minute_plan_still_owes_the_day_dataset
         f"LATE's day bars of 2014 (listed from 2014-06-02 now, inside u.csv's planned 2014-2016) are in "
         f"no unit; day plan said {out!r}; audit exit {code}, unplanned {day['unplanned']}"
     )
+
+
+def test_a_moved_universe_file_is_owed_the_range_the_ledger_planned(work):
+    """u.csv, planned 2014-2016, is moved to universes/u.csv (a tidy-up, a checkout in
+    another folder) and LATE's listing corrected there to start 2014-06-02; the moved file
+    is planned for 2016. No range is recorded for the new path (the ledger keys it by the
+    absolute path): the change is owed over what the ledger planned from any file, never
+    over nothing (found by a review: June 2014 - February 2015 were in no unit, `audit`
+    silent)."""
+    write(work / "u.csv", "LATE,CO1,2015-03-02,")
+    planned("u.csv", *RANGE)
+    (work / "universes").mkdir()
+    (work / "u.csv").rename(work / "universes" / "u.csv")
+    write(work / "universes" / "u.csv", "LATE,CO1,2014-06-02,")
+    out = planned("universes/u.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    settle_all_empty()
+    code, minute = audit()
+    assert months("LATE") == calendar("2014-06", "2016-12"), out
+    assert (code, minute["unplanned"]) == (0, []), minute

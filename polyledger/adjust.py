@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from polyledger.datasets.dividends import NATURAL_KEY, unique_dividends
-from polyledger.errors import InputError
+from polyledger.errors import InputError, user_stacklevel
 from polyledger.ledger import SETTLED
 from polyledger.ledger.queries import OPEN_UTC
 from polyledger.ledger.records import in_list
@@ -344,7 +344,7 @@ def dividend_events(
         warnings.warn(
             f"{len(skipped)} dividends left out of the adjustment: {', '.join(skipped[:5])}",
             UnsettledAdjustmentWarning,
-            stacklevel=5,
+            stacklevel=user_stacklevel(),
         )
     return pl.DataFrame(out, schema=_EVENTS, orient="row")
 
@@ -518,7 +518,7 @@ def _warn_unsettled(
                 f"{', '.join(loose[:5])}{', ...' if len(loose) > 5 else ''} "
                 f"(`polyledger plan --dataset {dataset}`, then `run`)",
                 UnsettledAdjustmentWarning,
-                stacklevel=5,
+                stacklevel=user_stacklevel(),
             )
         if bars_to:
             _warn_stale(download, dataset, units, bars_to)
@@ -554,7 +554,7 @@ def _warn_stale(
             f"{', '.join(behind[:5])}{', ...' if len(behind) > 5 else ''} (`polyledger sync` looks for "
             f"{dataset} announced since and fetches those tickers' units again)",
             StaleAdjustmentWarning,
-            stacklevel=6,
+            stacklevel=user_stacklevel(),
         )
 
 

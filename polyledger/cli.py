@@ -33,7 +33,7 @@ from polyledger.defaults import (
     DEFAULT_VOLUME_TOLERANCE,
     DEFAULT_WORKERS,
 )
-from polyledger.errors import InputError, PolyledgerError
+from polyledger.errors import InputError, PolyledgerError, some_of
 from polyledger.secrets import RedactingFilter, api_key_from_env, redact
 
 if TYPE_CHECKING:
@@ -182,26 +182,33 @@ def plan(
         f"({first} to {last}): {result.added} new, {result.already_planned} already in "
         f"{_where(ledger_path)}{outside}"
     )
-    if result.backfilled:
+    changed = some_of(result.changed)
+    if result.backfilled and result.owed_over is not None:
         _echo(
-            f"{result.backfilled} units planned outside --from/--to: their symbol's listings changed to "
-            "reach days this universe was planned for before (a listing now starting earlier or ending later)"
+            f"{result.backfilled} units planned outside --from/--to, over {_span_text(result.owed_over)} "
+            f"(the range this universe's {dataset} bars were planned for): the listings of {changed} "
+            "changed to reach those days (a listing starting earlier or ending later, a company's new symbol)"
         )
     for other in result.elsewhere:
         _echo(
-            f"{other.added} {other.dataset} units planned ({other.widened} widened) over the range this "
-            f"universe's {other.dataset} bars were planned for: the same change of listings"
+            f"{other.added} {other.dataset} units planned ({other.widened} widened) over "
+            f"{_span_text(other.over)}, the range this universe's {other.dataset} bars were planned for: "
+            "the same change of listings"
         )
     if result.widened:
         _echo(f"{result.widened} partly planned periods were widened and queued to be fetched whole")
     if result.relisted:
         _echo(
             f"{result.relisted} units queued again: their symbol's listings changed over their dates since "
-            "they were settled (a done one's bars get the new security_id; an empty one, which the old "
-            "windows explained, is asked again)"
+            f"they were settled ({changed}: a done one's bars get the new security_id; an empty one, which "
+            "the old windows explained, is asked again)"
         )
     if result.busy:
         _echo(f"{result.busy} partly planned periods are being fetched right now: plan again after the run")
+
+
+def _span_text(days: tuple[dt.date, dt.date]) -> str:
+    return f"{days[0]} to {days[1]}"
 
 
 # --- run --------------------------------------------------------------------------
@@ -852,7 +859,12 @@ def sync(
     rate: Optional[float] = typer.Option(
         None, "--rate", min=0.01, help="Requests per second, all workers [default: the last run's]."
     ),
-    base_url: Optional[str] = BaseUrlOpt,
+    base_url: Optional[str] = typer.Option(
+        None,
+        "--base-url",
+        envvar="POLYGON_BASE_URL",
+        help="API base URL [default: the last run's, else https://api.massive.com].",
+    ),
     data: Optional[str] = typer.Option(
         None,
         "--data",

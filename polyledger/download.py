@@ -32,7 +32,7 @@ from polyledger import coverage, datasets, infobars
 from polyledger.bars import BAR_SCHEMA
 from polyledger.checks.audit import STATES, AuditReport, audit
 from polyledger.datasets import MARKET, check_dataset
-from polyledger.errors import InputError, some_of
+from polyledger.errors import InputError, some_of, user_stacklevel
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
 from polyledger.listings import Listing
 from polyledger.periods import ET, iso_date, stored_date
@@ -443,7 +443,7 @@ class Download:
                 f"or planned only in part), so they read as days without bars: {coverage.describe(found)}; "
                 "plan them (`polyledger plan`) or narrow start/end",
                 UnplannedDaysWarning,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
 
     def _check_tickers(
@@ -578,7 +578,7 @@ def _warn_unsettled(dataset: str, selected: list[Any]) -> None:
             f"{sum(unsettled.values())} {dataset} units in this selection hold no bars yet "
             f"({states}): see .units(state=...) and `polyledger audit`",
             UnsettledUnitsWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
 
 

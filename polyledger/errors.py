@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from polyledger.secrets import redact
 
@@ -163,3 +166,18 @@ def one_line(exc: BaseException | str, limit: int | None = 200, *, with_type: bo
     text = f"{type(exc).__name__}: {exc}" if with_type else str(exc)
     text = redact(" ".join(text.split()))
     return text if limit is None else text[:limit]
+
+
+def user_stacklevel() -> int:
+    """The `stacklevel` for `warnings.warn`, called where it is called, that points at the
+    first caller outside this package (a notebook's line, whichever of polyledger's paths
+    led to the warning: `dl.bars`, `dl.dollar_bars`, an adjusted read)."""
+    package = os.path.normcase(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and _file_of(frame).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _file_of(frame: FrameType) -> str:
+    return os.path.normcase(os.path.abspath(frame.f_code.co_filename))

@@ -44,6 +44,7 @@ class OwedElsewhere(NamedTuple):
     dataset: str
     added: int
     widened: int
+    over: Period  # that dataset's recorded range
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class PlanResult:
     # the same change's units of the other bar datasets planned from the universe file,
     # each over its own recorded range: the change is recorded once, seen by this plan only
     elsewhere: tuple[OwedElsewhere, ...] = ()
+    changed: tuple[str, ...] = ()  # the symbols whose listings this plan changed
+    owed_over: Period | None = None  # the recorded range `backfilled` units were planned over
 
     @property
     def already_planned(self) -> int:
@@ -134,13 +137,15 @@ def plan(
     # dataset planned from it, planned before the change is recorded: a plan stopped in
     # between sees the change again, one after (of this dataset or another) would not
     backfilled = added = widened = 0
+    owed_over = None
     elsewhere: list[OwedElsewhere] = []
     for name, owed in _owed(ledger, source, listings).items():
         outside, inside, more = _plan_owed(ledger, name, owed, start, end)
+        over = (owed.periods[0][0], owed.periods[-1][1])
         if name == dataset:
-            backfilled, added, widened = outside, inside, more
+            backfilled, added, widened, owed_over = outside, inside, more, over
         else:  # the plan's --from/--to are this dataset's: all of another's are outside them
-            elsewhere.append(OwedElsewhere(name, outside + inside, more))
+            elsewhere.append(OwedElsewhere(name, outside + inside, more, over))
     # units over the days whose listing changed, queued again with the listings: a done
     # one's files carry the old attribution, an empty one may have been explained by the old windows
     recorded = ledger.record_listings(listings, requeue=datasets.names(bars=True))
@@ -165,6 +170,8 @@ def plan(
         relisted=recorded.requeued,
         backfilled=backfilled,
         elsewhere=tuple(elsewhere),
+        changed=tuple(sorted({change.ticker for change in recorded.changes})),
+        owed_over=owed_over,
     )
 
 

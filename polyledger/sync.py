@@ -33,7 +33,7 @@ from polyledger import datasets, signals
 from polyledger.checks.audit import audit
 from polyledger.datasets.flat_days import ROUTES
 from polyledger.datasets.reference import plan_reference
-from polyledger.errors import FetchError, InputError, one_line
+from polyledger.errors import FetchError, InputError, one_line, some_of
 from polyledger.fetch.runner import Run, RunOptions, RunReport, check_data_folder
 from polyledger.ledger import Ledger
 from polyledger.ledger.resets import Reread
@@ -264,6 +264,11 @@ class Sync:
         if report.outcome != "finished":
             return 1  # the run stopped itself (bad key, disk full, an API that stayed down)
         if unchecked:
+            # said again last: a log's tail shows the audit's "COMPLETE" just above the exit 1
+            self.say(
+                f"exit 1: the {' and '.join(unchecked)} announced since were not checked "
+                "(see the plan line above)"
+            )
             return 1  # the audit cannot see what a listing not read would have made stale
         return checked.exit_code
 
@@ -343,7 +348,13 @@ class Sync:
             reread = queue_rereads(ledger, name, session)
         self.say(
             f"planned {name} {first} to {session}: {result.added} new units, {result.widened} widened"
-            + (f", {result.relisted} queued again (listings changed)" if result.relisted else "")
+            # record_listings queues units of every bar dataset, not only this one's
+            + (
+                f", {result.relisted} units of its symbols queued again in any bar dataset (listings of "
+                f"{some_of(result.changed)} changed)"
+                if result.relisted
+                else ""
+            )
             + (f", {result.backfilled} more after {session} (listings changed)" if result.backfilled else "")
             + "".join(
                 f", {other.added} {other.dataset} units planned, {other.widened} widened (listings changed)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -161,3 +162,19 @@ def test_a_bars_per_day_the_check_accepts_is_not_a_crash_deep_in_polars():
     except InputError:
         return
     assert got.equals(want)
+
+
+def test_a_reads_warnings_point_at_the_callers_line_whichever_call_led_there(raw_demo_download):
+    """A warning names the notebook's own line, from `dl.bars` and from the bar builders
+    alike (found by a new user: the builders' warnings pointed into infobars.py, where a
+    fixed stack depth lands when the read is called one frame deeper)."""
+    import warnings
+
+    with polyledger.open(raw_demo_download / "ledger.db", raw_demo_download / "data") as dl:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dl.dollar_bars(["AAPL"], threshold=1e6)
+            dl.bars("minute", tickers=["AAPL"], adjust="splits").collect()
+    assert caught and {Path(w.filename) for w in caught} == {Path(__file__)}, [
+        (w.filename, w.lineno, w.category.__name__) for w in caught
+    ]

@@ -92,7 +92,8 @@ def test_a_listing_corrected_to_start_earlier_gets_its_months_from_a_later_narro
     assert months("LATE") == calendar("2014-06", "2016-12"), out
     assert {unit("LATE", month)[2] for month in calendar("2014-06", "2015-02")} == {"pending"}
     assert unit("LATE", "2014-06") == ("2014-06-01", "2014-06-30", "pending")  # a whole month
-    assert "9 units planned outside --from/--to" in out, out
+    assert "9 units planned outside --from/--to, over 2014-01-01 to 2016-12-31" in out, out
+    assert "the listings of 'LATE' changed" in out, out  # which symbols, which range: said
     code, minute = audit()
     assert (code, minute["unplanned"]) == (3, [])  # work left: run again
     settle_all_empty()

@@ -14,7 +14,7 @@ import pytest
         ({"failed": 2}, "`polyledger retry` requeues failed units", "run` again"),
         (
             {"failed": 2, "pending": 1, "running": 1},
-            "retry` requeues failed units; `polyledger run` again",
+            "`--class NAME` the others; `polyledger run` again",
             "x" * 9,
         ),
     ],

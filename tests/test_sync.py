@@ -972,8 +972,11 @@ def test_a_failed_splits_refresh_does_not_cost_the_nights_bars(work, monkeypatch
     assert said == [
         "planned splits: 0 new tickers; splits announced or withdrawn since fetched not checked "
         "(server error 503: service unavailable): adjusted prices of 2 tickers (ALFA, CHAR) may be "
-        "on an old basis, unseen by audit; the next sync checks again (exit 1)"
+        "on an old basis, unseen by audit; the next sync checks again (exit 1)",
+        # and again last, below the audit's "COMPLETE": a log's tail says why it exits 1
+        "exit 1: the splits announced since were not checked (see the plan line above)",
     ], second.out
+    assert second.out.rstrip().splitlines()[-1] == said[-1]
     assert "minute: COMPLETE" in second.out and second.err == ""  # the audit, no error
     # the failed check is not remembered as done: the next night asks from the same date
     assert mark is None

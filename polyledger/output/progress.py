@@ -139,7 +139,10 @@ def unsettled_text(unsettled: dict[str, int]) -> str:
     left = ", ".join(f"{count:,} {state}" for state, count in sorted(unsettled.items()))
     steps = ["see `polyledger audit`"]
     if unsettled.get("failed"):
-        steps.append("`polyledger retry` requeues failed units")
+        # plain retry requeues transient classes only: not_entitled, not_found need their name
+        steps.append(
+            "`polyledger retry` requeues failed units of transient classes, `--class NAME` the others"
+        )
     if unsettled.get("pending") or unsettled.get("running"):
         steps.append("`polyledger run` again fetches the pending ones")
     return f"{left} ({'; '.join(steps)})"

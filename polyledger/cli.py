@@ -127,7 +127,7 @@ def plan(
     from polyledger.datasets.reference import plan_reference
     from polyledger.ledger import Ledger
     from polyledger.periods import et_today, parse_date
-    from polyledger.plan import check_range
+    from polyledger.plan import check_range, contradiction_text
     from polyledger.plan import plan as plan_units
     from polyledger.universe import read_members, read_universe
 
@@ -203,6 +203,8 @@ def plan(
             f"they were settled ({changed}: a done one's bars get the new security_id; an empty one, which "
             "the old windows explained, is asked again)"
         )
+    if result.contradicted:
+        _echo(contradiction_text(result.contradicted))
     if result.busy:
         _echo(f"{result.busy} partly planned periods are being fetched right now: plan again after the run")
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 from polyledger import datasets
 from polyledger.coverage import last_plannable_day
 from polyledger.datasets import MARKET
-from polyledger.errors import InputError
+from polyledger.errors import InputError, some_of
 from polyledger.ledger import Ledger, PlannedUnit, queries
 from polyledger.listings import Listing, assign_security_ids, check_securities
 from polyledger.periods import stored_date, unit_periods
@@ -65,6 +65,8 @@ class PlanResult:
     elsewhere: tuple[OwedElsewhere, ...] = ()
     changed: tuple[str, ...] = ()  # the symbols whose listings this plan changed
     owed_over: Period | None = None  # the recorded range `backfilled` units were planned over
+    # (symbol, file) of changed symbols whose listings another universe file gave
+    contradicted: tuple[tuple[str, str], ...] = ()
 
     @property
     def already_planned(self) -> int:
@@ -148,7 +150,7 @@ def plan(
             elsewhere.append(OwedElsewhere(name, outside + inside, more, over))
     # units over the days whose listing changed, queued again with the listings: a done
     # one's files carry the old attribution, an empty one may have been explained by the old windows
-    recorded = ledger.record_listings(listings, requeue=datasets.names(bars=True))
+    recorded = ledger.record_listings(listings, requeue=datasets.names(bars=True), source=source)
     periods = _periods(dataset, start, end)
     spans = _spans(listings, periods)  # a small tuple per ticker (or per listing of a reused one)
     added += ledger.add_units(_units(dataset, periods, spans))  # streamed, never a list of units
@@ -172,6 +174,7 @@ def plan(
         elsewhere=tuple(elsewhere),
         changed=tuple(sorted({change.ticker for change in recorded.changes})),
         owed_over=owed_over,
+        contradicted=recorded.contradicted,
     )
 
 
@@ -317,3 +320,15 @@ def _units(dataset: str, periods: list[Period], spans: Iterable[Span]) -> Iterat
     for ticker, lo, hi in spans:
         for period_start, period_end in periods[lo:hi]:
             yield PlannedUnit(dataset, ticker, period_start, period_end)
+
+
+def contradiction_text(contradicted: Sequence[tuple[str, str]]) -> str:
+    """What a plan says of symbols whose listings another universe file gave: both files
+    planned, they queue each other's months again on every plan (sync's nightly too)."""
+    files = sorted({other for _, other in contradicted})
+    return (
+        f"the listings of {some_of(sorted({ticker for ticker, _ in contradicted}))} came from "
+        f"{some_of(files)}, which this file contradicts; the ledger follows this file now: universe "
+        "files that disagree about a listing queue each other's months again on every plan (correct "
+        "one of them)"
+    )

@@ -41,7 +41,7 @@ from polyledger.ledger.sync_memory import RememberedPlan, RememberedUniverse
 from polyledger.output.progress import RunDisplay, print_summary
 from polyledger.output.render import print_audit
 from polyledger.periods import ET
-from polyledger.plan import plan, plan_days
+from polyledger.plan import contradiction_text, plan, plan_days
 from polyledger.storage import BarStore
 from polyledger.sync_lock import SyncLock
 from polyledger.sync_refs import REFRESHED, covered, refresh
@@ -360,6 +360,7 @@ class Sync:
                 f", {other.added} {other.dataset} units planned, {other.widened} widened (listings changed)"
                 for other in result.elsewhere
             )
+            + (f"; {contradiction_text(result.contradicted)}" if result.contradicted else "")
             # held by another run while planning: widened by the next sync, not by this one
             + (f", {result.busy} being fetched by another run (widened next time)" if result.busy else "")
             + (

@@ -54,10 +54,14 @@ def _renamed(ticker: str, listings: Sequence[Listing], known: set[str]) -> Listi
 class RecordedListings:
     changes: list[ListingChange]  # the symbols whose listings changed over some days
     requeued: int = 0  # settled units those changes made wrong, queued again with them
+    # (symbol, file) of each changed symbol whose listings another universe file gave
+    contradicted: tuple[tuple[str, str], ...] = ()
 
 
 class ListingTable(LedgerConnection):
-    def record_listings(self, listings: Iterable[Listing], requeue: Sequence[str] = ()) -> RecordedListings:
+    def record_listings(
+        self, listings: Iterable[Listing], requeue: Sequence[str] = (), source: str | None = None
+    ) -> RecordedListings:
         """Every symbol of `listings` (ids assigned) gets exactly these listings, in one
         transaction; other symbols keep theirs. A bare ticker (no window, nothing known
         of it) says nothing new: it keeps the listings an earlier plan recorded, or gets
@@ -66,11 +70,27 @@ class ListingTable(LedgerConnection):
         listed-ness changed, if any (`listing_change`, by symbol): its settled units over
         them may be wrong. Those of the datasets in `requeue` go back to pending
         in the same transaction (`Ledger.reset_relisted`): a plan killed between the two
-        would leave the new listings recorded and the units never queued again."""
+        would leave the new listings recorded and the units never queued again. `source`:
+        the universe file they come from, recorded with them; a changed symbol whose
+        listings another file gave is returned in `contradicted`."""
         by_ticker, changed = self._described(listings)
         if not by_ticker:
             return RecordedListings([])
-        return RecordedListings(changed, self._replace_listings(by_ticker, changed, requeue))
+        contradicted = self._given_by_others([change.ticker for change in changed], source)
+        requeued = self._replace_listings(by_ticker, changed, requeue, source)
+        return RecordedListings(changed, requeued, contradicted)
+
+    @_reconnecting
+    def _given_by_others(self, tickers: Sequence[str], source: str | None) -> tuple[tuple[str, str], ...]:
+        """(symbol, file) of `tickers` whose recorded listings came from a universe file other
+        than `source` (none when either is unknown)."""
+        if not tickers or source is None:
+            return ()
+        test, params = in_list("ticker", tickers, "t")
+        rows = self._statement().execute(
+            f"SELECT DISTINCT ticker, source FROM listings WHERE {test} AND source IS NOT NULL", params
+        )
+        return tuple(sorted((row[0], row[1]) for row in rows.fetchall() if row[1] != source))
 
     def listing_changes(self, listings: Iterable[Listing]) -> list[ListingChange]:
         """What `record_listings(listings)` would change, recording nothing: a plan does what
@@ -111,7 +131,11 @@ class ListingTable(LedgerConnection):
 
     @_reconnecting
     def _replace_listings(
-        self, by_ticker: dict[str, list[Listing]], changes: Sequence[ListingChange], requeue: Sequence[str]
+        self,
+        by_ticker: dict[str, list[Listing]],
+        changes: Sequence[ListingChange],
+        requeue: Sequence[str],
+        source: str | None = None,
     ) -> int:
         """The symbols' listings replaced, and the units of `requeue` the changes make wrong
         queued again (`Resets._requeue_relisted`), in one transaction; how many were."""
@@ -128,6 +152,7 @@ class ListingTable(LedgerConnection):
                 item.composite_figi,
                 item.share_class_figi,
                 now,
+                source,
             )
             for items in by_ticker.values()
             for item in items
@@ -135,7 +160,7 @@ class ListingTable(LedgerConnection):
         with self._write() as cursor:
             cursor.executemany("DELETE FROM listings WHERE ticker = ?", [(t,) for t in by_ticker])
             cursor.executemany(
-                f"INSERT INTO listings ({_COLUMNS}, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                f"INSERT INTO listings ({_COLUMNS}, recorded_at, source) VALUES ({', '.join('?' * 11)})", rows
             )
             if changes and requeue:  # the Ledger's (Resets), as claim_same_period uses Claims'
                 return self._requeue_relisted(cursor, changes, requeue)  # type: ignore[attr-defined]

@@ -137,6 +137,7 @@ class Listing(SQLModel, table=True):
     composite_figi: Optional[str] = None
     share_class_figi: Optional[str] = None
     recorded_at: str
+    source: Optional[str] = None  # the universe file a plan recorded it from (None: unknown)
 
 
 class UnattributedBars(SQLModel, table=True):

@@ -205,6 +205,11 @@ def plan(
         )
     if result.contradicted:
         _echo(contradiction_text(result.contradicted))
+    for name, added in result.references:
+        _echo(
+            f"{added} {name} units planned for tickers of this universe that had none ({name} were "
+            "planned from it before: a new symbol's adjusted reads need them)"
+        )
     if result.busy:
         _echo(f"{result.busy} partly planned periods are being fetched right now: plan again after the run")
 

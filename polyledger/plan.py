@@ -12,10 +12,11 @@ from typing import NamedTuple
 from polyledger import datasets
 from polyledger.coverage import last_plannable_day
 from polyledger.datasets import MARKET
+from polyledger.datasets.reference import plan_reference
 from polyledger.errors import InputError, some_of
 from polyledger.ledger import Ledger, PlannedUnit, queries
 from polyledger.listings import Listing, assign_security_ids, check_securities
-from polyledger.periods import stored_date, unit_periods
+from polyledger.periods import et_today, stored_date, unit_periods
 from polyledger.trading_days import trading_days
 
 EARLIEST = dt.date(2000, 1, 1)  # Polygon's stock history starts in 2003; anything earlier is a typo
@@ -67,6 +68,9 @@ class PlanResult:
     owed_over: Period | None = None  # the recorded range `backfilled` units were planned over
     # (symbol, file) of changed symbols whose listings another universe file gave
     contradicted: tuple[tuple[str, str], ...] = ()
+    # (dataset, units added) of the per-ticker datasets planned from the file before
+    # (splits, dividends), for its tickers that had none (a new symbol, a renamed company's)
+    references: tuple[tuple[str, int], ...] = ()
 
     @property
     def already_planned(self) -> int:
@@ -161,6 +165,7 @@ def plan(
     more, busy = ledger.widen_clipped(dataset, asked)
     in_plan = sum(hi - lo for _ticker, lo, hi in spans)
     tickers = len({listing.ticker for listing in listings})
+    references = _plan_references(ledger, source, listings)
     return PlanResult(
         dataset=dataset,
         tickers=tickers,
@@ -175,6 +180,7 @@ def plan(
         changed=tuple(sorted({change.ticker for change in recorded.changes})),
         owed_over=owed_over,
         contradicted=recorded.contradicted,
+        references=references,
     )
 
 
@@ -332,3 +338,25 @@ def contradiction_text(contradicted: Sequence[tuple[str, str]]) -> str:
         "files that disagree about a listing queue each other's months again on every plan (correct "
         "one of them)"
     )
+
+
+def _plan_references(
+    ledger: Ledger, source: str | None, listings: Sequence[Listing]
+) -> tuple[tuple[str, int], ...]:
+    """Units of the per-ticker datasets planned from the universe file `source` before
+    (splits, dividends: a unit per ticker), for those of its tickers that have none yet: a
+    symbol new to the file (a renamed company's) had its bars planned and no splits unit,
+    its adjusted reads missing a split with `audit` saying COMPLETE, until a `sync`."""
+    if source is None:
+        return ()
+    tickers = sorted({listing.ticker for listing in listings})
+    added = []
+    for remembered in ledger.remembered_plans(forgotten=True):
+        spec = datasets.get(remembered.dataset) if remembered.dataset in datasets.names() else None
+        if remembered.universe != source or spec is None or spec.planned_by != "plan":
+            continue
+        if spec.needs_universe and not spec.needs_range:
+            added.append(
+                (remembered.dataset, plan_reference(ledger, tickers, remembered.dataset, et_today()))
+            )
+    return tuple((name, count) for name, count in added if count)

@@ -380,3 +380,21 @@ def test_two_universe_files_that_disagree_about_a_listing_say_so_by_name(work):
     assert "10 units queued again" in third, third  # June 2014 - March 2015: days listed again
     again = planned("a.csv", *RANGE)  # the same file again: no change, nothing said
     assert "contradicts" not in again and "queued again" not in again, again
+
+
+def test_a_renamed_companys_new_symbol_gets_the_splits_units_the_file_was_planned_for(work):
+    """Splits were planned from u.csv (a unit per ticker); the company is renamed META and
+    the file planned for minute bars only: META gets its splits unit from that plan, or
+    its adjusted reads would miss a split with `audit` saying splits COMPLETE until a
+    `sync` (found by a new user)."""
+    write(work / "u.csv", "FB,CO1,2012-05-18,")
+    planned("u.csv", *RANGE)
+    assert run_cli("plan", "--universe", "u.csv", "--dataset", "splits").code == 0
+    write(work / "u.csv", "FB,CO1,2012-05-18,2015-06-08T00:00:00Z", "META,CO1,2015-06-09,")
+    out = planned("u.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert "1 splits units planned for tickers of this universe that had none" in out, out
+    with Ledger("ledger.db", create=False) as opened:
+        rows = opened.query("SELECT ticker FROM units WHERE dataset = 'splits' ORDER BY ticker")
+    assert [row.ticker for row in rows] == ["FB", "META"]
+    again = planned("u.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert "splits units planned" not in again, again

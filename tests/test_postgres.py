@@ -790,7 +790,8 @@ def test_a_rename_and_another_datasets_range_are_owed_on_postgres(pg_url):
             Listing("META", dt.date(2022, 6, 9), None, "CO1"),
         ]
         result = plan(ledger, renamed, "minute", dt.date(2023, 1, 1), dt.date(2023, 1, 31), source="/u.csv")
-        assert (result.backfilled, [tuple(other) for other in result.elsewhere]) == (7, [("day", 1, 0)])
+        elsewhere = [(other.dataset, other.added, other.widened) for other in result.elsewhere]
+        assert (result.backfilled, elsewhere) == (7, [("day", 1, 0)])
         rows = ledger.query(
             "SELECT dataset, period FROM units WHERE ticker = 'META' ORDER BY dataset, period"
         )

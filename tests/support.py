@@ -299,3 +299,21 @@ def fetch_one_again(ledger, location, owner: str, close: float):  # type: ignore
     stored = write_one_fenced(ledger, location, unit, close)
     assert ledger.settle_fetched([FetchedUnit(unit, AttemptRecord(bars=1), stored)], True) == [True]
     return stored
+
+
+def fetch_raw(folder: Path, base_url: str, key: str, datasets: tuple[str, ...]) -> None:
+    """One raw run (one worker) of the planned units of `datasets` in folder's ledger.db
+    into folder/data, to its finish."""
+    from polyledger.fetch.runner import Run, RunOptions
+    from polyledger.ledger import Ledger
+    from polyledger.storage import BarStore
+
+    with Ledger(folder / "ledger.db") as ledger:
+        run = Run(
+            ledger,
+            BarStore(folder / "data"),
+            api_key=key,
+            base_url=base_url,
+            options=RunOptions(workers=1, rate=500, adjusted=False, datasets=datasets),
+        )
+        assert run.execute().outcome == "finished"

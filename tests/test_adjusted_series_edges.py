@@ -22,15 +22,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from support import fetch_raw
 
 import polyledger
 from polyledger.adjust import UnsettledAdjustmentWarning
 from polyledger.datasets.reference import plan_reference
-from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
 from polyledger.periods import et_today
 from polyledger.plan import plan
-from polyledger.storage import BarStore
 from polyledger.testing import Dividend, Listing, Split, StandInServer, SyntheticMarket
 from polyledger.universe import read_members
 
@@ -43,16 +42,7 @@ def _session(frame: pl.DataFrame) -> pl.Series:
 
 
 def _fetch(folder: Path, server: StandInServer, datasets: tuple[str, ...]) -> None:
-    """One raw run of the planned units of `datasets`."""
-    with Ledger(folder / "ledger.db") as ledger:
-        run = Run(
-            ledger,
-            BarStore(folder / "data"),
-            api_key=KEY,
-            base_url=server.url,
-            options=RunOptions(workers=1, rate=500, adjusted=False, datasets=datasets),
-        )
-        assert run.execute().outcome == "finished"
+    fetch_raw(folder, server.url, KEY, datasets)
 
 
 def _open(folder: Path) -> polyledger.Download:

@@ -12,12 +12,12 @@ import datetime as dt
 import warnings
 from pathlib import Path
 
+from support import fetch_raw
+
 import polyledger
 from polyledger.datasets.reference import plan_reference
-from polyledger.fetch.runner import Run, RunOptions
 from polyledger.ledger import Ledger
 from polyledger.plan import plan
-from polyledger.storage import BarStore
 from polyledger.testing import Listing, Split, StandInServer, SyntheticMarket
 from polyledger.universe import read_members
 
@@ -27,15 +27,7 @@ KEY = "reused-symbol-key"
 
 
 def _fetch(folder: Path, server: StandInServer, datasets: tuple[str, ...]) -> None:
-    with Ledger(folder / "ledger.db") as ledger:
-        run = Run(
-            ledger,
-            BarStore(folder / "data"),
-            api_key=KEY,
-            base_url=server.url,
-            options=RunOptions(workers=1, rate=500, adjusted=False, datasets=datasets),
-        )
-        assert run.execute().outcome == "finished"
+    fetch_raw(folder, server.url, KEY, datasets)
 
 
 def _reused_after_a_rename(folder: Path, other_split: Split) -> None:

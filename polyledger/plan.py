@@ -7,6 +7,7 @@ import datetime as dt
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 from polyledger import datasets
@@ -15,6 +16,7 @@ from polyledger.datasets import MARKET
 from polyledger.datasets.reference import plan_reference
 from polyledger.errors import InputError, some_of
 from polyledger.ledger import Ledger, PlannedUnit, queries
+from polyledger.ledger.listing_table import ListingChange
 from polyledger.listings import Listing, assign_security_ids, check_securities
 from polyledger.periods import et_today, stored_date, unit_periods
 from polyledger.trading_days import trading_days
@@ -179,7 +181,8 @@ def plan(
         elsewhere=tuple(elsewhere),
         changed=tuple(sorted({change.ticker for change in recorded.changes})),
         owed_over=owed_over,
-        contradicted=recorded.contradicted,
+        # a file no longer there is this one moved or renamed, no other file to correct
+        contradicted=tuple(pair for pair in recorded.contradicted if Path(pair[1]).exists()),
         references=references,
     )
 
@@ -224,55 +227,88 @@ def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in merged]
 
 
-def _planned_ranges(ledger: Ledger, source: str) -> dict[str, Period]:
-    """What the ledger records as planned for the universe file `source` before this plan,
-    by ticker-keyed bar dataset (`planned`: the earliest --from to the latest --to, or
-    through the last plannable day once a plan of it was given none; `sync --forget` stops
-    a sync, not the record). A dataset not planned from it yet is absent. A file never
-    planned from its path before gets the span of every file's ranges."""
+def _planned_ranges(ledger: Ledger) -> dict[str, dict[str, Period]]:
+    """What the ledger records as planned, by universe file and ticker-keyed bar dataset
+    (`planned`: the earliest --from to the latest --to, or through the last plannable day
+    once a plan of it was given none; `sync --forget` stops a sync, not the record)."""
     bars = {name for name in datasets.names(bars=True) if datasets.get(name).keyed_by != "date"}
-    ranges: dict[str, Period] = {}
-    hulls: dict[str, Period] = {}  # every file's, for a path planned from for the first time
-    known_path = False
+    ranges: dict[str, dict[str, Period]] = {}
     for remembered in ledger.remembered_plans(forgotten=True):
-        known_path = known_path or remembered.universe == source
         if remembered.dataset not in bars or remembered.first_day is None:
             continue
         first, last = remembered.first_day, remembered.widest_day or last_plannable_day()
-        if first > last:
-            continue
-        if remembered.universe == source:
-            ranges.setdefault(remembered.dataset, (first, last))
-        low, high = hulls.get(remembered.dataset, (first, last))
-        hulls[remembered.dataset] = (min(low, first), max(high, last))
-    # a path the ledger has no record of (the file moved or renamed, a dated build of the
-    # same universe): what the ledger planned from any file, so a change the file brings is
-    # owed over it, never over nothing (a hole `audit` could not see)
-    return ranges if known_path else hulls
+        if first <= last:
+            ranges.setdefault(remembered.universe, {}).setdefault(remembered.dataset, (first, last))
+    return ranges
+
+
+def _span_of(ranges: Iterable[dict[str, Period]]) -> dict[str, Period]:
+    """By dataset, from the earliest first day to the latest last day of `ranges`."""
+    out: dict[str, Period] = {}
+    for by_dataset in ranges:
+        for name, (first, last) in by_dataset.items():
+            low, high = out.get(name, (first, last))
+            out[name] = (min(low, first), max(high, last))
+    return out
+
+
+def _owed_ranges(
+    ledger: Ledger, source: str, listings: Sequence[Listing], changes: Sequence[ListingChange]
+) -> dict[str, dict[str, Period]]:
+    """By changed symbol, the ranges its change is owed over: those recorded for the
+    universe file `source`; for a path with no bar range recorded (the file moved or
+    renamed, a dated build of the same universe), those of the files its listings (or its
+    company's, for a new symbol) were recorded from, else of every file: owed over what the
+    ledger planned for it, never over nothing (a hole `audit` could not see)."""
+    planned = _planned_ranges(ledger)
+    if source in planned:
+        return {change.ticker: planned[source] for change in changes}
+    tickers = [change.ticker for change in changes]
+    companies = {listing.ticker: listing.security_id for listing in listings if listing.ticker in tickers}
+    recorded = ledger.listing_sources(tickers, sorted({s for s in companies.values() if s}))
+    everything = _span_of(planned.values())
+    owed = {}
+    for ticker in tickers:
+        files = {file for t, security, file in recorded if t == ticker or security == companies.get(ticker)}
+        known = [planned[file] for file in sorted(files) if file in planned]
+        owed[ticker] = _span_of(known) if known else everything
+    return owed
 
 
 def _owed(ledger: Ledger, source: str | None, listings: Sequence[Listing]) -> dict[str, Owed]:
-    """By bar dataset planned from the universe file `source`, the periods over the days a
-    change of `listings` brings into a window (`ListingChange.listed`; a new symbol of a
-    security the ledger knows under another, its windows) inside the range recorded as
-    planned for it (`_planned_ranges`), cut as a plan of that range cuts them. Without
-    them, a listing corrected to start earlier or end later (or two windows found one, or a
-    company renamed) and a plan of another range since left those days in no unit: `run`
-    never fetched them, and `audit`, which judges the days between a ticker's units only,
-    said nothing of those before its first or after its last. Every dataset's, since the
-    change is recorded once: the next plan, of any dataset, no longer sees it."""
-    ranges = _planned_ranges(ledger, source) if source else {}
-    changes = ledger.listing_changes(listings) if ranges else []
+    """By bar dataset planned for the changed symbols, the periods over the days a change
+    of `listings` brings into a window (`ListingChange.listed`; a new symbol of a security
+    the ledger knows under another, its windows) inside the range recorded as planned for
+    them (`_owed_ranges`), cut as a plan of that range cuts them. Without them, a listing
+    corrected to start earlier or end later (or two windows found one, or a company
+    renamed) and a plan of another range since left those days in no unit: `run` never
+    fetched them, and `audit`, which judges the days between a ticker's units only, said
+    nothing of those before its first or after its last. Every dataset's, since the change
+    is recorded once: the next plan, of any dataset, no longer sees it."""
+    changes = ledger.listing_changes(listings) if source else []
+    if not changes:
+        return {}
+    by_ticker = _owed_ranges(ledger, source, listings, changes)  # type: ignore[arg-type]
     owed: dict[str, Owed] = {}
-    for name, planned in ranges.items():
+    for name, planned in _span_of(by_ticker.values()).items():
         periods = _periods(name, *planned)
-        spans = [
-            (change.ticker, lo, hi)
-            for change in changes
-            for lo, hi in _merged(_span(Listing(change.ticker, *days), periods)[1:] for days in change.listed)
-        ]
-        if spans:
-            owed[name] = Owed(periods, spans)
+        spans = []
+        for change in changes:
+            if name not in by_ticker[change.ticker]:
+                continue
+            first, last = by_ticker[change.ticker][name]
+            for days in change.listed:  # the listed days inside the ticker's own range
+                window = Listing(change.ticker, *days)
+                low = max(first, window.first_day) if window.first_day else first
+                high = min(last, window.last_day) if window.last_day else last
+                if low <= high:
+                    spans.append(_span(Listing(change.ticker, low, high), periods))
+        merged = {}
+        for ticker, lo, hi in spans:
+            merged.setdefault(ticker, []).append((lo, hi))
+        found = [(ticker, lo, hi) for ticker, pairs in merged.items() for lo, hi in _merged(pairs)]
+        if found:
+            owed[name] = Owed(periods, found)
     return owed
 
 
@@ -351,7 +387,7 @@ def _plan_references(
         return ()
     tickers = sorted({listing.ticker for listing in listings})
     added = []
-    for remembered in ledger.remembered_plans(forgotten=True):
+    for remembered in ledger.remembered_plans(forgotten=False):  # `sync --forget` ends it here too
         spec = datasets.get(remembered.dataset) if remembered.dataset in datasets.names() else None
         if remembered.universe != source or spec is None or spec.planned_by != "plan":
             continue

@@ -355,6 +355,7 @@ def test_a_moved_universe_file_is_owed_the_range_the_ledger_planned(work):
     (work / "u.csv").rename(work / "universes" / "u.csv")
     write(work / "universes" / "u.csv", "LATE,CO1,2014-06-02,")
     out = planned("universes/u.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert "contradicts" not in out, out  # its old path is no other file to correct
     settle_all_empty()
     code, minute = audit()
     assert months("LATE") == calendar("2014-06", "2016-12"), out
@@ -398,3 +399,52 @@ def test_a_renamed_companys_new_symbol_gets_the_splits_units_the_file_was_planne
     assert [row.ticker for row in rows] == ["FB", "META"]
     again = planned("u.csv", "--from", "2016-01-01", "--to", "2016-12-31")
     assert "splits units planned" not in again, again
+
+
+def test_a_file_known_only_from_its_splits_plan_is_owed_the_ledgers_range_like_a_new_path(work):
+    """a.csv planned minute 2014-2016 with LATE from 2015-03-02. b.csv, a new file, is
+    planned for splits first (a unit per ticker: no range, no listings recorded), then
+    for minute 2016 only, with LATE corrected to list from 2014-06-02. b.csv has no bar
+    range recorded, exactly like a moved/new path (11428c4): the change must be owed over
+    the ledger's planned span. On the code before, the splits row made the path "known" and
+    b.csv's (empty) bar ranges owed nothing: June 2014 - February 2015 in no unit (found
+    by a review)."""
+    write(work / "a.csv", "LATE,CO1,2015-03-02,")
+    planned("a.csv", *RANGE)
+    write(work / "b.csv", "LATE,CO1,2014-06-02,")
+    planned("b.csv", "--dataset", "splits")
+    out = planned("b.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    settle_all_empty()
+    code, minute = audit()
+    assert months("LATE") == calendar("2014-06", "2016-12"), (out, code, minute["unplanned"])
+
+
+def test_a_splits_plan_sync_forgot_is_not_planned_again_by_a_plan_of_bars(work):
+    """Splits were planned from u.csv, then `sync --forget splits` ("sync no longer plans
+    splits ... `plan` it again to resume"). A plan of bars from u.csv (and sync's nightly
+    plan of them) adds no splits units for its new symbols: the forgotten dataset is not
+    planned again unasked (found by a review)."""
+    write(work / "u.csv", "FB,CO1,2012-05-18,")
+    planned("u.csv", *RANGE)
+    planned("u.csv", "--dataset", "splits")
+    forgot = run_cli("sync", "--forget", "splits")
+    assert forgot.code == 0 and "no longer plans splits" in forgot.out, forgot.out + forgot.err
+    write(work / "u.csv", "FB,CO1,2012-05-18,2015-06-08T00:00:00Z", "META,CO1,2015-06-09,")
+    out = planned("u.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert months("META", dataset="splits") == [], out
+
+
+def test_a_new_files_change_is_not_owed_over_years_no_file_planned_for_that_ticker(work):
+    """a.csv planned minute 2010-2016 for BIG only; d.csv planned minute 2016 for SMALL
+    (listed from 2016-01-04). A new file, c.csv, first planned for 2016, says SMALL listed
+    from 2010-01-04. No file ever asked SMALL before 2016: the change is owed
+    over the ranges of the files SMALL's listings came from (`listings.source`: d.csv's
+    2016), not over every file's span (72 months of 2010-2015 on the code before, found by
+    a review)."""
+    write(work / "a.csv", "BIG,CO1,2005-01-03,")
+    planned("a.csv", "--from", "2010-01-01", "--to", "2016-12-31")
+    write(work / "d.csv", "SMALL,CO2,2016-01-04,")
+    planned("d.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    write(work / "c.csv", "SMALL,CO2,2010-01-04,")
+    out = planned("c.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert months("SMALL") == calendar("2016-01", "2016-12"), out

@@ -81,6 +81,23 @@ class ListingTable(LedgerConnection):
         return RecordedListings(changed, requeued, contradicted)
 
     @_reconnecting
+    def listing_sources(
+        self, tickers: Sequence[str], security_ids: Sequence[str]
+    ) -> list[tuple[str, str, str]]:
+        """(ticker, security_id, source) of the recorded listings of `tickers` or of
+        `security_ids` that name the universe file they came from."""
+        if not tickers and not security_ids:
+            return []
+        by_ticker, params = in_list("ticker", tickers or [""], "t")
+        by_security, more = in_list("security_id", security_ids or [""], "s")
+        rows = self._statement().execute(
+            f"SELECT DISTINCT ticker, security_id, source FROM listings WHERE ({by_ticker} OR {by_security}) "
+            "AND source IS NOT NULL",
+            {**params, **more},
+        )
+        return [(row[0], row[1], row[2]) for row in rows.fetchall()]
+
+    @_reconnecting
     def _given_by_others(self, tickers: Sequence[str], source: str | None) -> tuple[tuple[str, str], ...]:
         """(symbol, file) of `tickers` whose recorded listings came from a universe file other
         than `source` (none when either is unknown)."""

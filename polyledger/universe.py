@@ -86,10 +86,13 @@ def _member(where: str, values: dict[str, object]) -> Listing:
     renamed = _date(where, "last_date", values.get("last_date"))
     last = min((day for day in (delisted, renamed) if day is not None), default=None)
     if first is not None and last is not None and first > last:
-        raise InputError(
-            f"{where}: list_date {first} is after the last trading day {last} "
-            f"(delisted_utc {values.get('delisted_utc')!r}, last_date {values.get('last_date')!r})"
+        starts = "list_date" if first == listed else "first_date"
+        given = ", ".join(
+            f"{name} {values[name]!r}"
+            for name in ("delisted_utc", "last_date")
+            if not _blank(values.get(name))
         )
+        raise InputError(f"{where}: {starts} {first} is after the last trading day {last} ({given})")
     identity = {name: _text(values.get(name)) for name in IDENTITY_COLUMNS}
     if identity["link"] is not None and identity["link"] not in LINKS:
         raise InputError(f"{where}: unknown link {identity['link']!r}: expected one of {', '.join(LINKS)}")

@@ -132,7 +132,9 @@ def test_delisted_utc_is_the_last_day_traded(tmp_path, delisted_utc, last_day):
         ("AAPL,,2023-04-21T00:00:00Q", "u.csv line 4: invalid delisted_utc"),
         (
             "AAPL,2023-04-22,2023-04-21T00:00:00Z",
-            "u.csv line 4: list_date 2023-04-22 is after the last trading day 2023-04-21",
+            # the columns the row gave, none it did not (a new user saw "last_date None")
+            "u.csv line 4: list_date 2023-04-22 is after the last trading day 2023-04-21 "
+            "(delisted_utc '2023-04-21T00:00:00Z')",
         ),
     ],
 )

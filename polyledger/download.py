@@ -32,6 +32,7 @@ from polyledger import coverage, datasets, infobars
 from polyledger.bars import BAR_SCHEMA
 from polyledger.checks.audit import STATES, AuditReport, audit
 from polyledger.datasets import MARKET, check_dataset
+from polyledger.datasets.flat_days import ROUTES
 from polyledger.errors import InputError, some_of, user_stacklevel
 from polyledger.ledger import SETTLED, Ledger, UnitState, queries
 from polyledger.listings import Listing
@@ -137,7 +138,15 @@ class Download:
         InputError, not an empty frame; for grouped_daily, a ticker none of its fetched
         files holds; so is a `security` none of whose symbols has units of `dataset`;
         `tickers=[]` reads nothing."""
-        bar_datasets = datasets.names(bars=True)
+        # the flat-file route's staged days are its working copies, pruned once their months
+        # are built: the months are read as `minute` / `day`
+        bar_datasets = [name for name in datasets.names(bars=True) if name not in datasets.FLAT_FILE_DATASETS]
+        built_from = {days: months for months, days in ROUTES.items()}
+        if dataset in built_from:
+            raise InputError(
+                f"{dataset} holds the flat-file route's staged days, deleted once their months are built: "
+                f"read {built_from[dataset]}"
+            )
         if dataset not in bar_datasets:
             raise InputError(f"unknown bar dataset {dataset!r}: choose one of {', '.join(bar_datasets)}")
         adjust_module.check_choice(adjust, dataset, as_of)

@@ -271,3 +271,14 @@ def test_a_dividend_in_another_currency_than_the_bars_is_left_out_and_said(folde
     assert currency == "CAD"
     assert raw.filter(_session(raw) < MINO_EX).height > 0
     assert total.select("open", "close").equals(raw.select("open", "close"))
+
+
+def test_the_flat_file_routes_staged_days_are_no_dataset_to_read(raw_demo_download):
+    """`dl.bars("minute_files")` named the route's staged days, deleted once their months
+    are built, as a dataset to read, and read nothing (found by a new user): a one-line
+    error that names the dataset the months are read as."""
+    with polyledger.open(raw_demo_download / "ledger.db", raw_demo_download / "data") as dl:
+        with pytest.raises(InputError, match="staged days.*read minute$"):
+            dl.bars("minute_files", tickers=["AAPL"])
+        with pytest.raises(InputError, match="choose one of minute, day, grouped_daily$"):
+            dl.bars("nothere")

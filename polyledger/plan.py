@@ -20,6 +20,7 @@ from polyledger.ledger.listing_table import ListingChange
 from polyledger.listings import Listing, assign_security_ids, check_securities
 from polyledger.periods import et_today, stored_date, unit_periods
 from polyledger.trading_days import trading_days
+from polyledger.universe import read_members
 
 EARLIEST = dt.date(2000, 1, 1)  # Polygon's stock history starts in 2003; anything earlier is a typo
 
@@ -242,44 +243,53 @@ def _planned_ranges(ledger: Ledger) -> dict[str, dict[str, Period]]:
     return ranges
 
 
-def _span_of(ranges: Iterable[dict[str, Period]]) -> dict[str, Period]:
-    """By dataset, from the earliest first day to the latest last day of `ranges`."""
-    out: dict[str, Period] = {}
-    for by_dataset in ranges:
-        for name, (first, last) in by_dataset.items():
-            low, high = out.get(name, (first, last))
-            out[name] = (min(low, first), max(high, last))
-    return out
-
-
 def _owed_ranges(
     ledger: Ledger, source: str, listings: Sequence[Listing], changes: Sequence[ListingChange]
-) -> dict[str, dict[str, Period]]:
-    """By changed symbol, the ranges its change is owed over: those recorded for the
-    universe file `source`; for a path with no bar range recorded (the file moved or
-    renamed, a dated build of the same universe), those of the files its listings (or its
-    company's, for a new symbol) were recorded from, else of every file: owed over what the
-    ledger planned for it, never over nothing (a hole `audit` could not see)."""
+) -> dict[str, dict[str, list[Period]]]:
+    """By changed symbol and bar dataset, the ranges its change is owed over: those recorded
+    for every universe file that holds the symbol: this one, the others planned from (read
+    again: which tickers a file holds is not in the ledger; a second file correcting the
+    same listing sees no change left to owe its own range), and those its listings (or its
+    company's, for a new symbol) were recorded from (a file since moved or renamed); else
+    those of every file: owed over what the ledger planned, never over nothing (a hole
+    `audit` could not see), nor over another ticker's years."""
     planned = _planned_ranges(ledger)
-    if source in planned:
-        return {change.ticker: planned[source] for change in changes}
     tickers = [change.ticker for change in changes]
     companies = {listing.ticker: listing.security_id for listing in listings if listing.ticker in tickers}
     recorded = ledger.listing_sources(tickers, sorted({s for s in companies.values() if s}))
-    everything = _span_of(planned.values())
+    held = {path: _tickers_in(path) for path in planned if path and path != source}
     owed = {}
     for ticker in tickers:
         files = {file for t, security, file in recorded if t == ticker or security == companies.get(ticker)}
+        files |= {path for path, members in held.items() if ticker in members}
+        files |= {source} if source in planned else set()
         known = [planned[file] for file in sorted(files) if file in planned]
-        owed[ticker] = _span_of(known) if known else everything
+        owed[ticker] = _by_dataset(known or list(planned.values()))
     return owed
+
+
+def _tickers_in(path: str) -> set[str]:
+    """The tickers of a universe file planned from before, as it is now (none when it is gone
+    or no longer reads: this plan is not about it)."""
+    try:
+        return {listing.ticker for listing in read_members(Path(path))}
+    except InputError:
+        return set()
+
+
+def _by_dataset(ranges: Iterable[dict[str, Period]]) -> dict[str, list[Period]]:
+    out: dict[str, list[Period]] = {}
+    for by_dataset in ranges:
+        for name, days in by_dataset.items():
+            out.setdefault(name, []).append(days)
+    return out
 
 
 def _owed(ledger: Ledger, source: str | None, listings: Sequence[Listing]) -> dict[str, Owed]:
     """By bar dataset planned for the changed symbols, the periods over the days a change
     of `listings` brings into a window (`ListingChange.listed`; a new symbol of a security
-    the ledger knows under another, its windows) inside the range recorded as planned for
-    them (`_owed_ranges`), cut as a plan of that range cuts them. Without them, a listing
+    the ledger knows under another, its windows) inside the ranges recorded as planned for
+    them (`_owed_ranges`), cut as a plan of those ranges cuts them. Without them, a listing
     corrected to start earlier or end later (or two windows found one, or a company
     renamed) and a plan of another range since left those days in no unit: `run` never
     fetched them, and `audit`, which judges the days between a ticker's units only, said
@@ -290,23 +300,21 @@ def _owed(ledger: Ledger, source: str | None, listings: Sequence[Listing]) -> di
         return {}
     by_ticker = _owed_ranges(ledger, source, listings, changes)  # type: ignore[arg-type]
     owed: dict[str, Owed] = {}
-    for name, planned in _span_of(by_ticker.values()).items():
-        periods = _periods(name, *planned)
-        spans = []
+    for name in sorted({name for ranges in by_ticker.values() for name in ranges}):
+        every = [days for ranges in by_ticker.values() for days in ranges.get(name, [])]
+        periods = _periods(name, min(first for first, _ in every), max(last for _, last in every))
+        pairs: dict[str, list[tuple[int, int]]] = {}
         for change in changes:
-            if name not in by_ticker[change.ticker]:
-                continue
-            first, last = by_ticker[change.ticker][name]
-            for days in change.listed:  # the listed days inside the ticker's own range
-                window = Listing(change.ticker, *days)
-                low = max(first, window.first_day) if window.first_day else first
-                high = min(last, window.last_day) if window.last_day else last
-                if low <= high:
-                    spans.append(_span(Listing(change.ticker, low, high), periods))
-        merged = {}
-        for ticker, lo, hi in spans:
-            merged.setdefault(ticker, []).append((lo, hi))
-        found = [(ticker, lo, hi) for ticker, pairs in merged.items() for lo, hi in _merged(pairs)]
+            for first, last in by_ticker[change.ticker].get(name, []):
+                for days in change.listed:  # the listed days inside each of the ticker's ranges
+                    window = Listing(change.ticker, *days)
+                    low = max(first, window.first_day) if window.first_day else first
+                    high = min(last, window.last_day) if window.last_day else last
+                    if low <= high:
+                        pairs.setdefault(change.ticker, []).append(
+                            _span(Listing(change.ticker, low, high), periods)[1:]
+                        )
+        found = [(ticker, lo, hi) for ticker, spans in pairs.items() for lo, hi in _merged(spans)]
         if found:
             owed[name] = Owed(periods, found)
     return owed

@@ -448,3 +448,24 @@ def test_a_new_files_change_is_not_owed_over_years_no_file_planned_for_that_tick
     write(work / "c.csv", "SMALL,CO2,2010-01-04,")
     out = planned("c.csv", "--from", "2016-01-01", "--to", "2016-12-31")
     assert months("SMALL") == calendar("2016-01", "2016-12"), out
+
+
+def test_a_listing_corrected_in_two_files_is_owed_over_both_files_ranges(work):
+    """a.csv (2014-2016) and b.csv (2016) both hold LATE, listed from 2015-03-02; both are
+    corrected to 2014-06-02 and b.csv is planned first. The change is seen once, by b.csv's
+    plan: it is owed over the range of every file that holds LATE (a.csv's too, read
+    again), or a.csv's plan after it sees no change left and June 2014 - February 2015 are
+    in no unit with `audit` silent (found by a review)."""
+    write(work / "a.csv", "LATE,CO1,2015-03-02,")
+    write(work / "b.csv", "LATE,CO1,2015-03-02,")
+    planned("a.csv", *RANGE)
+    planned("b.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    settle_all_empty()
+    write(work / "a.csv", "LATE,CO1,2014-06-02,")
+    write(work / "b.csv", "LATE,CO1,2014-06-02,")
+    out = planned("b.csv", "--from", "2016-01-01", "--to", "2016-12-31")
+    assert months("LATE") == calendar("2014-06", "2016-12"), out
+    again = planned("a.csv", *RANGE)
+    settle_all_empty()
+    code, minute = audit()
+    assert (code, minute["unplanned"]) == (0, []), (again, minute)

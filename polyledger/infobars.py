@@ -76,6 +76,12 @@ def check_threshold(
     return _positive_number("threshold", threshold), _positive_number("bars_per_day", bars_per_day)
 
 
+def check_keep_partial(keep_partial: object) -> None:
+    """A truthy string ('no') would keep the unfinished bar: True or False only."""
+    if not isinstance(keep_partial, (bool, np.bool_)):
+        raise InputError(f"keep_partial must be True or False, not {keep_partial!r}")
+
+
 def _positive_number(name: str, value: object) -> float | None:
     """None, or `value` as a positive finite float: inf would close no bar (bars_per_day=inf:
     thresholds of 0, "measured nothing"), an empty frame as if nothing traded; True is 1 to
@@ -112,6 +118,7 @@ def information_bars(
 ) -> pl.DataFrame:
     """The bars of one security's minute bars (in time order): see the module's doc."""
     threshold, bars_per_day = check_threshold(threshold, bars_per_day, window)
+    check_keep_partial(keep_partial)
     frame = minutes.with_columns(_measure=measure_of(kind), _dollars=measure_of("dollar"))
     if threshold is not None:
         frame = frame.with_columns(_threshold=pl.lit(threshold))
@@ -231,6 +238,7 @@ def build(
     """Bars of each security of `tickers` (each ticker read alone), or of each of
     `securities` across its symbols: one ticker's (security's) minute bars in memory at a time."""
     threshold, bars_per_day = check_threshold(threshold, bars_per_day, window)
+    check_keep_partial(keep_partial)
     measure_of(kind)
     if (tickers is None) == (securities is None):
         raise InputError("give either tickers or securities")

@@ -178,3 +178,11 @@ def test_a_reads_warnings_point_at_the_callers_line_whichever_call_led_there(raw
     assert caught and {Path(w.filename) for w in caught} == {Path(__file__)}, [
         (w.filename, w.lineno, w.category.__name__) for w in caught
     ]
+
+
+@pytest.mark.parametrize("flag", ["yes", "no", 1, None])
+def test_keep_partial_is_true_or_false(flag):
+    """`keep_partial="no"` is truthy: the unfinished bar kept against what was asked
+    (found by a new user: any value was accepted)."""
+    with pytest.raises(InputError, match="keep_partial must be True or False"):
+        information_bars(HAND, "volume", threshold=5.0, keep_partial=flag)

@@ -247,34 +247,50 @@ def _owed_ranges(
     ledger: Ledger, source: str, listings: Sequence[Listing], changes: Sequence[ListingChange]
 ) -> dict[str, dict[str, list[Period]]]:
     """By changed symbol and bar dataset, the ranges its change is owed over: those recorded
-    for every universe file that holds the symbol: this one, the others planned from (read
-    again: which tickers a file holds is not in the ledger; a second file correcting the
-    same listing sees no change left to owe its own range), and those its listings (or its
-    company's, for a new symbol) were recorded from (a file since moved or renamed); else
-    those of every file: owed over what the ledger planned, never over nothing (a hole
-    `audit` could not see), nor over another ticker's years."""
+    for every universe file that holds the symbol or another of its company's: this one,
+    the others planned from (read again: which tickers a file holds is not in the ledger; a
+    second file correcting the same listing sees no change left to owe its own range; one
+    that does not read now is taken to hold it), and those its listings (or its company's)
+    were recorded from (a file since moved or renamed); else those of every file: owed over
+    what the ledger planned, never over nothing (a hole `audit` could not see), nor over
+    another ticker's years."""
     planned = _planned_ranges(ledger)
-    tickers = [change.ticker for change in changes]
-    companies = {listing.ticker: listing.security_id for listing in listings if listing.ticker in tickers}
-    recorded = ledger.listing_sources(tickers, sorted({s for s in companies.values() if s}))
+    tickers = {change.ticker for change in changes}
+    companies: dict[str, set[str]] = {}  # a symbol's securities (a reused one: several)
+    symbols: dict[str, set[str]] = {}  # a security's symbols, here and as recorded
+    for listing in listings:
+        if listing.security_id is not None:
+            symbols.setdefault(listing.security_id, set()).add(listing.ticker)
+            if listing.ticker in tickers:
+                companies.setdefault(listing.ticker, set()).add(listing.security_id)
+    securities = sorted({security for held in companies.values() for security in held})
+    came_from: dict[str, set[str]] = {}  # a symbol's or a security's files, as recorded
+    for ticker, security, file in ledger.listing_sources(sorted(tickers), securities):
+        symbols.setdefault(security, set()).add(ticker)
+        came_from.setdefault(ticker, set()).add(file)
+        came_from.setdefault(security, set()).add(file)
     held = {path: _tickers_in(path) for path in planned if path and path != source}
     owed = {}
-    for ticker in tickers:
-        files = {file for t, security, file in recorded if t == ticker or security == companies.get(ticker)}
-        files |= {path for path, members in held.items() if ticker in members}
+    for ticker in sorted(tickers):
+        names = {ticker}.union(*(symbols.get(security, set()) for security in companies.get(ticker, ())))
+        files = set().union(*(came_from.get(name, set()) for name in names | companies.get(ticker, set())))
+        # a file that does not read now may hold it: owed its ranges rather than a hole
+        files |= {path for path, members in held.items() if members is None or members & names}
         files |= {source} if source in planned else set()
         known = [planned[file] for file in sorted(files) if file in planned]
         owed[ticker] = _by_dataset(known or list(planned.values()))
     return owed
 
 
-def _tickers_in(path: str) -> set[str]:
-    """The tickers of a universe file planned from before, as it is now (none when it is gone
-    or no longer reads: this plan is not about it)."""
+def _tickers_in(path: str) -> set[str] | None:
+    """The tickers of a universe file planned from before, as it is now: none when it is gone
+    (its ranges are reached through `listings.source`), None when it does not read now."""
+    if not Path(path).is_file():
+        return set()
     try:
         return {listing.ticker for listing in read_members(Path(path))}
     except InputError:
-        return set()
+        return None
 
 
 def _by_dataset(ranges: Iterable[dict[str, Period]]) -> dict[str, list[Period]]:

@@ -186,13 +186,13 @@ def plan(
     if result.backfilled and result.owed_over is not None:
         _echo(
             f"{result.backfilled} units planned outside --from/--to, over {_span_text(result.owed_over)} "
-            f"(the range this universe's {dataset} bars were planned for): the listings of {changed} "
+            f"(within the ranges the files holding them were planned for): the listings of {changed} "
             "changed to reach those days (a listing starting earlier or ending later, a company's new symbol)"
         )
     for other in result.elsewhere:
         _echo(
             f"{other.added} {other.dataset} units planned ({other.widened} widened) over "
-            f"{_span_text(other.over)}, the range this universe's {other.dataset} bars were planned for: "
+            f"{_span_text(other.over)}, within the ranges the files holding them were planned for: "
             "the same change of listings"
         )
     if result.widened:

@@ -48,7 +48,7 @@ class OwedElsewhere(NamedTuple):
     dataset: str
     added: int
     widened: int
-    over: Period  # that dataset's recorded range
+    over: Period  # the span of the recorded ranges they were planned over
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class PlanResult:
     # each over its own recorded range: the change is recorded once, seen by this plan only
     elsewhere: tuple[OwedElsewhere, ...] = ()
     changed: tuple[str, ...] = ()  # the symbols whose listings this plan changed
-    owed_over: Period | None = None  # the recorded range `backfilled` units were planned over
+    owed_over: Period | None = None  # the span of the recorded ranges `backfilled` were planned over
     # (symbol, file) of changed symbols whose listings another universe file gave
     contradicted: tuple[tuple[str, str], ...] = ()
     # (dataset, units added) of the per-ticker datasets planned from the file before

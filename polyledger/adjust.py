@@ -45,7 +45,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -356,27 +356,46 @@ def _cash_per_ex_date(
     one distribution, a regular and a special dividend going ex together summed (1 - (D1 +
     D2) / P, not (1 - D1/P)(1 - D2/P), which leaves the pre-ex prices too high; the first
     one's symbol kept, for messages). A dividend listed under two of the company's symbols
-    is one dividend. Also returns those left out: paid in another currency than the bars'."""
-    summed: dict[tuple[str, dt.date], tuple[str, float]] = {}
-    seen: set[tuple] = set()
-    skipped = []
+    is one dividend (`_one_distribution`). Also returns those left out: paid in another
+    currency than the bars'."""
     owners = EventOwners(listings)
-    for row in dividends.iter_rows(named=True):
-        ticker, ex, cash, currency = (
-            row[k] for k in ("ticker", "ex_dividend_date", "cash_amount", "currency")
-        )
+    listed: dict[tuple[str, dt.date], dict[str, list[tuple[float, str]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    rows = dividends.select("ticker", "ex_dividend_date", "cash_amount", "currency").iter_rows()
+    for ticker, ex, cash, currency in rows:
         security = owners.security_on(ticker, ex)
-        said = (security, *(value for name, value in row.items() if name != "ticker"))
-        if security is None or said in seen:  # no known company's; listed under another symbol too
-            continue
-        seen.add(said)
-        if currency.upper() != BAR_CURRENCY:  # 0.50 CAD is not 0.50 off a price in dollars
-            skipped.append(f"{ticker} {ex} (paid in {currency}, the bars are in {BAR_CURRENCY})")
-            continue
-        first_ticker, total = summed.get((security, ex), (ticker, 0.0))
-        summed[(security, ex)] = (first_ticker, total + cash)
-    owned = [(security, ticker, ex, cash) for (security, ex), (ticker, cash) in summed.items()]
+        if security is not None:  # else no known company's
+            listed[(security, ex)][ticker].append((cash, currency))
+    owned, skipped = [], []
+    for (security, ex), by_symbol in listed.items():
+        paid = []
+        for ticker, cash, currency in _one_distribution(by_symbol):
+            if currency.upper() == BAR_CURRENCY:
+                paid.append((ticker, cash))
+            else:  # 0.50 CAD is not 0.50 off a price in dollars
+                skipped.append(f"{ticker} {ex} (paid in {currency}, the bars are in {BAR_CURRENCY})")
+        if paid:
+            owned.append((security, paid[0][0], ex, sum(cash for _, cash in paid)))
     return owned, skipped
+
+
+def _one_distribution(by_symbol: Mapping[str, list[tuple[float, str]]]) -> list[tuple[str, float, str]]:
+    """(ticker, cash, currency) of each dividend of one security's ex-date, from the records
+    listed under each of its symbols (each symbol's once already, `unique_dividends`). One
+    cash event listed under two symbols is one dividend whatever else the two records say:
+    the provider fills pay, record and declaration dates, frequency and type per record,
+    and has left them out of one. So an amount (in a currency) counts as many times as the
+    symbol listing it most often lists it: a regular and a special dividend of the same
+    amount, both under one symbol, stay two."""
+    most: dict[tuple[float, str], tuple[str, int]] = {}
+    for ticker, records in by_symbol.items():
+        for amount, times in Counter(records).items():
+            if amount not in most or times > most[amount][1]:
+                most[amount] = (ticker, times)
+    return [
+        (ticker, cash, currency) for (cash, currency), (ticker, times) in most.items() for _ in range(times)
+    ]
 
 
 def _previous_closes(

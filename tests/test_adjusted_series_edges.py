@@ -322,3 +322,44 @@ def test_a_split_and_a_dividend_listed_under_the_companys_later_symbol_still_app
         f"listed under {listed_under}: factor before the ex-date "
         f"{sorted(set(dividend_factor.filter(session < EX_ON).round(6)))}, want {1 - 0.25 / previous:.6f}"
     )
+
+
+def _relisted_under_new(folder: Path, change: dict[str, pl.Expr]) -> None:
+    """NEW's record of RENCO's dividend rewritten with `change` (its optional fields as
+    the provider's other record of the same cash event may give them)."""
+    path = folder / "data" / "dividends" / "ticker=NEW" / "part.parquet"
+    stored = pl.read_parquet(path)
+    assert stored.height == 1 and stored["ex_dividend_date"][0] == EX_ON
+    stored.with_columns(**change).write_parquet(path)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"pay_date": pl.col("pay_date") + dt.timedelta(days=1)},
+        {"declaration_date": pl.lit(None, pl.Date()), "record_date": pl.lit(None, pl.Date())},
+        {"frequency": pl.lit(None, pl.Int64()), "distribution_type": pl.lit(None, pl.String())},
+    ],
+    ids=["pay-date-differs", "dates-missing", "kind-missing"],
+)
+def test_a_dividend_listed_under_both_symbols_with_different_optional_fields_is_applied_once(
+    tmp_path, change
+):
+    """RENCO's 0.25 dividend (ex 2019-05-06, as OLD) is listed under OLD and under NEW,
+    the two records agreeing in ex-date and cash but not in the fields the provider fills
+    in or corrects per record (pay or declaration date, frequency). `_cash_per_ex_date`
+    took records equal in all but the ticker as one, anything else as two: the one cash
+    event was summed twice, every earlier price times 1 - 0.5 / P."""
+    _renamed_company(tmp_path, ("OLD", "NEW"))
+    _relisted_under_new(tmp_path, change)
+    with _open(tmp_path) as dl, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        splits_only = dl.bars("day", security="RENCO", adjust="splits").collect()
+        total = dl.bars("day", security="RENCO", adjust="splits+dividends").collect()
+        raw = dl.bars("day", security="RENCO").collect()
+    session = _session(raw)
+    previous = raw.filter(session < EX_ON)["close"][-1]
+    got = sorted(set((total["close"] / splits_only["close"]).filter(session < EX_ON).round(9)))
+    assert got == [round(1 - 0.25 / previous, 9)], (
+        f"factor before the ex-date {got}, want 1 - 0.25 / {previous}"
+    )

@@ -31,7 +31,8 @@ Conventions (README "Adjusted on read", docs/research.md):
   the listing of T whose window holds E (else of T's company that traded under another
   symbol on E: one listed under the symbol a company took after it, `EventOwners`), and
   it applies to every bar of that security, under any of its symbols, once however many
-  of its symbols list it. Bars inside no listing (null `security_id`) stay raw.
+  of its symbols list it (a split they list on dates days apart too, `_one_date_each`,
+  said). Bars inside no listing (null `security_id`) stay raw.
 - What the ledger may not know is said, never refused: a ticker whose splits (dividends)
   unit is not settled (`UnsettledAdjustmentWarning`), or whose bars in the read go past
   the last session the ledger knows its splits (dividends) through
@@ -52,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from polyledger.datasets.dividends import NATURAL_KEY, unique_dividends
+from polyledger.datasets.splits import SAME_SPLIT_WITHIN
 from polyledger.errors import InputError, user_stacklevel
 from polyledger.ledger import SETTLED
 from polyledger.ledger.queries import OPEN_UTC
@@ -247,14 +249,80 @@ def split_events(
 ) -> pl.DataFrame:
     """(security_id, date, split ratio, 1.0) of each (ticker, execution_date, from, to) of a
     known company (`EventOwners`), each split once: one listed under two of its symbols
-    is one split."""
-    out: dict[tuple[str, dt.date, float], None] = {}
+    is one split, on one date (`_one_date_each`)."""
     owners = EventOwners(listings)
+    dated: dict[tuple[str, float], dict[dt.date, list[str]]] = defaultdict(lambda: defaultdict(list))
     for ticker, day, split_from, split_to in rows:
         security = owners.security_on(ticker, day)
         if security is not None and split_from > 0 and split_to > 0:
-            out[(security, day, split_from / split_to)] = None
-    return pl.DataFrame([(*event, 1.0) for event in out], schema=_EVENTS, orient="row")
+            dated[(security, split_from / split_to)][day].append(ticker)
+    events, said = [], []
+    for (security, ratio), days in dated.items():
+        for day in _one_date_each(security, ratio, days, owners, said):
+            events.append((security, day, ratio, 1.0))
+    if said:
+        warnings.warn(
+            f"{len(said)} splits listed under two symbols of a security on different dates, each "
+            f"applied once: {'; '.join(said[:5])}{'; ...' if len(said) > 5 else ''}",
+            UnsettledAdjustmentWarning,
+            stacklevel=user_stacklevel(),
+        )
+    return pl.DataFrame(events, schema=_EVENTS, orient="row")
+
+
+def _one_date_each(
+    security: str, ratio: float, days: Mapping[dt.date, list[str]], owners: EventOwners, said: list[str]
+) -> list[dt.date]:
+    """The dates one security's splits of one ratio apply on: records under different
+    symbols at most SAME_SPLIT_WITHIN apart are one split listed twice (the provider's
+    records disagree; one symbol's own records are one date each already,
+    `splits.one_date_each`), applied on the date of the record under the symbol the
+    security traded under then; when both (or neither) traded then, on the date of the
+    record under the symbol the security took last (the provider lists and corrects a
+    company's events under its current symbol: polygon-io/issues#253). Each choice is
+    added to `said`, naming the records."""
+    kept = []
+    for group in _listed_apart(days):
+        chosen = _traded_then(security, group, owners)
+        if len(group) > 1:
+            records = ", ".join(f"{'/'.join(tickers)} {day}" for day, tickers in group)
+            said.append(
+                f"{security}: one {_ratio_text(ratio)} split listed as {records}, applied once, on {chosen}"
+            )
+        kept.append(chosen)
+    return kept
+
+
+def _listed_apart(days: Mapping[dt.date, list[str]]) -> list[list[tuple[dt.date, list[str]]]]:
+    """The records of one security's splits of one ratio, in date order, grouped: a record
+    joins the group before it when it is under other symbols than the group's and at most
+    SAME_SPLIT_WITHIN from its first date."""
+    groups: list[list[tuple[dt.date, list[str]]]] = []
+    for day, tickers in sorted(days.items()):
+        last = groups[-1] if groups else None
+        if (
+            last is not None
+            and day - last[0][0] <= SAME_SPLIT_WITHIN
+            and not {t for _, held in last for t in held} & set(tickers)
+        ):
+            last.append((day, tickers))
+        else:
+            groups.append([(day, tickers)])
+    return groups
+
+
+def _traded_then(security: str, group: Sequence[tuple[dt.date, list[str]]], owners: EventOwners) -> dt.date:
+    """The date of the record listed under the symbol `security` traded under on that date,
+    if one record's is; else of the one under the symbol it took last."""
+    traded = [day for day, tickers in group if owners.symbols_on(security, day) & set(tickers)]
+    if len(traded) == 1:
+        return traded[0]
+    return max(group, key=lambda record: max(owners.taken_on(security, t) for t in record[1]))[0]
+
+
+def _ratio_text(ratio: float) -> str:
+    """A split ratio as `from:to` (0.5: 1:2)."""
+    return f"{ratio:g}:1" if ratio >= 1 else f"1:{1 / ratio:g}"
 
 
 class EventOwners:
@@ -294,6 +362,20 @@ class EventOwners:
             if any(listing.covers(day) for listing in self._by_security[security])  # type: ignore[index]
         }
         return then.pop() if len(then) == 1 else None
+
+    def symbols_on(self, security: str, day: dt.date) -> set[str]:
+        """The symbols `security` traded under on `day` (by its listings' windows)."""
+        return {listing.ticker for listing in self._by_security.get(security, []) if listing.covers(day)}
+
+    def taken_on(self, security: str, ticker: str) -> dt.date:
+        """The first day `security` traded under `ticker` (date.min: from its beginning, or
+        never by its listings)."""
+        firsts = [
+            listing.first_day or dt.date.min
+            for listing in self._by_security.get(security, [])
+            if listing.ticker == ticker
+        ]
+        return min(firsts, default=dt.date.min)
 
 
 def dividend_events(

@@ -363,3 +363,65 @@ def test_a_dividend_listed_under_both_symbols_with_different_optional_fields_is_
     assert got == [round(1 - 0.25 / previous, 9)], (
         f"factor before the ex-date {got}, want 1 - 0.25 / {previous}"
     )
+
+
+# --- a split listed under both symbols on dates a few days apart ----------------------------
+
+
+def _split_dated(folder: Path, ticker: str, day: dt.date) -> None:
+    """`ticker`'s record of RENCO's 1:2 split dated `day` in the ledger's table (what
+    adjusting reads), as if the provider's record under that symbol said so."""
+    with sqlite3.connect(folder / "ledger.db") as con:
+        moved = con.execute(
+            "UPDATE splits SET execution_date = ? WHERE ticker = ?", (day.isoformat(), ticker)
+        ).rowcount
+    assert moved == 1
+
+
+def _split_factors(folder: Path) -> tuple[pl.Series, pl.Series, list[str]]:
+    """RENCO's sessions, its adjusted / raw closes (adjust="splits"), and what the read said."""
+    with _open(folder) as dl:
+        raw = dl.bars("day", security="RENCO").collect()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            splits_only = dl.bars("day", security="RENCO", adjust="splits").collect()
+    said = [str(w.message) for w in caught if issubclass(w.category, UnsettledAdjustmentWarning)]
+    return _session(raw), splits_only["close"] / raw["close"], said
+
+
+@pytest.mark.parametrize("new_dated", [D(2019, 3, 7), D(2019, 2, 26)], ids=["after", "before"])
+def test_a_split_listed_under_both_symbols_on_dates_days_apart_is_applied_once_and_said(tmp_path, new_dated):
+    """RENCO's 1:2 split (2019-03-04, as OLD) is listed under OLD on its date and under NEW
+    a few days off (the provider's two records disagree). `split_events` kept one split per
+    (security, date, ratio): two dates, two splits, every price before both quartered. The
+    same ratio under two symbols of one security within 31 days is one split (as for one
+    symbol's records, `splits.SAME_SPLIT_WITHIN`); the record under the symbol the security
+    traded under on its date wins (OLD's: NEW first traded in July), and the read says so,
+    naming both records."""
+    _renamed_company(tmp_path, ("OLD", "NEW"))
+    _split_dated(tmp_path, "NEW", new_dated)
+    session, factor, said = _split_factors(tmp_path)
+    want = pl.Series([0.5 if day < SPLIT_ON else 1.0 for day in session])
+    assert ((factor - want).abs() < 1e-12).all(), (
+        f"adjusted / raw closes {sorted(set(factor.round(6)))}: the one 1:2 split applied on both dates"
+    )
+    assert len(said) == 1, said
+    assert f"OLD {SPLIT_ON}" in said[0] and f"NEW {new_dated}" in said[0], said[0]
+    assert f"applied once, on {SPLIT_ON}" in said[0], said[0]
+
+
+def test_a_split_listed_under_both_symbols_each_dated_while_its_symbol_traded_takes_the_later_symbols(
+    tmp_path,
+):
+    """The two records of one 1:2 split dated either side of the rename, each while its
+    symbol traded (OLD's 2019-06-27, NEW's 2019-07-02): trading does not tell them apart,
+    and the record under the symbol the company took last wins (the provider lists and
+    corrects a company's events under its current symbol). Applied once, and said."""
+    _renamed_company(tmp_path, ("OLD", "NEW"))
+    _split_dated(tmp_path, "OLD", D(2019, 6, 27))
+    _split_dated(tmp_path, "NEW", D(2019, 7, 2))
+    session, factor, said = _split_factors(tmp_path)
+    want = pl.Series([0.5 if day < D(2019, 7, 2) else 1.0 for day in session])
+    assert ((factor - want).abs() < 1e-12).all(), sorted(set(factor.round(6)))
+    assert len(said) == 1 and "OLD 2019-06-27, NEW 2019-07-02" in said[0], said
+    assert "applied once, on 2019-07-02" in said[0], said[0]

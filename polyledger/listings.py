@@ -243,3 +243,60 @@ def _held_on(ticker: str, listings: Sequence[Listing], day: dt.date) -> tuple[tu
         return (derived_security_id(ticker),), True
     ids = tuple(sorted(item.security_id or "" for item in listings if item.covers(day)))
     return ids, bool(ids)
+
+
+class EventOwners:
+    """Which company a split or a dividend belongs to, the listings indexed once (a read
+    of a whole universe asks it for tens of thousands of events)."""
+
+    def __init__(self, listings: Sequence[Listing]) -> None:
+        self._by_ticker: dict[str, list[Listing]] = defaultdict(list)
+        self._by_security: dict[str, list[Listing]] = defaultdict(list)
+        for listing in listings:
+            self._by_ticker[listing.ticker].append(listing)
+            if listing.security_id is not None:
+                self._by_security[listing.security_id].append(listing)
+
+    def security_on(self, ticker: str, day: dt.date) -> str | None:
+        """The security an event of `ticker` dated `day` belongs to: that of `ticker`'s
+        listing whose window holds `day`; else that of the one company that took `ticker`
+        after `day` and traded under another of its symbols on `day` (the API has listed an
+        event made before a rename under the symbol taken: polygon-io/issues#253). None: no
+        known company's, or more than one's. The listings must hold every company that
+        ever traded under `ticker`."""
+        own = self._by_ticker.get(ticker, [])
+        for listing in own:
+            if listing.covers(day):
+                return listing.security_id
+        # only a company that took the symbol after the day: the API lists an event under a
+        # symbol the company has now or later, never under one it left (another company's
+        # since, whose event dated a few days before its listing is not the leaver's)
+        later = {
+            listing.security_id
+            for listing in own
+            if listing.security_id is not None and listing.first_day is not None and listing.first_day > day
+        }
+        then = {
+            security
+            for security in later
+            if any(listing.covers(day) for listing in self._by_security[security])  # type: ignore[index]
+        }
+        return then.pop() if len(then) == 1 else None
+
+    def listings_of(self, security: str) -> list[Listing]:
+        """`security`'s listings, under each of its symbols."""
+        return list(self._by_security.get(security, []))
+
+    def symbols_on(self, security: str, day: dt.date) -> set[str]:
+        """The symbols `security` traded under on `day` (by its listings' windows)."""
+        return {listing.ticker for listing in self._by_security.get(security, []) if listing.covers(day)}
+
+    def taken_on(self, security: str, ticker: str) -> dt.date:
+        """The first day `security` traded under `ticker` (date.min: from its beginning, or
+        never by its listings)."""
+        firsts = [
+            listing.first_day or dt.date.min
+            for listing in self._by_security.get(security, [])
+            if listing.ticker == ticker
+        ]
+        return min(firsts, default=dt.date.min)

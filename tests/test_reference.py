@@ -725,3 +725,43 @@ def test_bars_fetched_in_the_run_that_records_a_split_are_not_stale_by_it(tmp_pa
             _fetched_month(ledger, "CHAR", month, at)
         ledger.replace_splits("CHAR", [("2024-03-01", 1.0, 2.0)])  # recorded at 03:35
         assert [tuple(r)[:3] for r in stale_adjusted(ledger)] == [("minute", "CHAR", "2024-01")]
+
+
+def test_a_split_listed_under_a_renamed_companys_later_symbol_makes_its_earlier_symbols_units_stale(tmp_path):
+    """RENCO traded as OLD until 2019-06-28, then as NEW; its 1:2 split of 2019-03-04 (as
+    OLD) is listed by the API under NEW only (polygon-io/issues#253). The API rebases OLD's
+    prices before it (adjusting on read applies it to OLD's bars: `adjust.EventOwners`),
+    yet the stale audit matched splits to units by ticker: OLD's adjusted months fetched
+    before the split were never flagged, nor queued by `retry --stale`. Matched by the
+    owning security, they are; so are they alone: NEW's month (after the split), the
+    months of another company's symbol, and OLD's month after the split are not."""
+    from support import LedgerClock
+
+    from polyledger.ledger.queries import stale_adjusted, stale_per_dataset
+    from polyledger.listings import Listing as Window
+
+    clock = LedgerClock(dt.datetime(2019, 2, 1, 12, tzinfo=dt.timezone.utc))
+    with Ledger(tmp_path / "ledger.db", clock=clock) as ledger:
+        ledger.record_listings(
+            [
+                Window("OLD", None, dt.date(2019, 6, 28), "RENCO", "universe_file"),
+                Window("NEW", dt.date(2019, 7, 1), None, "RENCO", "universe_file"),
+                Window("ELSE", None, None, "ELSECO", "universe_file"),
+            ]
+        )
+        plan_reference(ledger, ["OLD", "NEW"], "splits", dt.date(2019, 8, 1))
+        for ticker, month in (("OLD", "2019-01"), ("OLD", "2019-02"), ("ELSE", "2019-02")):
+            _fetched_month(ledger, ticker, month, "2019-02-20T12:00:00.000Z")
+        for ticker, month in (("OLD", "2019-04"), ("NEW", "2019-07")):
+            _fetched_month(ledger, ticker, month, "2019-02-20T12:00:00.000Z")  # bars after the split
+        ledger.replace_splits("NEW", [("2019-03-04", 1.0, 2.0)])  # the splits' first look
+        clock.now = dt.datetime(2019, 8, 1, 12, tzinfo=dt.timezone.utc)
+        stale = [tuple(r) for r in stale_adjusted(ledger)]
+        assert stale == [
+            ("minute", "OLD", "2019-01", "2019-03-04"),
+            ("minute", "OLD", "2019-02", "2019-03-04"),
+        ], f"OLD's months fetched before RENCO's split listed under NEW: stale {stale}"
+        assert stale_per_dataset(ledger) == {"minute": 2}
+        minute = next(d for d in audit(ledger).datasets if d.dataset == "minute")
+        assert minute.stale_adjusted == 2 and minute.stale_examples[0] == "OLD 2019-01: split on 2019-03-04"
+        assert retry_stale(ledger) == 2

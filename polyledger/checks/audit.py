@@ -67,7 +67,7 @@ class DatasetAudit:
     tickers: int = 0
     tickers_without_data: list[str] = field(default_factory=list)
     never_attempted: int = 0
-    stale_adjusted: int = 0  # adjusted units fetched before a later split of their ticker
+    stale_adjusted: int = 0  # adjusted units fetched before a later split of their security
     stale_examples: list[str] = field(default_factory=list)
     # flat files: ticker units built from day files replaced since (or day files replaced)
     stale_flatfiles: int = 0

@@ -30,6 +30,11 @@ def _bare(listing: Listing) -> bool:
     )
 
 
+def recorded_listings(connection: LedgerConnection) -> list[Listing]:
+    """Every recorded listing, read through a plain connection (the named reads of `queries`)."""
+    return [_listing(tuple(row)) for row in connection.query(f"SELECT {_COLUMNS} FROM listings")]
+
+
 def _listing(row: Sequence) -> Listing:
     ticker, first, last, security_id, link, name, cik, figi, share_class = row
     return Listing(ticker, _day(first), _day(last), security_id, link, name, cik, figi, share_class)

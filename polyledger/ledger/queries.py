@@ -11,8 +11,11 @@ from typing import Any
 from sqlalchemy import text
 
 from polyledger.ledger.connection import LedgerConnection
+from polyledger.ledger.listing_table import recorded_listings
 from polyledger.ledger.records import in_list, iso
 from polyledger.ledger.states import UnitState
+from polyledger.listings import EventOwners
+from polyledger.periods import stored_date
 
 _STATES = tuple(state.value for state in UnitState)
 
@@ -53,9 +56,10 @@ _STALE_ADJUSTED = (
     # CROSS JOIN keeps SQLite's join order: the few splits first, then each one's units by index
     # (PostgreSQL plans it as the inner join it is). Portable: no ON after CROSS JOIN, and
     # `adjusted` is a boolean there (u.adjusted = 1 would not compare)
-    "SELECT u.id, u.dataset, u.ticker, u.period, max(s.execution_date) AS execution_date "
-    "FROM splits s CROSS JOIN units u "
+    "{attributed}SELECT u.id, u.dataset, u.ticker, u.period, max(s.execution_date) AS execution_date "
+    "FROM {splits} s CROSS JOIN units u "
     "WHERE u.dataset IN ('minute', 'day') AND u.ticker = s.ticker AND u.state = 'done' AND u.adjusted "
+    "{inside}"
     f"AND u.period_start < s.execution_date AND s.execution_date || 'T{OPEN_UTC}:00' <= :now "
     f"AND (u.fetched_at < s.execution_date || 'T{OPEN_UTC}:00' "
     "OR (u.fetched_at < {seen_before} AND u.fetched_at < {late_until})) "
@@ -63,10 +67,77 @@ _STALE_ADJUSTED = (
 )
 
 
-def stale_adjusted_sql(dialect: str) -> str:
+# A split stales the units of its own symbol (whoever's bars a unit holds: a reused symbol's
+# month may hold two companies'), and those of the symbol the security it belongs to
+# (`EventOwners`, as adjusting on read) traded under on its date: one made before a rename
+# and listed under the later symbol only (polygon-io/issues#253) rebases the earlier
+# symbol's prices (the API adjusts the listing that split). Those are few (renamed
+# companies' splits listed under another symbol), bound as a small table of (split's
+# symbol, date, the symbol then, that listing's window) and added to the splits, each
+# over its window.
+_ATTRIBUTED = (
+    "WITH attributed (split_ticker, execution_date, ticker, first_day, last_day) AS (VALUES {rows}) "
+)
+_SPLITS_ATTRIBUTED = (
+    "(SELECT ticker, execution_date, recorded_at, NULL AS first_day, NULL AS last_day FROM splits "
+    "UNION ALL SELECT a.ticker, x.execution_date, x.recorded_at, a.first_day, a.last_day "
+    "FROM splits x JOIN attributed a ON a.split_ticker = x.ticker AND a.execution_date = x.execution_date)"
+)
+_INSIDE_WINDOW = (
+    "AND (s.first_day IS NULL OR u.period_end >= s.first_day) "
+    "AND (s.last_day IS NULL OR u.period_start <= s.last_day) "
+)
+
+
+def stale_adjusted_sql(dialect: str, attributed: int = 0) -> str:
     """The query of stale adjusted units (id, dataset, ticker, period, execution_date) in
-    `dialect` ("sqlite", "postgresql"), as of `:now` (`stale_as_of`)."""
-    return _STALE_ADJUSTED.format(late_until=_LATE_UNTIL[dialect], seen_before=_SEEN_BEFORE[dialect])
+    `dialect` ("sqlite", "postgresql"), as of `:now` (`stale_as_of`); with `attributed`
+    rows of splits matched to another symbol of their security (`stale_adjusted_query`)."""
+    parts = {"attributed": "", "splits": "splits", "inside": ""}
+    if attributed:
+        rows = ", ".join(f"(:as{i}, :ad{i}, :at{i}, :af{i}, :al{i})" for i in range(attributed))
+        parts = {
+            "attributed": _ATTRIBUTED.format(rows=rows),
+            "splits": _SPLITS_ATTRIBUTED,
+            "inside": _INSIDE_WINDOW,
+        }
+    return _STALE_ADJUSTED.format(late_until=_LATE_UNTIL[dialect], seen_before=_SEEN_BEFORE[dialect], **parts)
+
+
+def stale_adjusted_query(ledger: LedgerConnection) -> tuple[str, dict[str, Any]]:
+    """The query of stale adjusted units (`stale_adjusted_sql`), each split matched to the
+    units of its own symbol and of its security's other symbols, and its parameters."""
+    pairs = splits_of_other_symbols(ledger)
+    params: dict[str, Any] = stale_as_of(ledger)
+    for i, row in enumerate(pairs):
+        params.update(
+            {f"{key}{i}": value for key, value in zip(("as", "ad", "at", "af", "al"), row, strict=True)}
+        )
+    return stale_adjusted_sql(ledger.dialect, len(pairs)), params
+
+
+def splits_of_other_symbols(ledger: LedgerConnection) -> list[tuple[str, str, str, str | None, str | None]]:
+    """(split's symbol, execution date, the symbol its security traded under then, that
+    listing's first and last day) of each recorded split listed under another symbol than
+    the one its security (`EventOwners`) traded under on its date: that symbol's units
+    before it are stale by it. ISO texts, as the tables hold them."""
+    listings = recorded_listings(ledger)
+    if not listings:
+        return []
+    owners = EventOwners(listings)
+    out = []
+    for split in ledger.query("SELECT DISTINCT ticker, execution_date FROM splits"):
+        day = stored_date(split.execution_date)
+        security = owners.security_on(split.ticker, day)
+        for then in owners.listings_of(security) if security is not None else []:
+            if then.ticker != split.ticker and then.covers(day):
+                window = (then.first_day, then.last_day)
+                out.append((split.ticker, str(split.execution_date), then.ticker, *map(_iso_or_none, window)))
+    return out
+
+
+def _iso_or_none(day: dt.date | None) -> str | None:
+    return day.isoformat() if day is not None else None
 
 
 def stale_as_of(ledger: LedgerConnection) -> dict[str, str]:
@@ -172,10 +243,9 @@ def unwidened_units(ledger: LedgerConnection) -> Rows:
 
 def stale_adjusted(ledger: LedgerConnection) -> Rows:
     """(dataset, ticker, period, execution_date) of every stale adjusted unit (`stale_adjusted_sql`)."""
-    stale = stale_adjusted_sql(ledger.dialect)
+    stale, params = stale_adjusted_query(ledger)
     return ledger.query(
-        f"SELECT dataset, ticker, period, execution_date FROM ({stale}) AS stale ORDER BY 1, 2, 3",
-        stale_as_of(ledger),
+        f"SELECT dataset, ticker, period, execution_date FROM ({stale}) AS stale ORDER BY 1, 2, 3", params
     )
 
 
@@ -220,10 +290,8 @@ def tickers_per_dataset(ledger: LedgerConnection) -> dict[str, int]:
 
 def stale_per_dataset(ledger: LedgerConnection) -> dict[str, int]:
     """{dataset: stale adjusted units}, datasets with none left out."""
-    stale = stale_adjusted_sql(ledger.dialect)
-    rows = ledger.query(
-        f"SELECT dataset, count(*) AS n FROM ({stale}) AS stale GROUP BY dataset", stale_as_of(ledger)
-    )
+    stale, params = stale_adjusted_query(ledger)
+    rows = ledger.query(f"SELECT dataset, count(*) AS n FROM ({stale}) AS stale GROUP BY dataset", params)
     return {row.dataset: row.n for row in rows}
 
 

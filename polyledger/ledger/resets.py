@@ -10,7 +10,7 @@ from typing import Any
 
 from polyledger.ledger.connection import _reconnecting
 from polyledger.ledger.moves import UnitMoves
-from polyledger.ledger.queries import stale_adjusted_sql, stale_as_of
+from polyledger.ledger.queries import stale_adjusted_query
 from polyledger.ledger.records import SeenUnit, in_list, iso
 from polyledger.ledger.states import UnitState
 from polyledger.listings import ListingChange
@@ -61,9 +61,11 @@ class Resets(UnitMoves):
         return self._reset_chosen(where, params, {UnitState.FAILED}, tickers, datasets)
 
     def reset_stale(self, tickers: Sequence[str] = ()) -> int:
-        """Adjusted units a later split made stale (`queries.stale_adjusted_sql`) back to pending."""
-        where = f"id IN (SELECT id FROM ({stale_adjusted_sql(self.dialect)}) AS stale)"
-        return self._reset_chosen(where, stale_as_of(self), {UnitState.DONE}, tickers)
+        """Adjusted units a later split made stale (`queries.stale_adjusted_query`) back to pending."""
+        stale, params = stale_adjusted_query(self)
+        return self._reset_chosen(
+            f"id IN (SELECT id FROM ({stale}) AS stale)", params, {UnitState.DONE}, tickers
+        )
 
     def reset_flagged(
         self, checks: Sequence[str] = (), tickers: Sequence[str] = (), datasets: Sequence[str] = ()

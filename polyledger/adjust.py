@@ -29,7 +29,8 @@ Conventions (README "Adjusted on read", docs/research.md):
   and today change no bar (no session after today is held): they are left out.
 - Events belong to a security (`security_id`): an event of symbol T on day E is the one of
   the listing of T whose window holds E (else of T's company that traded under another
-  symbol on E: one listed under the symbol a company took after it, `EventOwners`), and
+  symbol on E: one listed under the symbol a company took after it, `EventOwners`; of
+  none when two such companies could own it, left out and said), and
   it applies to every bar of that security, under any of its symbols, once however many
   of its symbols list it (a split they list on dates days apart too, `_one_date_each`,
   said). Bars inside no listing (null `security_id`) stay raw.
@@ -256,6 +257,7 @@ def split_events(
         security = owners.security_on(ticker, day)
         if security is not None and split_from > 0 and split_to > 0:
             dated[(security, split_from / split_to)][day].append(ticker)
+    _warn_unowned("splits", owners)
     events, said = [], []
     for (security, ratio), days in dated.items():
         for day in _one_date_each(security, ratio, days, owners, said):
@@ -268,6 +270,24 @@ def split_events(
             stacklevel=user_stacklevel(),
         )
     return pl.DataFrame(events, schema=_EVENTS, orient="row")
+
+
+def _warn_unowned(kind: str, owners: EventOwners) -> None:
+    """Say which events `owners` found more than one company for (`EventOwners.security_on`):
+    left out, as a wrong owner's would move another company's prices."""
+    if not owners.ambiguous:
+        return
+    named = [
+        f"{ticker} {day} ({', '.join(sorted(securities))})"
+        for (ticker, day), securities in sorted(owners.ambiguous.items())
+    ]
+    warnings.warn(
+        f"{len(named)} {kind} left out of the adjustment, each listed under a symbol that more than one "
+        f"company took after its date, all trading under other symbols on it: {', '.join(named[:5])}"
+        f"{', ...' if len(named) > 5 else ''}",
+        UnsettledAdjustmentWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 def _one_date_each(
@@ -396,6 +416,7 @@ def _cash_per_ex_date(
         security = owners.security_on(ticker, ex)
         if security is not None:  # else no known company's
             listed[(security, ex)][ticker].append((cash, currency))
+    _warn_unowned("dividends", owners)
     owned, skipped = [], []
     for (security, ex), by_symbol in listed.items():
         paid = []

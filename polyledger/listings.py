@@ -252,6 +252,9 @@ class EventOwners:
     def __init__(self, listings: Sequence[Listing]) -> None:
         self._by_ticker: dict[str, list[Listing]] = defaultdict(list)
         self._by_security: dict[str, list[Listing]] = defaultdict(list)
+        # (ticker, day) -> the companies an event could belong to, when more than one: none
+        # is chosen (`security_on`), and the caller says so
+        self.ambiguous: dict[tuple[str, dt.date], set[str]] = {}
         for listing in listings:
             self._by_ticker[listing.ticker].append(listing)
             if listing.security_id is not None:
@@ -262,8 +265,8 @@ class EventOwners:
         listing whose window holds `day`; else that of the one company that took `ticker`
         after `day` and traded under another of its symbols on `day` (the API has listed an
         event made before a rename under the symbol taken: polygon-io/issues#253). None: no
-        known company's, or more than one's. The listings must hold every company that
-        ever traded under `ticker`."""
+        known company's, or more than one's (kept in `ambiguous`). The listings must hold
+        every company that ever traded under `ticker`."""
         own = self._by_ticker.get(ticker, [])
         for listing in own:
             if listing.covers(day):
@@ -281,6 +284,8 @@ class EventOwners:
             for security in later
             if any(listing.covers(day) for listing in self._by_security[security])  # type: ignore[index]
         }
+        if len(then) > 1:
+            self.ambiguous[(ticker, day)] = then
         return then.pop() if len(then) == 1 else None
 
     def listings_of(self, security: str) -> list[Listing]:

@@ -12,13 +12,15 @@ import datetime as dt
 import warnings
 from pathlib import Path
 
+import pytest
 from support import fetch_raw
 
 import polyledger
+from polyledger.adjust import UnsettledAdjustmentWarning
 from polyledger.datasets.reference import plan_reference
 from polyledger.ledger import Ledger
 from polyledger.plan import plan
-from polyledger.testing import Listing, Split, StandInServer, SyntheticMarket
+from polyledger.testing import Dividend, Listing, Split, StandInServer, SyntheticMarket
 from polyledger.universe import read_members
 
 D = dt.date
@@ -88,3 +90,56 @@ def test_a_split_of_a_reused_symbol_dated_between_its_companies_is_not_given_to_
     _reused_after_a_rename(tmp_path, Split(D(2019, 8, 26), 1, 2))
     factors = _renco_split_factors(tmp_path, security="RENCO")
     assert factors == [1.0], f"RENCO's bars adjusted by a split listed under the symbol it left: {factors}"
+
+
+def _two_companies_took_the_symbol_later(folder: Path) -> None:
+    """ACO traded as A0 until 2019-06-28, then as X until 2019-09-27 (delisted); BCO traded
+    as B0 until 2019-10-31, then took the freed X. ACO's 1:2 split (2019-03-04) and 0.25
+    dividend (ex 2019-05-06), made as A0, are listed under X only: on those days both
+    companies traded under another symbol, and both took X later. Raw day bars of 2019,
+    splits and dividends of every symbol, fetched."""
+    events = {"listed_under": ("X",)}
+    a0 = Listing(
+        "A0",
+        delist_date=D(2019, 6, 28),
+        bars_per_day=20,
+        company="aco",
+        renamed=True,
+        splits=(Split(D(2019, 3, 4), 1, 2, **events),),
+        dividends=(Dividend(D(2019, 5, 6), 0.25, **events),),
+    )
+    ax = Listing("X", list_date=D(2019, 7, 1), delist_date=D(2019, 9, 27), bars_per_day=20, company="aco")
+    b0 = Listing("B0", delist_date=D(2019, 10, 31), bars_per_day=20, company="bco", renamed=True)
+    bx = Listing("X", list_date=D(2019, 11, 1), bars_per_day=20, company="bco")
+    (folder / "u.csv").write_text(
+        HEADER + "A0,ACO,,2019-06-28\nX,ACO,2019-07-01,2019-09-27\nB0,BCO,,2019-10-31\nX,BCO,2019-11-01,\n",
+        encoding="utf-8",
+    )
+    with Ledger(folder / "ledger.db") as ledger:
+        plan_reference(ledger, ["A0", "X", "B0"], "splits", D(2020, 1, 2))
+        plan_reference(ledger, ["A0", "X", "B0"], "dividends", D(2020, 1, 2))
+        plan(ledger, read_members(folder / "u.csv"), "day", D(2019, 1, 1), D(2019, 12, 31))
+    with StandInServer(SyntheticMarket([a0, ax, b0, bx], seed=3), api_keys=(KEY,)) as server:
+        _fetch(folder, server, ("splits", "dividends", "day"))
+
+
+@pytest.mark.parametrize(
+    "read", [{"security": "ACO"}, {"security": "BCO"}, {"tickers": ["X"]}, {}], ids=["ACO", "BCO", "X", "all"]
+)
+def test_an_event_two_companies_of_a_reused_symbol_could_own_is_said_not_dropped_silently(tmp_path, read):
+    """An event of X dated before either company held X belongs, by `EventOwners`, to the
+    one company of X's that traded under another symbol then: here both did, and the
+    event is no known company's. It was left out without a word. However it is read,
+    the split and the dividend change no bar (a guess would move one company's prices
+    by another's event), and the read says so, naming X, the dates and both companies."""
+    _two_companies_took_the_symbol_later(tmp_path)
+    with polyledger.open(tmp_path / "ledger.db", tmp_path / "data") as dl:
+        raw = dl.bars("day", **read).collect()  # type: ignore[arg-type]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            total = dl.bars("day", adjust="splits+dividends", **read).collect()  # type: ignore[arg-type]
+    factors = sorted(set((total["close"] / raw["close"]).round(9).to_list()))
+    assert factors == [1.0], f"read {read}: adjusted / raw closes {factors}"
+    said = [str(w.message) for w in caught if issubclass(w.category, UnsettledAdjustmentWarning)]
+    assert any("X 2019-03-04" in line and "ACO" in line and "BCO" in line for line in said), said
+    assert any("X 2019-05-06" in line for line in said), said

@@ -39,6 +39,7 @@ from test_claims_concurrency import assert_no_double_claims_across_two_processes
 from test_crash import KILLED_COPY
 from test_plan_windows import check_unplanned_days
 from test_queries import busy_ledger, documented  # noqa: F401 - busy_ledger is a fixture
+from test_reference import check_split_under_later_symbol_stales_earlier
 from test_sync import check_re_reads
 
 from polyledger.ledger import AttemptRecord, Ledger, StoredFile, UnitState, new_owner_id
@@ -283,6 +284,12 @@ def test_no_double_claims_across_two_processes_and_16_threads_on_postgres(pg_url
 def test_sync_re_reads_units_read_too_soon_on_postgres(pg_url):
     """The re-read's one UPDATE (its RETURNING, ISO texts compared as times) on PostgreSQL."""
     check_re_reads(pg_url)
+
+
+def test_a_split_listed_under_a_later_symbol_stales_the_earlier_symbols_units_on_postgres(pg_url):
+    """The stale query's bound table of splits matched to another symbol of their security
+    (VALUES of untyped parameters beside dates and texts) on PostgreSQL."""
+    check_split_under_later_symbol_stales_earlier(pg_url)
 
 
 # --- sql, migrate ------------------------------------------------------------------------

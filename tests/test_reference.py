@@ -641,7 +641,7 @@ def _fetched_month(ledger: Ledger, ticker: str, month: str, fetched_at: str) -> 
     ledger.add_units([PlannedUnit("minute", ticker, first, first + dt.timedelta(days=27))])
     with ledger.engine.begin() as connection:
         connection.exec_driver_sql(
-            f"UPDATE units SET state = 'done', adjusted = 1, fetched_at = '{fetched_at}' "
+            f"UPDATE units SET state = 'done', adjusted = TRUE, fetched_at = '{fetched_at}' "
             f"WHERE dataset = 'minute' AND ticker = '{ticker}' AND period = '{month}'"
         )
 
@@ -728,6 +728,10 @@ def test_bars_fetched_in_the_run_that_records_a_split_are_not_stale_by_it(tmp_pa
 
 
 def test_a_split_listed_under_a_renamed_companys_later_symbol_makes_its_earlier_symbols_units_stale(tmp_path):
+    check_split_under_later_symbol_stales_earlier(tmp_path / "ledger.db")
+
+
+def check_split_under_later_symbol_stales_earlier(location: object) -> None:
     """RENCO traded as OLD until 2019-06-28, then as NEW; its 1:2 split of 2019-03-04 (as
     OLD) is listed by the API under NEW only (polygon-io/issues#253). The API rebases OLD's
     prices before it (adjusting on read applies it to OLD's bars: `adjust.EventOwners`),
@@ -741,7 +745,7 @@ def test_a_split_listed_under_a_renamed_companys_later_symbol_makes_its_earlier_
     from polyledger.listings import Listing as Window
 
     clock = LedgerClock(dt.datetime(2019, 2, 1, 12, tzinfo=dt.timezone.utc))
-    with Ledger(tmp_path / "ledger.db", clock=clock) as ledger:
+    with Ledger(location, clock=clock) as ledger:  # type: ignore[arg-type]
         ledger.record_listings(
             [
                 Window("OLD", None, dt.date(2019, 6, 28), "RENCO", "universe_file"),

@@ -40,6 +40,7 @@ from test_crash import KILLED_COPY
 from test_plan_windows import check_unplanned_days
 from test_queries import busy_ledger, documented  # noqa: F401 - busy_ledger is a fixture
 from test_reference import check_split_under_later_symbol_stales_earlier
+from test_replan_reaches_listings import check_sources_of_many_symbols
 from test_sync import check_re_reads
 
 from polyledger.ledger import AttemptRecord, Ledger, StoredFile, UnitState, new_owner_id
@@ -275,6 +276,13 @@ def test_plan_claim_settle_audit_retry_on_postgres(pg_url):
 def test_audit_reports_unplanned_days_on_postgres(pg_url):
     with Ledger(pg_url) as ledger:  # its day arithmetic is the dialect's
         check_unplanned_days(ledger)
+
+
+def test_the_files_of_more_changed_symbols_than_postgres_binds_at_once_are_found(pg_url):
+    """40,000 symbols and their securities: 80,000 parameters in one statement were more
+    than PostgreSQL's protocol carries (65535)."""
+    with Ledger(pg_url) as ledger:
+        check_sources_of_many_symbols(ledger)
 
 
 def test_no_double_claims_across_two_processes_and_16_threads_on_postgres(pg_url):

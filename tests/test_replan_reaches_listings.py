@@ -16,7 +16,7 @@ import pytest
 from support import API_KEY, run_cli
 
 from polyledger.ledger import AttemptRecord, Ledger
-from polyledger.listings import Listing
+from polyledger.listings import LINK_GIVEN, Listing
 from polyledger.periods import et_today
 from polyledger.plan import plan
 from polyledger.testing import Listing as MarketListing
@@ -537,3 +537,35 @@ def test_a_file_that_does_not_read_now_is_still_owed_its_range(work):
     settle_all_empty()
     code, minute = audit()
     assert months("LATE") == calendar("2014-06", "2016-12"), (out, again, code, minute["unplanned"])
+
+
+# more changed symbols than SQLite's bound-variable limit (32766 since 3.32) and, with
+# their securities, PostgreSQL's (65535): a universe of every US listing comes close
+MANY = 40_000
+SQLITE_VARIABLE_LIMIT = 32_766  # the default of a stock SQLite >= 3.32 (Debian's builds allow more)
+
+
+def test_the_files_of_more_changed_symbols_than_sqlite_binds_at_once_are_found(tmp_path):
+    """`_owed_ranges` asks the files of every changed symbol and of its securities at once:
+    in one IN list each, 40,000 of them exceeded SQLite's limit and the plan stopped
+    ("too many SQL variables") after nothing was recorded, every later plan of the file
+    the same (found by a review)."""
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        ledger._connection().setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, SQLITE_VARIABLE_LIMIT)
+        check_sources_of_many_symbols(ledger)
+
+
+def check_sources_of_many_symbols(ledger: Ledger) -> None:
+    """`listing_sources` and the listings a plan reads first, asked of MANY symbols and
+    securities (SQLite here, PostgreSQL in test_postgres), each row found once."""
+    ledger.record_listings([Listing("AAA", security_id="CO1", link=LINK_GIVEN)], source="/a.csv")
+    ledger.record_listings([Listing("BBB", security_id="CO2", link=LINK_GIVEN)], source="/b.csv")
+    tickers = [f"T{i:05d}" for i in range(MANY)]
+    securities = [f"S{i:05d}" for i in range(MANY)]
+    found = ledger.listing_sources([*tickers, "AAA"], [*securities, "CO1", "CO2"])
+    assert sorted(found) == [("AAA", "CO1", "/a.csv"), ("BBB", "CO2", "/b.csv")]  # AAA by both: once
+    assert (
+        ledger.listing_changes([Listing(t, security_id=s) for t, s in zip(tickers, securities, strict=True)])
+        == []
+    )
+    assert [listing.ticker for listing in ledger.listings(tickers=[*tickers, "BBB", "AAA"])] == ["AAA", "BBB"]

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from polyledger.ledger.connection import LedgerConnection, _reconnecting
-from polyledger.ledger.records import in_list, iso
+from polyledger.ledger.records import in_lists, iso
 from polyledger.listings import LINK_DERIVED, Listing, ListingChange, listing_change
 from polyledger.periods import stored_date
 
@@ -90,29 +90,32 @@ class ListingTable(LedgerConnection):
         self, tickers: Sequence[str], security_ids: Sequence[str]
     ) -> list[tuple[str, str, str]]:
         """(ticker, security_id, source) of the recorded listings of `tickers` or of
-        `security_ids` that name the universe file they came from."""
-        if not tickers and not security_ids:
-            return []
-        by_ticker, params = in_list("ticker", tickers or [""], "t")
-        by_security, more = in_list("security_id", security_ids or [""], "s")
-        rows = self._statement().execute(
-            f"SELECT DISTINCT ticker, security_id, source FROM listings WHERE ({by_ticker} OR {by_security}) "
-            "AND source IS NOT NULL",
-            {**params, **more},
-        )
-        return [(row[0], row[1], row[2]) for row in rows.fetchall()]
+        `security_ids` that name the universe file they came from, each once, in order.
+        Asked in slices (`in_lists`): a plan may change tens of thousands of symbols."""
+        found: set[tuple[str, str, str]] = set()
+        for column, values, prefix in (("ticker", tickers, "t"), ("security_id", security_ids, "s")):
+            for test, params in in_lists(column, values, prefix):
+                rows = self._statement().execute(
+                    f"SELECT DISTINCT ticker, security_id, source FROM listings WHERE {test} "
+                    "AND source IS NOT NULL",
+                    params,
+                )
+                found.update((row[0], row[1], row[2]) for row in rows.fetchall())
+        return sorted(found)
 
     @_reconnecting
     def _given_by_others(self, tickers: Sequence[str], source: str | None) -> tuple[tuple[str, str], ...]:
         """(symbol, file) of `tickers` whose recorded listings came from a universe file other
         than `source` (none when either is unknown)."""
-        if not tickers or source is None:
+        if source is None:
             return ()
-        test, params = in_list("ticker", tickers, "t")
-        rows = self._statement().execute(
-            f"SELECT DISTINCT ticker, source FROM listings WHERE {test} AND source IS NOT NULL", params
-        )
-        return tuple(sorted((row[0], row[1]) for row in rows.fetchall() if row[1] != source))
+        found: set[tuple[str, str]] = set()
+        for test, params in in_lists("ticker", tickers, "t"):
+            rows = self._statement().execute(
+                f"SELECT DISTINCT ticker, source FROM listings WHERE {test} AND source IS NOT NULL", params
+            )
+            found.update((row[0], row[1]) for row in rows.fetchall() if row[1] != source)
+        return tuple(sorted(found))
 
     def listing_changes(self, listings: Iterable[Listing]) -> list[ListingChange]:
         """What `record_listings(listings)` would change, recording nothing: a plan does what
@@ -145,11 +148,13 @@ class ListingTable(LedgerConnection):
     @_reconnecting
     def _known_securities(self, security_ids: Sequence[str]) -> set[str]:
         """Those of `security_ids` some recorded listing holds."""
-        if not security_ids:
-            return set()
-        test, params = in_list("security_id", security_ids, "s")
-        rows = self._statement().execute(f"SELECT DISTINCT security_id FROM listings WHERE {test}", params)
-        return {row[0] for row in rows.fetchall()}
+        known: set[str] = set()
+        for test, params in in_lists("security_id", security_ids, "s"):
+            rows = self._statement().execute(
+                f"SELECT DISTINCT security_id FROM listings WHERE {test}", params
+            )
+            known.update(row[0] for row in rows.fetchall())
+        return known
 
     @_reconnecting
     def _replace_listings(
@@ -204,10 +209,17 @@ class ListingTable(LedgerConnection):
         if security_id is not None:
             where.append("security_id = :sid")
             params["sid"] = security_id
-        if tickers:
-            test, more = in_list("ticker", tickers, "t")
-            where.append(test)
-            params.update(more)
+        if not tickers:
+            return self._listings_where(where, params)
+        # a universe's symbols, in slices (`in_lists`), put back in order
+        found = [
+            listing
+            for test, names in in_lists("ticker", tickers, "t")
+            for listing in self._listings_where([*where, test], {**params, **names})
+        ]
+        return sorted(found, key=lambda item: (item.ticker, item.first_day or dt.date.min))
+
+    def _listings_where(self, where: Sequence[str], params: dict) -> list[Listing]:
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = self._statement().execute(
             f"SELECT {_COLUMNS} FROM listings{clause} ORDER BY ticker, COALESCE(first_day, '')", params

@@ -8,7 +8,7 @@ import datetime as dt
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from polyledger.listings import Unattributed
@@ -30,6 +30,22 @@ def in_list(column: str, values: Iterable[object], prefix: str) -> tuple[str, di
     """`column IN (:p0, :p1, ...)` and its parameters, for a list of values."""
     params = {f"{prefix}{i}": value for i, value in enumerate(values)}
     return f"{column} IN ({', '.join(':' + key for key in params)})", params
+
+
+# values per IN list: under the bound variables of any SQLite (999 before 3.32) and of
+# PostgreSQL's protocol (65535), whatever a universe holds
+IN_LIST_SIZE = 500
+
+
+def in_lists(
+    column: str, values: Iterable[object], prefix: str, size: int = IN_LIST_SIZE
+) -> Iterator[tuple[str, dict]]:
+    """`in_list` over `values` (each once: a value repeated in two slices would match its
+    rows twice), `size` at a time: one statement per slice, so a list of any length stays
+    under the database's limit of bound variables."""
+    distinct = list(dict.fromkeys(values))
+    for at in range(0, len(distinct), size):
+        yield in_list(column, distinct[at : at + size], prefix)
 
 
 def new_owner_id() -> str:

@@ -337,6 +337,9 @@ class Sync:
         first = remembered.first_day
         if first is None or first > session:
             return None
+        # recorded before planning: a sync stopped midway leaves audit judging every day it
+        # may have planned, and this plan's change of listings is owed over them too
+        ledger.extend_planned(name, source, session)
         if spec.needs_universe:
             result = plan(ledger, read_members(Path(source)), name, first, session, source=source)
         else:

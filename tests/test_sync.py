@@ -147,6 +147,31 @@ def test_first_sync_downloads_next_night_only_the_new_day_listings_in_delistings
     assert all(after[key] == units[key] for key in units if key[0] == "minute")
 
 
+def test_the_days_a_sync_planned_are_recorded_as_planned_so_a_change_of_listings_reaches_them(work, stand_in):
+    """`plan --to 2024-02-28`, then a sync through 2024-03-01: ALFA got March 1, BRAV
+    (delisted 2024-02-29 by the file) none. The file corrected (BRAV traded on to
+    2024-03-15) and planned again for its own range: the ledger recorded the plan's
+    2024-02-28 as the last day planned (`planned.widest_day`), never the sync's session,
+    so the change was owed over February only; BRAV's March 1, inside the range the ledger
+    planned and inside the listing now, was in no unit, and `audit`, judging the same
+    record, said nothing (with the dataset out of sync, for good)."""
+    header = "ticker,security_id,list_date,delisted_utc\n"
+    Path("universe.csv").write_text(f"{header}ALFA,CO1,,\nBRAV,CO2,,2024-02-29T00:00:00Z\n", encoding="utf-8")
+    assert (
+        run_cli("plan", "--universe", "universe.csv", "--from", "2024-02-26", "--to", "2024-02-28").code == 0
+    )
+    synced = run_cli("sync", "--now", NEXT_NIGHT, "--base-url", stand_in.url)
+    assert synced.code == 0, synced.out + synced.err
+    assert ("minute", "ALFA", "2024-03") in _units() and ("minute", "BRAV", "2024-03") not in _units()
+    with Ledger("ledger.db", create=False) as ledger:
+        assert [plan.widest_day for plan in ledger.remembered_plans()] == [dt.date(2024, 3, 1)]
+    assert run_cli("sync", "--forget", "minute").code == 0
+    Path("universe.csv").write_text(f"{header}ALFA,CO1,,\nBRAV,CO2,,2024-03-15T00:00:00Z\n", encoding="utf-8")
+    again = run_cli("plan", "--universe", "universe.csv", "--from", "2024-02-26", "--to", "2024-02-28")
+    assert again.code == 0, again.out + again.err
+    assert _units()[("minute", "BRAV", "2024-03")] == ("2024-03-01", "2024-03-01", "pending"), again.out
+
+
 def test_sync_says_which_periods_another_run_held_while_it_planned(work, stand_in):
     """A month another run is fetching cannot be widened through the night's session: the
     sync says so (the next sync widens it), rather than leaving it short without a word."""

@@ -165,7 +165,7 @@ class Planned(SQLModel, table=True):
     first_day: Optional[str] = None  # ISO date, the earliest --from; None for per-ticker datasets
     last_day: Optional[str] = None  # the last --to given; None: through yesterday
     planned_at: str
-    widest_day: Optional[str] = None  # the latest --to ever given; None: one was given none
+    widest_day: Optional[str] = None  # the latest --to ever given or session synced through; None: no --to
     forgotten: bool = False  # `sync --forget`: not synced; audit still judges its range
 
 

@@ -24,7 +24,8 @@ class RememberedPlan:
     universe: str  # absolute path of the universe file; '' for none
     first_day: dt.date | None
     last_day: dt.date | None  # the --to given last; None: through yesterday (what `sync` plans through)
-    # the latest --to ever given; None: one was given none, or none known (per-ticker datasets)
+    # the latest --to ever given, or session a sync planned through; None: one was given
+    # none, or none known (per-ticker datasets)
     widest_day: dt.date | None = None
 
 
@@ -88,6 +89,19 @@ class SyncMemory(LedgerConnection):
                 # planned again: synced again (`sync --forget` undone)
                 "forgotten = :no",
                 {"d": dataset, "u": universe, "f": first, "l": last, "now": iso(self.clock()), "no": False},
+            )
+
+    @_reconnecting
+    def extend_planned(self, dataset: str, universe: str, through: dt.date) -> None:
+        """`sync` plans a remembered plan through `through` (its session), past any --to:
+        that is planned too, so `widest_day` reaches it (None, through yesterday, already
+        does). `audit` judges the holes and a change of listings is owed over this record:
+        one that stopped at the --to left the days sync planned out of both."""
+        with self._write() as cursor:
+            cursor.execute(
+                "UPDATE planned SET widest_day = :through WHERE dataset = :d AND universe = :u "
+                "AND widest_day IS NOT NULL AND widest_day < :through",
+                {"d": dataset, "u": universe, "through": through.isoformat()},
             )
 
     @_reconnecting

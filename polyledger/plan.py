@@ -161,8 +161,7 @@ def plan(
     periods = _periods(dataset, start, end)
     spans = _spans(listings, periods)  # a small tuple per ticker (or per listing of a reused one)
     added += ledger.add_units(_units(dataset, periods, spans))  # streamed, never a list of units
-    # a ticker with nothing to plan here must not get its old units re-queued either
-    asked = {ticker: [(start, end)] for ticker in sorted({ticker for ticker, lo, hi in spans if hi > lo})}
+    asked = _listed_days(listings, start, end)
     for ticker, days in _unwidened(ledger, dataset, listings):
         asked.setdefault(ticker, []).append(days)
     more, busy = ledger.widen_clipped(dataset, asked)
@@ -186,6 +185,20 @@ def plan(
         contradicted=tuple(pair for pair in recorded.contradicted if Path(pair[1]).exists()),
         references=references,
     )
+
+
+def _listed_days(listings: Sequence[Listing], start: dt.date, end: dt.date) -> dict[str, list[Period]]:
+    """By ticker, the days of [start, end] inside its listing windows: what a plan widens
+    its clipped units over. The whole range widened a unit outside the windows (a month
+    after a delisting, the days of a month after its last session) and queued it again for
+    days the listing says have no bar; a ticker with no listed day here asks nothing."""
+    asked: dict[str, list[Period]] = {}
+    for listing in listings:
+        first = max(start, listing.first_day) if listing.first_day else start
+        last = min(end, listing.last_day) if listing.last_day else end
+        if first <= last:
+            asked.setdefault(listing.ticker, []).append((first, last))
+    return asked
 
 
 def plan_days(ledger: Ledger, dataset: str, start: dt.date, end: dt.date) -> PlanResult:

@@ -125,6 +125,30 @@ def test_a_wider_plan_widens_only_where_the_ticker_lives(ledger):
     assert state == {"GONE": ("empty_confirmed", "2023-06-10"), "NEWCO": ("pending", "2023-06-30")}
 
 
+def test_a_wider_plan_never_widens_a_tickers_unit_over_days_outside_its_listing(ledger):
+    """GONE, planned as a plain ticker for 1-5 March and 10-20 May (both months settled
+    empty), turns out delisted on 2023-03-03; a plan of 2023 widened both clipped units to
+    their whole months and queued them again: May lies outside the listing, and March's
+    days added are all after it (requests for days the listing says have no bars). The
+    plan widens a unit over the listed days it asks only; both stay as they were."""
+    plan(ledger, ["GONE"], "minute", D(2023, 3, 1), D(2023, 3, 5))
+    plan(ledger, ["GONE"], "minute", D(2023, 5, 10), D(2023, 5, 20))
+    for unit in ledger.claim("w", 60, limit=2):
+        ledger.settle_empty(unit, True, AttemptRecord(requests=1))
+    result = plan(ledger, [Listing("GONE", last_day=D(2023, 3, 3))], "minute", *YEAR_2023)
+    assert units(ledger)["GONE"] == [
+        *months(1, 2),
+        ("2023-03-01", "2023-03-05"),
+        ("2023-05-10", "2023-05-20"),
+    ]
+    rows = ledger.query("SELECT period, state FROM units WHERE period IN ('2023-03', '2023-05')")
+    assert {row.period: row.state for row in rows} == {
+        "2023-03": "empty_confirmed",
+        "2023-05": "empty_confirmed",
+    }
+    assert result.widened == 0
+
+
 def test_plain_tickers_and_dateless_members_plan_as_before(ledger, tmp_path):
     plain = plan(ledger, ["AAPL", "MSFT"], "minute", D(2023, 1, 10), D(2023, 3, 5))
     with Ledger(tmp_path / "other.db") as other:

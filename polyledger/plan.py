@@ -126,12 +126,13 @@ def plan(
     """Add the missing units for universe x [start, end]; existing units keep their state.
     Plain tickers have no listing window; listings skip the periods outside theirs (a
     symbol with several listings gets the periods of each). The listings are recorded in
-    the ledger: they attribute each stored bar to its security. With `source`, the
-    universe file as the ledger's `planned` names it, the days a change of listings brings
-    into a window are planned over the whole range recorded as planned for it, not only
-    inside [start, end], and so are those of the other bar datasets planned from it, over
-    theirs (`_owed`, `PlanResult.elsewhere`). A date-keyed dataset ignores the universe
-    (`plan_days`)."""
+    the ledger: they attribute each stored bar to its security. The days a change of
+    listings brings into a window are planned over the whole ranges recorded as planned
+    for the files that hold the symbol, `source` among them (the universe file as the
+    ledger's `planned` names it; None: none, as for a file with no range recorded), not
+    only inside [start, end], and so are those of the other bar datasets planned from
+    them, over theirs (`_owed`, `PlanResult.elsewhere`). A date-keyed dataset ignores the
+    universe (`plan_days`)."""
     if datasets.get(dataset).keyed_by == "date":
         return plan_days(ledger, dataset, start, end)
     check_range(dataset, start, end)
@@ -257,7 +258,7 @@ def _planned_ranges(ledger: Ledger) -> dict[str, dict[str, Period]]:
 
 
 def _owed_ranges(
-    ledger: Ledger, source: str, listings: Sequence[Listing], changes: Sequence[ListingChange]
+    ledger: Ledger, source: str | None, listings: Sequence[Listing], changes: Sequence[ListingChange]
 ) -> dict[str, dict[str, list[Period]]]:
     """By changed symbol and bar dataset, the ranges its change is owed over: those recorded
     for every universe file that holds the symbol or another of its company's: this one,
@@ -324,10 +325,12 @@ def _owed(ledger: Ledger, source: str | None, listings: Sequence[Listing]) -> di
     fetched them, and `audit`, which judges the days between a ticker's units only, said
     nothing of those before its first or after its last. Every dataset's, since the change
     is recorded once: the next plan, of any dataset, no longer sees it."""
-    changes = ledger.listing_changes(listings) if source else []
+    # without a file (a plan from Python) too: the change is recorded all the same, and
+    # owed over the files that hold the symbol, as for a file the ledger has no range of
+    changes = ledger.listing_changes(listings)
     if not changes:
         return {}
-    by_ticker = _owed_ranges(ledger, source, listings, changes)  # type: ignore[arg-type]
+    by_ticker = _owed_ranges(ledger, source, listings, changes)
     owed: dict[str, Owed] = {}
     for name in sorted({name for ranges in by_ticker.values() for name in ranges}):
         every = [days for ranges in by_ticker.values() for days in ranges.get(name, [])]

@@ -539,6 +539,27 @@ def test_a_file_that_does_not_read_now_is_still_owed_its_range(work):
     assert months("LATE") == calendar("2014-06", "2016-12"), (out, again, code, minute["unplanned"])
 
 
+def test_a_change_a_plan_without_a_file_records_is_owed_over_the_files_that_hold_the_symbol(work):
+    """u.csv (2014-2016) holds GONE, delisted 2015-06-30; a plan from Python, given no
+    universe file (`source`, which the command line always passes), corrects it to
+    2016-03-31 and plans 2014 only. It recorded the change and owed nothing: July 2015 to
+    March 2016, inside u.csv's range and the listing now, were in no unit, after GONE's
+    last one (no hole `audit` judges), and no later plan sees the change again. It is owed
+    over the ranges of the files that hold the symbol, as for a file the ledger has no
+    range of."""
+    write(work / "u.csv", "GONE,CO2,,2015-06-30T00:00:00Z")
+    planned("u.csv", *RANGE)
+    corrected = Listing("GONE", None, D(2016, 3, 31), "CO2")
+    with Ledger("ledger.db", create=False) as ledger:
+        result = plan(ledger, [corrected], "minute", D(2014, 1, 1), D(2014, 12, 31))
+    assert months("GONE") == calendar("2014-01", "2016-03")
+    assert (result.changed, result.backfilled, result.owed_over) == (
+        ("GONE",),
+        9,
+        (D(2014, 1, 1), D(2016, 12, 31)),
+    )
+
+
 # more changed symbols than SQLite's bound-variable limit (32766 since 3.32) and, with
 # their securities, PostgreSQL's (65535): a universe of every US listing comes close
 MANY = 40_000

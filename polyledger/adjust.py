@@ -55,7 +55,7 @@ import polars as pl
 
 from polyledger.datasets.dividends import NATURAL_KEY, unique_dividends
 from polyledger.datasets.splits import SAME_SPLIT_WITHIN
-from polyledger.errors import InputError, user_stacklevel
+from polyledger.errors import InputError, counted, user_stacklevel
 from polyledger.ledger import SETTLED
 from polyledger.ledger.queries import OPEN_UTC
 from polyledger.ledger.records import in_list
@@ -583,7 +583,8 @@ def _warn_unsettled(
         loose = [f"{t} ({states.get(t, 'not planned')})" for t in symbols if states.get(t) not in SETTLED]
         if loose:
             warnings.warn(
-                f"{dataset} of {len(loose)} tickers are not settled, adjusted bars may miss events: "
+                f"{dataset} of {counted(len(loose), 'ticker')} are not settled, adjusted bars may miss "
+                "events: "
                 f"{', '.join(loose[:5])}{', ...' if len(loose) > 5 else ''} "
                 f"(`polyledger plan --dataset {dataset}`, then `run`)",
                 UnsettledAdjustmentWarning,

@@ -33,7 +33,7 @@ from polyledger.defaults import (
     DEFAULT_VOLUME_TOLERANCE,
     DEFAULT_WORKERS,
 )
-from polyledger.errors import InputError, PolyledgerError, some_of
+from polyledger.errors import InputError, PolyledgerError, counted, some_of
 from polyledger.secrets import RedactingFilter, api_key_from_env, redact
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def plan(
             added = plan_reference(ledger, tickers, dataset, et_today())
             ledger.remember_plan(dataset, _source(universe), None, None)
         _echo(
-            f"planned {len(tickers)} {dataset} units (one per ticker): {added} new, "
+            f"planned {counted(len(tickers), f'{dataset} unit')} (one per ticker): {added} new, "
             f"{len(tickers) - added} already in {_where(ledger_path)}"
         )
         return
@@ -166,7 +166,8 @@ def plan(
             ledger.remember_plan(dataset, "", first, last if end is not None else None)
         ignored = " (--universe ignored: each unit holds every symbol)" if universe is not None else ""
         _echo(
-            f"planned {result.units_in_plan} {dataset} units, one per trading day ({first} to {last}): "
+            f"planned {counted(result.units_in_plan, f'{dataset} unit')}, one per trading day "
+            f"({first} to {last}): "
             f"{result.added} new, {result.already_planned} already in {_where(ledger_path)}{ignored}"
         )
         return
@@ -178,40 +179,43 @@ def plan(
         f"; {result.outside_listing} outside listing windows, not planned" if result.outside_listing else ""
     )
     _echo(
-        f"planned {result.units_in_plan} {dataset} units for {result.tickers} tickers "
+        f"planned {counted(result.units_in_plan, f'{dataset} unit')} for {counted(result.tickers, 'ticker')} "
         f"({first} to {last}): {result.added} new, {result.already_planned} already in "
         f"{_where(ledger_path)}{outside}"
     )
     changed = some_of(result.changed)
     if result.backfilled and result.owed_over is not None:
         _echo(
-            f"{result.backfilled} units planned outside --from/--to, over {_span_text(result.owed_over)} "
+            f"{counted(result.backfilled, 'unit')} planned outside --from/--to, over "
+            f"{_span_text(result.owed_over)} "
             f"(within the ranges the files holding them were planned for): the listings of {changed} "
             "changed to reach those days (a listing starting earlier or ending later, a company's new symbol)"
         )
     for other in result.elsewhere:
         _echo(
-            f"{other.added} {other.dataset} units planned ({other.widened} widened) over "
+            f"{counted(other.added, f'{other.dataset} unit')} planned ({other.widened} widened) over "
             f"{_span_text(other.over)}, within the ranges the files holding them were planned for: "
             "the same change of listings"
         )
     if result.widened:
-        _echo(f"{result.widened} partly planned periods were widened and queued to be fetched whole")
+        _echo(f"{counted(result.widened, 'partly planned period')} widened and queued to be fetched whole")
     if result.relisted:
         _echo(
-            f"{result.relisted} units queued again: their symbol's listings changed over their dates since "
-            f"they were settled ({changed}: a done one's bars get the new security_id; an empty one, which "
-            "the old windows explained, is asked again)"
+            f"{counted(result.relisted, 'unit')} queued again: their symbol's listings changed over their "
+            f"dates since they were settled ({changed}: a done one's bars get the new security_id; an empty "
+            "one, which the old windows explained, is asked again)"
         )
     if result.contradicted:
         _echo(contradiction_text(result.contradicted))
     for name, added in result.references:
         _echo(
-            f"{added} {name} units planned for tickers of this universe that had none ({name} were "
-            "planned from it before: a new symbol's adjusted reads need them)"
+            f"{counted(added, f'{name} unit')} planned for tickers of this universe that had none "
+            f"({name} were planned from it before: a new symbol's adjusted reads need them)"
         )
     if result.busy:
-        _echo(f"{result.busy} partly planned periods are being fetched right now: plan again after the run")
+        busy = counted(result.busy, "partly planned period")
+        being = "is" if result.busy == 1 else "are"
+        _echo(f"{busy} {being} being fetched right now: plan again after the run")
 
 
 def _span_text(days: tuple[dt.date, dt.date]) -> str:
@@ -708,7 +712,8 @@ def repair(
         else ""
     )
     _echo(
-        f"repair: {result.requeued} units queued again, {len(result.quarantined)} files quarantined, "
+        f"repair: {counted(result.requeued, 'unit')} queued again, "
+        f"{counted(len(result.quarantined), 'file')} quarantined, "
         f"{result.temporaries_removed} stray temporaries removed{skipped}"
     )
 
@@ -946,7 +951,7 @@ def _refuse_while_running(ledger, action: str) -> None:  # type: ignore[no-untyp
 
     live = live_leases(ledger.engine)
     if live:
-        raise InputError(f"a run holds {live} units right now: {action} after it ends")
+        raise InputError(f"a run holds {counted(live, 'unit')} right now: {action} after it ends")
 
 
 @app.command()

@@ -153,6 +153,11 @@ def is_known_class(name: str) -> bool:
     )
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`count` and its noun in the number it takes: "1 unit", "2,048 units"."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
 def some_of(names: Sequence[str], shown: int = 5) -> str:
     """The first few names, quoted, and how many in all (for a one-line message)."""
     more = f", ... ({len(names)} in all)" if len(names) > shown else ""

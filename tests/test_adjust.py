@@ -223,7 +223,7 @@ def test_bars_fetched_adjusted_are_refused_on_one_line(downloads):
 def test_unsettled_splits_or_dividends_warn_and_bad_choices_are_errors(downloads):
     with _open(downloads[0]) as dl:
         with pytest.warns(
-            UnsettledAdjustmentWarning, match=r"dividends of 1 tickers are not settled.*PLAIN \(not planned\)"
+            UnsettledAdjustmentWarning, match=r"dividends of 1 ticker are not settled.*PLAIN \(not planned\)"
         ):
             dl.bars("day", tickers=["PLAIN"], adjust="splits+dividends")
         with warnings.catch_warnings():

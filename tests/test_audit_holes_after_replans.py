@@ -89,7 +89,7 @@ def test_a_clipped_month_a_run_held_while_a_plan_widened_it_is_reported_by_audit
     assert code == 1
     # "plan again after the run": the unit is widened, the days are queued, none is owed
     again = run_cli("plan", "--universe", "u.csv", "--from", "2024-03-01", "--to", "2024-03-31")
-    assert "1 partly planned periods were widened" in again.out
+    assert "1 partly planned period widened" in again.out
     code, report = audit_json()
     assert minute_entry(report)["unplanned"] == [] and code == 3
     with Ledger(work / "ledger.db") as opened:

@@ -237,7 +237,7 @@ def test_status_and_audit_show_what_is_left(work):
     assert run_cli("retry", "--class", "all").code == 0
     again = json.loads(run_cli("audit", "--json").out)["datasets"][0]
     assert again["by_state"]["pending"] == 2 and again["never_attempted"] == 1
-    assert "never attempted: 1 units" in run_cli("audit").out
+    assert "never attempted: 1 unit" in run_cli("audit").out
 
 
 def test_cp1252_console_does_not_crash(work, market):

@@ -135,7 +135,7 @@ def test_repair_with_the_wrong_data_folder_refuses_when_the_ledger_lists_one_fil
     """Input: a ledger with one `done` unit (its file in data/), then
     `repair --data elsewhere` (an existing folder without the file: a typo).
     Happened: `checks/files.py repair` only guards `if missing > 1`: with one file, the
-    unit is queued again ("1 units queued again"), exit 0: the download is marked undone.
+    unit is queued again ("1 unit queued again"), exit 0: the download is marked undone.
     Two files and the same typo are refused (exit 2, "every one of the 2 files the ledger
     lists is missing ... wrong --data?"), as docs/commands.md promises for every ledger.
     Should: refused the same way (`missing >= 1`), the unit still `done`."""

@@ -200,7 +200,7 @@ def test_reading_months_the_ledger_never_planned_is_not_silent(work, server):
     assert inside.height > 0 and quiet == []
     audited = run_cli("audit")
     assert audited.code == 1 and "minute: INCOMPLETE" in audited.out, audited.out
-    assert "unplanned: 20 trading days of 1 tickers" in audited.out
+    assert "unplanned: 20 trading days of 1 ticker " in audited.out
     assert "TINY 2024-02-01..2024-02-29: 20 trading days" in audited.out
     assert run_cli("plan", "--universe", "u.csv", "--from", "2024-02-01", "--to", "2024-02-29").code == 0
     assert run_cli("run", "--base-url", server.url).code == 0

@@ -463,7 +463,7 @@ def test_a_month_a_listings_first_day_explained_empty_is_asked_again_when_the_sy
         assert replanned.code == 0, replanned.err
         # January and February are new units (the first company's); March is queued again;
         # April's bars all stay the second company's
-        assert "2 new" in replanned.out and "1 units queued again" in replanned.out, replanned.out
+        assert "2 new" in replanned.out and "1 unit queued again" in replanned.out, replanned.out
         assert _run(server) == 1
         assert _states(work)["2023-03"] == ("failed", "not_entitled")  # its first day alone: a 403
         _fetch_after_an_upgrade(server)

@@ -39,7 +39,7 @@ def test_import_from_postgres_refuses_a_live_run_whatever_this_hosts_clock(pg_ur
         # this host's clock two minutes fast (as in test_a_live_lease_is_never_expired_by_another_hosts_clock)
         monkeypatch.setattr(transfer, "utc_now", lambda: utc_now() + dt.timedelta(minutes=2))
         copy = tmp_path / "copy.db"
-        with pytest.raises(InputError, match="a run holds 1 units"):
+        with pytest.raises(InputError, match="a run holds 1 unit "):
             transfer.copy_ledger(pg_url, copy)
         assert not copy.exists()
 

@@ -163,7 +163,7 @@ def test_a_plan_since_a_plan_without_to_adds_the_days_listed_now_and_nothing_aft
     out = planned("u.csv", "--from", "2024-04-01", "--to", "2024-04-30")
     assert months("OPEN") == calendar("2024-02", "2024-05")
     assert unit("OPEN", "2024-05")[:2] == ("2024-05-01", "2024-05-10")
-    assert "1 units planned outside --from/--to" in out and "widened" not in out, out
+    assert "1 unit planned outside --from/--to" in out and "widened" not in out, out
 
 
 def test_a_unit_a_run_holds_over_the_days_a_listing_gains_is_taken_back_and_widened(work):
@@ -203,7 +203,7 @@ def test_a_clipped_unit_a_run_holds_in_a_month_a_listing_gains_is_owed_and_audit
         assert len(held) == 1
     write(work / "a.csv", "LATE,CO1,2015-02-10,")
     out = planned("a.csv", "--from", "2016-01-01", "--to", "2016-12-31")
-    assert "1 partly planned periods are being fetched right now" in out, out
+    assert "1 partly planned period is being fetched right now" in out, out
     with Ledger("ledger.db", create=False) as opened:
         opened.settle_empty(held[0], True, AttemptRecord(requests=1))  # the run settles what it was given
     assert unit("LATE", "2015-02") == ("2015-02-02", "2015-02-05", "empty_confirmed")
@@ -212,7 +212,7 @@ def test_a_clipped_unit_a_run_holds_in_a_month_a_listing_gains_is_owed_and_audit
         {"ticker": "LATE", "first_day": "2015-02-10", "last_day": "2015-02-27", "trading_days": 13}
     ], minute["unplanned"]
     again = planned("a.csv", "--from", "2016-01-01", "--to", "2016-12-31")
-    assert "1 partly planned periods were widened" in again, again
+    assert "1 partly planned period widened" in again, again
     assert unit("LATE", "2015-02") == ("2015-02-01", "2015-02-28", "pending")
     assert audit()[1]["unplanned"] == []
 
@@ -393,7 +393,7 @@ def test_a_renamed_companys_new_symbol_gets_the_splits_units_the_file_was_planne
     assert run_cli("plan", "--universe", "u.csv", "--dataset", "splits").code == 0
     write(work / "u.csv", "FB,CO1,2012-05-18,2015-06-08T00:00:00Z", "META,CO1,2015-06-09,")
     out = planned("u.csv", "--from", "2016-01-01", "--to", "2016-12-31")
-    assert "1 splits units planned for tickers of this universe that had none" in out, out
+    assert "1 splits unit planned for tickers of this universe that had none" in out, out
     with Ledger("ledger.db", create=False) as opened:
         rows = opened.query("SELECT ticker FROM units WHERE dataset = 'splits' ORDER BY ticker")
     assert [row.ticker for row in rows] == ["FB", "META"]

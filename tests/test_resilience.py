@@ -380,7 +380,7 @@ def test_repair_refuses_while_a_run_holds_units(work):
     with Ledger(work / "ledger.db") as ledger:
         ledger.claim("someone-else", 60)
     result = run_cli("repair")
-    assert result.code == 2 and "a run holds 1 units right now" in result.err
+    assert result.code == 2 and "a run holds 1 unit right now" in result.err
 
 
 def test_ledger_from_a_newer_polyledger_is_refused_by_every_command(work):

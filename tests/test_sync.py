@@ -841,7 +841,7 @@ def test_a_split_announced_for_a_later_day_is_no_staleness_until_it_executes(wor
     for night in (announced, waiting):
         assert night.code == 0 and "stale adjusted" not in night.out, night.out[-600:]
     # February, last read on 2024-03-01's night, is on the old basis once the split is in force
-    assert executed.code == 1 and "stale adjusted: 1 units" in executed.out, executed.out[-600:]
+    assert executed.code == 1 and "stale adjusted: 1 unit " in executed.out, executed.out[-600:]
     assert "CHAR 2024-02: split on 2024-03-06" in executed.out
     assert retried.out.startswith("1 stale units are pending again"), retried.out
     assert cured.code == 0 and "stale adjusted" not in cured.out, cured.out[-600:]

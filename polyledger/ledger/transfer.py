@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from polyledger.errors import InputError
+from polyledger.errors import InputError, counted
 from polyledger.ledger.database import (
     Location,
     connect_postgres,
@@ -193,7 +193,8 @@ def copy_ledger(source: Location, target: Location, *, batch: int = BATCH_ROWS) 
         live = live_leases(source_engine)
         if live:
             raise InputError(
-                f"a run holds {live} units of {describe(source)} right now: copy the ledger after it ends"
+                f"a run holds {counted(live, 'unit')} of {describe(source)} right now: copy the ledger "
+                "after it ends"
             )
     finally:
         source_engine.dispose()

@@ -10,7 +10,7 @@ from polyledger.checks.audit import EXAMPLES_PER_CLASS as EXAMPLES
 from polyledger.checks.audit import AuditReport, UnplannedDays
 from polyledger.checks.files import Finding
 from polyledger.datasets import MARKET
-from polyledger.errors import some_of
+from polyledger.errors import counted, some_of
 
 
 def print_audit(console: Console, report: AuditReport) -> None:
@@ -21,7 +21,8 @@ def print_audit(console: Console, report: AuditReport) -> None:
     for entry in report.datasets:
         verdict = "COMPLETE" if entry.complete else "INCOMPLETE"
         noun = "rows" if entry.dataset in datasets.names(bars=False) else "bars"  # splits are no bars
-        table = Table(title=f"{entry.dataset}: {verdict} - {entry.units:,} units, {entry.rows:,} {noun}")
+        title = f"{entry.dataset}: {verdict} - {counted(entry.units, 'unit')}, {entry.rows:,} {noun}"
+        table = Table(title=title)
         table.add_column("state")
         table.add_column("units", justify="right")
         for state, count in entry.by_state.items():
@@ -38,7 +39,8 @@ def print_audit(console: Console, report: AuditReport) -> None:
                 soft_wrap=True,  # one line, also when piped
             )
         for failure in entry.failures:
-            console.print(f"  failed [{failure.error_class}]: {failure.units} units, e.g.", markup=False)
+            failed = counted(failure.units, "unit")
+            console.print(f"  failed [{failure.error_class}]: {failed}, e.g.", markup=False)
             for example in failure.examples:
                 console.print(f"    {example}", markup=False)
         if entry.tickers_without_data:
@@ -51,12 +53,12 @@ def print_audit(console: Console, report: AuditReport) -> None:
             )
         if entry.never_attempted:
             console.print(
-                f"  never attempted: {entry.never_attempted:,} units",
+                f"  never attempted: {counted(entry.never_attempted, 'unit')}",
                 markup=False,
             )
         if entry.stale_adjusted:
             console.print(
-                f"  stale adjusted: {entry.stale_adjusted:,} units fetched before a later split "
+                f"  stale adjusted: {counted(entry.stale_adjusted, 'unit')} fetched before a later split "
                 "(`polyledger retry --stale` queues them again)",
                 markup=False,
             )
@@ -64,17 +66,17 @@ def print_audit(console: Console, report: AuditReport) -> None:
                 console.print(f"    {example}", markup=False)
         if entry.stale_flatfiles:
             console.print(
-                f"  stale flat files: {entry.stale_flatfiles:,} units read from a day file replaced since "
-                "(`polyledger retry --stale` queues them again)",
+                f"  stale flat files: {counted(entry.stale_flatfiles, 'unit')} read from a day file "
+                "replaced since (`polyledger retry --stale` queues them again)",
                 markup=False,
             )
             for example in entry.stale_examples:
                 console.print(f"    {example}", markup=False)
         if entry.unplanned:
-            days = sum(item.trading_days for item in entry.unplanned)
-            tickers = len({item.ticker for item in entry.unplanned})
+            days = counted(sum(item.trading_days for item in entry.unplanned), "trading day")
+            tickers = counted(len({item.ticker for item in entry.unplanned}), "ticker")
             console.print(
-                f"  unplanned: {days:,} trading days of {tickers:,} tickers inside the planned range are in "
+                f"  unplanned: {days} of {tickers} inside the planned range are in "
                 "no unit (`polyledger plan` over them, or `polyledger sync`, plans them), e.g.",
                 markup=False,
             )

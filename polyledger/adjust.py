@@ -29,8 +29,9 @@ Conventions (README "Adjusted on read", docs/research.md):
   and today change no bar (no session after today is held): they are left out.
 - Events belong to a security (`security_id`): an event of symbol T on day E is the one of
   the listing of T whose window holds E (else of T's company that traded under another
-  symbol on E: one listed under the symbol a company took after it, `EventOwners`; of
-  none when two such companies could own it, left out and said), and
+  symbol on E: one listed under the symbol a company took after it, or left a few
+  sessions before it, `EventOwners`; of none when two companies could own it, left out
+  and said), and
   it applies to every bar of that security, under any of its symbols, once however many
   of its symbols list it (a split they list on dates days apart too, `_one_date_each`,
   said). Bars inside no listing (null `security_id`) stay raw.
@@ -282,8 +283,9 @@ def _warn_unowned(kind: str, owners: EventOwners) -> None:
         for (ticker, day), securities in sorted(owners.ambiguous.items())
     ]
     warnings.warn(
-        f"{len(named)} {kind} left out of the adjustment, each listed under a symbol that more than one "
-        f"company took after its date, all trading under other symbols on it: {', '.join(named[:5])}"
+        f"{len(named)} {kind} left out of the adjustment, each dated outside every listing of its symbol, "
+        "more than one company could own it (took the symbol after the date or left it just before, "
+        f"trading under another symbol then; or lists under it days later): {', '.join(named[:5])}"
         f"{', ...' if len(named) > 5 else ''}",
         UnsettledAdjustmentWarning,
         stacklevel=user_stacklevel(),

@@ -245,6 +245,14 @@ def _held_on(ticker: str, listings: Sequence[Listing], day: dt.date) -> tuple[tu
     return ids, bool(ids)
 
 
+# how many sessions after a symbol's last session an event listed under it, and dated in
+# no listing of it, may still be the company's that left it: a reverse split and a change
+# of symbol on one day are often listed under the symbol left, dated on the new symbol's
+# first session (one session after); a few more allow a date a few days off, as ticker
+# events' are (listings.md), never the weeks a symbol lies free before another company
+LEFT_SYMBOL_SESSIONS = 5
+
+
 class EventOwners:
     """Which company a split or a dividend belongs to, the listings indexed once (a read
     of a whole universe asks it for tens of thousands of events)."""
@@ -262,31 +270,66 @@ class EventOwners:
 
     def security_on(self, ticker: str, day: dt.date) -> str | None:
         """The security an event of `ticker` dated `day` belongs to: that of `ticker`'s
-        listing whose window holds `day`; else that of the one company that took `ticker`
-        after `day` and traded under another of its symbols on `day` (the API has listed an
-        event made before a rename under the symbol taken: polygon-io/issues#253). None: no
-        known company's, or more than one's (kept in `ambiguous`). The listings must hold
-        every company that ever traded under `ticker`."""
+        listing whose window holds `day`; else that of the one company that traded under
+        another of its symbols on `day` and either took `ticker` after it (the API has
+        listed an event made before a rename under the symbol taken: polygon-io/issues#253)
+        or left `ticker` at most LEFT_SYMBOL_SESSIONS sessions before it (a reverse split
+        and a rename on one day, listed under the symbol left and dated on the new one's
+        first session). A company that left it is not the owner alone while another lists
+        under `ticker` within those sessions after `day` (its event, its list date a few
+        days late). None: no known company's, or more than one's (kept in `ambiguous`).
+        The listings must hold every company that ever traded under `ticker`."""
         own = self._by_ticker.get(ticker, [])
         for listing in own:
             if listing.covers(day):
                 return listing.security_id
-        # only a company that took the symbol after the day: the API lists an event under a
-        # symbol the company has now or later, never under one it left (another company's
-        # since, whose event dated a few days before its listing is not the leaver's)
+        could = self._took_it_after(own, day)
+        left = self._left_it_just_before(own, day)
+        if left:
+            could |= left | self._takes_it_soon_after(own, day)
+        if len(could) > 1:
+            self.ambiguous[(ticker, day)] = could
+        return could.pop() if len(could) == 1 else None
+
+    def _took_it_after(self, own: Sequence[Listing], day: dt.date) -> set[str]:
+        """The companies that listed under the symbol (`own`: its listings) after `day` and
+        traded under another symbol on it: the API lists an event under a symbol the
+        company has then or later."""
         later = {
             listing.security_id
             for listing in own
             if listing.security_id is not None and listing.first_day is not None and listing.first_day > day
         }
-        then = {
-            security
-            for security in later
-            if any(listing.covers(day) for listing in self._by_security[security])  # type: ignore[index]
+        return {security for security in later if self._traded_on(security, day)}
+
+    def _left_it_just_before(self, own: Sequence[Listing], day: dt.date) -> set[str]:
+        """The companies whose listing of the symbol ended at most LEFT_SYMBOL_SESSIONS
+        sessions before `day` and that traded under another symbol on it."""
+        return {
+            listing.security_id
+            for listing in own
+            if listing.security_id is not None
+            and listing.last_day is not None
+            and listing.last_day < day
+            and _sessions_between(listing.last_day, day) <= LEFT_SYMBOL_SESSIONS
+            and self._traded_on(listing.security_id, day)
         }
-        if len(then) > 1:
-            self.ambiguous[(ticker, day)] = then
-        return then.pop() if len(then) == 1 else None
+
+    @staticmethod
+    def _takes_it_soon_after(own: Sequence[Listing], day: dt.date) -> set[str]:
+        """The companies whose listing of the symbol starts at most LEFT_SYMBOL_SESSIONS
+        sessions after `day`, trading on it or not."""
+        return {
+            listing.security_id
+            for listing in own
+            if listing.security_id is not None
+            and listing.first_day is not None
+            and listing.first_day > day
+            and _sessions_between(day, listing.first_day) <= LEFT_SYMBOL_SESSIONS
+        }
+
+    def _traded_on(self, security: str, day: dt.date) -> bool:
+        return any(listing.covers(day) for listing in self._by_security.get(security, []))
 
     def listings_of(self, security: str) -> list[Listing]:
         """`security`'s listings, under each of its symbols."""
@@ -305,3 +348,16 @@ class EventOwners:
             if listing.ticker == ticker
         ]
         return min(firsts, default=dt.date.min)
+
+
+def _sessions_between(earlier: dt.date, later: dt.date) -> int:
+    """The trading days in (earlier, later], `earlier` < `later`; not counted (a number
+    past any bound) when the two are weeks apart."""
+    if later - earlier > dt.timedelta(days=3 * LEFT_SYMBOL_SESSIONS):
+        return _WEEKS_APART
+    from polyledger.trading_days import trading_days  # the calendar, only when an event asks
+
+    return len(trading_days(earlier + dt.timedelta(days=1), later))
+
+
+_WEEKS_APART = 1 << 30

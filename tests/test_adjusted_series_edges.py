@@ -8,7 +8,9 @@ reason its docstring gives.
   not returned as an adjusted series without a word: they may sit on two share bases;
 - one dividend the API lists twice under two ids is applied once;
 - a split or a dividend made under a company's earlier symbol and listed under its later
-  one applies to the earlier symbol's bars (a later review's suspicion, confirmed).
+  one applies to the earlier symbol's bars (a later review's suspicion, confirmed);
+- a reverse split (and a dividend) on the day of a rename, listed under the symbol left
+  and dated on the new symbol's first session, applies to the old symbol's bars.
 
 Deterministic: a stand-in API on 127.0.0.1, fixed dates (or dates counted from today's
 where the promise is about today), the ledger's times set by SQL, no sleeps."""
@@ -425,3 +427,106 @@ def test_a_split_listed_under_both_symbols_each_dated_while_its_symbol_traded_ta
     assert ((factor - want).abs() < 1e-12).all(), sorted(set(factor.round(6)))
     assert len(said) == 1 and "OLD 2019-06-27, NEW 2019-07-02" in said[0], said
     assert "applied once, on 2019-07-02" in said[0], said[0]
+
+
+# --- a reverse split on the day of a rename, listed under one symbol only -------------------
+
+LAST_AS_XYZ, FIRST_AS_XYZD = D(2019, 7, 12), D(2019, 7, 15)  # a Friday, the next Monday
+SMALLCO_UNIVERSE = (
+    "ticker,list_date,delisted_utc,security_id\nXYZ,,2019-07-12,SMALLCO\nXYZD,2019-07-15,,SMALLCO\n"
+)
+DIVIDEND_CASH = 0.05  # on the split's share basis
+
+
+def _reverse_split_with_a_rename(folder: Path, dated: dt.date, listed_under: str) -> SyntheticMarket:
+    """SMALLCO traded as XYZ until 2019-07-12 and as XYZD from 2019-07-15. A 1-for-10
+    reverse split and a 0.05 dividend, both dated `dated`, are listed under `listed_under`
+    only. Its raw day bars of 2019, splits and dividends, fetched; the stand-in returned."""
+    events = {"listed_under": (listed_under,)}
+    xyz = Listing(
+        "XYZ",
+        delist_date=LAST_AS_XYZ,
+        bars_per_day=20,
+        company="smallco",
+        renamed=True,
+        splits=(Split(dated, 10, 1, **events),),
+        dividends=(Dividend(dated, DIVIDEND_CASH, **events),),
+    )
+    xyzd = Listing("XYZD", list_date=FIRST_AS_XYZD, bars_per_day=20, company="smallco")
+    market = SyntheticMarket([xyz, xyzd], seed=3)
+    (folder / "u.csv").write_text(SMALLCO_UNIVERSE, encoding="utf-8")
+    with Ledger(folder / "ledger.db") as ledger:
+        plan_reference(ledger, ["XYZ", "XYZD"], "splits", D(2020, 1, 2))
+        plan_reference(ledger, ["XYZ", "XYZD"], "dividends", D(2020, 1, 2))
+        plan(ledger, read_members(folder / "u.csv"), "day", D(2019, 1, 1), D(2019, 12, 31))
+    with StandInServer(market, api_keys=(KEY,)) as server:
+        _fetch(folder, server, ("splits", "dividends", "day"))
+    return market
+
+
+def _standin_adjusted_closes(market: SyntheticMarket, ticker: str) -> pl.DataFrame:
+    """The stand-in's own `adjusted=true` day closes of `ticker` in 2019 (timestamp, close)."""
+    from polyledger.testing.market import et_midnight_ms
+
+    bars = market.day_bars(
+        ticker, et_midnight_ms(D(2019, 1, 1)), et_midnight_ms(D(2020, 1, 1)), adjusted=True
+    )
+    return bars.select(
+        pl.from_epoch("t", time_unit="ms")
+        .cast(pl.Datetime("ms"))
+        .dt.replace_time_zone("UTC")
+        .alias("timestamp"),
+        pl.col("c"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("dated", "listed_under"),
+    [(FIRST_AS_XYZD, "XYZ"), (LAST_AS_XYZ, "XYZD")],
+    ids=["under-old-on-new-first-session", "under-new-on-old-last-session"],
+)
+@pytest.mark.parametrize(
+    "read", [{"security": "SMALLCO"}, {"tickers": ["XYZ"]}], ids=["security", "old-symbol"]
+)
+def test_a_reverse_split_on_the_day_of_a_rename_listed_under_one_symbol_adjusts_the_old_symbols_bars(
+    tmp_path, dated, listed_under, read
+):
+    """Small caps often reverse-split and change symbol on one day. The provider may list
+    the split (or a dividend) under the symbol left, XYZ, dated on the new symbol's first
+    session, when XYZ's listing had ended the session before: `EventOwners.security_on`
+    found no listing of XYZ holding the date and no company that took XYZ after it, and
+    the split was no company's, dropped without a word (XYZ's adjusted prices 10x off, the
+    dividend left out). It belongs to the company that left XYZ the session before and
+    trades as XYZD on the date. Listed under XYZD, dated on XYZ's last session, it was
+    the company's already (a symbol taken after the date). Either way XYZ's bars before
+    the date are adjusted by it, as the stand-in's own adjusted=true bars of XYZ are."""
+    market = _reverse_split_with_a_rename(tmp_path, dated, listed_under)
+    with _open(tmp_path) as dl, warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing unsettled, nothing left out
+        raw = dl.bars("day", **read).collect()  # type: ignore[arg-type]
+        splits_only = dl.bars("day", adjust="splits", **read).collect()  # type: ignore[arg-type]
+        total = dl.bars("day", adjust="splits+dividends", **read).collect()  # type: ignore[arg-type]
+    session = _session(raw)
+    assert session.min() < dated and raw["ticker"].unique().sort().to_list() == sorted(
+        {"XYZ", "XYZD"} & set(read.get("tickers", ["XYZ", "XYZD"]))
+    )
+    split_factor = splits_only["close"] / raw["close"]
+    want = pl.Series([10.0 if day < dated else 1.0 for day in session])
+    assert ((split_factor - want).abs() < 1e-9).all(), (
+        f"listed under {listed_under} on {dated}: adjusted / raw closes before the 1-for-10 reverse "
+        f"split are {sorted(set(split_factor.filter(session < dated).round(6)))}, want 10"
+    )
+    # the stand-in's adjusted=true bars of XYZ agree (its prices rounded to 1e-4, ours x10)
+    theirs = _standin_adjusted_closes(market, "XYZ")
+    ours = splits_only.filter(pl.col("ticker") == "XYZ").join(theirs, on="timestamp", how="full")
+    assert ours.height == theirs.height > 100 and ours["close"].null_count() == 0
+    assert ((ours["close"] - ours["c"]).abs() <= 1e-4 * 11 + 1e-9).all(), "XYZ's closes off the stand-in's"
+    # the dividend: its previous close is XYZ's of the session before, on the split's basis (x10)
+    previous = raw.filter(session < dated)["close"][-1] * 10.0
+    dividend_factor = (total["close"] / splits_only["close"]).filter(session < dated)
+    assert ((dividend_factor - (1 - DIVIDEND_CASH / previous)).abs() < 1e-12).all(), (
+        f"factor before the ex-date {sorted(set(dividend_factor.round(6)))}, "
+        f"want {1 - DIVIDEND_CASH / previous:.6f}"
+    )
+    api_factor = market.dividend_records(listed_under)[0]["historical_adjustment_factor"]
+    assert abs(dividend_factor[0] - api_factor) < 1e-6, (dividend_factor[0], api_factor)

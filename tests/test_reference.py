@@ -769,3 +769,38 @@ def check_split_under_later_symbol_stales_earlier(location: object) -> None:
         minute = next(d for d in audit(ledger).datasets if d.dataset == "minute")
         assert minute.stale_adjusted == 2 and minute.stale_examples[0] == "OLD 2019-01: split on 2019-03-04"
         assert retry_stale(ledger) == 2
+
+
+def test_a_reverse_split_listed_under_the_symbol_left_on_the_day_of_a_rename_stales_that_symbols_units(
+    tmp_path,
+):
+    """SMALLCO traded as XYZ until 2019-07-12 (a Friday) and as XYZD from 2019-07-15; its
+    1-for-10 reverse split is listed under XYZ only, dated on XYZD's first session (a
+    reverse split and a new symbol on one day). Adjusting on read applies it to XYZ's bars
+    (`EventOwners`: the company that left XYZ the session before). XYZ's adjusted months
+    fetched before it are stale (XYZ's July holds July 1-12); XYZD's July, which holds
+    its bars from the split's date on only, is not: the listing SMALLCO traded under on
+    the date starts on it, and holds no bar the split rebases."""
+    from support import LedgerClock
+
+    from polyledger.ledger.queries import stale_adjusted
+    from polyledger.listings import Listing as Window
+
+    clock = LedgerClock(dt.datetime(2019, 7, 1, 12, tzinfo=dt.timezone.utc))
+    with Ledger(tmp_path / "ledger.db", clock=clock) as ledger:
+        ledger.record_listings(
+            [
+                Window("XYZ", None, dt.date(2019, 7, 12), "SMALLCO", "universe_file"),
+                Window("XYZD", dt.date(2019, 7, 15), None, "SMALLCO", "universe_file"),
+            ]
+        )
+        plan_reference(ledger, ["XYZ", "XYZD"], "splits", dt.date(2019, 8, 1))
+        for ticker, month in (("XYZ", "2019-06"), ("XYZ", "2019-07"), ("XYZD", "2019-07")):
+            _fetched_month(ledger, ticker, month, "2019-07-10T12:00:00.000Z")
+        ledger.replace_splits("XYZ", [("2019-07-15", 10.0, 1.0)])  # the splits' first look
+        clock.now = dt.datetime(2019, 8, 1, 12, tzinfo=dt.timezone.utc)
+        stale = [tuple(r) for r in stale_adjusted(ledger)]
+        assert stale == [
+            ("minute", "XYZ", "2019-06", "2019-07-15"),
+            ("minute", "XYZ", "2019-07", "2019-07-15"),
+        ], f"XYZ's months fetched before SMALLCO's reverse split listed under XYZ: stale {stale}"

@@ -2,9 +2,11 @@
 one that left it (found by a review of the rename fallback of `adjust.EventOwners`).
 
 RENCO traded as OLD, then as NEW; OTHERCO took the freed symbol OLD later. The API lists
-a company's events under a symbol it has then or later (polygon-io/issues#253), never
-under one it left: OTHERCO's split under OLD is no event of RENCO's, however RENCO's
-bars are read. Real SQLite ledgers, a stand-in API on 127.0.0.1, fixed dates."""
+a company's events under a symbol it has then or later (polygon-io/issues#253), and under
+one it left only when dated in the few sessions after it (a reverse split and a rename
+on one day): OTHERCO's split under OLD is no event of RENCO's, however RENCO's bars are
+read, and one that both could own is said. Real SQLite ledgers, a stand-in API on
+127.0.0.1, fixed dates."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ import polyledger
 from polyledger.adjust import UnsettledAdjustmentWarning
 from polyledger.datasets.reference import plan_reference
 from polyledger.ledger import Ledger
+from polyledger.listings import EventOwners
+from polyledger.listings import Listing as Window
 from polyledger.plan import plan
 from polyledger.testing import Dividend, Listing, Split, StandInServer, SyntheticMarket
 from polyledger.universe import read_members
@@ -32,16 +36,16 @@ def _fetch(folder: Path, server: StandInServer, datasets: tuple[str, ...]) -> No
     fetch_raw(folder, server.url, KEY, datasets)
 
 
-def _reused_after_a_rename(folder: Path, other_split: Split) -> None:
+def _reused_after_a_rename(folder: Path, other_split: Split, taken_on: dt.date = D(2019, 9, 3)) -> None:
     """RENCO traded as OLD until 2019-06-28 and as NEW from 2019-07-01 (a rename; it never
-    split). Another company, OTHERCO, lists under the freed symbol OLD from 2019-09-03 and
+    split). Another company, OTHERCO, lists under the freed symbol OLD from `taken_on` and
     makes `other_split` (listed under OLD, its symbol). Raw day bars of 2019, and the
     splits of both symbols, fetched."""
     old = Listing("OLD", delist_date=D(2019, 6, 28), bars_per_day=20, company="renco", renamed=True)
     new = Listing("NEW", list_date=D(2019, 7, 1), bars_per_day=20, company="renco")
-    reuse = Listing("OLD", list_date=D(2019, 9, 3), bars_per_day=20, company="other", splits=(other_split,))
+    reuse = Listing("OLD", list_date=taken_on, bars_per_day=20, company="other", splits=(other_split,))
     (folder / "u.csv").write_text(
-        HEADER + "OLD,RENCO,,2019-06-28\nNEW,RENCO,2019-07-01,\nOLD,OTHERCO,2019-09-03,\n", encoding="utf-8"
+        HEADER + f"OLD,RENCO,,2019-06-28\nNEW,RENCO,2019-07-01,\nOLD,OTHERCO,{taken_on},\n", encoding="utf-8"
     )
     with Ledger(folder / "ledger.db") as ledger:
         plan_reference(ledger, ["OLD", "NEW"], "splits", D(2020, 1, 2))
@@ -90,6 +94,66 @@ def test_a_split_of_a_reused_symbol_dated_between_its_companies_is_not_given_to_
     _reused_after_a_rename(tmp_path, Split(D(2019, 8, 26), 1, 2))
     factors = _renco_split_factors(tmp_path, security="RENCO")
     assert factors == [1.0], f"RENCO's bars adjusted by a split listed under the symbol it left: {factors}"
+
+
+def test_a_split_of_a_symbol_left_the_session_before_and_taken_days_later_is_said_not_given(tmp_path):
+    """RENCO left OLD on 2019-06-28 (trading as NEW from 07-01); OTHERCO lists under OLD
+    from 2019-07-03, and a 1:2 split is listed under OLD dated 07-01, in the gap. A split
+    under the symbol a company left, dated on its first session under the new one, is
+    that company's (a reverse split and a rename on one day: `EventOwners`); a split
+    dated days before a newcomer's first recorded session may be the newcomer's (its
+    list date a few days late). Both could own it: it changes neither company's bars,
+    and the read says so, naming OLD, the date and both companies."""
+    _reused_after_a_rename(tmp_path, Split(D(2019, 7, 1), 1, 2), taken_on=D(2019, 7, 3))
+    with polyledger.open(tmp_path / "ledger.db", tmp_path / "data") as dl:
+        raw = dl.bars("day").collect()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            adjusted = dl.bars("day", adjust="splits").collect()
+    factors = sorted(set((adjusted["close"] / raw["close"]).round(9).to_list()))
+    assert factors == [1.0], f"adjusted / raw closes {factors}: the split given to one of its possible owners"
+    said = [str(w.message) for w in caught if issubclass(w.category, UnsettledAdjustmentWarning)]
+    assert any("OLD 2019-07-01" in line and "RENCO" in line and "OTHERCO" in line for line in said), said
+
+
+def _owners(taken_on: dt.date | None = None) -> EventOwners:
+    """RENCO traded as OLD until Friday 2019-06-28, as NEW from 07-01; OTHERCO lists under
+    OLD from `taken_on` (None: nobody takes OLD again)."""
+    windows = [
+        Window("OLD", None, D(2019, 6, 28), "RENCO", "universe_file"),
+        Window("NEW", D(2019, 7, 1), None, "RENCO", "universe_file"),
+    ]
+    if taken_on is not None:
+        windows.append(Window("OLD", taken_on, None, "OTHERCO", "universe_file"))
+    return EventOwners(windows)
+
+
+@pytest.mark.parametrize(
+    ("day", "owner"),
+    [(D(2019, 7, 1), "RENCO"), (D(2019, 7, 8), "RENCO"), (D(2019, 7, 9), None)],
+    ids=["1st-session-after", "5th-session-after", "6th-session-after"],
+)
+def test_the_company_that_left_a_symbol_owns_its_events_of_the_five_sessions_after(day, owner):
+    """An event listed under OLD, dated in no listing of OLD, is RENCO's (which left OLD
+    and trades as NEW) for the 5 sessions after OLD's last, counted on the exchange's
+    calendar (2019-07-04 is no session); later, nobody's, and not a doubt between two."""
+    owners = _owners()
+    assert owners.security_on("OLD", day) == owner
+    assert owners.ambiguous == {}
+
+
+@pytest.mark.parametrize(
+    ("taken_on", "owner"),
+    [(D(2019, 7, 15), None), (D(2019, 7, 16), "RENCO")],
+    ids=["5-sessions", "6-sessions"],
+)
+def test_a_symbol_left_is_in_doubt_while_another_company_lists_under_it_within_five_sessions(taken_on, owner):
+    """An event of OLD dated 2019-07-08 (RENCO's 5th session as NEW): with OTHERCO listing
+    under OLD 5 sessions later, either could own it (a listing date a few days late), and
+    it is kept as a doubt between the two; with OTHERCO 6 sessions later, it is RENCO's."""
+    owners = _owners(taken_on)
+    assert owners.security_on("OLD", D(2019, 7, 8)) == owner
+    assert owners.ambiguous == ({} if owner else {("OLD", D(2019, 7, 8)): {"RENCO", "OTHERCO"}})
 
 
 def _two_companies_took_the_symbol_later(folder: Path) -> None:

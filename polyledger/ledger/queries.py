@@ -14,7 +14,7 @@ from polyledger.ledger.connection import LedgerConnection
 from polyledger.ledger.listing_table import recorded_listings
 from polyledger.ledger.records import in_list, iso
 from polyledger.ledger.states import UnitState
-from polyledger.listings import EventOwners
+from polyledger.listings import EventOwners, Listing
 from polyledger.periods import stored_date
 
 _STATES = tuple(state.value for state in UnitState)
@@ -71,7 +71,9 @@ _STALE_ADJUSTED = (
 # month may hold two companies'), and those of the symbol the security it belongs to
 # (`EventOwners`, as adjusting on read) traded under on its date: one made before a rename
 # and listed under the later symbol only (polygon-io/issues#253) rebases the earlier
-# symbol's prices (the API adjusts the listing that split). Those are few (renamed
+# symbol's prices (the API adjusts the listing that split); one listed under the symbol
+# left, dated on the new one's first session (a reverse split and a rename on one day),
+# stales the symbol left only: the new one holds no bar before it. Those are few (renamed
 # companies' splits listed under another symbol), bound as a small table of (split's
 # symbol, date, the symbol then, that listing's window) and added to the splits, each
 # over its window.
@@ -119,8 +121,11 @@ def stale_adjusted_query(ledger: LedgerConnection) -> tuple[str, dict[str, Any]]
 def splits_of_other_symbols(ledger: LedgerConnection) -> list[tuple[str, str, str, str | None, str | None]]:
     """(split's symbol, execution date, the symbol its security traded under then, that
     listing's first and last day) of each recorded split listed under another symbol than
-    the one its security (`EventOwners`) traded under on its date: that symbol's units
-    before it are stale by it. ISO texts, as the tables hold them."""
+    the one its security (`EventOwners`) traded under on its date, when that listing holds
+    days before the date: that symbol's units before it are stale by it. A listing that
+    starts on the date (a reverse split and a rename on one day, listed under the symbol
+    left) holds no bar the split rebases: its month's unit is not stale, and the symbol
+    left is the split's own. ISO texts, as the tables hold them."""
     listings = recorded_listings(ledger)
     if not listings:
         return []
@@ -130,10 +135,14 @@ def splits_of_other_symbols(ledger: LedgerConnection) -> list[tuple[str, str, st
         day = stored_date(split.execution_date)
         security = owners.security_on(split.ticker, day)
         for then in owners.listings_of(security) if security is not None else []:
-            if then.ticker != split.ticker and then.covers(day):
+            if then.ticker != split.ticker and then.covers(day) and _began_before(then, day):
                 window = (then.first_day, then.last_day)
                 out.append((split.ticker, str(split.execution_date), then.ticker, *map(_iso_or_none, window)))
     return out
+
+
+def _began_before(listing: Listing, day: dt.date) -> bool:
+    return listing.first_day is None or listing.first_day < day
 
 
 def _iso_or_none(day: dt.date | None) -> str | None:

@@ -10,6 +10,7 @@ import datetime as dt
 import gzip
 import json
 import sqlite3
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +31,7 @@ from flat_support import (
     use_bucket,
 )
 from polars.testing import assert_frame_equal
-from support import API_KEY, run_cli, write_universe
+from support import API_KEY, cli_command, python_env, run_cli, wait_for, write_universe
 from test_postgres import admin_url, new_database, pg_url  # noqa: F401 - PostgreSQL ledgers
 from test_s3 import moto_endpoint  # noqa: F401 - the session's local S3
 
@@ -987,3 +988,146 @@ def test_a_month_failed_days_unread_for_days_never_planned_is_built_by_the_next_
     assert months == {("AAPL", "done", None), ("TINY", "done", None)}, (months, result.out)
     assert result.code == 0, result.out
     assert "units failed days_unread for day files never planned, built again: 2" in result.out, result.out
+
+
+def _cli_elsewhere(work, *args: str) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+    """The CLI in another process (another terminal or host on the same ledger), waited for."""
+    return subprocess.run(
+        cli_command(*args), cwd=work, env=python_env(), capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_month_built_from_a_day_read_again_meanwhile_with_another_etag_is_stale(
+    work, market, moto_endpoint, monkeypatch, request
+):
+    """A run builds May's units from the staged days it scanned; meanwhile another terminal
+    finds 2023-05-10 replaced (`audit --etags`), queues it (`retry --stale`) and reads it
+    again: the day's `changed_at` is set then. The first run then settles AAPL's month
+    from the OLD day file. Its `fetched_at` was the settle's time, after `changed_at`, so
+    the month was never called stale and `audit --etags` exited 0 with the replaced bars
+    stored (a review, 2026-12-02). A month built from flat files is fetched as of the
+    snapshot of its days its build read, so a day read again after it makes it stale."""
+    from polyledger.flatfiles import transpose
+
+    hit = D(2023, 5, 10)
+    bucket = _bucket(monkeypatch, moto_endpoint, request)
+    s3 = s3_client(moto_endpoint)
+    publish(s3, bucket, market, MAY, SMALL, kinds=("minute",))
+    _plan_may(work, SMALL)
+    original = transpose.staged_bars
+
+    def day_read_again(etag: str) -> bool:
+        with sqlite3.connect(work / "l.db") as db:
+            row = db.execute(
+                "SELECT u.state, f.etag FROM units u JOIN flat_files f ON f.unit_id = u.id "
+                "WHERE u.dataset = 'minute_files' AND u.period_start = ?",
+                (hit.isoformat(),),
+            ).fetchone()
+        return row == ("done", etag)
+
+    def scanned_then_replaced_elsewhere(job, files, tickers):  # type: ignore[no-untyped-def]
+        found = original(job, files, tickers)  # the old staged days, read
+        if not elsewhere:
+            etag = replace_day(s3, bucket, market, "minute", hit, SMALL, "AAPL")
+            seen = _cli_elsewhere(work, "audit", "--etags", "--ledger", "l.db", "--data", "data")
+            assert seen.returncode == 1, seen.stdout  # the replaced day seen
+            assert _cli_elsewhere(work, "retry", "--stale", "--ledger", "l.db").returncode == 0
+            # the other terminal's run reads the queued day again (then waits for this
+            # run's units, which it cannot build while they are held here)
+            command = cli_command(
+                "run", "--source", "flatfiles", "--unadjusted", "--ledger", "l.db", "--data", "data"
+            )
+            elsewhere.append(
+                subprocess.Popen(
+                    command, cwd=work, env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
+            assert wait_for(lambda: day_read_again(etag), timeout=120), "the day was not read again"
+        return found
+
+    elsewhere: list[subprocess.Popen] = []
+    monkeypatch.setattr(transpose, "staged_bars", scanned_then_replaced_elsewhere)
+    try:
+        first = _flat("l.db", "data", "--workers", "1")
+    finally:
+        monkeypatch.setattr(transpose, "staged_bars", original)
+        for other in elsewhere:
+            try:
+                other.wait(timeout=120)
+            finally:
+                if other.poll() is None:
+                    other.kill()
+    assert elsewhere, first.out
+    aapl = next(row for row in _units("l.db", "minute") if row["ticker"] == "AAPL")
+    assert aapl["state"] == "done", dict(aapl)
+    stored = pl.read_parquet(work / "data" / aapl["file_path"])
+    published = day_rows(market, "minute", hit, ["AAPL"])
+    first_bar = int(published.get_column("window_start")[0]) // 1_000_000
+    close = stored.filter(pl.col("timestamp").dt.epoch("ms") == first_bar).get_column("close")[0]
+    new_close = float(published.get_column("close")[0]) + 1  # what replace_day published
+    audit = run_cli("audit", "--etags", "--ledger", "l.db", "--data", "data")
+    # either the month holds the file the bucket has now, or the ledger says it is stale
+    assert close == new_close or audit.code == 1, (close, new_close, audit.out)
+
+
+def test_an_invalid_utf8_byte_in_another_symbols_row_leaves_the_day_to_the_universe(
+    work, market, moto_endpoint, monkeypatch, request
+):
+    """Rows of other symbols are not checked (never stored): one byte that is not UTF-8 in
+    another symbol's row made both scans of `read_day` raise ("invalid utf-8 sequence"),
+    the whole day `bad_shape`, every universe month of May failed with it (a review,
+    2026-12-02). The file is read lossily: universe tickers are ASCII (TICKER_RE)."""
+    hit = D(2023, 5, 10)
+    bucket = _bucket(monkeypatch, moto_endpoint, request)
+    s3 = s3_client(moto_endpoint)
+    publish(s3, bucket, market, MAY, [*SMALL, "SIRI"], kinds=("minute",))
+    lines = day_rows(market, "minute", hit, [*SMALL, "SIRI"]).write_csv().encode().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(b"SIRI,"))
+    lines[at] = b"S\xffRI" + lines[at][4:]  # another symbol's name, one byte damaged
+    s3.put_object(Bucket=bucket, Key=object_key("minute", hit), Body=gzip.compress(b"\n".join(lines) + b"\n"))
+    _plan_may(work, SMALL)
+    result = _flat("l.db", "data", "--max-attempts", "1")
+    day = next(row for row in _units("l.db", "minute_files") if row["period_start"] == hit.isoformat())
+    months = {(row["ticker"], row["state"], row["error_class"]) for row in _units("l.db", "minute")}
+    assert months == {("AAPL", "done", None), ("TINY", "done", None)}, (
+        months,
+        day["error_class"],
+        day["last_error"],
+        result.out,
+    )
+
+
+@pytest.mark.parametrize("value", ["NaN", "inf"])
+def test_a_universe_bar_whose_price_is_not_a_number_fails_the_day_bad_shape(
+    work, market, moto_endpoint, monkeypatch, request, value
+):
+    """A universe row without a price fails the day `bad_shape` (nothing of that day is
+    stored); a close written `NaN` or `inf` is no price either, but it parses as Float64
+    and only nulls were checked: the bar was stored, its month `done` (a review,
+    2026-12-02)."""
+    hit = D(2023, 5, 10)
+    bucket = _bucket(monkeypatch, moto_endpoint, request)
+    s3 = s3_client(moto_endpoint)
+    publish(s3, bucket, market, MAY, SMALL, kinds=("minute",))
+    rows = day_rows(market, "minute", hit, SMALL)
+    lines = rows.write_csv().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("AAPL,"))
+    fields = lines[at].split(",")
+    fields[rows.columns.index("close")] = value
+    lines[at] = ",".join(fields)
+    s3.put_object(
+        Bucket=bucket, Key=object_key("minute", hit), Body=gzip.compress(("\n".join(lines) + "\n").encode())
+    )
+    _plan_may(work, SMALL)
+    _flat("l.db", "data", "--max-attempts", "1")
+    stored = [
+        pl.read_parquet(work / "data" / row["file_path"])
+        for row in _units("l.db", "minute")
+        if row["file_path"]
+    ]
+    bad = pl.concat(stored).filter(~pl.col("close").is_finite()) if stored else pl.DataFrame()
+    day = next(row for row in _units("l.db", "minute_files") if row["period_start"] == hit.isoformat())
+    assert bad.height == 0, bad
+    assert (day["state"], day["error_class"]) == ("failed", "bad_shape") and "close" in day["last_error"], (
+        dict(day)
+    )

@@ -39,6 +39,7 @@ COLUMNS = {
 }
 # what every row of the universe's must have (transactions may be empty, as `n` in a page)
 REQUIRED = ("window_start", "open", "high", "low", "close", "volume")
+PRICED = REQUIRED[1:]  # floats: finite too
 STAGED_ROW_GROUP = 16_384  # rows: about 40 tickers of a busy minute day per group
 TARGET_OF = {day: target for target, day in ROUTES.items()}  # day dataset -> the units it feeds
 
@@ -46,7 +47,9 @@ TARGET_OF = {day: target for target, day in ROUTES.items()}  # day dataset -> th
 def read_day(path: Path, tickers: frozenset[str], day: dt.date) -> tuple[pl.DataFrame, int]:
     """The rows of `tickers` in the day's CSV at `path` in the stored bar schema, sorted by
     ticker and time; and how many rows the whole file has."""
-    scan = pl.scan_csv(path, infer_schema=False)
+    # lossy: a byte that is not UTF-8 in another symbol's row (never stored) must not
+    # refuse the day; universe tickers are ASCII (symbols.TICKER_RE), never changed by it
+    scan = pl.scan_csv(path, infer_schema=False, encoding="utf8-lossy")
     wanted = pl.col("ticker").is_in(sorted(tickers))
     try:
         missing = set(COLUMNS) - set(scan.collect_schema().names())
@@ -64,7 +67,7 @@ def read_day(path: Path, tickers: frozenset[str], day: dt.date) -> tuple[pl.Data
         try:
             # parsed as typed (a third less CPU than text, then cast: the whole market is
             # parsed to keep a few thousand symbols)
-            typed = pl.scan_csv(path, infer_schema=False, schema_overrides=COLUMNS)
+            typed = pl.scan_csv(path, infer_schema=False, schema_overrides=COLUMNS, encoding="utf8-lossy")
             rows = typed.select(list(COLUMNS)).filter(wanted).collect()
         except pl.exceptions.PolarsError:
             # a value that does not parse, somewhere: read as text, filtered, then typed. In
@@ -81,6 +84,13 @@ def read_day(path: Path, tickers: frozenset[str], day: dt.date) -> tuple[pl.Data
     if empty:  # as for the API's pages: a bar without its time or prices is never stored
         raise ProtocolError(
             f"the flat file of {day} has bars without {', '.join(empty)}", error_class="bad_shape"
+        )
+    # NaN or inf parse as numbers but are no price or volume: refused as an empty one is
+    unreal = [name for name in PRICED if not rows.get_column(name).is_finite().all()]
+    if unreal:
+        raise ProtocolError(
+            f"the flat file of {day} has bars whose {', '.join(unreal)} is not a finite number",
+            error_class="bad_shape",
         )
     start, end = et_midnight_ms(day) * 1_000_000, et_midnight_ms(day + dt.timedelta(days=1)) * 1_000_000
     stray = int(((rows.get_column("window_start") < start) | (rows.get_column("window_start") >= end)).sum())

@@ -28,7 +28,7 @@ from polyledger.datasets.flat_days import ROUTES
 from polyledger.errors import FetchError, LeaseLost, PermanentError, TransientError, is_transient_class
 from polyledger.fetch.units import UnitJob, UnitOutcome, _logged, _settle_failure, withdraw_file
 from polyledger.flatfiles.job import FlatJob, period_of
-from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit
+from polyledger.ledger import AttemptRecord, ClaimedUnit, FetchedUnit, iso
 from polyledger.periods import stored_date
 from polyledger.trading_days import trading_days
 
@@ -118,6 +118,9 @@ def build_units(
     # the period's tickers as planned now: its days must have been staged for exactly them
     staged_for = flat.universe(job.ledger, first.dataset, period_of(first.dataset, first.period_start))
     start, end = min(u.period_start for u in units), max(u.period_end for u in units)
+    # the units' bars are as of this snapshot of their days: one read again after it (another
+    # host, while this batch scans the files it lists) makes them stale (`STALE_FLAT`)
+    as_of = iso(job.ledger.clock())
     days = {stored_date(row.period_start): row for row in job.ledger.flat_days(day_dataset, start, end)}
     ready = []
     for unit in units:
@@ -159,7 +162,7 @@ def build_units(
     built: list[FetchedUnit] = []
     for unit in ready:
         try:
-            built.append(_build_one(unit, by_ticker.pop(unit.ticker, empty), job))
+            built.append(_build_one(unit, by_ticker.pop(unit.ticker, empty), job, as_of))
         except LeaseLost:
             outcomes[unit.id] = _logged(unit, UnitOutcome("lost"))
         if len(built) >= SETTLE_EVERY:
@@ -167,7 +170,7 @@ def build_units(
     _settle(built, job, outcomes)
 
 
-def _build_one(unit: ClaimedUnit, staged: pl.DataFrame, job: UnitJob) -> FetchedUnit:
+def _build_one(unit: ClaimedUnit, staged: pl.DataFrame, job: UnitJob, as_of: str) -> FetchedUnit:
     """The unit's file written (its bars shaped as the REST route shapes them)."""
     raw = to_raw(staged)
     share = split_by_unit(
@@ -183,7 +186,7 @@ def _build_one(unit: ClaimedUnit, staged: pl.DataFrame, job: UnitJob) -> Fetched
     elif unit.previous_file:  # built before with bars the replaced days no longer hold: kept aside
         withdraw_file(unit, job, ours)
     attempt = AttemptRecord(bars=bars.height, duplicates=share.duplicates)
-    return FetchedUnit(unit, attempt, stored, share.unattributed, source="flatfiles")
+    return FetchedUnit(unit, attempt, stored, share.unattributed, source="flatfiles", as_of=as_of)
 
 
 def _settle(built: list[FetchedUnit], job: UnitJob, outcomes: dict[int, UnitOutcome]) -> None:

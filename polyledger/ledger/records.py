@@ -132,3 +132,6 @@ class FetchedUnit:
     stored: StoredFile | None
     unattributed: Unattributed | None = None  # its bars inside no known listing of the symbol
     source: str = "rest"  # where the bars came from: rest (the API) | flatfiles
+    # the ledger time its bars are as of, when before its settle (ISO text): a flat-file
+    # build's snapshot of its days, so a day read again after it makes the unit stale
+    as_of: str | None = None

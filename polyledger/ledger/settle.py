@@ -15,14 +15,14 @@ from polyledger.ledger.states import UnitState
 
 def _fetched_change(item: FetchedUnit, adjusted: bool | None) -> tuple[UnitState, str, dict]:
     """The state and columns a complete answer sets (for `Settling._settle`)."""
-    fetched = (
-        "adjusted = :adjusted, fetched_at = :_now, last_error = NULL, error_class = NULL, source = :source"
+    fetched = "adjusted = :adjusted, last_error = NULL, error_class = NULL, source = :source, " + (
+        "fetched_at = :_now" if item.as_of is None else "fetched_at = :as_of"
     )
     if item.stored is None:
         return (
             UnitState.EMPTY_CONFIRMED,
             f"rows = 0, file_path = NULL, checksum = NULL, bytes = NULL, {fetched}",
-            {"adjusted": adjusted, "source": item.source},
+            {"adjusted": adjusted, "source": item.source, "as_of": item.as_of},
         )
     stored = item.stored
     return (
@@ -35,6 +35,7 @@ def _fetched_change(item: FetchedUnit, adjusted: bool | None) -> tuple[UnitState
             "bytes": stored.bytes,
             "adjusted": adjusted,
             "source": item.source,
+            "as_of": item.as_of,
         },
     )
 

@@ -317,3 +317,21 @@ def fetch_raw(folder: Path, base_url: str, key: str, datasets: tuple[str, ...]) 
             options=RunOptions(workers=1, rate=500, adjusted=False, datasets=datasets),
         )
         assert run.execute().outcome == "finished"
+
+
+# a stock SQLite's bound-variable limit (32766 since 3.32; Debian's builds allow 250,000):
+# a query binding more fails on a user's machine, so the tests bind no more either
+STOCK_SQLITE_VARIABLES = 32_766
+
+
+def at_stock_sqlite_limit(ledger) -> None:  # type: ignore[no-untyped-def]
+    """Lower `ledger`'s SQLite bound-variable limit to a stock build's, on its write
+    connection and on every connection its engine opens for reads (pooled ones closed)."""
+    from sqlalchemy import event
+
+    def lower(connection: sqlite3.Connection, _record: object = None) -> None:
+        connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, STOCK_SQLITE_VARIABLES)
+
+    lower(ledger._connection())
+    event.listen(ledger.engine, "connect", lower)
+    ledger.engine.dispose()  # the pool's open connections were made at the default

@@ -9,12 +9,19 @@ import warnings
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from support import DEMO_BEFORE_HISTORY, STORED_COLUMNS, read_dataset, run_cli, write_universe
+from support import (
+    DEMO_BEFORE_HISTORY,
+    STORED_COLUMNS,
+    at_stock_sqlite_limit,
+    read_dataset,
+    run_cli,
+    write_universe,
+)
 
 import polyledger
 from polyledger.download import STORED_BAR_SCHEMA, UnplannedDaysWarning, UnsettledUnitsWarning
 from polyledger.errors import InputError
-from polyledger.ledger import Ledger
+from polyledger.ledger import Ledger, PlannedUnit, queries
 from polyledger.listings import Listing
 from polyledger.plan import plan
 
@@ -243,3 +250,57 @@ def test_days_outside_a_listing_or_the_plans_are_told_apart_from_holes(tmp_path)
     ]
     assert len(between) == 1 and ": TINY 2024-04-01..2024-05-31; plan them" in between[0]
     assert len(days) == 1 and ": 2024-01-08..2024-01-09; plan them" in days[0]
+
+
+# a universe of every US listing: more symbols than a stock SQLite binds at once (32766)
+MANY = 40_000
+JANUARY, FEBRUARY = (D(2024, 1, 1), D(2024, 1, 31)), (D(2024, 2, 1), D(2024, 2, 29))
+
+
+def many_tickers(count: int) -> list[str]:
+    return [f"T{i:05d}" for i in range(count)]
+
+
+def plan_many(ledger: Ledger, tickers: list[str]) -> None:
+    """January of every ticker, and February of the first three (a ticker's units in time order)."""
+    ledger.add_units(PlannedUnit("minute", t, *JANUARY) for t in tickers)
+    ledger.add_units(PlannedUnit("minute", t, *FEBRUARY) for t in tickers[:3])
+
+
+def test_a_read_of_more_tickers_than_sqlite_binds_at_once_selects_every_one(tmp_path):
+    """`bars(tickers=...)` asked the ledger of its tickers in one IN list each (the check
+    of unknown ones, the selection of their units): a universe's 40,000 stopped the read
+    with 'too many SQL variables' on a stock SQLite. They are asked in slices: every
+    ticker's unit is selected (none fetched yet: the warning counts them)."""
+    path = tmp_path / "ledger.db"
+    tickers = many_tickers(MANY)
+    with Ledger(path) as ledger:
+        plan_many(ledger, tickers)
+    with polyledger.open(path, tmp_path / "data") as dl:
+        at_stock_sqlite_limit(dl.ledger)
+        with pytest.warns(UnsettledUnitsWarning, match=f"{MANY} minute units .* hold no bars yet"):
+            frame = dl.bars("minute", tickers=tickers, start="2024-01-02", end="2024-01-31").collect()
+    assert frame.height == 0
+
+
+def test_the_units_of_more_tickers_than_sqlite_binds_at_once_are_selected_in_order(tmp_path):
+    """What a read asks of a universe's tickers, in slices: the units in the order one
+    query gave them, and which tickers have units."""
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        at_stock_sqlite_limit(ledger)
+        check_units_of_many_tickers(ledger, many_tickers(MANY))
+
+
+def check_units_of_many_tickers(ledger: Ledger, tickers: list[str]) -> None:
+    """The ledger's reads of a universe's tickers (SQLite here, PostgreSQL in test_postgres),
+    asked in reverse and with a repeat: each unit once, in ticker and time order."""
+    plan_many(ledger, tickers)
+    asked = [*reversed(tickers), tickers[0]]
+    units = queries.selected_units(ledger, "minute", asked, None, None)
+    expected = [(t, str(JANUARY[0])) for t in tickers]
+    expected[1:1] = [(tickers[0], str(FEBRUARY[0]))]
+    expected[3:3] = [(tickers[1], str(FEBRUARY[0]))]
+    expected[5:5] = [(tickers[2], str(FEBRUARY[0]))]
+    assert [(row.ticker, str(row.period_start)[:10]) for row in units] == expected
+    assert queries.tickers_with_units(ledger, "minute", [*asked, "NOSUCH"]) == set(tickers)
+    assert queries.tickers_with_units(ledger, None, ["t00001", "NOSUCH"], ignore_case=True) == {"T00001"}

@@ -37,6 +37,7 @@ from support import (
 )
 from test_claims_concurrency import assert_no_double_claims_across_two_processes
 from test_crash import KILLED_COPY
+from test_download import check_units_of_many_tickers, many_tickers
 from test_plan_windows import check_unplanned_days
 from test_queries import busy_ledger, documented  # noqa: F401 - busy_ledger is a fixture
 from test_reference import check_split_under_later_symbol_stales_earlier
@@ -283,6 +284,18 @@ def test_the_files_of_more_changed_symbols_than_postgres_binds_at_once_are_found
     than PostgreSQL's protocol carries (65535)."""
     with Ledger(pg_url) as ledger:
         check_sources_of_many_symbols(ledger)
+
+
+# every US symbol ever listed, delisted ones too: more than PostgreSQL's protocol carries
+# in one statement (65535 parameters)
+POSTGRES_MANY = 70_000
+
+
+def test_the_units_of_more_tickers_than_postgres_binds_at_once_are_selected_in_order(pg_url):
+    """A read's selection and check of its tickers, each in one IN list, failed past
+    65535 tickers ('number of parameters must be between 0 and 65535')."""
+    with Ledger(pg_url) as ledger:
+        check_units_of_many_tickers(ledger, many_tickers(POSTGRES_MANY))
 
 
 def test_no_double_claims_across_two_processes_and_16_threads_on_postgres(pg_url):

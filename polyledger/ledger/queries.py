@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from polyledger.ledger.connection import LedgerConnection
 from polyledger.ledger.listing_table import recorded_listings
-from polyledger.ledger.records import in_list, iso
+from polyledger.ledger.records import in_list, in_lists, iso
 from polyledger.ledger.states import UnitState
 from polyledger.listings import EventOwners, Listing
 from polyledger.periods import stored_date
@@ -203,7 +203,6 @@ _DAYS = {
     "sqlite": "julianday({last}) - julianday({first}) + 1",
     "postgresql": "({last})::date - ({first})::date + 1",
 }
-_GAPS_PER_QUERY = 500  # tickers per lookup (bound parameters stay few)
 
 
 def unit_gaps(ledger: LedgerConnection, datasets: Sequence[str]) -> Rows:
@@ -225,8 +224,7 @@ def unit_gaps(ledger: LedgerConnection, datasets: Sequence[str]) -> Rows:
         holed.setdefault(row.dataset, []).append(row.ticker)
     gaps: Rows = []
     for dataset, tickers in holed.items():
-        for at in range(0, len(tickers), _GAPS_PER_QUERY):
-            names, more = in_list("ticker", tickers[at : at + _GAPS_PER_QUERY], "t")
+        for names, more in in_lists("ticker", tickers, "t"):
             gaps += ledger.query(
                 "SELECT dataset, ticker, previous_end, period_start FROM (SELECT dataset, ticker, "
                 "period_start, lag(period_end) OVER (PARTITION BY ticker ORDER BY period) AS previous_end "
@@ -470,20 +468,29 @@ def selected_units(
 ) -> Rows:
     """(state, file_path, ticker, fetched_at, period_start, period_end) of the dataset's
     units of `tickers` (None: every ticker) that overlap [first, last] (each bound
-    optional), in ticker and time order: one query."""
+    optional), in ticker and time order: one query per slice of tickers (`in_lists`)."""
     where, params = ["dataset = :dataset"], {"dataset": dataset}
-    if tickers is not None:
-        if not tickers:  # an empty list asks for no ticker, not for every one
-            return []
-        test, names = in_list("ticker", tickers, "t")
-        where.append(test)
-        params.update(names)
     if first is not None:
         where.append("period_end >= :first")
         params["first"] = first.isoformat()
     if last is not None:
         where.append("period_start <= :last")
         params["last"] = last.isoformat()
+    if tickers is None:
+        return _units_where(ledger, where, params)
+    # a universe's symbols in one IN list were past the database's bound variables; the
+    # slices' rows put back in ticker and time order (code point order: SQLite's, and a
+    # C-collated PostgreSQL's). An empty list asks for no ticker: no slice, no row
+    found = [
+        row
+        for test, names in in_lists("ticker", tickers, "t")
+        for row in _units_where(ledger, [*where, test], {**params, **names})
+    ]
+    return sorted(found, key=lambda row: (row.ticker, row.period_start))
+
+
+def _units_where(ledger: LedgerConnection, where: Sequence[str], params: dict[str, Any]) -> Rows:
+    """`selected_units`' rows where every test of `where` holds, in ticker and time order."""
     return ledger.query(
         "SELECT state, file_path, ticker, fetched_at, period_start, period_end FROM units "
         f"WHERE {' AND '.join(where)} "
@@ -495,23 +502,31 @@ def selected_units(
 def tickers_with_units(
     ledger: LedgerConnection, dataset: str | None, tickers: Sequence[str], *, ignore_case: bool = False
 ) -> set[str]:
-    """Which of `tickers` the dataset (None: any) has units of, in any state: one query, on
-    the (dataset, ticker, period) index. `ignore_case`: the tickers that match one but for
-    case (ASCII), a scan of the units, for the hint of a misspelt one."""
+    """Which of `tickers` the dataset (None: any) has units of, in any state: on the
+    (dataset, ticker, period) index, a query per slice of them (`in_lists`). `ignore_case`:
+    the tickers that match one but for case (ASCII), a scan of the units, for the hint of
+    a misspelt one."""
     column, names = ("upper(ticker)", [t.upper() for t in tickers]) if ignore_case else ("ticker", tickers)
-    test, params = in_list(column, names, "t")
-    where = test if dataset is None else f"dataset = :d AND {test}"
-    rows = ledger.query(f"SELECT DISTINCT ticker FROM units WHERE {where}", {"d": dataset, **params})
-    return {row.ticker for row in rows}
+    return _tickers_in("units", column, names, dataset, ledger)
 
 
 def flagged_tickers(ledger: LedgerConnection, dataset: str | None, tickers: Sequence[str]) -> set[str]:
     """Which of `tickers` a quality flag of the dataset (None: any) names: a flag of the
     grouped bars names the symbol, its unit is the market's day."""
-    test, params = in_list("ticker", tickers, "t")
-    where = test if dataset is None else f"dataset = :d AND {test}"
-    rows = ledger.query(f"SELECT DISTINCT ticker FROM quality_flags WHERE {where}", {"d": dataset, **params})
-    return {row.ticker for row in rows}
+    return _tickers_in("quality_flags", "ticker", tickers, dataset, ledger)
+
+
+def _tickers_in(
+    table: str, column: str, names: Sequence[str], dataset: str | None, ledger: LedgerConnection
+) -> set[str]:
+    """The distinct tickers of `table`'s rows (of `dataset`, None: any) whose `column` is
+    one of `names`: a universe's worth is asked in slices (`in_lists`)."""
+    found: set[str] = set()
+    for test, params in in_lists(column, names, "t"):
+        where = test if dataset is None else f"dataset = :d AND {test}"
+        rows = ledger.query(f"SELECT DISTINCT ticker FROM {table} WHERE {where}", {"d": dataset, **params})
+        found.update(row.ticker for row in rows)
+    return found
 
 
 def security_id_since(ledger: LedgerConnection) -> str | None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from support import at_stock_sqlite_limit
 
-from polyledger.ledger import AttemptRecord, Ledger, PlannedUnit, StoredFile
+from polyledger.ledger import AttemptRecord, FetchedUnit, Ledger, PlannedUnit, StoredFile
+from polyledger.requeue import retry_failed, retry_flagged, retry_stale
 
 D = dt.date
 
@@ -88,3 +90,78 @@ def test_retry_class_http_5xx_queues_every_server_error_and_only_those(ledger):
     assert retry_failed(ledger, "http_5xx") == 2
     pending = {r.ticker for r in ledger.query("SELECT ticker FROM units WHERE state = 'pending'")}
     assert pending == {"A", "B"}
+
+
+# a universe of every US listing: more tickers than a stock SQLite binds at once (32766)
+UNIVERSE = [f"T{i:05d}" for i in range(40_000)]
+HOW = ("failed", "flagged", "stale")
+INSIDE = dict(zip(HOW, UNIVERSE, strict=False))  # T00000 failed, T00001 flagged, T00002 stale
+OUTSIDE = {"failed": "ZFAIL", "flagged": "ZFLAG", "stale": "ZSTALE"}  # in no list given
+JANUARY = (D(2024, 1, 1), D(2024, 1, 31))
+FETCHED_BEFORE_SPLIT = dt.datetime(2024, 2, 1, tzinfo=dt.timezone.utc)
+
+
+def _settled(ledger: Ledger, ticker: str, how: str) -> int:
+    """`ticker`'s January unit planned, claimed and settled `how`: failed, flagged (done,
+    with a quality flag), or stale (done adjusted, before a split of March). Its id."""
+    ledger.add_units([PlannedUnit("minute", ticker, *JANUARY)])
+    (unit,) = ledger.claim("w", 60)
+    if how == "failed":
+        ledger.settle_failed(unit, AttemptRecord(error_class="http_500", error="server error"))
+        return unit.id
+    stored = StoredFile(f"minute/{ticker}/2024-01.parquet", 5, "x", 1)
+    clock, ledger.clock = ledger.clock, (lambda: FETCHED_BEFORE_SPLIT)
+    ledger.settle_fetched([FetchedUnit(unit, AttemptRecord(), stored)], how == "stale")
+    ledger.clock = clock
+    if how == "stale":
+        ledger.replace_splits(ticker, [("2024-03-01", 1.0, 2.0)])
+    if how == "flagged":
+        flag = {
+            "dataset": "minute",
+            "ticker": ticker,
+            "check_name": "ohlc",
+            "detail": "x",
+            "unit_id": unit.id,
+        }
+        flags = [*ledger.query("SELECT dataset, ticker, check_name, detail, unit_id FROM quality_flags")]
+        ledger.replace_quality_flags(["minute"], [*(row._asdict() for row in flags), flag])
+    return unit.id
+
+
+@pytest.fixture
+def universe_ledger(tmp_path):
+    """The universe's January planned (pending); of INSIDE's and of OUTSIDE's tickers one
+    unit settled each way; SQLite at a stock build's bound-variable limit."""
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        for how in HOW:
+            for ticker in (INSIDE[how], OUTSIDE[how]):
+                _settled(ledger, ticker, how)
+        ledger.add_units(PlannedUnit("minute", ticker, *JANUARY) for ticker in UNIVERSE)
+        at_stock_sqlite_limit(ledger)
+        yield ledger
+
+
+def _queued_of(ledger: Ledger, how: str) -> list[str]:
+    """Which of `how`'s two tickers (INSIDE's, OUTSIDE's) have their January pending now."""
+    rows = ledger.query(
+        "SELECT ticker FROM units WHERE state = 'pending' AND ticker IN (:inside, :outside)",
+        {"inside": INSIDE[how], "outside": OUTSIDE[how]},
+    )
+    return [row.ticker for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("how", "retry"),
+    [
+        ("failed", lambda ledger: retry_failed(ledger, "all", UNIVERSE, ["minute"])),
+        ("flagged", lambda ledger: retry_flagged(ledger, (), UNIVERSE, ["minute"])),
+        ("stale", lambda ledger: retry_stale(ledger, UNIVERSE)),
+    ],
+)
+def test_retry_of_a_universes_tickers_queues_theirs_past_sqlites_bound_variables(universe_ledger, how, retry):
+    """`retry` narrowed to a universe's 40,000 tickers (`--ticker` each, or from Python)
+    put them in one IN list: the check of unknown tickers and the reset each stopped with
+    'too many SQL variables' on a stock SQLite (32766). They are asked and reset in slices,
+    in one transaction: the universe's unit queued, OUTSIDE's left as it was."""
+    assert retry(universe_ledger) == 1
+    assert _queued_of(universe_ledger, how) == [INSIDE[how]]

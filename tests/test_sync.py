@@ -17,11 +17,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 from rich.console import Console
-from support import API_KEY, read_dataset, run_cli, truth
+from support import API_KEY, OLD_SQLITE_VARIABLES, at_stock_sqlite_limit, read_dataset, run_cli, truth
 
 from polyledger import sync_refs
 from polyledger.errors import AuthError, TransientError
-from polyledger.ledger import Ledger
+from polyledger.ledger import AttemptRecord, FetchedUnit, Ledger, PlannedUnit
 from polyledger.ledger.connection import LedgerConnection
 from polyledger.ledger.records import iso
 from polyledger.polygon.breaker import CircuitOpen
@@ -1112,3 +1112,32 @@ def test_a_split_the_api_lists_on_two_dates_is_not_fetched_again_every_night(tmp
     )
     nights = [sync_refs.refresh(ledger, store, None, "splits", dt.date(2022, 7, 1 + n)) for n in range(3)]  # type: ignore[arg-type]
     assert nights == [[], [], []], f"SHOP's splits unit queued again night after night: {nights}"
+
+
+def test_dividends_announced_for_more_tickers_than_sqlite_binds_at_once_requeue_each_ones_unit(
+    tmp_path, monkeypatch
+):
+    """A month without a sync: dividends announced since for 2,000 tickers. `refresh` queued
+    their settled units in one IN list, past the 999 bound variables of a SQLite before 3.32
+    (RHEL 8's system SQLite; 32766 since, which a universe's worth of corrections passes):
+    the sync stopped ('too many SQL variables') before its check was remembered, the same
+    every night. The tickers are reset in slices: each one's unit queued, no other."""
+    tickers = [f"T{i:04d}" for i in range(2_000)]
+    with Ledger(tmp_path / "ledger.db") as ledger:
+        ledger.add_units(
+            PlannedUnit("dividends", t, dt.date(2003, 1, 1), dt.date(2024, 2, 28), "all")
+            for t in ["QUIET", *tickers]
+        )
+        claimed = ledger.claim("w", 60, limit=len(tickers) + 1)
+        ledger.settle_fetched(
+            [FetchedUnit(unit, AttemptRecord(), None) for unit in claimed], None
+        )  # none held
+        at_stock_sqlite_limit(ledger, OLD_SQLITE_VARIABLES)
+        record = ("D1", dt.date(2024, 3, 1), 0.25)
+        monkeypatch.setattr(
+            sync_refs, "announced", lambda client, dataset, since: {t: {record} for t in tickers}
+        )
+        assert sync_refs.refresh(ledger, None, None, "dividends", dt.date(2024, 3, 20)) == tickers  # type: ignore[arg-type]
+        states = {row.ticker: row.state for row in ledger.query("SELECT ticker, state FROM units")}
+        assert ledger.setting(sync_refs.checked_key("dividends")) == "2024-03-20"
+    assert states == {"QUIET": "empty_confirmed", **dict.fromkeys(tickers, "pending")}

@@ -4,14 +4,14 @@ budget; their history stays in `unit_attempts`."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from polyledger.ledger.connection import _reconnecting
 from polyledger.ledger.moves import UnitMoves
 from polyledger.ledger.queries import stale_adjusted_query
-from polyledger.ledger.records import SeenUnit, in_list, iso
+from polyledger.ledger.records import SeenUnit, in_list, in_lists, iso
 from polyledger.ledger.states import UnitState
 from polyledger.listings import ListingChange
 
@@ -79,12 +79,14 @@ class Resets(UnitMoves):
         if checks:
             test, params = in_list("check_name", checks, "k")
             flagged += f" AND {test}"
-        if tickers:
-            test, names = in_list("ticker", tickers, "t")
-            flagged += f" AND {test}"
-            params = {**params, **names}
         settled = {UnitState.DONE, UnitState.EMPTY_CONFIRMED}
-        return self._reset_chosen(f"id IN ({flagged})", params, settled, (), datasets)
+        if not tickers:
+            return self._reset_chosen(f"id IN ({flagged})", params, settled, (), datasets)
+        # the flags' tickers, not their units': each slice of them inside the flags' query
+        of_datasets, params = _datasets_test(params, datasets)
+        return self._reset_ticker_slices(
+            lambda test: f"id IN ({flagged} AND {test}){of_datasets}", params, settled, tickers
+        )
 
     @_reconnecting
     def reset_relisted(self, changes: Sequence[ListingChange], datasets: Sequence[str]) -> int:
@@ -292,10 +294,33 @@ class Resets(UnitMoves):
         datasets: Sequence[str] = (),
     ) -> int:
         """reset_units on `where`, narrowed to some tickers and datasets when given."""
-        tests = [where]
-        for column, values, prefix in (("ticker", tickers, "t"), ("dataset", datasets, "d")):
-            if values:
-                test, names = in_list(column, values, prefix)
-                tests.append(test)
-                params = {**params, **names}
-        return self.reset_units(" AND ".join(tests), params, sources)
+        of_datasets, params = _datasets_test(params, datasets)
+        where += of_datasets
+        if not tickers:
+            return self.reset_units(where, params, sources)
+        return self._reset_ticker_slices(lambda test: f"{where} AND {test}", params, sources, tickers)
+
+    @_reconnecting
+    def _reset_ticker_slices(
+        self, chosen: Callable[[str], str], params: dict, sources: set[UnitState], tickers: Sequence[str]
+    ) -> int:
+        """reset_units on `chosen(test)` for each slice of `tickers` (`in_lists`: a universe's
+        in one IN list was past the database's bound variables), in one transaction: a
+        retry queues all of them or none. A unit moved by one slice is pending, no source
+        of another's: each is counted once."""
+        with self._write() as cursor:
+            return sum(
+                self._move(
+                    cursor, UnitState.PENDING, sources, chosen(test), {**params, **names}, sets="attempts = 0"
+                ).rowcount
+                for test, names in in_lists("ticker", tickers, "t")
+            )
+
+
+def _datasets_test(params: dict, datasets: Sequence[str]) -> tuple[str, dict]:
+    """` AND dataset IN (...)` when `datasets` are given (a few names: one IN list), and
+    `params` with theirs."""
+    if not datasets:
+        return "", params
+    test, names = in_list("dataset", datasets, "d")
+    return f" AND {test}", {**params, **names}

@@ -59,7 +59,7 @@ from polyledger.datasets.splits import SAME_SPLIT_WITHIN
 from polyledger.errors import InputError, counted, user_stacklevel
 from polyledger.ledger import SETTLED
 from polyledger.ledger.queries import OPEN_UTC
-from polyledger.ledger.records import in_list
+from polyledger.ledger.records import in_lists
 from polyledger.listings import EventOwners, Listing
 from polyledger.periods import ET, et_today, stored_date
 from polyledger.sync_refs import checked_key
@@ -104,15 +104,15 @@ def refuse_adjusted(download: Download, dataset: str, tickers: Sequence[str]) ->
     """One line, before any read, when the bars were fetched adjusted: adjusting them again
     would apply every split twice."""
     setting = download.ledger.query("SELECT value FROM settings WHERE key = 'adjusted'", {})
-    fetched = False
-    if tickers:
-        test, params = in_list("ticker", tickers, "t")
-        rows = download.ledger.query(
+    # the read's tickers in slices (`in_lists`): a market's worth is past any database's bound variables
+    fetched = any(
+        download.ledger.query(
             "SELECT count(*) AS n FROM units WHERE dataset = :d AND state = 'done' AND adjusted = :yes "
             f"AND {test}",
             {"d": dataset, "yes": True, **params},
-        )
-        fetched = rows[0].n > 0
+        )[0].n
+        for test, params in in_lists("ticker", tickers, "t")
+    )
     if fetched or (setting and setting[0].value == "true"):
         raise InputError(
             "this ledger's bars were fetched adjusted (adjusted=true): adjusting them on read would "
@@ -546,12 +546,13 @@ def _symbols_before(listings: Sequence[Listing], security: str, ticker: str, ex:
 
 
 def _split_rows(download: Download, symbols: Sequence[str]) -> list[tuple[str, dt.date, float, float]]:
-    if not symbols:
-        return []
-    test, params = in_list("ticker", symbols, "t")
-    rows = download.ledger.query(
-        f"SELECT ticker, execution_date, split_from, split_to FROM splits WHERE {test}", params
-    )
+    rows = [
+        row
+        for test, params in in_lists("ticker", symbols, "t")
+        for row in download.ledger.query(
+            f"SELECT ticker, execution_date, split_from, split_to FROM splits WHERE {test}", params
+        )
+    ]
     return [(row.ticker, stored_date(row.execution_date), row.split_from, row.split_to) for row in rows]
 
 
@@ -574,13 +575,8 @@ def _warn_unsettled(
     bars go past what their settled units know (`_warn_stale`)."""
     if not symbols:
         return
-    test, params = in_list("ticker", symbols, "t")
     for dataset in datasets:
-        rows = download.ledger.query(
-            f"SELECT ticker, state, fetched_at FROM units WHERE dataset = :d AND {test}",
-            {"d": dataset, **params},
-        )
-        units = {row.ticker: row for row in rows}
+        units = _units_of(download, dataset, symbols)
         states = {ticker: row.state for ticker, row in units.items()}
         loose = [f"{t} ({states.get(t, 'not planned')})" for t in symbols if states.get(t) not in SETTLED]
         if loose:
@@ -594,6 +590,19 @@ def _warn_unsettled(
             )
         if bars_to:
             _warn_stale(download, dataset, units, bars_to)
+
+
+def _units_of(download: Download, dataset: str, symbols: Sequence[str]) -> dict[str, Any]:
+    """{ticker: its unit of `dataset` (ticker, state, fetched_at)} of `symbols`, asked in
+    slices (`in_lists`): the symbols of a market's read are past any database's bound variables."""
+    return {
+        row.ticker: row
+        for test, params in in_lists("ticker", symbols, "t")
+        for row in download.ledger.query(
+            f"SELECT ticker, state, fetched_at FROM units WHERE dataset = :d AND {test}",
+            {"d": dataset, **params},
+        )
+    }
 
 
 def _warn_stale(

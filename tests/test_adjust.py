@@ -11,13 +11,16 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from support import at_stock_sqlite_limit
 
 import polyledger
+from polyledger import adjust
 from polyledger.adjust import UnsettledAdjustmentWarning
 from polyledger.datasets.reference import plan_reference
+from polyledger.download import STORED_BAR_SCHEMA
 from polyledger.errors import InputError
 from polyledger.fetch.runner import Run, RunOptions
-from polyledger.ledger import Ledger
+from polyledger.ledger import AttemptRecord, FetchedUnit, Ledger, PlannedUnit
 from polyledger.plan import plan
 from polyledger.storage import BarStore
 from polyledger.testing import Dividend, Listing, Split, StandInServer, SyntheticMarket
@@ -285,3 +288,28 @@ def test_a_dividend_stored_twice_is_applied_once(downloads, tmp_path):
         splits_only = dl.bars("day", tickers="DIVS", adjust="splits").collect()
     assert not once.equals(splits_only)  # the dividend is applied
     assert again.equals(once)
+
+
+def test_an_adjusted_read_of_more_tickers_than_sqlite_binds_at_once_asks_of_each(tmp_path):
+    """An adjusted read of the market's day bars (40,000 tickers) asked the ledger whether
+    they were fetched adjusted, how their splits' units stand and what their splits are,
+    each in one IN list: past a stock SQLite's 32766 bound variables the read stopped
+    ('too many SQL variables'). Asked in slices: not refused, the unsettled splits of every
+    ticker but T00001 said, T00001's split found."""
+    path = tmp_path / "ledger.db"
+    tickers = [f"T{i:05d}" for i in range(40_000)]
+    with Ledger(path) as ledger:
+        ledger.add_units(PlannedUnit("day", t, D(2024, 1, 1), D(2024, 12, 31)) for t in tickers)
+        ledger.add_units([PlannedUnit("splits", "T00001", D(2003, 1, 1), D(2024, 12, 31), "all")])
+        (unit,) = ledger.claim("w", 60, datasets=["splits"])
+        ledger.settle_fetched([FetchedUnit(unit, AttemptRecord(), None)], None)
+        ledger.replace_splits("T00001", [("2024-03-01", 1.0, 2.0)])
+    with polyledger.open(path, tmp_path / "data") as dl:
+        at_stock_sqlite_limit(dl.ledger)
+        adjust.refuse_adjusted(dl, "day", tickers)  # none fetched adjusted
+        with pytest.warns(
+            UnsettledAdjustmentWarning,
+            match=r"splits of 39999 tickers are not settled.*: T00000 \(not planned\), T00002",
+        ):
+            adjust.adjusted(dl, pl.LazyFrame(schema=STORED_BAR_SCHEMA), tickers, "splits", None)
+        assert adjust._split_rows(dl, tickers) == [("T00001", D(2024, 3, 1), 1.0, 2.0)]

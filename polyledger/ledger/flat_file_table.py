@@ -11,7 +11,7 @@ from typing import Any
 
 from polyledger.ledger.connection import _reconnecting
 from polyledger.ledger.moves import UnitMoves
-from polyledger.ledger.records import ClaimedUnit, in_list, iso
+from polyledger.ledger.records import ClaimedUnit, in_list, in_lists, iso
 from polyledger.ledger.states import UnitState
 from polyledger.periods import stored_date
 
@@ -257,8 +257,7 @@ class FlatFileTable(UnitMoves):
         units stay done, their reads recorded). Returns how many."""
         count = 0
         with self._write() as cursor:
-            for first in range(0, len(ids), 500):
-                where, params = in_list("id", ids[first : first + 500], "i")
+            for where, params in in_lists("id", ids, "i"):
                 count += cursor.execute(
                     f"UPDATE units SET file_path = NULL WHERE state = 'done' AND {where}", params
                 ).rowcount
@@ -271,9 +270,8 @@ class FlatFileTable(UnitMoves):
         return [row.id for row in rows]
 
     def reset_ids(self, ids: Sequence[int], sources: set[UnitState]) -> int:
-        """These units (by id, in `sources` states) back to pending, in batches."""
+        """These units (by id, in `sources` states) back to pending, in slices (`in_lists`)."""
         count = 0
-        for first in range(0, len(ids), 500):
-            where, params = in_list("id", ids[first : first + 500], "i")
+        for where, params in in_lists("id", ids, "i"):
             count += self.reset_units(where, params, sources)  # type: ignore[attr-defined]  # Resets
         return count

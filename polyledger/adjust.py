@@ -150,13 +150,14 @@ def adjusted(
     events = split_events(_split_rows(download, symbols), holders).filter(pl.col("date") <= horizon)
     if with_dividends:
         events = pl.concat([events, dividend_events(download, symbols, holders, events, horizon)])
+    rank = {ticker: i for i, ticker in enumerate(tickers)}  # looked up per listing: a set, not a list
     in_order = in_time_order or all(
-        _traded_in_read_order(group, tickers) for group in _by_security(listings, tickers).values()
+        _traded_in_read_order(group, rank) for group in _by_security(listings, rank).values()
     )
     return apply_steps(frame, factor_steps(events, as_of), in_time_order=in_order)
 
 
-def _by_security(listings: Sequence[Listing], tickers: Sequence[str]) -> dict[str | None, list[Listing]]:
+def _by_security(listings: Sequence[Listing], tickers: Mapping[str, int]) -> dict[str | None, list[Listing]]:
     groups: dict[str | None, list[Listing]] = defaultdict(list)
     for listing in listings:
         if listing.ticker in tickers:
@@ -164,11 +165,12 @@ def _by_security(listings: Sequence[Listing], tickers: Sequence[str]) -> dict[st
     return groups
 
 
-def _traded_in_read_order(group: Sequence[Listing], order: Sequence[str]) -> bool:
-    """Whether a security's bars, read one symbol's files after another's (in `order`, the
-    ledger's), come in time order: its symbols traded one after the other in that order
-    (a rename to a name that sorts after the old one), or it has one symbol."""
-    names = sorted({listing.ticker for listing in group}, key=list(order).index)
+def _traded_in_read_order(group: Sequence[Listing], rank: Mapping[str, int]) -> bool:
+    """Whether a security's bars, read one symbol's files after another's (in the ledger's
+    order, `rank`: symbol -> position), come in time order: its symbols traded one after
+    the other in that order (a rename to a name that sorts after the old one), or it has
+    one symbol."""
+    names = sorted({listing.ticker for listing in group}, key=rank.__getitem__)
     first = {n: min(x.first_day or dt.date.min for x in group if x.ticker == n) for n in names}
     last = {n: max(x.last_day or dt.date.max for x in group if x.ticker == n) for n in names}
     return all(last[a] < first[b] for a, b in zip(names, names[1:], strict=False))

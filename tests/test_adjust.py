@@ -309,7 +309,7 @@ def test_an_adjusted_read_of_more_tickers_than_sqlite_binds_at_once_asks_of_each
         adjust.refuse_adjusted(dl, "day", tickers)  # none fetched adjusted
         with pytest.warns(
             UnsettledAdjustmentWarning,
-            match=r"splits of 39999 tickers are not settled.*: T00000 \(not planned\), T00002",
+            match=r"splits of 39,999 tickers are not settled.*: T00000 \(not planned\), T00002",
         ):
             adjust.adjusted(dl, pl.LazyFrame(schema=STORED_BAR_SCHEMA), tickers, "splits", None)
         assert adjust._split_rows(dl, tickers) == [("T00001", D(2024, 3, 1), 1.0, 2.0)]

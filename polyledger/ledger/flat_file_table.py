@@ -229,10 +229,9 @@ class FlatFileTable(UnitMoves):
         units' periods, when `tickers` narrows them: another ticker's stale unit stays
         stale, its day file's change recorded), back to pending. Returns how many."""
         count = 0
+        asked = set(tickers)
         for dataset, day_dataset in routes.items():
-            stale = [
-                row for row in self.stale_flat(dataset, day_dataset) if not tickers or row.ticker in tickers
-            ]
+            stale = [row for row in self.stale_flat(dataset, day_dataset) if not asked or row.ticker in asked]
             count += self.reset_ids([row.id for row in stale], {UnitState.DONE, UnitState.EMPTY_CONFIRMED})
             spans = [(stored_date(row.period_start), stored_date(row.period_end)) for row in stale]
             days = [

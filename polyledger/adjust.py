@@ -48,9 +48,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import polars as pl
 
@@ -412,14 +412,14 @@ def _cash_per_ex_date(
     is one dividend (`_one_distribution`). Also returns those left out: paid in another
     currency than the bars'."""
     owners = EventOwners(listings)
-    listed: dict[tuple[str, dt.date], dict[str, list[tuple[float, str]]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    rows = dividends.select("ticker", "ex_dividend_date", "cash_amount", "currency").iter_rows()
-    for ticker, ex, cash, currency in rows:
+    listed: dict[tuple[str, dt.date], dict[str, list[_Cash]]] = defaultdict(lambda: defaultdict(list))
+    rows = dividends.select(
+        "ticker", "ex_dividend_date", "cash_amount", "currency", "distribution_type", "frequency"
+    ).iter_rows()
+    for ticker, ex, cash, currency, kind, frequency in rows:
         security = owners.security_on(ticker, ex)
         if security is not None:  # else no known company's
-            listed[(security, ex)][ticker].append((cash, currency))
+            listed[(security, ex)][ticker].append(_Cash(cash, currency, kind, frequency))
     _warn_unowned("dividends", owners)
     owned, skipped = [], []
     for (security, ex), by_symbol in listed.items():
@@ -434,22 +434,45 @@ def _cash_per_ex_date(
     return owned, skipped
 
 
-def _one_distribution(by_symbol: Mapping[str, list[tuple[float, str]]]) -> list[tuple[str, float, str]]:
+class _Cash(NamedTuple):
+    """One dividend record's cash event: its amount and what kind of payment it says."""
+
+    cash: float
+    currency: str
+    kind: str | None  # distribution_type: CD regular, SC special, ...
+    frequency: int | None
+
+    def same_event(self, other: _Cash) -> bool:
+        """The same cash event listed twice: the same amount, and no kind both records
+        give that differs (a field one leaves out is not known to differ)."""
+        return (
+            self.cash == other.cash
+            and self.currency.upper() == other.currency.upper()
+            and all(
+                a is None or b is None or a == b
+                for a, b in ((self.kind, other.kind), (self.frequency, other.frequency))
+            )
+        )
+
+
+def _one_distribution(by_symbol: Mapping[str, list[_Cash]]) -> list[tuple[str, float, str]]:
     """(ticker, cash, currency) of each dividend of one security's ex-date, from the records
-    listed under each of its symbols (each symbol's once already, `unique_dividends`). One
-    cash event listed under two symbols is one dividend whatever else the two records say:
-    the provider fills pay, record and declaration dates, frequency and type per record,
-    and has left them out of one. So an amount (in a currency) counts as many times as the
-    symbol listing it most often lists it: a regular and a special dividend of the same
-    amount, both under one symbol, stay two."""
-    most: dict[tuple[float, str], tuple[str, int]] = {}
-    for ticker, records in by_symbol.items():
-        for amount, times in Counter(records).items():
-            if amount not in most or times > most[amount][1]:
-                most[amount] = (ticker, times)
-    return [
-        (ticker, cash, currency) for (cash, currency), (ticker, times) in most.items() for _ in range(times)
-    ]
+    listed under each of its symbols (each symbol's once already, `unique_dividends`). A
+    record under another symbol that is the same cash event (`_Cash.same_event`: the
+    provider fills pay, record and declaration dates, frequency and type per record, and
+    has left them out of one) as one kept from another symbol is that one; each symbol's
+    own records are distinct events (a regular and a special dividend of one amount stay
+    two). The symbols listing most are taken first."""
+    kept: list[tuple[str, _Cash]] = []
+    for ticker, records in sorted(by_symbol.items(), key=lambda item: (-len(item[1]), item[0])):
+        others = list(range(len(kept)))  # every record kept so far is another symbol's
+        for record in records:
+            match = next((i for i in others if kept[i][1].same_event(record)), None)
+            if match is None:
+                kept.append((ticker, record))
+            else:
+                others.remove(match)  # one of this symbol's records stands for it, no other
+    return [(ticker, record.cash, record.currency) for ticker, record in kept]
 
 
 def _previous_closes(

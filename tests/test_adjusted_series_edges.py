@@ -530,3 +530,32 @@ def test_a_reverse_split_on_the_day_of_a_rename_listed_under_one_symbol_adjusts_
     )
     api_factor = market.dividend_records(listed_under)[0]["historical_adjustment_factor"]
     assert abs(dividend_factor[0] - api_factor) < 1e-6, (dividend_factor[0], api_factor)
+
+
+def test_a_regular_and_a_special_dividend_of_the_same_amount_listed_one_under_each_symbol_are_both_paid():
+    """RENCO (OLD until 2019-06-28, NEW after) pays a regular 0.25 and a special 0.25, both
+    ex 2019-05-06; OLD's record holds the regular one, NEW's the special one. Records under
+    two symbols that say different kinds (distribution_type CD vs SC, frequency 4 vs 0)
+    are two cash events; keyed on the amount alone they were one, the special dividend
+    dropped silently (a review, 2026-12-02). Two kinds given and differing: two events."""
+    from polyledger.adjust import _cash_per_ex_date
+    from polyledger.listings import Listing as Window
+
+    listings = [Window("OLD", None, D(2019, 6, 28), "RENCO"), Window("NEW", D(2019, 7, 1), None, "RENCO")]
+    ex = D(2019, 5, 6)
+    dividends = pl.DataFrame(
+        {
+            "ticker": ["OLD", "NEW"],
+            "ex_dividend_date": [ex, ex],
+            "declaration_date": [D(2019, 4, 1), D(2019, 4, 20)],
+            "record_date": [D(2019, 5, 7), D(2019, 5, 7)],
+            "pay_date": [D(2019, 5, 20), D(2019, 5, 20)],
+            "cash_amount": [0.25, 0.25],
+            "currency": ["USD", "USD"],
+            "frequency": [4, 0],
+            "distribution_type": ["CD", "SC"],
+        }
+    )
+    owned, skipped = _cash_per_ex_date(dividends, listings)
+    assert skipped == []
+    assert [(security, day, cash) for security, _, day, cash in owned] == [("RENCO", ex, 0.5)], owned

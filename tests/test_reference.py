@@ -15,7 +15,16 @@ import orjson
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from support import API_KEY, ScriptedClient, read_dataset, run_cli, truth
+from support import (
+    API_KEY,
+    OLD_SQLITE_VARIABLES,
+    LedgerClock,
+    ScriptedClient,
+    at_stock_sqlite_limit,
+    read_dataset,
+    run_cli,
+    truth,
+)
 
 import polyledger
 from polyledger.checks.audit import audit
@@ -804,3 +813,66 @@ def test_a_reverse_split_listed_under_the_symbol_left_on_the_day_of_a_rename_sta
             ("minute", "XYZ", "2019-06", "2019-07-15"),
             ("minute", "XYZ", "2019-07", "2019-07-15"),
         ], f"XYZ's months fetched before SMALLCO's reverse split listed under XYZ: stale {stale}"
+
+
+def _renamed_companies(ledger: Ledger, count: int) -> None:
+    """`count` companies, each trading as O{i} until 2019-06-28 and as N{i} from 2019-07-01,
+    each with a 1:2 split of 2019-03-04 listed under N{i} only (polygon-io/issues#253).
+    O00000's January is an adjusted month fetched before the split: stale by it."""
+    from polyledger.listings import Listing as Window
+
+    listings = []
+    for i in range(count):
+        listings += [
+            Window(f"O{i:05d}", None, dt.date(2019, 6, 28), f"CO{i:05d}", "universe_file"),
+            Window(f"N{i:05d}", dt.date(2019, 7, 1), None, f"CO{i:05d}", "universe_file"),
+        ]
+    ledger.record_listings(listings)
+    with ledger.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO splits (ticker, execution_date, split_from, split_to, recorded_at) VALUES "
+            + ", ".join(
+                f"('N{i:05d}', '2019-03-04', 1.0, 2.0, '2019-03-04T12:00:00.000Z')" for i in range(count)
+            )
+        )
+    _fetched_month(ledger, "O00000", "2019-01", "2019-02-20T12:00:00.000Z")
+
+
+@pytest.mark.parametrize(
+    ("variables", "companies"),
+    [(OLD_SQLITE_VARIABLES, 200), (32_766, 6_600)],
+    ids=["sqlite-before-3.32", "stock-sqlite"],
+)
+def test_the_stale_split_audit_runs_with_more_renamed_companies_splits_than_sqlite_binds(
+    tmp_path, variables, companies
+):
+    """The splits matched to another symbol of their company (a renamed company's splits
+    before its rename, listed under the later symbol) were bound five variables a row: 200
+    renamed companies stopped the stale check of `audit`, `status` and `retry --stale` on
+    a SQLite before 3.32 with 'too many SQL variables', 6,600 on a stock one (a review,
+    2026-12-02). They are one JSON value now, whatever their number."""
+    from polyledger.ledger.queries import stale_adjusted, stale_per_dataset
+
+    clock = LedgerClock(dt.datetime(2019, 8, 1, 12, tzinfo=dt.timezone.utc))
+    with Ledger(tmp_path / "ledger.db", clock=clock) as ledger:
+        _renamed_companies(ledger, companies)
+        at_stock_sqlite_limit(ledger, variables)
+        assert [tuple(row) for row in stale_adjusted(ledger)] == [
+            ("minute", "O00000", "2019-01", "2019-03-04")
+        ]
+        assert stale_per_dataset(ledger) == {"minute": 1}
+
+
+def test_retry_stale_of_a_universes_tickers_runs_on_an_old_sqlite_with_a_hundred_renamed_companies(tmp_path):
+    """`retry --stale` narrowed to tickers binds a slice of 500 tickers and the matched
+    splits in each statement: 100 renamed companies' splits (500 variables, as they were
+    bound) and a universe of 500 tickers were past a SQLite before 3.32 (999)."""
+    clock = LedgerClock(dt.datetime(2019, 8, 1, 12, tzinfo=dt.timezone.utc))
+    with Ledger(tmp_path / "ledger.db", clock=clock) as ledger:
+        _renamed_companies(ledger, 100)
+        universe = ["O00000", *(f"U{i:04d}" for i in range(499))]
+        ledger.add_units(
+            PlannedUnit("minute", t, dt.date(2019, 1, 1), dt.date(2019, 1, 31)) for t in universe[1:]
+        )
+        at_stock_sqlite_limit(ledger, OLD_SQLITE_VARIABLES)
+        assert retry_stale(ledger, universe) == 1

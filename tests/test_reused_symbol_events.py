@@ -207,3 +207,22 @@ def test_an_event_two_companies_of_a_reused_symbol_could_own_is_said_not_dropped
     said = [str(w.message) for w in caught if issubclass(w.category, UnsettledAdjustmentWarning)]
     assert any("X 2019-03-04" in line and "ACO" in line and "BCO" in line for line in said), said
     assert any("X 2019-05-06" in line for line in said), said
+
+
+def test_a_split_between_two_companies_swapping_a_symbol_within_days_is_left_out_and_said():
+    """ALFA trades as AAA until 2019-07-12 and as AAAX from 2019-07-15; BETA trades as BBB
+    until 2019-07-16 and as AAA from 2019-07-17. A 1:2 split of 2019-07-15 listed under AAA
+    is either's as the provider lists events: BETA's, listed under the symbol it took
+    days later (polygon-io/issues#253), or ALFA's, a split on its rename day listed under
+    the symbol it left. Neither rule outranks the other (a review asked for BETA's, the
+    rule before the left symbol's): the event is left out and said, never given to one
+    company by a guess that moves the other's prices."""
+    listings = [
+        Window("AAA", None, dt.date(2019, 7, 12), "ALFA"),
+        Window("AAAX", dt.date(2019, 7, 15), None, "ALFA"),
+        Window("BBB", None, dt.date(2019, 7, 16), "BETA"),
+        Window("AAA", dt.date(2019, 7, 17), None, "BETA"),
+    ]
+    owners = EventOwners(listings)
+    assert owners.security_on("AAA", dt.date(2019, 7, 15)) is None
+    assert owners.ambiguous == {("AAA", dt.date(2019, 7, 15)): {"ALFA", "BETA"}}

@@ -5,6 +5,7 @@ column name) or plain values. The SQL lives here so no module outside the ledger
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,12 +75,17 @@ _STALE_ADJUSTED = (
 # symbol's prices (the API adjusts the listing that split); one listed under the symbol
 # left, dated on the new one's first session (a reverse split and a rename on one day),
 # stales the symbol left only: the new one holds no bar before it. Those are few (renamed
-# companies' splits listed under another symbol), bound as a small table of (split's
-# symbol, date, the symbol then, that listing's window) and added to the splits, each
-# over its window.
-_ATTRIBUTED = (
-    "WITH attributed (split_ticker, execution_date, ticker, first_day, last_day) AS (VALUES {rows}) "
-)
+# companies' splits listed under another symbol, though every such split of the market's),
+# bound as one JSON array of (split's symbol, date, the symbol then, that listing's window)
+# rows, never a variable each (past any database's bound-variable limit), added to the
+# splits, each over its window.
+_ATTRIBUTED = {
+    "sqlite": "WITH attributed (split_ticker, execution_date, ticker, first_day, last_day) AS ("
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
+    "json_extract(value, '$[3]'), json_extract(value, '$[4]') FROM json_each(:attributed)) ",
+    "postgresql": "WITH attributed (split_ticker, execution_date, ticker, first_day, last_day) AS ("
+    "SELECT a->>0, a->>1, a->>2, a->>3, a->>4 FROM jsonb_array_elements(CAST(:attributed AS jsonb)) AS a) ",
+}
 _SPLITS_ATTRIBUTED = (
     "(SELECT ticker, execution_date, recorded_at, NULL AS first_day, NULL AS last_day FROM splits "
     "UNION ALL SELECT a.ticker, x.execution_date, x.recorded_at, a.first_day, a.last_day "
@@ -91,18 +97,14 @@ _INSIDE_WINDOW = (
 )
 
 
-def stale_adjusted_sql(dialect: str, attributed: int = 0) -> str:
+def stale_adjusted_sql(dialect: str, attributed: bool = False) -> str:
     """The query of stale adjusted units (id, dataset, ticker, period, execution_date) in
-    `dialect` ("sqlite", "postgresql"), as of `:now` (`stale_as_of`); with `attributed`
-    rows of splits matched to another symbol of their security (`stale_adjusted_query`)."""
+    `dialect` ("sqlite", "postgresql"), as of `:now` (`stale_as_of`); with `attributed`,
+    also of the splits matched to another symbol of their security, bound as the JSON
+    array `:attributed` (`stale_adjusted_query`)."""
     parts = {"attributed": "", "splits": "splits", "inside": ""}
     if attributed:
-        rows = ", ".join(f"(:as{i}, :ad{i}, :at{i}, :af{i}, :al{i})" for i in range(attributed))
-        parts = {
-            "attributed": _ATTRIBUTED.format(rows=rows),
-            "splits": _SPLITS_ATTRIBUTED,
-            "inside": _INSIDE_WINDOW,
-        }
+        parts = {"attributed": _ATTRIBUTED[dialect], "splits": _SPLITS_ATTRIBUTED, "inside": _INSIDE_WINDOW}
     return _STALE_ADJUSTED.format(late_until=_LATE_UNTIL[dialect], seen_before=_SEEN_BEFORE[dialect], **parts)
 
 
@@ -111,11 +113,9 @@ def stale_adjusted_query(ledger: LedgerConnection) -> tuple[str, dict[str, Any]]
     units of its own symbol and of its security's other symbols, and its parameters."""
     pairs = splits_of_other_symbols(ledger)
     params: dict[str, Any] = stale_as_of(ledger)
-    for i, row in enumerate(pairs):
-        params.update(
-            {f"{key}{i}": value for key, value in zip(("as", "ad", "at", "af", "al"), row, strict=True)}
-        )
-    return stale_adjusted_sql(ledger.dialect, len(pairs)), params
+    if pairs:
+        params["attributed"] = json.dumps(pairs)
+    return stale_adjusted_sql(ledger.dialect, bool(pairs)), params
 
 
 def splits_of_other_symbols(ledger: LedgerConnection) -> list[tuple[str, str, str, str | None, str | None]]:

@@ -935,9 +935,25 @@ def _forget(ledger_path: str, names: list[str]) -> None:
         if unknown:
             planned = ", ".join(sorted(remembered)) or "nothing"
             raise InputError(f"sync does not plan {', '.join(unknown)}: it plans {planned}")
+        _refuse_blind_adjusted(ledger, names, remembered)
         for name in names:
             ledger.forget_plans(name)
     _echo(f"sync no longer plans {', '.join(names)} (its units and files stay; `plan` it again to resume)")
+
+
+def _refuse_blind_adjusted(ledger, names: list[str], remembered: set[str]) -> None:  # type: ignore[no-untyped-def]
+    """Splits are what tells the adjusted bars sync goes on fetching stale (a split after
+    they were read): forgotten alone, a split would never be recorded again and those bars
+    would mix two share bases silently, night after night."""
+    from polyledger import datasets
+
+    still_synced = sorted(name for name in remembered - set(names) if datasets.get(name).adjustable)
+    if "splits" in names and still_synced and ledger.setting("adjusted") == "true":
+        both = " ".join(f"--forget {name}" for name in [*still_synced, "splits"])
+        raise InputError(
+            f"splits tell the adjusted {', '.join(still_synced)} bars sync fetches stale (a split after "
+            f"they were read): forget them too (`sync {both}`), or keep splits synced"
+        )
 
 
 def _interrupted() -> NoReturn:

@@ -329,9 +329,14 @@ class Sync:
                     failed = name
                     line += "; " + _unchecked_text(ledger, name, exc)
                 else:
-                    line += f"; {len(queued)} queued again for records announced since fetched" + (
-                        f" ({_some(queued)})" if queued else ""
+                    line += f"; {len(queued.changed)} queued again for records announced since fetched" + (
+                        f" ({_some(queued.changed)})" if queued.changed else ""
                     )
+                    if queued.unreadable:
+                        line += (
+                            f"; {len(queued.unreadable)} whose file could not be read queued again to be "
+                            f"fetched whole ({_some(queued.unreadable)})"
+                        )
             self.say(line)
             return failed
         first = remembered.first_day

@@ -17,6 +17,7 @@ import polars as pl
 
 from polyledger.datasets import dividends, splits
 from polyledger.datasets.reference import ReferenceEndpoint, results_frame
+from polyledger.errors import StorageError
 from polyledger.ledger import Ledger, queries
 from polyledger.polygon.client import PolygonClient
 from polyledger.polygon.fetch import FetchCost
@@ -80,37 +81,48 @@ def covered(ledger: Ledger, dataset: str) -> list[str]:
     return [row.ticker for row in queries.settled_reference_units(ledger, dataset)]
 
 
-def refresh(
-    ledger: Ledger, store: BarStore, client: PolygonClient, dataset: str, today: dt.date
-) -> list[str]:
+class Refresh(NamedTuple):
+    """What a refresh queued again: tickers whose records changed, and tickers whose file
+    could not be read (gone, damaged, a store that failed to answer): fetched whole again
+    rather than the night's bars left waiting on a file nobody repairs."""
+
+    changed: list[str]
+    unreadable: list[str]
+
+
+def refresh(ledger: Ledger, store: BarStore, client: PolygonClient, dataset: str, today: dt.date) -> Refresh:
     """Queue again the settled units of tickers with records announced or corrected since,
     or with records withdrawn or corrected since (dated inside the window, no longer listed
-    as held); returns those tickers. The check's date is remembered for the next sync, once
-    the check is done: a listing that fails raises before anything is queued or remembered,
-    and the next sync asks again from the last check that worked."""
+    as held), or whose file cannot be read. The check's date is remembered for the next
+    sync, once the check is done: a listing that fails raises before anything is queued or
+    remembered, and the next sync asks again from the last check that worked."""
     since = since_when(ledger, dataset)
     if since is None:
-        return []
+        return Refresh([], [])
     recent = announced(client, dataset, since)
     # files that may hold a record the listing should show: the ledger knows whose splits
     # are recent; a dividends file is read whenever done (None: all of them)
     dated = queries.tickers_with_splits_since(ledger, since) if dataset == "splits" else None
-    stale = []
+    stale, unreadable = [], []
     for row in queries.settled_reference_units(ledger, dataset):
         listed = recent.get(row.ticker, set())
         held: set[Record] = set()
         held_recent: set[Record] = set()  # dated inside the window: must still be listed
         readable = row.state == "done" and row.file_path
         if readable and (listed or dated is None or row.ticker in dated):
-            held, held_recent = _held(store, row.file_path, REFRESHED[dataset], since)
+            try:
+                held, held_recent = _held(store, row.file_path, REFRESHED[dataset], since)
+            except (OSError, StorageError, pl.exceptions.PolarsError):
+                unreadable.append(row.ticker)
+                continue
         unheld = listed - held
         if dataset == "splits":
             unheld = _not_kept_on_another_date(unheld, held, REFRESHED[dataset])
         if unheld or held_recent - listed:
             stale.append(row.ticker)
-    ledger.reset_settled(dataset, stale)
+    ledger.reset_settled(dataset, stale + unreadable)
     ledger.set_setting(checked_key(dataset), today.isoformat())
-    return stale
+    return Refresh(stale, unreadable)
 
 
 def _held(store: BarStore, path: str, listed: Refreshed, since: dt.date) -> tuple[set[Record], set[Record]]:

@@ -943,9 +943,9 @@ def test_a_record_without_an_id_is_never_taken_for_withdrawn(tmp_path, monkeypat
     ledger = SimpleNamespace(reset_settled=lambda dataset, tickers: queued.append(tickers),
                              set_setting=lambda key, value: None)  # fmt: skip
     monkeypatch.setattr(sync_refs, "announced", lambda client, dataset, since: {"CHAR": {s1}})
-    assert sync_refs.refresh(ledger, store, None, "splits", dt.date(2024, 3, 20)) == []  # type: ignore[arg-type]
+    assert sync_refs.refresh(ledger, store, None, "splits", dt.date(2024, 3, 20)).changed == []  # type: ignore[arg-type]
     monkeypatch.setattr(sync_refs, "announced", lambda client, dataset, since: {})  # S1 withdrawn
-    assert sync_refs.refresh(ledger, store, None, "splits", dt.date(2024, 3, 20)) == ["CHAR"]  # type: ignore[arg-type]
+    assert sync_refs.refresh(ledger, store, None, "splits", dt.date(2024, 3, 20)).changed == ["CHAR"]  # type: ignore[arg-type]
 
 
 def test_a_failed_splits_refresh_does_not_cost_the_nights_bars(work, monkeypatch):
@@ -1110,7 +1110,9 @@ def test_a_split_the_api_lists_on_two_dates_is_not_fetched_again_every_night(tmp
     ledger = SimpleNamespace(
         reset_settled=lambda dataset, tickers: queued.append(tickers), set_setting=lambda key, value: None
     )
-    nights = [sync_refs.refresh(ledger, store, None, "splits", dt.date(2022, 7, 1 + n)) for n in range(3)]  # type: ignore[arg-type]
+    nights = [
+        sync_refs.refresh(ledger, store, None, "splits", dt.date(2022, 7, 1 + n)).changed for n in range(3)
+    ]  # type: ignore[arg-type]
     assert nights == [[], [], []], f"SHOP's splits unit queued again night after night: {nights}"
 
 
@@ -1137,7 +1139,94 @@ def test_dividends_announced_for_more_tickers_than_sqlite_binds_at_once_requeue_
         monkeypatch.setattr(
             sync_refs, "announced", lambda client, dataset, since: {t: {record} for t in tickers}
         )
-        assert sync_refs.refresh(ledger, None, None, "dividends", dt.date(2024, 3, 20)) == tickers  # type: ignore[arg-type]
+        assert sync_refs.refresh(ledger, None, None, "dividends", dt.date(2024, 3, 20)).changed == tickers  # type: ignore[arg-type]
         states = {row.ticker: row.state for row in ledger.query("SELECT ticker, state FROM units")}
         assert ledger.setting(sync_refs.checked_key("dividends")) == "2024-03-20"
     assert states == {"QUIET": "empty_confirmed", **dict.fromkeys(tickers, "pending")}
+
+
+def _stored_minutes(ticker: str, first: dt.date, last: dt.date) -> pl.DataFrame:
+    stored = read_dataset(Path("data"), "minute").filter(pl.col("ticker") == ticker)
+    start = dt.datetime.combine(first, dt.time(5), tzinfo=dt.timezone.utc)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(5), tzinfo=dt.timezone.utc)
+    return stored.filter((pl.col("timestamp") >= start) & (pl.col("timestamp") < end))
+
+
+def test_a_split_withdrawn_after_it_executed_queues_the_months_read_on_its_basis(work, monkeypatch):
+    """CHAR's 1:2 split is announced for Friday 2024-03-01's open; Friday night's sync
+    records it and reads February again (its 29th was read too soon): the file holds
+    February halved. The provider then withdraws the split: Monday night's refresh sees
+    it gone, the ledger's `splits` drops it, and February, read on the withdrawn split's
+    basis, was judged by no split: never stale, never read again, CHAR's February and
+    March on two share bases, sync exit 0 (a review, 2026-12-02). A split no longer
+    listed after its open queues the adjusted units read since, before its date."""
+    feb = dt.date(2024, 2, 26), dt.date(2024, 2, 29)
+    with StandInServer(_char_splits(), api_keys=(API_KEY,)) as server:
+        _planned(server.url, "minute", "splits")
+        assert _sync_at(server.url, FIRST_NIGHT, monkeypatch).code == 0
+        server.market = _char_splits(Split(dt.date(2024, 3, 1), 1, 2))  # for Friday's open
+        friday = _sync_at(server.url, NEXT_NIGHT, monkeypatch)
+        assert friday.code == 0, friday.out + friday.err
+        halved = truth(server.market, "minute", "CHAR", *feb, adjusted=True)
+        assert _stored_minutes("CHAR", *feb)["close"].to_list() == halved["close"].to_list()
+        server.market = _char_splits()  # withdrawn
+        monday = _sync_at(server.url, "2024-03-04T22:30:00-05:00", monkeypatch)
+        served = truth(server.market, "minute", "CHAR", *feb, adjusted=True)
+    assert "1 queued again for records announced since fetched (CHAR)" in monday.out, monday.out
+    with Ledger("ledger.db", create=False) as ledger:
+        assert ledger.query("SELECT * FROM splits") == []
+    stored = _stored_minutes("CHAR", *feb)
+    assert stored.height == served.height > 0
+    assert stored["close"].to_list() == served["close"].to_list(), monday.out[-800:]
+    assert monday.code == 0, monday.out[-800:]
+
+
+def test_a_reference_file_that_cannot_be_read_is_fetched_again_and_the_nights_bars_still_are(
+    work, monkeypatch
+):
+    """The refresh reads every done dividends unit's file each night; one that cannot be
+    read (deleted by hand, damaged, an object store's failed GET) raised out of the night
+    before its run: the night's new session never fetched, no audit, a traceback for cron,
+    and so every night (a review, 2026-12-02). Its unit is queued again to be fetched
+    whole, said, and the night goes on."""
+    market = _char_with(dividends=(Dividend(dt.date(2024, 2, 14), 0.25),))
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        _planned(server.url, "grouped_daily", "dividends")
+        first = _sync_at(server.url, FIRST_NIGHT, monkeypatch)
+        assert first.code == 0, first.out + first.err
+        (Path("data") / "dividends" / "ticker=CHAR" / "part.parquet").unlink()
+        second = _sync_at(server.url, NEXT_NIGHT, monkeypatch)
+    assert second.code == 0, second.out + second.err
+    assert "1 whose file could not be read queued again to be fetched whole (CHAR)" in second.out, second.out
+    with Ledger("ledger.db", create=False) as ledger:
+        states = {
+            (row.dataset, row.period): row.state
+            for row in ledger.query(
+                "SELECT dataset, period, state FROM units WHERE dataset IN ('grouped_daily', 'dividends')"
+            )
+        }
+    assert states[("grouped_daily", "2024-03-01")] == "done", states
+    assert (Path("data") / "dividends" / "ticker=CHAR" / "part.parquet").exists()
+
+
+def test_forgetting_splits_while_adjusted_bars_are_synced_is_refused(work, monkeypatch):
+    """`sync --forget splits` alone left the adjusted minute bars sync goes on fetching
+    without the splits their stale check reads: CHAR's January, read the night before a
+    1:2 split, stayed on the old basis and every night exited 0 (a review, 2026-12-02).
+    Refused in one line, exit 2, naming what to forget with it; forgetting both works."""
+    with StandInServer(_char_splits(), api_keys=(API_KEY,)) as server:
+        built = run_cli("universe", "--out", "universe.csv", "--date", "2024-02-28", "--base-url", server.url)
+        assert built.code == 0, built.out + built.err
+        for args in (
+            ["--from", "2024-01-29", "--to", "2024-02-28", "--dataset", "minute"],
+            ["--dataset", "splits"],
+        ):
+            assert run_cli("plan", "--universe", "universe.csv", *args).code == 0
+        assert _sync_at(server.url, FIRST_NIGHT, monkeypatch).code == 0
+    refused = run_cli("sync", "--forget", "splits")
+    assert refused.code == 2 and refused.err.count("\n") == 1, refused.err
+    assert "adjusted minute bars" in refused.err and "--forget minute --forget splits" in refused.err
+    with Ledger("ledger.db", create=False) as ledger:
+        assert {plan.dataset for plan in ledger.remembered_plans()} >= {"minute", "splits"}
+    both = run_cli("sync", "--forget", "minute", "--forget", "splits")
+    assert both.code == 0, both.err

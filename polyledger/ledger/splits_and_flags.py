@@ -5,19 +5,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from polyledger.ledger.connection import LedgerConnection, _reconnecting
+from polyledger.ledger.connection import _reconnecting
+from polyledger.ledger.moves import UnitMoves
+from polyledger.ledger.queries import OPEN_UTC
 from polyledger.ledger.records import iso
+from polyledger.ledger.states import UnitState
+
+# adjusted bar units fetched after a split's open, before its date: on its basis
+_ON_SPLITS_BASIS = (
+    "dataset IN ('minute', 'day') AND ticker = :ticker AND adjusted AND period_start < :day "
+    "AND fetched_at >= :open"
+)
 
 
-class SplitsAndFlags(LedgerConnection):
+class SplitsAndFlags(UnitMoves):
     @_reconnecting
-    def replace_splits(self, ticker: str, splits: Sequence[tuple[str, float, float]]) -> None:
+    def replace_splits(self, ticker: str, splits: Sequence[tuple[str, float, float]]) -> int:
         """The ticker's known splits, (execution_date, split_from, split_to), replaced whole.
         A split unchanged in date and ratio keeps when it was first recorded: units fetched
         before then may predate the API's knowing of it (`queries.stale_adjusted_sql`). A
         split found by the ticker's first look (its splits never fetched before: planned
         after its bars, say) says nothing of when the API learnt of it: recorded as of its
-        own date, so only the units fetched before that date are stale by it."""
+        own date, so only the units fetched before that date are stale by it.
+
+        A split no longer listed (withdrawn, or its date or ratio corrected) after its open
+        leaves the ticker's adjusted units fetched since then, before its date, on a basis
+        the API no longer serves, and no split the stale check could judge them by: they
+        are queued again (returns how many)."""
         now = iso(self.clock())
         with self._write() as cursor:
             held = cursor.execute(
@@ -47,6 +61,20 @@ class SplitsAndFlags(LedgerConnection):
                     )
                     for day, split_from, split_to in splits
                 ],
+            )
+            listed = {(day, float(split_from), float(split_to)) for day, split_from, split_to in splits}
+            opened = [key for key in first if f"{key[0]}T{OPEN_UTC}" <= now]
+            withdrawn = {day for day, *ratio in opened if (day, *ratio) not in listed}
+            return sum(
+                self._move(
+                    cursor,
+                    UnitState.PENDING,
+                    {UnitState.DONE},
+                    _ON_SPLITS_BASIS,
+                    {"ticker": ticker, "day": day, "open": f"{day}T{OPEN_UTC}:00"},
+                    sets="attempts = 0",
+                ).rowcount
+                for day in sorted(withdrawn)
             )
 
     def replace_quality_flags(self, datasets: Sequence[str], flags: Iterable[dict]) -> int:

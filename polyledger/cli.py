@@ -842,6 +842,10 @@ def universe(
             _echo(f"{label}: {line}")
         if len(lines) > 10:
             _echo(f"... and {len(lines) - 10} more {label}s")
+    for line in report.other_details[:10]:
+        _echo(f"details left out: {line}")
+    if len(report.other_details) > 10:
+        _echo(f"... and {len(report.other_details) - 10} more details left out")
     for ticker, reason in report.failed_details[:20]:
         _echo(f"details failed: {ticker}: {reason}")
     if len(report.failed_details) > 20:

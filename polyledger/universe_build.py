@@ -91,6 +91,8 @@ class UniverseReport:
     unconfirmed_changes: list[str] = field(default_factory=list)
     # earlier symbols' windows ended before another company's listing of the symbol starts
     shortened: list[str] = field(default_factory=list)
+    # details left out: they name another company than the listing asked about
+    other_details: list[str] = field(default_factory=list)
 
     def funnel_text(self) -> str:
         return " -> ".join(f"{step} {count:,}" for step, count in self.funnel)
@@ -175,10 +177,11 @@ def build_universe(
         return report  # interrupted or stopped: a universe without all its details is not written
     report.failed_details = _failed(run.ledger, period)
 
+    joined = kept.join(
+        _details(run.ledger, run.store, period), on=["ticker", "_asked"], how="left", suffix="_details"
+    )
     table = (
-        kept.join(
-            _details(run.ledger, run.store, period), on=["ticker", "_asked"], how="left", suffix="_details"
-        )
+        _without_other_companies_details(joined, report)
         .with_columns(
             pl.coalesce("delisted_utc", "delisted_utc_details").alias("delisted_utc"),
             pl.lit(None, dtype=pl.Date).alias("first_date"),
@@ -246,18 +249,43 @@ def _build_units(kept: pl.DataFrame, day: dt.date, period: str) -> list[PlannedU
 
 
 def _details(ledger: Ledger, store: BarStore, period: str) -> pl.DataFrame:
+    """The build's details, one row per (ticker, date asked): two units asking the same
+    (a ledger planned by an earlier version named them apart) must not multiply a row."""
     schema = {
         "ticker": pl.String(),
         "list_date": pl.Date(),
         "market_cap": pl.Float64(),
         "delisted_utc": pl.String(),
+        "composite_figi": pl.String(),
+        "cik": pl.String(),
         "_asked": pl.String(),
     }
     frames = [
         store.read_parquet(path).with_columns(_asked=pl.lit(asked)).select(list(schema))
         for path, asked in queries.done_build_files(ledger, DETAILS.name, period)
     ]
-    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    found = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    return found.unique(["ticker", "_asked"], keep="first", maintain_order=True)
+
+
+def _without_other_companies_details(joined: pl.DataFrame, report: UniverseReport) -> pl.DataFrame:
+    """Details that name another company than the listing (a FIGI or CIK both give
+    differs) are the symbol's other holder's, as for a renamed symbol the inactive list
+    gives no delisted_utc (asked as of the build date): left out, reported, so the
+    listing has no list date or market cap rather than another company's."""
+    other = pl.lit(False)
+    for column in ("composite_figi", "cik"):
+        given, said = pl.col(column), pl.col(f"{column}_details")
+        other = other | (given.is_not_null() & said.is_not_null() & (given != said))
+    for ticker, asked, said in joined.filter(other).select("ticker", "_asked", "cik_details").iter_rows():
+        report.other_details.append(
+            f"{ticker} (as of {asked}): they are another company's (cik {said}), the symbol's other "
+            "holder: no list date or market cap"
+        )
+    dropped = ("list_date", "market_cap", "delisted_utc_details")
+    return joined.with_columns(
+        pl.when(other).then(None).otherwise(pl.col(column)).alias(column) for column in dropped
+    ).drop("composite_figi_details", "cik_details")
 
 
 def _events(ledger: Ledger, store: BarStore, period: str) -> pl.DataFrame:

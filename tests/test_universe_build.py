@@ -11,7 +11,10 @@ import requests
 from support import API_KEY, run_cli
 
 from polyledger.testing import Listing, StandInServer, SyntheticMarket
+from polyledger.universe import read_members
 from polyledger.universe_build import COLUMNS
+
+AS_OF = "2024-06-28"
 
 LISTINGS = [
     Listing("ALFA", bars_per_day=5),
@@ -27,6 +30,25 @@ LISTINGS = [
 @pytest.fixture
 def universe_market() -> SyntheticMarket:
     return SyntheticMarket(LISTINGS, seed=21)
+
+
+def _built(market: SyntheticMarket, *extra: str, out: str = "u.csv", date: str = AS_OF) -> str:
+    """What a build of `market` as of `date` printed (it must succeed)."""
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        built = run_cli("universe", "--out", out, "--base-url", server.url, "--date", date, *extra)
+    assert built.code == 0, built.out + built.err
+    return built.out
+
+
+def _rows_of(path: str, ticker: str) -> list[dict]:
+    table = pl.read_csv(path, infer_schema=False)
+    return [row for row in table.iter_rows(named=True) if row["ticker"] == ticker]
+
+
+def _windows_of(members: list, ticker: str) -> list[tuple]:
+    """(ticker, first day, last day) of every listing of the security `ticker` is on."""
+    (current,) = [m for m in members if m.ticker == ticker]
+    return [(m.ticker, m.first_day, m.last_day) for m in members if m.security_id == current.security_id]
 
 
 def test_universe_keeps_delisted_names_filters_and_reports_a_funnel(work, universe_market):
@@ -228,3 +250,63 @@ def test_a_cap_filter_drops_a_large_company_under_its_earlier_symbols_too(work):
     kept_narrow = set(pl.read_csv(work / "small.csv").get_column("ticker"))
     assert {"FACE", "MTVS"} <= kept_wide
     assert not {"FACE", "MTVS"} & kept_narrow and kept_narrow
+
+
+def _with_renamed_symbols_in_the_inactive_list(market: SyntheticMarket) -> SyntheticMarket:
+    """As the real tickers list gives a symbol its company renamed away from: in the
+    `active=false` pass, with no `delisted_utc` (polygon-api.md, "Renames": "the old symbol
+    disappears from the tickers list, often with no delisted_utc"). The stand-in leaves such
+    listings out of both passes altogether."""
+    real = market.ticker_list
+
+    def ticker_list(*, active: bool = True, date: dt.date | None = None) -> list[dict]:
+        rows = real(active=active, date=date)
+        if active:
+            return rows
+        for ticker in market.tickers:
+            for listing in market.listings_of(ticker):
+                if listing.renamed and listing.ended_by(date):
+                    row = market._summary(listing, date)
+                    assert row["active"] is False and "delisted_utc" not in row
+                    rows.append(row)
+        return sorted(rows, key=lambda row: str(row["ticker"]))
+
+    market.ticker_list = ticker_list  # type: ignore[method-assign]
+    return market
+
+
+def test_an_inactive_listing_without_delisted_utc_is_not_merged_with_the_symbols_new_holder(work):
+    """ABC: company "old" traded as ABC 2015-2020, then renamed itself ABCD; company "new"
+    took ABC in 2022 (the META case of polygon-api.md). The inactive pass lists the old ABC
+    with no delisted_utc, so both ABC rows are asked their details as of the build date,
+    and both answers are the new holder's. The join on (ticker, date asked) multiplied two
+    rows by two (ABC four times, the old company's carrying the new one's list date and
+    market cap, a file `plan` refused as a duplicate ticker; found by a review): now each
+    listing has one details row, none that names another company (reported), and the old
+    ABC's window is its company's ticker events' (2015 to the rename)."""
+    market = _with_renamed_symbols_in_the_inactive_list(
+        SyntheticMarket(
+            [
+                Listing(
+                    "ABC",
+                    dt.date(2015, 1, 2),
+                    dt.date(2020, 6, 30),
+                    bars_per_day=5,
+                    company="old",
+                    renamed=True,
+                ),
+                Listing("ABCD", dt.date(2020, 7, 1), bars_per_day=5, company="old"),
+                Listing("ABC", dt.date(2022, 3, 1), bars_per_day=5, company="new"),
+            ],
+            seed=4,
+        )
+    )
+    said = _built(market)
+    rows = _rows_of("u.csv", "ABC")
+    as_written = [tuple(row.values()) for row in rows]
+    assert len(as_written) == len(set(as_written)), "\n".join(map(str, as_written)) + said
+    read_members("u.csv")  # `plan` reads it: no duplicate ticker, no overlapping windows
+    new = market.reference("ABC")
+    old = [row for row in rows if row["cik"] != new["cik"]]
+    assert old and all(row["list_date"] != new["list_date"] for row in old), rows
+    assert f"details left out: ABC (as of {AS_OF}): they are another company's" in said, said

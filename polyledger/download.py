@@ -363,8 +363,8 @@ class Download:
         """reference(), its arguments checked (adjusting on read: a security's symbols)."""
         selected = self._selected(dataset, tickers, None, None)
         spec = datasets.get(dataset)
-        # one file per build date (details, ticker_events): each row says which build it
-        # is of, or a ticker's snapshots would read as copies of one another
+        # one file per date asked (details, ticker_events): each row says which date it is
+        # as of, or a ticker's snapshots would read as copies of one another
         snapshots = spec.per_build
         if not _files(selected):
             return pl.LazyFrame(schema={**spec.schema, **({"as_of": pl.Date} if snapshots else {})})
@@ -574,8 +574,9 @@ def _bars_to(selected: Sequence[Any], last: dt.date | None) -> dict[str, dt.date
 
 
 def _files(selected: list[Any]) -> list[str]:
-    # relative paths: the store reads them, local or remote
-    return [row.file_path for row in selected if row.state == UnitState.DONE]
+    # relative paths: the store reads them, local or remote; a file two units share (the
+    # details of one ticker as of one date, asked by two builds) is read once
+    return list(dict.fromkeys(row.file_path for row in selected if row.state == UnitState.DONE))
 
 
 def _warn_unsettled(dataset: str, selected: list[Any]) -> None:

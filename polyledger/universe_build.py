@@ -226,26 +226,28 @@ def _asked_dates(kept: pl.DataFrame, day: dt.date) -> list[str]:
 
 
 def _build_units(kept: pl.DataFrame, day: dt.date, period: str) -> list[PlannedUnit]:
-    """A details unit per listing and an events unit per active listing. A symbol's first
-    listing names its details unit by the build date; another listing of the same symbol
-    (a reused one) by the build date and the date asked, and files as of that date."""
-    units = []
-    seen: set[str] = set()
-    for ticker, asked_text, active, figi in kept.select(
-        "ticker", "_asked", "active", "composite_figi"
-    ).iter_rows():
-        asked = dt.date.fromisoformat(asked_text)
-        if ticker not in seen:
-            # period_start is the build date (names the unit's file); period_end the date asked
-            units.append(PlannedUnit(DETAILS.name, ticker, day, asked, period_name=period))
-        else:
-            name = f"{period}@{asked_text}"
-            units.append(PlannedUnit(DETAILS.name, ticker, asked, asked, period_name=name))
-        seen.add(ticker)
+    """A details unit per listing and an events unit per active listing."""
+    units = [
+        _details_unit(ticker, dt.date.fromisoformat(asked), day)
+        for ticker, asked in kept.select("ticker", "_asked").iter_rows()
+    ]
+    for ticker, active, figi in kept.select("ticker", "active", "composite_figi").iter_rows():
         if active:
             # by FIGI where known: given a ticker, the endpoint answers for whoever holds it now
             units.append(PlannedUnit(EVENTS.name, figi or ticker, day, day, period_name=period))
     return units
+
+
+def _details_unit(ticker: str, asked: dt.date, day: dt.date) -> PlannedUnit:
+    """The unit of a ticker's details as of `asked` for the build of `day`, named by the
+    question it asks: by the build date when asked as of it (its file under that date),
+    else by the build date and the date asked (its file under the date asked). Two
+    builds the same day (other filters) that ask one question share its unit; one that
+    asks another (an earlier listing's details) never gets the first one's answer."""
+    period = day.isoformat()
+    if asked == day:
+        return PlannedUnit(DETAILS.name, ticker, day, day, period_name=period)
+    return PlannedUnit(DETAILS.name, ticker, asked, asked, period_name=f"{period}@{asked.isoformat()}")
 
 
 def _details(ledger: Ledger, store: BarStore, period: str) -> pl.DataFrame:

@@ -228,7 +228,10 @@ def test_details_of_two_builds_read_back_with_the_date_each_is_as_of(work, unive
     with polyledger.open(work / "ledger.db", work / "data") as dl:
         details = dl.reference("details", tickers=["ALFA"]).collect()
         none = dl.reference("details", tickers=["ALFA"]).filter(pl.lit(False)).collect()
+        # delisted before both builds: asked as of its last session by each, one file read once
+        delisted = dl.reference("details", tickers=["BRAVO"]).collect()
     assert details.get_column("as_of").to_list() == [dt.date(2024, 3, 1), dt.date(2024, 6, 3)]
+    assert delisted.get_column("as_of").to_list() == [dt.date(2023, 4, 20)]
     assert details.get_column("ticker").to_list() == ["ALFA", "ALFA"]
     assert none.schema["as_of"] == pl.Date
 
@@ -310,3 +313,28 @@ def test_an_inactive_listing_without_delisted_utc_is_not_merged_with_the_symbols
     old = [row for row in rows if row["cik"] != new["cik"]]
     assert old and all(row["list_date"] != new["list_date"] for row in old), rows
     assert f"details left out: ABC (as of {AS_OF}): they are another company's" in said, said
+
+
+def test_a_same_day_build_with_other_filters_keeps_each_listings_own_details(work):
+    """XMT: an ETF delisted in 2020, then a common stock listed 2021. A build of ETFs asks
+    the delisted ETF's details as of 2020-06-30; a second build the same day, of common
+    stocks, asks the active XMT's as of the build date. Both units were named by the build
+    date alone and the ledger kept the first (`add_units` DO NOTHING): the common stock was
+    written with no list date and no market cap, its window reaching back over the ETF's
+    years and `--cap-max` keeping it whatever its size (found by a review). Now a details
+    unit is named by the question it asks (ticker, build date, date asked)."""
+    market = SyntheticMarket(
+        [
+            Listing("XMT", dt.date(2015, 1, 2), dt.date(2020, 6, 30), bars_per_day=5, type="ETF"),
+            Listing("XMT", dt.date(2021, 3, 1), bars_per_day=5),
+            Listing("ALFA", bars_per_day=5),
+        ],
+        seed=7,
+    )
+    _built(market, "--type", "ETF", out="etf.csv")
+    _built(market, "--type", "CS")
+    (row,) = _rows_of("u.csv", "XMT")
+    assert row["list_date"] == "2021-03-01", row
+    assert row["market_cap"] is not None, row
+    (etf,) = _rows_of("etf.csv", "XMT")
+    assert etf["list_date"] == "2015-01-02" and etf["delisted_utc"].startswith("2020-06-30"), etf

@@ -1,9 +1,10 @@
-"""Ticker details as of a date: one unit per ticker and build date (v3/reference/tickers/T),
+"""Ticker details as of a date: one unit per listing and build date (v3/reference/tickers/T),
 planned by `polyledger universe` (see universe_build.py).
 
     details/as_of=2024-03-01/ticker=AAPL/part.parquet
 
-One file per build date: a universe as of D reads its own details.
+One file per ticker and date asked: the build date, or the last day a listing delisted
+before it traded (`as_of` is that date). A universe as of D reads its own details.
 """
 
 from __future__ import annotations

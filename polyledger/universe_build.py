@@ -5,7 +5,7 @@ saying what each filter kept.
 The tickers list is a handful of pages (1,000 names each) and is read again each time.
 A symbol reused by another company is in it twice (the delisted listing, the active
 one): both are kept, each with its own window and security. The details (one request per
-listing) and the ticker events of each active listing (the symbols its company traded
+listing) and the ticker events of each company (`_events_id`: the symbols it traded
 under before) are `details` and `ticker_events` units in the ledger, so an interrupted
 build resumes where it stopped and a failed request is reported with its reason.
 """
@@ -226,16 +226,25 @@ def _asked_dates(kept: pl.DataFrame, day: dt.date) -> list[str]:
 
 
 def _build_units(kept: pl.DataFrame, day: dt.date, period: str) -> list[PlannedUnit]:
-    """A details unit per listing and an events unit per active listing."""
+    """A details unit per listing, an events unit per company asked (`_events_id`)."""
     units = [
         _details_unit(ticker, dt.date.fromisoformat(asked), day)
         for ticker, asked in kept.select("ticker", "_asked").iter_rows()
     ]
-    for ticker, active, figi in kept.select("ticker", "active", "composite_figi").iter_rows():
-        if active:
-            # by FIGI where known: given a ticker, the endpoint answers for whoever holds it now
-            units.append(PlannedUnit(EVENTS.name, figi or ticker, day, day, period_name=period))
+    asked = {
+        _events_id(row) for row in kept.select("ticker", "active", "composite_figi").iter_rows(named=True)
+    }
+    units.extend(
+        PlannedUnit(EVENTS.name, key, day, day, period_name=period) for key in sorted(asked - {None})
+    )
     return units
+
+
+def _events_id(row: dict) -> str | None:
+    """What a listing's ticker events are asked by: its composite FIGI, delisted or not (a
+    dead company's earlier symbols are history too), else an active listing's ticker.
+    Given a ticker the endpoint answers for whoever holds it now: never a delisted one's."""
+    return row["composite_figi"] or (row["ticker"] if row["active"] else None)
 
 
 def _details_unit(ticker: str, asked: dt.date, day: dt.date) -> PlannedUnit:
@@ -314,7 +323,7 @@ def _bound_reused(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseReport) -> pl.DataFrame:
-    """Each active listing's earlier symbols (its ticker events) become listings of its
+    """Each company's earlier symbols (its ticker events) become listings of its
     security, from each event's date to the day before the next symbol's; the listing
     itself starts at its own symbol's event (its `list_date` may be the company's IPO,
     when another company held the symbol). A change's date is where the trading around
@@ -323,12 +332,12 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
     twice, unless it is another company's: then the window ends the day before that
     company's listing starts (`_clear_of_others`); every event left out is reported."""
     rows = table.to_dicts()
-    holders = {(row["composite_figi"] or row["ticker"]): row for row in rows if row["active"]}
+    asked = _listings_by_events_id(rows)
     answers: list[tuple[dict, pl.DataFrame]] = []
     for (key,), answer in events.sort("date").group_by("ticker", maintain_order=True):
-        holder = holders.get(str(key))
-        if holder is None:
+        if str(key) not in asked:
             continue
+        holder = _holder(asked[str(key)], answer)
         other = _other_company(holder, answer)
         if other:
             report.skipped_events.append(f"{holder['ticker']}: events answered for {other}, not this company")
@@ -377,6 +386,24 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
     kept = _unclaimed_by_others(added, report)
     report.renamed.extend((row["ticker"], row.pop("_renamed_to")) for row in kept)
     return pl.DataFrame(rows + kept, schema=table.schema)
+
+
+def _listings_by_events_id(rows: list[dict]) -> dict[str, list[dict]]:
+    """The listings whose ticker events were asked, by the id asked (`_events_id`)."""
+    found: dict[str, list[dict]] = {}
+    for row in rows:
+        key = _events_id(row)
+        if key is not None:
+            found.setdefault(key, []).append(row)
+    return found
+
+
+def _holder(candidates: list[dict], answer: pl.DataFrame) -> dict:
+    """Of one company's listings the lists hold (asked by one FIGI), the one its events are
+    linked to: the active one, else the one under the symbol it took last; the others are
+    linked to it as symbols the lists already hold."""
+    taken = {symbol: day for day, symbol in answer.sort("date").select("date", "symbol").iter_rows()}
+    return max(candidates, key=lambda row: (bool(row["active"]), taken.get(row["ticker"], dt.date.min)))
 
 
 # (symbol, first day, the listing's row): where a listing of a symbol starts, and whose it is

@@ -338,3 +338,40 @@ def test_a_same_day_build_with_other_filters_keeps_each_listings_own_details(wor
     assert row["market_cap"] is not None, row
     (etf,) = _rows_of("etf.csv", "XMT")
     assert etf["list_date"] == "2015-01-02" and etf["delisted_utc"].startswith("2020-06-30"), etf
+
+
+def test_a_company_renamed_and_later_delisted_keeps_its_earlier_symbol(work):
+    """OLDA renamed itself NEWB in 2016; NEWB was delisted in 2021. Only NEWB is in the lists
+    (the renamed OLDA is in neither pass), and ticker events were asked for active listings
+    only, though the endpoint answers by composite FIGI for a delisted company just as well
+    (the stand-in does): OLDA's five years were in no listing, a dead company's history cut
+    short while every survivor's earlier symbols were kept (found by a review). Now a
+    delisted listing's events are asked by its FIGI."""
+    market = SyntheticMarket(
+        [
+            Listing(
+                "OLDA",
+                dt.date(2012, 1, 3),
+                dt.date(2016, 5, 31),
+                bars_per_day=5,
+                company="acme",
+                renamed=True,
+            ),
+            Listing("NEWB", dt.date(2016, 6, 1), dt.date(2021, 9, 30), bars_per_day=5, company="acme"),
+            Listing("ALFA", bars_per_day=5),
+        ],
+        seed=2,
+    )
+    with StandInServer(market, api_keys=(API_KEY,)) as server:
+        figi = market.reference("NEWB", dt.date(2021, 9, 30))["composite_figi"]
+        answer = requests.get(
+            f"{server.url}/vX/reference/tickers/{figi}/events",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=10,
+        ).json()["results"]
+        assert [e["ticker_change"]["ticker"] for e in answer["events"]] == ["NEWB", "OLDA"]
+    _built(market)
+    assert _windows_of(read_members("u.csv"), "NEWB") == [
+        ("NEWB", dt.date(2016, 6, 1), dt.date(2021, 9, 30)),
+        ("OLDA", dt.date(2012, 1, 3), dt.date(2016, 5, 31)),
+    ]

@@ -1,13 +1,14 @@
 """Ticker events: the symbols a company has traded under (`/vX/reference/tickers/{id}/events`,
-experimental), one unit per active listing and universe build date, keyed by the
-listing's composite FIGI (its ticker where it has none); planned by `polyledger
-universe`, which links each earlier symbol to the company's security.
+experimental), one unit per company and universe build date, keyed by a listing's
+composite FIGI, delisted or not (an active listing's ticker where it has none); planned by
+`polyledger universe`, which links each earlier symbol to the company's security.
 
     ticker_events/as_of=2024-03-01/ticker=BBG000MM2P62/part.parquet
 
 Given a ticker the endpoint answers for the company that holds it *now*, hence the FIGI;
 the answer's own composite FIGI and CIK are kept, so one for another company is dropped.
-It misses many delisted names (their renames are not found). A 404 (an id the endpoint
+It misses many delisted names (their renames are not found; a delisted listing without a
+FIGI is not asked: its ticker would be answered for its holder now). A 404 (an id the endpoint
 does not know) is an answer: no events.
 
 An event's date is known to within a few days only: the recorded answer for FB -> META

@@ -190,7 +190,7 @@ def build_universe(
         .drop("_asked", "delisted_utc_details")
     )
     table = _with_security_ids(_bound_reused(table))
-    table = _link_renames(table, _events(run.ledger, run.store, period), report)
+    table = _link_renames(table, _events(run.ledger, run.store, period), report, as_of=day)
     if cap_max is not None:
         # a delisted name often has no market cap: dropping it would bring survivorship bias
         # back; an earlier symbol of a company (its ticker events) has its company's, so a
@@ -322,7 +322,9 @@ def _bound_reused(table: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=table.schema) if rows else table
 
 
-def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseReport) -> pl.DataFrame:
+def _link_renames(
+    table: pl.DataFrame, events: pl.DataFrame, report: UniverseReport, as_of: dt.date | None = None
+) -> pl.DataFrame:
     """Each company's earlier symbols (its ticker events) become listings of its
     security, from each event's date to the day before the next symbol's; the listing
     itself starts at its own symbol's event (its `list_date` may be the company's IPO,
@@ -330,7 +332,8 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
     it puts it (`_placed_changes`). An answer for another company (FIGI or CIK differ)
     is dropped; a symbol the lists already hold for that window is linked, not added
     twice, unless it is another company's: then the window ends the day before that
-    company's listing starts (`_clear_of_others`); every event left out is reported."""
+    company's listing starts (`_clear_of_others`); every event left out is reported.
+    `as_of`: the build date (an active listing's last day known)."""
     rows = table.to_dicts()
     asked = _listings_by_events_id(rows)
     answers: list[tuple[dict, pl.DataFrame]] = []
@@ -344,18 +347,19 @@ def _link_renames(table: pl.DataFrame, events: pl.DataFrame, report: UniverseRep
             continue
         answers.append((holder, answer))
     companies = _placed_changes(answers, rows, report)
+    own: dict[int, dt.date | None] = {}
     for holder, changes in companies:
-        starts = [day for day, symbol in changes if symbol == holder["ticker"]]
-        if starts and len(changes) > 1:
-            holder["first_date"] = max(d for d in (holder["first_date"], max(starts)) if d is not None)
+        own[id(holder)] = start = _own_start(holder, changes, as_of)
+        if start is not None and len(changes) > 1:
+            holder["first_date"] = max(d for d in (holder["first_date"], start) if d is not None)
     # Earlier symbols are linked only once every holder starts at its own symbol: a
     # company that renamed into a symbol must not seem to hold it from its IPO while
     # another company's earlier window on that symbol is checked.
     added: list[dict] = []
     for holder, changes in companies:
         for start, symbol in changes:
-            if symbol == holder["ticker"]:
-                continue
+            if symbol == holder["ticker"] and start == own[id(holder)]:
+                continue  # the listing itself; an earlier window under its symbol is history
             later = [day for day, _ in changes if day > start]
             if not later or sum(1 for day, _ in changes if day == start) > 1:
                 report.skipped_events.append(
@@ -404,6 +408,17 @@ def _holder(candidates: list[dict], answer: pl.DataFrame) -> dict:
     linked to it as symbols the lists already hold."""
     taken = {symbol: day for day, symbol in answer.sort("date").select("date", "symbol").iter_rows()}
     return max(candidates, key=lambda row: (bool(row["active"]), taken.get(row["ticker"], dt.date.min)))
+
+
+def _own_start(holder: dict, changes: list[tuple[dt.date, str]], as_of: dt.date | None) -> dt.date | None:
+    """Where the holder's listing starts: the latest start of its symbol on or before its
+    last day (its delisting, else `as_of`), not any later one (a company that returned to
+    an earlier symbol held it before too, and that window is its history); the latest of
+    all when none is (the events and the lists disagree). None: its symbol never starts."""
+    starts = [day for day, symbol in changes if symbol == holder["ticker"]]
+    last = _delisted_day(holder["delisted_utc"]) or as_of
+    held = [day for day in starts if last is None or day <= last]
+    return max(held or starts, default=None)
 
 
 # (symbol, first day, the listing's row): where a listing of a symbol starts, and whose it is

@@ -375,3 +375,32 @@ def test_a_company_renamed_and_later_delisted_keeps_its_earlier_symbol(work):
         ("NEWB", dt.date(2016, 6, 1), dt.date(2021, 9, 30)),
         ("OLDA", dt.date(2012, 1, 3), dt.date(2016, 5, 31)),
     ]
+
+
+def test_a_company_that_returned_to_an_earlier_symbol_keeps_its_first_window_under_it(work):
+    """RTN traded as RTN 2012-2016, as RTNX 2016-2019, and as RTN again since. Its events
+    are RTN, RTNX, RTN: the active RTN started at its latest start (2019) and every change
+    into the holder's own symbol was skipped, so RTN's 2012-2016 was in no listing (found
+    by a review). Now only the change that starts the listing itself is."""
+    market = SyntheticMarket(
+        [
+            Listing(
+                "RTN", dt.date(2012, 1, 3), dt.date(2016, 5, 31), bars_per_day=5, company="rtn", renamed=True
+            ),
+            Listing(
+                "RTNX", dt.date(2016, 6, 1), dt.date(2019, 8, 30), bars_per_day=5, company="rtn", renamed=True
+            ),
+            Listing("RTN", dt.date(2019, 9, 3), bars_per_day=5, company="rtn"),
+        ],
+        seed=5,
+    )
+    said = _built(market)
+    members = read_members("u.csv")
+    windows = sorted((m.ticker, m.first_day, m.last_day) for m in members)
+    assert ("RTN", dt.date(2012, 1, 3), dt.date(2016, 5, 31)) in windows, (windows, said)
+    assert windows == [
+        ("RTN", dt.date(2012, 1, 3), dt.date(2016, 5, 31)),
+        ("RTN", dt.date(2019, 9, 3), None),
+        ("RTNX", dt.date(2016, 6, 1), dt.date(2019, 9, 2)),
+    ]
+    assert len({m.security_id for m in members}) == 1, members

@@ -341,7 +341,7 @@ def _link_renames(
         if str(key) not in asked:
             continue
         holder = _holder(asked[str(key)], answer)
-        other = _other_company(holder, answer)
+        other = _other_company(holder, answer) or _later_holder(holder, answer, as_of)
         if other:
             report.skipped_events.append(f"{holder['ticker']}: events answered for {other}, not this company")
             continue
@@ -689,6 +689,28 @@ def _other_company(holder: dict, answer: pl.DataFrame) -> str | None:
         if holder.get(column) and said and holder[column] not in said:
             return f"{column} {', '.join(sorted(said))}"
     return None
+
+
+def _later_holder(holder: dict, answer: pl.DataFrame, as_of: dt.date | None) -> str | None:
+    """The company an events answer is about when it is not the holder's, told by its
+    dates: an answer no FIGI or CIK ties to the holder (asked by ticker, it is the symbol's
+    holder *now*) that starts the holder's symbol only after the holder's last day (its
+    delisting, else the build date; `SLACK` for an event's date a few days late) is a later
+    holder's. None: it is the holder's, or nothing says otherwise."""
+    if any(
+        holder.get(column) and holder[column] in answer.get_column(column).to_list()
+        for column in ("composite_figi", "cik")
+    ):
+        return None
+    last = _delisted_day(holder["delisted_utc"]) or as_of
+    starts = [
+        day for day, symbol in answer.select("date", "symbol").iter_rows() if symbol == holder["ticker"]
+    ]
+    if last is None or not starts or min(starts) <= last + SLACK:
+        return None
+    return (
+        f"the company that took {holder['ticker']} on {min(starts)}, after this listing's last day ({last})"
+    )
 
 
 def _listed_over(rows: list[dict], symbol: str, window: tuple[dt.date, dt.date], holder: dict) -> list[dict]:

@@ -430,3 +430,83 @@ def test_adjusted_other_than_a_boolean_is_bad_shape_never_a_page_that_does_not_s
         decode_aggregates(render(envelope(two_bars(), adjusted="false")))
     assert raised.value.error_class in ("bad_shape", "invalid_json")
     assert decode_aggregates(render(envelope(two_bars(), ticker="BRK.A"))).ticker == "BRK.A"
+
+
+# --- found by a review of the data path (2026-12-02) ---------------------------------------
+
+_SECOND = dict(BAR, t=BAR["t"] + 60_000, c=3.0)
+
+
+def _page(array: bytes, count: int = 2, **fields: object) -> bytes:
+    head = {"ticker": "AAPL", "status": "OK", "adjusted": True, "request_id": "rq", "resultsCount": count}
+    head.update(fields)
+    return orjson.dumps(head)[:-1] + b',"results":[' + array + b"]}"
+
+
+@pytest.mark.parametrize(
+    "next_url", [[NEXT], {"href": NEXT}, 1704205920000, True], ids=["list", "object", "number", "true"]
+)
+def test_a_next_url_that_is_not_a_string_is_never_taken_as_the_last_page(next_url):
+    """The fast path kept next_url only when a string: anything else became None, the
+    range's last page, every later bar lost without a word (the general path refuses a
+    list or an object, and keeps a number as a URL the progress guard refuses)."""
+    body = _page(orjson.dumps(BAR) + b"," + orjson.dumps(_SECOND), next_url=next_url)
+    try:
+        page = decode_aggregates(body)
+    except TransientError as exc:
+        assert exc.error_class in ("bad_shape", "invalid_json")
+        return
+    assert page.next_url is not None, "a page that says there is more was taken as the last one"
+
+
+def test_next_url_given_twice_is_bad_shape_on_every_path():
+    """A key given twice is bad_shape, never one of them guessed: the fast path's orjson
+    took the last, here the null that ends the range, though the page also says there is
+    more."""
+    array = orjson.dumps(BAR) + b"," + orjson.dumps(_SECOND)
+    body = b'{"status":"OK","ticker":"AAPL","resultsCount":2,"next_url":"' + NEXT.encode() + b'","results":['
+    body += array + b'],"next_url":null}'
+    with pytest.raises(TransientError) as general:
+        _decode_general(body)
+    assert "twice" in str(general.value)
+    with pytest.raises(TransientError) as raised:
+        decode_aggregates(body)
+    assert raised.value.error_class == "bad_shape"
+
+
+@pytest.mark.parametrize("layout", [b",", b",\n"], ids=["compact", "laid-out"])
+def test_a_transaction_count_beyond_int64_is_never_stored_as_missing(layout):
+    """`n` above 2**63-1 was an integer to misshapen_bars and null to polars' readers:
+    stored as "no count sent" where the JSON sent one. Refused (bad_shape)."""
+    big = 2**63
+    second = (
+        orjson.dumps({k: v for k, v in _SECOND.items() if k != "n"})[:-1]
+        + b',"n":'
+        + str(big).encode()
+        + b"}"
+    )
+    body = _page(orjson.dumps(BAR) + layout + second)
+    try:
+        page = decode_aggregates(body)
+    except TransientError as exc:
+        assert exc.error_class == "bad_shape"
+        return
+    assert page.bars.get_column("n").to_list()[1] == big
+
+
+@pytest.mark.parametrize(
+    ("text", "read_as"),
+    [(b'"o":.5', 0.5), (b'"o":+1.5', 1.5), (b'"o":01.5', 1.5)],
+    ids=["leading-dot", "plus-sign", "leading-zero"],
+)
+def test_a_compact_page_is_read_leniently_only_where_its_values_are_not_in_doubt(text, read_as):
+    """By design (`aggs._read_uniform`): numbers JSON forbids but that say one value are
+    read as that value (proving every page JSON would cost what the CSV read saves); a
+    value that does not parse as its column's type is still refused."""
+    second = orjson.dumps(_SECOND).replace(b'"o":1.5', text)
+    page = decode_aggregates(_page(orjson.dumps(BAR) + b"," + second))
+    assert page.bars.get_column("o").to_list() == [1.5, read_as]
+    with pytest.raises(TransientError):
+        decode_aggregates(
+            _page(orjson.dumps(BAR) + b"," + orjson.dumps(_SECOND).replace(b'"o":1.5', b'"o":"1.5"'))
+        )

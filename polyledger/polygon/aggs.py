@@ -91,9 +91,12 @@ def _decode_fast(body: bytes) -> AggregatesPage | None:
         head, tail = body[:start], body[end + 1 :]
         if _CUT in head or _CUT in tail:  # only the envelope is read with it (not the array)
             return None
-        envelope = orjson.loads(head + _CUT + tail)
+        envelope_text = head + _CUT + tail
+        envelope = orjson.loads(envelope_text)
         if not isinstance(envelope, dict) or envelope.get("results") != _CUT_TEXT:
             return None  # not the top-level array: only a full parse can tell which it is
+        if misshapen_bars(envelope_text):
+            return None  # a key given twice (orjson keeps the last): the general path refuses it
         if envelope.get("status") not in SUCCESS_STATUSES:
             return None
         # the array is searched in place, not copied (a page holds several MiB of it)
@@ -116,6 +119,8 @@ def _decode_fast(body: bytes) -> AggregatesPage | None:
         ticker = envelope.get("ticker")
         if "adjusted" in envelope and not isinstance(adjusted, bool):
             return None  # the general path says what is wrong
+        if next_url is not None and not isinstance(next_url, str):
+            return None  # more pages said some other way: never taken for the last page
         return AggregatesPage(
             bars=bars,
             next_url=next_url if isinstance(next_url, str) and next_url else None,
@@ -142,7 +147,14 @@ def _read_uniform(body: bytes, start: int = 0, end: int | None = None) -> pl.Dat
     as columns, with no quote character: a key is accepted only as it is written in the
     first bar, quotes included, and a value must parse as its column's type as it stands
     (a quoted string is no number). About 0.3 CPU s per million bars less than reading the
-    same bars as newline-delimited JSON, where each bar's keys are looked up one by one."""
+    same bars as newline-delimited JSON, where each bar's keys are looked up one by one.
+
+    Lenient where the meaning is not in doubt, by design: text no JSON reader takes but
+    whose every bar still reads as its keys and values, in order (`+1`, `.5`, `01`, `True`,
+    a `:` or no `,` between two bars, a `,` for a `:`) is read as it says. Proving the
+    array JSON costs what this read saves (a whole parse 1.2 CPU s per million bars, the
+    separators counted 0.25: bench/RESULTS.md 2026-12-02); a page is gzip-checked on the
+    way, and a value that does not parse as its column's type is refused."""
     end = len(body) if end is None else end
     first_end = body.find(b"}", start, end)
     try:
@@ -182,6 +194,9 @@ def _read_uniform(body: bytes, start: int = 0, end: int | None = None) -> pl.Dat
     )
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def misshapen_bars(array: bytes) -> str | None:
     """What is wrong with a `results` array's values (or a body's), None when nothing: checked before
     polars' JSON readers, which take a schema by coercing (a fraction read as the integer
@@ -198,7 +213,9 @@ def misshapen_bars(array: bytes) -> str | None:
             if kind == pl.Boolean:
                 fits = isinstance(value, bool)
             elif kind == pl.Int64:
-                fits = isinstance(value, int) and not isinstance(value, bool)
+                # beyond int64 the readers make it null: "not sent", where the JSON sent one
+                integer = isinstance(value, int) and not isinstance(value, bool)
+                fits = integer and _INT64_MIN <= value <= _INT64_MAX  # type: ignore[operator]
             else:
                 fits = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not fits:

@@ -772,6 +772,17 @@ def test_a_split_the_api_withdrew_leaves_the_ledger(work, monkeypatch):
     assert held == [], f"the ledger still holds a split the API no longer has: {held}"
 
 
+def _char_universe_planned(url: str) -> None:
+    """CHAR's universe built as of 2024-02-28, its minute bars planned from 2024-01-29 and its splits."""
+    built = run_cli("universe", "--out", "universe.csv", "--date", "2024-02-28", "--base-url", url)
+    assert built.code == 0, built.out + built.err
+    for args in (
+        ["--from", "2024-01-29", "--to", "2024-02-28", "--dataset", "minute"],
+        ["--dataset", "splits"],
+    ):
+        assert run_cli("plan", "--universe", "universe.csv", *args).code == 0
+
+
 def test_a_month_fetched_the_evening_before_a_split_is_stale(work, monkeypatch):
     """The documented nightly sync (22:30 New York) fetches CHAR's January on Thursday
     evening, 2024-02-29; the API rebases its adjusted prices for a 1:2 split taking effect
@@ -780,13 +791,7 @@ def test_a_month_fetched_the_evening_before_a_split_is_stale(work, monkeypatch):
     The ledger stamps the fetch in UTC, 2024-03-01T03:30Z, the split's date. (February is
     read again on Friday night anyway: it holds Thursday's session.)"""
     with StandInServer(_char_splits(), api_keys=(API_KEY,)) as server:
-        built = run_cli("universe", "--out", "universe.csv", "--date", "2024-02-28", "--base-url", server.url)
-        assert built.code == 0, built.out + built.err
-        for args in (
-            ["--from", "2024-01-29", "--to", "2024-02-28", "--dataset", "minute"],
-            ["--dataset", "splits"],
-        ):
-            assert run_cli("plan", "--universe", "universe.csv", *args).code == 0
+        _char_universe_planned(server.url)
         first = _sync_at(server.url, FIRST_NIGHT, monkeypatch)
         assert first.code == 0, first.out + first.err
         # the split is announced (and applied by the API) for Friday's open
@@ -1215,13 +1220,7 @@ def test_forgetting_splits_while_adjusted_bars_are_synced_is_refused(work, monke
     1:2 split, stayed on the old basis and every night exited 0 (a review, 2026-12-02).
     Refused in one line, exit 2, naming what to forget with it; forgetting both works."""
     with StandInServer(_char_splits(), api_keys=(API_KEY,)) as server:
-        built = run_cli("universe", "--out", "universe.csv", "--date", "2024-02-28", "--base-url", server.url)
-        assert built.code == 0, built.out + built.err
-        for args in (
-            ["--from", "2024-01-29", "--to", "2024-02-28", "--dataset", "minute"],
-            ["--dataset", "splits"],
-        ):
-            assert run_cli("plan", "--universe", "universe.csv", *args).code == 0
+        _char_universe_planned(server.url)
         assert _sync_at(server.url, FIRST_NIGHT, monkeypatch).code == 0
     refused = run_cli("sync", "--forget", "splits")
     assert refused.code == 2 and refused.err.count("\n") == 1, refused.err

@@ -53,13 +53,14 @@ _SEEN_BEFORE = {
 # not cure it (`audit` exiting 1 night after night on an alarm nobody can clear).
 # Timestamps are fixed-width ISO text, compared as text.
 OPEN_UTC = "14:30"  # a fetch at or after it (UTC) on an event's day has seen the event
+ADJUSTED_BARS = "('minute', 'day')"  # the bar datasets asked adjusted: what a split rebases
 _STALE_ADJUSTED = (
     # CROSS JOIN keeps SQLite's join order: the few splits first, then each one's units by index
     # (PostgreSQL plans it as the inner join it is). Portable: no ON after CROSS JOIN, and
     # `adjusted` is a boolean there (u.adjusted = 1 would not compare)
     "{attributed}SELECT u.id, u.dataset, u.ticker, u.period, max(s.execution_date) AS execution_date "
     "FROM {splits} s CROSS JOIN units u "
-    "WHERE u.dataset IN ('minute', 'day') AND u.ticker = s.ticker AND u.state = 'done' AND u.adjusted "
+    f"WHERE u.dataset IN {ADJUSTED_BARS} AND u.ticker = s.ticker AND u.state = 'done' AND u.adjusted "
     "{inside}"
     f"AND u.period_start < s.execution_date AND s.execution_date || 'T{OPEN_UTC}:00' <= :now "
     f"AND (u.fetched_at < s.execution_date || 'T{OPEN_UTC}:00' "

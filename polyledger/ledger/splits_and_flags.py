@@ -7,13 +7,13 @@ from collections.abc import Iterable, Sequence
 
 from polyledger.ledger.connection import _reconnecting
 from polyledger.ledger.moves import UnitMoves
-from polyledger.ledger.queries import OPEN_UTC
+from polyledger.ledger.queries import ADJUSTED_BARS, OPEN_UTC
 from polyledger.ledger.records import iso
 from polyledger.ledger.states import UnitState
 
 # adjusted bar units fetched after a split's open, before its date: on its basis
 _ON_SPLITS_BASIS = (
-    "dataset IN ('minute', 'day') AND ticker = :ticker AND adjusted AND period_start < :day "
+    f"dataset IN {ADJUSTED_BARS} AND ticker = :ticker AND adjusted AND period_start < :day "
     "AND fetched_at >= :open"
 )
 
